@@ -1,0 +1,96 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Express } from 'express';
+import { Redis } from 'ioredis';
+import type { Config } from '@infer/config';
+import { JobStore, JobWaiters } from '@infer/job-store';
+import type { Logger } from '@infer/logger';
+import { ModelRepository } from '@infer/models';
+import { createApp } from './app.js';
+import { QueueRegistry } from './jobs/queue-registry.js';
+
+export interface Gateway {
+  app: Express;
+  models: ModelRepository;
+  waiters: JobWaiters;
+  /** Listen on `port` (0 for any free one); resolves with the port. */
+  listen(port?: number, host?: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * Wire a gateway from config: Redis connections, model repository, job
+ * store and queues. Used by main.ts and by the integration tests alike.
+ */
+export async function createGateway(config: Config, logger: Logger, options: { models?: ModelRepository } = {}): Promise<Gateway> {
+  const redisOptions = {
+    // Fail fast while Redis is down (answered as 503) instead of queueing
+    // commands in memory and hanging the request.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 5000,
+    lazyConnect: true,
+  };
+  const redis = new Redis(config.redisUrl, { ...redisOptions, enableAutoPipelining: true });
+  const bullConnection = new Redis(config.redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
+  const subscriber = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: null });
+  for (const conn of [redis, bullConnection, subscriber]) {
+    conn.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
+  }
+  const ownModels = !options.models;
+  const models = options.models ?? (await ModelRepository.load(config.modelRepository));
+  await Promise.all([redis.connect(), bullConnection.connect(), subscriber.connect()]);
+
+  const store = new JobStore(redis, { prefix: config.queuePrefix, resultTtlMs: config.resultTtlMs });
+  const waiters = new JobWaiters(subscriber, store.channel);
+  await waiters.start();
+  const queues = new QueueRegistry({ connection: bullConnection, prefix: config.queuePrefix, maxQueueDepth: config.maxQueueDepth });
+  for (const mv of models.all()) queues.get(mv.name, mv.version);
+  const app = createApp({ config, logger, redis, models, store, waiters, queues });
+
+  let server: Server | undefined;
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    models,
+    waiters,
+    listen(port = config.port, host = config.host) {
+      return new Promise((resolve, reject) => {
+        server = app.listen(port, host, () => resolve((server!.address() as AddressInfo).port));
+        server.once('error', reject);
+        // Long polls hold requests up to MAX_WAIT; keep-alive sockets must outlive them.
+        server.keepAliveTimeout = 65_000;
+        server.headersTimeout = 66_000;
+      });
+    },
+    close() {
+      closing ??= (async () => {
+        // Stop accepting, wake every long poll so its request can answer, then let go of Redis.
+        const steps: Array<() => Promise<unknown>> = [
+          async () => {
+            if (!server) return;
+            const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
+            server.closeIdleConnections();
+            await waiters.close();
+            await closed;
+          },
+          () => queues.close(),
+          () => redis.quit(),
+          () => bullConnection.quit(),
+          () => subscriber.quit(),
+          async () => {
+            if (ownModels) await models.close();
+          },
+        ];
+        for (const step of steps) {
+          try {
+            await step();
+          } catch (err) {
+            logger.warn({ err: (err as Error).message }, 'gateway close step failed');
+          }
+        }
+      })();
+      return closing;
+    },
+  };
+}

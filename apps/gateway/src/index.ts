@@ -1,0 +1,3 @@
+export * from './app.js';
+export * from './gateway.js';
+export * from './metrics.js';

@@ -1,0 +1,32 @@
+import type { RequestHandler } from 'express';
+import { Counter, Histogram, Registry } from 'prom-client';
+
+/** The gateway's Prometheus metrics, in a registry of its own (tests build many apps). */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly requests = new Histogram({
+    name: 'infer_http_request_duration_seconds',
+    help: 'HTTP request latency by route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly jobsSubmitted = new Counter({
+    name: 'infer_jobs_submitted_total',
+    help: 'Jobs accepted by POST /v1/jobs',
+    labelNames: ['model', 'version'] as const,
+    registers: [this.registry],
+  });
+
+  middleware(): RequestHandler {
+    return (req, res, next) => {
+      const end = this.requests.startTimer();
+      res.on('finish', () => {
+        // The route pattern, not the path: ids would explode the label set.
+        const route = (req.route?.path as string | undefined) ?? 'unmatched';
+        end({ method: req.method, route: req.baseUrl + route, status: String(res.statusCode) });
+      });
+      next();
+    };
+  }
+}

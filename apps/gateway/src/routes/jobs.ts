@@ -1,0 +1,62 @@
+import express, { Router, type Response } from 'express';
+import { CreateJobBody } from '@infer/contract';
+import { badRequest } from '@infer/errors';
+import { tenantOf } from '../http/auth.js';
+import { preferWaitMs } from '../http/prefer.js';
+import type { JobService } from '../jobs/job-service.js';
+import type { GatewayMetrics } from '../metrics.js';
+
+export interface JobRoutesOptions {
+  maxBodyBytes: number;
+  maxWaitMs: number;
+}
+
+/** An AbortSignal that fires when the client goes away, to drop its waiter. */
+function clientGone(res: Response): AbortSignal {
+  const controller = new AbortController();
+  // 'close' also fires after a normal response; by then the waiter is done.
+  res.once('close', () => controller.abort());
+  return controller.signal;
+}
+
+export function parseCreateJob(body: unknown): CreateJobBody {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw badRequest('invalid_json', 'The body must be a JSON object');
+  }
+  const parsed = CreateJobBody.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const where = issue.path.length ? issue.path.join('.') : 'body';
+    throw badRequest('invalid_input', `${where}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+export function jobRoutes(service: JobService, metrics: GatewayMetrics, options: JobRoutesOptions): Router {
+  const router = Router();
+  // Any content type is read as JSON: `curl -d` sends form-encoded by default.
+  const json = express.json({ limit: options.maxBodyBytes, type: () => true, strict: false });
+
+  router.post('/', json, async (req, res) => {
+    const body = parseCreateJob(req.body);
+    const waitMs = preferWaitMs(req.headers.prefer, options.maxWaitMs);
+    const { job, ended } = await service.submit(tenantOf(req), body, waitMs, waitMs ? clientGone(res) : undefined);
+    metrics.jobsSubmitted.inc({ model: job.model, version: job.version });
+    if (waitMs !== undefined) res.set('Preference-Applied', `wait=${Math.round(waitMs / 1000)}`);
+    res.set('Location', job.urls.get);
+    res.status(ended ? 200 : 202).json(job);
+  });
+
+  router.get('/:id', async (req, res) => {
+    const waitMs = preferWaitMs(req.headers.prefer, options.maxWaitMs);
+    const job = await service.get(tenantOf(req), req.params.id, waitMs, waitMs ? clientGone(res) : undefined);
+    if (waitMs !== undefined) res.set('Preference-Applied', `wait=${Math.round(waitMs / 1000)}`);
+    res.json(job);
+  });
+
+  router.post('/:id/cancel', async (req, res) => {
+    res.json(await service.cancel(tenantOf(req), req.params.id));
+  });
+
+  return router;
+}

@@ -1,0 +1,61 @@
+import { z } from 'zod';
+import type { NestedArray } from './nested.js';
+
+export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+export const ENDED_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'canceled'];
+export const isEnded = (s: JobStatus): boolean => ENDED_STATUSES.includes(s);
+
+export const WEBHOOK_EVENT_FILTERS = ['start', 'completed'] as const;
+export type WebhookEventFilter = (typeof WEBHOOK_EVENT_FILTERS)[number];
+
+export const MAX_METADATA_BYTES = 4096;
+
+/** Model and tensor names: safe in URLs, queue names and Redis keys. */
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/**
+ * `POST /v1/jobs`. Shape only: whether `input` fits the model, and whether
+ * the webhook URL is allowed, are checked after this (422, not 400).
+ */
+export const CreateJobBody = z
+  .object({
+    model: z.string().min(1).max(128),
+    version: z.union([z.string().regex(/^[1-9][0-9]{0,8}$/), z.number().int().positive()]).optional(),
+    input: z.record(z.string(), z.unknown()),
+    webhook: z.string().optional(),
+    webhook_events_filter: z.array(z.enum(WEBHOOK_EVENT_FILTERS)).max(2).optional(),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+export type CreateJobBody = z.infer<typeof CreateJobBody>;
+
+export interface JobError {
+  code: string;
+  message: string;
+}
+
+export interface JobMetrics {
+  queue_ms: number;
+  inference_ms: number;
+  batch_size: number;
+}
+
+/** The Job as API.md defines it. */
+export interface Job {
+  id: string;
+  object: 'job';
+  model: string;
+  version: string;
+  status: JobStatus;
+  created_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  output: Record<string, NestedArray> | null;
+  error: JobError | null;
+  metadata: Record<string, unknown> | null;
+  metrics: JobMetrics | null;
+  webhook: string | null;
+  webhook_events_filter: WebhookEventFilter[];
+  urls: { get: string; cancel: string };
+}

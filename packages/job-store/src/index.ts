@@ -1,0 +1,3 @@
+export * from './job-record.js';
+export * from './job-store.js';
+export * from './job-waiters.js';

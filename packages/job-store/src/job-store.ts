@@ -1,0 +1,131 @@
+import type { Redis } from 'ioredis';
+import { keys, type JobError, type JobMetrics } from '@infer/contract';
+import { CANCEL_JOB, END_JOB, START_JOB } from './scripts.js';
+import { hashToRecord, recordToHash, type JobRecord, type NewJobRecord } from './job-record.js';
+
+export interface JobStoreOptions {
+  prefix: string;
+  /** How long an ended job stays readable. */
+  resultTtlMs: number;
+}
+
+export type StartOutcome = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled' | 'missing';
+
+export interface JobEnding {
+  id: string;
+  status: 'succeeded' | 'failed';
+  completedAt: number;
+  /** JSON of the output map, for a success. */
+  output?: string;
+  error?: JobError;
+  metrics?: JobMetrics;
+}
+
+/**
+ * A record stays in Redis while it waits, however long the queue is, and
+ * for `resultTtlMs` after it ends. The wait is bounded too, so a record whose
+ * queue job was lost some other way does not live forever.
+ */
+const UNENDED_TTL_MS = 7 * 24 * 3600 * 1000;
+
+type ScriptRedis = Redis & {
+  inferStartJob(key: string, startedAt: number): Promise<StartOutcome>;
+  inferEndJob(key: string, ...argv: (string | number)[]): Promise<number>;
+  inferCancelJob(key: string, ...argv: (string | number)[]): Promise<string>;
+};
+
+/**
+ * Job records in Redis: one hash per job, written by the gateway at submit
+ * and by the worker as the job runs and ends. Every state change is a Lua
+ * script (see scripts.ts), and the end of a job is published on one channel
+ * that gateways subscribe to for `Prefer: wait`.
+ */
+export class JobStore {
+  private readonly redis: ScriptRedis;
+  private readonly k: ReturnType<typeof keys>;
+
+  constructor(
+    redis: Redis,
+    private readonly options: JobStoreOptions,
+  ) {
+    this.k = keys(options.prefix);
+    for (const [name, lua] of [
+      ['inferStartJob', START_JOB],
+      ['inferEndJob', END_JOB],
+      ['inferCancelJob', CANCEL_JOB],
+    ] as const) {
+      if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 1, lua });
+    }
+    this.redis = redis as ScriptRedis;
+  }
+
+  get channel(): string {
+    return this.k.jobEnded;
+  }
+
+  async create(record: NewJobRecord): Promise<void> {
+    const key = this.k.job(record.id);
+    await this.redis
+      .multi()
+      .hset(key, recordToHash(record))
+      .pexpire(key, UNENDED_TTL_MS + this.options.resultTtlMs)
+      .exec();
+  }
+
+  async get(id: string): Promise<JobRecord | null> {
+    return hashToRecord(await this.redis.hgetall(this.k.job(id)));
+  }
+
+  /** Mark jobs running, one round trip for the whole batch; returns each job's status before. */
+  async start(ids: readonly string[], startedAt: number): Promise<StartOutcome[]> {
+    if (ids.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const id of ids) (pipe as unknown as ScriptRedis).inferStartJob(this.k.job(id), startedAt);
+    const results = (await pipe.exec()) ?? [];
+    return results.map(([err, value]) => {
+      if (err) throw err;
+      return value as StartOutcome;
+    });
+  }
+
+  /** End jobs, one round trip for the whole batch; true where this call ended the job (not already canceled). */
+  async end(endings: readonly JobEnding[]): Promise<boolean[]> {
+    if (endings.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const e of endings) {
+      (pipe as unknown as ScriptRedis).inferEndJob(
+        this.k.job(e.id),
+        e.status,
+        e.completedAt,
+        e.output ?? '',
+        e.error ? JSON.stringify(e.error) : '',
+        e.metrics ? JSON.stringify(e.metrics) : '',
+        this.options.resultTtlMs,
+        this.k.jobEnded,
+        e.id,
+      );
+    }
+    const results = (await pipe.exec()) ?? [];
+    return results.map(([err, value]) => {
+      if (err) throw err;
+      return value === 1;
+    });
+  }
+
+  /**
+   * Cancel a queued or running job of this tenant. `missing` covers another
+   * tenant's job too, so the caller answers both with the same 404.
+   */
+  async cancel(id: string, tenant: string, at: number): Promise<'canceled' | 'missing' | 'succeeded' | 'failed'> {
+    const error: JobError = { code: 'canceled', message: 'The job was canceled by the client.' };
+    return (await this.redis.inferCancelJob(
+      this.k.job(id),
+      at,
+      this.options.resultTtlMs,
+      this.k.jobEnded,
+      id,
+      tenant,
+      JSON.stringify(error),
+    )) as 'canceled' | 'missing' | 'succeeded' | 'failed';
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Lua scripts for the job record's state changes. Each runs atomically in
+ * Redis, so a cancel racing a completion has exactly one winner: whichever
+ * script runs first decides, the other sees an ended status and does nothing.
+ */
+
+/** KEYS[1] job. ARGV started_at. Returns the status before: only queued/running move to running. */
+export const START_JOB = `
+local s = redis.call('HGET', KEYS[1], 'status')
+if not s then return 'missing' end
+if s == 'queued' or s == 'running' then
+  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
+end
+return s
+`;
+
+/**
+ * KEYS[1] job. ARGV status, completed_at, output, error, metrics, ttl_ms, channel, id.
+ * Returns 1 when this call ended the job, 0 when it had already ended (canceled).
+ */
+export const END_JOB = `
+local s = redis.call('HGET', KEYS[1], 'status')
+if s ~= 'running' and s ~= 'queued' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'completed_at', ARGV[2], 'output', ARGV[3], 'error', ARGV[4], 'metrics', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PUBLISH', ARGV[7], ARGV[8])
+return 1
+`;
+
+/**
+ * KEYS[1] job. ARGV completed_at, ttl_ms, channel, id, tenant, error.
+ * Returns 'canceled' when this call canceled it, 'missing' for an unknown job
+ * or another tenant's, else the ended status it already had.
+ */
+export const CANCEL_JOB = `
+local s = redis.call('HGET', KEYS[1], 'status')
+if not s or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[5] then return 'missing' end
+if s == 'queued' or s == 'running' then
+  redis.call('HSET', KEYS[1], 'status', 'canceled', 'completed_at', ARGV[1], 'error', ARGV[6])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+  return 'canceled'
+end
+return s
+`;

@@ -1,0 +1,34 @@
+import { pino, type Logger, type LoggerOptions } from 'pino';
+
+export type { Logger };
+
+/**
+ * Paths never written to the log: credentials, webhook secrets and the
+ * tensors clients send and get back (they can be large and they are theirs).
+ */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'headers.authorization',
+  'authorization',
+  'apiKey',
+  'secret',
+  '*.secret',
+  'input',
+  '*.input',
+  'output',
+  '*.output',
+  'data.input',
+  'data.output',
+];
+
+export function createLogger(options: { level: LoggerOptions['level']; name: string }): Logger {
+  return pino({
+    name: options.name,
+    level: options.level,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    base: { pid: process.pid },
+  });
+}
+
+/** A logger that writes nothing, for tests and libraries used without one. */
+export const silentLogger: Logger = pino({ level: 'silent' });

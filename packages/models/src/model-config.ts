@@ -1,0 +1,20 @@
+import { z } from 'zod';
+
+/**
+ * `MODEL_REPOSITORY/<name>/config.json`: per-model batching policy, in the
+ * spirit of Triton's `config.pbtxt`. Every field is optional.
+ */
+export const ModelConfigFile = z
+  .object({
+    /** Largest number of instances stacked into one run. Ignored (0) for a model that is not batched. */
+    max_batch_size: z.number().int().min(1).max(4096).optional(),
+    /** Longest a worker holds the first job of a batch while waiting for more. */
+    max_delay_ms: z.number().min(0).max(10_000).optional(),
+    /** Threads ONNX Runtime may use inside one operator. */
+    intra_op_num_threads: z.number().int().min(1).max(256).optional(),
+  })
+  .strict();
+export type ModelConfigFile = z.infer<typeof ModelConfigFile>;
+
+export const DEFAULT_MAX_BATCH_SIZE = 32;
+export const DEFAULT_MAX_DELAY_MS = 5;

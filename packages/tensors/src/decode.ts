@@ -1,0 +1,183 @@
+import { BYTES_PER_ELEMENT, isDatatype, type Datatype, type EncodedTensor, type TensorSpec } from '@infer/contract';
+import { invalidInput } from '@infer/errors';
+import { elementCount, formatShape, shapeMatches } from './shape.js';
+import { allocate, fromBytes, type TensorData } from './typed-arrays.js';
+
+/** A tensor held as a typed array, ready for ONNX Runtime. */
+export interface DecodedTensor {
+  datatype: Exclude<Datatype, 'BYTES'>;
+  shape: number[];
+  data: TensorData;
+}
+
+const MAX_RANK = 16;
+const B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * Turn one request value, in any of the three forms API.md allows, into a
+ * typed array checked against the spec. Throws a 422 AppError naming the
+ * input and what is wrong; never anything else for bad client data.
+ */
+export function decodeInput(value: unknown, spec: TensorSpec, label = `input "${spec.name}"`): DecodedTensor {
+  const datatype = supportedDatatype(spec.datatype, label);
+  if (isPlainObject(value)) return decodeTyped(value, spec, datatype, label);
+  return decodeNested(value, spec, datatype, label);
+}
+
+/** Decode the canonical queue form; the worker calls this after dequeueing. */
+export function decodeEncoded(tensor: EncodedTensor, spec: TensorSpec, label = `input "${spec.name}"`): DecodedTensor {
+  return decodeTyped(tensor as unknown as Record<string, unknown>, spec, supportedDatatype(spec.datatype, label), label);
+}
+
+function supportedDatatype(dt: Datatype, label: string): Exclude<Datatype, 'BYTES'> {
+  if (dt === 'BYTES') throw invalidInput(`${label}: BYTES (string) tensors are not supported`);
+  return dt;
+}
+
+function decodeTyped(
+  obj: Record<string, unknown>,
+  spec: TensorSpec,
+  datatype: Exclude<Datatype, 'BYTES'>,
+  label: string,
+): DecodedTensor {
+  const { datatype: given, shape, data, b64 } = obj;
+  for (const key of Object.keys(obj)) {
+    if (key !== 'datatype' && key !== 'shape' && key !== 'data' && key !== 'b64') {
+      throw invalidInput(`${label}: unknown field "${key}" (expected datatype, shape and data or b64)`);
+    }
+  }
+  if (!isDatatype(given)) throw invalidInput(`${label}: "datatype" must be one of the Open Inference Protocol names`);
+  if (given !== datatype) throw invalidInput(`${label}: datatype ${given} given, the model takes ${datatype}`);
+  if (!Array.isArray(shape) || shape.length > MAX_RANK || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw invalidInput(`${label}: "shape" must be an array of non-negative integers`);
+  }
+  const dims = shape as number[];
+  if (!shapeMatches(dims, spec.shape)) {
+    throw invalidInput(`${label}: shape ${formatShape(dims)} does not match the model's ${formatShape(spec.shape)}`);
+  }
+  const count = elementCount(dims);
+  if ((data === undefined) === (b64 === undefined)) {
+    throw invalidInput(`${label}: give exactly one of "data" (flat values) or "b64" (little-endian bytes)`);
+  }
+  if (b64 !== undefined) {
+    if (typeof b64 !== 'string' || b64.length % 4 !== 0 || !B64_RE.test(b64)) {
+      throw invalidInput(`${label}: "b64" must be standard, padded base64`);
+    }
+    const bytes = Buffer.from(b64, 'base64');
+    const want = count * BYTES_PER_ELEMENT[datatype];
+    if (bytes.byteLength !== want) {
+      throw invalidInput(`${label}: "b64" holds ${bytes.byteLength} bytes, shape ${formatShape(dims)} of ${datatype} needs ${want}`);
+    }
+    const typed = fromBytes(datatype, bytes);
+    checkRawValues(typed, datatype, label);
+    return { datatype, shape: dims, data: typed };
+  }
+  if (!Array.isArray(data)) throw invalidInput(`${label}: "data" must be a flat array of values`);
+  if (data.length !== count) {
+    throw invalidInput(`${label}: "data" has ${data.length} values, shape ${formatShape(dims)} needs ${count}`);
+  }
+  const out = allocate(datatype, count);
+  for (let i = 0; i < count; i++) writeValue(out, i, data[i], datatype, label);
+  return { datatype, shape: dims, data: out };
+}
+
+function decodeNested(value: unknown, spec: TensorSpec, datatype: Exclude<Datatype, 'BYTES'>, label: string): DecodedTensor {
+  // Infer the shape from the first element at each depth, then check every
+  // element while copying, so a ragged array is caught without a second pass.
+  const shape: number[] = [];
+  let probe: unknown = value;
+  while (Array.isArray(probe)) {
+    if (shape.length >= MAX_RANK) throw invalidInput(`${label}: nested deeper than ${MAX_RANK} levels`);
+    shape.push(probe.length);
+    probe = probe[0];
+  }
+  if (!shapeMatches(shape, spec.shape)) {
+    const what = shape.length === 0 && typeof value !== 'number' && typeof value !== 'boolean' ? 'a value that is not a tensor' : `shape ${formatShape(shape)}`;
+    throw invalidInput(`${label}: ${what} does not match the model's ${formatShape(spec.shape)}`);
+  }
+  const out = allocate(datatype, elementCount(shape));
+  let next = 0;
+  const walk = (node: unknown, depth: number): void => {
+    if (depth === shape.length) {
+      writeValue(out, next++, node, datatype, label);
+      return;
+    }
+    if (!Array.isArray(node) || node.length !== shape[depth]) {
+      throw invalidInput(`${label}: ragged nested array (every row at depth ${depth} must have ${shape[depth]} items)`);
+    }
+    for (const child of node) walk(child, depth + 1);
+  };
+  walk(value, 0);
+  return { datatype, shape, data: out };
+}
+
+const INT_RANGES: Partial<Record<Datatype, [number, number]>> = {
+  INT8: [-128, 127],
+  UINT8: [0, 255],
+  INT16: [-32768, 32767],
+  UINT16: [0, 65535],
+  INT32: [-2147483648, 2147483647],
+  UINT32: [0, 4294967295],
+  INT64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  UINT64: [0, Number.MAX_SAFE_INTEGER],
+};
+
+function writeValue(out: TensorData, i: number, v: unknown, datatype: Exclude<Datatype, 'BYTES'>, label: string): void {
+  switch (datatype) {
+    case 'FP32':
+    case 'FP64':
+      if (typeof v !== 'number' || !Number.isFinite(v)) {
+        throw invalidInput(`${label}: value ${describe(v)} at index ${i} is not a finite number`);
+      }
+      out[i] = v;
+      // 1e39 is a finite double but overflows FP32 to Infinity.
+      if (!Number.isFinite(out[i] as number)) {
+        throw invalidInput(`${label}: value ${describe(v)} at index ${i} overflows ${datatype}`);
+      }
+      return;
+    case 'FP16':
+      throw invalidInput(`${label}: FP16 inputs are accepted in the "b64" form only`);
+    case 'BOOL':
+      if (typeof v !== 'boolean') throw invalidInput(`${label}: value ${describe(v)} at index ${i} is not a boolean`);
+      out[i] = v ? 1 : 0;
+      return;
+    default: {
+      const [lo, hi] = INT_RANGES[datatype]!;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+        throw invalidInput(`${label}: value ${describe(v)} at index ${i} is not a ${datatype} integer`);
+      }
+      if (datatype === 'INT64' || datatype === 'UINT64') (out as BigInt64Array)[i] = BigInt(v);
+      else out[i] = v;
+    }
+  }
+}
+
+/** Bytes sent as b64 skip JSON, so check what JSON parsing would have caught. */
+function checkRawValues(data: TensorData, datatype: Datatype, label: string): void {
+  if (datatype === 'FP32' || datatype === 'FP64') {
+    const floats = data as Float32Array | Float64Array;
+    for (let i = 0; i < floats.length; i++) {
+      if (!Number.isFinite(floats[i]!)) throw invalidInput(`${label}: value at index ${i} is not a finite number`);
+    }
+  } else if (datatype === 'FP16') {
+    const halves = data as Uint16Array;
+    for (let i = 0; i < halves.length; i++) {
+      // Exponent bits all ones: Inf or NaN.
+      if ((halves[i]! & 0x7c00) === 0x7c00) throw invalidInput(`${label}: value at index ${i} is not a finite number`);
+    }
+  } else if (datatype === 'BOOL') {
+    const bytes = data as Uint8Array;
+    for (let i = 0; i < bytes.length; i++) {
+      if (bytes[i]! > 1) throw invalidInput(`${label}: BOOL bytes must be 0 or 1 (index ${i})`);
+    }
+  }
+}
+
+function describe(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 40 ? s.slice(0, 37) + '...' : s;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

