@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import ort from 'onnxruntime-node';
+import * as ort from 'onnxruntime-node';
 import { NAME_RE, type ModelInfo, type TensorSpec } from '@infer/contract';
 import { notFound } from '@infer/errors';
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_DELAY_MS, ModelConfigFile } from './model-config.js';

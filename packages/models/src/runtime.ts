@@ -1,4 +1,4 @@
-import ort from 'onnxruntime-node';
+import * as ort from 'onnxruntime-node';
 import { DATATYPE_OF_ORT, ORT_TYPE_OF, type Datatype, type OrtTensorType } from '@infer/contract';
 import type { DecodedTensor, TensorData } from '@infer/tensors';
 import type { ModelVersion } from './model-repository.js';
