@@ -1,4 +1,81 @@
-/** Placeholder replaced by the generated document; see openapi/ once written. */
-export function buildOpenApi(): Record<string, unknown> {
-  return { openapi: '3.1.0', info: { title: 'infer', version: '0.1.0' }, paths: {} };
+/**
+ * The OpenAPI 3.1 document of the public contract (shared API.md), served at
+ * `GET /openapi.json`. Built once per process from:
+ *   - openapi/schemas.ts   — component schemas, from zod (`z.toJSONSchema`),
+ *                            request bodies derived from the contract's own
+ *                            zod schemas;
+ *   - openapi/responses.ts — problem+json responses, headers, parameters;
+ *   - openapi/paths.ts     — every route and the webhook events.
+ *
+ * Where API.md is silent, the choice made is written into the document
+ * itself (`x-contract-choices` below, and the descriptions where they apply),
+ * as API.md asks.
+ */
+import { webhookParameters, paths, webhooks } from './openapi/paths.js';
+import { sharedHeaders, sharedParameters, sharedResponses } from './openapi/responses.js';
+import { componentSchemas, type JsonObject } from './openapi/schemas.js';
+
+export { ERROR_CODES } from './openapi/schemas.js';
+
+/** Choices made where API.md is silent, each a sentence. */
+export const CONTRACT_CHOICES: readonly string[] = [
+  '400 errors for a body of the wrong shape use code `invalid_input`; malformed JSON uses `invalid_json`.',
+  'Unknown top-level fields in a request body are rejected with 400 `invalid_input`.',
+  '`POST /v1/jobs` reads the body as JSON whatever the Content-Type, so `curl -d` works without a header.',
+  '`version` in a request may be a string ("2") or an integer (2); responses always carry it as a string.',
+  'Job and batch `urls` are relative paths on the gateway (`/v1/jobs/{id}`).',
+  'A response to a request with `Prefer: wait` carries `Preference-Applied: wait=N` (RFC 7240).',
+  'A Job also carries `webhook` and `webhook_events_filter` (empty without a webhook).',
+  '`GET /v1/models` answers `{object: "list", data: [Model]}`, like the other list endpoints.',
+  'The rate limit counts requests per API key, in Redis, shared by all gateway replicas.',
+  'The queue-depth check behind 503 `queue_full` is refreshed at most every 250 ms per gateway.',
+  'Job and batch ids are UUID v4 (122 random bits).',
+  'Webhook URLs whose host is `localhost` or a single-label name are refused too (422 `webhook_url_not_allowed`).',
+  'Unknown routes answer 404 problem+json with code `not_found`.',
+];
+
+export type OpenApiDocument = JsonObject & { openapi: string; paths: JsonObject; webhooks: JsonObject; components: JsonObject };
+
+/** A fresh document each call (the parts are module constants; callers may mutate what they get). */
+export function buildOpenApi(): OpenApiDocument {
+  return structuredClone({
+    openapi: '3.1.1',
+    jsonSchemaDialect: 'https://spec.openapis.org/oas/3.1/dialect/base',
+    info: {
+      title: 'infer: queue-backed async inference',
+      version: '0.1.0',
+      summary: 'Submit inference jobs and bulk batches to ONNX models; poll, wait or get a signed webhook.',
+      description:
+        'Every `/v1` route needs `Authorization: Bearer <api key>`. A key belongs to one tenant; a tenant sees only its own ' +
+        'jobs and batches: another tenant’s id answers 404, exactly as an id that never existed. Errors are RFC 9457 ' +
+        '`application/problem+json` with a stable snake_case `code`; never a stack trace. Times are RFC 3339 UTC strings, ' +
+        'field names snake_case.\n\nTensors follow the Open Inference Protocol (KServe v2) datatype names; a job carries ' +
+        'ONE instance (batch dimension left out) and the workers micro-batch instances of one model version together.',
+      'x-contract-choices': CONTRACT_CHOICES,
+    },
+    servers: [{ url: '/', description: 'The gateway serving this document.' }],
+    security: [{ bearerAuth: [] }],
+    tags: [
+      { name: 'models', description: 'The models in the model repository.' },
+      { name: 'jobs', description: 'One instance each; queued, micro-batched, run.' },
+      { name: 'batches', description: 'Bulk offline scoring; never starves interactive jobs.' },
+      { name: 'webhooks', description: 'Signed event deliveries (Standard Webhooks).' },
+      { name: 'operations', description: 'Health, readiness, metrics, this document. No auth.' },
+    ],
+    paths,
+    webhooks,
+    components: {
+      securitySchemes: {
+        bearerAuth: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'An API key from API_KEYS (`tenant:key,…`). Without API_KEYS and outside production the key is `dev-key`.',
+        },
+      },
+      schemas: componentSchemas(),
+      responses: sharedResponses,
+      headers: sharedHeaders,
+      parameters: { ...sharedParameters, ...webhookParameters },
+    },
+  });
 }

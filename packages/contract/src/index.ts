@@ -2,4 +2,5 @@ export * from './datatypes.js';
 export * from './tensor-spec.js';
 export * from './nested.js';
 export * from './job.js';
+export * from './batch.js';
 export * from './queues.js';

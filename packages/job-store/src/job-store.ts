@@ -9,6 +9,8 @@ export interface JobStoreOptions {
   resultTtlMs: number;
 }
 
+export type CancelOutcome = 'canceled' | 'missing' | 'already_canceled' | 'succeeded' | 'failed';
+
 export type StartOutcome = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled' | 'missing';
 
 export interface JobEnding {
@@ -116,7 +118,7 @@ export class JobStore {
    * Cancel a queued or running job of this tenant. `missing` covers another
    * tenant's job too, so the caller answers both with the same 404.
    */
-  async cancel(id: string, tenant: string, at: number): Promise<'canceled' | 'missing' | 'succeeded' | 'failed'> {
+  async cancel(id: string, tenant: string, at: number): Promise<CancelOutcome> {
     const error: JobError = { code: 'canceled', message: 'The job was canceled by the client.' };
     return (await this.redis.inferCancelJob(
       this.k.job(id),
@@ -126,6 +128,6 @@ export class JobStore {
       id,
       tenant,
       JSON.stringify(error),
-    )) as 'canceled' | 'missing' | 'succeeded' | 'failed';
+    )) as CancelOutcome;
   }
 }

@@ -30,7 +30,7 @@ return 1
 /**
  * KEYS[1] job. ARGV completed_at, ttl_ms, channel, id, tenant, error.
  * Returns 'canceled' when this call canceled it, 'missing' for an unknown job
- * or another tenant's, else the ended status it already had.
+ * or another tenant's, 'already_canceled', or the other ended status it had.
  */
 export const CANCEL_JOB = `
 local s = redis.call('HGET', KEYS[1], 'status')
@@ -41,5 +41,6 @@ if s == 'queued' or s == 'running' then
   redis.call('PUBLISH', ARGV[3], ARGV[4])
   return 'canceled'
 end
+if s == 'canceled' then return 'already_canceled' end
 return s
 `;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { Redis } from 'ioredis';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
@@ -18,7 +19,7 @@ export function rateLimitPerKey(redis: Redis, prefix: string, perSecond: number)
     inMemoryBlockDuration: 1,
   });
   return (req, res, next) => {
-    limiter.consume(req.apiKey ?? req.ip ?? 'anonymous').then(
+    limiter.consume(bucketOf(req.apiKey ?? req.ip ?? 'anonymous')).then(
       () => next(),
       (rejection: unknown) => {
         if (rejection instanceof RateLimiterRes) {
@@ -30,4 +31,9 @@ export function rateLimitPerKey(redis: Redis, prefix: string, perSecond: number)
       },
     );
   };
+}
+
+/** The key's bucket name in Redis: a hash, so API keys never appear in key names. */
+function bucketOf(apiKey: string): string {
+  return createHash('sha256').update(apiKey).digest('base64url').slice(0, 22);
 }

@@ -116,7 +116,10 @@ export class JobService {
   async cancel(tenant: string, id: string): Promise<Job> {
     const outcome = await this.deps.store.cancel(id, tenant, this.now());
     if (outcome === 'missing') throw notFound('job_not_found', `No job with id "${id}"`);
-    if (outcome !== 'canceled') throw conflict(`The job has already ended (${outcome}); only queued or running jobs can be canceled`);
+    if (outcome !== 'canceled') {
+      const status = outcome === 'already_canceled' ? 'canceled' : outcome;
+      throw conflict(`The job has already ended (${status}); only queued or running jobs can be canceled`);
+    }
     const record = await this.read(tenant, id);
     // Free the queue slot if no worker holds it yet; a held job is skipped by its worker.
     await this.deps.queues

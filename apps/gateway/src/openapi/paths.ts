@@ -1,0 +1,357 @@
+/**
+ * `paths` and `webhooks` of the OpenAPI document: every route of API.md, in
+ * its order (models, jobs, batches, webhooks, operations), then the events
+ * the platform sends.
+ */
+import { DEFAULT_WEBHOOK_RETRY_DELAYS_MS } from '@infer/config';
+import { CreateBatchQuery } from '@infer/contract';
+import { json, problem, submit503, unavailable503, v1Errors } from './responses.js';
+import { queryParameters, ref, type JsonObject } from './schemas.js';
+
+const param = (name: string): JsonObject => ({ $ref: `#/components/parameters/${name}` });
+const header = (name: string): JsonObject => ({ $ref: `#/components/headers/${name}` });
+
+const jobNotFound = problem(404, 'No job with this id for this tenant (another tenant’s job answers the same).', ['job_not_found']);
+const batchNotFound = problem(404, 'No batch with this id for this tenant (another tenant’s batch answers the same).', ['batch_not_found']);
+const modelNotFound = problem(404, 'Unknown model, or a version it does not have.', ['model_not_found', 'version_not_found']);
+const badBody = problem(400, 'Malformed JSON (`invalid_json`), or JSON that is not the shape of the body (`invalid_input`), unknown top-level fields included.', [
+  'invalid_input',
+  'invalid_json',
+]);
+const unprocessable = problem(
+  422,
+  'Well-formed but invalid: an unknown or missing input name, a wrong shape or datatype, a non-finite number where the model takes floats, ' +
+    'metadata over 4 KiB (`invalid_input`), or a webhook URL that is not allowed (`webhook_url_not_allowed`).',
+  ['invalid_input', 'webhook_url_not_allowed'],
+  { detail: 'input "features": shape [2] does not match the model\'s [64]' },
+);
+const tooLarge = problem(413, 'The body is over MAX_BODY_BYTES (default 10 MiB).', ['payload_too_large']);
+
+const JOB_EXAMPLE = {
+  id: '6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b',
+  object: 'job',
+  model: 'mlp',
+  version: '2',
+  status: 'succeeded',
+  created_at: '2025-01-01T12:00:00.000Z',
+  started_at: '2025-01-01T12:00:00.004Z',
+  completed_at: '2025-01-01T12:00:00.006Z',
+  output: { probabilities: [0.21, 0.33, 0.18, 0.28] },
+  error: null,
+  metadata: { request: 'r-42' },
+  metrics: { queue_ms: 4, inference_ms: 0.41, batch_size: 3 },
+  webhook: null,
+  webhook_events_filter: [],
+  urls: { get: '/v1/jobs/6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b', cancel: '/v1/jobs/6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b/cancel' },
+};
+
+const jobResponse = (description: string, extraHeaders: JsonObject = {}): JsonObject => ({
+  description,
+  headers: { 'Preference-Applied': header('PreferenceApplied'), ...extraHeaders },
+  content: { 'application/json': { schema: ref('Job'), example: JOB_EXAMPLE } },
+});
+
+const noAuth = { security: [] };
+
+export const paths: JsonObject = {
+  // -------------------------------------------------------------------------
+  // Models
+  '/v1/models': {
+    get: {
+      operationId: 'listModels',
+      tags: ['models'],
+      summary: 'List the models this gateway serves',
+      responses: { '200': json('Every model, with its default version’s tensors.', ref('ModelList')), ...v1Errors },
+    },
+  },
+  '/v1/models/{name}': {
+    get: {
+      operationId: 'getModel',
+      tags: ['models'],
+      summary: 'Describe one model',
+      parameters: [param('ModelName')],
+      responses: { '200': json('The model.', ref('Model')), '404': modelNotFound, ...v1Errors },
+    },
+  },
+
+  // -------------------------------------------------------------------------
+  // Jobs
+  '/v1/jobs': {
+    post: {
+      operationId: 'createJob',
+      tags: ['jobs'],
+      summary: 'Submit one inference instance',
+      description:
+        'Validates the input against the model (so bad input is a 4xx now, never a failed job later), stores the job and ' +
+        'enqueues it on the queue of its model version. Answers 202 at once, or with `Prefer: wait` holds the response ' +
+        'until the job ends (200) or the wait runs out (202, still queued or running).',
+      parameters: [param('PreferWait'), param('IdempotencyKey')],
+      requestBody: {
+        required: true,
+        description: 'Read as JSON whatever the Content-Type (so `curl -d` works without `-H content-type`).',
+        content: { 'application/json': { schema: ref('CreateJobBody') } },
+      },
+      'x-body-content-type': 'any: the body is parsed as JSON regardless of the Content-Type header',
+      responses: {
+        '200': jobResponse(
+          'The job ended within the `Prefer: wait` time; or the `Idempotency-Key` was seen before and this is the first job (nothing new enqueued).',
+          { Location: header('Location') },
+        ),
+        '202': jobResponse('Accepted and queued (or still running when the wait ran out). Poll `Location`.', { Location: header('Location') }),
+        '400': badBody,
+        '404': modelNotFound,
+        '413': tooLarge,
+        '422': unprocessable,
+        '503': submit503,
+        ...v1Errors,
+      },
+    },
+  },
+  '/v1/jobs/{id}': {
+    get: {
+      operationId: 'getJob',
+      tags: ['jobs'],
+      summary: 'Read a job; with `Prefer: wait=N`, a long poll',
+      description: 'With `Prefer: wait=N` the response is held until the job ends or N seconds pass, then the job is returned as it is.',
+      parameters: [param('JobId'), param('PreferWait')],
+      responses: { '200': jobResponse('The job.'), '404': jobNotFound, '503': unavailable503, ...v1Errors },
+    },
+  },
+  '/v1/jobs/{id}/cancel': {
+    post: {
+      operationId: 'cancelJob',
+      tags: ['jobs'],
+      summary: 'Cancel a queued or running job',
+      description: 'A running job’s output is discarded. Its `error` becomes `{code: "canceled"}`.',
+      parameters: [param('JobId')],
+      responses: {
+        '200': json('The job, now `canceled`.', ref('Job')),
+        '404': jobNotFound,
+        '409': problem(409, 'The job has already ended.', ['conflict']),
+        '503': unavailable503,
+        ...v1Errors,
+      },
+    },
+  },
+
+  // -------------------------------------------------------------------------
+  // Batches
+  '/v1/batches': {
+    post: {
+      operationId: 'createBatch',
+      tags: ['batches'],
+      summary: 'Submit a batch for bulk offline scoring',
+      description:
+        'Either a JSON body with `items` (also when there is no Content-Type), or an NDJSON upload ' +
+        '(`Content-Type: application/x-ndjson`; `application/ndjson` and `application/jsonl` are taken too), one ' +
+        '`{custom_id?, input}` a line, with `model`, `version` and `webhook` as query parameters. The NDJSON body is read ' +
+        'as a stream (and may be sent with `Content-Encoding: gzip`, `deflate` or `br`): a million lines never sit whole ' +
+        'in the gateway’s memory. A line that does not parse, fails validation or is longer than MAX_BODY_BYTES becomes a ' +
+        'failed item with its error; the other items still run. Bulk work never starves interactive jobs: a job ' +
+        'submitted while a batch runs is served next, not behind the batch’s backlog.',
+      parameters: queryParameters(CreateBatchQuery, {
+        model: 'NDJSON uploads only, and required there: the model name. (A JSON body carries `model` itself.)',
+        version: 'NDJSON uploads only: the model version. Default: the highest.',
+        webhook: 'NDJSON uploads only: the webhook URL for `batch.completed`.',
+      }),
+      requestBody: {
+        required: true,
+        content: {
+          'application/json': { schema: ref('CreateBatchBody') },
+          'application/x-ndjson': {
+            schema: { type: 'string', description: 'Newline-delimited JSON: each line one BatchItem.' },
+            // OpenAPI 3.1 cannot say what each line of a sequential media type is (3.2's itemSchema can).
+            'x-item-schema': ref('BatchItem'),
+            example: '{"custom_id":"a","input":{"features":[0.5,0.5]}}\n{"custom_id":"b","input":{"features":[0.1,0.9]}}\n',
+          },
+        },
+      },
+      responses: {
+        '202': json('Accepted; poll `Location`.', ref('Batch'), { headers: { Location: header('Location') } }),
+        '400': badBody,
+        '404': modelNotFound,
+        '413': problem(413, 'The JSON body is over MAX_BODY_BYTES (an NDJSON upload has no total limit).', ['payload_too_large']),
+        '415': problem(415, 'A Content-Type other than JSON or NDJSON, or an unsupported Content-Encoding.', ['unsupported_media_type']),
+        '422': problem(422, 'A webhook URL that is not allowed, or batch-level fields that are invalid.', ['webhook_url_not_allowed', 'invalid_input'], {
+          detail: 'webhook URL not allowed: local host names are refused',
+        }),
+        '503': submit503,
+        ...v1Errors,
+      },
+    },
+    get: {
+      operationId: 'listBatches',
+      tags: ['batches'],
+      summary: 'List the tenant’s batches',
+      parameters: [
+        { name: 'limit', in: 'query', required: false, description: 'Page size.', schema: { type: 'integer', minimum: 1, maximum: 100, default: 20 } },
+        { name: 'after', in: 'query', required: false, description: 'A batch id: list the batches after it.', schema: { type: 'string' } },
+      ],
+      responses: { '200': json('A page of batches.', ref('BatchList')), '400': badBody, '503': unavailable503, ...v1Errors },
+    },
+  },
+  '/v1/batches/{id}': {
+    get: {
+      operationId: 'getBatch',
+      tags: ['batches'],
+      summary: 'Read a batch',
+      parameters: [param('BatchId')],
+      responses: { '200': json('The batch.', ref('Batch')), '404': batchNotFound, '503': unavailable503, ...v1Errors },
+    },
+  },
+  '/v1/batches/{id}/results': {
+    get: {
+      operationId: 'getBatchResults',
+      tags: ['batches'],
+      summary: 'Download a batch’s results as NDJSON',
+      description: 'One line per item, in submission order. Streamed.',
+      parameters: [param('BatchId')],
+      responses: {
+        '200': {
+          description: 'One BatchResultLine a line.',
+          content: {
+            'application/x-ndjson': {
+              schema: { type: 'string', description: 'Newline-delimited JSON: each line one BatchResultLine.' },
+              'x-item-schema': ref('BatchResultLine'),
+            },
+          },
+        },
+        '404': batchNotFound,
+        '409': problem(409, 'The batch has not ended yet.', ['conflict']),
+        '503': unavailable503,
+        ...v1Errors,
+      },
+    },
+  },
+  '/v1/batches/{id}/cancel': {
+    post: {
+      operationId: 'cancelBatch',
+      tags: ['batches'],
+      summary: 'Cancel a batch',
+      description: 'Items not yet run end `canceled`; finished results are kept.',
+      parameters: [param('BatchId')],
+      responses: {
+        '200': json('The batch, now `canceled`.', ref('Batch')),
+        '404': batchNotFound,
+        '409': problem(409, 'The batch has already ended.', ['conflict']),
+        '503': unavailable503,
+        ...v1Errors,
+      },
+    },
+  },
+
+  // -------------------------------------------------------------------------
+  // Webhooks
+  '/v1/webhooks/secret': {
+    get: {
+      operationId: 'getWebhookSecret',
+      tags: ['webhooks'],
+      summary: 'The tenant’s webhook signing secret',
+      description: 'Verify deliveries with any Standard Webhooks library, keyed with this secret.',
+      responses: { '200': json('The secret.', ref('WebhookSecret')), '503': unavailable503, ...v1Errors },
+    },
+  },
+
+  // -------------------------------------------------------------------------
+  // Operations (no auth)
+  '/healthz': {
+    get: {
+      operationId: 'healthz',
+      tags: ['operations'],
+      summary: 'Liveness: 200 while the process runs',
+      ...noAuth,
+      responses: { '200': json('Alive.', ref('Health')) },
+    },
+  },
+  '/readyz': {
+    get: {
+      operationId: 'readyz',
+      tags: ['operations'],
+      summary: 'Readiness: 200 when Redis answers',
+      ...noAuth,
+      responses: {
+        '200': json('Ready.', ref('Ready')),
+        '503': json('Redis does not answer (within 1 s).', ref('Ready'), { headers: { 'Retry-After': header('RetryAfter') } }),
+      },
+    },
+  },
+  '/metrics': {
+    get: {
+      operationId: 'metrics',
+      tags: ['operations'],
+      summary: 'Prometheus metrics',
+      ...noAuth,
+      responses: {
+        '200': { description: 'Prometheus text exposition format.', content: { 'text/plain': { schema: { type: 'string' } } } },
+      },
+    },
+  },
+  '/openapi.json': {
+    get: {
+      operationId: 'getOpenApi',
+      tags: ['operations'],
+      summary: 'This document',
+      ...noAuth,
+      responses: {
+        '200': { description: 'The OpenAPI 3.1 document.', content: { 'application/json': { schema: { type: 'object' } } } },
+      },
+    },
+  },
+};
+
+// ---------------------------------------------------------------------------
+// Webhooks: what the platform POSTs to the URL a job or batch names.
+
+const retrySchedule = DEFAULT_WEBHOOK_RETRY_DELAYS_MS.map((ms) => (ms >= 3_600_000 ? `${ms / 3_600_000} h` : ms >= 60_000 ? `${ms / 60_000} min` : `${ms / 1000} s`));
+
+const delivery = (operationId: string, summary: string, schema: 'JobStartedEvent' | 'JobCompletedEvent' | 'BatchCompletedEvent'): JsonObject => ({
+  post: {
+    operationId,
+    tags: ['webhooks'],
+    summary,
+    description:
+      'Signed per Standard Webhooks: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the ' +
+      'tenant’s secret from `GET /v1/webhooks/secret`. A 2xx answer is delivery. Anything else, a timeout (10 s) or a ' +
+      'refused connection is retried with exponential backoff; 410 stops the retries. Redirects are not followed. ' +
+      `Default delays between attempts: ${retrySchedule.join(', ')} (WEBHOOK_RETRY_DELAYS_MS). Delivery never blocks inference.`,
+    security: [],
+    'x-retry-delays-ms': DEFAULT_WEBHOOK_RETRY_DELAYS_MS,
+    parameters: [param('WebhookIdHeader'), param('WebhookTimestampHeader'), param('WebhookSignatureHeader')],
+    requestBody: { required: true, content: { 'application/json': { schema: ref(schema) } } },
+    responses: {
+      '2XX': { description: 'Delivered; no more attempts.' },
+      '410': { description: 'Gone: the receiver does not want this event; retries stop.' },
+      default: { description: 'Not delivered: retried later with backoff.' },
+    },
+  },
+});
+
+export const webhooks: JsonObject = {
+  'job.started': delivery('jobStartedWebhook', 'A worker started the job (only when webhook_events_filter has `start`)', 'JobStartedEvent'),
+  'job.completed': delivery('jobCompletedWebhook', 'The job ended: succeeded, failed or canceled', 'JobCompletedEvent'),
+  'batch.completed': delivery('batchCompletedWebhook', 'The batch ended: completed or canceled', 'BatchCompletedEvent'),
+};
+
+export const webhookParameters: JsonObject = {
+  WebhookIdHeader: {
+    name: 'webhook-id',
+    in: 'header',
+    required: true,
+    description: 'The event’s id, the same on every retry of one event: deduplicate on it.',
+    schema: { type: 'string' },
+  },
+  WebhookTimestampHeader: {
+    name: 'webhook-timestamp',
+    in: 'header',
+    required: true,
+    description: 'Unix seconds when this attempt was signed. Reject ones too far from now (replay protection).',
+    schema: { type: 'string', pattern: '^[0-9]+$' },
+  },
+  WebhookSignatureHeader: {
+    name: 'webhook-signature',
+    in: 'header',
+    required: true,
+    description: 'Space-separated `v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">`, keyed with the base64-decoded part of the `whsec_` secret.',
+    schema: { type: 'string', pattern: '^v1,[A-Za-z0-9+/=]+( v1,[A-Za-z0-9+/=]+)*$' },
+  },
+};

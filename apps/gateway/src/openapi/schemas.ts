@@ -1,0 +1,390 @@
+/**
+ * The schemas of the OpenAPI document, written once in zod and turned into
+ * JSON Schema (2020-12, the dialect of OpenAPI 3.1) by `z.toJSONSchema`.
+ *
+ * Request bodies and query strings are derived from the contract's own zod
+ * schemas (`CreateJobBody`, `CreateBatchBody`, `BatchItem`,
+ * `CreateBatchQuery`), so the document cannot drift from what the gateway
+ * validates; only `input` is refined, from "any object" to the three tensor
+ * forms. Responses are TypeScript interfaces in the contract, not zod; their
+ * schemas are written here and pinned to those interfaces by the
+ * compile-time `Same<…>` checks at the bottom: change `Job`, `Batch` or
+ * `ModelInfo` without changing the document and `tsc -b` fails.
+ *
+ * Response schemas are open (no `additionalProperties: false`) so that
+ * clients generated from the document accept fields added later; request
+ * bodies are closed, as the gateway rejects unknown top-level fields.
+ */
+import { z } from 'zod';
+import {
+  BATCH_STATUSES,
+  BatchItem,
+  CreateBatchBody,
+  CreateJobBody,
+  DATATYPES,
+  JOB_STATUSES,
+  WEBHOOK_EVENT_FILTERS,
+  type Batch,
+  type BatchList,
+  type BatchResultLine,
+  type Job,
+  type ModelInfo,
+  type NestedArray as NestedArrayType,
+  type TensorSpec,
+} from '@infer/contract';
+import type { ErrorCode } from '@infer/errors';
+
+/** Every problem `code` the gateway can answer with (the union in @infer/errors, as a runtime list). */
+export const ERROR_CODES = [
+  'invalid_json',
+  'invalid_input',
+  'model_not_found',
+  'version_not_found',
+  'job_not_found',
+  'batch_not_found',
+  'not_found',
+  'unauthorized',
+  'rate_limited',
+  'payload_too_large',
+  'unsupported_media_type',
+  'queue_full',
+  'unavailable',
+  'conflict',
+  'webhook_url_not_allowed',
+  'inference_failed',
+  'internal_error',
+] as const satisfies readonly ErrorCode[];
+
+// ---------------------------------------------------------------------------
+// Building blocks
+// ---------------------------------------------------------------------------
+
+const Timestamp = z.string().meta({ format: 'date-time', description: 'RFC 3339, UTC.', examples: ['2025-01-01T12:00:00.000Z'] });
+const Id = z.string().meta({
+  format: 'uuid',
+  description: 'A UUID v4 (122 random bits). Another tenant’s id answers 404, exactly like one that never existed.',
+  examples: ['6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b'],
+});
+const METADATA = 'Any JSON object up to 4 KiB (serialised), echoed back unchanged.';
+const Metadata = z.record(z.string(), z.unknown()).describe(METADATA);
+const WEBHOOK_URL =
+  'An absolute http or https URL, at most 2048 characters. Private, loopback, link-local and multicast addresses, ' +
+  '`localhost` and single-label host names are refused with 422 `webhook_url_not_allowed` at submit (names are checked ' +
+  'again after DNS resolution at delivery), unless the deployment sets `WEBHOOK_ALLOW_PRIVATE=true`.';
+const EVENTS_FILTER =
+  'Which events to deliver, a subset of ["start", "completed"]; default ["completed"]. Only together with `webhook`. ' +
+  '`start` sends `job.started`; `completed` sends `job.completed` (or `batch.completed`).';
+
+/** A nested JSON array in the instance's shape; a scalar is a bare number (or boolean for BOOL). */
+export const NestedArraySchema: z.ZodType<NestedArrayType> = z
+  .lazy(() => z.union([z.number(), z.boolean(), z.array(NestedArraySchema)]))
+  .describe('A tensor as nested JSON arrays of the instance’s shape, without the batch dimension. A scalar is a bare number.');
+
+export const DatatypeSchema = z.enum(DATATYPES).describe('Open Inference Protocol (KServe v2) datatype name.');
+
+const Shape = z.array(z.number().int().nonnegative()).describe('The full shape of the tensor given, batch dimension left out.');
+
+export const TensorDataSchema = z
+  .object({ datatype: DatatypeSchema, shape: Shape, data: z.array(z.union([z.number(), z.boolean()])).describe('Flat values, row-major.') })
+  .strict()
+  .describe('A tensor as its datatype, shape and flat, row-major values.');
+
+export const TensorB64Schema = z
+  .object({
+    datatype: DatatypeSchema,
+    shape: Shape,
+    b64: z.string().meta({ contentEncoding: 'base64', description: 'Standard, padded base64 of the little-endian element bytes, row-major.' }),
+  })
+  .strict()
+  .describe('A tensor as raw little-endian bytes in base64: no JSON number parsing, the fast path for large tensors.');
+
+export const TensorInputSchema = z
+  .union([NestedArraySchema, TensorDataSchema, TensorB64Schema])
+  .describe('One model input, in any of the three forms. For a batched model the shape is ONE instance’s.');
+
+const Inputs = z
+  .record(z.string(), TensorInputSchema)
+  .describe('Each model input name mapped to its tensor. Every input is required; an unknown name is a 422.');
+
+// ---------------------------------------------------------------------------
+// Models
+// ---------------------------------------------------------------------------
+
+export const TensorSpecSchema = z.object({
+  name: z.string(),
+  datatype: DatatypeSchema,
+  shape: z
+    .array(z.number().int().min(-1))
+    .describe('For a batched model, the shape of ONE instance (batch dimension left out); otherwise the full shape. -1 is a variable dimension.'),
+});
+
+export const ModelSchema = z.object({
+  name: z.string(),
+  versions: z.array(z.string()).describe('Positive integers as strings, ascending.'),
+  default_version: z.string().describe('The highest version; used when a request names none.'),
+  inputs: z.array(TensorSpecSchema),
+  outputs: z.array(TensorSpecSchema),
+  max_batch_size: z
+    .number()
+    .int()
+    .nonnegative()
+    .describe('Most instances stacked into one run. 0 when the model is not batched (Triton’s convention): it runs one job at a time.'),
+  max_delay_ms: z.number().nonnegative().describe('Longest a worker holds a batch open waiting for more instances.'),
+});
+
+export const ModelListSchema = z.object({ object: z.literal('list'), data: z.array(ModelSchema) });
+
+// ---------------------------------------------------------------------------
+// Jobs
+// ---------------------------------------------------------------------------
+
+export const JobErrorSchema = z.object({
+  code: z.string().describe('Stable snake_case code: `invalid_input`, `inference_failed`, `worker_lost`, `canceled`, …'),
+  message: z.string(),
+});
+
+export const JobMetricsSchema = z.object({
+  queue_ms: z.number().describe('From submit to the start of its batch.'),
+  inference_ms: z.number().describe('ONNX Runtime time of the batch it ran in.'),
+  batch_size: z.number().int().describe('Instances in that batch.'),
+});
+
+export const CreateJobBodySchema = CreateJobBody.extend({
+  model: CreateJobBody.shape.model.describe('Model name, as `GET /v1/models` lists it.'),
+  version: CreateJobBody.shape.version.describe('Model version, a string ("2") or an integer (2). Default: the highest version.'),
+  input: Inputs,
+  webhook: CreateJobBody.shape.webhook.describe(WEBHOOK_URL),
+  webhook_events_filter: CreateJobBody.shape.webhook_events_filter.describe(EVENTS_FILTER),
+  metadata: CreateJobBody.shape.metadata.describe(METADATA),
+}).meta({
+  description:
+    'Unknown top-level fields are rejected (400 `invalid_input`). The body is read as JSON whatever its Content-Type, ' +
+    'so `curl -d` works without a header.',
+  examples: [{ model: 'mlp', input: { features: Array.from({ length: 64 }, () => 0.5) }, metadata: { request: 'r-42' } }],
+});
+
+export const JobSchema = z
+  .object({
+    id: Id,
+    object: z.literal('job'),
+    model: z.string(),
+    version: z.string().describe('The version that runs the job, always a string.'),
+    status: z.enum(JOB_STATUSES).describe('`queued` → `running` → `succeeded` | `failed` | `canceled`.'),
+    created_at: Timestamp,
+    started_at: Timestamp.nullable(),
+    completed_at: Timestamp.nullable(),
+    output: z
+      .record(z.string(), NestedArraySchema)
+      .nullable()
+      .describe('Each model output name mapped to the instance’s result as nested arrays (batch dimension left out); null until it succeeded.'),
+    error: JobErrorSchema.nullable(),
+    metadata: Metadata.nullable(),
+    metrics: JobMetricsSchema.nullable().describe('Null until the job ran.'),
+    webhook: z.string().nullable(),
+    webhook_events_filter: z.array(z.enum(WEBHOOK_EVENT_FILTERS)).describe('Empty when the job has no webhook.'),
+    urls: z
+      .object({ get: z.string(), cancel: z.string() })
+      .describe('Relative paths on this gateway: `/v1/jobs/{id}` and `/v1/jobs/{id}/cancel`.'),
+  })
+  .describe('One inference instance. An ended job stays readable for RESULT_TTL_SECONDS (default 86400).');
+
+// ---------------------------------------------------------------------------
+// Batches
+// ---------------------------------------------------------------------------
+
+export const BatchItemSchema = BatchItem.extend({
+  custom_id: BatchItem.shape.custom_id.describe('Your id for the item, echoed in its result line.'),
+  input: Inputs,
+}).describe('One item of a batch: an element of `items`, or one line of an NDJSON upload. A bad item fails alone.');
+
+export const CreateBatchBodySchema = CreateBatchBody.extend({
+  model: CreateBatchBody.shape.model.describe('Model name.'),
+  version: CreateBatchBody.shape.version.describe('Model version, a string or an integer. Default: the highest version.'),
+  items: z.array(BatchItemSchema).min(1),
+  webhook: CreateBatchBody.shape.webhook.describe(WEBHOOK_URL),
+  webhook_events_filter: CreateBatchBody.shape.webhook_events_filter.describe(
+    '`completed` (the default) sends `batch.completed`; there is no batch start event, so `["start"]` alone sends nothing.',
+  ),
+  metadata: CreateBatchBody.shape.metadata.describe(METADATA),
+}).describe(
+  'Only the batch-level fields can fail the request (400/422). Each item is checked on its own: an item that fails ' +
+    'validation becomes a failed item with its error, and the other items still run.',
+);
+
+export const BatchSchema = z.object({
+  id: Id,
+  object: z.literal('batch'),
+  model: z.string(),
+  version: z.string(),
+  status: z.enum(BATCH_STATUSES).describe('`queued` → `running` → `completed` | `canceled`.'),
+  created_at: Timestamp,
+  started_at: Timestamp.nullable(),
+  completed_at: Timestamp.nullable(),
+  request_counts: z.object({
+    total: z.number().int(),
+    succeeded: z.number().int(),
+    failed: z.number().int(),
+    canceled: z.number().int(),
+  }),
+  metadata: Metadata.nullable(),
+  urls: z
+    .object({ get: z.string(), results: z.string(), cancel: z.string() })
+    .describe('Relative paths: `/v1/batches/{id}`, `/v1/batches/{id}/results`, `/v1/batches/{id}/cancel`.'),
+});
+
+export const BatchListSchema = z
+  .object({
+    object: z.literal('list'),
+    data: z.array(BatchSchema).describe('The tenant’s batches, newest first.'),
+    has_more: z.boolean().describe('True when more batches follow: ask again with `after` = `last_id`.'),
+    first_id: z.string().optional(),
+    last_id: z.string().optional(),
+  })
+  .describe('Cursor-paginated as OpenAI’s list endpoints are.');
+
+export const BatchResultLineSchema = z
+  .object({
+    index: z.number().int().nonnegative().describe('Position in the submission, from 0.'),
+    custom_id: z.string().nullable(),
+    status: z.enum(['succeeded', 'failed', 'canceled']),
+    output: z.record(z.string(), NestedArraySchema).nullable(),
+    error: JobErrorSchema.nullable(),
+  })
+  .describe('One line of `GET /v1/batches/{id}/results`, in submission order.');
+
+// ---------------------------------------------------------------------------
+// Webhooks, errors, operations
+// ---------------------------------------------------------------------------
+
+export const WebhookSecretSchema = z.object({
+  secret: z.string().meta({
+    pattern: '^whsec_',
+    description: 'The tenant’s Standard Webhooks signing secret: `whsec_` then base64 of the key bytes.',
+  }),
+});
+
+const event = <Type extends string, T extends z.ZodType>(type: Type, data: T, description: string) =>
+  z
+    .object({
+      type: z.literal(type),
+      timestamp: Timestamp.describe('When the event happened (RFC 3339, UTC).'),
+      data,
+    })
+    .describe(description);
+
+export const JobStartedEventSchema = event('job.started', JobSchema, 'Sent when a worker starts the job (webhook_events_filter has `start`).');
+export const JobCompletedEventSchema = event('job.completed', JobSchema, 'Sent when the job ends: succeeded, failed or canceled.');
+export const BatchCompletedEventSchema = event('batch.completed', BatchSchema, 'Sent when every item of the batch has ended, or the batch was canceled.');
+
+export const ProblemSchema = z
+  .object({
+    type: z.string().meta({ format: 'uri', description: 'https://infer.dev/problems/<code with dashes>' }),
+    title: z.string().describe('The HTTP status’s reason phrase.'),
+    status: z.number().int(),
+    detail: z.string().describe('What went wrong, for people. Never a stack trace.'),
+    code: z.enum(ERROR_CODES).describe('Stable snake_case code, for programs.'),
+  })
+  .describe('RFC 9457 problem details with a stable `code`.');
+
+export const HealthSchema = z.object({ status: z.literal('ok') });
+export const ReadySchema = z.object({ status: z.enum(['ready', 'unavailable']), redis: z.enum(['ok', 'unreachable']) });
+
+/** Components, by name. The order here is the order in the document. */
+const COMPONENTS = {
+  Model: ModelSchema,
+  ModelList: ModelListSchema,
+  TensorSpec: TensorSpecSchema,
+  Datatype: DatatypeSchema,
+  TensorInput: TensorInputSchema,
+  NestedArray: NestedArraySchema,
+  TensorData: TensorDataSchema,
+  TensorB64: TensorB64Schema,
+  CreateJobBody: CreateJobBodySchema,
+  Job: JobSchema,
+  JobError: JobErrorSchema,
+  JobMetrics: JobMetricsSchema,
+  CreateBatchBody: CreateBatchBodySchema,
+  BatchItem: BatchItemSchema,
+  Batch: BatchSchema,
+  BatchList: BatchListSchema,
+  BatchResultLine: BatchResultLineSchema,
+  WebhookSecret: WebhookSecretSchema,
+  JobStartedEvent: JobStartedEventSchema,
+  JobCompletedEvent: JobCompletedEventSchema,
+  BatchCompletedEvent: BatchCompletedEventSchema,
+  Problem: ProblemSchema,
+  Health: HealthSchema,
+  Ready: ReadySchema,
+} satisfies Record<string, z.ZodType>;
+
+export type SchemaName = keyof typeof COMPONENTS;
+export type JsonObject = { [key: string]: unknown };
+
+/** A `$ref` to a component schema, checked against the names above at compile time. */
+export const ref = (name: SchemaName): JsonObject => ({ $ref: `#/components/schemas/${name}` });
+
+/** Drop what zod's output carries but a reader does not need: `$schema`, `$id`, `propertyNames: {type: string}`, safe-integer bounds. */
+function tidy(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(tidy);
+  if (typeof value !== 'object' || value === null) return value;
+  const out: JsonObject = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (k === '$schema' || k === '$id') continue;
+    if (k === 'propertyNames' && JSON.stringify(v) === '{"type":"string"}') continue;
+    // zod bounds every integer by the safe-integer range; that says nothing to a reader.
+    if ((k === 'maximum' && v === Number.MAX_SAFE_INTEGER) || (k === 'minimum' && v === Number.MIN_SAFE_INTEGER)) continue;
+    out[k] = tidy(v);
+  }
+  return out;
+}
+
+/**
+ * Query parameters from a zod object schema, one per property. None is marked
+ * required: OpenAPI cannot say "required for one media type only".
+ */
+export function queryParameters(schema: z.ZodObject, descriptions: Record<string, string>): JsonObject[] {
+  const json = tidy(z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input' })) as { properties: Record<string, JsonObject> };
+  return Object.entries(json.properties).map(([name, property]) => ({
+    name,
+    in: 'query',
+    required: false,
+    description: descriptions[name] ?? '',
+    schema: property,
+  }));
+}
+
+/** `components.schemas`: every schema above as JSON Schema, referring to each other by `$ref`. */
+export function componentSchemas(): Record<SchemaName, JsonObject> {
+  const registry = z.registry<{ id: string }>();
+  for (const [id, schema] of Object.entries(COMPONENTS)) registry.add(schema, { id });
+  const { schemas } = z.toJSONSchema(registry, {
+    target: 'draft-2020-12',
+    // Input mode leaves plain objects open (no additionalProperties: false); `.strict()` ones stay closed.
+    io: 'input',
+    uri: (id) => `#/components/schemas/${id}`,
+    unrepresentable: 'any',
+  });
+  const out = {} as Record<SchemaName, JsonObject>;
+  for (const name of Object.keys(COMPONENTS) as SchemaName[]) out[name] = tidy(schemas[name]) as JsonObject;
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The document's schemas stay equal to the contract's types.
+// ---------------------------------------------------------------------------
+
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+type Assert<T extends true> = T;
+
+export type SchemaChecks = [
+  Assert<Same<z.output<typeof JobSchema>, Job>>,
+  Assert<Same<z.output<typeof ModelSchema>, ModelInfo>>,
+  Assert<Same<z.output<typeof TensorSpecSchema>, TensorSpec>>,
+  Assert<Same<(typeof ERROR_CODES)[number], ErrorCode>>,
+  Assert<Same<keyof z.output<typeof CreateJobBodySchema>, keyof CreateJobBody>>,
+  Assert<Same<z.output<typeof BatchSchema>, Batch>>,
+  Assert<Same<z.output<typeof BatchListSchema>, BatchList>>,
+  Assert<Same<z.output<typeof BatchResultLineSchema>, BatchResultLine>>,
+  Assert<Same<keyof z.output<typeof CreateBatchBodySchema>, keyof CreateBatchBody>>,
+  Assert<Same<keyof z.output<typeof BatchItemSchema>, keyof BatchItem>>,
+];

@@ -1,0 +1,132 @@
+import { z } from 'zod';
+import { DATATYPES } from './datatypes.js';
+import { WEBHOOK_EVENT_FILTERS, type JobError } from './job.js';
+import type { NestedArray } from './nested.js';
+
+/**
+ * Batches: bulk offline scoring (`/v1/batches`, API.md "Batches"). The
+ * request and response shapes, and the queue payload that carries a chunk of
+ * a batch's rows from the gateway to a worker.
+ */
+export const BATCH_STATUSES = ['queued', 'running', 'completed', 'canceled'] as const;
+export type BatchStatus = (typeof BATCH_STATUSES)[number];
+export const isBatchEnded = (s: BatchStatus): boolean => s === 'completed' || s === 'canceled';
+
+/** The status of one item in the results. */
+export type BatchItemStatus = 'succeeded' | 'failed' | 'canceled';
+
+/** Longest `custom_id`; a longer one makes its item fail. */
+export const MAX_CUSTOM_ID_LENGTH = 512;
+
+/**
+ * `POST /v1/batches` as JSON. Only the batch-level fields are checked here
+ * (a 400 or 422 for the whole request); each item is checked on its own, and
+ * a bad one becomes a failed item rather than failing the batch.
+ */
+export const CreateBatchBody = z
+  .object({
+    model: z.string().min(1).max(128),
+    version: z.union([z.string().regex(/^[1-9][0-9]{0,8}$/), z.number().int().positive()]).optional(),
+    items: z.array(z.unknown()).min(1, 'a batch needs at least one item'),
+    webhook: z.string().optional(),
+    /** `completed` sends `batch.completed`; there is no batch start event, so `start` alone sends nothing. */
+    webhook_events_filter: z.array(z.enum(WEBHOOK_EVENT_FILTERS)).max(2).optional(),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+export type CreateBatchBody = z.infer<typeof CreateBatchBody>;
+
+/** The query string of an NDJSON upload; the body is the items. */
+export const CreateBatchQuery = z
+  .object({
+    model: z.string().min(1).max(128),
+    version: z.string().regex(/^[1-9][0-9]{0,8}$/).optional(),
+    webhook: z.string().optional(),
+  })
+  .strict();
+export type CreateBatchQuery = z.infer<typeof CreateBatchQuery>;
+
+/** One item: a JSON array element, or one NDJSON line. */
+export const BatchItem = z
+  .object({
+    custom_id: z.string().max(MAX_CUSTOM_ID_LENGTH).optional(),
+    input: z.record(z.string(), z.unknown()),
+  })
+  .strict();
+export type BatchItem = z.infer<typeof BatchItem>;
+
+export interface BatchRequestCounts {
+  total: number;
+  succeeded: number;
+  failed: number;
+  canceled: number;
+}
+
+/** The Batch as API.md defines it. */
+export interface Batch {
+  id: string;
+  object: 'batch';
+  model: string;
+  version: string;
+  status: BatchStatus;
+  created_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  request_counts: BatchRequestCounts;
+  metadata: Record<string, unknown> | null;
+  urls: { get: string; results: string; cancel: string };
+}
+
+/** `GET /v1/batches`, cursor-paginated as OpenAI's list endpoints are. */
+export interface BatchList {
+  object: 'list';
+  data: Batch[];
+  has_more: boolean;
+  first_id?: string;
+  last_id?: string;
+}
+
+/** One line of `GET /v1/batches/{id}/results`. */
+export interface BatchResultLine {
+  index: number;
+  custom_id: string | null;
+  status: BatchItemStatus;
+  output: Record<string, NestedArray> | null;
+  error: JobError | null;
+}
+
+/**
+ * One input of a chunk: every valid row's tensor, concatenated as raw
+ * little-endian bytes in row order. When every row has the same shape
+ * (`shape`, one instance's shape) the worker views the bytes as one
+ * [rows, ...shape] tensor without touching each row; when the model has
+ * variable dimensions each row's shape is listed in `shapes`.
+ */
+export const BulkInputSchema = z.object({
+  datatype: z.enum(DATATYPES),
+  shape: z.array(z.number().int().nonnegative()).optional(),
+  shapes: z.array(z.array(z.number().int().nonnegative())).optional(),
+  b64: z.string(),
+});
+export type BulkInput = z.infer<typeof BulkInputSchema>;
+
+const ItemErrorSchema = z.object({ code: z.string(), message: z.string() });
+
+/**
+ * A chunk of a batch: the consecutive items `start … start + count - 1`.
+ * Items that failed validation at the gateway are listed in `failures` (by
+ * offset in the chunk) and carry no tensor; the others, `rows` of them, are
+ * packed in `inputs` in offset order.
+ */
+export const BulkChunkPayload = z.object({
+  tenant: z.string(),
+  batch: z.string(),
+  chunk: z.number().int().nonnegative(),
+  start: z.number().int().nonnegative(),
+  count: z.number().int().positive(),
+  rows: z.number().int().nonnegative(),
+  custom_ids: z.array(z.string().nullable()),
+  failures: z.array(z.object({ offset: z.number().int().nonnegative(), error: ItemErrorSchema })),
+  inputs: z.record(z.string(), BulkInputSchema),
+});
+export type BulkChunkPayload = z.infer<typeof BulkChunkPayload>;
