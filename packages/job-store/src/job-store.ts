@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { keys, type JobError, type JobMetrics } from '@infer/contract';
-import { CANCEL_JOB, END_JOB, START_JOB } from './scripts.js';
+import { createHash } from 'node:crypto';
+import { CANCEL_JOB, CLAIM_IDEMPOTENCY_KEY, END_JOB, START_JOB } from './scripts.js';
 import { hashToRecord, recordToHash, type JobRecord, type NewJobRecord } from './job-record.js';
 
 export interface JobStoreOptions {
@@ -34,7 +35,11 @@ type ScriptRedis = Redis & {
   inferStartJob(key: string, startedAt: number): Promise<StartOutcome>;
   inferEndJob(key: string, ...argv: (string | number)[]): Promise<number>;
   inferCancelJob(key: string, ...argv: (string | number)[]): Promise<string>;
+  inferClaimIdempotencyKey(key: string, id: string, ttlMs: number): Promise<string>;
 };
+
+/** API.md: the same Idempotency-Key from the same tenant within 24 h returns the first job. */
+export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
 /**
  * Job records in Redis: one hash per job, written by the gateway at submit
@@ -55,6 +60,7 @@ export class JobStore {
       ['inferStartJob', START_JOB],
       ['inferEndJob', END_JOB],
       ['inferCancelJob', CANCEL_JOB],
+      ['inferClaimIdempotencyKey', CLAIM_IDEMPOTENCY_KEY],
     ] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 1, lua });
     }
@@ -72,6 +78,27 @@ export class JobStore {
       .hset(key, recordToHash(record))
       .pexpire(key, UNENDED_TTL_MS + this.options.resultTtlMs)
       .exec();
+  }
+
+  /** Remove a record that never reached the queue (an idempotent replay lost the race). */
+  async delete(id: string): Promise<void> {
+    await this.redis.unlink(this.k.job(id));
+  }
+
+  /** The job that owns this tenant's idempotency key, if any. */
+  async idempotentJobId(tenant: string, idempotencyKey: string): Promise<string | null> {
+    return this.redis.get(this.idempotencyRedisKey(tenant, idempotencyKey));
+  }
+
+  /** Claim the key for `id`; returns the owner's job id (`id` when this call won). */
+  async claimIdempotencyKey(tenant: string, idempotencyKey: string, id: string): Promise<string> {
+    return this.redis.inferClaimIdempotencyKey(this.idempotencyRedisKey(tenant, idempotencyKey), id, IDEMPOTENCY_TTL_MS);
+  }
+
+  /** Hashed, so client-chosen keys of any length or charset make safe Redis key names. */
+  private idempotencyRedisKey(tenant: string, idempotencyKey: string): string {
+    const digest = createHash('sha256').update(idempotencyKey).digest('base64url');
+    return `${this.options.prefix}:idempotency:${tenant}:${digest}`;
   }
 
   async get(id: string): Promise<JobRecord | null> {

@@ -44,3 +44,12 @@ end
 if s == 'canceled' then return 'already_canceled' end
 return s
 `;
+
+/**
+ * KEYS[1] idempotency key. ARGV job id, ttl_ms. Claims the key for this job
+ * unless an earlier request holds it; returns the id of the job that owns it.
+ */
+export const CLAIM_IDEMPOTENCY_KEY = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return ARGV[1] end
+return redis.call('GET', KEYS[1])
+`;

@@ -27,6 +27,16 @@ export interface JobServiceDeps {
 export interface SubmitResult {
   job: Job;
   ended: boolean;
+  /** True when an Idempotency-Key matched an earlier submit: `job` is that first job. */
+  replayed: boolean;
+}
+
+export interface SubmitOptions {
+  /** Hold the answer until the job ends or this many ms pass (`Prefer: wait`). */
+  waitMs?: number | undefined;
+  /** Fires when the client goes away, to drop its waiter. */
+  signal?: AbortSignal | undefined;
+  idempotencyKey?: string | undefined;
 }
 
 /**
@@ -54,8 +64,13 @@ export class JobService {
     return { model, inputs };
   }
 
-  async submit(tenant: string, body: CreateJobBody, waitMs?: number, signal?: AbortSignal): Promise<SubmitResult> {
+  async submit(tenant: string, body: CreateJobBody, options: SubmitOptions = {}): Promise<SubmitResult> {
+    const { waitMs, signal, idempotencyKey } = options;
     const { model, inputs } = this.validate(body);
+    if (idempotencyKey) {
+      const firstId = await this.deps.store.idempotentJobId(tenant, idempotencyKey);
+      if (firstId) return this.replay(tenant, firstId, waitMs, signal);
+    }
     await this.deps.queues.assertRoom();
     const id = uuidv4();
     const createdAt = this.now();
@@ -70,6 +85,14 @@ export class JobService {
       webhookEventsFilter: body.webhook ? [...new Set(body.webhook_events_filter ?? (['completed'] as const))] : [],
     };
     await this.deps.store.create(record);
+    if (idempotencyKey) {
+      // Claim after creating, so whoever reads the key finds a record behind it.
+      const firstId = await this.deps.store.claimIdempotencyKey(tenant, idempotencyKey, id);
+      if (firstId !== id) {
+        await this.deps.store.delete(id);
+        return this.replay(tenant, firstId, waitMs, signal);
+      }
+    }
     // Register before enqueueing: a fast worker may end the job before add() returns.
     const waiter = waitMs ? this.deps.waiters.register(id, waitMs) : undefined;
     const payload: InferPayload = { tenant, inputs };
@@ -90,9 +113,14 @@ export class JobService {
       signal?.addEventListener('abort', waiter.cancel, { once: true });
       await waiter.promise;
       const record = await this.deps.store.get(id);
-      if (record) return { job: toJob(record), ended: isEnded(record.status) };
+      if (record) return { job: toJob(record), ended: isEnded(record.status), replayed: false };
     }
-    return { job: toJob(queuedRecord(record)), ended: false };
+    return { job: toJob(queuedRecord(record)), ended: false, replayed: false };
+  }
+
+  private async replay(tenant: string, id: string, waitMs?: number, signal?: AbortSignal): Promise<SubmitResult> {
+    const job = await this.get(tenant, id, waitMs, signal);
+    return { job, ended: isEnded(job.status), replayed: true };
   }
 
   /** The tenant's job; another tenant's id is a 404 exactly like an unknown one. */

@@ -1,4 +1,4 @@
-import express, { Router, type Response } from 'express';
+import express, { Router, type Request, type Response } from 'express';
 import { CreateJobBody } from '@infer/contract';
 import { badRequest } from '@infer/errors';
 import { tenantOf } from '../http/auth.js';
@@ -32,6 +32,16 @@ export function parseCreateJob(body: unknown): CreateJobBody {
   return parsed.data;
 }
 
+/** `Idempotency-Key`: 1-255 visible ASCII characters, as Stripe and the IETF draft take them. */
+function idempotencyKeyOf(req: Request): string | undefined {
+  const key = req.headers['idempotency-key'];
+  if (key === undefined) return undefined;
+  if (typeof key !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(key)) {
+    throw badRequest('invalid_input', 'Idempotency-Key must be 1-255 visible ASCII characters');
+  }
+  return key;
+}
+
 export function jobRoutes(service: JobService, metrics: GatewayMetrics, options: JobRoutesOptions): Router {
   const router = Router();
   // Any content type is read as JSON: `curl -d` sends form-encoded by default.
@@ -40,11 +50,17 @@ export function jobRoutes(service: JobService, metrics: GatewayMetrics, options:
   router.post('/', json, async (req, res) => {
     const body = parseCreateJob(req.body);
     const waitMs = preferWaitMs(req.headers.prefer, options.maxWaitMs);
-    const { job, ended } = await service.submit(tenantOf(req), body, waitMs, waitMs ? clientGone(res) : undefined);
-    metrics.jobsSubmitted.inc({ model: job.model, version: job.version });
+    const { job, ended, replayed } = await service.submit(tenantOf(req), body, {
+      waitMs,
+      signal: waitMs ? clientGone(res) : undefined,
+      idempotencyKey: idempotencyKeyOf(req),
+    });
+    if (replayed) res.set('Idempotent-Replayed', 'true');
+    else metrics.jobsSubmitted.inc({ model: job.model, version: job.version });
     if (waitMs !== undefined) res.set('Preference-Applied', `wait=${Math.round(waitMs / 1000)}`);
     res.set('Location', job.urls.get);
-    res.status(ended ? 200 : 202).json(job);
+    // A replay answers 200 with the first job, whatever its status (API.md).
+    res.status(ended || replayed ? 200 : 202).json(job);
   });
 
   router.get('/:id', async (req, res) => {
