@@ -1,0 +1,127 @@
+import { createWriteStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import type { Command } from 'commander';
+import type { Batch, InferClient } from '@infer/sdk';
+import { UsageError, type CliContext } from '../io.js';
+import { printJson, printTable } from '../output.js';
+import { modelVersion, positiveInt, seconds } from '../parsers.js';
+import { batchProgress } from '../progress.js';
+
+interface SubmitOptions {
+  model: string;
+  version?: string;
+  webhook?: string;
+  wait?: boolean;
+  output?: string;
+  pollMs: number;
+  timeout?: number;
+}
+
+/**
+ * Stream the results to a file or stdout, never holding them whole. The
+ * destination is opened only once the server has answered, so an error (409
+ * before the end) leaves no empty file behind; stdout is left open.
+ */
+async function download(client: InferClient, id: string, to: string | Writable): Promise<void> {
+  const body = Readable.fromWeb((await client.batches.resultsStream(id)) as NodeReadableStream<Uint8Array>);
+  if (typeof to === 'string') await pipeline(body, createWriteStream(to));
+  else await pipeline(body, to, { end: false });
+}
+
+export function registerBatch(program: Command, ctx: CliContext): void {
+  const batch = program.command('batch').description('bulk offline scoring from NDJSON files');
+
+  batch
+    .command('submit')
+    .description('upload an NDJSON file (one {"custom_id"?, "input"} a line) as a batch')
+    .argument('<file>', 'the NDJSON file')
+    .requiredOption('-m, --model <name>', 'model name')
+    .option('--version <n>', 'model version (default: the highest)', modelVersion)
+    .option('--webhook <url>', 'URL to POST batch.completed to')
+    .option('-w, --wait', 'wait for the batch to end, showing progress, then download the results')
+    .option('-o, --output <path>', 'with --wait: where to write the results (default: <file>.results.ndjson)')
+    .option('--poll-ms <ms>', 'with --wait: how often to ask for progress', positiveInt, 1000)
+    .option('--timeout <seconds>', 'with --wait: give up waiting after this long', seconds)
+    .action(async (file: string, opts: SubmitOptions) => {
+      const info = await stat(file).catch(() => undefined);
+      if (!info?.isFile()) throw new UsageError(`no such file: ${file}`);
+      if (opts.output !== undefined && !opts.wait) throw new UsageError('--output needs --wait (or use `batch results <id> --output`)');
+      const client = ctx.client();
+      const created = await client.batches.upload({ model: opts.model, version: opts.version, webhook: opts.webhook }, file);
+      if (!opts.wait) return printJson(ctx.stdout, created);
+
+      ctx.stderr.write(`batch ${created.id} submitted (${created.request_counts.total} items); waiting for it to end\n`);
+      const progress = batchProgress(ctx);
+      let ended: Batch;
+      try {
+        ended = await client.batches.wait(created.id, {
+          pollMs: opts.pollMs,
+          timeoutMs: opts.timeout === undefined ? undefined : opts.timeout * 1000,
+          onProgress: (b) => progress.update(b),
+        });
+      } finally {
+        progress.stop();
+      }
+      const output = opts.output ?? `${file}.results.ndjson`;
+      await download(client, created.id, output);
+      ctx.stderr.write(`results written to ${output}\n`);
+      printJson(ctx.stdout, ended);
+    });
+
+  batch
+    .command('status')
+    .description('show a batch and its request counts')
+    .argument('<id>', 'batch id')
+    .action(async (id: string) => {
+      printJson(ctx.stdout, await ctx.client().batches.get(id));
+    });
+
+  batch
+    .command('results')
+    .description('download the results of an ended batch (NDJSON, one line per item in submission order)')
+    .argument('<id>', 'batch id')
+    .option('-o, --output <path>', 'write to this file instead of stdout')
+    .action(async (id: string, opts: { output?: string }) => {
+      await download(ctx.client(), id, opts.output ?? ctx.stdout);
+      if (opts.output !== undefined) ctx.stderr.write(`results written to ${opts.output}\n`);
+    });
+
+  batch
+    .command('cancel')
+    .description('cancel a batch: items not yet run end canceled, finished results are kept')
+    .argument('<id>', 'batch id')
+    .action(async (id: string) => {
+      printJson(ctx.stdout, await ctx.client().batches.cancel(id));
+    });
+
+  batch
+    .command('list')
+    .description("list the tenant's batches")
+    .option('--limit <n>', 'batches per page', positiveInt)
+    .option('--after <id>', 'start after this batch id')
+    .option('--all', 'follow every page')
+    .option('--json', 'print JSON')
+    .action(async (opts: { limit?: number; after?: string; all?: boolean; json?: boolean }) => {
+      const client = ctx.client();
+      const params = { limit: opts.limit, after: opts.after };
+      let batches: Batch[];
+      if (opts.all) {
+        batches = [];
+        for await (const b of client.batches.listAll(params)) batches.push(b);
+      } else {
+        batches = (await client.batches.list(params)).data;
+      }
+      if (opts.json) return printJson(ctx.stdout, batches);
+      printTable(
+        ctx.stdout,
+        ['ID', 'STATUS', 'MODEL', 'DONE/TOTAL', 'FAILED', 'CREATED'],
+        batches.map((b) => {
+          const c = b.request_counts;
+          return [b.id, b.status, `${b.model}:${b.version}`, `${c.succeeded + c.failed + c.canceled}/${c.total}`, String(c.failed), b.created_at];
+        }),
+      );
+    });
+}

@@ -1,0 +1,87 @@
+import { Command, CommanderError, Option } from 'commander';
+import { InferApiError, InferClient, InferTimeoutError } from '@infer/sdk';
+import { registerBatch } from './commands/batch.js';
+import { registerJobs } from './commands/jobs.js';
+import { registerModels } from './commands/models.js';
+import { EXIT_API_ERROR, EXIT_OK, EXIT_USAGE, UsageError, type CliContext, type CliIo } from './io.js';
+
+export interface CliDefaults {
+  /** From INFER_URL. @default 'http://localhost:8080' */
+  url?: string | undefined;
+  /** From INFER_API_KEY. @default 'dev-key' */
+  apiKey?: string | undefined;
+}
+
+interface GlobalOptions {
+  url: string;
+  apiKey: string;
+}
+
+/** The command tree. Parse errors throw (exitOverride) instead of exiting, so `runCli` picks the exit code. */
+export function buildProgram(io: CliIo, defaults: CliDefaults = {}): Command {
+  const program = new Command('infer')
+    .description('Command line client of the inference platform (see docs/cli.md)')
+    .addOption(new Option('--url <url>', 'gateway URL').default(defaults.url || 'http://localhost:8080', '$INFER_URL or http://localhost:8080'))
+    // The description, not the value, goes into --help: a key from the environment is not printed.
+    .addOption(new Option('--api-key <key>', 'API key').default(defaults.apiKey || 'dev-key', '$INFER_API_KEY or dev-key'))
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    })
+    .showHelpAfterError('(run with --help for usage)');
+
+  let client: InferClient | undefined;
+  const ctx: CliContext = {
+    ...io,
+    client() {
+      const opts = program.opts<GlobalOptions>();
+      client ??= new InferClient({ baseUrl: opts.url, apiKey: opts.apiKey });
+      return client;
+    },
+  };
+  registerModels(program, ctx);
+  registerJobs(program, ctx);
+  registerBatch(program, ctx);
+  return program;
+}
+
+/** A fetch that never reached the server: undici's "fetch failed" with the socket error as its cause. */
+function connectionFailure(err: unknown): string | undefined {
+  if (!(err instanceof TypeError) || err.message !== 'fetch failed') return undefined;
+  const cause = err.cause as { code?: string; message?: string } | undefined;
+  return cause?.code ?? cause?.message ?? 'connection failed';
+}
+
+/**
+ * Run one command line; resolves with the exit code: 0 ok, 1 the API said
+ * no (or could not be reached), 2 a usage error.
+ */
+export async function runCli(argv: readonly string[], io: CliIo, defaults: CliDefaults = {}): Promise<number> {
+  const program = buildProgram(io, defaults);
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return EXIT_OK;
+  } catch (err) {
+    // commander has already printed its message (and help) to stderr.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    if (err instanceof UsageError) {
+      io.stderr.write(`error: ${err.message}\n(run with --help for usage)\n`);
+      return EXIT_USAGE;
+    }
+    if (err instanceof InferApiError) {
+      io.stderr.write(`error: ${err.detail} (code: ${err.code}, HTTP ${err.status})\n`);
+      return EXIT_API_ERROR;
+    }
+    if (err instanceof InferTimeoutError) {
+      io.stderr.write(`error: ${err.message}\n`);
+      return EXIT_API_ERROR;
+    }
+    const unreachable = connectionFailure(err);
+    if (unreachable) {
+      io.stderr.write(`error: cannot reach ${program.opts<GlobalOptions>().url} (${unreachable})\n`);
+      return EXIT_API_ERROR;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * What the SDK throws. `InferApiError` is an answer from the platform: an
+ * RFC 9457 problem with the contract's stable `code` (see API.md). Anything
+ * that never got an answer (refused connection, DNS) is the fetch error as it
+ * is; a request the SDK gave up on after its own deadline is `InferTimeoutError`.
+ */
+
+/** The problem+json body every error response carries. */
+export interface ProblemDetails {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+}
+
+export class InferApiError extends Error implements ProblemDetails {
+  readonly status: number;
+  /** The contract's stable snake_case code, e.g. `invalid_input`, `job_not_found`. */
+  readonly code: string;
+  readonly detail: string;
+  readonly type: string;
+  readonly title: string;
+  /** Seconds the server asked us to wait (`Retry-After`), on 429 and 503. */
+  readonly retryAfter: number | undefined;
+  readonly method: string;
+  readonly url: string;
+
+  constructor(problem: ProblemDetails, init: { retryAfter?: number | undefined; method: string; url: string }) {
+    super(`${problem.status} ${problem.code}: ${problem.detail}`);
+    this.name = 'InferApiError';
+    this.status = problem.status;
+    this.code = problem.code;
+    this.detail = problem.detail;
+    this.type = problem.type;
+    this.title = problem.title;
+    this.retryAfter = init.retryAfter;
+    this.method = init.method;
+    this.url = init.url;
+  }
+}
+
+/** The SDK's own deadline passed: a request's `timeoutMs`, or a `wait()`'s. */
+export class InferTimeoutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InferTimeoutError';
+  }
+}
+
+export function isInferApiError(err: unknown): err is InferApiError {
+  return err instanceof InferApiError;
+}

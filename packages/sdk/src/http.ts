@@ -1,0 +1,191 @@
+import { InferApiError, InferTimeoutError, type ProblemDetails } from './errors.js';
+import { parseRetryAfter } from './retry-after.js';
+
+export interface TransportOptions {
+  baseUrl: string;
+  apiKey: string;
+  fetch: typeof fetch;
+  timeoutMs: number;
+  maxRetries: number;
+  maxRetryDelayMs: number;
+}
+
+export interface RequestOptions {
+  /** @default 'GET' */
+  method?: 'GET' | 'POST';
+  query?: Record<string, string | number | undefined>;
+  headers?: Record<string, string>;
+  /** A JSON body. */
+  json?: unknown;
+  /** A streamed body; sent with `duplex: 'half'` and never retried (it cannot be replayed). */
+  stream?: { body: ReadableStream<Uint8Array>; contentType: string };
+  /**
+   * Time the server may hold the request on purpose (`Prefer: wait`), added to
+   * the client's `timeoutMs` so a long poll is not mistaken for a hang.
+   */
+  holdMs?: number;
+  /** Overrides the client's `timeoutMs`; `null` for no deadline (an upload of unknown length). */
+  timeoutMs?: number | null;
+  signal?: AbortSignal | undefined;
+  /**
+   * Retry 429 and 503 after `Retry-After`. Only for requests that are safe to
+   * repeat. @default true for GET, false otherwise
+   */
+  retry?: boolean;
+}
+
+const USER_AGENT = 'infer-sdk/0.1.0';
+
+/**
+ * One HTTP exchange with the gateway: auth, deadline, problem+json errors and
+ * bounded retries. Resource classes (jobs, batches, …) say only what to send.
+ */
+export class Transport {
+  readonly #options: TransportOptions;
+  readonly #base: string;
+
+  constructor(options: TransportOptions) {
+    this.#options = options;
+    // String concatenation, not `new URL(path, base)`: a base with a path prefix keeps it.
+    this.#base = options.baseUrl.replace(/\/+$/, '');
+  }
+
+  /** Send and parse a JSON answer. */
+  async json<T>(path: string, options: RequestOptions = {}): Promise<T> {
+    return this.#send(path, options, 'application/json', async (res) => (await res.json()) as T);
+  }
+
+  /**
+   * Send and hand back the response with its body unread, for streamed answers.
+   * The deadline covers only the wait for the headers; the caller owns the body.
+   */
+  async raw(path: string, options: RequestOptions = {}, accept = '*/*'): Promise<Response> {
+    return this.#send(path, options, accept, (res) => Promise.resolve(res));
+  }
+
+  #url(path: string, query: RequestOptions['query']): string {
+    let url = this.#base + path;
+    if (query) {
+      const params = new URLSearchParams();
+      for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
+      const qs = params.toString();
+      if (qs) url += `?${qs}`;
+    }
+    return url;
+  }
+
+  async #send<T>(
+    path: string,
+    options: RequestOptions,
+    accept: string,
+    read: (res: Response) => Promise<T>,
+  ): Promise<T> {
+    const method = options.method ?? 'GET';
+    const url = this.#url(path, options.query);
+    const retry = options.retry ?? method === 'GET';
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${this.#options.apiKey}`,
+      accept,
+      'user-agent': USER_AGENT,
+      ...options.headers,
+    };
+    let body: string | ReadableStream<Uint8Array> | undefined;
+    if (options.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(options.json);
+    } else if (options.stream) {
+      headers['content-type'] = options.stream.contentType;
+      body = options.stream.body;
+    }
+    const baseTimeout = options.timeoutMs === undefined ? this.#options.timeoutMs : options.timeoutMs;
+    const timeoutMs = baseTimeout === null ? null : baseTimeout + (options.holdMs ?? 0);
+
+    for (let attempt = 0; ; attempt++) {
+      const controller = new AbortController();
+      let timedOut = false;
+      const timer =
+        timeoutMs === null
+          ? undefined
+          : setTimeout(() => {
+              timedOut = true;
+              controller.abort();
+            }, timeoutMs);
+      const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+      try {
+        const init: RequestInit = { method, headers, signal };
+        if (body !== undefined) init.body = body;
+        // Node's fetch refuses a stream body without it; half duplex is all HTTP/1.1 offers anyway.
+        if (body instanceof ReadableStream) init.duplex = 'half';
+        const res = await this.#options.fetch(url, init);
+        if (!res.ok) {
+          const error = await toApiError(res, method, url);
+          // A stream body is spent after one try, so it is never retried.
+          const delayMs = retry && !(body instanceof ReadableStream) ? this.#retryDelayMs(error, attempt) : undefined;
+          if (delayMs === undefined) throw error;
+          clearTimeout(timer);
+          await sleep(delayMs, options.signal);
+          continue;
+        }
+        // A streamed answer's deadline ends with its headers (the finally below); the caller owns the body.
+        return await read(res);
+      } catch (err) {
+        if (timedOut) throw new InferTimeoutError(`${method} ${url} took longer than ${timeoutMs} ms`);
+        throw err;
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  }
+
+  /** How long to wait before retrying `error`, or undefined not to retry. */
+  #retryDelayMs(error: InferApiError, attempt: number): number | undefined {
+    if (error.status !== 429 && error.status !== 503) return undefined;
+    if (attempt >= this.#options.maxRetries) return undefined;
+    // Without Retry-After: exponential from 500 ms with jitter, so a crowd of clients spreads out.
+    const delayMs =
+      error.retryAfter !== undefined ? error.retryAfter * 1000 : 500 * 2 ** attempt * (0.5 + Math.random() / 2);
+    // A server asking for longer than we are willing to wait gets the error back at once.
+    return delayMs <= this.#options.maxRetryDelayMs ? delayMs : undefined;
+  }
+}
+
+/** A timer that an AbortSignal cuts short (rejecting with the signal's reason). */
+export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Read an error response into an InferApiError, problem+json or not (a proxy's HTML page, say). */
+async function toApiError(res: Response, method: string, url: string): Promise<InferApiError> {
+  const text = await res.text().catch(() => '');
+  let problem: Partial<ProblemDetails> = {};
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed === 'object' && parsed !== null) problem = parsed as Partial<ProblemDetails>;
+  } catch {
+    // not JSON: keep the text as the detail below
+  }
+  return new InferApiError(
+    {
+      type: typeof problem.type === 'string' ? problem.type : 'about:blank',
+      title: typeof problem.title === 'string' ? problem.title : res.statusText,
+      status: res.status,
+      detail: typeof problem.detail === 'string' ? problem.detail : text.slice(0, 500) || res.statusText,
+      code: typeof problem.code === 'string' ? problem.code : 'http_error',
+    },
+    { retryAfter: parseRetryAfter(res.headers.get('retry-after')), method, url },
+  );
+}

@@ -1,0 +1,18 @@
+export { InferClient, type InferClientOptions } from './client.js';
+export { InferApiError, InferTimeoutError, isInferApiError, type ProblemDetails } from './errors.js';
+export { Models, type CallOptions } from './models.js';
+export {
+  Jobs,
+  isJobEnded,
+  MAX_WAIT_SECONDS,
+  type CreateJobOptions,
+  type GetJobOptions,
+  type RunJobOptions,
+  type WaitJobOptions,
+} from './jobs.js';
+export { Batches, type WaitBatchOptions } from './batches.js';
+export { Webhooks } from './webhooks.js';
+export { tensorB64 } from './tensor.js';
+export { parseNdjson, type UploadChunk, type UploadSource } from './ndjson.js';
+export * from './types.js';
+export type { Job, JobStatus, JobError, JobMetrics, ModelInfo, TensorSpec, Datatype, NestedArray } from '@infer/contract';

@@ -1,0 +1,119 @@
+import type { Job, JobStatus } from '@infer/contract';
+import { InferTimeoutError } from './errors.js';
+import { sleep, type RequestOptions, type Transport } from './http.js';
+import type { CallOptions } from './models.js';
+import type { CreateJobParams } from './types.js';
+
+/** The longest `Prefer: wait` the gateway honours (API.md). */
+export const MAX_WAIT_SECONDS = 60;
+
+const ENDED: readonly JobStatus[] = ['succeeded', 'failed', 'canceled'];
+
+export function isJobEnded(job: Pick<Job, 'status'>): boolean {
+  return ENDED.includes(job.status);
+}
+
+export interface CreateJobOptions extends CallOptions {
+  /** Hold the response until the job ends or this many seconds pass (`Prefer: wait=N`, at most 60). */
+  wait?: number;
+  /** The same key from the same tenant within 24 h returns the first job instead of a new one. */
+  idempotencyKey?: string;
+}
+
+export interface GetJobOptions extends CallOptions {
+  /** Long poll: hold the response until the job ends or this many seconds pass (at most 60). */
+  wait?: number;
+}
+
+export interface WaitJobOptions extends CallOptions {
+  /** Give up (InferTimeoutError) after this long. @default no limit */
+  timeoutMs?: number;
+}
+
+export interface RunJobOptions extends WaitJobOptions {
+  idempotencyKey?: string;
+}
+
+function preferWait(wait: number | undefined): Pick<RequestOptions, 'headers' | 'holdMs'> {
+  if (wait === undefined) return {};
+  const seconds = Math.max(0, Math.min(MAX_WAIT_SECONDS, wait));
+  return { headers: { prefer: `wait=${Number(seconds.toFixed(3))}` }, holdMs: seconds * 1000 };
+}
+
+export class Jobs {
+  readonly #http: Transport;
+
+  constructor(http: Transport) {
+    this.#http = http;
+  }
+
+  /**
+   * Submit one instance. Without `wait`, answers at once with the queued job;
+   * with it, with the ended job if it ended in time.
+   */
+  create(body: CreateJobParams, options: CreateJobOptions = {}): Promise<Job> {
+    const wait = preferWait(options.wait);
+    const headers = { ...wait.headers };
+    if (options.idempotencyKey !== undefined) headers['idempotency-key'] = options.idempotencyKey;
+    return this.#http.json<Job>('/v1/jobs', {
+      method: 'POST',
+      json: body,
+      headers,
+      holdMs: wait.holdMs ?? 0,
+      signal: options.signal,
+      // Safe to repeat only when the server deduplicates it.
+      retry: options.idempotencyKey !== undefined,
+    });
+  }
+
+  get(id: string, options: GetJobOptions = {}): Promise<Job> {
+    return this.#http.json<Job>(`/v1/jobs/${encodeURIComponent(id)}`, { ...preferWait(options.wait), signal: options.signal });
+  }
+
+  /** Cancel a queued or running job; 409 `conflict` if it has already ended. */
+  cancel(id: string, options: CallOptions = {}): Promise<Job> {
+    return this.#http.json<Job>(`/v1/jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST', signal: options.signal });
+  }
+
+  /**
+   * Resolve with the job once it has ended, by back-to-back long polls: the
+   * server answers the moment the job ends, so there is no polling interval
+   * to tune and no request while nothing changes.
+   */
+  async wait(id: string, options: WaitJobOptions = {}): Promise<Job> {
+    const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
+    let backoffMs = 250;
+    for (;;) {
+      const remainingMs = deadline - Date.now();
+      if (remainingMs <= 0) throw new InferTimeoutError(`job ${id} did not end within ${options.timeoutMs} ms`);
+      const waitSeconds = Math.min(MAX_WAIT_SECONDS, Math.ceil(remainingMs / 1000));
+      const started = Date.now();
+      const job = await this.get(id, { wait: waitSeconds, signal: options.signal });
+      if (isJobEnded(job)) return job;
+      // A server that answered well before the wait it was asked for (a proxy
+      // that strips Prefer, say) gets a growing pause instead of a busy loop.
+      if (Date.now() - started < (waitSeconds * 1000) / 2) {
+        await sleep(Math.min(backoffMs, Math.max(0, deadline - Date.now())), options.signal);
+        backoffMs = Math.min(backoffMs * 2, 5000);
+      } else {
+        backoffMs = 250;
+      }
+    }
+  }
+
+  /** Submit and resolve with the ended job (succeeded, failed or canceled). */
+  async run(body: CreateJobParams, options: RunJobOptions = {}): Promise<Job> {
+    const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
+    const remainingMs = () => deadline - Date.now();
+    const job = await this.create(body, {
+      wait: Math.min(MAX_WAIT_SECONDS, Math.ceil(remainingMs() / 1000)),
+      idempotencyKey: options.idempotencyKey,
+      signal: options.signal,
+    });
+    if (isJobEnded(job)) return job;
+    return this.wait(job.id, {
+      timeoutMs: options.timeoutMs === undefined ? undefined : Math.max(1, remainingMs()),
+      signal: options.signal,
+    });
+  }
+}

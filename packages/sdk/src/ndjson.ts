@@ -1,0 +1,81 @@
+import type { BatchItem } from './types.js';
+
+/**
+ * A chunk of an NDJSON upload: raw text or bytes (newlines included, as they
+ * are in a file), or an item object that becomes one line.
+ */
+export type UploadChunk = string | Uint8Array | BatchItem;
+
+/**
+ * What `batches.upload` reads from: a file path, a byte stream, or any
+ * (async) iterable of chunks — a Node Readable, a generator of items, an array.
+ */
+export type UploadSource = string | ReadableStream<Uint8Array> | AsyncIterable<UploadChunk> | Iterable<UploadChunk>;
+
+const encoder = new TextEncoder();
+
+function encodeChunk(chunk: UploadChunk): Uint8Array {
+  if (typeof chunk === 'string') return encoder.encode(chunk);
+  if (chunk instanceof Uint8Array) return chunk;
+  return encoder.encode(`${JSON.stringify(chunk)}\n`);
+}
+
+function isReadableStream(source: unknown): source is ReadableStream<Uint8Array> {
+  return typeof (source as { getReader?: unknown }).getReader === 'function';
+}
+
+/**
+ * A pull-based byte stream over `source`: the next chunk is read only when
+ * fetch asks for it, so a file of any size streams through a bounded buffer.
+ */
+export async function toByteStream(source: UploadSource): Promise<ReadableStream<Uint8Array>> {
+  if (isReadableStream(source)) return source;
+  let iterable: AsyncIterable<UploadChunk> | Iterable<UploadChunk>;
+  if (typeof source === 'string') {
+    // Imported here, not at the top: only the file-path form needs Node's fs.
+    const { createReadStream } = await import('node:fs');
+    const { access } = await import('node:fs/promises');
+    await access(source); // fail now, with ENOENT, rather than halfway into the request
+    iterable = createReadStream(source) as AsyncIterable<Uint8Array>;
+  } else {
+    iterable = source;
+  }
+  const iterator =
+    Symbol.asyncIterator in iterable ? iterable[Symbol.asyncIterator]() : (iterable as Iterable<UploadChunk>)[Symbol.iterator]();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await iterator.next();
+      if (done) controller.close();
+      else controller.enqueue(encodeChunk(value));
+    },
+    async cancel(reason) {
+      await iterator.return?.(reason);
+    },
+  });
+}
+
+/**
+ * Parse an NDJSON byte stream one line at a time, holding at most one partial
+ * line. Breaking out of the loop cancels the stream and frees the connection.
+ */
+export async function* parseNdjson<T>(body: ReadableStream<Uint8Array>): AsyncGenerator<T> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = '';
+  let finished = false;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const lines = (buffered + decoder.decode(value, { stream: true })).split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) if (line.trim()) yield JSON.parse(line) as T;
+    }
+    const last = (buffered + decoder.decode()).trim();
+    if (last) yield JSON.parse(last) as T;
+    finished = true;
+  } finally {
+    if (!finished) await reader.cancel().catch(() => undefined);
+    reader.releaseLock();
+  }
+}
