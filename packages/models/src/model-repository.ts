@@ -119,6 +119,7 @@ async function loadVersion(name: string, version: string, file: string, config: 
   const session = await ort.InferenceSession.create(file, {
     graphOptimizationLevel: 'all',
     ...(config.intra_op_num_threads ? { intraOpNumThreads: config.intra_op_num_threads } : {}),
+    extra: { session: { intra_op: { allow_spinning: config.allow_spinning ? '1' : '0' } } },
   });
   const specs = deriveSpecs(
     session.inputMetadata as readonly OrtValueMetadata[],
