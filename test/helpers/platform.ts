@@ -38,6 +38,8 @@ export interface PlatformOptions {
   env?: Record<string, string>;
   /** Start a worker too. @default true */
   worker?: boolean;
+  /** The Redis to run on (and to clean up). @default TEST_REDIS_URL */
+  redisUrl?: string;
 }
 
 export interface TestPlatform {
@@ -46,6 +48,8 @@ export interface TestPlatform {
   baseUrl: string;
   gateway: Gateway;
   worker: InferenceWorker | undefined;
+  /** Start the worker now (for a platform started with `worker: false`); `close()` closes it. */
+  startWorker(): Promise<InferenceWorker>;
   /** fetch against the gateway with the test tenant's API key. */
   api(pathname: string, init?: RequestInit & { key?: string | null }): Promise<Response>;
   close(): Promise<void>;
@@ -61,8 +65,9 @@ export const OTHER_TENANT_KEY = 'test-key-b';
  */
 export async function startPlatform(options: PlatformOptions = {}): Promise<TestPlatform> {
   const prefix = uniquePrefix();
+  const redisUrl = options.redisUrl ?? TEST_REDIS_URL;
   const config = loadConfig({
-    REDIS_URL: TEST_REDIS_URL,
+    REDIS_URL: redisUrl,
     MODEL_REPOSITORY: options.models ?? SHIPPED_MODELS,
     QUEUE_PREFIX: prefix,
     API_KEYS: `tenant-a:${TEST_KEY},tenant-b:${OTHER_TENANT_KEY}`,
@@ -71,7 +76,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Test
     ...options.env,
   });
   const gateway = await createGateway(config, silentLogger);
-  const worker = options.worker === false ? undefined : await createWorker(config, silentLogger, { models: gateway.models });
+  let worker = options.worker === false ? undefined : await createWorker(config, silentLogger, { models: gateway.models });
   const port = await gateway.listen(0, '127.0.0.1');
   const baseUrl = `http://127.0.0.1:${port}`;
   return {
@@ -79,7 +84,13 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Test
     prefix,
     baseUrl,
     gateway,
-    worker,
+    get worker() {
+      return worker;
+    },
+    async startWorker() {
+      worker ??= await createWorker(config, silentLogger, { models: gateway.models });
+      return worker;
+    },
     api(pathname, init = {}) {
       const { key = TEST_KEY, ...rest } = init;
       const headers = new Headers(rest.headers);
@@ -90,7 +101,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Test
     async close() {
       await worker?.close();
       await gateway.close();
-      await deletePrefix(TEST_REDIS_URL, prefix);
+      await deletePrefix(redisUrl, prefix);
     },
   };
 }

@@ -1,9 +1,14 @@
 import express, { type Express } from 'express';
 import type { Redis } from 'ioredis';
+import type { BatchStore } from '@infer/batch-store';
 import type { Config } from '@infer/config';
 import type { JobStore, JobWaiters } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import type { ModelRepository } from '@infer/models';
+import { WebhookSecrets, type WebhookEvents } from '@infer/webhooks';
+import { BatchService } from './batches/batch-service.js';
+import type { BulkQueues } from './batches/bulk-queues.js';
+import { InteractiveRequests } from './batches/interactive-requests.js';
 import { requireApiKey } from './http/auth.js';
 import { notFoundRoute, problemMiddleware } from './http/problem-middleware.js';
 import { rateLimitPerKey } from './http/rate-limit.js';
@@ -11,9 +16,11 @@ import { JobService } from './jobs/job-service.js';
 import type { QueueRegistry } from './jobs/queue-registry.js';
 import { GatewayMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
+import { batchRoutes } from './routes/batches.js';
 import { jobRoutes } from './routes/jobs.js';
 import { modelRoutes } from './routes/models.js';
 import { opsRoutes } from './routes/ops.js';
+import { webhookRoutes } from './routes/webhooks.js';
 
 export interface GatewayDeps {
   config: Config;
@@ -24,6 +31,10 @@ export interface GatewayDeps {
   store: JobStore;
   waiters: JobWaiters;
   queues: QueueRegistry;
+  batchStore: BatchStore;
+  bulkQueues: BulkQueues;
+  /** Webhook events the gateway sends (a canceled job's job.completed) and resends. */
+  webhookEvents: WebhookEvents;
   metrics?: GatewayMetrics;
 }
 
@@ -38,6 +49,11 @@ export function createApp(deps: GatewayDeps): Express {
   let openapi: unknown;
   app.use(opsRoutes({ redis: deps.redis, metrics, openapi: () => (openapi ??= buildOpenApi()) }));
 
+  // Batch uploads step aside while this gateway serves interactive requests,
+  // counted from the moment one arrives (before auth and rate limiting).
+  const interactive = new InteractiveRequests();
+  app.use('/v1/jobs', interactive.track);
+
   const v1 = express.Router();
   v1.use(requireApiKey(config.apiKeys));
   v1.use(rateLimitPerKey(deps.redis, config.queuePrefix, config.rateLimitPerSecond));
@@ -48,8 +64,28 @@ export function createApp(deps: GatewayDeps): Express {
     waiters: deps.waiters,
     queues: deps.queues,
     webhookAllowPrivate: config.webhookAllowPrivate,
+    webhookEvents: deps.webhookEvents,
   });
+  // Before the job and batch routers: /jobs/{id}/webhook_deliveries and the like (see routes/webhooks.ts).
+  v1.use(
+    webhookRoutes({
+      secrets: new WebhookSecrets(deps.redis, config.queuePrefix),
+      events: deps.webhookEvents,
+      jobTenant: async (id) => (await deps.store.get(id))?.tenant ?? null,
+      batchTenant: async (id) => (await deps.batchStore.get(id))?.tenant ?? null,
+    }),
+  );
   v1.use('/jobs', jobRoutes(jobs, metrics, { maxBodyBytes: config.maxBodyBytes, maxWaitMs: config.maxWaitMs }));
+  const batches = new BatchService({
+    interactive,
+    models: deps.models,
+    store: deps.batchStore,
+    queues: deps.bulkQueues,
+    webhookAllowPrivate: config.webhookAllowPrivate,
+    logger,
+  });
+  // Parses its own bodies: the NDJSON form is read as a stream, never whole.
+  v1.use('/batches', batchRoutes(batches, { maxBodyBytes: config.maxBodyBytes }));
   app.use('/v1', v1);
 
   app.use(notFoundRoute);

@@ -2,11 +2,14 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
+import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
 import type { Config } from '@infer/config';
 import { JobStore, JobWaiters } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
+import { WebhookEvents } from '@infer/webhooks';
 import { createApp } from './app.js';
+import { BulkQueues } from './batches/bulk-queues.js';
 import { QueueRegistry } from './jobs/queue-registry.js';
 
 export interface Gateway {
@@ -46,7 +49,24 @@ export async function createGateway(config: Config, logger: Logger, options: { m
   await waiters.start();
   const queues = new QueueRegistry({ connection: bullConnection, prefix: config.queuePrefix, maxQueueDepth: config.maxQueueDepth });
   for (const mv of models.all()) queues.get(mv.name, mv.version);
-  const app = createApp({ config, logger, redis, models, store, waiters, queues });
+  const webhookEvents = new WebhookEvents({
+    connection: bullConnection,
+    prefix: config.queuePrefix,
+    resultTtlMs: config.resultTtlMs,
+    retryDelaysMs: config.webhookRetryDelaysMs,
+    logger,
+  });
+  const batchStore = new BatchStore(redis, {
+    prefix: config.queuePrefix,
+    resultTtlMs: config.resultTtlMs,
+    onEnded: async (batch) => {
+      const event = batchCompletedWebhook(batch);
+      if (event) await webhookEvents.emit([event]);
+    },
+    onError: (err, what) => logger.warn({ err: (err as Error).message }, what),
+  });
+  const bulkQueues = new BulkQueues({ connection: bullConnection, prefix: config.queuePrefix });
+  const app = createApp({ config, logger, redis, models, store, waiters, queues, batchStore, bulkQueues, webhookEvents });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
@@ -75,9 +95,14 @@ export async function createGateway(config: Config, logger: Logger, options: { m
             await closed;
           },
           () => queues.close(),
-          () => redis.quit(),
-          () => bullConnection.quit(),
-          () => subscriber.quit(),
+          () => bulkQueues.close(),
+          () => webhookEvents.close(),
+          // While Redis is away quit() fails (no offline queue) or waits for a reconnect (the subscriber): disconnect
+          // instead, or the client keeps reconnecting and the process never exits.
+          ...[redis, bullConnection, subscriber].map((conn) => async () => {
+            if (conn.status === 'ready') await conn.quit().catch(() => conn.disconnect());
+            else conn.disconnect();
+          }),
           async () => {
             if (ownModels) await models.close();
           },

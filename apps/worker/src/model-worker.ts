@@ -10,6 +10,7 @@ import { decodeEncoded } from '@infer/tensors';
 import { runBatch, type InstanceInputs } from './batch-runner.js';
 import { LockKeeper } from './lock-keeper.js';
 import type { WorkerMetrics } from './metrics.js';
+import type { JobWebhookEmitter } from './webhook-emitter.js';
 
 export interface ModelWorkerOptions {
   model: ModelVersion;
@@ -20,6 +21,8 @@ export interface ModelWorkerOptions {
   prefix: string;
   lockMs: number;
   metrics?: WorkerMetrics;
+  /** Emits `job.started` / `job.completed` webhook events for jobs that have a webhook. */
+  webhooks?: JobWebhookEmitter;
   /**
    * How long a blocking fetch waits for a job before looking again. It bounds
    * how long `close()` waits for an idle fetch to return.
@@ -54,6 +57,9 @@ export class ModelWorker {
   private stopping = false;
   private closing: Promise<void> | undefined;
   private tokenSeq = 0;
+  /** Interactive jobs fetched and not yet settled; this model's bulk work waits while there are any. */
+  private inHand = 0;
+  private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly options: ModelWorkerOptions) {
     const { model } = options;
@@ -76,6 +82,21 @@ export class ModelWorker {
       maxInFlight: 2,
       run: (held) => this.runHeld(held),
     });
+  }
+
+  /**
+   * The fairness signal for this model's BulkWorker: true while interactive
+   * jobs are in hand (fetched, collecting or running). Bulk slices wait for
+   * `whenIdle()`, so interactive batches never queue behind bulk work here.
+   */
+  get busy(): boolean {
+    return this.inHand > 0;
+  }
+
+  /** Resolves when no interactive job is in hand. */
+  whenIdle(): Promise<void> {
+    if (this.inHand === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   start(): void {
@@ -134,6 +155,13 @@ export class ModelWorker {
   /** Validate a fetched job again (never trust the queue) and hand it to the batcher. */
   private accept(job: Job, token: string): void {
     this.locks.hold(job, token);
+    // BullMQ marks a job that stalled more than maxStalledCount times (it
+    // keeps killing or hanging its workers) as a deferred failure; it must
+    // end as failed here rather than run again.
+    if (job.deferredFailure) {
+      void this.failUnrecoverable(job, token, new Error(`the job's worker died or hung repeatedly (${job.deferredFailure})`), 'worker_lost');
+      return;
+    }
     let inputs: InstanceInputs;
     try {
       inputs = this.decode(job);
@@ -141,10 +169,19 @@ export class ModelWorker {
       void this.failUnrecoverable(job, token, err);
       return;
     }
-    this.batcher.add({ job, token, inputs }).catch((err: unknown) => {
-      // runHeld settles every job itself; this is a bug guard, not a path.
-      this.log.error({ err, jobId: job.id }, 'batch failed unexpectedly');
-    });
+    this.inHand++;
+    this.batcher
+      .add({ job, token, inputs })
+      .catch((err: unknown) => {
+        // runHeld settles every job itself; this is a bug guard, not a path.
+        this.log.error({ err, jobId: job.id }, 'batch failed unexpectedly');
+      })
+      .finally(() => {
+        if (--this.inHand > 0) return;
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const wake of waiters) wake();
+      });
   }
 
   private decode(job: Job): InstanceInputs {
@@ -184,6 +221,11 @@ export class ModelWorker {
       held.map((h) => h.job.id!),
       startedAt,
     );
+    // Not awaited: the webhook jobs' records are read while the model runs.
+    const hooks = this.options.webhooks?.started(
+      held.map((h) => ({ id: h.job.id!, data: h.job.data as unknown })),
+      before,
+    );
     // A job canceled (or already ended, or expired) while queued is not run.
     const live = held.filter((_, i) => before[i] === 'queued' || before[i] === 'running');
     const skipped = held.filter((_, i) => !(before[i] === 'queued' || before[i] === 'running'));
@@ -197,10 +239,11 @@ export class ModelWorker {
         ? { id: h.job.id!, status: 'succeeded', completedAt, output: r.output, metrics: metricsOut }
         : { id: h.job.id!, status: 'failed', completedAt, error: r.error, metrics: metricsOut };
     });
-    await store.end(endings);
+    const ended = await store.end(endings);
     metrics?.observeBatch(model, results);
 
     await Promise.all([
+      hooks?.completed(endings, ended),
       ...live.map((h, i) =>
         results[i]!.ok ? this.complete(h) : this.fail(h, new UnrecoverableError((results[i] as { error: JobError }).error.message)),
       ),
@@ -230,14 +273,16 @@ export class ModelWorker {
   }
 
   /** Bad input that got past the gateway (or an old payload): fail it for good, with its reason on the record. */
-  private async failUnrecoverable(job: Job, token: string, err: unknown): Promise<void> {
+  private async failUnrecoverable(job: Job, token: string, err: unknown, code = 'invalid_input'): Promise<void> {
     const message = isAppError(err) || err instanceof Error ? err.message : String(err);
-    const error: JobError = { code: 'invalid_input', message };
+    const error: JobError = { code, message };
+    let ended = false;
     try {
-      await this.options.store.end([{ id: job.id!, status: 'failed', completedAt: Date.now(), error }]);
+      [ended = false] = await this.options.store.end([{ id: job.id!, status: 'failed', completedAt: Date.now(), error }]);
     } catch (e) {
       this.log.warn({ jobId: job.id, err: (e as Error).message }, 'could not record a failed job');
     }
+    if (ended) await this.options.webhooks?.completedOne(job.id!, job.data as unknown);
     await this.fail({ job, token, inputs: {} }, new UnrecoverableError(message));
   }
 }

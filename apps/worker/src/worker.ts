@@ -1,10 +1,14 @@
 import { Redis } from 'ioredis';
 import type { Config } from '@infer/config';
+import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
 import { JobStore } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
+import { WebhookDeliveryWorker, WebhookEvents, type Resolver } from '@infer/webhooks';
 import { WorkerMetrics } from './metrics.js';
+import { BulkWorker } from './bulk-worker.js';
 import { ModelWorker } from './model-worker.js';
+import { JobWebhookEmitter } from './webhook-emitter.js';
 
 export interface InferenceWorker {
   models: ModelRepository;
@@ -19,7 +23,12 @@ export interface InferenceWorker {
 export async function createWorker(
   config: Config,
   logger: Logger,
-  options: { models?: ModelRepository; blockSeconds?: number } = {},
+  options: {
+    models?: ModelRepository;
+    blockSeconds?: number;
+    /** How webhook host names resolve (tests inject one). @default dns.lookup */
+    webhookResolve?: Resolver;
+  } = {},
 ): Promise<InferenceWorker> {
   const ownModels = !options.models;
   const models = options.models ?? (await ModelRepository.load(config.modelRepository, { only: config.workerModels }));
@@ -28,6 +37,16 @@ export async function createWorker(
   connection.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   const store = new JobStore(connection, { prefix: config.queuePrefix, resultTtlMs: config.resultTtlMs });
   const metrics = new WorkerMetrics();
+  // Webhook events are produced here (jobs start and end, batches complete) and
+  // delivered here too, on their own queue and worker: never in a model's way.
+  const webhookEvents = new WebhookEvents({
+    connection,
+    prefix: config.queuePrefix,
+    resultTtlMs: config.resultTtlMs,
+    retryDelaysMs: config.webhookRetryDelaysMs,
+    logger,
+  });
+  const webhooks = new JobWebhookEmitter(webhookEvents, store, logger);
   const served = models.all().filter((m) => config.workerModels.length === 0 || config.workerModels.includes(m.name));
   const workers = served.map(
     (model) =>
@@ -39,10 +58,45 @@ export async function createWorker(
         prefix: config.queuePrefix,
         lockMs: config.workerLockMs,
         metrics,
+        webhooks,
+        ...(options.blockSeconds ? { blockSeconds: options.blockSeconds } : {}),
+      }),
+  );
+  // Bulk work (chunks of batches) for the same model versions, each yielding to its ModelWorker.
+  const batchStore = new BatchStore(connection, {
+    prefix: config.queuePrefix,
+    resultTtlMs: config.resultTtlMs,
+    onEnded: async (batch) => {
+      const event = batchCompletedWebhook(batch);
+      if (event) await webhookEvents.emit([event]);
+    },
+    onError: (err, what) => logger.warn({ err: (err as Error).message }, what),
+  });
+  const bulkWorkers = workers.map(
+    (gate, i) =>
+      new BulkWorker({
+        model: served[i]!,
+        connection,
+        store: batchStore,
+        logger,
+        prefix: config.queuePrefix,
+        lockMs: config.workerLockMs,
+        gate,
+        metrics,
         ...(options.blockSeconds ? { blockSeconds: options.blockSeconds } : {}),
       }),
   );
   for (const w of workers) w.start();
+  for (const w of bulkWorkers) w.start();
+  const deliveries = new WebhookDeliveryWorker({
+    connection,
+    prefix: config.queuePrefix,
+    logger,
+    retryDelaysMs: config.webhookRetryDelaysMs,
+    resultTtlMs: config.resultTtlMs,
+    allowPrivate: config.webhookAllowPrivate,
+    ...(options.webhookResolve ? { resolve: options.webhookResolve } : {}),
+  });
   logger.info({ models: served.map((m) => `${m.name}@${m.version}`) }, 'worker started');
 
   let closing: Promise<void> | undefined;
@@ -51,7 +105,9 @@ export async function createWorker(
     metrics,
     close() {
       closing ??= (async () => {
-        await Promise.allSettled(workers.map((w) => w.close()));
+        await Promise.allSettled([...bulkWorkers.map((w) => w.close()), ...workers.map((w) => w.close()), deliveries.close()]);
+        // After the model workers: their last batches may still have enqueued events.
+        await webhookEvents.close().catch(() => undefined);
         await connection.quit().catch(() => connection.disconnect());
         if (ownModels) await models.close();
       })();

@@ -63,12 +63,13 @@ const positiveInt = z.coerce.number().int().positive();
 
 const apiKeysString = z.string().transform((raw, ctx) => {
   const keys = new Map<string, string>();
-  for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const [position, entry] of raw.split(',').map((s) => s.trim()).filter(Boolean).entries()) {
     const colon = entry.indexOf(':');
     const tenant = entry.slice(0, colon).trim();
     const key = entry.slice(colon + 1).trim();
     if (colon <= 0 || !tenant || !key) {
-      ctx.addIssue({ code: 'custom', message: `expected tenant:key, got "${entry.replace(/:.*/, ':…')}"` });
+      // Never echo the entry: without its colon it may be a bare secret key.
+      ctx.addIssue({ code: 'custom', message: `entry ${position + 1} is not of the form tenant:key` });
       return z.NEVER;
     }
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(tenant)) {
@@ -139,14 +140,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   // Empty strings are what `FOO=` in an env file gives: treat them as unset.
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const parsed = EnvSchema.safeParse(present);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`));
+  const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
+  // Checked alongside the schema, not after it, so this is named in the same error as every other bad variable.
+  if (present.NODE_ENV === 'production' && present.API_KEYS === undefined) {
+    problems.push('API_KEYS: required when NODE_ENV=production (format tenant:key,tenant:key)');
   }
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
-  const production = e.NODE_ENV === 'production';
-  if (!e.API_KEYS && production) {
-    throw new ConfigError(['API_KEYS: required when NODE_ENV=production (format tenant:key,tenant:key)']);
-  }
   return {
     redisUrl: e.REDIS_URL,
     port: e.PORT,

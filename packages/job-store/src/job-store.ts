@@ -105,6 +105,18 @@ export class JobStore {
     return hashToRecord(await this.redis.hgetall(this.k.job(id)));
   }
 
+  /** Several records in one round trip (null where missing), e.g. the webhook jobs of a batch. */
+  async getMany(ids: readonly string[]): Promise<(JobRecord | null)[]> {
+    if (ids.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hgetall(this.k.job(id));
+    const results = (await pipe.exec()) ?? [];
+    return results.map(([err, value]) => {
+      if (err) throw err;
+      return hashToRecord(value as Record<string, string>);
+    });
+  }
+
   /** Mark jobs running, one round trip for the whole batch; returns each job's status before. */
   async start(ids: readonly string[], startedAt: number): Promise<StartOutcome[]> {
     if (ids.length === 0) return [];

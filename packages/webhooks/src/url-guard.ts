@@ -68,10 +68,11 @@ export function assertWebhookUrlAllowed(raw: string, allowPrivate: boolean): URL
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw reject('only http and https are allowed');
   if (!url.hostname) throw reject('no host');
   if (allowPrivate) return url;
-  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  // A trailing dot names the same host (`localhost.` is localhost), so it must not slip past the name checks.
+  const host = url.hostname.replace(/^\[|\]$/g, '').replace(/\.+$/, '').toLowerCase();
   if (isIP(host)) {
     if (isForbiddenAddress(host)) throw reject('private, loopback, link-local and multicast addresses are refused');
-  } else if (host === 'localhost' || host.endsWith('.localhost') || !host.includes('.')) {
+  } else if (!host || host === 'localhost' || host.endsWith('.localhost') || !host.includes('.')) {
     throw reject('local host names are refused');
   }
   return url;

@@ -12,7 +12,7 @@ import { conflict, invalidInput, notFound } from '@infer/errors';
 import { queuedRecord, toJob, type JobRecord, type JobStore, type JobWaiters, type NewJobRecord } from '@infer/job-store';
 import type { ModelRepository, ModelVersion } from '@infer/models';
 import { decodeInput, encodeTensor } from '@infer/tensors';
-import { assertWebhookUrlAllowed } from '@infer/webhooks';
+import { assertWebhookUrlAllowed, type WebhookEvents } from '@infer/webhooks';
 import type { QueueRegistry } from './queue-registry.js';
 
 export interface JobServiceDeps {
@@ -21,6 +21,8 @@ export interface JobServiceDeps {
   waiters: JobWaiters;
   queues: QueueRegistry;
   webhookAllowPrivate: boolean;
+  /** Where `job.completed` of a canceled job goes (the worker sends every other job event). */
+  webhookEvents?: Pick<WebhookEvents, 'emit'>;
   now?: () => number;
 }
 
@@ -96,6 +98,8 @@ export class JobService {
     // Register before enqueueing: a fast worker may end the job before add() returns.
     const waiter = waitMs ? this.deps.waiters.register(id, waitMs) : undefined;
     const payload: InferPayload = { tenant, inputs };
+    // Tells the worker this job has webhook events to send (it reads the record only for such jobs).
+    if (record.webhook) payload.webhook_events = record.webhookEventsFilter;
     const { attempts, backoff } = JOB_CATALOG.infer;
     try {
       await this.deps.queues.get(model.name, model.version).add('infer', payload, {
@@ -154,7 +158,12 @@ export class JobService {
       .get(record.model, record.version)
       .remove(id)
       .catch(() => 0);
-    return toJob(record);
+    const job = toJob(record);
+    // The cancel won the race with the worker's end (CANCEL_JOB is atomic), so this is the one job.completed.
+    if (record.webhook && record.webhookEventsFilter.includes('completed')) {
+      await this.deps.webhookEvents?.emit([{ tenant, url: record.webhook, type: 'job.completed', data: job }]);
+    }
+    return job;
   }
 
   private async read(tenant: string, id: string): Promise<JobRecord> {

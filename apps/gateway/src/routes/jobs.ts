@@ -21,7 +21,8 @@ function clientGone(res: Response): AbortSignal {
 
 export function parseCreateJob(body: unknown): CreateJobBody {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw badRequest('invalid_json', 'The body must be a JSON object');
+    // Valid JSON of the wrong shape: invalid_input, as the OpenAPI document says; invalid_json is for bytes that do not parse.
+    throw badRequest('invalid_input', 'The body must be a JSON object');
   }
   const parsed = CreateJobBody.safeParse(body);
   if (!parsed.success) {

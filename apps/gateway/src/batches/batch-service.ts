@@ -1,0 +1,234 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { v4 as uuidv4 } from 'uuid';
+import {
+  MAX_METADATA_BYTES,
+  isBatchEnded,
+  type Batch,
+  type BatchList,
+  type BulkChunkPayload,
+  type WebhookEventFilter,
+} from '@infer/contract';
+import { failedLine, toBatch, type BatchRecord, type BatchStore, type ChunkManifest } from '@infer/batch-store';
+import { badRequest, conflict, invalidInput, notFound } from '@infer/errors';
+import type { Logger } from '@infer/logger';
+import type { ModelRepository, ModelVersion } from '@infer/models';
+import { assertWebhookUrlAllowed } from '@infer/webhooks';
+import type { BulkQueues } from './bulk-queues.js';
+import type { InteractiveRequests } from './interactive-requests.js';
+import { ChunkBuilder, DEFAULT_CHUNK_LIMITS, type BuiltChunk, type ChunkLimits } from './chunk-builder.js';
+import type { RawItem } from './ndjson-lines.js';
+
+export interface BatchServiceDeps {
+  models: ModelRepository;
+  store: BatchStore;
+  queues: BulkQueues;
+  webhookAllowPrivate: boolean;
+  logger: Logger;
+  /** Interactive requests in flight in this gateway: reading an upload waits while there are any. */
+  interactive?: InteractiveRequests;
+  chunkLimits?: ChunkLimits;
+  now?: () => number;
+}
+
+/** The batch-level fields of either upload form. */
+export interface BatchParams {
+  model: string;
+  version?: string | number | undefined;
+  webhook?: string | undefined;
+  webhook_events_filter?: WebhookEventFilter[] | undefined;
+  metadata?: Record<string, unknown> | undefined;
+}
+
+/** Batch-level fields checked against the model and the rules: nothing is read from the body yet. */
+export interface PreparedBatch {
+  model: ModelVersion;
+  params: BatchParams;
+}
+
+/** Longest the upload loop runs before it lets other requests in. */
+const YIELD_EVERY_MS = 1;
+/**
+ * Longest reading an upload waits for this gateway's interactive requests to
+ * be answered; under unbroken interactive load an upload slows down but
+ * still moves.
+ */
+const MAX_YIELD_MS = 1000;
+
+const BATCH_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/**
+ * What the batch routes do, without HTTP. An upload is consumed as a stream
+ * of items: each is validated and packed into the chunk being built
+ * (ChunkBuilder); a full chunk is registered in the batch store and enqueued
+ * on the model's bulk queue while the next one is built (one write in
+ * flight, so reading the body waits on Redis and memory stays flat). When the
+ * body ends the batch is sealed; it completes when its last chunk has run.
+ */
+export class BatchService {
+  private readonly now: () => number;
+  private readonly limits: ChunkLimits;
+
+  constructor(private readonly deps: BatchServiceDeps) {
+    this.now = deps.now ?? Date.now;
+    this.limits = deps.chunkLimits ?? DEFAULT_CHUNK_LIMITS;
+  }
+
+  /** Check everything known before the items: model (404), webhook and metadata (422). */
+  prepare(params: BatchParams): PreparedBatch {
+    const model = this.deps.models.resolve(params.model, params.version === undefined ? undefined : String(params.version));
+    if (params.webhook !== undefined) assertWebhookUrlAllowed(params.webhook, this.deps.webhookAllowPrivate);
+    if (params.webhook_events_filter && !params.webhook) throw invalidInput('webhook_events_filter is given without a webhook');
+    if (params.metadata && Buffer.byteLength(JSON.stringify(params.metadata)) > MAX_METADATA_BYTES) {
+      throw invalidInput(`metadata is larger than ${MAX_METADATA_BYTES} bytes`);
+    }
+    return { model, params };
+  }
+
+  /**
+   * Read every item, enqueue them in chunks, seal the batch. If reading fails
+   * (the client went away, Redis did) the batch is discarded: without a 202 it
+   * never existed for the client.
+   */
+  async submit(tenant: string, prepared: PreparedBatch, items: AsyncIterable<RawItem[]>): Promise<Batch> {
+    const { model, params } = prepared;
+    const id = uuidv4();
+    const builder = new ChunkBuilder(model, this.limits);
+    let created = false;
+    let live = true;
+    let chunks = 0;
+    let writing: Promise<void> = Promise.resolve();
+    let failure: { err: unknown } | undefined;
+
+    const write = async (chunk: BuiltChunk, index: number): Promise<void> => {
+      if (!created) {
+        created = true;
+        await this.deps.store.create({
+          id,
+          tenant,
+          model: model.name,
+          version: model.version,
+          createdAt: this.now(),
+          metadata: params.metadata ?? null,
+          webhook: params.webhook ?? null,
+          webhookEventsFilter: params.webhook ? [...new Set(params.webhook_events_filter ?? (['completed'] as const))] : [],
+        });
+      }
+      const manifest: ChunkManifest = { start: chunk.start, count: chunk.count, custom_ids: chunk.custom_ids, failures: chunk.failures };
+      const outcome = await this.deps.store.addChunk(id, index, manifest, chunk.failures.length);
+      if (outcome !== 'ok') {
+        // Canceled while it was uploading: the rest of the body is read and dropped.
+        live = false;
+        return;
+      }
+      if (chunk.rows === 0) {
+        // Nothing to run: the gateway writes the chunk's (failed) lines itself.
+        let ndjson = '';
+        for (const f of chunk.failures) ndjson += failedLine(chunk.start + f.offset, chunk.custom_ids[f.offset] ?? null, f.error);
+        await this.deps.store.finishChunk(id, index, ndjson, 0, 0, this.now());
+        return;
+      }
+      const payload: BulkChunkPayload = { tenant, batch: id, chunk: index, ...chunk };
+      await this.deps.queues.add(model.name, model.version, payload);
+    };
+    const flush = async (): Promise<void> => {
+      const chunk = builder.take();
+      await writing;
+      if (failure) throw failure.err;
+      if (!live) return;
+      writing = write(chunk, chunks++).catch((err: unknown) => {
+        failure = { err };
+      });
+    };
+
+    try {
+      let turn = performance.now();
+      for await (const batch of items) {
+        if (!live) continue;
+        if (this.deps.interactive?.busy) {
+          await this.deps.interactive.whenIdle(MAX_YIELD_MS);
+          turn = performance.now();
+        }
+        for (const item of batch) {
+          builder.add(item);
+          if (builder.full) await flush();
+        }
+        // Reads that are already buffered resolve as microtasks, which would
+        // keep this loop from ever giving way: every few milliseconds, let
+        // the event loop serve other requests (interactive jobs first of all).
+        if (performance.now() - turn > YIELD_EVERY_MS) {
+          await nextTurn();
+          turn = performance.now();
+        }
+      }
+      if (builder.size > 0) await flush();
+      await writing;
+      if (failure) throw failure.err;
+      if (!created) throw badRequest('invalid_input', 'The batch has no items');
+      if (live) await this.deps.store.seal(id, this.now());
+    } catch (err) {
+      await writing;
+      if (created) await this.abandon(id, tenant, model, chunks);
+      throw err;
+    }
+    return toBatch(await this.read(tenant, id));
+  }
+
+  async get(tenant: string, id: string): Promise<Batch> {
+    return toBatch(await this.read(tenant, id));
+  }
+
+  async list(tenant: string, limit: number, after?: string): Promise<BatchList> {
+    const page = await this.deps.store.list(tenant, limit, after);
+    if (!page) throw badRequest('invalid_input', `after: no batch with id "${after}"`);
+    const data = page.records.map(toBatch);
+    return {
+      object: 'list',
+      data,
+      has_more: page.hasMore,
+      ...(data.length ? { first_id: data[0]!.id, last_id: data[data.length - 1]!.id } : {}),
+    };
+  }
+
+  /** The result lines of an ended batch, chunk by chunk; 409 while it runs. */
+  async results(tenant: string, id: string): Promise<AsyncGenerator<Buffer>> {
+    const record = await this.read(tenant, id);
+    if (!isBatchEnded(record.status)) {
+      throw conflict(`The batch is ${record.status}; its results can be read once it has ended (completed or canceled)`);
+    }
+    return this.deps.store.results(record);
+  }
+
+  /** Items not yet run end canceled; results already written are kept. 409 for an ended batch. */
+  async cancel(tenant: string, id: string): Promise<Batch> {
+    if (!BATCH_ID_RE.test(id)) throw this.missing(id);
+    const outcome = await this.deps.store.cancel(id, tenant, this.now());
+    if (outcome === 'missing') throw this.missing(id);
+    if (outcome !== 'canceled') {
+      const was = outcome === 'already_canceled' ? 'canceled' : outcome;
+      throw conflict(`The batch has already ended (${was}); only queued or running batches can be canceled`);
+    }
+    const record = await this.read(tenant, id);
+    await this.deps.queues.removeChunks(record.model, record.version, id, record.chunks);
+    return toBatch(record);
+  }
+
+  private async read(tenant: string, id: string): Promise<BatchRecord> {
+    const record = BATCH_ID_RE.test(id) ? await this.deps.store.get(id) : null;
+    if (!record || record.tenant !== tenant) throw this.missing(id);
+    return record;
+  }
+
+  private missing(id: string) {
+    return notFound('batch_not_found', `No batch with id "${id}"`);
+  }
+
+  /** Best effort: the keys expire anyway, and a worker skips chunks of a batch that is gone. */
+  private async abandon(id: string, tenant: string, model: ModelVersion, chunks: number): Promise<void> {
+    try {
+      await this.deps.store.discard(id, tenant);
+      await this.deps.queues.removeChunks(model.name, model.version, id, chunks);
+    } catch (err) {
+      this.deps.logger.warn({ batch: id, err: (err as Error).message }, 'could not clean up an abandoned upload');
+    }
+  }
+}

@@ -1,0 +1,64 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { JOB_CATALOG, bulkQueueName, type BulkChunkPayload } from '@infer/contract';
+
+export interface BulkQueuesOptions {
+  connection: Redis;
+  prefix: string;
+}
+
+/** The BullMQ job id of a chunk: deterministic, so adding it twice adds it once. BullMQ ids may not contain ':'. */
+export const chunkJobId = (batchId: string, chunk: number): string => `${batchId}.${chunk}`;
+
+/**
+ * The gateway's producers of bulk chunks, one BullMQ queue per model
+ * version (`bulk.<model>.v<version>`), apart from the interactive queues.
+ */
+export class BulkQueues {
+  private readonly queues = new Map<string, Queue>();
+
+  constructor(private readonly options: BulkQueuesOptions) {}
+
+  get(model: string, version: string): Queue {
+    const name = bulkQueueName(model, version);
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new Queue(name, { connection: this.options.connection, prefix: this.options.prefix });
+      queue.on('error', () => {
+        /* surfaced through the failing call; avoid an unhandled 'error' event */
+      });
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  async add(model: string, version: string, payload: BulkChunkPayload): Promise<void> {
+    const { attempts, backoff } = JOB_CATALOG.bulk;
+    await this.get(model, version).add('bulk', payload, {
+      jobId: chunkJobId(payload.batch, payload.chunk),
+      attempts,
+      backoff,
+      // A chunk carries its rows: never keep one in Redis once it is done.
+      removeOnComplete: true,
+      removeOnFail: true,
+    });
+  }
+
+  /**
+   * Drop a canceled batch's chunks that no worker holds yet, so their rows do
+   * not sit in Redis until a worker comes by to skip them. A chunk a worker
+   * holds is locked and stays; its worker stops it at the next slice.
+   */
+  async removeChunks(model: string, version: string, batchId: string, chunks: number): Promise<void> {
+    const queue = this.get(model, version);
+    const step = 64;
+    for (let i = 0; i < chunks; i += step) {
+      const ids = Array.from({ length: Math.min(step, chunks - i) }, (_, k) => chunkJobId(batchId, i + k));
+      await Promise.all(ids.map((id) => queue.remove(id).catch(() => 0)));
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
+  }
+}

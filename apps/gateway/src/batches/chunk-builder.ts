@@ -1,0 +1,240 @@
+import { BYTES_PER_ELEMENT, BatchItem, MAX_CUSTOM_ID_LENGTH, type BulkInput, type Datatype, type JobError } from '@infer/contract';
+import { isAppError } from '@infer/errors';
+import type { ModelVersion } from '@infer/models';
+import { allocate, decodeInput, elementCount, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
+import type { RawItem } from './ndjson-lines.js';
+
+export interface ChunkLimits {
+  /**
+   * Most items a chunk holds. Each chunk costs a fixed few dozen Redis
+   * commands (BullMQ's add, fetch and completion, plus the batch store's),
+   * so 2048 rows keep a batch near 0.03 commands a row.
+   * @default 2048
+   */
+  maxRows: number;
+  /** Most input bytes a chunk packs (big tensors make smaller chunks). @default 1 MiB */
+  maxBytes: number;
+}
+
+export const DEFAULT_CHUNK_LIMITS: ChunkLimits = { maxRows: 2048, maxBytes: 1 << 20 };
+
+/** A full chunk, ready for the queue. */
+export interface BuiltChunk {
+  start: number;
+  count: number;
+  rows: number;
+  custom_ids: (string | null)[];
+  failures: { offset: number; error: JobError }[];
+  inputs: Record<string, BulkInput>;
+}
+
+/** Packing of one model input across the rows of a chunk. */
+interface Packer {
+  name: string;
+  datatype: Exclude<Datatype, 'BYTES'>;
+  /** Fixed-shape input: rows land back to back in one preallocated typed array. */
+  fixed: { shape: number[]; per: number; data: TensorData } | null;
+  /** Input with variable dimensions: each row's bytes and shape. */
+  parts: Buffer[];
+  shapes: number[][];
+}
+
+/**
+ * Builds the chunks of a batch, one item at a time: parses it (NDJSON text)
+ * or takes it (a JSON element), validates it against the model exactly as
+ * `POST /v1/jobs` would, and packs its tensors. A fixed-shape input is
+ * written straight into one contiguous typed array for the whole chunk, which
+ * the worker views as a [rows, ...shape] tensor. An item that fails becomes a
+ * failure (offset and `{code, message}`) and the rest go on.
+ */
+export class ChunkBuilder {
+  private start = 0;
+  private count = 0;
+  private rows = 0;
+  private bytes = 0;
+  private customIds: (string | null)[] = [];
+  private failures: { offset: number; error: JobError }[] = [];
+  private readonly packers: Packer[];
+  private readonly rowCap: number;
+  private readonly known: Set<string>;
+
+  constructor(
+    private readonly model: ModelVersion,
+    private readonly limits: ChunkLimits = DEFAULT_CHUNK_LIMITS,
+  ) {
+    this.known = new Set(model.inputs.map((s) => s.name));
+    // A fixed-shape model's row size is known: size the chunk to the byte budget up front.
+    const fixedRowBytes = model.inputs.every((s) => !s.shape.includes(-1))
+      ? model.inputs.reduce((sum, s) => sum + elementCount(s.shape) * BYTES_PER_ELEMENT[s.datatype], 0)
+      : 0;
+    this.rowCap = fixedRowBytes > 0 ? Math.max(1, Math.min(limits.maxRows, Math.floor(limits.maxBytes / fixedRowBytes))) : limits.maxRows;
+    this.packers = model.inputs.map((spec) => {
+      if (spec.datatype === 'BYTES') return { name: spec.name, datatype: 'UINT8', fixed: null, parts: [], shapes: [] };
+      const fixed = spec.shape.includes(-1) ? null : { shape: spec.shape, per: elementCount(spec.shape), data: allocate(spec.datatype, this.rowCap * elementCount(spec.shape)) };
+      return { name: spec.name, datatype: spec.datatype, fixed, parts: [], shapes: [] };
+    });
+  }
+
+  /** Items in the chunk being built. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** Index of the next item across the whole batch. */
+  get nextIndex(): number {
+    return this.start + this.count;
+  }
+
+  get full(): boolean {
+    return this.count >= this.rowCap || this.bytes >= this.limits.maxBytes;
+  }
+
+  add(item: RawItem): void {
+    const offset = this.count++;
+    let customId: string | null = null;
+    if ('tooLong' in item) return this.fail(offset, customId, 'invalid_input', `${item.label}: longer than the limit of ${item.tooLong} bytes a line`);
+    let value: unknown;
+    if ('text' in item) {
+      try {
+        value = JSON.parse(item.text);
+      } catch (err) {
+        return this.fail(offset, customId, 'invalid_json', `${item.label}: not valid JSON (${(err as Error).message})`);
+      }
+    } else {
+      value = item.value;
+    }
+    // Keep the custom id of an item that fails, when it has a usable one, so the client can match it.
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      const cid = (value as { custom_id?: unknown }).custom_id;
+      if (typeof cid === 'string' && cid.length <= MAX_CUSTOM_ID_LENGTH) customId = cid;
+    }
+    if (!isItemShape(value)) {
+      // The quick check failed: let the schema say why.
+      const parsed = BatchItem.safeParse(value);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!;
+        const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
+        return this.fail(offset, customId, 'invalid_input', `${item.label}: ${where}${issue.message}`);
+      }
+    }
+    const input = (value as BatchItem).input;
+    for (const name in input) {
+      if (!this.known.has(name)) {
+        return this.fail(offset, customId, 'invalid_input', `${item.label}: unknown input "${name}"; model ${this.model.name} takes ${[...this.known].map((n) => `"${n}"`).join(', ')}`);
+      }
+    }
+    // A nested array for a fixed-shape float input is written straight into
+    // the chunk's buffer at this row's slot; anything else is decoded as
+    // `POST /v1/jobs` decodes it. The row only counts once every input is
+    // valid, so a bad second input leaves at most an unused slot behind.
+    const row = this.rows;
+    const decoded: (DecodedTensor | null)[] = [];
+    try {
+      for (let i = 0; i < this.model.inputs.length; i++) {
+        const spec = this.model.inputs[i]!;
+        if (!Object.hasOwn(input, spec.name)) return this.fail(offset, customId, 'invalid_input', `${item.label}: missing input "${spec.name}"`);
+        const v = input[spec.name];
+        const fixed = this.packers[i]!.fixed;
+        if (fixed && (fixed.data instanceof Float32Array || fixed.data instanceof Float64Array) && writeNested(v, spec.shape, 0, fixed.data, row * fixed.per) === fixed.per) {
+          decoded.push(null);
+        } else {
+          decoded.push(decodeInput(v, spec, `${item.label}: input "${spec.name}"`));
+        }
+      }
+    } catch (err) {
+      if (!isAppError(err)) throw err;
+      return this.fail(offset, customId, err.code, err.message);
+    }
+    this.rows++;
+    this.customIds.push(customId);
+    for (let i = 0; i < decoded.length; i++) {
+      const t = decoded[i] ?? null;
+      const packer = this.packers[i]!;
+      if (packer.fixed) {
+        if (t) (packer.fixed.data as Float32Array).set(t.data as Float32Array, row * packer.fixed.per);
+        this.bytes += packer.fixed.per * packer.fixed.data.BYTES_PER_ELEMENT;
+      } else {
+        packer.parts.push(toBytes(t!.data));
+        packer.shapes.push(t!.shape);
+        this.bytes += t!.data.byteLength;
+      }
+    }
+  }
+
+  private fail(offset: number, customId: string | null, code: string, message: string): void {
+    this.customIds.push(customId);
+    this.failures.push({ offset, error: { code, message } });
+  }
+
+  /** Hand out the chunk built so far and start the next one. */
+  take(): BuiltChunk {
+    const inputs: Record<string, BulkInput> = {};
+    for (const p of this.packers) {
+      if (p.fixed) {
+        const used = p.fixed.data.subarray(0, this.rows * p.fixed.per);
+        inputs[p.name] = { datatype: p.datatype, shape: p.fixed.shape, b64: toBytes(used).toString('base64') };
+      } else {
+        inputs[p.name] = { datatype: p.datatype, shapes: p.shapes, b64: Buffer.concat(p.parts).toString('base64') };
+        p.parts = [];
+        p.shapes = [];
+      }
+    }
+    const chunk: BuiltChunk = {
+      start: this.start,
+      count: this.count,
+      rows: this.rows,
+      custom_ids: this.customIds,
+      failures: this.failures,
+      inputs,
+    };
+    this.start += this.count;
+    this.count = 0;
+    this.rows = 0;
+    this.bytes = 0;
+    this.customIds = [];
+    this.failures = [];
+    return chunk;
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The `BatchItem` schema, checked by hand: this runs for every line, the schema only for lines that fail. */
+function isItemShape(v: unknown): v is BatchItem {
+  if (!isPlainObject(v) || !isPlainObject(v.input)) return false;
+  for (const key in v) if (key !== 'input' && key !== 'custom_id') return false;
+  return v.custom_id === undefined || (typeof v.custom_id === 'string' && v.custom_id.length <= MAX_CUSTOM_ID_LENGTH);
+}
+
+/**
+ * Write a nested array of exactly `shape` (finite numbers) into `out` from
+ * `at`; returns how many values it wrote, or -1 at the first thing that does
+ * not fit (the caller then decodes the value the slow way for the error).
+ */
+function writeNested(v: unknown, shape: readonly number[], depth: number, out: Float32Array | Float64Array, at: number): number {
+  if (depth === shape.length) {
+    if (typeof v !== 'number') return -1;
+    out[at] = v;
+    // Not finite, or finite as a double but overflowing FP32.
+    return Number.isFinite(out[at]!) ? 1 : -1;
+  }
+  if (!Array.isArray(v) || v.length !== shape[depth]) return -1;
+  let written = 0;
+  if (depth === shape.length - 1) {
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i];
+      if (typeof x !== 'number') return -1;
+      out[at + i] = x;
+      if (!Number.isFinite(out[at + i]!)) return -1;
+    }
+    return v.length;
+  }
+  for (const child of v) {
+    const n = writeNested(child, shape, depth + 1, out, at + written);
+    if (n < 0) return -1;
+    written += n;
+  }
+  return written;
+}

@@ -1,0 +1,146 @@
+import { pipeline, type Readable } from 'node:stream';
+import zlib from 'node:zlib';
+import express, { Router, type Request, type Response } from 'express';
+import { z } from 'zod';
+import { CreateBatchBody, CreateBatchQuery, type Batch } from '@infer/contract';
+import { AppError, badRequest } from '@infer/errors';
+import { tenantOf } from '../http/auth.js';
+import type { BatchService } from '../batches/batch-service.js';
+import { ndjsonLines, type RawItem } from '../batches/ndjson-lines.js';
+
+export interface BatchRoutesOptions {
+  /** The JSON form's body limit, and the NDJSON form's limit per line. */
+  maxBodyBytes: number;
+}
+
+const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/x-jsonlines', 'application/jsonlines']);
+
+function mediaType(req: Request): 'json' | 'ndjson' | 'other' {
+  const raw = req.headers['content-type'];
+  if (!raw) return 'json';
+  const type = raw.split(';')[0]!.trim().toLowerCase();
+  if (NDJSON_TYPES.has(type)) return 'ndjson';
+  if (type === 'application/json' || type.endsWith('+json')) return 'json';
+  return 'other';
+}
+
+/** The upload as bytes: `Content-Encoding: gzip` (or deflate, br) is undone as it streams. */
+function decodedBody(req: Request): Readable {
+  const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+  const inflate =
+    encoding === 'gzip' || encoding === 'x-gzip'
+      ? zlib.createGunzip()
+      : encoding === 'deflate'
+        ? zlib.createInflate()
+        : encoding === 'br'
+          ? zlib.createBrotliDecompress()
+          : undefined;
+  if (encoding === 'identity') return req;
+  if (!inflate) throw new AppError(415, 'unsupported_media_type', `Content-Encoding "${encoding}" is not supported (gzip, deflate, br)`);
+  // An error on either side destroys the decompressor, which ends the read with that error.
+  return pipeline(req, inflate, () => undefined);
+}
+
+function firstIssue(error: z.ZodError, fallback: string): string {
+  const issue = error.issues[0]!;
+  return `${issue.path.length ? issue.path.join('.') : fallback}: ${issue.message}`;
+}
+
+export function parseCreateBatch(body: unknown): CreateBatchBody {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('invalid_json', 'The body must be a JSON object');
+  const parsed = CreateBatchBody.safeParse(body);
+  if (!parsed.success) throw badRequest('invalid_input', firstIssue(parsed.error, 'body'));
+  return parsed.data;
+}
+
+function parseUploadQuery(query: unknown): CreateBatchQuery {
+  const parsed = CreateBatchQuery.safeParse(query);
+  if (!parsed.success) throw badRequest('invalid_input', `query string: ${firstIssue(parsed.error, 'query')}`);
+  return parsed.data;
+}
+
+const ListQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(100).default(20),
+    after: z.string().min(1).optional(),
+  })
+  .strict();
+
+/** The JSON form's items, handed out like NDJSON lines so both forms share one path. */
+async function* jsonItems(items: unknown[]): AsyncGenerator<RawItem[]> {
+  const step = 1024;
+  for (let i = 0; i < items.length; i += step) {
+    yield items.slice(i, i + step).map((value, k) => ({ label: `items[${i + k}]`, value }));
+  }
+}
+
+function accepted(res: Response, batch: Batch): void {
+  res.set('Location', batch.urls.get);
+  res.status(202).json(batch);
+}
+
+/** Resolves when the socket can take more, or is gone. */
+function drained(res: Response): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/** `/v1/batches` (API.md "Batches"). */
+export function batchRoutes(service: BatchService, options: BatchRoutesOptions): Router {
+  const router = Router();
+  const json = express.json({ limit: options.maxBodyBytes, type: () => true, strict: false });
+
+  // NDJSON: read as a stream, line by line. Anything JSON falls through to the next handler.
+  router.post('/', async (req, res, next) => {
+    const type = mediaType(req);
+    if (type === 'json') return next();
+    if (type === 'other') {
+      throw new AppError(415, 'unsupported_media_type', 'Send application/json (with "items") or application/x-ndjson (one item a line)');
+    }
+    const prepared = service.prepare(parseUploadQuery(req.query));
+    const lines = ndjsonLines(decodedBody(req), options.maxBodyBytes);
+    accepted(res, await service.submit(tenantOf(req), prepared, lines));
+  });
+
+  router.post('/', json, async (req, res) => {
+    const body = parseCreateBatch(req.body);
+    const prepared = service.prepare(body);
+    accepted(res, await service.submit(tenantOf(req), prepared, jsonItems(body.items)));
+  });
+
+  router.get('/', async (req, res) => {
+    const parsed = ListQuery.safeParse(req.query);
+    if (!parsed.success) throw badRequest('invalid_input', `query string: ${firstIssue(parsed.error, 'query')}`);
+    res.json(await service.list(tenantOf(req), parsed.data.limit, parsed.data.after));
+  });
+
+  router.get('/:id', async (req, res) => {
+    res.json(await service.get(tenantOf(req), req.params.id));
+  });
+
+  // Streamed a chunk at a time, each chunk written only when the client has taken the one before.
+  router.get('/:id/results', async (req, res) => {
+    const chunks = await service.results(tenantOf(req), req.params.id);
+    res.status(200).type('application/x-ndjson');
+    let gone = false;
+    res.once('close', () => (gone = true));
+    for await (const buf of chunks) {
+      if (gone) break;
+      if (!res.write(buf)) await drained(res);
+    }
+    res.end();
+  });
+
+  router.post('/:id/cancel', async (req, res) => {
+    res.json(await service.cancel(tenantOf(req), req.params.id));
+  });
+
+  return router;
+}

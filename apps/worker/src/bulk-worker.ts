@@ -1,0 +1,279 @@
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { BulkChunkPayload, bulkQueueName } from '@infer/contract';
+import type { BatchStore } from '@infer/batch-store';
+import type { Logger } from '@infer/logger';
+import type { ModelVersion } from '@infer/models';
+import { MalformedChunkError, decodeChunk, failChunkLines, runChunk, type ChunkResult } from './bulk-runner.js';
+import { LockKeeper } from './lock-keeper.js';
+import type { WorkerMetrics } from './metrics.js';
+
+/** What a BulkWorker yields to: the interactive ModelWorker of the same model version. */
+export interface InteractiveGate {
+  /** True while interactive jobs are in hand. */
+  readonly busy: boolean;
+  /** Resolves when none are. */
+  whenIdle(): Promise<void>;
+}
+
+interface Held {
+  job: Job;
+  token: string;
+}
+
+export interface BulkWorkerOptions {
+  model: ModelVersion;
+  /** A connection for BullMQ and the batch store's commands. */
+  connection: Redis;
+  store: BatchStore;
+  logger: Logger;
+  prefix: string;
+  lockMs: number;
+  /** The interactive worker of the same model version in this process. */
+  gate?: InteractiveGate;
+  metrics?: WorkerMetrics;
+  /** @default 1 (second); bounds how long `close()` waits for an idle fetch. */
+  blockSeconds?: number;
+  /**
+   * Longest a slice waits for interactive work to finish before it runs
+   * anyway: unbroken interactive load slows a batch down but never stops it.
+   * @default 1000
+   */
+  maxYieldMs?: number;
+  /** How often a running chunk looks whether its batch was canceled. @default 200 */
+  cancelCheckMs?: number;
+}
+
+/**
+ * Consumes one model version's bulk queue (`bulk.<model>.v<version>`): each
+ * job is a chunk of up to a few thousand rows of one batch.
+ *
+ * Fairness, in two layers:
+ *  - In Redis, bulk chunks sit in a queue of their own, so an interactive job
+ *    never waits behind a batch's backlog: the ModelWorker of the same model
+ *    fetches it from the interactive queue at once, whatever the bulk queue holds.
+ *  - In the process, the chunk runs in slices of `max_batch_size` rows, and
+ *    before each slice the BulkWorker waits while the ModelWorker has
+ *    interactive jobs in hand (`gate.busy`). A job that arrives while a slice
+ *    runs waits for at most that one slice (a fraction of a millisecond for
+ *    the MLP); interactive batches never queue behind bulk slices. Under
+ *    unbroken interactive load a slice still runs every `maxYieldMs`.
+ *
+ * One chunk is computed at a time; the next one is fetched meanwhile, and
+ * writing a chunk's results and completing it in BullMQ overlap with running
+ * the next one. A chunk's results are written in one step
+ * (BatchStore.finishChunk), idempotently, so a chunk whose worker died is
+ * simply run again by the one that picks it up after BullMQ's stalled check.
+ * A canceled batch stops its running chunk at the next slice; that chunk's
+ * items are counted canceled.
+ */
+export class BulkWorker {
+  private readonly worker: Worker;
+  private readonly locks: LockKeeper;
+  private readonly log: Logger;
+  private readonly maxYieldMs: number;
+  private readonly cancelCheckMs: number;
+  private loop: Promise<void> | undefined;
+  private stopping = false;
+  private closing: Promise<void> | undefined;
+  private tokenSeq = 0;
+  /** The batch last seen queued or running, and when: chunks of it that follow skip the look. */
+  private live: { batch: string; at: number } | undefined;
+  /** The previous chunk's results write and completion, overlapping the next chunk's run. */
+  private finishing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: BulkWorkerOptions) {
+    const { model } = options;
+    this.log = options.logger.child({ model: model.name, version: model.version, bulk: true });
+    this.maxYieldMs = options.maxYieldMs ?? 1000;
+    this.cancelCheckMs = options.cancelCheckMs ?? 200;
+    this.worker = new Worker(bulkQueueName(model.name, model.version), null, {
+      connection: options.connection,
+      prefix: options.prefix,
+      autorun: false,
+      lockDuration: options.lockMs,
+      stalledInterval: Math.max(1000, Math.floor(options.lockMs / 2)),
+      maxStalledCount: 2,
+      drainDelay: options.blockSeconds ?? 1,
+    });
+    this.worker.on('error', (err) => this.log.warn({ err: err.message }, 'bullmq worker error'));
+    this.worker.on('stalled', (jobId) => this.log.warn({ jobId }, 'bulk chunk stalled (its worker died or hung); requeued'));
+    this.locks = new LockKeeper(options.lockMs, this.log);
+  }
+
+  start(): void {
+    if (this.loop) return;
+    void this.worker.startStalledCheckTimer();
+    this.loop = this.fetchLoop().catch((err: unknown) => {
+      this.log.error({ err }, 'bulk fetch loop crashed');
+    });
+  }
+
+  /** Stop fetching, finish the chunk in hand, then let go of Redis. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.stopping = true;
+      const steps: Array<() => Promise<unknown>> = [async () => this.loop, async () => this.finishing, async () => this.locks.stop(), () => this.worker.close()];
+      for (const step of steps) {
+        try {
+          await step();
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message }, 'close step failed');
+        }
+      }
+    })();
+    return this.closing;
+  }
+
+  /**
+   * Fetch a chunk, start fetching the next one (non-blocking) while this one
+   * runs, repeat. The prefetch hides the fetch's round trips behind compute;
+   * at most two chunks are held, and one fetched while stopping goes back to
+   * the queue's wait list.
+   */
+  private async fetchLoop(): Promise<void> {
+    let prefetched: Promise<Held | undefined> | undefined;
+    while (!this.stopping) {
+      let held = prefetched ? await prefetched : undefined;
+      prefetched = undefined;
+      held ??= await this.fetch(true);
+      if (!held) continue;
+      if (!this.stopping) prefetched = this.fetch(false);
+      try {
+        await this.process(held.job, held.token);
+      } catch (err) {
+        // A transient failure (Redis went away mid-chunk): BullMQ retries the chunk.
+        this.log.warn({ err: (err as Error).message, jobId: held.job.id }, 'bulk chunk failed; handing it back to the queue');
+        await this.settle(held.job, held.token, err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+    const unrun = prefetched ? await prefetched : undefined;
+    if (unrun) await this.handBack(unrun);
+  }
+
+  /** A chunk fetched ahead but not run: back to the queue, unless its batch has ended (then it is done). */
+  private async handBack({ job, token }: Held): Promise<void> {
+    const batch = (job.data as { batch?: unknown }).batch;
+    const status = typeof batch === 'string' ? await this.options.store.status(batch).catch(() => 'running' as const) : null;
+    if (status !== 'queued' && status !== 'running') return this.settle(job, token);
+    try {
+      await job.moveToWait(token);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, jobId: job.id }, 'could not hand back a prefetched chunk; it runs again after its lock lapses');
+    } finally {
+      this.locks.release(job.id!);
+    }
+  }
+
+  private async fetch(block: boolean): Promise<Held | undefined> {
+    const token = `${this.worker.id}:bulk:${this.tokenSeq++}`;
+    try {
+      const job = await this.worker.getNextJob(token, { block });
+      if (!job) return undefined;
+      this.locks.hold(job, token);
+      return { job, token };
+    } catch (err) {
+      if (this.stopping) return undefined;
+      this.log.warn({ err: (err as Error).message }, 'fetch failed; retrying');
+      await new Promise((r) => setTimeout(r, 500));
+      return undefined;
+    }
+  }
+
+  private async process(job: Job, token: string): Promise<void> {
+    const { store, model } = this.options;
+    const parsed = BulkChunkPayload.safeParse(job.data);
+    if (!parsed.success) {
+      this.log.error({ jobId: job.id, err: parsed.error.issues[0]?.message }, 'malformed bulk chunk; dropped');
+      await this.settle(job, token, new UnrecoverableError(`malformed bulk chunk: ${parsed.error.issues[0]?.message}`));
+      return;
+    }
+    const p = parsed.data;
+    // Consecutive chunks of one batch: a batch seen live a moment ago needs no second look.
+    const fresh = this.live?.batch === p.batch && performance.now() - this.live.at < this.cancelCheckMs;
+    const before = fresh ? 'running' : await store.startChunk(p.batch, Date.now());
+    if (before === 'queued' || before === 'running') this.live = { batch: p.batch, at: performance.now() };
+    if (before !== 'queued' && before !== 'running') {
+      // Canceled (its items were counted then), expired, or already ended: nothing to run.
+      await this.settle(job, token);
+      return;
+    }
+    if (job.deferredFailure) {
+      const { ndjson, failed } = failChunkLines(p, { code: 'worker_lost', message: `the chunk's worker died or hung repeatedly (${job.deferredFailure})` });
+      this.finishLater(job, token, p, { ndjson, succeeded: 0, failed, stopped: false, runs: [] });
+      return;
+    }
+    let result: ChunkResult;
+    try {
+      result = await runChunk(model, p, decodeChunk(model, p), { beforeSlice: this.sliceGate(p.batch) });
+    } catch (err) {
+      if (!(err instanceof MalformedChunkError)) throw err;
+      this.log.error({ jobId: job.id, err: err.message }, 'bulk chunk does not fit the model; its items fail');
+      const { ndjson, failed } = failChunkLines(p, { code: 'invalid_input', message: err.message });
+      result = { ndjson, succeeded: 0, failed, stopped: false, runs: [] };
+    }
+    if (result.stopped) {
+      await this.settle(job, token);
+      return;
+    }
+    const labels = { model: model.name, version: model.version };
+    for (const run of result.runs) {
+      this.options.metrics?.batchSize.observe(labels, run.size);
+      this.options.metrics?.inferenceSeconds.observe(labels, run.ms / 1000);
+    }
+    this.finishLater(job, token, p, result);
+  }
+
+  /**
+   * Write the chunk's results and complete it while the next chunk runs.
+   * Waits for the previous chunk's write first, so at most one is in flight.
+   */
+  private finishLater(job: Job, token: string, p: BulkChunkPayload, result: ChunkResult): void {
+    const previous = this.finishing;
+    this.finishing = (async () => {
+      await previous;
+      try {
+        const outcome = await this.options.store.finishChunk(p.batch, p.chunk, result.ndjson, result.succeeded, result.failed, Date.now());
+        if (outcome === 'completed') this.log.info({ batch: p.batch }, 'batch completed');
+        await this.settle(job, token);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message, jobId: job.id }, 'could not write a chunk; handing it back to the queue');
+        await this.settle(job, token, err instanceof Error ? err : new Error(String(err)));
+      }
+    })();
+  }
+
+  /** Yield to interactive work, then (every `cancelCheckMs`) look whether the batch is still live. */
+  private sliceGate(batch: string): () => Promise<boolean> {
+    let checkedAt = performance.now();
+    return async () => {
+      const { gate } = this.options;
+      if (gate?.busy) await this.yieldTo(gate);
+      if (performance.now() - checkedAt >= this.cancelCheckMs) {
+        checkedAt = performance.now();
+        const status = await this.options.store.status(batch);
+        if (status !== 'queued' && status !== 'running') return false;
+        this.live = { batch, at: checkedAt };
+      }
+      return true;
+    };
+  }
+
+  private async yieldTo(gate: InteractiveGate): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([gate.whenIdle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, this.maxYieldMs)))]);
+    clearTimeout(timer);
+  }
+
+  /** Complete the chunk in BullMQ, or fail it (retried unless unrecoverable); release its lock either way. */
+  private async settle(job: Job, token: string, err?: Error): Promise<void> {
+    try {
+      if (err) await job.moveToFailed(err, token, false);
+      else await job.moveToCompleted(null, token, false);
+    } catch (e) {
+      this.log.warn({ jobId: job.id, err: (e as Error).message }, 'could not settle a bulk chunk in the queue');
+    } finally {
+      this.locks.release(job.id!);
+    }
+  }
+}

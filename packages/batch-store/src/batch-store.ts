@@ -1,0 +1,256 @@
+import type { Redis } from 'ioredis';
+import { keys, type BatchStatus } from '@infer/contract';
+import { hashToBatchRecord, newBatchHash, type BatchRecord, type NewBatchRecord } from './batch-record.js';
+import { unrunChunkLines, type ChunkManifest } from './result-lines.js';
+import { ADD_CHUNK, CANCEL, FINISH_CHUNK, SEAL, START_CHUNK } from './scripts.js';
+
+export interface BatchStoreOptions {
+  prefix: string;
+  /** How long an ended batch, its results included, stays readable. */
+  resultTtlMs: number;
+  /**
+   * Called once when a batch ends (completed, or canceled), by whichever
+   * process ended it: the one place `batch.completed` webhooks start from.
+   * Errors are passed to `onError`, never thrown at the caller: the batch has
+   * ended either way.
+   */
+  onEnded?: (batch: BatchRecord) => Promise<void> | void;
+  onError?: (err: unknown, what: string) => void;
+}
+
+/** What a state change answered: 'ok'; 'completed' when this call completed the batch; 'ended' when it had already ended. */
+export type ChunkOutcome = 'ok' | 'completed' | 'duplicate' | 'missing' | 'ended';
+export type StartChunkOutcome = BatchStatus | 'missing';
+export type CancelOutcome = 'canceled' | 'missing' | 'completed' | 'already_canceled';
+
+/**
+ * A batch stays in Redis while it runs, however long, and for `resultTtlMs`
+ * after it ends; the wait is bounded too, so a batch whose chunks were lost
+ * (no worker ever came) does not live forever.
+ */
+export const UNENDED_BATCH_TTL_MS = 7 * 24 * 3600 * 1000;
+
+type ScriptRedis = Redis & {
+  inferBatchAddChunk(k1: string, k2: string, ...argv: (string | number)[]): Promise<string>;
+  inferBatchStartChunk(k1: string, now: number): Promise<string>;
+  inferBatchFinishChunk(k1: string, k2: string, k3: string, ...argv: (string | number)[]): Promise<string>;
+  inferBatchSeal(k1: string, k2: string, k3: string, ...argv: (string | number)[]): Promise<string>;
+  inferBatchCancel(k1: string, k2: string, k3: string, ...argv: (string | number)[]): Promise<string>;
+};
+
+/**
+ * Batches in Redis. Per batch, three keys (see contract `keys()`): the
+ * record hash (fields and request counts), the results hash (chunk index →
+ * that chunk's result lines, written once when the chunk ends) and the
+ * pending hash (chunk index → manifest of a chunk not yet ended). Plus one
+ * sorted set per tenant for listing. Every state change is one Lua script
+ * (scripts.ts), so a chunk costs a handful of Redis commands whatever its
+ * number of rows.
+ */
+export class BatchStore {
+  private readonly redis: ScriptRedis;
+  private readonly k: ReturnType<typeof keys>;
+  private readonly longTtlMs: number;
+
+  constructor(
+    redis: Redis,
+    private readonly options: BatchStoreOptions,
+  ) {
+    this.k = keys(options.prefix);
+    this.longTtlMs = UNENDED_BATCH_TTL_MS + options.resultTtlMs;
+    for (const [name, lua, numberOfKeys] of [
+      ['inferBatchAddChunk', ADD_CHUNK, 2],
+      ['inferBatchStartChunk', START_CHUNK, 1],
+      ['inferBatchFinishChunk', FINISH_CHUNK, 3],
+      ['inferBatchSeal', SEAL, 3],
+      ['inferBatchCancel', CANCEL, 3],
+    ] as const) {
+      if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua });
+    }
+    this.redis = redis as ScriptRedis;
+  }
+
+  /** Every key a batch writes, for tests and operators. */
+  keysOf(id: string, tenant: string): string[] {
+    return [this.k.batch(id), this.k.batchResults(id), this.k.batchPending(id), this.k.tenantBatches(tenant)];
+  }
+
+  async create(record: NewBatchRecord): Promise<void> {
+    const key = this.k.batch(record.id);
+    const index = this.k.tenantBatches(record.tenant);
+    await this.redis
+      .multi()
+      .hset(key, newBatchHash(record))
+      .pexpire(key, this.longTtlMs)
+      .zadd(index, record.createdAt, record.id)
+      // Entries of batches that have expired are dropped here and when listing.
+      .zremrangebyscore(index, '-inf', record.createdAt - this.longTtlMs)
+      .pexpire(index, this.longTtlMs)
+      .exec();
+  }
+
+  /** Register chunk `index` of an upload; `failed` of its items were invalid. */
+  async addChunk(id: string, index: number, manifest: ChunkManifest, failed: number): Promise<ChunkOutcome> {
+    return (await this.redis.inferBatchAddChunk(
+      this.k.batch(id),
+      this.k.batchPending(id),
+      index,
+      manifest.count,
+      failed,
+      JSON.stringify(manifest),
+      this.longTtlMs,
+    )) as ChunkOutcome;
+  }
+
+  /** The upload has ended. Completes the batch if every chunk already has. */
+  async seal(id: string, now: number): Promise<ChunkOutcome> {
+    const outcome = (await this.redis.inferBatchSeal(
+      this.k.batch(id),
+      this.k.batchResults(id),
+      this.k.batchPending(id),
+      now,
+      this.options.resultTtlMs,
+    )) as ChunkOutcome;
+    if (outcome === 'completed') await this.ended(id);
+    return outcome;
+  }
+
+  /** A worker takes a chunk: mark the batch running; answers the status it had. */
+  async startChunk(id: string, now: number): Promise<StartChunkOutcome> {
+    return (await this.redis.inferBatchStartChunk(this.k.batch(id), now)) as StartChunkOutcome;
+  }
+
+  /**
+   * Write a chunk's result lines and count them, in one step. `succeeded` and
+   * `failed` count what ran; items invalid at upload were counted then.
+   */
+  async finishChunk(id: string, index: number, ndjson: string, succeeded: number, failed: number, now: number): Promise<ChunkOutcome> {
+    const outcome = (await this.redis.inferBatchFinishChunk(
+      this.k.batch(id),
+      this.k.batchResults(id),
+      this.k.batchPending(id),
+      index,
+      ndjson,
+      succeeded,
+      failed,
+      now,
+      this.options.resultTtlMs,
+      this.longTtlMs,
+    )) as ChunkOutcome;
+    if (outcome === 'completed') await this.ended(id);
+    return outcome;
+  }
+
+  async status(id: string): Promise<BatchStatus | null> {
+    return (await this.redis.hget(this.k.batch(id), 'status')) as BatchStatus | null;
+  }
+
+  async get(id: string): Promise<BatchRecord | null> {
+    return hashToBatchRecord(await this.redis.hgetall(this.k.batch(id)));
+  }
+
+  /**
+   * Cancel a queued or running batch of this tenant. `missing` covers another
+   * tenant's batch too, so the caller answers both with the same 404.
+   */
+  async cancel(id: string, tenant: string, now: number): Promise<CancelOutcome> {
+    const outcome = (await this.redis.inferBatchCancel(
+      this.k.batch(id),
+      this.k.batchResults(id),
+      this.k.batchPending(id),
+      now,
+      this.options.resultTtlMs,
+      tenant,
+    )) as CancelOutcome;
+    if (outcome === 'canceled') await this.ended(id);
+    return outcome;
+  }
+
+  /** Forget a batch whose upload failed before it was accepted: it never existed for the client. */
+  async discard(id: string, tenant: string): Promise<void> {
+    await this.redis
+      .multi()
+      .del(this.k.batch(id), this.k.batchResults(id), this.k.batchPending(id))
+      .zrem(this.k.tenantBatches(tenant), id)
+      .exec();
+  }
+
+  /**
+   * The tenant's batches, newest first, `limit` of them after the batch
+   * `after` (a cursor, as OpenAI's lists). `null` when `after` is not one of
+   * the tenant's batches. Index entries of expired batches are removed on the way.
+   */
+  async list(tenant: string, limit: number, after?: string): Promise<{ records: BatchRecord[]; hasMore: boolean } | null> {
+    const index = this.k.tenantBatches(tenant);
+    let from = 0;
+    if (after !== undefined) {
+      const rank = await this.redis.zrevrank(index, after);
+      if (rank === null) return null;
+      from = rank + 1;
+    }
+    const records: BatchRecord[] = [];
+    for (;;) {
+      const want = limit + 1 - records.length;
+      if (want <= 0) break;
+      const ids = await this.redis.zrevrange(index, from, from + want - 1);
+      if (ids.length === 0) break;
+      const pipe = this.redis.pipeline();
+      for (const id of ids) pipe.hgetall(this.k.batch(id));
+      const hashes = (await pipe.exec()) ?? [];
+      const gone: string[] = [];
+      ids.forEach((id, i) => {
+        const [err, h] = hashes[i]!;
+        if (err) throw err;
+        const record = hashToBatchRecord(h as Record<string, string>);
+        if (record && record.tenant === tenant) records.push(record);
+        else gone.push(id);
+      });
+      from += ids.length;
+      if (gone.length) {
+        await this.redis.zrem(index, ...gone);
+        from -= gone.length;
+      }
+    }
+    return { records: records.slice(0, limit), hasMore: records.length > limit };
+  }
+
+  /**
+   * The result lines of an ended batch, a chunk at a time in submission
+   * order, reading `readAhead` chunks ahead. A chunk with no results (its
+   * batch was canceled before it ran) is rendered from its manifest.
+   */
+  async *results(record: BatchRecord, readAhead = 4): AsyncGenerator<Buffer> {
+    const fetchChunk = async (i: number): Promise<Buffer | null> => {
+      const written = await this.redis.hgetBuffer(this.k.batchResults(record.id), String(i));
+      if (written) return written;
+      const manifest = await this.redis.hget(this.k.batchPending(record.id), String(i));
+      return manifest ? Buffer.from(unrunChunkLines(JSON.parse(manifest) as ChunkManifest)) : null;
+    };
+    const ahead: Promise<Buffer | null>[] = [];
+    let next = 0;
+    const fill = () => {
+      while (next < record.chunks && ahead.length < readAhead) {
+        const p = fetchChunk(next++);
+        // Handled when awaited below; this keeps an early failure from being "unhandled" meanwhile.
+        p.catch(() => undefined);
+        ahead.push(p);
+      }
+    };
+    fill();
+    while (ahead.length > 0) {
+      const buf = await ahead.shift()!;
+      fill();
+      if (buf) yield buf;
+    }
+  }
+
+  private async ended(id: string): Promise<void> {
+    if (!this.options.onEnded) return;
+    try {
+      const record = await this.get(id);
+      if (record) await this.options.onEnded(record);
+    } catch (err) {
+      this.options.onError?.(err, 'batch ended hook');
+    }
+  }
+}

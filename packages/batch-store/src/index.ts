@@ -1,0 +1,3 @@
+export * from './batch-record.js';
+export * from './result-lines.js';
+export * from './batch-store.js';

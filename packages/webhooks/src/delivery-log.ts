@@ -1,0 +1,231 @@
+import type { ChainableCommander, Redis } from 'ioredis';
+import { keys } from '@infer/contract';
+
+/**
+ * The delivery log, after Svix's message / message-attempt model: an event
+ * (message) is what was sent, to which URL, and where it stands; each
+ * attempt at sending it is a row of its own. Clients read both through
+ * `GET /v1/jobs/{id}/webhook_deliveries` and
+ * `GET /v1/webhook_deliveries/{event_id}`.
+ *
+ * Redis layout, all under the deployment's prefix (see `keys()`):
+ * - `webhook:event:{id}`: hash with the event and its state;
+ * - `webhook:attempts:{id}`: list of JSON attempts, oldest first;
+ * - `webhook:deliveries:{job|batch}:{id}`: list of the subject's event ids.
+ * Every write sets all three to expire `ttlMs` later (the caller passes
+ * RESULT_TTL, or longer while retries are still scheduled), so a job's
+ * deliveries live as long as the job itself.
+ */
+
+export const WEBHOOK_EVENT_TYPES = ['job.started', 'job.completed', 'batch.completed'] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
+
+export type DeliveryState = 'pending' | 'succeeded' | 'failed';
+export type DeliveryTrigger = 'scheduled' | 'manual';
+
+/** What an event is about: a job or a batch (`data.object`, `data.id` of its body). */
+export interface WebhookSubject {
+  object: 'job' | 'batch';
+  id: string;
+}
+
+/** One attempt, as the API shows it. */
+export interface WebhookAttempt {
+  /** 1 for the first attempt of the event, counting resends on. */
+  attempt: number;
+  timestamp: string;
+  /** The receiver's HTTP status, or null when there was no answer (timeout, refused, guard). */
+  status_code: number | null;
+  /** Why the attempt failed, or null when it succeeded. */
+  error: string | null;
+  duration_ms: number;
+  state: 'succeeded' | 'failed';
+  trigger: DeliveryTrigger;
+}
+
+/** One event and all its attempts, as the API shows it. */
+export interface WebhookDelivery {
+  /** The event id: the `webhook-id` header of every attempt. */
+  id: string;
+  object: 'webhook_delivery';
+  event_type: WebhookEventType;
+  url: string;
+  subject: WebhookSubject;
+  created_at: string;
+  /** `pending` while an attempt is due, `succeeded` after a 2xx, `failed` once retries are exhausted or stopped. */
+  state: DeliveryState;
+  attempt_count: number;
+  next_attempt_at: string | null;
+  attempts: WebhookAttempt[];
+}
+
+/** An event as stored, with the body that is signed and sent on every attempt. */
+export interface StoredEvent {
+  id: string;
+  tenant: string;
+  type: WebhookEventType;
+  url: string;
+  subject: WebhookSubject;
+  body: string;
+  createdAt: number;
+  state: DeliveryState;
+  attemptCount: number;
+  nextAttemptAt: number | null;
+}
+
+/** KEYS[1] event. Returns 'missing', 'other' (another tenant's), 'pending' (already due), or 'ok' (now pending). ARGV tenant, now. */
+const MARK_RESEND = `
+local h = redis.call('HMGET', KEYS[1], 'tenant', 'state')
+if not h[1] then return 'missing' end
+if h[1] ~= ARGV[1] then return 'other' end
+if h[2] == 'pending' then return 'pending' end
+redis.call('HSET', KEYS[1], 'state', 'pending', 'next_attempt_at', ARGV[2])
+return 'ok'
+`;
+
+type ScriptRedis = Redis & {
+  inferWebhookMarkResend(key: string, tenant: string, now: number): Promise<string>;
+};
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export class DeliveryLog {
+  private readonly k: ReturnType<typeof keys>;
+  private readonly redis: ScriptRedis;
+
+  constructor(redis: Redis, prefix: string) {
+    this.k = keys(prefix);
+    if (!('inferWebhookMarkResend' in redis)) redis.defineCommand('inferWebhookMarkResend', { numberOfKeys: 1, lua: MARK_RESEND });
+    this.redis = redis as ScriptRedis;
+  }
+
+  /** Queue the writes that create `events` on `pipe`, so a whole batch of them costs one round trip. */
+  addCreates(pipe: ChainableCommander, events: readonly StoredEvent[], ttlMs: number): void {
+    for (const e of events) {
+      const key = this.k.webhookEvent(e.id);
+      const index = this.k.webhookDeliveries(e.subject.object, e.subject.id);
+      pipe
+        .hset(key, {
+          id: e.id,
+          tenant: e.tenant,
+          type: e.type,
+          url: e.url,
+          subject_object: e.subject.object,
+          subject_id: e.subject.id,
+          body: e.body,
+          created_at: String(e.createdAt),
+          state: e.state,
+          attempt_count: String(e.attemptCount),
+          next_attempt_at: e.nextAttemptAt === null ? '' : String(e.nextAttemptAt),
+        })
+        .pexpire(key, ttlMs)
+        .rpush(index, e.id)
+        .pexpire(index, ttlMs);
+    }
+  }
+
+  async get(eventId: string): Promise<StoredEvent | null> {
+    return toStored(await this.redis.hgetall(this.k.webhookEvent(eventId)));
+  }
+
+  /** Append an attempt and move the event to its next state, atomically. */
+  async recordAttempt(
+    event: StoredEvent,
+    attempt: WebhookAttempt,
+    next: { state: DeliveryState; nextAttemptAt: number | null },
+    ttlMs: number,
+  ): Promise<void> {
+    const key = this.k.webhookEvent(event.id);
+    const attempts = this.k.webhookAttempts(event.id);
+    const index = this.k.webhookDeliveries(event.subject.object, event.subject.id);
+    const results = await this.redis
+      .multi()
+      .rpush(attempts, JSON.stringify(attempt))
+      .hset(key, {
+        state: next.state,
+        attempt_count: String(attempt.attempt),
+        next_attempt_at: next.nextAttemptAt === null ? '' : String(next.nextAttemptAt),
+      })
+      .pexpire(key, ttlMs)
+      .pexpire(attempts, ttlMs)
+      .pexpire(index, ttlMs)
+      .exec();
+    const failed = results?.find(([err]) => err);
+    if (failed) throw failed[0];
+  }
+
+  /**
+   * Make an ended event pending again for a resend, if it is this tenant's.
+   * `pending` means it is still being delivered: nothing to resend yet.
+   */
+  async markResend(eventId: string, tenant: string, now: number): Promise<'missing' | 'pending' | 'ok'> {
+    const r = await this.redis.inferWebhookMarkResend(this.k.webhookEvent(eventId), tenant, now);
+    return r === 'other' ? 'missing' : (r as 'missing' | 'pending' | 'ok');
+  }
+
+  /** Undo `markResend` when the resend could not be queued. */
+  async markFailed(eventId: string): Promise<void> {
+    await this.redis.hset(this.k.webhookEvent(eventId), { state: 'failed', next_attempt_at: '' });
+  }
+
+  /** One event with its attempts; null when unknown, expired, or another tenant's. */
+  async delivery(eventId: string, tenant: string): Promise<WebhookDelivery | null> {
+    const [one] = await this.deliveries([eventId], tenant);
+    return one ?? null;
+  }
+
+  /** Every event of a job or batch, oldest first (only the tenant's own). */
+  async list(subject: WebhookSubject, tenant: string): Promise<WebhookDelivery[]> {
+    const ids = await this.redis.lrange(this.k.webhookDeliveries(subject.object, subject.id), 0, -1);
+    return this.deliveries(ids, tenant);
+  }
+
+  private async deliveries(ids: readonly string[], tenant: string): Promise<WebhookDelivery[]> {
+    if (ids.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hgetall(this.k.webhookEvent(id)).lrange(this.k.webhookAttempts(id), 0, -1);
+    const results = (await pipe.exec()) ?? [];
+    const out: WebhookDelivery[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const [hashErr, hash] = results[2 * i] ?? [];
+      const [listErr, list] = results[2 * i + 1] ?? [];
+      if (hashErr) throw hashErr;
+      if (listErr) throw listErr;
+      const e = toStored(hash as Record<string, string>);
+      if (!e || e.tenant !== tenant) continue;
+      out.push(toDelivery(e, (list as string[]).map((s) => JSON.parse(s) as WebhookAttempt)));
+    }
+    return out;
+  }
+}
+
+function toStored(h: Record<string, string>): StoredEvent | null {
+  if (!h.id || !h.tenant || !h.body || !h.url) return null;
+  return {
+    id: h.id,
+    tenant: h.tenant,
+    type: h.type as WebhookEventType,
+    url: h.url,
+    subject: { object: h.subject_object === 'batch' ? 'batch' : 'job', id: h.subject_id ?? '' },
+    body: h.body,
+    createdAt: Number(h.created_at),
+    state: (h.state as DeliveryState | undefined) ?? 'pending',
+    attemptCount: Number(h.attempt_count ?? 0),
+    nextAttemptAt: h.next_attempt_at ? Number(h.next_attempt_at) : null,
+  };
+}
+
+function toDelivery(e: StoredEvent, attempts: WebhookAttempt[]): WebhookDelivery {
+  return {
+    id: e.id,
+    object: 'webhook_delivery',
+    event_type: e.type,
+    url: e.url,
+    subject: e.subject,
+    created_at: iso(e.createdAt),
+    state: e.state,
+    attempt_count: e.attemptCount,
+    next_attempt_at: e.nextAttemptAt === null ? null : iso(e.nextAttemptAt),
+    attempts,
+  };
+}

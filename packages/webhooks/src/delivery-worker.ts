@@ -1,0 +1,168 @@
+import { setMaxListeners } from 'node:events';
+import { Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { WEBHOOK_QUEUE, WebhookDeliveryPayload } from '@infer/contract';
+import type { Logger } from '@infer/logger';
+import { deliver, DELIVERY_TIMEOUT_MS, type AttemptOutcome } from './delivery.js';
+import { DeliveryLog, type DeliveryState, type WebhookAttempt } from './delivery-log.js';
+import type { Resolver } from './dns-guard.js';
+import { LOG_MARGIN_MS } from './events.js';
+import { WebhookSecrets } from './secrets.js';
+import { signWebhook } from './signing.js';
+
+export interface WebhookDeliveryWorkerOptions {
+  /** BullMQ duplicates it for its blocking fetches; commands share it. Needs `maxRetriesPerRequest: null`. */
+  connection: Redis;
+  prefix: string;
+  logger: Logger;
+  /** WEBHOOK_RETRY_DELAYS_MS. */
+  retryDelaysMs: readonly number[];
+  /** RESULT_TTL: how long the delivery log outlives its last attempt. */
+  resultTtlMs: number;
+  /** WEBHOOK_ALLOW_PRIVATE. */
+  allowPrivate: boolean;
+  /**
+   * Attempts in flight at once. Each hanging receiver holds one for up to
+   * `timeoutMs`, so this is how many dead receivers it takes to delay
+   * everyone else's deliveries; they cost a socket each, not a thread.
+   * @default 200
+   */
+  concurrency?: number;
+  /** @default 10_000 */
+  timeoutMs?: number;
+  /** How webhook host names resolve; tests inject one. @default dns.lookup */
+  resolve?: Resolver;
+  /** The longest `Retry-After` obeyed, so a receiver cannot park an event forever. @default 24 h */
+  maxRetryAfterMs?: number;
+  now?: () => number;
+}
+
+/** Thrown by the processor to have BullMQ run the job again after `delayMs` (see `backoffStrategy`). */
+class RetryLater extends Error {
+  constructor(readonly delayMs: number) {
+    super(`delivery attempt failed; next attempt in ${delayMs} ms`);
+    this.name = 'RetryLater';
+  }
+}
+
+/**
+ * Delivers webhook events from the `webhooks` queue, on its own BullMQ
+ * worker with many attempts in flight, so a slow or dead receiver delays
+ * nothing but its own events and never a model's queue.
+ *
+ * One queue job is one event's delivery run. Each attempt signs the stored
+ * body afresh (same `webhook-id`, the attempt's own timestamp), posts it,
+ * and writes the attempt to the log. Then:
+ * - 2xx: `succeeded`; done.
+ * - 410, a refused address, an unusable URL, or the last scheduled attempt,
+ *   or a resend's single attempt: `failed`; done (resendable by the API).
+ * - anything else: still `pending`; the processor throws `RetryLater` and
+ *   BullMQ runs the job again after the schedule's next delay, or after the
+ *   receiver's `Retry-After` (429/503) when that is longer.
+ */
+export class WebhookDeliveryWorker {
+  private readonly worker: Worker;
+  private readonly log: DeliveryLog;
+  private readonly secrets: WebhookSecrets;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+  private readonly shutdown = new AbortController();
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: WebhookDeliveryWorkerOptions) {
+    this.logger = options.logger.child({ component: 'webhooks' });
+    this.log = new DeliveryLog(options.connection, options.prefix);
+    this.secrets = new WebhookSecrets(options.connection, options.prefix);
+    this.now = options.now ?? Date.now;
+    // Every attempt in flight listens on the shutdown signal: as many listeners as the concurrency, by design.
+    setMaxListeners(0, this.shutdown.signal);
+    const delays = options.retryDelaysMs;
+    this.worker = new Worker(WEBHOOK_QUEUE, (job) => this.process(job), {
+      connection: options.connection,
+      prefix: options.prefix,
+      concurrency: options.concurrency ?? 200,
+      settings: {
+        // RetryLater carries the delay the processor chose; any other error
+        // (Redis went away while recording) falls back on the schedule.
+        backoffStrategy: (attemptsMade, _type, err) =>
+          err instanceof RetryLater ? err.delayMs : (delays[Math.min(attemptsMade - 1, delays.length - 1)] ?? 1000),
+      },
+    });
+    this.worker.on('error', (err) => this.logger.warn({ err: err.message }, 'webhook worker error'));
+    this.worker.on('failed', (job, err) => {
+      if (!(err instanceof RetryLater)) this.logger.warn({ jobId: job?.id, err: err.message }, 'webhook delivery run failed');
+    });
+  }
+
+  /** Stop taking deliveries, cut the attempts in flight short (they are logged and retried), close. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      // Close first so nothing new is fetched, then cut short what is in flight (close waits for it).
+      const closed = this.worker.close();
+      this.shutdown.abort();
+      await closed;
+    })();
+    return this.closing;
+  }
+
+  private async process(job: Job): Promise<void> {
+    const parsed = WebhookDeliveryPayload.safeParse(job.data);
+    if (!parsed.success) {
+      this.logger.error({ jobId: job.id }, 'malformed webhook delivery payload; dropped');
+      return;
+    }
+    const { eventId, trigger } = parsed.data;
+    const event = await this.log.get(eventId);
+    if (!event) {
+      this.logger.info({ eventId }, 'webhook event expired before delivery; dropped');
+      return;
+    }
+    const { options } = this;
+    const secret = await this.secrets.get(event.tenant);
+    const at = this.now();
+    const outcome = await deliver(
+      { url: event.url, headers: { ...signWebhook(secret, event.id, new Date(at), event.body) }, body: event.body },
+      {
+        allowPrivate: options.allowPrivate,
+        timeoutMs: options.timeoutMs ?? DELIVERY_TIMEOUT_MS,
+        signal: this.shutdown.signal,
+        ...(options.resolve ? { resolve: options.resolve } : {}),
+      },
+    );
+
+    const delays = options.retryDelaysMs;
+    // attemptsMade counts this job's earlier failed runs, so it indexes the delay before the next one.
+    const retryIndex = job.attemptsMade;
+    const canRetry = trigger === 'scheduled' && !outcome.ok && !outcome.final && retryIndex + 1 < (job.opts.attempts ?? 1);
+    let delayMs = 0;
+    if (canRetry) {
+      delayMs = delays[Math.min(retryIndex, delays.length - 1)] ?? 0;
+      if (outcome.retryAfterMs !== null) delayMs = Math.max(delayMs, Math.min(outcome.retryAfterMs, options.maxRetryAfterMs ?? 24 * 3600_000));
+    }
+    const state: DeliveryState = outcome.ok ? 'succeeded' : canRetry ? 'pending' : 'failed';
+    const attempt = toAttempt(event.attemptCount + 1, at, outcome, trigger);
+    const horizon = canRetry ? delayMs + delays.slice(retryIndex + 1).reduce((a, b) => a + b, 0) : 0;
+    await this.log.recordAttempt(
+      event,
+      attempt,
+      { state, nextAttemptAt: canRetry ? at + outcome.durationMs + delayMs : null },
+      Math.max(options.resultTtlMs, horizon + LOG_MARGIN_MS),
+    );
+    const log = this.logger.child({ eventId, type: event.type, attempt: attempt.attempt });
+    if (state === 'succeeded') log.debug({ status: outcome.statusCode }, 'webhook delivered');
+    else if (state === 'failed') log.info({ status: outcome.statusCode, err: outcome.error }, 'webhook delivery failed for good');
+    if (canRetry) throw new RetryLater(delayMs);
+  }
+}
+
+function toAttempt(n: number, at: number, o: AttemptOutcome, trigger: WebhookAttempt['trigger']): WebhookAttempt {
+  return {
+    attempt: n,
+    timestamp: new Date(at).toISOString(),
+    status_code: o.statusCode,
+    error: o.error,
+    duration_ms: o.durationMs,
+    state: o.ok ? 'succeeded' : 'failed',
+    trigger,
+  };
+}

@@ -1,0 +1,163 @@
+import http from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import { ForbiddenAddressError, guardedLookup, type Resolver } from './dns-guard.js';
+import { isForbiddenAddress } from './url-guard.js';
+
+export interface DeliveryRequest {
+  url: string;
+  /** The signed Standard Webhooks headers (and any others). */
+  headers: Record<string, string>;
+  body: string;
+}
+
+export interface DeliveryOptions {
+  allowPrivate: boolean;
+  /** The whole attempt, connect to response headers. @default 10_000 */
+  timeoutMs?: number;
+  /** How host names resolve. @default the system resolver (dns.lookup) */
+  resolve?: Resolver;
+  /** Aborts the attempt (the worker is shutting down). */
+  signal?: AbortSignal;
+  /** @default `infer-webhooks/1` */
+  userAgent?: string;
+}
+
+/** How one attempt went. */
+export interface AttemptOutcome {
+  /** A 2xx answer: delivered. */
+  ok: boolean;
+  statusCode: number | null;
+  /** Why it failed, in words; null when it succeeded. */
+  error: string | null;
+  durationMs: number;
+  /** The receiver's `Retry-After` (429 and 503 only), in ms. */
+  retryAfterMs: number | null;
+  /** No retry can help: 410 Gone, a refused address, a URL that is not http(s). */
+  final: boolean;
+}
+
+export const DELIVERY_TIMEOUT_MS = 10_000;
+
+/**
+ * Make one delivery attempt: POST the body and judge the answer. Never
+ * throws; every way an attempt can go is an `AttemptOutcome`.
+ *
+ * - Redirects are not followed (node's http client never does): a 3xx is a
+ *   failed attempt, retried like any other non-2xx.
+ * - Unless `allowPrivate`, the address actually connected to is checked: a
+ *   literal IP in the URL before connecting (node connects to those without
+ *   a lookup), a name inside the socket's own `lookup` (see dns-guard.ts).
+ * - One timer bounds the whole attempt, however slowly the receiver
+ *   dribbles its answer.
+ */
+export function deliver(req: DeliveryRequest, options: DeliveryOptions): Promise<AttemptOutcome> {
+  const started = performance.now();
+  const elapsed = () => Math.round(performance.now() - started);
+  const failed = (error: string, final = false, statusCode: number | null = null): AttemptOutcome => ({
+    ok: false,
+    statusCode,
+    error,
+    durationMs: elapsed(),
+    retryAfterMs: null,
+    final,
+  });
+
+  let url: URL;
+  try {
+    url = new URL(req.url);
+  } catch {
+    return Promise.resolve(failed('the webhook URL does not parse', true));
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return Promise.resolve(failed('only http and https URLs are delivered to', true));
+  const literal = url.hostname.replace(/^\[|\]$/g, '');
+  if (!options.allowPrivate && isIP(literal) && isForbiddenAddress(literal)) {
+    return Promise.resolve(failed(`address ${literal} is private, loopback, link-local or multicast; refused`, true));
+  }
+  if (options.signal?.aborted) return Promise.resolve(failed('aborted: the worker is shutting down'));
+
+  const timeoutMs = options.timeoutMs ?? DELIVERY_TIMEOUT_MS;
+  const client = url.protocol === 'https:' ? https : http;
+  return new Promise<AttemptOutcome>((resolve) => {
+    let settled = false;
+    const finish = (outcome: AttemptOutcome) => {
+      if (settled) return;
+      settled = true;
+      resolve(outcome);
+    };
+    const request = client.request(url, {
+      method: 'POST',
+      agent: false,
+      lookup: guardedLookup({ allowPrivate: options.allowPrivate, ...(options.resolve ? { resolve: options.resolve } : {}) }),
+      headers: {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(req.body),
+        'user-agent': options.userAgent ?? 'infer-webhooks/1',
+        ...req.headers,
+      },
+    });
+    const timer = setTimeout(() => {
+      finish(failed(`timed out after ${timeoutMs} ms`));
+      request.destroy();
+    }, timeoutMs);
+    const onAbort = () => {
+      finish(failed('aborted: the worker is shutting down'));
+      request.destroy();
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    // The timer outlives the answer's headers on purpose: it also ends a body that never finishes.
+    request.on('close', () => {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+    });
+
+    request.on('response', (res) => {
+      const status = res.statusCode ?? 0;
+      // The answer's body means nothing to us; read it off so the socket can close cleanly.
+      res.resume();
+      res.on('error', () => undefined);
+      res.on('end', () => request.destroy());
+      if (status >= 200 && status < 300) {
+        finish({ ok: true, statusCode: status, error: null, durationMs: elapsed(), retryAfterMs: null, final: false });
+      } else if (status === 410) {
+        finish(failed('410 Gone: the receiver asked for no more deliveries', true, status));
+      } else if (status >= 300 && status < 400) {
+        const where = res.headers.location ? ` to ${res.headers.location.slice(0, 200)}` : '';
+        finish(failed(`redirect (${status})${where} not followed`, false, status));
+      } else {
+        const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(res.headers['retry-after']) : null;
+        finish({ ...failed(`HTTP ${status}`, false, status), retryAfterMs });
+      }
+    });
+    request.on('error', (err: NodeJS.ErrnoException) => {
+      if (err instanceof ForbiddenAddressError) return finish(failed(err.message, true));
+      finish(failed(describe(err)));
+    });
+    request.end(req.body);
+  });
+}
+
+function describe(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return 'connection refused';
+    case 'ECONNRESET':
+      return 'connection reset by the receiver';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `DNS lookup failed (${err.code})`;
+    case 'ETIMEDOUT':
+      return 'connection timed out';
+    default:
+      return err.code ? `${err.code}: ${err.message}` : err.message;
+  }
+}
+
+/** `Retry-After` in seconds or as an HTTP date; null when absent or unreadable. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | null {
+  if (!value) return null;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}

@@ -1,0 +1,157 @@
+import { Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { WEBHOOK_QUEUE, type WebhookDeliveryPayload } from '@infer/contract';
+import { silentLogger, type Logger } from '@infer/logger';
+import { DeliveryLog, type StoredEvent, type WebhookDelivery, type WebhookEventType, type WebhookSubject } from './delivery-log.js';
+import { newEventId } from './signing.js';
+
+/** An event to send: `data` is the Job or Batch as the API renders it, and also names what the event is about. */
+export interface NewWebhookEvent {
+  tenant: string;
+  url: string;
+  type: WebhookEventType;
+  data: WebhookSubject;
+}
+
+export interface WebhookEventsOptions {
+  /** A command connection (BullMQ's producer and the log share it). */
+  connection: Redis;
+  prefix: string;
+  /** How long an event's log outlives its last write (RESULT_TTL). */
+  resultTtlMs: number;
+  /** WEBHOOK_RETRY_DELAYS_MS: a delivery gets `length + 1` scheduled attempts. */
+  retryDelaysMs: readonly number[];
+  logger?: Logger;
+  now?: () => number;
+}
+
+/** Margin kept on a log's TTL beyond its last scheduled attempt, so the record outlives its own retries. */
+export const LOG_MARGIN_MS = 10 * 60_000;
+
+/**
+ * Where webhook events come from, for every producer (the worker as jobs
+ * start and end, the gateway as jobs are canceled, the batch runner as a
+ * batch completes). An event is recorded in the delivery log and queued on
+ * the `webhooks` BullMQ queue; the delivery worker does the rest, so no
+ * producer ever waits on a receiver.
+ *
+ * For batches, the batch code calls:
+ * ```ts
+ * await webhookEvents.enqueue([{ tenant, url: batch.webhook, type: 'batch.completed', data: batch }]);
+ * ```
+ * where `batch` is the public Batch (`object: 'batch'`, `id`); its deliveries
+ * are then listed by `DeliveryLog.list({ object: 'batch', id }, tenant)`.
+ */
+export class WebhookEvents {
+  readonly log: DeliveryLog;
+  private queueInstance: Queue | undefined;
+  private readonly now: () => number;
+  private readonly logger: Logger;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: WebhookEventsOptions) {
+    this.log = new DeliveryLog(options.connection, options.prefix);
+    this.now = options.now ?? Date.now;
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  /** Created on first use: a process that never sends an event opens nothing. */
+  private get queue(): Queue {
+    if (!this.queueInstance) {
+      this.queueInstance = new Queue(WEBHOOK_QUEUE, { connection: this.options.connection, prefix: this.options.prefix });
+      this.queueInstance.on('error', (err) => this.logger.warn({ err: err.message }, 'webhook queue error'));
+    }
+    return this.queueInstance;
+  }
+
+  /**
+   * Record and queue events: one pipeline for the log, then one bulk add,
+   * whatever the number of events. Resolves with their ids (the
+   * `webhook-id` each will carry). Throws when Redis does.
+   */
+  async enqueue(events: readonly NewWebhookEvent[]): Promise<string[]> {
+    if (events.length === 0) return [];
+    const createdAt = this.now();
+    const stored: StoredEvent[] = events.map((e) => {
+      const id = newEventId();
+      const type = e.type;
+      return {
+        id,
+        tenant: e.tenant,
+        type,
+        url: e.url,
+        subject: { object: e.data.object, id: e.data.id },
+        body: JSON.stringify({ type, timestamp: new Date(createdAt).toISOString(), data: e.data }),
+        createdAt,
+        state: 'pending',
+        attemptCount: 0,
+        nextAttemptAt: createdAt,
+      };
+    });
+    const pipe = this.options.connection.pipeline();
+    this.log.addCreates(pipe, stored, this.logTtlMs());
+    const results = (await pipe.exec()) ?? [];
+    const failed = results.find(([err]) => err);
+    if (failed) throw failed[0];
+    // The log is written first: the delivery worker may take a job the moment it is added.
+    await this.queue.addBulk(
+      stored.map((e) => ({
+        name: e.type,
+        data: { eventId: e.id, trigger: 'scheduled' } satisfies WebhookDeliveryPayload,
+        opts: this.jobOptions(e.id, this.options.retryDelaysMs.length + 1),
+      })),
+    );
+    return stored.map((e) => e.id);
+  }
+
+  /** `enqueue` for callers that must not fail because of a webhook (a finished batch, a cancel): errors are logged. */
+  async emit(events: readonly NewWebhookEvent[]): Promise<void> {
+    try {
+      await this.enqueue(events);
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message, events: events.length }, 'could not enqueue webhook events; they are lost');
+    }
+  }
+
+  /**
+   * Send an event again, once, now (a `manual` attempt with the same
+   * `webhook-id`). Only a delivery that has ended (failed or succeeded) can
+   * be resent; a pending one is still being tried.
+   */
+  async resend(tenant: string, eventId: string): Promise<WebhookDelivery | 'missing' | 'pending'> {
+    const marked = await this.log.markResend(eventId, tenant, this.now());
+    if (marked !== 'ok') return marked;
+    try {
+      await this.queue.add('resend', { eventId, trigger: 'manual' } satisfies WebhookDeliveryPayload, this.jobOptions(`${eventId}-resend-${this.now()}`, 1));
+    } catch (err) {
+      await this.log.markFailed(eventId).catch(() => undefined);
+      throw err;
+    }
+    return (await this.log.delivery(eventId, tenant)) ?? 'missing';
+  }
+
+  /** The log's TTL at creation: RESULT_TTL, or longer when the whole retry schedule is longer. */
+  private logTtlMs(): number {
+    const schedule = this.options.retryDelaysMs.reduce((a, b) => a + b, 0);
+    return Math.max(this.options.resultTtlMs, schedule + LOG_MARGIN_MS);
+  }
+
+  private jobOptions(jobId: string, attempts: number): JobsOptions {
+    return {
+      jobId,
+      attempts,
+      backoff: { type: 'webhook' },
+      removeOnComplete: true,
+      removeOnFail: { age: 24 * 3600, count: 10_000 },
+    };
+  }
+
+  /** Idempotent; the connection is the caller's and stays open. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.queueInstance?.close();
+    })();
+    return this.closing;
+  }
+}
+

@@ -1,0 +1,131 @@
+import { EventEmitter } from 'node:events';
+import { expect } from 'chai';
+import type { Response } from 'express';
+import { Redis } from 'ioredis';
+import { BatchStore, batchCompletedWebhook, type BatchRecord } from '@infer/batch-store';
+import { InteractiveRequests } from '../apps/gateway/src/batches/interactive-requests.js';
+import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from './helpers/platform.js';
+import { toNested } from '@infer/tensors';
+import { ndjsonLines, type RawItem } from '../apps/gateway/src/batches/ndjson-lines.js';
+import { nestedJson } from '../apps/worker/src/bulk-runner.js';
+
+async function collect(pieces: (string | Buffer)[], maxLineBytes = 1000): Promise<RawItem[]> {
+  async function* source() {
+    for (const p of pieces) yield typeof p === 'string' ? Buffer.from(p) : p;
+  }
+  const out: RawItem[] = [];
+  for await (const batch of ndjsonLines(source(), maxLineBytes)) out.push(...batch);
+  return out;
+}
+
+describe('batches: NDJSON line splitting', () => {
+  it('splits lines across reads, numbers them as an editor does, skips blank lines', async () => {
+    const items = await collect(['{"a":1}\n{"b"', ':2}\r\n\n  \n{"c":3}']);
+    expect(items).to.deep.equal([
+      { label: 'line 1', text: '{"a":1}' },
+      { label: 'line 2', text: '{"b":2}\r' },
+      { label: 'line 5', text: '{"c":3}' },
+    ]);
+  });
+
+  it('keeps a multi-byte character split between two reads, and drops a leading BOM', async () => {
+    const bytes = Buffer.from('\uFEFF{"s":"é€"}\n');
+    const cut = bytes.indexOf(0x82); // inside the euro sign
+    const items = await collect([bytes.subarray(0, cut), bytes.subarray(cut)]);
+    expect(items).to.deep.equal([{ label: 'line 1', text: '{"s":"é€"}' }]);
+  });
+
+  it('reports a line over the limit without keeping it, and goes on with the next', async () => {
+    const long = 'x'.repeat(30);
+    const items = await collect([`{"ok":1}\n${long.slice(0, 12)}`, long.slice(12), `\n{"ok":2}\n${long}`], 20);
+    expect(items).to.deep.equal([
+      { label: 'line 1', text: '{"ok":1}' },
+      { label: 'line 2', tooLong: 20 },
+      { label: 'line 3', text: '{"ok":2}' },
+      { label: 'line 4', tooLong: 20 },
+    ]);
+  });
+});
+
+describe('batches: result rendering', () => {
+  it('renders outputs exactly as JSON.stringify(toNested(...)) does, for the job API', () => {
+    const cases = [
+      { data: Float32Array.from([0.1, -0, 1e-30, 3.4e38, NaN, Infinity]), shape: [2, 3], bool: false },
+      { data: Float64Array.from([Math.PI, -2.5e-310]), shape: [2], bool: false },
+      { data: BigInt64Array.from([1n, -9007199254740991n]), shape: [2], bool: false },
+      { data: Uint8Array.from([1, 0, 1, 1]), shape: [2, 1, 2], bool: true },
+      { data: Int32Array.from([7]), shape: [], bool: false },
+    ];
+    for (const c of cases) {
+      expect(nestedJson(c.data, c.shape, c.bool)).to.equal(JSON.stringify(toNested(c.data, c.shape, c.bool)));
+    }
+    const rows = Float32Array.from([1, 2, 3, 4, 5, 6]);
+    expect(nestedJson(rows, [3], false, 3)).to.equal(JSON.stringify(toNested(rows, [3], false, 3)));
+  });
+});
+
+describe('batches: the batch store', () => {
+  const prefix = uniquePrefix('bstore');
+  const redis = new Redis(TEST_REDIS_URL);
+  const ended: BatchRecord[] = [];
+  const store = new BatchStore(redis, { prefix, resultTtlMs: 60_000, onEnded: (b) => void ended.push(b) });
+  const manifest = (start: number, count: number) => ({ start, count, custom_ids: new Array<null>(count).fill(null), failures: [] });
+  const create = async (id: string, webhook: string | null = null) =>
+    store.create({ id, tenant: 't', model: 'mlp', version: '1', createdAt: Date.now(), metadata: null, webhook, webhookEventsFilter: webhook ? ['completed'] : [] });
+
+  after(async () => {
+    redis.disconnect();
+    await deletePrefix(TEST_REDIS_URL, prefix);
+  });
+
+  it('counts a chunk written twice once, completes when sealed and every chunk ended, and tells once', async () => {
+    await create('b1', 'https://example.com/hook');
+    expect(await store.addChunk('b1', 0, manifest(0, 2), 0)).to.equal('ok');
+    expect(await store.addChunk('b1', 1, manifest(2, 1), 0)).to.equal('ok');
+    expect(await store.startChunk('b1', Date.now())).to.equal('queued');
+    expect(await store.finishChunk('b1', 1, 'x\n', 1, 0, Date.now())).to.equal('ok');
+    expect(await store.finishChunk('b1', 1, 'x\n', 1, 0, Date.now())).to.equal('duplicate');
+    expect(await store.finishChunk('b1', 0, 'y\ny\n', 1, 1, Date.now())).to.equal('ok');
+    expect(ended).to.have.length(0);
+    expect(await store.seal('b1', Date.now())).to.equal('completed');
+    expect(await store.seal('b1', Date.now())).to.equal('ended');
+    expect(await store.finishChunk('b1', 0, 'y\ny\n', 1, 1, Date.now())).to.equal('ended');
+    expect(ended.map((b) => [b.id, b.status, b.counts])).to.deep.equal([['b1', 'completed', { total: 3, succeeded: 2, failed: 1, canceled: 0 }]]);
+    expect(batchCompletedWebhook(ended[0]!)).to.include({ tenant: 't', url: 'https://example.com/hook', type: 'batch.completed' });
+    const chunks: string[] = [];
+    for await (const buf of store.results((await store.get('b1'))!)) chunks.push(buf.toString());
+    expect(chunks).to.deep.equal(['y\ny\n', 'x\n']);
+  });
+
+  it('after a cancel, a chunk that finishes is dropped and the counts stay final', async () => {
+    ended.length = 0;
+    await create('b2');
+    await store.addChunk('b2', 0, manifest(0, 3), 0);
+    expect(await store.cancel('b2', 'other', Date.now())).to.equal('missing');
+    expect(await store.cancel('b2', 't', Date.now())).to.equal('canceled');
+    expect(await store.cancel('b2', 't', Date.now())).to.equal('already_canceled');
+    expect(await store.finishChunk('b2', 0, 'z\n', 3, 0, Date.now())).to.equal('ended');
+    expect(await store.addChunk('b2', 1, manifest(3, 1), 0)).to.equal('ended');
+    const b = (await store.get('b2'))!;
+    expect(b.counts).to.deep.equal({ total: 3, succeeded: 0, failed: 0, canceled: 3 });
+    expect(ended.map((r) => r.status)).to.deep.equal(['canceled']);
+    expect(batchCompletedWebhook(ended[0]!)).to.equal(null);
+  });
+});
+
+describe('batches: interactive requests in the gateway', () => {
+  it('is busy from the start of an interactive request to its end, and wakes waiting uploads', async () => {
+    const requests = new InteractiveRequests();
+    const res = new EventEmitter() as unknown as Response;
+    let nexted = false;
+    requests.track({} as never, res, () => (nexted = true));
+    expect(nexted).to.equal(true);
+    expect(requests.busy).to.equal(true);
+    const idle = requests.whenIdle(60_000);
+    (res as unknown as EventEmitter).emit('finish');
+    (res as unknown as EventEmitter).emit('close');
+    await idle;
+    expect(requests.busy).to.equal(false);
+    await requests.whenIdle(60_000);
+  });
+});

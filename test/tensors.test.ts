@@ -1,0 +1,306 @@
+import { expect } from 'chai';
+import type { Datatype, TensorSpec } from '@infer/contract';
+import { AppError } from '@infer/errors';
+import {
+  decodeEncoded,
+  decodeInput,
+  encodeTensor,
+  instanceSlice,
+  shapeKey,
+  stack,
+  toNested,
+  type DecodedTensor,
+  type TensorData,
+} from '@infer/tensors';
+
+type Dt = Exclude<Datatype, 'BYTES'>;
+
+const spec = (datatype: Datatype, shape: number[], name = 'x'): TensorSpec => ({ name, datatype, shape });
+const b64Of = (data: TensorData) => Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
+const plain = (data: TensorData): Array<number | bigint> => Array.from(data as ArrayLike<number | bigint>);
+
+/** Expect a 422 invalid_input AppError whose message names the input and matches `why`. */
+function expectInvalid(fn: () => unknown, why?: RegExp): void {
+  let thrown: unknown;
+  try {
+    fn();
+  } catch (err) {
+    thrown = err;
+  }
+  expect(thrown, 'expected decodeInput to throw').to.be.instanceOf(AppError);
+  const err = thrown as AppError;
+  expect(err.status).to.equal(422);
+  expect(err.code).to.equal('invalid_input');
+  expect(err.message).to.include('"x"');
+  if (why) expect(err.message).to.match(why);
+}
+
+/** For each datatype: JSON values of one [3] instance and the typed array they must become. */
+const TABLE: Array<{ dt: Dt; json: Array<number | boolean>; typed: TensorData }> = [
+  { dt: 'BOOL', json: [true, false, true], typed: Uint8Array.of(1, 0, 1) },
+  { dt: 'UINT8', json: [0, 255, 7], typed: Uint8Array.of(0, 255, 7) },
+  { dt: 'INT8', json: [-128, 127, 0], typed: Int8Array.of(-128, 127, 0) },
+  { dt: 'UINT16', json: [0, 65535, 2], typed: Uint16Array.of(0, 65535, 2) },
+  { dt: 'INT16', json: [-32768, 32767, 1], typed: Int16Array.of(-32768, 32767, 1) },
+  { dt: 'UINT32', json: [0, 4294967295, 4], typed: Uint32Array.of(0, 4294967295, 4) },
+  { dt: 'INT32', json: [-2147483648, 2147483647, 3], typed: Int32Array.of(-2147483648, 2147483647, 3) },
+  { dt: 'INT64', json: [-(2 ** 53 - 1), 2 ** 53 - 1, 5], typed: BigInt64Array.of(-(2n ** 53n - 1n), 2n ** 53n - 1n, 5n) },
+  { dt: 'UINT64', json: [0, 2 ** 53 - 1, 6], typed: BigUint64Array.of(0n, 2n ** 53n - 1n, 6n) },
+  { dt: 'FP32', json: [0.5, -1.25, 3e38], typed: Float32Array.of(0.5, -1.25, 3e38) },
+  { dt: 'FP64', json: [0.1, 1e300, -2], typed: Float64Array.of(0.1, 1e300, -2) },
+];
+
+describe('tensors: decodeInput', () => {
+  describe('each datatype in each of the three forms', () => {
+    for (const { dt, json, typed } of TABLE) {
+      it(dt, () => {
+        const s = spec(dt, [3]);
+        const forms: Array<[string, unknown]> = [
+          ['nested', json],
+          ['data', { datatype: dt, shape: [3], data: json }],
+          ['b64', { datatype: dt, shape: [3], b64: b64Of(typed) }],
+        ];
+        for (const [form, value] of forms) {
+          const t = decodeInput(value, s);
+          expect(t.datatype, form).to.equal(dt);
+          expect(t.shape, form).to.deep.equal([3]);
+          expect(t.data, form).to.be.instanceOf(typed.constructor);
+          expect(plain(t.data), form).to.deep.equal(plain(typed));
+        }
+      });
+    }
+
+    it('FP16 in the b64 form only, as raw bits', () => {
+      const bits = Uint16Array.of(0x3c00, 0xc000, 0x0000); // 1, -2, 0
+      const t = decodeInput({ datatype: 'FP16', shape: [3], b64: b64Of(bits) }, spec('FP16', [3]));
+      expect(plain(t.data)).to.deep.equal(plain(bits));
+      expectInvalid(() => decodeInput([1, -2, 0], spec('FP16', [3])), /b64/);
+      expectInvalid(() => decodeInput({ datatype: 'FP16', shape: [3], b64: b64Of(Uint16Array.of(0x3c00, 0x7c00, 0)) }, spec('FP16', [3])), /finite/);
+    });
+
+    it('refuses BYTES (string) tensors', () => {
+      expectInvalid(() => decodeInput(['a'], spec('BYTES', [1])), /BYTES/);
+    });
+  });
+
+  describe('shapes', () => {
+    it('infers a nested array shape and fills variable dimensions from it', () => {
+      const t = decodeInput(
+        [
+          [1, 2, 3],
+          [4, 5, 6],
+        ],
+        spec('FP32', [2, -1]),
+      );
+      expect(t.shape).to.deep.equal([2, 3]);
+      expect(plain(t.data)).to.deep.equal([1, 2, 3, 4, 5, 6]);
+      expect(decodeInput({ datatype: 'FP32', shape: [2, 1], data: [1, 2] }, spec('FP32', [2, -1])).shape).to.deep.equal([2, 1]);
+    });
+
+    it('takes a scalar as a bare value, and not as a one-element array', () => {
+      const t = decodeInput(2.5, spec('FP64', []));
+      expect(t.shape).to.deep.equal([]);
+      expect(plain(t.data)).to.deep.equal([2.5]);
+      expect(plain(decodeInput({ datatype: 'FP64', shape: [], data: [2.5] }, spec('FP64', [])).data)).to.deep.equal([2.5]);
+      expect(plain(decodeInput(true, spec('BOOL', [])).data)).to.deep.equal([1]);
+      expectInvalid(() => decodeInput([2.5], spec('FP64', [])), /shape/);
+      expectInvalid(() => decodeInput(2.5, spec('FP64', [1])), /shape/);
+    });
+
+    it('refuses a wrong rank, a wrong fixed dimension, a ragged array and a non-tensor', () => {
+      expectInvalid(() => decodeInput([1, 2], spec('FP32', [3])), /\[2\].*\[3\]/);
+      expectInvalid(() => decodeInput([[1, 2, 3]], spec('FP32', [3])), /shape/);
+      expectInvalid(() => decodeInput([[1], [2], [3], [4]], spec('FP32', [3, -1])), /shape/);
+      expectInvalid(
+        () =>
+          decodeInput(
+            [
+              [1, 2],
+              [3, 4, 5],
+            ],
+            spec('FP32', [2, -1]),
+          ),
+        /ragged/,
+      );
+      expectInvalid(() => decodeInput([[1, 2], 3], spec('FP32', [2, -1])), /ragged/);
+      expectInvalid(() => decodeInput('1,2,3', spec('FP32', [3])), /not a tensor/);
+      expectInvalid(() => decodeInput(null, spec('FP32', [3])));
+    });
+
+    it('checks the typed forms: shape, length, fields', () => {
+      const s = spec('FP32', [3]);
+      expectInvalid(() => decodeInput({ datatype: 'FP32', shape: [4], data: [1, 2, 3, 4] }, s), /shape/);
+      expectInvalid(() => decodeInput({ datatype: 'FP32', shape: [3], data: [1, 2] }, s), /2 values/);
+      expectInvalid(() => decodeInput({ datatype: 'FP32', shape: 3, data: [1, 2, 3] }, s), /shape/);
+      expectInvalid(() => decodeInput({ datatype: 'FP32', shape: [-3], data: [1, 2, 3] }, s), /shape/);
+      expectInvalid(() => decodeInput({ datatype: 'FP32', shape: [3] }, s), /exactly one/);
+      expectInvalid(() => decodeInput({ datatype: 'FP32', shape: [3], data: [1, 2, 3], b64: b64Of(Float32Array.of(1, 2, 3)) }, s), /exactly one/);
+      expectInvalid(() => decodeInput({ datatype: 'FP32', shape: [3], data: [1, 2, 3], extra: true }, s), /unknown field "extra"/);
+      expectInvalid(() => decodeInput({ datatype: 'FP32', shape: [3], data: '1,2,3' }, s), /flat array/);
+      expectInvalid(() => decodeInput({ datatype: 'FP32', shape: [3], data: [[1], [2], [3]] }, s), /finite number/);
+    });
+  });
+
+  describe('values', () => {
+    it('refuses the wrong datatype in the typed forms, and names that do not exist', () => {
+      expectInvalid(() => decodeInput({ datatype: 'FP64', shape: [3], data: [1, 2, 3] }, spec('FP32', [3])), /FP64.*FP32/);
+      expectInvalid(() => decodeInput({ datatype: 'float32', shape: [3], data: [1, 2, 3] }, spec('FP32', [3])), /datatype/);
+      expectInvalid(() => decodeInput({ shape: [3], data: [1, 2, 3] }, spec('FP32', [3])), /datatype/);
+    });
+
+    it('refuses strings, nulls and booleans where numbers are expected', () => {
+      for (const bad of ['1', null, true, {}, [1]]) {
+        expectInvalid(() => decodeInput([0, bad, 0], spec('FP32', [3])), /index 1/);
+        expectInvalid(() => decodeInput({ datatype: 'INT32', shape: [3], data: [0, bad, 0] }, spec('INT32', [3])), /index 1/);
+      }
+    });
+
+    it('refuses non-finite floats, and finite doubles that overflow FP32', () => {
+      for (const bad of [NaN, Infinity, -Infinity]) expectInvalid(() => decodeInput([0, 0, bad], spec('FP64', [3])), /finite/);
+      expectInvalid(() => decodeInput([0, 1e39, 0], spec('FP32', [3])), /overflows FP32/);
+      expectInvalid(() => decodeInput({ datatype: 'FP32', shape: [3], data: [0, -1e39, 0] }, spec('FP32', [3])), /overflows FP32/);
+      expect(plain(decodeInput([0, 1e39, 0], spec('FP64', [3])).data)).to.deep.equal([0, 1e39, 0]);
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        expectInvalid(() => decodeInput({ datatype: 'FP32', shape: [3], b64: b64Of(Float32Array.of(0, bad, 0)) }, spec('FP32', [3])), /finite/);
+        expectInvalid(() => decodeInput({ datatype: 'FP64', shape: [3], b64: b64Of(Float64Array.of(0, 0, bad)) }, spec('FP64', [3])), /finite/);
+      }
+    });
+
+    it('refuses integers that are fractional or out of range for their datatype', () => {
+      const cases: Array<[Dt, number]> = [
+        ['INT64', 2.5],
+        ['INT64', 2 ** 60],
+        ['UINT64', -1],
+        ['INT32', 2 ** 31],
+        ['INT32', 0.1],
+        ['UINT32', -1],
+        ['INT16', 32768],
+        ['UINT16', 65536],
+        ['INT8', -129],
+        ['UINT8', 256],
+      ];
+      for (const [dt, v] of cases) {
+        expectInvalid(() => decodeInput([0, v, 0], spec(dt, [3])), new RegExp(`not a ${dt} integer`));
+        expectInvalid(() => decodeInput({ datatype: dt, shape: [3], data: [0, v, 0] }, spec(dt, [3])), new RegExp(`not a ${dt} integer`));
+      }
+    });
+
+    it('takes only booleans for BOOL, and only bytes 0 and 1 in b64', () => {
+      for (const bad of [1, 0, 'true', null]) expectInvalid(() => decodeInput([true, bad, false], spec('BOOL', [3])), /boolean/);
+      expectInvalid(() => decodeInput({ datatype: 'BOOL', shape: [3], data: [1, 0, 1] }, spec('BOOL', [3])), /boolean/);
+      expectInvalid(() => decodeInput({ datatype: 'BOOL', shape: [3], b64: Buffer.of(1, 2, 0).toString('base64') }, spec('BOOL', [3])), /0 or 1/);
+    });
+  });
+
+  describe('b64', () => {
+    const s = spec('FP32', [3]);
+    it('refuses the wrong byte length', () => {
+      expectInvalid(() => decodeInput({ datatype: 'FP32', shape: [3], b64: b64Of(Float32Array.of(1, 2)) }, s), /8 bytes.*12/);
+      expectInvalid(() => decodeInput({ datatype: 'FP32', shape: [3], b64: b64Of(Float64Array.of(1, 2, 3)) }, s), /24 bytes/);
+    });
+
+    it('refuses what is not standard, padded base64', () => {
+      const good = b64Of(Float32Array.of(1, 2, 3));
+      for (const bad of ['!!!!' + good.slice(4), good.replace(/=+$/, '').slice(0, -1), good.replaceAll('+', '-').replaceAll('/', '_') + '-_', 'AAAA AAAA AAAA AAAA', 12]) {
+        expectInvalid(() => decodeInput({ datatype: 'FP32', shape: [3], b64: bad }, s), /base64/);
+      }
+    });
+
+    it('reads bytes that sit at an unaligned offset', () => {
+      // Buffer.from(base64) may land at any offset in Node's pool; decoding must copy rather than misread.
+      for (let i = 0; i < 8; i++) {
+        const values = Float64Array.of(i + 0.5, -i, 1e-300);
+        const t = decodeInput({ datatype: 'FP64', shape: [3], b64: b64Of(values) }, spec('FP64', [3]));
+        expect(plain(t.data)).to.deep.equal(plain(values));
+      }
+    });
+  });
+
+  it('encodeTensor → decodeEncoded gives back the same tensor for every datatype', () => {
+    for (const { dt, json, typed } of TABLE) {
+      const s = spec(dt, [3]);
+      const t = decodeInput(json, s);
+      const enc = encodeTensor(t);
+      expect(enc).to.deep.equal({ datatype: dt, shape: [3], b64: b64Of(typed) });
+      const back = decodeEncoded(enc, s);
+      expect(back.shape).to.deep.equal([3]);
+      expect(plain(back.data), dt).to.deep.equal(plain(typed));
+    }
+  });
+});
+
+describe('tensors: toNested', () => {
+  it('renders a flat array as nested rows of the shape', () => {
+    expect(toNested(Float32Array.of(1, 2, 3, 4, 5, 6), [2, 3])).to.deep.equal([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
+    expect(toNested(Float32Array.of(1, 2, 3, 4, 5, 6), [3, 2, 1])).to.deep.equal([[[1], [2]], [[3], [4]], [[5], [6]]]);
+  });
+
+  it('renders a scalar as a bare value', () => {
+    expect(toNested(Float64Array.of(4.5), [])).to.equal(4.5);
+    expect(toNested(Uint8Array.of(1), [], true)).to.equal(true);
+  });
+
+  it('renders BOOL as booleans and 64-bit integers as numbers', () => {
+    expect(toNested(Uint8Array.of(1, 0, 1), [3], true)).to.deep.equal([true, false, true]);
+    expect(toNested(Uint8Array.of(1, 0, 1), [3])).to.deep.equal([1, 0, 1]);
+    const ints = toNested(BigInt64Array.of(-6n, 0n, 2n ** 41n), [3]) as unknown[];
+    expect(ints).to.deep.equal([-6, 0, 2 ** 41]);
+    for (const v of ints) expect(v).to.be.a('number');
+  });
+
+  it('reads from an offset (one instance of a batched output), and handles empty dimensions', () => {
+    expect(toNested(Float32Array.of(1, 2, 3, 4, 5, 6), [3], false, 3)).to.deep.equal([4, 5, 6]);
+    expect(toNested(Float32Array.of(), [2, 0])).to.deep.equal([[], []]);
+  });
+});
+
+describe('tensors: stack and instanceSlice', () => {
+  const t = (shape: number[], values: number[]): DecodedTensor => ({ datatype: 'FP32', shape, data: Float32Array.from(values) });
+
+  it('stacks instances along a new first dimension, in order', () => {
+    const s = stack([t([2, 2], [1, 2, 3, 4]), t([2, 2], [5, 6, 7, 8]), t([2, 2], [9, 10, 11, 12])]);
+    expect(s.datatype).to.equal('FP32');
+    expect(s.shape).to.deep.equal([3, 2, 2]);
+    expect(plain(s.data)).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    // A scalar instance stacks to [n].
+    expect(stack([t([], [1]), t([], [2])]).shape).to.deep.equal([2]);
+    // 64-bit integers stack too.
+    const ints = stack([
+      { datatype: 'INT64', shape: [2], data: BigInt64Array.of(1n, 2n) },
+      { datatype: 'INT64', shape: [2], data: BigInt64Array.of(3n, 4n) },
+    ]);
+    expect(plain(ints.data)).to.deep.equal([1n, 2n, 3n, 4n]);
+  });
+
+  it('refuses to stack nothing, or instances that differ in size or datatype', () => {
+    expect(() => stack([])).to.throw();
+    expect(() => stack([t([2], [1, 2]), t([3], [1, 2, 3])])).to.throw(/differ/);
+    expect(() => stack([t([2], [1, 2]), { datatype: 'FP64', shape: [2], data: Float64Array.of(1, 2) }])).to.throw(/differ/);
+  });
+
+  it('slices instance k out of a batched output', () => {
+    const data = Float32Array.of(1, 2, 3, 4, 5, 6);
+    expect(instanceSlice(data, [2, 3], 0)).to.deep.equal({ offset: 0, shape: [3] });
+    expect(instanceSlice(data, [2, 3], 1)).to.deep.equal({ offset: 3, shape: [3] });
+    expect(instanceSlice(data, [3, 1, 2], 2)).to.deep.equal({ offset: 4, shape: [1, 2] });
+    expect(instanceSlice(Float32Array.of(), [0, 4], 0)).to.deep.equal({ offset: 0, shape: [4] });
+    // Round trip: stack, then slice each instance back out.
+    const parts = [t([3], [1, 2, 3]), t([3], [4, 5, 6])];
+    const s = stack(parts);
+    parts.forEach((part, k) => {
+      const { offset, shape } = instanceSlice(s.data, s.shape, k);
+      expect(toNested(s.data, shape, false, offset)).to.deep.equal(plain(part.data));
+    });
+  });
+
+  it('shapeKey is equal exactly for instances that may share a stacked tensor', () => {
+    const a = [t([3, 48, 100], []), t([2], [])];
+    expect(shapeKey(a)).to.equal(shapeKey([t([3, 48, 100], []), t([2], [])]));
+    expect(shapeKey(a)).not.to.equal(shapeKey([t([3, 48, 192], []), t([2], [])]));
+    expect(shapeKey([t([3, 4], [])])).not.to.equal(shapeKey([t([34], [])]));
+    expect(shapeKey([t([12], [])])).not.to.equal(shapeKey([t([1, 2], [])]));
+  });
+});
