@@ -20,15 +20,12 @@
  * (starts `redis-server` from the PATH on a free port). BENCH_MODEL_REPOSITORY
  * points it at another model repository (to compare ORT thread settings, say).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
-import { Redis } from 'ioredis';
+import { Redis as IORedis, type Redis } from 'ioredis';
 import { ModelRepository, runModel } from '@infer/models';
+import { ROOT, benchApi as api, startBenchPlatform, startRedis, until, type BenchPlatform as Platform, type Figure } from '../lib/platform.js';
 
-const ROOT = path.resolve(import.meta.dirname, '..', '..');
-const KEY = 'bench-key';
 
 export interface BatchesBenchOptions {
   /** A Redis to use; default: a private `redis-server` on a free port. */
@@ -44,34 +41,8 @@ export interface BatchesBenchOptions {
   log?: (line: string) => void;
 }
 
-export interface Figure {
-  name: string;
-  value: number;
-  unit: string;
-  target?: string;
-  ok?: boolean;
-}
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
-async function until<T>(what: string, f: () => Promise<T | null | undefined | false>, timeoutMs = 60_000, everyMs = 20): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f().catch(() => null);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 /** Deterministic MLP features. */
 function features(i: number): Float32Array {
@@ -133,52 +104,8 @@ const median = (xs: number[]) => {
   return s[Math.floor(s.length / 2)] ?? NaN;
 };
 
-interface Platform {
-  base: string;
-  gateway: ChildProcess;
-  worker: ChildProcess;
-  close(): Promise<void>;
-}
 
-async function startPlatform(redisUrl: string, modelRepository: string): Promise<Platform> {
-  const port = await freePort();
-  const env = {
-    ...process.env,
-    REDIS_URL: redisUrl,
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    QUEUE_PREFIX: `bench-${process.pid}-${port}`,
-    LOG_LEVEL: 'warn',
-    RATE_LIMIT_PER_SECOND: '1000000',
-    API_KEYS: `bench:${KEY}`,
-    MODEL_REPOSITORY: modelRepository,
-    WORKER_MODELS: 'mlp',
-  };
-  const proc = (main: string) => spawn(process.execPath, ['--import', 'tsx', main], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] });
-  const gateway = proc('apps/gateway/src/main.ts');
-  const worker = proc('apps/worker/src/main.ts');
-  const base = `http://127.0.0.1:${port}`;
-  await until('the gateway', async () => (await fetch(`${base}/readyz`)).ok);
-  // The worker is up once it has run a job.
-  await until('the worker', async () => {
-    const res = await api(base, '/v1/jobs', { method: 'POST', headers: { prefer: 'wait=5' }, body: JSON.stringify({ model: 'mlp', input: { features: Array.from(features(0)) } }) });
-    return res.status === 200;
-  });
-  const stop = (p: ChildProcess) =>
-    new Promise<void>((resolve) => {
-      if (p.exitCode !== null) return resolve();
-      p.once('exit', () => resolve());
-      p.kill('SIGTERM');
-    });
-  return { base, gateway, worker, close: async () => void (await Promise.all([stop(gateway), stop(worker)])) };
-}
 
-function api(base: string, pathname: string, init: RequestInit = {}): Promise<Response> {
-  const headers = new Headers(init.headers);
-  headers.set('authorization', `Bearer ${KEY}`);
-  if (init.body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/json');
-  return fetch(base + pathname, { ...init, headers });
-}
 
 interface BatchState {
   id: string;
@@ -249,26 +176,16 @@ export async function runBatchesBench(options: BatchesBenchOptions = {}): Promis
     log(`${f.name}: ${Math.round(f.value * 1000) / 1000} ${f.unit}${f.target ? ` (target ${f.target}: ${f.ok ? 'ok' : 'MISSED'})` : ''}`);
   };
 
-  let redisServer: ChildProcess | undefined;
-  let redisUrl = options.redisUrl;
-  if (!redisUrl) {
-    const port = await freePort();
-    redisServer = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    redisUrl = `redis://127.0.0.1:${port}`;
-  }
-  const admin = new Redis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
-  admin.on('error', () => undefined); // refused until redis-server is up
+  const ownRedis = options.redisUrl ? undefined : await startRedis();
+  const redisUrl = options.redisUrl ?? ownRedis!.url;
+  const admin: Redis = ownRedis ? ownRedis.admin : new IORedis(redisUrl, { maxRetriesPerRequest: null });
   let platform: Platform | undefined;
   try {
-    await until('redis', async () => {
-      await admin.connect().catch(() => undefined);
-      return (await admin.ping()) === 'PONG';
-    });
     const { ort, parse } = await rawOrt(modelRepository);
     add({ name: 'raw ORT rows/s (mlp, batch 64)', value: ort, unit: 'rows/s' });
     add({ name: 'parse+pack rows/s (one core, nested lines)', value: parse, unit: 'rows/s' });
 
-    platform = await startPlatform(redisUrl, modelRepository);
+    platform = await startBenchPlatform(redisUrl, { modelRepository });
     const { base } = platform;
 
     for (const [form, line] of [
@@ -350,8 +267,8 @@ export async function runBatchesBench(options: BatchesBenchOptions = {}): Promis
     }
   } finally {
     await platform?.close();
-    admin.disconnect();
-    redisServer?.kill('SIGTERM');
+    if (ownRedis) await ownRedis.stop();
+    else admin.disconnect();
   }
   return figures;
 }

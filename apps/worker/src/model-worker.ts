@@ -128,15 +128,21 @@ export class ModelWorker {
     return this.closing;
   }
 
+  /**
+   * While a batch collects, up to FETCH_FANOUT non-blocking fetches go out at
+   * once (each is one atomic moveToActive in Redis), so filling a batch costs
+   * a few round trips rather than one per job.
+   */
   private async fetchLoop(): Promise<void> {
     while (!this.stopping) {
       await this.batcher.whenRoom();
       if (this.stopping) break;
       const block = this.batcher.size === 0;
-      const token = `${this.worker.id}:${this.tokenSeq++}`;
-      let job: Job | undefined;
+      const fanout = block ? 1 : Math.max(1, Math.min(FETCH_FANOUT, this.batcher.room));
+      const tokens = Array.from({ length: fanout }, () => `${this.worker.id}:${this.tokenSeq++}`);
+      let jobs: Array<Job | undefined>;
       try {
-        job = await this.worker.getNextJob(token, { block });
+        jobs = await Promise.all(tokens.map((token) => this.worker.getNextJob(token, { block })));
       } catch (err) {
         if (this.stopping) break;
         this.log.warn({ err: (err as Error).message }, 'fetch failed; retrying');
@@ -144,13 +150,13 @@ export class ModelWorker {
         await new Promise((r) => setTimeout(r, 500));
         continue;
       }
-      if (!job) {
-        if (!block) this.batcher.drained();
-        continue;
-      }
-      this.accept(job, token);
+      jobs.forEach((job, i) => {
+        if (job) this.accept(job, tokens[i]!);
+      });
+      if (!block && jobs.some((job) => !job)) this.batcher.drained();
     }
   }
+
 
   /** Validate a fetched job again (never trust the queue) and hand it to the batcher. */
   private accept(job: Job, token: string): void {
@@ -286,5 +292,8 @@ export class ModelWorker {
     await this.fail({ job, token, inputs: {} }, new UnrecoverableError(message));
   }
 }
+
+/** Non-blocking fetches in flight at once while a batch collects. */
+const FETCH_FANOUT = 8;
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;

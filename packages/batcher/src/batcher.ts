@@ -65,6 +65,11 @@ export class MicroBatcher<I, O> {
     return this.pending.length;
   }
 
+  /** Items `add` can take before the pending batch is full. */
+  get room(): number {
+    return Math.max(0, this.maxBatchSize - this.pending.length);
+  }
+
   /** Batches now running. */
   get running(): number {
     return this.inFlight.size;

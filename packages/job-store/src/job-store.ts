@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { keys, type JobError, type JobMetrics } from '@infer/contract';
 import { createHash } from 'node:crypto';
-import { CANCEL_JOB, CLAIM_IDEMPOTENCY_KEY, END_JOB, START_JOB } from './scripts.js';
+import { CANCEL_JOB, CLAIM_IDEMPOTENCY_KEY, CREATE_JOB, END_JOB, START_JOB } from './scripts.js';
 import { hashToRecord, recordToHash, type JobRecord, type NewJobRecord } from './job-record.js';
 
 export interface JobStoreOptions {
@@ -32,6 +32,7 @@ export interface JobEnding {
 const UNENDED_TTL_MS = 7 * 24 * 3600 * 1000;
 
 type ScriptRedis = Redis & {
+  inferCreateJob(key: string, ttlMs: number, ...fieldsAndValues: string[]): Promise<unknown>;
   inferStartJob(key: string, startedAt: number): Promise<StartOutcome>;
   inferEndJob(key: string, ...argv: (string | number)[]): Promise<number>;
   inferCancelJob(key: string, ...argv: (string | number)[]): Promise<string>;
@@ -57,6 +58,7 @@ export class JobStore {
   ) {
     this.k = keys(options.prefix);
     for (const [name, lua] of [
+      ['inferCreateJob', CREATE_JOB],
       ['inferStartJob', START_JOB],
       ['inferEndJob', END_JOB],
       ['inferCancelJob', CANCEL_JOB],
@@ -72,12 +74,11 @@ export class JobStore {
   }
 
   async create(record: NewJobRecord): Promise<void> {
-    const key = this.k.job(record.id);
-    await this.redis
-      .multi()
-      .hset(key, recordToHash(record))
-      .pexpire(key, UNENDED_TTL_MS + this.options.resultTtlMs)
-      .exec();
+    await this.redis.inferCreateJob(
+      this.k.job(record.id),
+      UNENDED_TTL_MS + this.options.resultTtlMs,
+      ...Object.entries(recordToHash(record)).flat(),
+    );
   }
 
   /** Remove a record that never reached the queue (an idempotent replay lost the race). */

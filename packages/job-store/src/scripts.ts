@@ -4,6 +4,15 @@
  * script runs first decides, the other sees an ended status and does nothing.
  */
 
+/**
+ * KEYS[1] job. ARGV ttl_ms, then field, value pairs. One command instead of
+ * MULTI/HSET/PEXPIRE/EXEC: submit is the gateway's hot path.
+ */
+export const CREATE_JOB = `
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+`;
+
 /** KEYS[1] job. ARGV started_at. Returns the status before: only queued/running move to running. */
 export const START_JOB = `
 local s = redis.call('HGET', KEYS[1], 'status')
