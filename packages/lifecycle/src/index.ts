@@ -1,0 +1,52 @@
+import { ConfigError, loadConfig, type Config } from '@infer/config';
+import { createLogger, type Logger } from '@infer/logger';
+
+export interface RunProcessOptions {
+  /** The logger's name: gateway, worker. */
+  name: string;
+  /** Build and start the process; what it returns is closed on SIGTERM/SIGINT. */
+  start: (config: Config, logger: Logger) => Promise<{ close(): Promise<void> }>;
+  /** How long a graceful shutdown may take before the process exits anyway. */
+  shutdownDeadlineMs: number;
+  /** Logged when a signal arrives, to say what the shutdown waits for. */
+  shuttingDownMessage?: string;
+}
+
+/**
+ * The edge of every app process, and the only place signals are handled:
+ * read the config once (a bad value exits 2 naming every bad variable),
+ * start, and on SIGTERM/SIGINT close gracefully within a deadline.
+ */
+export function runProcess(options: RunProcessOptions): void {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    console.error(err instanceof ConfigError ? err.message : err);
+    process.exit(2);
+  }
+  const logger = createLogger({ level: config.logLevel, name: options.name });
+  options.start(config, logger).then(
+    (app) => {
+      const shutdown = (signal: string) => {
+        logger.info({ signal }, options.shuttingDownMessage ?? 'shutting down');
+        const deadline = setTimeout(() => {
+          logger.error(`shutdown took longer than ${options.shutdownDeadlineMs / 1000} s; exiting`);
+          process.exit(1);
+        }, options.shutdownDeadlineMs);
+        deadline.unref();
+        app.close().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.once('SIGTERM', () => shutdown('SIGTERM'));
+      process.once('SIGINT', () => shutdown('SIGINT'));
+    },
+    (err: unknown) => {
+      logger.fatal({ err }, `${options.name} failed to start`);
+      console.error(err instanceof Error ? err.message : err);
+      process.exit(1);
+    },
+  );
+}
