@@ -8,11 +8,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT, type Figure } from './lib/platform.js';
 import { runFoundationBench } from './sections/foundation.js';
+import { runWebhooksBench } from './sections/webhooks.js';
 
 type Section = (log: (s: string) => void) => Promise<Figure[]>;
 
 const SECTIONS: Record<string, () => Promise<Section>> = {
   foundation: async () => runFoundationBench,
+  webhooks: async () => (log) => runWebhooksBench(log),
   batches: async () => {
     const mod = await import('./sections/batches.js');
     return async (log) => {
