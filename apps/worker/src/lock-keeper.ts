@@ -36,7 +36,10 @@ export class LockKeeper {
       [...this.held.values()].map(async ({ job, token }) => {
         try {
           const ok = await job.extendLock(token, this.lockMs);
-          if (!ok) this.logger.warn({ jobId: job.id }, 'lost the lock of a held job; another worker may run it again');
+          // A job released while the renewal was in flight was completed, not lost.
+          if (!ok && this.held.has(job.id!)) {
+            this.logger.warn({ jobId: job.id }, 'lost the lock of a held job; another worker may run it again');
+          }
         } catch (err) {
           this.logger.warn({ jobId: job.id, err: (err as Error).message }, 'lock renewal failed');
         }

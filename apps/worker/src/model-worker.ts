@@ -57,6 +57,7 @@ export class ModelWorker {
   private stopping = false;
   private closing: Promise<void> | undefined;
   private tokenSeq = 0;
+  private fanout = 1;
   /** Interactive jobs fetched and not yet settled; this model's bulk work waits while there are any. */
   private inHand = 0;
   private idleWaiters: Array<() => void> = [];
@@ -129,16 +130,16 @@ export class ModelWorker {
   }
 
   /**
-   * While a batch collects, up to FETCH_FANOUT non-blocking fetches go out at
-   * once (each is one atomic moveToActive in Redis), so filling a batch costs
-   * a few round trips rather than one per job.
+   * While a batch collects, non-blocking fetches go out several at once (up
+   * to FETCH_FANOUT; each is one atomic moveToActive in Redis), so filling a
+   * batch from a backlog costs a few round trips rather than one per job.
    */
   private async fetchLoop(): Promise<void> {
     while (!this.stopping) {
       await this.batcher.whenRoom();
       if (this.stopping) break;
       const block = this.batcher.size === 0;
-      const fanout = block ? 1 : Math.max(1, Math.min(FETCH_FANOUT, this.batcher.room));
+      const fanout = block ? 1 : Math.max(1, Math.min(this.fanout, this.batcher.room));
       const tokens = Array.from({ length: fanout }, () => `${this.worker.id}:${this.tokenSeq++}`);
       let jobs: Array<Job | undefined>;
       try {
@@ -153,7 +154,11 @@ export class ModelWorker {
       jobs.forEach((job, i) => {
         if (job) this.accept(job, tokens[i]!);
       });
-      if (!block && jobs.some((job) => !job)) this.batcher.drained();
+      const empty = jobs.some((job) => !job);
+      if (!block && empty) this.batcher.drained();
+      // Widen while every fetch finds a job, back to one as soon as one comes
+      // back empty: a lone job costs one extra round trip, a backlog a few.
+      this.fanout = empty ? 1 : Math.min(FETCH_FANOUT, this.fanout * 2);
     }
   }
 

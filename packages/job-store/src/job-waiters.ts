@@ -11,7 +11,7 @@ import type { Redis } from 'ioredis';
  * again when the wait ends, whether by event or by timeout.
  */
 export class JobWaiters {
-  private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly waiters = new Map<string, Set<(ended?: Record<string, string>) => void>>();
   private started: Promise<void> | undefined;
 
   constructor(
@@ -21,12 +21,15 @@ export class JobWaiters {
 
   start(): Promise<void> {
     this.started ??= (async () => {
-      this.subscriber.on('message', (channel: string, id: string) => {
+      this.subscriber.on('message', (channel: string, message: string) => {
         if (channel !== this.channel) return;
+        const newline = message.indexOf('\n');
+        const id = newline === -1 ? message : message.slice(0, newline);
         const set = this.waiters.get(id);
-        if (!set) return;
+        if (!set) return; // not ours: skip the parse
         this.waiters.delete(id);
-        for (const wake of set) wake();
+        const ended = newline === -1 ? undefined : flatToHash(JSON.parse(message.slice(newline + 1)) as string[]);
+        for (const wake of set) wake(ended);
       });
       await this.subscriber.subscribe(this.channel);
     })();
@@ -34,19 +37,20 @@ export class JobWaiters {
   }
 
   /**
-   * Register interest in `id`. `promise` resolves when the job ends, the
-   * timeout passes, or `cancel()` is called (the client went away).
+   * Register interest in `id`. `promise` resolves when the job ends (with
+   * the ended record's hash, as published), the timeout passes or `cancel()`
+   * is called (the client went away): then with undefined.
    */
-  register(id: string, timeoutMs: number): { promise: Promise<void>; cancel: () => void } {
-    let wake!: () => void;
-    const promise = new Promise<void>((resolve) => (wake = resolve));
+  register(id: string, timeoutMs: number): { promise: Promise<Record<string, string> | undefined>; cancel: () => void } {
+    let wake!: (ended?: Record<string, string>) => void;
+    const promise = new Promise<Record<string, string> | undefined>((resolve) => (wake = resolve));
     const timer = setTimeout(() => done(), timeoutMs);
-    const done = (): void => {
+    const done = (ended?: Record<string, string>): void => {
       clearTimeout(timer);
       const current = this.waiters.get(id);
       current?.delete(done);
       if (current && current.size === 0) this.waiters.delete(id);
-      wake();
+      wake(ended);
     };
     let set = this.waiters.get(id);
     if (!set) this.waiters.set(id, (set = new Set()));
@@ -65,4 +69,11 @@ export class JobWaiters {
     for (const set of this.waiters.values()) for (const wake of set) wake();
     this.waiters.clear();
   }
+}
+
+/** Redis's HGETALL as Lua returns it, [field, value, ...], as an object. */
+function flatToHash(flat: string[]): Record<string, string> {
+  const hash: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) hash[flat[i]!] = flat[i + 1]!;
+  return hash;
 }

@@ -25,6 +25,8 @@ return s
 
 /**
  * KEYS[1] job. ARGV status, completed_at, output, error, metrics, ttl_ms, channel, id.
+ * The message published is "<id>\n<JSON of the ended hash as [field, value, ...]>",
+ * so a waiting request answers without reading the record again.
  * Returns 1 when this call ended the job, 0 when it had already ended (canceled).
  */
 export const END_JOB = `
@@ -32,7 +34,7 @@ local s = redis.call('HGET', KEYS[1], 'status')
 if s ~= 'running' and s ~= 'queued' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'completed_at', ARGV[2], 'output', ARGV[3], 'error', ARGV[4], 'metrics', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PUBLISH', ARGV[7], ARGV[8])
+redis.call('PUBLISH', ARGV[7], ARGV[8] .. '\\n' .. cjson.encode(redis.call('HGETALL', KEYS[1])))
 return 1
 `;
 
@@ -47,7 +49,7 @@ if not s or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[5] then return 'missin
 if s == 'queued' or s == 'running' then
   redis.call('HSET', KEYS[1], 'status', 'canceled', 'completed_at', ARGV[1], 'error', ARGV[6])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
+  redis.call('PUBLISH', ARGV[3], ARGV[4] .. '\\n' .. cjson.encode(redis.call('HGETALL', KEYS[1])))
   return 'canceled'
 end
 if s == 'canceled' then return 'already_canceled' end

@@ -9,7 +9,7 @@ import {
   type Job,
 } from '@infer/contract';
 import { conflict, invalidInput, notFound } from '@infer/errors';
-import { queuedRecord, toJob, type JobRecord, type JobStore, type JobWaiters, type NewJobRecord } from '@infer/job-store';
+import { hashToRecord, queuedRecord, toJob, type JobRecord, type JobStore, type JobWaiters, type NewJobRecord } from '@infer/job-store';
 import type { ModelRepository, ModelVersion } from '@infer/models';
 import { decodeInput, encodeTensor } from '@infer/tensors';
 import { assertWebhookUrlAllowed, type WebhookEvents } from '@infer/webhooks';
@@ -115,8 +115,8 @@ export class JobService {
     }
     if (waiter) {
       signal?.addEventListener('abort', waiter.cancel, { once: true });
-      await waiter.promise;
-      const record = await this.deps.store.get(id);
+      const ended = await waiter.promise;
+      const record = ended ? hashToRecord(ended) : await this.deps.store.get(id);
       if (record) return { job: toJob(record), ended: isEnded(record.status), replayed: false };
     }
     return { job: toJob(queuedRecord(record)), ended: false, replayed: false };
@@ -136,8 +136,9 @@ export class JobService {
       // Read again now that we are registered: it may have ended in between.
       record = await this.read(tenant, id);
       if (!isEnded(record.status)) {
-        await waiter.promise;
-        record = await this.read(tenant, id);
+        const ended = await waiter.promise;
+        const published = ended ? hashToRecord(ended) : null;
+        record = published && published.tenant === tenant ? published : await this.read(tenant, id);
       } else {
         waiter.cancel();
       }
