@@ -9,7 +9,8 @@ export interface Problem {
   code: ErrorCode;
 }
 
-const TITLES: Record<number, string> = {
+/** The `title` of a problem with each status: the HTTP reason phrase. */
+export const PROBLEM_TITLES: Readonly<Record<number, string>> = {
   400: 'Bad Request',
   401: 'Unauthorized',
   404: 'Not Found',
@@ -28,7 +29,7 @@ export const PROBLEM_TYPE_BASE = 'https://infer.dev/problems/';
 export function toProblem(err: AppError): Problem {
   return {
     type: PROBLEM_TYPE_BASE + err.code.replaceAll('_', '-'),
-    title: TITLES[err.status] ?? 'Error',
+    title: PROBLEM_TITLES[err.status] ?? 'Error',
     status: err.status,
     detail: err.message,
     code: err.code,
@@ -39,7 +40,7 @@ export function toProblem(err: AppError): Problem {
 export function internalProblem(): Problem {
   return {
     type: PROBLEM_TYPE_BASE + 'internal-error',
-    title: TITLES[500]!,
+    title: PROBLEM_TITLES[500]!,
     status: 500,
     detail: 'An internal error occurred. It has been logged.',
     code: 'internal_error',

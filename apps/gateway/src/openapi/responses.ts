@@ -3,21 +3,8 @@
  * exactly the `code`s it can carry), headers and parameters.
  */
 import type { ErrorCode } from '@infer/errors';
-import { PROBLEM_TYPE_BASE } from '@infer/errors';
+import { PROBLEM_TITLES, PROBLEM_TYPE_BASE } from '@infer/errors';
 import { ref, type JsonObject } from './schemas.js';
-
-const TITLES: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  404: 'Not Found',
-  409: 'Conflict',
-  413: 'Payload Too Large',
-  415: 'Unsupported Media Type',
-  422: 'Unprocessable Content',
-  429: 'Too Many Requests',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
-};
 
 export interface ProblemOptions {
   /** Add the `Retry-After` header (429 and 503). */
@@ -38,7 +25,7 @@ export function problem(status: number, description: string, codes: readonly [Er
         schema: { allOf: [ref('Problem'), { properties: { status: { const: status }, code: { enum: [...codes] } } }] },
         example: {
           type: PROBLEM_TYPE_BASE + first.replaceAll('_', '-'),
-          title: TITLES[status] ?? 'Error',
+          title: PROBLEM_TITLES[status] ?? 'Error',
           status,
           detail: options.detail ?? EXAMPLE_DETAIL[first] ?? description,
           code: first,
