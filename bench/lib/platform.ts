@@ -47,10 +47,31 @@ export const percentile = (xs: number[], p: number): number => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
 
-/** A throwaway redis-server on a free port, so the bench neither disturbs nor is disturbed by the shared one. */
-export async function startRedis(): Promise<{ url: string; admin: Redis; stop(): Promise<void> }> {
+export interface BenchRedis {
+  url: string;
+  /** A plain connection for INFO, SCAN and the like. */
+  admin: Redis;
+  /** False for a throwaway server this bench started; true for BENCH_REDIS_URL, where keys must be cleaned up by prefix. */
+  shared: boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * A throwaway redis-server on a free port, so the bench neither disturbs nor
+ * is disturbed by other people's traffic on the shared one (Redis is one
+ * thread: their tests would show up as our latency). With BENCH_REDIS_URL
+ * set (e.g. redis://127.0.0.1:6379), that Redis is used instead; every bench
+ * then works under its own key prefix and deletes it at the end.
+ */
+export async function startRedis(): Promise<BenchRedis> {
+  const sharedUrl = process.env.BENCH_REDIS_URL;
+  if (sharedUrl) {
+    const admin = new Redis(sharedUrl, { maxRetriesPerRequest: null });
+    await admin.ping();
+    return { url: sharedUrl, admin, shared: true, stop: async () => void admin.disconnect() };
+  }
   const port = await freePort();
-  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const server = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
   const url = `redis://127.0.0.1:${port}`;
   const admin = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true });
   admin.on('error', () => undefined); // refused until redis-server is up
@@ -61,6 +82,7 @@ export async function startRedis(): Promise<{ url: string; admin: Redis; stop():
   return {
     url,
     admin,
+    shared: false,
     async stop() {
       admin.disconnect();
       await stopProcess(server);
@@ -68,19 +90,70 @@ export async function startRedis(): Promise<{ url: string; admin: Redis; stop():
   };
 }
 
-export function stopProcess(p: ChildProcess): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (p.exitCode !== null || p.signalCode !== null) return resolve();
-    p.once('exit', () => resolve());
+/**
+ * Every process a bench spawns, so none outlives the bench: if the bench
+ * dies or is interrupted (run.ts turns SIGINT/SIGTERM into an exit), they are
+ * killed on the way out instead of being left holding ports and Redis.
+ */
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
+export function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** From SIGTERM to exit. */
+  ms: number;
+  /** True when it outlived the deadline and was SIGKILLed. */
+  killed: boolean;
+}
+
+/** SIGTERM, wait for the exit, SIGKILL after `deadlineMs` (the apps' own shutdown deadline is 30 s). */
+export function stopProcess(p: ChildProcess, deadlineMs = 35_000): Promise<ProcessExit> {
+  const t0 = performance.now();
+  return new Promise<ProcessExit>((resolve) => {
+    let killed = false;
+    const done = () => resolve({ code: p.exitCode, signal: p.signalCode, ms: performance.now() - t0, killed });
+    if (p.exitCode !== null || p.signalCode !== null) return done();
+    const timer = setTimeout(() => {
+      killed = true;
+      p.kill('SIGKILL');
+    }, deadlineMs);
+    p.once('exit', () => {
+      clearTimeout(timer);
+      done();
+    });
     p.kill('SIGTERM');
   });
 }
 
+/** SCAN + UNLINK every key under `prefix:`, so a bench on a shared Redis leaves nothing behind. Returns the count. */
+export async function deleteKeys(redis: Redis, prefix: string): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (found.length) deleted += await redis.unlink(...found);
+  } while (cursor !== '0');
+  return deleted;
+}
+
 export interface BenchPlatform {
   base: string;
+  /** The QUEUE_PREFIX of this platform's keys. */
+  prefix: string;
   gateway: ChildProcess;
   worker: ChildProcess;
-  close(): Promise<void>;
+  /** Stop both processes (SIGTERM, wait for the exits), then delete every key under the prefix. */
+  close(): Promise<{ gateway: ProcessExit; worker: ProcessExit; keysDeleted: number }>;
 }
 
 /** The real gateway and worker processes, on their own port and key prefix. */
@@ -89,12 +162,13 @@ export async function startBenchPlatform(
   options: { modelRepository?: string; env?: Record<string, string>; workerModels?: string } = {},
 ): Promise<BenchPlatform> {
   const port = await freePort();
+  const prefix = `bench-${process.pid}-${port}`;
   const env = {
     ...process.env,
     REDIS_URL: redisUrl,
     PORT: String(port),
     HOST: '127.0.0.1',
-    QUEUE_PREFIX: `bench-${process.pid}-${port}`,
+    QUEUE_PREFIX: prefix,
     LOG_LEVEL: 'warn',
     RATE_LIMIT_PER_SECOND: '1000000',
     API_KEYS: `bench:${BENCH_KEY}`,
@@ -102,10 +176,39 @@ export async function startBenchPlatform(
     WORKER_MODELS: options.workerModels ?? 'mlp',
     ...options.env,
   };
-  const proc = (main: string) => spawn(process.execPath, [...(process.env.BENCH_PROF && main.includes(process.env.BENCH_PROF) ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []), '--import', 'tsx', main], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] });
+  // BENCH_PROF=gateway (or worker) writes a V8 CPU profile of that process to /tmp/prof when it exits.
+  const prof = (main: string) => (process.env.BENCH_PROF && main.includes(process.env.BENCH_PROF) ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []);
+  const proc = (main: string) => track(spawn(process.execPath, [...prof(main), '--import', 'tsx', main], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] }));
   const gateway = proc('apps/gateway/src/main.ts');
   const worker = proc('apps/worker/src/main.ts');
   const base = `http://127.0.0.1:${port}`;
+  const close = async () => {
+    const [g, w] = await Promise.all([stopProcess(gateway), stopProcess(worker)]);
+    const admin = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+    try {
+      return { gateway: g, worker: w, keysDeleted: await deleteKeys(admin, prefix) };
+    } finally {
+      admin.disconnect();
+    }
+  };
+  // A process that dies while starting (a bad env, a compile error) fails the bench now, not after until()'s timeout.
+  let starting = true;
+  const exited = (p: ChildProcess, name: string) =>
+    new Promise<void>((resolve, reject) =>
+      p.once('exit', (code) => (starting ? reject(new Error(`bench: the ${name} exited (${code}) while starting`)) : resolve())),
+    );
+  try {
+    await Promise.race([startup(base), exited(gateway, 'gateway'), exited(worker, 'worker')]);
+  } catch (err) {
+    await close().catch(() => undefined);
+    throw err;
+  } finally {
+    starting = false;
+  }
+  return { base, prefix, gateway, worker, close };
+}
+
+async function startup(base: string): Promise<void> {
   await until('the gateway', async () => (await fetch(`${base}/readyz`)).ok);
   // The worker is up once it has run a job.
   await until('the worker', async () => {
@@ -116,7 +219,6 @@ export async function startBenchPlatform(
     });
     return res.status === 200;
   });
-  return { base, gateway, worker, close: async () => void (await Promise.all([stopProcess(gateway), stopProcess(worker)])) };
 }
 
 export function benchApi(base: string, pathname: string, init: RequestInit = {}): Promise<Response> {
