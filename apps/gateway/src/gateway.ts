@@ -1,3 +1,4 @@
+import { closeInOrder } from '@infer/lifecycle';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
@@ -86,7 +87,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
     close() {
       closing ??= (async () => {
         // Stop accepting, wake every long poll so its request can answer, then let go of Redis.
-        const steps: Array<() => Promise<unknown>> = [
+        const steps: Array<() => unknown> = [
           async () => {
             if (!server) return;
             const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
@@ -107,13 +108,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
             if (ownModels) await models.close();
           },
         ];
-        for (const step of steps) {
-          try {
-            await step();
-          } catch (err) {
-            logger.warn({ err: (err as Error).message }, 'gateway close step failed');
-          }
-        }
+        await closeInOrder(steps, (err) => logger.warn({ err: (err as Error).message }, 'gateway close step failed'));
       })();
       return closing;
     },

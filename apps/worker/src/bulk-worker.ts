@@ -1,3 +1,4 @@
+import { closeInOrder } from '@infer/lifecycle';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BulkChunkPayload, bulkQueueName } from '@infer/contract';
@@ -113,14 +114,8 @@ export class BulkWorker {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.stopping = true;
-      const steps: Array<() => Promise<unknown>> = [async () => this.loop, async () => this.finishing, async () => this.locks.stop(), () => this.worker.close()];
-      for (const step of steps) {
-        try {
-          await step();
-        } catch (err) {
-          this.log.warn({ err: (err as Error).message }, 'close step failed');
-        }
-      }
+      const steps: Array<() => unknown> = [async () => this.loop, async () => this.finishing, async () => this.locks.stop(), () => this.worker.close()];
+      await closeInOrder(steps, (err) => this.log.warn({ err: (err as Error).message }, 'close step failed'));
     })();
     return this.closing;
   }

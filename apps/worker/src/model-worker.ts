@@ -1,3 +1,4 @@
+import { closeInOrder } from '@infer/lifecycle';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { InferPayload, inferQueueName, type JobError } from '@infer/contract';
@@ -112,19 +113,13 @@ export class ModelWorker {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.stopping = true;
-      const steps: Array<() => Promise<unknown>> = [
+      const steps: Array<() => unknown> = [
         async () => this.loop,
         () => this.batcher.close(),
         async () => this.locks.stop(),
         () => this.worker.close(),
       ];
-      for (const step of steps) {
-        try {
-          await step();
-        } catch (err) {
-          this.log.warn({ err: (err as Error).message }, 'close step failed');
-        }
-      }
+      await closeInOrder(steps, (err) => this.log.warn({ err: (err as Error).message }, 'close step failed'));
     })();
     return this.closing;
   }

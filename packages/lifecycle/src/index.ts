@@ -50,3 +50,18 @@ export function runProcess(options: RunProcessOptions): void {
     },
   );
 }
+
+/**
+ * Run shutdown steps in order, every one of them even if an earlier one
+ * fails (a failed step is reported, not thrown): stop taking work, drain,
+ * close queues, quit Redis.
+ */
+export async function closeInOrder(steps: ReadonlyArray<() => unknown>, onError: (err: unknown) => void): Promise<void> {
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (err) {
+      onError(err);
+    }
+  }
+}
