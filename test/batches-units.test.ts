@@ -2,20 +2,29 @@ import { EventEmitter } from 'node:events';
 import { expect } from 'chai';
 import type { Response } from 'express';
 import { Redis } from 'ioredis';
-import { BatchStore, batchCompletedWebhook, type BatchRecord } from '@infer/batch-store';
+import { BatchStore, batchCompletedWebhook, customIdJson, type BatchRecord } from '@infer/batch-store';
 import { InteractiveRequests } from '../apps/gateway/src/batches/interactive-requests.js';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from './helpers/platform.js';
 import { toNested } from '@infer/tensors';
-import { ndjsonLines, type RawItem } from '../apps/gateway/src/batches/ndjson-lines.js';
+import { itemLabel, lineText, ndjsonLines, type RawItem } from '../apps/gateway/src/batches/ndjson-lines.js';
 import { nestedJson } from '../apps/worker/src/bulk-runner.js';
 
-async function collect(pieces: (string | Buffer)[], maxLineBytes = 1000): Promise<RawItem[]> {
+/** The split lines as `{label, text}` (or `{label, tooLong}`), read as the chunk builder reads them. */
+async function collect(pieces: (string | Buffer)[], maxLineBytes = 1000): Promise<({ label: string; text: string } | { label: string; tooLong: number })[]> {
   async function* source() {
     for (const p of pieces) yield typeof p === 'string' ? Buffer.from(p) : p;
   }
   const out: RawItem[] = [];
-  for await (const batch of ndjsonLines(source(), maxLineBytes)) out.push(...batch);
-  return out;
+  // Read each array before asking for the next: a line's bytes are valid until then.
+  const texts: ({ label: string; text: string } | { label: string; tooLong: number })[] = [];
+  for await (const batch of ndjsonLines(source(), maxLineBytes)) {
+    out.push(...batch);
+    for (const item of batch) {
+      if (item.kind === 'line') texts.push({ label: itemLabel(item), text: lineText(item) });
+      else if (item.kind === 'tooLong') texts.push({ label: itemLabel(item), tooLong: item.limit });
+    }
+  }
+  return texts;
 }
 
 describe('batches: NDJSON line splitting', () => {
@@ -33,6 +42,8 @@ describe('batches: NDJSON line splitting', () => {
     const cut = bytes.indexOf(0x82); // inside the euro sign
     const items = await collect([bytes.subarray(0, cut), bytes.subarray(cut)]);
     expect(items).to.deep.equal([{ label: 'line 1', text: '{"s":"é€"}' }]);
+    // A first line that is only a byte order mark is blank.
+    expect(await collect(['\uFEFF \r\n{"a":1}\n'])).to.deep.equal([{ label: 'line 2', text: '{"a":1}' }]);
   });
 
   it('reports a line over the limit without keeping it, and goes on with the next', async () => {
@@ -48,6 +59,11 @@ describe('batches: NDJSON line splitting', () => {
 });
 
 describe('batches: result rendering', () => {
+  it('writes custom ids exactly as JSON.stringify does, escapes included', () => {
+    const ids = [null, '', 'r1', 'é-€', 'a"b', 'a\\b', 'tab\tnl\n', '\u0000', '\u2028', '😀', '\ud800', 'x\udc00y', '\udc00\ud800'];
+    for (const id of ids) expect(customIdJson(id), JSON.stringify(id)).to.equal(JSON.stringify(id));
+  });
+
   it('renders outputs exactly as JSON.stringify(toNested(...)) does, for the job API', () => {
     const cases = [
       { data: Float32Array.from([0.1, -0, 1e-30, 3.4e38, NaN, Infinity]), shape: [2, 3], bool: false },
@@ -80,12 +96,17 @@ describe('batches: the batch store', () => {
 
   it('counts a chunk written twice once, completes when sealed and every chunk ended, and tells once', async () => {
     await create('b1', 'https://example.com/hook');
-    expect(await store.addChunk('b1', 0, manifest(0, 2), 0)).to.equal('ok');
-    expect(await store.addChunk('b1', 1, manifest(2, 1), 0)).to.equal('ok');
+    expect(await store.addChunk('b1', 0, manifest(0, 2), 0, Buffer.from([1, 2, 0, 255]))).to.equal('ok');
+    expect(await store.addChunk('b1', 1, manifest(2, 1), 0, Buffer.from([9]))).to.equal('ok');
     expect(await store.startChunk('b1', Date.now())).to.equal('queued');
+    // The packed inputs come back byte for byte, and go once their chunk has ended.
+    expect([...(await store.chunkInputs('b1', 0))!]).to.deep.equal([1, 2, 0, 255]);
     expect(await store.finishChunk('b1', 1, 'x\n', 1, 0, Date.now())).to.equal('ok');
+    expect(await store.chunkInputs('b1', 1)).to.equal(null);
+    expect([...(await store.chunkInputs('b1', 0))!]).to.deep.equal([1, 2, 0, 255]);
     expect(await store.finishChunk('b1', 1, 'x\n', 1, 0, Date.now())).to.equal('duplicate');
     expect(await store.finishChunk('b1', 0, 'y\ny\n', 1, 1, Date.now())).to.equal('ok');
+    expect(await redis.exists(`${prefix}:batch:b1:inputs`)).to.equal(0);
     expect(ended).to.have.length(0);
     expect(await store.seal('b1', Date.now())).to.equal('completed');
     expect(await store.seal('b1', Date.now())).to.equal('ended');
@@ -100,12 +121,15 @@ describe('batches: the batch store', () => {
   it('after a cancel, a chunk that finishes is dropped and the counts stay final', async () => {
     ended.length = 0;
     await create('b2');
-    await store.addChunk('b2', 0, manifest(0, 3), 0);
+    await store.addChunk('b2', 0, manifest(0, 3), 0, Buffer.from('abc'));
     expect(await store.cancel('b2', 'other', Date.now())).to.equal('missing');
     expect(await store.cancel('b2', 't', Date.now())).to.equal('canceled');
+    // Nothing will run them: a canceled batch's inputs are freed at once.
+    expect(await store.chunkInputs('b2', 0)).to.equal(null);
     expect(await store.cancel('b2', 't', Date.now())).to.equal('already_canceled');
     expect(await store.finishChunk('b2', 0, 'z\n', 3, 0, Date.now())).to.equal('ended');
-    expect(await store.addChunk('b2', 1, manifest(3, 1), 0)).to.equal('ended');
+    expect(await store.addChunk('b2', 1, manifest(3, 1), 0, Buffer.from('d'))).to.equal('ended');
+    expect(await store.chunkInputs('b2', 1)).to.equal(null);
     const b = (await store.get('b2'))!;
     expect(b.counts).to.deep.equal({ total: 3, succeeded: 0, failed: 0, canceled: 3 });
     expect(ended.map((r) => r.status)).to.deep.equal(['canceled']);

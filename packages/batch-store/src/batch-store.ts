@@ -31,18 +31,19 @@ export type CancelOutcome = 'canceled' | 'missing' | 'completed' | 'already_canc
 export const UNENDED_BATCH_TTL_MS = 7 * 24 * 3600 * 1000;
 
 type ScriptRedis = Redis & {
-  inferBatchAddChunk(k1: string, k2: string, ...argv: (string | number)[]): Promise<string>;
+  inferBatchAddChunk(k1: string, k2: string, k3: string, ...argv: (string | number | Buffer)[]): Promise<string>;
   inferBatchStartChunk(k1: string, now: number): Promise<string>;
-  inferBatchFinishChunk(k1: string, k2: string, k3: string, ...argv: (string | number)[]): Promise<string>;
-  inferBatchSeal(k1: string, k2: string, k3: string, ...argv: (string | number)[]): Promise<string>;
-  inferBatchCancel(k1: string, k2: string, k3: string, ...argv: (string | number)[]): Promise<string>;
+  inferBatchFinishChunk(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number)[]): Promise<string>;
+  inferBatchSeal(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number)[]): Promise<string>;
+  inferBatchCancel(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number)[]): Promise<string>;
 };
 
 /**
- * Batches in Redis. Per batch, three keys (see contract `keys()`): the
+ * Batches in Redis. Per batch, four keys (see contract `keys()`): the
  * record hash (fields and request counts), the results hash (chunk index →
- * that chunk's result lines, written once when the chunk ends) and the
- * pending hash (chunk index → manifest of a chunk not yet ended). Plus one
+ * that chunk's result lines, written once when the chunk ends), the pending
+ * hash (chunk index → manifest of a chunk not yet ended) and the inputs hash
+ * (chunk index → packed input bytes of a chunk not yet run). Plus one
  * sorted set per tenant for listing. Every state change is one Lua script
  * (scripts.ts), so a chunk costs a handful of Redis commands whatever its
  * number of rows.
@@ -59,11 +60,11 @@ export class BatchStore {
     this.k = keys(options.prefix);
     this.longTtlMs = UNENDED_BATCH_TTL_MS + options.resultTtlMs;
     for (const [name, lua, numberOfKeys] of [
-      ['inferBatchAddChunk', ADD_CHUNK, 2],
+      ['inferBatchAddChunk', ADD_CHUNK, 3],
       ['inferBatchStartChunk', START_CHUNK, 1],
-      ['inferBatchFinishChunk', FINISH_CHUNK, 3],
-      ['inferBatchSeal', SEAL, 3],
-      ['inferBatchCancel', CANCEL, 3],
+      ['inferBatchFinishChunk', FINISH_CHUNK, 4],
+      ['inferBatchSeal', SEAL, 4],
+      ['inferBatchCancel', CANCEL, 4],
     ] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua });
     }
@@ -72,7 +73,7 @@ export class BatchStore {
 
   /** Every key a batch writes, for tests and operators. */
   keysOf(id: string, tenant: string): string[] {
-    return [this.k.batch(id), this.k.batchResults(id), this.k.batchPending(id), this.k.tenantBatches(tenant)];
+    return [this.k.batch(id), this.k.batchResults(id), this.k.batchPending(id), this.k.batchInputs(id), this.k.tenantBatches(tenant)];
   }
 
   async create(record: NewBatchRecord): Promise<void> {
@@ -89,17 +90,27 @@ export class BatchStore {
       .exec();
   }
 
-  /** Register chunk `index` of an upload; `failed` of its items were invalid. */
-  async addChunk(id: string, index: number, manifest: ChunkManifest, failed: number): Promise<ChunkOutcome> {
+  /**
+   * Register chunk `index` of an upload, with its packed input bytes (empty
+   * when none of its items is valid); `failed` of its items were invalid.
+   */
+  async addChunk(id: string, index: number, manifest: ChunkManifest, failed: number, inputs: Buffer): Promise<ChunkOutcome> {
     return (await this.redis.inferBatchAddChunk(
       this.k.batch(id),
       this.k.batchPending(id),
+      this.k.batchInputs(id),
       index,
       manifest.count,
       failed,
       JSON.stringify(manifest),
       this.longTtlMs,
+      inputs,
     )) as ChunkOutcome;
+  }
+
+  /** The packed input bytes of a chunk not yet run; null once it has ended (or its batch has). */
+  async chunkInputs(id: string, index: number): Promise<Buffer | null> {
+    return this.redis.hgetBuffer(this.k.batchInputs(id), String(index));
   }
 
   /** The upload has ended. Completes the batch if every chunk already has. */
@@ -108,6 +119,7 @@ export class BatchStore {
       this.k.batch(id),
       this.k.batchResults(id),
       this.k.batchPending(id),
+      this.k.batchInputs(id),
       now,
       this.options.resultTtlMs,
     )) as ChunkOutcome;
@@ -129,6 +141,7 @@ export class BatchStore {
       this.k.batch(id),
       this.k.batchResults(id),
       this.k.batchPending(id),
+      this.k.batchInputs(id),
       index,
       ndjson,
       succeeded,
@@ -158,6 +171,7 @@ export class BatchStore {
       this.k.batch(id),
       this.k.batchResults(id),
       this.k.batchPending(id),
+      this.k.batchInputs(id),
       now,
       this.options.resultTtlMs,
       tenant,
@@ -170,7 +184,7 @@ export class BatchStore {
   async discard(id: string, tenant: string): Promise<void> {
     await this.redis
       .multi()
-      .del(this.k.batch(id), this.k.batchResults(id), this.k.batchPending(id))
+      .del(this.k.batch(id), this.k.batchResults(id), this.k.batchPending(id), this.k.batchInputs(id))
       .zrem(this.k.tenantBatches(tenant), id)
       .exec();
   }

@@ -5,8 +5,10 @@
  *
  * Keys of one batch: KEYS[1] the record hash, KEYS[2] the results hash
  * (chunk → NDJSON), KEYS[3] the pending hash (chunk → manifest of a chunk not
- * yet ended). While the batch runs every key lives for UNENDED + RESULT_TTL;
- * when it ends, all three get RESULT_TTL.
+ * yet ended), KEYS[4] the inputs hash (chunk → packed input bytes of a chunk
+ * not yet run). While the batch runs every key lives for UNENDED +
+ * RESULT_TTL; when it ends, the first three get RESULT_TTL and the inputs
+ * are deleted (nothing will run them).
  *
  * Statuses: queued ──first chunk starts──▶ running ──last chunk of a sealed
  * upload ends──▶ completed; queued | running ──cancel──▶ canceled.
@@ -22,6 +24,7 @@ local function completeIfDone(now, ttl)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
+  redis.call('DEL', KEYS[4])
   return 'completed'
 end
 `;
@@ -34,13 +37,18 @@ if s ~= 'queued' and s ~= 'running' then return 'ended' end
 `;
 
 /**
- * KEYS batch, pending. ARGV chunk, count, failed (items invalid at upload), manifest, long_ttl.
+ * KEYS batch, pending, inputs. ARGV chunk, count, failed (items invalid at
+ * upload), manifest, long_ttl, packed inputs (empty when no row is valid).
  * Registers one more chunk of the upload. Returns 'ok', 'ended' (canceled
  * while uploading) or 'missing'.
  */
 export const ADD_CHUNK = `${LIVE}
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[6])
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+end
 redis.call('HINCRBY', KEYS[1], 'total', ARGV[2])
 if tonumber(ARGV[3]) > 0 then redis.call('HINCRBY', KEYS[1], 'failed', ARGV[3]) end
 redis.call('HINCRBY', KEYS[1], 'chunks', 1)
@@ -56,7 +64,7 @@ return s
 `;
 
 /**
- * KEYS batch, results, pending. ARGV chunk, ndjson, succeeded, failed, now, ttl, long_ttl.
+ * KEYS batch, results, pending, inputs. ARGV chunk, ndjson, succeeded, failed, now, ttl, long_ttl.
  * `failed` counts only items that failed while running (invalid ones were
  * counted at upload). Returns 'ok', 'completed' (this chunk ended the
  * batch), 'duplicate' (already written), 'ended' or 'missing' (the results
@@ -68,6 +76,7 @@ if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 'duplicate' end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
 redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 if tonumber(ARGV[3]) > 0 then redis.call('HINCRBY', KEYS[1], 'succeeded', ARGV[3]) end
 if tonumber(ARGV[4]) > 0 then redis.call('HINCRBY', KEYS[1], 'failed', ARGV[4]) end
 redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
@@ -75,14 +84,14 @@ if s == 'queued' then redis.call('HSET', KEYS[1], 'status', 'running', 'started_
 return completeIfDone(ARGV[5], ARGV[6])
 `;
 
-/** KEYS batch, results, pending. ARGV now, ttl. The upload ended: no more chunks. Returns 'ok', 'completed', or as ADD_CHUNK. */
+/** KEYS batch, results, pending, inputs. ARGV now, ttl. The upload ended: no more chunks. Returns 'ok', 'completed', or as ADD_CHUNK. */
 export const SEAL = `${COMPLETE_IF_DONE}${LIVE}
 redis.call('HSET', KEYS[1], 'sealed', '1')
 return completeIfDone(ARGV[1], ARGV[2])
 `;
 
 /**
- * KEYS batch, results, pending. ARGV now, ttl, tenant.
+ * KEYS batch, results, pending, inputs. ARGV now, ttl, tenant.
  * Every item without a result yet is counted canceled, now: the counts and
  * the results are final from this moment. Returns 'canceled', 'missing'
  * (unknown, or another tenant's), 'already_canceled' or 'completed'.
@@ -98,5 +107,6 @@ redis.call('HSET', KEYS[1], 'status', 'canceled', 'completed_at', ARGV[1], 'seal
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
+redis.call('DEL', KEYS[4])
 return 'canceled'
 `;

@@ -97,16 +97,21 @@ export interface BatchResultLine {
 
 /**
  * One input of a chunk: every valid row's tensor, concatenated as raw
- * little-endian bytes in row order. When every row has the same shape
- * (`shape`, one instance's shape) the worker views the bytes as one
- * [rows, ...shape] tensor without touching each row; when the model has
- * variable dimensions each row's shape is listed in `shapes`.
+ * little-endian bytes in row order, at `[offset, offset + bytes)` of the
+ * chunk's packed inputs. Those bytes are stored beside the queue job, as a
+ * binary Redis value (BatchStore.chunkInputs), not in the job's JSON: no
+ * base64 on either side and no half-megabyte string through BullMQ's
+ * scripts. When every row has the same shape (`shape`, one instance's shape)
+ * the worker views the bytes as one [rows, ...shape] tensor without touching
+ * each row; when the model has variable dimensions each row's shape is
+ * listed in `shapes`.
  */
 export const BulkInputSchema = z.object({
   datatype: z.enum(DATATYPES),
   shape: z.array(z.number().int().nonnegative()).optional(),
   shapes: z.array(z.array(z.number().int().nonnegative())).optional(),
-  b64: z.string(),
+  offset: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
 });
 export type BulkInput = z.infer<typeof BulkInputSchema>;
 

@@ -102,6 +102,8 @@ export function keys(prefix: string) {
     batchResults: (id: string) => `${prefix}:batch:${id}:results`,
     /** Hash: chunk index → custom ids and failures of a chunk not yet ended, to render it if the batch is canceled. */
     batchPending: (id: string) => `${prefix}:batch:${id}:pending`,
+    /** Hash: chunk index → the packed input bytes of a chunk not yet run (binary). */
+    batchInputs: (id: string) => `${prefix}:batch:${id}:inputs`,
     /** Sorted set: a tenant's batch ids by creation time, for listing. */
     tenantBatches: (tenant: string) => `${prefix}:batches:${tenant}`,
     /** The tenant's `whsec_` signing secret, created on first use (SET NX). */

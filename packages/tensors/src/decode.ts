@@ -154,23 +154,38 @@ function writeValue(out: TensorData, i: number, v: unknown, datatype: Exclude<Da
 
 /** Bytes sent as b64 skip JSON, so check what JSON parsing would have caught. */
 function checkRawValues(data: TensorData, datatype: Datatype, label: string): void {
+  const bad = firstBadRawValue(data, datatype);
+  if (bad < 0) return;
+  if (datatype === 'BOOL') throw invalidInput(`${label}: BOOL bytes must be 0 or 1 (index ${bad})`);
+  throw invalidInput(`${label}: value at index ${bad} is not a finite number`);
+}
+
+/**
+ * Index of the first value raw bytes may hold but a JSON value could not
+ * (NaN or an infinity in a float tensor, a BOOL byte other than 0 or 1), or
+ * -1 when there is none. `from`/`to` bound the elements looked at.
+ */
+export function firstBadRawValue(data: TensorData, datatype: Datatype, from = 0, to = data.length): number {
   if (datatype === 'FP32' || datatype === 'FP64') {
     const floats = data as Float32Array | Float64Array;
-    for (let i = 0; i < floats.length; i++) {
-      if (!Number.isFinite(floats[i]!)) throw invalidInput(`${label}: value at index ${i} is not a finite number`);
+    for (let i = from; i < to; i++) {
+      // x - x is 0 for a finite x, NaN for NaN and the infinities.
+      const x = floats[i]!;
+      if (x - x !== 0) return i - from;
     }
   } else if (datatype === 'FP16') {
     const halves = data as Uint16Array;
-    for (let i = 0; i < halves.length; i++) {
+    for (let i = from; i < to; i++) {
       // Exponent bits all ones: Inf or NaN.
-      if ((halves[i]! & 0x7c00) === 0x7c00) throw invalidInput(`${label}: value at index ${i} is not a finite number`);
+      if ((halves[i]! & 0x7c00) === 0x7c00) return i - from;
     }
   } else if (datatype === 'BOOL') {
     const bytes = data as Uint8Array;
-    for (let i = 0; i < bytes.length; i++) {
-      if (bytes[i]! > 1) throw invalidInput(`${label}: BOOL bytes must be 0 or 1 (index ${i})`);
+    for (let i = from; i < to; i++) {
+      if (bytes[i]! > 1) return i - from;
     }
   }
+  return -1;
 }
 
 function describe(v: unknown): string {

@@ -3,3 +3,4 @@ export * from './shape.js';
 export * from './decode.js';
 export * from './encode.js';
 export * from './stack.js';
+export * from './base64.js';

@@ -114,7 +114,8 @@ export class BatchService {
         });
       }
       const manifest: ChunkManifest = { start: chunk.start, count: chunk.count, custom_ids: chunk.custom_ids, failures: chunk.failures };
-      const outcome = await this.deps.store.addChunk(id, index, manifest, chunk.failures.length);
+      const { packed, ...described } = chunk;
+      const outcome = await this.deps.store.addChunk(id, index, manifest, chunk.failures.length, packed);
       if (outcome !== 'ok') {
         // Canceled while it was uploading: the rest of the body is read and dropped.
         live = false;
@@ -127,7 +128,7 @@ export class BatchService {
         await this.deps.store.finishChunk(id, index, ndjson, 0, 0, this.now());
         return;
       }
-      const payload: BulkChunkPayload = { tenant, batch: id, chunk: index, ...chunk };
+      const payload: BulkChunkPayload = { tenant, batch: id, chunk: index, ...described };
       await this.deps.queues.add(model.name, model.version, payload);
     };
     const flush = async (): Promise<void> => {

@@ -2,7 +2,8 @@ import { BYTES_PER_ELEMENT, BatchItem, MAX_CUSTOM_ID_LENGTH, type BulkInput, typ
 import { isAppError } from '@infer/errors';
 import type { ModelVersion } from '@infer/models';
 import { allocate, decodeInput, elementCount, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
-import type { RawItem } from './ndjson-lines.js';
+import { LineScanner, scanTargets } from './line-scanner.js';
+import { itemLabel, lineText, type RawItem } from './ndjson-lines.js';
 
 export interface ChunkLimits {
   /**
@@ -26,6 +27,8 @@ export interface BuiltChunk {
   custom_ids: (string | null)[];
   failures: { offset: number; error: JobError }[];
   inputs: Record<string, BulkInput>;
+  /** Every input's bytes, back to back (a copy: the builder reuses its buffers); `inputs` says where each lies. */
+  packed: Buffer;
 }
 
 /** Packing of one model input across the rows of a chunk. */
@@ -57,6 +60,8 @@ export class ChunkBuilder {
   private readonly packers: Packer[];
   private readonly rowCap: number;
   private readonly known: Set<string>;
+  /** The byte-level reader for lines of the usual shape; null when an input has variable dimensions. */
+  private readonly scanner: LineScanner | null;
 
   constructor(
     private readonly model: ModelVersion,
@@ -73,6 +78,8 @@ export class ChunkBuilder {
       const fixed = spec.shape.includes(-1) ? null : { shape: spec.shape, per: elementCount(spec.shape), data: allocate(spec.datatype, this.rowCap * elementCount(spec.shape)) };
       return { name: spec.name, datatype: spec.datatype, fixed, parts: [], shapes: [] };
     });
+    const fixed = this.packers.flatMap((p, i) => (p.fixed && model.inputs[i]!.datatype !== 'BYTES' ? [{ name: p.name, datatype: p.datatype, shape: p.fixed.shape, data: p.fixed.data }] : []));
+    this.scanner = fixed.length === model.inputs.length && fixed.length > 0 ? new LineScanner(scanTargets(fixed)) : null;
   }
 
   /** Items in the chunk being built. */
@@ -92,17 +99,21 @@ export class ChunkBuilder {
   add(item: RawItem): void {
     const offset = this.count++;
     let customId: string | null = null;
-    if ('tooLong' in item) return this.fail(offset, customId, 'invalid_input', `${item.label}: longer than the limit of ${item.tooLong} bytes a line`);
+    if (item.kind === 'tooLong') return this.fail(offset, customId, 'invalid_input', `${itemLabel(item)}: longer than the limit of ${item.limit} bytes a line`);
     let value: unknown;
-    if ('text' in item) {
+    if (item.kind === 'line') {
+      // The common case, read from the bytes into this row's slots; the rest is parsed.
+      const scanned = this.scanner?.scan(item.source, item.start, item.end, this.rows);
+      if (scanned !== undefined) return this.addPacked(scanned);
       try {
-        value = JSON.parse(item.text);
+        value = JSON.parse(lineText(item));
       } catch (err) {
-        return this.fail(offset, customId, 'invalid_json', `${item.label}: not valid JSON (${(err as Error).message})`);
+        return this.fail(offset, customId, 'invalid_json', `${itemLabel(item)}: not valid JSON (${(err as Error).message})`);
       }
     } else {
       value = item.value;
     }
+    const label = itemLabel(item);
     // Keep the custom id of an item that fails, when it has a usable one, so the client can match it.
     if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
       const cid = (value as { custom_id?: unknown }).custom_id;
@@ -114,13 +125,13 @@ export class ChunkBuilder {
       if (!parsed.success) {
         const issue = parsed.error.issues[0]!;
         const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
-        return this.fail(offset, customId, 'invalid_input', `${item.label}: ${where}${issue.message}`);
+        return this.fail(offset, customId, 'invalid_input', `${label}: ${where}${issue.message}`);
       }
     }
     const input = (value as BatchItem).input;
     for (const name in input) {
       if (!this.known.has(name)) {
-        return this.fail(offset, customId, 'invalid_input', `${item.label}: unknown input "${name}"; model ${this.model.name} takes ${[...this.known].map((n) => `"${n}"`).join(', ')}`);
+        return this.fail(offset, customId, 'invalid_input', `${label}: unknown input "${name}"; model ${this.model.name} takes ${[...this.known].map((n) => `"${n}"`).join(', ')}`);
       }
     }
     // A nested array for a fixed-shape float input is written straight into
@@ -132,13 +143,13 @@ export class ChunkBuilder {
     try {
       for (let i = 0; i < this.model.inputs.length; i++) {
         const spec = this.model.inputs[i]!;
-        if (!Object.hasOwn(input, spec.name)) return this.fail(offset, customId, 'invalid_input', `${item.label}: missing input "${spec.name}"`);
+        if (!Object.hasOwn(input, spec.name)) return this.fail(offset, customId, 'invalid_input', `${label}: missing input "${spec.name}"`);
         const v = input[spec.name];
         const fixed = this.packers[i]!.fixed;
         if (fixed && (fixed.data instanceof Float32Array || fixed.data instanceof Float64Array) && writeNested(v, spec.shape, 0, fixed.data, row * fixed.per) === fixed.per) {
           decoded.push(null);
         } else {
-          decoded.push(decodeInput(v, spec, `${item.label}: input "${spec.name}"`));
+          decoded.push(decodeInput(v, spec, `${label}: input "${spec.name}"`));
         }
       }
     } catch (err) {
@@ -161,6 +172,13 @@ export class ChunkBuilder {
     }
   }
 
+  /** A row the scanner wrote into every fixed packer. */
+  private addPacked(customId: string | null): void {
+    this.rows++;
+    this.customIds.push(customId);
+    for (const p of this.packers) this.bytes += p.fixed!.per * p.fixed!.data.BYTES_PER_ELEMENT;
+  }
+
   private fail(offset: number, customId: string | null, code: string, message: string): void {
     this.customIds.push(customId);
     this.failures.push({ offset, error: { code, message } });
@@ -169,15 +187,17 @@ export class ChunkBuilder {
   /** Hand out the chunk built so far and start the next one. */
   take(): BuiltChunk {
     const inputs: Record<string, BulkInput> = {};
+    const parts: Buffer[] = [];
+    let offset = 0;
     for (const p of this.packers) {
-      if (p.fixed) {
-        const used = p.fixed.data.subarray(0, this.rows * p.fixed.per);
-        inputs[p.name] = { datatype: p.datatype, shape: p.fixed.shape, b64: toBytes(used).toString('base64') };
-      } else {
-        inputs[p.name] = { datatype: p.datatype, shapes: p.shapes, b64: Buffer.concat(p.parts).toString('base64') };
-        p.parts = [];
-        p.shapes = [];
-      }
+      const bytes = p.fixed ? toBytes(p.fixed.data.subarray(0, this.rows * p.fixed.per)) : Buffer.concat(p.parts);
+      inputs[p.name] = p.fixed
+        ? { datatype: p.datatype, shape: p.fixed.shape, offset, bytes: bytes.byteLength }
+        : { datatype: p.datatype, shapes: p.shapes, offset, bytes: bytes.byteLength };
+      parts.push(bytes);
+      offset += bytes.byteLength;
+      p.parts = [];
+      p.shapes = [];
     }
     const chunk: BuiltChunk = {
       start: this.start,
@@ -186,6 +206,8 @@ export class ChunkBuilder {
       custom_ids: this.customIds,
       failures: this.failures,
       inputs,
+      // Buffer.concat copies, also for a single part: the fixed packers' arrays are refilled by the next chunk.
+      packed: this.rows > 0 ? Buffer.concat(parts, offset) : Buffer.alloc(0),
     };
     this.start += this.count;
     this.count = 0;

@@ -70,7 +70,7 @@ const ListQuery = z
 async function* jsonItems(items: unknown[]): AsyncGenerator<RawItem[]> {
   const step = 1024;
   for (let i = 0; i < items.length; i += step) {
-    yield items.slice(i, i + step).map((value, k) => ({ label: `items[${i + k}]`, value }));
+    yield items.slice(i, i + step).map((value, k): RawItem => ({ kind: 'element', index: i + k, value }));
   }
 }
 
