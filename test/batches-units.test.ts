@@ -2,12 +2,12 @@ import { EventEmitter } from 'node:events';
 import { expect } from 'chai';
 import type { Response } from 'express';
 import { Redis } from 'ioredis';
-import { BatchStore, batchCompletedWebhook, customIdJson, type BatchRecord } from '@infer/batch-store';
+import { BatchStore, ChunkResultWriter, batchCompletedWebhook, customIdJson, failedChunkResult, nestedJson, renderChunkResult, type BatchRecord } from '@infer/batch-store';
 import { InteractiveRequests } from '../apps/gateway/src/batches/interactive-requests.js';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from './helpers/platform.js';
 import { toNested } from '@infer/tensors';
 import { itemLabel, lineText, ndjsonLines, type RawItem } from '../apps/gateway/src/batches/ndjson-lines.js';
-import { nestedJson } from '../apps/worker/src/bulk-runner.js';
+
 
 /** The split lines as `{label, text}` (or `{label, tooLong}`), read as the chunk builder reads them. */
 async function collect(pieces: (string | Buffer)[], maxLineBytes = 1000): Promise<({ label: string; text: string } | { label: string; tooLong: number })[]> {
@@ -77,6 +77,49 @@ describe('batches: result rendering', () => {
     }
     const rows = Float32Array.from([1, 2, 3, 4, 5, 6]);
     expect(nestedJson(rows, [3], false, 3)).to.equal(JSON.stringify(toNested(rows, [3], false, 3)));
+  });
+});
+
+describe('batches: stored chunk results', () => {
+  const lines = (stored: Buffer) => renderChunkResult(stored).toString().trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+
+  it('renders each item in order: outputs of every kind as the job API prints them, failures with their errors', () => {
+    const writer = new ChunkResultWriter(100, 5, ['a', null, 'c', 'd"', 'e'], ['p', 'flag', 'n']);
+    writer.fail(1, { code: 'invalid_json', message: 'line 2: nope' });
+    // Rows run out of order (grouped by shape): items 4 then 0, then item 2 alone with another shape.
+    writer.addRun(
+      [4, 0],
+      {
+        p: { datatype: 'FP32', shape: [2, 2], data: Float32Array.from([0.5, NaN, -0, 3.4e38]) },
+        flag: { datatype: 'BOOL', shape: [2], data: Uint8Array.from([1, 0]) },
+        n: { datatype: 'INT64', shape: [2, 1], data: BigInt64Array.from([7n, -9007199254740991n]) },
+      },
+      true,
+    );
+    writer.addRun([2], { p: { datatype: 'FP32', shape: [1, 3], data: Float32Array.from([1, 2, 3]) }, flag: { datatype: 'BOOL', shape: [1], data: Uint8Array.from([1]) }, n: { datatype: 'INT64', shape: [1, 1], data: BigInt64Array.from([0n]) } }, true);
+    writer.fail(3, { code: 'inference_failed', message: 'boom' });
+    const got = lines(writer.encode());
+    expect(got.map((l) => [l.index, l.custom_id, l.status])).to.deep.equal([
+      [100, 'a', 'succeeded'],
+      [101, null, 'failed'],
+      [102, 'c', 'succeeded'],
+      [103, 'd"', 'failed'],
+      [104, 'e', 'succeeded'],
+    ]);
+    expect(got[0]!.output).to.deep.equal({ p: [0, Math.fround(3.4e38)], flag: false, n: [-9007199254740991] });
+    expect(got[4]!.output).to.deep.equal({ p: [0.5, null], flag: true, n: [7] });
+    expect(got[2]!.output).to.deep.equal({ p: [1, 2, 3], flag: true, n: [0] });
+    expect(got[1]!.error).to.deep.equal({ code: 'invalid_json', message: 'line 2: nope' });
+    expect(got[3]!.error).to.deep.equal({ code: 'inference_failed', message: 'boom' });
+    // The text itself is the job API's: JSON.stringify of the nested outputs.
+    expect(renderChunkResult(writer.encode()).toString().split('\n')[4]).to.equal('{"index":104,"custom_id":"e","status":"succeeded","output":{"p":[0.5,null],"flag":true,"n":[7]},"error":null}');
+  });
+
+  it('renders a chunk none of whose items ran, and passes NDJSON written by an older worker through', () => {
+    const got = lines(failedChunkResult(0, 3, ['x', 'y', null], [{ offset: 1, error: { code: 'invalid_input', message: 'bad' } }], { code: 'worker_lost', message: 'gone' }));
+    expect(got.map((l) => (l.error as { code: string }).code)).to.deep.equal(['worker_lost', 'invalid_input', 'worker_lost']);
+    const legacy = Buffer.from('{"index":0}\n');
+    expect(renderChunkResult(legacy)).to.equal(legacy);
   });
 });
 

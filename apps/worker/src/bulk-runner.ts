@@ -1,5 +1,5 @@
 import { BYTES_PER_ELEMENT, type BulkChunkPayload, type Datatype, type JobError } from '@infer/contract';
-import { failedLine, succeededLine } from '@infer/batch-store';
+import { ChunkResultWriter, failedChunkResult } from '@infer/batch-store';
 import { runModel, type ModelVersion } from '@infer/models';
 import {
   allocate,
@@ -13,8 +13,9 @@ import {
 
 /**
  * Running one chunk of a batch: decode its packed inputs, run them through
- * the model in slices of at most `max_batch_size` rows, and render one
- * result line per item, in submission order.
+ * the model in slices of at most `max_batch_size` rows, and collect each
+ * item's outcome (ChunkResultWriter: outputs as raw bytes, rendered to
+ * NDJSON when the results are downloaded).
  *
  * A fixed-shape input arrives as one contiguous little-endian buffer of all
  * the chunk's valid rows, so it is viewed as a [rows, ...shape] tensor and a
@@ -128,8 +129,8 @@ export interface RunChunkHooks {
 }
 
 export interface ChunkResult {
-  /** One line per item, in order; empty when `stopped`. */
-  ndjson: string;
+  /** The chunk's stored results (ChunkResultWriter); empty when `stopped`. */
+  record: Buffer;
   succeeded: number;
   /** Items that failed while running (those invalid at upload are not counted here). */
   failed: number;
@@ -138,11 +139,11 @@ export interface ChunkResult {
   runs: { size: number; ms: number }[];
 }
 
-/** Run every valid row of a decoded chunk and render all of its items' lines. */
+/** Run every valid row of a decoded chunk and collect every item's outcome. */
 export async function runChunk(model: ModelVersion, p: BulkChunkPayload, chunk: DecodedChunk, hooks: RunChunkHooks): Promise<ChunkResult> {
-  const lines = new Array<string>(p.count);
-  for (const [offset, error] of chunk.failures) lines[offset] = failedLine(p.start + offset, p.custom_ids[offset] ?? null, error);
-  const result: ChunkResult = { ndjson: '', succeeded: 0, failed: 0, stopped: false, runs: [] };
+  const writer = new ChunkResultWriter(p.start, p.count, p.custom_ids, model.outputs.map((o) => o.name));
+  for (const [offset, error] of chunk.failures) writer.fail(offset, error);
+  const result: ChunkResult = { record: Buffer.alloc(0), succeeded: 0, failed: 0, stopped: false, runs: [] };
   const inputs = model.inputs.map((spec) => [spec.name, chunk.inputs.get(spec.name)!] as const);
 
   for (const slice of slices(model, inputs.map(([, i]) => i), p.rows)) {
@@ -153,34 +154,25 @@ export async function runChunk(model: ModelVersion, p: BulkChunkPayload, chunk: 
     }
     const feeds: Record<string, DecodedTensor> = {};
     for (const [name, input] of inputs) feeds[name] = sliceFeed(model, input, slice);
+    const offsets = Array.from({ length: slice.count }, (_, k) => chunk.rowOffsets[rowAt(slice, k)]!);
     try {
       const { outputs, inferenceMs } = await runModel(model, feeds);
       result.runs.push({ size: slice.count, ms: inferenceMs });
-      const outputJson = outputMapJson(model, outputs);
-      for (let k = 0; k < slice.count; k++) {
-        const offset = chunk.rowOffsets[rowAt(slice, k)]!;
-        lines[offset] = succeededLine(p.start + offset, p.custom_ids[offset] ?? null, outputJson(k));
-      }
+      writer.addRun(offsets, outputs, model.batched);
       result.succeeded += slice.count;
     } catch (err) {
       const error: JobError = { code: 'inference_failed', message: `ONNX Runtime failed: ${(err as Error).message}` };
-      for (let k = 0; k < slice.count; k++) {
-        const offset = chunk.rowOffsets[rowAt(slice, k)]!;
-        lines[offset] = failedLine(p.start + offset, p.custom_ids[offset] ?? null, error);
-      }
+      for (const offset of offsets) writer.fail(offset, error);
       result.failed += slice.count;
     }
   }
-  result.ndjson = lines.join('');
+  result.record = writer.encode();
   return result;
 }
 
-/** The lines of a chunk whose rows cannot run at all (a malformed payload, a chunk that kept killing workers). */
-export function failChunkLines(p: BulkChunkPayload, error: JobError): { ndjson: string; failed: number } {
-  const invalid = new Map(p.failures.map((f) => [f.offset, f.error]));
-  let ndjson = '';
-  for (let k = 0; k < p.count; k++) ndjson += failedLine(p.start + k, p.custom_ids[k] ?? null, invalid.get(k) ?? error);
-  return { ndjson, failed: p.count - invalid.size };
+/** The results of a chunk whose rows cannot run at all (a malformed payload, a chunk that kept killing workers). */
+export function failChunk(p: BulkChunkPayload, error: JobError): { record: Buffer; failed: number } {
+  return { record: failedChunkResult(p.start, p.count, p.custom_ids, p.failures, error), failed: p.count - p.failures.length };
 }
 
 /**
@@ -244,82 +236,4 @@ function sliceFeed(model: ModelVersion, input: ChunkInput, slice: Slice): Decode
     (out as Float32Array).set(input.data.subarray(from, from + per) as Float32Array, k * per);
   }
   return { datatype: input.datatype, shape: [slice.count, ...shape], data: out };
-}
-
-/**
- * Row k of a run's outputs as the JSON of its output map, `{"name":value,…}`,
- * in the model's output order. Each output's renderer is chosen once per
- * run, not per row.
- */
-function outputMapJson(model: ModelVersion, outputs: Record<string, DecodedTensor>): (k: number) => string {
-  const parts = model.outputs.map((spec, j) => {
-    const prefix = (j ? ',' : '{') + JSON.stringify(spec.name) + ':';
-    return { prefix, json: rowJson(outputs[spec.name]!, model.batched) };
-  });
-  if (parts.length === 1) {
-    const { prefix, json } = parts[0]!;
-    return (k) => prefix + json(k) + '}';
-  }
-  return (k) => {
-    let s = '';
-    for (const { prefix, json } of parts) s += prefix + json(k);
-    return s + '}';
-  };
-}
-
-/** Row k of one output tensor (the whole tensor when the model is not batched) as JSON. */
-function rowJson(t: DecodedTensor, batched: boolean): (k: number) => string {
-  const shape = batched ? t.shape.slice(1) : t.shape;
-  const per = elementCount(shape);
-  const stride = batched ? per : 0;
-  const data = t.data;
-  if (shape.length === 1 && t.datatype !== 'BOOL' && isNumberArray(data)) return numberListJson(data, per, stride);
-  const bool = t.datatype === 'BOOL';
-  return (k) => nestedJson(data, shape, bool, k * stride);
-}
-
-type NumberArray = Exclude<TensorData, BigInt64Array | BigUint64Array>;
-
-const isNumberArray = (data: TensorData): data is NumberArray => !(data instanceof BigInt64Array || data instanceof BigUint64Array);
-
-/**
- * The usual row, a list of numbers: copied into one reused array and handed
- * to JSON.stringify, which prints numbers straight into its output (as JS
- * prints them, non-finite ones as null) instead of making a string of each:
- * about 30% less CPU a row than concatenating them.
- */
-function numberListJson(data: NumberArray, per: number, stride: number): (k: number) => string {
-  const row = new Array<number>(per).fill(0);
-  return (k) => {
-    const from = k * stride;
-    for (let i = 0; i < per; i++) row[i] = data[from + i]!;
-    return JSON.stringify(row);
-  };
-}
-
-/**
- * `JSON.stringify(toNested(data, shape, bool, offset))`, without building the
- * arrays: the same text (numbers print as JSON prints them; a non-finite one
- * as null), at a fraction of the cost, for every row of a batch.
- */
-export function nestedJson(data: TensorData, shape: readonly number[], bool: boolean, offset = 0): string {
-  return nestedJsonAt(data, shape, bool, 0, { i: offset });
-}
-
-function nestedJsonAt(data: TensorData, shape: readonly number[], bool: boolean, depth: number, at: { i: number }): string {
-  if (depth === shape.length) return leafJson(data[at.i++]!, bool);
-  const n = shape[depth]!;
-  let s = '[';
-  if (depth === shape.length - 1) {
-    for (let k = 0; k < n; k++) s += (k ? ',' : '') + leafJson(data[at.i++]!, bool);
-  } else {
-    for (let k = 0; k < n; k++) s += (k ? ',' : '') + nestedJsonAt(data, shape, bool, depth + 1, at);
-  }
-  return s + ']';
-}
-
-function leafJson(v: number | bigint, bool: boolean): string {
-  if (bool) return v !== 0 ? 'true' : 'false';
-  const n = typeof v === 'bigint' ? Number(v) : v;
-  return Number.isFinite(n) ? '' + n : 'null';
 }

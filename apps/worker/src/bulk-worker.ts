@@ -5,7 +5,7 @@ import { BulkChunkPayload, bulkQueueName } from '@infer/contract';
 import type { BatchStore } from '@infer/batch-store';
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
-import { MalformedChunkError, decodeChunk, failChunkLines, runChunk, type ChunkResult } from './bulk-runner.js';
+import { MalformedChunkError, decodeChunk, failChunk, runChunk, type ChunkResult } from './bulk-runner.js';
 import { LockKeeper } from './lock-keeper.js';
 import type { WorkerMetrics } from './metrics.js';
 
@@ -194,16 +194,16 @@ export class BulkWorker {
       return;
     }
     if (job.deferredFailure) {
-      const { ndjson, failed } = failChunkLines(p, { code: 'worker_lost', message: `the chunk's worker died or hung repeatedly (${job.deferredFailure})` });
-      this.finishLater(job, token, p, { ndjson, succeeded: 0, failed, stopped: false, runs: [] });
+      const { record, failed } = failChunk(p, { code: 'worker_lost', message: `the chunk's worker died or hung repeatedly (${job.deferredFailure})` });
+      this.finishLater(job, token, p, { record, succeeded: 0, failed, stopped: false, runs: [] });
       return;
     }
     const packed = p.rows > 0 ? await store.chunkInputs(p.batch, p.chunk) : Buffer.alloc(0);
     if (!packed) {
       // Its inputs go when it ends: it ran already (a worker died between writing its
       // results and completing it here; the write below answers 'duplicate'), or they were lost.
-      const { ndjson, failed } = failChunkLines(p, { code: 'inputs_lost', message: "the chunk's inputs are no longer in Redis" });
-      this.finishLater(job, token, p, { ndjson, succeeded: 0, failed, stopped: false, runs: [] });
+      const { record, failed } = failChunk(p, { code: 'inputs_lost', message: "the chunk's inputs are no longer in Redis" });
+      this.finishLater(job, token, p, { record, succeeded: 0, failed, stopped: false, runs: [] });
       return;
     }
     let result: ChunkResult;
@@ -212,8 +212,8 @@ export class BulkWorker {
     } catch (err) {
       if (!(err instanceof MalformedChunkError)) throw err;
       this.log.error({ jobId: job.id, err: err.message }, 'bulk chunk does not fit the model; its items fail');
-      const { ndjson, failed } = failChunkLines(p, { code: 'invalid_input', message: err.message });
-      result = { ndjson, succeeded: 0, failed, stopped: false, runs: [] };
+      const { record, failed } = failChunk(p, { code: 'invalid_input', message: err.message });
+      result = { record, succeeded: 0, failed, stopped: false, runs: [] };
     }
     if (result.stopped) {
       await this.settle(job, token);
@@ -236,7 +236,7 @@ export class BulkWorker {
     this.finishing = (async () => {
       await previous;
       try {
-        const outcome = await this.options.store.finishChunk(p.batch, p.chunk, result.ndjson, result.succeeded, result.failed, Date.now());
+        const outcome = await this.options.store.finishChunk(p.batch, p.chunk, result.record, result.succeeded, result.failed, Date.now());
         if (outcome === 'completed') this.log.info({ batch: p.batch }, 'batch completed');
         await this.settle(job, token);
       } catch (err) {

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { keys, type BatchStatus } from '@infer/contract';
 import { hashToBatchRecord, newBatchHash, type BatchRecord, type NewBatchRecord } from './batch-record.js';
+import { renderChunkResult } from './chunk-result.js';
 import { unrunChunkLines, type ChunkManifest } from './result-lines.js';
 import { ADD_CHUNK, CANCEL, FINISH_CHUNK, SEAL, START_CHUNK } from './scripts.js';
 
@@ -33,7 +34,7 @@ export const UNENDED_BATCH_TTL_MS = 7 * 24 * 3600 * 1000;
 type ScriptRedis = Redis & {
   inferBatchAddChunk(k1: string, k2: string, k3: string, ...argv: (string | number | Buffer)[]): Promise<string>;
   inferBatchStartChunk(k1: string, now: number): Promise<string>;
-  inferBatchFinishChunk(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number)[]): Promise<string>;
+  inferBatchFinishChunk(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number | Buffer)[]): Promise<string>;
   inferBatchSeal(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number)[]): Promise<string>;
   inferBatchCancel(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number)[]): Promise<string>;
 };
@@ -133,17 +134,18 @@ export class BatchStore {
   }
 
   /**
-   * Write a chunk's result lines and count them, in one step. `succeeded` and
-   * `failed` count what ran; items invalid at upload were counted then.
+   * Write a chunk's results (a ChunkResultWriter's record, or NDJSON lines)
+   * and count them, in one step. `succeeded` and `failed` count what ran;
+   * items invalid at upload were counted then.
    */
-  async finishChunk(id: string, index: number, ndjson: string, succeeded: number, failed: number, now: number): Promise<ChunkOutcome> {
+  async finishChunk(id: string, index: number, results: Buffer | string, succeeded: number, failed: number, now: number): Promise<ChunkOutcome> {
     const outcome = (await this.redis.inferBatchFinishChunk(
       this.k.batch(id),
       this.k.batchResults(id),
       this.k.batchPending(id),
       this.k.batchInputs(id),
       index,
-      ndjson,
+      results,
       succeeded,
       failed,
       now,
@@ -230,13 +232,14 @@ export class BatchStore {
 
   /**
    * The result lines of an ended batch, a chunk at a time in submission
-   * order, reading `readAhead` chunks ahead. A chunk with no results (its
+   * order, reading `readAhead` chunks ahead. A chunk's stored result is
+   * rendered to NDJSON here, as it streams; a chunk with no results (its
    * batch was canceled before it ran) is rendered from its manifest.
    */
   async *results(record: BatchRecord, readAhead = 4): AsyncGenerator<Buffer> {
     const fetchChunk = async (i: number): Promise<Buffer | null> => {
       const written = await this.redis.hgetBuffer(this.k.batchResults(record.id), String(i));
-      if (written) return written;
+      if (written) return renderChunkResult(written);
       const manifest = await this.redis.hget(this.k.batchPending(record.id), String(i));
       return manifest ? Buffer.from(unrunChunkLines(JSON.parse(manifest) as ChunkManifest)) : null;
     };

@@ -4,7 +4,7 @@
  * (its worker died after writing) is counted once.
  *
  * Keys of one batch: KEYS[1] the record hash, KEYS[2] the results hash
- * (chunk → NDJSON), KEYS[3] the pending hash (chunk → manifest of a chunk not
+ * (chunk → its stored results), KEYS[3] the pending hash (chunk → manifest of a chunk not
  * yet ended), KEYS[4] the inputs hash (chunk → packed input bytes of a chunk
  * not yet run). While the batch runs every key lives for UNENDED +
  * RESULT_TTL; when it ends, the first three get RESULT_TTL and the inputs
@@ -64,7 +64,7 @@ return s
 `;
 
 /**
- * KEYS batch, results, pending, inputs. ARGV chunk, ndjson, succeeded, failed, now, ttl, long_ttl.
+ * KEYS batch, results, pending, inputs. ARGV chunk, results (stored form), succeeded, failed, now, ttl, long_ttl.
  * `failed` counts only items that failed while running (invalid ones were
  * counted at upload). Returns 'ok', 'completed' (this chunk ended the
  * batch), 'duplicate' (already written), 'ended' or 'missing' (the results

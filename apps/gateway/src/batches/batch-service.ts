@@ -8,7 +8,7 @@ import {
   type BulkChunkPayload,
   type WebhookEventFilter,
 } from '@infer/contract';
-import { failedLine, toBatch, type BatchRecord, type BatchStore, type ChunkManifest } from '@infer/batch-store';
+import { failedChunkResult, toBatch, type BatchRecord, type BatchStore, type ChunkManifest } from '@infer/batch-store';
 import { badRequest, conflict, invalidInput, notFound } from '@infer/errors';
 import type { Logger } from '@infer/logger';
 import type { ModelRepository, ModelVersion } from '@infer/models';
@@ -122,10 +122,9 @@ export class BatchService {
         return;
       }
       if (chunk.rows === 0) {
-        // Nothing to run: the gateway writes the chunk's (failed) lines itself.
-        let ndjson = '';
-        for (const f of chunk.failures) ndjson += failedLine(chunk.start + f.offset, chunk.custom_ids[f.offset] ?? null, f.error);
-        await this.deps.store.finishChunk(id, index, ndjson, 0, 0, this.now());
+        // Nothing to run: the gateway writes the chunk's (failed) results itself.
+        const results = failedChunkResult(chunk.start, chunk.count, chunk.custom_ids, chunk.failures, null);
+        await this.deps.store.finishChunk(id, index, results, 0, 0, this.now());
         return;
       }
       const payload: BulkChunkPayload = { tenant, batch: id, chunk: index, ...described };

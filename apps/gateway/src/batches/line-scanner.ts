@@ -223,10 +223,14 @@ export class LineScanner {
       } else if (this.keyIs(key, B64)) {
         if (sawB64 || this.b[this.i] !== QUOTE) return false;
         sawB64 = true;
+        // The closing quote by memchr: the decoder refuses every byte outside
+        // the base64 alphabet (escapes and control characters included).
         const from = this.i + 1;
-        const to = this.readPlainString();
+        const close = this.b.indexOf(QUOTE, from);
+        if (close < 0 || close >= this.end) return false;
+        this.i = close + 1;
         const width = BYTES_PER_ELEMENT[target.datatype];
-        if (to < 0 || !decodeBase64Into(this.b, from, to - 1, target.bytes, at * width, target.per * width)) return false;
+        if (!decodeBase64Into(this.b, from, close, target.bytes, at * width, target.per * width)) return false;
       } else {
         return false;
       }
