@@ -292,9 +292,9 @@ export class LineScanner {
     if (c === ZERO) {
       c = b[++i]!;
     } else if (c > ZERO && c <= NINE) {
+      const from = i;
       do {
         low = low * 10 + (c - ZERO);
-        digits++;
         if (++lowDigits === 9) {
           high = high * 1e9 + low;
           low = 0;
@@ -302,26 +302,28 @@ export class LineScanner {
         }
         c = b[++i]!;
       } while (c >= ZERO && c <= NINE);
+      digits = i - from;
     } else {
       return NaN;
     }
     if (c === DOT) {
+      const point = i;
       c = b[++i]!;
       if (!(c >= ZERO && c <= NINE)) return NaN;
-      do {
-        // Zeros before the first significant digit only move the point.
-        if (digits > 0 || c !== ZERO) {
-          low = low * 10 + (c - ZERO);
-          digits++;
-          if (++lowDigits === 9) {
-            high = high * 1e9 + low;
-            low = 0;
-            lowDigits = 0;
-          }
+      // Zeros before the first significant digit only move the point.
+      if (digits === 0) while (c === ZERO) c = b[++i]!;
+      const from = i;
+      while (c >= ZERO && c <= NINE) {
+        low = low * 10 + (c - ZERO);
+        if (++lowDigits === 9) {
+          high = high * 1e9 + low;
+          low = 0;
+          lowDigits = 0;
         }
-        exp--;
         c = b[++i]!;
-      } while (c >= ZERO && c <= NINE);
+      }
+      digits += i - from;
+      exp = point + 1 - i;
     }
     const mantissa = high * EXACT_POW10[lowDigits]! + low;
     let hugeExp = false;
