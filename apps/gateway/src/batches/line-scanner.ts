@@ -170,14 +170,18 @@ export class LineScanner {
     const n = shape[depth]!;
     const leaf = depth === shape.length - 1;
     let written = 0;
+    const float32 = out instanceof Float32Array;
+    const b = this.b;
     for (let k = 0; k < n; k++) {
       if (k > 0) {
-        if (this.next() !== COMMA) return NO;
-        this.i++;
+        // Compact JSON has the comma right here; otherwise skip whitespace first.
+        if (b[this.i] === COMMA) this.i++;
+        else if (this.next() === COMMA) this.i++;
+        else return NO;
       }
       if (leaf) {
-        this.next();
-        const v = this.readNumber(out instanceof Float32Array);
+        if (isSpace(b[this.i]!)) this.next();
+        const v = this.readNumber(float32);
         if (Number.isNaN(v)) return NO;
         out[at + k] = v;
         // Infinity from the text, or a double that overflows FP32.
@@ -301,7 +305,7 @@ export class LineScanner {
           lowDigits = 0;
         }
         c = b[++i]!;
-      } while (c >= ZERO && c <= NINE);
+      } while ((c - ZERO) >>> 0 <= 9);
       digits = i - from;
     } else {
       return NaN;
@@ -313,7 +317,7 @@ export class LineScanner {
       // Zeros before the first significant digit only move the point.
       if (digits === 0) while (c === ZERO) c = b[++i]!;
       const from = i;
-      while (c >= ZERO && c <= NINE) {
+      while ((c - ZERO) >>> 0 <= 9) {
         low = low * 10 + (c - ZERO);
         if (++lowDigits === 9) {
           high = high * 1e9 + low;
@@ -338,7 +342,7 @@ export class LineScanner {
         if (e < 1e6) e = e * 10 + (c - ZERO);
         else hugeExp = true;
         c = b[++i]!;
-      } while (c >= ZERO && c <= NINE);
+      } while ((c - ZERO) >>> 0 <= 9);
       exp += negExp ? -e : e;
     }
     if (i > this.end) return NaN;
@@ -406,6 +410,8 @@ export class LineScanner {
     return NO;
   }
 }
+
+const isSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
 
 function sameAscii(b: Uint8Array, from: number, to: number, s: string): boolean {
   if (to - from !== s.length) return false;
