@@ -104,6 +104,23 @@ describe('batches: the fast line scanner', () => {
     ];
     for (const line of lines) expect(scan(line), line).to.equal(undefined);
   });
+
+  it('stops at the end of the bytes: a line cut off inside a number, a string or a tensor', () => {
+    const data = new Float32Array(4);
+    const scanner = new LineScanner(scanTargets([{ name: 'x', datatype: 'FP32', shape: [2], data }]));
+    const b64 = Buffer.from(new Float32Array([1, 2]).buffer).toString('base64');
+    const whole = `{"custom_id":"a","input":{"x":[1.25,-2e-3]}}`;
+    const typed = `{"input":{"x":{"datatype":"FP32","shape":[2],"b64":"${b64}"}}}`;
+    for (const line of [whole, typed]) {
+      // The last line of a body may have no newline: its bytes end the buffer.
+      for (let cut = 1; cut < line.length; cut++) {
+        const bytes = Buffer.from(line.slice(0, cut));
+        expect(scanner.scan(bytes, 0, bytes.length, 0), line.slice(0, cut)).to.equal(undefined);
+      }
+      const bytes = Buffer.from(line);
+      expect(scanner.scan(bytes, 0, bytes.length, 1)).to.not.equal(undefined);
+    }
+  });
 });
 
 describe('batches: strict base64 decoding', () => {

@@ -305,7 +305,7 @@ export class LineScanner {
           lowDigits = 0;
         }
         c = b[++i]!;
-      } while ((c - ZERO) >>> 0 <= 9);
+      } while (c >= ZERO && c <= NINE);
       digits = i - from;
     } else {
       return NaN;
@@ -317,7 +317,7 @@ export class LineScanner {
       // Zeros before the first significant digit only move the point.
       if (digits === 0) while (c === ZERO) c = b[++i]!;
       const from = i;
-      while ((c - ZERO) >>> 0 <= 9) {
+      while (c >= ZERO && c <= NINE) {
         low = low * 10 + (c - ZERO);
         if (++lowDigits === 9) {
           high = high * 1e9 + low;
@@ -342,7 +342,7 @@ export class LineScanner {
         if (e < 1e6) e = e * 10 + (c - ZERO);
         else hugeExp = true;
         c = b[++i]!;
-      } while ((c - ZERO) >>> 0 <= 9);
+      } while (c >= ZERO && c <= NINE);
       exp += negExp ? -e : e;
     }
     if (i > this.end) return NaN;
