@@ -7,6 +7,7 @@ import type { Logger } from '@infer/logger';
 import type { ModelRepository } from '@infer/models';
 import { WebhookSecrets, type WebhookEvents } from '@infer/webhooks';
 import { BatchService } from './batches/batch-service.js';
+import type { ParseThread } from './batches/parse-thread/parse-thread.js';
 import type { BulkQueues } from './batches/bulk-queues.js';
 import { InteractiveRequests } from './batches/interactive-requests.js';
 import { requireApiKey } from './http/auth.js';
@@ -35,6 +36,8 @@ export interface GatewayDeps {
   bulkQueues: BulkQueues;
   /** Webhook events the gateway sends (a canceled job's job.completed) and resends. */
   webhookEvents: WebhookEvents;
+  /** Reads NDJSON batch uploads off the event loop; absent, they are read on it. */
+  parseThread?: ParseThread;
   metrics?: GatewayMetrics;
 }
 
@@ -83,6 +86,7 @@ export function createApp(deps: GatewayDeps): Express {
     queues: deps.bulkQueues,
     webhookAllowPrivate: config.webhookAllowPrivate,
     logger,
+    ...(deps.parseThread ? { parseThread: deps.parseThread } : {}),
   });
   // Parses its own bodies: the NDJSON form is read as a stream, never whole.
   v1.use('/batches', batchRoutes(batches, { maxBodyBytes: config.maxBodyBytes }));

@@ -11,6 +11,7 @@ import { ModelRepository } from '@infer/models';
 import { WebhookEvents } from '@infer/webhooks';
 import { createApp } from './app.js';
 import { BulkQueues } from './batches/bulk-queues.js';
+import { ParseThread } from './batches/parse-thread/parse-thread.js';
 import { QueueRegistry } from './jobs/queue-registry.js';
 
 export interface Gateway {
@@ -67,7 +68,8 @@ export async function createGateway(config: Config, logger: Logger, options: { m
     onError: (err, what) => logger.warn({ err: (err as Error).message }, what),
   });
   const bulkQueues = new BulkQueues({ connection: bullConnection, prefix: config.queuePrefix });
-  const app = createApp({ config, logger, redis, models, store, waiters, queues, batchStore, bulkQueues, webhookEvents });
+  const parseThread = config.batchParseThread ? new ParseThread(logger) : undefined;
+  const app = createApp({ config, logger, redis, models, store, waiters, queues, batchStore, bulkQueues, webhookEvents, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
@@ -97,6 +99,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
           },
           () => queues.close(),
           () => bulkQueues.close(),
+          () => parseThread?.close(),
           () => webhookEvents.close(),
           // While Redis is away quit() fails (no offline queue) or waits for a reconnect (the subscriber): disconnect
           // instead, or the client keeps reconnecting and the process never exits.

@@ -40,6 +40,12 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Longest `Prefer: wait=N` honoured. @default 60_000 */
   maxWaitMs: number;
+  /**
+   * Read NDJSON batch uploads on a thread of their own (splitting lines and
+   * reading numbers is most of an upload's CPU), beside the event loop.
+   * @default true
+   */
+  batchParseThread: boolean;
 }
 
 export const DEFAULT_WEBHOOK_RETRY_DELAYS_MS = [
@@ -122,6 +128,7 @@ const EnvSchema = z.object({
   WORKER_MODELS: z.string().default(''),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAX_WAIT_SECONDS: z.coerce.number().int().min(1).max(600).default(60),
+  BATCH_PARSE_THREAD: booleanString.default(true),
   NODE_ENV: z.string().optional(),
 });
 
@@ -165,5 +172,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     workerModels: e.WORKER_MODELS.split(',').map((s) => s.trim()).filter(Boolean),
     logLevel: e.LOG_LEVEL,
     maxWaitMs: e.MAX_WAIT_SECONDS * 1000,
+    batchParseThread: e.BATCH_PARSE_THREAD,
   };
 }

@@ -1,4 +1,3 @@
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { v4 as uuidv4 } from 'uuid';
 import {
   MAX_METADATA_BYTES,
@@ -15,8 +14,10 @@ import type { ModelRepository, ModelVersion } from '@infer/models';
 import { assertWebhookUrlAllowed } from '@infer/webhooks';
 import type { BulkQueues } from './bulk-queues.js';
 import type { InteractiveRequests } from './interactive-requests.js';
-import { ChunkBuilder, DEFAULT_CHUNK_LIMITS, type BuiltChunk, type ChunkLimits } from './chunk-builder.js';
-import type { RawItem } from './ndjson-lines.js';
+import { DEFAULT_CHUNK_LIMITS, type BuiltChunk, type ChunkLimits } from './chunk-builder.js';
+import { buildChunks, type ChunkSource } from './chunk-sources.js';
+import { ndjsonLines, type RawItem } from './ndjson-lines.js';
+import type { ParseThread } from './parse-thread/parse-thread.js';
 
 export interface BatchServiceDeps {
   models: ModelRepository;
@@ -26,6 +27,8 @@ export interface BatchServiceDeps {
   logger: Logger;
   /** Interactive requests in flight in this gateway: reading an upload waits while there are any. */
   interactive?: InteractiveRequests;
+  /** Where NDJSON uploads are read; without one they are read on the event loop. */
+  parseThread?: ParseThread;
   chunkLimits?: ChunkLimits;
   now?: () => number;
 }
@@ -44,15 +47,6 @@ export interface PreparedBatch {
   model: ModelVersion;
   params: BatchParams;
 }
-
-/** Longest the upload loop runs before it lets other requests in. */
-const YIELD_EVERY_MS = 1;
-/**
- * Longest reading an upload waits for this gateway's interactive requests to
- * be answered; under unbroken interactive load an upload slows down but
- * still moves.
- */
-const MAX_YIELD_MS = 1000;
 
 const BATCH_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -84,15 +78,28 @@ export class BatchService {
     return { model, params };
   }
 
+  /** An NDJSON upload, read as a stream: on the parse thread when there is one. */
+  submitLines(tenant: string, prepared: PreparedBatch, body: AsyncIterable<Buffer>, maxLineBytes: number): Promise<Batch> {
+    const { model } = prepared;
+    const source = this.deps.parseThread
+      ? this.deps.parseThread.chunks(model, this.limits, maxLineBytes, body, this.deps.interactive)
+      : buildChunks(model, this.limits, ndjsonLines(body, maxLineBytes), this.deps.interactive);
+    return this.submit(tenant, prepared, source);
+  }
+
+  /** The JSON form's `items`, already parsed. */
+  submitItems(tenant: string, prepared: PreparedBatch, items: AsyncIterable<RawItem[]>): Promise<Batch> {
+    return this.submit(tenant, prepared, buildChunks(prepared.model, this.limits, items, this.deps.interactive));
+  }
+
   /**
-   * Read every item, enqueue them in chunks, seal the batch. If reading fails
-   * (the client went away, Redis did) the batch is discarded: without a 202 it
-   * never existed for the client.
+   * Take every chunk of the upload, register and enqueue each, seal the
+   * batch. If reading fails (the client went away, Redis did) the batch is
+   * discarded: without a 202 it never existed for the client.
    */
-  async submit(tenant: string, prepared: PreparedBatch, items: AsyncIterable<RawItem[]>): Promise<Batch> {
+  private async submit(tenant: string, prepared: PreparedBatch, source: ChunkSource): Promise<Batch> {
     const { model, params } = prepared;
     const id = uuidv4();
-    const builder = new ChunkBuilder(model, this.limits);
     let created = false;
     let live = true;
     let chunks = 0;
@@ -130,37 +137,18 @@ export class BatchService {
       const payload: BulkChunkPayload = { tenant, batch: id, chunk: index, ...described };
       await this.deps.queues.add(model.name, model.version, payload);
     };
-    const flush = async (): Promise<void> => {
-      const chunk = builder.take();
-      await writing;
-      if (failure) throw failure.err;
-      if (!live) return;
-      writing = write(chunk, chunks++).catch((err: unknown) => {
-        failure = { err };
-      });
-    };
-
     try {
-      let turn = performance.now();
-      for await (const batch of items) {
+      for await (const chunk of source) {
+        // Canceled while uploading: the rest of the body is read and dropped.
         if (!live) continue;
-        if (this.deps.interactive?.busy) {
-          await this.deps.interactive.whenIdle(MAX_YIELD_MS);
-          turn = performance.now();
-        }
-        for (const item of batch) {
-          builder.add(item);
-          if (builder.full) await flush();
-        }
-        // Reads that are already buffered resolve as microtasks, which would
-        // keep this loop from ever giving way: every few milliseconds, let
-        // the event loop serve other requests (interactive jobs first of all).
-        if (performance.now() - turn > YIELD_EVERY_MS) {
-          await nextTurn();
-          turn = performance.now();
-        }
+        // One write in flight: the next chunk is built while this one goes to Redis.
+        await writing;
+        if (failure) throw failure.err;
+        if (!live) continue;
+        writing = write(chunk, chunks++).catch((err: unknown) => {
+          failure = { err };
+        });
       }
-      if (builder.size > 0) await flush();
       await writing;
       if (failure) throw failure.err;
       if (!created) throw badRequest('invalid_input', 'The batch has no items');

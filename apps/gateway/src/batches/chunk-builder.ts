@@ -1,6 +1,5 @@
-import { BYTES_PER_ELEMENT, BatchItem, MAX_CUSTOM_ID_LENGTH, type BulkInput, type Datatype, type JobError } from '@infer/contract';
+import { BYTES_PER_ELEMENT, BatchItem, MAX_CUSTOM_ID_LENGTH, type BulkInput, type Datatype, type JobError, type TensorSpec } from '@infer/contract';
 import { isAppError } from '@infer/errors';
-import type { ModelVersion } from '@infer/models';
 import { allocate, decodeInput, elementCount, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
 import { LineScanner, scanTargets } from './line-scanner.js';
 import { itemLabel, lineText, type RawItem } from './ndjson-lines.js';
@@ -18,6 +17,12 @@ export interface ChunkLimits {
 }
 
 export const DEFAULT_CHUNK_LIMITS: ChunkLimits = { maxRows: 2048, maxBytes: 1 << 20 };
+
+/** What building chunks needs of a model: its name (for messages) and its inputs. Plain data, so a parse thread can have it. */
+export interface BatchModel {
+  name: string;
+  inputs: readonly TensorSpec[];
+}
 
 /** A full chunk, ready for the queue. */
 export interface BuiltChunk {
@@ -64,7 +69,7 @@ export class ChunkBuilder {
   private readonly scanner: LineScanner | null;
 
   constructor(
-    private readonly model: ModelVersion,
+    private readonly model: BatchModel,
     private readonly limits: ChunkLimits = DEFAULT_CHUNK_LIMITS,
   ) {
     this.known = new Set(model.inputs.map((s) => s.name));

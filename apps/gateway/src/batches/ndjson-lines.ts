@@ -26,70 +26,93 @@ export function lineText(item: Extract<RawItem, { kind: 'line' }>): string {
 const NEWLINE = 0x0a;
 
 /**
- * Split a byte stream into NDJSON lines, handing them out a read at a time
- * (an array per chunk of the stream, so a million lines are not a million
- * promises). Reading the next chunk waits for the consumer: while it awaits,
- * nothing more is read and TCP pushes back on the client. A line's bytes are
- * a view of the read they came in (or of the reads it spans, joined), valid
- * until the consumer asks for the next array.
+ * Splits a byte stream into NDJSON lines as its pieces arrive: `push` each
+ * piece, then `end`. A line's bytes are a view of the piece it came in (or
+ * of the pieces it spans, joined), valid as long as that piece is.
  *
  * Lines are numbered from 1 as an editor numbers them; blank lines are
  * skipped but counted. A line longer than `maxLineBytes` is not kept: it is
  * reported as `tooLong` and its bytes are dropped as they arrive, so memory
  * stays bounded by the limit whatever the client sends.
  */
-export async function* ndjsonLines(source: AsyncIterable<Buffer | string>, maxLineBytes: number): AsyncGenerator<RawItem[]> {
-  let carry: Buffer[] = [];
-  let carryBytes = 0;
-  let dropping = false;
-  let line = 0;
-  const emit = (out: RawItem[], bytes: Buffer, start: number, end: number) => {
-    line++;
-    const bom = line === 1 && bytes[start] === 0xef && bytes[start + 1] === 0xbb && bytes[start + 2] === 0xbf ? 3 : 0;
-    if (!isBlank(bytes, start + bom, end)) out.push({ kind: 'line', line, source: bytes, start, end });
-  };
-  for await (const piece of source) {
-    const data = typeof piece === 'string' ? Buffer.from(piece) : piece;
+export class LineSplitter {
+  private carry: Buffer[] = [];
+  private carryBytes = 0;
+  private dropping = false;
+  private line = 0;
+
+  constructor(private readonly maxLineBytes: number) {}
+
+  push(data: Buffer): RawItem[] {
     const out: RawItem[] = [];
     let pos = 0;
     while (pos < data.length) {
       const nl = data.indexOf(NEWLINE, pos);
       const end = nl === -1 ? data.length : nl;
-      if (!dropping && carryBytes + (end - pos) > maxLineBytes) {
-        dropping = true;
-        carry = [];
+      if (!this.dropping && this.carryBytes + (end - pos) > this.maxLineBytes) {
+        this.dropping = true;
+        this.carry = [];
       }
       if (nl === -1) {
-        carryBytes += end - pos;
-        if (!dropping) carry.push(data.subarray(pos));
+        this.carryBytes += end - pos;
+        if (!this.dropping) this.carry.push(data.subarray(pos));
         break;
       }
-      if (dropping) {
-        line++;
-        out.push({ kind: 'tooLong', line, limit: maxLineBytes });
-        dropping = false;
-      } else if (carry.length > 0) {
-        carry.push(data.subarray(pos, end));
-        const whole = Buffer.concat(carry);
-        emit(out, whole, 0, whole.length);
+      if (this.dropping) {
+        this.line++;
+        out.push({ kind: 'tooLong', line: this.line, limit: this.maxLineBytes });
+        this.dropping = false;
+      } else if (this.carry.length > 0) {
+        this.carry.push(data.subarray(pos, end));
+        const whole = Buffer.concat(this.carry);
+        this.emit(out, whole, 0, whole.length);
       } else {
-        emit(out, data, pos, end);
+        this.emit(out, data, pos, end);
       }
-      carry = [];
-      carryBytes = 0;
+      this.carry = [];
+      this.carryBytes = 0;
       pos = nl + 1;
     }
-    if (out.length > 0) yield out;
+    return out;
   }
-  // A last line without a final newline.
-  if (dropping) {
-    yield [{ kind: 'tooLong', line: line + 1, limit: maxLineBytes }];
-  } else if (carryBytes > 0) {
+
+  /** The last line, when the stream did not end with a newline. */
+  end(): RawItem[] {
     const out: RawItem[] = [];
-    const whole = Buffer.concat(carry);
-    emit(out, whole, 0, whole.length);
+    if (this.dropping) {
+      out.push({ kind: 'tooLong', line: this.line + 1, limit: this.maxLineBytes });
+    } else if (this.carryBytes > 0) {
+      const whole = Buffer.concat(this.carry);
+      this.emit(out, whole, 0, whole.length);
+    }
+    this.carry = [];
+    this.carryBytes = 0;
+    this.dropping = false;
+    return out;
+  }
+
+  private emit(out: RawItem[], bytes: Buffer, start: number, end: number): void {
+    this.line++;
+    const bom = this.line === 1 && bytes[start] === 0xef && bytes[start + 1] === 0xbb && bytes[start + 2] === 0xbf ? 3 : 0;
+    if (!isBlank(bytes, start + bom, end)) out.push({ kind: 'line', line: this.line, source: bytes, start, end });
+  }
+}
+
+/**
+ * The lines of a byte stream, handed out a read at a time (an array per
+ * piece, so a million lines are not a million promises). Reading the next
+ * piece waits for the consumer: while it awaits, nothing more is read and
+ * TCP pushes back on the client. A line's bytes are valid until the
+ * consumer asks for the next array.
+ */
+export async function* ndjsonLines(source: AsyncIterable<Buffer | string>, maxLineBytes: number): AsyncGenerator<RawItem[]> {
+  const splitter = new LineSplitter(maxLineBytes);
+  for await (const piece of source) {
+    const out = splitter.push(typeof piece === 'string' ? Buffer.from(piece) : piece);
     if (out.length > 0) yield out;
   }
+  const last = splitter.end();
+  if (last.length > 0) yield last;
 }
 
 /** Only spaces, tabs and carriage returns (a CRLF file's line ends in one). */

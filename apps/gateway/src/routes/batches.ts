@@ -6,7 +6,7 @@ import { CreateBatchBody, CreateBatchQuery, type Batch } from '@infer/contract';
 import { AppError, badRequest } from '@infer/errors';
 import { tenantOf } from '../http/auth.js';
 import type { BatchService } from '../batches/batch-service.js';
-import { ndjsonLines, type RawItem } from '../batches/ndjson-lines.js';
+import type { RawItem } from '../batches/ndjson-lines.js';
 
 export interface BatchRoutesOptions {
   /** The JSON form's body limit, and the NDJSON form's limit per line. */
@@ -105,14 +105,13 @@ export function batchRoutes(service: BatchService, options: BatchRoutesOptions):
       throw new AppError(415, 'unsupported_media_type', 'Send application/json (with "items") or application/x-ndjson (one item a line)');
     }
     const prepared = service.prepare(parseUploadQuery(req.query));
-    const lines = ndjsonLines(decodedBody(req), options.maxBodyBytes);
-    accepted(res, await service.submit(tenantOf(req), prepared, lines));
+    accepted(res, await service.submitLines(tenantOf(req), prepared, decodedBody(req), options.maxBodyBytes));
   });
 
   router.post('/', json, async (req, res) => {
     const body = parseCreateBatch(req.body);
     const prepared = service.prepare(body);
-    accepted(res, await service.submit(tenantOf(req), prepared, jsonItems(body.items)));
+    accepted(res, await service.submitItems(tenantOf(req), prepared, jsonItems(body.items)));
   });
 
   router.get('/', async (req, res) => {

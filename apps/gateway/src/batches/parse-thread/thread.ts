@@ -1,0 +1,65 @@
+import { parentPort } from 'node:worker_threads';
+import { ChunkBuilder, type BuiltChunk } from '../chunk-builder.js';
+import { LineSplitter, type RawItem } from '../ndjson-lines.js';
+import type { FromThread, ToThread } from './protocol.js';
+
+/**
+ * The parse thread: splits each upload's pieces into lines and builds its
+ * chunks (the gateway's most CPU-hungry work: reading every number of every
+ * line), off the event loop that serves HTTP.
+ */
+const port = parentPort!;
+const sessions = new Map<number, { splitter: LineSplitter; builder: ChunkBuilder }>();
+
+function send(message: FromThread, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(message, transfer);
+}
+
+function ship(id: number, chunk: BuiltChunk): void {
+  const { packed } = chunk;
+  // Hand the bytes over without a copy when they own their ArrayBuffer; a
+  // small Buffer can sit in Node's shared pool, which must not be transferred.
+  const own = packed.byteOffset === 0 && packed.buffer.byteLength === packed.byteLength;
+  const bytes = own ? packed : Uint8Array.prototype.slice.call(packed);
+  send({ type: 'chunk', id, chunk: { ...chunk, packed: bytes } }, [bytes.buffer as ArrayBuffer]);
+}
+
+function add(id: number, builder: ChunkBuilder, items: RawItem[]): void {
+  for (const item of items) {
+    builder.add(item);
+    if (builder.full) ship(id, builder.take());
+  }
+}
+
+port.on('message', (m: ToThread) => {
+  try {
+    switch (m.type) {
+      case 'open':
+        sessions.set(m.id, { splitter: new LineSplitter(m.maxLineBytes), builder: new ChunkBuilder(m.model, m.limits) });
+        return;
+      case 'data': {
+        const s = sessions.get(m.id);
+        if (s) add(m.id, s.builder, s.splitter.push(Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength)));
+        send({ type: 'consumed', id: m.id });
+        return;
+      }
+      case 'end': {
+        const s = sessions.get(m.id);
+        if (s) {
+          add(m.id, s.builder, s.splitter.end());
+          if (s.builder.size > 0) ship(m.id, s.builder.take());
+          sessions.delete(m.id);
+        }
+        send({ type: 'ended', id: m.id });
+        return;
+      }
+      case 'close':
+        sessions.delete(m.id);
+        return;
+    }
+  } catch (err) {
+    // A bug, not bad input (bad lines become failed items): end this upload, keep the thread.
+    sessions.delete(m.id);
+    send({ type: 'error', id: m.id, message: (err as Error).message });
+  }
+});
