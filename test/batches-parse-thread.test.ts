@@ -112,6 +112,7 @@ describe('batches: the parse thread', function () {
       caught = err;
     }
     expect((caught as Error | undefined)?.message).to.match(/parse thread exited/);
+    expect((caught as { status?: number }).status).to.equal(503);
     expect(await collect(thread.chunks(model, limits, 200, stream(pieces(lines.slice(0, 2).join('\n'), 64))))).to.have.length(1);
   });
 });

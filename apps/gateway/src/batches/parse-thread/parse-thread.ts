@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { build } from 'esbuild';
+import { unavailable } from '@infer/errors';
 import type { Logger } from '@infer/logger';
 import type { BatchModel, BuiltChunk, ChunkLimits } from '../chunk-builder.js';
 import { MAX_YIELD_MS, type ChunkSource } from '../chunk-sources.js';
@@ -108,14 +109,14 @@ export class ParseThread {
     worker.on('message', (m: FromThread) => this.sessions.get(m.id)?.receive(m));
     worker.on('error', (err) => {
       this.logger.error({ err }, 'the batch parse thread failed');
-      this.lost(worker, err);
+      this.lost(worker, unavailable('The gateway could not read the upload (its parse thread failed); send it again', 1, err));
     });
-    worker.on('exit', (code) => this.lost(worker, new Error(`the batch parse thread exited (code ${code})`)));
+    worker.on('exit', (code) => this.lost(worker, unavailable(`The gateway could not read the upload (its parse thread exited, code ${code}); send it again`)));
     this.worker = worker;
     return worker;
   }
 
-  /** The thread is gone: its uploads fail (they answer 500 and are discarded); the next upload starts a new one. */
+  /** The thread is gone: its uploads fail (503, discarded: the client sends again); the next upload starts a new one. */
   private lost(worker: Worker, err: Error): void {
     if (this.worker === worker) this.worker = undefined;
     for (const session of this.sessions.values()) session.fail(err);
