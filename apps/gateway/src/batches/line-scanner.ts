@@ -63,6 +63,8 @@ const DOUBLE_EPSILON = 2 ** -52;
 
 /** Marks "not handled here" from a reader that otherwise answers a number. */
 const NO = -1;
+/** nextMember: the object has ended. */
+const END = -2;
 
 export class LineScanner {
   private b: Buffer = Buffer.alloc(0);
@@ -90,19 +92,11 @@ export class LineScanner {
     if (this.next() !== OPEN_BRACE) return undefined;
     this.i++;
     for (let first = true; ; first = false) {
-      let c = this.next();
-      if (c === CLOSE_BRACE && first) return undefined; // {} has no input
-      if (!first) {
-        if (c === CLOSE_BRACE) break;
-        if (c !== COMMA) return undefined;
-        this.i++;
-        c = this.next();
-      }
-      const key = this.readPlainString();
-      if (key < 0 || this.next() !== COLON) return undefined;
-      this.i++;
+      const key = this.nextMember(first);
+      if (key === END) break;
+      if (key === NO) return undefined;
       if (this.keyIs(key, CUSTOM_ID)) {
-        if (sawId || this.next() !== QUOTE) return undefined;
+        if (sawId || this.b[this.i] !== QUOTE) return undefined;
         sawId = true;
         const from = this.i + 1;
         const to = this.readPlainString();
@@ -117,7 +111,6 @@ export class LineScanner {
         return undefined;
       }
     }
-    this.i++;
     // Only whitespace after the object (a CRLF line ends in a carriage return).
     if (!sawInput || this.next() !== NO) return undefined;
     return customId;
@@ -130,33 +123,25 @@ export class LineScanner {
     this.i++;
     let count = 0;
     for (let first = true; ; first = false) {
-      const c = this.next();
-      if (!first) {
-        if (c === CLOSE_BRACE) break;
-        if (c !== COMMA) return false;
-        this.i++;
-        this.next();
-      }
-      const key = this.readPlainString();
-      if (key < 0 || this.next() !== COLON) return false;
-      this.i++;
+      const key = this.nextMember(first);
+      if (key === END) break;
+      if (key === NO) return false;
       const t = this.targetOf(key);
       if (t < 0 || seen[t]) return false;
       seen[t] = true;
       count++;
       const target = this.targets[t]!;
       const at = row * target.per;
-      const c2 = this.next();
-      if (c2 === OPEN_BRACKET) {
+      const c = this.b[this.i];
+      if (c === OPEN_BRACKET) {
         if (!(target.data instanceof Float32Array || target.data instanceof Float64Array)) return false;
         if (this.readNested(target.data, target.shape, 0, at) !== target.per) return false;
-      } else if (c2 === OPEN_BRACE) {
+      } else if (c === OPEN_BRACE) {
         if (!this.readB64Tensor(target, at)) return false;
       } else {
         return false;
       }
     }
-    this.i++;
     return count === this.targets.length;
   }
 
@@ -204,17 +189,9 @@ export class LineScanner {
     let sawShape = false;
     let sawB64 = false;
     for (let first = true; ; first = false) {
-      const c = this.next();
-      if (!first) {
-        if (c === CLOSE_BRACE) break;
-        if (c !== COMMA) return false;
-        this.i++;
-        this.next();
-      }
-      const key = this.readPlainString();
-      if (key < 0 || this.next() !== COLON) return false;
-      this.i++;
-      this.next();
+      const key = this.nextMember(first);
+      if (key === END) break;
+      if (key === NO) return false;
       if (this.keyIs(key, DATATYPE)) {
         if (sawType) return false;
         sawType = true;
@@ -239,7 +216,6 @@ export class LineScanner {
         return false;
       }
     }
-    this.i++;
     return sawType && sawShape && sawB64 && firstBadRawValue(target.data, target.datatype, at, at + target.per) < 0;
   }
 
@@ -358,6 +334,30 @@ export class LineScanner {
       }
     }
     return Number(b.toString('latin1', start, i));
+  }
+
+  /**
+   * In an object, after its `{` or a member: the next member's key (where
+   * it ends, as readPlainString answers) with the cursor on its value, END
+   * past the closing `}`, or NO. An empty object is NO: no object read here
+   * may be empty.
+   */
+  private nextMember(first: boolean): number {
+    const c = this.next();
+    if (!first) {
+      if (c === CLOSE_BRACE) {
+        this.i++;
+        return END;
+      }
+      if (c !== COMMA) return NO;
+      this.i++;
+      this.next();
+    }
+    const key = this.readPlainString();
+    if (key < 0 || this.next() !== COLON) return NO;
+    this.i++;
+    this.next();
+    return key;
   }
 
   /**
