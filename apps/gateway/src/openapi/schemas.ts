@@ -139,7 +139,7 @@ export const ModelListSchema = z.object({ object: z.literal('list'), data: z.arr
 // ---------------------------------------------------------------------------
 
 export const JobErrorSchema = z.object({
-  code: z.string().describe('Stable snake_case code: `invalid_input`, `inference_failed`, `worker_lost`, `canceled`, …'),
+  code: z.string().describe('Stable snake_case code: `invalid_input`, `invalid_json` (batch lines), `inference_failed`, `worker_lost`, `inputs_lost` (a batch chunk whose stored inputs are gone), `canceled`, …'),
   message: z.string(),
 });
 
