@@ -12,7 +12,7 @@ import type { BulkQueues } from './batches/bulk-queues.js';
 import { InteractiveRequests } from './batches/interactive-requests.js';
 import { requireApiKey } from './http/auth.js';
 import { notFoundRoute, problemMiddleware } from './http/problem-middleware.js';
-import { rateLimitPerKey } from './http/rate-limit.js';
+import { rateLimitPerKey, SharedRateLimiter } from './http/rate-limit.js';
 import { JobService } from './jobs/job-service.js';
 import type { QueueRegistry } from './jobs/queue-registry.js';
 import { GatewayMetrics } from './metrics.js';
@@ -41,8 +41,11 @@ export interface GatewayDeps {
   metrics?: GatewayMetrics;
 }
 
-/** Build the gateway's Express app. Listening and signals are main.ts's business. */
-export function createApp(deps: GatewayDeps): Express {
+/**
+ * Build the gateway's Express app, and its rate limiter for the caller to
+ * close before Redis. Listening and signals are main.ts's business.
+ */
+export function createApp(deps: GatewayDeps): { app: Express; rateLimiter: SharedRateLimiter } {
   const { config, logger } = deps;
   const metrics = deps.metrics ?? new GatewayMetrics();
   const app = express();
@@ -59,7 +62,19 @@ export function createApp(deps: GatewayDeps): Express {
 
   const v1 = express.Router();
   v1.use(requireApiKey(config.apiKeys));
-  v1.use(rateLimitPerKey(deps.redis, config.queuePrefix, config.rateLimitPerSecond));
+  let rateLimitWarnedAt = -Infinity;
+  const rateLimiter = new SharedRateLimiter({
+    redis: deps.redis,
+    prefix: config.queuePrefix,
+    perSecond: config.rateLimitPerSecond,
+    // Fails every sync (50 ms) while Redis is away: one line in 10 s tells as much.
+    onError: (err) => {
+      if (Date.now() - rateLimitWarnedAt < 10_000) return;
+      rateLimitWarnedAt = Date.now();
+      logger.warn({ err: (err as Error).message }, 'rate limit sync failed; each gateway limits alone meanwhile');
+    },
+  });
+  v1.use(rateLimitPerKey(rateLimiter, config.rateLimitPerSecond));
   v1.use('/models', modelRoutes(deps.models));
   const jobs = new JobService({
     models: deps.models,
@@ -94,5 +109,5 @@ export function createApp(deps: GatewayDeps): Express {
 
   app.use(notFoundRoute);
   app.use(problemMiddleware(logger, config.maxBodyBytes));
-  return app;
+  return { app, rateLimiter };
 }

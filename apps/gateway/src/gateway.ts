@@ -69,7 +69,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
   });
   const bulkQueues = new BulkQueues({ connection: bullConnection, prefix: config.queuePrefix });
   const parseThread = config.batchParseThread ? new ParseThread(logger) : undefined;
-  const app = createApp({ config, logger, redis, models, store, waiters, queues, batchStore, bulkQueues, webhookEvents, ...(parseThread ? { parseThread } : {}) });
+  const { app, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, queues, batchStore, bulkQueues, webhookEvents, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
@@ -97,6 +97,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
             await waiters.close();
             await closed;
           },
+          () => rateLimiter.close(),
           () => queues.close(),
           () => bulkQueues.close(),
           () => parseThread?.close(),
