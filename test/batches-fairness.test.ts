@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { bulkQueueName, type Job } from '@infer/contract';
 import { BatchStore } from '@infer/batch-store';
 import { silentLogger } from '@infer/logger';
-import { BulkWorker, type InteractiveGate } from '../apps/worker/src/bulk-worker.js';
+import { BulkWorker, type InteractiveGate } from '../apps/worker/src/bulk/bulk-worker.js';
 import { createWorker } from '../apps/worker/src/index.js';
 import { b64Fp32, getBatch, mlpFeatures, submitBatch, toNdjson, waitForBatchEnd } from './helpers/batches.js';
 import { TEST_REDIS_URL, startPlatform, type TestPlatform } from './helpers/platform.js';

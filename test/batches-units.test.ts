@@ -2,10 +2,10 @@ import { EventEmitter } from 'node:events';
 import { expect } from 'chai';
 import type { Response } from 'express';
 import { Redis } from 'ioredis';
-import { BatchStore, ChunkResultWriter, batchCompletedWebhook, customIdJson, failedChunkResult, nestedJson, renderChunkResult, type BatchRecord } from '@infer/batch-store';
+import { BatchStore, ChunkResultWriter, batchCompletedWebhook, customIdJson, failedChunkResult, renderChunkResult, type BatchRecord } from '@infer/batch-store';
 import { InteractiveRequests } from '../apps/gateway/src/batches/interactive-requests.js';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from './helpers/platform.js';
-import { toNested } from '@infer/tensors';
+import { nestedJson, toNested } from '@infer/tensors';
 import { itemLabel, lineText, ndjsonLines, type RawItem } from '../apps/gateway/src/batches/ndjson-lines.js';
 
 

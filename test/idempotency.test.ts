@@ -1,7 +1,6 @@
 import { expect } from 'chai';
-import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { inferQueueName } from '@infer/contract';
+import { interactiveKeys } from '@infer/contract';
 import { OTHER_TENANT_KEY, startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 
 const body = JSON.stringify({ model: 'mlp', version: 1, input: { features: new Array(64).fill(0.25) } });
@@ -9,15 +8,13 @@ const body = JSON.stringify({ model: 'mlp', version: 1, input: { features: new A
 describe('Idempotency-Key', () => {
   let p: TestPlatform;
   let redis: Redis;
-  let queue: Queue;
+  /** Jobs accepted and not ended in mlp v1's queue (no worker runs: that is every job enqueued). */
+  const queued = () => redis.hlen(interactiveKeys(p.prefix, 'mlp', '1').index);
   before(async () => {
-    // No worker: jobs stay queued, so the queue's count is exactly what was enqueued.
     p = await startPlatform({ worker: false });
     redis = new Redis(TEST_REDIS_URL);
-    queue = new Queue(inferQueueName('mlp', '1'), { connection: redis, prefix: p.prefix });
   });
   after(async () => {
-    await queue.close();
     redis.disconnect();
     await p.close();
   });
@@ -30,7 +27,7 @@ describe('Idempotency-Key', () => {
     expect(again.status).to.equal(200);
     expect(again.headers.get('idempotent-replayed')).to.equal('true');
     expect(((await again.json()) as { id: string }).id).to.equal(job.id);
-    expect(await queue.getWaitingCount()).to.equal(1);
+    expect(await queued()).to.equal(1);
   });
 
   it('gives one job to concurrent requests with the same key', async () => {

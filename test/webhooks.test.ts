@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
-import { inferQueueName, WEBHOOK_QUEUE, type Job } from '@infer/contract';
+import { interactiveQueue, WEBHOOK_QUEUE, type Job } from '@infer/contract';
 import { silentLogger } from '@infer/logger';
 import type { WebhookDelivery } from '@infer/webhooks';
 import { createWorker } from '../apps/worker/src/index.js';
@@ -389,10 +389,11 @@ describe('webhooks: SSRF guard (WEBHOOK_ALLOW_PRIVATE unset)', function () {
     }
     const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
     try {
-      const [, jobKeys] = await redis.scan('0', 'MATCH', `${p.prefix}:job:*`, 'COUNT', 10_000);
+      const [, jobKeys] = await redis.scan('0', 'MATCH', `${p.prefix}:*:job*`, 'COUNT', 10_000);
       expect(jobKeys).to.deep.equal([]);
       for (const version of ['1', '2']) {
-        const queue = new Queue(inferQueueName('mlp', version), { connection: redis, prefix: p.prefix });
+        const ref = interactiveQueue(p.prefix, 'mlp', version);
+        const queue = new Queue(ref.name, { connection: redis, prefix: ref.prefix });
         const counts = await queue.getJobCounts('waiting', 'delayed', 'active', 'prioritized');
         await queue.close();
         expect(Object.values(counts).every((n) => n === 0), `queue mlp v${version}`).to.equal(true);

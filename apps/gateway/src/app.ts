@@ -14,7 +14,7 @@ import { requireApiKey } from './http/auth.js';
 import { notFoundRoute, problemMiddleware } from './http/problem-middleware.js';
 import { rateLimitPerKey, SharedRateLimiter } from './http/rate-limit.js';
 import { JobService } from './jobs/job-service.js';
-import type { QueueRegistry } from './jobs/queue-registry.js';
+import type { EnvelopeWriter } from './jobs/envelope-writer.js';
 import { GatewayMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
 import { batchRoutes } from './routes/batches.js';
@@ -31,7 +31,8 @@ export interface GatewayDeps {
   models: ModelRepository;
   store: JobStore;
   waiters: JobWaiters;
-  queues: QueueRegistry;
+  /** Writes accepted jobs to the queues, as envelopes. */
+  writer: EnvelopeWriter;
   batchStore: BatchStore;
   bulkQueues: BulkQueues;
   /** Webhook events the gateway sends (a canceled job's job.completed) and resends. */
@@ -80,7 +81,7 @@ export function createApp(deps: GatewayDeps): { app: Express; rateLimiter: Share
     models: deps.models,
     store: deps.store,
     waiters: deps.waiters,
-    queues: deps.queues,
+    writer: deps.writer,
     webhookAllowPrivate: config.webhookAllowPrivate,
     webhookEvents: deps.webhookEvents,
   });
@@ -89,7 +90,7 @@ export function createApp(deps: GatewayDeps): { app: Express; rateLimiter: Share
     webhookRoutes({
       secrets: new WebhookSecrets(deps.redis, config.queuePrefix),
       events: deps.webhookEvents,
-      jobTenant: async (id) => (await deps.store.get(id))?.tenant ?? null,
+      jobTenant: (id) => jobs.tenantOf(id),
       batchTenant: async (id) => (await deps.batchStore.get(id))?.tenant ?? null,
     }),
   );

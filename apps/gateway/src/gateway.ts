@@ -12,7 +12,7 @@ import { WebhookEvents } from '@infer/webhooks';
 import { createApp } from './app.js';
 import { BulkQueues } from './batches/bulk-queues.js';
 import { ParseThread } from './batches/parse-thread/parse-thread.js';
-import { QueueRegistry } from './jobs/queue-registry.js';
+import { EnvelopeWriter } from './jobs/envelope-writer.js';
 
 export interface Gateway {
   app: Express;
@@ -47,10 +47,17 @@ export async function createGateway(config: Config, logger: Logger, options: { m
   await Promise.all([redis.connect(), bullConnection.connect(), subscriber.connect()]);
 
   const store = new JobStore(redis, { prefix: config.queuePrefix, resultTtlMs: config.resultTtlMs });
-  const waiters = new JobWaiters(subscriber, store.channel);
+  const waiters = new JobWaiters(subscriber, config.queuePrefix);
   await waiters.start();
-  const queues = new QueueRegistry({ connection: bullConnection, prefix: config.queuePrefix, maxQueueDepth: config.maxQueueDepth });
-  for (const mv of models.all()) queues.get(mv.name, mv.version);
+  const writer = new EnvelopeWriter({
+    redis,
+    prefix: config.queuePrefix,
+    resultTtlMs: config.resultTtlMs,
+    maxQueueDepth: config.maxQueueDepth,
+    gatewayChannel: waiters.channel,
+  });
+  // Every version this gateway may route to counts towards MAX_QUEUE_DEPTH, submitted to here yet or not.
+  for (const mv of models.all()) writer.queueOf(mv);
   const webhookEvents = new WebhookEvents({
     connection: bullConnection,
     prefix: config.queuePrefix,
@@ -69,7 +76,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
   });
   const bulkQueues = new BulkQueues({ connection: bullConnection, prefix: config.queuePrefix });
   const parseThread = config.batchParseThread ? new ParseThread(logger) : undefined;
-  const { app, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, queues, batchStore, bulkQueues, webhookEvents, ...(parseThread ? { parseThread } : {}) });
+  const { app, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, batchStore, bulkQueues, webhookEvents, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
@@ -98,7 +105,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
             await closed;
           },
           () => rateLimiter.close(),
-          () => queues.close(),
+          () => writer.close(),
           () => bulkQueues.close(),
           () => parseThread?.close(),
           () => webhookEvents.close(),

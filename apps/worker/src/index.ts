@@ -1,4 +1,4 @@
-export * from './batch-runner.js';
-export * from './model-worker.js';
+export * from './interactive/interactive-worker.js';
+export * from './interactive/microbatch.js';
 export * from './worker.js';
 export * from './metrics.js';

@@ -1,6 +1,6 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 import type { ModelVersion } from '@infer/models';
-import type { InstanceResult } from './batch-runner.js';
+import type { Run } from './interactive/microbatch.js';
 
 /** The worker's Prometheus metrics; served on WORKER_METRICS_PORT when set. */
 export class WorkerMetrics {
@@ -26,17 +26,16 @@ export class WorkerMetrics {
     registers: [this.registry],
   });
 
-  observeBatch(model: ModelVersion, results: readonly InstanceResult[]): void {
+  /** One micro-batch's runs: each run's size and ONNX Runtime time. */
+  observeRuns(model: ModelVersion, runs: readonly Run[]): void {
     const labels = { model: model.name, version: model.version };
-    const runs = new Map<number, number>();
-    for (const r of results) {
-      this.jobsEnded.inc({ ...labels, status: r.ok ? 'succeeded' : 'failed' });
-      runs.set(r.inferenceMs, r.batchSize);
+    for (const run of runs) {
+      this.batchSize.observe(labels, run.size);
+      this.inferenceSeconds.observe(labels, run.ms / 1000);
     }
-    // Instances of one run share its inference time: count each run once.
-    for (const [ms, size] of runs) {
-      this.batchSize.observe(labels, size);
-      this.inferenceSeconds.observe(labels, ms / 1000);
-    }
+  }
+
+  jobEnded(model: ModelVersion, status: 'succeeded' | 'failed'): void {
+    this.jobsEnded.inc({ model: model.name, version: model.version, status });
   }
 }

@@ -1,14 +1,13 @@
 import { Redis } from 'ioredis';
 import type { Config } from '@infer/config';
 import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
-import { JobStore } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { WebhookDeliveryWorker, WebhookEvents, type Resolver } from '@infer/webhooks';
 import { WorkerMetrics } from './metrics.js';
-import { BulkWorker } from './bulk-worker.js';
-import { ModelWorker } from './model-worker.js';
-import { JobWebhookEmitter } from './webhook-emitter.js';
+import { BulkWorker } from './bulk/bulk-worker.js';
+import { InteractiveWorker } from './interactive/interactive-worker.js';
+import { JobWebhookEmitter } from './interactive/job-webhooks.js';
 
 export interface InferenceWorker {
   models: ModelRepository;
@@ -17,8 +16,9 @@ export interface InferenceWorker {
 }
 
 /**
- * Wire a worker process from config: one ModelWorker per model version it
- * serves (WORKER_MODELS, or all), sharing one Redis connection for commands.
+ * Wire a worker process from config: per model version it serves
+ * (WORKER_MODELS, or all), an InteractiveWorker for jobs and a BulkWorker for
+ * batch chunks, sharing Redis connections for commands.
  */
 export async function createWorker(
   config: Config,
@@ -41,7 +41,6 @@ export async function createWorker(
   for (const conn of [connection, storeConnection]) {
     conn.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   }
-  const store = new JobStore(storeConnection, { prefix: config.queuePrefix, resultTtlMs: config.resultTtlMs });
   const metrics = new WorkerMetrics();
   // Webhook events are produced here (jobs start and end, batches complete) and
   // delivered here too, on their own queue and worker: never in a model's way.
@@ -52,23 +51,24 @@ export async function createWorker(
     retryDelaysMs: config.webhookRetryDelaysMs,
     logger,
   });
-  const webhooks = new JobWebhookEmitter(webhookEvents, store, logger);
+  const webhooks = new JobWebhookEmitter(webhookEvents, logger);
   const served = models.all().filter((m) => config.workerModels.length === 0 || config.workerModels.includes(m.name));
   const workers = served.map(
     (model) =>
-      new ModelWorker({
+      new InteractiveWorker({
         model,
         connection,
-        store,
+        storeConnection,
         logger,
         prefix: config.queuePrefix,
         lockMs: config.workerLockMs,
+        resultTtlMs: config.resultTtlMs,
         metrics,
         webhooks,
         ...(options.blockSeconds ? { blockSeconds: options.blockSeconds } : {}),
       }),
   );
-  // Bulk work (chunks of batches) for the same model versions, each yielding to its ModelWorker.
+  // Bulk work (chunks of batches) for the same model versions, each yielding to its InteractiveWorker.
   const batchStore = new BatchStore(storeConnection, {
     prefix: config.queuePrefix,
     resultTtlMs: config.resultTtlMs,

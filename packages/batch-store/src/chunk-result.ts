@@ -1,6 +1,6 @@
 import type { Datatype, JobError } from '@infer/contract';
 import { BYTES_PER_ELEMENT } from '@infer/contract';
-import { elementCount, fromBytes, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
+import { elementCount, fromBytes, nestedJson, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
 import { failedLine, succeededLine } from './result-lines.js';
 
 /**
@@ -141,7 +141,6 @@ function rowsJson(o: ChunkResultHeader['outputs'][number], data: TensorData): (r
   if (o.shape) {
     const shape = o.shape;
     const per = elementCount(shape);
-    if (shape.length === 1 && !bool && isNumberArray(data)) return numberListJson(data, per);
     return (r) => nestedJson(data, shape, bool, r * per);
   }
   const shapes = o.shapes ?? [];
@@ -153,50 +152,4 @@ function rowsJson(o: ChunkResultHeader['outputs'][number], data: TensorData): (r
   });
   if (elements * BYTES_PER_ELEMENT[o.datatype] !== data.byteLength) throw new Error(`stored output "${o.name}" holds ${data.byteLength} bytes, its shapes need ${elements * BYTES_PER_ELEMENT[o.datatype]}`);
   return (r) => nestedJson(data, shapes[r]!, bool, offsets[r]!);
-}
-
-type NumberArray = Exclude<TensorData, BigInt64Array | BigUint64Array>;
-
-const isNumberArray = (data: TensorData): data is NumberArray => !(data instanceof BigInt64Array || data instanceof BigUint64Array);
-
-/**
- * The usual row, a list of numbers: copied into one reused array and handed
- * to JSON.stringify, which prints numbers straight into its output (as JS
- * prints them, non-finite ones as null) instead of making a string of each:
- * about 30% less CPU a row than concatenating them.
- */
-function numberListJson(data: NumberArray, per: number): (r: number) => string {
-  const row = new Array<number>(per).fill(0);
-  return (r) => {
-    const from = r * per;
-    for (let i = 0; i < per; i++) row[i] = data[from + i]!;
-    return JSON.stringify(row);
-  };
-}
-
-/**
- * `JSON.stringify(toNested(data, shape, bool, offset))`, without building the
- * arrays: the same text (numbers print as JSON prints them; a non-finite one
- * as null), so a batch's outputs are byte for byte a job's.
- */
-export function nestedJson(data: TensorData, shape: readonly number[], bool: boolean, offset = 0): string {
-  return nestedJsonAt(data, shape, bool, 0, { i: offset });
-}
-
-function nestedJsonAt(data: TensorData, shape: readonly number[], bool: boolean, depth: number, at: { i: number }): string {
-  if (depth === shape.length) return leafJson(data[at.i++]!, bool);
-  const n = shape[depth]!;
-  let s = '[';
-  if (depth === shape.length - 1) {
-    for (let k = 0; k < n; k++) s += (k ? ',' : '') + leafJson(data[at.i++]!, bool);
-  } else {
-    for (let k = 0; k < n; k++) s += (k ? ',' : '') + nestedJsonAt(data, shape, bool, depth + 1, at);
-  }
-  return s + ']';
-}
-
-function leafJson(v: number | bigint, bool: boolean): string {
-  if (bool) return v !== 0 ? 'true' : 'false';
-  const n = typeof v === 'bigint' ? Number(v) : v;
-  return Number.isFinite(n) ? '' + n : 'null';
 }

@@ -13,11 +13,19 @@ export interface MicroBatcherOptions<I, O> {
   maxInFlight?: number;
   /** Runs one batch; resolves with exactly one result per item, in order. */
   run: (items: I[]) => Promise<O[]>;
+  /**
+   * How much of a batch an item fills (e.g. the instances of an envelope
+   * slice). `maxBatchSize` and `room` count in this unit; an item never
+   * weighs more than `maxBatchSize` (the caller splits bigger ones).
+   * @default every item weighs 1
+   */
+  weigh?: (item: I) => number;
   clock?: Clock;
 }
 
 interface Pending<I, O> {
   item: I;
+  weight: number;
   resolve: (value: O) => void;
   reject: (err: unknown) => void;
 }
@@ -41,9 +49,12 @@ export class MicroBatcher<I, O> {
   private readonly maxWaitMs: number;
   private readonly maxInFlight: number;
   private readonly run: (items: I[]) => Promise<O[]>;
+  private readonly weigh: (item: I) => number;
   private readonly clock: Clock;
 
   private pending: Pending<I, O>[] = [];
+  /** Total weight of `pending`. */
+  private weight = 0;
   private timer: unknown = undefined;
   private due = false;
   private inFlight = new Set<Promise<void>>();
@@ -57,6 +68,7 @@ export class MicroBatcher<I, O> {
     this.maxWaitMs = Math.max(0, options.maxWaitMs);
     this.maxInFlight = Math.max(1, options.maxInFlight ?? 2);
     this.run = options.run;
+    this.weigh = options.weigh ?? (() => 1);
     this.clock = options.clock ?? systemClock;
   }
 
@@ -65,9 +77,9 @@ export class MicroBatcher<I, O> {
     return this.pending.length;
   }
 
-  /** Items `add` can take before the pending batch is full. */
+  /** Weight `add` can take before the pending batch is full. */
   get room(): number {
-    return Math.max(0, this.maxBatchSize - this.pending.length);
+    return Math.max(0, this.maxBatchSize - this.weight);
   }
 
   /** Batches now running. */
@@ -78,11 +90,13 @@ export class MicroBatcher<I, O> {
   add(item: I): Promise<O> {
     if (this.closed) return Promise.reject(new Error('batcher is closed'));
     return new Promise<O>((resolve, reject) => {
-      this.pending.push({ item, resolve, reject });
+      const weight = this.weigh(item);
+      this.pending.push({ item, weight, resolve, reject });
+      this.weight += weight;
       if (this.pending.length === 1) {
         this.timer = this.clock.setTimeout(() => this.markDue(), this.maxWaitMs);
       }
-      if (this.pending.length >= this.maxBatchSize) this.markDue();
+      if (this.weight >= this.maxBatchSize) this.markDue();
     });
   }
 
@@ -93,7 +107,7 @@ export class MicroBatcher<I, O> {
 
   /** Resolves when another `add` would not overfill the pending batch. */
   whenRoom(): Promise<void> {
-    if (this.pending.length < this.maxBatchSize) return Promise.resolve();
+    if (this.weight < this.maxBatchSize) return Promise.resolve();
     return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
 
@@ -119,8 +133,8 @@ export class MicroBatcher<I, O> {
     while (this.due && this.pending.length > 0 && this.inFlight.size < this.maxInFlight) {
       this.clock.clearTimeout(this.timer);
       this.timer = undefined;
-      const batch = this.pending.splice(0, this.maxBatchSize);
-      this.due = this.closed || this.pending.length >= this.maxBatchSize;
+      const batch = this.takeBatch();
+      this.due = this.closed || this.weight >= this.maxBatchSize;
       if (this.pending.length > 0 && !this.due) {
         // Leftovers start a new collecting window of their own.
         this.timer = this.clock.setTimeout(() => this.markDue(), this.maxWaitMs);
@@ -133,6 +147,15 @@ export class MicroBatcher<I, O> {
       this.wakeRoomWaiters();
     }
     if (this.pending.length === 0) this.due = false;
+  }
+
+  /** The oldest pending items up to `maxBatchSize` of weight (at least one). */
+  private takeBatch(): Pending<I, O>[] {
+    let n = 0;
+    let w = 0;
+    while (n < this.pending.length && (n === 0 || w + this.pending[n]!.weight <= this.maxBatchSize)) w += this.pending[n++]!.weight;
+    this.weight -= w;
+    return this.pending.splice(0, n);
   }
 
   private async execute(batch: Pending<I, O>[]): Promise<void> {
@@ -148,7 +171,7 @@ export class MicroBatcher<I, O> {
   }
 
   private wakeRoomWaiters(): void {
-    if (this.pending.length >= this.maxBatchSize) return;
+    if (this.weight >= this.maxBatchSize) return;
     const waiters = this.roomWaiters;
     this.roomWaiters = [];
     for (const w of waiters) w();

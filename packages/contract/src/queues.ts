@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { DATATYPES } from './datatypes.js';
 import { WEBHOOK_EVENT_FILTERS } from './job.js';
@@ -15,17 +16,39 @@ export const EncodedTensorSchema = z.object({
   b64: z.string(),
 });
 
-export const InferPayload = z.object({
+/**
+ * One job of an envelope, as the gateway accepted it. Everything but the
+ * inputs, which travel as bytes beside the envelope (`EnvelopeInputs`).
+ */
+export const EnvelopeJob = z.object({
+  id: z.string(),
   tenant: z.string(),
-  inputs: z.record(z.string(), EncodedTensorSchema),
-  /**
-   * The job's `webhook_events_filter`, present only when it has a webhook:
-   * the worker reads job records for webhook events only for jobs that carry
-   * this, so jobs without a webhook cost nothing extra.
-   */
-  webhook_events: z.array(z.enum(WEBHOOK_EVENT_FILTERS)).optional(),
+  /** Epoch ms when the gateway accepted it. */
+  created_at: z.number(),
+  /** Each input's instance shape, in the model's input order; present only when a spec has a variable dimension. */
+  shapes: z.array(z.array(z.number().int().nonnegative())).optional(),
+  /** The submitter holds its request open for the result (`Prefer: wait`): send it the ended record. */
+  wait: z.literal(true).optional(),
+  metadata: z.record(z.string(), z.unknown()).optional(),
+  webhook: z.string().optional(),
+  webhook_events_filter: z.array(z.enum(WEBHOOK_EVENT_FILTERS)).optional(),
 });
-export type InferPayload = z.infer<typeof InferPayload>;
+export type EnvelopeJob = z.infer<typeof EnvelopeJob>;
+
+/**
+ * The `data` of an envelope: one BullMQ job that carries many jobs of one
+ * model version, accepted by one gateway in the same moment. The queue,
+ * the dashboard and the worker see one unit of work; every job in it keeps
+ * its own id, record, status, output and webhook events.
+ */
+export const EnvelopeData = z.object({
+  model: z.string(),
+  version: z.string(),
+  /** The pub/sub channel of the gateway that accepted it, where ended records of `wait` jobs go. */
+  gateway: z.string(),
+  jobs: z.array(EnvelopeJob).min(1),
+});
+export type EnvelopeData = z.infer<typeof EnvelopeData>;
 
 /**
  * One delivery run of a webhook event (its body, URL and log live in Redis
@@ -42,14 +65,16 @@ export type WebhookDeliveryPayload = z.infer<typeof WebhookDeliveryPayload>;
 export const WEBHOOK_QUEUE = 'webhooks';
 
 export const JOB_CATALOG = {
-  infer: {
-    payload: InferPayload,
+  envelope: {
+    payload: EnvelopeData,
     /**
-     * A transient failure (the worker lost Redis mid-batch, say) is retried;
-     * bad input is thrown as an UnrecoverableError and never is.
+     * Interactive envelopes are written and taken by the platform's own
+     * scripts (packages/job-store), not by Queue.add: no BullMQ retries. A
+     * worker that dies or hangs loses its lock and the stalled check puts
+     * the envelope back; after `maxStalledCount` stalls its jobs end as
+     * failed (`worker_lost`). An inference error fails only the bad instances.
      */
-    attempts: 3,
-    backoff: { type: 'exponential' as const, delay: 500 },
+    maxStalledCount: 2,
   },
   bulk: {
     payload: BulkChunkPayload,
@@ -60,6 +85,8 @@ export const JOB_CATALOG = {
      */
     attempts: 3,
     backoff: { type: 'exponential' as const, delay: 1000 },
+    /** Stalls (its worker died or hung) after which a chunk's items fail (`worker_lost`) instead of running again. */
+    maxStalledCount: 2,
   },
   'webhook-delivery': {
     payload: WebhookDeliveryPayload,
@@ -81,6 +108,84 @@ export function inferQueueName(model: string, version: string): string {
   return `infer.${model}.v${version}`;
 }
 
+/** Length of a queue's hash tag, and of the tag that starts every job id of that queue. */
+export const QUEUE_TAG_LENGTH = 8;
+
+/**
+ * The Redis Cluster hash tag of one model version: 8 base32 characters of a
+ * hash of its name and version. Every key an interactive script touches
+ * (the BullMQ queue, its envelopes, the job index and counters, the job
+ * records) carries `{tag}`, so each script stays within one slot, as
+ * BullMQ's `{prefix}` convention asks; and every job id starts with it, so
+ * a job's keys are found from its id alone.
+ */
+export function queueTag(model: string, version: string): string {
+  const digest = createHash('sha256').update(`${model}\0${version}`).digest();
+  let out = '';
+  for (let i = 0; i < QUEUE_TAG_LENGTH; i++) out += BASE32[digest[i]! & 31];
+  return out;
+}
+
+const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/** A job id: its queue's tag, then 128 random bits (base64url). */
+export const JOB_ID_RE = /^[a-z2-7]{8}[A-Za-z0-9_-]{22}$/;
+
+export function newJobId(tag: string): string {
+  return tag + randomBytes(16).toString('base64url');
+}
+
+/** The id of an envelope (its BullMQ job id): 96 random bits, never a bare number. */
+export function newEnvelopeId(): string {
+  return 'e' + randomBytes(12).toString('base64url');
+}
+
+/** Where the BullMQ queue of a model version lives: what `new Queue(name, { prefix })` takes. */
+export interface QueueRef {
+  name: string;
+  prefix: string;
+}
+
+/** The interactive queue of a model version: its BullMQ name and tagged prefix. */
+export function interactiveQueue(prefix: string, model: string, version: string): QueueRef {
+  return { name: inferQueueName(model, version), prefix: `${prefix}:{${queueTag(model, version)}}` };
+}
+
+/**
+ * Every key of one interactive queue (all in the slot of its tag). BullMQ's
+ * own are `wait` … `events`; the platform adds the job index (job id →
+ * envelope, for jobs not yet ended), the queued-instance counter, and the
+ * job records.
+ */
+export function interactiveKeys(prefix: string, model: string, version: string) {
+  const ref = interactiveQueue(prefix, model, version);
+  const base = `${ref.prefix}:${ref.name}:`;
+  return {
+    ref,
+    /** BullMQ's key of a job id (an envelope) is `base + id`. */
+    base,
+    wait: base + 'wait',
+    active: base + 'active',
+    meta: base + 'meta',
+    marker: base + 'marker',
+    /** String: instances accepted and not yet taken by a worker (MAX_QUEUE_DEPTH counts these). */
+    queued: base + 'queued',
+    /** Hash: job id → `<queue name>:<envelope id>`, while the job has not ended. */
+    index: jobIndexKey(ref.prefix),
+  };
+}
+
+/** The job index of a tag: one per tag, so a job id alone leads to it. */
+function jobIndexKey(taggedPrefix: string): string {
+  return `${taggedPrefix}:jobs`;
+}
+
+/** The keys a job id leads to: its record (once it has ended) and its tag's index. */
+export function jobKeys(prefix: string, id: string): { taggedPrefix: string; record: string; index: string } {
+  const taggedPrefix = `${prefix}:{${id.slice(0, QUEUE_TAG_LENGTH)}}`;
+  return { taggedPrefix, record: `${taggedPrefix}:job:${id}`, index: jobIndexKey(taggedPrefix) };
+}
+
 /**
  * Bulk work (chunks of batches) has a queue per model version of its own,
  * so interactive jobs never wait behind a batch's backlog in Redis; the
@@ -93,9 +198,10 @@ export function bulkQueueName(model: string, version: string): string {
 /** Redis keys this platform writes itself (BullMQ's own keys share the prefix). */
 export function keys(prefix: string) {
   return {
-    job: (id: string) => `${prefix}:job:${id}`,
-    /** Pub/sub channel: a job id is published here when the job ends. */
-    jobEnded: `${prefix}:events:job-ended`,
+    /** A job's record once it has ended (see `jobKeys`). */
+    job: (id: string) => jobKeys(prefix, id).record,
+    /** Pub/sub channel of one gateway: the ended records of the jobs its requests wait for. */
+    gatewayChannel: (gatewayId: string) => `${prefix}:gateway:${gatewayId}`,
     /** Hash: one batch's record and request counts. */
     batch: (id: string) => `${prefix}:batch:${id}`,
     /** Hash: chunk index → that chunk's result lines (NDJSON), written once when the chunk ends. */

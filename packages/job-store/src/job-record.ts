@@ -1,87 +1,139 @@
-import type { Job, JobError, JobMetrics, JobStatus, NestedArray, WebhookEventFilter } from '@infer/contract';
+import {
+  BYTES_PER_ELEMENT,
+  type Datatype,
+  type EnvelopeJob,
+  type JobError,
+  type JobMetrics,
+  type JobStatus,
+  type WebhookEventFilter,
+} from '@infer/contract';
+import { bytesJson, elementCount } from '@infer/tensors';
 
-/** A job as stored in its Redis hash: times in epoch ms, output kept as a JSON string. */
-export interface JobRecord {
-  id: string;
-  tenant: string;
-  model: string;
-  version: string;
-  status: JobStatus;
-  createdAt: number;
+/**
+ * An ended job's record, as stored in Redis for RESULT_TTL: one string
+ * value, a compact JSON header line and then the model's raw output bytes.
+ *
+ * Why this shape: a day of results at a thousand jobs a second is 86 million
+ * records, so every byte of a record is paid for 86 million times. A hash of
+ * named fields whose output is JSON text outgrows Redis's compact encodings
+ * and costs ~1.1 KB a job; this costs ~250 bytes for the shipped MLP
+ * (docs/operations.md). The output is printed as JSON once, when read.
+ *
+ * Header keys (short, as they are stored once per job):
+ *   t tenant · m model · v version · s status · c created_at (epoch ms)
+ *   b started_at and e completed_at (ms after c; b absent if it never ran)
+ *   q metrics [queue_ms, inference_ms, batch_size] · x error [code, message]
+ *   o outputs [[name, datatype, instance shape], …] in the order their bytes follow
+ *   md metadata · w webhook URL · wf webhook_events_filter (comma-separated)
+ */
+export interface RecordHeader {
+  t: string;
+  m: string;
+  v: string;
+  s: EndedStatus;
+  c: number;
+  b?: number;
+  e: number;
+  q?: [number, number, number];
+  x?: [string, string];
+  o?: Array<[string, Exclude<Datatype, 'BYTES'>, number[]]>;
+  md?: Record<string, unknown>;
+  w?: string;
+  wf?: string;
+}
+
+export type EndedStatus = Extract<JobStatus, 'succeeded' | 'failed' | 'canceled'>;
+
+/** One output of an ended job: its bytes for this instance, and the instance's shape. */
+export interface RecordOutput {
+  name: string;
+  datatype: Exclude<Datatype, 'BYTES'>;
+  shape: number[];
+  bytes: Uint8Array;
+}
+
+export interface Ending {
+  status: EndedStatus;
+  /** Epoch ms. */
   startedAt: number | null;
-  completedAt: number | null;
-  /** JSON of `Record<string, NestedArray>`, rendered once by the worker. */
-  output: string | null;
-  error: JobError | null;
-  metadata: Record<string, unknown> | null;
-  metrics: JobMetrics | null;
-  webhook: string | null;
-  webhookEventsFilter: WebhookEventFilter[];
+  completedAt: number;
+  metrics?: JobMetrics;
+  error?: JobError;
+  outputs?: readonly RecordOutput[];
 }
 
-export type NewJobRecord = Omit<JobRecord, 'status' | 'startedAt' | 'completedAt' | 'output' | 'error' | 'metrics'>;
-
-export function recordToHash(r: NewJobRecord): Record<string, string> {
-  return {
-    id: r.id,
-    tenant: r.tenant,
-    model: r.model,
-    version: r.version,
-    status: 'queued',
-    created_at: String(r.createdAt),
-    metadata: r.metadata ? JSON.stringify(r.metadata) : '',
-    webhook: r.webhook ?? '',
-    webhook_events_filter: r.webhookEventsFilter.join(','),
+/** The stored record of a job of `data` (as the envelope holds it) that ended so. */
+export function encodeRecord(model: string, version: string, job: EnvelopeJob, ending: Ending): Buffer {
+  const header: RecordHeader = {
+    t: job.tenant,
+    m: model,
+    v: version,
+    s: ending.status,
+    c: job.created_at,
+    ...(ending.startedAt !== null ? { b: ending.startedAt - job.created_at } : {}),
+    e: ending.completedAt - job.created_at,
+    ...(ending.metrics ? { q: [ending.metrics.queue_ms, ending.metrics.inference_ms, ending.metrics.batch_size] } : {}),
+    ...(ending.error ? { x: [ending.error.code, ending.error.message] } : {}),
+    ...(ending.outputs?.length ? { o: ending.outputs.map((o) => [o.name, o.datatype, o.shape] as [string, Exclude<Datatype, 'BYTES'>, number[]]) } : {}),
+    ...(job.metadata ? { md: job.metadata } : {}),
+    ...(job.webhook ? { w: job.webhook, wf: (job.webhook_events_filter ?? ['completed']).join(',') } : {}),
   };
+  const head = Buffer.from(JSON.stringify(header) + '\n');
+  if (!ending.outputs?.length) return head;
+  return Buffer.concat([head, ...ending.outputs.map((o) => o.bytes)]);
 }
 
-const num = (s: string | undefined): number | null => (s ? Number(s) : null);
-const json = <T>(s: string | undefined): T | null => (s ? (JSON.parse(s) as T) : null);
-
-export function hashToRecord(h: Record<string, string>): JobRecord | null {
-  if (!h.id || !h.status) return null;
-  return {
-    id: h.id,
-    tenant: h.tenant ?? '',
-    model: h.model ?? '',
-    version: h.version ?? '',
-    status: h.status as JobStatus,
-    createdAt: Number(h.created_at),
-    startedAt: num(h.started_at),
-    completedAt: num(h.completed_at),
-    output: h.output || null,
-    error: json<JobError>(h.error),
-    metadata: json<Record<string, unknown>>(h.metadata),
-    metrics: json<JobMetrics>(h.metrics),
-    webhook: h.webhook || null,
-    webhookEventsFilter: h.webhook_events_filter ? (h.webhook_events_filter.split(',') as WebhookEventFilter[]) : [],
-  };
+/** The header of a stored record and where its output bytes start. */
+export function decodeRecord(stored: Buffer): { header: RecordHeader; body: Buffer } {
+  const newline = stored.indexOf(0x0a);
+  if (newline < 0) throw new Error('not a job record');
+  return { header: JSON.parse(stored.toString('utf8', 0, newline)) as RecordHeader, body: stored.subarray(newline + 1) };
 }
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
-
-/** The public Job of API.md. */
-export function toJob(r: JobRecord): Job {
-  return {
-    id: r.id,
-    object: 'job',
-    model: r.model,
-    version: r.version,
-    status: r.status,
-    created_at: new Date(r.createdAt).toISOString(),
-    started_at: iso(r.startedAt),
-    completed_at: iso(r.completedAt),
-    output: r.output ? (JSON.parse(r.output) as Record<string, NestedArray>) : null,
-    error: r.error,
-    metadata: r.metadata,
-    metrics: r.metrics,
-    webhook: r.webhook,
-    webhook_events_filter: r.webhookEventsFilter,
-    urls: { get: `/v1/jobs/${r.id}`, cancel: `/v1/jobs/${r.id}/cancel` },
-  };
+/** The tenant of a stored record, for the isolation check before anything is rendered. */
+export function recordTenant(stored: Buffer): string {
+  return decodeRecord(stored).header.t;
 }
 
-/** The full record of a job just created, before any worker touched it. */
-export function queuedRecord(r: NewJobRecord): JobRecord {
-  return { ...r, status: 'queued', startedAt: null, completedAt: null, output: null, error: null, metrics: null };
+const iso = (ms: number): string => new Date(ms).toISOString();
+const str = (s: string): string => JSON.stringify(s);
+const urls = (id: string): string => `{"get":"/v1/jobs/${id}","cancel":"/v1/jobs/${id}/cancel"}`;
+
+/**
+ * The public Job (docs/api.md) of an ended record, as JSON text, printed
+ * straight from the stored bytes: no object is built for the output. The
+ * field order is the API's, and the same as `renderPendingJob`'s.
+ */
+export function renderEndedJob(id: string, stored: Buffer): string {
+  const { header: h, body } = decodeRecord(stored);
+  let output = 'null';
+  if (h.o) {
+    output = '';
+    let at = 0;
+    for (const [name, datatype, shape] of h.o) {
+      const size = elementCount(shape) * BYTES_PER_ELEMENT[datatype];
+      output += (output ? ',' : '{') + str(name) + ':' + bytesJson(datatype, body.subarray(at, at + size), shape);
+      at += size;
+    }
+    output = output ? output + '}' : '{}';
+  }
+  return (
+    `{"id":${str(id)},"object":"job","model":${str(h.m)},"version":${str(h.v)},"status":"${h.s}",` +
+    `"created_at":"${iso(h.c)}","started_at":${h.b === undefined ? 'null' : `"${iso(h.c + h.b)}"`},"completed_at":"${iso(h.c + h.e)}",` +
+    `"output":${output},"error":${h.x ? `{"code":${str(h.x[0])},"message":${str(h.x[1])}}` : 'null'},` +
+    `"metadata":${h.md ? JSON.stringify(h.md) : 'null'},` +
+    `"metrics":${h.q ? `{"queue_ms":${h.q[0]},"inference_ms":${h.q[1]},"batch_size":${h.q[2]}}` : 'null'},` +
+    `"webhook":${h.w ? str(h.w) : 'null'},"webhook_events_filter":${JSON.stringify(h.wf ? h.wf.split(',') : [])},"urls":${urls(id)}}`
+  );
+}
+
+/** A job that has not ended, from its envelope: `queued`, or `running` since `startedAt`. */
+export function renderPendingJob(id: string, model: string, version: string, job: EnvelopeJob, startedAt: number | null): string {
+  const filter: WebhookEventFilter[] = job.webhook ? (job.webhook_events_filter ?? ['completed']) : [];
+  return (
+    `{"id":${str(id)},"object":"job","model":${str(model)},"version":${str(version)},"status":"${startedAt === null ? 'queued' : 'running'}",` +
+    `"created_at":"${iso(job.created_at)}","started_at":${startedAt === null ? 'null' : `"${iso(startedAt)}"`},"completed_at":null,` +
+    `"output":null,"error":null,"metadata":${job.metadata ? JSON.stringify(job.metadata) : 'null'},"metrics":null,` +
+    `"webhook":${job.webhook ? str(job.webhook) : 'null'},"webhook_events_filter":${JSON.stringify(filter)},"urls":${urls(id)}}`
+  );
 }

@@ -1,8 +1,7 @@
-import type { Redis } from 'ioredis';
-import { keys, type JobError, type JobMetrics } from '@infer/contract';
 import { createHash } from 'node:crypto';
-import { CANCEL_JOB, CLAIM_IDEMPOTENCY_KEY, CREATE_JOB, END_JOB, START_JOB } from './scripts.js';
-import { hashToRecord, recordToHash, type JobRecord, type NewJobRecord } from './job-record.js';
+import type { Redis } from 'ioredis';
+import { EnvelopeData, JOB_ID_RE, jobKeys, type EnvelopeJob } from '@infer/contract';
+import { withJobScripts, type ScriptRedis } from './redis-scripts.js';
 
 export interface JobStoreOptions {
   prefix: string;
@@ -10,80 +9,87 @@ export interface JobStoreOptions {
   resultTtlMs: number;
 }
 
-export type CancelOutcome = 'canceled' | 'missing' | 'already_canceled' | 'succeeded' | 'failed';
-
-export type StartOutcome = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled' | 'missing';
-
-export interface JobEnding {
-  id: string;
-  status: 'succeeded' | 'failed';
-  completedAt: number;
-  /** JSON of the output map, for a success. */
-  output?: string;
-  error?: JobError;
-  metrics?: JobMetrics;
-}
-
-/**
- * A record stays in Redis while it waits, however long the queue is, and
- * for `resultTtlMs` after it ends. The wait is bounded too, so a record whose
- * queue job was lost some other way does not live forever.
- */
-const UNENDED_TTL_MS = 7 * 24 * 3600 * 1000;
-
-type ScriptRedis = Redis & {
-  inferCreateJob(key: string, ttlMs: number, ...fieldsAndValues: string[]): Promise<unknown>;
-  inferStartJob(key: string, startedAt: number): Promise<StartOutcome>;
-  inferEndJob(key: string, ...argv: (string | number)[]): Promise<number>;
-  inferCancelJob(key: string, ...argv: (string | number)[]): Promise<string>;
-  inferClaimIdempotencyKey(key: string, id: string, ttlMs: number): Promise<string>;
-};
+/** Where a job stands, as one read finds it. */
+export type JobLookup =
+  | { kind: 'ended'; record: Buffer }
+  | {
+      kind: 'pending';
+      model: string;
+      version: string;
+      job: EnvelopeJob;
+      /** When a worker took its envelope (epoch ms), or null while queued. */
+      startedAt: number | null;
+      /** The submitting gateway's channel. */
+      gateway: string;
+      /** "<queue name>:<envelope id>", as the cancel needs it. */
+      where: string;
+    }
+  | { kind: 'missing' };
 
 /** API.md: the same Idempotency-Key from the same tenant within 24 h returns the first job. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
 /**
- * Job records in Redis: one hash per job, written by the gateway at submit
- * and by the worker as the job runs and ends. Every state change is a Lua
- * script (see scripts.ts), and the end of a job is published on one channel
- * that gateways subscribe to for `Prefer: wait`.
+ * Reading and cancelling jobs by id (the gateway's side of the job
+ * records; the queue side is EnvelopeQueue), and Idempotency-Keys. A job id
+ * leads to its keys by itself: its first characters are its queue's hash tag.
  */
 export class JobStore {
   private readonly redis: ScriptRedis;
-  private readonly k: ReturnType<typeof keys>;
 
   constructor(
     redis: Redis,
     private readonly options: JobStoreOptions,
   ) {
-    this.k = keys(options.prefix);
-    for (const [name, lua] of [
-      ['inferCreateJob', CREATE_JOB],
-      ['inferStartJob', START_JOB],
-      ['inferEndJob', END_JOB],
-      ['inferCancelJob', CANCEL_JOB],
-      ['inferClaimIdempotencyKey', CLAIM_IDEMPOTENCY_KEY],
-    ] as const) {
-      if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 1, lua });
-    }
-    this.redis = redis as ScriptRedis;
+    this.redis = withJobScripts(redis);
   }
 
-  get channel(): string {
-    return this.k.jobEnded;
+  /**
+   * The job as it stands. With `watchChannel`, a job not yet ended also gets
+   * that gateway channel told when it ends (a long poll), in the same atomic
+   * step, so an end between this read and the wait cannot be missed.
+   */
+  async read(id: string, watchChannel = ''): Promise<JobLookup> {
+    if (!JOB_ID_RE.test(id)) return { kind: 'missing' };
+    const k = jobKeys(this.options.prefix, id);
+    const reply = await this.redis.inferReadBuffer(k.record, k.index, k.taggedPrefix, id, watchChannel);
+    const kind = Number(reply[0]);
+    if (kind === 1) return { kind: 'ended', record: reply[1] as Buffer };
+    if (kind !== 2) return { kind: 'missing' };
+    const data = EnvelopeData.parse(JSON.parse((reply[1] as Buffer).toString()));
+    const job = data.jobs.find((j) => j.id === id);
+    if (!job) return { kind: 'missing' };
+    const processedOn = (reply[2] as Buffer).toString();
+    return {
+      kind: 'pending',
+      model: data.model,
+      version: data.version,
+      job,
+      startedAt: processedOn ? Number(processedOn) : null,
+      gateway: data.gateway,
+      where: (reply[3] as Buffer).toString(),
+    };
   }
 
-  async create(record: NewJobRecord): Promise<void> {
-    await this.redis.inferCreateJob(
-      this.k.job(record.id),
-      UNENDED_TTL_MS + this.options.resultTtlMs,
-      ...Object.entries(recordToHash(record)).flat(),
+  /**
+   * End a pending job as canceled with `record`, unless it ended meanwhile
+   * (then its record). Waiting requests, wherever they are, are told.
+   */
+  async cancel(lookup: Extract<JobLookup, { kind: 'pending' }>, record: Buffer): Promise<{ canceled: true } | { canceled: false; record: Buffer }> {
+    const id = lookup.job.id;
+    const k = jobKeys(this.options.prefix, id);
+    const reply = await this.redis.inferCancelCommitBuffer(
+      k.record,
+      k.index,
+      k.taggedPrefix,
+      id,
+      lookup.where,
+      record,
+      this.options.resultTtlMs,
+      lookup.job.wait ? lookup.gateway : '',
     );
-  }
-
-  /** Remove a record that never reached the queue (an idempotent replay lost the race). */
-  async delete(id: string): Promise<void> {
-    await this.redis.unlink(this.k.job(id));
+    if (Number(reply[0]) === 1) return { canceled: true };
+    return { canceled: false, record: reply[1] as Buffer };
   }
 
   /** The job that owns this tenant's idempotency key, if any. */
@@ -96,78 +102,14 @@ export class JobStore {
     return this.redis.inferClaimIdempotencyKey(this.idempotencyRedisKey(tenant, idempotencyKey), id, IDEMPOTENCY_TTL_MS);
   }
 
+  /** Let go of a key claimed for a job that was never enqueued (the queue was full, Redis failed). */
+  async releaseIdempotencyKey(tenant: string, idempotencyKey: string, id: string): Promise<void> {
+    await this.redis.inferReleaseIdempotencyKey(this.idempotencyRedisKey(tenant, idempotencyKey), id);
+  }
+
   /** Hashed, so client-chosen keys of any length or charset make safe Redis key names. */
   private idempotencyRedisKey(tenant: string, idempotencyKey: string): string {
     const digest = createHash('sha256').update(idempotencyKey).digest('base64url');
     return `${this.options.prefix}:idempotency:${tenant}:${digest}`;
-  }
-
-  async get(id: string): Promise<JobRecord | null> {
-    return hashToRecord(await this.redis.hgetall(this.k.job(id)));
-  }
-
-  /** Several records in one round trip (null where missing), e.g. the webhook jobs of a batch. */
-  async getMany(ids: readonly string[]): Promise<(JobRecord | null)[]> {
-    if (ids.length === 0) return [];
-    const pipe = this.redis.pipeline();
-    for (const id of ids) pipe.hgetall(this.k.job(id));
-    const results = (await pipe.exec()) ?? [];
-    return results.map(([err, value]) => {
-      if (err) throw err;
-      return hashToRecord(value as Record<string, string>);
-    });
-  }
-
-  /** Mark jobs running, one round trip for the whole batch; returns each job's status before. */
-  async start(ids: readonly string[], startedAt: number): Promise<StartOutcome[]> {
-    if (ids.length === 0) return [];
-    const pipe = this.redis.pipeline();
-    for (const id of ids) (pipe as unknown as ScriptRedis).inferStartJob(this.k.job(id), startedAt);
-    const results = (await pipe.exec()) ?? [];
-    return results.map(([err, value]) => {
-      if (err) throw err;
-      return value as StartOutcome;
-    });
-  }
-
-  /** End jobs, one round trip for the whole batch; true where this call ended the job (not already canceled). */
-  async end(endings: readonly JobEnding[]): Promise<boolean[]> {
-    if (endings.length === 0) return [];
-    const pipe = this.redis.pipeline();
-    for (const e of endings) {
-      (pipe as unknown as ScriptRedis).inferEndJob(
-        this.k.job(e.id),
-        e.status,
-        e.completedAt,
-        e.output ?? '',
-        e.error ? JSON.stringify(e.error) : '',
-        e.metrics ? JSON.stringify(e.metrics) : '',
-        this.options.resultTtlMs,
-        this.k.jobEnded,
-        e.id,
-      );
-    }
-    const results = (await pipe.exec()) ?? [];
-    return results.map(([err, value]) => {
-      if (err) throw err;
-      return value === 1;
-    });
-  }
-
-  /**
-   * Cancel a queued or running job of this tenant. `missing` covers another
-   * tenant's job too, so the caller answers both with the same 404.
-   */
-  async cancel(id: string, tenant: string, at: number): Promise<CancelOutcome> {
-    const error: JobError = { code: 'canceled', message: 'The job was canceled by the client.' };
-    return (await this.redis.inferCancelJob(
-      this.k.job(id),
-      at,
-      this.options.resultTtlMs,
-      this.k.jobEnded,
-      id,
-      tenant,
-      JSON.stringify(error),
-    )) as CancelOutcome;
   }
 }

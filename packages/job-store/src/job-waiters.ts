@@ -1,56 +1,76 @@
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { keys } from '@infer/contract';
 
 /**
- * Lets requests wait for a job to end without polling. One subscriber
- * connection per process listens on the job-ended channel; each waiter is a
- * local promise keyed by job id.
+ * Lets requests wait for a job to end without polling. Each gateway has a
+ * channel of its own (`channel`); a worker sends there, in one message per
+ * micro-batch, the ended records of exactly the jobs this gateway's requests
+ * wait for: those submitted here with `Prefer: wait`, and those a long poll
+ * here registered on (JobStore.read with this channel). Nothing is sent for
+ * jobs nobody waits for, and no gateway receives another's results.
  *
- * A waiter must be registered BEFORE the caller reads the job's status, so an
- * end that happens between the read and the wait is not missed. Pub/sub can
- * still drop a message (the connection blips), so callers read the record
- * again when the wait ends, whether by event or by timeout.
+ * A waiter must be registered BEFORE the job can end (before the enqueue,
+ * or in the same step as the read), so an end cannot slip between. Pub/sub
+ * can still drop a message (the connection blips), so callers read the job
+ * again when a wait times out.
  */
 export class JobWaiters {
-  private readonly waiters = new Map<string, Set<(ended?: Record<string, string>) => void>>();
+  /** This gateway's channel: where workers send the records its requests wait for. */
+  readonly channel: string;
+  private readonly waiters = new Map<string, Set<(record?: Buffer) => void>>();
   private started: Promise<void> | undefined;
 
   constructor(
     private readonly subscriber: Redis,
-    private readonly channel: string,
-  ) {}
+    prefix: string,
+  ) {
+    this.channel = keys(prefix).gatewayChannel(randomBytes(9).toString('base64url'));
+  }
 
   start(): Promise<void> {
     this.started ??= (async () => {
-      this.subscriber.on('message', (channel: string, message: string) => {
-        if (channel !== this.channel) return;
-        const newline = message.indexOf('\n');
-        const id = newline === -1 ? message : message.slice(0, newline);
-        const set = this.waiters.get(id);
-        if (!set) return; // not ours: skip the parse
-        this.waiters.delete(id);
-        const ended = newline === -1 ? undefined : flatToHash(JSON.parse(message.slice(newline + 1)) as string[]);
-        for (const wake of set) wake(ended);
+      this.subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+        if (channel.toString() === this.channel) this.deliver(message);
       });
       await this.subscriber.subscribe(this.channel);
     })();
     return this.started;
   }
 
+  /** A message is frames of "<job id> <record length>\n<record>". */
+  private deliver(message: Buffer): void {
+    let at = 0;
+    while (at < message.length) {
+      const space = message.indexOf(0x20, at);
+      const newline = message.indexOf(0x0a, space);
+      if (space < 0 || newline < 0) return;
+      const id = message.toString('latin1', at, space);
+      const length = Number(message.toString('latin1', space + 1, newline));
+      const record = message.subarray(newline + 1, newline + 1 + length);
+      at = newline + 1 + length;
+      const set = this.waiters.get(id);
+      if (!set) continue;
+      this.waiters.delete(id);
+      for (const wake of set) wake(record);
+    }
+  }
+
   /**
-   * Register interest in `id`. `promise` resolves when the job ends (with
-   * the ended record's hash, as published), the timeout passes or `cancel()`
-   * is called (the client went away): then with undefined.
+   * Register interest in `id`. `promise` resolves with the ended record when
+   * the job ends, or with undefined when the timeout passes or `cancel()` is
+   * called (the client went away).
    */
-  register(id: string, timeoutMs: number): { promise: Promise<Record<string, string> | undefined>; cancel: () => void } {
-    let wake!: (ended?: Record<string, string>) => void;
-    const promise = new Promise<Record<string, string> | undefined>((resolve) => (wake = resolve));
+  register(id: string, timeoutMs: number): { promise: Promise<Buffer | undefined>; cancel: () => void } {
+    let wake!: (record?: Buffer) => void;
+    const promise = new Promise<Buffer | undefined>((resolve) => (wake = resolve));
     const timer = setTimeout(() => done(), timeoutMs);
-    const done = (ended?: Record<string, string>): void => {
+    const done = (record?: Buffer): void => {
       clearTimeout(timer);
       const current = this.waiters.get(id);
       current?.delete(done);
       if (current && current.size === 0) this.waiters.delete(id);
-      wake(ended);
+      wake(record);
     };
     let set = this.waiters.get(id);
     if (!set) this.waiters.set(id, (set = new Set()));
@@ -69,11 +89,4 @@ export class JobWaiters {
     for (const set of this.waiters.values()) for (const wake of set) wake();
     this.waiters.clear();
   }
-}
-
-/** Redis's HGETALL as Lua returns it, [field, value, ...], as an object. */
-function flatToHash(flat: string[]): Record<string, string> {
-  const hash: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) hash[flat[i]!] = flat[i + 1]!;
-  return hash;
 }

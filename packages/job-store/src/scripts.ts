@@ -1,59 +1,227 @@
 /**
- * Lua scripts for the job record's state changes. Each runs atomically in
- * Redis, so a cancel racing a completion has exactly one winner: whichever
- * script runs first decides, the other sees an ended status and does nothing.
+ * Lua scripts of the interactive path. Each runs atomically in Redis, so a
+ * cancel racing a completion has exactly one winner, and each touches the
+ * keys of one queue's hash tag only (packages/contract `interactiveKeys`).
+ *
+ * An interactive queue is a BullMQ queue whose hot-path operations are these
+ * scripts instead of BullMQ's add / moveToActive / moveToFinished: BullMQ's
+ * own scripts cost ~36 Redis commands a job (events streams, metrics,
+ * parents, rate limits, priorities the platform does not use), more than
+ * all the rest of a job together. The keys and the job hash keep BullMQ's
+ * layout, so BullMQ's stalled check, lock extension, job counts, pause,
+ * `obliterate` and the dashboard work on them unchanged.
+ *
+ * The life of an envelope (one BullMQ job carrying many jobs):
+ *
+ *   ENQUEUE ──▶ wait ──FETCH──▶ active ──FINISH──▶ (deleted; one record per job)
+ *                 ▲                 │
+ *                 └── stalled check ┘ (its worker died: lock lapsed)
+ *
+ * Job records exist only once a job has ended, written with `SET … NX`:
+ * FINISH and CANCEL_COMMIT both write a job's record that way, so whichever
+ * comes first ends the job and the other changes nothing. Until then a job
+ * is found through the tag's job index (job id → envelope) and rendered from
+ * the envelope: `queued`, or `running` once a worker has taken it.
  */
 
-/**
- * KEYS[1] job. ARGV ttl_ms, then field, value pairs. One command instead of
- * MULTI/HSET/PEXPIRE/EXEC: submit is the gateway's hot path.
- */
-export const CREATE_JOB = `
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-`;
-
-/** KEYS[1] job. ARGV started_at. Returns the status before: only queued/running move to running. */
-export const START_JOB = `
-local s = redis.call('HGET', KEYS[1], 'status')
-if not s then return 'missing' end
-if s == 'queued' or s == 'running' then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
+/** Lua's unpack() fails past a few thousand values: write long argument lists in slices. */
+const IN_SLICES = `
+local function inSlices(command, key, list)
+  for from = 1, #list, 1000 do
+    redis.call(command, key, unpack(list, from, math.min(from + 999, #list)))
+  end
 end
-return s
 `;
 
-/**
- * KEYS[1] job. ARGV status, completed_at, output, error, metrics, ttl_ms, channel, id.
- * The message published is "<id>\n<JSON of the ended hash as [field, value, ...]>",
- * so a waiting request answers without reading the record again.
- * Returns 1 when this call ended the job, 0 when it had already ended (canceled).
- */
-export const END_JOB = `
-local s = redis.call('HGET', KEYS[1], 'status')
-if s ~= 'running' and s ~= 'queued' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'completed_at', ARGV[2], 'output', ARGV[3], 'error', ARGV[4], 'metrics', ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PUBLISH', ARGV[7], ARGV[8] .. '\\n' .. cjson.encode(redis.call('HGETALL', KEYS[1])))
-return 1
-`;
-
-/**
- * KEYS[1] job. ARGV completed_at, ttl_ms, channel, id, tenant, error.
- * Returns 'canceled' when this call canceled it, 'missing' for an unknown job
- * or another tenant's, 'already_canceled', or the other ended status it had.
- */
-export const CANCEL_JOB = `
-local s = redis.call('HGET', KEYS[1], 'status')
-if not s or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[5] then return 'missing' end
-if s == 'queued' or s == 'running' then
-  redis.call('HSET', KEYS[1], 'status', 'canceled', 'completed_at', ARGV[1], 'error', ARGV[6])
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('PUBLISH', ARGV[3], ARGV[4] .. '\\n' .. cjson.encode(redis.call('HGETALL', KEYS[1])))
-  return 'canceled'
+/** Per job: "<channel> <job id>\\n" entries of long polls waiting on it, as GET with Prefer: wait leaves them. */
+const WATCHERS = `
+local function watchersOf(list)
+  local byJob = {}
+  if list then
+    for channel, id in string.gmatch(list, '(%S+) (%S+)\\n') do
+      local chans = byJob[id]
+      if not chans then chans = {}; byJob[id] = chans end
+      chans[channel] = true
+    end
+  end
+  return byJob
 end
-if s == 'canceled' then return 'already_canceled' end
-return s
+local function frame(id, record) return id .. ' ' .. #record .. '\\n' .. record end
+`;
+
+/**
+ * KEYS[1] wait, KEYS[2] marker, KEYS[3] queued counter, KEYS[4] job index, KEYS[5] the envelope's job hash.
+ * ARGV[1] envelope id, ARGV[2] index value ("<queue name>:<envelope id>"), ARGV[3] instances,
+ * ARGV[4] MAX_QUEUE_DEPTH (0: no limit), ARGV[5] instances queued in the other queues, ARGV[6] now,
+ * ARGV[7] data (JSON), ARGV[8] input bytes, ARGV[9…] the job ids.
+ * Returns {1, queued after} or, when the envelope does not fit under the limit, {0, queued} and writes nothing.
+ */
+export const ENQUEUE = `${IN_SLICES}
+local n = tonumber(ARGV[3])
+local queued = redis.call('INCRBY', KEYS[3], n)
+local limit = tonumber(ARGV[4])
+if limit > 0 and queued + tonumber(ARGV[5]) > limit then
+  redis.call('DECRBY', KEYS[3], n)
+  return {0, queued - n}
+end
+redis.call('HSET', KEYS[5], 'name', 'envelope', 'data', ARGV[7], 'opts', '{}', 'timestamp', ARGV[6], 'delay', 0, 'priority', 0, 'n', n, 'in', ARGV[8])
+local index = {}
+for i = 9, #ARGV do
+  index[#index + 1] = ARGV[i]
+  index[#index + 1] = ARGV[2]
+end
+inSlices('HSET', KEYS[4], index)
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 0, '0')
+return {1, queued}
+`;
+
+/**
+ * KEYS[1] wait, KEYS[2] active, KEYS[3] meta, KEYS[4] marker, KEYS[5] queued counter.
+ * ARGV[1] key base ("<prefix>:<queue>:"), ARGV[2] lock token, ARGV[3] lock ms, ARGV[4] now,
+ * ARGV[5] instances wanted, ARGV[6] most envelopes.
+ * Takes envelopes (oldest first) until it has the instances wanted: each moves to active
+ * under the worker's lock, as BullMQ's moveToActive does. Returns {waiting after, id, fields, id, fields, …}
+ * (fields as HGETALL gives them, before this take), or {-1} while the queue is paused.
+ * An envelope's instances leave the queued count the first time a worker takes it,
+ * less those canceled before that; one put back by the stalled check is not counted again.
+ */
+export const FETCH = `
+if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return {-1} end
+local out = {0}
+local wanted, most = tonumber(ARGV[5]), tonumber(ARGV[6])
+local taken, envelopes, leaving = 0, 0, 0
+while envelopes < most and taken < wanted do
+  local id = redis.call('RPOPLPUSH', KEYS[1], KEYS[2])
+  if not id then break end
+  local jk = ARGV[1] .. id
+  local h = {}
+  if string.sub(id, 1, 2) ~= '0:' then h = redis.call('HGETALL', jk) end
+  if #h == 0 then
+    -- A BullMQ marker entry, or an envelope deleted under the queue (obliterate).
+    redis.call('LREM', KEYS[2], 1, id)
+  else
+    local f = {}
+    for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
+    redis.call('SET', jk .. ':lock', ARGV[2], 'PX', ARGV[3])
+    redis.call('HSET', jk, 'processedOn', ARGV[4], 'ats', (tonumber(f['ats']) or 0) + 1)
+    local n = tonumber(f['n']) or 0
+    if not f['processedOn'] then
+      local canceled = 0
+      if f['x'] then for _ in string.gmatch(f['x'], '%S+') do canceled = canceled + 1 end end
+      leaving = leaving + n - canceled
+    end
+    taken = taken + n
+    envelopes = envelopes + 1
+    out[#out + 1] = id
+    out[#out + 1] = h
+  end
+end
+if leaving > 0 then redis.call('DECRBY', KEYS[5], leaving) end
+local waiting = redis.call('LLEN', KEYS[1])
+-- Wake the next idle worker: there is more than this one took.
+if waiting > 0 and envelopes > 0 then redis.call('ZADD', KEYS[4], 0, '0') end
+out[1] = waiting
+return out
+`;
+
+/**
+ * KEYS[1] active, KEYS[2] wait, KEYS[3] job index.
+ * ARGV[1] key base, ARGV[2] record key prefix ("<tagged prefix>:job:"), ARGV[3] result TTL ms,
+ * then per envelope: its id, the submitting gateway's channel, the job count k, and
+ * k × (job id, ended record or "" for a job not run here, "1" when its submitter waits).
+ * Ends the jobs (SET NX: a job canceled meanwhile keeps its canceled record and
+ * this output is discarded), removes the envelopes, and sends each ended record,
+ * once, to every gateway waiting on it: one message per gateway for the whole call.
+ * An envelope the stalled check had put back in wait is taken out of it too: its
+ * jobs have ended. Returns per job 1 when this call ended it, else 0.
+ */
+export const FINISH = `${IN_SLICES}${WATCHERS}
+local base, recordPrefix, ttl = ARGV[1], ARGV[2], ARGV[3]
+local ended, messages = {}, {}
+local function send(channel, part)
+  local m = messages[channel]
+  if not m then m = {}; messages[channel] = m end
+  m[#m + 1] = part
+end
+local i = 4
+while i <= #ARGV do
+  local env, submitter, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  local jk = base .. env
+  if redis.call('LREM', KEYS[1], 1, env) == 0 then redis.call('LREM', KEYS[2], 1, env) end
+  local watchers = watchersOf(redis.call('HGET', jk, 'w'))
+  redis.call('DEL', jk, jk .. ':lock')
+  local ids = {}
+  for j = 1, k do
+    local id, record, waits = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    i = i + 3
+    ids[#ids + 1] = id
+    local ok = 0
+    if record ~= '' and redis.call('SET', recordPrefix .. id, record, 'PX', ttl, 'NX') then
+      ok = 1
+      local part = frame(id, record)
+      local chans = watchers[id] or {}
+      if waits == '1' and submitter ~= '' then chans[submitter] = true end
+      for channel in pairs(chans) do send(channel, part) end
+    end
+    ended[#ended + 1] = ok
+  end
+  inSlices('HDEL', KEYS[3], ids)
+end
+for channel, parts in pairs(messages) do redis.call('PUBLISH', channel, table.concat(parts)) end
+return ended
+`;
+
+/**
+ * KEYS[1] the job's record, KEYS[2] its tag's job index.
+ * ARGV[1] tagged prefix, ARGV[2] job id, ARGV[3] a gateway channel to tell when it ends ("" for none).
+ * Returns {1, record} for an ended job; {2, envelope data, processedOn or "", index value} for
+ * one not ended (registering the channel, when given, on its envelope); {0} when there is neither.
+ */
+export const READ = `
+local record = redis.call('GET', KEYS[1])
+if record then return {1, record} end
+local where = redis.call('HGET', KEYS[2], ARGV[2])
+if not where then return {0} end
+local jk = ARGV[1] .. ':' .. where
+local h = redis.call('HMGET', jk, 'data', 'processedOn', 'w')
+if not h[1] then return {0} end
+if ARGV[3] ~= '' then
+  local entry = ARGV[3] .. ' ' .. ARGV[2] .. '\\n'
+  if not h[3] or not string.find(h[3], entry, 1, true) then redis.call('HSET', jk, 'w', (h[3] or '') .. entry) end
+end
+return {2, h[1], h[2] or '', where}
+`;
+
+/**
+ * KEYS[1] the job's record, KEYS[2] its tag's job index.
+ * ARGV[1] tagged prefix, ARGV[2] job id, ARGV[3] index value as READ gave it,
+ * ARGV[4] the canceled record, ARGV[5] TTL ms, ARGV[6] the submitter's channel when its request waits ("").
+ * Ends the job as canceled unless it has ended meanwhile: {1}, or {0, the record it ended with}.
+ * A job whose envelope no worker has taken yet leaves the queued count and is skipped when
+ * taken; one that is running has its output discarded (FINISH's SET NX loses).
+ */
+export const CANCEL_COMMIT = `${WATCHERS}
+if not redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5], 'NX') then return {0, redis.call('GET', KEYS[1])} end
+redis.call('HDEL', KEYS[2], ARGV[2])
+local jk = ARGV[1] .. ':' .. ARGV[3]
+local h = redis.call('HMGET', jk, 'n', 'processedOn', 'w', 'x')
+local part = frame(ARGV[2], ARGV[4])
+local told = {}
+if h[1] then
+  redis.call('HSET', jk, 'x', (h[4] or '') .. ARGV[2] .. ' ')
+  if not h[2] then
+    local queue = string.match(ARGV[3], '^(.*):[^:]*$')
+    redis.call('DECRBY', ARGV[1] .. ':' .. queue .. ':queued', 1)
+  end
+  for channel in pairs(watchersOf(h[3])[ARGV[2]] or {}) do
+    told[channel] = true
+    redis.call('PUBLISH', channel, part)
+  end
+end
+if ARGV[6] ~= '' and not told[ARGV[6]] then redis.call('PUBLISH', ARGV[6], part) end
+return {1}
 `;
 
 /**
@@ -63,4 +231,10 @@ return s
 export const CLAIM_IDEMPOTENCY_KEY = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return ARGV[1] end
 return redis.call('GET', KEYS[1])
+`;
+
+/** KEYS[1] idempotency key. ARGV job id. Lets go of a key claimed for a job that was never enqueued. */
+export const RELEASE_IDEMPOTENCY_KEY = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `;

@@ -4,3 +4,4 @@ export * from './decode.js';
 export * from './encode.js';
 export * from './stack.js';
 export * from './base64.js';
+export * from './json.js';

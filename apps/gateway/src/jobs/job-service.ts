@@ -1,35 +1,34 @@
-import { v4 as uuidv4 } from 'uuid';
-import {
-  JOB_CATALOG,
-  MAX_METADATA_BYTES,
-  isEnded,
-  type CreateJobBody,
-  type EncodedTensor,
-  type InferPayload,
-  type Job,
-} from '@infer/contract';
-import { conflict, invalidInput, notFound } from '@infer/errors';
-import { hashToRecord, queuedRecord, toJob, type JobRecord, type JobStore, type JobWaiters, type NewJobRecord } from '@infer/job-store';
+import { MAX_METADATA_BYTES, newJobId, queueTag, type CreateJobBody, type EnvelopeJob, type Job } from '@infer/contract';
+import { AppError, conflict, invalidInput, notFound } from '@infer/errors';
+import { decodeRecord, encodeRecord, renderEndedJob, renderPendingJob, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
 import type { ModelRepository, ModelVersion } from '@infer/models';
-import { decodeInput, encodeTensor } from '@infer/tensors';
+import { decodeInput, type DecodedTensor } from '@infer/tensors';
 import { assertWebhookUrlAllowed, type WebhookEvents } from '@infer/webhooks';
-import type { QueueRegistry } from './queue-registry.js';
+import { jsonDepthExceeds } from '../http/json-depth.js';
+import type { EnvelopeWriter } from './envelope-writer.js';
 
 export interface JobServiceDeps {
   models: ModelRepository;
   store: JobStore;
   waiters: JobWaiters;
-  queues: QueueRegistry;
+  writer: EnvelopeWriter;
   webhookAllowPrivate: boolean;
   /** Where `job.completed` of a canceled job goes (the worker sends every other job event). */
   webhookEvents?: Pick<WebhookEvents, 'emit'>;
   now?: () => number;
 }
 
-export interface SubmitResult {
-  job: Job;
+/** A job as the API answers it: the Job's JSON text, printed once from what Redis holds. */
+export interface RenderedJob {
+  id: string;
+  model: string;
+  version: string;
   ended: boolean;
-  /** True when an Idempotency-Key matched an earlier submit: `job` is that first job. */
+  json: string;
+}
+
+export interface SubmitResult extends RenderedJob {
+  /** True when an Idempotency-Key matched an earlier submit: the job is that first job. */
   replayed: boolean;
 }
 
@@ -41,9 +40,15 @@ export interface SubmitOptions {
   idempotencyKey?: string | undefined;
 }
 
+/** Deepest metadata accepted: deeper JSON is not metadata, and would overflow a recursive printer. */
+const MAX_METADATA_DEPTH = 32;
+
+/** How long a replay waits for the first request with its Idempotency-Key to enqueue its job. */
+const REPLAY_WAIT_MS = 2000;
+
 /**
  * What the job routes do, without HTTP: validate a request against the
- * model, store and enqueue it, read it back, wait for it, cancel it.
+ * model, hand it to the envelope writer, read it back, wait for it, cancel it.
  */
 export class JobService {
   private readonly now: () => number;
@@ -53,15 +58,16 @@ export class JobService {
   }
 
   /** Validate everything that can be known at submit, so bad input is a 422 now and never a failed job later. */
-  validate(body: CreateJobBody): { model: ModelVersion; inputs: Record<string, EncodedTensor> } {
+  validate(body: CreateJobBody): { model: ModelVersion; inputs: DecodedTensor[] } {
     const model = this.deps.models.resolve(body.model, body.version === undefined ? undefined : String(body.version));
-    const inputs = encodeInputs(model, body.input);
+    const inputs = decodeInputs(model, body.input);
     if (body.webhook !== undefined) assertWebhookUrlAllowed(body.webhook, this.deps.webhookAllowPrivate);
     if (body.webhook_events_filter && !body.webhook) {
       throw invalidInput('webhook_events_filter is given without a webhook');
     }
-    if (body.metadata && Buffer.byteLength(JSON.stringify(body.metadata)) > MAX_METADATA_BYTES) {
-      throw invalidInput(`metadata is larger than ${MAX_METADATA_BYTES} bytes`);
+    if (body.metadata) {
+      if (jsonDepthExceeds(body.metadata, MAX_METADATA_DEPTH)) throw invalidInput(`metadata is nested deeper than ${MAX_METADATA_DEPTH} levels`);
+      if (Buffer.byteLength(JSON.stringify(body.metadata)) > MAX_METADATA_BYTES) throw invalidInput(`metadata is larger than ${MAX_METADATA_BYTES} bytes`);
     }
     return { model, inputs };
   }
@@ -69,123 +75,142 @@ export class JobService {
   async submit(tenant: string, body: CreateJobBody, options: SubmitOptions = {}): Promise<SubmitResult> {
     const { waitMs, signal, idempotencyKey } = options;
     const { model, inputs } = this.validate(body);
+    const { store, waiters, writer } = this.deps;
     if (idempotencyKey) {
-      const firstId = await this.deps.store.idempotentJobId(tenant, idempotencyKey);
+      const firstId = await store.idempotentJobId(tenant, idempotencyKey);
       if (firstId) return this.replay(tenant, firstId, waitMs, signal);
     }
-    await this.deps.queues.assertRoom();
-    const id = uuidv4();
-    const createdAt = this.now();
-    const record: NewJobRecord = {
-      id,
-      tenant,
-      model: model.name,
-      version: model.version,
-      createdAt,
-      metadata: body.metadata ?? null,
-      webhook: body.webhook ?? null,
-      webhookEventsFilter: body.webhook ? [...new Set(body.webhook_events_filter ?? (['completed'] as const))] : [],
-    };
-    await this.deps.store.create(record);
+    const id = newJobId(queueTag(model.name, model.version));
     if (idempotencyKey) {
-      // Claim after creating, so whoever reads the key finds a record behind it.
-      const firstId = await this.deps.store.claimIdempotencyKey(tenant, idempotencyKey, id);
-      if (firstId !== id) {
-        await this.deps.store.delete(id);
-        return this.replay(tenant, firstId, waitMs, signal);
-      }
+      const firstId = await store.claimIdempotencyKey(tenant, idempotencyKey, id);
+      if (firstId !== id) return this.replay(tenant, firstId, waitMs, signal);
     }
-    // Register before enqueueing: a fast worker may end the job before add() returns.
-    const waiter = waitMs ? this.deps.waiters.register(id, waitMs) : undefined;
-    const payload: InferPayload = { tenant, inputs };
-    // Tells the worker this job has webhook events to send (it reads the record only for such jobs).
-    if (record.webhook) payload.webhook_events = record.webhookEventsFilter;
-    const { attempts, backoff } = JOB_CATALOG.infer;
+    const job: EnvelopeJob = { id, tenant, created_at: this.now() };
+    if (model.inputs.some((s) => s.shape.includes(-1))) job.shapes = inputs.map((t) => t.shape);
+    if (waitMs) job.wait = true;
+    if (body.metadata) job.metadata = body.metadata;
+    if (body.webhook) {
+      job.webhook = body.webhook;
+      job.webhook_events_filter = [...new Set(body.webhook_events_filter ?? (['completed'] as const))];
+    }
+    // Register before enqueueing: a fast worker may end the job before the write returns.
+    const waiter = waitMs ? waiters.register(id, waitMs) : undefined;
     try {
-      await this.deps.queues.get(model.name, model.version).add('infer', payload, {
-        jobId: id,
-        attempts,
-        backoff,
-        removeOnComplete: true,
-        removeOnFail: { age: 24 * 3600, count: 10_000 },
-      });
+      await writer.add(model, job, inputs);
     } catch (err) {
       waiter?.cancel();
+      if (idempotencyKey) await store.releaseIdempotencyKey(tenant, idempotencyKey, id).catch(() => undefined);
       throw err;
     }
+    const base = { id, model: model.name, version: model.version, replayed: false };
     if (waiter) {
       signal?.addEventListener('abort', waiter.cancel, { once: true });
-      const ended = await waiter.promise;
-      const record = ended ? hashToRecord(ended) : await this.deps.store.get(id);
-      if (record) return { job: toJob(record), ended: isEnded(record.status), replayed: false };
+      const record = await waiter.promise;
+      if (record) return { ...base, ended: true, json: renderEndedJob(id, record) };
+      return { ...(await this.get(tenant, id)), replayed: false };
     }
-    return { job: toJob(queuedRecord(record)), ended: false, replayed: false };
+    return { ...base, ended: false, json: renderPendingJob(id, model.name, model.version, job, null) };
   }
 
+  /** The job an earlier request with the same Idempotency-Key created (it may still be on its way into the queue). */
   private async replay(tenant: string, id: string, waitMs?: number, signal?: AbortSignal): Promise<SubmitResult> {
-    const job = await this.get(tenant, id, waitMs, signal);
-    return { job, ended: isEnded(job.status), replayed: true };
+    const deadline = performance.now() + REPLAY_WAIT_MS;
+    for (let pause = 10; ; pause = Math.min(200, pause * 2)) {
+      try {
+        return { ...(await this.get(tenant, id, waitMs, signal)), replayed: true };
+      } catch (err) {
+        if (!(err instanceof AppError && err.code === 'job_not_found') || performance.now() > deadline) {
+          throw err instanceof AppError && err.code === 'job_not_found'
+            ? conflict('A request with this Idempotency-Key is still being processed, or failed before its job was queued; retry')
+            : err;
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
   }
 
   /** The tenant's job; another tenant's id is a 404 exactly like an unknown one. */
-  async get(tenant: string, id: string, waitMs?: number, signal?: AbortSignal): Promise<Job> {
-    let record = await this.read(tenant, id);
-    if (waitMs && !isEnded(record.status)) {
-      const waiter = this.deps.waiters.register(id, waitMs);
-      signal?.addEventListener('abort', waiter.cancel, { once: true });
-      // Read again now that we are registered: it may have ended in between.
-      record = await this.read(tenant, id);
-      if (!isEnded(record.status)) {
-        const ended = await waiter.promise;
-        const published = ended ? hashToRecord(ended) : null;
-        record = published && published.tenant === tenant ? published : await this.read(tenant, id);
-      } else {
-        waiter.cancel();
-      }
+  async get(tenant: string, id: string, waitMs?: number, signal?: AbortSignal): Promise<RenderedJob> {
+    const { store, waiters } = this.deps;
+    if (!waitMs) return this.render(tenant, id, await store.read(id));
+    // Registered here and on the envelope (in the same step as the read) before anything can end it.
+    const waiter = waiters.register(id, waitMs);
+    let lookup: JobLookup;
+    try {
+      lookup = await store.read(id, waiters.channel);
+    } catch (err) {
+      waiter.cancel();
+      throw err;
     }
-    return toJob(record);
+    if (lookup.kind !== 'pending' || lookup.job.tenant !== tenant) {
+      waiter.cancel();
+      return this.render(tenant, id, lookup);
+    }
+    signal?.addEventListener('abort', waiter.cancel, { once: true });
+    const record = await waiter.promise;
+    if (record) return this.render(tenant, id, { kind: 'ended', record });
+    return this.render(tenant, id, await store.read(id));
   }
 
-  async cancel(tenant: string, id: string): Promise<Job> {
-    const outcome = await this.deps.store.cancel(id, tenant, this.now());
-    if (outcome === 'missing') throw notFound('job_not_found', `No job with id "${id}"`);
-    if (outcome !== 'canceled') {
-      const status = outcome === 'already_canceled' ? 'canceled' : outcome;
-      throw conflict(`The job has already ended (${status}); only queued or running jobs can be canceled`);
+  async cancel(tenant: string, id: string): Promise<RenderedJob> {
+    const lookup = await this.deps.store.read(id);
+    this.render(tenant, id, lookup); // 404 for a missing or another tenant's job
+    if (lookup.kind === 'ended') throw endedConflict(lookup.record);
+    if (lookup.kind !== 'pending') throw jobNotFound(id);
+    const record = encodeRecord(lookup.model, lookup.version, lookup.job, {
+      status: 'canceled',
+      startedAt: lookup.startedAt,
+      completedAt: this.now(),
+      error: { code: 'canceled', message: 'The job was canceled by the client.' },
+    });
+    const outcome = await this.deps.store.cancel(lookup, record);
+    if (!outcome.canceled) throw endedConflict(outcome.record);
+    const json = renderEndedJob(id, record);
+    // The cancel won the race with the worker's end (the record is written once), so this is the one job.completed.
+    const { webhook, webhook_events_filter: filter } = lookup.job;
+    if (webhook && (filter ?? ['completed']).includes('completed')) {
+      await this.deps.webhookEvents?.emit([{ tenant, url: webhook, type: 'job.completed', data: JSON.parse(json) as Job }]);
     }
-    const record = await this.read(tenant, id);
-    // Free the queue slot if no worker holds it yet; a held job is skipped by its worker.
-    await this.deps.queues
-      .get(record.model, record.version)
-      .remove(id)
-      .catch(() => 0);
-    const job = toJob(record);
-    // The cancel won the race with the worker's end (CANCEL_JOB is atomic), so this is the one job.completed.
-    if (record.webhook && record.webhookEventsFilter.includes('completed')) {
-      await this.deps.webhookEvents?.emit([{ tenant, url: record.webhook, type: 'job.completed', data: job }]);
-    }
-    return job;
+    return { id, model: lookup.model, version: lookup.version, ended: true, json };
   }
 
-  private async read(tenant: string, id: string): Promise<JobRecord> {
-    const record = await this.deps.store.get(id);
-    if (!record || record.tenant !== tenant) throw notFound('job_not_found', `No job with id "${id}"`);
-    return record;
+  /** The tenant owning a job, or null (for routes about a job, such as its webhook deliveries). */
+  async tenantOf(id: string): Promise<string | null> {
+    const lookup = await this.deps.store.read(id);
+    if (lookup.kind === 'ended') return decodeRecord(lookup.record).header.t;
+    return lookup.kind === 'pending' ? lookup.job.tenant : null;
+  }
+
+  private render(tenant: string, id: string, lookup: JobLookup): RenderedJob {
+    if (lookup.kind === 'ended') {
+      const { header } = decodeRecord(lookup.record);
+      if (header.t !== tenant) throw jobNotFound(id);
+      return { id, model: header.m, version: header.v, ended: true, json: renderEndedJob(id, lookup.record) };
+    }
+    if (lookup.kind === 'pending' && lookup.job.tenant === tenant) {
+      return { id, model: lookup.model, version: lookup.version, ended: false, json: renderPendingJob(id, lookup.model, lookup.version, lookup.job, lookup.startedAt) };
+    }
+    throw jobNotFound(id);
   }
 }
 
-/** Every model input present, none unknown, each one decoded and checked against its spec. */
-export function encodeInputs(model: ModelVersion, input: Record<string, unknown>): Record<string, EncodedTensor> {
+const jobNotFound = (id: string) => notFound('job_not_found', `No job with id "${id}"`);
+
+function endedConflict(record: Buffer): AppError {
+  const status = decodeRecord(record).header.s;
+  return conflict(`The job has already ended (${status}); only queued or running jobs can be canceled`);
+}
+
+/** Every model input present, none unknown, each one decoded and checked against its spec, in the model's input order. */
+export function decodeInputs(model: ModelVersion, input: Record<string, unknown>): DecodedTensor[] {
   const known = new Set(model.inputs.map((s) => s.name));
   for (const name of Object.keys(input)) {
     if (!known.has(name)) {
       throw invalidInput(`Unknown input "${name}"; model ${model.name} takes ${[...known].map((n) => `"${n}"`).join(', ')}`);
     }
   }
-  const out: Record<string, EncodedTensor> = {};
-  for (const spec of model.inputs) {
+  return model.inputs.map((spec) => {
     if (!(spec.name in input)) throw invalidInput(`Missing input "${spec.name}"`);
-    out[spec.name] = encodeTensor(decodeInput(input[spec.name], spec));
-  }
-  return out;
+    return decodeInput(input[spec.name], spec);
+  });
 }

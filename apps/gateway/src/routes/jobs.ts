@@ -3,7 +3,7 @@ import { CreateJobBody } from '@infer/contract';
 import { badRequest } from '@infer/errors';
 import { tenantOf } from '../http/auth.js';
 import { preferWaitMs } from '../http/prefer.js';
-import type { JobService } from '../jobs/job-service.js';
+import type { JobService, RenderedJob } from '../jobs/job-service.js';
 import type { GatewayMetrics } from '../metrics.js';
 
 export interface JobRoutesOptions {
@@ -46,6 +46,11 @@ function idempotencyKeyOf(req: Request): string | undefined {
   return key;
 }
 
+/** Send a Job's JSON text as it is: it was printed once, from the stored record. */
+function sendJob(res: Response, status: number, job: RenderedJob): void {
+  res.status(status).set('Content-Type', 'application/json; charset=utf-8').send(job.json);
+}
+
 export function jobRoutes(service: JobService, metrics: GatewayMetrics, options: JobRoutesOptions): Router {
   const router = Router();
   // Any content type is read as JSON: `curl -d` sends form-encoded by default.
@@ -54,28 +59,28 @@ export function jobRoutes(service: JobService, metrics: GatewayMetrics, options:
   router.post('/', json, async (req, res) => {
     const body = parseCreateJob(req.body);
     const waitMs = preferWaitMs(req.headers.prefer, options.maxWaitMs);
-    const { job, ended, replayed } = await service.submit(tenantOf(req), body, {
+    const job = await service.submit(tenantOf(req), body, {
       waitMs,
       signal: waitMs ? clientGone(res) : undefined,
       idempotencyKey: idempotencyKeyOf(req),
     });
-    if (replayed) res.set('Idempotent-Replayed', 'true');
+    if (job.replayed) res.set('Idempotent-Replayed', 'true');
     else metrics.jobsSubmitted.inc({ model: job.model, version: job.version });
     if (waitMs !== undefined) res.set('Preference-Applied', `wait=${Math.round(waitMs / 1000)}`);
-    res.set('Location', job.urls.get);
-    // A replay answers 200 with the first job, whatever its status (API.md).
-    res.status(ended || replayed ? 200 : 202).json(job);
+    res.set('Location', `/v1/jobs/${job.id}`);
+    // A replay answers 200 with the first job, whatever its status.
+    sendJob(res, job.ended || job.replayed ? 200 : 202, job);
   });
 
   router.get('/:id', async (req, res) => {
     const waitMs = preferWaitMs(req.headers.prefer, options.maxWaitMs);
     const job = await service.get(tenantOf(req), req.params.id, waitMs, waitMs ? clientGone(res) : undefined);
     if (waitMs !== undefined) res.set('Preference-Applied', `wait=${Math.round(waitMs / 1000)}`);
-    res.json(job);
+    sendJob(res, 200, job);
   });
 
   router.post('/:id/cancel', async (req, res) => {
-    res.json(await service.cancel(tenantOf(req), req.params.id));
+    sendJob(res, 200, await service.cancel(tenantOf(req), req.params.id));
   });
 
   return router;

@@ -1,15 +1,14 @@
-import { closeInOrder } from '@infer/lifecycle';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { BulkChunkPayload, bulkQueueName } from '@infer/contract';
+import { BulkChunkPayload, JOB_CATALOG, bulkQueueName } from '@infer/contract';
 import type { BatchStore } from '@infer/batch-store';
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
+import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
+import type { WorkerMetrics } from '../metrics.js';
 import { MalformedChunkError, decodeChunk, failChunk, runChunk, type ChunkResult } from './bulk-runner.js';
-import { LockKeeper } from './lock-keeper.js';
-import type { WorkerMetrics } from './metrics.js';
 
-/** What a BulkWorker yields to: the interactive ModelWorker of the same model version. */
+/** What a BulkWorker yields to: the InteractiveWorker of the same model version. */
 export interface InteractiveGate {
   /** True while interactive jobs are in hand. */
   readonly busy: boolean;
@@ -51,10 +50,10 @@ export interface BulkWorkerOptions {
  *
  * Fairness, in two layers:
  *  - In Redis, bulk chunks sit in a queue of their own, so an interactive job
- *    never waits behind a batch's backlog: the ModelWorker of the same model
+ *    never waits behind a batch's backlog: the InteractiveWorker of the same model
  *    fetches it from the interactive queue at once, whatever the bulk queue holds.
  *  - In the process, the chunk runs in slices of `max_batch_size` rows, and
- *    before each slice the BulkWorker waits while the ModelWorker has
+ *    before each slice the BulkWorker waits while the InteractiveWorker has
  *    interactive jobs in hand (`gate.busy`). A job that arrives while a slice
  *    runs waits for at most that one slice (a fraction of a millisecond for
  *    the MLP); interactive batches never queue behind bulk slices. Under
@@ -69,15 +68,15 @@ export interface BulkWorkerOptions {
  * items are counted canceled.
  */
 export class BulkWorker {
-  private readonly worker: Worker;
-  private readonly locks: LockKeeper;
+  private readonly consumer: QueueConsumer<Held>;
   private readonly log: Logger;
   private readonly maxYieldMs: number;
   private readonly cancelCheckMs: number;
-  private loop: Promise<void> | undefined;
-  private stopping = false;
-  private closing: Promise<void> | undefined;
-  private tokenSeq = 0;
+  /** Chunks fetched and not yet run, in order; at most one waits while another runs. */
+  private readonly waiting: Held[] = [];
+  /** The chunk being computed, as a promise, or undefined. */
+  private running: Promise<void> | undefined;
+  private roomWaiters: Array<() => void> = [];
   /** The batch last seen queued or running, and when: chunks of it that follow skip the look. */
   private live: { batch: string; at: number } | undefined;
   /** The previous chunk's results write and completion, overlapping the next chunk's run. */
@@ -88,52 +87,66 @@ export class BulkWorker {
     this.log = options.logger.child({ model: model.name, version: model.version, bulk: true });
     this.maxYieldMs = options.maxYieldMs ?? 1000;
     this.cancelCheckMs = options.cancelCheckMs ?? 200;
-    this.worker = new Worker(bulkQueueName(model.name, model.version), null, {
+    this.consumer = new QueueConsumer<Held>({
+      queue: { name: bulkQueueName(model.name, model.version), prefix: options.prefix },
       connection: options.connection,
-      prefix: options.prefix,
-      autorun: false,
-      lockDuration: options.lockMs,
-      stalledInterval: Math.max(1000, Math.floor(options.lockMs / 2)),
-      maxStalledCount: 2,
-      drainDelay: options.blockSeconds ?? 1,
+      logger: this.log,
+      lockMs: options.lockMs,
+      maxStalledCount: JOB_CATALOG.bulk.maxStalledCount,
+      ...(options.blockSeconds ? { blockSeconds: options.blockSeconds } : {}),
+      source: (bull) => this.source(bull),
+      sink: this.sink(),
     });
-    this.worker.on('error', (err) => this.log.warn({ err: err.message }, 'bullmq worker error'));
-    this.worker.on('stalled', (jobId) => this.log.warn({ jobId }, 'bulk chunk stalled (its worker died or hung); requeued'));
-    this.locks = new LockKeeper(options.lockMs, this.log);
   }
 
   start(): void {
-    if (this.loop) return;
-    void this.worker.startStalledCheckTimer();
-    this.loop = this.fetchLoop().catch((err: unknown) => {
-      this.log.error({ err }, 'bulk fetch loop crashed');
-    });
+    this.consumer.start();
   }
 
-  /** Stop fetching, finish the chunk in hand, then let go of Redis. Idempotent. */
+  /** Stop fetching, finish the chunk in hand (one fetched but not started goes back to the queue), then let go of Redis. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      this.stopping = true;
-      const steps: Array<() => unknown> = [async () => this.loop, async () => this.finishing, async () => this.locks.stop(), () => this.worker.close()];
-      await closeInOrder(steps, (err) => this.log.warn({ err: (err as Error).message }, 'close step failed'));
-    })();
-    return this.closing;
+    return this.consumer.close();
+  }
+
+  /** BullMQ's own fetch (moveToActive): chunks are few and large, and it promotes retries whose backoff has passed. */
+  private source(bull: QueueConsumer<Held>['bull']): ConsumerSource<Held> {
+    return {
+      jobId: (h) => h.job.id!,
+      fetch: async (token, _room, block) => {
+        const job = await bull.getNextJob(token, { block });
+        return { items: job ? [{ job, token }] : [], drained: !job };
+      },
+    };
   }
 
   /**
-   * Fetch a chunk, start fetching the next one (non-blocking) while this one
-   * runs, repeat. The prefetch hides the fetch's round trips behind compute;
-   * at most two chunks are held, and one fetched while stopping goes back to
-   * the queue's wait list.
+   * One chunk is computed at a time; the next one is fetched meanwhile, and
+   * writing a chunk's results and completing it in BullMQ overlap with
+   * running the next one.
    */
-  private async fetchLoop(): Promise<void> {
-    let prefetched: Promise<Held | undefined> | undefined;
-    while (!this.stopping) {
-      let held = prefetched ? await prefetched : undefined;
-      prefetched = undefined;
-      held ??= await this.fetch(true);
-      if (!held) continue;
-      if (!this.stopping) prefetched = this.fetch(false);
+  private sink(): ConsumerSink<Held> {
+    return {
+      room: () => (this.waiting.length + (this.running ? 1 : 0) < 2 ? 1 : 0),
+      whenRoom: () => new Promise((resolve) => this.roomWaiters.push(resolve)),
+      idle: () => this.waiting.length === 0 && !this.running,
+      accept: (items) => {
+        this.waiting.push(...items);
+        this.runNext();
+      },
+      drained: () => undefined,
+      settled: async () => {
+        while (this.running) await this.running;
+        for (const held of this.waiting.splice(0)) await this.handBack(held);
+        await this.finishing;
+      },
+    };
+  }
+
+  private runNext(): void {
+    if (this.running || this.consumer.stopped) return;
+    const held = this.waiting.shift();
+    if (!held) return;
+    this.running = (async () => {
       try {
         await this.process(held.job, held.token);
       } catch (err) {
@@ -141,9 +154,13 @@ export class BulkWorker {
         this.log.warn({ err: (err as Error).message, jobId: held.job.id }, 'bulk chunk failed; handing it back to the queue');
         await this.settle(held.job, held.token, err instanceof Error ? err : new Error(String(err)));
       }
-    }
-    const unrun = prefetched ? await prefetched : undefined;
-    if (unrun) await this.handBack(unrun);
+    })().finally(() => {
+      this.running = undefined;
+      const waiters = this.roomWaiters;
+      this.roomWaiters = [];
+      for (const wake of waiters) wake();
+      this.runNext();
+    });
   }
 
   /** A chunk fetched ahead but not run: back to the queue, unless its batch has ended (then it is done). */
@@ -156,22 +173,7 @@ export class BulkWorker {
     } catch (err) {
       this.log.warn({ err: (err as Error).message, jobId: job.id }, 'could not hand back a prefetched chunk; it runs again after its lock lapses');
     } finally {
-      this.locks.release(job.id!);
-    }
-  }
-
-  private async fetch(block: boolean): Promise<Held | undefined> {
-    const token = `${this.worker.id}:bulk:${this.tokenSeq++}`;
-    try {
-      const job = await this.worker.getNextJob(token, { block });
-      if (!job) return undefined;
-      this.locks.hold(job, token);
-      return { job, token };
-    } catch (err) {
-      if (this.stopping) return undefined;
-      this.log.warn({ err: (err as Error).message }, 'fetch failed; retrying');
-      await new Promise((r) => setTimeout(r, 500));
-      return undefined;
+      this.consumer.release(job.id!);
     }
   }
 
@@ -282,7 +284,7 @@ export class BulkWorker {
     } catch (e) {
       this.log.warn({ jobId: job.id, err: (e as Error).message }, 'could not settle a bulk chunk in the queue');
     } finally {
-      this.locks.release(job.id!);
+      this.consumer.release(job.id!);
     }
   }
 }

@@ -1,0 +1,189 @@
+import type { Redis } from 'ioredis';
+import { newEnvelopeId, type EnvelopeData, type EnvelopeJob } from '@infer/contract';
+import { AppError } from '@infer/errors';
+import { EnvelopeQueue } from '@infer/job-store';
+import type { ModelVersion } from '@infer/models';
+import type { DecodedTensor } from '@infer/tensors';
+
+export interface EnvelopeWriterOptions {
+  /** A command connection. */
+  redis: Redis;
+  prefix: string;
+  resultTtlMs: number;
+  /** MAX_QUEUE_DEPTH: queued instances, over every interactive queue. */
+  maxQueueDepth: number;
+  /** This gateway's channel, where waiting requests hear of their jobs' ends. */
+  gatewayChannel: string;
+  /** How stale another queue's depth may be when a submit is checked against the limit. @default 250 */
+  depthRefreshMs?: number;
+  /** Told the size of every envelope written, for metrics. */
+  onEnvelope?: (model: ModelVersion, instances: number) => void;
+}
+
+interface Pending {
+  job: EnvelopeJob;
+  inputs: readonly DecodedTensor[];
+  done: (err?: unknown) => void;
+}
+
+interface Open {
+  model: ModelVersion;
+  queue: EnvelopeQueue;
+  jobs: Pending[];
+  scheduled: boolean;
+}
+
+/**
+ * Turns the jobs this gateway accepts into envelopes: the jobs for one model
+ * version accepted in the same turn of the event loop go to the queue
+ * together, as one BullMQ job, written (records, index and counts) by one
+ * script call. So a busy gateway pays the queue's cost once per envelope, not
+ * once per job, and a lone request waits for nothing: its envelope is written
+ * at the end of the turn that accepted it (setImmediate), with no timer.
+ * An envelope holds at most `max_batch_size` jobs: a worker runs it whole.
+ *
+ * Backpressure is exact per queue: the enqueue script counts the queue's
+ * instances and refuses an envelope that would pass MAX_QUEUE_DEPTH, so any
+ * number of gateways share one limit. The other queues' counts are added as
+ * this gateway last read them (at most `depthRefreshMs` old while submits
+ * come in; nothing is read while idle).
+ */
+export class EnvelopeWriter {
+  private readonly open = new Map<string, Open>();
+  private readonly queues = new Map<string, EnvelopeQueue>();
+  /** Last known queued instances per queue (its `queued` key). */
+  private readonly depth = new Map<string, number>();
+  private depthReadAt = -Infinity;
+  private depthReading: Promise<void> | undefined;
+
+  constructor(private readonly options: EnvelopeWriterOptions) {}
+
+  /** The queue of a model version (created on first use). */
+  queueOf(model: Pick<ModelVersion, 'name' | 'version'>): EnvelopeQueue {
+    const key = `${model.name}\0${model.version}`;
+    let queue = this.queues.get(key);
+    if (!queue) {
+      queue = new EnvelopeQueue(this.options.redis, { prefix: this.options.prefix, model: model.name, version: model.version, resultTtlMs: this.options.resultTtlMs });
+      this.queues.set(key, queue);
+    }
+    return queue;
+  }
+
+  /**
+   * Add a validated job to its model version's open envelope. Resolves once
+   * the envelope is in Redis; rejects with 503 `queue_full` when it would
+   * pass MAX_QUEUE_DEPTH, or with Redis's error.
+   */
+  add(model: ModelVersion, job: EnvelopeJob, inputs: readonly DecodedTensor[]): Promise<void> {
+    const key = `${model.name}\0${model.version}`;
+    let open = this.open.get(key);
+    if (!open) {
+      open = { model, queue: this.queueOf(model), jobs: [], scheduled: false };
+      this.open.set(key, open);
+    }
+    const promise = new Promise<void>((resolve, reject) => open.jobs.push({ job, inputs, done: (err) => (err ? reject(err) : resolve()) }));
+    if (open.jobs.length >= Math.max(1, model.maxBatchSize)) {
+      this.flush(open);
+    } else if (!open.scheduled) {
+      open.scheduled = true;
+      setImmediate(() => this.flush(open));
+    }
+    return promise;
+  }
+
+  private flush(open: Open): void {
+    open.scheduled = false;
+    if (open.jobs.length === 0) return;
+    const jobs = open.jobs;
+    open.jobs = [];
+    void this.write(open.model, open.queue, jobs);
+  }
+
+  private async write(model: ModelVersion, queue: EnvelopeQueue, jobs: Pending[]): Promise<void> {
+    try {
+      const elsewhere = await this.queuedElsewhere(queue);
+      let { accepted, queued } = await queue.enqueue(this.envelope(model, jobs, elsewhere));
+      let written = accepted ? jobs.length : 0;
+      if (!accepted) {
+        // Take what still fits, in arrival order, and refuse the rest.
+        const room = this.options.maxQueueDepth - queued - elsewhere;
+        if (room > 0) {
+          ({ accepted, queued } = await queue.enqueue(this.envelope(model, jobs.slice(0, room), elsewhere)));
+          if (accepted) written = room;
+        }
+      }
+      this.depth.set(queue.keys.queued, queued);
+      if (written > 0) this.options.onEnvelope?.(model, written);
+      const full = new AppError(503, 'queue_full', `The queue holds ${queued + elsewhere} instances, at its limit of ${this.options.maxQueueDepth}; retry later`, {
+        retryAfterSeconds: 5,
+      });
+      jobs.forEach((p, i) => p.done(i < written ? undefined : full));
+    } catch (err) {
+      for (const p of jobs) p.done(err);
+    }
+  }
+
+  private envelope(model: ModelVersion, jobs: readonly Pending[], queuedElsewhere: number) {
+    const data: EnvelopeData = { model: model.name, version: model.version, gateway: this.options.gatewayChannel, jobs: jobs.map((p) => p.job) };
+    return {
+      id: newEnvelopeId(),
+      data,
+      inputs: packInputs(model, jobs),
+      instances: jobs.length,
+      limit: this.options.maxQueueDepth,
+      queuedElsewhere,
+      now: Date.now(),
+    };
+  }
+
+  /** Queued instances in every other queue this gateway knows, refreshed when stale. */
+  private async queuedElsewhere(queue: EnvelopeQueue): Promise<number> {
+    if (this.queues.size > 1 && performance.now() - this.depthReadAt > (this.options.depthRefreshMs ?? 250)) {
+      this.depthReading ??= this.readDepths().finally(() => (this.depthReading = undefined));
+      await this.depthReading;
+    }
+    let sum = 0;
+    for (const [key, n] of this.depth) if (key !== queue.keys.queued) sum += n;
+    return sum;
+  }
+
+  private async readDepths(): Promise<void> {
+    const queues = [...this.queues.values()];
+    const counts = await Promise.all(queues.map((q) => q.queued()));
+    queues.forEach((q, i) => this.depth.set(q.keys.queued, counts[i]!));
+    this.depthReadAt = performance.now();
+  }
+
+  /** Queued instances over every queue this gateway knows (read now), for metrics and tests. */
+  async queuedTotal(): Promise<number> {
+    await this.readDepths();
+    let sum = 0;
+    for (const n of this.depth.values()) sum += n;
+    return sum;
+  }
+
+  /** Flush what is open now (a closing gateway still writes what it accepted). */
+  close(): void {
+    for (const open of this.open.values()) this.flush(open);
+  }
+}
+
+/**
+ * The jobs' inputs as one buffer, input by input: all instances of the
+ * model's first input, then all of the second… A worker running the whole
+ * envelope feeds each input as a view of this buffer, with no copy.
+ */
+function packInputs(model: ModelVersion, jobs: readonly Pending[]): Buffer {
+  let total = 0;
+  for (const p of jobs) for (const t of p.inputs) total += t.data.byteLength;
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (let k = 0; k < model.inputs.length; k++) {
+    for (const p of jobs) {
+      const t = p.inputs[k]!;
+      out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
+      at += t.data.byteLength;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,152 @@
+import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { QueueRef } from '@infer/contract';
+import { closeInOrder } from '@infer/lifecycle';
+import type { Logger } from '@infer/logger';
+import { LockKeeper } from './lock-keeper.js';
+
+/** How a consumer takes work from its queue. */
+export interface ConsumerSource<T> {
+  /**
+   * Take up to `room` units of work, each locked with `token`. With `block`,
+   * wait (up to the block time) for work when none is waiting. `drained`:
+   * nothing more was waiting after this take.
+   */
+  fetch(token: string, room: number, block: boolean): Promise<{ items: T[]; drained: boolean }>;
+  /** The BullMQ job id of an item, under which its lock is held. */
+  jobId(item: T): string;
+  /** Stop a blocked fetch and let go of what the source opened. */
+  close?(): Promise<void>;
+}
+
+/** What a consumer feeds: the processing side, which says how much it can take. */
+export interface ConsumerSink<T> {
+  /** Units of work it can take now; 0 makes the consumer wait for `whenRoom`. */
+  room(): number;
+  whenRoom(): Promise<void>;
+  /** True when the next fetch should block until work arrives: nothing is collecting, or the queue was found empty. */
+  idle(): boolean;
+  /** Fetched items, locked with `token` until the sink calls `consumer.release`. */
+  accept(items: T[], token: string, drained: boolean): void;
+  /** The source had nothing (or failed): flush what is collecting. */
+  drained(): void;
+  /** Resolves when everything accepted has been settled. */
+  settled(): Promise<void>;
+}
+
+export interface QueueConsumerOptions<T> {
+  queue: QueueRef;
+  /** Commands (BullMQ's stalled check and lock extension). */
+  connection: Redis;
+  logger: Logger;
+  /** WORKER_LOCK_MS: how long a claim lasts without renewal. */
+  lockMs: number;
+  /** Stalls (its worker died or hung) after which a job is failed instead of run again. @default 2 */
+  maxStalledCount?: number;
+  /** How long a blocking fetch waits before looking again; bounds how long `close()` waits for it. @default 1 (second) */
+  blockSeconds?: number;
+  source: (bull: Worker) => ConsumerSource<T>;
+  sink: ConsumerSink<T>;
+}
+
+/**
+ * The one manual-fetch consumer of a BullMQ queue, shared by interactive
+ * envelopes and bulk chunks. BullMQ's Worker hands a processor one job at a
+ * time; micro-batching and fair bulk work need to take work by hand, so this
+ * runs the loop BullMQ would, and keeps the rest of BullMQ's contract:
+ *
+ * - fetch while the sink has room: blocking when it is idle (no busy loop),
+ *   non-blocking while a batch collects, backing off on Redis errors;
+ * - hold each fetched job's lock and renew it (LockKeeper) until the sink
+ *   releases it: a worker that dies loses its jobs' locks after `lockMs`;
+ * - run BullMQ's stalled check, which puts such jobs back in the queue (and
+ *   marks one that stalled `maxStalledCount` times as a deferred failure);
+ * - close in order: stop fetching, let the sink settle what it holds, stop
+ *   renewing, close the BullMQ worker.
+ */
+export class QueueConsumer<T> {
+  readonly bull: Worker;
+  private readonly source: ConsumerSource<T>;
+  private readonly sink: ConsumerSink<T>;
+  private readonly locks: LockKeeper;
+  private readonly log: Logger;
+  private loop: Promise<void> | undefined;
+  private stopping = false;
+  private closing: Promise<void> | undefined;
+  private tokenSeq = 0;
+
+  constructor(private readonly options: QueueConsumerOptions<T>) {
+    const { queue, lockMs } = options;
+    this.log = options.logger;
+    this.bull = new Worker(queue.name, null, {
+      connection: options.connection,
+      prefix: queue.prefix,
+      autorun: false,
+      lockDuration: lockMs,
+      stalledInterval: Math.max(1000, Math.floor(lockMs / 2)),
+      maxStalledCount: options.maxStalledCount ?? 2,
+      drainDelay: options.blockSeconds ?? 1,
+    });
+    this.bull.on('error', (err) => this.log.warn({ err: err.message }, 'bullmq worker error'));
+    this.bull.on('stalled', (jobId) => this.log.warn({ jobId }, 'job stalled (its worker died or hung); put back in the queue'));
+    this.locks = new LockKeeper(lockMs, (ids, tokens, ms) => this.bull.extendJobLocks(ids, tokens, ms), this.log);
+    this.source = options.source(this.bull);
+    this.sink = options.sink;
+  }
+
+  start(): void {
+    if (this.loop) return;
+    void this.bull.startStalledCheckTimer();
+    this.loop = this.fetchLoop().catch((err: unknown) => this.log.error({ err }, 'fetch loop crashed'));
+  }
+
+  /** The sink is done with a job (finished, failed or handed back): stop renewing its lock. */
+  release(jobId: string): void {
+    this.locks.release(jobId);
+  }
+
+  get stopped(): boolean {
+    return this.stopping;
+  }
+
+  /** Stop fetching, let the sink settle what it holds, then let go of Redis. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.stopping = true;
+      const steps: Array<() => unknown> = [
+        () => this.source.close?.(),
+        async () => this.loop,
+        () => this.sink.settled(),
+        async () => this.locks.stop(),
+        () => this.bull.close(),
+      ];
+      await closeInOrder(steps, (err) => this.log.warn({ err: (err as Error).message }, 'close step failed'));
+    })();
+    return this.closing;
+  }
+
+  private async fetchLoop(): Promise<void> {
+    let failures = 0;
+    while (!this.stopping) {
+      if (this.sink.room() <= 0) await this.sink.whenRoom();
+      if (this.stopping) break;
+      const token = `${this.bull.id}:${this.tokenSeq++}`;
+      let fetched: { items: T[]; drained: boolean };
+      try {
+        fetched = await this.source.fetch(token, Math.max(1, this.sink.room()), this.sink.idle());
+        failures = 0;
+      } catch (err) {
+        if (this.stopping) break;
+        this.sink.drained();
+        // Redis is away or failing: look again soon, then less and less often.
+        const pause = Math.min(5000, 100 * 2 ** failures++);
+        this.log.warn({ err: (err as Error).message, retryInMs: pause }, 'fetch failed; retrying');
+        await new Promise((r) => setTimeout(r, pause));
+        continue;
+      }
+      for (const item of fetched.items) this.locks.hold(this.source.jobId(item), token);
+      if (fetched.items.length > 0) this.sink.accept(fetched.items, token, fetched.drained);
+      else if (fetched.drained) this.sink.drained();
+    }
+  }
+}

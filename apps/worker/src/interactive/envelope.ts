@@ -1,0 +1,101 @@
+import { BYTES_PER_ELEMENT, EnvelopeData, type EnvelopeJob } from '@infer/contract';
+import type { TakenEnvelope } from '@infer/job-store';
+import type { ModelVersion } from '@infer/models';
+import { elementCount, formatShape, fromBytes, shapeMatches, type DecodedTensor } from '@infer/tensors';
+
+/**
+ * An envelope a worker holds: its jobs, their inputs as views of the
+ * envelope's bytes, and what has become of each job so far.
+ */
+export interface HeldEnvelope {
+  id: string;
+  /** The lock token it was taken with. */
+  token: string;
+  data: EnvelopeData;
+  /** When this worker took it (epoch ms): the jobs' `started_at`. */
+  takenAt: number;
+  /** True the first time any worker takes it (not after a stall): `job.started` is sent then. */
+  firstTake: boolean;
+  /** Per job, in order: its inputs in the model's input order, or null for a job not to run (canceled while queued). */
+  inputs: Array<DecodedTensor[] | null>;
+  /** Per job: its ended record once it has one, null while it has not (or will not, being canceled). */
+  records: Array<Buffer | null>;
+  /** Per job: the status its record ends it with. */
+  statuses: Array<'succeeded' | 'failed' | null>;
+  /** Jobs still to run. */
+  pending: number;
+}
+
+/** What is wrong with an envelope that cannot run at all: its jobs fail with this. */
+export class MalformedEnvelopeError extends Error {}
+
+/**
+ * Read a taken envelope: its data (validated again: never trust the queue)
+ * and its inputs, which the gateway packed input by input (all instances of
+ * the first input, then of the second…). Each instance's input is a view
+ * of those bytes, so a micro-batch of whole envelopes feeds ONNX Runtime
+ * without copying an instance twice.
+ */
+export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: string, takenAt: number): HeldEnvelope {
+  const raw = taken.fields.get('data');
+  const parsed = raw ? EnvelopeData.safeParse(safeJson(raw.toString())) : undefined;
+  if (!parsed?.success) throw new MalformedEnvelopeError(`malformed envelope data: ${parsed?.error.issues[0]?.message ?? 'missing'}`);
+  const data = parsed.data;
+  if (data.model !== model.name || data.version !== model.version) {
+    throw new MalformedEnvelopeError(`an envelope of ${data.model} v${data.version} in the queue of ${model.name} v${model.version}`);
+  }
+  const canceled = new Set((taken.fields.get('x')?.toString() ?? '').split(' ').filter(Boolean));
+  const held: HeldEnvelope = {
+    id: taken.id,
+    token,
+    data,
+    takenAt,
+    firstTake: !taken.fields.has('processedOn'),
+    inputs: [],
+    records: data.jobs.map(() => null),
+    statuses: data.jobs.map(() => null),
+    pending: 0,
+  };
+  const bytes = aligned(taken.fields.get('in') ?? Buffer.alloc(0));
+  let at = 0;
+  const perJob: DecodedTensor[][] = data.jobs.map(() => []);
+  model.inputs.forEach((spec, k) => {
+    if (spec.datatype === 'BYTES') throw new MalformedEnvelopeError(`input "${spec.name}" is BYTES`);
+    data.jobs.forEach((job, i) => {
+      const shape = shapeOf(job, k, spec.shape);
+      if (!shapeMatches(shape, spec.shape)) throw new MalformedEnvelopeError(`job ${job.id}: input "${spec.name}" of shape ${formatShape(shape)}, the model takes ${formatShape(spec.shape)}`);
+      const size = elementCount(shape) * BYTES_PER_ELEMENT[spec.datatype];
+      if (at + size > bytes.byteLength) throw new MalformedEnvelopeError('the envelope holds fewer input bytes than its jobs need');
+      perJob[i]!.push({ datatype: spec.datatype as Exclude<typeof spec.datatype, 'BYTES'>, shape, data: fromBytes(spec.datatype as Exclude<typeof spec.datatype, 'BYTES'>, bytes.subarray(at, at + size)) });
+      at += size;
+    });
+  });
+  if (at !== bytes.byteLength) throw new MalformedEnvelopeError('the envelope holds more input bytes than its jobs need');
+  data.jobs.forEach((job, i) => {
+    const runs = !canceled.has(job.id);
+    held.inputs.push(runs ? perJob[i]! : null);
+    if (runs) held.pending++;
+  });
+  return held;
+}
+
+function shapeOf(job: EnvelopeJob, k: number, spec: readonly number[]): number[] {
+  if (job.shapes) return job.shapes[k] ?? [];
+  return spec as number[];
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Bytes from a Redis reply sit anywhere in a shared buffer: copy them once to an 8-byte aligned one, so every view is a typed array. */
+function aligned(bytes: Buffer): Uint8Array {
+  if (bytes.byteOffset % 8 === 0) return bytes;
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return copy;
+}

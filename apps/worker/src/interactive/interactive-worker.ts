@@ -1,0 +1,328 @@
+import type { Redis } from 'ioredis';
+import { JOB_CATALOG, type JobError } from '@infer/contract';
+import { MicroBatcher } from '@infer/batcher';
+import { EnvelopeQueue, encodeRecord, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
+import type { Logger } from '@infer/logger';
+import type { ModelVersion } from '@infer/models';
+import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
+import type { WorkerMetrics } from '../metrics.js';
+import { MalformedEnvelopeError, readEnvelope, type HeldEnvelope } from './envelope.js';
+import type { JobWebhookEmitter } from './job-webhooks.js';
+import { runMicrobatch } from './microbatch.js';
+
+export interface InteractiveWorkerOptions {
+  model: ModelVersion;
+  /** BullMQ's connection: its stalled check and lock extension. */
+  connection: Redis;
+  /**
+   * The queue's own scripts. Not BullMQ's connection: ioredis copies every
+   * script defined on a connection (BullMQ defines ~65) into each pipeline
+   * it builds, which on a shared one cost an eighth of the worker's CPU.
+   */
+  storeConnection: Redis;
+  prefix: string;
+  lockMs: number;
+  resultTtlMs: number;
+  logger: Logger;
+  metrics?: WorkerMetrics;
+  /** Sends `job.started` / `job.completed` for jobs that have a webhook. */
+  webhooks?: JobWebhookEmitter;
+  /**
+   * How long an idle worker blocks on the queue's marker before looking
+   * again. `close()` does not wait for it (it drops the blocked connection).
+   * @default 5 (seconds)
+   */
+  blockSeconds?: number;
+}
+
+/** A taken envelope before it is read: the lock token and time it was taken with. */
+interface Taken {
+  taken: TakenEnvelope;
+  token: string;
+  takenAt: number;
+}
+
+/** Part of an envelope in one micro-batch: some of its jobs (indices into its data.jobs). */
+interface Slice {
+  envelope: HeldEnvelope;
+  jobs: number[];
+}
+
+/** Envelopes fetched in one call at most; their instances are bounded by the batch's room anyway. */
+const MOST_ENVELOPES_PER_FETCH = 64;
+
+/**
+ * Consumes one model version's interactive queue and runs its jobs in
+ * micro-batches made of whole envelopes.
+ *
+ * - Fetch (QueueConsumer): an idle worker blocks on the queue's marker; a
+ *   take is one script call that moves as many envelopes as the batch has
+ *   room for to active, under one lock token, and says how many are left.
+ *   Nothing left means nothing to wait for: the batch runs at once, so a
+ *   lone job never waits, while a busy queue fills batches to
+ *   `max_batch_size` (or `max_delay_ms` after their first instance).
+ * - Batch: envelopes go into the batch whole; one is split across batches
+ *   only when it does not fit the room left.
+ * - Finish: when a batch has run, the envelopes it completed are ended in
+ *   one script call: every job's record written (unless the job was
+ *   canceled meanwhile), the envelopes removed, and one message per waiting
+ *   gateway carrying the records its requests wait for.
+ */
+export class InteractiveWorker {
+  readonly queue: EnvelopeQueue;
+  private readonly consumer: QueueConsumer<Taken>;
+  private readonly batcher: MicroBatcher<Slice, void>;
+  private readonly log: Logger;
+  private blocking: Redis | undefined;
+  /** Envelopes held and not yet finished; this model's bulk work waits while there are any. */
+  private inHand = 0;
+  private idleWaiters: Array<() => void> = [];
+  private readonly finishing = new Set<Promise<void>>();
+
+  constructor(private readonly options: InteractiveWorkerOptions) {
+    const { model } = options;
+    this.log = options.logger.child({ model: model.name, version: model.version });
+    this.queue = new EnvelopeQueue(options.storeConnection, { prefix: options.prefix, model: model.name, version: model.version, resultTtlMs: options.resultTtlMs });
+    this.batcher = new MicroBatcher<Slice, void>({
+      maxBatchSize: this.batchSize,
+      maxWaitMs: model.maxDelayMs,
+      maxInFlight: 2,
+      weigh: (slice) => slice.jobs.length,
+      run: (slices) => this.runSlices(slices),
+    });
+    this.consumer = new QueueConsumer<Taken>({
+      queue: this.queue.keys.ref,
+      connection: options.connection,
+      logger: this.log,
+      lockMs: options.lockMs,
+      maxStalledCount: JOB_CATALOG.envelope.maxStalledCount,
+      source: () => this.source(),
+      sink: this.sink(),
+    });
+  }
+
+  /** Instances in one run: `max_batch_size`, or one for a model that is not batched. */
+  private get batchSize(): number {
+    return Math.max(1, this.options.model.maxBatchSize);
+  }
+
+  /**
+   * The fairness signal for this model's BulkWorker: true while interactive
+   * jobs are in hand (fetched, collecting or running). Bulk slices wait for
+   * `whenIdle()`, so interactive batches never queue behind bulk work here.
+   */
+  get busy(): boolean {
+    return this.inHand > 0;
+  }
+
+  /** Resolves when no interactive job is in hand. */
+  whenIdle(): Promise<void> {
+    if (this.inHand === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  start(): void {
+    this.consumer.start();
+  }
+
+  /** Stop fetching, finish the batches in hand, then let go of Redis. Idempotent. */
+  close(): Promise<void> {
+    return this.consumer.close();
+  }
+
+  private source(): ConsumerSource<Taken> {
+    const blockSeconds = this.options.blockSeconds ?? 5;
+    return {
+      jobId: (t) => t.taken.id,
+      fetch: async (token, room, block) => {
+        if (block) {
+          this.blocking ??= this.options.storeConnection.duplicate();
+          // The marker says work may be waiting (every enqueue sets it): no take is tried on an empty queue.
+          if (!(await this.queue.waitForWork(this.blocking, blockSeconds))) return { items: [], drained: true };
+        }
+        const taken = await this.queue.fetch(token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH);
+        if (taken === 'paused') {
+          await new Promise((r) => setTimeout(r, 1000));
+          return { items: [], drained: true };
+        }
+        const takenAt = Date.now();
+        return { items: taken.envelopes.map((e) => ({ taken: e, token, takenAt })), drained: taken.waiting === 0 };
+      },
+      close: async () => {
+        this.blocking?.disconnect();
+      },
+    };
+  }
+
+  private sink(): ConsumerSink<Taken> {
+    // Whether the last look found the queue empty: then the next one blocks on the marker
+    // (set by the next enqueue) instead of asking again while the run slots are busy.
+    let empty = true;
+    return {
+      room: () => this.batcher.room,
+      whenRoom: () => this.batcher.whenRoom(),
+      idle: () => empty || this.batcher.size === 0,
+      accept: (items, _token, drained) => {
+        empty = drained;
+        for (const item of items) this.accept(item);
+        if (drained) this.batcher.drained();
+      },
+      drained: () => {
+        empty = true;
+        this.batcher.drained();
+      },
+      settled: async () => {
+        await this.batcher.close();
+        while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);
+      },
+    };
+  }
+
+  /** Read a taken envelope and put its jobs in batches (or end them now, when none is to run). */
+  private accept({ taken, token, takenAt }: Taken): void {
+    const { model } = this.options;
+    this.inHand++;
+    let held: HeldEnvelope;
+    try {
+      held = readEnvelope(model, taken, token, takenAt);
+    } catch (err) {
+      if (!(err instanceof MalformedEnvelopeError)) throw err;
+      this.log.error({ envelope: taken.id, err: err.message }, 'malformed envelope; its jobs fail');
+      this.failMalformed(taken, token, err.message);
+      return;
+    }
+    if (held.firstTake) void this.options.webhooks?.started(held.data.jobs.filter((_, i) => held.inputs[i]).map((job) => ({ model: model.name, version: model.version, job })), takenAt);
+    const deferred = taken.fields.get('defa')?.toString();
+    if (deferred) {
+      // Stalled more than maxStalledCount times: it keeps killing or hanging its workers; it must not run again.
+      this.endAll(held, { code: 'worker_lost', message: `the job's worker died or hung repeatedly (${deferred})` });
+      return;
+    }
+    if (held.pending === 0) {
+      this.track(this.finish([held]));
+      return;
+    }
+    const live = held.inputs.flatMap((inputs, i) => (inputs ? [i] : []));
+    // Whole, when it fits the room left; split only when it must.
+    for (let from = 0; from < live.length; ) {
+      const take = Math.min(live.length - from, this.batcher.room > 0 ? this.batcher.room : this.batchSize);
+      this.batcher.add({ envelope: held, jobs: live.slice(from, from + take) }).catch((err: unknown) => {
+        // runSlices settles every job itself; this is a bug guard, not a path.
+        this.log.error({ err, envelope: held.id }, 'micro-batch failed unexpectedly');
+      });
+      from += take;
+    }
+  }
+
+  /** Run one micro-batch, then end the envelopes it completed. */
+  private async runSlices(slices: Slice[]): Promise<void[]> {
+    const { model, metrics } = this.options;
+    const instances = slices.flatMap((s) => s.jobs.map((j) => s.envelope.inputs[j]!));
+    const { results, runs } = await runMicrobatch(model, instances);
+    const completedAt = Date.now();
+    let r = 0;
+    const done = new Set<HeldEnvelope>();
+    for (const { envelope, jobs } of slices) {
+      for (const j of jobs) {
+        const result = results[r++]!;
+        const job = envelope.data.jobs[j]!;
+        const metricsOut = { queue_ms: Math.max(0, envelope.takenAt - job.created_at), inference_ms: round(result.inferenceMs), batch_size: result.batchSize };
+        envelope.statuses[j] = result.ok ? 'succeeded' : 'failed';
+        envelope.records[j] = encodeRecord(model.name, model.version, job, {
+          status: envelope.statuses[j]!,
+          startedAt: envelope.takenAt,
+          completedAt,
+          metrics: metricsOut,
+          ...(result.ok ? { outputs: result.outputs } : { error: result.error }),
+        });
+        envelope.pending--;
+      }
+      if (envelope.pending === 0) done.add(envelope);
+    }
+    metrics?.observeRuns(model, runs);
+    await this.finish([...done]);
+    return slices.map(() => undefined);
+  }
+
+  /** Every live job of an envelope fails with `error` (it cannot or must not run). */
+  private endAll(held: HeldEnvelope, error: JobError): void {
+    const { model } = this.options;
+    const completedAt = Date.now();
+    held.data.jobs.forEach((job, i) => {
+      if (!held.inputs[i]) return;
+      held.statuses[i] = 'failed';
+      held.records[i] = encodeRecord(model.name, model.version, job, { status: 'failed', startedAt: held.takenAt, completedAt, error });
+    });
+    held.pending = 0;
+    this.track(this.finish([held]));
+  }
+
+  /** An envelope whose data or inputs do not fit the model: its jobs fail, or, when even its jobs are unknown, it is dropped. */
+  private failMalformed(taken: TakenEnvelope, token: string, message: string): void {
+    const { model } = this.options;
+    let held: HeldEnvelope | undefined;
+    try {
+      const data = JSON.parse(taken.fields.get('data')?.toString() ?? '') as HeldEnvelope['data'];
+      if (Array.isArray(data.jobs)) {
+        held = { id: taken.id, token, data, takenAt: Date.now(), firstTake: false, inputs: data.jobs.map(() => []), records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), pending: 0 };
+      }
+    } catch {
+      /* nothing to tell any job */
+    }
+    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: Date.now(), firstTake: false, inputs: [], records: [], statuses: [], pending: 0 };
+    this.endAll(held, { code: 'invalid_input', message });
+  }
+
+  private track(p: Promise<void>): void {
+    this.finishing.add(p);
+    void p.finally(() => this.finishing.delete(p));
+  }
+
+  /**
+   * End envelopes whose jobs all have their records: one script call. A
+   * call that fails (Redis away) is tried again a few times; after that the
+   * envelopes are let go, so their locks lapse and the stalled check puts
+   * them back for another worker: no job is dropped.
+   */
+  private async finish(envelopes: HeldEnvelope[]): Promise<void> {
+    if (envelopes.length === 0) return;
+    const finishing: FinishingEnvelope[] = envelopes.map((e) => ({
+      id: e.id,
+      gateway: e.data.gateway,
+      jobs: e.data.jobs.map((job, i) => ({ id: job.id, record: e.records[i] ?? null, wait: job.wait === true })),
+    }));
+    let ended: boolean[] | undefined;
+    for (let attempt = 0; ended === undefined; attempt++) {
+      try {
+        ended = await this.queue.finish(finishing);
+      } catch (err) {
+        if (attempt >= 3) {
+          this.log.warn({ err: (err as Error).message, envelopes: envelopes.length }, 'could not end a batch; its envelopes go back to the queue when their locks lapse');
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      }
+    }
+    for (const e of envelopes) this.consumer.release(e.id);
+    this.inHand -= envelopes.length;
+    if (this.inHand === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const wake of waiters) wake();
+    }
+    if (!ended) return;
+    const endedJobs: Array<{ job: HeldEnvelope['data']['jobs'][number]; record: Buffer }> = [];
+    let k = 0;
+    for (const e of envelopes) {
+      e.data.jobs.forEach((job, i) => {
+        const record = e.records[i];
+        if (!ended![k++] || !record) return;
+        endedJobs.push({ job, record });
+        this.options.metrics?.jobEnded(this.options.model, e.statuses[i] ?? 'failed');
+      });
+    }
+    await this.options.webhooks?.completed(endedJobs);
+  }
+}
+
+const round = (ms: number) => Math.round(ms * 1000) / 1000;

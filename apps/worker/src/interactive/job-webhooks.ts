@@ -1,0 +1,66 @@
+import type { EnvelopeJob, Job } from '@infer/contract';
+import { renderEndedJob, renderPendingJob } from '@infer/job-store';
+import type { Logger } from '@infer/logger';
+import type { NewWebhookEvent, WebhookEvents } from '@infer/webhooks';
+
+/** A job of a taken envelope, as the webhooks need it. */
+export interface WebhookJob {
+  model: string;
+  version: string;
+  job: EnvelopeJob;
+}
+
+/**
+ * Turns the ends and starts a worker sees into webhook events, off the
+ * inference path and in bulk. Everything an event needs is in the envelope
+ * (the webhook URL and filter travel with each job) or in the record just
+ * written, so nothing is read back from Redis; jobs without a webhook cost
+ * nothing.
+ *
+ * Failures are logged, never thrown: a webhook problem must not fail or
+ * retry an inference that succeeded.
+ */
+export class JobWebhookEmitter {
+  constructor(
+    private readonly events: WebhookEvents,
+    private readonly logger: Logger,
+  ) {}
+
+  /** `job.started` for the jobs that asked for it, the first time their envelope is taken. Never rejects. */
+  started(jobs: readonly WebhookJob[], startedAt: number): Promise<void> {
+    const wanted = jobs.filter((j) => j.job.webhook && j.job.webhook_events_filter?.includes('start'));
+    if (wanted.length === 0) return Promise.resolve();
+    return this.send(() =>
+      wanted.map(({ model, version, job }) => ({
+        tenant: job.tenant,
+        url: job.webhook!,
+        type: 'job.started',
+        data: JSON.parse(renderPendingJob(job.id, model, version, job, startedAt)) as Job,
+      })),
+    );
+  }
+
+  /** `job.completed` for jobs this worker ended (with the records it wrote), one bulk enqueue. Never rejects. */
+  completed(ended: ReadonlyArray<{ job: EnvelopeJob; record: Buffer }>): Promise<void> {
+    const wanted = ended.filter(({ job }) => job.webhook && (job.webhook_events_filter ?? ['completed']).includes('completed'));
+    if (wanted.length === 0) return Promise.resolve();
+    return this.send(() =>
+      wanted.map(({ job, record }) => ({
+        tenant: job.tenant,
+        url: job.webhook!,
+        type: 'job.completed',
+        data: JSON.parse(renderEndedJob(job.id, record)) as Job,
+      })),
+    );
+  }
+
+  /** Build (rendering can throw on a corrupt record) and enqueue events; logs, never rejects. */
+  private async send(build: () => NewWebhookEvent[]): Promise<void> {
+    try {
+      const events = build();
+      if (events.length) await this.events.enqueue(events);
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'could not enqueue webhook events; they are lost');
+    }
+  }
+}

@@ -1,0 +1,96 @@
+import type { JobError } from '@infer/contract';
+import { runModel, type ModelVersion } from '@infer/models';
+import { allocate, instanceSlice, shapeKey, toBytes, type DecodedTensor } from '@infer/tensors';
+import type { RecordOutput } from '@infer/job-store';
+
+/** One instance's inputs, in the model's input order. */
+export type InstanceInputs = readonly DecodedTensor[];
+
+export type InstanceResult =
+  | { ok: true; outputs: RecordOutput[]; inferenceMs: number; batchSize: number }
+  | { ok: false; error: JobError; inferenceMs: number; batchSize: number };
+
+/** One `session.run` of a micro-batch: how many instances it stacked and how long it took. */
+export interface Run {
+  size: number;
+  ms: number;
+}
+
+/**
+ * Run a micro-batch of instances through the model and return one result
+ * per instance, in order, and the runs it took.
+ *
+ * A batched model gets its instances grouped by shape (instances whose
+ * variable dimensions differ are never stacked together) and stacked along
+ * a new first dimension: one `session.run` per group. When a group's inputs
+ * already lie back to back in one buffer (a whole envelope, as the gateway
+ * packed it), the stacked tensor is a view of that buffer, not a copy. A
+ * model that is not batched runs each instance's full tensors on their own.
+ * A failed run fails the instances of that run (`inference_failed`).
+ */
+export async function runMicrobatch(model: ModelVersion, instances: readonly InstanceInputs[]): Promise<{ results: InstanceResult[]; runs: Run[] }> {
+  const results: InstanceResult[] = new Array(instances.length);
+  const runs: Run[] = [];
+  for (const group of groupIndices(model, instances)) {
+    const feeds: Record<string, DecodedTensor> = {};
+    model.inputs.forEach((spec, k) => {
+      const parts = group.map((i) => instances[i]![k]!);
+      feeds[spec.name] = model.batched ? stackViews(parts) : parts[0]!;
+    });
+    try {
+      const { outputs, inferenceMs } = await runModel(model, feeds);
+      runs.push({ size: group.length, ms: inferenceMs });
+      group.forEach((instanceIndex, j) => {
+        const out: RecordOutput[] = model.outputs.map((spec) => {
+          const t = outputs[spec.name]!;
+          if (!model.batched) return { name: spec.name, datatype: t.datatype, shape: t.shape, bytes: Buffer.from(toBytes(t.data)) };
+          const { offset, shape } = instanceSlice(t.data, t.shape, j);
+          const per = t.shape[0] === 0 ? 0 : t.data.length / t.shape[0]!;
+          return { name: spec.name, datatype: t.datatype, shape, bytes: toBytes(t.data.subarray(offset, offset + per)) };
+        });
+        results[instanceIndex] = { ok: true, outputs: out, inferenceMs, batchSize: group.length };
+      });
+    } catch (err) {
+      const error: JobError = { code: 'inference_failed', message: `ONNX Runtime failed: ${(err as Error).message}` };
+      for (const i of group) results[i] = { ok: false, error, inferenceMs: 0, batchSize: group.length };
+    }
+  }
+  return { results, runs };
+}
+
+/**
+ * Stack instances of one shape along a new first dimension. Views that lie
+ * back to back in one buffer (instances of one envelope) are joined by
+ * viewing their whole span; anything else is copied once into a new tensor.
+ */
+function stackViews(parts: readonly DecodedTensor[]): DecodedTensor {
+  const first = parts[0]!;
+  const shape = [parts.length, ...first.shape];
+  let contiguous = true;
+  for (let i = 1; i < parts.length && contiguous; i++) {
+    const prev = parts[i - 1]!.data;
+    const cur = parts[i]!.data;
+    contiguous = cur.buffer === prev.buffer && cur.byteOffset === prev.byteOffset + prev.byteLength;
+  }
+  if (contiguous) {
+    const ctor = first.data.constructor as new (buffer: ArrayBufferLike, byteOffset: number, length: number) => DecodedTensor['data'];
+    return { datatype: first.datatype, shape, data: new ctor(first.data.buffer, first.data.byteOffset, first.data.length * parts.length) };
+  }
+  const per = first.data.length;
+  const out = allocate(first.datatype, per * parts.length);
+  parts.forEach((t, k) => (out as Float32Array).set(t.data as Float32Array, k * per));
+  return { datatype: first.datatype, shape, data: out };
+}
+
+/** Indices of instances that may share one run, in arrival order. */
+function groupIndices(model: ModelVersion, instances: readonly InstanceInputs[]): number[][] {
+  if (!model.batched) return instances.map((_, i) => [i]);
+  const groups = new Map<string, number[]>();
+  instances.forEach((inst, i) => {
+    const key = shapeKey(inst);
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = []));
+    g.push(i);
+  });
+  return [...groups.values()];
+}

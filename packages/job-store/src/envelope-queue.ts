@@ -1,0 +1,128 @@
+import type { Redis } from 'ioredis';
+import { interactiveKeys, type EnvelopeData } from '@infer/contract';
+import { withJobScripts, type ScriptRedis } from './redis-scripts.js';
+
+export interface EnvelopeQueueOptions {
+  prefix: string;
+  model: string;
+  version: string;
+  /** How long an ended job's record stays readable. */
+  resultTtlMs: number;
+}
+
+/** An envelope as the gateway writes it. */
+export interface NewEnvelope {
+  id: string;
+  data: EnvelopeData;
+  /** Every job's inputs, input by input (all instances of the first input, then of the second…). */
+  inputs: Buffer;
+  /** Instances in it (its jobs). */
+  instances: number;
+  /** MAX_QUEUE_DEPTH, or 0 for none. */
+  limit: number;
+  /** Instances queued in the other model versions' queues, as this gateway last saw them. */
+  queuedElsewhere: number;
+  now: number;
+}
+
+/** An envelope as a worker takes it: its job hash's fields, before the take. */
+export interface TakenEnvelope {
+  id: string;
+  fields: Map<string, Buffer>;
+}
+
+/** What a worker hands back for one envelope: every job of it, in order. */
+export interface FinishingEnvelope {
+  id: string;
+  /** The submitting gateway's channel (the envelope's `data.gateway`). */
+  gateway: string;
+  jobs: ReadonlyArray<{ id: string; record: Buffer | null; wait: boolean }>;
+}
+
+/**
+ * One model version's interactive queue, through the platform's own scripts
+ * (scripts.ts): the gateway enqueues envelopes, workers take and finish
+ * them. Each call is one round trip, whatever the number of jobs in it.
+ */
+export class EnvelopeQueue {
+  readonly keys: ReturnType<typeof interactiveKeys>;
+  private readonly redis: ScriptRedis;
+
+  constructor(
+    redis: Redis,
+    private readonly options: EnvelopeQueueOptions,
+  ) {
+    this.redis = withJobScripts(redis);
+    this.keys = interactiveKeys(options.prefix, options.model, options.version);
+  }
+
+  /** Write an envelope and its jobs' index entries, if it fits under the limit. */
+  async enqueue(e: NewEnvelope): Promise<{ accepted: boolean; queued: number }> {
+    const k = this.keys;
+    const [ok, queued] = await this.redis.inferEnqueue(
+      k.wait,
+      k.marker,
+      k.queued,
+      k.index,
+      k.base + e.id,
+      e.id,
+      `${k.ref.name}:${e.id}`,
+      e.instances,
+      e.limit,
+      e.queuedElsewhere,
+      e.now,
+      JSON.stringify(e.data),
+      e.inputs,
+      ...e.data.jobs.map((j) => j.id),
+    );
+    return { accepted: ok === 1, queued };
+  }
+
+  /** Instances accepted and not yet taken by a worker. */
+  async queued(): Promise<number> {
+    return Number((await this.redis.get(this.keys.queued)) ?? 0);
+  }
+
+  /**
+   * Take envelopes, oldest first, until `wanted` instances (at most `most`
+   * envelopes), locked with `token` for `lockMs`. `waiting` is how many
+   * envelopes are left in the queue: 0 means nothing more to wait for.
+   */
+  async fetch(token: string, lockMs: number, wanted: number, most: number): Promise<{ waiting: number; envelopes: TakenEnvelope[] } | 'paused'> {
+    const k = this.keys;
+    const reply = await this.redis.inferFetchBuffer(k.wait, k.active, k.meta, k.marker, k.queued, k.base, token, lockMs, Date.now(), wanted, most);
+    const waiting = Number(reply[0]);
+    if (waiting < 0) return 'paused';
+    const envelopes: TakenEnvelope[] = [];
+    for (let i = 1; i + 1 < reply.length; i += 2) {
+      const flat = reply[i + 1] as Buffer[];
+      const fields = new Map<string, Buffer>();
+      for (let f = 0; f + 1 < flat.length; f += 2) fields.set(flat[f]!.toString(), flat[f + 1]!);
+      envelopes.push({ id: (reply[i] as Buffer).toString(), fields });
+    }
+    return { waiting, envelopes };
+  }
+
+  /** End the jobs of these envelopes and remove them; per job (in order), whether this call ended it. */
+  async finish(envelopes: readonly FinishingEnvelope[]): Promise<boolean[]> {
+    if (envelopes.length === 0) return [];
+    const k = this.keys;
+    const args: Array<string | number | Buffer> = [k.active, k.wait, k.index, k.base, `${k.ref.prefix}:job:`, this.options.resultTtlMs];
+    for (const e of envelopes) {
+      args.push(e.id, e.gateway, e.jobs.length);
+      for (const j of e.jobs) args.push(j.id, j.record ?? '', j.wait ? '1' : '');
+    }
+    const ended = await this.redis.inferFinish(...args);
+    return ended.map((x) => x === 1);
+  }
+
+  /**
+   * Block on the queue's marker (BullMQ's wake-up signal, set by every
+   * enqueue) until work may be waiting or `timeoutSeconds` pass. Needs a
+   * connection of its own: a blocked connection serves nothing else.
+   */
+  async waitForWork(blocking: Redis, timeoutSeconds: number): Promise<boolean> {
+    const popped = await blocking.bzpopmin(this.keys.marker, timeoutSeconds);
+    return popped !== null;
+  }
+}

@@ -1,0 +1,33 @@
+import type { Redis } from 'ioredis';
+import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, READ, RELEASE_IDEMPOTENCY_KEY } from './scripts.js';
+
+type Arg = string | number | Buffer;
+
+/** The scripts as commands of a connection (ioredis sends each by EVALSHA, falling back to EVAL once). */
+export type ScriptRedis = Redis & {
+  inferEnqueue(...args: Arg[]): Promise<[number, number]>;
+  inferFetchBuffer(...args: Arg[]): Promise<unknown[]>;
+  inferFinish(...args: Arg[]): Promise<number[]>;
+  inferReadBuffer(...args: Arg[]): Promise<unknown[]>;
+  inferCancelCommitBuffer(...args: Arg[]): Promise<unknown[]>;
+  inferClaimIdempotencyKey(key: string, id: string, ttlMs: number): Promise<string>;
+  inferReleaseIdempotencyKey(key: string, id: string): Promise<number>;
+};
+
+const COMMANDS = [
+  ['inferEnqueue', ENQUEUE, 5],
+  ['inferFetch', FETCH, 5],
+  ['inferFinish', FINISH, 3],
+  ['inferRead', READ, 2],
+  ['inferCancelCommit', CANCEL_COMMIT, 2],
+  ['inferClaimIdempotencyKey', CLAIM_IDEMPOTENCY_KEY, 1],
+  ['inferReleaseIdempotencyKey', RELEASE_IDEMPOTENCY_KEY, 1],
+] as const;
+
+/** Define the job scripts on a connection (once; later calls find them there). */
+export function withJobScripts(redis: Redis): ScriptRedis {
+  for (const [name, lua, numberOfKeys] of COMMANDS) {
+    if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua });
+  }
+  return redis as ScriptRedis;
+}
