@@ -1,0 +1,295 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { expect } from 'chai';
+import { Redis } from 'ioredis';
+import { interactiveKeys, newJobId, queueTag, type Job } from '@infer/contract';
+import { EnvelopeQueue, encodeRecord, type EnvelopeJob } from '@infer/job-store';
+import { silentLogger } from '@infer/logger';
+import { ModelRepository } from '@infer/models';
+import { decodeInput } from '@infer/tensors';
+import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
+import { EnvelopeWriter } from '../apps/gateway/src/jobs/envelope-writer.js';
+import { mlpReference } from '../scripts/build-models.js';
+import { maxAbsDiff } from './helpers/batches.js';
+import { flatten, getJob, pollJob, postJob, QueueProbe } from './helpers/jobs.js';
+import { seededFloats } from './helpers/ort-reference.js';
+import { deletePrefix, SHIPPED_MODELS, startPlatform, TEST_KEY, TEST_REDIS_URL, uniquePrefix, type TestPlatform } from './helpers/platform.js';
+import { waitUntil } from './helpers/wait.js';
+
+/**
+ * Envelopes: the jobs one gateway accepts for a model version in the same
+ * turn travel as one BullMQ job. These tests hold the envelope to every
+ * promise a job makes on its own: its id, status, output, cancel, webhook
+ * events, and its place under MAX_QUEUE_DEPTH.
+ */
+
+const featuresOf = (seed: number) => Array.from(seededFloats(64, seed));
+const body = (seed: number, extra: Record<string, unknown> = {}) => ({ model: 'mlp', version: '2', input: { features: featuresOf(seed) }, ...extra });
+
+function expectMlpOutput(job: Job, seed: number): void {
+  expect(job.status, JSON.stringify(job.error)).to.equal('succeeded');
+  const want = mlpReference(2, Float32Array.from(featuresOf(seed)));
+  const got = flatten((job.output as Record<string, unknown>).probabilities).map(Number);
+  expect(maxAbsDiff(got, want), `job ${job.id}`).to.be.at.most(1e-5);
+}
+
+describe('envelopes: the writer', () => {
+  let redis: Redis;
+  let repo: ModelRepository;
+  let prefix: string;
+  before(async () => {
+    redis = new Redis(TEST_REDIS_URL);
+    repo = await ModelRepository.load(SHIPPED_MODELS, { only: ['mlp'] });
+    prefix = uniquePrefix('env');
+  });
+  after(async () => {
+    await repo.close();
+    redis.disconnect();
+    await deletePrefix(TEST_REDIS_URL, prefix);
+  });
+
+  function writer(maxQueueDepth = 1_000_000): EnvelopeWriter {
+    return new EnvelopeWriter({ redis, prefix, resultTtlMs: 60_000, maxQueueDepth, gatewayChannel: `${prefix}:gateway:test` });
+  }
+
+  function job(model: ReturnType<ModelRepository['resolve']>): { job: EnvelopeJob; inputs: ReturnType<typeof decodeInput>[] } {
+    return {
+      job: { id: newJobId(queueTag(model.name, model.version)), tenant: 't', created_at: Date.now() },
+      inputs: [decodeInput(featuresOf(1), model.inputs[0]!)],
+    };
+  }
+
+  it('writes the jobs added in one turn as one envelope, a later turn as another, and none larger than max_batch_size', async () => {
+    const model = repo.resolve('mlp', '1');
+    const sizes: number[] = [];
+    const w = new EnvelopeWriter({ redis, prefix, resultTtlMs: 60_000, maxQueueDepth: 1_000_000, gatewayChannel: 'c', onEnvelope: (_, n) => sizes.push(n) });
+    const k = interactiveKeys(prefix, 'mlp', '1');
+    const before = await redis.llen(k.wait);
+    // One turn: 10 jobs.
+    await Promise.all(Array.from({ length: 10 }, () => job(model)).map((j) => w.add(model, j.job, j.inputs)));
+    // The next turn: 1 job; then one turn of max_batch_size + 3.
+    const one = job(model);
+    await w.add(model, one.job, one.inputs);
+    await Promise.all(Array.from({ length: model.maxBatchSize + 3 }, () => job(model)).map((j) => w.add(model, j.job, j.inputs)));
+    expect(sizes).to.deep.equal([10, 1, model.maxBatchSize, 3]);
+    expect((await redis.llen(k.wait)) - before).to.equal(4);
+    expect(await redis.get(k.queued)).to.equal(String(14 + model.maxBatchSize));
+  });
+
+  it('refuses, whole or in part, what would pass MAX_QUEUE_DEPTH, and keeps what fits in arrival order', async () => {
+    const model = repo.resolve('mlp', '2');
+    const w = writer(Number(await redis.get(interactiveKeys(prefix, 'mlp', '2').queued) ?? 0) + 6);
+    const jobs = Array.from({ length: 10 }, () => job(model));
+    const outcomes = await Promise.allSettled(jobs.map((j) => w.add(model, j.job, j.inputs)));
+    expect(outcomes.map((o) => o.status)).to.deep.equal([...new Array(6).fill('fulfilled'), ...new Array(4).fill('rejected')]);
+    const reason = (outcomes[9] as PromiseRejectedResult).reason as { status: number; code: string };
+    expect([reason.status, reason.code]).to.deep.equal([503, 'queue_full']);
+    const index = interactiveKeys(prefix, 'mlp', '2').index;
+    for (const [i, j] of jobs.entries()) expect(await redis.hexists(index, j.job.id), `job ${i}`).to.equal(i < 6 ? 1 : 0);
+  });
+});
+
+describe('envelopes: every job keeps its own promises', function () {
+  this.timeout(30_000);
+  let p: TestPlatform;
+  before(async () => {
+    p = await startPlatform({ worker: false });
+  });
+  after(async () => {
+    await p?.close();
+  });
+
+  it('concurrent submits share envelopes, and each job gets its own id, status and output', async () => {
+    const probe = new QueueProbe(TEST_REDIS_URL, p.prefix, [['mlp', '2']]);
+    try {
+      const before = await probe.snapshot();
+      const submitted = await Promise.all(Array.from({ length: 48 }, (_, i) => postJob(p, body(100 + i))));
+      const after = await probe.snapshot();
+      expect(after.queued - before.queued).to.equal(48);
+      expect(after.envelopes - before.envelopes, 'envelopes for 48 concurrent jobs').to.be.within(1, 47);
+      expect(new Set(submitted.map((s) => s.job.id)).size).to.equal(48);
+      for (const s of submitted) expect(s.job.status).to.equal('queued');
+      await p.startWorker();
+      const ended = await Promise.all(submitted.map((s) => pollJob(p, s.job.id)));
+      ended.forEach((job, i) => expectMlpOutput(job, 100 + i));
+    } finally {
+      await probe.close();
+    }
+  });
+});
+
+describe('envelopes: cancel one job of an envelope', function () {
+  this.timeout(30_000);
+  let p: TestPlatform;
+  let redis: Redis;
+  beforeEach(async () => {
+    p = await startPlatform({ worker: false });
+    redis = new Redis(TEST_REDIS_URL);
+  });
+  afterEach(async () => {
+    redis.disconnect();
+    await p?.close();
+  });
+
+  it('while queued: only that job is canceled and it never runs; the others of its envelope succeed', async () => {
+    const probe = new QueueProbe(TEST_REDIS_URL, p.prefix, [['mlp', '2']]);
+    const submitted = await Promise.all(Array.from({ length: 12 }, (_, i) => postJob(p, body(200 + i))));
+    const envelopes = (await probe.snapshot()).envelopes;
+    await probe.close();
+    const victim = submitted[5]!.job.id;
+    const canceled = await p.api(`/v1/jobs/${victim}/cancel`, { method: 'POST' });
+    expect(canceled.status).to.equal(200);
+    expect(((await canceled.json()) as Job).status).to.equal('canceled');
+    expect(await redis.get(interactiveKeys(p.prefix, 'mlp', '2').queued), 'queued instances after the cancel').to.equal('11');
+    const worker = await p.startWorker();
+    const ended = await Promise.all(submitted.map((s) => pollJob(p, s.job.id)));
+    ended.forEach((job, i) => {
+      if (i === 5) {
+        expect(job.status).to.equal('canceled');
+        expect(job.metrics, 'a canceled job never ran').to.equal(null);
+        expect(job.output).to.equal(null);
+      } else {
+        expectMlpOutput(job, 200 + i);
+      }
+    });
+    const runs = await worker.metrics.registry.getSingleMetricAsString('infer_jobs_ended_total');
+    expect(runs).to.match(/infer_jobs_ended_total\{model="mlp",version="2",status="succeeded"\} 11\b/);
+    expect(envelopes).to.be.at.least(1);
+  });
+
+  it('while running: only that job is canceled, its output is discarded, and the worker ends the others', async () => {
+    const repo = p.gateway.models;
+    const model = repo.resolve('mlp', '2');
+    const submitted = await Promise.all(Array.from({ length: 6 }, (_, i) => postJob(p, body(300 + i))));
+    // Take the envelopes as a worker would (the real take script), then cancel one job while they are "running".
+    const queue = new EnvelopeQueue(redis, { prefix: p.prefix, model: 'mlp', version: '2', resultTtlMs: 60_000 });
+    const taken = await queue.fetch('tok', 30_000, 64, 64);
+    if (taken === 'paused') throw new Error('paused');
+    const running = await getJob(p, submitted[2]!.job.id);
+    expect(running.status).to.equal('running');
+    const res = await p.api(`/v1/jobs/${submitted[2]!.job.id}/cancel`, { method: 'POST' });
+    expect(res.status).to.equal(200);
+    // The "worker" ends every job, the canceled one included: its result must be discarded.
+    const finishing = taken.envelopes.map((e) => {
+      const data = JSON.parse(e.fields.get('data')!.toString()) as { gateway: string; jobs: EnvelopeJob[] };
+      return {
+        id: e.id,
+        gateway: data.gateway,
+        jobs: data.jobs.map((job) => ({
+          id: job.id,
+          wait: false,
+          record: encodeRecord('mlp', '2', job, {
+            status: 'succeeded',
+            startedAt: Date.now(),
+            completedAt: Date.now(),
+            metrics: { queue_ms: 1, inference_ms: 1, batch_size: 6 },
+            outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [4], bytes: Buffer.from(new Float32Array([0.25, 0.25, 0.25, 0.25]).buffer) }],
+          }),
+        })),
+      };
+    });
+    const ended = await queue.finish(finishing);
+    const order = finishing.flatMap((e) => e.jobs.map((j) => j.id));
+    expect(ended.filter(Boolean)).to.have.length(5);
+    expect(ended[order.indexOf(submitted[2]!.job.id)]).to.equal(false);
+    for (const s of submitted) {
+      const job = await getJob(p, s.job.id);
+      expect(job.status).to.equal(s === submitted[2] ? 'canceled' : 'succeeded');
+    }
+    expect(model.name).to.equal('mlp');
+    // Nothing is left of the envelopes: no queued entry, no index, nothing active.
+    const k = interactiveKeys(p.prefix, 'mlp', '2');
+    expect([await redis.llen(k.wait), await redis.llen(k.active), await redis.hlen(k.index)]).to.deep.equal([0, 0, 0]);
+  });
+});
+
+describe('envelopes: a worker dies holding an envelope', function () {
+  this.timeout(40_000);
+  let p: TestPlatform;
+  let hooks: http.Server;
+  const received: Array<{ type: string; id: string; status: string }> = [];
+  before(async () => {
+    hooks = http.createServer((req, res) => {
+      let text = '';
+      req.on('data', (c: Buffer) => (text += c.toString()));
+      req.on('end', () => {
+        const event = JSON.parse(text) as { type: string; data: Job };
+        received.push({ type: event.type, id: event.data.id, status: event.data.status });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => hooks.listen(0, '127.0.0.1', resolve));
+    p = await startPlatform({ worker: false, env: { WORKER_LOCK_MS: '1000', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '100,200' } });
+  });
+  after(async () => {
+    await p?.close();
+    hooks.closeAllConnections();
+    await new Promise((r) => hooks.close(r));
+  });
+
+  it('each of its jobs still ends exactly once, with one job.completed', async () => {
+    const url = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/hook`;
+    const submitted = await Promise.all(Array.from({ length: 8 }, (_, i) => postJob(p, body(400 + i, { webhook: url, webhook_events_filter: ['start', 'completed'] }))));
+    // A worker takes the envelopes and dies at once: its lock (1 s) is never renewed.
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      const zombie = new EnvelopeQueue(redis, { prefix: p.prefix, model: 'mlp', version: '2', resultTtlMs: 60_000 });
+      const taken = await zombie.fetch('zombie', 1000, 64, 64);
+      expect(taken === 'paused' ? 0 : taken.envelopes.length).to.be.at.least(1);
+    } finally {
+      redis.disconnect();
+    }
+    // A live worker's stalled check puts them back, and it runs them.
+    await p.startWorker();
+    const ended = await Promise.all(submitted.map((s) => pollJob(p, s.job.id, 20_000)));
+    ended.forEach((job, i) => expectMlpOutput(job, 400 + i));
+    await waitUntil(() => received.filter((e) => e.type === 'job.completed').length >= 8, 15_000, 'eight job.completed events');
+    const completed = received.filter((e) => e.type === 'job.completed');
+    expect(completed.map((e) => e.id).sort()).to.deep.equal(submitted.map((s) => s.job.id).sort());
+    expect(completed.every((e) => e.status === 'succeeded')).to.equal(true);
+    // job.started went out once, when the envelopes were first taken (by the worker that died? it sent none): never twice.
+    const started = received.filter((e) => e.type === 'job.started').map((e) => e.id);
+    expect(new Set(started).size).to.equal(started.length);
+  });
+});
+
+describe('envelopes: MAX_QUEUE_DEPTH counts instances, across gateways', function () {
+  this.timeout(30_000);
+  let p: TestPlatform;
+  let second: Gateway;
+  let secondUrl: string;
+  before(async () => {
+    p = await startPlatform({ worker: false, env: { MAX_QUEUE_DEPTH: '50' } });
+    second = await createGateway(p.config, silentLogger);
+    secondUrl = `http://127.0.0.1:${await second.listen(0, '127.0.0.1')}`;
+  });
+  after(async () => {
+    await second?.close();
+    await p?.close();
+  });
+
+  it('a burst from two gateways over two model versions is held to the limit', async () => {
+    const post = (base: string, version: string, seed: number) =>
+      fetch(`${base}/v1/jobs`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'mlp', version, input: { features: featuresOf(seed) } }),
+      });
+    const answers = await Promise.all(
+      Array.from({ length: 120 }, (_, i) => post(i % 2 ? p.baseUrl : secondUrl, i % 3 ? '2' : '1', i)),
+    );
+    const accepted = answers.filter((r) => r.status === 202).length;
+    const full = answers.filter((r) => r.status === 503).length;
+    expect(accepted + full).to.equal(120);
+    // Exact within a queue; across the two queues at most what one gateway had not yet seen of the other.
+    expect(accepted, `accepted ${accepted}`).to.be.within(40, 55);
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      const queued = (await Promise.all(['1', '2'].map((v) => redis.hlen(interactiveKeys(p.prefix, 'mlp', v).index)))).reduce((a, b) => a + b, 0);
+      expect(queued).to.equal(accepted);
+    } finally {
+      redis.disconnect();
+    }
+    await Promise.all(answers.map((r) => r.body?.cancel()));
+  });
+});
