@@ -36,21 +36,25 @@ export async function pings(url: string): Promise<boolean> {
 export class OwnRedis {
   private child: ChildProcess | undefined;
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly extraArgs: readonly string[] = [],
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  static async start(): Promise<OwnRedis> {
-    const r = new OwnRedis(await freePort());
+  /** `extraArgs` are more redis-server options, e.g. `['--maxmemory', '8mb']`. */
+  static async start(extraArgs: readonly string[] = []): Promise<OwnRedis> {
+    const r = new OwnRedis(await freePort(), extraArgs);
     await r.start();
     return r;
   }
 
   async start(): Promise<void> {
     if (this.child) return;
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.extraArgs], { stdio: 'ignore' });
     this.child = child;
     child.once('exit', () => {
       if (this.child === child) this.child = undefined;

@@ -17,12 +17,21 @@
  *                 ▲                 │
  *                 └── stalled check ┘ (its worker died: lock lapsed)
  *
+ * Redis full (maxmemory with `noeviction`, the only safe policy for a
+ * queue): ENQUEUE's first write is refused, so a submit writes nothing and
+ * answers 503; FETCH and FINISH are declared `allow-oom`, because taking and
+ * ending envelopes is what frees memory (an envelope's inputs are deleted,
+ * its jobs' records are small): a full Redis drains instead of sticking.
+ *
  * Job records exist only once a job has ended, written with `SET … NX`:
  * FINISH and CANCEL_COMMIT both write a job's record that way, so whichever
  * comes first ends the job and the other changes nothing. Until then a job
  * is found through the tag's job index (job id → envelope) and rendered from
  * the envelope: `queued`, or `running` once a worker has taken it.
  */
+
+/** First line of a script that must run even when Redis is over maxmemory (Redis 7 script flags). */
+const ALLOW_OOM = '#!lua flags=allow-oom\n';
 
 /** Lua's unpack() fails past a few thousand values: write long argument lists in slices. */
 const IN_SLICES = `
@@ -86,8 +95,7 @@ return {1, queued}
  * An envelope's instances leave the queued count the first time a worker takes it,
  * less those canceled before that; one put back by the stalled check is not counted again.
  */
-export const FETCH = `
-if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return {-1} end
+export const FETCH = `${ALLOW_OOM}if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return {-1} end
 local out = {0}
 local wanted, most = tonumber(ARGV[5]), tonumber(ARGV[6])
 local taken, envelopes, leaving = 0, 0, 0
@@ -136,7 +144,7 @@ return out
  * An envelope the stalled check had put back in wait is taken out of it too: its
  * jobs have ended. Returns per job 1 when this call ended it, else 0.
  */
-export const FINISH = `${IN_SLICES}${WATCHERS}
+export const FINISH = `${ALLOW_OOM}${IN_SLICES}${WATCHERS}
 local base, recordPrefix, ttl = ARGV[1], ARGV[2], ARGV[3]
 local ended, messages = {}, {}
 local function send(channel, part)

@@ -2,16 +2,23 @@ import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { AppError, internalProblem, notFound, toProblem, unavailable } from '@infer/errors';
 import type { Logger } from '@infer/logger';
 
-/** Errors from ioredis/BullMQ that mean "Redis is not answering", not a bug. */
+/**
+ * Errors from ioredis/BullMQ that mean "Redis cannot take this now", not a
+ * bug: unreachable, or up but refusing (out of memory under `noeviction`,
+ * still loading its data after a restart, a read-only replica, busy with a
+ * long script). A client should retry them: 503 with Retry-After.
+ */
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   return (
     err.name === 'MaxRetriesPerRequestError' ||
-    /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|ECONNRESET|ETIMEDOUT|connect ETIMEDOUT|Reached the max retries/i.test(
-      err.message,
-    )
+    /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|ECONNRESET|ETIMEDOUT|connect ETIMEDOUT|Reached the max retries/i.test(err.message) ||
+    /^(OOM|LOADING|READONLY|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN)\b/.test(err.message)
   );
 }
+
+/** Out of memory is worth saying so in the log: an operator has to act (see docs/operations.md). */
+const isRedisFull = (err: unknown): boolean => err instanceof Error && err.message.startsWith('OOM');
 
 /** body-parser's errors carry a `type` and a status; map them onto the contract's codes. */
 function fromBodyParser(err: unknown, maxBodyBytes: number): AppError | undefined {
@@ -40,8 +47,9 @@ export function problemMiddleware(logger: Logger, maxBodyBytes: number): ErrorRe
   return (err, req, res, _next) => {
     let appError = err instanceof AppError ? err : fromBodyParser(err, maxBodyBytes);
     if (!appError && isRedisUnavailable(err)) {
-      appError = unavailable('The queue backend (Redis) is unreachable; try again shortly', 2);
-      logger.warn({ err: (err as Error).message, path: req.path }, 'redis unavailable');
+      const full = isRedisFull(err);
+      appError = unavailable(full ? 'The queue backend (Redis) is full; try again shortly' : 'The queue backend (Redis) is unavailable; try again shortly', full ? 5 : 2);
+      logger.warn({ err: (err as Error).message, path: req.path }, full ? 'redis is out of memory (maxmemory reached)' : 'redis unavailable');
     }
     if (res.headersSent) {
       res.destroy();

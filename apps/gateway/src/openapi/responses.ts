@@ -44,7 +44,7 @@ const EXAMPLE_DETAIL: Partial<Record<ErrorCode, string>> = {
   rate_limited: 'More than 1000 requests a second for this API key',
   payload_too_large: 'The body is larger than the limit of 10485760 bytes',
   queue_full: 'The queue holds 1000000 instances, over its limit of 1000000; retry later',
-  unavailable: 'The queue backend (Redis) is unreachable; try again shortly',
+  unavailable: 'The queue backend (Redis) is unavailable; try again shortly',
   conflict: 'The job has already ended (succeeded); only queued or running jobs can be canceled',
 };
 

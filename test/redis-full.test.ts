@@ -1,0 +1,74 @@
+import { expect } from 'chai';
+import { Redis } from 'ioredis';
+import { interactiveKeys, type Job } from '@infer/contract';
+import { expectProblem, expectRetryAfter, pollJob } from './helpers/jobs.js';
+import { startPlatform, type TestPlatform } from './helpers/platform.js';
+import { OwnRedis } from './helpers/redis-server.js';
+
+/**
+ * Redis full: a Redis of the test's own with `noeviction` (the only safe
+ * policy for a queue) and a small maxmemory. Submits must answer 503
+ * `unavailable` with Retry-After, leave nothing half-written, and the
+ * platform must come back by itself once workers have drained the queue.
+ */
+describe('Redis full (maxmemory, noeviction)', function () {
+  this.timeout(60_000);
+  let redis: OwnRedis;
+  let admin: Redis;
+  let p: TestPlatform;
+  before(async () => {
+    redis = await OwnRedis.start(['--maxmemory-policy', 'noeviction']);
+    admin = new Redis(redis.url);
+    p = await startPlatform({ redisUrl: redis.url, worker: false });
+  });
+  after(async () => {
+    await p?.close().catch(() => undefined);
+    admin?.disconnect();
+    await redis?.stop();
+  });
+
+  /** An ocr-cls image job: 110 KB of input a job fills a small Redis quickly. */
+  const image = (seed: number) =>
+    JSON.stringify({
+      model: 'ocr-cls',
+      input: { x: { datatype: 'FP32', shape: [3, 48, 192], b64: Buffer.from(new Float32Array(3 * 48 * 192).fill(seed / 1000).buffer).toString('base64') } },
+    });
+
+  it('answers 503 unavailable with Retry-After, writes nothing half, and recovers once the queue drains', async () => {
+    const used = Number(/used_memory:(\d+)/.exec(await admin.info('memory'))![1]);
+    await admin.config('SET', 'maxmemory', String(used + 3 * 1024 * 1024));
+    const k = interactiveKeys(p.prefix, 'ocr-cls', '1');
+    const accepted: string[] = [];
+    let refused: Response | undefined;
+    for (let i = 0; i < 200 && !refused; i++) {
+      const res = await p.api('/v1/jobs', { method: 'POST', body: image(i) });
+      if (res.status === 202) accepted.push(((await res.json()) as Job).id);
+      else refused = res;
+    }
+    expect(refused, 'a submit refused before 200 images').to.not.equal(undefined);
+    expectRetryAfter(refused!);
+    await expectProblem(refused!, 503, 'unavailable');
+    expect(accepted.length).to.be.at.least(5);
+
+    // Nothing half-written: every accepted job, and only those, is queued, and the count agrees.
+    const again = await Promise.all(Array.from({ length: 5 }, (_, i) => p.api('/v1/jobs', { method: 'POST', body: image(1000 + i) })));
+    for (const res of again) await expectProblem(res, 503, 'unavailable');
+    expect((await admin.hkeys(k.index)).sort()).to.deep.equal([...accepted].sort());
+    expect(Number(await admin.get(k.queued))).to.equal(accepted.length);
+    const envelopes = await admin.lrange(k.wait, 0, -1);
+    let jobsInEnvelopes = 0;
+    for (const id of envelopes) jobsInEnvelopes += Number(await admin.hget(k.base + id, 'n'));
+    expect(jobsInEnvelopes).to.equal(accepted.length);
+    // Reads still work while Redis is full.
+    const queued = await p.api(`/v1/jobs/${accepted[0]}`);
+    expect(queued.status).to.equal(200);
+
+    // A worker drains the queue even though Redis is full (taking and ending envelopes frees memory) ...
+    await p.startWorker();
+    for (const id of accepted) expect((await pollJob(p, id, 30_000)).status).to.equal('succeeded');
+    // ... and submits are taken again.
+    const after = await p.api('/v1/jobs', { method: 'POST', headers: { prefer: 'wait=20' }, body: image(7) });
+    expect(after.status, await after.clone().text()).to.equal(200);
+    expect(((await after.json()) as Job).status).to.equal('succeeded');
+  });
+});
