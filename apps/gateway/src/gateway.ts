@@ -13,6 +13,7 @@ import { createApp } from './app.js';
 import { BulkQueues } from './batches/bulk-queues.js';
 import { ParseThread } from './batches/parse-thread/parse-thread.js';
 import { EnvelopeWriter } from './jobs/envelope-writer.js';
+import { GatewayMetrics } from './metrics.js';
 
 export interface Gateway {
   app: Express;
@@ -47,6 +48,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
   await Promise.all([redis.connect(), bullConnection.connect(), subscriber.connect()]);
 
   const store = new JobStore(redis, { prefix: config.queuePrefix, resultTtlMs: config.resultTtlMs });
+  const metrics = new GatewayMetrics();
   const waiters = new JobWaiters(subscriber, config.queuePrefix);
   await waiters.start();
   const writer = new EnvelopeWriter({
@@ -55,6 +57,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
     resultTtlMs: config.resultTtlMs,
     maxQueueDepth: config.maxQueueDepth,
     gatewayChannel: waiters.channel,
+    onEnvelope: (model, instances) => metrics.envelopeInstances.observe({ model: model.name, version: model.version }, instances),
   });
   // Every version this gateway may route to counts towards MAX_QUEUE_DEPTH, submitted to here yet or not.
   for (const mv of models.all()) writer.queueOf(mv);
@@ -76,7 +79,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
   });
   const bulkQueues = new BulkQueues({ connection: bullConnection, prefix: config.queuePrefix });
   const parseThread = config.batchParseThread ? new ParseThread(logger) : undefined;
-  const { app, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, batchStore, bulkQueues, webhookEvents, ...(parseThread ? { parseThread } : {}) });
+  const { app, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, batchStore, bulkQueues, webhookEvents, metrics, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;

@@ -18,6 +18,14 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly envelopeInstances = new Histogram({
+    name: 'infer_envelope_instances',
+    help: 'Jobs per envelope (one queue write carries the jobs accepted in one turn of the event loop)',
+    labelNames: ['model', 'version'] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [this.registry],
+  });
+
   middleware(): RequestHandler {
     return (req, res, next) => {
       const end = this.requests.startTimer();

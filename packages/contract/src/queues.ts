@@ -61,6 +61,15 @@ export const WebhookDeliveryPayload = z.object({
 });
 export type WebhookDeliveryPayload = z.infer<typeof WebhookDeliveryPayload>;
 
+/**
+ * The length every BullMQ queue's event stream is trimmed to (`streams.events.maxLen`).
+ * BullMQ keeps 10,000 events a queue by default, ~1-2 MB each; nothing here reads
+ * them but the dashboard and an operator's QueueEvents, for whom the last thousand
+ * (~100-200 KB a queue) tell what is happening now. The interactive queues' own
+ * scripts add none: only stalls and BullMQ's maintenance do.
+ */
+export const QUEUE_EVENTS_MAX_LEN = 1000;
+
 /** The BullMQ queue of webhook deliveries, separate from inference so a slow receiver never holds up a model. */
 export const WEBHOOK_QUEUE = 'webhooks';
 

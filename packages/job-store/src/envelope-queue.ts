@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { interactiveKeys, type EnvelopeData } from '@infer/contract';
+import { QUEUE_EVENTS_MAX_LEN, interactiveKeys, type EnvelopeData } from '@infer/contract';
 import { withJobScripts, type ScriptRedis } from './redis-scripts.js';
 
 export interface EnvelopeQueueOptions {
@@ -76,6 +76,15 @@ export class EnvelopeQueue {
       ...e.data.jobs.map((j) => j.id),
     );
     return { accepted: ok === 1, queued };
+  }
+
+  /**
+   * Write what BullMQ's Queue would write to the queue's meta when it opens
+   * it: the event stream's cap (QUEUE_EVENTS_MAX_LEN), which BullMQ's stalled
+   * check trims it to.
+   */
+  async configure(): Promise<void> {
+    await this.redis.hset(this.keys.meta, 'opts.maxLenEvents', QUEUE_EVENTS_MAX_LEN);
   }
 
   /** Instances accepted and not yet taken by a worker. */

@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { JOB_CATALOG, bulkQueueName, type BulkChunkPayload } from '@infer/contract';
+import { JOB_CATALOG, QUEUE_EVENTS_MAX_LEN, bulkQueueName, type BulkChunkPayload } from '@infer/contract';
 
 export interface BulkQueuesOptions {
   connection: Redis;
@@ -23,7 +23,7 @@ export class BulkQueues {
     const name = bulkQueueName(model, version);
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new Queue(name, { connection: this.options.connection, prefix: this.options.prefix });
+      queue = new Queue(name, { connection: this.options.connection, prefix: this.options.prefix, streams: { events: { maxLen: QUEUE_EVENTS_MAX_LEN } } });
       queue.on('error', () => {
         /* surfaced through the failing call; avoid an unhandled 'error' event */
       });

@@ -122,6 +122,7 @@ export class InteractiveWorker {
   }
 
   start(): void {
+    this.queue.configure().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'could not configure the queue'));
     this.consumer.start();
   }
 
