@@ -102,16 +102,25 @@ describe('envelopes: every job keeps its own promises', function () {
   it('concurrent submits share envelopes, and each job gets its own id, status and output', async () => {
     const probe = new QueueProbe(TEST_REDIS_URL, p.prefix, [['mlp', '2']]);
     try {
-      const before = await probe.snapshot();
-      const submitted = await Promise.all(Array.from({ length: 48 }, (_, i) => postJob(p, body(100 + i))));
-      const after = await probe.snapshot();
-      expect(after.queued - before.queued).to.equal(48);
-      expect(after.envelopes - before.envelopes, 'envelopes for 48 concurrent jobs').to.be.within(1, 47);
-      expect(new Set(submitted.map((s) => s.job.id)).size).to.equal(48);
-      for (const s of submitted) expect(s.job.status).to.equal('queued');
+      // Whether requests land in one turn of the gateway's event loop is up to the sockets:
+      // burst until one envelope holds several jobs (the writer's own test pins the rule down).
+      const submitted: Array<{ id: string; seed: number }> = [];
+      let shared = false;
+      for (let burst = 0; burst < 5 && !shared; burst++) {
+        const before = await probe.snapshot();
+        const answers = await Promise.all(Array.from({ length: 48 }, (_, i) => postJob(p, body(100 + burst * 48 + i))));
+        const after = await probe.snapshot();
+        expect(after.queued - before.queued).to.equal(48);
+        shared = after.envelopes - before.envelopes < 48;
+        answers.forEach((a, i) => {
+          expect(a.job.status).to.equal('queued');
+          submitted.push({ id: a.job.id, seed: 100 + burst * 48 + i });
+        });
+      }
+      expect(shared, 'some envelope carried more than one job').to.equal(true);
+      expect(new Set(submitted.map((s) => s.id)).size).to.equal(submitted.length);
       await p.startWorker();
-      const ended = await Promise.all(submitted.map((s) => pollJob(p, s.job.id)));
-      ended.forEach((job, i) => expectMlpOutput(job, 100 + i));
+      for (const s of submitted) expectMlpOutput(await pollJob(p, s.id), s.seed);
     } finally {
       await probe.close();
     }

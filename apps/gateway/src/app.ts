@@ -18,7 +18,7 @@ import type { EnvelopeWriter } from './jobs/envelope-writer.js';
 import { GatewayMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
 import { batchRoutes } from './routes/batches.js';
-import { jobRoutes } from './routes/jobs.js';
+import { mountJobRoutes } from './routes/jobs.js';
 import { modelRoutes } from './routes/models.js';
 import { opsRoutes } from './routes/ops.js';
 import { webhookRoutes } from './routes/webhooks.js';
@@ -53,16 +53,7 @@ export function createApp(deps: GatewayDeps): { app: Express; rateLimiter: Share
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(metrics.middleware());
-  let openapi: unknown;
-  app.use(opsRoutes({ redis: deps.redis, metrics, openapi: () => (openapi ??= buildOpenApi()) }));
 
-  // Batch uploads step aside while this gateway serves interactive requests,
-  // counted from the moment one arrives (before auth and rate limiting).
-  const interactive = new InteractiveRequests();
-  app.use('/v1/jobs', interactive.track);
-
-  const v1 = express.Router();
-  v1.use(requireApiKey(config.apiKeys));
   let rateLimitWarnedAt = -Infinity;
   const rateLimiter = new SharedRateLimiter({
     redis: deps.redis,
@@ -75,8 +66,7 @@ export function createApp(deps: GatewayDeps): { app: Express; rateLimiter: Share
       logger.warn({ err: (err as Error).message }, 'rate limit sync failed; each gateway limits alone meanwhile');
     },
   });
-  v1.use(rateLimitPerKey(rateLimiter, config.rateLimitPerSecond));
-  v1.use('/models', modelRoutes(deps.models));
+  const guard = [requireApiKey(config.apiKeys), rateLimitPerKey(rateLimiter, config.rateLimitPerSecond)];
   const jobs = new JobService({
     models: deps.models,
     store: deps.store,
@@ -85,7 +75,18 @@ export function createApp(deps: GatewayDeps): { app: Express; rateLimiter: Share
     webhookAllowPrivate: config.webhookAllowPrivate,
     webhookEvents: deps.webhookEvents,
   });
-  // Before the job and batch routers: /jobs/{id}/webhook_deliveries and the like (see routes/webhooks.ts).
+  // Batch uploads step aside while this gateway serves interactive requests,
+  // counted from the moment one arrives (before auth and rate limiting).
+  const interactive = new InteractiveRequests();
+  mountJobRoutes(app, { service: jobs, metrics, guard: [interactive.track, ...guard], options: { maxBodyBytes: config.maxBodyBytes, maxWaitMs: config.maxWaitMs } });
+
+  let openapi: unknown;
+  app.use(opsRoutes({ redis: deps.redis, metrics, openapi: () => (openapi ??= buildOpenApi()) }));
+
+  const v1 = express.Router();
+  v1.use(...guard);
+  v1.use('/models', modelRoutes(deps.models));
+  // Before the batch router: /jobs/{id}/webhook_deliveries and the like (see routes/webhooks.ts).
   v1.use(
     webhookRoutes({
       secrets: new WebhookSecrets(deps.redis, config.queuePrefix),
@@ -94,7 +95,6 @@ export function createApp(deps: GatewayDeps): { app: Express; rateLimiter: Share
       batchTenant: async (id) => (await deps.batchStore.get(id))?.tenant ?? null,
     }),
   );
-  v1.use('/jobs', jobRoutes(jobs, metrics, { maxBodyBytes: config.maxBodyBytes, maxWaitMs: config.maxWaitMs }));
   const batches = new BatchService({
     interactive,
     models: deps.models,

@@ -114,9 +114,10 @@ export class EnvelopeWriter {
       }
       this.depth.set(queue.keys.queued, queued);
       if (written > 0) this.options.onEnvelope?.(model, written);
-      const full = new AppError(503, 'queue_full', `The queue holds ${queued + elsewhere} instances, at its limit of ${this.options.maxQueueDepth}; retry later`, {
-        retryAfterSeconds: 5,
-      });
+      const full =
+        written < jobs.length
+          ? new AppError(503, 'queue_full', `The queue holds ${queued + elsewhere} instances, at its limit of ${this.options.maxQueueDepth}; retry later`, { retryAfterSeconds: 5 })
+          : undefined;
       jobs.forEach((p, i) => p.done(i < written ? undefined : full));
     } catch (err) {
       for (const p of jobs) p.done(err);

@@ -1,7 +1,8 @@
-import express, { Router, type Request, type Response } from 'express';
+import type { Express, Request, RequestHandler, Response } from 'express';
 import { CreateJobBody } from '@infer/contract';
 import { badRequest } from '@infer/errors';
 import { tenantOf } from '../http/auth.js';
+import { jsonBody } from '../http/json-body.js';
 import { preferWaitMs } from '../http/prefer.js';
 import type { JobService, RenderedJob } from '../jobs/job-service.js';
 import type { GatewayMetrics } from '../metrics.js';
@@ -46,17 +47,31 @@ function idempotencyKeyOf(req: Request): string | undefined {
   return key;
 }
 
-/** Send a Job's JSON text as it is: it was printed once, from the stored record. */
-function sendJob(res: Response, status: number, job: RenderedJob): void {
-  res.status(status).set('Content-Type', 'application/json; charset=utf-8').send(job.json);
+/**
+ * Send a Job's JSON text as it is (it was printed once, from the stored
+ * record), through Node's own writeHead/end: these are the platform's
+ * hottest answers, and Express's send() adds nothing they need.
+ */
+function sendJob(res: Response, status: number, job: RenderedJob, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(job.json) });
+  res.end(job.json);
 }
 
-export function jobRoutes(service: JobService, metrics: GatewayMetrics, options: JobRoutesOptions): Router {
-  const router = Router();
-  // Any content type is read as JSON: `curl -d` sends form-encoded by default.
-  const json = express.json({ limit: options.maxBodyBytes, type: () => true, strict: false });
+export interface JobRouteDeps {
+  service: JobService;
+  metrics: GatewayMetrics;
+  /** What every /v1 route runs first (API key, rate limit), before the route's own work. */
+  guard: RequestHandler[];
+  options: JobRoutesOptions;
+}
 
-  router.post('/', json, async (req, res) => {
+/**
+ * The job routes, mounted on the app itself with their full paths: they
+ * carry most of the traffic, so a request goes through its guard and its
+ * handler and nothing else (no router walks, no body parser negotiation).
+ */
+export function mountJobRoutes(app: Express, { service, metrics, guard, options }: JobRouteDeps): void {
+  app.post('/v1/jobs', ...guard, jsonBody(options.maxBodyBytes), async (req, res) => {
     const body = parseCreateJob(req.body);
     const waitMs = preferWaitMs(req.headers.prefer, options.maxWaitMs);
     const job = await service.submit(tenantOf(req), body, {
@@ -64,24 +79,21 @@ export function jobRoutes(service: JobService, metrics: GatewayMetrics, options:
       signal: waitMs ? clientGone(res) : undefined,
       idempotencyKey: idempotencyKeyOf(req),
     });
-    if (job.replayed) res.set('Idempotent-Replayed', 'true');
+    const headers: Record<string, string> = { location: `/v1/jobs/${job.id}` };
+    if (job.replayed) headers['idempotent-replayed'] = 'true';
     else metrics.jobsSubmitted.inc({ model: job.model, version: job.version });
-    if (waitMs !== undefined) res.set('Preference-Applied', `wait=${Math.round(waitMs / 1000)}`);
-    res.set('Location', `/v1/jobs/${job.id}`);
+    if (waitMs !== undefined) headers['preference-applied'] = `wait=${Math.round(waitMs / 1000)}`;
     // A replay answers 200 with the first job, whatever its status.
-    sendJob(res, job.ended || job.replayed ? 200 : 202, job);
+    sendJob(res, job.ended || job.replayed ? 200 : 202, job, headers);
   });
 
-  router.get('/:id', async (req, res) => {
+  app.get('/v1/jobs/:id', ...guard, async (req, res) => {
     const waitMs = preferWaitMs(req.headers.prefer, options.maxWaitMs);
-    const job = await service.get(tenantOf(req), req.params.id, waitMs, waitMs ? clientGone(res) : undefined);
-    if (waitMs !== undefined) res.set('Preference-Applied', `wait=${Math.round(waitMs / 1000)}`);
-    sendJob(res, 200, job);
+    const job = await service.get(tenantOf(req), String(req.params.id), waitMs, waitMs ? clientGone(res) : undefined);
+    sendJob(res, 200, job, waitMs !== undefined ? { 'preference-applied': `wait=${Math.round(waitMs / 1000)}` } : {});
   });
 
-  router.post('/:id/cancel', async (req, res) => {
-    sendJob(res, 200, await service.cancel(tenantOf(req), req.params.id));
+  app.post('/v1/jobs/:id/cancel', ...guard, async (req, res) => {
+    sendJob(res, 200, await service.cancel(tenantOf(req), String(req.params.id)));
   });
-
-  return router;
 }
