@@ -26,13 +26,22 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  /** One child histogram per (method, route, status): labels are looked up once, not hashed per request. */
+  private readonly requestChildren = new Map<string, { observe(seconds: number): void }>();
+
   middleware(): RequestHandler {
     return (req, res, next) => {
-      const end = this.requests.startTimer();
-      res.on('finish', () => {
+      const started = performance.now();
+      res.once('finish', () => {
         // The route pattern, not the path: ids would explode the label set.
-        const route = (req.route?.path as string | undefined) ?? 'unmatched';
-        end({ method: req.method, route: req.baseUrl + route, status: String(res.statusCode) });
+        const route = req.route ? req.baseUrl + (req.route.path as string) : 'unmatched';
+        const key = `${req.method} ${route} ${res.statusCode}`;
+        let child = this.requestChildren.get(key);
+        if (!child) {
+          child = this.requests.labels({ method: req.method, route, status: String(res.statusCode) });
+          this.requestChildren.set(key, child);
+        }
+        child.observe((performance.now() - started) / 1000);
       });
       next();
     };
