@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { bulkQueueName, type Batch } from '@infer/contract';
+import { bulkQueue, type Batch } from '@infer/contract';
 import { BatchStore } from '@infer/batch-store';
 import { silentLogger } from '@infer/logger';
 import { BulkWorker, type InteractiveGate } from '../apps/worker/src/bulk/bulk-worker.js';
@@ -39,7 +39,7 @@ class SliceCountingGate implements InteractiveGate {
 }
 
 async function queueCounts(p: TestPlatform): Promise<Record<string, number>> {
-  const queue = new Queue(bulkQueueName('mlp', '2'), { connection: { url: TEST_REDIS_URL }, prefix: p.prefix });
+  const queue = new Queue(bulkQueue(p.prefix, 'mlp', '2').name, { connection: { url: TEST_REDIS_URL }, prefix: bulkQueue(p.prefix, 'mlp', '2').prefix });
   try {
     return await queue.getJobCounts('waiting', 'active', 'prioritized', 'delayed');
   } finally {

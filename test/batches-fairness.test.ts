@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { bulkQueueName, type Job } from '@infer/contract';
+import { bulkQueue, type Job } from '@infer/contract';
 import { BatchStore } from '@infer/batch-store';
 import { silentLogger } from '@infer/logger';
 import { BulkWorker, type InteractiveGate } from '../apps/worker/src/bulk/bulk-worker.js';
@@ -89,7 +89,7 @@ describe('batches: interactive jobs go first', () => {
     const options = { model, connection: redis, store, logger: silentLogger, prefix: p.prefix, lockMs: 30_000, maxYieldMs: 60_000 };
     const gate = new HeldGate();
     const first = new BulkWorker({ ...options, gate });
-    const queue = new Queue(bulkQueueName('mlp', model.version), { connection: redis, prefix: p.prefix });
+    const queue = new Queue(bulkQueue(p.prefix, 'mlp', model.version).name, { connection: redis, prefix: bulkQueue(p.prefix, 'mlp', model.version).prefix });
     let second: BulkWorker | undefined;
     try {
       first.start();

@@ -149,7 +149,7 @@ describe('batches: the batch store', () => {
     expect([...(await store.chunkInputs('b1', 0))!]).to.deep.equal([1, 2, 0, 255]);
     expect(await store.finishChunk('b1', 1, 'x\n', 1, 0, Date.now())).to.equal('duplicate');
     expect(await store.finishChunk('b1', 0, 'y\ny\n', 1, 1, Date.now())).to.equal('ok');
-    expect(await redis.exists(`${prefix}:batch:b1:inputs`)).to.equal(0);
+    expect(await redis.exists(`${prefix}:batch:{b1}:inputs`)).to.equal(0);
     expect(ended).to.have.length(0);
     expect(await store.seal('b1', Date.now())).to.equal('completed');
     expect(await store.seal('b1', Date.now())).to.equal('ended');

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
-import { interactiveQueue, WEBHOOK_QUEUE, type Job } from '@infer/contract';
+import { interactiveQueue, webhookQueue, type Job } from '@infer/contract';
 import { silentLogger } from '@infer/logger';
 import type { WebhookDelivery } from '@infer/webhooks';
 import { createWorker } from '../apps/worker/src/index.js';
@@ -103,7 +103,7 @@ function verify(secret: string, r: Received): { type: string; timestamp: string;
 /** Nothing waiting, delayed or running on the webhook queue: no further attempt can come. */
 async function webhookQueueIdle(p: TestPlatform): Promise<boolean> {
   const connection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-  const queue = new Queue(WEBHOOK_QUEUE, { connection, prefix: p.prefix });
+  const queue = new Queue(webhookQueue(p.prefix).name, { connection, prefix: webhookQueue(p.prefix).prefix });
   try {
     const c = await queue.getJobCounts('waiting', 'delayed', 'active', 'prioritized');
     return Object.values(c).every((n) => n === 0);

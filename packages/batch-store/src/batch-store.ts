@@ -80,10 +80,11 @@ export class BatchStore {
   async create(record: NewBatchRecord): Promise<void> {
     const key = this.k.batch(record.id);
     const index = this.k.tenantBatches(record.tenant);
+    // Two transactions, one per hash tag (the batch's keys, the tenant's index), so each stays in one slot.
+    // The record is written first: a listing never finds an id without a batch behind it.
+    await this.redis.multi().hset(key, newBatchHash(record)).pexpire(key, this.longTtlMs).exec();
     await this.redis
       .multi()
-      .hset(key, newBatchHash(record))
-      .pexpire(key, this.longTtlMs)
       .zadd(index, record.createdAt, record.id)
       // Entries of batches that have expired are dropped here and when listing.
       .zremrangebyscore(index, '-inf', record.createdAt - this.longTtlMs)

@@ -73,6 +73,11 @@ export const QUEUE_EVENTS_MAX_LEN = 1000;
 /** The BullMQ queue of webhook deliveries, separate from inference so a slow receiver never holds up a model. */
 export const WEBHOOK_QUEUE = 'webhooks';
 
+/** The webhook delivery queue: its name and tagged prefix (its own hash tag: it serves every model). */
+export function webhookQueue(prefix: string): QueueRef {
+  return { name: WEBHOOK_QUEUE, prefix: `${prefix}:{webhooks}` };
+}
+
 export const JOB_CATALOG = {
   envelope: {
     payload: EnvelopeData,
@@ -220,6 +225,11 @@ export function bulkQueueName(model: string, version: string): string {
   return `bulk.${model}.v${version}`;
 }
 
+/** The bulk queue of a model version, in the hash tag of its interactive queue. */
+export function bulkQueue(prefix: string, model: string, version: string): QueueRef {
+  return { name: bulkQueueName(model, version), prefix: `${prefix}:{${queueTag(model, version)}}` };
+}
+
 /** Redis keys this platform writes itself (BullMQ's own keys share the prefix). */
 export function keys(prefix: string) {
   return {
@@ -227,14 +237,14 @@ export function keys(prefix: string) {
     job: (id: string) => jobKeys(prefix, id).record,
     /** Pub/sub channel of one gateway: the ended records of the jobs its requests wait for. */
     gatewayChannel: (gatewayId: string) => `${prefix}:gateway:${gatewayId}`,
-    /** Hash: one batch's record and request counts. */
-    batch: (id: string) => `${prefix}:batch:${id}`,
+    /** Hash: one batch's record and request counts. Every key of a batch carries `{id}`: its scripts stay in one slot. */
+    batch: (id: string) => `${prefix}:batch:{${id}}`,
     /** Hash: chunk index → that chunk's result lines (NDJSON), written once when the chunk ends. */
-    batchResults: (id: string) => `${prefix}:batch:${id}:results`,
+    batchResults: (id: string) => `${prefix}:batch:{${id}}:results`,
     /** Hash: chunk index → custom ids and failures of a chunk not yet ended, to render it if the batch is canceled. */
-    batchPending: (id: string) => `${prefix}:batch:${id}:pending`,
+    batchPending: (id: string) => `${prefix}:batch:{${id}}:pending`,
     /** Hash: chunk index → the packed input bytes of a chunk not yet run (binary). */
-    batchInputs: (id: string) => `${prefix}:batch:${id}:inputs`,
+    batchInputs: (id: string) => `${prefix}:batch:{${id}}:inputs`,
     /** Sorted set: a tenant's batch ids by creation time, for listing. */
     tenantBatches: (tenant: string) => `${prefix}:batches:${tenant}`,
     /** The tenant's `whsec_` signing secret, created on first use (SET NX). */

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { WEBHOOK_QUEUE, WebhookDeliveryPayload } from '@infer/contract';
+import { WebhookDeliveryPayload, webhookQueue } from '@infer/contract';
 import type { Logger } from '@infer/logger';
 import { deliver, DELIVERY_TIMEOUT_MS, type AttemptOutcome } from './delivery.js';
 import { DeliveryLog, type DeliveryState, type WebhookAttempt } from './delivery-log.js';
@@ -77,9 +77,10 @@ export class WebhookDeliveryWorker {
     // Every attempt in flight listens on the shutdown signal: as many listeners as the concurrency, by design.
     setMaxListeners(0, this.shutdown.signal);
     const delays = options.retryDelaysMs;
-    this.worker = new Worker(WEBHOOK_QUEUE, (job) => this.process(job), {
+    const queue = webhookQueue(options.prefix);
+    this.worker = new Worker(queue.name, (job) => this.process(job), {
       connection: options.connection,
-      prefix: options.prefix,
+      prefix: queue.prefix,
       concurrency: options.concurrency ?? 200,
       settings: {
         // RetryLater carries the delay the processor chose; any other error

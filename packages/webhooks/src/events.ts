@@ -1,6 +1,6 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { QUEUE_EVENTS_MAX_LEN, WEBHOOK_QUEUE, type WebhookDeliveryPayload } from '@infer/contract';
+import { QUEUE_EVENTS_MAX_LEN, webhookQueue, type WebhookDeliveryPayload } from '@infer/contract';
 import { silentLogger, type Logger } from '@infer/logger';
 import { DeliveryLog, type StoredEvent, type WebhookDelivery, type WebhookEventType, type WebhookSubject } from './delivery-log.js';
 import { newEventId } from './signing.js';
@@ -58,9 +58,10 @@ export class WebhookEvents {
   /** Created on first use: a process that never sends an event opens nothing. */
   private get queue(): Queue {
     if (!this.queueInstance) {
-      this.queueInstance = new Queue(WEBHOOK_QUEUE, {
+      const ref = webhookQueue(this.options.prefix);
+      this.queueInstance = new Queue(ref.name, {
         connection: this.options.connection,
-        prefix: this.options.prefix,
+        prefix: ref.prefix,
         streams: { events: { maxLen: QUEUE_EVENTS_MAX_LEN } },
       });
       this.queueInstance.on('error', (err) => this.logger.warn({ err: err.message }, 'webhook queue error'));

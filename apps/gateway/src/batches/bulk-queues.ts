@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { JOB_CATALOG, QUEUE_EVENTS_MAX_LEN, bulkQueueName, type BulkChunkPayload } from '@infer/contract';
+import { JOB_CATALOG, QUEUE_EVENTS_MAX_LEN, bulkQueue, type BulkChunkPayload } from '@infer/contract';
 
 export interface BulkQueuesOptions {
   connection: Redis;
@@ -20,14 +20,14 @@ export class BulkQueues {
   constructor(private readonly options: BulkQueuesOptions) {}
 
   get(model: string, version: string): Queue {
-    const name = bulkQueueName(model, version);
-    let queue = this.queues.get(name);
+    const ref = bulkQueue(this.options.prefix, model, version);
+    let queue = this.queues.get(ref.name);
     if (!queue) {
-      queue = new Queue(name, { connection: this.options.connection, prefix: this.options.prefix, streams: { events: { maxLen: QUEUE_EVENTS_MAX_LEN } } });
+      queue = new Queue(ref.name, { connection: this.options.connection, prefix: ref.prefix, streams: { events: { maxLen: QUEUE_EVENTS_MAX_LEN } } });
       queue.on('error', () => {
         /* surfaced through the failing call; avoid an unhandled 'error' event */
       });
-      this.queues.set(name, queue);
+      this.queues.set(ref.name, queue);
     }
     return queue;
   }

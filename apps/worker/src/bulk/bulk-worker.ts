@@ -1,6 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { BulkChunkPayload, JOB_CATALOG, bulkQueueName } from '@infer/contract';
+import { BulkChunkPayload, JOB_CATALOG, bulkQueue } from '@infer/contract';
 import type { BatchStore } from '@infer/batch-store';
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
@@ -88,7 +88,7 @@ export class BulkWorker {
     this.maxYieldMs = options.maxYieldMs ?? 1000;
     this.cancelCheckMs = options.cancelCheckMs ?? 200;
     this.consumer = new QueueConsumer<Held>({
-      queue: { name: bulkQueueName(model.name, model.version), prefix: options.prefix },
+      queue: bulkQueue(options.prefix, model.name, model.version),
       connection: options.connection,
       logger: this.log,
       lockMs: options.lockMs,
