@@ -19,11 +19,13 @@ type Section = (log: (s: string) => void) => Promise<Figure[]>;
 
 /** Loaded on demand, so one section's imports (or breakage) never costs another's run. */
 const SECTIONS: Record<string, () => Promise<Section>> = {
+  memory: async () => (await import('./sections/memory.js')).runMemoryBench,
   foundation: async () => (await import('./sections/foundation.js')).runFoundationBench,
   webhooks: async () => {
     const mod = await import('./sections/webhooks.js');
     return (log) => mod.runWebhooksBench(log);
   },
+  ocr: async () => (await import('./sections/ocr.js')).runOcrBench,
   batches: async () => {
     const mod = await import('./sections/batches.js');
     return async (log) => {

@@ -159,7 +159,13 @@ export interface BenchPlatform {
 /** The real gateway and worker processes, on their own port and key prefix. */
 export async function startBenchPlatform(
   redisUrl: string,
-  options: { modelRepository?: string; env?: Record<string, string>; workerModels?: string } = {},
+  options: {
+    modelRepository?: string;
+    env?: Record<string, string>;
+    workerModels?: string;
+    /** The POST /v1/jobs body that tells the worker is up: a job for a model it serves. @default one mlp job */
+    probeBody?: string;
+  } = {},
 ): Promise<BenchPlatform> {
   const port = await freePort();
   const prefix = `bench-${process.pid}-${port}`;
@@ -198,7 +204,7 @@ export async function startBenchPlatform(
       p.once('exit', (code) => (starting ? reject(new Error(`bench: the ${name} exited (${code}) while starting`)) : resolve())),
     );
   try {
-    await Promise.race([startup(base), exited(gateway, 'gateway'), exited(worker, 'worker')]);
+    await Promise.race([startup(base, options.probeBody), exited(gateway, 'gateway'), exited(worker, 'worker')]);
   } catch (err) {
     await close().catch(() => undefined);
     throw err;
@@ -208,14 +214,16 @@ export async function startBenchPlatform(
   return { base, prefix, gateway, worker, close };
 }
 
-async function startup(base: string): Promise<void> {
+const MLP_PROBE = JSON.stringify({ model: 'mlp', input: { features: new Array(64).fill(0.5) } });
+
+async function startup(base: string, probeBody = MLP_PROBE): Promise<void> {
   await until('the gateway', async () => (await fetch(`${base}/readyz`)).ok);
   // The worker is up once it has run a job.
   await until('the worker', async () => {
     const res = await benchApi(base, '/v1/jobs', {
       method: 'POST',
       headers: { prefer: 'wait=5' },
-      body: JSON.stringify({ model: 'mlp', input: { features: new Array(64).fill(0.5) } }),
+      body: probeBody,
     });
     return res.status === 200;
   });

@@ -1,0 +1,153 @@
+/**
+ * A real model with real-sized requests: the shipped PP-OCR text-direction
+ * classifier `ocr-cls` (input `x`, FP32 [3,48,192] per instance, output
+ * `softmax_0.tmp_0`), each request one image as base64 (`{"datatype":"FP32",
+ * "shape":[3,48,192],"b64":…}`, random values in [0,1)), at 32 clients:
+ *  1. raw ONNX Runtime rows/s in this process at batch 1, 4, 8, 16 (the
+ *     worker's session options): what batching can buy on this CPU;
+ *  2. the direct peer (../peer/server.ts) serving ocr-cls at batch 1;
+ *  3. the platform (gateway + a worker serving ocr-cls only), single jobs
+ *     through POST /v1/jobs with `Prefer: wait=30`;
+ *  4. the two side by side, and the target: platform jobs/s ≥ 1.0 × the
+ *     peer's (here batching has something to win, so the platform should
+ *     at least match a server that cannot batch).
+ * Both see the same 64 prebuilt bodies from the same load generator, on
+ * the same throwaway Redis, in the same run.
+ */
+import path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { ModelRepository, type ModelVersion } from '@infer/models';
+import { describeRedisPerJob } from '../lib/cpu.js';
+import { startDirectPeer } from '../lib/direct-peer.js';
+import { commandsPerJob, cpuSum, cpuTable, describeEnvelopes, failures, mean, p, powersOfTwo, runLevel, type Level } from '../lib/interactive.js';
+import { ROOT, startBenchPlatform, startRedis, type Figure } from '../lib/platform.js';
+import { fmt, table, verdict } from '../lib/report.js';
+
+export interface OcrOptions {
+  /** Concurrent clients. @default 32 */
+  clients?: number;
+  /** Seconds of each measured level. @default 8 */
+  seconds?: number;
+  /** Seconds per raw ORT batch size. @default 1 */
+  ortSeconds?: number;
+}
+
+const MODEL = 'ocr-cls';
+const BATCHES = [1, 4, 8, 16];
+const BODIES = 64;
+
+export async function runOcrBench(log: (s: string) => void = console.log, options: OcrOptions = {}): Promise<Figure[]> {
+  const figures: Figure[] = [];
+  const fig = (name: string, value: number, unit: string, target?: { text: string; ok: boolean }) =>
+    figures.push({ name, value, unit, ...(target ? { target: target.text, ok: target.ok } : {}) });
+  const started = performance.now();
+  const clients = options.clients ?? 32;
+  const seconds = options.seconds ?? 8;
+
+  const repo = await ModelRepository.load(path.join(ROOT, 'models'), { only: [MODEL] });
+  try {
+    const model = repo.resolve(MODEL);
+    const input = model.inputs[0]!;
+    const shape = [3, 48, 192];
+    const size = shape.reduce((a, b) => a * b, 1);
+
+    // 1. Raw ORT.
+    log(`\n== ocr 1/4: raw ONNX Runtime, ${model.name} v${model.version} in this process, the worker's session options, ${input.name} [batch,${shape.join(',')}] (${options.ortSeconds ?? 1} s per batch size)`);
+    const rates: Array<{ batch: number; runs: number; msPerRun: number; rowsPerSecond: number }> = [];
+    for (const b of BATCHES) rates.push(await measureOrtImages(model, shape, b, options.ortSeconds ?? 1));
+    log(table(['batch', 'runs', 'ms/run', 'rows/s', 'rows/s vs batch 1'], rates.map((r) => [String(r.batch), String(r.runs), r.msPerRun.toFixed(2), r.rowsPerSecond, `${(r.rowsPerSecond / rates[0]!.rowsPerSecond).toFixed(2)}×`])));
+    for (const r of rates) fig(`raw ORT batch ${r.batch}: rows/s`, r.rowsPerSecond, 'rows/s');
+
+    const bodies = Array.from({ length: BODIES }, () =>
+      JSON.stringify({ model: MODEL, input: { [input.name]: { datatype: 'FP32', shape, b64: Buffer.from(Float32Array.from({ length: size }, () => Math.random()).buffer).toString('base64') } } }),
+    );
+    log(`  requests: ${BODIES} distinct bodies of ${fmt(bodies[0]!.length / 1024, 0)} KiB (${fmt((size * 4) / 1024, 0)} KiB of FP32 as base64), built before the clock starts`);
+
+    const redis = await startRedis();
+    try {
+      // 2. The direct peer.
+      log(`\n== ocr 2/4: the direct peer (bench/peer/server.ts, ${model.name} at batch 1 per request), ${clients} clients, ${seconds} s`);
+      const peer = await startDirectPeer({ modelFile: model.file, modelName: model.name });
+      log(`  pid ${peer.process.pid}, ONNX Runtime session options: intraOpNumThreads ${peer.sessionOptions.intraOpNumThreads}, allow_spinning ${peer.sessionOptions.allow_spinning}; base64 decoded ${peer.liftB64 ? "from the body's bytes" : 'after JSON.parse'}`);
+      let peerLevel: Level;
+      try {
+        const target = { url: peer.url, platform: false, pids: { peer: peer.process.pid! } };
+        await runLevel(target, clients, 1.5, bodies); // warm-up
+        peerLevel = await runLevel(target, clients, seconds, bodies);
+      } finally {
+        await peer.close();
+      }
+      log(latencyRow([peerLevel]));
+      log(cpuTable([peerLevel], ['peer']));
+      failures([peerLevel], 'peer', log);
+
+      // 3. The platform.
+      log(`\n== ocr 3/4: the platform: gateway + a worker serving ${model.name} (max_batch_size ${model.maxBatchSize}, max_delay_ms ${model.maxDelayMs}), POST /v1/jobs with Prefer: wait=30, ${clients} clients, ${seconds} s`);
+      const t0 = performance.now();
+      const platform = await startBenchPlatform(redis.url, { workerModels: MODEL, probeBody: bodies[0] });
+      log(`  gateway pid ${platform.gateway.pid}, worker pid ${platform.worker.pid}; up and answering jobs in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      let level: Level;
+      try {
+        const target = { url: `${platform.base}/v1/jobs`, platform: true, pids: { gateway: platform.gateway.pid!, worker: platform.worker.pid! }, redis: redis.admin, metricsBase: platform.base };
+        await runLevel(target, clients, 2, bodies); // warm-up
+        level = await runLevel(target, clients, seconds, bodies);
+      } finally {
+        const closed = await platform.close();
+        log(`  stopped: gateway in ${fmt(closed.gateway.ms, 0)} ms, worker in ${fmt(closed.worker.ms, 0)} ms; ${closed.keysDeleted} keys deleted`);
+      }
+      log(latencyRow([level]));
+      log(cpuTable([level], ['gateway', 'worker', 'Redis'], true));
+      log(`  Redis per job: ${describeRedisPerJob(level.redis!, Math.max(1, level.jobs))}`);
+      log(`  batch sizes (share of jobs): ${powersOfTwo(level.batchSizes, model.maxBatchSize)}; mean ${mean(level.batchSizes).toFixed(2)}, mean inference_ms ${mean(level.inferenceMs).toFixed(2)}, mean queue_ms ${mean(level.queueMs).toFixed(2)}`);
+      log(`  envelope sizes: ${describeEnvelopes(level.envelopes)}`);
+      failures([level], 'platform', log);
+
+      // 4. Side by side, and the target.
+      log(`\n== ocr 4/4: the platform beside the direct peer at ${clients} clients`);
+      const row = (who: string, l: Level, server: readonly string[]) => [who, l.rate, p(l, 50).toFixed(1), p(l, 99).toFixed(1), cpuSum(l, server).toFixed(2), l.cpu['load generator']!.toFixed(2)];
+      log(table(['', 'jobs/s', 'p50 ms', 'p99 ms', 'server CPU ms/job', 'load gen CPU ms/job'], [row('direct peer', peerLevel, ['peer']), row('platform', level, ['gateway', 'worker', 'Redis'])]));
+      const ratio = level.rate / peerLevel.rate;
+      log(table(['target', 'measured', 'target', 'verdict'], [[`platform / peer jobs/s (${fmt(level.rate, 0)} / ${fmt(peerLevel.rate, 0)})`, `${ratio.toFixed(2)}×`, '≥ 1.0×', verdict(ratio >= 1)]]));
+
+      for (const [who, l] of [['peer', peerLevel], ['platform', level]] as const) {
+        fig(`${who} ${clients} clients: throughput`, l.rate, 'jobs/s');
+        fig(`${who} ${clients} clients: p50 latency`, p(l, 50), 'ms');
+        fig(`${who} ${clients} clients: p99 latency`, p(l, 99), 'ms');
+        for (const [name, ms] of Object.entries(l.cpu)) fig(`${who} ${clients} clients: ${name} CPU per job`, ms, 'ms');
+        fig(`${who} ${clients} clients: answers not succeeded`, l.failed, 'answers');
+      }
+      fig(`platform ${clients} clients: mean batch_size`, mean(level.batchSizes), 'instances');
+      fig(`platform ${clients} clients: Redis commands per job`, commandsPerJob(level), 'commands');
+      fig(`ratio platform / peer jobs/s at ${clients} clients`, ratio, '×', { text: '≥ 1.0', ok: ratio >= 1 });
+    } finally {
+      await redis.stop();
+    }
+  } finally {
+    await repo.close();
+  }
+  log(`\n  (ocr took ${((performance.now() - started) / 1000).toFixed(0)} s)`);
+  return figures;
+}
+
+function latencyRow(levels: readonly Level[]): string {
+  return table(
+    ['clients', 'jobs', 'jobs/s', 'p50 ms', 'p90 ms', 'p99 ms'],
+    levels.map((l) => [String(l.clients), fmt(l.jobs, 0), l.rate, p(l, 50).toFixed(1), p(l, 90).toFixed(1), p(l, 99).toFixed(1)]),
+  );
+}
+
+/** Raw `session.run` on `batch` random images of `shape`, back to back, after a short warm-up. */
+async function measureOrtImages(model: ModelVersion, shape: readonly number[], batch: number, seconds: number) {
+  const size = shape.reduce((a, b) => a * b, 1);
+  const x = new ort.Tensor('float32', Float32Array.from({ length: batch * size }, () => Math.random()), [batch, ...shape]);
+  const feeds = { [model.inputs[0]!.name]: x };
+  for (let i = 0; i < 3; i++) await model.session.run(feeds);
+  let runs = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < seconds * 1000 || runs < 5) {
+    await model.session.run(feeds);
+    runs++;
+  }
+  const msPerRun = (performance.now() - t0) / runs;
+  return { batch, runs, msPerRun, rowsPerSecond: (batch * 1000) / msPerRun };
+}
