@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type Express } from 'express';
 import type { Redis } from 'ioredis';
 import type { BatchStore } from '@infer/batch-store';
@@ -18,7 +19,7 @@ import type { EnvelopeWriter } from './jobs/envelope-writer.js';
 import { GatewayMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
 import { batchRoutes } from './routes/batches.js';
-import { mountJobRoutes } from './routes/jobs.js';
+import { JobHandlers, jobDispatch, mountJobRoutes } from './routes/jobs.js';
 import { modelRoutes } from './routes/models.js';
 import { opsRoutes } from './routes/ops.js';
 import { webhookRoutes } from './routes/webhooks.js';
@@ -42,11 +43,16 @@ export interface GatewayDeps {
   metrics?: GatewayMetrics;
 }
 
-/**
- * Build the gateway's Express app, and its rate limiter for the caller to
- * close before Redis. Listening and signals are main.ts's business.
- */
-export function createApp(deps: GatewayDeps): { app: Express; rateLimiter: SharedRateLimiter } {
+export interface GatewayApp {
+  app: Express;
+  /** The server's request listener: the job routes' own dispatch first, then the Express app. */
+  listener: (req: IncomingMessage, res: ServerResponse) => void;
+  /** For the caller to close before Redis. */
+  rateLimiter: SharedRateLimiter;
+}
+
+/** Build the gateway's Express app and request listener. Listening and signals are main.ts's business. */
+export function createApp(deps: GatewayDeps): GatewayApp {
   const { config, logger } = deps;
   const metrics = deps.metrics ?? new GatewayMetrics();
   const app = express();
@@ -78,7 +84,18 @@ export function createApp(deps: GatewayDeps): { app: Express; rateLimiter: Share
   // Batch uploads step aside while this gateway serves interactive requests,
   // counted from the moment one arrives (before auth and rate limiting).
   const interactive = new InteractiveRequests();
-  mountJobRoutes(app, { service: jobs, metrics, guard: [interactive.track, ...guard], options: { maxBodyBytes: config.maxBodyBytes, maxWaitMs: config.maxWaitMs } });
+  const handlers = new JobHandlers(jobs, metrics, { maxBodyBytes: config.maxBodyBytes, maxWaitMs: config.maxWaitMs });
+  mountJobRoutes(app, handlers, [interactive.track, ...guard], config.maxBodyBytes);
+  const dispatch = jobDispatch({
+    handlers,
+    apiKeys: config.apiKeys,
+    rateLimiter,
+    rateLimitPerSecond: config.rateLimitPerSecond,
+    interactive,
+    metrics,
+    logger,
+    maxBodyBytes: config.maxBodyBytes,
+  });
 
   let openapi: unknown;
   app.use(opsRoutes({ redis: deps.redis, metrics, openapi: () => (openapi ??= buildOpenApi()) }));
@@ -110,5 +127,11 @@ export function createApp(deps: GatewayDeps): { app: Express; rateLimiter: Share
 
   app.use(notFoundRoute);
   app.use(problemMiddleware(logger, config.maxBodyBytes));
-  return { app, rateLimiter };
+  return {
+    app,
+    listener: (req, res) => {
+      if (!dispatch(req, res)) app(req, res);
+    },
+    rateLimiter,
+  };
 }

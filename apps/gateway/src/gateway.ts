@@ -1,5 +1,5 @@
 import { closeInOrder } from '@infer/lifecycle';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
@@ -79,7 +79,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
   });
   const bulkQueues = new BulkQueues({ connection: bullConnection, prefix: config.queuePrefix });
   const parseThread = config.batchParseThread ? new ParseThread(logger) : undefined;
-  const { app, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, batchStore, bulkQueues, webhookEvents, metrics, ...(parseThread ? { parseThread } : {}) });
+  const { app, listener, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, batchStore, bulkQueues, webhookEvents, metrics, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
@@ -89,7 +89,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
     waiters,
     listen(port = config.port, host = config.host) {
       return new Promise((resolve, reject) => {
-        server = app.listen(port, host, () => resolve((server!.address() as AddressInfo).port));
+        server = createServer(listener).listen(port, host, () => resolve((server!.address() as AddressInfo).port));
         server.once('error', reject);
         // Long polls hold requests up to MAX_WAIT; keep-alive sockets must outlive them.
         server.keepAliveTimeout = 65_000;

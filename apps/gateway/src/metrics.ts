@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import { Counter, Histogram, Registry } from 'prom-client';
 
@@ -30,20 +31,26 @@ export class GatewayMetrics {
   private readonly requestChildren = new Map<string, { observe(seconds: number): void }>();
 
   middleware(): RequestHandler {
+    // The route pattern, not the path: ids would explode the label set.
     return (req, res, next) => {
-      const started = performance.now();
-      res.once('finish', () => {
-        // The route pattern, not the path: ids would explode the label set.
-        const route = req.route ? req.baseUrl + (req.route.path as string) : 'unmatched';
-        const key = `${req.method} ${route} ${res.statusCode}`;
-        let child = this.requestChildren.get(key);
-        if (!child) {
-          child = this.requests.labels({ method: req.method, route, status: String(res.statusCode) });
-          this.requestChildren.set(key, child);
-        }
-        child.observe((performance.now() - started) / 1000);
-      });
+      this.timeRequest(req, res, () => (req.route ? req.baseUrl + (req.route.path as string) : 'unmatched'));
       next();
     };
+  }
+
+  /** Observe a request's duration when its answer is sent, under its route pattern (a string, or read once it is known). */
+  timeRequest(req: IncomingMessage, res: ServerResponse, route: string | (() => string)): void {
+    const started = performance.now();
+    res.once('finish', () => {
+      const pattern = typeof route === 'string' ? route : route();
+      const method = req.method ?? 'GET';
+      const key = `${method} ${pattern} ${res.statusCode}`;
+      let child = this.requestChildren.get(key);
+      if (!child) {
+        child = this.requests.labels({ method, route: pattern, status: String(res.statusCode) });
+        this.requestChildren.set(key, child);
+      }
+      child.observe((performance.now() - started) / 1000);
+    });
   }
 }

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 
 /**
@@ -13,6 +14,12 @@ export class InteractiveRequests {
 
   /** Middleware for the interactive routes. */
   readonly track: RequestHandler = (_req, res, next) => {
+    this.count(res);
+    next();
+  };
+
+  /** Count a request in flight until its response is finished or closed. */
+  count(res: ServerResponse): void {
     this.inFlight++;
     let ended = false;
     const end = () => {
@@ -25,8 +32,7 @@ export class InteractiveRequests {
     };
     res.once('finish', end);
     res.once('close', end);
-    next();
-  };
+  }
 
   get busy(): boolean {
     return this.inFlight > 0;

@@ -10,15 +10,20 @@ declare module 'express-serve-static-core' {
   }
 }
 
+/** `Authorization: Bearer <key>` → the key and its tenant, or undefined for a missing or unknown key. */
+export function authenticate(header: string | undefined, keys: ReadonlyMap<string, string>): { tenant: string; apiKey: string } | undefined {
+  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  const tenant = match ? keys.get(match[1]!) : undefined;
+  return tenant ? { tenant, apiKey: match![1]! } : undefined;
+}
+
 /** `Authorization: Bearer <key>` → tenant, or 401. */
 export function requireApiKey(keys: ReadonlyMap<string, string>): RequestHandler {
   return (req, _res, next) => {
-    const header = req.headers.authorization;
-    const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    const tenant = match ? keys.get(match[1]!) : undefined;
-    if (!tenant) return next(unauthorized());
-    req.tenant = tenant;
-    req.apiKey = match![1]!;
+    const who = authenticate(req.headers.authorization, keys);
+    if (!who) return next(unauthorized());
+    req.tenant = who.tenant;
+    req.apiKey = who.apiKey;
     next();
   };
 }

@@ -1,4 +1,5 @@
-import express, { type Request, type RequestHandler } from 'express';
+import type { IncomingMessage } from 'node:http';
+import express, { type RequestHandler } from 'express';
 import { AppError, badRequest } from '@infer/errors';
 
 /**
@@ -16,26 +17,28 @@ export function jsonBody(maxBytes: number): RequestHandler {
   return (req, res, next) => {
     const encoding = req.headers['content-encoding'];
     if (encoding && encoding !== 'identity') return encoded(req, res, next);
-    const declared = Number(req.headers['content-length']);
-    if (declared > maxBytes) return next(tooLarge(maxBytes));
-    readBody(req, maxBytes).then((bytes) => {
-      if (bytes.length === 0) {
-        req.body = {};
-        return next();
-      }
-      try {
-        req.body = JSON.parse(bytes.toString('utf8')) as unknown;
-      } catch {
-        return next(badRequest('invalid_json', 'The body is not valid JSON'));
-      }
+    readJsonBody(req, maxBytes).then((body) => {
+      req.body = body;
       next();
     }, next);
   };
 }
 
+/** A body without Content-Encoding, read and parsed: 413 past `maxBytes`, 400 when it is not JSON. */
+export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  if (Number(req.headers['content-length']) > maxBytes) throw tooLarge(maxBytes);
+  const bytes = await readBody(req, maxBytes);
+  if (bytes.length === 0) return {};
+  try {
+    return JSON.parse(bytes.toString('utf8')) as unknown;
+  } catch {
+    throw badRequest('invalid_json', 'The body is not valid JSON');
+  }
+}
+
 const tooLarge = (maxBytes: number) => new AppError(413, 'payload_too_large', `The body is larger than the limit of ${maxBytes} bytes`);
 
-function readBody(req: Request, maxBytes: number): Promise<Buffer> {
+function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let length = 0;

@@ -38,30 +38,43 @@ function fromBodyParser(err: unknown, maxBodyBytes: number): AppError | undefine
   }
 }
 
+/** An error as the answer a client gets: status, headers and the problem+json body. */
+export interface ProblemAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
 /**
- * The one place errors become responses: AppErrors as RFC 9457
- * problem+json, Redis outages as 503, everything else as a bare 500 with the
- * details only in the log.
+ * The one place errors become answers: AppErrors as RFC 9457 problem+json,
+ * Redis outages as 503, everything else as a bare 500 with the details only
+ * in the log. Both the Express middleware and the job routes' own dispatch
+ * (routes/fast-jobs.ts) answer through it.
  */
+export function problemAnswer(err: unknown, logger: Logger, maxBodyBytes: number, where: { method?: string | undefined; path: string }): ProblemAnswer {
+  let appError = err instanceof AppError ? err : fromBodyParser(err, maxBodyBytes);
+  if (!appError && isRedisUnavailable(err)) {
+    const full = isRedisFull(err);
+    appError = unavailable(full ? 'The queue backend (Redis) is full; try again shortly' : 'The queue backend (Redis) is unavailable; try again shortly', full ? 5 : 2);
+    logger.warn({ err: (err as Error).message, path: where.path }, full ? 'redis is out of memory (maxmemory reached)' : 'redis unavailable');
+  }
+  const headers: Record<string, string> = { 'content-type': 'application/problem+json; charset=utf-8' };
+  if (!appError) {
+    logger.error({ err, method: where.method, path: where.path }, 'unhandled error');
+    return { status: 500, headers, body: JSON.stringify(internalProblem()) };
+  }
+  if (appError.retryAfterSeconds !== undefined) headers['retry-after'] = String(appError.retryAfterSeconds);
+  return { status: appError.status, headers, body: JSON.stringify(toProblem(appError)) };
+}
+
 export function problemMiddleware(logger: Logger, maxBodyBytes: number): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    let appError = err instanceof AppError ? err : fromBodyParser(err, maxBodyBytes);
-    if (!appError && isRedisUnavailable(err)) {
-      const full = isRedisFull(err);
-      appError = unavailable(full ? 'The queue backend (Redis) is full; try again shortly' : 'The queue backend (Redis) is unavailable; try again shortly', full ? 5 : 2);
-      logger.warn({ err: (err as Error).message, path: req.path }, full ? 'redis is out of memory (maxmemory reached)' : 'redis unavailable');
-    }
+    const answer = problemAnswer(err, logger, maxBodyBytes, { method: req.method, path: req.path });
     if (res.headersSent) {
       res.destroy();
       return;
     }
-    if (!appError) {
-      logger.error({ err, method: req.method, path: req.path }, 'unhandled error');
-      res.status(500).type('application/problem+json').json(internalProblem());
-      return;
-    }
-    if (appError.retryAfterSeconds !== undefined) res.set('Retry-After', String(appError.retryAfterSeconds));
-    res.status(appError.status).type('application/problem+json').json(toProblem(appError));
+    res.status(answer.status).set(answer.headers).send(answer.body);
   };
 }
 

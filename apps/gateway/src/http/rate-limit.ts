@@ -248,15 +248,14 @@ export class SharedRateLimiter {
  * a request without one), 429 with Retry-After past it.
  */
 export function rateLimitPerKey(limiter: SharedRateLimiter, perSecond: number): RequestHandler {
-  return (req, _res, next) => {
-    const verdict = limiter.consume(req.apiKey ?? req.ip ?? 'anonymous');
-    if (verdict.ok) return next();
-    next(
-      new AppError(429, 'rate_limited', `More than ${perSecond} requests a second for this API key`, {
-        retryAfterSeconds: verdict.retryAfterSeconds,
-      }),
-    );
-  };
+  return (req, _res, next) => next(overRateLimit(limiter, req.apiKey ?? req.ip ?? 'anonymous', perSecond));
+}
+
+/** Count one request of `apiKey`: the 429 to answer when it is over its budget, else undefined. */
+export function overRateLimit(limiter: SharedRateLimiter, apiKey: string, perSecond: number): AppError | undefined {
+  const verdict = limiter.consume(apiKey);
+  if (verdict.ok) return undefined;
+  return new AppError(429, 'rate_limited', `More than ${perSecond} requests a second for this API key`, { retryAfterSeconds: verdict.retryAfterSeconds });
 }
 
 /** The key's bucket name in Redis: a hash, so API keys never appear in key names. */
