@@ -134,11 +134,19 @@ export const QUEUE_TAG_LENGTH = 8;
  * a job's keys are found from its id alone.
  */
 export function queueTag(model: string, version: string): string {
-  const digest = createHash('sha256').update(`${model}\0${version}`).digest();
-  let out = '';
-  for (let i = 0; i < QUEUE_TAG_LENGTH; i++) out += BASE32[digest[i]! & 31];
-  return out;
+  const name = `${model}\0${version}`;
+  let tag = tags.get(name);
+  if (tag === undefined) {
+    const digest = createHash('sha256').update(name).digest();
+    tag = '';
+    for (let i = 0; i < QUEUE_TAG_LENGTH; i++) tag += BASE32[digest[i]! & 31];
+    tags.set(name, tag);
+  }
+  return tag;
 }
+
+/** Tags computed so far: every submit asks for its model version's. */
+const tags = new Map<string, string>();
 
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
 

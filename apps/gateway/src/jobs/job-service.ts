@@ -35,8 +35,8 @@ export interface SubmitResult extends RenderedJob {
 export interface SubmitOptions {
   /** Hold the answer until the job ends or this many ms pass (`Prefer: wait`). */
   waitMs?: number | undefined;
-  /** Fires when the client goes away, to drop its waiter. */
-  signal?: AbortSignal | undefined;
+  /** Registers what to do when the client goes away (drop its waiter). */
+  onGone?: ((then: () => void) => void) | undefined;
   idempotencyKey?: string | undefined;
 }
 
@@ -73,17 +73,17 @@ export class JobService {
   }
 
   async submit(tenant: string, body: CreateJobBody, options: SubmitOptions = {}): Promise<SubmitResult> {
-    const { waitMs, signal, idempotencyKey } = options;
+    const { waitMs, onGone, idempotencyKey } = options;
     const { model, inputs } = this.validate(body);
     const { store, waiters, writer } = this.deps;
     if (idempotencyKey) {
       const firstId = await store.idempotentJobId(tenant, idempotencyKey);
-      if (firstId) return this.replay(tenant, firstId, waitMs, signal);
+      if (firstId) return this.replay(tenant, firstId, waitMs, onGone);
     }
     const id = newJobId(queueTag(model.name, model.version));
     if (idempotencyKey) {
       const firstId = await store.claimIdempotencyKey(tenant, idempotencyKey, id);
-      if (firstId !== id) return this.replay(tenant, firstId, waitMs, signal);
+      if (firstId !== id) return this.replay(tenant, firstId, waitMs, onGone);
     }
     const job: EnvelopeJob = { id, tenant, created_at: this.now() };
     if (model.inputs.some((s) => s.shape.includes(-1))) job.shapes = inputs.map((t) => t.shape);
@@ -104,7 +104,7 @@ export class JobService {
     }
     const base = { id, model: model.name, version: model.version, replayed: false };
     if (waiter) {
-      signal?.addEventListener('abort', waiter.cancel, { once: true });
+      onGone?.(waiter.cancel);
       const record = await waiter.promise;
       if (record) return { ...base, ended: true, json: renderEndedJob(id, record) };
       return { ...(await this.get(tenant, id)), replayed: false };
@@ -113,11 +113,11 @@ export class JobService {
   }
 
   /** The job an earlier request with the same Idempotency-Key created (it may still be on its way into the queue). */
-  private async replay(tenant: string, id: string, waitMs?: number, signal?: AbortSignal): Promise<SubmitResult> {
+  private async replay(tenant: string, id: string, waitMs?: number, onGone?: SubmitOptions['onGone']): Promise<SubmitResult> {
     const deadline = performance.now() + REPLAY_WAIT_MS;
     for (let pause = 10; ; pause = Math.min(200, pause * 2)) {
       try {
-        return { ...(await this.get(tenant, id, waitMs, signal)), replayed: true };
+        return { ...(await this.get(tenant, id, waitMs, onGone)), replayed: true };
       } catch (err) {
         if (!(err instanceof AppError && err.code === 'job_not_found') || performance.now() > deadline) {
           throw err instanceof AppError && err.code === 'job_not_found'
@@ -130,7 +130,7 @@ export class JobService {
   }
 
   /** The tenant's job; another tenant's id is a 404 exactly like an unknown one. */
-  async get(tenant: string, id: string, waitMs?: number, signal?: AbortSignal): Promise<RenderedJob> {
+  async get(tenant: string, id: string, waitMs?: number, onGone?: SubmitOptions['onGone']): Promise<RenderedJob> {
     const { store, waiters } = this.deps;
     if (!waitMs) return this.render(tenant, id, await store.read(id));
     // Registered here and on the envelope (in the same step as the read) before anything can end it.
@@ -146,7 +146,7 @@ export class JobService {
       waiter.cancel();
       return this.render(tenant, id, lookup);
     }
-    signal?.addEventListener('abort', waiter.cancel, { once: true });
+    onGone?.(waiter.cancel);
     const record = await waiter.promise;
     if (record) return this.render(tenant, id, { kind: 'ended', record });
     return this.render(tenant, id, await store.read(id));
