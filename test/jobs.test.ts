@@ -124,6 +124,20 @@ describe('jobs: shipped models through the platform', () => {
   });
 
   describe('the job over HTTP', () => {
+    it('decodes a large base64 image from the body bytes, and echoes metadata that looks like one as sent', async () => {
+      const image = seededFloats(3 * 48 * 192, 301);
+      const b64 = Buffer.from(image.buffer, image.byteOffset, image.byteLength).toString('base64');
+      const metadata = { b64: b64.slice(0, 4000), note: 'a "b64" member in metadata is not a tensor' };
+      const job = await runJob(p, { model: 'ocr-cls', input: { x: { datatype: 'FP32', shape: [3, 48, 192], b64 } }, metadata });
+      expect(job.status).to.equal('succeeded');
+      expect(job.metadata).to.deep.equal(metadata);
+      const expected = (await ref.runFp32(modelFile('ocr-cls', '1'), 'x', image, [1, 3, 48, 192]))['softmax_0.tmp_0']!;
+      expectClose((job.output as Record<string, unknown>)['softmax_0.tmp_0'], expected, 'lifted image');
+      // A forged placeholder is just a string that is not base64.
+      const forged = await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ model: 'ocr-cls', input: { x: { datatype: 'FP32', shape: [3, 48, 192], b64: '\u0000x:0' } } }) });
+      await expectProblem(forged, 422, 'invalid_input');
+    });
+
     it('answers 202 with Location and a queued Job, then polling GET reaches succeeded with the full Job shape', async () => {
       const metadata = { order: 'A-17', nested: { n: 1, list: [1, 'two', null, true] }, text: 'żółw 🐢' };
       const features = seededFloats(64, 300);

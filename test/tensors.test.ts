@@ -1,3 +1,4 @@
+import { liftBase64, liftedBytes, restorePlaceholders } from '@infer/tensors';
 import { expect } from 'chai';
 import type { Datatype, TensorSpec } from '@infer/contract';
 import { AppError } from '@infer/errors';
@@ -302,5 +303,46 @@ describe('tensors: stack and instanceSlice', () => {
     expect(shapeKey(a)).not.to.equal(shapeKey([t([3, 48, 192], []), t([2], [])]));
     expect(shapeKey([t([3, 4], [])])).not.to.equal(shapeKey([t([34], [])]));
     expect(shapeKey([t([12], [])])).not.to.equal(shapeKey([t([1, 2], [])]));
+  });
+});
+
+describe('tensors: liftBase64 (long base64 decoded from the body bytes)', () => {
+  const image = Buffer.from(Float32Array.from({ length: 3000 }, (_, i) => i / 7).buffer);
+  const b64 = image.toString('base64');
+
+  it('decodes a long "b64" member from the bytes and leaves a placeholder that resolves to the same bytes', () => {
+    const body = Buffer.from(JSON.stringify({ model: 'm', input: { x: { datatype: 'FP32', shape: [3000], b64 } } }));
+    const lifted = liftBase64(body);
+    expect(lifted.bytes).to.have.length(1);
+    expect(lifted.text.length).to.be.below(200);
+    const parsed = JSON.parse(lifted.text) as { input: { x: { b64: unknown } } };
+    const bytes = liftedBytes(parsed.input.x.b64, lifted) as Uint8Array;
+    expect(Buffer.from(bytes).equals(image)).to.equal(true);
+    expect(bytes.byteOffset % 8).to.equal(0);
+  });
+
+  it('leaves short, unpadded, escaped or non-base64 values to JSON.parse', () => {
+    const cases = [
+      JSON.stringify({ b64: b64.slice(0, 100) }),
+      JSON.stringify({ b64: b64.slice(0, -2) + '!!' }),
+      JSON.stringify({ b64: b64.slice(0, 2000) + '\n' + b64.slice(2000) }),
+      JSON.stringify({ b64: b64.slice(1) }),
+    ];
+    for (const text of cases) {
+      const lifted = liftBase64(Buffer.from(text));
+      expect(lifted.bytes, text.slice(0, 40)).to.have.length(0);
+      expect(lifted.text).to.equal(text);
+    }
+  });
+
+  it('puts the original text back where a lifted member is not a tensor (metadata), and ignores forged placeholders', () => {
+    const body = { input: { x: { b64 } }, metadata: { b64, forged: '\u0000abc:0' } };
+    const lifted = liftBase64(Buffer.from(JSON.stringify(body)));
+    expect(lifted.bytes).to.have.length(2);
+    const parsed = JSON.parse(lifted.text) as typeof body & { input: { x: { b64: unknown } } };
+    parsed.input.x.b64 = liftedBytes(parsed.input.x.b64, lifted) as string;
+    restorePlaceholders(parsed, lifted);
+    expect(parsed.metadata).to.deep.equal(body.metadata);
+    expect(liftedBytes('\u0000abc:0', lifted)).to.equal('\u0000abc:0');
   });
 });

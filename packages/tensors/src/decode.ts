@@ -60,10 +60,11 @@ function decodeTyped(
     throw invalidInput(`${label}: give exactly one of "data" (flat values) or "b64" (little-endian bytes)`);
   }
   if (b64 !== undefined) {
-    if (typeof b64 !== 'string' || b64.length % 4 !== 0 || !B64_RE.test(b64)) {
+    // A Uint8Array is a value already decoded (and checked) from the request's bytes: see liftBase64.
+    if (!(b64 instanceof Uint8Array) && (typeof b64 !== 'string' || b64.length % 4 !== 0 || !B64_RE.test(b64))) {
       throw invalidInput(`${label}: "b64" must be standard, padded base64`);
     }
-    const bytes = Buffer.from(b64, 'base64');
+    const bytes = b64 instanceof Uint8Array ? b64 : Buffer.from(b64, 'base64');
     const want = count * BYTES_PER_ELEMENT[datatype];
     if (bytes.byteLength !== want) {
       throw invalidInput(`${label}: "b64" holds ${bytes.byteLength} bytes, shape ${formatShape(dims)} of ${datatype} needs ${want}`);

@@ -5,3 +5,4 @@ export * from './encode.js';
 export * from './stack.js';
 export * from './base64.js';
 export * from './json.js';
+export * from './lift-base64.js';

@@ -1,6 +1,14 @@
 import type { IncomingMessage } from 'node:http';
 import express, { type RequestHandler } from 'express';
 import { AppError, badRequest } from '@infer/errors';
+import { liftBase64, type LiftedBody } from '@infer/tensors';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** The `"b64"` values decoded from the body's bytes (see liftBase64), for the route to resolve. */
+    liftedBase64?: LiftedBody;
+  }
+}
 
 /**
  * The JSON body of a hot route, read with as little as it takes: the bytes,
@@ -17,20 +25,26 @@ export function jsonBody(maxBytes: number): RequestHandler {
   return (req, res, next) => {
     const encoding = req.headers['content-encoding'];
     if (encoding && encoding !== 'identity') return encoded(req, res, next);
-    readJsonBody(req, maxBytes).then((body) => {
-      req.body = body;
+    readJsonBody(req, maxBytes).then(({ value, lifted }) => {
+      req.body = value;
+      if (lifted) req.liftedBase64 = lifted;
       next();
     }, next);
   };
 }
 
-/** A body without Content-Encoding, read and parsed: 413 past `maxBytes`, 400 when it is not JSON. */
-export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+/**
+ * A body without Content-Encoding, read and parsed: 413 past `maxBytes`,
+ * 400 when it is not JSON. Long `"b64"` values are decoded from the bytes
+ * on the way (liftBase64): `lifted` resolves their placeholders.
+ */
+export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<{ value: unknown; lifted: LiftedBody | undefined }> {
   if (Number(req.headers['content-length']) > maxBytes) throw tooLarge(maxBytes);
   const bytes = await readBody(req, maxBytes);
-  if (bytes.length === 0) return {};
+  if (bytes.length === 0) return { value: {}, lifted: undefined };
+  const lifted = liftBase64(bytes);
   try {
-    return JSON.parse(bytes.toString('utf8')) as unknown;
+    return { value: JSON.parse(lifted.text) as unknown, lifted: lifted.bytes.length ? lifted : undefined };
   } catch {
     throw badRequest('invalid_json', 'The body is not valid JSON');
   }

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Express, Request, RequestHandler } from 'express';
 import { CreateJobBody } from '@infer/contract';
 import { badRequest, unauthorized } from '@infer/errors';
+import { liftedBytes, restorePlaceholders, type LiftedBody } from '@infer/tensors';
 import type { Logger } from '@infer/logger';
 import { authenticate, tenantOf } from '../http/auth.js';
 import { jsonBody, readJsonBody } from '../http/json-body.js';
@@ -70,8 +71,16 @@ export class JobHandlers {
     private readonly options: JobRoutesOptions,
   ) {}
 
-  async submit(req: IncomingMessage, res: ServerResponse, tenant: string, body: unknown): Promise<void> {
+  async submit(req: IncomingMessage, res: ServerResponse, tenant: string, body: unknown, lifted?: LiftedBody): Promise<void> {
     const parsed = parseCreateJob(body);
+    if (lifted) {
+      // Inputs whose base64 was decoded from the body's bytes: the decoded bytes stand in for the text,
+      // and a placeholder anywhere else (in metadata) gets its text back.
+      for (const value of Object.values(parsed.input)) {
+        if (typeof value === 'object' && value !== null && 'b64' in value) (value as { b64: unknown }).b64 = liftedBytes(value.b64, lifted);
+      }
+      restorePlaceholders(parsed, lifted);
+    }
     const waitMs = preferWaitMs(req.headers.prefer, this.options.maxWaitMs);
     const job = await this.service.submit(tenant, parsed, {
       waitMs,
@@ -103,7 +112,7 @@ export class JobHandlers {
  */
 export function mountJobRoutes(app: Express, handlers: JobHandlers, guard: RequestHandler[], maxBodyBytes: number): void {
   const id = (req: Request) => String(req.params.id);
-  app.post('/v1/jobs', ...guard, jsonBody(maxBodyBytes), (req, res) => handlers.submit(req, res, tenantOf(req), req.body));
+  app.post('/v1/jobs', ...guard, jsonBody(maxBodyBytes), (req, res) => handlers.submit(req, res, tenantOf(req), req.body, req.liftedBase64));
   app.get('/v1/jobs/:id', ...guard, (req, res) => handlers.get(req, res, tenantOf(req), id(req)));
   app.post('/v1/jobs/:id/cancel', ...guard, (req, res) => handlers.cancel(req, res, tenantOf(req), id(req)));
 }
@@ -169,7 +178,10 @@ function serve(deps: JobDispatchDeps, req: IncomingMessage, res: ServerResponse,
     if (!who) throw unauthorized();
     const limited = overRateLimit(deps.rateLimiter, who.apiKey, deps.rateLimitPerSecond);
     if (limited) throw limited;
-    if (route === '/v1/jobs') return deps.handlers.submit(req, res, who.tenant, await readJsonBody(req, deps.maxBodyBytes));
+    if (route === '/v1/jobs') {
+      const { value, lifted } = await readJsonBody(req, deps.maxBodyBytes);
+      return deps.handlers.submit(req, res, who.tenant, value, lifted);
+    }
     if (route === '/v1/jobs/:id') return deps.handlers.get(req, res, who.tenant, id);
     return deps.handlers.cancel(req, res, who.tenant, id);
   };
