@@ -10,8 +10,10 @@ export interface RunResult {
 
 /**
  * One `InferenceSession.run` over already-stacked (or, for a model that is
- * not batched, whole) tensors. onnxruntime-node runs it off the main thread,
- * so the event loop keeps fetching the next batch meanwhile.
+ * not batched, whole) tensors. onnxruntime-node (1.30) runs it on the
+ * calling thread (its promise only defers the call to the next turn), so
+ * the event loop waits for each run: one run per micro-batch, not per job,
+ * is what keeps a worker's own I/O (taking and finishing envelopes) going.
  */
 export async function runModel(model: ModelVersion, feeds: Record<string, DecodedTensor>): Promise<RunResult> {
   const ortFeeds: Record<string, ort.Tensor> = {};

@@ -1,7 +1,8 @@
 import { BYTES_PER_ELEMENT, EnvelopeData, type EnvelopeJob } from '@infer/contract';
 import type { TakenEnvelope } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
-import { elementCount, formatShape, fromBytes, shapeMatches, type DecodedTensor } from '@infer/tensors';
+import { elementCount, formatShape, shapeMatches } from '@infer/tensors';
+import type { InstanceInput } from './microbatch.js';
 
 /**
  * An envelope a worker holds: its jobs, their inputs as views of the
@@ -17,7 +18,7 @@ export interface HeldEnvelope {
   /** True the first time any worker takes it (not after a stall): `job.started` is sent then. */
   firstTake: boolean;
   /** Per job, in order: its inputs in the model's input order, or null for a job not to run (canceled while queued). */
-  inputs: Array<DecodedTensor[] | null>;
+  inputs: Array<InstanceInput[] | null>;
   /** Per job: its ended record once it has one, null while it has not (or will not, being canceled). */
   records: Array<Buffer | null>;
   /** Per job: the status its record ends it with. */
@@ -33,8 +34,8 @@ export class MalformedEnvelopeError extends Error {}
  * Read a taken envelope: its data (validated again: never trust the queue)
  * and its inputs, which the gateway packed input by input (all instances of
  * the first input, then of the second…). Each instance's input is a view
- * of those bytes, so a micro-batch of whole envelopes feeds ONNX Runtime
- * without copying an instance twice.
+ * of those bytes: a micro-batch copies each instance once, into its stacked
+ * tensor, or not at all when a whole envelope is the batch.
  */
 export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: string, takenAt: number): HeldEnvelope {
   const raw = taken.fields.get('data');
@@ -56,9 +57,9 @@ export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: s
     statuses: data.jobs.map(() => null),
     pending: 0,
   };
-  const bytes = aligned(taken.fields.get('in') ?? Buffer.alloc(0));
+  const bytes = taken.fields.get('in') ?? Buffer.alloc(0);
   let at = 0;
-  const perJob: DecodedTensor[][] = data.jobs.map(() => []);
+  const perJob: InstanceInput[][] = data.jobs.map(() => []);
   model.inputs.forEach((spec, k) => {
     if (spec.datatype === 'BYTES') throw new MalformedEnvelopeError(`input "${spec.name}" is BYTES`);
     data.jobs.forEach((job, i) => {
@@ -66,7 +67,7 @@ export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: s
       if (!shapeMatches(shape, spec.shape)) throw new MalformedEnvelopeError(`job ${job.id}: input "${spec.name}" of shape ${formatShape(shape)}, the model takes ${formatShape(spec.shape)}`);
       const size = elementCount(shape) * BYTES_PER_ELEMENT[spec.datatype];
       if (at + size > bytes.byteLength) throw new MalformedEnvelopeError('the envelope holds fewer input bytes than its jobs need');
-      perJob[i]!.push({ datatype: spec.datatype as Exclude<typeof spec.datatype, 'BYTES'>, shape, data: fromBytes(spec.datatype as Exclude<typeof spec.datatype, 'BYTES'>, bytes.subarray(at, at + size)) });
+      perJob[i]!.push({ datatype: spec.datatype as Exclude<typeof spec.datatype, 'BYTES'>, shape, bytes: bytes.subarray(at, at + size) });
       at += size;
     });
   });
@@ -90,12 +91,4 @@ function safeJson(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** Bytes from a Redis reply sit anywhere in a shared buffer: copy them once to an 8-byte aligned one, so every view is a typed array. */
-function aligned(bytes: Buffer): Uint8Array {
-  if (bytes.byteOffset % 8 === 0) return bytes;
-  const copy = new Uint8Array(bytes.byteLength);
-  copy.set(bytes);
-  return copy;
 }

@@ -1,10 +1,18 @@
 import type { JobError } from '@infer/contract';
 import { runModel, type ModelVersion } from '@infer/models';
-import { allocate, instanceSlice, shapeKey, toBytes, type DecodedTensor } from '@infer/tensors';
+import type { Datatype } from '@infer/contract';
+import { fromBytes, instanceSlice, toBytes, type DecodedTensor } from '@infer/tensors';
 import type { RecordOutput } from '@infer/job-store';
 
+/** One input of one instance: its shape and its little-endian bytes, a view of its envelope's (any alignment). */
+export interface InstanceInput {
+  datatype: Exclude<Datatype, 'BYTES'>;
+  shape: number[];
+  bytes: Uint8Array;
+}
+
 /** One instance's inputs, in the model's input order. */
-export type InstanceInputs = readonly DecodedTensor[];
+export type InstanceInputs = readonly InstanceInput[];
 
 export type InstanceResult =
   | { ok: true; outputs: RecordOutput[]; inferenceMs: number; batchSize: number }
@@ -35,7 +43,7 @@ export async function runMicrobatch(model: ModelVersion, instances: readonly Ins
     const feeds: Record<string, DecodedTensor> = {};
     model.inputs.forEach((spec, k) => {
       const parts = group.map((i) => instances[i]![k]!);
-      feeds[spec.name] = model.batched ? stackViews(parts) : parts[0]!;
+      feeds[spec.name] = model.batched ? stack(parts) : tensorOf(parts[0]!.datatype, parts[0]!.shape, parts[0]!.bytes);
     });
     try {
       const { outputs, inferenceMs } = await runModel(model, feeds);
@@ -59,27 +67,35 @@ export async function runMicrobatch(model: ModelVersion, instances: readonly Ins
 }
 
 /**
- * Stack instances of one shape along a new first dimension. Views that lie
- * back to back in one buffer (instances of one envelope) are joined by
- * viewing their whole span; anything else is copied once into a new tensor.
+ * Stack instances of one shape along a new first dimension, copying each
+ * instance's bytes once. Instances that lie back to back in one buffer (one
+ * envelope, as the gateway packed it) are viewed as they are, with no copy
+ * at all when their span is aligned for the datatype.
  */
-function stackViews(parts: readonly DecodedTensor[]): DecodedTensor {
+function stack(parts: readonly InstanceInput[]): DecodedTensor {
   const first = parts[0]!;
   const shape = [parts.length, ...first.shape];
   let contiguous = true;
   for (let i = 1; i < parts.length && contiguous; i++) {
-    const prev = parts[i - 1]!.data;
-    const cur = parts[i]!.data;
+    const prev = parts[i - 1]!.bytes;
+    const cur = parts[i]!.bytes;
     contiguous = cur.buffer === prev.buffer && cur.byteOffset === prev.byteOffset + prev.byteLength;
   }
-  if (contiguous) {
-    const ctor = first.data.constructor as new (buffer: ArrayBufferLike, byteOffset: number, length: number) => DecodedTensor['data'];
-    return { datatype: first.datatype, shape, data: new ctor(first.data.buffer, first.data.byteOffset, first.data.length * parts.length) };
-  }
-  const per = first.data.length;
-  const out = allocate(first.datatype, per * parts.length);
-  parts.forEach((t, k) => (out as Float32Array).set(t.data as Float32Array, k * per));
-  return { datatype: first.datatype, shape, data: out };
+  const per = first.bytes.byteLength;
+  if (contiguous) return tensorOf(first.datatype, shape, new Uint8Array(first.bytes.buffer, first.bytes.byteOffset, per * parts.length));
+  const out = new Uint8Array(per * parts.length);
+  parts.forEach((p, k) => out.set(p.bytes, k * per));
+  return tensorOf(first.datatype, shape, out);
+}
+
+/** Bytes as the typed array ONNX Runtime takes (a view when aligned, else one copy: fromBytes). */
+function tensorOf(datatype: Exclude<Datatype, 'BYTES'>, shape: number[], bytes: Uint8Array): DecodedTensor {
+  return { datatype, shape, data: fromBytes(datatype, bytes) };
+}
+
+/** A key equal for instances whose inputs have the same shapes: those may share one stacked tensor. */
+function shapeKey(inputs: InstanceInputs): string {
+  return inputs.map((t) => t.shape.join('x')).join('|');
 }
 
 /** Indices of instances that may share one run, in arrival order. */
