@@ -19,7 +19,6 @@ type Section = (log: (s: string) => void) => Promise<Figure[]>;
 
 /** Loaded on demand, so one section's imports (or breakage) never costs another's run. */
 const SECTIONS: Record<string, () => Promise<Section>> = {
-  memory: async () => (await import('./sections/memory.js')).runMemoryBench,
   foundation: async () => (await import('./sections/foundation.js')).runFoundationBench,
   webhooks: async () => {
     const mod = await import('./sections/webhooks.js');
@@ -33,6 +32,7 @@ const SECTIONS: Record<string, () => Promise<Section>> = {
       return mod.runBatchesBench({ log: (l) => log(`  ${l}`) });
     };
   },
+  memory: async () => (await import('./sections/memory.js')).runMemoryBench,
 };
 
 interface ResultsFile {
