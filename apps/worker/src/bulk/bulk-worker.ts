@@ -226,6 +226,7 @@ export class BulkWorker {
       this.options.metrics?.batchSize.observe(labels, run.size);
       this.options.metrics?.inferenceSeconds.observe(labels, run.ms / 1000);
     }
+    if (result.failed > 0) this.log.warn({ batch: p.batch, chunk: p.chunk, failed: result.failed }, 'rows of a chunk failed in ONNX Runtime; the rest of the chunk ran without them');
     this.finishLater(job, token, p, result);
   }
 

@@ -227,6 +227,7 @@ export class InteractiveWorker {
       for (const j of jobs) {
         const result = results[r++]!;
         const job = envelope.data.jobs[j]!;
+        if (!result.ok) this.log.warn({ jobId: job.id, err: result.error.message }, 'a job failed in ONNX Runtime; the jobs batched with it ran without it');
         const metricsOut = { queue_ms: Math.max(0, envelope.takenAt - job.created_at), inference_ms: round(result.inferenceMs), batch_size: result.batchSize };
         envelope.statuses[j] = result.ok ? 'succeeded' : 'failed';
         envelope.records[j] = encodeRecord(model.name, model.version, job, {

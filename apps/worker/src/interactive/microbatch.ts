@@ -3,6 +3,7 @@ import { runModel, type ModelVersion } from '@infer/models';
 import type { Datatype } from '@infer/contract';
 import { fromBytes, instanceSlice, toBytes, type DecodedTensor } from '@infer/tensors';
 import type { RecordOutput } from '@infer/job-store';
+import { runIsolating } from '../poison-isolation.js';
 
 /** One input of one instance: its shape and its little-endian bytes, a view of its envelope's (any alignment). */
 export interface InstanceInput {
@@ -34,36 +35,42 @@ export interface Run {
  * already lie back to back in one buffer (a whole envelope, as the gateway
  * packed it), the stacked tensor is a view of that buffer, not a copy. A
  * model that is not batched runs each instance's full tensors on their own.
- * A failed run fails the instances of that run (`inference_failed`).
+ *
+ * A run that fails is bisected (runIsolating): one poison instance (an id
+ * past an embedding table, say: valid input that still makes ONNX Runtime
+ * throw) fails alone, with ONNX Runtime's message, and the instances stacked
+ * with it succeed, each with its output from a smaller run.
  */
 export async function runMicrobatch(model: ModelVersion, instances: readonly InstanceInputs[]): Promise<{ results: InstanceResult[]; runs: Run[] }> {
   const results: InstanceResult[] = new Array(instances.length);
   const runs: Run[] = [];
   for (const group of groupIndices(model, instances)) {
-    const feeds: Record<string, DecodedTensor> = {};
-    model.inputs.forEach((spec, k) => {
-      const parts = group.map((i) => instances[i]![k]!);
-      feeds[spec.name] = model.batched ? stack(parts) : tensorOf(parts[0]!.datatype, parts[0]!.shape, parts[0]!.bytes);
+    await runIsolating(group, (g) => runGroup(model, instances, g, results, runs), (i, error) => {
+      results[i] = { ok: false, error, inferenceMs: 0, batchSize: 1 };
     });
-    try {
-      const { outputs, inferenceMs } = await runModel(model, feeds);
-      runs.push({ size: group.length, ms: inferenceMs });
-      group.forEach((instanceIndex, j) => {
-        const out: RecordOutput[] = model.outputs.map((spec) => {
-          const t = outputs[spec.name]!;
-          if (!model.batched) return { name: spec.name, datatype: t.datatype, shape: t.shape, bytes: Buffer.from(toBytes(t.data)) };
-          const { offset, shape } = instanceSlice(t.data, t.shape, j);
-          const per = t.shape[0] === 0 ? 0 : t.data.length / t.shape[0]!;
-          return { name: spec.name, datatype: t.datatype, shape, bytes: toBytes(t.data.subarray(offset, offset + per)) };
-        });
-        results[instanceIndex] = { ok: true, outputs: out, inferenceMs, batchSize: group.length };
-      });
-    } catch (err) {
-      const error: JobError = { code: 'inference_failed', message: `ONNX Runtime failed: ${(err as Error).message}` };
-      for (const i of group) results[i] = { ok: false, error, inferenceMs: 0, batchSize: group.length };
-    }
   }
   return { results, runs };
+}
+
+/** One `session.run` of instances of one shape; their results, or a throw when ONNX Runtime throws. */
+async function runGroup(model: ModelVersion, instances: readonly InstanceInputs[], group: readonly number[], results: InstanceResult[], runs: Run[]): Promise<void> {
+  const feeds: Record<string, DecodedTensor> = {};
+  model.inputs.forEach((spec, k) => {
+    const parts = group.map((i) => instances[i]![k]!);
+    feeds[spec.name] = model.batched ? stack(parts) : tensorOf(parts[0]!.datatype, parts[0]!.shape, parts[0]!.bytes);
+  });
+  const { outputs, inferenceMs } = await runModel(model, feeds);
+  runs.push({ size: group.length, ms: inferenceMs });
+  group.forEach((instanceIndex, j) => {
+    const out: RecordOutput[] = model.outputs.map((spec) => {
+      const t = outputs[spec.name]!;
+      if (!model.batched) return { name: spec.name, datatype: t.datatype, shape: t.shape, bytes: Buffer.from(toBytes(t.data)) };
+      const { offset, shape } = instanceSlice(t.data, t.shape, j);
+      const per = t.shape[0] === 0 ? 0 : t.data.length / t.shape[0]!;
+      return { name: spec.name, datatype: t.datatype, shape, bytes: toBytes(t.data.subarray(offset, offset + per)) };
+    });
+    results[instanceIndex] = { ok: true, outputs: out, inferenceMs, batchSize: group.length };
+  });
 }
 
 /**

@@ -1,0 +1,22 @@
+import type { JobError } from '@infer/contract';
+
+/**
+ * Run `rows` with `run`; when it throws, run each half on its own, down to
+ * single rows, and `fail` each single row that still throws, with the
+ * error as an `inference_failed` JobError. One poison among n rows costs
+ * about 2·log2(n) extra runs; the rows beside it end as if run without it.
+ * Shared by interactive micro-batches and bulk slices.
+ */
+export async function runIsolating<R>(rows: readonly R[], run: (rows: readonly R[]) => Promise<void>, fail: (row: R, error: JobError) => void): Promise<void> {
+  try {
+    await run(rows);
+  } catch (err) {
+    if (rows.length === 1) {
+      fail(rows[0]!, { code: 'inference_failed', message: `ONNX Runtime failed: ${(err as Error).message}` });
+      return;
+    }
+    const half = Math.ceil(rows.length / 2);
+    await runIsolating(rows.slice(0, half), run, fail);
+    await runIsolating(rows.slice(half), run, fail);
+  }
+}
