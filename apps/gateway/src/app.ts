@@ -16,6 +16,7 @@ import { notFoundRoute, problemMiddleware } from './http/problem-middleware.js';
 import { rateLimitPerKey, SharedRateLimiter } from './http/rate-limit.js';
 import { JobService } from './jobs/job-service.js';
 import type { EnvelopeWriter } from './jobs/envelope-writer.js';
+import type { FleetView } from '@infer/fleet';
 import { GatewayMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
 import { batchRoutes } from './routes/batches.js';
@@ -34,6 +35,8 @@ export interface GatewayDeps {
   waiters: JobWaiters;
   /** Writes accepted jobs to the queues, as envelopes. */
   writer: EnvelopeWriter;
+  /** The live workers and what they serve (readiness per model version). */
+  fleet: FleetView;
   batchStore: BatchStore;
   bulkQueues: BulkQueues;
   /** Webhook events the gateway sends (a canceled job's job.completed) and resends. */
@@ -78,6 +81,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     store: deps.store,
     waiters: deps.waiters,
     writer: deps.writer,
+    fleet: deps.fleet,
     webhookAllowPrivate: config.webhookAllowPrivate,
     webhookEvents: deps.webhookEvents,
   });
@@ -98,7 +102,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   });
 
   let openapi: unknown;
-  app.use(opsRoutes({ redis: deps.redis, metrics, openapi: () => (openapi ??= buildOpenApi()) }));
+  app.use(opsRoutes({ redis: deps.redis, metrics, openapi: () => (openapi ??= buildOpenApi()), models: deps.models, fleet: deps.fleet }));
 
   const v1 = express.Router();
   v1.use(...guard);
@@ -115,6 +119,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   const batches = new BatchService({
     interactive,
     models: deps.models,
+    fleet: deps.fleet,
     store: deps.batchStore,
     queues: deps.bulkQueues,
     webhookAllowPrivate: config.webhookAllowPrivate,

@@ -13,6 +13,7 @@ import { createApp } from './app.js';
 import { BulkQueues } from './batches/bulk-queues.js';
 import { ParseThread } from './batches/parse-thread/parse-thread.js';
 import { EnvelopeWriter } from './jobs/envelope-writer.js';
+import { FleetView } from '@infer/fleet';
 import { GatewayMetrics } from './metrics.js';
 
 export interface Gateway {
@@ -79,7 +80,8 @@ export async function createGateway(config: Config, logger: Logger, options: { m
   });
   const bulkQueues = new BulkQueues({ connection: bullConnection, prefix: config.queuePrefix });
   const parseThread = config.batchParseThread ? new ParseThread(logger) : undefined;
-  const { app, listener, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, batchStore, bulkQueues, webhookEvents, metrics, ...(parseThread ? { parseThread } : {}) });
+  const fleet = new FleetView(redis, config.queuePrefix);
+  const { app, listener, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;

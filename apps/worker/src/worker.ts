@@ -4,6 +4,9 @@ import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
 import type { Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { WebhookDeliveryWorker, WebhookEvents, type Resolver } from '@infer/webhooks';
+import { WorkerHeartbeat } from '@infer/fleet';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { WorkerMetrics } from './metrics.js';
 import { BulkWorker } from './bulk/bulk-worker.js';
 import { InteractiveWorker } from './interactive/interactive-worker.js';
@@ -103,7 +106,21 @@ export async function createWorker(
     allowPrivate: config.webhookAllowPrivate,
     ...(options.webhookResolve ? { resolve: options.webhookResolve } : {}),
   });
-  logger.info({ models: served.map((m) => `${m.name}@${m.version}`) }, 'worker started');
+  // Tell the fleet what this worker serves: gateways refuse jobs for a version no live worker has.
+  let heartbeatWarnedAt = -Infinity;
+  const heartbeat = new WorkerHeartbeat(
+    storeConnection,
+    config.queuePrefix,
+    `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+    () => served.map((m) => ({ model: m.name, version: m.version, state: 'ready' as const })),
+    (err) => {
+      if (Date.now() - heartbeatWarnedAt < 10_000) return;
+      heartbeatWarnedAt = Date.now();
+      logger.warn({ err: (err as Error).message }, 'heartbeat failed');
+    },
+  );
+  await heartbeat.start();
+  logger.info({ models: served.map((m) => `${m.name}@${m.version}`), worker: heartbeat.id }, 'worker started');
 
   let closing: Promise<void> | undefined;
   return {
@@ -111,6 +128,8 @@ export async function createWorker(
     metrics,
     close() {
       closing ??= (async () => {
+        // Leave the fleet first: gateways stop sending work this worker will not take.
+        await heartbeat.stop();
         await Promise.allSettled([...bulkWorkers.map((w) => w.close()), ...workers.map((w) => w.close()), deliveries.close()]);
         // After the model workers: their last batches may still have enqueued events.
         await webhookEvents.close().catch(() => undefined);

@@ -13,6 +13,7 @@ import type { Logger } from '@infer/logger';
 import type { ModelRepository, ModelVersion } from '@infer/models';
 import { assertWebhookUrlAllowed } from '@infer/webhooks';
 import type { BulkQueues } from './bulk-queues.js';
+import { assertServed, type ServingCheck } from '../jobs/served.js';
 import type { InteractiveRequests } from './interactive-requests.js';
 import { DEFAULT_CHUNK_LIMITS, type BuiltChunk, type ChunkLimits } from './chunk-builder.js';
 import { buildChunks, type ChunkSource } from './chunk-sources.js';
@@ -21,6 +22,8 @@ import type { ParseThread } from './parse-thread/parse-thread.js';
 
 export interface BatchServiceDeps {
   models: ModelRepository;
+  /** Which model versions live workers serve; absent, every version is queued. */
+  fleet?: ServingCheck;
   store: BatchStore;
   queues: BulkQueues;
   webhookAllowPrivate: boolean;
@@ -98,6 +101,7 @@ export class BatchService {
    * discarded: without a 202 it never existed for the client.
    */
   private async submit(tenant: string, prepared: PreparedBatch, source: ChunkSource): Promise<Batch> {
+    await assertServed(this.deps.fleet, prepared.model);
     const { model, params } = prepared;
     const id = uuidv4();
     let created = false;

@@ -6,12 +6,15 @@ import { decodeInput, type DecodedTensor } from '@infer/tensors';
 import { assertWebhookUrlAllowed, type WebhookEvents } from '@infer/webhooks';
 import { jsonDepthExceeds } from '../http/json-depth.js';
 import type { EnvelopeWriter } from './envelope-writer.js';
+import { assertServed, type ServingCheck } from './served.js';
 
 export interface JobServiceDeps {
   models: ModelRepository;
   store: JobStore;
   waiters: JobWaiters;
   writer: EnvelopeWriter;
+  /** Which model versions live workers serve; absent, every version is queued. */
+  fleet?: ServingCheck;
   webhookAllowPrivate: boolean;
   /** Where `job.completed` of a canceled job goes (the worker sends every other job event). */
   webhookEvents?: Pick<WebhookEvents, 'emit'>;
@@ -76,6 +79,7 @@ export class JobService {
     const { waitMs, onGone, idempotencyKey } = options;
     const { model, inputs } = this.validate(body);
     const { store, waiters, writer } = this.deps;
+    await assertServed(this.deps.fleet, model);
     if (idempotencyKey) {
       const firstId = await store.idempotentJobId(tenant, idempotencyKey);
       if (firstId) return this.replay(tenant, firstId, waitMs, onGone);

@@ -1,11 +1,33 @@
 import { Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { GatewayMetrics } from '../metrics.js';
+import { versionKey, type FleetView } from '@infer/fleet';
+import type { ModelRepository } from '@infer/models';
 
 export interface OpsDeps {
   redis: Redis;
   metrics: GatewayMetrics;
   openapi: () => unknown;
+  models: ModelRepository;
+  fleet: FleetView;
+}
+
+/** Per model and version: live workers that have it ready. */
+type ModelsReadiness = Record<string, Record<string, { ready: boolean; workers_ready: number }>>;
+
+/**
+ * Each model version this gateway routes to, and whether a live worker
+ * serves it. A version is `ready` when one does, or when no worker is live
+ * at all (jobs then queue for the fleet's return, see jobs/served.ts).
+ */
+async function modelsReadiness(deps: OpsDeps): Promise<ModelsReadiness> {
+  const [live, versions] = [await deps.fleet.live(), await deps.fleet.versions()];
+  const out: ModelsReadiness = {};
+  for (const m of deps.models.all()) {
+    const n = versions.get(versionKey(m.name, m.version))?.workersReady ?? 0;
+    (out[m.name] ??= {})[m.version] = { ready: live.length === 0 || n > 0, workers_ready: n };
+  }
+  return out;
 }
 
 /** Operational routes; no API key, as orchestrators and scrapers call them. */
@@ -22,8 +44,14 @@ export function opsRoutes(deps: OpsDeps): Router {
       ),
       new Promise<boolean>((resolve) => setTimeout(resolve, 1000, false).unref()),
     ]);
-    if (!ok) res.set('Retry-After', '2');
-    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'unavailable', redis: ok ? 'ok' : 'unreachable' });
+    if (!ok) {
+      res.set('Retry-After', '2');
+      res.status(503).json({ status: 'unavailable', redis: 'unreachable' });
+      return;
+    }
+    // The gateway is ready once Redis answers; the models say which versions workers serve.
+    const models = await modelsReadiness(deps).catch(() => undefined);
+    res.status(200).json({ status: 'ready', redis: 'ok', ...(models ? { models } : {}) });
   });
   router.get('/metrics', async (_req, res) => {
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
