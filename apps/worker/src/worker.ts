@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { WorkerMetrics } from './metrics.js';
 import { BulkWorker } from './bulk/bulk-worker.js';
+import { Sweeper } from './sweeper.js';
 import { InteractiveWorker } from './interactive/interactive-worker.js';
 import { JobWebhookEmitter } from './interactive/job-webhooks.js';
 
@@ -97,6 +98,7 @@ export async function createWorker(
   );
   for (const w of workers) w.start();
   for (const w of bulkWorkers) w.start();
+  const sweeper = new Sweeper({ redis: storeConnection, prefix: config.queuePrefix, batchStore, served, logger });
   const deliveries = new WebhookDeliveryWorker({
     connection,
     prefix: config.queuePrefix,
@@ -130,6 +132,7 @@ export async function createWorker(
       closing ??= (async () => {
         // Leave the fleet first: gateways stop sending work this worker will not take.
         await heartbeat.stop();
+        await sweeper.close();
         await Promise.allSettled([...bulkWorkers.map((w) => w.close()), ...workers.map((w) => w.close()), deliveries.close()]);
         // After the model workers: their last batches may still have enqueued events.
         await webhookEvents.close().catch(() => undefined);

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
-import { keys, type BatchStatus } from '@infer/contract';
+import { keys, type BatchStatus, type JobError } from '@infer/contract';
 import { hashToBatchRecord, newBatchHash, type BatchRecord, type NewBatchRecord } from './batch-record.js';
-import { renderChunkResult } from './chunk-result.js';
+import { failedChunkResult, renderChunkResult } from './chunk-result.js';
 import { unrunChunkLines, type ChunkManifest } from './result-lines.js';
 import { ADD_CHUNK, CANCEL, FINISH_CHUNK, SEAL, START_CHUNK } from './scripts.js';
 
@@ -90,6 +90,7 @@ export class BatchStore {
       .zremrangebyscore(index, '-inf', record.createdAt - this.longTtlMs)
       .pexpire(index, this.longTtlMs)
       .exec();
+    await this.redis.zadd(this.k.runningBatches, record.createdAt, record.id);
   }
 
   /**
@@ -185,11 +186,9 @@ export class BatchStore {
 
   /** Forget a batch whose upload failed before it was accepted: it never existed for the client. */
   async discard(id: string, tenant: string): Promise<void> {
-    await this.redis
-      .multi()
-      .del(this.k.batch(id), this.k.batchResults(id), this.k.batchPending(id), this.k.batchInputs(id))
-      .zrem(this.k.tenantBatches(tenant), id)
-      .exec();
+    await this.redis.del(this.k.batch(id), this.k.batchResults(id), this.k.batchPending(id), this.k.batchInputs(id));
+    await this.redis.zrem(this.k.tenantBatches(tenant), id);
+    await this.redis.zrem(this.k.runningBatches, id);
   }
 
   /**
@@ -262,7 +261,37 @@ export class BatchStore {
     }
   }
 
+  /**
+   * Batches not yet ended, oldest first (`limit` of them), with the chunks
+   * of each that have not ended: what a sweep looks at for chunks lost from
+   * the queue. Ids whose batch has expired are dropped from the index here.
+   */
+  async unended(limit: number): Promise<Array<{ record: BatchRecord; pending: Map<number, ChunkManifest> }>> {
+    const ids = await this.redis.zrange(this.k.runningBatches, '0', String(limit - 1));
+    const out: Array<{ record: BatchRecord; pending: Map<number, ChunkManifest> }> = [];
+    for (const id of ids) {
+      const record = await this.get(id);
+      if (!record || record.status === 'completed' || record.status === 'canceled') {
+        await this.redis.zrem(this.k.runningBatches, id);
+        continue;
+      }
+      const pending = new Map<number, ChunkManifest>();
+      for (const [chunk, manifest] of Object.entries(await this.redis.hgetall(this.k.batchPending(id)))) {
+        pending.set(Number(chunk), JSON.parse(manifest) as ChunkManifest);
+      }
+      out.push({ record, pending });
+    }
+    return out;
+  }
+
+  /** End a chunk that will never run (its queue job is gone): its rows fail with `error`, as one finished chunk. */
+  async failChunk(id: string, index: number, manifest: ChunkManifest, error: JobError, now: number): Promise<ChunkOutcome> {
+    const record = failedChunkResult(manifest.start, manifest.count, manifest.custom_ids, manifest.failures, error);
+    return this.finishChunk(id, index, record, 0, manifest.count - manifest.failures.length, now);
+  }
+
   private async ended(id: string): Promise<void> {
+    await this.redis.zrem(this.k.runningBatches, id).catch((err: unknown) => this.options.onError?.(err, 'batch index'));
     if (!this.options.onEnded) return;
     try {
       const record = await this.get(id);

@@ -233,6 +233,9 @@ export function bulkQueueName(model: string, version: string): string {
   return `bulk.${model}.v${version}`;
 }
 
+/** The BullMQ job id of a chunk: deterministic, so adding it twice adds it once. BullMQ ids may not contain ':'. */
+export const chunkJobId = (batchId: string, chunk: number): string => `${batchId}.${chunk}`;
+
 /** The bulk queue of a model version, in the hash tag of its interactive queue. */
 export function bulkQueue(prefix: string, model: string, version: string): QueueRef {
   return { name: bulkQueueName(model, version), prefix: `${prefix}:{${queueTag(model, version)}}` };
@@ -255,6 +258,8 @@ export function keys(prefix: string) {
     batchInputs: (id: string) => `${prefix}:batch:{${id}}:inputs`,
     /** Sorted set: a tenant's batch ids by creation time, for listing. */
     tenantBatches: (tenant: string) => `${prefix}:batches:${tenant}`,
+    /** Sorted set: batches not yet ended, by creation time, for the sweep that ends chunks lost from the queue. */
+    runningBatches: `${prefix}:batches-running`,
     /** The tenant's `whsec_` signing secret, created on first use (SET NX). */
     webhookSecret: (tenant: string) => `${prefix}:webhook:secret:${tenant}`,
     /** Hash: one webhook event (message): tenant, type, url, body, state. */

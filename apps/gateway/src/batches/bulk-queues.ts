@@ -1,14 +1,12 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { JOB_CATALOG, QUEUE_EVENTS_MAX_LEN, bulkQueue, type BulkChunkPayload } from '@infer/contract';
+import { JOB_CATALOG, QUEUE_EVENTS_MAX_LEN, bulkQueue, chunkJobId, type BulkChunkPayload } from '@infer/contract';
 
 export interface BulkQueuesOptions {
   connection: Redis;
   prefix: string;
 }
 
-/** The BullMQ job id of a chunk: deterministic, so adding it twice adds it once. BullMQ ids may not contain ':'. */
-export const chunkJobId = (batchId: string, chunk: number): string => `${batchId}.${chunk}`;
 
 /**
  * The gateway's producers of bulk chunks, one BullMQ queue per model

@@ -152,7 +152,7 @@ export class BulkWorker {
       } catch (err) {
         // A transient failure (Redis went away mid-chunk): BullMQ retries the chunk.
         this.log.warn({ err: (err as Error).message, jobId: held.job.id }, 'bulk chunk failed; handing it back to the queue');
-        await this.settle(held.job, held.token, err instanceof Error ? err : new Error(String(err)));
+        await this.failed(held.job, held.token, err instanceof Error ? err : new Error(String(err)));
       }
     })().finally(() => {
       this.running = undefined;
@@ -244,7 +244,7 @@ export class BulkWorker {
         await this.settle(job, token);
       } catch (err) {
         this.log.warn({ err: (err as Error).message, jobId: job.id }, 'could not write a chunk; handing it back to the queue');
-        await this.settle(job, token, err instanceof Error ? err : new Error(String(err)));
+        await this.failed(job, token, err instanceof Error ? err : new Error(String(err)));
       }
     })();
   }
@@ -275,6 +275,27 @@ export class BulkWorker {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([gate.whenIdle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, this.maxYieldMs)))]);
     clearTimeout(timer);
+  }
+
+  /**
+   * A chunk that failed for a transient reason goes back to BullMQ, which
+   * retries it with backoff. On its last attempt its rows are ended first
+   * (failed, `retries_exhausted`), so the batch completes and nothing stays
+   * `running`; if even that write fails, the worker's sweep ends them later.
+   */
+  private async failed(job: Job, token: string, err: Error): Promise<void> {
+    const attempts = job.opts.attempts ?? 1;
+    const parsed = BulkChunkPayload.safeParse(job.data);
+    if (job.attemptsMade + 1 >= attempts && parsed.success) {
+      const p = parsed.data;
+      const { record, failed } = failChunk(p, { code: 'retries_exhausted', message: `the chunk failed ${attempts} times; the last time: ${err.message}` });
+      try {
+        await this.options.store.finishChunk(p.batch, p.chunk, record, 0, failed, Date.now());
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message, jobId: job.id }, 'could not end the rows of a chunk that failed for good; the sweep will');
+      }
+    }
+    await this.settle(job, token, err);
   }
 
   /** Complete the chunk in BullMQ, or fail it (retried unless unrecoverable); release its lock either way. */

@@ -1,0 +1,124 @@
+import type { Redis } from 'ioredis';
+import { bulkQueue, chunkJobId, interactiveKeys } from '@infer/contract';
+import type { BatchStore } from '@infer/batch-store';
+import type { Logger } from '@infer/logger';
+import type { ModelVersion } from '@infer/models';
+
+/** Job indexes are swept once every this many sweeps (10 minutes at the default interval). */
+const INDEX_EVERY = 20;
+
+export interface SweeperOptions {
+  redis: Redis;
+  prefix: string;
+  batchStore: BatchStore;
+  /** The model versions this worker serves: their job indexes are swept. */
+  served: readonly ModelVersion[];
+  logger: Logger;
+  /** How often a sweep may run, fleet-wide. @default 30_000 */
+  everyMs?: number;
+  /** Unended batches looked at per sweep, oldest first. @default 200 */
+  batchesPerSweep?: number;
+}
+
+/**
+ * The last line of "every job ends": a periodic look for work whose queue
+ * entry no longer exists, which nothing else would ever end.
+ *
+ * - A sealed batch's chunk that has not ended and whose BullMQ job is gone
+ *   (removed from the dashboard, failed for good while Redis refused the
+ *   rows' write): its rows end as failed (`lost`), so the batch completes.
+ * - A job index entry whose envelope is gone (deleted by hand, an
+ *   obliterated queue): the job can no longer be read or run; the entry is
+ *   dropped and counted in the log.
+ *
+ * Every worker runs the timer; one sweep runs per interval across the fleet
+ * (a lock in Redis), and each step checks again right before it acts. Job
+ * indexes can be long (a million queued jobs) and lose entries only by hand,
+ * so they are swept once every INDEX_EVERY sweeps.
+ */
+export class Sweeper {
+  private readonly timer: NodeJS.Timeout;
+  private running: Promise<void> | undefined;
+  private sweeps = 0;
+
+  constructor(private readonly options: SweeperOptions) {
+    const every = options.everyMs ?? 30_000;
+    this.timer = setInterval(() => void this.tick(every), every);
+    this.timer.unref();
+  }
+
+  private async tick(every: number): Promise<void> {
+    if (this.running) return;
+    this.running = (async () => {
+      try {
+        const lock = `${this.options.prefix}:sweep:lock`;
+        if ((await this.options.redis.set(lock, '1', 'PX', Math.max(1000, every - 500), 'NX')) !== 'OK') return;
+        await this.sweep();
+      } catch (err) {
+        this.options.logger.warn({ err: (err as Error).message }, 'sweep failed; the next one tries again');
+      }
+    })().finally(() => (this.running = undefined));
+    await this.running;
+  }
+
+  /** One sweep, now (tests call it directly). Resolves with what it ended and dropped. */
+  async sweep({ indexes = this.sweeps % INDEX_EVERY === 0 }: { indexes?: boolean } = {}): Promise<{ lostChunks: number; droppedJobs: number }> {
+    this.sweeps++;
+    const lostChunks = await this.sweepBatches();
+    const droppedJobs = indexes ? await this.sweepJobIndexes() : 0;
+    if (lostChunks || droppedJobs) this.options.logger.warn({ lostChunks, droppedJobs }, 'sweep ended work whose queue entries were gone');
+    return { lostChunks, droppedJobs };
+  }
+
+  private async sweepBatches(): Promise<number> {
+    const { redis, prefix, batchStore } = this.options;
+    let lost = 0;
+    for (const { record, pending } of await batchStore.unended(this.options.batchesPerSweep ?? 200)) {
+      // An upload still being read registers a chunk before it enqueues it: only a sealed batch is complete in the queue.
+      if (!record.sealed || pending.size === 0) continue;
+      const queue = bulkQueue(prefix, record.model, record.version);
+      for (const [chunk, manifest] of pending) {
+        if (await redis.exists(`${queue.prefix}:${queue.name}:${chunkJobId(record.id, chunk)}`)) continue;
+        const outcome = await batchStore.failChunk(record.id, chunk, manifest, { code: 'lost', message: "the chunk's queue job disappeared before it ran" }, Date.now());
+        if (outcome !== 'duplicate' && outcome !== 'ended' && outcome !== 'missing') lost++;
+      }
+    }
+    return lost;
+  }
+
+  private async sweepJobIndexes(): Promise<number> {
+    const { redis, prefix } = this.options;
+    let dropped = 0;
+    const indexes = new Map(this.options.served.map((m) => {
+      const k = interactiveKeys(prefix, m.name, m.version);
+      return [k.index, k.ref.prefix] as const;
+    }));
+    for (const [index, taggedPrefix] of indexes) {
+      let cursor = '0';
+      do {
+        const [next, flat] = await redis.hscan(index, cursor, 'COUNT', 500);
+        cursor = next;
+        // Jobs of one envelope share it: look at each envelope once, in one round trip a page.
+        const byEnvelope = new Map<string, string[]>();
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          const ids = byEnvelope.get(flat[i + 1]!) ?? [];
+          ids.push(flat[i]!);
+          byEnvelope.set(flat[i + 1]!, ids);
+        }
+        const envelopes = [...byEnvelope.keys()];
+        const pipe = redis.pipeline();
+        for (const where of envelopes) pipe.exists(`${taggedPrefix}:${where}`);
+        const found = (await pipe.exec()) ?? [];
+        const gone = envelopes.filter((_, i) => found[i]?.[1] === 0).flatMap((where) => byEnvelope.get(where)!);
+        // A job that ended meanwhile has left the index already: HDEL counts only what was still there.
+        if (gone.length) dropped += await redis.hdel(index, ...gone);
+      } while (cursor !== '0');
+    }
+    return dropped;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+}
