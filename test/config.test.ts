@@ -1,5 +1,14 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { expect } from 'chai';
-import { ConfigError, DEFAULT_WEBHOOK_RETRY_DELAYS_MS, DEV_API_KEY, DEV_TENANT, loadConfig } from '@infer/config';
+import { apiKeyDigest, ConfigError, DEFAULT_WEBHOOK_RETRY_DELAYS_MS, DEV_API_KEY, DEV_TENANT, loadConfig, type Config } from '@infer/config';
+
+/** The config's keys as key → tenant, for keys the test knows (the config holds only digests). */
+function keysOf(c: Config, keys: string[]): Record<string, string> {
+  expect(c.apiKeyDigests.size, 'number of keys').to.equal(keys.length);
+  return Object.fromEntries(keys.map((k) => [k, c.apiKeyDigests.get(apiKeyDigest(k)) ?? '(missing)']));
+}
 
 function configError(env: Record<string, string | undefined>): ConfigError {
   try {
@@ -29,6 +38,8 @@ describe('config: loadConfig(env)', () => {
       workerModels: [],
       logLevel: 'info',
       maxWaitMs: 60_000,
+      tenantMaxOpenBatches: 100,
+      tenantMaxQueued: undefined,
     });
     expect(c.webhookRetryDelaysMs).to.deep.equal(DEFAULT_WEBHOOK_RETRY_DELAYS_MS);
     // API.md: by default at least 6 attempts over at least an hour.
@@ -54,6 +65,8 @@ describe('config: loadConfig(env)', () => {
       WORKER_MODELS: 'mlp, ocr-cls',
       LOG_LEVEL: 'debug',
       MAX_WAIT_SECONDS: '5',
+      TENANT_MAX_OPEN_BATCHES: '3',
+      TENANT_MAX_QUEUED: '500',
     });
     expect(c).to.deep.include({
       redisUrl: 'rediss://user:pw@redis.internal:6380/2',
@@ -72,8 +85,10 @@ describe('config: loadConfig(env)', () => {
       logLevel: 'debug',
       maxWaitMs: 5000,
       apiKeysAreDevDefault: false,
+      tenantMaxOpenBatches: 3,
+      tenantMaxQueued: 500,
     });
-    expect([...c.apiKeys]).to.deep.equal([['key-1', 'acme']]);
+    expect(keysOf(c, ['key-1'])).to.deep.equal({ 'key-1': 'acme' });
   });
 
   it('reads booleans as people write them, and refuses anything else', () => {
@@ -105,6 +120,8 @@ describe('config: loadConfig(env)', () => {
       LOG_LEVEL: 'loud',
       MAX_WAIT_SECONDS: '0',
       API_KEYS: 'no-colon-here',
+      TENANT_MAX_OPEN_BATCHES: '0',
+      TENANT_MAX_QUEUED: '1.5',
     };
     const err = configError(bad);
     for (const name of Object.keys(bad)) {
@@ -123,12 +140,12 @@ describe('config: loadConfig(env)', () => {
 
   it('parses API_KEYS as tenant:key pairs; several keys may share a tenant', () => {
     const c = loadConfig({ API_KEYS: ' acme:k1, globex:k2,acme:k3:with-colon ,' });
-    expect(Object.fromEntries(c.apiKeys)).to.deep.equal({ k1: 'acme', k2: 'globex', 'k3:with-colon': 'acme' });
+    expect(keysOf(c, ['k1', 'k2', 'k3:with-colon'])).to.deep.equal({ k1: 'acme', k2: 'globex', 'k3:with-colon': 'acme' });
     expect(c.apiKeysAreDevDefault).to.equal(false);
   });
 
   it('refuses malformed API_KEYS without echoing the keys', () => {
-    for (const raw of ['acme:', ':secret-1', 'bad tenant!:secret-1', 'a:secret-1,b:secret-1', ',,']) {
+    for (const raw of ['acme:', ':secret-1', 'bad tenant!:secret-1', 'a:secret-1,b:secret-1', ',,', 'a:secret-1 x', 'secret-1']) {
       const err = configError({ API_KEYS: raw });
       expect(err.problems.some((p) => p.startsWith('API_KEYS')), raw).to.equal(true);
       expect(err.message, raw).not.to.include('secret-1');
@@ -138,14 +155,86 @@ describe('config: loadConfig(env)', () => {
   it('uses the dev default key outside production, and requires API_KEYS in production', () => {
     for (const NODE_ENV of [undefined, 'development', 'test']) {
       const c = loadConfig({ NODE_ENV });
-      expect(Object.fromEntries(c.apiKeys)).to.deep.equal({ [DEV_API_KEY]: DEV_TENANT });
+      expect(keysOf(c, [DEV_API_KEY])).to.deep.equal({ [DEV_API_KEY]: DEV_TENANT });
       expect(c.apiKeysAreDevDefault).to.equal(true);
     }
     const err = configError({ NODE_ENV: 'production' });
     expect(err.problems).to.have.length(1);
     expect(err.problems[0]).to.match(/^API_KEYS/);
     const prod = loadConfig({ NODE_ENV: 'production', API_KEYS: 'acme:k1' });
-    expect(prod.apiKeys.has(DEV_API_KEY)).to.equal(false);
+    expect(prod.apiKeyDigests.has(apiKeyDigest(DEV_API_KEY))).to.equal(false);
     expect(prod.apiKeysAreDevDefault).to.equal(false);
+  });
+
+  it('holds digests of the keys, never the keys', () => {
+    const c = loadConfig({ API_KEYS: 'acme:sk-live-123' });
+    expect([...c.apiKeyDigests.keys()]).to.deep.equal([apiKeyDigest('sk-live-123')]);
+    expect(apiKeyDigest('sk-live-123')).to.match(/^[A-Za-z0-9_-]{43}$/);
+    expect(JSON.stringify([...c.apiKeyDigests])).not.to.include('sk-live-123');
+  });
+
+  describe('API_KEYS_FILE', () => {
+    let dir: string;
+    const file = (name: string, text: string): string => {
+      const at = path.join(dir, name);
+      writeFileSync(at, text);
+      return at;
+    };
+    before(() => {
+      dir = mkdtempSync(path.join(tmpdir(), 'infer-keys-'));
+    });
+    after(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('reads tenant:key lines, skipping blank lines and # comments (CRLF too)', () => {
+      const at = file('keys', '# production keys\n\nacme:k1\r\n  globex : k2  \n\t# rotated 2025-01\nacme:k3:with-colon\n');
+      const c = loadConfig({ API_KEYS_FILE: at });
+      expect(keysOf(c, ['k1', 'k2', 'k3:with-colon'])).to.deep.equal({ k1: 'acme', k2: 'globex', 'k3:with-colon': 'acme' });
+      expect(c.apiKeysAreDevDefault).to.equal(false);
+    });
+
+    it('merges with API_KEYS; satisfies NODE_ENV=production on its own', () => {
+      const at = file('merge', 'acme:k1\n');
+      expect(keysOf(loadConfig({ API_KEYS: 'globex:k2', API_KEYS_FILE: at }), ['k1', 'k2'])).to.deep.equal({ k1: 'acme', k2: 'globex' });
+      expect(keysOf(loadConfig({ NODE_ENV: 'production', API_KEYS_FILE: at }), ['k1'])).to.deep.equal({ k1: 'acme' });
+    });
+
+    it('refuses a key listed twice, in the file or across both, naming the line and never the key', () => {
+      const twice = configError({ API_KEYS_FILE: file('twice', 'acme:secret-9\n# c\nglobex:secret-9\n') });
+      expect(twice.problems).to.deep.equal(['API_KEYS_FILE: line 3: a key is listed twice (tenant globex)']);
+      const across = configError({ API_KEYS: 'acme:secret-9', API_KEYS_FILE: file('across', '\nglobex:secret-9\n') });
+      expect(across.problems).to.deep.equal(['API_KEYS_FILE: line 2: a key is listed twice (tenant globex)']);
+      for (const err of [twice, across]) expect(err.message).not.to.include('secret-9');
+    });
+
+    it('names the variable and the line of every bad line, without echoing it', () => {
+      const at = file('bad', 'acme:ok-1\nsecret-7\n:secret-7\nbad tenant!:secret-7\nacme:secret 7\n');
+      const err = configError({ API_KEYS_FILE: at });
+      expect(err.problems).to.have.length(4);
+      expect(err.problems[0]).to.equal('API_KEYS_FILE: line 2 is not of the form tenant:key');
+      expect(err.problems[1]).to.equal('API_KEYS_FILE: line 3 is not of the form tenant:key');
+      expect(err.problems[2]).to.match(/^API_KEYS_FILE: line 4: tenant "bad tenant!"/);
+      expect(err.problems[3]).to.equal('API_KEYS_FILE: line 5: the key contains whitespace');
+      expect(err.message).not.to.include('secret');
+    });
+
+    it('a missing or unreadable file, or one without keys, is a ConfigError naming API_KEYS_FILE', () => {
+      const missing = configError({ API_KEYS_FILE: path.join(dir, 'nope') });
+      expect(missing.problems).to.have.length(1);
+      expect(missing.problems[0]).to.match(/^API_KEYS_FILE: cannot read .*nope \(ENOENT\)$/);
+      expect(configError({ API_KEYS_FILE: dir }).problems[0]).to.match(/^API_KEYS_FILE: cannot read .* \(EISDIR\)$/);
+      expect(configError({ API_KEYS_FILE: file('empty', '# nothing yet\n\n') }).problems).to.deep.equal([`API_KEYS_FILE: ${path.join(dir, 'empty')} holds no keys`]);
+      // Named together with the other bad variables.
+      const both = configError({ API_KEYS_FILE: path.join(dir, 'nope'), PORT: 'x' });
+      expect(both.problems.map((p) => p.split(':')[0]).sort()).to.deep.equal(['API_KEYS_FILE', 'PORT']);
+    });
+  });
+
+  it('TENANT_MAX_OPEN_BATCHES and TENANT_MAX_QUEUED are positive integers', () => {
+    for (const bad of ['0', '-1', '2.5', 'many']) {
+      expect(configError({ TENANT_MAX_OPEN_BATCHES: bad }).problems[0], bad).to.match(/^TENANT_MAX_OPEN_BATCHES/);
+      expect(configError({ TENANT_MAX_QUEUED: bad }).problems[0], bad).to.match(/^TENANT_MAX_QUEUED/);
+    }
+    expect(loadConfig({ TENANT_MAX_QUEUED: '' }).tenantMaxQueued).to.equal(undefined);
+    expect(loadConfig({ TENANT_MAX_QUEUED: '1' }).tenantMaxQueued).to.equal(1);
   });
 });

@@ -4,6 +4,7 @@ import type { Server } from 'node:http';
 import { expect } from 'chai';
 import express from 'express';
 import { Redis } from 'ioredis';
+import { apiKeyDigest } from '@infer/config';
 import { silentLogger } from '@infer/logger';
 import { requireApiKey } from '../apps/gateway/src/http/auth.js';
 import { problemMiddleware } from '../apps/gateway/src/http/problem-middleware.js';
@@ -254,7 +255,7 @@ describe('rate limit: rateLimitPerKey middleware', () => {
     redis = new Redis(TEST_REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
     limiter = new SharedRateLimiter({ redis, prefix, perSecond: 3 });
     const app = express();
-    app.use(requireApiKey(new Map([[KEY, 'tenant-a'], [OTHER_KEY, 'tenant-b']])));
+    app.use(requireApiKey(new Map([[apiKeyDigest(KEY), 'tenant-a'], [apiKeyDigest(OTHER_KEY), 'tenant-b']])));
     app.use(rateLimitPerKey(limiter, 3));
     app.get('/ok', (_req, res) => void res.json({ ok: true }));
     app.use(problemMiddleware(silentLogger, 1024));

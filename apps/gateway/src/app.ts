@@ -1,13 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type Express } from 'express';
 import type { Redis } from 'ioredis';
-import type { BatchStore } from '@infer/batch-store';
+import { UNENDED_BATCH_TTL_MS, type BatchStore } from '@infer/batch-store';
 import type { Config } from '@infer/config';
 import type { JobStore, JobWaiters } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import type { ModelRepository } from '@infer/models';
 import { WebhookSecrets, type WebhookEvents } from '@infer/webhooks';
 import { BatchService } from './batches/batch-service.js';
+import { OpenBatches } from './batches/open-batches.js';
 import type { ParseThread } from './batches/parse-thread/parse-thread.js';
 import type { BulkQueues } from './batches/bulk-queues.js';
 import { InteractiveRequests } from './batches/interactive-requests.js';
@@ -75,7 +76,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
       logger.warn({ err: (err as Error).message }, 'rate limit sync failed; each gateway limits alone meanwhile');
     },
   });
-  const guard = [requireApiKey(config.apiKeys), rateLimitPerKey(rateLimiter, config.rateLimitPerSecond)];
+  const guard = [requireApiKey(config.apiKeyDigests), rateLimitPerKey(rateLimiter, config.rateLimitPerSecond)];
   const jobs = new JobService({
     models: deps.models,
     store: deps.store,
@@ -92,7 +93,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   mountJobRoutes(app, handlers, [interactive.track, ...guard], config.maxBodyBytes);
   const dispatch = jobDispatch({
     handlers,
-    apiKeys: config.apiKeys,
+    apiKeyDigests: config.apiKeyDigests,
     rateLimiter,
     rateLimitPerSecond: config.rateLimitPerSecond,
     interactive,
@@ -124,6 +125,13 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     queues: deps.bulkQueues,
     webhookAllowPrivate: config.webhookAllowPrivate,
     logger,
+    openBatches: new OpenBatches({
+      redis: deps.redis,
+      prefix: config.queuePrefix,
+      limit: config.tenantMaxOpenBatches,
+      status: (id) => deps.batchStore.status(id),
+      ttlMs: UNENDED_BATCH_TTL_MS + config.resultTtlMs,
+    }),
     ...(deps.parseThread ? { parseThread: deps.parseThread } : {}),
   });
   // Parses its own bodies: the NDJSON form is read as a stream, never whole.

@@ -79,7 +79,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
     onError: (err, what) => logger.warn({ err: (err as Error).message }, what),
   });
   const bulkQueues = new BulkQueues({ connection: bullConnection, prefix: config.queuePrefix });
-  const parseThread = config.batchParseThread ? new ParseThread(logger) : undefined;
+  const parseThread = config.batchParseThread ? new ParseThread(logger, { maxLineBytes: config.maxBodyBytes }) : undefined;
   const fleet = new FleetView(redis, config.queuePrefix);
   const { app, listener, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, ...(parseThread ? { parseThread } : {}) });
 

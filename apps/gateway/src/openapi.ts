@@ -32,6 +32,8 @@ export const CONTRACT_CHOICES: readonly string[] = [
   'Job and batch ids are UUID v4 (122 random bits).',
   'Webhook URLs whose host is `localhost` or a single-label name are refused too (422 `webhook_url_not_allowed`).',
   'Unknown routes answer 404 problem+json with code `not_found`.',
+  'A path id or name that is not valid percent-encoded UTF-8 (`%zz`, `%ff`) answers 400 `invalid_input`, on every route.',
+  'An unknown Content-Encoding answers 415 `unsupported_media_type` on every route that reads a body; bytes that do not decode answer 400 `invalid_json`.',
 ];
 
 export type OpenApiDocument = JsonObject & { openapi: string; paths: JsonObject; webhooks: JsonObject; components: JsonObject };

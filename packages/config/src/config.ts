@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
 /**
@@ -14,10 +16,19 @@ export interface Config {
   host: string;
   /** @default ./models */
   modelRepository: string;
-  /** API key → tenant. When `API_KEYS` is unset outside production, `dev-key` → `dev`. */
-  apiKeys: Map<string, string>;
+  /**
+   * `apiKeyDigest(key)` → tenant, from `API_KEYS` and `API_KEYS_FILE` together.
+   * Only digests: the keys themselves are not kept once the config is loaded,
+   * and a presented key is looked up by its digest (see apiKeyDigest).
+   * When neither is set outside production, `dev-key` → `dev`.
+   */
+  apiKeyDigests: Map<string, string>;
   /** True when the keys are the development default, so the app can warn. */
   apiKeysAreDevDefault: boolean;
+  /** Batches one tenant may have open (uploading, queued or running) at once; past it 429. @default 100 */
+  tenantMaxOpenBatches: number;
+  /** Instances one tenant may have queued across all queues; past it 429. Unset: no per-tenant limit. */
+  tenantMaxQueued: number | undefined;
   /** @default infer */
   queuePrefix: string;
   /** @default 86_400_000 (24 h) */
@@ -67,33 +78,92 @@ const booleanString = z
 
 const positiveInt = z.coerce.number().int().positive();
 
-const apiKeysString = z.string().transform((raw, ctx) => {
-  const keys = new Map<string, string>();
-  for (const [position, entry] of raw.split(',').map((s) => s.trim()).filter(Boolean).entries()) {
-    const colon = entry.indexOf(':');
-    const tenant = entry.slice(0, colon).trim();
-    const key = entry.slice(colon + 1).trim();
+/**
+ * The digest an API key is known by: SHA-256, base64url. The gateway hashes
+ * every presented key and looks the digest up in a Map, so no comparison
+ * ever runs over the bytes of a secret (a string compare that stops at the
+ * first differing byte would time how much of a guess is right), and the
+ * process holds digests, never keys.
+ */
+export function apiKeyDigest(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('base64url');
+}
+
+/** One `tenant:key` entry and where it came from, for error messages that never quote it. */
+interface KeyEntry {
+  /** `entry 2` (API_KEYS) or `line 7` (API_KEYS_FILE). */
+  where: string;
+  text: string;
+}
+
+/**
+ * Add `tenant:key` entries to `digests`; each problem is pushed as
+ * `VARIABLE: where: what`, naming the entry but never echoing it (without
+ * its colon an entry may be a bare secret).
+ */
+function addKeyEntries(variable: string, entries: KeyEntry[], digests: Map<string, string>, problems: string[]): void {
+  for (const { where, text } of entries) {
+    const colon = text.indexOf(':');
+    const tenant = text.slice(0, colon).trim();
+    const key = text.slice(colon + 1).trim();
     if (colon <= 0 || !tenant || !key) {
-      // Never echo the entry: without its colon it may be a bare secret key.
-      ctx.addIssue({ code: 'custom', message: `entry ${position + 1} is not of the form tenant:key` });
-      return z.NEVER;
+      problems.push(`${variable}: ${where} is not of the form tenant:key`);
+    } else if (!/^[A-Za-z0-9_.-]{1,64}$/.test(tenant)) {
+      problems.push(`${variable}: ${where}: tenant "${tenant}" must be 1-64 of A-Z a-z 0-9 _ . -`);
+    } else if (/\s/.test(key)) {
+      // `Authorization: Bearer <key>` carries no whitespace: such a key could never be presented.
+      problems.push(`${variable}: ${where}: the key contains whitespace`);
+    } else {
+      const digest = apiKeyDigest(key);
+      if (digests.has(digest)) problems.push(`${variable}: ${where}: a key is listed twice (tenant ${tenant})`);
+      else digests.set(digest, tenant);
     }
-    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(tenant)) {
-      ctx.addIssue({ code: 'custom', message: `tenant "${tenant}" must be 1-64 of A-Z a-z 0-9 _ . -` });
-      return z.NEVER;
-    }
-    if (keys.has(key)) {
-      ctx.addIssue({ code: 'custom', message: `a key is listed twice (tenant ${tenant})` });
-      return z.NEVER;
-    }
-    keys.set(key, tenant);
   }
-  if (keys.size === 0) {
-    ctx.addIssue({ code: 'custom', message: 'no keys given' });
-    return z.NEVER;
+}
+
+/** `API_KEYS`: `tenant:key,tenant:key`, counted from 1 among the non-empty entries. */
+function apiKeysEntries(raw: string): KeyEntry[] {
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((text, i) => ({ where: `entry ${i + 1}`, text }));
+}
+
+/** `API_KEYS_FILE`: one `tenant:key` a line; blank lines and lines starting with `#` are skipped. */
+function apiKeysFileEntries(path: string, problems: string[]): KeyEntry[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    problems.push(`API_KEYS_FILE: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    return [];
   }
-  return keys;
-});
+  const entries: KeyEntry[] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    const trimmed = line.trim();
+    if (trimmed && !trimmed.startsWith('#')) entries.push({ where: `line ${i + 1}`, text: trimmed });
+  });
+  if (entries.length === 0) problems.push(`API_KEYS_FILE: ${path} holds no keys`);
+  return entries;
+}
+
+/**
+ * Both sources merged: a deployment may keep most keys in a file (a mounted
+ * secret) and add one in the environment. A key listed twice, in one source
+ * or across both, is an error: one of the two tenants would silently lose it.
+ */
+function loadApiKeys(e: { API_KEYS?: string | undefined; API_KEYS_FILE?: string | undefined }, problems: string[]): Map<string, string> | undefined {
+  if (e.API_KEYS === undefined && e.API_KEYS_FILE === undefined) return undefined;
+  const digests = new Map<string, string>();
+  if (e.API_KEYS !== undefined) {
+    const entries = apiKeysEntries(e.API_KEYS);
+    if (entries.length === 0) problems.push('API_KEYS: no keys given');
+    addKeyEntries('API_KEYS', entries, digests, problems);
+  }
+  if (e.API_KEYS_FILE !== undefined) addKeyEntries('API_KEYS_FILE', apiKeysFileEntries(e.API_KEYS_FILE, problems), digests, problems);
+  return digests;
+}
 
 const delaysString = z.string().transform((raw, ctx) => {
   const parts = raw.split(',').map((s) => s.trim());
@@ -113,7 +183,8 @@ const EnvSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HOST: z.string().min(1).default('0.0.0.0'),
   MODEL_REPOSITORY: z.string().min(1).default('./models'),
-  API_KEYS: apiKeysString.optional(),
+  API_KEYS: z.string().optional(),
+  API_KEYS_FILE: z.string().optional(),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ . : -')
@@ -129,6 +200,8 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAX_WAIT_SECONDS: z.coerce.number().int().min(1).max(600).default(60),
   BATCH_PARSE_THREAD: booleanString.default(true),
+  TENANT_MAX_OPEN_BATCHES: positiveInt.default(100),
+  TENANT_MAX_QUEUED: positiveInt.optional(),
   NODE_ENV: z.string().optional(),
 });
 
@@ -148,10 +221,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const parsed = EnvSchema.safeParse(present);
   const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
-  // Checked alongside the schema, not after it, so this is named in the same error as every other bad variable.
-  if (present.NODE_ENV === 'production' && present.API_KEYS === undefined) {
-    problems.push('API_KEYS: required when NODE_ENV=production (format tenant:key,tenant:key)');
+  // Checked alongside the schema, not after it, so these are named in the same error as every other bad variable.
+  if (present.NODE_ENV === 'production' && present.API_KEYS === undefined && present.API_KEYS_FILE === undefined) {
+    problems.push('API_KEYS: required when NODE_ENV=production (format tenant:key,tenant:key; or API_KEYS_FILE)');
   }
+  const apiKeyDigests = loadApiKeys(present, problems);
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
   return {
@@ -159,8 +233,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     port: e.PORT,
     host: e.HOST,
     modelRepository: e.MODEL_REPOSITORY,
-    apiKeys: e.API_KEYS ?? new Map([[DEV_API_KEY, DEV_TENANT]]),
-    apiKeysAreDevDefault: !e.API_KEYS,
+    apiKeyDigests: apiKeyDigests ?? new Map([[apiKeyDigest(DEV_API_KEY), DEV_TENANT]]),
+    apiKeysAreDevDefault: !apiKeyDigests,
+    tenantMaxOpenBatches: e.TENANT_MAX_OPEN_BATCHES,
+    tenantMaxQueued: e.TENANT_MAX_QUEUED,
     queuePrefix: e.QUEUE_PREFIX,
     resultTtlMs: e.RESULT_TTL_SECONDS * 1000,
     maxBodyBytes: e.MAX_BODY_BYTES,

@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'not_found'
   | 'unauthorized'
   | 'rate_limited'
+  | 'quota_exceeded'
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'queue_full'

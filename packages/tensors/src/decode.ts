@@ -1,6 +1,6 @@
 import { BYTES_PER_ELEMENT, isDatatype, type Datatype, type EncodedTensor, type TensorSpec } from '@infer/contract';
 import { invalidInput } from '@infer/errors';
-import { elementCount, formatShape, shapeMatches } from './shape.js';
+import { elementCount, exceedsElementLimit, formatShape, MAX_TENSOR_ELEMENTS, shapeMatches } from './shape.js';
 import { allocate, fromBytes, type TensorData } from './typed-arrays.js';
 
 /** A tensor held as a typed array, ready for ONNX Runtime. */
@@ -55,6 +55,10 @@ function decodeTyped(
   if (!shapeMatches(dims, spec.shape)) {
     throw invalidInput(`${label}: shape ${formatShape(dims)} does not match the model's ${formatShape(spec.shape)}`);
   }
+  // Before anything is sized from it: a declared [3, 1e9, 1e9] is refused for what it declares.
+  if (exceedsElementLimit(dims)) {
+    throw invalidInput(`${label}: shape ${formatShape(dims)} declares more than ${MAX_TENSOR_ELEMENTS} elements (or a dimension larger than that)`);
+  }
   const count = elementCount(dims);
   if ((data === undefined) === (b64 === undefined)) {
     throw invalidInput(`${label}: give exactly one of "data" (flat values) or "b64" (little-endian bytes)`);
@@ -64,11 +68,13 @@ function decodeTyped(
     if (!(b64 instanceof Uint8Array) && (typeof b64 !== 'string' || b64.length % 4 !== 0 || !B64_RE.test(b64))) {
       throw invalidInput(`${label}: "b64" must be standard, padded base64`);
     }
-    const bytes = b64 instanceof Uint8Array ? b64 : Buffer.from(b64, 'base64');
+    // The decoded length from the text's, so a wrong size is refused before the bytes are decoded.
+    const held = b64 instanceof Uint8Array ? b64.byteLength : (b64.length / 4) * 3 - (b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0);
     const want = count * BYTES_PER_ELEMENT[datatype];
-    if (bytes.byteLength !== want) {
-      throw invalidInput(`${label}: "b64" holds ${bytes.byteLength} bytes, shape ${formatShape(dims)} of ${datatype} needs ${want}`);
+    if (held !== want) {
+      throw invalidInput(`${label}: "b64" holds ${held} bytes, shape ${formatShape(dims)} of ${datatype} needs ${want}`);
     }
+    const bytes = b64 instanceof Uint8Array ? b64 : Buffer.from(b64, 'base64');
     const typed = fromBytes(datatype, bytes);
     checkRawValues(typed, datatype, label);
     return { datatype, shape: dims, data: typed };
@@ -189,8 +195,15 @@ export function firstBadRawValue(data: TensorData, datatype: Datatype, from = 0,
   return -1;
 }
 
+/**
+ * A value for an error message. Never JSON.stringify of an object or array:
+ * it recurses, and a hostile value nested 10,000 levels deep would overflow
+ * the stack (a 500 instead of the 422 this message is for).
+ */
 function describe(v: unknown): string {
-  const s = JSON.stringify(v) ?? String(v);
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object' && v !== null) return 'an object';
+  const s = typeof v === 'string' ? JSON.stringify(v.length > 40 ? v.slice(0, 40) : v) : String(v);
   return s.length > 40 ? s.slice(0, 37) + '...' : s;
 }
 

@@ -1,3 +1,25 @@
+/**
+ * Most elements a tensor of a request may declare, and the largest size of
+ * any one dimension: 2^28 (1 GiB of FP32). No request body within
+ * MAX_BODY_BYTES carries that many values; the bound is there so a declared
+ * shape is refused for its size before anything is allocated or compared
+ * against it, and so a zero-sized dimension cannot hide a huge one
+ * (`[0, 1e15]` holds no elements, but no model should be run on it).
+ */
+export const MAX_TENSOR_ELEMENTS = 2 ** 28;
+
+/** Whether a shape declares more than MAX_TENSOR_ELEMENTS elements, or a dimension larger than that. */
+export function exceedsElementLimit(shape: readonly number[]): boolean {
+  let n = 1;
+  for (const d of shape) {
+    if (d > MAX_TENSOR_ELEMENTS) return true;
+    // Zero dimensions do not reset the product: each one is bounded above, and the rest still count.
+    n *= Math.max(d, 1);
+    if (n > MAX_TENSOR_ELEMENTS) return true;
+  }
+  return false;
+}
+
 /** Number of elements of a tensor of this (fully known) shape; [] is a scalar. */
 export function elementCount(shape: readonly number[]): number {
   let n = 1;

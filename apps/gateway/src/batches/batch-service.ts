@@ -1,6 +1,5 @@
 import { v4 as uuidv4 } from 'uuid';
 import {
-  MAX_METADATA_BYTES,
   isBatchEnded,
   type Batch,
   type BatchList,
@@ -12,12 +11,14 @@ import { badRequest, conflict, invalidInput, notFound } from '@infer/errors';
 import type { Logger } from '@infer/logger';
 import type { ModelRepository, ModelVersion } from '@infer/models';
 import { assertWebhookUrlAllowed } from '@infer/webhooks';
+import { assertMetadataFits } from '../http/metadata.js';
 import type { BulkQueues } from './bulk-queues.js';
 import { assertServed, type ServingCheck } from '../jobs/served.js';
 import type { InteractiveRequests } from './interactive-requests.js';
 import { DEFAULT_CHUNK_LIMITS, type BuiltChunk, type ChunkLimits } from './chunk-builder.js';
 import { buildChunks, type ChunkSource } from './chunk-sources.js';
 import { ndjsonLines, type RawItem } from './ndjson-lines.js';
+import type { OpenBatches } from './open-batches.js';
 import type { ParseThread } from './parse-thread/parse-thread.js';
 
 export interface BatchServiceDeps {
@@ -32,6 +33,8 @@ export interface BatchServiceDeps {
   interactive?: InteractiveRequests;
   /** Where NDJSON uploads are read; without one they are read on the event loop. */
   parseThread?: ParseThread;
+  /** TENANT_MAX_OPEN_BATCHES; without it a tenant may have any number open. */
+  openBatches?: OpenBatches;
   chunkLimits?: ChunkLimits;
   now?: () => number;
 }
@@ -75,9 +78,7 @@ export class BatchService {
     const model = this.deps.models.resolve(params.model, params.version === undefined ? undefined : String(params.version));
     if (params.webhook !== undefined) assertWebhookUrlAllowed(params.webhook, this.deps.webhookAllowPrivate);
     if (params.webhook_events_filter && !params.webhook) throw invalidInput('webhook_events_filter is given without a webhook');
-    if (params.metadata && Buffer.byteLength(JSON.stringify(params.metadata)) > MAX_METADATA_BYTES) {
-      throw invalidInput(`metadata is larger than ${MAX_METADATA_BYTES} bytes`);
-    }
+    if (params.metadata) assertMetadataFits(params.metadata);
     return { model, params };
   }
 
@@ -104,6 +105,8 @@ export class BatchService {
     await assertServed(this.deps.fleet, prepared.model);
     const { model, params } = prepared;
     const id = uuidv4();
+    // Before a byte of the body is read: a tenant at its limit is told so at once (429).
+    await this.deps.openBatches?.reserve(tenant, id);
     let created = false;
     let live = true;
     let chunks = 0;
@@ -160,6 +163,9 @@ export class BatchService {
     } catch (err) {
       await writing;
       if (created) await this.abandon(id, tenant, model, chunks);
+      await this.deps.openBatches?.release(tenant, id).catch((e: unknown) => {
+        this.deps.logger.warn({ batch: id, err: (e as Error).message }, 'could not release an open-batch slot; it is pruned later');
+      });
       throw err;
     }
     return toBatch(await this.read(tenant, id));

@@ -18,6 +18,9 @@ export interface ChunkLimits {
 
 export const DEFAULT_CHUNK_LIMITS: ChunkLimits = { maxRows: 2048, maxBytes: 1 << 20 };
 
+/** Longest error message a failed item keeps. */
+const MAX_ITEM_MESSAGE = 1024;
+
 /** What building chunks needs of a model: its name (for messages) and its inputs. Plain data, so a parse thread can have it. */
 export interface BatchModel {
   name: string;
@@ -186,7 +189,8 @@ export class ChunkBuilder {
 
   private fail(offset: number, customId: string | null, code: string, message: string): void {
     this.customIds.push(customId);
-    this.failures.push({ offset, error: { code, message } });
+    // Messages may quote the item (an unknown input's name): kept in Redis with the results, so bounded.
+    this.failures.push({ offset, error: { code, message: message.length > MAX_ITEM_MESSAGE ? `${message.slice(0, MAX_ITEM_MESSAGE - 3)}...` : message } });
   }
 
   /** Hand out the chunk built so far and start the next one. */

@@ -1,29 +1,37 @@
 import type { Request, RequestHandler } from 'express';
+import { apiKeyDigest } from '@infer/config';
 import { unauthorized } from '@infer/errors';
 
 declare module 'express-serve-static-core' {
   interface Request {
     /** The tenant of the request's API key, set by `requireApiKey`. */
     tenant?: string;
-    /** The API key itself, for per-key rate limits; never logged. */
-    apiKey?: string;
+    /** The digest of the request's API key (see apiKeyDigest): what per-key rate limits count by. */
+    apiKeyDigest?: string;
   }
 }
 
-/** `Authorization: Bearer <key>` → the key and its tenant, or undefined for a missing or unknown key. */
-export function authenticate(header: string | undefined, keys: ReadonlyMap<string, string>): { tenant: string; apiKey: string } | undefined {
+/**
+ * `Authorization: Bearer <key>` → its tenant and the key's digest, or
+ * undefined for a missing or unknown key. The key is hashed and its digest
+ * looked up: nothing here compares the bytes of a secret, so how long the
+ * lookup takes says nothing about how much of a guessed key is right.
+ */
+export function authenticate(header: string | undefined, digests: ReadonlyMap<string, string>): { tenant: string; apiKeyDigest: string } | undefined {
   const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-  const tenant = match ? keys.get(match[1]!) : undefined;
-  return tenant ? { tenant, apiKey: match![1]! } : undefined;
+  if (!match) return undefined;
+  const digest = apiKeyDigest(match[1]!);
+  const tenant = digests.get(digest);
+  return tenant ? { tenant, apiKeyDigest: digest } : undefined;
 }
 
 /** `Authorization: Bearer <key>` → tenant, or 401. */
-export function requireApiKey(keys: ReadonlyMap<string, string>): RequestHandler {
+export function requireApiKey(digests: ReadonlyMap<string, string>): RequestHandler {
   return (req, _res, next) => {
-    const who = authenticate(req.headers.authorization, keys);
+    const who = authenticate(req.headers.authorization, digests);
     if (!who) return next(unauthorized());
     req.tenant = who.tenant;
-    req.apiKey = who.apiKey;
+    req.apiKeyDigest = who.apiKeyDigest;
     next();
   };
 }

@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
-import express, { type RequestHandler } from 'express';
+import type { RequestHandler } from 'express';
 import { AppError, badRequest } from '@infer/errors';
 import { liftBase64, type LiftedBody } from '@infer/tensors';
+import { contentCoding, decodedBody } from './content-encoding.js';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -10,22 +11,29 @@ declare module 'express-serve-static-core' {
   }
 }
 
+export interface JsonBodyOptions {
+  /**
+   * Decode long `"b64"` values from the bytes (liftBase64): only for a
+   * route that resolves their placeholders (`POST /v1/jobs`).
+   * @default true
+   */
+  liftBase64?: boolean;
+}
+
 /**
- * The JSON body of a hot route, read with as little as it takes: the bytes,
- * one JSON.parse, into `req.body`. express.json() does the same through
- * content-type, charset and encoding negotiation that costs more than the
- * rest of a small submit; it is still used for bodies with a
- * Content-Encoding (gzip, deflate), which it knows how to undo.
+ * The JSON body of a route, read with as little as it takes: the bytes
+ * (decoded when they have a Content-Encoding, see content-encoding.ts), one
+ * JSON.parse, into `req.body`. express.json() does the same through
+ * content-type and charset negotiation that costs more than the rest of a
+ * small submit, and answers a body that does not decompress with an error
+ * the problem answer cannot tell from a bug.
  *
  * Any content type is read as JSON: `curl -d` sends form-encoded by default.
  * An empty body is `{}`, as express.json() makes it.
  */
-export function jsonBody(maxBytes: number): RequestHandler {
-  const encoded = express.json({ limit: maxBytes, type: () => true, strict: false });
-  return (req, res, next) => {
-    const encoding = req.headers['content-encoding'];
-    if (encoding && encoding !== 'identity') return encoded(req, res, next);
-    readJsonBody(req, maxBytes).then(({ value, lifted }) => {
+export function jsonBody(maxBytes: number, options: JsonBodyOptions = {}): RequestHandler {
+  return (req, _res, next) => {
+    readJsonBody(req, maxBytes, options).then(({ value, lifted }) => {
       req.body = value;
       if (lifted) req.liftedBase64 = lifted;
       next();
@@ -34,20 +42,43 @@ export function jsonBody(maxBytes: number): RequestHandler {
 }
 
 /**
- * A body without Content-Encoding, read and parsed: 413 past `maxBytes`,
- * 400 when it is not JSON. Long `"b64"` values are decoded from the bytes
- * on the way (liftBase64): `lifted` resolves their placeholders.
+ * A body read and parsed: 415 for a Content-Encoding the gateway does not
+ * take, 413 past `maxBytes` (decoded), 400 when it does not decode or is
+ * not JSON. Long `"b64"` values are decoded from the bytes on the way
+ * (liftBase64) unless `liftBase64: false`: `lifted` resolves their placeholders.
  */
-export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<{ value: unknown; lifted: LiftedBody | undefined }> {
-  if (Number(req.headers['content-length']) > maxBytes) throw tooLarge(maxBytes);
-  const bytes = await readBody(req, maxBytes);
+export async function readJsonBody(req: IncomingMessage, maxBytes: number, options: JsonBodyOptions = {}): Promise<{ value: unknown; lifted: LiftedBody | undefined }> {
+  const coding = contentCoding(req.headers['content-encoding']);
+  let bytes: Buffer;
+  if (coding === 'identity') {
+    if (Number(req.headers['content-length']) > maxBytes) throw tooLarge(maxBytes);
+    bytes = await readBody(req, maxBytes);
+  } else {
+    bytes = await readDecoded(decodedBody(req, coding), maxBytes);
+  }
   if (bytes.length === 0) return { value: {}, lifted: undefined };
-  const lifted = liftBase64(bytes);
+  const lifted = options.liftBase64 === false ? undefined : liftBase64(bytes);
+  let text = lifted ? lifted.text : bytes.toString('utf8');
+  // A byte order mark is not JSON, but editors write one (RFC 8259 §8.1 lets a parser skip it).
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   try {
-    return { value: JSON.parse(lifted.text) as unknown, lifted: lifted.bytes.length ? lifted : undefined };
+    return { value: JSON.parse(text) as unknown, lifted: lifted?.bytes.length ? lifted : undefined };
   } catch {
     throw badRequest('invalid_json', 'The body is not valid JSON');
   }
+}
+
+/** A decoded body up to `maxBytes` of decoded bytes; reading stops at the first byte over (413). */
+async function readDecoded(pieces: AsyncGenerator<Buffer>, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const piece of pieces) {
+    length += piece.length;
+    // Leaving the loop closes the decoder: a compressed bomb stops inflating here.
+    if (length > maxBytes) throw tooLarge(maxBytes);
+    chunks.push(piece);
+  }
+  return Buffer.concat(chunks, length);
 }
 
 const tooLarge = (maxBytes: number) => new AppError(413, 'payload_too_large', `The body is larger than the limit of ${maxBytes} bytes`);

@@ -29,6 +29,7 @@ function fromBodyParser(err: unknown, maxBodyBytes: number): AppError | undefine
     case 'entity.parse.failed':
       return new AppError(400, 'invalid_json', 'The body is not valid JSON');
     case 'encoding.unsupported':
+      return new AppError(415, 'unsupported_media_type', 'The body\'s Content-Encoding is not supported (gzip, deflate, br, or none)');
     case 'charset.unsupported':
       return new AppError(400, 'invalid_json', 'The body must be UTF-8 JSON');
     case 'request.aborted':
@@ -37,6 +38,28 @@ function fromBodyParser(err: unknown, maxBodyBytes: number): AppError | undefine
       return undefined;
   }
 }
+
+/**
+ * Express decodes each path parameter (`/v1/batches/:id`) with
+ * decodeURIComponent before any handler runs, and throws its URIError when
+ * the percent-encoding is malformed (`%zz`, or `%ff`, which is not UTF-8).
+ * That is the client's malformed URL, on any route with a parameter: 400
+ * `invalid_input`, never a 500. (A 404 would claim the id was looked up;
+ * no id, name or event id of this API can hold a bad escape anyway.)
+ */
+function fromUriError(err: unknown): AppError | undefined {
+  if (!(err instanceof URIError)) return undefined;
+  return new AppError(400, 'invalid_input', 'The path is not valid percent-encoded UTF-8');
+}
+
+/**
+ * Longest `detail` sent back. Details may quote what the client sent (an
+ * unknown field's name, an id); a hostile 10 MB field name must not come
+ * back as a 10 MB answer.
+ */
+const MAX_DETAIL_CHARS = 1024;
+
+const bounded = (detail: string): string => (detail.length > MAX_DETAIL_CHARS ? `${detail.slice(0, MAX_DETAIL_CHARS - 3)}...` : detail);
 
 /** An error as the answer a client gets: status, headers and the problem+json body. */
 export interface ProblemAnswer {
@@ -49,10 +72,10 @@ export interface ProblemAnswer {
  * The one place errors become answers: AppErrors as RFC 9457 problem+json,
  * Redis outages as 503, everything else as a bare 500 with the details only
  * in the log. Both the Express middleware and the job routes' own dispatch
- * (routes/fast-jobs.ts) answer through it.
+ * (routes/jobs.ts) answer through it.
  */
 export function problemAnswer(err: unknown, logger: Logger, maxBodyBytes: number, where: { method?: string | undefined; path: string }): ProblemAnswer {
-  let appError = err instanceof AppError ? err : fromBodyParser(err, maxBodyBytes);
+  let appError = err instanceof AppError ? err : (fromBodyParser(err, maxBodyBytes) ?? fromUriError(err));
   if (!appError && isRedisUnavailable(err)) {
     const full = isRedisFull(err);
     appError = unavailable(full ? 'The queue backend (Redis) is full; try again shortly' : 'The queue backend (Redis) is unavailable; try again shortly', full ? 5 : 2);
@@ -64,7 +87,9 @@ export function problemAnswer(err: unknown, logger: Logger, maxBodyBytes: number
     return { status: 500, headers, body: JSON.stringify(internalProblem()) };
   }
   if (appError.retryAfterSeconds !== undefined) headers['retry-after'] = String(appError.retryAfterSeconds);
-  return { status: appError.status, headers, body: JSON.stringify(toProblem(appError)) };
+  const problem = toProblem(appError);
+  problem.detail = bounded(problem.detail);
+  return { status: appError.status, headers, body: JSON.stringify(problem) };
 }
 
 export function problemMiddleware(logger: Logger, maxBodyBytes: number): ErrorRequestHandler {

@@ -248,7 +248,7 @@ export class SharedRateLimiter {
  * a request without one), 429 with Retry-After past it.
  */
 export function rateLimitPerKey(limiter: SharedRateLimiter, perSecond: number): RequestHandler {
-  return (req, _res, next) => next(overRateLimit(limiter, req.apiKey ?? req.ip ?? 'anonymous', perSecond));
+  return (req, _res, next) => next(overRateLimit(limiter, req.apiKeyDigest ?? req.ip ?? 'anonymous', perSecond));
 }
 
 /** Count one request of `apiKey`: the 429 to answer when it is over its budget, else undefined. */

@@ -14,18 +14,20 @@ const header = (name: string): JsonObject => ({ $ref: `#/components/headers/${na
 const jobNotFound = problem(404, 'No job with this id for this tenant (another tenant’s job answers the same).', ['job_not_found']);
 const batchNotFound = problem(404, 'No batch with this id for this tenant (another tenant’s batch answers the same).', ['batch_not_found']);
 const modelNotFound = problem(404, 'Unknown model, or a version it does not have.', ['model_not_found', 'version_not_found']);
-const badBody = problem(400, 'Malformed JSON (`invalid_json`), or JSON that is not the shape of the body (`invalid_input`), unknown top-level fields included.', [
-  'invalid_input',
-  'invalid_json',
-]);
+const badBody = problem(
+  400,
+  'Malformed JSON, or a body whose Content-Encoding does not decode (`invalid_json`); JSON that is not the shape of the body (`invalid_input`), unknown top-level fields included.',
+  ['invalid_input', 'invalid_json'],
+);
 const unprocessable = problem(
   422,
   'Well-formed but invalid: an unknown or missing input name, a wrong shape or datatype, a non-finite number where the model takes floats, ' +
-    'metadata over 4 KiB (`invalid_input`), or a webhook URL that is not allowed (`webhook_url_not_allowed`).',
+    'a shape declaring more than 2^28 elements, metadata over 4 KiB or nested deeper than 32 levels (`invalid_input`), or a webhook URL that is not allowed (`webhook_url_not_allowed`).',
   ['invalid_input', 'webhook_url_not_allowed'],
   { detail: 'input "features": shape [2] does not match the model\'s [64]' },
 );
-const tooLarge = problem(413, 'The body is over MAX_BODY_BYTES (default 10 MiB).', ['payload_too_large']);
+const tooLarge = problem(413, 'The body is over MAX_BODY_BYTES (default 10 MiB), decoded.', ['payload_too_large']);
+const badEncoding = problem(415, 'A Content-Encoding other than `gzip` (`x-gzip`), `deflate`, `br` or `identity`.', ['unsupported_media_type']);
 
 const JOB_EXAMPLE = {
   id: '6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b',
@@ -101,6 +103,7 @@ export const paths: JsonObject = {
         '400': badBody,
         '404': modelNotFound,
         '413': tooLarge,
+        '415': badEncoding,
         '422': unprocessable,
         '503': submit503,
         ...v1Errors,
@@ -145,7 +148,7 @@ export const paths: JsonObject = {
         'Either a JSON body with `items` (also when there is no Content-Type), or an NDJSON upload ' +
         '(`Content-Type: application/x-ndjson`; `application/ndjson` and `application/jsonl` are taken too), one ' +
         '`{custom_id?, input}` a line, with `model`, `version` and `webhook` as query parameters. The NDJSON body is read ' +
-        'as a stream (and may be sent with `Content-Encoding: gzip`, `deflate` or `br`): a million lines never sit whole ' +
+        'as a stream (either form may be sent with `Content-Encoding: gzip`, `deflate` or `br`): a million lines never sit whole ' +
         'in the gateway’s memory. A line that does not parse, fails validation or is longer than MAX_BODY_BYTES becomes a ' +
         'failed item with its error; the other items still run. Bulk work never starves interactive jobs: a job ' +
         'submitted while a batch runs is served next, not behind the batch’s backlog.',
@@ -171,12 +174,20 @@ export const paths: JsonObject = {
         '400': badBody,
         '404': modelNotFound,
         '413': problem(413, 'The JSON body is over MAX_BODY_BYTES (an NDJSON upload has no total limit).', ['payload_too_large']),
-        '415': problem(415, 'A Content-Type other than JSON or NDJSON, or an unsupported Content-Encoding.', ['unsupported_media_type']),
+        '415': problem(415, 'A Content-Type other than JSON or NDJSON, or a Content-Encoding other than `gzip` (`x-gzip`), `deflate`, `br` or `identity`.', [
+          'unsupported_media_type',
+        ]),
         '422': problem(422, 'A webhook URL that is not allowed, or batch-level fields that are invalid.', ['webhook_url_not_allowed', 'invalid_input'], {
           detail: 'webhook URL not allowed: local host names are refused',
         }),
         '503': submit503,
         ...v1Errors,
+        '429': problem(
+          429,
+          'Over RATE_LIMIT_PER_SECOND for this API key (`rate_limited`), or the tenant already has TENANT_MAX_OPEN_BATCHES batches open: uploading, queued or running (`quota_exceeded`).',
+          ['rate_limited', 'quota_exceeded'],
+          { retryAfter: true },
+        ),
       },
     },
     get: {

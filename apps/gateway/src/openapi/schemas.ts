@@ -45,6 +45,7 @@ export const ERROR_CODES = [
   'not_found',
   'unauthorized',
   'rate_limited',
+  'quota_exceeded',
   'payload_too_large',
   'unsupported_media_type',
   'queue_full',

@@ -1,10 +1,10 @@
-import { pipeline, type Readable } from 'node:stream';
-import zlib from 'node:zlib';
-import express, { Router, type Request, type Response } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { CreateBatchBody, CreateBatchQuery, type Batch } from '@infer/contract';
 import { AppError, badRequest } from '@infer/errors';
 import { tenantOf } from '../http/auth.js';
+import { contentCoding, decodedBody } from '../http/content-encoding.js';
+import { jsonBody } from '../http/json-body.js';
 import type { BatchService } from '../batches/batch-service.js';
 import type { RawItem } from '../batches/ndjson-lines.js';
 
@@ -22,23 +22,6 @@ function mediaType(req: Request): 'json' | 'ndjson' | 'other' {
   if (NDJSON_TYPES.has(type)) return 'ndjson';
   if (type === 'application/json' || type.endsWith('+json')) return 'json';
   return 'other';
-}
-
-/** The upload as bytes: `Content-Encoding: gzip` (or deflate, br) is undone as it streams. */
-function decodedBody(req: Request): Readable {
-  const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
-  const inflate =
-    encoding === 'gzip' || encoding === 'x-gzip'
-      ? zlib.createGunzip()
-      : encoding === 'deflate'
-        ? zlib.createInflate()
-        : encoding === 'br'
-          ? zlib.createBrotliDecompress()
-          : undefined;
-  if (encoding === 'identity') return req;
-  if (!inflate) throw new AppError(415, 'unsupported_media_type', `Content-Encoding "${encoding}" is not supported (gzip, deflate, br)`);
-  // An error on either side destroys the decompressor, which ends the read with that error.
-  return pipeline(req, inflate, () => undefined);
 }
 
 function firstIssue(error: z.ZodError, fallback: string): string {
@@ -95,7 +78,8 @@ function drained(res: Response): Promise<void> {
 /** `/v1/batches` (API.md "Batches"). */
 export function batchRoutes(service: BatchService, options: BatchRoutesOptions): Router {
   const router = Router();
-  const json = express.json({ limit: options.maxBodyBytes, type: () => true, strict: false });
+  // The same reader as POST /v1/jobs (Content-Encodings, limits, errors), without lifting "b64" values.
+  const json = jsonBody(options.maxBodyBytes, { liftBase64: false });
 
   // NDJSON: read as a stream, line by line. Anything JSON falls through to the next handler.
   router.post('/', async (req, res, next) => {
@@ -104,8 +88,10 @@ export function batchRoutes(service: BatchService, options: BatchRoutesOptions):
     if (type === 'other') {
       throw new AppError(415, 'unsupported_media_type', 'Send application/json (with "items") or application/x-ndjson (one item a line)');
     }
+    // The coding is checked before the query: a 415 says so whatever else is wrong.
+    const coding = contentCoding(req.headers['content-encoding']);
     const prepared = service.prepare(parseUploadQuery(req.query));
-    accepted(res, await service.submitLines(tenantOf(req), prepared, decodedBody(req), options.maxBodyBytes));
+    accepted(res, await service.submitLines(tenantOf(req), prepared, decodedBody(req, coding), options.maxBodyBytes));
   });
 
   router.post('/', json, async (req, res) => {

@@ -107,8 +107,9 @@ export class JobHandlers {
 
 /**
  * The job routes as Express routes, behind the /v1 guard like every other
- * route. They serve what the dispatch below leaves to Express: bodies with
- * a Content-Encoding, which express.json() knows how to undo.
+ * route. They serve what the dispatch below leaves to Express: ids that are
+ * not plain id characters (percent-encoded, too long), which Express
+ * decodes (and answers 400 when their percent-encoding is malformed).
  */
 export function mountJobRoutes(app: Express, handlers: JobHandlers, guard: RequestHandler[], maxBodyBytes: number): void {
   const id = (req: Request) => String(req.params.id);
@@ -119,7 +120,8 @@ export function mountJobRoutes(app: Express, handlers: JobHandlers, guard: Reque
 
 export interface JobDispatchDeps {
   handlers: JobHandlers;
-  apiKeys: ReadonlyMap<string, string>;
+  /** API key digest → tenant (Config.apiKeyDigests). */
+  apiKeyDigests: ReadonlyMap<string, string>;
   rateLimiter: SharedRateLimiter;
   rateLimitPerSecond: number;
   interactive: InteractiveRequests;
@@ -139,8 +141,7 @@ const ID_SEGMENT = /^[A-Za-z0-9_-]{1,128}$/;
  * route does, for nothing these three routes use. So the server's request
  * listener offers each request to `dispatch` first: a job route is answered
  * here (the same guard, handlers, metrics and problem+json answers as
- * everywhere else); any other request, or a job submit whose body has a
- * Content-Encoding, goes on to the Express app.
+ * everywhere else); any other request goes on to the Express app.
  */
 export function jobDispatch(deps: JobDispatchDeps): (req: IncomingMessage, res: ServerResponse) => boolean {
   return (req, res) => {
@@ -152,8 +153,6 @@ export function jobDispatch(deps: JobDispatchDeps): (req: IncomingMessage, res: 
     let id = '';
     if (path === '/v1/jobs' || path === '/v1/jobs/') {
       if (req.method !== 'POST') return false;
-      const encoding = req.headers['content-encoding'];
-      if (encoding && encoding !== 'identity') return false;
       route = '/v1/jobs';
     } else {
       const rest = path.slice('/v1/jobs/'.length);
@@ -174,9 +173,9 @@ function serve(deps: JobDispatchDeps, req: IncomingMessage, res: ServerResponse,
   deps.metrics.timeRequest(req, res, route);
   deps.interactive.count(res);
   const run = async (): Promise<void> => {
-    const who = authenticate(req.headers.authorization, deps.apiKeys);
+    const who = authenticate(req.headers.authorization, deps.apiKeyDigests);
     if (!who) throw unauthorized();
-    const limited = overRateLimit(deps.rateLimiter, who.apiKey, deps.rateLimitPerSecond);
+    const limited = overRateLimit(deps.rateLimiter, who.apiKeyDigest, deps.rateLimitPerSecond);
     if (limited) throw limited;
     if (route === '/v1/jobs') {
       const { value, lifted } = await readJsonBody(req, deps.maxBodyBytes);

@@ -17,8 +17,28 @@ const MAX_CHUNKS_WAITING = 2;
  * The thread's own V8 heap: its objects live for one line (the chunk bytes
  * are outside the heap), so a small young generation does; V8's defaults
  * would add tens of MB to the gateway's resident memory.
+ *
+ * The old generation must hold whatever JSON.parse makes of the longest
+ * line allowed, whatever the client put in it: measured on Node 20, a line
+ * of nested empty arrays (`[[[[…]]]]`) costs 29 bytes of heap per byte of
+ * text, of empty objects 22, of numbers 5 to 7. A line that does not fit
+ * would kill the thread (every upload in it answered 503) or, when V8 runs
+ * out in the wrong place, the whole gateway. So the limit is sized from
+ * the per-line limit: a bound, not a reservation (an ordinary line uses a
+ * few MB).
  */
-const THREAD_HEAP_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 128 };
+export function threadHeapLimits(maxLineBytes: number): { maxYoungGenerationSizeMb: number; maxOldGenerationSizeMb: number } {
+  const perLineMb = Math.ceil((PARSE_HEAP_PER_BYTE * maxLineBytes) / (1024 * 1024));
+  return { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: Math.max(128, 64 + perLineMb) };
+}
+
+/** Heap bytes per byte of a line's text JSON.parse may take, with a margin over the measured worst (29). */
+const PARSE_HEAP_PER_BYTE = 32;
+
+export interface ParseThreadOptions {
+  /** The longest line an upload may have (MAX_BODY_BYTES): sizes the thread's heap. @default 10 MiB */
+  maxLineBytes?: number;
+}
 
 /**
  * The gateway's parse thread, for NDJSON uploads. Splitting lines and
@@ -40,7 +60,14 @@ export class ParseThread {
   private readonly sessions = new Map<number, Session>();
   private nextId = 1;
 
-  constructor(private readonly logger: Logger) {}
+  private readonly heapLimits: ReturnType<typeof threadHeapLimits>;
+
+  constructor(
+    private readonly logger: Logger,
+    options: ParseThreadOptions = {},
+  ) {
+    this.heapLimits = threadHeapLimits(options.maxLineBytes ?? 10 * 1024 * 1024);
+  }
 
   chunks(model: BatchModel, limits: ChunkLimits, maxLineBytes: number, body: AsyncIterable<Buffer>, interactive?: InteractiveRequests): ChunkSource {
     return this.run(model, limits, maxLineBytes, body, interactive);
@@ -103,7 +130,7 @@ export class ParseThread {
     this.code ??= bundleThread();
     const code = await this.code;
     if (this.worker) return this.worker;
-    const worker = new Worker(code, { eval: true, resourceLimits: THREAD_HEAP_LIMITS });
+    const worker = new Worker(code, { eval: true, resourceLimits: this.heapLimits });
     // An idle thread does not keep the process alive; an upload in progress holds it by its socket.
     worker.unref();
     worker.on('message', (m: FromThread) => this.sessions.get(m.id)?.receive(m));
