@@ -262,6 +262,76 @@ describe('envelopes: a worker dies holding an envelope', function () {
   });
 });
 
+describe('envelopes: a worker dies between ending jobs and sending their job.completed', function () {
+  this.timeout(30_000);
+  let p: TestPlatform;
+  let hooks: http.Server;
+  const received: Array<{ id: string; webhookId: string }> = [];
+  before(async () => {
+    hooks = http.createServer((req, res) => {
+      let text = '';
+      req.on('data', (c: Buffer) => (text += c.toString()));
+      req.on('end', () => {
+        const event = JSON.parse(text) as { type: string; data: Job };
+        if (event.type === 'job.completed') received.push({ id: event.data.id, webhookId: String(req.headers['webhook-id']) });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => hooks.listen(0, '127.0.0.1', resolve));
+    p = await startPlatform({ worker: false, env: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '100,200' } });
+  });
+  after(async () => {
+    await p?.close();
+    hooks.closeAllConnections();
+    await new Promise((r) => hooks.close(r));
+  });
+
+  it('the next outbox drain sends each one, once, even when it runs again after a crash mid-drain', async () => {
+    const url = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/hook`;
+    const submitted = await Promise.all(Array.from({ length: 4 }, (_, i) => postJob(p, body(500 + i, { webhook: url }))));
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      // A worker ends the jobs (FINISH puts them on the outbox) and dies before draining it.
+      const queue = new EnvelopeQueue(redis, { prefix: p.prefix, model: 'mlp', version: '2', resultTtlMs: 60_000 });
+      const taken = await queue.fetch('dies-after-finish', 30_000, 64, 64);
+      if (taken === 'paused') throw new Error('paused');
+      await queue.finish(
+        taken.envelopes.map((e) => {
+          const data = JSON.parse(e.fields.get('data')!.toString()) as { gateway: string; jobs: EnvelopeJob[] };
+          return {
+            id: e.id,
+            gateway: data.gateway,
+            jobs: data.jobs.map((job) => ({
+              id: job.id,
+              wait: false,
+              completedHook: true,
+              record: encodeRecord('mlp', '2', job, { status: 'failed', startedAt: Date.now(), completedAt: Date.now(), error: { code: 'test', message: 'ended by the test' } }),
+            })),
+          };
+        }),
+      );
+      const outbox = interactiveKeys(p.prefix, 'mlp', '2').outbox;
+      expect((await redis.lrange(outbox, 0, -1)).sort()).to.deep.equal(submitted.map((s) => s.job.id).sort());
+      // A drain that died after creating the events and before taking the ids off leaves them twice over.
+      await redis.lpush(outbox, ...submitted.map((s) => s.job.id));
+    } finally {
+      redis.disconnect();
+    }
+    // A live worker's next drain (every second) sends each job.completed once.
+    await p.startWorker();
+    await waitUntil(() => received.length >= 4, 10_000, 'four job.completed events');
+    const check = new Redis(TEST_REDIS_URL);
+    try {
+      await waitUntil(async () => (await check.llen(interactiveKeys(p.prefix, 'mlp', '2').outbox)) === 0, 5000, 'the outbox to drain');
+    } finally {
+      check.disconnect();
+    }
+    const ids = received.map((r) => r.id);
+    expect([...ids].sort()).to.deep.equal(submitted.map((s) => s.job.id).sort());
+    expect(new Set(received.map((r) => r.webhookId)).size).to.equal(4);
+  });
+});
+
 describe('envelopes: MAX_QUEUE_DEPTH counts instances, across gateways', function () {
   this.timeout(30_000);
   let p: TestPlatform;

@@ -17,6 +17,7 @@ import { notFoundRoute, problemMiddleware } from './http/problem-middleware.js';
 import { rateLimitPerKey, SharedRateLimiter } from './http/rate-limit.js';
 import { JobService } from './jobs/job-service.js';
 import type { EnvelopeWriter } from './jobs/envelope-writer.js';
+import { CompletedEventsOutbox } from '@infer/job-store';
 import type { FleetView } from '@infer/fleet';
 import { GatewayMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
@@ -84,7 +85,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     writer: deps.writer,
     fleet: deps.fleet,
     webhookAllowPrivate: config.webhookAllowPrivate,
-    webhookEvents: deps.webhookEvents,
+    outbox: new CompletedEventsOutbox(deps.redis, config.queuePrefix, deps.webhookEvents, logger),
   });
   // Batch uploads step aside while this gateway serves interactive requests,
   // counted from the moment one arrives (before auth and rate limiting).

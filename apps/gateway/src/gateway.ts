@@ -57,6 +57,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
     prefix: config.queuePrefix,
     resultTtlMs: config.resultTtlMs,
     maxQueueDepth: config.maxQueueDepth,
+    tenantMaxQueued: config.tenantMaxQueued,
     gatewayChannel: waiters.channel,
     onEnvelope: (model, instances) => metrics.envelopeInstances.observe({ model: model.name, version: model.version }, instances),
   });

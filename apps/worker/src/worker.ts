@@ -5,6 +5,7 @@ import type { Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { WebhookDeliveryWorker, WebhookEvents, type Resolver } from '@infer/webhooks';
 import { WorkerHeartbeat } from '@infer/fleet';
+import { CompletedEventsOutbox } from '@infer/job-store';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { WorkerMetrics } from './metrics.js';
@@ -56,6 +57,7 @@ export async function createWorker(
     logger,
   });
   const webhooks = new JobWebhookEmitter(webhookEvents, logger);
+  const outbox = new CompletedEventsOutbox(storeConnection, config.queuePrefix, webhookEvents, logger);
   const served = models.all().filter((m) => config.workerModels.length === 0 || config.workerModels.includes(m.name));
   const workers = served.map(
     (model) =>
@@ -69,6 +71,7 @@ export async function createWorker(
         resultTtlMs: config.resultTtlMs,
         metrics,
         webhooks,
+        outbox,
         ...(options.blockSeconds ? { blockSeconds: options.blockSeconds } : {}),
       }),
   );

@@ -25,6 +25,8 @@ export const EnvelopeJob = z.object({
   tenant: z.string(),
   /** Epoch ms when the gateway accepted it. */
   created_at: z.number(),
+  /** `Cancel-After`: epoch ms after which the job, if still queued, ends canceled (`deadline_exceeded`) without running. */
+  deadline: z.number().optional(),
   /** Each input's instance shape, in the model's input order; present only when a spec has a variable dimension. */
   shapes: z.array(z.array(z.number().int().nonnegative())).optional(),
   /** The submitter holds its request open for the result (`Prefer: wait`): send it the ended record. */
@@ -208,6 +210,12 @@ export function interactiveKeys(prefix: string, model: string, version: string) 
     marker: base + 'marker',
     /** String: instances accepted and not yet taken by a worker (MAX_QUEUE_DEPTH counts these). */
     queued: base + 'queued',
+    /** Hash: tenant → its instances accepted and not yet taken (kept only with TENANT_MAX_QUEUED). */
+    tenants: base + 'tenants',
+    /** Sorted set: job id → its Cancel-After deadline (epoch ms), while it has not ended. */
+    deadlines: base + 'deadlines',
+    /** List: ids of ended jobs whose job.completed webhook event is yet to be created (see CompletedEventsOutbox). */
+    outbox: base + 'outbox',
     /** Hash: job id → `<queue name>:<envelope id>`, while the job has not ended. */
     index: jobIndexKey(ref.prefix),
   };

@@ -22,8 +22,17 @@ export interface NewEnvelope {
   limit: number;
   /** Instances queued in the other model versions' queues, as this gateway last saw them. */
   queuedElsewhere: number;
+  /** TENANT_MAX_QUEUED, with each tenant's instances queued in the other queues; absent: tenants are not counted. */
+  tenantCap?: { max: number; elsewhere: (tenant: string) => number };
   now: number;
 }
+
+export type EnqueueOutcome =
+  | { accepted: true; queued: number }
+  /** Over MAX_QUEUE_DEPTH: `queued` is the queue's count; nothing was written. */
+  | { accepted: false; over: 'depth'; queued: number }
+  /** A tenant over TENANT_MAX_QUEUED: its count in this queue; nothing was written. */
+  | { accepted: false; over: 'tenant'; tenant: string; queued: number };
 
 /** An envelope as a worker takes it: its job hash's fields, before the take. */
 export interface TakenEnvelope {
@@ -36,7 +45,7 @@ export interface FinishingEnvelope {
   id: string;
   /** The submitting gateway's channel (the envelope's `data.gateway`). */
   gateway: string;
-  jobs: ReadonlyArray<{ id: string; record: Buffer | null; wait: boolean }>;
+  jobs: ReadonlyArray<{ id: string; record: Buffer | null; wait: boolean; deadline?: boolean; completedHook?: boolean }>;
 }
 
 /**
@@ -56,15 +65,21 @@ export class EnvelopeQueue {
     this.keys = interactiveKeys(options.prefix, options.model, options.version);
   }
 
-  /** Write an envelope and its jobs' index entries, if it fits under the limit. */
-  async enqueue(e: NewEnvelope): Promise<{ accepted: boolean; queued: number }> {
+  /** Write an envelope, its jobs' index entries and deadlines, and count it, if it fits under the limits. */
+  async enqueue(e: NewEnvelope): Promise<EnqueueOutcome> {
     const k = this.keys;
-    const [ok, queued] = await this.redis.inferEnqueue(
+    const perTenant = new Map<string, number>();
+    if (e.tenantCap) for (const j of e.data.jobs) perTenant.set(j.tenant, (perTenant.get(j.tenant) ?? 0) + 1);
+    const tenants = [...perTenant].flatMap(([tenant, n]) => [tenant, n, e.tenantCap!.elsewhere(tenant)]);
+    const deadlines = e.data.jobs.filter((j) => j.deadline !== undefined).flatMap((j) => [j.id, j.deadline!]);
+    const reply = await this.redis.inferEnqueue(
       k.wait,
       k.marker,
       k.queued,
       k.index,
       k.base + e.id,
+      k.tenants,
+      k.deadlines,
       e.id,
       `${k.ref.name}:${e.id}`,
       e.instances,
@@ -73,9 +88,32 @@ export class EnvelopeQueue {
       e.now,
       JSON.stringify(e.data),
       e.inputs,
+      e.tenantCap?.max ?? 0,
+      perTenant.size,
+      ...tenants,
+      deadlines.length / 2,
+      ...deadlines,
       ...e.data.jobs.map((j) => j.id),
     );
-    return { accepted: ok === 1, queued };
+    if (reply[0] === 1) return { accepted: true, queued: Number(reply[1]) };
+    if (reply[0] === 0) return { accepted: false, over: 'depth', queued: Number(reply[1]) };
+    return { accepted: false, over: 'tenant', tenant: String(reply[1]), queued: Number(reply[2]) };
+  }
+
+  /** Each tenant's instances queued here (counted only with TENANT_MAX_QUEUED). */
+  async queuedByTenant(): Promise<Map<string, number>> {
+    const h = await this.redis.hgetall(this.keys.tenants);
+    return new Map(Object.entries(h).map(([t, n]) => [t, Number(n)]));
+  }
+
+  /** Jobs whose Cancel-After deadline has passed, oldest first, at most `most`. */
+  async due(now: number, most: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.deadlines, '-inf', now, 'LIMIT', 0, most);
+  }
+
+  /** Forget a deadline (its job has ended, or is running and will finish). */
+  async forgetDeadline(id: string): Promise<void> {
+    await this.redis.zrem(this.keys.deadlines, id);
   }
 
   /**
@@ -99,7 +137,7 @@ export class EnvelopeQueue {
    */
   async fetch(token: string, lockMs: number, wanted: number, most: number): Promise<{ waiting: number; envelopes: TakenEnvelope[] } | 'paused'> {
     const k = this.keys;
-    const reply = await this.redis.inferFetchBuffer(k.wait, k.active, k.meta, k.marker, k.queued, k.base, token, lockMs, Date.now(), wanted, most);
+    const reply = await this.redis.inferFetchBuffer(k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, Date.now(), wanted, most);
     const waiting = Number(reply[0]);
     if (waiting < 0) return 'paused';
     const envelopes: TakenEnvelope[] = [];
@@ -119,7 +157,7 @@ export class EnvelopeQueue {
     const args: Array<string | number | Buffer> = [k.active, k.wait, k.index, k.base, `${k.ref.prefix}:job:`, this.options.resultTtlMs];
     for (const e of envelopes) {
       args.push(e.id, e.gateway, e.jobs.length);
-      for (const j of e.jobs) args.push(j.id, j.record ?? '', j.wait ? '1' : '');
+      for (const j of e.jobs) args.push(j.id, j.record ?? '', j.wait ? '1' : '', j.deadline ? '1' : '', j.completedHook ? '1' : '');
     }
     const ended = await this.redis.inferFinish(...args);
     return ended.map((x) => x === 1);

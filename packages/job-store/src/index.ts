@@ -2,3 +2,4 @@ export * from './job-record.js';
 export * from './job-store.js';
 export * from './job-waiters.js';
 export * from './envelope-queue.js';
+export * from './completed-events-outbox.js';

@@ -26,6 +26,11 @@ export type JobLookup =
     }
   | { kind: 'missing' };
 
+/** Whether a job has a webhook that wants `job.completed` (the default filter). */
+export function hasCompletedHook(job: EnvelopeJob): boolean {
+  return job.webhook !== undefined && (job.webhook_events_filter ?? ['completed']).includes('completed');
+}
+
 /** API.md: the same Idempotency-Key from the same tenant within 24 h returns the first job. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
@@ -73,9 +78,14 @@ export class JobStore {
 
   /**
    * End a pending job as canceled with `record`, unless it ended meanwhile
-   * (then its record). Waiting requests, wherever they are, are told.
+   * (then its record). Waiting requests, wherever they are, are told. With
+   * `onlyIfQueued` (a deadline), a job a worker has taken is left to finish: `running`.
    */
-  async cancel(lookup: Extract<JobLookup, { kind: 'pending' }>, record: Buffer): Promise<{ canceled: true } | { canceled: false; record: Buffer }> {
+  async cancel(
+    lookup: Extract<JobLookup, { kind: 'pending' }>,
+    record: Buffer,
+    { onlyIfQueued = false }: { onlyIfQueued?: boolean } = {},
+  ): Promise<{ canceled: true } | { canceled: false; record: Buffer } | { canceled: false; running: true }> {
     const id = lookup.job.id;
     const k = jobKeys(this.options.prefix, id);
     const reply = await this.redis.inferCancelCommitBuffer(
@@ -87,8 +97,12 @@ export class JobStore {
       record,
       this.options.resultTtlMs,
       lookup.job.wait ? lookup.gateway : '',
+      onlyIfQueued ? '1' : '',
+      lookup.job.tenant,
+      hasCompletedHook(lookup.job) ? '1' : '',
     );
     if (Number(reply[0]) === 1) return { canceled: true };
+    if (Number(reply[0]) === 2) return { canceled: false, running: true };
     return { canceled: false, record: reply[1] as Buffer };
   }
 

@@ -5,7 +5,7 @@ type Arg = string | number | Buffer;
 
 /** The scripts as commands of a connection (ioredis sends each by EVALSHA, falling back to EVAL once). */
 export type ScriptRedis = Redis & {
-  inferEnqueue(...args: Arg[]): Promise<[number, number]>;
+  inferEnqueue(...args: Arg[]): Promise<[number, number | string, number?]>;
   inferFetchBuffer(...args: Arg[]): Promise<unknown[]>;
   inferFinish(...args: Arg[]): Promise<number[]>;
   inferReadBuffer(...args: Arg[]): Promise<unknown[]>;
@@ -15,8 +15,8 @@ export type ScriptRedis = Redis & {
 };
 
 const COMMANDS = [
-  ['inferEnqueue', ENQUEUE, 5],
-  ['inferFetch', FETCH, 5],
+  ['inferEnqueue', ENQUEUE, 7],
+  ['inferFetch', FETCH, 6],
   ['inferFinish', FINISH, 3],
   ['inferRead', READ, 2],
   ['inferCancelCommit', CANCEL_COMMIT, 2],

@@ -59,24 +59,56 @@ local function frame(id, record) return id .. ' ' .. #record .. '\\n' .. record 
 `;
 
 /**
- * KEYS[1] wait, KEYS[2] marker, KEYS[3] queued counter, KEYS[4] job index, KEYS[5] the envelope's job hash.
+ * KEYS[1] wait, KEYS[2] marker, KEYS[3] queued counter, KEYS[4] job index, KEYS[5] the envelope's job hash,
+ * KEYS[6] the queue's queued-per-tenant hash, KEYS[7] the queue's deadlines (sorted set: job id by epoch ms).
  * ARGV[1] envelope id, ARGV[2] index value ("<queue name>:<envelope id>"), ARGV[3] instances,
  * ARGV[4] MAX_QUEUE_DEPTH (0: no limit), ARGV[5] instances queued in the other queues, ARGV[6] now,
- * ARGV[7] data (JSON), ARGV[8] input bytes, ARGV[9…] the job ids.
- * Returns {1, queued after} or, when the envelope does not fit under the limit, {0, queued} and writes nothing.
+ * ARGV[7] data (JSON), ARGV[8] input bytes,
+ * ARGV[9] TENANT_MAX_QUEUED (0: none, and tenants are not counted), ARGV[10] T, then T × (tenant, its instances here,
+ * its instances queued in the other queues), then D, then D × (job id, deadline), then the job ids.
+ * Returns {1, queued after}; or, writing nothing, {0, queued} when the envelope does not fit under
+ * MAX_QUEUE_DEPTH, {-1, tenant, that tenant's queued here} when a tenant's jobs would pass its cap.
  */
 export const ENQUEUE = `${IN_SLICES}
 local n = tonumber(ARGV[3])
+local cap = tonumber(ARGV[9])
+local t = tonumber(ARGV[10])
+local i = 11
+local tq = {}
+if cap > 0 then
+  for k = 1, t do
+    local tenant, count, elsewhere = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local here = tonumber(redis.call('HGET', KEYS[6], tenant) or '0')
+    if here + count + elsewhere > cap then return {-1, tenant, here} end
+    tq[#tq + 1] = tenant
+    tq[#tq + 1] = count
+    i = i + 3
+  end
+else
+  i = i + 3 * t
+end
 local queued = redis.call('INCRBY', KEYS[3], n)
 local limit = tonumber(ARGV[4])
 if limit > 0 and queued + tonumber(ARGV[5]) > limit then
   redis.call('DECRBY', KEYS[3], n)
   return {0, queued - n}
 end
-redis.call('HSET', KEYS[5], 'name', 'envelope', 'data', ARGV[7], 'opts', '{}', 'timestamp', ARGV[6], 'delay', 0, 'priority', 0, 'n', n, 'in', ARGV[8])
+for k = 1, #tq, 2 do redis.call('HINCRBY', KEYS[6], tq[k], tq[k + 1]) end
+local fields = {'name', 'envelope', 'data', ARGV[7], 'opts', '{}', 'timestamp', ARGV[6], 'delay', 0, 'priority', 0, 'n', n, 'in', ARGV[8]}
+if #tq > 0 then
+  fields[#fields + 1] = 'tq'
+  fields[#fields + 1] = table.concat(tq, ' ')
+end
+redis.call('HSET', KEYS[5], unpack(fields))
+local d = tonumber(ARGV[i])
+i = i + 1
+for k = 1, d do
+  redis.call('ZADD', KEYS[7], ARGV[i + 1], ARGV[i])
+  i = i + 2
+end
 local index = {}
-for i = 9, #ARGV do
-  index[#index + 1] = ARGV[i]
+for j = i, #ARGV do
+  index[#index + 1] = ARGV[j]
   index[#index + 1] = ARGV[2]
 end
 inSlices('HSET', KEYS[4], index)
@@ -86,7 +118,7 @@ return {1, queued}
 `;
 
 /**
- * KEYS[1] wait, KEYS[2] active, KEYS[3] meta, KEYS[4] marker, KEYS[5] queued counter.
+ * KEYS[1] wait, KEYS[2] active, KEYS[3] meta, KEYS[4] marker, KEYS[5] queued counter, KEYS[6] queued-per-tenant hash.
  * ARGV[1] key base ("<prefix>:<queue>:"), ARGV[2] lock token, ARGV[3] lock ms, ARGV[4] now,
  * ARGV[5] instances wanted, ARGV[6] most envelopes.
  * Takes envelopes (oldest first) until it has the instances wanted: each moves to active
@@ -118,6 +150,15 @@ while envelopes < most and taken < wanted do
       local canceled = 0
       if f['x'] then for _ in string.gmatch(f['x'], '%S+') do canceled = canceled + 1 end end
       leaving = leaving + n - canceled
+      if f['tq'] then
+        -- Tenants counted at enqueue leave their counts too, less their jobs canceled before (counted then).
+        local gone = {}
+        if f['xt'] then for tenant in string.gmatch(f['xt'], '%S+') do gone[tenant] = (gone[tenant] or 0) + 1 end end
+        for tenant, count in string.gmatch(f['tq'], '(%S+) (%S+)') do
+          local c = tonumber(count) - (gone[tenant] or 0)
+          if c > 0 then redis.call('HINCRBY', KEYS[6], tenant, -c) end
+        end
+      end
     end
     taken = taken + n
     envelopes = envelopes + 1
@@ -137,7 +178,8 @@ return out
  * KEYS[1] active, KEYS[2] wait, KEYS[3] job index.
  * ARGV[1] key base, ARGV[2] record key prefix ("<tagged prefix>:job:"), ARGV[3] result TTL ms,
  * then per envelope: its id, the submitting gateway's channel, the job count k, and
- * k × (job id, ended record or "" for a job not run here, "1" when its submitter waits).
+ * k × (job id, ended record or "" for a job not run here, "1" when its submitter waits, "1" when it has a deadline,
+ * "1" when it has a job.completed webhook: the job goes on the queue's outbox in the same step, see CompletedEventsOutbox).
  * Ends the jobs (SET NX: a job canceled meanwhile keeps its canceled record and
  * this output is discarded), removes the envelopes, and sends each ended record,
  * once, to every gateway waiting on it: one message per gateway for the whole call.
@@ -162,12 +204,14 @@ while i <= #ARGV do
   redis.call('DEL', jk, jk .. ':lock')
   local ids = {}
   for j = 1, k do
-    local id, record, waits = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    i = i + 3
+    local id, record, waits, deadline, hook = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+    i = i + 5
     ids[#ids + 1] = id
+    if deadline == '1' then redis.call('ZREM', base .. 'deadlines', id) end
     local ok = 0
     if record ~= '' and redis.call('SET', recordPrefix .. id, record, 'PX', ttl, 'NX') then
       ok = 1
+      if hook == '1' then redis.call('LPUSH', base .. 'outbox', id) end
       local part = frame(id, record)
       local chans = watchers[id] or {}
       if waits == '1' and submitter ~= '' then chans[submitter] = true end
@@ -205,23 +249,33 @@ return {2, h[1], h[2] or '', where}
 /**
  * KEYS[1] the job's record, KEYS[2] its tag's job index.
  * ARGV[1] tagged prefix, ARGV[2] job id, ARGV[3] index value as READ gave it,
- * ARGV[4] the canceled record, ARGV[5] TTL ms, ARGV[6] the submitter's channel when its request waits ("").
- * Ends the job as canceled unless it has ended meanwhile: {1}, or {0, the record it ended with}.
- * A job whose envelope no worker has taken yet leaves the queued count and is skipped when
- * taken; one that is running has its output discarded (FINISH's SET NX loses).
+ * ARGV[4] the canceled record, ARGV[5] TTL ms, ARGV[6] the submitter's channel when its request waits (""),
+ * ARGV[7] "1" to cancel only a job still queued (a deadline: a running job finishes), ARGV[8] the job's tenant,
+ * ARGV[9] "1" when the job has a job.completed webhook (it goes on the queue's outbox in the same step).
+ * Ends the job as canceled unless it has ended meanwhile: {1}; {0, the record it ended with}; or {2} when
+ * ARGV[7] asked for a queued job and a worker has taken it. A job no worker has taken yet leaves the
+ * queued counts and is skipped when taken; one that is running has its output discarded (FINISH's SET NX loses).
  */
 export const CANCEL_COMMIT = `${WATCHERS}
+local jk = ARGV[1] .. ':' .. ARGV[3]
+local h = redis.call('HMGET', jk, 'n', 'processedOn', 'w', 'x', 'tq', 'xt')
+if ARGV[7] == '1' and h[2] then return {2} end
 if not redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5], 'NX') then return {0, redis.call('GET', KEYS[1])} end
 redis.call('HDEL', KEYS[2], ARGV[2])
-local jk = ARGV[1] .. ':' .. ARGV[3]
-local h = redis.call('HMGET', jk, 'n', 'processedOn', 'w', 'x')
+local queue = string.match(ARGV[3], '^(.*):[^:]*$')
+local base = ARGV[1] .. ':' .. queue .. ':'
+redis.call('ZREM', base .. 'deadlines', ARGV[2])
+if ARGV[9] == '1' then redis.call('LPUSH', base .. 'outbox', ARGV[2]) end
 local part = frame(ARGV[2], ARGV[4])
 local told = {}
 if h[1] then
   redis.call('HSET', jk, 'x', (h[4] or '') .. ARGV[2] .. ' ')
   if not h[2] then
-    local queue = string.match(ARGV[3], '^(.*):[^:]*$')
-    redis.call('DECRBY', ARGV[1] .. ':' .. queue .. ':queued', 1)
+    redis.call('DECRBY', base .. 'queued', 1)
+    if h[5] then
+      redis.call('HINCRBY', base .. 'tenants', ARGV[8], -1)
+      redis.call('HSET', jk, 'xt', (h[6] or '') .. ARGV[8] .. ' ')
+    end
   end
   for channel in pairs(watchersOf(h[3])[ARGV[2]] or {}) do
     told[channel] = true

@@ -83,8 +83,23 @@ redis.call('HSET', KEYS[1], 'state', 'pending', 'next_attempt_at', ARGV[2])
 return 'ok'
 `;
 
+/**
+ * KEYS[1] event. ARGV ttl_ms, then the event's field, value pairs.
+ * Creates the event unless it exists: 'created', or the state it has.
+ * What makes an event with a fixed id (job.completed of a job) safe to
+ * create again after a crash: the second time finds it and says where it is.
+ */
+const CREATE_IF_ABSENT = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if state then return state end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 'created'
+`;
+
 type ScriptRedis = Redis & {
   inferWebhookMarkResend(key: string, tenant: string, now: number): Promise<string>;
+  inferWebhookCreateIfAbsent(key: string, ttlMs: number, ...fieldsAndValues: string[]): Promise<'created' | DeliveryState>;
 };
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -96,6 +111,7 @@ export class DeliveryLog {
   constructor(redis: Redis, prefix: string) {
     this.k = keys(prefix);
     if (!('inferWebhookMarkResend' in redis)) redis.defineCommand('inferWebhookMarkResend', { numberOfKeys: 1, lua: MARK_RESEND });
+    if (!('inferWebhookCreateIfAbsent' in redis)) redis.defineCommand('inferWebhookCreateIfAbsent', { numberOfKeys: 1, lua: CREATE_IF_ABSENT });
     this.redis = redis as ScriptRedis;
   }
 
@@ -104,24 +120,23 @@ export class DeliveryLog {
     for (const e of events) {
       const key = this.k.webhookEvent(e.id);
       const index = this.k.webhookDeliveries(e.subject.object, e.subject.id);
-      pipe
-        .hset(key, {
-          id: e.id,
-          tenant: e.tenant,
-          type: e.type,
-          url: e.url,
-          subject_object: e.subject.object,
-          subject_id: e.subject.id,
-          body: e.body,
-          created_at: String(e.createdAt),
-          state: e.state,
-          attempt_count: String(e.attemptCount),
-          next_attempt_at: e.nextAttemptAt === null ? '' : String(e.nextAttemptAt),
-        })
-        .pexpire(key, ttlMs)
-        .rpush(index, e.id)
-        .pexpire(index, ttlMs);
+      pipe.hset(key, eventFields(e)).pexpire(key, ttlMs).rpush(index, e.id).pexpire(index, ttlMs);
     }
+  }
+
+  /**
+   * Create an event with a fixed id unless it exists; lists it under its
+   * subject when this call created it. Answers 'created' or the state the
+   * existing event is in, so a caller retrying after a crash knows whether
+   * the delivery is still to be queued ('pending') or long done.
+   */
+  async createIfAbsent(e: StoredEvent, ttlMs: number): Promise<'created' | DeliveryState> {
+    const outcome = await this.redis.inferWebhookCreateIfAbsent(this.k.webhookEvent(e.id), ttlMs, ...Object.entries(eventFields(e)).flat());
+    if (outcome === 'created') {
+      const index = this.k.webhookDeliveries(e.subject.object, e.subject.id);
+      await this.redis.multi().rpush(index, e.id).pexpire(index, ttlMs).exec();
+    }
+    return outcome;
   }
 
   async get(eventId: string): Promise<StoredEvent | null> {
@@ -197,6 +212,22 @@ export class DeliveryLog {
     }
     return out;
   }
+}
+
+function eventFields(e: StoredEvent): Record<string, string> {
+  return {
+    id: e.id,
+    tenant: e.tenant,
+    type: e.type,
+    url: e.url,
+    subject_object: e.subject.object,
+    subject_id: e.subject.id,
+    body: e.body,
+    created_at: String(e.createdAt),
+    state: e.state,
+    attempt_count: String(e.attemptCount),
+    next_attempt_at: e.nextAttemptAt === null ? '' : String(e.nextAttemptAt),
+  };
 }
 
 function toStored(h: Record<string, string>): StoredEvent | null {

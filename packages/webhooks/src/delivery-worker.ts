@@ -118,6 +118,8 @@ export class WebhookDeliveryWorker {
       this.logger.info({ eventId }, 'webhook event expired before delivery; dropped');
       return;
     }
+    // An event queued twice (re-ensured after a crash) is delivered once: a run finds it done and stops.
+    if (trigger === 'scheduled' && event.state !== 'pending') return;
     const { options } = this;
     const secret = await this.secrets.get(event.tenant);
     const at = this.now();

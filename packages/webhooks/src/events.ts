@@ -109,6 +109,32 @@ export class WebhookEvents {
     return stored.map((e) => e.id);
   }
 
+  /**
+   * Deliver an event that has one id for good (a job's `job.completed`),
+   * however many times this is called, crashes between included: the event
+   * is created unless it exists, and its delivery queued while it is
+   * pending (BullMQ keeps one job per id; one that has been delivered is not
+   * pending any more). Throws when Redis does; the caller tries again.
+   */
+  async ensure(id: string, event: NewWebhookEvent): Promise<void> {
+    const createdAt = this.now();
+    const stored: StoredEvent = {
+      id,
+      tenant: event.tenant,
+      type: event.type,
+      url: event.url,
+      subject: { object: event.data.object, id: event.data.id },
+      body: JSON.stringify({ type: event.type, timestamp: new Date(createdAt).toISOString(), data: event.data }),
+      createdAt,
+      state: 'pending',
+      attemptCount: 0,
+      nextAttemptAt: createdAt,
+    };
+    const state = await this.log.createIfAbsent(stored, this.logTtlMs());
+    if (state !== 'created' && state !== 'pending') return;
+    await this.queue.add(event.type, { eventId: id, trigger: 'scheduled' } satisfies WebhookDeliveryPayload, this.jobOptions(id, this.options.retryDelaysMs.length + 1));
+  }
+
   /** `enqueue` for callers that must not fail because of a webhook (a finished batch, a cancel): errors are logged. */
   async emit(events: readonly NewWebhookEvent[]): Promise<void> {
     try {

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 
 /**
@@ -18,6 +18,15 @@ export function generateSecret(): string {
 /** A new event id: the `webhook-id` header, the same on every attempt of one event. */
 export function newEventId(): string {
   return `msg_${randomUUID().replaceAll('-', '')}`;
+}
+
+/**
+ * The id of an event there is exactly one of (a job's `job.completed`):
+ * derived from what it is about, so whoever creates it, however often,
+ * creates the same one. Shaped as `newEventId`'s.
+ */
+export function eventIdFor(type: string, subjectId: string): string {
+  return `msg_${createHash('sha256').update(`${type}\0${subjectId}`).digest('hex').slice(0, 32)}`;
 }
 
 export interface SignedHeaders {

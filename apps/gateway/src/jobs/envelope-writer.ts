@@ -12,6 +12,8 @@ export interface EnvelopeWriterOptions {
   resultTtlMs: number;
   /** MAX_QUEUE_DEPTH: queued instances, over every interactive queue. */
   maxQueueDepth: number;
+  /** TENANT_MAX_QUEUED: queued instances one tenant may have over every interactive queue; absent, no cap. */
+  tenantMaxQueued?: number | undefined;
   /** This gateway's channel, where waiting requests hear of their jobs' ends. */
   gatewayChannel: string;
   /** How stale another queue's depth may be when a submit is checked against the limit. @default 250 */
@@ -53,6 +55,8 @@ export class EnvelopeWriter {
   private readonly queues = new Map<string, EnvelopeQueue>();
   /** Last known queued instances per queue (its `queued` key). */
   private readonly depth = new Map<string, number>();
+  /** Last known queued instances per queue and tenant (with TENANT_MAX_QUEUED). */
+  private readonly tenantDepth = new Map<string, Map<string, number>>();
   private depthReadAt = -Infinity;
   private depthReading: Promise<void> | undefined;
 
@@ -99,32 +103,71 @@ export class EnvelopeWriter {
     void this.write(open.model, open.queue, jobs);
   }
 
+  /**
+   * Write one envelope. When a limit refuses it (nothing is written then),
+   * what still fits is written in arrival order and the rest is refused:
+   * 503 `queue_full` past MAX_QUEUE_DEPTH, 429 `quota_exceeded` for the jobs
+   * of a tenant past TENANT_MAX_QUEUED.
+   */
   private async write(model: ModelVersion, queue: EnvelopeQueue, jobs: Pending[]): Promise<void> {
+    let remaining = jobs;
     try {
       const elsewhere = await this.queuedElsewhere(queue);
-      let { accepted, queued } = await queue.enqueue(this.envelope(model, jobs, elsewhere));
-      let written = accepted ? jobs.length : 0;
-      if (!accepted) {
-        // Take what still fits, in arrival order, and refuse the rest.
-        const room = this.options.maxQueueDepth - queued - elsewhere;
-        if (room > 0) {
-          ({ accepted, queued } = await queue.enqueue(this.envelope(model, jobs.slice(0, room), elsewhere)));
-          if (accepted) written = room;
+      // Each refusal drops jobs, so this ends: by a write, or with nothing left to write.
+      while (remaining.length > 0) {
+        const outcome = await queue.enqueue(this.envelope(model, queue, remaining, elsewhere));
+        if (outcome.accepted) {
+          this.depth.set(queue.keys.queued, outcome.queued);
+          if (this.options.tenantMaxQueued) {
+            const counts = this.tenantOf(queue);
+            for (const p of remaining) counts.set(p.job.tenant, (counts.get(p.job.tenant) ?? 0) + 1);
+          }
+          this.options.onEnvelope?.(model, remaining.length);
+          for (const p of remaining) p.done();
+          return;
+        }
+        if (outcome.over === 'depth') {
+          this.depth.set(queue.keys.queued, outcome.queued);
+          const room = Math.max(0, this.options.maxQueueDepth - outcome.queued - elsewhere);
+          const full = new AppError(503, 'queue_full', `The queue holds ${outcome.queued + elsewhere} instances, at its limit of ${this.options.maxQueueDepth}; retry later`, { retryAfterSeconds: 5 });
+          // (Room for them all would be a view gone stale between the two reads: refuse them all then.)
+          const keep = room < remaining.length ? room : 0;
+          for (const p of remaining.slice(keep)) p.done(full);
+          remaining = remaining.slice(0, keep);
+        } else {
+          const { tenant } = outcome;
+          this.tenantOf(queue).set(tenant, outcome.queued);
+          const room = Math.max(0, (this.options.tenantMaxQueued ?? 0) - outcome.queued - this.tenantElsewhere(queue, tenant));
+          const over = new AppError(429, 'quota_exceeded', `This tenant has ${this.options.tenantMaxQueued} instances queued, its limit (TENANT_MAX_QUEUED); retry later`, { retryAfterSeconds: 5 });
+          const theirs = remaining.filter((p) => p.job.tenant === tenant).length;
+          const keep = room < theirs ? room : 0;
+          let kept = 0;
+          remaining = remaining.filter((p) => {
+            if (p.job.tenant !== tenant || kept++ < keep) return true;
+            p.done(over);
+            return false;
+          });
         }
       }
-      this.depth.set(queue.keys.queued, queued);
-      if (written > 0) this.options.onEnvelope?.(model, written);
-      const full =
-        written < jobs.length
-          ? new AppError(503, 'queue_full', `The queue holds ${queued + elsewhere} instances, at its limit of ${this.options.maxQueueDepth}; retry later`, { retryAfterSeconds: 5 })
-          : undefined;
-      jobs.forEach((p, i) => p.done(i < written ? undefined : full));
     } catch (err) {
-      for (const p of jobs) p.done(err);
+      for (const p of remaining) p.done(err);
     }
   }
 
-  private envelope(model: ModelVersion, jobs: readonly Pending[], queuedElsewhere: number) {
+  private tenantOf(queue: EnvelopeQueue): Map<string, number> {
+    let m = this.tenantDepth.get(queue.keys.queued);
+    if (!m) this.tenantDepth.set(queue.keys.queued, (m = new Map()));
+    return m;
+  }
+
+  /** A tenant's queued instances in every other queue, as last read. */
+  private tenantElsewhere(queue: EnvelopeQueue, tenant: string): number {
+    let sum = 0;
+    for (const [key, m] of this.tenantDepth) if (key !== queue.keys.queued) sum += m.get(tenant) ?? 0;
+    return sum;
+  }
+
+  private envelope(model: ModelVersion, queue: EnvelopeQueue, jobs: readonly Pending[], queuedElsewhere: number) {
     const data: EnvelopeData = { model: model.name, version: model.version, gateway: this.options.gatewayChannel, jobs: jobs.map((p) => p.job) };
     return {
       id: newEnvelopeId(),
@@ -133,6 +176,7 @@ export class EnvelopeWriter {
       instances: jobs.length,
       limit: this.options.maxQueueDepth,
       queuedElsewhere,
+      ...(this.options.tenantMaxQueued ? { tenantCap: { max: this.options.tenantMaxQueued, elsewhere: (tenant: string) => this.tenantElsewhere(queue, tenant) } } : {}),
       now: Date.now(),
     };
   }
@@ -152,7 +196,21 @@ export class EnvelopeWriter {
     const queues = [...this.queues.values()];
     const counts = await Promise.all(queues.map((q) => q.queued()));
     queues.forEach((q, i) => this.depth.set(q.keys.queued, counts[i]!));
+    if (this.options.tenantMaxQueued) {
+      const byTenant = await Promise.all(queues.map((q) => q.queuedByTenant()));
+      queues.forEach((q, i) => this.tenantDepth.set(q.keys.queued, byTenant[i]!));
+    }
     this.depthReadAt = performance.now();
+  }
+
+  /** A job canceled before a worker took it left its queue's counts: so does this gateway's view of them. */
+  canceledQueued(model: Pick<ModelVersion, 'name' | 'version'>, tenant: string): void {
+    const queue = this.queueOf(model);
+    const depth = this.depth.get(queue.keys.queued);
+    if (depth !== undefined) this.depth.set(queue.keys.queued, Math.max(0, depth - 1));
+    const counts = this.tenantDepth.get(queue.keys.queued);
+    const n = counts?.get(tenant);
+    if (counts && n !== undefined) counts.set(tenant, Math.max(0, n - 1));
   }
 
   /** Queued instances over every queue this gateway knows (read now), for metrics and tests. */

@@ -1,9 +1,9 @@
-import { MAX_METADATA_BYTES, newJobId, queueTag, type CreateJobBody, type EnvelopeJob, type Job } from '@infer/contract';
+import { MAX_METADATA_BYTES, newJobId, queueTag, type CreateJobBody, type EnvelopeJob } from '@infer/contract';
 import { AppError, conflict, invalidInput, notFound } from '@infer/errors';
-import { decodeRecord, encodeRecord, renderEndedJob, renderPendingJob, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
+import { decodeRecord, encodeRecord, hasCompletedHook, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
 import type { ModelRepository, ModelVersion } from '@infer/models';
 import { decodeInput, type DecodedTensor } from '@infer/tensors';
-import { assertWebhookUrlAllowed, type WebhookEvents } from '@infer/webhooks';
+import { assertWebhookUrlAllowed } from '@infer/webhooks';
 import { jsonDepthExceeds } from '../http/json-depth.js';
 import type { EnvelopeWriter } from './envelope-writer.js';
 import { assertServed, type ServingCheck } from './served.js';
@@ -16,8 +16,8 @@ export interface JobServiceDeps {
   /** Which model versions live workers serve; absent, every version is queued. */
   fleet?: ServingCheck;
   webhookAllowPrivate: boolean;
-  /** Where `job.completed` of a canceled job goes (the worker sends every other job event). */
-  webhookEvents?: Pick<WebhookEvents, 'emit'>;
+  /** Sends a canceled job's `job.completed` (the cancel put it on its queue's outbox). */
+  outbox?: Pick<CompletedEventsOutbox, 'drain'>;
   now?: () => number;
 }
 
@@ -41,6 +41,8 @@ export interface SubmitOptions {
   /** Registers what to do when the client goes away (drop its waiter). */
   onGone?: ((then: () => void) => void) | undefined;
   idempotencyKey?: string | undefined;
+  /** `Cancel-After`: a job still queued this long after it is accepted ends canceled without running. */
+  cancelAfterMs?: number | undefined;
 }
 
 /** Deepest metadata accepted: deeper JSON is not metadata, and would overflow a recursive printer. */
@@ -90,6 +92,7 @@ export class JobService {
       if (firstId !== id) return this.replay(tenant, firstId, waitMs, onGone);
     }
     const job: EnvelopeJob = { id, tenant, created_at: this.now() };
+    if (options.cancelAfterMs !== undefined) job.deadline = job.created_at + options.cancelAfterMs;
     if (model.inputs.some((s) => s.shape.includes(-1))) job.shapes = inputs.map((t) => t.shape);
     if (waitMs) job.wait = true;
     if (body.metadata) job.metadata = body.metadata;
@@ -168,12 +171,13 @@ export class JobService {
       error: { code: 'canceled', message: 'The job was canceled by the client.' },
     });
     const outcome = await this.deps.store.cancel(lookup, record);
-    if (!outcome.canceled) throw endedConflict(outcome.record);
+    if (!outcome.canceled) throw 'record' in outcome ? endedConflict(outcome.record) : new Error('a cancel not limited to queued jobs found one running');
+    if (lookup.startedAt === null) this.deps.writer.canceledQueued({ name: lookup.model, version: lookup.version }, tenant);
     const json = renderEndedJob(id, record);
-    // The cancel won the race with the worker's end (the record is written once), so this is the one job.completed.
-    const { webhook, webhook_events_filter: filter } = lookup.job;
-    if (webhook && (filter ?? ['completed']).includes('completed')) {
-      await this.deps.webhookEvents?.emit([{ tenant, url: webhook, type: 'job.completed', data: JSON.parse(json) as Job }]);
+    // The cancel won the race with the worker's end (the record is written once) and put the job on
+    // the outbox in the same step: its one job.completed goes now (or with the workers' next drain).
+    if (hasCompletedHook(lookup.job)) {
+      await this.deps.outbox?.drain(this.deps.writer.queueOf({ name: lookup.model, version: lookup.version }).keys.outbox).catch(() => undefined);
     }
     return { id, model: lookup.model, version: lookup.version, ended: true, json };
   }

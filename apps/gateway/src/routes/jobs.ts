@@ -7,6 +7,7 @@ import type { Logger } from '@infer/logger';
 import { authenticate, tenantOf } from '../http/auth.js';
 import { jsonBody, readJsonBody } from '../http/json-body.js';
 import { preferWaitMs } from '../http/prefer.js';
+import { cancelAfterMs } from '../http/cancel-after.js';
 import { problemAnswer } from '../http/problem-middleware.js';
 import { overRateLimit, type SharedRateLimiter } from '../http/rate-limit.js';
 import type { InteractiveRequests } from '../batches/interactive-requests.js';
@@ -84,6 +85,7 @@ export class JobHandlers {
     const waitMs = preferWaitMs(req.headers.prefer, this.options.maxWaitMs);
     const job = await this.service.submit(tenant, parsed, {
       waitMs,
+      cancelAfterMs: cancelAfterMs(req.headers['cancel-after']),
       onGone: waitMs ? clientGone(res) : undefined,
       idempotencyKey: idempotencyKeyOf(req),
     });

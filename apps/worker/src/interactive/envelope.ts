@@ -22,7 +22,7 @@ export interface HeldEnvelope {
   /** Per job: its ended record once it has one, null while it has not (or will not, being canceled). */
   records: Array<Buffer | null>;
   /** Per job: the status its record ends it with. */
-  statuses: Array<'succeeded' | 'failed' | null>;
+  statuses: Array<'succeeded' | 'failed' | 'canceled' | null>;
   /** Jobs still to run. */
   pending: number;
 }

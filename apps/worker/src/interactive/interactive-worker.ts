@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { JOB_CATALOG, type JobError } from '@infer/contract';
 import { MicroBatcher } from '@infer/batcher';
-import { EnvelopeQueue, encodeRecord, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
+import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasCompletedHook, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
 import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
@@ -25,8 +25,10 @@ export interface InteractiveWorkerOptions {
   resultTtlMs: number;
   logger: Logger;
   metrics?: WorkerMetrics;
-  /** Sends `job.started` / `job.completed` for jobs that have a webhook. */
+  /** Sends `job.started` for jobs that asked for it. */
   webhooks?: JobWebhookEmitter;
+  /** Sends `job.completed` of the jobs ended here, exactly once (their ends put them on the queue's outbox). */
+  outbox?: CompletedEventsOutbox;
   /**
    * How long an idle worker blocks on the queue's marker before looking
    * again. `close()` does not wait for it (it drops the blocked connection).
@@ -47,6 +49,9 @@ interface Slice {
   envelope: HeldEnvelope;
   jobs: number[];
 }
+
+/** How often a worker looks for jobs past their Cancel-After deadline. */
+const DEADLINE_SWEEP_MS = 1000;
 
 /** Envelopes fetched in one call at most; their instances are bounded by the batch's room anyway. */
 const MOST_ENVELOPES_PER_FETCH = 64;
@@ -78,11 +83,15 @@ export class InteractiveWorker {
   private inHand = 0;
   private idleWaiters: Array<() => void> = [];
   private readonly finishing = new Set<Promise<void>>();
+  private readonly jobs: JobStore;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private sweepingDeadlines: Promise<void> | undefined;
 
   constructor(private readonly options: InteractiveWorkerOptions) {
     const { model } = options;
     this.log = options.logger.child({ model: model.name, version: model.version });
     this.queue = new EnvelopeQueue(options.storeConnection, { prefix: options.prefix, model: model.name, version: model.version, resultTtlMs: options.resultTtlMs });
+    this.jobs = new JobStore(options.storeConnection, { prefix: options.prefix, resultTtlMs: options.resultTtlMs });
     this.batcher = new MicroBatcher<Slice, void>({
       maxBatchSize: this.batchSize,
       maxWaitMs: model.maxDelayMs,
@@ -124,11 +133,43 @@ export class InteractiveWorker {
   start(): void {
     this.queue.configure().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'could not configure the queue'));
     this.consumer.start();
+    this.deadlineTimer = setInterval(() => {
+      // Every second: jobs past their deadline, and job.completed events a crash left on the outbox.
+      this.sweepingDeadlines ??= this.sweepDeadlines()
+        .then(() => this.options.outbox?.drain(this.queue.keys.outbox))
+        .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'deadline or outbox sweep failed'))
+        .then(() => undefined)
+        .finally(() => (this.sweepingDeadlines = undefined));
+    }, DEADLINE_SWEEP_MS);
+    this.deadlineTimer.unref();
   }
 
   /** Stop fetching, finish the batches in hand, then let go of Redis. Idempotent. */
-  close(): Promise<void> {
-    return this.consumer.close();
+  async close(): Promise<void> {
+    clearInterval(this.deadlineTimer);
+    await this.sweepingDeadlines;
+    await this.consumer.close();
+  }
+
+  /**
+   * Jobs still queued at their Cancel-After deadline end canceled
+   * (`deadline_exceeded`), now, without waiting for a worker to take their
+   * envelope; one a worker has taken by then finishes (the cancel refuses a
+   * taken job atomically). Every worker of the queue looks each second; the
+   * cancel's SET NX makes one of them the one that ends it.
+   */
+  private async sweepDeadlines(): Promise<void> {
+    const now = Date.now();
+    for (const id of await this.queue.due(now, 100)) {
+      const lookup = await this.jobs.read(id);
+      if (lookup.kind !== 'pending' || lookup.startedAt !== null) {
+        await this.queue.forgetDeadline(id);
+        continue;
+      }
+      const record = encodeRecord(lookup.model, lookup.version, lookup.job, { status: 'canceled', startedAt: null, completedAt: now, error: DEADLINE_EXCEEDED });
+      const outcome = await this.jobs.cancel(lookup, record, { onlyIfQueued: true });
+      if (!outcome.canceled) await this.queue.forgetDeadline(id);
+    }
   }
 
   private source(): ConsumerSource<Taken> {
@@ -192,6 +233,7 @@ export class InteractiveWorker {
       this.failMalformed(taken, token, err.message);
       return;
     }
+    this.expire(held);
     if (held.firstTake) void this.options.webhooks?.started(held.data.jobs.filter((_, i) => held.inputs[i]).map((job) => ({ model: model.name, version: model.version, job })), takenAt);
     const deferred = taken.fields.get('defa')?.toString();
     if (deferred) {
@@ -246,6 +288,18 @@ export class InteractiveWorker {
     return slices.map(() => undefined);
   }
 
+  /** Jobs taken after their Cancel-After deadline never run: they end canceled (`deadline_exceeded`). */
+  private expire(held: HeldEnvelope): void {
+    const { model } = this.options;
+    held.data.jobs.forEach((job, i) => {
+      if (!held.inputs[i] || job.deadline === undefined || job.deadline > held.takenAt) return;
+      held.inputs[i] = null;
+      held.pending--;
+      held.statuses[i] = 'canceled';
+      held.records[i] = encodeRecord(model.name, model.version, job, { status: 'canceled', startedAt: null, completedAt: held.takenAt, error: DEADLINE_EXCEEDED });
+    });
+  }
+
   /** Every live job of an envelope fails with `error` (it cannot or must not run). */
   private endAll(held: HeldEnvelope, error: JobError): void {
     const { model } = this.options;
@@ -291,7 +345,13 @@ export class InteractiveWorker {
     const finishing: FinishingEnvelope[] = envelopes.map((e) => ({
       id: e.id,
       gateway: e.data.gateway,
-      jobs: e.data.jobs.map((job, i) => ({ id: job.id, record: e.records[i] ?? null, wait: job.wait === true })),
+      jobs: e.data.jobs.map((job, i) => ({
+        id: job.id,
+        record: e.records[i] ?? null,
+        wait: job.wait === true,
+        deadline: job.deadline !== undefined,
+        completedHook: hasCompletedHook(job),
+      })),
     }));
     let ended: boolean[] | undefined;
     for (let attempt = 0; ended === undefined; attempt++) {
@@ -313,18 +373,21 @@ export class InteractiveWorker {
       for (const wake of waiters) wake();
     }
     if (!ended) return;
-    const endedJobs: Array<{ job: HeldEnvelope['data']['jobs'][number]; record: Buffer }> = [];
     let k = 0;
+    let hooks = 0;
     for (const e of envelopes) {
       e.data.jobs.forEach((job, i) => {
-        const record = e.records[i];
-        if (!ended![k++] || !record) return;
-        endedJobs.push({ job, record });
-        this.options.metrics?.jobEnded(this.options.model, e.statuses[i] ?? 'failed');
+        if (!ended![k++] || !e.records[i]) return;
+        if (hasCompletedHook(job)) hooks++;
+        const status = e.statuses[i];
+        if (status !== 'canceled') this.options.metrics?.jobEnded(this.options.model, status ?? 'failed');
       });
     }
-    await this.options.webhooks?.completed(endedJobs);
+    // FINISH put the jobs with a job.completed webhook on the outbox: send their events now.
+    if (hooks > 0) await this.options.outbox?.drain(this.queue.keys.outbox).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'outbox drain failed; the next one sends them'));
   }
 }
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
+
+export const DEADLINE_EXCEEDED = { code: 'deadline_exceeded', message: 'The job was still queued at its Cancel-After deadline; it never ran.' };

@@ -1,5 +1,5 @@
 import type { EnvelopeJob, Job } from '@infer/contract';
-import { renderEndedJob, renderPendingJob } from '@infer/job-store';
+import { renderPendingJob } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import type { NewWebhookEvent, WebhookEvents } from '@infer/webhooks';
 
@@ -11,11 +11,11 @@ export interface WebhookJob {
 }
 
 /**
- * Turns the ends and starts a worker sees into webhook events, off the
+ * Turns the starts a worker sees into `job.started` webhook events, off the
  * inference path and in bulk. Everything an event needs is in the envelope
- * (the webhook URL and filter travel with each job) or in the record just
- * written, so nothing is read back from Redis; jobs without a webhook cost
- * nothing.
+ * (the webhook URL and filter travel with each job), so nothing is read
+ * back from Redis; jobs without a webhook cost nothing. (`job.completed`
+ * goes through the queue's outbox: CompletedEventsOutbox.)
  *
  * Failures are logged, never thrown: a webhook problem must not fail or
  * retry an inference that succeeded.
@@ -36,20 +36,6 @@ export class JobWebhookEmitter {
         url: job.webhook!,
         type: 'job.started',
         data: JSON.parse(renderPendingJob(job.id, model, version, job, startedAt)) as Job,
-      })),
-    );
-  }
-
-  /** `job.completed` for jobs this worker ended (with the records it wrote), one bulk enqueue. Never rejects. */
-  completed(ended: ReadonlyArray<{ job: EnvelopeJob; record: Buffer }>): Promise<void> {
-    const wanted = ended.filter(({ job }) => job.webhook && (job.webhook_events_filter ?? ['completed']).includes('completed'));
-    if (wanted.length === 0) return Promise.resolve();
-    return this.send(() =>
-      wanted.map(({ job, record }) => ({
-        tenant: job.tenant,
-        url: job.webhook!,
-        type: 'job.completed',
-        data: JSON.parse(renderEndedJob(job.id, record)) as Job,
       })),
     );
   }

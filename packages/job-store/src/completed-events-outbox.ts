@@ -1,0 +1,51 @@
+import type { Redis } from 'ioredis';
+import { jobKeys, type Job } from '@infer/contract';
+import type { Logger } from '@infer/logger';
+import { eventIdFor, type WebhookEvents } from '@infer/webhooks';
+import { decodeRecord, renderEndedJob } from './job-record.js';
+
+/**
+ * Exactly one `job.completed` per job, crashes included.
+ *
+ * The script that ends a job (FINISH, CANCEL_COMMIT) puts the job's id on
+ * its queue's outbox in the same atomic step, when the job has a webhook
+ * that wants the event. Draining the outbox creates the event with an id
+ * derived from the job (WebhookEvents.ensure: created unless it exists,
+ * its delivery queued while pending), and only then takes the id off. A
+ * process that dies anywhere in between leaves the id on the outbox; the
+ * next drain (any worker of the queue, at once after its own ends, and
+ * every second) does the same again and finds the event already there.
+ */
+export class CompletedEventsOutbox {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly events: Pick<WebhookEvents, 'ensure'>,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Drain one queue's outbox (its key from `interactiveKeys().outbox`), oldest first; resolves with the events ensured. */
+  async drain(outbox: string, most = 100): Promise<number> {
+    const ids = (await this.redis.lrange(outbox, -most, -1)).reverse();
+    let sent = 0;
+    for (const id of ids) {
+      try {
+        const record = await this.redis.getBuffer(jobKeys(this.prefix, id).record);
+        // Expired (RESULT_TTL passed before any drain): nothing left to tell.
+        if (record) {
+          const { header } = decodeRecord(record);
+          if (header.w && (header.wf ?? 'completed').split(',').includes('completed')) {
+            const data = JSON.parse(renderEndedJob(id, record)) as Job;
+            await this.events.ensure(eventIdFor('job.completed', id), { tenant: header.t, url: header.w, type: 'job.completed', data });
+            sent++;
+          }
+        }
+        await this.redis.lrem(outbox, 1, id);
+      } catch (err) {
+        // Left on the outbox: the next drain tries again.
+        this.logger.warn({ jobId: id, err: (err as Error).message }, 'could not queue a job.completed event yet');
+      }
+    }
+    return sent;
+  }
+}
