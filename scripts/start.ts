@@ -51,8 +51,16 @@ async function ensureRedis(url: string, children: ChildProcess[]): Promise<void>
   console.log(`No Redis at ${url}: starting redis-server on port ${port} for this session (nothing kept on disk).`);
   const redis = spawn('redis-server', ['--port', port, '--bind', u.hostname.replace(/^\[|\]$/g, ''), '--save', '', '--appendonly', 'no'], {
     stdio: 'ignore',
+    // A process group of its own, out of the terminal's reach: Ctrl-C would
+    // stop it at once, while the apps still need it to finish their work
+    // (a worker then waited out its 30 s deadline). It is stopped last, below.
+    detached: true,
   });
   children.push(redis);
+  // However this process ends (short of SIGKILL), the throwaway Redis goes with it.
+  process.on('exit', () => {
+    if (redis.exitCode === null && redis.signalCode === null) redis.kill('SIGTERM');
+  });
   for (let i = 0; i < 50 && !(await redisAnswers(url)); i++) await new Promise((r) => setTimeout(r, 100));
   if (!(await redisAnswers(url))) {
     console.error('redis-server did not come up; start Redis yourself and set REDIS_URL.');
@@ -80,20 +88,36 @@ async function main(): Promise<void> {
   children.unshift(...apps);
   console.log(`Gateway on http://localhost:${config.port} (API key: ${config.apiKeysAreDevDefault ? 'dev-key' : 'see API_KEYS'}); Ctrl-C stops everything.`);
 
+  // Ctrl-C signals the whole process group: each app gets the terminal's SIGINT
+  // and, a moment later, the SIGTERM this process passes on (tsx, which runs
+  // this script, may relay the SIGINT to it a second time too). The apps take
+  // duplicates within SHUTDOWN_FORCE_GRACE_MS (2 s) of the first as one
+  // request, so every signal is simply passed on: a Ctrl-C pressed again
+  // after that forces them, whether it reached them directly or through here.
+  // Listeners with `on`, not `once`: a repeated signal must never find this
+  // process without one and kill it before the apps have finished.
   let stopping = false;
-  const stop = (code: number) => {
-    if (stopping) return;
+  const stopApps = () => {
     stopping = true;
-    // Apps first (they finish their work), Redis last.
-    for (const c of apps) c.kill('SIGTERM');
-    Promise.all(apps.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.once('exit', r))))).then(() => {
-      for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-      process.exit(code);
-    });
+    for (const c of apps) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
   };
-  for (const c of apps) c.once('exit', (code) => stop(code ?? 1));
-  process.once('SIGINT', () => stop(0));
-  process.once('SIGTERM', () => stop(0));
+  process.on('SIGINT', stopApps);
+  process.on('SIGTERM', stopApps);
+  const exits = apps.map(
+    (c) =>
+      new Promise<number>((resolve) =>
+        c.once('exit', (code) => {
+          // One app stopping on its own (a crash, a bad config) stops the other.
+          if (!stopping) stopApps();
+          resolve(code ?? 1);
+        }),
+      ),
+  );
+  // Apps first (they finish their work), Redis last; exit non-zero if an app did.
+  void Promise.all(exits).then((codes) => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    process.exit(codes.find((code) => code !== 0) ?? 0);
+  });
 }
 
 void main();

@@ -57,6 +57,12 @@ export interface Config {
    * @default true
    */
   batchParseThread: boolean;
+  /**
+   * During a shutdown, a second SIGTERM/SIGINT this long or longer after the
+   * first forces the exit; sooner, it is a duplicate of the first and ignored.
+   * @default 2000
+   */
+  shutdownForceGraceMs: number;
 }
 
 export const DEFAULT_WEBHOOK_RETRY_DELAYS_MS = [
@@ -202,6 +208,7 @@ const EnvSchema = z.object({
   BATCH_PARSE_THREAD: booleanString.default(true),
   TENANT_MAX_OPEN_BATCHES: positiveInt.default(100),
   TENANT_MAX_QUEUED: positiveInt.optional(),
+  SHUTDOWN_FORCE_GRACE_MS: z.coerce.number().int().min(0).default(2000),
   NODE_ENV: z.string().optional(),
 });
 
@@ -249,5 +256,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     logLevel: e.LOG_LEVEL,
     maxWaitMs: e.MAX_WAIT_SECONDS * 1000,
     batchParseThread: e.BATCH_PARSE_THREAD,
+    shutdownForceGraceMs: e.SHUTDOWN_FORCE_GRACE_MS,
   };
 }

@@ -1,5 +1,8 @@
 import { ConfigError, loadConfig, type Config } from '@infer/config';
 import { createLogger, type Logger } from '@infer/logger';
+import { ShutdownSignals } from './shutdown-signals.js';
+
+export { ShutdownSignals, type SignalAction, type SignalDecision } from './shutdown-signals.js';
 
 export interface RunProcessOptions {
   /** The logger's name: gateway, worker. */
@@ -16,6 +19,14 @@ export interface RunProcessOptions {
  * The edge of every app process, and the only place signals are handled:
  * read the config once (a bad value exits 2 naming every bad variable),
  * start, and on SIGTERM/SIGINT close gracefully within a deadline.
+ *
+ * Signals during the shutdown follow ShutdownSignals: one less than
+ * SHUTDOWN_FORCE_GRACE_MS (2 s) after the first is a duplicate of the same
+ * request (a process-group signal plus a wrapper's relay of it) and is only
+ * logged; one after that forces an exit. Exit codes: 0 once the app has
+ * closed; 1 when closing failed, the deadline passed, or a late second
+ * signal forced it. Before `start` resolves no handler is installed, so a
+ * signal then takes its default action: nothing is in hand yet.
  */
 export function runProcess(options: RunProcessOptions): void {
   let config: Config;
@@ -27,28 +38,50 @@ export function runProcess(options: RunProcessOptions): void {
   }
   const logger = createLogger({ level: config.logLevel, name: options.name });
   options.start(config, logger).then(
-    (app) => {
-      const shutdown = (signal: string) => {
-        logger.info({ signal }, options.shuttingDownMessage ?? 'shutting down');
-        const deadline = setTimeout(() => {
-          logger.error(`shutdown took longer than ${options.shutdownDeadlineMs / 1000} s; exiting`);
-          process.exit(1);
-        }, options.shutdownDeadlineMs);
-        deadline.unref();
-        app.close().then(
-          () => process.exit(0),
-          () => process.exit(1),
-        );
-      };
-      process.once('SIGTERM', () => shutdown('SIGTERM'));
-      process.once('SIGINT', () => shutdown('SIGINT'));
-    },
+    (app) => handleSignals(app, logger, options, new ShutdownSignals(config.shutdownForceGraceMs)),
     (err: unknown) => {
       logger.fatal({ err }, `${options.name} failed to start`);
       console.error(err instanceof Error ? err.message : err);
       process.exit(1);
     },
   );
+}
+
+function handleSignals(app: { close(): Promise<void> }, logger: Logger, options: RunProcessOptions, signals: ShutdownSignals): void {
+  const graceS = signals.forceGraceMs / 1000;
+  // `process.on`, not `once`: with `once` a duplicate signal found no listener and
+  // took its default action, killing the process in the middle of its shutdown.
+  // Nor are they removed once the app has closed: process.exit takes tens of
+  // milliseconds (it stops worker threads), and a duplicate arriving then would
+  // find no listener and kill the exiting process (seen under `npm start`, the
+  // gateway killed by start.ts's SIGTERM after its own SIGINT). They go with it.
+  const onSignal = (signal: NodeJS.Signals) => {
+    const { action, sinceFirstMs } = signals.receive();
+    const since = Math.round(sinceFirstMs);
+    if (action === 'ignore') {
+      logger.info({ signal, sinceFirstMs: since }, `already shutting down; a signal ${graceS} s or more after the first forces an exit`);
+      return;
+    }
+    if (action === 'force') {
+      logger.error({ signal, sinceFirstMs: since }, 'signalled again after the grace period: forced exit, without finishing the shutdown');
+      process.exit(1);
+    }
+    logger.info({ signal }, options.shuttingDownMessage ?? 'shutting down');
+    const deadline = setTimeout(() => {
+      logger.error(`shutdown took longer than ${options.shutdownDeadlineMs / 1000} s; exiting`);
+      process.exit(1);
+    }, options.shutdownDeadlineMs);
+    deadline.unref();
+    app.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }
 
 /**

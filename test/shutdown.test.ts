@@ -1,0 +1,495 @@
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { Redis } from 'ioredis';
+import { ConfigError, loadConfig } from '@infer/config';
+import { bulkQueue, type Batch } from '@infer/contract';
+import { ShutdownSignals } from '@infer/lifecycle';
+import { ElemType, encodeModel, initializer, node, valueInfo } from '../scripts/lib/onnx-builder.js';
+import { b64Fp32, directOrt, getBatch, maxAbsDiff, mlpFeatures, readResults, submitBatch, toNdjson, waitForBatchEnd } from './helpers/batches.js';
+import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
+import { REPO_ROOT, TEST_KEY, TEST_REDIS_URL, deletePrefix, startPlatform, uniquePrefix, type TestPlatform } from './helpers/platform.js';
+import { freePort, pings } from './helpers/redis-server.js';
+import { waitUntil } from './helpers/wait.js';
+
+describe('shutdown: ShutdownSignals (the rule, on an injected clock)', () => {
+  const at = (times: number[], graceMs = 2000) => {
+    let now = 0;
+    const signals = new ShutdownSignals(graceMs, () => now);
+    return times.map((t) => {
+      now = t;
+      return signals.receive();
+    });
+  };
+
+  it('the first signal starts the shutdown; repeats within the grace are ignored', () => {
+    expect(at([1000, 1000, 1005, 2999])).to.deep.equal([
+      { action: 'shutdown', sinceFirstMs: 0 },
+      { action: 'ignore', sinceFirstMs: 0 },
+      { action: 'ignore', sinceFirstMs: 5 },
+      { action: 'ignore', sinceFirstMs: 1999 },
+    ]);
+  });
+
+  it('a signal the grace period or more after the first forces the exit', () => {
+    expect(at([0, 2000]).map((d) => d.action)).to.deep.equal(['shutdown', 'force']);
+    expect(at([0, 60_000]).map((d) => d.action)).to.deep.equal(['shutdown', 'force']);
+  });
+
+  it('measures the grace from the first signal, not the latest: steady duplicates still end in a force', () => {
+    expect(at([0, 1500, 1999, 2500]).map((d) => d.action)).to.deep.equal(['shutdown', 'ignore', 'ignore', 'force']);
+  });
+
+  it('with a grace of 0 every repeated signal forces', () => {
+    expect(at([0, 0], 0).map((d) => d.action)).to.deep.equal(['shutdown', 'force']);
+  });
+
+  it('SHUTDOWN_FORCE_GRACE_MS: 2000 by default, a non-negative integer of milliseconds', () => {
+    expect(loadConfig({}).shutdownForceGraceMs).to.equal(2000);
+    expect(loadConfig({ SHUTDOWN_FORCE_GRACE_MS: '250' }).shutdownForceGraceMs).to.equal(250);
+    expect(loadConfig({ SHUTDOWN_FORCE_GRACE_MS: '0' }).shutdownForceGraceMs).to.equal(0);
+    for (const bad of ['-1', '1.5', 'soon']) {
+      expect(() => loadConfig({ SHUTDOWN_FORCE_GRACE_MS: bad }), bad).to.throw(ConfigError, /SHUTDOWN_FORCE_GRACE_MS/);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The real processes, signalled the way they are in production.
+// ---------------------------------------------------------------------------
+
+/**
+ * The argv an npm script runs, without npm and its shell in front: npm
+ * re-raises a SIGTERM on itself and exits 143 at once, without waiting for
+ * its child, and sh dies of it too, so only the app's own exit code says
+ * whether its shutdown was graceful (Docker runs the same command as PID 1's
+ * child). `node` is this Node; another name is a binary of node_modules/.bin
+ * (as it was when the scripts ran the tsx CLI: see the worker test below).
+ */
+function npmScript(name: string): string[] {
+  const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  const script = pkg.scripts[name];
+  if (!script || !/^[\w./:=@-]+(?: [\w./:=@-]+)*$/.test(script)) throw new Error(`npm script ${name} is not a plain command: ${script}`);
+  const [cmd, ...args] = script.split(' ') as [string, ...string[]];
+  return [cmd === 'node' ? process.execPath : path.join(REPO_ROOT, 'node_modules', '.bin', cmd), ...args];
+}
+
+interface LogLine {
+  msg?: string;
+  name?: string;
+  signal?: string;
+  [key: string]: unknown;
+}
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** performance.now() when it exited. */
+  at: number;
+}
+
+/** A process started from an npm script, leading a process group of its own, its JSON log lines collected. */
+class Spawned {
+  readonly child: ChildProcess;
+  readonly lines: LogLine[] = [];
+  readonly exited: Promise<Exit>;
+  /** Resolves when its stdout has ended: every line it wrote has been read. */
+  private readonly drained: Promise<void>;
+  private stderr = '';
+  private readonly listeners = new Set<() => void>();
+
+  constructor(script: string, env: Record<string, string>) {
+    const [cmd, ...args] = npmScript(script) as [string, ...string[]];
+    this.child = spawn(cmd, args, {
+      cwd: REPO_ROOT,
+      // Its own process group, as under a container runtime or a terminal: `kill -TERM -<pgid>` reaches every process in it.
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    });
+    this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    const stdout = createInterface({ input: this.child.stdout! });
+    stdout.on('line', (text) => {
+      try {
+        this.lines.push(JSON.parse(text) as LogLine);
+      } catch {
+        this.lines.push({ msg: text });
+      }
+      for (const l of this.listeners) l();
+    });
+    this.drained = new Promise<void>((resolve) => stdout.once('close', resolve));
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', (code, signal) => {
+        const at = performance.now();
+        // The last lines are read before anyone looks at them.
+        void this.drained.then(() => resolve({ code, signal, at }));
+      });
+    });
+  }
+
+  /** Signal every process of its group. */
+  signalGroup(signal: NodeJS.Signals): void {
+    process.kill(-this.child.pid!, signal);
+  }
+
+  /** Lines whose `msg` starts with `prefix` (from the app named `name`, if given). */
+  logged(prefix: string, name?: string): LogLine[] {
+    return this.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith(prefix) && (name === undefined || l.name === name));
+  }
+
+  /** Resolves once a line starts with `prefix`; fails after `ms`, or as soon as its output ends without one. */
+  waitForLog(prefix: string, ms: number, { name }: { name?: string } = {}): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const done = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.listeners.delete(look);
+        if (err) reject(err);
+        else resolve();
+      };
+      const look = () => {
+        if (this.logged(prefix, name).length > 0) done();
+      };
+      const timer = setTimeout(() => done(new Error(`no "${prefix}" logged within ${ms} ms${this.tail()}`)), ms);
+      this.listeners.add(look);
+      void this.drained.then(() => {
+        look();
+        done(new Error(`exited without logging "${prefix}": ${this.stderr}${this.tail()}`));
+      });
+      look();
+    });
+  }
+
+  /** Its exit, or a failure after `ms` (then it is killed, so no test leaves a process behind). */
+  async exit(ms: number): Promise<Exit> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.kill();
+        reject(new Error(`did not exit within ${ms} ms${this.tail()}`));
+      }, ms);
+    });
+    try {
+      return await Promise.race([this.exited, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** SIGKILL whatever is left of its group (cleanup only). */
+  kill(): void {
+    try {
+      process.kill(-this.child.pid!, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+
+  /** Whether any process of its group is still alive. */
+  groupAlive(): boolean {
+    try {
+      process.kill(-this.child.pid!, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  tail(): string {
+    return `\n  last lines: ${this.lines
+      .slice(-6)
+      .map((l) => JSON.stringify(l))
+      .join('\n  ')}`;
+  }
+}
+
+/**
+ * A model whose every run takes ~100 ms (256 rows through 512 layers of
+ * 256×256 on two cores), in the shape of the MLP (features[N,64] →
+ * probabilities[N,4]) and small on disk (one weight, used by every layer). A
+ * run that long is what a real model costs, and what made a wrapper that
+ * times a child's answer to a signal kill it: the tsx CLI, which
+ * `npm run start:worker` used to run, SIGKILLs a child that has not
+ * acknowledged a relayed signal within 60 ms, and a child in the middle of a
+ * run acknowledges nothing until the run ends.
+ */
+function slowModel(): Uint8Array {
+  const width = 256;
+  const layers = 512;
+  const weights = (rows: number, cols: number) => Float32Array.from({ length: rows * cols }, (_, i) => (((i * 7919) % 1000) / 1000 - 0.5) / Math.sqrt(rows));
+  const nodes = [node('MatMul', ['features', 'w_in'], ['h0'])];
+  for (let k = 0; k < layers; k++) nodes.push(node('MatMul', [`h${k}`, 'w'], [`m${k}`]), node('Tanh', [`m${k}`], [`h${k + 1}`]));
+  nodes.push(node('MatMul', [`h${layers}`, 'w_out'], ['logits']), node('Softmax', ['logits'], ['probabilities'], { axis: -1 }));
+  return encodeModel({
+    name: 'slow',
+    inputs: [valueInfo('features', ElemType.FLOAT, ['batch', 64])],
+    outputs: [valueInfo('probabilities', ElemType.FLOAT, ['batch', 4])],
+    nodes,
+    initializers: [
+      initializer('w_in', ElemType.FLOAT, [64, width], weights(64, width)),
+      initializer('w', ElemType.FLOAT, [width, width], weights(width, width)),
+      initializer('w_out', ElemType.FLOAT, [width, 4], weights(width, 4)),
+    ],
+  });
+}
+
+/** A chunk is 2048 rows (8 runs of 256): three chunks a round, so one is running when the signal comes. */
+const ROWS = 3 * 2048;
+const ROUNDS = 5;
+/** The worker's shutdownDeadlineMs (apps/worker/src/main.ts). */
+const WORKER_DEADLINE_MS = 30_000;
+
+function rowsOf(round: number): string {
+  return toNdjson(Array.from({ length: ROWS }, (_, i) => ({ custom_id: `r${round}-${i}`, input: { features: b64Fp32(mlpFeatures(i)) } })));
+}
+
+describe('shutdown: `npm run start:worker` signalled through its process group', function () {
+  this.timeout(180_000);
+  let repo: TempModelRepo;
+  let p: TestPlatform;
+  let redis: Redis;
+  const batches: Batch[] = [];
+  let spawned: Spawned | undefined;
+
+  before(async () => {
+    repo = tempModelRepo({ slow: { onnx: slowModel(), config: { max_batch_size: 256, max_delay_ms: 2 } } });
+    // The gateway in this process, on the prefix the spawned workers use.
+    p = await startPlatform({ models: repo.root, worker: false });
+    redis = new Redis(p.config.redisUrl);
+  });
+  afterEach(() => spawned?.kill());
+  after(async () => {
+    redis?.disconnect();
+    await p?.close();
+    repo?.remove();
+  });
+
+  /** Chunks locked by a worker (running, or fetched to run next). */
+  const activeChunks = async (): Promise<number> => {
+    const q = bulkQueue(p.prefix, 'slow', '1');
+    return redis.llen(`${q.prefix}:${q.name}:active`);
+  };
+
+  for (let round = 1; round <= ROUNDS; round++) {
+    it(`round ${round}/${ROUNDS}: SIGTERMs to the group mid-chunk are one request: exits 0 in time, no chunk left locked`, async () => {
+      const worker = new Spawned('start:worker', { REDIS_URL: p.config.redisUrl, QUEUE_PREFIX: p.prefix, MODEL_REPOSITORY: repo.root });
+      spawned = worker;
+      await worker.waitForLog('worker started', 30_000);
+      const batch = await submitBatch(p, { ndjson: rowsOf(round), query: 'model=slow' });
+      batches.push(batch);
+      // Busy: a chunk of this batch done, and another locked (running).
+      await waitUntil(
+        async () => {
+          const done = (await getBatch(p, batch.id)).request_counts.succeeded;
+          return done > 0 && done < ROWS && (await activeChunks()) > 0;
+        },
+        30_000,
+        'the worker to be in the middle of the batch',
+      );
+
+      const t0 = performance.now();
+      // Back to back, as `kill -TERM -<pgid>` twice would: the kernel often merges the two into one delivery...
+      worker.signalGroup('SIGTERM');
+      worker.signalGroup('SIGTERM');
+      await worker.waitForLog('shutting down', 5_000);
+      // ...so one more once the shutdown has begun, which surely arrives on its own, mid-shutdown.
+      worker.signalGroup('SIGTERM');
+      const exit = await worker.exit(WORKER_DEADLINE_MS + 5_000);
+
+      expect({ code: exit.code, signal: exit.signal }, worker.tail()).to.deep.equal({ code: 0, signal: null });
+      expect(exit.at - t0, 'ms from the first signal to the exit').to.be.below(WORKER_DEADLINE_MS);
+      expect(worker.logged('shutting down'), 'shutdowns begun').to.have.length(1);
+      expect(worker.logged('already shutting down').length, 'repeated signals logged as ignored').to.be.at.least(1);
+      expect(worker.logged('already shutting down').every((l) => l.signal === 'SIGTERM')).to.equal(true);
+      expect(worker.logged('signalled again after the grace period'), 'forced exits').to.have.length(0);
+      // The chunk it was running was finished and the one it had fetched handed back: none stays locked until its lock lapses.
+      expect(await activeChunks(), 'chunks still locked by the stopped worker').to.equal(0);
+    });
+  }
+
+  it(`then every batch completes with each of its rows exactly once, right`, async () => {
+    expect(batches).to.have.length(ROUNDS);
+    await p.startWorker();
+    const model = p.gateway.models.resolve('slow');
+    const sample = [0, 1, 2047, 2048, 4095, 4096, ROWS - 1];
+    const direct = await directOrt(model, sample.map((i) => mlpFeatures(i)));
+    for (const [r, batch] of batches.entries()) {
+      const ended = await waitForBatchEnd(p, batch.id, 60_000);
+      expect(ended.status).to.equal('completed');
+      expect(ended.request_counts).to.deep.equal({ total: ROWS, succeeded: ROWS, failed: 0, canceled: 0 });
+      const lines = await readResults(p, batch.id);
+      expect(lines, 'result lines').to.have.length(ROWS);
+      lines.forEach((l, i) => {
+        if (l.index !== i || l.custom_id !== `r${r + 1}-${i}` || l.status !== 'succeeded') {
+          expect.fail(`line ${i} of round ${r + 1}: ${JSON.stringify({ index: l.index, custom_id: l.custom_id, status: l.status })}`);
+        }
+      });
+      sample.forEach((i, k) => {
+        expect(maxAbsDiff((lines[i]!.output as { probabilities: number[] }).probabilities, direct[k]!), `row ${i}`).to.be.at.most(1e-5);
+      });
+    }
+  });
+});
+
+/** POST /v1/jobs with `Expect: 100-continue`, holding back the end of its body: a request the gateway is in the middle of. */
+async function heldRequest(port: number): Promise<{ finish(): void; response: Promise<number>; aborted: Promise<void> }> {
+  const body = JSON.stringify({ model: 'slow', input: { features: new Array(64).fill(0.5) } });
+  const req = http.request({
+    // A connection of its own, closed after the answer: a kept-alive idle one would hold the gateway's close open.
+    agent: false,
+    host: '127.0.0.1',
+    port,
+    method: 'POST',
+    path: '/v1/jobs',
+    headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), expect: '100-continue' },
+  });
+  const response = new Promise<number>((resolve, reject) => {
+    req.once('response', (res) => {
+      res.resume();
+      res.once('end', () => resolve(res.statusCode!));
+    });
+    req.once('error', reject);
+  });
+  const aborted = response.then(
+    () => undefined,
+    () => undefined,
+  );
+  // The gateway answers 100 Continue once the request has reached its handlers.
+  await new Promise<void>((resolve, reject) => {
+    req.once('continue', resolve);
+    response.catch(reject);
+  });
+  req.write(body.slice(0, 10));
+  return { finish: () => req.end(body.slice(10)), response, aborted };
+}
+
+describe('shutdown: `npm run start:gateway` signalled through its process group', function () {
+  this.timeout(60_000);
+  let repo: TempModelRepo;
+  let prefix: string;
+  let spawned: Spawned | undefined;
+
+  before(() => {
+    repo = tempModelRepo({ slow: { onnx: slowModel(), config: { max_batch_size: 256, max_delay_ms: 2 } } });
+    prefix = uniquePrefix('shutdown');
+  });
+  afterEach(() => spawned?.kill());
+  after(async () => {
+    await deletePrefix(TEST_REDIS_URL, prefix);
+    repo?.remove();
+  });
+
+  const startGateway = async (env: Record<string, string> = {}) => {
+    const port = await freePort();
+    const gateway = new Spawned('start:gateway', {
+      REDIS_URL: TEST_REDIS_URL,
+      QUEUE_PREFIX: prefix,
+      MODEL_REPOSITORY: repo.root,
+      API_KEYS: `tenant-a:${TEST_KEY}`,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      ...env,
+    });
+    spawned = gateway;
+    await gateway.waitForLog('gateway listening', 30_000);
+    return { gateway, port };
+  };
+
+  it('repeated SIGTERMs while a request is in flight are one request: it is answered, then exit 0', async () => {
+    const { gateway, port } = await startGateway();
+    const held = await heldRequest(port);
+    gateway.signalGroup('SIGTERM');
+    gateway.signalGroup('SIGTERM');
+    await gateway.waitForLog('shutting down', 5_000);
+    gateway.signalGroup('SIGTERM');
+    await gateway.waitForLog('already shutting down', 5_000);
+    // Still open: the shutdown waits for the request in hand.
+    expect(gateway.child.exitCode).to.equal(null);
+    held.finish();
+    const status = await held.response;
+    expect(status, 'the request in flight was answered').to.be.a('number');
+    const exit = await gateway.exit(10_000);
+    expect({ code: exit.code, signal: exit.signal }, gateway.tail()).to.deep.equal({ code: 0, signal: null });
+    expect(gateway.logged('shutting down')).to.have.length(1);
+    expect(gateway.logged('signalled again after the grace period')).to.have.length(0);
+  });
+
+  it('a second signal after the grace period forces the exit at once: code 1, said in the log', async () => {
+    const graceMs = 300;
+    const { gateway, port } = await startGateway({ SHUTDOWN_FORCE_GRACE_MS: String(graceMs) });
+    const held = await heldRequest(port);
+    gateway.signalGroup('SIGINT');
+    await gateway.waitForLog('shutting down', 5_000);
+    // The rule is about time: wait out the grace (the gateway counts from before it logged), the shutdown still held open by the request.
+    const seen = performance.now();
+    await waitUntil(() => performance.now() - seen > graceMs + 50, 5_000, 'the grace period to pass');
+    expect(gateway.child.exitCode, 'still shutting down').to.equal(null);
+    const t1 = performance.now();
+    gateway.signalGroup('SIGINT');
+    const exit = await gateway.exit(5_000);
+    expect({ code: exit.code, signal: exit.signal }, gateway.tail()).to.deep.equal({ code: 1, signal: null });
+    expect(exit.at - t1, 'ms from the second signal to the exit').to.be.below(2_000);
+    const forced = gateway.logged('signalled again after the grace period');
+    expect(forced, gateway.tail()).to.have.length(1);
+    expect(forced[0]!.signal).to.equal('SIGINT');
+    expect(forced[0]!.sinceFirstMs).to.be.at.least(graceMs);
+    await held.aborted;
+  });
+});
+
+describe('shutdown: `npm start` (scripts/start.ts) stopped with Ctrl-C', function () {
+  this.timeout(60_000);
+  let repo: TempModelRepo;
+  let spawned: Spawned | undefined;
+
+  before(() => {
+    repo = tempModelRepo({ slow: { onnx: slowModel(), config: { max_batch_size: 256, max_delay_ms: 2 } } });
+  });
+  after(() => {
+    spawned?.kill();
+    repo?.remove();
+  });
+
+  it('SIGINT to the group (and the SIGTERM start.ts passes on) stop both apps gracefully, Redis last; exit 0, nothing left running', async () => {
+    // No Redis at this address: start.ts starts a throwaway redis-server, which must outlive the apps' shutdown.
+    const redisUrl = `redis://127.0.0.1:${await freePort()}`;
+    const port = await freePort();
+    const start = new Spawned('start', {
+      REDIS_URL: redisUrl,
+      MODEL_REPOSITORY: repo.root,
+      API_KEYS: `tenant-a:${TEST_KEY}`,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+    });
+    spawned = start;
+    await start.waitForLog('gateway listening', 30_000, { name: 'gateway' });
+    await start.waitForLog('worker started', 30_000, { name: 'worker' });
+    // The gateway's shutdown waits for this request, so start.ts's SIGTERM surely finds it shutting down.
+    const held = await heldRequest(port);
+
+    // A terminal's Ctrl-C: SIGINT to every process of the foreground group.
+    const t0 = performance.now();
+    start.signalGroup('SIGINT');
+    await start.waitForLog('already shutting down', 5_000, { name: 'gateway' });
+    held.finish();
+    expect(await held.response, 'the request in flight was answered').to.be.a('number');
+    const exit = await start.exit(WORKER_DEADLINE_MS + 5_000);
+
+    expect({ code: exit.code, signal: exit.signal }, start.tail()).to.deep.equal({ code: 0, signal: null });
+    // Well within the worker's deadline: Redis was still there for the apps' last commands.
+    expect(exit.at - t0, 'ms from Ctrl-C to the exit').to.be.below(10_000);
+    for (const app of ['gateway', 'worker']) {
+      expect(start.logged('shutting down', app), `${app} shutdowns begun`).to.have.length(1);
+      expect(start.logged('signalled again after the grace period', app), `${app} forced exits`).to.have.length(0);
+      expect(start.logged('shutdown took longer', app), `${app} deadlines passed`).to.have.length(0);
+    }
+    expect(start.logged('already shutting down', 'gateway')[0]!.signal).to.equal('SIGTERM');
+    await waitUntil(() => !start.groupAlive(), 5_000, 'every process of the group to be gone');
+    await waitUntil(async () => !(await pings(redisUrl)), 5_000, 'the throwaway redis-server to be gone');
+  });
+});
