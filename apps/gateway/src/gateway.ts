@@ -15,6 +15,7 @@ import { ParseThread } from './batches/parse-thread/parse-thread.js';
 import { EnvelopeWriter } from './jobs/envelope-writer.js';
 import { FleetView } from '@infer/fleet';
 import { GatewayMetrics } from './metrics.js';
+import { QueueDashboard } from './admin/queue-dashboard.js';
 
 export interface Gateway {
   app: Express;
@@ -82,7 +83,8 @@ export async function createGateway(config: Config, logger: Logger, options: { m
   const bulkQueues = new BulkQueues({ connection: bullConnection, prefix: config.queuePrefix });
   const parseThread = config.batchParseThread ? new ParseThread(logger, { maxLineBytes: config.maxBodyBytes }) : undefined;
   const fleet = new FleetView(redis, config.queuePrefix);
-  const { app, listener, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, ...(parseThread ? { parseThread } : {}) });
+  const dashboard = new QueueDashboard({ connection: bullConnection, prefix: config.queuePrefix, models: models.all().map((m) => ({ name: m.name, version: m.version })) });
+  const { app, listener, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
@@ -107,12 +109,16 @@ export async function createGateway(config: Config, logger: Logger, options: { m
             if (!server) return;
             const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
             server.closeIdleConnections();
+            // A keep-alive connection whose request ends during the shutdown would otherwise stay open for
+            // keepAliveTimeout (65 s) and hold close() past its deadline: let it go as soon as it is idle.
+            server.keepAliveTimeout = 1;
             await waiters.close();
             await closed;
           },
           () => rateLimiter.close(),
           () => writer.close(),
           () => bulkQueues.close(),
+          () => dashboard.close(),
           () => parseThread?.close(),
           () => webhookEvents.close(),
           // While Redis is away quit() fails (no offline queue) or waits for a reconnect (the subscriber): disconnect
