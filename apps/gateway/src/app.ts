@@ -13,6 +13,8 @@ import type { ParseThread } from './batches/parse-thread/parse-thread.js';
 import type { BulkQueues } from './batches/bulk-queues.js';
 import { InteractiveRequests } from './batches/interactive-requests.js';
 import { requireApiKey } from './http/auth.js';
+import { requireAdminKey } from './http/admin-auth.js';
+import { QUEUE_DASHBOARD_PATH, type QueueDashboard } from './admin/queue-dashboard.js';
 import { notFoundRoute, problemMiddleware } from './http/problem-middleware.js';
 import { rateLimitPerKey, SharedRateLimiter } from './http/rate-limit.js';
 import { JobService } from './jobs/job-service.js';
@@ -46,6 +48,8 @@ export interface GatewayDeps {
   /** Reads NDJSON batch uploads off the event loop; absent, they are read on it. */
   parseThread?: ParseThread;
   metrics?: GatewayMetrics;
+  /** The operators' queue dashboard (bull-board), served at /admin/queues behind an admin key. */
+  dashboard?: QueueDashboard;
 }
 
 export interface GatewayApp {
@@ -138,6 +142,12 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   // Parses its own bodies: the NDJSON form is read as a stream, never whole.
   v1.use('/batches', batchRoutes(batches, { maxBodyBytes: config.maxBodyBytes }));
   app.use('/v1', v1);
+
+  // Operators' routes, each behind requireAdminKey (http/admin-auth.ts); handlers read req.admin.
+  // The dashboard also takes Basic credentials, so a person can open it in a browser.
+  if (deps.dashboard) {
+    app.use(QUEUE_DASHBOARD_PATH, requireAdminKey({ admins: config.adminKeyDigests, tenants: config.apiKeyDigests, basicRealm: 'infer admin' }), deps.dashboard.handler);
+  }
 
   app.use(notFoundRoute);
   app.use(problemMiddleware(logger, config.maxBodyBytes));

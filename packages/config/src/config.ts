@@ -25,6 +25,19 @@ export interface Config {
   apiKeyDigests: Map<string, string>;
   /** True when the keys are the development default, so the app can warn. */
   apiKeysAreDevDefault: boolean;
+  /**
+   * `apiKeyDigest(key)` → admin name, from `ADMIN_API_KEYS` (`name:key,…`):
+   * the operators' keys for /admin routes (the queue dashboard, model
+   * routing); the name is the actor recorded in events. Digests only, as
+   * for API keys. Empty: every admin route answers 403.
+   */
+  adminKeyDigests: Map<string, string>;
+  /**
+   * OTEL_EXPORTER_OTLP_ENDPOINT: where traces go over OTLP/HTTP (protobuf),
+   * e.g. `http://otel-collector:4318`. Unset: no tracing at all (no spans
+   * are created, no trace context travels with jobs).
+   */
+  otlpEndpoint: string | undefined;
   /** Batches one tenant may have open (uploading, queued or running) at once; past it 429. @default 100 */
   tenantMaxOpenBatches: number;
   /** Instances one tenant may have queued across all queues; past it 429. Unset: no per-tenant limit. */
@@ -107,21 +120,21 @@ interface KeyEntry {
  * `VARIABLE: where: what`, naming the entry but never echoing it (without
  * its colon an entry may be a bare secret).
  */
-function addKeyEntries(variable: string, entries: KeyEntry[], digests: Map<string, string>, problems: string[]): void {
+function addKeyEntries(variable: string, entries: KeyEntry[], digests: Map<string, string>, problems: string[], owner = 'tenant'): void {
   for (const { where, text } of entries) {
     const colon = text.indexOf(':');
     const tenant = text.slice(0, colon).trim();
     const key = text.slice(colon + 1).trim();
     if (colon <= 0 || !tenant || !key) {
-      problems.push(`${variable}: ${where} is not of the form tenant:key`);
+      problems.push(`${variable}: ${where} is not of the form ${owner}:key`);
     } else if (!/^[A-Za-z0-9_.-]{1,64}$/.test(tenant)) {
-      problems.push(`${variable}: ${where}: tenant "${tenant}" must be 1-64 of A-Z a-z 0-9 _ . -`);
+      problems.push(`${variable}: ${where}: ${owner} "${tenant}" must be 1-64 of A-Z a-z 0-9 _ . -`);
     } else if (/\s/.test(key)) {
       // `Authorization: Bearer <key>` carries no whitespace: such a key could never be presented.
       problems.push(`${variable}: ${where}: the key contains whitespace`);
     } else {
       const digest = apiKeyDigest(key);
-      if (digests.has(digest)) problems.push(`${variable}: ${where}: a key is listed twice (tenant ${tenant})`);
+      if (digests.has(digest)) problems.push(`${variable}: ${where}: a key is listed twice (${owner} ${tenant})`);
       else digests.set(digest, tenant);
     }
   }
@@ -171,6 +184,23 @@ function loadApiKeys(e: { API_KEYS?: string | undefined; API_KEYS_FILE?: string 
   return digests;
 }
 
+/**
+ * `ADMIN_API_KEYS`: `name:key,name:key`. A key may not also be a tenant's
+ * API key: the gateway answers a tenant's key on an admin route with 403,
+ * which such a key would make ambiguous.
+ */
+function loadAdminKeys(raw: string | undefined, apiKeyDigests: ReadonlyMap<string, string>, problems: string[]): Map<string, string> {
+  const digests = new Map<string, string>();
+  if (raw === undefined) return digests;
+  const entries = apiKeysEntries(raw);
+  if (entries.length === 0) problems.push('ADMIN_API_KEYS: no keys given');
+  addKeyEntries('ADMIN_API_KEYS', entries, digests, problems, 'name');
+  for (const [digest, name] of digests) {
+    if (apiKeyDigests.has(digest)) problems.push(`ADMIN_API_KEYS: the key of admin ${name} is also a tenant's API key`);
+  }
+  return digests;
+}
+
 const delaysString = z.string().transform((raw, ctx) => {
   const parts = raw.split(',').map((s) => s.trim());
   const delays = parts.map(Number);
@@ -191,6 +221,8 @@ const EnvSchema = z.object({
   MODEL_REPOSITORY: z.string().min(1).default('./models'),
   API_KEYS: z.string().optional(),
   API_KEYS_FILE: z.string().optional(),
+  ADMIN_API_KEYS: z.string().optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url('must be a URL, e.g. http://otel-collector:4318').optional(),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ . : -')
@@ -233,6 +265,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     problems.push('API_KEYS: required when NODE_ENV=production (format tenant:key,tenant:key; or API_KEYS_FILE)');
   }
   const apiKeyDigests = loadApiKeys(present, problems);
+  const tenantKeys = apiKeyDigests ?? new Map([[apiKeyDigest(DEV_API_KEY), DEV_TENANT]]);
+  const adminKeyDigests = loadAdminKeys(present.ADMIN_API_KEYS, tenantKeys, problems);
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
   return {
@@ -240,8 +274,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     port: e.PORT,
     host: e.HOST,
     modelRepository: e.MODEL_REPOSITORY,
-    apiKeyDigests: apiKeyDigests ?? new Map([[apiKeyDigest(DEV_API_KEY), DEV_TENANT]]),
+    apiKeyDigests: tenantKeys,
     apiKeysAreDevDefault: !apiKeyDigests,
+    adminKeyDigests,
+    otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     tenantMaxOpenBatches: e.TENANT_MAX_OPEN_BATCHES,
     tenantMaxQueued: e.TENANT_MAX_QUEUED,
     queuePrefix: e.QUEUE_PREFIX,

@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'batch_not_found'
   | 'not_found'
   | 'unauthorized'
+  | 'forbidden'
   | 'rate_limited'
   | 'quota_exceeded'
   | 'payload_too_large'
@@ -64,6 +65,9 @@ export const conflict = (message: string) => new AppError(409, 'conflict', messa
 
 export const unauthorized = (message = 'A valid API key is required: Authorization: Bearer <key>') =>
   new AppError(401, 'unauthorized', message);
+
+/** 403: a valid key that may not do this (a tenant's API key on an admin route). */
+export const forbidden = (message: string) => new AppError(403, 'forbidden', message);
 
 export const unavailable = (message: string, retryAfterSeconds = 1, cause?: unknown) =>
   new AppError(503, 'unavailable', message, { retryAfterSeconds, cause });

@@ -44,6 +44,7 @@ export const ERROR_CODES = [
   'batch_not_found',
   'not_found',
   'unauthorized',
+  'forbidden',
   'rate_limited',
   'quota_exceeded',
   'payload_too_large',

@@ -1,0 +1,96 @@
+import { Queue } from 'bullmq';
+import type { RequestHandler, Router } from 'express';
+import type { Redis } from 'ioredis';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import { bulkQueue, interactiveQueue, webhookQueue, type QueueRef } from '@infer/contract';
+
+export interface QueueDashboardOptions {
+  /** A BullMQ connection (maxRetriesPerRequest: null): the gateway's, shared with its bulk and webhook producers. */
+  connection: Redis;
+  prefix: string;
+  /** The model versions the gateway knows: each has an interactive and a bulk queue. */
+  models: ReadonlyArray<{ name: string; version: string }>;
+  /** Where it is mounted, for the page's links and its API calls. @default /admin/queues */
+  basePath?: string;
+}
+
+/** Mount point of the dashboard; its page and its own API (`/admin/queues/api/…`) live below it. */
+export const QUEUE_DASHBOARD_PATH = '/admin/queues';
+
+/**
+ * bull-board over every queue of the platform: per model version its
+ * interactive queue (envelopes: each BullMQ job carries many jobs, listed in
+ * its data's `jobs`) and its bulk queue (chunks of batches), and the webhook
+ * delivery queue, each under its hash-tagged prefix.
+ *
+ * Read-only, every queue. The platform's invariants live outside BullMQ's
+ * view of a job, so BullMQ's actions would break them:
+ * - an envelope is written, taken and ended by the platform's own scripts,
+ *   which keep the job index, the queued-instance counts (MAX_QUEUE_DEPTH,
+ *   TENANT_MAX_QUEUED) and the outbox with it: "retry", "promote", "add" or
+ *   "duplicate" would run jobs outside those books, "remove" or "clean"
+ *   would leave index entries and counts behind (the sweep cleans the index,
+ *   not the counts); a job is ended through the API (cancel), never here;
+ * - a bulk chunk's inputs are deleted once its rows have ended (after its
+ *   last attempt, retries_exhausted), so a retried chunk has nothing to run;
+ *   removing a waiting one ends its rows `lost` through the sweep, which is
+ *   what cancelling the batch does properly;
+ * - a webhook delivery's state lives in its delivery log: a BullMQ retry of
+ *   a failed run finds the event ended and sends nothing; the API's resend
+ *   (POST …/webhook_deliveries/{event}/resend) is the way.
+ * Pausing a queue is the one action the platform would honour (FETCH checks
+ * BullMQ's paused flag), but bull-board's read-only mode has no exception
+ * for it; a pause is `Queue.pause()` from a script, as docs/operations.md says.
+ *
+ * The BullMQ Queue objects and the board are built on the first request
+ * (after the admin check): a gateway nobody opens the dashboard on holds none.
+ */
+export class QueueDashboard {
+  private router: Router | undefined;
+  private readonly queues: Queue[] = [];
+  private readonly basePath: string;
+
+  constructor(private readonly options: QueueDashboardOptions) {
+    this.basePath = options.basePath ?? QUEUE_DASHBOARD_PATH;
+  }
+
+  /** The queues shown, in the order listed: interactive and bulk per model version, then webhooks. */
+  refs(): Array<{ ref: QueueRef; description: string }> {
+    const { prefix, models } = this.options;
+    const out: Array<{ ref: QueueRef; description: string }> = [];
+    for (const m of models) {
+      out.push({
+        ref: interactiveQueue(prefix, m.name, m.version),
+        description: `${m.name} v${m.version}, interactive: each job here is an envelope, the jobs accepted together (data.jobs)`,
+      });
+      out.push({ ref: bulkQueue(prefix, m.name, m.version), description: `${m.name} v${m.version}, bulk: each job is a chunk of a batch's rows` });
+    }
+    out.push({ ref: webhookQueue(prefix), description: 'webhook deliveries: each job is one event\'s delivery run' });
+    return out;
+  }
+
+  /** The Express handler to mount at `basePath`, behind requireAdminKey. */
+  readonly handler: RequestHandler = (req, res, next) => {
+    (this.router ??= this.build())(req, res, next);
+  };
+
+  private build(): Router {
+    const serverAdapter = new ExpressAdapter();
+    serverAdapter.setBasePath(this.basePath);
+    const adapters = this.refs().map(({ ref, description }) => {
+      const queue = new Queue(ref.name, { connection: this.options.connection, prefix: ref.prefix });
+      this.queues.push(queue);
+      return new BullMQAdapter(queue, { readOnlyMode: true, allowRetries: false, description, prefix: '' });
+    });
+    createBullBoard({ queues: adapters, serverAdapter, options: { uiConfig: { boardTitle: 'infer queues' } } });
+    return serverAdapter.getRouter() as Router;
+  }
+
+  /** Close the Queue objects (the connection is the gateway's). Idempotent. */
+  async close(): Promise<void> {
+    const queues = this.queues.splice(0);
+    await Promise.allSettled(queues.map((q) => q.close()));
+  }
+}

@@ -1,0 +1,117 @@
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import { chromium, type BrowserContext } from 'playwright-core';
+import { REPO_ROOT, startPlatform, type TestPlatform } from './helpers/platform.js';
+
+/** Debian's chromium package (`apt-get install chromium`; .ci/run installs it). */
+const CHROMIUM = '/usr/bin/chromium';
+const ADMIN_KEY = 'admin-key-dashboard-test';
+/** Where the test leaves its screenshot (gitignored). */
+export const TEST_OUTPUT = path.join(REPO_ROOT, 'test-output');
+
+/**
+ * Start Chromium as a person's browser would be, headless, with Basic
+ * credentials for the dashboard's challenge. Nothing leaves this machine:
+ * every host name but the loopback's fails to resolve, and the page's
+ * requests to anywhere but the gateway are aborted (bull-board's page links
+ * a web font).
+ */
+async function launchBrowser(userDataDir: string): Promise<BrowserContext> {
+  return chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+    ],
+    httpCredentials: { username: 'ops', password: ADMIN_KEY },
+    viewport: { width: 1400, height: 900 },
+  });
+}
+
+describe('queue dashboard in a browser (bull-board at /admin/queues)', function () {
+  this.timeout(90_000);
+  let p: TestPlatform;
+  let browser: BrowserContext | undefined;
+  let userDataDir: string;
+  const marker = `dashboard-marker-${Date.now()}`;
+  const jobIds: string[] = [];
+
+  before(async function () {
+    if (!existsSync(CHROMIUM)) {
+      console.warn(`      skipped: no browser at ${CHROMIUM} (apt-get install chromium; .ci/run tries to)`);
+      this.skip();
+    }
+    userDataDir = mkdtempSync(path.join(tmpdir(), 'infer-dashboard-chromium-'));
+    try {
+      browser = await launchBrowser(userDataDir);
+    } catch (err) {
+      console.warn(`      skipped: ${CHROMIUM} could not be launched: ${(err as Error).message.split('\n')[0]}`);
+      rmSync(userDataDir, { recursive: true, force: true });
+      this.skip();
+    }
+    // No worker: the jobs stay queued, as envelopes in the interactive queue.
+    p = await startPlatform({ worker: false, env: { ADMIN_API_KEYS: `ops:${ADMIN_KEY}` } });
+    const features = new Array(64).fill(0.25);
+    for (let i = 0; i < 3; i++) {
+      const res = await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ model: 'mlp', input: { features }, metadata: { marker, n: i } }) });
+      expect(res.status).to.equal(202);
+      jobIds.push(((await res.json()) as { id: string }).id);
+    }
+    await browser.route(/.*/, (route) => (route.request().url().startsWith(p.baseUrl) ? route.continue() : route.abort()));
+  });
+
+  after(async () => {
+    await browser?.close();
+    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+    await p?.close();
+  });
+
+  it('lists every model version\'s queues, opens one, and shows an envelope\'s jobs', async () => {
+    const page = await browser!.newPage();
+    const res = await page.goto(`${p.baseUrl}/admin/queues`);
+    expect(res?.status()).to.equal(200);
+    for (const name of ['infer.mlp.v2', 'bulk.mlp.v2', 'infer.mlp.v1', 'infer.ocr-cls.v1', 'webhooks']) {
+      await page.getByText(name, { exact: true }).first().waitFor({ timeout: 20_000 });
+    }
+
+    // The interactive queue of mlp v2, its waiting envelopes: each one's data lists the jobs it carries.
+    await page.goto(`${p.baseUrl}/admin/queues/queue/infer.mlp.v2?status=waiting`);
+    await page.getByText('jobData').first().waitFor({ timeout: 20_000 });
+    // bull-board's JSON view folds what is nested deeper than two levels: unfold each job (and its metadata).
+    for (let i = 0; i < 20; i++) {
+      const fold = page.locator('[aria-label="expand JSON"]').first();
+      if ((await fold.count()) === 0) break;
+      await fold.click();
+    }
+    await page.getByText(marker).first().waitFor({ timeout: 20_000 });
+    const text = await page.locator('body').innerText();
+    expect(text).to.contain('jobs:');
+    expect(text).to.contain('tenant-a');
+    expect(jobIds.some((id) => text.includes(id)), 'a submitted job id on the page').to.equal(true);
+
+    mkdirSync(TEST_OUTPUT, { recursive: true });
+    await page.screenshot({ path: path.join(TEST_OUTPUT, 'dashboard.png'), fullPage: true });
+    await page.close();
+  });
+
+  it('asks a browser for credentials, and refuses a tenant\'s API key', async () => {
+    const anonymous = await fetch(`${p.baseUrl}/admin/queues`);
+    expect(anonymous.status).to.equal(401);
+    expect(anonymous.headers.get('www-authenticate')).to.match(/^Basic realm="infer admin"/);
+    const tenant = await p.api('/admin/queues');
+    expect(tenant.status).to.equal(403);
+    expect(((await tenant.json()) as { code: string }).code).to.equal('forbidden');
+    const bearer = await fetch(`${p.baseUrl}/admin/queues/api/queues`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    expect(bearer.status).to.equal(200);
+  });
+});
