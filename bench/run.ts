@@ -33,6 +33,7 @@ const SECTIONS: Record<string, () => Promise<Section>> = {
     };
   },
   memory: async () => (await import('./sections/memory.js')).runMemoryBench,
+  quantized: async () => (await import('./sections/quantized.js')).runQuantizedBench,
 };
 
 interface ResultsFile {

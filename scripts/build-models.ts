@@ -1,8 +1,9 @@
 /**
- * Writes the ONNX models the platform serves, plus the small models the tests
- * use, so a fresh clone needs no download:
+ * Writes the ONNX models the platform serves, the small models the tests
+ * use, and the example models (not served: an int8 candidate of mlp for a
+ * canary), so a fresh clone needs no download:
  *
- *   npx tsx scripts/build-models.ts [--out DIR] [--fixtures DIR]
+ *   npx tsx scripts/build-models.ts [--out DIR] [--fixtures DIR] [--examples DIR]
  *
  * Layout: `<dir>/<name>/<version>/model.onnx` and optional
  * `<dir>/<name>/config.json` (batching settings). Output is deterministic:
@@ -15,6 +16,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { onnx } from 'onnx-proto';
 import { ElemType, encodeModel, initializer, node, valueInfo } from './lib/onnx-builder.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -24,6 +26,12 @@ export interface BuildOptions {
   out: string;
   /** Directory for the test-only models (default ./test/fixtures/models). */
   fixtures: string;
+  /**
+   * Directory for the example models, outside the served repository
+   * (default ./examples/models): the int8 candidate `mlp/3`. Omitted: none
+   * are written (scripts/start.ts needs only the served models).
+   */
+  examples?: string;
 }
 
 interface BatchingConfig {
@@ -48,7 +56,7 @@ interface ModelSet {
 // ---------------------------------------------------------------------------
 
 /** mulberry32: tiny, well-known 32-bit PRNG; returns floats in [0, 1). */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -148,6 +156,113 @@ function buildMlp(version: MlpVersion): Uint8Array {
       node('Gemm', ['relu1', 'fc2.weight', 'fc2.bias'], ['logits'], { transB: 1 }),
       node('Softmax', ['logits'], ['probabilities'], { axis: -1 }),
     ],
+  });
+}
+
+// ---------------------------------------------------------------------------
+// The int8 candidate: mlp v2, dynamically quantised
+// ---------------------------------------------------------------------------
+//
+// examples/models/mlp/3/model.onnx: mlp v2's weights as INT8, activations
+// quantised at run time, the same signature as v2. It is not served: it is a
+// real candidate to copy in as version 3 and canary (docs/rollouts.md).
+//
+// The scheme, and why (measured with onnxruntime-node 1.30, the worker's
+// session options, on a shared 2-core AMD EPYC with AVX-512 VNNI):
+//
+// - Integer ops, not QDQ. Per layer: DynamicQuantizeLinear(x) → MatMulInteger
+//   (uint8 x int8 → int32) → Cast → Mul by x_scale·w_scale → Add bias, the
+//   form onnxruntime's own quantize_dynamic writes. ORT fuses each layer into
+//   one com.microsoft DynamicQuantizeMatMul (bias included). The QDQ form
+//   (DynamicQuantizeLinear → DequantizeLinear, DequantizeLinear(weights),
+//   MatMul) is not fused by ORT 1.30: the optimised graph keeps both
+//   DequantizeLinear nodes and an FP32 Gemm, so every run dequantises the
+//   weights again and multiplies in float, more work than v2 itself. Over 5
+//   interleaved 1 s rounds it ran 0.55-0.75× the integer form's rows/s at
+//   batch 1 and 64; the integer form ran within noise of v2 (this model is
+//   two tiny matrices, so a run's cost is overhead, not arithmetic).
+// - Symmetric, per output channel: scale_j = max|W_j| / qmax, zero point 0.
+//   Per channel and per tensor fused the same and ran at the same speed
+//   within noise; per channel was a little closer to v2 (max |Δp| over
+//   10,240 seeded rows at batch 1: 2.1e-3 against 2.4e-3 with 7-bit weights,
+//   9.7e-4 against 1.1e-3 with 8-bit).
+// - 7-bit weights (qmax 63, onnxruntime's reduce_range). On x86 CPUs without
+//   VNNI (AVX2 or AVX-512 without it: Zen 2/3, Skylake) MLAS multiplies
+//   uint8 by int8 with vpmaddubsw, which sums pairs of products into int16
+//   and saturates: with 8-bit weights 3.1% of pairs overflow, and a
+//   simulation of that kernel over 4,096 seeded rows gave max |Δp| 3.3e-2
+//   and 7.9% of argmaxes changed, against 1.0e-3 and 0.3% where VNNI
+//   computes exactly. With |q| ≤ 63 a pair is at most 2·255·63 = 32,130 <
+//   32,767: the same answers on every CPU, at twice the rounding error
+//   (max |Δp| 2.3e-3, 0.6% of argmaxes changed, seeded inputs in [-1, 1]).
+//   A canary judged on one machine should hold on the others.
+//
+// DynamicQuantizeLinear takes one scale and zero point for the whole input
+// tensor, that is for the whole batch: a row's answer depends slightly on
+// the rows batched with it (the tests and the `quantized` bench bound it).
+
+/** Largest |q| of the int8 weights: 7 bits, so vpmaddubsw cannot saturate (above). */
+export const MLP_INT8_QMAX = 63;
+
+/** Round half to even, as ONNX's QuantizeLinear rounds. */
+function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * Symmetric per-channel quantisation of a Gemm weight ([out, in] row-major):
+ * int8 values transposed to MatMulInteger's B layout [in, out], and one
+ * float32 scale per output column.
+ */
+function quantizeWeights(w: Float32Array, outDim: number, inDim: number): { q: Int8Array; scale: Float32Array } {
+  const scale = Float32Array.from({ length: outDim }, (_, j) => {
+    let maxAbs = 0;
+    for (let i = 0; i < inDim; i++) maxAbs = Math.max(maxAbs, Math.abs(w[j * inDim + i] as number));
+    return maxAbs / MLP_INT8_QMAX || 1; // an all-zero row: any scale works
+  });
+  const q = new Int8Array(inDim * outDim);
+  for (let j = 0; j < outDim; j++) {
+    const s = scale[j] as number;
+    for (let i = 0; i < inDim; i++) {
+      q[i * outDim + j] = Math.max(-MLP_INT8_QMAX, Math.min(MLP_INT8_QMAX, roundHalfEven((w[j * inDim + i] as number) / s)));
+    }
+  }
+  return { q, scale };
+}
+
+/** features[N,64] → int8 fc1 → Relu → int8 fc2 → Softmax → probabilities[N,4]. */
+function buildMlpInt8(version: MlpVersion): Uint8Array {
+  const { w1, b1, w2, b2 } = mlpWeights(version);
+  const initializers: onnx.ITensorProto[] = [];
+  const nodes: onnx.INodeProto[] = [];
+  const layer = (p: string, x: string, y: string, w: Float32Array, b: Float32Array, outDim: number, inDim: number): void => {
+    const { q, scale } = quantizeWeights(w, outDim, inDim);
+    initializers.push(
+      initializer(`${p}.weight_quantized`, ElemType.INT8, [inDim, outDim], q),
+      initializer(`${p}.weight_scale`, ElemType.FLOAT, [outDim], scale),
+      initializer(`${p}.weight_zero_point`, ElemType.INT8, [outDim], new Int8Array(outDim)),
+      initializer(`${p}.bias`, ElemType.FLOAT, [outDim], b),
+    );
+    nodes.push(
+      node('DynamicQuantizeLinear', [x], [`${p}.x_quantized`, `${p}.x_scale`, `${p}.x_zero_point`]),
+      node('MatMulInteger', [`${p}.x_quantized`, `${p}.weight_quantized`, `${p}.x_zero_point`, `${p}.weight_zero_point`], [`${p}.int32`]),
+      node('Cast', [`${p}.int32`], [`${p}.float`], { to: ElemType.FLOAT }),
+      node('Mul', [`${p}.x_scale`, `${p}.weight_scale`], [`${p}.scale`]),
+      node('Mul', [`${p}.float`, `${p}.scale`], [`${p}.matmul`]),
+      node('Add', [`${p}.matmul`, `${p}.bias`], [y]),
+    );
+  };
+  layer('fc1', 'features', 'fc1', w1, b1, MLP_HIDDEN, MLP_IN);
+  nodes.push(node('Relu', ['fc1'], ['relu1']));
+  layer('fc2', 'relu1', 'logits', w2, b2, MLP_OUT, MLP_HIDDEN);
+  nodes.push(node('Softmax', ['logits'], ['probabilities'], { axis: -1 }));
+  return encodeModel({
+    name: `mlp_v${version}_int8`,
+    inputs: [valueInfo('features', ElemType.FLOAT, ['batch', MLP_IN])],
+    outputs: [valueInfo('probabilities', ElemType.FLOAT, ['batch', MLP_OUT])],
+    initializers,
+    nodes,
   });
 }
 
@@ -299,6 +414,13 @@ const FIXTURES: ModelSet = {
   },
 };
 
+/** Not served: candidates a newcomer copies into the repository (README "Model repository"). */
+const EXAMPLES: ModelSet = {
+  models: [{ name: 'mlp', version: 3, build: () => buildMlpInt8(2) }],
+  // None: copied in as models/mlp/3, it runs under mlp's own config.json.
+  configs: {},
+};
+
 /**
  * Write via a temp file and rename, so a server scanning the directory while
  * we rebuild never sees a half-written model.
@@ -324,8 +446,12 @@ async function writeModelSet(root: string, set: ModelSet): Promise<string[]> {
 }
 
 /** Builds every model; returns the paths of the model.onnx files written. */
-export async function buildModels({ out, fixtures }: BuildOptions): Promise<string[]> {
-  return [...(await writeModelSet(out, SERVED)), ...(await writeModelSet(fixtures, FIXTURES))];
+export async function buildModels({ out, fixtures, examples }: BuildOptions): Promise<string[]> {
+  return [
+    ...(await writeModelSet(out, SERVED)),
+    ...(await writeModelSet(fixtures, FIXTURES)),
+    ...(examples === undefined ? [] : await writeModelSet(examples, EXAMPLES)),
+  ];
 }
 
 // ---------------------------------------------------------------------------
@@ -334,7 +460,7 @@ export async function buildModels({ out, fixtures }: BuildOptions): Promise<stri
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { out: { type: 'string' }, fixtures: { type: 'string' } },
+    options: { out: { type: 'string' }, fixtures: { type: 'string' }, examples: { type: 'string' } },
     strict: true,
   });
   // Explicit paths are relative to the cwd; defaults are anchored at the repo
@@ -343,7 +469,8 @@ async function main(): Promise<void> {
   const fixtures = values.fixtures
     ? path.resolve(values.fixtures)
     : path.join(REPO_ROOT, 'test', 'fixtures', 'models');
-  for (const file of await buildModels({ out, fixtures })) {
+  const examples = values.examples ? path.resolve(values.examples) : path.join(REPO_ROOT, 'examples', 'models');
+  for (const file of await buildModels({ out, fixtures, examples })) {
     console.log(`wrote ${path.relative(process.cwd(), file)}`);
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Tiny helpers for assembling ONNX models with the protobufjs-generated
  * classes from `onnx-proto`. Only what scripts/build-models.ts needs: typed
- * value infos (fixed or symbolic dims), raw-data initializers, nodes with
+ * value infos (fixed or symbolic dims), raw-data initializers (including the
+ * INT8/UINT8 weights and zero points of a quantised model), nodes with
  * integer attributes, and a deterministic model encoder.
  */
 // onnx-proto is CommonJS and assigns `module.exports = $root`, so Node's ESM
@@ -18,6 +19,9 @@ export const ElemType = {
   INT64: TensorProto.DataType.INT64,
   BOOL: TensorProto.DataType.BOOL,
   DOUBLE: TensorProto.DataType.DOUBLE,
+  INT8: TensorProto.DataType.INT8,
+  UINT8: TensorProto.DataType.UINT8,
+  INT32: TensorProto.DataType.INT32,
 } as const;
 export type ElemType = (typeof ElemType)[keyof typeof ElemType];
 
@@ -47,6 +51,18 @@ const RAW_CODECS: Record<ElemType, { size: number; write: (view: DataView, offse
   [ElemType.DOUBLE]: { size: 8, write: (view, o, v) => view.setFloat64(o, v, true) },
   [ElemType.INT64]: { size: 8, write: (view, o, v) => view.setBigInt64(o, BigInt(v), true) },
   [ElemType.BOOL]: { size: 1, write: (view, o, v) => view.setUint8(o, v ? 1 : 0) },
+  // setInt8/setUint8/setInt32 wrap out-of-range values silently; the
+  // quantiser clamps before it gets here, and `initializer` checks again.
+  [ElemType.INT8]: { size: 1, write: (view, o, v) => view.setInt8(o, v) },
+  [ElemType.UINT8]: { size: 1, write: (view, o, v) => view.setUint8(o, v) },
+  [ElemType.INT32]: { size: 4, write: (view, o, v) => view.setInt32(o, v, true) },
+};
+
+/** The integer range of each integer type, so a bad value throws instead of wrapping. */
+const INT_RANGES: Partial<Record<ElemType, readonly [number, number]>> = {
+  [ElemType.INT8]: [-128, 127],
+  [ElemType.UINT8]: [0, 255],
+  [ElemType.INT32]: [-(2 ** 31), 2 ** 31 - 1],
 };
 
 /**
@@ -65,6 +81,15 @@ export function initializer(
     throw new Error(`initializer ${name}: ${values.length} values for dims [${dims.join(',')}]`);
   }
   const codec = RAW_CODECS[elemType];
+  const range = INT_RANGES[elemType];
+  if (range) {
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i] as number;
+      if (!Number.isInteger(v) || v < range[0] || v > range[1]) {
+        throw new Error(`initializer ${name}: value ${v} at ${i} is not an integer in [${range[0]}, ${range[1]}]`);
+      }
+    }
+  }
   const rawData = new Uint8Array(values.length * codec.size);
   const view = new DataView(rawData.buffer);
   for (let i = 0; i < values.length; i++) codec.write(view, i * codec.size, values[i] as number);
