@@ -1,16 +1,22 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { expect } from 'chai';
 import type { z } from 'zod';
 import { buildOpenApi, type OpenApiDocument } from '../apps/gateway/src/openapi.js';
 import {
+  BATCH_ITEM_ERROR_CODES,
   BatchListSchema,
   BatchSchema,
+  ERROR_CODES,
+  EXAMPLE_JOB_ID,
+  JOB_ERROR_CODES,
   JobSchema,
   ModelListSchema,
   ModelSchema,
   ProblemSchema,
+  ReadySchema,
+  WebhookDeliveryListSchema,
   type JsonObject,
   type SchemaName,
 } from '../apps/gateway/src/openapi/schemas.js';
@@ -35,11 +41,57 @@ const API_ROUTES = [
   'GET /v1/batches/{id}/results',
   'POST /v1/batches/{id}/cancel',
   'GET /v1/webhooks/secret',
+  'GET /v1/jobs/{id}/webhook_deliveries',
+  'GET /v1/batches/{id}/webhook_deliveries',
+  'GET /v1/webhook_deliveries/{event_id}',
+  'POST /v1/webhook_deliveries/{event_id}/resend',
   'GET /healthz',
   'GET /readyz',
   'GET /metrics',
   'GET /openapi.json',
 ];
+
+/**
+ * The problem codes each operation can answer, per status, read off the code
+ * (routes/, jobs/, batches/, http/): a code the document lists that the route
+ * cannot answer, or one it can that the document leaves out, fails the test.
+ * 401 `unauthorized`, 429 `rate_limited` and 500 `internal_error` are every
+ * /v1 route's and checked separately, unless a route's 429 says more.
+ */
+const PROBLEM_CODES: Record<string, Record<string, string[]>> = {
+  'GET /v1/models': {},
+  'GET /v1/models/{name}': { '400': ['invalid_input'], '404': ['model_not_found'] },
+  'POST /v1/jobs': {
+    '400': ['invalid_input', 'invalid_json'],
+    '404': ['model_not_found', 'version_not_found'],
+    '409': ['conflict'],
+    '413': ['payload_too_large'],
+    '415': ['unsupported_media_type'],
+    '422': ['invalid_input', 'webhook_url_not_allowed'],
+    '429': ['rate_limited', 'quota_exceeded'],
+    '503': ['queue_full', 'unavailable'],
+  },
+  'GET /v1/jobs/{id}': { '400': ['invalid_input'], '404': ['job_not_found'], '503': ['unavailable'] },
+  'POST /v1/jobs/{id}/cancel': { '400': ['invalid_input'], '404': ['job_not_found'], '409': ['conflict'], '503': ['unavailable'] },
+  'POST /v1/batches': {
+    '400': ['invalid_input', 'invalid_json'],
+    '404': ['model_not_found', 'version_not_found'],
+    '413': ['payload_too_large'],
+    '415': ['unsupported_media_type'],
+    '422': ['invalid_input', 'webhook_url_not_allowed'],
+    '429': ['rate_limited', 'quota_exceeded'],
+    '503': ['unavailable'],
+  },
+  'GET /v1/batches': { '400': ['invalid_input'], '503': ['unavailable'] },
+  'GET /v1/batches/{id}': { '400': ['invalid_input'], '404': ['batch_not_found'], '503': ['unavailable'] },
+  'GET /v1/batches/{id}/results': { '400': ['invalid_input'], '404': ['batch_not_found'], '409': ['conflict'], '503': ['unavailable'] },
+  'POST /v1/batches/{id}/cancel': { '400': ['invalid_input'], '404': ['batch_not_found'], '409': ['conflict'], '503': ['unavailable'] },
+  'GET /v1/webhooks/secret': { '503': ['unavailable'] },
+  'GET /v1/jobs/{id}/webhook_deliveries': { '400': ['invalid_input'], '404': ['job_not_found'], '503': ['unavailable'] },
+  'GET /v1/batches/{id}/webhook_deliveries': { '400': ['invalid_input'], '404': ['batch_not_found'], '503': ['unavailable'] },
+  'GET /v1/webhook_deliveries/{event_id}': { '400': ['invalid_input'], '404': ['not_found'], '503': ['unavailable'] },
+  'POST /v1/webhook_deliveries/{event_id}/resend': { '400': ['invalid_input'], '404': ['not_found'], '409': ['conflict'], '503': ['unavailable'] },
+};
 
 const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -83,6 +135,22 @@ function routesInApiDoc(): string[] {
   const found = new Set<string>();
   for (const m of text.matchAll(/`(GET|POST|PUT|PATCH|DELETE) (\/[^`?\s]*)/g)) found.add(`${m[1]} ${m[2]}`);
   return [...found];
+}
+
+/** The `code` enum of a problem+json response, following a `$ref` to a shared response. */
+function problemCodes(doc: OpenApiDocument, response: JsonObject): string[] | undefined {
+  const resolved = (typeof response.$ref === 'string' ? resolvePointer(doc, response.$ref) : response) as JsonObject;
+  const media = (resolved.content as JsonObject | undefined)?.['application/problem+json'] as
+    | { schema: { allOf: Array<{ properties?: { code?: { enum: string[] } } }> } }
+    | undefined;
+  return media?.schema.allOf[1]?.properties?.code?.enum;
+}
+
+/** Every `.ts` file under `dir`, recursively. */
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+    .map((e) => path.join(e.parentPath, e.name));
 }
 
 type ApiDocument = Exclude<Parameters<typeof SwaggerParser.validate>[0], string>;
@@ -176,13 +244,87 @@ describe('OpenAPI document', () => {
     expect(responses['429']).to.have.nested.property('headers.Retry-After');
   });
 
-  it('documents the Prefer: wait and Idempotency-Key headers and the Preference-Applied answer', () => {
+  it('lists, per operation and status, exactly the problem codes the code can answer there', () => {
+    const ops = operationsOf(doc).filter((o) => o.route.includes(' /v1/'));
+    expect(ops.map((o) => o.route)).to.have.members(Object.keys(PROBLEM_CODES));
+    for (const { route, op } of ops) {
+      const listed: Record<string, string[]> = {};
+      for (const [status, response] of Object.entries(op.responses as Record<string, JsonObject>)) {
+        const codes = problemCodes(doc, response);
+        if (codes) listed[status] = [...codes].sort();
+      }
+      expect(listed['401'], route).to.deep.equal(['unauthorized']);
+      expect(listed['500'], route).to.deep.equal(['internal_error']);
+      const expected: Record<string, string[]> = { '429': ['rate_limited'], ...PROBLEM_CODES[route] };
+      delete listed['401'];
+      delete listed['500'];
+      for (const codes of Object.values(expected)) codes.sort();
+      expect(listed, route).to.deep.equal(expected);
+    }
+    // Every listed code is one of the contract's; `inference_failed` is never an HTTP answer.
+    for (const { route, op } of operationsOf(doc)) {
+      for (const response of Object.values(op.responses as Record<string, JsonObject>)) {
+        for (const code of problemCodes(doc, response) ?? []) {
+          expect(ERROR_CODES as readonly string[], route).to.include(code);
+          expect(code, route).to.not.equal('inference_failed');
+        }
+      }
+    }
+  });
+
+  it('lists every code a job or a batch item can fail with', () => {
+    // Each literal JobError the workers, the gateway and the batch store write, and the gateway's own item failures.
+    const dirs = ['apps/worker/src', 'apps/gateway/src/jobs', 'apps/gateway/src/batches', 'packages/batch-store/src', 'packages/job-store/src'];
+    const written = new Set<string>();
+    for (const file of dirs.flatMap((d) => sourceFiles(path.join(REPO_ROOT, d)))) {
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/\{ ?code: '([a-z_]+)', message\b/g)) written.add(m[1]!);
+      for (const m of text.matchAll(/this\.fail\([^,]+, [^,]+, '([a-z_]+)'/g)) written.add(m[1]!);
+    }
+    expect([...written]).to.include.members(['canceled', 'deadline_exceeded', 'invalid_json', 'lost']);
+    const documented = new Set<string>([...JOB_ERROR_CODES, ...BATCH_ITEM_ERROR_CODES]);
+    expect([...written].filter((c) => !documented.has(c)), 'error codes written but not in the document').to.deep.equal([]);
+    expect(schemas.JobError).to.have.nested.property('properties.code.anyOf[0].enum').that.has.members([...JOB_ERROR_CODES]);
+    expect(schemas.BatchItemError).to.have.nested.property('properties.code.anyOf[0].enum').that.has.members([...BATCH_ITEM_ERROR_CODES]);
+    expect(schemas.BatchResultLine).to.have.nested.property('properties.error.anyOf[0].$ref', '#/components/schemas/BatchItemError');
+  });
+
+  it('documents the Prefer: wait, Idempotency-Key and Cancel-After headers and the Preference-Applied answer', () => {
     const params = doc.components.parameters as Record<string, JsonObject>;
     expect(params.PreferWait).to.include({ name: 'Prefer', in: 'header' });
     expect(params.IdempotencyKey).to.include({ name: 'Idempotency-Key', in: 'header' });
+    expect(params.CancelAfter).to.include({ name: 'Cancel-After', in: 'header' });
+    const pattern = new RegExp((params.CancelAfter!.schema as { pattern: string }).pattern);
+    for (const ok of ['30s', '5m', '1h30m', '250ms', '1.5s']) expect(pattern.test(ok), ok).to.equal(true);
+    for (const bad of ['30', '5 m', '1d', '-1s']) expect(pattern.test(bad), bad).to.equal(false);
     const create = operationsOf(doc).find((o) => o.route === 'POST /v1/jobs')!.op;
+    expect((create.parameters as Array<{ $ref: string }>).map((p) => p.$ref)).to.include('#/components/parameters/CancelAfter');
     expect(create).to.have.nested.property('responses.200.headers.Preference-Applied');
+    expect(create).to.have.nested.property('responses.200.headers.Idempotent-Replayed');
     expect(create).to.have.nested.property('responses.202.headers.Location');
+  });
+
+  it('gives job ids as the gateway makes them: 30 characters, queue tag then 22 base64url', () => {
+    expect(EXAMPLE_JOB_ID).to.have.length(30);
+    expect(schemas.Job).to.have.nested.property('properties.id.pattern');
+    const pattern = new RegExp((schemas.Job.properties as Record<string, { pattern: string }>).id!.pattern);
+    expect(pattern.test(EXAMPLE_JOB_ID)).to.equal(true);
+    expect(pattern.test('6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b')).to.equal(false);
+    const text = JSON.stringify(doc);
+    // No job example left with a UUID: every `/v1/jobs/<id>` in the document is a 30-character id.
+    for (const m of text.matchAll(/\/v1\/jobs\/([^/"{}]+)/g)) expect(m[1], m[0]).to.equal(EXAMPLE_JOB_ID);
+  });
+
+  it('describes the webhook delivery routes and the readiness of model versions', () => {
+    expect(schemas.WebhookDelivery).to.have.nested.property('properties.object.const', 'webhook_delivery');
+    expect(schemas.WebhookDelivery).to.have.nested.property('properties.attempts.items.$ref', '#/components/schemas/WebhookAttempt');
+    const ops = operationsOf(doc);
+    const op = (route: string) => ops.find((o) => o.route === route)!.op;
+    expect(op('GET /v1/jobs/{id}/webhook_deliveries')).to.have.nested.property('responses.200.content.application/json.schema.$ref', '#/components/schemas/WebhookDeliveryList');
+    expect(op('GET /v1/webhook_deliveries/{event_id}')).to.have.nested.property('responses.200.content.application/json.schema.$ref', '#/components/schemas/WebhookDelivery');
+    expect(op('POST /v1/webhook_deliveries/{event_id}/resend')).to.have.nested.property('responses.202.content.application/json.schema.$ref', '#/components/schemas/WebhookDelivery');
+    expect(schemas.Ready).to.have.nested.property('properties.models.additionalProperties.additionalProperties.$ref', '#/components/schemas/ModelVersionReadiness');
+    expect(schemas.Ready.required).to.have.members(['status', 'redis']);
   });
 
   it('describes the NDJSON batch upload with its query parameters and the NDJSON results', () => {
@@ -288,5 +430,40 @@ describe('GET /openapi.json', () => {
     const unknownField = await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ model: 'mlp', input: {}, extra: 1 }) });
     expect(unknownField.status).to.equal(400);
     expect(parse(ProblemSchema, await unknownField.json(), '400').code).to.equal('invalid_input');
+
+    const input = { features: new Array(64).fill(0.5) };
+    const withDeadline = await p.api('/v1/jobs', { method: 'POST', headers: { 'cancel-after': '1h30m' }, body: JSON.stringify({ model: 'mlp', input }) });
+    expect(withDeadline.status).to.equal(202);
+    const badDeadline = await p.api('/v1/jobs', { method: 'POST', headers: { 'cancel-after': '25h' }, body: JSON.stringify({ model: 'mlp', input }) });
+    expect(badDeadline.status).to.equal(400);
+    expect(parse(ProblemSchema, await badDeadline.json(), 'Cancel-After 25h').code).to.equal('invalid_input');
+
+    const jobDeliveries = parse(WebhookDeliveryListSchema, await (await p.api(`/v1/jobs/${job.id}/webhook_deliveries`)).json(), 'GET /v1/jobs/{id}/webhook_deliveries');
+    expect(jobDeliveries).to.deep.equal({ object: 'list', data: [] });
+    expectDocumentedKeys(jobDeliveries, schemas.WebhookDeliveryList, 'WebhookDeliveryList');
+    parse(WebhookDeliveryListSchema, await (await p.api(`/v1/batches/${batch.id}/webhook_deliveries`)).json(), 'GET /v1/batches/{id}/webhook_deliveries');
+    const unknownJob = await p.api(`/v1/jobs/${EXAMPLE_JOB_ID}/webhook_deliveries`);
+    expect(unknownJob.status).to.equal(404);
+    expect(parse(ProblemSchema, await unknownJob.json(), '404').code).to.equal('job_not_found');
+    const event = 'msg_00000000000000000000000000000000';
+    for (const [method, url] of [['GET', `/v1/webhook_deliveries/${event}`], ['POST', `/v1/webhook_deliveries/${event}/resend`]] as const) {
+      const res = await p.api(url, { method });
+      expect(res.status, `${method} ${url}`).to.equal(404);
+      expect(parse(ProblemSchema, await res.json(), `${method} ${url}`).code).to.equal('not_found');
+    }
+
+    // Every route with a path parameter: a malformed percent-encoding is 400 invalid_input, as the document lists.
+    for (const route of Object.keys(PROBLEM_CODES).filter((r) => r.includes('{'))) {
+      const [method, template] = route.split(' ') as [string, string];
+      const res = await p.api(template.replace(/\{[a-z_]+\}/, '%zz'), { method });
+      expect(res.status, route).to.equal(400);
+      expect(parse(ProblemSchema, await res.json(), route).code, route).to.equal('invalid_input');
+    }
+
+    const readyRes = await p.api('/readyz', { key: null });
+    expect(readyRes.status).to.equal(200);
+    const ready = parse(ReadySchema, await readyRes.json(), 'GET /readyz');
+    expectDocumentedKeys(ready, schemas.Ready, 'Ready');
+    expect(ready.models?.mlp).to.have.keys('1', '2');
   });
 });

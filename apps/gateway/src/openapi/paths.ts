@@ -5,18 +5,27 @@
  */
 import { DEFAULT_WEBHOOK_RETRY_DELAYS_MS } from '@infer/config';
 import { CreateBatchQuery } from '@infer/contract';
-import { json, problem, submit503, unavailable503, v1Errors } from './responses.js';
-import { queryParameters, ref, type JsonObject } from './schemas.js';
+import { badPath, batchSubmit503, jobSubmit503, json, problem, unavailable503, v1Errors } from './responses.js';
+import { EXAMPLE_EVENT_ID, EXAMPLE_JOB_ID, queryParameters, ref, type JsonObject } from './schemas.js';
 
 const param = (name: string): JsonObject => ({ $ref: `#/components/parameters/${name}` });
 const header = (name: string): JsonObject => ({ $ref: `#/components/headers/${name}` });
 
 const jobNotFound = problem(404, 'No job with this id for this tenant (another tenant’s job answers the same).', ['job_not_found']);
 const batchNotFound = problem(404, 'No batch with this id for this tenant (another tenant’s batch answers the same).', ['batch_not_found']);
+const deliveryNotFound = problem(404, 'No webhook delivery with this event id for this tenant: unknown, expired, or another tenant’s.', ['not_found']);
 const modelNotFound = problem(404, 'Unknown model, or a version it does not have.', ['model_not_found', 'version_not_found']);
-const badBody = problem(
+const jobBadRequest = problem(
   400,
-  'Malformed JSON, or a body whose Content-Encoding does not decode (`invalid_json`); JSON that is not the shape of the body (`invalid_input`), unknown top-level fields included.',
+  'Malformed JSON, not UTF-8, cut off, or a body whose Content-Encoding does not decode (`invalid_json`); JSON that is not the shape of ' +
+    'the body, unknown top-level fields included, a malformed `Idempotency-Key`, or a `Cancel-After` that is not a duration of more than 0 ' +
+    'and at most 24 h (`invalid_input`).',
+  ['invalid_input', 'invalid_json'],
+);
+const batchBadRequest = problem(
+  400,
+  'A JSON body that does not parse, is not an object, or whose Content-Encoding does not decode (`invalid_json`); batch-level fields of ' +
+    'the wrong shape, unknown top-level fields, empty `items`, a bad NDJSON query string, or an upload with no items at all (`invalid_input`).',
   ['invalid_input', 'invalid_json'],
 );
 const unprocessable = problem(
@@ -30,7 +39,7 @@ const tooLarge = problem(413, 'The body is over MAX_BODY_BYTES (default 10 MiB),
 const badEncoding = problem(415, 'A Content-Encoding other than `gzip` (`x-gzip`), `deflate`, `br` or `identity`.', ['unsupported_media_type']);
 
 const JOB_EXAMPLE = {
-  id: '6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b',
+  id: EXAMPLE_JOB_ID,
   object: 'job',
   model: 'mlp',
   version: '2',
@@ -44,7 +53,23 @@ const JOB_EXAMPLE = {
   metrics: { queue_ms: 4, inference_ms: 0.41, batch_size: 3 },
   webhook: null,
   webhook_events_filter: [],
-  urls: { get: '/v1/jobs/6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b', cancel: '/v1/jobs/6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b/cancel' },
+  urls: { get: `/v1/jobs/${EXAMPLE_JOB_ID}`, cancel: `/v1/jobs/${EXAMPLE_JOB_ID}/cancel` },
+};
+
+const DELIVERY_EXAMPLE = {
+  id: EXAMPLE_EVENT_ID,
+  object: 'webhook_delivery',
+  event_type: 'job.completed',
+  url: 'https://example.com/hooks/infer',
+  subject: { object: 'job', id: EXAMPLE_JOB_ID },
+  created_at: '2025-01-01T12:00:00.007Z',
+  state: 'succeeded',
+  attempt_count: 2,
+  next_attempt_at: null,
+  attempts: [
+    { attempt: 1, timestamp: '2025-01-01T12:00:00.010Z', status_code: 503, error: 'the receiver answered 503', duration_ms: 41, state: 'failed', trigger: 'scheduled' },
+    { attempt: 2, timestamp: '2025-01-01T12:00:05.020Z', status_code: 200, error: null, duration_ms: 38, state: 'succeeded', trigger: 'scheduled' },
+  ],
 };
 
 const jobResponse = (description: string, extraHeaders: JsonObject = {}): JsonObject => ({
@@ -72,7 +97,12 @@ export const paths: JsonObject = {
       tags: ['models'],
       summary: 'Describe one model',
       parameters: [param('ModelName')],
-      responses: { '200': json('The model.', ref('Model')), '404': modelNotFound, ...v1Errors },
+      responses: {
+        '200': json('The model.', ref('Model')),
+        '400': badPath,
+        '404': problem(404, 'No model by that name.', ['model_not_found']),
+        ...v1Errors,
+      },
     },
   },
 
@@ -86,8 +116,11 @@ export const paths: JsonObject = {
       description:
         'Validates the input against the model (so bad input is a 4xx now, never a failed job later), stores the job and ' +
         'enqueues it on the queue of its model version. Answers 202 at once, or with `Prefer: wait` holds the response ' +
-        'until the job ends (200) or the wait runs out (202, still queued or running).',
-      parameters: [param('PreferWait'), param('IdempotencyKey')],
+        'until the job ends (200) or the wait runs out (202, still queued or running).\n\nChecked in this order: the body ' +
+        '(413, 415, 400), the model (404), input, webhook, filter and metadata (422); then, except for an idempotent replay, ' +
+        'whether a live worker serves the version (503 `unavailable`), and the limits as the job is enqueued (503 `queue_full`, ' +
+        '429 `quota_exceeded`).',
+      parameters: [param('PreferWait'), param('IdempotencyKey'), param('CancelAfter')],
       requestBody: {
         required: true,
         description: 'Read as JSON whatever the Content-Type (so `curl -d` works without `-H content-type`).',
@@ -96,17 +129,31 @@ export const paths: JsonObject = {
       'x-body-content-type': 'any: the body is parsed as JSON regardless of the Content-Type header',
       responses: {
         '200': jobResponse(
-          'The job ended within the `Prefer: wait` time; or the `Idempotency-Key` was seen before and this is the first job (nothing new enqueued).',
-          { Location: header('Location') },
+          'The job ended within the `Prefer: wait` time; or the `Idempotency-Key` was seen before and this is the first job as it is now, ' +
+            'whatever its status (nothing new enqueued; with `Prefer: wait`, after waiting on it).',
+          { Location: header('Location'), 'Idempotent-Replayed': header('IdempotentReplayed') },
         ),
         '202': jobResponse('Accepted and queued (or still running when the wait ran out). Poll `Location`.', { Location: header('Location') }),
-        '400': badBody,
+        '400': jobBadRequest,
         '404': modelNotFound,
+        '409': problem(
+          409,
+          'An idempotent replay whose first request (same tenant and `Idempotency-Key`) has not enqueued its job within 2 s, or failed before it did: retry.',
+          ['conflict'],
+          { detail: 'A request with this Idempotency-Key is still being processed, or failed before its job was queued; retry' },
+        ),
         '413': tooLarge,
         '415': badEncoding,
         '422': unprocessable,
-        '503': submit503,
+        '503': jobSubmit503,
         ...v1Errors,
+        '429': problem(
+          429,
+          'Over RATE_LIMIT_PER_SECOND for this API key (`rate_limited`); or TENANT_MAX_QUEUED is set and the job would take the tenant’s queued ' +
+            'instances past it (`quota_exceeded`, `Retry-After: 5`; only that tenant’s jobs are refused).',
+          ['rate_limited', 'quota_exceeded'],
+          { retryAfter: true },
+        ),
       },
     },
   },
@@ -117,7 +164,7 @@ export const paths: JsonObject = {
       summary: 'Read a job; with `Prefer: wait=N`, a long poll',
       description: 'With `Prefer: wait=N` the response is held until the job ends or N seconds pass, then the job is returned as it is.',
       parameters: [param('JobId'), param('PreferWait')],
-      responses: { '200': jobResponse('The job.'), '404': jobNotFound, '503': unavailable503, ...v1Errors },
+      responses: { '200': jobResponse('The job.'), '400': badPath, '404': jobNotFound, '503': unavailable503, ...v1Errors },
     },
   },
   '/v1/jobs/{id}/cancel': {
@@ -129,8 +176,9 @@ export const paths: JsonObject = {
       parameters: [param('JobId')],
       responses: {
         '200': json('The job, now `canceled`.', ref('Job')),
+        '400': badPath,
         '404': jobNotFound,
-        '409': problem(409, 'The job has already ended.', ['conflict']),
+        '409': problem(409, 'The job has already ended (canceled included).', ['conflict']),
         '503': unavailable503,
         ...v1Errors,
       },
@@ -151,7 +199,9 @@ export const paths: JsonObject = {
         'as a stream (either form may be sent with `Content-Encoding: gzip`, `deflate` or `br`): a million lines never sit whole ' +
         'in the gateway’s memory. A line that does not parse, fails validation or is longer than MAX_BODY_BYTES becomes a ' +
         'failed item with its error; the other items still run. Bulk work never starves interactive jobs: a job ' +
-        'submitted while a batch runs is served next, not behind the batch’s backlog.',
+        'submitted while a batch runs is served next, not behind the batch’s backlog.\n\nBefore any item is read: the model ' +
+        '(404), webhook, filter and metadata (422), whether a live worker serves the version (503 `unavailable`), then the ' +
+        'tenant’s open batches (429 `quota_exceeded`).',
       parameters: queryParameters(CreateBatchQuery, {
         model: 'NDJSON uploads only, and required there: the model name. (A JSON body carries `model` itself.)',
         version: 'NDJSON uploads only: the model version. Default: the highest.',
@@ -171,7 +221,7 @@ export const paths: JsonObject = {
       },
       responses: {
         '202': json('Accepted; poll `Location`.', ref('Batch'), { headers: { Location: header('Location') } }),
-        '400': badBody,
+        '400': batchBadRequest,
         '404': modelNotFound,
         '413': problem(413, 'The JSON body is over MAX_BODY_BYTES (an NDJSON upload has no total limit).', ['payload_too_large']),
         '415': problem(415, 'A Content-Type other than JSON or NDJSON, or a Content-Encoding other than `gzip` (`x-gzip`), `deflate`, `br` or `identity`.', [
@@ -180,11 +230,12 @@ export const paths: JsonObject = {
         '422': problem(422, 'A webhook URL that is not allowed, or batch-level fields that are invalid.', ['webhook_url_not_allowed', 'invalid_input'], {
           detail: 'webhook URL not allowed: local host names are refused',
         }),
-        '503': submit503,
+        '503': batchSubmit503,
         ...v1Errors,
         '429': problem(
           429,
-          'Over RATE_LIMIT_PER_SECOND for this API key (`rate_limited`), or the tenant already has TENANT_MAX_OPEN_BATCHES batches open: uploading, queued or running (`quota_exceeded`).',
+          'Over RATE_LIMIT_PER_SECOND for this API key (`rate_limited`), or the tenant already has TENANT_MAX_OPEN_BATCHES batches open: ' +
+            'uploading, queued or running (`quota_exceeded`, `Retry-After: 30`, answered before the body is read).',
           ['rate_limited', 'quota_exceeded'],
           { retryAfter: true },
         ),
@@ -198,7 +249,14 @@ export const paths: JsonObject = {
         { name: 'limit', in: 'query', required: false, description: 'Page size.', schema: { type: 'integer', minimum: 1, maximum: 100, default: 20 } },
         { name: 'after', in: 'query', required: false, description: 'A batch id: list the batches after it.', schema: { type: 'string' } },
       ],
-      responses: { '200': json('A page of batches.', ref('BatchList')), '400': badBody, '503': unavailable503, ...v1Errors },
+      responses: {
+        '200': json('A page of batches.', ref('BatchList')),
+        '400': problem(400, 'An unknown query parameter, a bad `limit`, or an `after` that names no batch of the tenant.', ['invalid_input'], {
+          detail: 'after: no batch with id "6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b"',
+        }),
+        '503': unavailable503,
+        ...v1Errors,
+      },
     },
   },
   '/v1/batches/{id}': {
@@ -207,7 +265,7 @@ export const paths: JsonObject = {
       tags: ['batches'],
       summary: 'Read a batch',
       parameters: [param('BatchId')],
-      responses: { '200': json('The batch.', ref('Batch')), '404': batchNotFound, '503': unavailable503, ...v1Errors },
+      responses: { '200': json('The batch.', ref('Batch')), '400': badPath, '404': batchNotFound, '503': unavailable503, ...v1Errors },
     },
   },
   '/v1/batches/{id}/results': {
@@ -227,8 +285,11 @@ export const paths: JsonObject = {
             },
           },
         },
+        '400': badPath,
         '404': batchNotFound,
-        '409': problem(409, 'The batch has not ended yet.', ['conflict']),
+        '409': problem(409, 'The batch has not ended yet.', ['conflict'], {
+          detail: 'The batch is running; its results can be read once it has ended (completed or canceled)',
+        }),
         '503': unavailable503,
         ...v1Errors,
       },
@@ -243,8 +304,11 @@ export const paths: JsonObject = {
       parameters: [param('BatchId')],
       responses: {
         '200': json('The batch, now `canceled`.', ref('Batch')),
+        '400': badPath,
         '404': batchNotFound,
-        '409': problem(409, 'The batch has already ended.', ['conflict']),
+        '409': problem(409, 'The batch has already ended (canceled included).', ['conflict'], {
+          detail: 'The batch has already ended (completed); only queued or running batches can be canceled',
+        }),
         '503': unavailable503,
         ...v1Errors,
       },
@@ -259,7 +323,79 @@ export const paths: JsonObject = {
       tags: ['webhooks'],
       summary: 'The tenant’s webhook signing secret',
       description: 'Verify deliveries with any Standard Webhooks library, keyed with this secret.',
-      responses: { '200': json('The secret.', ref('WebhookSecret')), '503': unavailable503, ...v1Errors },
+      responses: {
+        '200': json('The secret.', ref('WebhookSecret'), { headers: { 'Cache-Control': header('CacheControlNoStore') } }),
+        '503': unavailable503,
+        ...v1Errors,
+      },
+    },
+  },
+  '/v1/jobs/{id}/webhook_deliveries': {
+    get: {
+      operationId: 'listJobWebhookDeliveries',
+      tags: ['webhooks'],
+      summary: 'Every webhook event of a job, with its attempts',
+      description: 'Oldest first; an empty list for a job without a webhook. The deliveries expire with the job.',
+      parameters: [param('JobId')],
+      responses: {
+        '200': json('The job’s events.', ref('WebhookDeliveryList')),
+        '400': badPath,
+        '404': jobNotFound,
+        '503': unavailable503,
+        ...v1Errors,
+      },
+    },
+  },
+  '/v1/batches/{id}/webhook_deliveries': {
+    get: {
+      operationId: 'listBatchWebhookDeliveries',
+      tags: ['webhooks'],
+      summary: 'Every webhook event of a batch, with its attempts',
+      description: 'Oldest first; an empty list for a batch without a webhook. The deliveries expire with the batch.',
+      parameters: [param('BatchId')],
+      responses: {
+        '200': json('The batch’s events.', ref('WebhookDeliveryList')),
+        '400': badPath,
+        '404': batchNotFound,
+        '503': unavailable503,
+        ...v1Errors,
+      },
+    },
+  },
+  '/v1/webhook_deliveries/{event_id}': {
+    get: {
+      operationId: 'getWebhookDelivery',
+      tags: ['webhooks'],
+      summary: 'One webhook event, with every attempt at sending it',
+      parameters: [param('EventId')],
+      responses: {
+        '200': { description: 'The delivery.', content: { 'application/json': { schema: ref('WebhookDelivery'), example: DELIVERY_EXAMPLE } } },
+        '400': badPath,
+        '404': deliveryNotFound,
+        '503': unavailable503,
+        ...v1Errors,
+      },
+    },
+  },
+  '/v1/webhook_deliveries/{event_id}/resend': {
+    post: {
+      operationId: 'resendWebhookDelivery',
+      tags: ['webhooks'],
+      summary: 'Send an ended event once more',
+      description:
+        'One more attempt, now, with the same `webhook-id` and body, signed afresh (a single attempt, not a new retry schedule; ' +
+        'its `trigger` is `manual`). Only a delivery that has ended (`succeeded` or `failed`) can be resent.',
+      parameters: [param('EventId')],
+      responses: {
+        '202': json('The attempt is queued; the delivery is `pending` again.', ref('WebhookDelivery')),
+        '400': badPath,
+        '404': deliveryNotFound,
+        '409': problem(409, 'The delivery is still `pending`: its next attempt is already scheduled.', ['conflict'], {
+          detail: 'The delivery is still pending: its next attempt is already scheduled',
+        }),
+        '503': unavailable503,
+        ...v1Errors,
+      },
     },
   },
 
@@ -278,11 +414,27 @@ export const paths: JsonObject = {
     get: {
       operationId: 'readyz',
       tags: ['operations'],
-      summary: 'Readiness: 200 when Redis answers',
+      summary: 'Readiness: 200 when Redis answers, with which model versions live workers serve',
+      description:
+        'Ready once Redis answers a PING within 1 s. The body then also says, per model version this gateway routes to, whether ' +
+        'a live worker serves it (`models`); a version none serves does not make the gateway unready, but its jobs and batches ' +
+        'answer 503 `unavailable`.',
       ...noAuth,
       responses: {
-        '200': json('Ready.', ref('Ready')),
-        '503': json('Redis does not answer (within 1 s).', ref('Ready'), { headers: { 'Retry-After': header('RetryAfter') } }),
+        '200': {
+          description: 'Ready.',
+          content: {
+            'application/json': {
+              schema: ref('Ready'),
+              example: { status: 'ready', redis: 'ok', models: { mlp: { '1': { ready: true, workers_ready: 2 }, '2': { ready: false, workers_ready: 0 } } } },
+            },
+          },
+        },
+        '503': {
+          description: 'Redis does not answer (within 1 s). Plain JSON, not a problem.',
+          headers: { 'Retry-After': header('RetryAfter') },
+          content: { 'application/json': { schema: ref('Ready'), example: { status: 'unavailable', redis: 'unreachable' } } },
+        },
       },
     },
   },

@@ -4,7 +4,7 @@
  */
 import type { ErrorCode } from '@infer/errors';
 import { PROBLEM_TITLES, PROBLEM_TYPE_BASE } from '@infer/errors';
-import { ref, type JsonObject } from './schemas.js';
+import { EXAMPLE_EVENT_ID, EXAMPLE_JOB_ID, ref, type JsonObject } from './schemas.js';
 
 export interface ProblemOptions {
   /** Add the `Retry-After` header (429 and 503). */
@@ -39,13 +39,18 @@ const EXAMPLE_DETAIL: Partial<Record<ErrorCode, string>> = {
   invalid_json: 'The body is not valid JSON',
   invalid_input: 'body: Unrecognized key: "extra"',
   model_not_found: 'No model named "resnet"',
-  job_not_found: 'No job with id "6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b"',
+  job_not_found: `No job with id "${EXAMPLE_JOB_ID}"`,
+  batch_not_found: 'No batch with id "6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b"',
+  not_found: `No webhook delivery with id "${EXAMPLE_EVENT_ID}"`,
+  version_not_found: 'Model "mlp" has no version "7" (versions: 1, 2)',
   unauthorized: 'A valid API key is required: Authorization: Bearer <key>',
   rate_limited: 'More than 1000 requests a second for this API key',
   payload_too_large: 'The body is larger than the limit of 10485760 bytes',
-  queue_full: 'The queue holds 1000000 instances, over its limit of 1000000; retry later',
+  queue_full: 'The queue holds 1000000 instances, at its limit of 1000000; retry later',
+  quota_exceeded: 'This tenant has 10000 instances queued, its limit (TENANT_MAX_QUEUED); retry later',
   unavailable: 'The queue backend (Redis) is unavailable; try again shortly',
   conflict: 'The job has already ended (succeeded); only queued or running jobs can be canceled',
+  unsupported_media_type: 'Content-Encoding "compress" is not supported (gzip, deflate, br, or none)',
 };
 
 /** Components shared by reference: the 500 every route may answer, headers, parameters. */
@@ -61,6 +66,14 @@ export const sharedHeaders: JsonObject = {
   Location: {
     description: 'The relative URL of the resource: `/v1/jobs/{id}` or `/v1/batches/{id}`.',
     schema: { type: 'string' },
+  },
+  IdempotentReplayed: {
+    description: '`true` when an `Idempotency-Key` matched an earlier request: the job is that first one and nothing new was enqueued.',
+    schema: { type: 'string', const: 'true' },
+  },
+  CacheControlNoStore: {
+    description: '`no-store`: the answer holds a secret.',
+    schema: { type: 'string', const: 'no-store' },
   },
   PreferenceApplied: {
     description:
@@ -87,8 +100,40 @@ export const sharedParameters: JsonObject = {
       'The same key from the same tenant within 24 h returns the first job with 200 and enqueues nothing new. Keys are per tenant.',
     schema: { type: 'string', minLength: 1 },
   },
-  JobId: { name: 'id', in: 'path', required: true, description: 'The job id.', schema: { type: 'string' } },
-  BatchId: { name: 'id', in: 'path', required: true, description: 'The batch id.', schema: { type: 'string' } },
+  CancelAfter: {
+    name: 'Cancel-After',
+    in: 'header',
+    required: false,
+    description:
+      'A deadline, as Replicate’s header: a duration of one or more `<number><unit>` parts, units `ms`, `s`, `m`, `h`, up to 3 decimals ' +
+      '(`30s`, `5m`, `1h30m`, `250ms`, `1.5s`), more than 0 and at most 24 h; anything else is 400 `invalid_input`. A job still queued at ' +
+      'its deadline ends `canceled` with `error.code` `deadline_exceeded` and never runs; a job a worker has taken by then finishes.',
+    schema: { type: 'string', pattern: '^([0-9]{1,9}(\\.[0-9]{1,3})?(ms|s|m|h))+$', examples: ['30s', '5m', '1h30m', '250ms'] },
+  },
+  JobId: {
+    name: 'id',
+    in: 'path',
+    required: true,
+    description: 'The job id (30 characters). Anything else, or another tenant’s job, is 404 `job_not_found`.',
+    schema: { type: 'string' },
+    example: EXAMPLE_JOB_ID,
+  },
+  BatchId: {
+    name: 'id',
+    in: 'path',
+    required: true,
+    description: 'The batch id (a UUID v4). Anything else, or another tenant’s batch, is 404 `batch_not_found`.',
+    schema: { type: 'string' },
+    example: '6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b',
+  },
+  EventId: {
+    name: 'event_id',
+    in: 'path',
+    required: true,
+    description: 'The event id: the `webhook-id` header a receiver got (`msg_` then 32 hex digits).',
+    schema: { type: 'string' },
+    example: EXAMPLE_EVENT_ID,
+  },
   ModelName: { name: 'name', in: 'path', required: true, description: 'The model name.', schema: { type: 'string' } },
 };
 
@@ -104,16 +149,37 @@ export const v1Errors: JsonObject = {
   '500': { $ref: '#/components/responses/InternalError' },
 };
 
-/** 503 for a route that reads or writes Redis. */
-export const unavailable503 = problem(503, 'Redis is unreachable.', ['unavailable'], { retryAfter: true });
+/** 400 for a route with a path parameter: the URL's percent-encoding is malformed, so nothing was looked up. */
+export const badPath = problem(400, 'A path id that is not valid percent-encoded UTF-8 (`%zz`, `%ff`).', ['invalid_input'], {
+  detail: 'The path is not valid percent-encoded UTF-8',
+});
 
-/** 503 for a route that enqueues: Redis unreachable, or the queues over MAX_QUEUE_DEPTH. */
-export const submit503 = problem(
+/** 503 for a route that reads or writes Redis. */
+export const unavailable503 = problem(
   503,
-  'Redis is unreachable (`unavailable`), or the queued instances are over MAX_QUEUE_DEPTH (`queue_full`). The depth is ' +
-    're-counted at most every 250 ms per gateway, so a burst may overshoot the limit by that much.',
-  ['queue_full', 'unavailable'],
+  'Redis does not answer (`Retry-After: 2`), or refuses writes because it is full (maxmemory reached, `Retry-After: 5`).',
+  ['unavailable'],
   { retryAfter: true },
+);
+
+/** 503 for `POST /v1/jobs`: the only route that can answer `queue_full`. */
+export const jobSubmit503 = problem(
+  503,
+  'The job would take the queued instances past MAX_QUEUE_DEPTH (`queue_full`, `Retry-After: 5`; counted by the enqueue itself: exact ' +
+    'within the version’s queue, other queues as this gateway last read them, at most 250 ms ago); live workers exist but none serves the ' +
+    'model version (`unavailable`, `Retry-After: 5`; with no live worker at all the job is queued for their return); Redis does not answer ' +
+    '(`unavailable`, `Retry-After: 2`) or is full (`unavailable`, `Retry-After: 5`, nothing written).',
+  ['queue_full', 'unavailable'],
+  { retryAfter: true, detail: 'The queue holds 1000000 instances, at its limit of 1000000; retry later' },
+);
+
+/** 503 for `POST /v1/batches`: bulk queues have no depth limit, so never `queue_full`. */
+export const batchSubmit503 = problem(
+  503,
+  'Live workers exist but none serves the model version (`Retry-After: 5`); Redis does not answer (`Retry-After: 2`) or is full ' +
+    '(`Retry-After: 5`); the gateway’s thread reading an NDJSON upload failed (`Retry-After: 1`; nothing was kept, send it again).',
+  ['unavailable'],
+  { retryAfter: true, detail: 'No live worker serves model "mlp" version 2; try again shortly' },
 );
 
 /** Shorthand for a JSON response of a component schema. */

@@ -8,8 +8,9 @@
  * validates; only `input` is refined, from "any object" to the three tensor
  * forms. Responses are TypeScript interfaces in the contract, not zod; their
  * schemas are written here and pinned to those interfaces by the
- * compile-time `Same<…>` checks at the bottom: change `Job`, `Batch` or
- * `ModelInfo` without changing the document and `tsc -b` fails.
+ * compile-time `Same<…>` checks at the bottom: change `Job`, `Batch`,
+ * `ModelInfo` or `WebhookDelivery` (@infer/webhooks) without changing the
+ * document and `tsc -b` fails.
  *
  * Response schemas are open (no `additionalProperties: false`) so that
  * clients generated from the document accept fields added later; request
@@ -22,17 +23,22 @@ import {
   CreateBatchBody,
   CreateJobBody,
   DATATYPES,
+  JOB_ID_RE,
   JOB_STATUSES,
+  QUEUE_TAG_LENGTH,
   WEBHOOK_EVENT_FILTERS,
+  queueTag,
   type Batch,
   type BatchList,
   type BatchResultLine,
   type Job,
+  type JobError,
   type ModelInfo,
   type NestedArray as NestedArrayType,
   type TensorSpec,
 } from '@infer/contract';
 import type { ErrorCode } from '@infer/errors';
+import { WEBHOOK_EVENT_TYPES, type WebhookAttempt, type WebhookDelivery, type WebhookSubject } from '@infer/webhooks';
 
 /** Every problem `code` the gateway can answer with (the union in @infer/errors, as a runtime list). */
 export const ERROR_CODES = [
@@ -62,10 +68,30 @@ export const ERROR_CODES = [
 // ---------------------------------------------------------------------------
 
 const Timestamp = z.string().meta({ format: 'date-time', description: 'RFC 3339, UTC.', examples: ['2025-01-01T12:00:00.000Z'] });
-const Id = z.string().meta({
+
+/** A job id as the gateway makes them (`newJobId`): the example is a real id of `mlp` version 2. */
+export const EXAMPLE_JOB_ID = `${queueTag('mlp', '2')}P5ocflstTo-hssPU5fYHGA`;
+export const EXAMPLE_BATCH_ID = '6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b';
+export const EXAMPLE_EVENT_ID = 'msg_2c1f9e4b7a3d4e8f9b0a1c2d3e4f5a6b';
+
+const JobId = z
+  .string()
+  .regex(JOB_ID_RE)
+  .meta({
+    description:
+      `30 characters: the ${QUEUE_TAG_LENGTH}-character tag of the job’s queue (base32 of a hash of model and version), then 128 random bits ` +
+      'as 22 base64url characters. Another tenant’s id answers 404, exactly like one that never existed.',
+    examples: [EXAMPLE_JOB_ID],
+  });
+const BatchId = z.string().meta({
   format: 'uuid',
-  description: 'A UUID v4 (122 random bits). Another tenant’s id answers 404, exactly like one that never existed.',
-  examples: ['6f1c2b7e-9a4d-4e8b-b1f2-3c4d5e6f7a8b'],
+  description: 'A UUID v4, lowercase (122 random bits). Another tenant’s id answers 404, exactly like one that never existed.',
+  examples: [EXAMPLE_BATCH_ID],
+});
+const EventId = z.string().meta({
+  pattern: '^msg_[0-9a-f]{32}$',
+  description: 'The event id: `msg_` then 32 hex digits, the `webhook-id` header of every attempt and resend of the event.',
+  examples: [EXAMPLE_EVENT_ID],
 });
 const METADATA = 'Any JSON object up to 4 KiB (serialised), echoed back unchanged.';
 const Metadata = z.record(z.string(), z.unknown()).describe(METADATA);
@@ -140,10 +166,62 @@ export const ModelListSchema = z.object({ object: z.literal('list'), data: z.arr
 // Jobs
 // ---------------------------------------------------------------------------
 
-export const JobErrorSchema = z.object({
-  code: z.string().describe('Stable snake_case code: `invalid_input`, `invalid_json` (batch lines), `inference_failed`, `worker_lost`, `inputs_lost` (a batch chunk whose stored inputs are gone), `canceled`, …'),
-  message: z.string(),
-});
+/**
+ * The codes a failed or canceled job's `error` carries, each written by one
+ * place: `inference_failed` (the worker's poison isolation), `invalid_input`
+ * (a worker that cannot use the input), `worker_lost` (its worker died or
+ * hung repeatedly), `deadline_exceeded` (still queued at its Cancel-After
+ * deadline), `canceled` (`POST /v1/jobs/{id}/cancel`).
+ */
+export const JOB_ERROR_CODES = ['inference_failed', 'invalid_input', 'worker_lost', 'deadline_exceeded', 'canceled'] as const;
+
+/**
+ * The codes a failed batch item's `error` carries: `invalid_json` and
+ * `invalid_input` (the gateway, at upload; `invalid_input` also from a
+ * worker), `inference_failed`, `worker_lost`, `inputs_lost` (its chunk's
+ * stored inputs were gone), `retries_exhausted` (its chunk failed on every
+ * attempt), `lost` (its chunk's queue entry vanished; the sweeper ends it),
+ * and `internal_error` (an item the stored chunk result has no line for).
+ * A canceled item has `error: null`.
+ */
+export const BATCH_ITEM_ERROR_CODES = [
+  'invalid_json',
+  'invalid_input',
+  'inference_failed',
+  'worker_lost',
+  'inputs_lost',
+  'retries_exhausted',
+  'lost',
+  'internal_error',
+] as const;
+
+/** An open set of codes: the known ones listed (JSON Schema `anyOf` an enum and any string), so a code added later does not break a client. */
+const openCode = (codes: readonly [string, ...string[]], description: string) => z.union([z.enum(codes), z.string()]).describe(description);
+
+export const JobErrorSchema = z
+  .object({
+    code: openCode(
+      JOB_ERROR_CODES,
+      'Stable snake_case code: `inference_failed` (ONNX Runtime failed on this input), `invalid_input` (the worker could not use the input), ' +
+        '`worker_lost` (its worker died or hung repeatedly), `deadline_exceeded` (status `canceled`: still queued at its `Cancel-After` deadline), ' +
+        '`canceled` (status `canceled`: by the client). Treat a code not listed as a failure.',
+    ),
+    message: z.string(),
+  })
+  .describe('Why a job failed or was canceled.');
+
+export const BatchItemErrorSchema = z
+  .object({
+    code: openCode(
+      BATCH_ITEM_ERROR_CODES,
+      'Stable snake_case code: `invalid_json` (a line that does not parse), `invalid_input` (an item that does not fit the model), ' +
+        '`inference_failed` (ONNX Runtime failed on this item), `worker_lost` (its chunk’s worker died or hung repeatedly), `inputs_lost` ' +
+        '(its chunk’s stored inputs were gone from Redis), `retries_exhausted` (its chunk failed for a transient reason on every attempt), ' +
+        '`lost` (its chunk’s queue entry disappeared before it ran), `internal_error` (no stored result for the item). Treat a code not listed as a failure.',
+    ),
+    message: z.string().describe('What went wrong; for a bad item, where: `line 12: …` (NDJSON, from 1) or `items[11]: …` (JSON).'),
+  })
+  .describe('Why a batch item failed. A canceled item has no error.');
 
 export const JobMetricsSchema = z.object({
   queue_ms: z.number().describe('From submit to the start of its batch.'),
@@ -167,7 +245,7 @@ export const CreateJobBodySchema = CreateJobBody.extend({
 
 export const JobSchema = z
   .object({
-    id: Id,
+    id: JobId,
     object: z.literal('job'),
     model: z.string(),
     version: z.string().describe('The version that runs the job, always a string.'),
@@ -214,7 +292,7 @@ export const CreateBatchBodySchema = CreateBatchBody.extend({
 );
 
 export const BatchSchema = z.object({
-  id: Id,
+  id: BatchId,
   object: z.literal('batch'),
   model: z.string(),
   version: z.string(),
@@ -250,7 +328,7 @@ export const BatchResultLineSchema = z
     custom_id: z.string().nullable(),
     status: z.enum(['succeeded', 'failed', 'canceled']),
     output: z.record(z.string(), NestedArraySchema).nullable(),
-    error: JobErrorSchema.nullable(),
+    error: BatchItemErrorSchema.nullable(),
   })
   .describe('One line of `GET /v1/batches/{id}/results`, in submission order.');
 
@@ -264,6 +342,44 @@ export const WebhookSecretSchema = z.object({
     description: 'The tenant’s Standard Webhooks signing secret: `whsec_` then base64 of the key bytes.',
   }),
 });
+
+export const WebhookAttemptSchema = z
+  .object({
+    attempt: z.number().int().min(1).describe('1 for the event’s first attempt, counting on across resends.'),
+    timestamp: Timestamp.describe('When the attempt was made.'),
+    status_code: z.number().int().nullable().describe('The receiver’s HTTP status; null when there was no answer (timeout, refused, a refused address).'),
+    error: z.string().nullable().describe('Why the attempt failed; null when it succeeded.'),
+    duration_ms: z.number().int().nonnegative(),
+    state: z.enum(['succeeded', 'failed']),
+    trigger: z.enum(['scheduled', 'manual']).describe('`manual`: a `POST /v1/webhook_deliveries/{event_id}/resend`.'),
+  })
+  .describe('One attempt at sending an event.');
+
+export const WebhookDeliverySchema = z
+  .object({
+    id: EventId,
+    object: z.literal('webhook_delivery'),
+    event_type: z.enum(WEBHOOK_EVENT_TYPES),
+    url: z.string().describe('Where the event is sent.'),
+    subject: z
+      .object({ object: z.enum(['job', 'batch']), id: z.string().describe('The job or batch id.') })
+      .describe('The job or batch the event is about.'),
+    created_at: Timestamp,
+    state: z
+      .enum(['pending', 'succeeded', 'failed'])
+      .describe('`pending` while an attempt is due, `succeeded` after a 2xx, `failed` once the retries are exhausted or stopped (410, a refused address).'),
+    attempt_count: z.number().int().nonnegative(),
+    next_attempt_at: Timestamp.nullable().describe('When the next attempt is due; null unless `pending`.'),
+    attempts: z.array(WebhookAttemptSchema).describe('Oldest first.'),
+  })
+  .describe(
+    'One webhook event (one `webhook-id`) and every attempt at sending it, after Svix’s message / message-attempt model. ' +
+      'Kept as long as its job or batch (RESULT_TTL_SECONDS), longer only while retries are still scheduled.',
+  );
+
+export const WebhookDeliveryListSchema = z
+  .object({ object: z.literal('list'), data: z.array(WebhookDeliverySchema).describe('Every event of the job or batch, oldest first.') })
+  .describe('Not paginated: a job or batch has a few events at most.');
 
 const event = <Type extends string, T extends z.ZodType>(type: Type, data: T, description: string) =>
   z
@@ -289,7 +405,24 @@ export const ProblemSchema = z
   .describe('RFC 9457 problem details with a stable `code`.');
 
 export const HealthSchema = z.object({ status: z.literal('ok') });
-export const ReadySchema = z.object({ status: z.enum(['ready', 'unavailable']), redis: z.enum(['ok', 'unreachable']) });
+export const ModelVersionReadinessSchema = z.object({
+  ready: z.boolean().describe('True when a live worker has this version ready, or when no worker is live at all (its jobs then queue for the workers’ return).'),
+  workers_ready: z.number().int().nonnegative().describe('Live workers that have this version loaded.'),
+});
+
+export const ReadySchema = z
+  .object({
+    status: z.enum(['ready', 'unavailable']),
+    redis: z.enum(['ok', 'unreachable']),
+    models: z
+      .record(z.string(), z.record(z.string(), ModelVersionReadinessSchema))
+      .optional()
+      .describe(
+        'Only when ready: model name → version → its readiness. Absent when the workers’ registry could not be read. ' +
+          'The gateway is ready whatever it says: a version no live worker serves answers 503 `unavailable` at submit.',
+      ),
+  })
+  .describe('`{status, redis}` with 503 while Redis does not answer; `{status, redis, models}` with 200 once it does.');
 
 /** Components, by name. The order here is the order in the document. */
 const COMPONENTS = {
@@ -310,13 +443,18 @@ const COMPONENTS = {
   Batch: BatchSchema,
   BatchList: BatchListSchema,
   BatchResultLine: BatchResultLineSchema,
+  BatchItemError: BatchItemErrorSchema,
   WebhookSecret: WebhookSecretSchema,
+  WebhookDelivery: WebhookDeliverySchema,
+  WebhookAttempt: WebhookAttemptSchema,
+  WebhookDeliveryList: WebhookDeliveryListSchema,
   JobStartedEvent: JobStartedEventSchema,
   JobCompletedEvent: JobCompletedEventSchema,
   BatchCompletedEvent: BatchCompletedEventSchema,
   Problem: ProblemSchema,
   Health: HealthSchema,
   Ready: ReadySchema,
+  ModelVersionReadiness: ModelVersionReadinessSchema,
 } satisfies Record<string, z.ZodType>;
 
 export type SchemaName = keyof typeof COMPONENTS;
@@ -389,4 +527,10 @@ export type SchemaChecks = [
   Assert<Same<z.output<typeof BatchResultLineSchema>, BatchResultLine>>,
   Assert<Same<keyof z.output<typeof CreateBatchBodySchema>, keyof CreateBatchBody>>,
   Assert<Same<keyof z.output<typeof BatchItemSchema>, keyof BatchItem>>,
+  Assert<Same<z.output<typeof JobErrorSchema>, JobError>>,
+  Assert<Same<z.output<typeof BatchItemErrorSchema>, JobError>>,
+  Assert<Same<z.output<typeof WebhookDeliverySchema>, WebhookDelivery>>,
+  Assert<Same<z.output<typeof WebhookAttemptSchema>, WebhookAttempt>>,
+  Assert<Same<z.output<typeof WebhookDeliverySchema>['subject'], WebhookSubject>>,
+  Assert<Same<z.output<typeof WebhookDeliveryListSchema>['data'][number], WebhookDelivery>>,
 ];
