@@ -175,7 +175,8 @@ export async function startBenchPlatform(
     PORT: String(port),
     HOST: '127.0.0.1',
     QUEUE_PREFIX: prefix,
-    LOG_LEVEL: 'warn',
+    // BENCH_LOG_LEVEL=info measures with the worker's per-job log lines on (they go to the bench's stdout).
+    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
     RATE_LIMIT_PER_SECOND: '1000000',
     API_KEYS: `bench:${BENCH_KEY}`,
     MODEL_REPOSITORY: options.modelRepository ?? path.join(ROOT, 'models'),

@@ -14,6 +14,8 @@ import type { BulkQueues } from './batches/bulk-queues.js';
 import { InteractiveRequests } from './batches/interactive-requests.js';
 import { requireApiKey } from './http/auth.js';
 import { requireAdminKey } from './http/admin-auth.js';
+import { traceExpressRequests } from './http/request-tracing.js';
+import type { Tracing } from '@infer/tracing';
 import { QUEUE_DASHBOARD_PATH, type QueueDashboard } from './admin/queue-dashboard.js';
 import { notFoundRoute, problemMiddleware } from './http/problem-middleware.js';
 import { rateLimitPerKey, SharedRateLimiter } from './http/rate-limit.js';
@@ -50,6 +52,8 @@ export interface GatewayDeps {
   metrics?: GatewayMetrics;
   /** The operators' queue dashboard (bull-board), served at /admin/queues behind an admin key. */
   dashboard?: QueueDashboard;
+  /** OpenTelemetry (OTEL_EXPORTER_OTLP_ENDPOINT, or a test's provider); absent or off: nothing is traced. */
+  tracing?: Tracing;
 }
 
 export interface GatewayApp {
@@ -67,6 +71,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  if (deps.tracing?.enabled) app.use(traceExpressRequests(deps.tracing));
   app.use(metrics.middleware());
 
   let rateLimitWarnedAt = -Infinity;
@@ -90,6 +95,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     fleet: deps.fleet,
     webhookAllowPrivate: config.webhookAllowPrivate,
     outbox: new CompletedEventsOutbox(deps.redis, config.queuePrefix, deps.webhookEvents, logger),
+    ...(deps.tracing ? { tracing: deps.tracing } : {}),
   });
   // Batch uploads step aside while this gateway serves interactive requests,
   // counted from the moment one arrives (before auth and rate limiting).
@@ -105,6 +111,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     metrics,
     logger,
     maxBodyBytes: config.maxBodyBytes,
+    ...(deps.tracing ? { tracing: deps.tracing } : {}),
   });
 
   let openapi: unknown;

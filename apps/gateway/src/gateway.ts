@@ -16,6 +16,8 @@ import { EnvelopeWriter } from './jobs/envelope-writer.js';
 import { FleetView } from '@infer/fleet';
 import { GatewayMetrics } from './metrics.js';
 import { QueueDashboard } from './admin/queue-dashboard.js';
+import type { TracerProvider } from '@opentelemetry/api';
+import { Tracing } from '@infer/tracing';
 
 export interface Gateway {
   app: Express;
@@ -30,7 +32,16 @@ export interface Gateway {
  * Wire a gateway from config: Redis connections, model repository, job
  * store and queues. Used by main.ts and by the integration tests alike.
  */
-export async function createGateway(config: Config, logger: Logger, options: { models?: ModelRepository } = {}): Promise<Gateway> {
+export async function createGateway(
+  config: Config,
+  logger: Logger,
+  options: {
+    models?: ModelRepository;
+    /** Trace with this provider (tests: an in-memory exporter) instead of OTEL_EXPORTER_OTLP_ENDPOINT's. */
+    tracerProvider?: TracerProvider;
+  } = {},
+): Promise<Gateway> {
+  const tracing = Tracing.create({ serviceName: 'infer-gateway', endpoint: config.otlpEndpoint, provider: options.tracerProvider });
   const redisOptions = {
     // Fail fast while Redis is down (answered as 503) instead of queueing
     // commands in memory and hanging the request.
@@ -70,6 +81,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
     resultTtlMs: config.resultTtlMs,
     retryDelaysMs: config.webhookRetryDelaysMs,
     logger,
+    telemetry: tracing.bullmq,
   });
   const batchStore = new BatchStore(redis, {
     prefix: config.queuePrefix,
@@ -80,11 +92,11 @@ export async function createGateway(config: Config, logger: Logger, options: { m
     },
     onError: (err, what) => logger.warn({ err: (err as Error).message }, what),
   });
-  const bulkQueues = new BulkQueues({ connection: bullConnection, prefix: config.queuePrefix });
+  const bulkQueues = new BulkQueues({ connection: bullConnection, prefix: config.queuePrefix, telemetry: tracing.bullmq });
   const parseThread = config.batchParseThread ? new ParseThread(logger, { maxLineBytes: config.maxBodyBytes }) : undefined;
   const fleet = new FleetView(redis, config.queuePrefix);
   const dashboard = new QueueDashboard({ connection: bullConnection, prefix: config.queuePrefix, models: models.all().map((m) => ({ name: m.name, version: m.version })) });
-  const { app, listener, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, ...(parseThread ? { parseThread } : {}) });
+  const { app, listener, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
@@ -130,6 +142,7 @@ export async function createGateway(config: Config, logger: Logger, options: { m
           async () => {
             if (ownModels) await models.close();
           },
+          () => tracing.shutdown(),
         ];
         await closeInOrder(steps, (err) => logger.warn({ err: (err as Error).message }, 'gateway close step failed'));
       })();

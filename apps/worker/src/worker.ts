@@ -13,6 +13,8 @@ import { BulkWorker } from './bulk/bulk-worker.js';
 import { Sweeper } from './sweeper.js';
 import { InteractiveWorker } from './interactive/interactive-worker.js';
 import { JobWebhookEmitter } from './interactive/job-webhooks.js';
+import type { TracerProvider } from '@opentelemetry/api';
+import { Tracing } from '@infer/tracing';
 
 export interface InferenceWorker {
   models: ModelRepository;
@@ -33,8 +35,11 @@ export async function createWorker(
     blockSeconds?: number;
     /** How webhook host names resolve (tests inject one). @default dns.lookup */
     webhookResolve?: Resolver;
+    /** Trace with this provider (tests: an in-memory exporter) instead of OTEL_EXPORTER_OTLP_ENDPOINT's. */
+    tracerProvider?: TracerProvider;
   } = {},
 ): Promise<InferenceWorker> {
+  const tracing = Tracing.create({ serviceName: 'infer-worker', endpoint: config.otlpEndpoint, provider: options.tracerProvider });
   const ownModels = !options.models;
   const models = options.models ?? (await ModelRepository.load(config.modelRepository, { only: config.workerModels }));
   // BullMQ workers need maxRetriesPerRequest: null so a Redis blip pauses them instead of crashing them.
@@ -55,6 +60,7 @@ export async function createWorker(
     resultTtlMs: config.resultTtlMs,
     retryDelaysMs: config.webhookRetryDelaysMs,
     logger,
+    telemetry: tracing.bullmq,
   });
   const webhooks = new JobWebhookEmitter(webhookEvents, logger);
   const outbox = new CompletedEventsOutbox(storeConnection, config.queuePrefix, webhookEvents, logger);
@@ -72,6 +78,7 @@ export async function createWorker(
         metrics,
         webhooks,
         outbox,
+        tracing,
         ...(options.blockSeconds ? { blockSeconds: options.blockSeconds } : {}),
       }),
   );
@@ -109,6 +116,7 @@ export async function createWorker(
     retryDelaysMs: config.webhookRetryDelaysMs,
     resultTtlMs: config.resultTtlMs,
     allowPrivate: config.webhookAllowPrivate,
+    telemetry: tracing.bullmq,
     ...(options.webhookResolve ? { resolve: options.webhookResolve } : {}),
   });
   // Tell the fleet what this worker serves: gateways refuse jobs for a version no live worker has.
@@ -142,6 +150,7 @@ export async function createWorker(
         await connection.quit().catch(() => connection.disconnect());
         await storeConnection.quit().catch(() => storeConnection.disconnect());
         if (ownModels) await models.close();
+        await tracing.shutdown().catch(() => undefined);
       })();
       return closing;
     },

@@ -34,6 +34,12 @@ export const EnvelopeJob = z.object({
   metadata: z.record(z.string(), z.unknown()).optional(),
   webhook: z.string().optional(),
   webhook_events_filter: z.array(z.enum(WEBHOOK_EVENT_FILTERS)).optional(),
+  /**
+   * W3C trace context of the job's enqueue span, present only when the
+   * gateway traces (OTEL_EXPORTER_OTLP_ENDPOINT): the worker's spans for this
+   * job are its children, so one trace follows the job across processes.
+   */
+  traceparent: z.string().max(128).optional(),
 });
 export type EnvelopeJob = z.infer<typeof EnvelopeJob>;
 

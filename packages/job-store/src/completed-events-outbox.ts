@@ -36,7 +36,7 @@ export class CompletedEventsOutbox {
           const { header } = decodeRecord(record);
           if (header.w && (header.wf ?? 'completed').split(',').includes('completed')) {
             const data = JSON.parse(renderEndedJob(id, record)) as Job;
-            await this.events.ensure(eventIdFor('job.completed', id), { tenant: header.t, url: header.w, type: 'job.completed', data });
+            await this.events.ensure(eventIdFor('job.completed', id), { tenant: header.t, url: header.w, type: 'job.completed', data, ...(header.tp ? { traceparent: header.tp } : {}) });
             sent++;
           }
         }

@@ -25,6 +25,7 @@ import { bytesJson, elementCount } from '@infer/tensors';
  *   q metrics [queue_ms, inference_ms, batch_size] · x error [code, message]
  *   o outputs [[name, datatype, instance shape], …] in the order their bytes follow
  *   md metadata · w webhook URL · wf webhook_events_filter (comma-separated)
+ *   tp the job's traceparent, when traced (its job.completed delivery joins the job's trace)
  */
 export interface RecordHeader {
   t: string;
@@ -40,6 +41,7 @@ export interface RecordHeader {
   md?: Record<string, unknown>;
   w?: string;
   wf?: string;
+  tp?: string;
 }
 
 export type EndedStatus = Extract<JobStatus, 'succeeded' | 'failed' | 'canceled'>;
@@ -77,6 +79,7 @@ export function encodeRecord(model: string, version: string, job: EnvelopeJob, e
     ...(ending.outputs?.length ? { o: ending.outputs.map((o) => [o.name, o.datatype, o.shape] as [string, Exclude<Datatype, 'BYTES'>, number[]]) } : {}),
     ...(job.metadata ? { md: job.metadata } : {}),
     ...(job.webhook ? { w: job.webhook, wf: (job.webhook_events_filter ?? ['completed']).join(',') } : {}),
+    ...(job.traceparent && job.webhook ? { tp: job.traceparent } : {}),
   };
   const head = Buffer.from(JSON.stringify(header) + '\n');
   if (!ending.outputs?.length) return head;

@@ -1,4 +1,4 @@
-import { pino, type Logger, type LoggerOptions } from 'pino';
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };
 
@@ -21,13 +21,15 @@ export const REDACT_PATHS = [
   'data.output',
 ];
 
-export function createLogger(options: { level: LoggerOptions['level']; name: string }): Logger {
-  return pino({
+/** The platform's logger; `destination` (tests: a capture) defaults to stdout. */
+export function createLogger(options: { level: LoggerOptions['level']; name: string; destination?: DestinationStream }): Logger {
+  const settings: LoggerOptions = {
     name: options.name,
     level: options.level,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     base: { pid: process.pid },
-  });
+  };
+  return options.destination ? pino(settings, options.destination) : pino(settings);
 }
 
 /** A logger that writes nothing, for tests and libraries used without one. */

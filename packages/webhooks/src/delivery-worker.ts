@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import { Worker, type Job } from 'bullmq';
+import { Worker, type Job, type Telemetry } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { WebhookDeliveryPayload, webhookQueue } from '@infer/contract';
 import type { Logger } from '@infer/logger';
@@ -35,6 +35,8 @@ export interface WebhookDeliveryWorkerOptions {
   /** The longest `Retry-After` obeyed, so a receiver cannot park an event forever. @default 24 h */
   maxRetryAfterMs?: number;
   now?: () => number;
+  /** Present only when tracing: BullMQ's `process` span per delivery run, a child of its event's trace. */
+  telemetry?: Telemetry | undefined;
 }
 
 /** Thrown by the processor to have BullMQ run the job again after `delayMs` (see `backoffStrategy`). */
@@ -82,6 +84,7 @@ export class WebhookDeliveryWorker {
       connection: options.connection,
       prefix: queue.prefix,
       concurrency: options.concurrency ?? 200,
+      ...(options.telemetry ? { telemetry: options.telemetry } : {}),
       settings: {
         // RetryLater carries the delay the processor chose; any other error
         // (Redis went away while recording) falls back on the schedule.

@@ -1,4 +1,4 @@
-import { Queue, type JobsOptions } from 'bullmq';
+import { Queue, type JobsOptions, type Telemetry } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { QUEUE_EVENTS_MAX_LEN, webhookQueue, type WebhookDeliveryPayload } from '@infer/contract';
 import { silentLogger, type Logger } from '@infer/logger';
@@ -11,6 +11,13 @@ export interface NewWebhookEvent {
   url: string;
   type: WebhookEventType;
   data: WebhookSubject;
+  /** The W3C traceparent of what the event is about (a traced job): its delivery joins that trace. */
+  traceparent?: string;
+}
+
+/** BullMQ's telemetry (the platform's: @infer/tracing's BullmqTelemetry), and a way to run an add under a traceparent. */
+export interface TracedTelemetry extends Telemetry {
+  inTrace<T>(traceparent: string | undefined, fn: () => T): T;
 }
 
 export interface WebhookEventsOptions {
@@ -23,6 +30,8 @@ export interface WebhookEventsOptions {
   retryDelaysMs: readonly number[];
   logger?: Logger;
   now?: () => number;
+  /** Present only when tracing: BullMQ's add spans, and the trace context stored with each delivery job. */
+  telemetry?: TracedTelemetry | undefined;
 }
 
 /** Margin kept on a log's TTL beyond its last scheduled attempt, so the record outlives its own retries. */
@@ -63,6 +72,7 @@ export class WebhookEvents {
         connection: this.options.connection,
         prefix: ref.prefix,
         streams: { events: { maxLen: QUEUE_EVENTS_MAX_LEN } },
+        ...(this.options.telemetry ? { telemetry: this.options.telemetry } : {}),
       });
       this.queueInstance.on('error', (err) => this.logger.warn({ err: err.message }, 'webhook queue error'));
     }
@@ -77,7 +87,8 @@ export class WebhookEvents {
   async enqueue(events: readonly NewWebhookEvent[]): Promise<string[]> {
     if (events.length === 0) return [];
     const createdAt = this.now();
-    const stored: StoredEvent[] = events.map((e) => {
+    const traced = this.options.telemetry !== undefined;
+    const stored: Array<StoredEvent & { traceparent?: string | undefined }> = events.map((e) => {
       const id = newEventId();
       const type = e.type;
       return {
@@ -91,6 +102,7 @@ export class WebhookEvents {
         state: 'pending',
         attemptCount: 0,
         nextAttemptAt: createdAt,
+        ...(traced && e.traceparent ? { traceparent: e.traceparent } : {}),
       };
     });
     const pipe = this.options.connection.pipeline();
@@ -103,7 +115,8 @@ export class WebhookEvents {
       stored.map((e) => ({
         name: e.type,
         data: { eventId: e.id, trigger: 'scheduled' } satisfies WebhookDeliveryPayload,
-        opts: this.jobOptions(e.id, this.options.retryDelaysMs.length + 1),
+        // addBulk keeps a job's own trace context: each delivery joins its job's trace.
+        opts: { ...this.jobOptions(e.id, this.options.retryDelaysMs.length + 1), ...(e.traceparent ? { telemetry: { metadata: e.traceparent } } : {}) },
       })),
     );
     return stored.map((e) => e.id);
@@ -132,7 +145,10 @@ export class WebhookEvents {
     };
     const state = await this.log.createIfAbsent(stored, this.logTtlMs());
     if (state !== 'created' && state !== 'pending') return;
-    await this.queue.add(event.type, { eventId: id, trigger: 'scheduled' } satisfies WebhookDeliveryPayload, this.jobOptions(id, this.options.retryDelaysMs.length + 1));
+    const add = () => this.queue.add(event.type, { eventId: id, trigger: 'scheduled' } satisfies WebhookDeliveryPayload, this.jobOptions(id, this.options.retryDelaysMs.length + 1));
+    // BullMQ's add span is made under the active context: the job's, when it was traced.
+    const telemetry = this.options.telemetry;
+    await (telemetry && event.traceparent ? telemetry.inTrace(event.traceparent, add) : add());
   }
 
   /** `enqueue` for callers that must not fail because of a webhook (a finished batch, a cancel): errors are logged. */

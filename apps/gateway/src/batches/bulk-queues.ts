@@ -1,10 +1,12 @@
-import { Queue } from 'bullmq';
+import { Queue, type Telemetry } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { JOB_CATALOG, QUEUE_EVENTS_MAX_LEN, bulkQueue, chunkJobId, type BulkChunkPayload } from '@infer/contract';
 
 export interface BulkQueuesOptions {
   connection: Redis;
   prefix: string;
+  /** When tracing: BullMQ's add span per chunk, under the upload's request span, its context stored with the chunk. */
+  telemetry?: Telemetry | undefined;
 }
 
 
@@ -21,7 +23,12 @@ export class BulkQueues {
     const ref = bulkQueue(this.options.prefix, model, version);
     let queue = this.queues.get(ref.name);
     if (!queue) {
-      queue = new Queue(ref.name, { connection: this.options.connection, prefix: ref.prefix, streams: { events: { maxLen: QUEUE_EVENTS_MAX_LEN } } });
+      queue = new Queue(ref.name, {
+        connection: this.options.connection,
+        prefix: ref.prefix,
+        streams: { events: { maxLen: QUEUE_EVENTS_MAX_LEN } },
+        ...(this.options.telemetry ? { telemetry: this.options.telemetry } : {}),
+      });
       queue.on('error', () => {
         /* surfaced through the failing call; avoid an unhandled 'error' event */
       });

@@ -1,3 +1,5 @@
+import { SpanKind, SpanStatusCode, type Context } from '@opentelemetry/api';
+import type { Tracing } from '@infer/tracing';
 import { MAX_METADATA_BYTES, newJobId, queueTag, type CreateJobBody, type EnvelopeJob } from '@infer/contract';
 import { AppError, conflict, invalidInput, notFound } from '@infer/errors';
 import { decodeRecord, encodeRecord, hasCompletedHook, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
@@ -19,6 +21,8 @@ export interface JobServiceDeps {
   /** Sends a canceled job's `job.completed` (the cancel put it on its queue's outbox). */
   outbox?: Pick<CompletedEventsOutbox, 'drain'>;
   now?: () => number;
+  /** Off (or absent): no span, no traceparent in the envelope. */
+  tracing?: Tracing;
 }
 
 /** A job as the API answers it: the Job's JSON text, printed once from what Redis holds. */
@@ -43,6 +47,8 @@ export interface SubmitOptions {
   idempotencyKey?: string | undefined;
   /** `Cancel-After`: a job still queued this long after it is accepted ends canceled without running. */
   cancelAfterMs?: number | undefined;
+  /** The request's trace context (its SERVER span), when tracing: the job's enqueue span is made under it. */
+  trace?: Context | undefined;
 }
 
 /** Deepest metadata accepted: deeper JSON is not metadata, and would overflow a recursive printer. */
@@ -100,11 +106,23 @@ export class JobService {
       job.webhook = body.webhook;
       job.webhook_events_filter = [...new Set(body.webhook_events_filter ?? (['completed'] as const))];
     }
+    // The enqueue span (PRODUCER): the job's wait for its envelope's write. Its traceparent goes in the
+    // envelope with the job, so the worker's spans for the job are its children, in the same trace.
+    const tracing = this.deps.tracing;
+    const enqueue = tracing?.enabled
+      ? tracing.startSpan('enqueue', { kind: SpanKind.PRODUCER, attributes: { 'infer.job.id': id, 'infer.model': model.name, 'infer.model.version': model.version } }, options.trace)
+      : undefined;
+    if (enqueue) job.traceparent = tracing!.traceparentOf(enqueue);
     // Register before enqueueing: a fast worker may end the job before the write returns.
     const waiter = waitMs ? waiters.register(id, waitMs) : undefined;
     try {
       await writer.add(model, job, inputs);
+      enqueue?.end();
     } catch (err) {
+      if (enqueue) {
+        enqueue.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+        enqueue.end();
+      }
       waiter?.cancel();
       if (idempotencyKey) await store.releaseIdempotencyKey(tenant, idempotencyKey, id).catch(() => undefined);
       throw err;

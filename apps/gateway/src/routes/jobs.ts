@@ -4,6 +4,9 @@ import { CreateJobBody } from '@infer/contract';
 import { badRequest, unauthorized } from '@infer/errors';
 import { liftedBytes, restorePlaceholders, type LiftedBody } from '@infer/tensors';
 import type { Logger } from '@infer/logger';
+import type { Context } from '@opentelemetry/api';
+import type { Tracing } from '@infer/tracing';
+import { startRequestSpan } from '../http/request-tracing.js';
 import { authenticate, tenantOf } from '../http/auth.js';
 import { jsonBody, readJsonBody } from '../http/json-body.js';
 import { preferWaitMs } from '../http/prefer.js';
@@ -72,7 +75,7 @@ export class JobHandlers {
     private readonly options: JobRoutesOptions,
   ) {}
 
-  async submit(req: IncomingMessage, res: ServerResponse, tenant: string, body: unknown, lifted?: LiftedBody): Promise<void> {
+  async submit(req: IncomingMessage, res: ServerResponse, tenant: string, body: unknown, lifted?: LiftedBody, trace?: Context): Promise<void> {
     const parsed = parseCreateJob(body);
     if (lifted) {
       // Inputs whose base64 was decoded from the body's bytes: the decoded bytes stand in for the text,
@@ -88,6 +91,7 @@ export class JobHandlers {
       cancelAfterMs: cancelAfterMs(req.headers['cancel-after']),
       onGone: waitMs ? clientGone(res) : undefined,
       idempotencyKey: idempotencyKeyOf(req),
+      trace,
     });
     const headers: Record<string, string> = { location: `/v1/jobs/${job.id}`, ...waitApplied(waitMs) };
     if (job.replayed) headers['idempotent-replayed'] = 'true';
@@ -130,6 +134,8 @@ export interface JobDispatchDeps {
   metrics: GatewayMetrics;
   logger: Logger;
   maxBodyBytes: number;
+  /** When enabled, each job route's request is a SERVER span (POST /v1/jobs: its jobs' traces start there). */
+  tracing?: Tracing;
 }
 
 /** A job id as it may appear in a path: the characters of a job id, and no more than a few times its length. */
@@ -174,6 +180,7 @@ export function jobDispatch(deps: JobDispatchDeps): (req: IncomingMessage, res: 
 function serve(deps: JobDispatchDeps, req: IncomingMessage, res: ServerResponse, route: string, id: string): void {
   deps.metrics.timeRequest(req, res, route);
   deps.interactive.count(res);
+  const trace = deps.tracing?.enabled ? startRequestSpan(deps.tracing, req, res, route) : undefined;
   const run = async (): Promise<void> => {
     const who = authenticate(req.headers.authorization, deps.apiKeyDigests);
     if (!who) throw unauthorized();
@@ -181,7 +188,7 @@ function serve(deps: JobDispatchDeps, req: IncomingMessage, res: ServerResponse,
     if (limited) throw limited;
     if (route === '/v1/jobs') {
       const { value, lifted } = await readJsonBody(req, deps.maxBodyBytes);
-      return deps.handlers.submit(req, res, who.tenant, value, lifted);
+      return deps.handlers.submit(req, res, who.tenant, value, lifted, trace);
     }
     if (route === '/v1/jobs/:id') return deps.handlers.get(req, res, who.tenant, id);
     return deps.handlers.cancel(req, res, who.tenant, id);

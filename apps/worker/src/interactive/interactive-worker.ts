@@ -9,6 +9,8 @@ import type { WorkerMetrics } from '../metrics.js';
 import { MalformedEnvelopeError, readEnvelope, type HeldEnvelope } from './envelope.js';
 import type { JobWebhookEmitter } from './job-webhooks.js';
 import { runMicrobatch } from './microbatch.js';
+import type { Tracing } from '@infer/tracing';
+import { traceMicrobatch, type TracedJob } from './batch-tracing.js';
 
 export interface InteractiveWorkerOptions {
   model: ModelVersion;
@@ -29,6 +31,8 @@ export interface InteractiveWorkerOptions {
   webhooks?: JobWebhookEmitter;
   /** Sends `job.completed` of the jobs ended here, exactly once (their ends put them on the queue's outbox). */
   outbox?: CompletedEventsOutbox;
+  /** When enabled: each micro-batch's spans, and its jobs' spans in their own traces (batch-tracing.ts). */
+  tracing?: Tracing;
   /**
    * How long an idle worker blocks on the queue's marker before looking
    * again. `close()` does not wait for it (it drops the blocked connection).
@@ -261,8 +265,13 @@ export class InteractiveWorker {
   private async runSlices(slices: Slice[]): Promise<void[]> {
     const { model, metrics } = this.options;
     const instances = slices.flatMap((s) => s.jobs.map((j) => s.envelope.inputs[j]!));
+    const tracing = this.options.tracing?.enabled ? this.options.tracing : undefined;
+    const startedAt = tracing ? Date.now() : 0;
     const { results, runs } = await runMicrobatch(model, instances);
     const completedAt = Date.now();
+    // One info line per job, built only when info is on (the object is the line: nothing else per job).
+    const logJobs = this.log.isLevelEnabled('info');
+    const traced: TracedJob[] | undefined = tracing ? [] : undefined;
     let r = 0;
     const done = new Set<HeldEnvelope>();
     for (const { envelope, jobs } of slices) {
@@ -271,6 +280,11 @@ export class InteractiveWorker {
         const job = envelope.data.jobs[j]!;
         if (!result.ok) this.log.warn({ jobId: job.id, err: result.error.message }, 'a job failed in ONNX Runtime; the jobs batched with it ran without it');
         const metricsOut = { queue_ms: Math.max(0, envelope.takenAt - job.created_at), inference_ms: round(result.inferenceMs), batch_size: result.batchSize };
+        if (logJobs) {
+          // model and version are the child logger's; the trace id is the traceparent's second field.
+          this.log.info({ jobId: job.id, status: result.ok ? 'succeeded' : 'failed', ...metricsOut, traceId: job.traceparent?.slice(3, 35) }, 'job ended');
+        }
+        traced?.push({ job, takenAt: envelope.takenAt, result });
         envelope.statuses[j] = result.ok ? 'succeeded' : 'failed';
         envelope.records[j] = encodeRecord(model.name, model.version, job, {
           status: envelope.statuses[j]!,
@@ -284,6 +298,7 @@ export class InteractiveWorker {
       if (envelope.pending === 0) done.add(envelope);
     }
     metrics?.observeRuns(model, runs);
+    if (tracing) traceMicrobatch(tracing, model, traced!, runs, startedAt, completedAt);
     await this.finish([...done]);
     return slices.map(() => undefined);
   }

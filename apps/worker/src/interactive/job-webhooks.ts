@@ -36,6 +36,7 @@ export class JobWebhookEmitter {
         url: job.webhook!,
         type: 'job.started',
         data: JSON.parse(renderPendingJob(job.id, model, version, job, startedAt)) as Job,
+        ...(job.traceparent ? { traceparent: job.traceparent } : {}),
       })),
     );
   }

@@ -23,6 +23,8 @@ export type InstanceResult =
 export interface Run {
   size: number;
   ms: number;
+  /** When it ended (epoch ms, sub-millisecond): with `ms`, where a trace places its InferenceSession.run span. */
+  endedAt?: number;
 }
 
 /**
@@ -60,7 +62,7 @@ async function runGroup(model: ModelVersion, instances: readonly InstanceInputs[
     feeds[spec.name] = model.batched ? stack(parts) : tensorOf(parts[0]!.datatype, parts[0]!.shape, parts[0]!.bytes);
   });
   const { outputs, inferenceMs } = await runModel(model, feeds);
-  runs.push({ size: group.length, ms: inferenceMs });
+  runs.push({ size: group.length, ms: inferenceMs, endedAt: performance.timeOrigin + performance.now() });
   group.forEach((instanceIndex, j) => {
     const out: RecordOutput[] = model.outputs.map((spec) => {
       const t = outputs[spec.name]!;
