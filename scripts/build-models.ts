@@ -32,6 +32,12 @@ export interface BuildOptions {
    * are written (scripts/start.ts needs only the served models).
    */
   examples?: string;
+  /**
+   * A second copy of the served models, for the tests alone (default
+   * ./test/fixtures/served): `npm test` never reads ./models, so a user
+   * adding or changing a model there cannot break it. Omitted: not written.
+   */
+  testServed?: string;
 }
 
 interface BatchingConfig {
@@ -446,9 +452,10 @@ async function writeModelSet(root: string, set: ModelSet): Promise<string[]> {
 }
 
 /** Builds every model; returns the paths of the model.onnx files written. */
-export async function buildModels({ out, fixtures, examples }: BuildOptions): Promise<string[]> {
+export async function buildModels({ out, fixtures, examples, testServed }: BuildOptions): Promise<string[]> {
   return [
     ...(await writeModelSet(out, SERVED)),
+    ...(testServed === undefined ? [] : await writeModelSet(testServed, SERVED)),
     ...(await writeModelSet(fixtures, FIXTURES)),
     ...(examples === undefined ? [] : await writeModelSet(examples, EXAMPLES)),
   ];
@@ -470,7 +477,8 @@ async function main(): Promise<void> {
     ? path.resolve(values.fixtures)
     : path.join(REPO_ROOT, 'test', 'fixtures', 'models');
   const examples = values.examples ? path.resolve(values.examples) : path.join(REPO_ROOT, 'examples', 'models');
-  for (const file of await buildModels({ out, fixtures, examples })) {
+  const testServed = path.join(REPO_ROOT, 'test', 'fixtures', 'served');
+  for (const file of await buildModels({ out, fixtures, examples, testServed })) {
     console.log(`wrote ${path.relative(process.cwd(), file)}`);
   }
 }

@@ -7,7 +7,11 @@ import { createGateway, type Gateway } from '../../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../../apps/worker/src/index.js';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
-export const SHIPPED_MODELS = path.join(REPO_ROOT, 'models');
+/**
+ * The tests' own copy of the shipped models (written by `npm run models`
+ * beside ./models): tests never read the user's ./models.
+ */
+export const SHIPPED_MODELS = path.join(REPO_ROOT, 'test', 'fixtures', 'served');
 export const FIXTURE_MODELS = path.join(REPO_ROOT, 'test', 'fixtures', 'models');
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
