@@ -41,7 +41,7 @@ describe('ops routes', () => {
     const text = await res.text();
     expect(text).to.match(/^# HELP infer_http_request_duration_seconds /m);
     expect(text).to.match(/^# TYPE infer_http_request_duration_seconds histogram$/m);
-    expect(text).to.match(/^infer_http_request_duration_seconds_count\{[^}]*route="\/v1\/models\/"[^}]*\} [1-9]/m);
+    expect(text).to.match(/^infer_http_request_duration_seconds_count\{[^}]*route="\/v1\/models"[^}]*\} [1-9]/m);
   });
 
   it('/openapi.json is a JSON document with an openapi field', async () => {

@@ -181,6 +181,8 @@ export async function startBenchPlatform(
     API_KEYS: `bench:${BENCH_KEY}`,
     MODEL_REPOSITORY: options.modelRepository ?? path.join(ROOT, 'models'),
     WORKER_MODELS: options.workerModels ?? 'mlp',
+    // A free port: a bench must not collide with a worker already on 9464.
+    WORKER_METRICS_PORT: '0',
     ...options.env,
   };
   // BENCH_PROF=gateway (or worker) writes a V8 CPU profile of that process to /tmp/prof when it exits.

@@ -77,6 +77,8 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Test
     API_KEYS: `tenant-a:${TEST_KEY},tenant-b:${OTHER_TENANT_KEY}`,
     PORT: '0',
     HOST: '127.0.0.1',
+    // Tests start many workers at once: each on a free port (InferenceWorker.metricsPort).
+    WORKER_METRICS_PORT: '0',
     ...options.env,
   });
   const gateway = await createGateway(config, silentLogger);

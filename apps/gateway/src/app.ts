@@ -157,7 +157,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   }
 
   app.use(notFoundRoute);
-  app.use(problemMiddleware(logger, config.maxBodyBytes));
+  app.use(problemMiddleware(logger, config.maxBodyBytes, (answer) => metrics.problem(answer.code)));
   return {
     app,
     listener: (req, res) => {

@@ -15,6 +15,7 @@ import { ParseThread } from './batches/parse-thread/parse-thread.js';
 import { EnvelopeWriter } from './jobs/envelope-writer.js';
 import { FleetView } from '@infer/fleet';
 import { GatewayMetrics } from './metrics.js';
+import { QueueMetrics } from './queue-metrics.js';
 import { QueueDashboard } from './admin/queue-dashboard.js';
 import type { TracerProvider } from '@opentelemetry/api';
 import { Tracing } from '@infer/tracing';
@@ -71,7 +72,7 @@ export async function createGateway(
     maxQueueDepth: config.maxQueueDepth,
     tenantMaxQueued: config.tenantMaxQueued,
     gatewayChannel: waiters.channel,
-    onEnvelope: (model, instances) => metrics.envelopeInstances.observe({ model: model.name, version: model.version }, instances),
+    onEnvelope: (model, instances) => metrics.envelopeWritten(model.name, model.version, instances),
   });
   // Every version this gateway may route to counts towards MAX_QUEUE_DEPTH, submitted to here yet or not.
   for (const mv of models.all()) writer.queueOf(mv);
@@ -95,6 +96,8 @@ export async function createGateway(
   const bulkQueues = new BulkQueues({ connection: bullConnection, prefix: config.queuePrefix, telemetry: tracing.bullmq });
   const parseThread = config.batchParseThread ? new ParseThread(logger, { maxLineBytes: config.maxBodyBytes }) : undefined;
   const fleet = new FleetView(redis, config.queuePrefix);
+  // Queue depth and age, bulk backlog and the fleet, read from Redis when scraped (fleet-wide figures).
+  new QueueMetrics({ redis, prefix: config.queuePrefix, versions: () => models.all(), bulkQueues, fleet, registry: metrics.registry });
   const dashboard = new QueueDashboard({ connection: bullConnection, prefix: config.queuePrefix, models: models.all().map((m) => ({ name: m.name, version: m.version })) });
   const { app, listener, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
 

@@ -1,24 +1,70 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
-import { Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { captureRoute, routeLabel } from './http/route-label.js';
 
-/** The gateway's Prometheus metrics, in a registry of its own (tests build many apps). */
+/** Problem codes counted as rejections: the platform saying "not now", as opposed to a client's mistake. */
+export const REJECTION_REASONS = ['rate_limited', 'queue_full', 'quota_exceeded', 'unavailable'] as const;
+export type RejectionReason = (typeof REJECTION_REASONS)[number];
+
+type Inc = { inc(value?: number): void };
+type Observe = { observe(value: number): void };
+
+let processRegistry: Registry | undefined;
+
+/**
+ * Node's default process metrics (CPU, memory, event loop lag, GC), once per
+ * process: each collectDefaultMetrics call starts its own event-loop monitor
+ * and GC observer, and tests build many gateways in one process.
+ */
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+/** Children per (model, version): labels are hashed once per version, not once per job. */
+class PerVersion<T> {
+  private readonly byModel = new Map<string, Map<string, T>>();
+  constructor(private readonly make: (model: string, version: string) => T) {}
+
+  get(model: string, version: string): T {
+    let versions = this.byModel.get(model);
+    if (!versions) this.byModel.set(model, (versions = new Map()));
+    let child = versions.get(version);
+    if (child === undefined) versions.set(version, (child = this.make(model, version)));
+    return child;
+  }
+}
+
+/**
+ * The gateway's Prometheus metrics, in a registry of its own (tests build
+ * many apps). The queue and fleet gauges read Redis when scraped
+ * (queue-metrics.ts); everything here is counted in memory as requests go.
+ */
 export class GatewayMetrics {
   readonly registry = new Registry();
   readonly requests = new Histogram({
     name: 'infer_http_request_duration_seconds',
-    help: 'HTTP request latency by route and status',
+    help: 'HTTP request latency by method, full route pattern (or "unmatched") and status',
     labelNames: ['method', 'route', 'status'] as const,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [this.registry],
   });
   readonly jobsSubmitted = new Counter({
     name: 'infer_jobs_submitted_total',
-    help: 'Jobs accepted by POST /v1/jobs',
+    help: 'Jobs accepted by POST /v1/jobs (idempotent replays not counted)',
     labelNames: ['model', 'version'] as const,
     registers: [this.registry],
   });
-
+  readonly jobsEnded = new Counter({
+    name: 'infer_jobs_ended_total',
+    help: 'Jobs ended, by status; on a gateway only the jobs its clients canceled (workers count the rest)',
+    labelNames: ['model', 'version', 'status'] as const,
+    registers: [this.registry],
+  });
   readonly envelopeInstances = new Histogram({
     name: 'infer_envelope_instances',
     help: 'Jobs per envelope (one queue write carries the jobs accepted in one turn of the event loop)',
@@ -26,14 +72,29 @@ export class GatewayMetrics {
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
     registers: [this.registry],
   });
+  readonly rejections = new Counter({
+    name: 'infer_requests_rejected_total',
+    help: 'Requests refused for capacity: rate_limited (429), quota_exceeded (429), queue_full (503), unavailable (503)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
 
   /** One child histogram per (method, route, status): labels are looked up once, not hashed per request. */
-  private readonly requestChildren = new Map<string, { observe(seconds: number): void }>();
+  private readonly requestChildren = new Map<string, Observe>();
+  private readonly submitted = new PerVersion<Inc>((model, version) => this.jobsSubmitted.labels({ model, version }));
+  private readonly canceled = new PerVersion<Inc>((model, version) => this.jobsEnded.labels({ model, version, status: 'canceled' }));
+  private readonly envelopes = new PerVersion<Observe>((model, version) => this.envelopeInstances.labels({ model, version }));
+  private readonly rejected = new Map<string, Inc>(REJECTION_REASONS.map((reason) => [reason, this.rejections.labels({ reason })]));
+
+  constructor() {
+    // Present from the start at 0, so rate() over them has a series before the first refusal.
+    for (const child of this.rejected.values()) child.inc(0);
+  }
 
   middleware(): RequestHandler {
-    // The route pattern, not the path: ids would explode the label set.
     return (req, res, next) => {
-      this.timeRequest(req, res, () => (req.route ? req.baseUrl + (req.route.path as string) : 'unmatched'));
+      captureRoute(req);
+      this.timeRequest(req, res, () => routeLabel(req, res.statusCode));
       next();
     };
   }
@@ -52,5 +113,31 @@ export class GatewayMetrics {
       }
       child.observe((performance.now() - started) / 1000);
     });
+  }
+
+  jobSubmitted(model: string, version: string): void {
+    this.submitted.get(model, version).inc();
+  }
+
+  jobCanceled(model: string, version: string): void {
+    this.canceled.get(model, version).inc();
+  }
+
+  envelopeWritten(model: string, version: string, instances: number): void {
+    this.envelopes.get(model, version).observe(instances);
+  }
+
+  /** Count an error answer by its problem code, when it is a rejection (others are in the request histogram's status). */
+  problem(code: string | undefined): void {
+    if (code !== undefined) this.rejected.get(code)?.inc();
+  }
+
+  /** The scrape: this gateway's metrics and the process's. */
+  async scrape(): Promise<string> {
+    return Registry.merge([this.registry, processMetrics()]).metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
   }
 }

@@ -1,41 +1,192 @@
-import { Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ModelVersion } from '@infer/models';
 import type { Run } from './interactive/microbatch.js';
 
-/** The worker's Prometheus metrics; served on WORKER_METRICS_PORT when set. */
+/** How a webhook delivery attempt went: delivered, failed with another attempt scheduled, or failed for good. */
+export type WebhookAttemptOutcome = 'succeeded' | 'retrying' | 'failed';
+
+/** Seconds, for the latency of a job (queue wait, submit to end): from a millisecond to ten minutes. */
+const JOB_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600];
+
+let processRegistry: Registry | undefined;
+
+/**
+ * Node's default process metrics (CPU, memory, event loop lag, GC), once per
+ * process: each collectDefaultMetrics call starts its own event-loop monitor
+ * and GC observer, and tests build many workers in one process.
+ */
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+type Inc = { inc(value?: number): void };
+type Observe = { observe(value: number): void };
+
+/**
+ * The worker's Prometheus metrics, served on WORKER_METRICS_PORT
+ * (metrics-server.ts). Names follow Triton's where the meaning is the same
+ * (nv_inference_count → infer_inference_count_total, …), in seconds rather
+ * than microseconds, as Prometheus prefers.
+ */
 export class WorkerMetrics {
   readonly registry = new Registry();
+  readonly up = new Gauge({
+    name: 'infer_worker_up',
+    help: 'Always 1 while this worker process runs: a scrape that finds it is a live worker',
+    registers: [this.registry],
+  });
   readonly batchSize = new Histogram({
     name: 'infer_batch_size',
-    help: 'Instances per ONNX Runtime run',
+    help: 'Instances per ONNX Runtime run (interactive micro-batches and bulk slices)',
     labelNames: ['model', 'version'] as const,
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
     registers: [this.registry],
   });
   readonly inferenceSeconds = new Histogram({
     name: 'infer_inference_duration_seconds',
-    help: 'Time inside InferenceSession.run per batch',
+    help: 'Time inside InferenceSession.run per run (Triton: nv_inference_compute_infer_duration_us)',
     labelNames: ['model', 'version'] as const,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
     registers: [this.registry],
   });
+  readonly execCount = new Counter({
+    name: 'infer_inference_exec_count_total',
+    help: 'ONNX Runtime runs (Triton: nv_inference_exec_count); instances per run = inference_count / exec_count',
+    labelNames: ['model', 'version'] as const,
+    registers: [this.registry],
+  });
+  readonly inferenceCount = new Counter({
+    name: 'infer_inference_count_total',
+    help: 'Instances run through ONNX Runtime, jobs and bulk rows alike (Triton: nv_inference_count)',
+    labelNames: ['model', 'version'] as const,
+    registers: [this.registry],
+  });
+  readonly queueSeconds = new Histogram({
+    name: 'infer_inference_queue_duration_seconds',
+    help: "A job's wait from submit until a worker took it, its queue_ms (Triton: nv_inference_queue_duration_us)",
+    labelNames: ['model', 'version'] as const,
+    buckets: JOB_SECONDS,
+    registers: [this.registry],
+  });
+  readonly requestSeconds = new Histogram({
+    name: 'infer_inference_request_duration_seconds',
+    help: 'A job run here, from submit until its result was written (Triton: nv_inference_request_duration_us)',
+    labelNames: ['model', 'version'] as const,
+    buckets: JOB_SECONDS,
+    registers: [this.registry],
+  });
   readonly jobsEnded = new Counter({
     name: 'infer_jobs_ended_total',
-    help: 'Jobs run to an end by this worker',
+    help: 'Jobs ended by this worker: succeeded, failed, or canceled (deadline_exceeded) (Triton: nv_inference_request_success/failure)',
     labelNames: ['model', 'version', 'status'] as const,
     registers: [this.registry],
   });
+  readonly bulkRows = new Counter({
+    name: 'infer_bulk_rows_total',
+    help: 'Rows of bulk batches ended by this worker, by status',
+    labelNames: ['model', 'version', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly webhookDeliveries = new Counter({
+    name: 'infer_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by outcome: succeeded, retrying (failed, another attempt scheduled), failed (for good)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly webhookSeconds = new Histogram({
+    name: 'infer_webhook_delivery_duration_seconds',
+    help: 'Webhook delivery attempt latency (request until answer, error or timeout), by outcome',
+    labelNames: ['outcome'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
 
-  /** One micro-batch's runs: each run's size and ONNX Runtime time. */
-  observeRuns(model: ModelVersion, runs: readonly Run[]): void {
-    const labels = { model: model.name, version: model.version };
-    for (const run of runs) {
-      this.batchSize.observe(labels, run.size);
-      this.inferenceSeconds.observe(labels, run.ms / 1000);
-    }
+  private readonly webhookChildren = new Map<WebhookAttemptOutcome, { count: Inc; seconds: Observe }>();
+
+  constructor() {
+    this.up.set(1);
   }
 
-  jobEnded(model: ModelVersion, status: 'succeeded' | 'failed'): void {
-    this.jobsEnded.inc({ model: model.name, version: model.version, status });
+  /** One model version's metrics, labels bound once (the batcher and the bulk worker call them per run and per job). */
+  forVersion(model: Pick<ModelVersion, 'name' | 'version'>): VersionMetrics {
+    return new VersionMetrics(this, model.name, model.version);
+  }
+
+  /** One webhook delivery attempt. */
+  webhookAttempt(outcome: WebhookAttemptOutcome, durationMs: number): void {
+    let child = this.webhookChildren.get(outcome);
+    if (!child) {
+      child = { count: this.webhookDeliveries.labels({ outcome }), seconds: this.webhookSeconds.labels({ outcome }) };
+      this.webhookChildren.set(outcome, child);
+    }
+    child.count.inc();
+    child.seconds.observe(durationMs / 1000);
+  }
+
+  /** The scrape: this worker's metrics and the process's. */
+  async scrape(): Promise<string> {
+    return Registry.merge([this.registry, processMetrics()]).metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/** The metrics of one model version on a worker, with their children made once. */
+export class VersionMetrics {
+  private readonly batchSize: Observe;
+  private readonly inferenceSeconds: Observe;
+  private readonly execCount: Inc;
+  private readonly inferenceCount: Inc;
+  private readonly queueSeconds: Observe;
+  private readonly requestSeconds: Observe;
+  private readonly ended: Record<'succeeded' | 'failed' | 'canceled', Inc>;
+  private readonly rows: Record<'succeeded' | 'failed', Inc>;
+
+  constructor(metrics: WorkerMetrics, model: string, version: string) {
+    const labels = { model, version };
+    this.batchSize = metrics.batchSize.labels(labels);
+    this.inferenceSeconds = metrics.inferenceSeconds.labels(labels);
+    this.execCount = metrics.execCount.labels(labels);
+    this.inferenceCount = metrics.inferenceCount.labels(labels);
+    this.queueSeconds = metrics.queueSeconds.labels(labels);
+    this.requestSeconds = metrics.requestSeconds.labels(labels);
+    // Label order model, version, status: the text tests match keeps it.
+    const ended = (status: string) => metrics.jobsEnded.labels({ model, version, status });
+    this.ended = { succeeded: ended('succeeded'), failed: ended('failed'), canceled: ended('canceled') };
+    const rows = (status: string) => metrics.bulkRows.labels({ model, version, status });
+    this.rows = { succeeded: rows('succeeded'), failed: rows('failed') };
+  }
+
+  /** ONNX Runtime runs: each one's size and time. */
+  runs(runs: readonly Run[]): void {
+    let instances = 0;
+    for (const run of runs) {
+      this.batchSize.observe(run.size);
+      this.inferenceSeconds.observe(run.ms / 1000);
+      instances += run.size;
+    }
+    this.execCount.inc(runs.length);
+    this.inferenceCount.inc(instances);
+  }
+
+  /** A job that ran: how long it queued, and from submit to its end. */
+  jobRan(queueMs: number, totalMs: number): void {
+    this.queueSeconds.observe(queueMs / 1000);
+    this.requestSeconds.observe(Math.max(0, totalMs) / 1000);
+  }
+
+  jobEnded(status: 'succeeded' | 'failed' | 'canceled'): void {
+    this.ended[status].inc();
+  }
+
+  bulkRowsEnded(succeeded: number, failed: number): void {
+    if (succeeded > 0) this.rows.succeeded.inc(succeeded);
+    if (failed > 0) this.rows.failed.inc(failed);
   }
 }

@@ -9,6 +9,7 @@ import { CompletedEventsOutbox } from '@infer/job-store';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { WorkerMetrics } from './metrics.js';
+import { serveMetrics } from './metrics-server.js';
 import { BulkWorker } from './bulk/bulk-worker.js';
 import { Sweeper } from './sweeper.js';
 import { InteractiveWorker } from './interactive/interactive-worker.js';
@@ -19,6 +20,8 @@ import { Tracing } from '@infer/tracing';
 export interface InferenceWorker {
   models: ModelRepository;
   metrics: WorkerMetrics;
+  /** The port its /metrics and /healthz are served on (WORKER_METRICS_PORT, or the one picked for 0). */
+  metricsPort: number;
   close(): Promise<void>;
 }
 
@@ -42,6 +45,12 @@ export async function createWorker(
   const tracing = Tracing.create({ serviceName: 'infer-worker', endpoint: config.otlpEndpoint, provider: options.tracerProvider });
   const ownModels = !options.models;
   const models = options.models ?? (await ModelRepository.load(config.modelRepository, { only: config.workerModels }));
+  const metrics = new WorkerMetrics();
+  // Before any connection: a port already taken stops the worker here, with little to undo.
+  const metricsServer = await serveMetrics(metrics, config.workerMetricsPort, config.host).catch(async (err: unknown) => {
+    if (ownModels) await models.close();
+    throw err;
+  });
   // BullMQ workers need maxRetriesPerRequest: null so a Redis blip pauses them instead of crashing them.
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   // The stores get a connection of their own: ioredis copies every script
@@ -51,7 +60,6 @@ export async function createWorker(
   for (const conn of [connection, storeConnection]) {
     conn.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   }
-  const metrics = new WorkerMetrics();
   // Webhook events are produced here (jobs start and end, batches complete) and
   // delivered here too, on their own queue and worker: never in a model's way.
   const webhookEvents = new WebhookEvents({
@@ -118,6 +126,7 @@ export async function createWorker(
     allowPrivate: config.webhookAllowPrivate,
     telemetry: tracing.bullmq,
     ...(options.webhookResolve ? { resolve: options.webhookResolve } : {}),
+    onAttempt: (outcome, ms) => metrics.webhookAttempt(outcome, ms),
   });
   // Tell the fleet what this worker serves: gateways refuse jobs for a version no live worker has.
   let heartbeatWarnedAt = -Infinity;
@@ -133,12 +142,13 @@ export async function createWorker(
     },
   );
   await heartbeat.start();
-  logger.info({ models: served.map((m) => `${m.name}@${m.version}`), worker: heartbeat.id }, 'worker started');
+  logger.info({ models: served.map((m) => `${m.name}@${m.version}`), worker: heartbeat.id, metricsPort: metricsServer.port }, 'worker started');
 
   let closing: Promise<void> | undefined;
   return {
     models,
     metrics,
+    metricsPort: metricsServer.port,
     close() {
       closing ??= (async () => {
         // Leave the fleet first: gateways stop sending work this worker will not take.
@@ -150,6 +160,7 @@ export async function createWorker(
         await connection.quit().catch(() => connection.disconnect());
         await storeConnection.quit().catch(() => storeConnection.disconnect());
         if (ownModels) await models.close();
+        await metricsServer.close();
         await tracing.shutdown().catch(() => undefined);
       })();
       return closing;

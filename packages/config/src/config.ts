@@ -76,6 +76,12 @@ export interface Config {
    * @default 2000
    */
   shutdownForceGraceMs: number;
+  /**
+   * Where a worker serves `/metrics` and `/healthz` (on HOST), for Prometheus
+   * to scrape each replica; 0 picks a free port (logged).
+   * @default 9464
+   */
+  workerMetricsPort: number;
 }
 
 export const DEFAULT_WEBHOOK_RETRY_DELAYS_MS = [
@@ -241,6 +247,7 @@ const EnvSchema = z.object({
   TENANT_MAX_OPEN_BATCHES: positiveInt.default(100),
   TENANT_MAX_QUEUED: positiveInt.optional(),
   SHUTDOWN_FORCE_GRACE_MS: z.coerce.number().int().min(0).default(2000),
+  WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   NODE_ENV: z.string().optional(),
 });
 
@@ -293,5 +300,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxWaitMs: e.MAX_WAIT_SECONDS * 1000,
     batchParseThread: e.BATCH_PARSE_THREAD,
     shutdownForceGraceMs: e.SHUTDOWN_FORCE_GRACE_MS,
+    workerMetricsPort: e.WORKER_METRICS_PORT,
   };
 }

@@ -35,6 +35,11 @@ export interface WebhookDeliveryWorkerOptions {
   /** The longest `Retry-After` obeyed, so a receiver cannot park an event forever. @default 24 h */
   maxRetryAfterMs?: number;
   now?: () => number;
+  /**
+   * Told each attempt's outcome and latency, for metrics: `succeeded`,
+   * `retrying` (failed, another attempt scheduled) or `failed` (for good).
+   */
+  onAttempt?: (outcome: 'succeeded' | 'retrying' | 'failed', durationMs: number) => void;
   /** Present only when tracing: BullMQ's `process` span per delivery run, a child of its event's trace. */
   telemetry?: Telemetry | undefined;
 }
@@ -147,6 +152,7 @@ export class WebhookDeliveryWorker {
     }
     const state: DeliveryState = outcome.ok ? 'succeeded' : canRetry ? 'pending' : 'failed';
     const attempt = toAttempt(event.attemptCount + 1, at, outcome, trigger);
+    options.onAttempt?.(state === 'pending' ? 'retrying' : state, outcome.durationMs);
     const horizon = canRetry ? delayMs + delays.slice(retryIndex + 1).reduce((a, b) => a + b, 0) : 0;
     await this.log.recordAttempt(
       event,

@@ -64,6 +64,8 @@ const bounded = (detail: string): string => (detail.length > MAX_DETAIL_CHARS ? 
 /** An error as the answer a client gets: status, headers and the problem+json body. */
 export interface ProblemAnswer {
   status: number;
+  /** The problem's `code`; undefined for a bare 500. */
+  code: string | undefined;
   headers: Record<string, string>;
   body: string;
 }
@@ -84,17 +86,19 @@ export function problemAnswer(err: unknown, logger: Logger, maxBodyBytes: number
   const headers: Record<string, string> = { 'content-type': 'application/problem+json; charset=utf-8' };
   if (!appError) {
     logger.error({ err, method: where.method, path: where.path }, 'unhandled error');
-    return { status: 500, headers, body: JSON.stringify(internalProblem()) };
+    return { status: 500, code: undefined, headers, body: JSON.stringify(internalProblem()) };
   }
   if (appError.retryAfterSeconds !== undefined) headers['retry-after'] = String(appError.retryAfterSeconds);
   const problem = toProblem(appError);
   problem.detail = bounded(problem.detail);
-  return { status: appError.status, headers, body: JSON.stringify(problem) };
+  return { status: appError.status, code: appError.code, headers, body: JSON.stringify(problem) };
 }
 
-export function problemMiddleware(logger: Logger, maxBodyBytes: number): ErrorRequestHandler {
+/** `onAnswer` is told each problem answered (the gateway counts rejections by code). */
+export function problemMiddleware(logger: Logger, maxBodyBytes: number, onAnswer?: (answer: ProblemAnswer) => void): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const answer = problemAnswer(err, logger, maxBodyBytes, { method: req.method, path: req.path });
+    onAnswer?.(answer);
     if (res.headersSent) {
       res.destroy();
       return;

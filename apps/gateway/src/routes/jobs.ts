@@ -95,7 +95,7 @@ export class JobHandlers {
     });
     const headers: Record<string, string> = { location: `/v1/jobs/${job.id}`, ...waitApplied(waitMs) };
     if (job.replayed) headers['idempotent-replayed'] = 'true';
-    else this.metrics.jobsSubmitted.inc({ model: job.model, version: job.version });
+    else this.metrics.jobSubmitted(job.model, job.version);
     // A replay answers 200 with the first job, whatever its status.
     sendJob(res, job.ended || job.replayed ? 200 : 202, job, headers);
   }
@@ -107,7 +107,9 @@ export class JobHandlers {
   }
 
   async cancel(_req: IncomingMessage, res: ServerResponse, tenant: string, id: string): Promise<void> {
-    sendJob(res, 200, await this.service.cancel(tenant, id));
+    const job = await this.service.cancel(tenant, id);
+    this.metrics.jobCanceled(job.model, job.version);
+    sendJob(res, 200, job);
   }
 }
 
@@ -199,6 +201,7 @@ function serve(deps: JobDispatchDeps, req: IncomingMessage, res: ServerResponse,
       return;
     }
     const answer = problemAnswer(err, deps.logger, deps.maxBodyBytes, { method: req.method, path: route });
+    deps.metrics.problem(answer.code);
     res.writeHead(answer.status, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body) });
     res.end(answer.body);
   });

@@ -54,7 +54,7 @@ export function opsRoutes(deps: OpsDeps): Router {
     res.status(200).json({ status: 'ready', redis: 'ok', ...(models ? { models } : {}) });
   });
   router.get('/metrics', async (_req, res) => {
-    res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+    res.type(deps.metrics.contentType).send(await deps.metrics.scrape());
   });
   router.get('/openapi.json', (_req, res) => {
     res.json(deps.openapi());

@@ -5,7 +5,7 @@ import type { BatchStore } from '@infer/batch-store';
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
 import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
-import type { WorkerMetrics } from '../metrics.js';
+import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
 import { MalformedChunkError, decodeChunk, failChunk, runChunk, type ChunkResult } from './bulk-runner.js';
 
 /** What a BulkWorker yields to: the InteractiveWorker of the same model version. */
@@ -81,10 +81,12 @@ export class BulkWorker {
   private live: { batch: string; at: number } | undefined;
   /** The previous chunk's results write and completion, overlapping the next chunk's run. */
   private finishing: Promise<void> = Promise.resolve();
+  private readonly metrics: VersionMetrics | undefined;
 
   constructor(private readonly options: BulkWorkerOptions) {
     const { model } = options;
     this.log = options.logger.child({ model: model.name, version: model.version, bulk: true });
+    this.metrics = options.metrics?.forVersion(model);
     this.maxYieldMs = options.maxYieldMs ?? 1000;
     this.cancelCheckMs = options.cancelCheckMs ?? 200;
     this.consumer = new QueueConsumer<Held>({
@@ -221,11 +223,7 @@ export class BulkWorker {
       await this.settle(job, token);
       return;
     }
-    const labels = { model: model.name, version: model.version };
-    for (const run of result.runs) {
-      this.options.metrics?.batchSize.observe(labels, run.size);
-      this.options.metrics?.inferenceSeconds.observe(labels, run.ms / 1000);
-    }
+    this.metrics?.runs(result.runs);
     if (result.failed > 0) this.log.warn({ batch: p.batch, chunk: p.chunk, failed: result.failed }, 'rows of a chunk failed in ONNX Runtime; the rest of the chunk ran without them');
     this.finishLater(job, token, p, result);
   }
@@ -240,6 +238,8 @@ export class BulkWorker {
       await previous;
       try {
         const outcome = await this.options.store.finishChunk(p.batch, p.chunk, result.record, result.succeeded, result.failed, Date.now());
+        // Counted where the batch counts them: a chunk run twice (its worker died after writing) is a duplicate here.
+        if (outcome === 'ok' || outcome === 'completed') this.metrics?.bulkRowsEnded(result.succeeded, result.failed);
         if (outcome === 'completed') this.log.info({ batch: p.batch }, 'batch completed');
         await this.settle(job, token);
       } catch (err) {
@@ -290,7 +290,8 @@ export class BulkWorker {
       const p = parsed.data;
       const { record, failed } = failChunk(p, { code: 'retries_exhausted', message: `the chunk failed ${attempts} times; the last time: ${err.message}` });
       try {
-        await this.options.store.finishChunk(p.batch, p.chunk, record, 0, failed, Date.now());
+        const outcome = await this.options.store.finishChunk(p.batch, p.chunk, record, 0, failed, Date.now());
+        if (outcome === 'ok' || outcome === 'completed') this.metrics?.bulkRowsEnded(0, failed);
       } catch (e) {
         this.log.warn({ err: (e as Error).message, jobId: job.id }, 'could not end the rows of a chunk that failed for good; the sweep will');
       }

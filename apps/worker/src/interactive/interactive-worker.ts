@@ -5,7 +5,7 @@ import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasComple
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
 import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
-import type { WorkerMetrics } from '../metrics.js';
+import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
 import { MalformedEnvelopeError, readEnvelope, type HeldEnvelope } from './envelope.js';
 import type { JobWebhookEmitter } from './job-webhooks.js';
 import { runMicrobatch } from './microbatch.js';
@@ -90,10 +90,13 @@ export class InteractiveWorker {
   private readonly jobs: JobStore;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private sweepingDeadlines: Promise<void> | undefined;
+  /** This version's metrics, labels bound once: the batch path observes them with no allocation. */
+  private readonly metrics: VersionMetrics | undefined;
 
   constructor(private readonly options: InteractiveWorkerOptions) {
     const { model } = options;
     this.log = options.logger.child({ model: model.name, version: model.version });
+    this.metrics = options.metrics?.forVersion(model);
     this.queue = new EnvelopeQueue(options.storeConnection, { prefix: options.prefix, model: model.name, version: model.version, resultTtlMs: options.resultTtlMs });
     this.jobs = new JobStore(options.storeConnection, { prefix: options.prefix, resultTtlMs: options.resultTtlMs });
     this.batcher = new MicroBatcher<Slice, void>({
@@ -172,7 +175,8 @@ export class InteractiveWorker {
       }
       const record = encodeRecord(lookup.model, lookup.version, lookup.job, { status: 'canceled', startedAt: null, completedAt: now, error: DEADLINE_EXCEEDED });
       const outcome = await this.jobs.cancel(lookup, record, { onlyIfQueued: true });
-      if (!outcome.canceled) await this.queue.forgetDeadline(id);
+      if (outcome.canceled) this.metrics?.jobEnded('canceled');
+      else await this.queue.forgetDeadline(id);
     }
   }
 
@@ -263,7 +267,7 @@ export class InteractiveWorker {
 
   /** Run one micro-batch, then end the envelopes it completed. */
   private async runSlices(slices: Slice[]): Promise<void[]> {
-    const { model, metrics } = this.options;
+    const { model } = this.options;
     const instances = slices.flatMap((s) => s.jobs.map((j) => s.envelope.inputs[j]!));
     const tracing = this.options.tracing?.enabled ? this.options.tracing : undefined;
     const startedAt = tracing ? Date.now() : 0;
@@ -280,6 +284,7 @@ export class InteractiveWorker {
         const job = envelope.data.jobs[j]!;
         if (!result.ok) this.log.warn({ jobId: job.id, err: result.error.message }, 'a job failed in ONNX Runtime; the jobs batched with it ran without it');
         const metricsOut = { queue_ms: Math.max(0, envelope.takenAt - job.created_at), inference_ms: round(result.inferenceMs), batch_size: result.batchSize };
+        this.metrics?.jobRan(metricsOut.queue_ms, completedAt - job.created_at);
         if (logJobs) {
           // model and version are the child logger's; the trace id is the traceparent's second field.
           this.log.info({ jobId: job.id, status: result.ok ? 'succeeded' : 'failed', ...metricsOut, traceId: job.traceparent?.slice(3, 35) }, 'job ended');
@@ -297,7 +302,7 @@ export class InteractiveWorker {
       }
       if (envelope.pending === 0) done.add(envelope);
     }
-    metrics?.observeRuns(model, runs);
+    this.metrics?.runs(runs);
     if (tracing) traceMicrobatch(tracing, model, traced!, runs, startedAt, completedAt);
     await this.finish([...done]);
     return slices.map(() => undefined);
@@ -394,8 +399,7 @@ export class InteractiveWorker {
       e.data.jobs.forEach((job, i) => {
         if (!ended![k++] || !e.records[i]) return;
         if (hasCompletedHook(job)) hooks++;
-        const status = e.statuses[i];
-        if (status !== 'canceled') this.options.metrics?.jobEnded(this.options.model, status ?? 'failed');
+        this.metrics?.jobEnded(e.statuses[i] ?? 'failed');
       });
     }
     // FINISH put the jobs with a job.completed webhook on the outbox: send their events now.
