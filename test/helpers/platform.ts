@@ -83,6 +83,8 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Test
   });
   const gateway = await createGateway(config, silentLogger);
   let worker = options.worker === false ? undefined : await createWorker(config, silentLogger, { models: gateway.models });
+  // The gateway's view of the fleet is up to a second old: let it see this worker now.
+  if (worker) await gateway.catalog.refresh();
   const port = await gateway.listen(0, '127.0.0.1');
   const baseUrl = `http://127.0.0.1:${port}`;
   return {
@@ -94,7 +96,10 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Test
       return worker;
     },
     async startWorker() {
-      worker ??= await createWorker(config, silentLogger, { models: gateway.models });
+      if (!worker) {
+        worker = await createWorker(config, silentLogger, { models: gateway.models });
+        await gateway.catalog.refresh();
+      }
       return worker;
     },
     api(pathname, init = {}) {

@@ -6,6 +6,8 @@ import type { Config } from '@infer/config';
 import type { JobStore, JobWaiters } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import type { ModelRepository } from '@infer/models';
+import type { ModelControl } from '@infer/model-control';
+import type { ModelCatalog } from './models/model-catalog.js';
 import { WebhookSecrets, type WebhookEvents } from '@infer/webhooks';
 import { BatchService } from './batches/batch-service.js';
 import { OpenBatches } from './batches/open-batches.js';
@@ -28,6 +30,7 @@ import { buildOpenApi } from './openapi.js';
 import { batchRoutes } from './routes/batches.js';
 import { JobHandlers, jobDispatch, mountJobRoutes } from './routes/jobs.js';
 import { modelRoutes } from './routes/models.js';
+import { modelAdminRoutes } from './routes/model-admin.js';
 import { opsRoutes } from './routes/ops.js';
 import { webhookRoutes } from './routes/webhooks.js';
 
@@ -36,7 +39,12 @@ export interface GatewayDeps {
   logger: Logger;
   /** Commands (not subscriptions); `enableOfflineQueue: false` so an outage fails fast as 503. */
   redis: Redis;
-  models: ModelRepository;
+  /** The live model catalog: versions, their states and the routing of unpinned jobs. */
+  models: ModelCatalog;
+  /** The repository the catalog watches (the admin load route looks in its folder). */
+  repository: ModelRepository;
+  /** The models' shared state: routing, draining, rollouts, events. */
+  control: ModelControl;
   store: JobStore;
   waiters: JobWaiters;
   /** Writes accepted jobs to the queues, as envelopes. */
@@ -116,6 +124,10 @@ export function createApp(deps: GatewayDeps): GatewayApp {
 
   let openapi: unknown;
   app.use(opsRoutes({ redis: deps.redis, metrics, openapi: () => (openapi ??= buildOpenApi()), models: deps.models, fleet: deps.fleet }));
+
+  // The model lifecycle's admin routes take admin keys, not API keys: ahead of the tenants' /v1 router.
+  const admin = requireAdminKey({ admins: config.adminKeyDigests, tenants: config.apiKeyDigests });
+  app.use('/v1/models', modelAdminRoutes({ catalog: deps.models, control: deps.control, repository: deps.repository, admin }));
 
   const v1 = express.Router();
   v1.use(...guard);

@@ -8,6 +8,9 @@ import type { Config } from '@infer/config';
 import { JobStore, JobWaiters } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
+import { ModelControl } from '@infer/model-control';
+import { ModelCatalog } from './models/model-catalog.js';
+import { hostname } from 'node:os';
 import { WebhookEvents } from '@infer/webhooks';
 import { createApp } from './app.js';
 import { BulkQueues } from './batches/bulk-queues.js';
@@ -23,6 +26,8 @@ import { Tracing } from '@infer/tracing';
 export interface Gateway {
   app: Express;
   models: ModelRepository;
+  /** The live view of the models: states, routing; `refresh()` makes a change visible at once. */
+  catalog: ModelCatalog;
   waiters: JobWaiters;
   /** Listen on `port` (0 for any free one); resolves with the port. */
   listen(port?: number, host?: string): Promise<number>;
@@ -74,8 +79,19 @@ export async function createGateway(
     gatewayChannel: waiters.channel,
     onEnvelope: (model, instances) => metrics.envelopeWritten(model.name, model.version, instances),
   });
-  // Every version this gateway may route to counts towards MAX_QUEUE_DEPTH, submitted to here yet or not.
-  for (const mv of models.all()) writer.queueOf(mv);
+  const fleet = new FleetView(redis, config.queuePrefix);
+  const control = new ModelControl(redis, config.queuePrefix);
+  const catalog = new ModelCatalog({
+    repository: models,
+    control,
+    fleet,
+    pollMs: config.modelPollMs,
+    actor: `gateway:${hostname()}:${process.pid}`,
+    logger,
+    releaseDrained: ownModels,
+    // Every version this gateway may route to counts towards MAX_QUEUE_DEPTH, submitted to here yet or not.
+    onVersion: (mv) => writer.queueOf(mv),
+  });
   const webhookEvents = new WebhookEvents({
     connection: bullConnection,
     prefix: config.queuePrefix,
@@ -95,17 +111,18 @@ export async function createGateway(
   });
   const bulkQueues = new BulkQueues({ connection: bullConnection, prefix: config.queuePrefix, telemetry: tracing.bullmq });
   const parseThread = config.batchParseThread ? new ParseThread(logger, { maxLineBytes: config.maxBodyBytes }) : undefined;
-  const fleet = new FleetView(redis, config.queuePrefix);
+  await catalog.start();
   // Queue depth and age, bulk backlog and the fleet, read from Redis when scraped (fleet-wide figures).
   new QueueMetrics({ redis, prefix: config.queuePrefix, versions: () => models.all(), bulkQueues, fleet, registry: metrics.registry });
   const dashboard = new QueueDashboard({ connection: bullConnection, prefix: config.queuePrefix, models: models.all().map((m) => ({ name: m.name, version: m.version })) });
-  const { app, listener, rateLimiter } = createApp({ config, logger, redis, models, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
+  const { app, listener, rateLimiter } = createApp({ config, logger, redis, models: catalog, repository: models, control, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
   return {
     app,
     models,
+    catalog,
     waiters,
     listen(port = config.port, host = config.host) {
       return new Promise((resolve, reject) => {
@@ -130,6 +147,7 @@ export async function createGateway(
             await waiters.close();
             await closed;
           },
+          () => catalog.close(),
           () => rateLimiter.close(),
           () => writer.close(),
           () => bulkQueues.close(),

@@ -11,8 +11,8 @@ export interface SweeperOptions {
   redis: Redis;
   prefix: string;
   batchStore: BatchStore;
-  /** The model versions this worker serves: their job indexes are swept. */
-  served: readonly ModelVersion[];
+  /** The model versions this worker serves (now: they come and go): their job indexes are swept. */
+  served: readonly ModelVersion[] | (() => readonly ModelVersion[]);
   logger: Logger;
   /** How often a sweep may run, fleet-wide. @default 30_000 */
   everyMs?: number;
@@ -89,7 +89,7 @@ export class Sweeper {
   private async sweepJobIndexes(): Promise<number> {
     const { redis, prefix } = this.options;
     let dropped = 0;
-    const indexes = new Map(this.options.served.map((m) => {
+    const indexes = new Map((typeof this.options.served === 'function' ? this.options.served() : this.options.served).map((m) => {
       const k = interactiveKeys(prefix, m.name, m.version);
       return [k.index, k.ref.prefix] as const;
     }));

@@ -3,6 +3,8 @@ import type { Config } from '@infer/config';
 import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
 import type { Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
+import { ModelControl } from '@infer/model-control';
+import { LiveVersions } from './live-versions.js';
 import { WebhookDeliveryWorker, WebhookEvents, type Resolver } from '@infer/webhooks';
 import { WorkerHeartbeat } from '@infer/fleet';
 import { CompletedEventsOutbox } from '@infer/job-store';
@@ -72,10 +74,33 @@ export async function createWorker(
   });
   const webhooks = new JobWebhookEmitter(webhookEvents, logger);
   const outbox = new CompletedEventsOutbox(storeConnection, config.queuePrefix, webhookEvents, logger);
-  const served = models.all().filter((m) => config.workerModels.length === 0 || config.workerModels.includes(m.name));
-  const workers = served.map(
-    (model) =>
-      new InteractiveWorker({
+  // Bulk work (chunks of batches) for the same model versions, each yielding to its InteractiveWorker.
+  const batchStore = new BatchStore(storeConnection, {
+    prefix: config.queuePrefix,
+    resultTtlMs: config.resultTtlMs,
+    onEnded: async (batch) => {
+      const event = batchCompletedWebhook(batch);
+      if (event) await webhookEvents.emit([event]);
+    },
+    onError: (err, what) => logger.warn({ err: (err as Error).message }, what),
+  });
+  const control = new ModelControl(storeConnection, config.queuePrefix);
+  const workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  let heartbeat: WorkerHeartbeat | undefined;
+  // Per model version it serves: an InteractiveWorker for jobs and a BulkWorker for batch chunks,
+  // started and stopped as versions come and go (LiveVersions).
+  const live: LiveVersions = new LiveVersions({
+    repository: models,
+    control,
+    redis: storeConnection,
+    prefix: config.queuePrefix,
+    pollMs: config.modelPollMs,
+    actor: `worker:${workerId}`,
+    logger,
+    ...(config.workerModels.length ? { only: config.workerModels } : {}),
+    changed: () => void heartbeat?.beat(),
+    workersFor: (model) => {
+      const interactive = new InteractiveWorker({
         model,
         connection,
         storeConnection,
@@ -87,36 +112,38 @@ export async function createWorker(
         webhooks,
         outbox,
         tracing,
+        // A rollout judges a version by its jobs' outcomes and latencies: counted only while one runs.
+        onEnded: (succeeded, failed, latenciesMs) => {
+          const step = live.rolloutStep(model.name);
+          if (!step) return;
+          control.recordFigures(model.name, step, model.version, succeeded, failed, latenciesMs).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'rollout figures not recorded'));
+        },
         ...(options.blockSeconds ? { blockSeconds: options.blockSeconds } : {}),
-      }),
-  );
-  // Bulk work (chunks of batches) for the same model versions, each yielding to its InteractiveWorker.
-  const batchStore = new BatchStore(storeConnection, {
-    prefix: config.queuePrefix,
-    resultTtlMs: config.resultTtlMs,
-    onEnded: async (batch) => {
-      const event = batchCompletedWebhook(batch);
-      if (event) await webhookEvents.emit([event]);
-    },
-    onError: (err, what) => logger.warn({ err: (err as Error).message }, what),
-  });
-  const bulkWorkers = workers.map(
-    (gate, i) =>
-      new BulkWorker({
-        model: served[i]!,
+      });
+      const bulk = new BulkWorker({
+        model,
         connection,
         store: batchStore,
         logger,
         prefix: config.queuePrefix,
         lockMs: config.workerLockMs,
-        gate,
+        gate: interactive,
         metrics,
         ...(options.blockSeconds ? { blockSeconds: options.blockSeconds } : {}),
-      }),
-  );
-  for (const w of workers) w.start();
-  for (const w of bulkWorkers) w.start();
-  const sweeper = new Sweeper({ redis: storeConnection, prefix: config.queuePrefix, batchStore, served, logger });
+      });
+      return {
+        start: () => {
+          interactive.start();
+          bulk.start();
+        },
+        close: async () => {
+          await Promise.allSettled([bulk.close(), interactive.close()]);
+        },
+      };
+    },
+  });
+  await live.start();
+  const sweeper = new Sweeper({ redis: storeConnection, prefix: config.queuePrefix, batchStore, served: () => live.served(), logger });
   const deliveries = new WebhookDeliveryWorker({
     connection,
     prefix: config.queuePrefix,
@@ -130,11 +157,11 @@ export async function createWorker(
   });
   // Tell the fleet what this worker serves: gateways refuse jobs for a version no live worker has.
   let heartbeatWarnedAt = -Infinity;
-  const heartbeat = new WorkerHeartbeat(
+  heartbeat = new WorkerHeartbeat(
     storeConnection,
     config.queuePrefix,
-    `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
-    () => served.map((m) => ({ model: m.name, version: m.version, state: 'ready' as const })),
+    workerId,
+    () => live.report(),
     (err) => {
       if (Date.now() - heartbeatWarnedAt < 10_000) return;
       heartbeatWarnedAt = Date.now();
@@ -142,7 +169,7 @@ export async function createWorker(
     },
   );
   await heartbeat.start();
-  logger.info({ models: served.map((m) => `${m.name}@${m.version}`), worker: heartbeat.id, metricsPort: metricsServer.port }, 'worker started');
+  logger.info({ models: live.served().map((m) => `${m.name}@${m.version}`), worker: heartbeat.id, metricsPort: metricsServer.port }, 'worker started');
 
   let closing: Promise<void> | undefined;
   return {
@@ -152,9 +179,9 @@ export async function createWorker(
     close() {
       closing ??= (async () => {
         // Leave the fleet first: gateways stop sending work this worker will not take.
-        await heartbeat.stop();
+        await heartbeat!.stop();
         await sweeper.close();
-        await Promise.allSettled([...bulkWorkers.map((w) => w.close()), ...workers.map((w) => w.close()), deliveries.close()]);
+        await Promise.allSettled([live.close(), deliveries.close()]);
         // After the model workers: their last batches may still have enqueued events.
         await webhookEvents.close().catch(() => undefined);
         await connection.quit().catch(() => connection.disconnect());

@@ -82,6 +82,12 @@ export interface Config {
    * @default 9464
    */
   workerMetricsPort: number;
+  /**
+   * How often gateways and workers look at MODEL_REPOSITORY for added and
+   * removed versions, in ms; 0: never (an admin's load still makes them look).
+   * @default 5000
+   */
+  modelPollMs: number;
 }
 
 export const DEFAULT_WEBHOOK_RETRY_DELAYS_MS = [
@@ -248,6 +254,7 @@ const EnvSchema = z.object({
   TENANT_MAX_QUEUED: positiveInt.optional(),
   SHUTDOWN_FORCE_GRACE_MS: z.coerce.number().int().min(0).default(2000),
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  MODEL_POLL_SECONDS: z.coerce.number().min(0).max(86_400).default(5),
   NODE_ENV: z.string().optional(),
 });
 
@@ -301,5 +308,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     batchParseThread: e.BATCH_PARSE_THREAD,
     shutdownForceGraceMs: e.SHUTDOWN_FORCE_GRACE_MS,
     workerMetricsPort: e.WORKER_METRICS_PORT,
+    modelPollMs: Math.round(e.MODEL_POLL_SECONDS * 1000),
   };
 }

@@ -4,3 +4,4 @@ export * from './nested.js';
 export * from './job.js';
 export * from './batch.js';
 export * from './queues.js';
+export * from './lifecycle.js';

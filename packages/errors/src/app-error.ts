@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'unavailable'
   | 'conflict'
   | 'webhook_url_not_allowed'
+  | 'invalid_routing'
   | 'inference_failed'
   | 'internal_error';
 
@@ -55,6 +56,9 @@ export const badRequest = (code: 'invalid_json' | 'invalid_input', message: stri
 /** 422: well-formed, but the values are wrong (input names, shapes, datatypes, URLs). */
 export const invalidInput = (message: string, code: 'invalid_input' | 'webhook_url_not_allowed' = 'invalid_input') =>
   new AppError(422, code, message);
+
+/** 422 `invalid_routing`: weights that do not sum to 100, are negative, or name a version that is not ready. */
+export const invalidRouting = (message: string) => new AppError(422, 'invalid_routing', message);
 
 export const notFound = (
   code: 'model_not_found' | 'version_not_found' | 'job_not_found' | 'batch_not_found' | 'not_found',

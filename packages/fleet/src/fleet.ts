@@ -19,7 +19,12 @@ export const LIVE_MS = 3 * HEARTBEAT_MS;
 /** How stale a gateway's view of the fleet may be. */
 export const READ_MS = 1000;
 
-export type ServingState = 'loading' | 'ready' | 'failed';
+/**
+ * `loading`: being loaded; `ready`: serving; `failed`: could not be loaded
+ * (`error` says why); `draining`: removed or unloaded, still serving the
+ * jobs already queued for it, unloaded once they are done.
+ */
+export type ServingState = 'loading' | 'ready' | 'failed' | 'draining';
 
 /** One model version as a worker holds it. */
 export interface ServedVersion {
@@ -109,6 +114,7 @@ export interface VersionInFleet {
   workersReady: number;
   loading: number;
   failed: number;
+  draining: number;
   /** A failed worker's reason, when one failed. */
   error?: string;
 }
@@ -142,6 +148,12 @@ export class FleetView {
     return this.workers;
   }
 
+  /** Read the fleet now (a gateway that just changed something, a test that just started a worker). */
+  async refresh(): Promise<void> {
+    this.reading ??= this.read().finally(() => (this.reading = undefined));
+    await this.reading;
+  }
+
   /** Each model version's standing in the fleet, keyed `versionKey(model, version)`. */
   async versions(): Promise<Map<string, VersionInFleet>> {
     await this.live();
@@ -150,14 +162,16 @@ export class FleetView {
 
   /**
    * Whether a job for this version may be queued: some live worker has it
-   * ready, or no worker is alive at all (the whole fleet is restarting or
+   * ready or is loading it (its jobs wait the moments that takes), or no
+   * worker is alive at all (the whole fleet is restarting or
    * scaled to zero: jobs wait in the queue for it, which is what a queue is
    * for). False only when workers are alive and none of them serves it: a
    * queue nobody would read.
    */
   async served(model: string, version: string): Promise<boolean> {
     const live = await this.live();
-    return live.length === 0 || (this.byVersion.get(versionKey(model, version))?.workersReady ?? 0) > 0;
+    const v = this.byVersion.get(versionKey(model, version));
+    return live.length === 0 || (v !== undefined && v.workersReady + v.loading > 0);
   }
 
   private tally(workers: readonly WorkerDescription[]): Map<string, VersionInFleet> {
@@ -165,9 +179,10 @@ export class FleetView {
     for (const w of workers) {
       for (const v of w.versions) {
         const key = versionKey(v.model, v.version);
-        const entry = out.get(key) ?? { workersReady: 0, loading: 0, failed: 0 };
+        const entry = out.get(key) ?? { workersReady: 0, loading: 0, failed: 0, draining: 0 };
         if (v.state === 'ready') entry.workersReady++;
         else if (v.state === 'loading') entry.loading++;
+        else if (v.state === 'draining') entry.draining++;
         else {
           entry.failed++;
           if (v.error) entry.error = v.error;

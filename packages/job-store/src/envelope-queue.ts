@@ -32,7 +32,9 @@ export type EnqueueOutcome =
   /** Over MAX_QUEUE_DEPTH: `queued` is the queue's count; nothing was written. */
   | { accepted: false; over: 'depth'; queued: number }
   /** A tenant over TENANT_MAX_QUEUED: its count in this queue; nothing was written. */
-  | { accepted: false; over: 'tenant'; tenant: string; queued: number };
+  | { accepted: false; over: 'tenant'; tenant: string; queued: number }
+  /** The queue is closed: its version is draining, and its workers unload it once the queue is empty. */
+  | { accepted: false; over: 'closed' };
 
 /** An envelope as a worker takes it: its job hash's fields, before the take. */
 export interface TakenEnvelope {
@@ -80,6 +82,7 @@ export class EnvelopeQueue {
       k.base + e.id,
       k.tenants,
       k.deadlines,
+      k.meta,
       e.id,
       `${k.ref.name}:${e.id}`,
       e.instances,
@@ -97,6 +100,7 @@ export class EnvelopeQueue {
     );
     if (reply[0] === 1) return { accepted: true, queued: Number(reply[1]) };
     if (reply[0] === 0) return { accepted: false, over: 'depth', queued: Number(reply[1]) };
+    if (reply[0] === -2) return { accepted: false, over: 'closed' };
     return { accepted: false, over: 'tenant', tenant: String(reply[1]), queued: Number(reply[2]) };
   }
 

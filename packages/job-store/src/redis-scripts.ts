@@ -15,7 +15,7 @@ export type ScriptRedis = Redis & {
 };
 
 const COMMANDS = [
-  ['inferEnqueue', ENQUEUE, 7],
+  ['inferEnqueue', ENQUEUE, 8],
   ['inferFetch', FETCH, 6],
   ['inferFinish', FINISH, 3],
   ['inferRead', READ, 2],

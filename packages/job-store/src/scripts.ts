@@ -60,16 +60,19 @@ local function frame(id, record) return id .. ' ' .. #record .. '\\n' .. record 
 
 /**
  * KEYS[1] wait, KEYS[2] marker, KEYS[3] queued counter, KEYS[4] job index, KEYS[5] the envelope's job hash,
- * KEYS[6] the queue's queued-per-tenant hash, KEYS[7] the queue's deadlines (sorted set: job id by epoch ms).
+ * KEYS[6] the queue's queued-per-tenant hash, KEYS[7] the queue's deadlines (sorted set: job id by epoch ms),
+ * KEYS[8] the queue's meta (its `closed` field: the version is draining and its workers are about to unload it).
  * ARGV[1] envelope id, ARGV[2] index value ("<queue name>:<envelope id>"), ARGV[3] instances,
  * ARGV[4] MAX_QUEUE_DEPTH (0: no limit), ARGV[5] instances queued in the other queues, ARGV[6] now,
  * ARGV[7] data (JSON), ARGV[8] input bytes,
  * ARGV[9] TENANT_MAX_QUEUED (0: none, and tenants are not counted), ARGV[10] T, then T × (tenant, its instances here,
  * its instances queued in the other queues), then D, then D × (job id, deadline), then the job ids.
  * Returns {1, queued after}; or, writing nothing, {0, queued} when the envelope does not fit under
- * MAX_QUEUE_DEPTH, {-1, tenant, that tenant's queued here} when a tenant's jobs would pass its cap.
+ * MAX_QUEUE_DEPTH, {-1, tenant, that tenant's queued here} when a tenant's jobs would pass its cap,
+ * {-2} when the queue is closed.
  */
 export const ENQUEUE = `${IN_SLICES}
+if redis.call('HEXISTS', KEYS[8], 'closed') == 1 then return {-2} end
 local n = tonumber(ARGV[3])
 local cap = tonumber(ARGV[9])
 local t = tonumber(ARGV[10])

@@ -25,37 +25,156 @@ export interface LoadOptions {
   only?: readonly string[];
 }
 
+/** A version in the repository's folder that could not be loaded (a corrupt file, an unsupported model). */
+export interface FailedVersion {
+  name: string;
+  version: string;
+  error: string;
+}
+
+/** What a rescan found changed in the folder. */
+export interface RepositoryChanges {
+  /** Versions loaded now: new folders (or ones back). */
+  loaded: ModelVersion[];
+  /** New versions that could not be loaded. */
+  failed: FailedVersion[];
+  /** Loaded versions whose folder is gone: still loaded until `release`d (their jobs drain first). */
+  removed: ModelVersion[];
+}
+
+const key = (name: string, version: string) => `${name}\0${version}`;
+
 /**
- * The model repository, laid out as API.md says:
+ * The model repository, laid out as the contract says:
  * `<root>/<name>/<version>/model.onnx`, versions positive integers (the
  * highest is the default), optional `<root>/<name>/config.json`.
- * Loaded once at start; every version gets its own ONNX Runtime session.
+ *
+ * It is live: `rescan()` looks at the folder again, loads versions that
+ * appeared (each with its own ONNX Runtime session, one at a time, while
+ * the others keep serving), records those that fail to load (with why:
+ * nothing else is affected), and reports versions whose folder is gone,
+ * which stay loaded until the caller `release`s them (a worker first drains
+ * their jobs). A version that failed is tried again when its file changes.
  */
 export class ModelRepository {
-  private constructor(private readonly models: Map<string, ModelVersion[]>) {}
+  private readonly failures = new Map<string, FailedVersion & { mtimeMs: number }>();
+  private readonly gone = new Set<string>();
+
+  private constructor(
+    private readonly root: string,
+    private readonly only: ReadonlySet<string> | undefined,
+    private readonly models: Map<string, ModelVersion[]>,
+  ) {}
 
   static async load(root: string, options: LoadOptions = {}): Promise<ModelRepository> {
     if (!existsSync(root) || !statSync(root).isDirectory()) {
       throw new Error(`MODEL_REPOSITORY ${path.resolve(root)} is not a folder (run "npm run models" to build the shipped models)`);
     }
     const only = options.only?.length ? new Set(options.only) : undefined;
-    const models = new Map<string, ModelVersion[]>();
-    for (const name of readdirSync(root).sort()) {
-      const dir = path.join(root, name);
-      if (!NAME_RE.test(name) || !statSync(dir).isDirectory() || (only && !only.has(name))) continue;
-      const config = readConfig(dir);
-      const versions = readdirSync(dir)
-        .filter((v) => /^[1-9][0-9]*$/.test(v) && existsSync(path.join(dir, v, 'model.onnx')))
-        .sort((a, b) => Number(a) - Number(b));
-      const loaded: ModelVersion[] = [];
-      for (const version of versions) loaded.push(await loadVersion(name, version, path.join(dir, version, 'model.onnx'), config));
-      if (loaded.length > 0) models.set(name, loaded);
-    }
+    const repo = new ModelRepository(root, only, new Map());
+    await repo.rescan();
     if (only) {
-      const missing = [...only].filter((n) => !models.has(n));
+      const missing = [...only].filter((n) => !repo.models.has(n) && ![...repo.failures.values()].some((f) => f.name === n));
       if (missing.length) throw new Error(`WORKER_MODELS names models not in ${root}: ${missing.join(', ')}`);
     }
-    return new ModelRepository(models);
+    return repo;
+  }
+
+  /**
+   * Look at the folder again: load what appeared, report what failed and
+   * what is gone. `skip` names versions not to load though their folder is
+   * there (unloaded by an admin, files kept).
+   */
+  async rescan(skip: (name: string, version: string) => boolean = () => false): Promise<RepositoryChanges> {
+    const changes: RepositoryChanges = { loaded: [], failed: [], removed: [] };
+    const present = new Map<string, { name: string; version: string; file: string; dir: string }>();
+    for (const name of safeReaddir(this.root).sort()) {
+      const dir = path.join(this.root, name);
+      if (!NAME_RE.test(name) || !isDir(dir) || (this.only && !this.only.has(name))) continue;
+      for (const version of safeReaddir(dir).filter((v) => /^[1-9][0-9]{0,8}$/.test(v))) {
+        const file = path.join(dir, version, 'model.onnx');
+        if (existsSync(file)) present.set(key(name, version), { name, version, file, dir });
+      }
+    }
+    // Gone: loaded versions whose file is no longer there.
+    for (const v of this.all()) {
+      const k = key(v.name, v.version);
+      if (!present.has(k) && !this.gone.has(k)) {
+        this.gone.add(k);
+        changes.removed.push(v);
+      }
+    }
+    for (const k of [...this.failures.keys()]) if (!present.has(k)) this.failures.delete(k);
+    // New, back, or failed before and changed since.
+    const wanted = [...present.values()].sort((a, b) => a.name.localeCompare(b.name) || Number(a.version) - Number(b.version));
+    for (const p of wanted) {
+      const k = key(p.name, p.version);
+      if (this.gone.has(k)) {
+        // Its folder is back before it was released: it simply stays.
+        this.gone.delete(k);
+        continue;
+      }
+      if (this.find(p.name, p.version) || skip(p.name, p.version)) continue;
+      const mtimeMs = statSync(p.file).mtimeMs;
+      const failedBefore = this.failures.get(k);
+      if (failedBefore && failedBefore.mtimeMs === mtimeMs) continue;
+      try {
+        const loaded = await loadVersion(p.name, p.version, p.file, readConfig(p.dir));
+        this.failures.delete(k);
+        const list = this.models.get(p.name) ?? [];
+        list.push(loaded);
+        list.sort((a, b) => Number(a.version) - Number(b.version));
+        this.models.set(p.name, list);
+        changes.loaded.push(loaded);
+      } catch (err) {
+        const failed = { name: p.name, version: p.version, error: (err as Error).message };
+        this.failures.set(k, { ...failed, mtimeMs });
+        changes.failed.push(failed);
+      }
+    }
+    return changes;
+  }
+
+  /** Unload a version (after its jobs have drained): its session is released. */
+  async release(name: string, version: string): Promise<void> {
+    const list = this.models.get(name);
+    const v = list?.find((m) => m.version === version);
+    if (!list || !v) return;
+    list.splice(list.indexOf(v), 1);
+    if (list.length === 0) this.models.delete(name);
+    this.gone.delete(key(name, version));
+    await v.session.release().catch(() => undefined);
+  }
+
+  /** Forget past failures, so the next rescan tries those versions again. */
+  retryFailed(): void {
+    for (const f of this.failures.values()) f.mtimeMs = -1;
+  }
+
+  /** Versions in the folder that could not be loaded, with why. */
+  failed(): FailedVersion[] {
+    return [...this.failures.values()].map(({ name, version, error }) => ({ name, version, error }));
+  }
+
+  /** Whether `<root>/<name>/<version>/model.onnx` is there (loaded or not). */
+  inFolder(name: string, version: string): boolean {
+    if (!NAME_RE.test(name) || !/^[1-9][0-9]{0,8}$/.test(version) || (this.only && !this.only.has(name))) return false;
+    return existsSync(path.join(this.root, name, version, 'model.onnx'));
+  }
+
+  /** Loaded versions whose folder is gone (not yet released). */
+  isGone(name: string, version: string): boolean {
+    return this.gone.has(key(name, version));
+  }
+
+  /** A loaded version, or undefined. */
+  find(name: string, version: string): ModelVersion | undefined {
+    return this.models.get(name)?.find((v) => v.version === version);
+  }
+
+  /** Names of the models with at least one loaded or failed version. */
+  names(): string[] {
+    return [...new Set([...this.models.keys(), ...this.failed().map((f) => f.name)])].sort();
   }
 
   /** Every loaded version of every model. */
@@ -81,7 +200,7 @@ export class ModelRepository {
     };
   }
 
-  /** The version asked for, or the default (highest) one; 404s as API.md names them. */
+  /** The version asked for, or the default (highest) one; 404s as the contract names them. */
   resolve(name: string, version?: string): ModelVersion {
     const versions = this.versionsOf(name);
     if (version === undefined) return versions[versions.length - 1]!;
@@ -98,6 +217,22 @@ export class ModelRepository {
     const versions = this.models.get(name);
     if (!versions) throw notFound('model_not_found', `No model named "${name}"`);
     return versions;
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function isDir(dir: string): boolean {
+  try {
+    return statSync(dir).isDirectory();
+  } catch {
+    return false;
   }
 }
 

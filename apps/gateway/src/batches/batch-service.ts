@@ -9,7 +9,8 @@ import {
 import { failedChunkResult, toBatch, type BatchRecord, type BatchStore, type ChunkManifest } from '@infer/batch-store';
 import { badRequest, conflict, invalidInput, notFound } from '@infer/errors';
 import type { Logger } from '@infer/logger';
-import type { ModelRepository, ModelVersion } from '@infer/models';
+import type { ModelVersion } from '@infer/models';
+import type { ModelResolver } from '../models/model-catalog.js';
 import { assertWebhookUrlAllowed } from '@infer/webhooks';
 import { assertMetadataFits } from '../http/metadata.js';
 import type { BulkQueues } from './bulk-queues.js';
@@ -22,7 +23,8 @@ import type { OpenBatches } from './open-batches.js';
 import type { ParseThread } from './parse-thread/parse-thread.js';
 
 export interface BatchServiceDeps {
-  models: ModelRepository;
+  /** Chooses the version a job goes to (pinned, or by the routing). */
+  models: ModelResolver;
   /** Which model versions live workers serve; absent, every version is queued. */
   fleet?: ServingCheck;
   store: BatchStore;

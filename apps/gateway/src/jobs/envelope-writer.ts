@@ -126,6 +126,13 @@ export class EnvelopeWriter {
           for (const p of remaining) p.done();
           return;
         }
+        if (outcome.over === 'closed') {
+          // This gateway routed to a version its workers are unloading: its view of the routing is stale
+          // (a change reaches every gateway within a second; workers close a queue only after longer).
+          const gone = new AppError(503, 'unavailable', `Model "${model.name}" version ${model.version} is being unloaded; retry`, { retryAfterSeconds: 1 });
+          for (const p of remaining) p.done(gone);
+          return;
+        }
         if (outcome.over === 'depth') {
           this.depth.set(queue.keys.queued, outcome.queued);
           const room = Math.max(0, this.options.maxQueueDepth - outcome.queued - elsewhere);

@@ -3,7 +3,8 @@ import type { Tracing } from '@infer/tracing';
 import { MAX_METADATA_BYTES, newJobId, queueTag, type CreateJobBody, type EnvelopeJob } from '@infer/contract';
 import { AppError, conflict, invalidInput, notFound } from '@infer/errors';
 import { decodeRecord, encodeRecord, hasCompletedHook, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
-import type { ModelRepository, ModelVersion } from '@infer/models';
+import type { ModelVersion } from '@infer/models';
+import type { ModelResolver } from '../models/model-catalog.js';
 import { decodeInput, type DecodedTensor } from '@infer/tensors';
 import { assertWebhookUrlAllowed } from '@infer/webhooks';
 import { jsonDepthExceeds } from '../http/json-depth.js';
@@ -11,7 +12,8 @@ import type { EnvelopeWriter } from './envelope-writer.js';
 import { assertServed, type ServingCheck } from './served.js';
 
 export interface JobServiceDeps {
-  models: ModelRepository;
+  /** Chooses the version a job goes to (pinned, or by the routing). */
+  models: ModelResolver;
   store: JobStore;
   waiters: JobWaiters;
   writer: EnvelopeWriter;

@@ -59,6 +59,7 @@ export const ERROR_CODES = [
   'unavailable',
   'conflict',
   'webhook_url_not_allowed',
+  'invalid_routing',
   'inference_failed',
   'internal_error',
 ] as const satisfies readonly ErrorCode[];

@@ -1,13 +1,14 @@
 import { Router } from 'express';
-import type { ModelRepository } from '@infer/models';
+import type { ModelCatalog } from '../models/model-catalog.js';
 
-export function modelRoutes(models: ModelRepository): Router {
+/** The tenants' view of the models: what they can call, with each version's state and the routing in effect. */
+export function modelRoutes(catalog: ModelCatalog): Router {
   const router = Router();
   router.get('/', (_req, res) => {
-    res.json({ object: 'list', data: models.list() });
+    res.json({ object: 'list', data: catalog.list() });
   });
   router.get('/:name', (req, res) => {
-    res.json(models.info(req.params.name));
+    res.json(catalog.describe(req.params.name));
   });
   return router;
 }

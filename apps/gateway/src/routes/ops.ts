@@ -2,13 +2,13 @@ import { Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { GatewayMetrics } from '../metrics.js';
 import { versionKey, type FleetView } from '@infer/fleet';
-import type { ModelRepository } from '@infer/models';
+import type { ModelVersion } from '@infer/models';
 
 export interface OpsDeps {
   redis: Redis;
   metrics: GatewayMetrics;
   openapi: () => unknown;
-  models: ModelRepository;
+  models: { all(): ModelVersion[] };
   fleet: FleetView;
 }
 

@@ -31,6 +31,11 @@ export interface InteractiveWorkerOptions {
   webhooks?: JobWebhookEmitter;
   /** Sends `job.completed` of the jobs ended here, exactly once (their ends put them on the queue's outbox). */
   outbox?: CompletedEventsOutbox;
+  /**
+   * Told how the jobs of each finished call ended (canceled ones left out),
+   * with their end-to-end latencies: the figures a rollout judges by.
+   */
+  onEnded?: (succeeded: number, failed: number, latenciesMs: number[]) => void;
   /** When enabled: each micro-batch's spans, and its jobs' spans in their own traces (batch-tracing.ts). */
   tracing?: Tracing;
   /**
@@ -284,12 +289,12 @@ export class InteractiveWorker {
         const job = envelope.data.jobs[j]!;
         if (!result.ok) this.log.warn({ jobId: job.id, err: result.error.message }, 'a job failed in ONNX Runtime; the jobs batched with it ran without it');
         const metricsOut = { queue_ms: Math.max(0, envelope.takenAt - job.created_at), inference_ms: round(result.inferenceMs), batch_size: result.batchSize };
-        this.metrics?.jobRan(metricsOut.queue_ms, completedAt - job.created_at);
         if (logJobs) {
           // model and version are the child logger's; the trace id is the traceparent's second field.
           this.log.info({ jobId: job.id, status: result.ok ? 'succeeded' : 'failed', ...metricsOut, traceId: job.traceparent?.slice(3, 35) }, 'job ended');
         }
         traced?.push({ job, takenAt: envelope.takenAt, result });
+        this.metrics?.jobRan(metricsOut.queue_ms, completedAt - job.created_at);
         envelope.statuses[j] = result.ok ? 'succeeded' : 'failed';
         envelope.records[j] = encodeRecord(model.name, model.version, job, {
           status: envelope.statuses[j]!,
@@ -395,13 +400,20 @@ export class InteractiveWorker {
     if (!ended) return;
     let k = 0;
     let hooks = 0;
+    const figures = this.options.onEnded ? { succeeded: 0, failed: 0, latencies: [] as number[], now: Date.now() } : undefined;
     for (const e of envelopes) {
       e.data.jobs.forEach((job, i) => {
         if (!ended![k++] || !e.records[i]) return;
         if (hasCompletedHook(job)) hooks++;
-        this.metrics?.jobEnded(e.statuses[i] ?? 'failed');
+        const status = e.statuses[i] ?? 'failed';
+        this.metrics?.jobEnded(status);
+        if (figures && status !== 'canceled') {
+          figures[status === 'succeeded' ? 'succeeded' : 'failed']++;
+          figures.latencies.push(figures.now - job.created_at);
+        }
       });
     }
+    if (figures && figures.latencies.length > 0) this.options.onEnded!(figures.succeeded, figures.failed, figures.latencies);
     // FINISH put the jobs with a job.completed webhook on the outbox: send their events now.
     if (hooks > 0) await this.options.outbox?.drain(this.queue.keys.outbox).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'outbox drain failed; the next one sends them'));
   }

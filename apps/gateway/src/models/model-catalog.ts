@@ -1,0 +1,221 @@
+import type { ModelDescription, VersionDetail } from '@infer/contract';
+import { AppError, notFound } from '@infer/errors';
+import { versionKey, type FleetView, type VersionInFleet } from '@infer/fleet';
+import type { Logger } from '@infer/logger';
+import { ControlView, RepositoryWatcher, RolloutTicker, WeightedPicker, effectiveRouting, type ModelControl, type RoutingSource, type Weights } from '@infer/model-control';
+import type { ModelRepository, ModelVersion } from '@infer/models';
+
+/** What the job and batch routes ask of the models. */
+export interface ModelResolver {
+  /** The version a job for `name` goes to: `version` when pinned (and routable), else one chosen by the routing. */
+  resolve(name: string, version?: string): ModelVersion;
+}
+
+export interface ModelCatalogOptions {
+  repository: ModelRepository;
+  control: ModelControl;
+  fleet: FleetView;
+  /** MODEL_POLL_SECONDS in ms. */
+  pollMs: number;
+  /** This gateway in the events log. */
+  actor: string;
+  logger: Logger;
+  /**
+   * Let go of a version's session once it is drained (no live worker holds
+   * it). Off when the repository is shared with a worker in the same
+   * process (tests): the worker releases it.
+   */
+  releaseDrained: boolean;
+  /** Called for every version this gateway may route to, on each look (the envelope writer counts its queue). */
+  onVersion?(v: ModelVersion): void;
+}
+
+interface ModelState {
+  details: VersionDetail[];
+  routing: Weights;
+  source: RoutingSource;
+}
+
+/**
+ * The gateway's live view of its models: what its repository holds, what
+ * the fleet serves, and the shared routing and draining marks, put
+ * together once a second (RepositoryWatcher) so that choosing a version for
+ * a job is a lookup and a weighted pick, with no Redis call.
+ *
+ * A version's state: `draining` while marked so and a live worker still
+ * holds it (then gone); `failed` when it could not be loaded here, or no
+ * live worker could load it; `ready` when a live worker has it loaded;
+ * otherwise `loading`.
+ */
+export class ModelCatalog implements ModelResolver {
+  readonly view: ControlView;
+  private readonly watcher: RepositoryWatcher;
+  private readonly ticker: RolloutTicker;
+  private readonly pickers = new Map<string, WeightedPicker>();
+  private state = new Map<string, ModelState>();
+  private liveWorkers = 0;
+
+  constructor(private readonly o: ModelCatalogOptions) {
+    this.view = new ControlView(o.control);
+    let warnedAt = -Infinity;
+    const onError = (err: unknown) => {
+      if (Date.now() - warnedAt < 10_000) return;
+      warnedAt = Date.now();
+      o.logger.warn({ err: (err as Error).message }, 'model state could not be read; routing as last seen');
+    };
+    this.watcher = new RepositoryWatcher({
+      repository: o.repository,
+      control: o.control,
+      view: this.view,
+      actor: o.actor,
+      pollMs: o.pollMs,
+      onError,
+      hooks: {
+        draining: async (v) => {
+          const f = (await o.fleet.versions()).get(versionKey(v.name, v.version));
+          if (o.releaseDrained && !holds(f)) await o.repository.release(v.name, v.version);
+        },
+        looked: () => this.recompute(),
+      },
+    });
+    this.ticker = new RolloutTicker(o.control, () => o.repository.names(), onError);
+  }
+
+  /** The first look (state read, routing computed), then one a second. */
+  async start(): Promise<void> {
+    await this.watcher.tick();
+    this.watcher.start();
+    this.ticker.start();
+  }
+
+  /** Read the fleet and the shared state now: a change made through this gateway is in its answers at once. */
+  async refresh(): Promise<void> {
+    await this.o.fleet.refresh().catch(() => undefined);
+    await this.watcher.tick();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.watcher.stop(), this.ticker.stop()]);
+  }
+
+  private async recompute(): Promise<void> {
+    const fleet = await this.o.fleet.versions();
+    this.liveWorkers = (await this.o.fleet.live()).length;
+    const byModel = new Map<string, Set<string>>();
+    const add = (model: string, version: string) => {
+      let set = byModel.get(model);
+      if (!set) byModel.set(model, (set = new Set()));
+      set.add(version);
+    };
+    for (const v of this.o.repository.all()) add(v.name, v.version);
+    for (const f of this.o.repository.failed()) add(f.name, f.version);
+    for (const key of fleet.keys()) {
+      const [model, version] = key.split('\0') as [string, string];
+      if (byModel.has(model) || this.o.repository.names().includes(model)) add(model, version);
+    }
+    const next = new Map<string, ModelState>();
+    for (const [model, versions] of byModel) {
+      const snapshot = this.view.of(model);
+      const details: VersionDetail[] = [];
+      for (const version of [...versions].sort((a, b) => Number(a) - Number(b))) {
+        const d = this.detail(model, version, fleet.get(versionKey(model, version)), snapshot.draining.has(version));
+        if (d) details.push(d);
+      }
+      // Only versions loaded here can be routed to from here: their specs validate the jobs.
+      const routable = details.filter((d) => this.o.repository.find(model, d.version));
+      const { weights, source } = effectiveRouting(
+        snapshot.routing,
+        routable.map((d) => ({ version: d.version, ready: d.state === 'ready', draining: d.state === 'draining', failed: d.state === 'failed' })),
+      );
+      next.set(model, { details, routing: weights, source });
+    }
+    this.state = next;
+    for (const v of this.o.repository.all()) if (!this.view.isDraining(v.name, v.version)) this.o.onVersion?.(v);
+  }
+
+  private detail(model: string, version: string, f: VersionInFleet | undefined, draining: boolean): VersionDetail | undefined {
+    const workers_ready = f?.workersReady ?? 0;
+    if (draining) return holds(f) ? { version, state: 'draining', workers_ready } : undefined;
+    const here = this.o.repository.failed().find((x) => x.name === model && x.version === version);
+    if (here) return { version, state: 'failed', workers_ready, error: here.error };
+    if (f && f.failed > 0 && f.workersReady === 0 && f.loading === 0) return { version, state: 'failed', workers_ready, error: f.error ?? 'the workers could not load it' };
+    if (workers_ready > 0) return { version, state: 'ready', workers_ready };
+    return { version, state: 'loading', workers_ready };
+  }
+
+  resolve(name: string, version?: string): ModelVersion {
+    const state = this.state.get(name);
+    if (!state || !this.o.repository.names().includes(name)) throw notFound('model_not_found', `No model named "${name}"`);
+    if (version !== undefined) {
+      const d = state.details.find((x) => x.version === version);
+      const mv = this.o.repository.find(name, version);
+      if (!d || !mv || d.state === 'failed' || d.state === 'draining') {
+        const why = d?.state === 'failed' ? ` (it failed to load: ${d.error ?? 'unknown error'})` : d?.state === 'draining' ? ' (it is draining)' : '';
+        throw notFound('version_not_found', `Model "${name}" has no version "${version}"${why} (versions: ${this.pinnable(name).join(', ') || 'none'})`);
+      }
+      return mv;
+    }
+    let picker = this.pickers.get(name);
+    if (!picker) this.pickers.set(name, (picker = new WeightedPicker()));
+    const chosen = picker.pick(state.routing);
+    const mv = chosen === undefined ? undefined : this.o.repository.find(name, chosen);
+    if (!mv) throw new AppError(503, 'unavailable', `No version of model "${name}" can take jobs now; try again shortly`, { retryAfterSeconds: 5 });
+    return mv;
+  }
+
+  /** Versions a job may pin now (ready or loading, loaded here). */
+  private pinnable(name: string): string[] {
+    return (this.state.get(name)?.details ?? []).filter((d) => (d.state === 'ready' || d.state === 'loading') && this.o.repository.find(name, d.version)).map((d) => d.version);
+  }
+
+  /** Every model with a version loaded here, described. */
+  list(): ModelDescription[] {
+    return this.names().map((n) => this.describe(n));
+  }
+
+  names(): string[] {
+    return this.o.repository.names().filter((n) => this.o.repository.all().some((v) => v.name === n));
+  }
+
+  /** A model as `GET /v1/models/{name}` answers it; 404 `model_not_found` for one with no version loaded here. */
+  describe(name: string): ModelDescription {
+    const state = this.state.get(name);
+    const loaded = this.o.repository.all().filter((v) => v.name === name);
+    if (!state || loaded.length === 0) throw notFound('model_not_found', `No model named "${name}"`);
+    // The default version is the one with the most traffic (the highest of equals); its specs describe the model.
+    const top = Object.entries(state.routing).sort(([va, a], [vb, b]) => b - a || Number(vb) - Number(va))[0]?.[0];
+    const def = loaded.find((v) => v.version === top) ?? loaded[loaded.length - 1]!;
+    return {
+      name,
+      versions: this.pinnable(name),
+      default_version: def.version,
+      inputs: def.inputs,
+      outputs: def.outputs,
+      max_batch_size: def.maxBatchSize,
+      max_delay_ms: def.maxDelayMs,
+      versions_detail: state.details,
+      routing: state.routing,
+      routing_source: state.source,
+    };
+  }
+
+  /** Whether `version` of `name` is `ready` now (an explicit routing may name only those). */
+  isReady(name: string, version: string): boolean {
+    return this.state.get(name)?.details.some((d) => d.version === version && d.state === 'ready') ?? false;
+  }
+
+  /** Live workers in the fleet at the last look. */
+  get workers(): number {
+    return this.liveWorkers;
+  }
+
+  /** Loaded versions (draining ones too: their queues still count). */
+  all(): ModelVersion[] {
+    return this.o.repository.all();
+  }
+}
+
+/** A live worker still holds the version, in any state. */
+function holds(f: VersionInFleet | undefined): boolean {
+  return f !== undefined && f.workersReady + f.loading + f.draining + f.failed > 0;
+}

@@ -1,0 +1,185 @@
+import { Router, type Request, type RequestHandler } from 'express';
+import { z } from 'zod';
+import { CreateRolloutBody, SetRoutingBody } from '@infer/contract';
+import { badRequest, conflict, invalidInput, invalidRouting, notFound } from '@infer/errors';
+import { newRolloutId, renderRollout, stepRouting, type ModelControl, type StoredRollout } from '@infer/model-control';
+import type { ModelRepository } from '@infer/models';
+import { jsonBody } from '../http/json-body.js';
+import type { ModelCatalog } from '../models/model-catalog.js';
+
+export interface ModelAdminDeps {
+  catalog: ModelCatalog;
+  control: ModelControl;
+  repository: ModelRepository;
+  /** requireAdminKey: sets req.admin, the actor of every change. */
+  admin: RequestHandler;
+}
+
+/** The admin bodies are small; this bounds what is read before they are checked. */
+const ADMIN_BODY_BYTES = 64 * 1024;
+
+const EventsQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(100).default(20),
+    after: z.string().max(200).optional(),
+  })
+  .strict();
+
+function firstIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid';
+  return issue.path.length ? `${issue.path.join('.')}: ${issue.message}` : issue.message;
+}
+
+/** A route parameter (Express decodes it; the router's pattern guarantees it is there). */
+const param = (req: Request, key: string): string => String(req.params[key]);
+
+function actorOf(req: Request): string {
+  // requireAdminKey runs before every handler here; a missing name would be a wiring bug.
+  if (!req.admin) throw new Error('admin route without requireAdminKey');
+  return req.admin;
+}
+
+/**
+ * The model lifecycle's admin routes, mounted on `/v1/models` ahead of the
+ * tenants' routes, each behind an admin key (ADMIN_API_KEYS): routing,
+ * loading and unloading versions, rollouts and the events log. Every change
+ * is recorded in the model's events with the admin's name as the actor.
+ */
+export function modelAdminRoutes(deps: ModelAdminDeps): Router {
+  const router = Router();
+  const { catalog, control, repository, admin } = deps;
+  const json = jsonBody(ADMIN_BODY_BYTES, { liftBase64: false });
+
+  /** 404 model_not_found unless the repository knows the model (loaded or failed). */
+  const knownModel = (name: string) => {
+    if (!repository.names().includes(name)) throw notFound('model_not_found', `No model named "${name}"`);
+  };
+
+  router.put('/:name/routing', admin, json, async (req, res) => {
+    const name = param(req, 'name');
+    catalog.describe(name);
+    const parsed = SetRoutingBody.safeParse(req.body);
+    if (!parsed.success) throw badRequest('invalid_input', `body: ${firstIssue(parsed.error)} (send {"weights": {"<version>": <weight>, …}} or {"weights": null})`);
+    const { weights } = parsed.data;
+    if (weights !== null) {
+      const entries = Object.entries(weights);
+      if (entries.length === 0) throw invalidRouting('weights name no version; send {"weights": null} for the default routing');
+      for (const [version, w] of entries) {
+        if (!/^[1-9][0-9]{0,8}$/.test(version)) throw invalidRouting(`"${version}" is not a version (a positive integer)`);
+        if (!Number.isInteger(w) || w < 0) throw invalidRouting(`the weight of version ${version} is ${w}: weights are integers from 0 to 100`);
+        if (w > 0 && !catalog.isReady(name, version)) throw invalidRouting(`version ${version} of model "${name}" is not ready (no live worker has it loaded)`);
+      }
+      const sum = entries.reduce((a, [, w]) => a + w, 0);
+      if (sum !== 100) throw invalidRouting(`weights sum to ${sum}; they must sum to 100`);
+    }
+    if (await control.activeRollout(name)) throw conflict(`A rollout of model "${name}" is running; cancel it before setting the routing by hand`);
+    const kept = weights === null ? null : Object.fromEntries(Object.entries(weights).filter(([, w]) => w > 0));
+    await control.setRouting(name, kept, actorOf(req));
+    await catalog.refresh();
+    res.json(catalog.describe(name));
+  });
+
+  router.post('/:name/versions/:version/load', admin, async (req, res) => {
+    const [name, version] = [param(req, 'name'), param(req, 'version')];
+    if (!repository.inFolder(name, version)) {
+      throw notFound('version_not_found', `There is no ${name}/${version}/model.onnx in the model repository`);
+    }
+    if ((await control.draining(name)).has(version)) await control.undrain(name, version, actorOf(req));
+    else await control.requestLoad(name, version, actorOf(req));
+    await catalog.refresh();
+    res.status(202).json(catalog.describe(name));
+  });
+
+  router.post('/:name/versions/:version/unload', admin, async (req, res) => {
+    const [name, version] = [param(req, 'name'), param(req, 'version')];
+    const model = catalog.describe(name);
+    const detail = model.versions_detail.find((d) => d.version === version);
+    if (!detail || detail.state === 'draining') throw notFound('version_not_found', `Model "${name}" has no version "${version}" loaded`);
+    await control.drain(name, version, 'unloaded', actorOf(req));
+    await catalog.refresh();
+    res.status(202).json(catalog.describe(name));
+  });
+
+  router.post('/:name/rollouts', admin, json, async (req, res) => {
+    const name = param(req, 'name');
+    const model = catalog.describe(name);
+    const parsed = CreateRolloutBody.safeParse(req.body);
+    if (!parsed.success) {
+      const bad = !req.body || typeof req.body !== 'object' || Array.isArray(req.body);
+      if (bad) throw badRequest('invalid_input', 'The body must be a JSON object');
+      throw invalidInput(`body: ${firstIssue(parsed.error)}`);
+    }
+    const body = parsed.data;
+    if (!catalog.isReady(name, body.version)) throw invalidRouting(`version ${body.version} of model "${name}" is not ready (no live worker has it loaded)`);
+    if (model.routing[body.version] === 100) throw invalidRouting(`version ${body.version} already takes all of model "${name}"'s traffic`);
+    const now = Date.now();
+    const rollout: StoredRollout = {
+      id: newRolloutId(),
+      model: name,
+      version: body.version,
+      from: { routing: model.routing, routing_source: model.routing_source },
+      steps: body.steps,
+      step_seconds: body.step_seconds,
+      max_error_rate: body.max_error_rate,
+      max_p50_latency_ratio: body.max_p50_latency_ratio,
+      step: 0,
+      state: 'running',
+      started_at: now,
+      step_started_at: now,
+      ended_at: null,
+      reason: null,
+    };
+    if (!(await control.startRollout(rollout, stepRouting(rollout, body.steps[0]!), actorOf(req)))) {
+      throw conflict(`A rollout of model "${name}" is already running; one model has one rollout at a time`);
+    }
+    await catalog.refresh();
+    res.status(201).json(renderRollout(rollout));
+  });
+
+  router.get('/:name/rollouts', admin, async (req, res) => {
+    const name = param(req, 'name');
+    knownModel(name);
+    res.json({ object: 'list', data: (await control.rollouts(name)).map(renderRollout) });
+  });
+
+  router.get('/:name/rollouts/:id', admin, async (req, res) => {
+    const [name, id] = [param(req, 'name'), param(req, 'id')];
+    knownModel(name);
+    const r = await control.rollout(name, id);
+    if (!r) throw notFound('not_found', `Model "${name}" has no rollout "${id}"`);
+    res.json(renderRollout(r));
+  });
+
+  router.post('/:name/rollouts/:id/cancel', admin, async (req, res) => {
+    const [name, id] = [param(req, 'name'), param(req, 'id')];
+    knownModel(name);
+    // A step may move the rollout between the read and the write: read again and retry.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const r = await control.rollout(name, id);
+      if (!r) throw notFound('not_found', `Model "${name}" has no rollout "${id}"`);
+      if (r.state !== 'running') throw conflict(`Rollout "${id}" has ended (${r.state})`);
+      const actor = actorOf(req);
+      const next: StoredRollout = { ...r, state: 'canceled', ended_at: Date.now(), reason: `canceled by ${actor}` };
+      const back = r.from.routing_source === 'default' ? 'default' : r.from.routing;
+      if (await control.moveRollout(r, next, back, actor, 'rollout_canceled', { rollout: r.id, version: r.version, step: r.step, weights: r.from.routing })) {
+        await catalog.refresh();
+        res.json(renderRollout(next));
+        return;
+      }
+    }
+    throw conflict(`Rollout "${id}" kept moving; try again`);
+  });
+
+  router.get('/:name/events', admin, async (req, res) => {
+    const name = param(req, 'name');
+    knownModel(name);
+    const q = EventsQuery.safeParse(req.query);
+    if (!q.success) throw badRequest('invalid_input', `query string: ${firstIssue(q.error)}`);
+    const page = await control.events(name, q.data.limit, q.data.after);
+    if (!page) throw badRequest('invalid_input', `query string: after: no event "${q.data.after}" in model "${name}"'s events`);
+    res.json({ object: 'list', data: page.data, has_more: page.hasMore });
+  });
+
+  return router;
+}

@@ -1,0 +1,212 @@
+import type { Redis } from 'ioredis';
+import { bulkQueue, interactiveKeys } from '@infer/contract';
+import type { ServedVersion } from '@infer/fleet';
+import type { Logger } from '@infer/logger';
+import { ControlView, RepositoryWatcher, RolloutTicker, type ModelControl, type RolloutStep } from '@infer/model-control';
+import type { ModelRepository, ModelVersion } from '@infer/models';
+
+/**
+ * How long after a version is marked draining its workers close its queue:
+ * gateways see the mark within a second (they read the shared state once a
+ * second); the rest covers a request that chose the version just before.
+ * A gateway later than that gets 503 from the closed queue, never a lost job.
+ */
+export const DRAIN_GRACE_MS = 3000;
+
+/** The two consumers of one model version (jobs and batch chunks). */
+export interface VersionWorkers {
+  start(): void;
+  /** Stop taking work; resolves once the work in hand has ended. */
+  close(): Promise<void>;
+}
+
+interface Serving {
+  model: ModelVersion;
+  workers: VersionWorkers;
+  /** Epoch ms this process first saw the version draining; undefined while it serves. */
+  drainingSince?: number;
+  queueClosed?: boolean;
+  /** Set while the version is being let go. */
+  releasing?: Promise<void>;
+}
+
+export interface LiveVersionsOptions {
+  repository: ModelRepository;
+  control: ModelControl;
+  /** Commands (queue lengths). */
+  redis: Redis;
+  prefix: string;
+  /** MODEL_POLL_SECONDS in ms. */
+  pollMs: number;
+  /** This worker in the events log and the fleet. */
+  actor: string;
+  logger: Logger;
+  /** Serve only these models (WORKER_MODELS); absent: every model of the repository. */
+  only?: readonly string[];
+  /** Build the consumers of a version that was loaded. */
+  workersFor(model: ModelVersion): VersionWorkers;
+  /** What it serves changed: tell the fleet now rather than at the next heartbeat. */
+  changed(): void;
+}
+
+/**
+ * What a worker serves, kept in step with its repository and the fleet's
+ * shared state: a version loaded (at start, or found later by the
+ * RepositoryWatcher) gets its consumers and is announced `version_loaded`;
+ * one that failed to load is reported `failed`; one marked draining keeps
+ * its consumers until its queues are empty (its queue closed after
+ * DRAIN_GRACE_MS so nothing new arrives), then they stop, its session is
+ * released and it is announced `version_unloaded`. A rollout's figures are
+ * recorded only while one runs.
+ */
+export class LiveVersions {
+  readonly view: ControlView;
+  private readonly serving = new Map<string, Serving>();
+  private readonly watcher: RepositoryWatcher;
+  private readonly ticker: RolloutTicker;
+  private closed = false;
+
+  constructor(private readonly o: LiveVersionsOptions) {
+    this.view = new ControlView(o.control);
+    let warnedAt = -Infinity;
+    const onError = (err: unknown) => {
+      if (Date.now() - warnedAt < 10_000) return;
+      warnedAt = Date.now();
+      o.logger.warn({ err: (err as Error).message }, 'model state could not be read or acted on; trying again each second');
+    };
+    this.watcher = new RepositoryWatcher({
+      repository: o.repository,
+      control: o.control,
+      view: this.view,
+      actor: o.actor,
+      pollMs: o.pollMs,
+      onError,
+      hooks: {
+        draining: (v) => this.drainStep(v),
+        looked: () => this.reconcile(),
+      },
+    });
+    this.ticker = new RolloutTicker(o.control, () => o.repository.names(), onError);
+  }
+
+  /** Serve what the repository holds now, then keep looking. */
+  async start(): Promise<void> {
+    await this.watcher.tick();
+    this.watcher.start();
+    this.ticker.start();
+  }
+
+  /** Look now (tests; a change made elsewhere is otherwise seen within a second). */
+  look(): Promise<void> {
+    return this.watcher.tick();
+  }
+
+  /** The versions being served (draining ones too: their jobs still run here). */
+  served(): ModelVersion[] {
+    return [...this.serving.values()].map((s) => s.model);
+  }
+
+  /** This worker's versions as the fleet's heartbeat reports them. */
+  report(): ServedVersion[] {
+    const out: ServedVersion[] = [...this.serving.values()].map((s) => ({
+      model: s.model.name,
+      version: s.model.version,
+      state: s.drainingSince === undefined ? 'ready' : 'draining',
+    }));
+    for (const f of this.o.repository.failed()) {
+      if (!this.view.isDraining(f.name, f.version)) out.push({ model: f.name, version: f.version, state: 'failed', error: f.error });
+    }
+    return out;
+  }
+
+  /** The rollout step that jobs ended by `model` count towards now, or null (no rollout runs). */
+  rolloutStep(model: string): RolloutStep | null {
+    return this.view.of(model).rollout;
+  }
+
+  /** Stop looking, and stop every version's consumers (their work in hand ends first). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([this.watcher.stop(), this.ticker.stop()]);
+    await Promise.allSettled([...this.serving.values()].map((s) => s.releasing ?? s.workers.close()));
+  }
+
+  /** Serve every loaded version not yet served; a version no longer draining serves as before. */
+  private async reconcile(): Promise<void> {
+    if (this.closed) return;
+    let changed = false;
+    for (const model of this.o.repository.all()) {
+      if (this.o.only && !this.o.only.includes(model.name)) continue;
+      const key = `${model.name}\0${model.version}`;
+      const s = this.serving.get(key);
+      if (s) {
+        if (s.drainingSince !== undefined && !s.releasing && !this.view.isDraining(model.name, model.version)) {
+          // Loaded again by an admin, or its folder is back: undrain reopened its queue.
+          s.drainingSince = undefined;
+          s.queueClosed = false;
+          changed = true;
+        }
+        continue;
+      }
+      if (this.view.isDraining(model.name, model.version)) continue;
+      const workers = this.o.workersFor(model);
+      workers.start();
+      this.serving.set(key, { model, workers });
+      changed = true;
+      this.o.logger.info({ model: model.name, version: model.version }, 'serving model version');
+      await this.o.control.announceOnce(model.name, `loaded:${model.version}`, this.o.actor, 'version_loaded', { version: model.version, state: 'ready' });
+    }
+    if (changed) this.o.changed();
+  }
+
+  /** One look at a draining version: close its queue after the grace, let it go once its queues are empty. */
+  private async drainStep(model: ModelVersion): Promise<void> {
+    const key = `${model.name}\0${model.version}`;
+    const s = this.serving.get(key);
+    if (!s) {
+      // Loaded but never served here (it was draining when found): nothing of it runs. (A model
+      // outside WORKER_MODELS is another consumer's, in tests where processes share a repository.)
+      if (!this.o.only || this.o.only.includes(model.name)) await this.o.repository.release(model.name, model.version);
+      return;
+    }
+    if (s.releasing) return;
+    const now = Date.now();
+    if (s.drainingSince === undefined) {
+      s.drainingSince = now;
+      this.o.logger.info({ model: model.name, version: model.version }, 'model version draining: serving its queued jobs, then unloading it');
+      this.o.changed();
+    }
+    if (now - s.drainingSince < DRAIN_GRACE_MS) return;
+    if (!s.queueClosed) {
+      await this.o.control.closeQueue(model.name, model.version);
+      s.queueClosed = true;
+    }
+    if (!(await this.queuesEmpty(model))) return;
+    s.releasing = (async () => {
+      await s.workers.close();
+      await this.o.repository.release(model.name, model.version);
+      this.serving.delete(key);
+      this.o.changed();
+      this.o.logger.info({ model: model.name, version: model.version }, 'model version unloaded');
+      await this.o.control.announceOnce(model.name, `unloaded:${model.version}`, this.o.actor, 'version_unloaded', { version: model.version, state: 'unloaded' });
+    })();
+    await s.releasing;
+  }
+
+  /** No job or batch chunk of the version is waiting or running, on any worker. */
+  private async queuesEmpty(model: ModelVersion): Promise<boolean> {
+    const k = interactiveKeys(this.o.prefix, model.name, model.version);
+    const b = bulkQueue(this.o.prefix, model.name, model.version);
+    const bulk = `${b.prefix}:${b.name}:`;
+    const counts = (await this.o.redis
+      .multi()
+      .llen(k.wait)
+      .llen(k.active)
+      .llen(bulk + 'wait')
+      .llen(bulk + 'active')
+      .zcard(bulk + 'delayed')
+      .zcard(bulk + 'prioritized')
+      .exec()) as Array<[Error | null, unknown]>;
+    return counts.every(([err, n]) => !err && Number(n ?? 0) === 0);
+  }
+}

@@ -1,0 +1,418 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { interactiveKeys, type ModelEvent, type ModelEventType, type Rollout, type RolloutState, type RoutingSource, type RoutingWeights } from '@infer/contract';
+
+/**
+ * What every gateway and worker must agree on about a model, kept in Redis
+ * so that any of them can change it and all of them see the change within
+ * a second: the explicit routing of unpinned jobs, the versions draining
+ * (removed from the repository or unloaded by an admin), the events log of
+ * every change, rollouts, and the per-version figures a rollout judges by.
+ *
+ * Every change bumps one generation counter; processes read it once a
+ * second and reload the models' state when it moved (ControlView). A
+ * model's keys share the hash tag `{m:<name>}`, so a change to one model is
+ * one transaction.
+ */
+
+export type EventType = ModelEventType;
+/** Routing weights: version → integer weight, summing to 100. */
+export type Weights = RoutingWeights;
+export type { ModelEvent, RoutingSource, RolloutState };
+
+export interface DrainingVersion {
+  /** Epoch ms since when. */
+  since: number;
+  /** Removed from the repository's folder, or unloaded by an admin (files kept). */
+  reason: 'removed' | 'unloaded';
+}
+
+/** A rollout as stored (and, with ISO times, as the API shows it). */
+export interface StoredRollout {
+  id: string;
+  model: string;
+  version: string;
+  /** The routing in effect when it started: what a rollback or a cancel returns to. */
+  from: { routing: Weights; routing_source: RoutingSource };
+  steps: number[];
+  step_seconds: number;
+  max_error_rate: number;
+  max_p50_latency_ratio: number;
+  /** Index into `steps` of the step in effect. */
+  step: number;
+  state: RolloutState;
+  /** Epoch ms. */
+  started_at: number;
+  step_started_at: number;
+  ended_at: number | null;
+  reason: string | null;
+}
+
+/** Jobs a version ended in a window, and how long they took end to end. */
+export interface VersionFigures {
+  succeeded: number;
+  failed: number;
+  /** Latency histogram: bucket upper bound (ms) → jobs. */
+  latency: Map<number, number>;
+}
+
+/** Upper bounds (ms) of the latency histogram a rollout's p50 is read from. */
+export const LATENCY_BUCKETS_MS = [1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000, 10_000, 30_000, 60_000, Infinity];
+
+/** How long a step's figures are kept after their last write: longer than any step (step_seconds ≤ 1 day). */
+const FIGURES_TTL_MS = 25 * 3600 * 1000;
+/** Events kept per model, newest first. */
+const EVENTS_KEPT = 1000;
+/** Rollouts remembered per model. */
+const ROLLOUTS_KEPT = 100;
+
+const modelKeys = (prefix: string, model: string) => {
+  const base = `${prefix}:{m:${model}}`;
+  return {
+    routing: `${base}:routing`,
+    draining: `${base}:draining`,
+    events: `${base}:events`,
+    announced: `${base}:announced`,
+    activeRollout: `${base}:rollout`,
+    rollouts: `${base}:rollouts`,
+    rollout: (id: string) => `${base}:rollout:${id}`,
+    /** Hash: the jobs a version ended during one step of a rollout (`ok`, `failed`, `le:<ms>`). */
+    stepFigures: (id: string, step: number, version: string) => `${base}:rollout:${id}:step:${step}:${version}`,
+  };
+};
+
+/**
+ * KEYS[1] a model's active-rollout key, KEYS[2] the rollout, KEYS[3] its rollouts list, KEYS[4] its routing,
+ * KEYS[5] its events. ARGV[1] 'start' or the step the rollout must be at, ARGV[2] the rollout's new JSON,
+ * ARGV[3] the routing to set (JSON weights; '' leaves it, 'default' clears it), ARGV[4] the event (JSON),
+ * ARGV[5] events kept, ARGV[6] rollouts kept.
+ * One step of a rollout's life in one atomic write: its state, the routing it implies and the event that
+ * says so. 'start' needs no rollout running for the model; a move needs the rollout still running at the
+ * step the caller saw (of the processes that try, one moves it). Returns 1 when written, else 0.
+ */
+const WRITE_ROLLOUT = `
+local r = cjson.decode(ARGV[2])
+if ARGV[1] == 'start' then
+  if not redis.call('SET', KEYS[1], r.id, 'NX') then return 0 end
+  redis.call('LPUSH', KEYS[3], r.id)
+  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[6]) - 1)
+else
+  local current = redis.call('GET', KEYS[2])
+  if not current then return 0 end
+  local c = cjson.decode(current)
+  if c.state ~= 'running' or tostring(c.step) ~= ARGV[1] then return 0 end
+  if r.state ~= 'running' and redis.call('GET', KEYS[1]) == r.id then redis.call('DEL', KEYS[1]) end
+end
+redis.call('SET', KEYS[2], ARGV[2])
+if ARGV[3] == 'default' then
+  redis.call('DEL', KEYS[4])
+elseif ARGV[3] ~= '' then
+  redis.call('DEL', KEYS[4])
+  for version, weight in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[4], version, weight) end
+end
+redis.call('LPUSH', KEYS[5], ARGV[4])
+redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[5]) - 1)
+return 1
+`;
+
+type ScriptRedis = Redis & { inferWriteRollout(...args: string[]): Promise<number> };
+
+export class ModelControl {
+  private readonly redis: ScriptRedis;
+  private readonly generationKey: string;
+
+  constructor(
+    redis: Redis,
+    private readonly prefix: string,
+  ) {
+    if (!('inferWriteRollout' in redis)) redis.defineCommand('inferWriteRollout', { numberOfKeys: 5, lua: WRITE_ROLLOUT });
+    this.redis = redis as ScriptRedis;
+    this.generationKey = `${prefix}:models:generation`;
+  }
+
+  /** The number every change bumps: a process reloads what it holds when it moves. */
+  async generation(): Promise<number> {
+    return Number((await this.redis.get(this.generationKey)) ?? 0);
+  }
+
+  private async bump(): Promise<void> {
+    await this.redis.incr(this.generationKey);
+  }
+
+  // --- routing -------------------------------------------------------------
+
+  /** The explicit routing of a model, or null for the default (the highest ready version). */
+  async routing(model: string): Promise<Weights | null> {
+    const h = await this.redis.hgetall(modelKeys(this.prefix, model).routing);
+    const entries = Object.entries(h);
+    return entries.length ? Object.fromEntries(entries.map(([v, w]) => [v, Number(w)])) : null;
+  }
+
+  /** Set (or, with null, clear) a model's explicit routing, as `actor`; recorded in its events. */
+  async setRouting(model: string, weights: Weights | null, actor: string, extra: Record<string, unknown> = {}): Promise<void> {
+    const k = modelKeys(this.prefix, model);
+    const tx = this.redis.multi().del(k.routing);
+    if (weights) tx.hset(k.routing, weights);
+    tx.lpush(k.events, this.event(actor, 'routing_changed', { weights, ...extra })).ltrim(k.events, 0, EVENTS_KEPT - 1);
+    await tx.exec();
+    await this.bump();
+  }
+
+  // --- snapshot ------------------------------------------------------------
+
+  /** What a process needs of a model to route and serve it, read in one round trip. */
+  async snapshot(model: string): Promise<ModelSnapshot> {
+    const k = modelKeys(this.prefix, model);
+    const [[e1, routing], [e2, draining], [e3, active]] = (await this.redis.pipeline().hgetall(k.routing).hgetall(k.draining).get(k.activeRollout).exec()) as Array<[Error | null, unknown]> as [
+      [Error | null, Record<string, string>],
+      [Error | null, Record<string, string>],
+      [Error | null, string | null],
+    ];
+    const err = e1 ?? e2 ?? e3;
+    if (err) throw err;
+    const explicit = Object.entries(routing);
+    const r = active === null ? null : await this.rollout(model, active);
+    return {
+      routing: explicit.length ? Object.fromEntries(explicit.map(([v, w]) => [v, Number(w)])) : null,
+      draining: new Map(Object.entries(draining).map(([v, json]) => [v, JSON.parse(json) as DrainingVersion])),
+      rollout: r && r.state === 'running' ? { id: r.id, step: r.step } : null,
+    };
+  }
+
+  // --- versions ----------------------------------------------------------------
+
+  /** Versions draining: not routed to, unloaded by the workers once their queues are empty. */
+  async draining(model: string): Promise<Map<string, DrainingVersion>> {
+    const h = await this.redis.hgetall(modelKeys(this.prefix, model).draining);
+    return new Map(Object.entries(h).map(([v, json]) => [v, JSON.parse(json) as DrainingVersion]));
+  }
+
+  /**
+   * Mark a version draining (first caller wins; later calls change nothing),
+   * recorded as `version_unloaded` with `state: "draining"`; the workers
+   * announce `state: "unloaded"` once its jobs are done. True when this call
+   * marked it.
+   */
+  async drain(model: string, version: string, reason: DrainingVersion['reason'], actor: string): Promise<boolean> {
+    const k = modelKeys(this.prefix, model);
+    const marked = await this.redis.hsetnx(k.draining, version, JSON.stringify({ since: Date.now(), reason } satisfies DrainingVersion));
+    if (marked) {
+      await this.record(model, actor, 'version_unloaded', { version, state: 'draining', reason });
+      await this.bump();
+    }
+    return marked === 1;
+  }
+
+  /**
+   * A version is back (loaded again by an admin, or its folder reappeared):
+   * its queue reopens, and it is routable once a worker has it ready. Its
+   * load, failure and unload are announced afresh.
+   */
+  async undrain(model: string, version: string, actor: string): Promise<void> {
+    const k = modelKeys(this.prefix, model);
+    const [[, removed]] = (await this.redis.multi().hdel(k.draining, version).srem(k.announced, `unloaded:${version}`, `loaded:${version}`, `failed:${version}`).exec()) as [[Error | null, number]];
+    await this.redis.hdel(interactiveKeys(this.prefix, model, version).meta, 'closed');
+    if (removed) await this.record(model, actor, 'version_loaded', { version, state: 'loading' });
+    await this.bump();
+  }
+
+  /**
+   * Ask every process to load a version found in its repository folder
+   * (polling may be off, or it failed before): recorded, and the generation
+   * moves, which makes every process look at its folder again.
+   */
+  async requestLoad(model: string, version: string, actor: string): Promise<void> {
+    const k = modelKeys(this.prefix, model);
+    await this.redis.srem(k.announced, `loaded:${version}`, `failed:${version}`);
+    await this.record(model, actor, 'version_loaded', { version, state: 'loading' });
+    await this.bump();
+  }
+
+  /**
+   * Refuse new jobs for a draining version in the enqueue script itself
+   * (its `closed` mark), so that no gateway, however stale its view, adds a
+   * job to a queue its workers are about to stop reading.
+   */
+  async closeQueue(model: string, version: string): Promise<void> {
+    await this.redis.hset(interactiveKeys(this.prefix, model, version).meta, 'closed', String(Date.now()));
+  }
+
+  /** Record an event once per version and kind (`loaded:3`), however many processes notice it. */
+  async announceOnce(model: string, key: string, actor: string, type: EventType, data: Record<string, unknown>): Promise<boolean> {
+    const k = modelKeys(this.prefix, model);
+    if (!(await this.redis.sadd(k.announced, key))) return false;
+    await this.record(model, actor, type, data);
+    await this.bump();
+    return true;
+  }
+
+  // --- events ----------------------------------------------------------------
+
+  private event(actor: string, type: EventType, data: Record<string, unknown>): string {
+    const e: ModelEvent = { id: `evt_${Date.now().toString(36)}${randomBytes(6).toString('hex')}`, at: new Date().toISOString(), actor, type, data };
+    return JSON.stringify(e);
+  }
+
+  async record(model: string, actor: string, type: EventType, data: Record<string, unknown>): Promise<void> {
+    const k = modelKeys(this.prefix, model);
+    await this.redis.multi().lpush(k.events, this.event(actor, type, data)).ltrim(k.events, 0, EVENTS_KEPT - 1).exec();
+  }
+
+  /** A model's events, newest first: `limit` of them after the event `after` (null when `after` is unknown). */
+  async events(model: string, limit: number, after?: string): Promise<{ data: ModelEvent[]; hasMore: boolean } | null> {
+    const all = (await this.redis.lrange(modelKeys(this.prefix, model).events, 0, -1)).map((s) => JSON.parse(s) as ModelEvent);
+    let from = 0;
+    if (after !== undefined) {
+      const i = all.findIndex((e) => e.id === after);
+      if (i < 0) return null;
+      from = i + 1;
+    }
+    return { data: all.slice(from, from + limit), hasMore: all.length > from + limit };
+  }
+
+  // --- rollouts ----------------------------------------------------------------
+
+  /**
+   * Start a rollout, with the routing of its first step and its event, in
+   * one write; false (nothing written) when one is running for the model.
+   */
+  async startRollout(r: StoredRollout, routing: Weights, actor: string): Promise<boolean> {
+    return this.writeRollout('start', r, routing, actor, 'rollout_started', { rollout: r.id, version: r.version, steps: r.steps, step_seconds: r.step_seconds, weights: routing });
+  }
+
+  async activeRollout(model: string): Promise<StoredRollout | null> {
+    const id = await this.redis.get(modelKeys(this.prefix, model).activeRollout);
+    return id ? this.rollout(model, id) : null;
+  }
+
+  async rollout(model: string, id: string): Promise<StoredRollout | null> {
+    const json = await this.redis.get(modelKeys(this.prefix, model).rollout(id));
+    return json ? (JSON.parse(json) as StoredRollout) : null;
+  }
+
+  async rollouts(model: string): Promise<StoredRollout[]> {
+    const ids = await this.redis.lrange(modelKeys(this.prefix, model).rollouts, 0, -1);
+    const out: StoredRollout[] = [];
+    for (const id of ids) {
+      const r = await this.rollout(model, id);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  /**
+   * Move a running rollout on from the step `current` is at, with the
+   * routing that implies (null: back to `from`'s; 'default' clears it) and
+   * its event, in one compare-and-set write: of the processes that try, one
+   * moves it. True when this call moved it.
+   */
+  async moveRollout(current: StoredRollout, next: StoredRollout, routing: Weights | 'default' | null, actor: string, type: EventType, data: Record<string, unknown>): Promise<boolean> {
+    return this.writeRollout(String(current.step), next, routing, actor, type, data);
+  }
+
+  private async writeRollout(expect: string, r: StoredRollout, routing: Weights | 'default' | null, actor: string, type: EventType, data: Record<string, unknown>): Promise<boolean> {
+    const k = modelKeys(this.prefix, r.model);
+    const written = await this.redis.inferWriteRollout(
+      k.activeRollout,
+      k.rollout(r.id),
+      k.rollouts,
+      k.routing,
+      k.events,
+      expect,
+      JSON.stringify(r),
+      routing === null ? '' : routing === 'default' ? 'default' : JSON.stringify(routing),
+      this.event(actor, type, data),
+      String(EVENTS_KEPT),
+      String(ROLLOUTS_KEPT),
+    );
+    if (written !== 1) return false;
+    await this.bump();
+    return true;
+  }
+
+  // --- figures ----------------------------------------------------------------
+
+  /**
+   * Count jobs a version ended during a rollout's step (with their
+   * end-to-end latencies): what the step is judged by. Workers call it only
+   * while a rollout runs, so it costs nothing otherwise.
+   */
+  async recordFigures(model: string, step: RolloutStep, version: string, succeeded: number, failed: number, latenciesMs: readonly number[]): Promise<void> {
+    const key = modelKeys(this.prefix, model).stepFigures(step.id, step.step, version);
+    const fields: Record<string, number> = {};
+    if (succeeded) fields.ok = succeeded;
+    if (failed) fields.failed = failed;
+    for (const ms of latenciesMs) {
+      const b = LATENCY_BUCKETS_MS.find((le) => ms <= le)!;
+      const f = `le:${b}`;
+      fields[f] = (fields[f] ?? 0) + 1;
+    }
+    const tx = this.redis.multi();
+    for (const [f, n] of Object.entries(fields)) tx.hincrby(key, f, n);
+    await tx.pexpire(key, FIGURES_TTL_MS).exec();
+  }
+
+  /** What a version ended during a rollout's step. */
+  async figures(model: string, step: RolloutStep, version: string): Promise<VersionFigures> {
+    const out: VersionFigures = { succeeded: 0, failed: 0, latency: new Map() };
+    const h = await this.redis.hgetall(modelKeys(this.prefix, model).stepFigures(step.id, step.step, version));
+    for (const [f, v] of Object.entries(h)) {
+      if (f === 'ok') out.succeeded += Number(v);
+      else if (f === 'failed') out.failed += Number(v);
+      else if (f.startsWith('le:')) {
+        const le = f === 'le:Infinity' ? Infinity : Number(f.slice(3));
+        out.latency.set(le, (out.latency.get(le) ?? 0) + Number(v));
+      }
+    }
+    return out;
+  }
+}
+
+/** A rollout's step: what the jobs ended while it is in effect count towards. */
+export interface RolloutStep {
+  id: string;
+  step: number;
+}
+
+/** What a process holds of a model's shared state (ModelControl.snapshot). */
+export interface ModelSnapshot {
+  /** The explicit routing, or null for the default. */
+  routing: Weights | null;
+  draining: Map<string, DrainingVersion>;
+  /** The step of the rollout running, if one is: workers record the figures it is judged by. */
+  rollout: RolloutStep | null;
+}
+
+/** A stored rollout as the API shows it (RFC 3339 times). */
+export function renderRollout(r: StoredRollout): Rollout {
+  return {
+    id: r.id,
+    model: r.model,
+    version: r.version,
+    from: r.from,
+    steps: r.steps,
+    step_seconds: r.step_seconds,
+    max_error_rate: r.max_error_rate,
+    max_p50_latency_ratio: r.max_p50_latency_ratio,
+    step: r.step,
+    state: r.state,
+    started_at: new Date(r.started_at).toISOString(),
+    ended_at: r.ended_at === null ? null : new Date(r.ended_at).toISOString(),
+    reason: r.reason,
+  };
+}
+
+/** The median of a latency histogram: the upper bound of the bucket holding the middle job (null without jobs). */
+export function p50(latency: ReadonlyMap<number, number>): number | null {
+  const total = [...latency.values()].reduce((a, b) => a + b, 0);
+  if (total === 0) return null;
+  let seen = 0;
+  for (const le of LATENCY_BUCKETS_MS) {
+    seen += latency.get(le) ?? 0;
+    if (seen * 2 >= total) return le;
+  }
+  return Infinity;
+}
+
+/** Rollout ids: short, random, safe in keys and URLs. */
+export const newRolloutId = (): string => `ro_${randomBytes(9).toString('base64url')}`;

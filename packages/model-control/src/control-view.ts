@@ -1,0 +1,41 @@
+import type { ModelControl, ModelSnapshot } from './control-store.js';
+
+const EMPTY: ModelSnapshot = { routing: null, draining: new Map(), rollout: null };
+
+/**
+ * A process's copy of the models' shared state, read again only when the
+ * generation counter moved: one GET a second while nothing changes, so
+ * every gateway and worker sees a change within a second at no cost per
+ * request.
+ */
+export class ControlView {
+  private generation = -1;
+  private readonly models = new Map<string, ModelSnapshot>();
+
+  constructor(private readonly control: ModelControl) {}
+
+  /**
+   * Read the generation, and every model's state when it moved (or a model
+   * is new to this view). Resolves true when anything was read again.
+   */
+  async refresh(names: readonly string[]): Promise<boolean> {
+    const generation = await this.control.generation();
+    const unseen = names.filter((n) => !this.models.has(n));
+    if (generation === this.generation && unseen.length === 0) return false;
+    const read = generation === this.generation ? unseen : names;
+    const snapshots = await Promise.all(read.map((n) => this.control.snapshot(n)));
+    read.forEach((n, i) => this.models.set(n, snapshots[i]!));
+    const moved = generation !== this.generation;
+    this.generation = generation;
+    return moved || unseen.length > 0;
+  }
+
+  /** The last state read of a model (the default state before the first read). */
+  of(model: string): ModelSnapshot {
+    return this.models.get(model) ?? EMPTY;
+  }
+
+  isDraining(model: string, version: string): boolean {
+    return this.of(model).draining.has(version);
+  }
+}

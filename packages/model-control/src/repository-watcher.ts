@@ -1,0 +1,99 @@
+import type { FailedVersion, ModelRepository, ModelVersion } from '@infer/models';
+import type { ModelControl } from './control-store.js';
+import type { ControlView } from './control-view.js';
+
+/** How often a process reads the models' shared state (the generation counter). */
+export const CONTROL_TICK_MS = 1000;
+
+/**
+ * What the owner does after each look. Hooks see the repository as it is
+ * (not what this look changed), so a repository two processes share in one
+ * test process, each with its watcher, still gets every owner's attention.
+ */
+export interface WatcherHooks {
+  /** A version is loaded here and marked draining: called on every look until the owner releases it. */
+  draining(v: ModelVersion): void | Promise<void>;
+  /** After each look, with whether anything changed (state read again, versions loaded, failed or gone). */
+  looked(changed: boolean): void | Promise<void>;
+}
+
+export interface RepositoryWatcherOptions {
+  repository: ModelRepository;
+  control: ModelControl;
+  view: ControlView;
+  /** Who this process is in the events log (`worker:<id>`, `gateway:<id>`). */
+  actor: string;
+  /** MODEL_POLL_SECONDS in ms; 0: the folder is looked at only when the shared state moves (an admin's load). */
+  pollMs: number;
+  hooks: WatcherHooks;
+  onError(err: unknown): void;
+}
+
+/**
+ * Keeps a process's repository live: once a second it reads the models'
+ * shared state (one GET while nothing changed), and every MODEL_POLL_SECONDS,
+ * or at once when that state moved, it looks at the folder again. Versions
+ * that appeared are loaded (those an admin unloaded are not), versions that
+ * failed are announced, versions whose folder is gone are marked draining
+ * for the whole fleet, and a removed version whose folder is back is
+ * undrained.
+ */
+export class RepositoryWatcher {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private nextPollAt: number;
+
+  constructor(private readonly o: RepositoryWatcherOptions) {
+    this.nextPollAt = o.pollMs > 0 ? Date.now() + o.pollMs : Infinity;
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => void this.tick(), CONTROL_TICK_MS);
+    this.timer.unref();
+  }
+
+  /** One look now; concurrent calls share it. */
+  tick(): Promise<void> {
+    this.running ??= this.look()
+      .catch((err: unknown) => this.o.onError(err))
+      .finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  private async look(): Promise<void> {
+    const { repository: repo, control, view, actor, hooks } = this.o;
+    let changed = await view.refresh(repo.names());
+    const now = Date.now();
+    if (changed || now >= this.nextPollAt) {
+      if (this.o.pollMs > 0) this.nextPollAt = now + this.o.pollMs;
+      // A version that failed is tried again when the state moves: an admin's load asks for exactly that.
+      if (changed) repo.retryFailed();
+      const found = await repo.rescan((name, version) => view.isDraining(name, version));
+      for (const v of found.removed) await control.drain(v.name, v.version, 'removed', actor);
+      for (const f of found.failed) await this.announceFailed(f);
+      // A removed version whose folder is back: routable again once ready.
+      for (const name of repo.names()) {
+        for (const [version, d] of view.of(name).draining) {
+          if (d.reason === 'removed' && repo.inFolder(name, version)) await control.undrain(name, version, actor);
+        }
+      }
+      if (found.removed.length + found.failed.length + found.loaded.length > 0) {
+        changed = true;
+        // Models new to this process: read their state now rather than in a second.
+        await view.refresh(repo.names());
+      }
+    }
+    for (const v of repo.all()) if (view.isDraining(v.name, v.version)) await hooks.draining(v);
+    await hooks.looked(changed);
+  }
+
+  private async announceFailed(f: FailedVersion): Promise<void> {
+    await this.o.control.announceOnce(f.name, `failed:${f.version}`, this.o.actor, 'version_failed', { version: f.version, error: f.error });
+  }
+}

@@ -1,0 +1,93 @@
+import { p50, type ModelControl, type StoredRollout, type VersionFigures, type Weights } from './control-store.js';
+import { toHundred } from './routing.js';
+
+/**
+ * Rollouts: move a model's traffic to a new version step by step, and back
+ * by itself when the new version does worse than the ones it replaces.
+ *
+ *   start ──▶ step 0 (steps[0] % to the candidate) ──(step_seconds, and at
+ *             least one job of the candidate's ended in the step)──▶ judge
+ *   judge: candidate error rate > max_error_rate, or its p50 latency over
+ *          max_p50_latency_ratio × the replaced versions' ──▶ rolled_back
+ *          (routing back as it was before the rollout)
+ *   judge: fine ──▶ next step … at 100 ──▶ completed (routing stays 100)
+ *   cancel (an admin) ──▶ canceled (routing back as it was)
+ *
+ * The state lives in Redis (ModelControl); any gateway or worker may judge a
+ * step whose time is up (RolloutTicker), and the compare-and-set write makes
+ * one of them the one that moves it. A rollout therefore survives the
+ * process that started it.
+ */
+
+/** The routing of a step: the candidate gets `percent`, the versions it replaces share the rest as they did. */
+export function stepRouting(r: Pick<StoredRollout, 'version' | 'from'>, percent: number): Weights {
+  const others = Object.fromEntries(Object.entries(r.from.routing).filter(([v, w]) => v !== r.version && w > 0));
+  const rest = Object.keys(others).length ? toHundred(others) : {};
+  const out: Weights = {};
+  const remaining = 100 - percent;
+  if (remaining > 0 && Object.keys(rest).length) {
+    const scaled = toHundred(Object.fromEntries(Object.entries(rest).map(([v, w]) => [v, w * remaining])));
+    // toHundred scaled to 100; bring it to `remaining` exactly, keeping integers.
+    let given = 0;
+    const entries = Object.entries(scaled);
+    entries.forEach(([v, w], i) => {
+      const share = i === entries.length - 1 ? remaining - given : Math.round((w * remaining) / 100);
+      if (share > 0) out[v] = share;
+      given += share;
+    });
+  }
+  if (percent > 0) out[r.version] = (out[r.version] ?? 0) + percent;
+  return Object.keys(out).length ? out : { [r.version]: 100 };
+}
+
+/** The verdict on a step whose time is up: roll back (with why), or go on. */
+export function judgeStep(r: StoredRollout, candidate: VersionFigures, replaced: VersionFigures): { rollBack: string } | { ok: true } {
+  const total = candidate.succeeded + candidate.failed;
+  if (total > 0) {
+    const rate = candidate.failed / total;
+    if (rate > r.max_error_rate) {
+      return { rollBack: `error rate ${rate.toFixed(3)} of version ${r.version} (${candidate.failed} of ${total} jobs failed) is over max_error_rate ${r.max_error_rate}` };
+    }
+  }
+  const mine = p50(candidate.latency);
+  const theirs = p50(replaced.latency);
+  if (mine !== null && theirs !== null && theirs > 0 && Number.isFinite(mine) && mine / theirs > r.max_p50_latency_ratio) {
+    return { rollBack: `p50 latency ratio ${(mine / theirs).toFixed(2)} of version ${r.version} (${mine} ms against ${theirs} ms) is over max_p50_latency_ratio ${r.max_p50_latency_ratio}` };
+  }
+  return { ok: true };
+}
+
+/** Judge every running rollout whose step time is up (a gateway or worker calls this each second). */
+export async function advanceRollouts(control: ModelControl, models: readonly string[], now = Date.now()): Promise<void> {
+  for (const model of models) {
+    const r = await control.activeRollout(model);
+    if (!r || r.state !== 'running' || now < r.step_started_at + r.step_seconds * 1000) continue;
+    const step = { id: r.id, step: r.step };
+    const candidate = await control.figures(model, step, r.version);
+    // A step proves nothing until the candidate has served in it: it is held (a canary without traffic).
+    if (candidate.succeeded + candidate.failed === 0) continue;
+    const replaced: VersionFigures = { succeeded: 0, failed: 0, latency: new Map() };
+    for (const v of Object.keys(r.from.routing)) {
+      if (v === r.version) continue;
+      const f = await control.figures(model, step, v);
+      replaced.succeeded += f.succeeded;
+      replaced.failed += f.failed;
+      for (const [le, n] of f.latency) replaced.latency.set(le, (replaced.latency.get(le) ?? 0) + n);
+    }
+    const actor = `rollout:${r.id}`;
+    const verdict = judgeStep(r, candidate, replaced);
+    const figures = { candidate: { succeeded: candidate.succeeded, failed: candidate.failed, p50_ms: p50(candidate.latency) }, replaced: { succeeded: replaced.succeeded, failed: replaced.failed, p50_ms: p50(replaced.latency) } };
+    if ('rollBack' in verdict) {
+      const next: StoredRollout = { ...r, state: 'rolled_back', ended_at: now, reason: verdict.rollBack };
+      await control.moveRollout(r, next, r.from.routing_source === 'default' ? 'default' : r.from.routing, actor, 'rollout_rolled_back', { rollout: r.id, reason: verdict.rollBack, figures });
+    } else if (r.step + 1 >= r.steps.length) {
+      const next: StoredRollout = { ...r, state: 'completed', ended_at: now };
+      await control.moveRollout(r, next, null, actor, 'rollout_completed', { rollout: r.id, version: r.version, figures });
+    } else {
+      const nextStep = r.step + 1;
+      const weights = stepRouting(r, r.steps[nextStep]!);
+      const next: StoredRollout = { ...r, step: nextStep, step_started_at: now };
+      await control.moveRollout(r, next, weights, actor, 'rollout_step', { rollout: r.id, step: nextStep, weights, figures });
+    }
+  }
+}

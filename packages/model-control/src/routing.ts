@@ -1,0 +1,84 @@
+import type { RoutingSource, Weights } from './control-store.js';
+
+/** What routing needs to know of one version of a model. */
+export interface VersionStanding {
+  version: string;
+  /** At least one live worker has it loaded. */
+  ready: boolean;
+  /** Removed or unloaded: no new jobs. */
+  draining: boolean;
+  /** It could not be loaded. */
+  failed: boolean;
+}
+
+/**
+ * The weights in effect for a model's unpinned jobs. An explicit routing
+ * (admin, rollout) stays as set when versions come and go, less any version
+ * that is draining or failed (its share goes to the others, in proportion);
+ * without one (or when nothing of it is left), the highest ready version
+ * takes 100, so a new version takes traffic only once a worker has it
+ * (blue, then green). With no version ready anywhere (no worker alive), the
+ * highest version that can be served takes 100, and its jobs wait for the
+ * workers' return.
+ */
+export function effectiveRouting(explicit: Weights | null, versions: readonly VersionStanding[]): { weights: Weights; source: RoutingSource } {
+  const usable = new Map(versions.filter((v) => !v.draining && !v.failed).map((v) => [v.version, v]));
+  if (explicit) {
+    const kept = Object.entries(explicit).filter(([v, w]) => w > 0 && usable.has(v));
+    if (kept.length > 0) return { weights: toHundred(Object.fromEntries(kept)), source: 'explicit' };
+  }
+  const byNumber = [...usable.values()].sort((a, b) => Number(b.version) - Number(a.version));
+  const pick = byNumber.find((v) => v.ready) ?? byNumber[0];
+  return { weights: pick ? { [pick.version]: 100 } : {}, source: 'default' };
+}
+
+/** Weights scaled to integers summing to 100 (largest remainder), ties to the higher version. */
+export function toHundred(weights: Weights): Weights {
+  const entries = Object.entries(weights).filter(([, w]) => w > 0);
+  const total = entries.reduce((a, [, w]) => a + w, 0);
+  if (total === 0) return {};
+  const exact = entries.map(([v, w]) => ({ v, x: (w * 100) / total }));
+  const out: Weights = {};
+  let given = 0;
+  for (const e of exact) given += out[e.v] = Math.floor(e.x);
+  const order = [...exact].sort((a, b) => b.x - Math.floor(b.x) - (a.x - Math.floor(a.x)) || Number(b.v) - Number(a.v));
+  for (let i = 0; given < 100; i++, given++) out[order[i % order.length]!.v]! += 1;
+  return out;
+}
+
+/**
+ * Picks versions for a stream of jobs in exact proportion to their weights
+ * (smooth weighted round-robin, as nginx balances upstreams): every 100
+ * picks follow the weights exactly, interleaved, with no randomness. One per
+ * model per gateway; several gateways each keep the proportion, so the
+ * fleet does too.
+ */
+export class WeightedPicker {
+  private readonly current = new Map<string, number>();
+  private key = '';
+
+  pick(weights: Weights): string | undefined {
+    const entries = Object.entries(weights).filter(([, w]) => w > 0);
+    if (entries.length === 0) return undefined;
+    const key = entries.map(([v, w]) => `${v}=${w}`).join(',');
+    if (key !== this.key) {
+      // New weights: start a fresh round.
+      this.key = key;
+      this.current.clear();
+    }
+    let total = 0;
+    let best: string | undefined;
+    let bestValue = -Infinity;
+    for (const [v, w] of entries) {
+      const value = (this.current.get(v) ?? 0) + w;
+      this.current.set(v, value);
+      total += w;
+      if (value > bestValue) {
+        bestValue = value;
+        best = v;
+      }
+    }
+    this.current.set(best!, bestValue - total);
+    return best;
+  }
+}
