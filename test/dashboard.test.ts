@@ -1,9 +1,11 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { chromium, type BrowserContext } from 'playwright-core';
-import { REPO_ROOT, startPlatform, type TestPlatform } from './helpers/platform.js';
+import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
+import { REPO_ROOT, SHIPPED_MODELS, startPlatform, type TestPlatform } from './helpers/platform.js';
+import { waitUntil } from './helpers/wait.js';
 
 /** Debian's chromium package (`apt-get install chromium`; .ci/run installs it). */
 const CHROMIUM = '/usr/bin/chromium';
@@ -113,5 +115,53 @@ describe('queue dashboard in a browser (bull-board at /admin/queues)', function 
     expect(((await tenant.json()) as { code: string }).code).to.equal('forbidden');
     const bearer = await fetch(`${p.baseUrl}/admin/queues/api/queues`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
     expect(bearer.status).to.equal(200);
+  });
+});
+
+describe('queue dashboard follows the live model repository', function () {
+  this.timeout(60_000);
+  let p: TestPlatform;
+  let repo: TempModelRepo;
+
+  /** The queues bull-board's API lists now, by name, with whether each is read-only. */
+  const listed = async (): Promise<Map<string, boolean>> => {
+    const res = await fetch(`${p.baseUrl}/admin/queues/api/queues`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    expect(res.status).to.equal(200);
+    const body = (await res.json()) as { queues: Array<{ name: string; readOnlyMode: boolean }> };
+    return new Map(body.queues.map((q) => [q.name, q.readOnlyMode]));
+  };
+
+  before(async () => {
+    // A throwaway repository holding a real copy of mlp v1 only; the gateway looks at it every 0.2 s.
+    repo = tempModelRepo({});
+    mkdirSync(path.join(repo.root, 'mlp'));
+    cpSync(path.join(SHIPPED_MODELS, 'mlp', 'config.json'), path.join(repo.root, 'mlp', 'config.json'));
+    cpSync(path.join(SHIPPED_MODELS, 'mlp', '1'), path.join(repo.root, 'mlp', '1'), { recursive: true, dereference: true });
+    p = await startPlatform({ models: repo.root, worker: false, env: { ADMIN_API_KEYS: `ops:${ADMIN_KEY}`, MODEL_POLL_SECONDS: '0.2' } });
+  });
+
+  after(async () => {
+    await p?.close();
+    repo?.remove();
+  });
+
+  it('shows a version added after start, drops a removed one, and stays read-only', async () => {
+    // Opened once before any change: the board is built with what the gateway knew at the time.
+    expect([...(await listed()).keys()]).to.deep.equal(['infer.mlp.v1', 'bulk.mlp.v1', 'webhooks']);
+
+    cpSync(path.join(SHIPPED_MODELS, 'mlp', '2'), path.join(repo.root, 'mlp', '2'), { recursive: true, dereference: true });
+    await waitUntil(() => p.gateway.models.find('mlp', '2'), 20_000, 'the gateway to load mlp v2');
+    const added = await listed();
+    expect([...added.keys()]).to.deep.equal(['infer.mlp.v1', 'bulk.mlp.v1', 'infer.mlp.v2', 'bulk.mlp.v2', 'webhooks']);
+    expect([...added.values()].every((readOnly) => readOnly), 'every queue read-only').to.equal(true);
+
+    // Removed from the folder: drained (no worker holds it) and released, then gone from the board.
+    rmSync(path.join(repo.root, 'mlp', '1'), { recursive: true, force: true });
+    await waitUntil(() => !p.gateway.models.find('mlp', '1'), 20_000, 'the gateway to release mlp v1');
+    expect([...(await listed()).keys()]).to.deep.equal(['infer.mlp.v2', 'bulk.mlp.v2', 'webhooks']);
+
+    // bull-board refuses an action on a queue added later (405, read-only), as on every other.
+    const retry = await fetch(`${p.baseUrl}/admin/queues/api/queues/infer.mlp.v2/retry/failed`, { method: 'PUT', headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    expect(retry.status).to.equal(405);
   });
 });

@@ -114,7 +114,8 @@ export async function createGateway(
   await catalog.start();
   // Queue depth and age, bulk backlog and the fleet, read from Redis when scraped (fleet-wide figures).
   new QueueMetrics({ redis, prefix: config.queuePrefix, versions: () => models.all(), bulkQueues, fleet, registry: metrics.registry });
-  const dashboard = new QueueDashboard({ connection: bullConnection, prefix: config.queuePrefix, models: models.all().map((m) => ({ name: m.name, version: m.version })) });
+  // The versions loaded now, read on each dashboard request: the repository is live.
+  const dashboard = new QueueDashboard({ connection: bullConnection, prefix: config.queuePrefix, versions: () => models.all() });
   const { app, listener, rateLimiter } = createApp({ config, logger, redis, models: catalog, repository: models, control, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;

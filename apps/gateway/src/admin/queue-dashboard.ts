@@ -10,8 +10,13 @@ export interface QueueDashboardOptions {
   /** A BullMQ connection (maxRetriesPerRequest: null): the gateway's, shared with its bulk and webhook producers. */
   connection: Redis;
   prefix: string;
-  /** The model versions the gateway knows: each has an interactive and a bulk queue. */
-  models: ReadonlyArray<{ name: string; version: string }>;
+  /**
+   * The model versions the gateway knows now (its live repository's `all()`):
+   * each has an interactive and a bulk queue. Read on every dashboard
+   * request, so versions added to or removed from the repository while the
+   * gateway runs appear and go.
+   */
+  versions: () => ReadonlyArray<{ name: string; version: string }>;
   /** Where it is mounted, for the page's links and its API calls. @default /admin/queues */
   basePath?: string;
 }
@@ -44,23 +49,35 @@ export const QUEUE_DASHBOARD_PATH = '/admin/queues';
  * BullMQ's paused flag), but bull-board's read-only mode has no exception
  * for it; a pause is `Queue.pause()` from a script, as docs/operations.md says.
  *
+ * The model versions come from the gateway's live repository: on every
+ * dashboard request the set is compared with the one shown (a string of
+ * a few names, no Redis call) and, when it moved, bull-board's list is
+ * replaced: a version added while the gateway runs gets its two queues, a
+ * removed one (once released, after its drain) loses them and their Queue
+ * objects are closed. The rest are kept, Queue objects and all.
+ *
  * The BullMQ Queue objects and the board are built on the first request
  * (after the admin check): a gateway nobody opens the dashboard on holds none.
  */
 export class QueueDashboard {
   private router: Router | undefined;
-  private readonly queues: Queue[] = [];
+  private board: ReturnType<typeof createBullBoard> | undefined;
+  /** The versions shown, as `refsKey` wrote them: compared on each request. */
+  private shown = '';
+  /** Queue objects and their adapters by queue name, kept while their version is shown. */
+  private readonly adapters = new Map<string, { queue: Queue; adapter: BullMQAdapter }>();
   private readonly basePath: string;
+  private closed = false;
 
   constructor(private readonly options: QueueDashboardOptions) {
     this.basePath = options.basePath ?? QUEUE_DASHBOARD_PATH;
   }
 
-  /** The queues shown, in the order listed: interactive and bulk per model version, then webhooks. */
-  refs(): Array<{ ref: QueueRef; description: string }> {
-    const { prefix, models } = this.options;
+  /** The queues shown, in the order listed: interactive and bulk per model version (as `versions()` has them now), then webhooks. */
+  refs(versions = this.options.versions()): Array<{ ref: QueueRef; description: string }> {
+    const { prefix } = this.options;
     const out: Array<{ ref: QueueRef; description: string }> = [];
-    for (const m of models) {
+    for (const m of versions) {
       out.push({
         ref: interactiveQueue(prefix, m.name, m.version),
         description: `${m.name} v${m.version}, interactive: each job here is an envelope, the jobs accepted together (data.jobs)`,
@@ -73,24 +90,55 @@ export class QueueDashboard {
 
   /** The Express handler to mount at `basePath`, behind requireAdminKey. */
   readonly handler: RequestHandler = (req, res, next) => {
-    (this.router ??= this.build())(req, res, next);
+    this.router ??= this.build();
+    this.follow();
+    this.router(req, res, next);
   };
 
   private build(): Router {
     const serverAdapter = new ExpressAdapter();
     serverAdapter.setBasePath(this.basePath);
-    const adapters = this.refs().map(({ ref, description }) => {
-      const queue = new Queue(ref.name, { connection: this.options.connection, prefix: ref.prefix });
-      this.queues.push(queue);
-      return new BullMQAdapter(queue, { readOnlyMode: true, allowRetries: false, description, prefix: '' });
-    });
-    createBullBoard({ queues: adapters, serverAdapter, options: { uiConfig: { boardTitle: 'infer queues' } } });
+    // Built with the webhook queue alone (read-only, so bull-board takes the whole board as read-only); follow() adds the versions'.
+    this.board = createBullBoard({ queues: this.adaptersOf(this.refs([])), serverAdapter, options: { uiConfig: { boardTitle: 'infer queues' } } });
     return serverAdapter.getRouter() as Router;
+  }
+
+  /** Show the queues of the versions known now, when they differ from those shown. */
+  private follow(): void {
+    const versions = this.options.versions();
+    const key = versions.map((v) => `${v.name}\0${v.version}`).join('\n');
+    if (key === this.shown || this.closed) return;
+    this.shown = key;
+    const refs = this.refs(versions);
+    const wanted = new Set(refs.map((r) => r.ref.name));
+    for (const [name, { queue }] of this.adapters) {
+      if (wanted.has(name)) continue;
+      this.adapters.delete(name);
+      void queue.close().catch(() => undefined);
+    }
+    // Emptied, then set in order: bull-board lists queues in the order they were added.
+    this.board!.replaceQueues([]);
+    this.board!.setQueues(this.adaptersOf(refs));
+  }
+
+  /** The adapters of `refs`, reusing those already made. Every one read-only: see above. */
+  private adaptersOf(refs: ReadonlyArray<{ ref: QueueRef; description: string }>): BullMQAdapter[] {
+    return refs.map(({ ref, description }) => {
+      let entry = this.adapters.get(ref.name);
+      if (!entry) {
+        const queue = new Queue(ref.name, { connection: this.options.connection, prefix: ref.prefix });
+        entry = { queue, adapter: new BullMQAdapter(queue, { readOnlyMode: true, allowRetries: false, description, prefix: '' }) };
+        this.adapters.set(ref.name, entry);
+      }
+      return entry.adapter;
+    });
   }
 
   /** Close the Queue objects (the connection is the gateway's). Idempotent. */
   async close(): Promise<void> {
-    const queues = this.queues.splice(0);
+    this.closed = true;
+    const queues = [...this.adapters.values()].map((e) => e.queue);
+    this.adapters.clear();
     await Promise.allSettled(queues.map((q) => q.close()));
   }
 }
