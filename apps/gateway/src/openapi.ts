@@ -20,7 +20,7 @@ export { ERROR_CODES } from './openapi/schemas.js';
 /** Choices made where API.md is silent, each a sentence. */
 export const CONTRACT_CHOICES: readonly string[] = [
   '400 errors for a body of the wrong shape use code `invalid_input`; malformed JSON uses `invalid_json`.',
-  'Unknown top-level fields in a request body are rejected with 400 `invalid_input`.',
+  'Unknown top-level fields in a request body are rejected with 400 `invalid_input`, except in `POST /v1/models/{name}/rollouts`, whose body is checked as a whole: 422 `invalid_input`.',
   '`POST /v1/jobs` reads the body as JSON whatever the Content-Type, so `curl -d` works without a header.',
   '`version` in a request may be a string ("2") or an integer (2); responses always carry it as a string.',
   'Job and batch `urls` are relative paths on the gateway (`/v1/jobs/{id}`).',
@@ -42,6 +42,16 @@ export const CONTRACT_CHOICES: readonly string[] = [
   'Unknown routes answer 404 problem+json with code `not_found`.',
   'A path id or name that is not valid percent-encoded UTF-8 (`%zz`, `%ff`) answers 400 `invalid_input`, on every route.',
   'An unknown Content-Encoding answers 415 `unsupported_media_type` on every route that reads a body; bytes that do not decode answer 400 `invalid_json`.',
+  'The model lifecycle routes (`PUT /v1/models/{name}/routing`, `POST /v1/models/{name}/versions/{version}/load` and `…/unload`, the rollouts and the events) take an admin key from ADMIN_API_KEYS as `Authorization: Bearer <key>` (the `adminAuth` scheme), never a tenant’s API key: no key or an unknown one is 401 `unauthorized`; a tenant’s API key, or any key on a gateway with no ADMIN_API_KEYS, is 403 `forbidden`. They are not rate limited. Each change is recorded in the model’s events with the admin key’s name as its actor.',
+  'Routing weights are integers from 0 to 100 summing to 100, keyed by version; a weight above 0 may only name a `ready` version. Anything else in `PUT /v1/models/{name}/routing` is 422 `invalid_routing`; `{"weights": null}` returns to the default routing, in which the highest ready version takes 100 (with none ready, the highest that is loading).',
+  'While a rollout of a model runs, setting its routing by hand is 409 `conflict` (cancel the rollout first), and so is starting another rollout of it.',
+  'A rollout’s `steps` are 1 to 20 percentages, integers from 1 to 100, that rise strictly and end at 100; otherwise 422 `invalid_input`. Its version must be `ready` and not already take 100, else 422 `invalid_routing`. A rollout is created with 201 and the Rollout (no Location header); loading and unloading a version answer 202 with the Model, as the fleet follows within seconds.',
+  '`GET /v1/models/{name}/events` is newest first and paginated by `limit` (1 to 100, default 20) and `after` (an event id: the events older than it); an `after` that names no event of the model is 400 `invalid_input`, as is any other query parameter. `has_more` says whether older events follow.',
+  '`version_unloaded` events come twice per unload: `state: "draining"` when the version is marked (an admin’s unload, or its folder removed) and `state: "unloaded"` once a worker has let it go, its queues empty. `version_loaded` events likewise: `state: "loading"` when an admin asks for the load (or takes back an unload) and `state: "ready"` when the first worker has it.',
+  'A Model’s `default_version` is the version with the largest routing weight (ties to the higher version); its tensors describe the model. `versions` lists the versions a job may pin now: `ready` or `loading`, loaded on this gateway; pinning one that is draining, failed or missing is 404 `version_not_found`.',
+  'A model none of whose versions loaded on this gateway is not listed by `GET /v1/models`, and `GET /v1/models/{name}` answers 404 `model_not_found` for it.',
+  'A job or batch that names no version, for a model none of whose versions can take jobs now (all draining or failed), answers 503 `unavailable` with `Retry-After: 5`.',
+  'A job routed to a version whose queue its workers have just closed (it is being unloaded, and this gateway’s view of the routing is over about 3 s stale) answers 503 `unavailable` with `Retry-After: 1`; the retry is routed afresh.',
 ];
 
 export type OpenApiDocument = JsonObject & { openapi: string; paths: JsonObject; webhooks: JsonObject; components: JsonObject };
@@ -60,13 +70,16 @@ export function buildOpenApi(): OpenApiDocument {
         'jobs and batches: another tenant’s id answers 404, exactly as an id that never existed. Errors are RFC 9457 ' +
         '`application/problem+json` with a stable snake_case `code`; never a stack trace. Times are RFC 3339 UTC strings, ' +
         'field names snake_case.\n\nTensors follow the Open Inference Protocol (KServe v2) datatype names; a job carries ' +
-        'ONE instance (batch dimension left out) and the workers micro-batch instances of one model version together.',
+        'ONE instance (batch dimension left out) and the workers micro-batch instances of one model version together.\n\n' +
+        'The model lifecycle routes (routing, loading and unloading versions, rollouts, the events log) take an admin key ' +
+        '(ADMIN_API_KEYS) instead: the `adminAuth` scheme.',
       'x-contract-choices': CONTRACT_CHOICES,
     },
     servers: [{ url: '/', description: 'The gateway serving this document.' }],
     security: [{ bearerAuth: [] }],
     tags: [
       { name: 'models', description: 'The models in the model repository.' },
+      { name: 'model lifecycle', description: 'Routing, loading and unloading versions, rollouts and the events log. Admin keys only.' },
       { name: 'jobs', description: 'One instance each; queued, micro-batched, run.' },
       { name: 'batches', description: 'Bulk offline scoring; never starves interactive jobs.' },
       { name: 'webhooks', description: 'Signed event deliveries (Standard Webhooks).' },
@@ -80,6 +93,13 @@ export function buildOpenApi(): OpenApiDocument {
           type: 'http',
           scheme: 'bearer',
           description: 'An API key from API_KEYS (`tenant:key,…`). Without API_KEYS and outside production the key is `dev-key`.',
+        },
+        adminAuth: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'An admin key from ADMIN_API_KEYS (`name:key,…`; the name is the actor recorded in the model events). A tenant’s API key is ' +
+            '403 `forbidden`; with no ADMIN_API_KEYS configured every admin route answers 403.',
         },
       },
       schemas: componentSchemas(),

@@ -1,12 +1,12 @@
 /**
  * `paths` and `webhooks` of the OpenAPI document: every route of API.md, in
- * its order (models, jobs, batches, webhooks, operations), then the events
- * the platform sends.
+ * its order (models and their lifecycle, jobs, batches, webhooks,
+ * operations), then the events the platform sends.
  */
 import { DEFAULT_WEBHOOK_RETRY_DELAYS_MS } from '@infer/config';
 import { CreateBatchQuery } from '@infer/contract';
-import { badPath, batchSubmit503, jobSubmit503, json, problem, unavailable503, v1Errors } from './responses.js';
-import { EXAMPLE_EVENT_ID, EXAMPLE_JOB_ID, queryParameters, ref, type JsonObject } from './schemas.js';
+import { adminErrors, badPath, batchSubmit503, jobSubmit503, json, problem, unavailable503, v1Errors } from './responses.js';
+import { EXAMPLE_EVENT_ID, EXAMPLE_JOB_ID, EXAMPLE_MODEL_EVENT_ID, EXAMPLE_ROLLOUT_ID, queryParameters, ref, type JsonObject } from './schemas.js';
 
 const param = (name: string): JsonObject => ({ $ref: `#/components/parameters/${name}` });
 const header = (name: string): JsonObject => ({ $ref: `#/components/headers/${name}` });
@@ -14,7 +14,12 @@ const header = (name: string): JsonObject => ({ $ref: `#/components/headers/${na
 const jobNotFound = problem(404, 'No job with this id for this tenant (another tenant’s job answers the same).', ['job_not_found']);
 const batchNotFound = problem(404, 'No batch with this id for this tenant (another tenant’s batch answers the same).', ['batch_not_found']);
 const deliveryNotFound = problem(404, 'No webhook delivery with this event id for this tenant: unknown, expired, or another tenant’s.', ['not_found']);
-const modelNotFound = problem(404, 'Unknown model, or a version it does not have.', ['model_not_found', 'version_not_found']);
+const modelNotFound = problem(
+  404,
+  'Unknown model (`model_not_found`); or a `version` the model cannot take jobs for now: not in the repository, not loaded on this gateway, ' +
+    'draining (being unloaded) or failed to load (`version_not_found`, its `detail` saying why and which versions can be pinned).',
+  ['model_not_found', 'version_not_found'],
+);
 const jobBadRequest = problem(
   400,
   'Malformed JSON, not UTF-8, cut off, or a body whose Content-Encoding does not decode (`invalid_json`); JSON that is not the shape of ' +
@@ -72,6 +77,280 @@ const DELIVERY_EXAMPLE = {
   ],
 };
 
+const adminSecurity = { security: [{ adminAuth: [] }] };
+const adminModelNotFound = problem(404, 'No model by that name on this gateway.', ['model_not_found']);
+const rolloutNotFound = problem(404, 'No model by that name (`model_not_found`), or no rollout with this id for the model (`not_found`).', ['model_not_found', 'not_found'], {
+  detail: `Model "mlp" has no rollout "${EXAMPLE_ROLLOUT_ID}"`,
+});
+const adminBodyBadRequest = (shape: string) =>
+  problem(
+    400,
+    'A body that is not valid JSON, cut off, or whose Content-Encoding does not decode (`invalid_json`); ' + shape + ' (`invalid_input`).',
+    ['invalid_input', 'invalid_json'],
+  );
+const adminTooLarge = problem(413, 'The body is over 64 KiB, decoded.', ['payload_too_large'], { detail: 'The body is larger than the limit of 65536 bytes' });
+const modelAnswer = (description: string): JsonObject => ({
+  description,
+  content: { 'application/json': { schema: ref('Model'), example: MODEL_EXAMPLE } },
+});
+
+const MODEL_EXAMPLE = {
+  name: 'mlp',
+  versions: ['1', '2', '3'],
+  default_version: '2',
+  inputs: [{ name: 'features', datatype: 'FP32', shape: [64] }],
+  outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [4] }],
+  max_batch_size: 64,
+  max_delay_ms: 2,
+  versions_detail: [
+    { version: '1', state: 'ready', workers_ready: 2 },
+    { version: '2', state: 'ready', workers_ready: 2 },
+    { version: '3', state: 'loading', workers_ready: 0 },
+  ],
+  routing: { '1': 10, '2': 90 },
+  routing_source: 'explicit',
+};
+
+const ROLLOUT_EXAMPLE = {
+  id: EXAMPLE_ROLLOUT_ID,
+  model: 'mlp',
+  version: '3',
+  from: { routing: { '2': 100 }, routing_source: 'default' },
+  steps: [10, 50, 100],
+  step_seconds: 300,
+  max_error_rate: 0.01,
+  max_p50_latency_ratio: 2,
+  step: 0,
+  state: 'running',
+  started_at: '2025-01-01T12:00:00.000Z',
+  ended_at: null,
+  reason: null,
+};
+
+const MODEL_EVENTS_EXAMPLE = {
+  object: 'list',
+  data: [
+    { id: EXAMPLE_MODEL_EVENT_ID, at: '2025-01-01T12:00:00.000Z', actor: 'ops', type: 'rollout_started', data: { rollout: EXAMPLE_ROLLOUT_ID, version: '3', steps: [10, 50, 100], step_seconds: 300, weights: { '2': 90, '3': 10 } } },
+    { id: 'evt_m5x2j1c0b41e7a29f3d6', at: '2025-01-01T11:58:10.000Z', actor: 'worker:node-a:4121', type: 'version_loaded', data: { version: '3', state: 'ready' } },
+    { id: 'evt_m5x2hz1e8c03d5b7a9f1', at: '2025-01-01T11:58:02.000Z', actor: 'ops', type: 'version_loaded', data: { version: '3', state: 'loading' } },
+  ],
+  has_more: true,
+};
+
+/** The model lifecycle: routing, versions, rollouts, events; admin keys only (requireAdminKey), ahead of the tenants' /v1 routes. */
+const lifecyclePaths: JsonObject = {
+  '/v1/models/{name}/routing': {
+    put: {
+      operationId: 'setModelRouting',
+      tags: ['model lifecycle'],
+      summary: 'Set the routing of a model’s unpinned jobs, or return to the default',
+      description:
+        'Weights per version, integers summing to 100, each version with a weight above 0 `ready`; `{"weights": null}` returns to the default ' +
+        '(the highest ready version takes 100). In effect on every gateway within a second; recorded as a `routing_changed` event with the admin ' +
+        'as its actor. While a rollout of the model runs the routing is the rollout’s: 409 `conflict`, cancel it first.\n\nChecked in this order: ' +
+        'the admin key (401, 403), the body’s bytes (413, 415, 400 `invalid_json`), the model (404), the body’s shape (400 `invalid_input`), the ' +
+        'weights (422), a running rollout (409).',
+      ...adminSecurity,
+      parameters: [param('ModelName')],
+      requestBody: {
+        required: true,
+        description: 'Read as JSON whatever the Content-Type.',
+        content: { 'application/json': { schema: ref('SetRoutingBody'), example: { weights: { '1': 10, '2': 90 } } } },
+      },
+      responses: {
+        '200': modelAnswer('The model, with the routing now in effect (`routing_source` `explicit`, or `default` after `null`).'),
+        '400': adminBodyBadRequest('a body that is not `{"weights": {…} | null}`: not an object, unknown fields, `weights` missing or not an object of numbers'),
+        '404': adminModelNotFound,
+        '409': problem(409, 'A rollout of the model is running: it owns the routing until it ends or is canceled.', ['conflict'], {
+          detail: 'A rollout of model "mlp" is running; cancel it before setting the routing by hand',
+        }),
+        '413': adminTooLarge,
+        '415': badEncoding,
+        '422': problem(
+          422,
+          'Weights that name no version, a key that is not a version, a weight that is not an integer from 0 to 100, weights that do not sum ' +
+            'to 100, or a weight above 0 for a version that is not `ready` (no live worker has it loaded).',
+          ['invalid_routing'],
+        ),
+        '503': unavailable503,
+        ...adminErrors,
+      },
+    },
+  },
+  '/v1/models/{name}/versions/{version}/load': {
+    post: {
+      operationId: 'loadModelVersion',
+      tags: ['model lifecycle'],
+      summary: 'Load a version from the model repository, or take back its unload',
+      description:
+        'Every gateway and worker looks at the repository folder now (useful with MODEL_POLL_SECONDS=0, or after fixing a version that failed ' +
+        'to load) and loads `<name>/<version>/model.onnx`. A version an admin unloaded (or one still draining) is taken back: its queue ' +
+        'reopens and it is routable again once a worker has it `ready`. Recorded as `version_loaded` with `state: "loading"`; the first ' +
+        'worker that has it records `version_loaded` with `state: "ready"`. A new version takes default traffic only once `ready`. No body.',
+      ...adminSecurity,
+      parameters: [param('ModelName'), param('ModelVersion')],
+      responses: {
+        '202': modelAnswer('Asked; the model as this gateway sees it after one look (the version is usually `loading`, `ready` once a worker has it).'),
+        '400': badPath,
+        '404': problem(
+          404,
+          'No `<name>/<version>/model.onnx` in the model repository, an unknown model included (`version_not_found`); or the load was asked ' +
+            '(and recorded) but the model still has no version loaded on this gateway, as when its only version fails to load (`model_not_found`).',
+          ['version_not_found', 'model_not_found'],
+          { detail: 'There is no mlp/7/model.onnx in the model repository' },
+        ),
+        '503': unavailable503,
+        ...adminErrors,
+      },
+    },
+  },
+  '/v1/models/{name}/versions/{version}/unload': {
+    post: {
+      operationId: 'unloadModelVersion',
+      tags: ['model lifecycle'],
+      summary: 'Unload a version: drain it, then let it go',
+      description:
+        'The version stops taking jobs at once (its share of an explicit routing goes to the other versions, in proportion; pinned jobs are ' +
+        '404 `version_not_found`) and is `draining` while its workers finish the jobs already accepted; a few seconds later its queue is ' +
+        'closed, and once its queues are empty the workers unload it and it leaves `versions_detail`. Its files stay: `…/load` takes it back. ' +
+        'Recorded as `version_unloaded` with `state: "draining"`, then `state: "unloaded"` once it is let go. No body.',
+      ...adminSecurity,
+      parameters: [param('ModelName'), param('ModelVersion')],
+      responses: {
+        '202': modelAnswer('Draining; the model as it is now.'),
+        '400': badPath,
+        '404': problem(404, 'No model by that name (`model_not_found`), or no such version loaded or known to the fleet, or one already draining (`version_not_found`).', [
+          'model_not_found',
+          'version_not_found',
+        ], { detail: 'Model "mlp" has no version "7" loaded' }),
+        '503': unavailable503,
+        ...adminErrors,
+      },
+    },
+  },
+  '/v1/models/{name}/rollouts': {
+    post: {
+      operationId: 'createRollout',
+      tags: ['model lifecycle'],
+      summary: 'Start moving a model’s unpinned traffic to a version, step by step',
+      description:
+        'The version gets `steps[0]`% of the unpinned jobs at once, the versions it replaces sharing the rest as they did. After each ' +
+        '`step_seconds` the step is judged on the jobs that ended in it: more than `max_error_rate` of the version’s failed, or its median ' +
+        'latency over `max_p50_latency_ratio` times theirs, and it is rolled back (the routing returns to `from`); otherwise the next step. ' +
+        'After the last step (100) it is `completed` and the version keeps all the traffic. Any gateway or worker moves it on, so it outlives ' +
+        'the gateway that started it. One rollout per model at a time. Every move is a model event.\n\nChecked in this order: the admin key, ' +
+        'the body’s bytes (413, 415, 400 `invalid_json`), the model (404), the body (400, 422 `invalid_input`), the version (422 ' +
+        '`invalid_routing`), a rollout already running (409).',
+      ...adminSecurity,
+      parameters: [param('ModelName')],
+      requestBody: {
+        required: true,
+        description: 'Read as JSON whatever the Content-Type.',
+        content: {
+          'application/json': {
+            schema: ref('CreateRolloutBody'),
+            example: { version: '3', steps: [10, 50, 100], step_seconds: 300, max_error_rate: 0.01, max_p50_latency_ratio: 2 },
+          },
+        },
+      },
+      responses: {
+        '201': { description: 'Started: `running`, at step 0.', content: { 'application/json': { schema: ref('Rollout'), example: ROLLOUT_EXAMPLE } } },
+        '400': adminBodyBadRequest('a body that is not a JSON object'),
+        '404': adminModelNotFound,
+        '409': problem(409, 'A rollout of the model is already running: one at a time.', ['conflict'], {
+          detail: 'A rollout of model "mlp" is already running; one model has one rollout at a time',
+        }),
+        '413': adminTooLarge,
+        '415': badEncoding,
+        '422': problem(
+          422,
+          'A field missing, of the wrong type or out of range, an unknown field, or `steps` that do not rise or do not end at 100 (`invalid_input`); ' +
+            'a version that is not `ready`, or one that already takes all the traffic (`invalid_routing`).',
+          ['invalid_input', 'invalid_routing'],
+          { detail: 'steps: the last step must be 100' },
+        ),
+        '503': unavailable503,
+        ...adminErrors,
+      },
+    },
+    get: {
+      operationId: 'listRollouts',
+      tags: ['model lifecycle'],
+      summary: 'A model’s rollouts, newest first',
+      ...adminSecurity,
+      parameters: [param('ModelName')],
+      responses: {
+        '200': json('The last 100 rollouts of the model, running or ended.', ref('RolloutList')),
+        '400': badPath,
+        '404': problem(404, 'No model by that name in the repository (loaded or failed).', ['model_not_found']),
+        '503': unavailable503,
+        ...adminErrors,
+      },
+    },
+  },
+  '/v1/models/{name}/rollouts/{id}': {
+    get: {
+      operationId: 'getRollout',
+      tags: ['model lifecycle'],
+      summary: 'Read a rollout',
+      ...adminSecurity,
+      parameters: [param('ModelName'), param('RolloutId')],
+      responses: {
+        '200': { description: 'The rollout.', content: { 'application/json': { schema: ref('Rollout'), example: ROLLOUT_EXAMPLE } } },
+        '400': badPath,
+        '404': rolloutNotFound,
+        '503': unavailable503,
+        ...adminErrors,
+      },
+    },
+  },
+  '/v1/models/{name}/rollouts/{id}/cancel': {
+    post: {
+      operationId: 'cancelRollout',
+      tags: ['model lifecycle'],
+      summary: 'Cancel a running rollout: the routing returns to what it was before it',
+      description: 'The routing goes back to the rollout’s `from` (the default routing when that was the default), in the same write that ends it; recorded as `rollout_canceled`. No body.',
+      ...adminSecurity,
+      parameters: [param('ModelName'), param('RolloutId')],
+      responses: {
+        '200': json('The rollout, now `canceled`, `reason` naming the admin.', ref('Rollout')),
+        '400': badPath,
+        '404': rolloutNotFound,
+        '409': problem(409, 'The rollout has ended (`completed`, `rolled_back` or `canceled`); or it kept moving to its next step under five tries: retry.', ['conflict'], {
+          detail: `Rollout "${EXAMPLE_ROLLOUT_ID}" has ended (completed)`,
+        }),
+        '503': unavailable503,
+        ...adminErrors,
+      },
+    },
+  },
+  '/v1/models/{name}/events': {
+    get: {
+      operationId: 'listModelEvents',
+      tags: ['model lifecycle'],
+      summary: 'A model’s events log: routing, versions, rollouts; newest first',
+      description:
+        'Every change to the model’s routing, versions and rollouts, with who made it; the last 1000 are kept. Paginated: pass the last ' +
+        'event’s `id` as `after` for the next page while `has_more` is true.',
+      ...adminSecurity,
+      parameters: [param('ModelName'), param('EventsLimit'), param('EventsAfter')],
+      responses: {
+        '200': { description: 'A page of events.', content: { 'application/json': { schema: ref('ModelEventList'), example: MODEL_EVENTS_EXAMPLE } } },
+        '400': problem(
+          400,
+          'An unknown query parameter, a `limit` that is not an integer from 1 to 100, an `after` over 200 characters or one that names no ' +
+            'event of the model; a path whose percent-encoding is malformed.',
+          ['invalid_input'],
+          { detail: 'query string: after: no event "evt_m5x2k9qa3f9c1b7e0d42" in model "mlp"\'s events' },
+        ),
+        '404': problem(404, 'No model by that name in the repository (loaded or failed).', ['model_not_found']),
+        '503': unavailable503,
+        ...adminErrors,
+      },
+    },
+  },
+};
+
 const jobResponse = (description: string, extraHeaders: JsonObject = {}): JsonObject => ({
   description,
   headers: { 'Preference-Applied': header('PreferenceApplied'), ...extraHeaders },
@@ -88,6 +367,7 @@ export const paths: JsonObject = {
       operationId: 'listModels',
       tags: ['models'],
       summary: 'List the models this gateway serves',
+      description: 'Every model with at least one version loaded on this gateway, with its versions’ states and the routing in effect.',
       responses: { '200': json('Every model, with its default version’s tensors.', ref('ModelList')), ...v1Errors },
     },
   },
@@ -95,16 +375,17 @@ export const paths: JsonObject = {
     get: {
       operationId: 'getModel',
       tags: ['models'],
-      summary: 'Describe one model',
+      summary: 'Describe one model: its versions’ states and its routing',
       parameters: [param('ModelName')],
       responses: {
-        '200': json('The model.', ref('Model')),
+        '200': modelAnswer('The model.'),
         '400': badPath,
-        '404': problem(404, 'No model by that name.', ['model_not_found']),
+        '404': problem(404, 'No model by that name, or none of its versions loaded on this gateway.', ['model_not_found']),
         ...v1Errors,
       },
     },
   },
+  ...lifecyclePaths,
 
   // -------------------------------------------------------------------------
   // Jobs
@@ -204,7 +485,7 @@ export const paths: JsonObject = {
         'tenant’s open batches (429 `quota_exceeded`).',
       parameters: queryParameters(CreateBatchQuery, {
         model: 'NDJSON uploads only, and required there: the model name. (A JSON body carries `model` itself.)',
-        version: 'NDJSON uploads only: the model version. Default: the highest.',
+        version: 'NDJSON uploads only: the model version. Default: one chosen by the model’s routing.',
         webhook: 'NDJSON uploads only: the webhook URL for `batch.completed`.',
       }),
       requestBody: {

@@ -4,7 +4,7 @@
  */
 import type { ErrorCode } from '@infer/errors';
 import { PROBLEM_TITLES, PROBLEM_TYPE_BASE } from '@infer/errors';
-import { EXAMPLE_EVENT_ID, EXAMPLE_JOB_ID, ref, type JsonObject } from './schemas.js';
+import { EXAMPLE_EVENT_ID, EXAMPLE_JOB_ID, EXAMPLE_MODEL_EVENT_ID, EXAMPLE_ROLLOUT_ID, ref, type JsonObject } from './schemas.js';
 
 export interface ProblemOptions {
   /** Add the `Retry-After` header (429 and 503). */
@@ -44,6 +44,8 @@ const EXAMPLE_DETAIL: Partial<Record<ErrorCode, string>> = {
   not_found: `No webhook delivery with id "${EXAMPLE_EVENT_ID}"`,
   version_not_found: 'Model "mlp" has no version "7" (versions: 1, 2)',
   unauthorized: 'A valid API key is required: Authorization: Bearer <key>',
+  forbidden: 'An API key cannot use admin routes; an admin key (ADMIN_API_KEYS) is required',
+  invalid_routing: 'weights sum to 90; they must sum to 100',
   rate_limited: 'More than 1000 requests a second for this API key',
   payload_too_large: 'The body is larger than the limit of 10485760 bytes',
   queue_full: 'The queue holds 1000000 instances, at its limit of 1000000; retry later',
@@ -135,6 +137,37 @@ export const sharedParameters: JsonObject = {
     example: EXAMPLE_EVENT_ID,
   },
   ModelName: { name: 'name', in: 'path', required: true, description: 'The model name.', schema: { type: 'string' } },
+  ModelVersion: {
+    name: 'version',
+    in: 'path',
+    required: true,
+    description: 'The model version, a positive integer.',
+    schema: { type: 'string' },
+    example: '3',
+  },
+  RolloutId: {
+    name: 'id',
+    in: 'path',
+    required: true,
+    description: 'The rollout id (`ro_…`). One of another model, or unknown, is 404 `not_found`.',
+    schema: { type: 'string' },
+    example: EXAMPLE_ROLLOUT_ID,
+  },
+  EventsLimit: {
+    name: 'limit',
+    in: 'query',
+    required: false,
+    description: 'Page size.',
+    schema: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
+  },
+  EventsAfter: {
+    name: 'after',
+    in: 'query',
+    required: false,
+    description: 'An event id (at most 200 characters): list the events older than it. One that names no event of the model (or one no longer kept) is 400 `invalid_input`.',
+    schema: { type: 'string', maxLength: 200 },
+    example: EXAMPLE_MODEL_EVENT_ID,
+  },
 };
 
 /** What any `/v1` operation may answer, besides its own responses. */
@@ -146,6 +179,19 @@ export const v1Errors: JsonObject = {
     ['rate_limited'],
     { retryAfter: true },
   ),
+  '500': { $ref: '#/components/responses/InternalError' },
+};
+
+/**
+ * What any model lifecycle admin operation may answer, besides its own
+ * responses (503 `unavailable` among them: each reads or writes Redis): they
+ * take an admin key (the `adminAuth` scheme) and are not rate limited.
+ */
+export const adminErrors: JsonObject = {
+  '401': problem(401, 'No admin key, or an unknown one.', ['unauthorized'], { detail: 'An admin key is required: Authorization: Bearer <key>' }),
+  '403': problem(403, 'A tenant’s API key (known, but not an admin’s); or any key on a gateway with no ADMIN_API_KEYS: the admin routes are off.', [
+    'forbidden',
+  ]),
   '500': { $ref: '#/components/responses/InternalError' },
 };
 
@@ -167,8 +213,10 @@ export const jobSubmit503 = problem(
   503,
   'The job would take the queued instances past MAX_QUEUE_DEPTH (`queue_full`, `Retry-After: 5`; counted by the enqueue itself: exact ' +
     'within the version’s queue, other queues as this gateway last read them, at most 250 ms ago); live workers exist but none serves the ' +
-    'model version (`unavailable`, `Retry-After: 5`; with no live worker at all the job is queued for their return); Redis does not answer ' +
-    '(`unavailable`, `Retry-After: 2`) or is full (`unavailable`, `Retry-After: 5`, nothing written).',
+    'model version (`unavailable`, `Retry-After: 5`; with no live worker at all the job is queued for their return); a job naming no version ' +
+    'when no version of the model can take jobs now, none being ready or loading (`unavailable`, `Retry-After: 5`); the version it was routed ' +
+    'to is being unloaded and its queue is closed, which a gateway whose view of the routing is stale can meet (`unavailable`, `Retry-After: 1`: ' +
+    'a retry is routed afresh); Redis does not answer (`unavailable`, `Retry-After: 2`) or is full (`unavailable`, `Retry-After: 5`, nothing written).',
   ['queue_full', 'unavailable'],
   { retryAfter: true, detail: 'The queue holds 1000000 instances, at its limit of 1000000; retry later' },
 );
@@ -176,7 +224,8 @@ export const jobSubmit503 = problem(
 /** 503 for `POST /v1/batches`: bulk queues have no depth limit, so never `queue_full`. */
 export const batchSubmit503 = problem(
   503,
-  'Live workers exist but none serves the model version (`Retry-After: 5`); Redis does not answer (`Retry-After: 2`) or is full ' +
+  'Live workers exist but none serves the model version (`Retry-After: 5`); a batch naming no version when no version of the model can ' +
+    'take jobs now (`Retry-After: 5`); Redis does not answer (`Retry-After: 2`) or is full ' +
     '(`Retry-After: 5`); the gateway’s thread reading an NDJSON upload failed (`Retry-After: 1`; nothing was kept, send it again).',
   ['unavailable'],
   { retryAfter: true, detail: 'No live worker serves model "mlp" version 2; try again shortly' },

@@ -9,8 +9,10 @@
  * forms. Responses are TypeScript interfaces in the contract, not zod; their
  * schemas are written here and pinned to those interfaces by the
  * compile-time `Same<…>` checks at the bottom: change `Job`, `Batch`,
- * `ModelInfo` or `WebhookDelivery` (@infer/webhooks) without changing the
- * document and `tsc -b` fails.
+ * `ModelDescription`, `Rollout`, `ModelEvent` or `WebhookDelivery`
+ * (@infer/webhooks) without changing the document and `tsc -b` fails. The
+ * model lifecycle's admin bodies (`SetRoutingBody`, `CreateRolloutBody`)
+ * are the contract's zod schemas, described.
  *
  * Response schemas are open (no `additionalProperties: false`) so that
  * clients generated from the document accept fields added later; request
@@ -33,9 +35,19 @@ import {
   type BatchResultLine,
   type Job,
   type JobError,
+  type ModelDescription,
+  type ModelEvent,
+  type ModelEventType,
   type ModelInfo,
   type NestedArray as NestedArrayType,
+  type Rollout,
+  type RolloutState,
+  type RoutingSource,
   type TensorSpec,
+  type VersionDetail,
+  type VersionState,
+  CreateRolloutBody,
+  SetRoutingBody,
 } from '@infer/contract';
 import type { ErrorCode } from '@infer/errors';
 import { WEBHOOK_EVENT_TYPES, type WebhookAttempt, type WebhookDelivery, type WebhookSubject } from '@infer/webhooks';
@@ -147,19 +159,63 @@ export const TensorSpecSchema = z.object({
     .describe('For a batched model, the shape of ONE instance (batch dimension left out); otherwise the full shape. -1 is a variable dimension.'),
 });
 
-export const ModelSchema = z.object({
-  name: z.string(),
-  versions: z.array(z.string()).describe('Positive integers as strings, ascending.'),
-  default_version: z.string().describe('The highest version; used when a request names none.'),
-  inputs: z.array(TensorSpecSchema),
-  outputs: z.array(TensorSpecSchema),
-  max_batch_size: z
-    .number()
-    .int()
-    .nonnegative()
-    .describe('Most instances stacked into one run. 0 when the model is not batched (Triton’s convention): it runs one job at a time.'),
-  max_delay_ms: z.number().nonnegative().describe('Longest a worker holds a batch open waiting for more instances.'),
-});
+export const VERSION_STATES = ['loading', 'ready', 'failed', 'draining'] as const satisfies readonly VersionState[];
+export const ROUTING_SOURCES = ['default', 'explicit'] as const satisfies readonly RoutingSource[];
+
+const VersionString = z.string().regex(/^[1-9][0-9]{0,8}$/).meta({ description: 'A version: a positive integer as a string.', examples: ['2'] });
+
+export const VersionDetailSchema = z
+  .object({
+    version: VersionString,
+    state: z
+      .enum(VERSION_STATES)
+      .describe(
+        '`loading`: in the repository, no live worker has it loaded yet (jobs pinned to it queue); `ready`: at least one live worker has it loaded; ' +
+          '`failed`: it could not be loaded (`error` says why), here or by every live worker that tried; `draining`: unloaded by an admin or removed ' +
+          'from the repository, finishing the jobs already accepted for it (no new ones), then gone from the list.',
+      ),
+    workers_ready: z.number().int().nonnegative().describe('Live workers that have it loaded.'),
+    error: z.string().optional().describe('Why it could not be loaded; only when `failed`.'),
+  })
+  .describe('One version of a model and its state in the fleet.');
+
+const RoutingWeightsSchema = z
+  .record(z.string(), z.number().int().min(0).max(100))
+  .meta({
+    description:
+      'Version → integer weight: the share of the model’s unpinned jobs each version gets. Those in effect sum to 100; empty when no version can take jobs.',
+    examples: [{ '1': 90, '2': 10 }],
+  });
+
+const RoutingSourceSchema = z
+  .enum(ROUTING_SOURCES)
+  .describe('`explicit`: set by an admin (`PUT /v1/models/{name}/routing`) or a rollout; `default`: none set, the highest ready version takes 100.');
+
+export const ModelSchema = z
+  .object({
+    name: z.string(),
+    versions: z
+      .array(VersionString)
+      .describe('The versions a job may pin now: `ready` or `loading`, loaded on this gateway; positive integers as strings, ascending.'),
+    default_version: z
+      .string()
+      .describe(
+        'The version with the largest routing weight (ties to the higher version); its tensors are the ones below. Unpinned jobs follow `routing`, ' +
+          'not only this version.',
+      ),
+    inputs: z.array(TensorSpecSchema).describe('Of the default version.'),
+    outputs: z.array(TensorSpecSchema).describe('Of the default version.'),
+    max_batch_size: z
+      .number()
+      .int()
+      .nonnegative()
+      .describe('Most instances stacked into one run. 0 when the model is not batched (Triton’s convention): it runs one job at a time.'),
+    max_delay_ms: z.number().nonnegative().describe('Longest a worker holds a batch open waiting for more instances.'),
+    versions_detail: z.array(VersionDetailSchema).describe('Every version the repository or the fleet knows of, with its state; ascending.'),
+    routing: RoutingWeightsSchema.describe('The routing of unpinned jobs in effect now, as this gateway sees it (at most a second old).'),
+    routing_source: RoutingSourceSchema,
+  })
+  .describe('A model, its versions’ states and the routing of its unpinned jobs.');
 
 export const ModelListSchema = z.object({ object: z.literal('list'), data: z.array(ModelSchema) });
 
@@ -232,7 +288,10 @@ export const JobMetricsSchema = z.object({
 
 export const CreateJobBodySchema = CreateJobBody.extend({
   model: CreateJobBody.shape.model.describe('Model name, as `GET /v1/models` lists it.'),
-  version: CreateJobBody.shape.version.describe('Model version, a string ("2") or an integer (2). Default: the highest version.'),
+  version: CreateJobBody.shape.version.describe(
+    'Model version, a string ("2") or an integer (2): one of the model’s `versions` (404 `version_not_found` for one draining, failed or missing). ' +
+      'Default: a version chosen by the model’s `routing`.',
+  ),
   input: Inputs,
   webhook: CreateJobBody.shape.webhook.describe(WEBHOOK_URL),
   webhook_events_filter: CreateJobBody.shape.webhook_events_filter.describe(EVENTS_FILTER),
@@ -280,7 +339,7 @@ export const BatchItemSchema = BatchItem.extend({
 
 export const CreateBatchBodySchema = CreateBatchBody.extend({
   model: CreateBatchBody.shape.model.describe('Model name.'),
-  version: CreateBatchBody.shape.version.describe('Model version, a string or an integer. Default: the highest version.'),
+  version: CreateBatchBody.shape.version.describe('Model version, a string or an integer. Default: a version chosen by the model’s `routing`, once for the whole batch.'),
   items: z.array(BatchItemSchema).min(1),
   webhook: CreateBatchBody.shape.webhook.describe(WEBHOOK_URL),
   webhook_events_filter: CreateBatchBody.shape.webhook_events_filter.describe(
@@ -332,6 +391,128 @@ export const BatchResultLineSchema = z
     error: BatchItemErrorSchema.nullable(),
   })
   .describe('One line of `GET /v1/batches/{id}/results`, in submission order.');
+
+// ---------------------------------------------------------------------------
+// The model lifecycle (admin routes)
+// ---------------------------------------------------------------------------
+
+export const ROLLOUT_STATES = ['running', 'completed', 'rolled_back', 'canceled'] as const satisfies readonly RolloutState[];
+
+/** Every model event type, in the order of the events' life (pinned to the contract's union below). */
+export const MODEL_EVENT_TYPES = [
+  'routing_changed',
+  'version_loaded',
+  'version_failed',
+  'version_unloaded',
+  'rollout_started',
+  'rollout_step',
+  'rollout_completed',
+  'rollout_rolled_back',
+  'rollout_canceled',
+] as const satisfies readonly ModelEventType[];
+
+/** A rollout id as the gateway makes them (`newRolloutId`): `ro_` then 72 random bits in base64url. */
+export const EXAMPLE_ROLLOUT_ID = 'ro_Xq3v9LmA2bT7';
+export const EXAMPLE_MODEL_EVENT_ID = 'evt_m5x2k9qa3f9c1b7e0d42';
+
+const RolloutId = z
+  .string()
+  .regex(/^ro_[A-Za-z0-9_-]{12}$/)
+  .meta({ description: '`ro_` then 72 random bits as 12 base64url characters.', examples: [EXAMPLE_ROLLOUT_ID] });
+
+const ModelEventId = z
+  .string()
+  .regex(/^evt_[0-9a-z]+$/)
+  .meta({ description: '`evt_` then lowercase letters and digits. Opaque: pass it back as `after` to read older events.', examples: [EXAMPLE_MODEL_EVENT_ID] });
+
+export const SetRoutingBodySchema = SetRoutingBody.extend({
+  weights: SetRoutingBody.shape.weights.describe(
+    'Version → weight: integers from 0 to 100 summing to 100, every version with a weight above 0 `ready` (a version is a positive integer ' +
+      'as a string); versions with weight 0 are dropped. Otherwise 422 `invalid_routing`. `null`: back to the default routing (the highest ' +
+      'ready version takes 100).',
+  ),
+}).meta({
+  description:
+    'Unknown fields, a missing `weights` or one that is not an object of numbers or null are 400 `invalid_input`. Read as JSON whatever the Content-Type.',
+  examples: [{ weights: { '1': 90, '2': 10 } }, { weights: null }],
+});
+
+export const CreateRolloutBodySchema = CreateRolloutBody.extend({
+  version: CreateRolloutBody.shape.version.describe('The version to roll out: a positive integer, as a string or a number. It must be `ready`, and not already take 100.'),
+  steps: CreateRolloutBody.shape.steps.describe(
+    'Percentages of the model’s unpinned jobs the version gets, one step after another: 1 to 20 integers from 1 to 100, strictly rising, the last 100 ' +
+      '(else 422 `invalid_input`). The versions it replaces share the rest as they did.',
+  ),
+  step_seconds: CreateRolloutBody.shape.step_seconds.describe('How long each step runs before it is judged (more than 0, at most 86400).'),
+  max_error_rate: CreateRolloutBody.shape.max_error_rate.describe(
+    'Roll back when more than this share of the version’s jobs ended in a step failed (0 to 1).',
+  ),
+  max_p50_latency_ratio: CreateRolloutBody.shape.max_p50_latency_ratio.describe(
+    'Roll back when the version’s median latency (submit to end) in a step is over this many times that of the versions it replaces.',
+  ),
+}).meta({
+  description:
+    'A body that is not a JSON object is 400 `invalid_input`; unknown fields, a missing field or a value out of range are 422 `invalid_input`. ' +
+    'Read as JSON whatever the Content-Type.',
+});
+
+export const RolloutSchema = z
+  .object({
+    id: RolloutId,
+    model: z.string(),
+    version: VersionString.describe('The version rolled out.'),
+    from: z
+      .object({ routing: RoutingWeightsSchema, routing_source: RoutingSourceSchema })
+      .describe('The routing in effect when it started: what a rollback or a cancel returns to (the default routing when `routing_source` is `default`).'),
+    steps: z.array(z.number().int()).describe('The percentages of its steps, as created.'),
+    step_seconds: z.number(),
+    max_error_rate: z.number(),
+    max_p50_latency_ratio: z.number(),
+    step: z.number().int().nonnegative().describe('Index into `steps` of the step in effect (of the last one, once ended).'),
+    state: z
+      .enum(ROLLOUT_STATES)
+      .describe(
+        '`running` → `completed` (the last step, 100, held for `step_seconds`: the routing stays there), `rolled_back` (a step over ' +
+          '`max_error_rate` or `max_p50_latency_ratio`: the routing is back to `from`), or `canceled` (by an admin: back to `from`).',
+      ),
+    started_at: Timestamp,
+    ended_at: Timestamp.nullable().describe('Null while `running`.'),
+    reason: z.string().nullable().describe('Why it was rolled back (the figures that failed the step) or who canceled it; null otherwise.'),
+  })
+  .describe('A rollout: a version taking a model’s unpinned traffic step by step, judged at each step, and back by itself if it does worse.');
+
+export const RolloutListSchema = z
+  .object({ object: z.literal('list'), data: z.array(RolloutSchema).describe('The model’s rollouts, newest first (the last 100).') })
+  .describe('Not paginated.');
+
+const EVENT_DATA =
+  'What happened, by `type`: `routing_changed` `{weights}` (null: back to the default); `version_loaded` `{version, state}`, `state` ' +
+  '`loading` when an admin asked to load it (or loaded a drained version again) and `ready` when the first worker has it; `version_failed` ' +
+  '`{version, error}`; `version_unloaded` `{version, state}`, `state` `draining` (with `reason`, `unloaded` by an admin or `removed` from the ' +
+  'repository) when it is marked and `unloaded` once a worker let it go, its queues empty; `rollout_started` `{rollout, version, steps, ' +
+  'step_seconds, weights}`; `rollout_step` `{rollout, step, weights, figures}`; `rollout_completed` `{rollout, version, figures}`; ' +
+  '`rollout_rolled_back` `{rollout, reason, figures}`; `rollout_canceled` `{rollout, version, step, weights}` (`weights`: the routing it went back to). ' +
+  '`figures` are the step’s `{candidate, replaced}`, each `{succeeded, failed, p50_ms}`. Fields may be added.';
+
+export const ModelEventSchema = z
+  .object({
+    id: ModelEventId,
+    at: Timestamp.describe('When it was recorded (RFC 3339, UTC).'),
+    actor: z
+      .string()
+      .describe('Who did it: the admin key’s name (ADMIN_API_KEYS), `rollout:<id>` for a rollout’s own steps, or the process that noticed (`worker:…`, `gateway:…`).'),
+    type: z.enum(MODEL_EVENT_TYPES),
+    data: z.record(z.string(), z.unknown()).describe(EVENT_DATA),
+  })
+  .describe('One entry of a model’s events log: every change of its routing, versions and rollouts.');
+
+export const ModelEventListSchema = z
+  .object({
+    object: z.literal('list'),
+    data: z.array(ModelEventSchema).describe('Newest first. The last 1000 events of the model are kept.'),
+    has_more: z.boolean().describe('True when older events follow: ask again with `after` = the last event’s `id`.'),
+  })
+  .describe('A page of a model’s events.');
 
 // ---------------------------------------------------------------------------
 // Webhooks, errors, operations
@@ -429,6 +610,7 @@ export const ReadySchema = z
 const COMPONENTS = {
   Model: ModelSchema,
   ModelList: ModelListSchema,
+  VersionDetail: VersionDetailSchema,
   TensorSpec: TensorSpecSchema,
   Datatype: DatatypeSchema,
   TensorInput: TensorInputSchema,
@@ -452,6 +634,12 @@ const COMPONENTS = {
   JobStartedEvent: JobStartedEventSchema,
   JobCompletedEvent: JobCompletedEventSchema,
   BatchCompletedEvent: BatchCompletedEventSchema,
+  SetRoutingBody: SetRoutingBodySchema,
+  CreateRolloutBody: CreateRolloutBodySchema,
+  Rollout: RolloutSchema,
+  RolloutList: RolloutListSchema,
+  ModelEvent: ModelEventSchema,
+  ModelEventList: ModelEventListSchema,
   Problem: ProblemSchema,
   Health: HealthSchema,
   Ready: ReadySchema,
@@ -519,7 +707,21 @@ type Assert<T extends true> = T;
 
 export type SchemaChecks = [
   Assert<Same<z.output<typeof JobSchema>, Job>>,
-  Assert<Same<z.output<typeof ModelSchema>, ModelInfo>>,
+  Assert<Same<z.output<typeof ModelSchema>, ModelDescription>>,
+  Assert<Same<Omit<z.output<typeof ModelSchema>, 'versions_detail' | 'routing' | 'routing_source'>, ModelInfo>>,
+  Assert<Same<z.output<typeof VersionDetailSchema>, VersionDetail>>,
+  Assert<Same<z.output<typeof ModelListSchema>['data'][number], ModelDescription>>,
+  Assert<Same<z.output<typeof SetRoutingBodySchema>, SetRoutingBody>>,
+  Assert<Same<z.input<typeof SetRoutingBodySchema>, z.input<typeof SetRoutingBody>>>,
+  Assert<Same<z.output<typeof CreateRolloutBodySchema>, CreateRolloutBody>>,
+  Assert<Same<z.input<typeof CreateRolloutBodySchema>, z.input<typeof CreateRolloutBody>>>,
+  Assert<Same<z.output<typeof RolloutSchema>, Rollout>>,
+  Assert<Same<z.output<typeof RolloutListSchema>['data'][number], Rollout>>,
+  Assert<Same<z.output<typeof ModelEventSchema>, ModelEvent>>,
+  Assert<Same<z.output<typeof ModelEventListSchema>['data'][number], ModelEvent>>,
+  Assert<Same<(typeof MODEL_EVENT_TYPES)[number], ModelEventType>>,
+  Assert<Same<(typeof ROLLOUT_STATES)[number], RolloutState>>,
+  Assert<Same<(typeof VERSION_STATES)[number], VersionState>>,
   Assert<Same<z.output<typeof TensorSpecSchema>, TensorSpec>>,
   Assert<Same<(typeof ERROR_CODES)[number], ErrorCode>>,
   Assert<Same<keyof z.output<typeof CreateJobBodySchema>, keyof CreateJobBody>>,
