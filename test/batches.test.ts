@@ -142,7 +142,7 @@ describe('batches: bulk offline scoring', () => {
     }
   });
 
-  it('answers the batch-level errors of API.md', async () => {
+  it('answers the batch-level errors of docs/api.md', async () => {
     const body = toNdjson([{ input: { features: mlpFeatures(0) } }]);
     expect((await uploadNdjson(p, body, 'model=nope')).status).to.equal(404);
     expect((await uploadNdjson(p, body, 'model=mlp&version=9')).status).to.equal(404);

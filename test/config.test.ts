@@ -42,7 +42,7 @@ describe('config: loadConfig(env)', () => {
       tenantMaxQueued: undefined,
     });
     expect(c.webhookRetryDelaysMs).to.deep.equal(DEFAULT_WEBHOOK_RETRY_DELAYS_MS);
-    // API.md: by default at least 6 attempts over at least an hour.
+    // docs/api.md: by default at least 6 attempts over at least an hour.
     expect(c.webhookRetryDelaysMs.length + 1).to.be.at.least(6);
     expect(c.webhookRetryDelaysMs.reduce((a, b) => a + b, 0)).to.be.at.least(3_600_000);
   });

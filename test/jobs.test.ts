@@ -10,7 +10,7 @@ import { waitUntil } from './helpers/wait.js';
 
 const TOLERANCE = 1e-5;
 
-/** Every field API.md lists on a Job, with the types it gives them. */
+/** Every field docs/api.md lists on a Job, with the types it gives them. */
 function expectJobShape(job: Job): void {
   expect(job).to.include.all.keys(
     'id',

@@ -6,7 +6,7 @@ import type { Problem } from '@infer/errors';
 import type { TestPlatform } from './platform.js';
 import { waitUntil } from './wait.js';
 
-/** RFC 3339 date-time, as API.md's times are written. */
+/** RFC 3339 date-time, as docs/api.md's times are written. */
 export const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/;
 
 /** Fails when a response body carries anything that looks like a stack trace. */

@@ -60,7 +60,7 @@ export type TensorForm = 'nested' | 'data' | 'b64';
 export const TENSOR_FORMS: readonly TensorForm[] = ['nested', 'data', 'b64'];
 
 /**
- * One instance in each of the three request forms of API.md: a nested JSON
+ * One instance in each of the three request forms of docs/api.md: a nested JSON
  * array, `{datatype, shape, data}` and `{datatype, shape, b64}` (the typed
  * array's bytes, little-endian on every platform Node runs tests on).
  */

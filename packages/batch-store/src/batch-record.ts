@@ -74,7 +74,7 @@ export function hashToBatchRecord(h: Record<string, string>): BatchRecord | null
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-/** The public Batch of API.md. */
+/** The public Batch of docs/api.md. */
 export function toBatch(r: BatchRecord): Batch {
   return {
     id: r.id,

@@ -4,7 +4,7 @@ import { WEBHOOK_EVENT_FILTERS, type JobError } from './job.js';
 import type { NestedArray } from './nested.js';
 
 /**
- * Batches: bulk offline scoring (`/v1/batches`, API.md "Batches"). The
+ * Batches: bulk offline scoring (`/v1/batches`, docs/api.md "Batches"). The
  * request and response shapes, and the queue payload that carries a chunk of
  * a batch's rows from the gateway to a worker.
  */
@@ -62,7 +62,7 @@ export interface BatchRequestCounts {
   canceled: number;
 }
 
-/** The Batch as API.md defines it. */
+/** The Batch as docs/api.md defines it. */
 export interface Batch {
   id: string;
   object: 'batch';

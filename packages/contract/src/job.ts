@@ -41,7 +41,7 @@ export interface JobMetrics {
   batch_size: number;
 }
 
-/** The Job as API.md defines it. */
+/** The Job as docs/api.md defines it. */
 export interface Job {
   id: string;
   object: 'job';

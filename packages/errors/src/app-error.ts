@@ -1,6 +1,6 @@
 /**
  * Every error the platform means to show a client is an AppError: a stable
- * snake_case `code` (part of the public contract, see API.md), the HTTP status
+ * snake_case `code` (part of the public contract, see docs/api.md), the HTTP status
  * it maps to, and a human-readable detail. The gateway's error middleware turns
  * these into RFC 9457 problem+json; anything else becomes a generic 500.
  */

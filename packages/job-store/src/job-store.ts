@@ -31,7 +31,7 @@ export function hasCompletedHook(job: EnvelopeJob): boolean {
   return job.webhook !== undefined && (job.webhook_events_filter ?? ['completed']).includes('completed');
 }
 
-/** API.md: the same Idempotency-Key from the same tenant within 24 h returns the first job. */
+/** docs/api.md: the same Idempotency-Key from the same tenant within 24 h returns the first job. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
 /**

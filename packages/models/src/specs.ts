@@ -28,7 +28,7 @@ function toDatatype(meta: OrtValueMetadata): Datatype {
 
 /**
  * Derive the public TensorSpecs from the model itself. A model is batched
- * exactly when every input and output has a dynamic first dimension (API.md);
+ * exactly when every input and output has a dynamic first dimension (docs/api.md);
  * its specs then leave that dimension out. Otherwise the specs are the full
  * shapes and the model runs one job at a time.
  */

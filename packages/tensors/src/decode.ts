@@ -14,7 +14,7 @@ const MAX_RANK = 16;
 const B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /**
- * Turn one request value, in any of the three forms API.md allows, into a
+ * Turn one request value, in any of the three forms docs/api.md allows, into a
  * typed array checked against the spec. Throws a 422 AppError naming the
  * input and what is wrong; never anything else for bad client data.
  */

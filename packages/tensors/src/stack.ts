@@ -3,7 +3,7 @@ import { allocate, type TensorData } from './typed-arrays.js';
 
 /**
  * Stack instances of one shape along a new first (batch) dimension. The
- * caller groups instances by shape first: API.md forbids stacking instances
+ * caller groups instances by shape first: docs/api.md forbids stacking instances
  * whose variable dimensions differ.
  */
 export function stack(instances: readonly DecodedTensor[]): DecodedTensor {

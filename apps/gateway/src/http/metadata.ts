@@ -6,7 +6,7 @@ import { jsonDepthExceeds } from './json-depth.js';
 export const MAX_METADATA_DEPTH = 32;
 
 /**
- * The rules of a request's `metadata` (API.md): at most MAX_METADATA_DEPTH
+ * The rules of a request's `metadata` (docs/api.md): at most MAX_METADATA_DEPTH
  * levels, then at most MAX_METADATA_BYTES serialised; 422 otherwise. The
  * depth is checked first, iteratively: JSON.stringify recurses, and a
  * hostile 10,000 levels would overflow the stack (a 500) before the size

@@ -75,7 +75,7 @@ function drained(res: Response): Promise<void> {
   });
 }
 
-/** `/v1/batches` (API.md "Batches"). */
+/** `/v1/batches` (docs/api.md "Batches"). */
 export function batchRoutes(service: BatchService, options: BatchRoutesOptions): Router {
   const router = Router();
   // The same reader as POST /v1/jobs (Content-Encodings, limits, errors), without lifting "b64" values.

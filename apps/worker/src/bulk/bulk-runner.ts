@@ -22,7 +22,7 @@ import {
  * the chunk's valid rows, so it is viewed as a [rows, ...shape] tensor and a
  * slice is a `subarray` of it: no per-row work before ONNX Runtime. Inputs
  * with variable dimensions carry each row's shape; rows are grouped by shape
- * (API.md: never stack differing shapes) and each slice is stacked.
+ * (docs/api.md: never stack differing shapes) and each slice is stacked.
  */
 
 /** One input of a decoded chunk: its rows share one shape, or each has its own. */
