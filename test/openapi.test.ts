@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { expect } from 'chai';
@@ -127,6 +127,7 @@ const PROBLEM_CODES: Record<string, Record<string, string[]>> = {
     '400': ['invalid_input'],
     '403': ['forbidden'],
     '404': ['version_not_found', 'model_not_found'],
+    '422': ['invalid_input'],
     '503': ['unavailable'],
   },
   'POST /v1/models/{name}/versions/{version}/unload': {
@@ -702,11 +703,14 @@ describe('the model lifecycle routes, live', () => {
     res = await admin('/v1/models/mlp/rollouts', { method: 'POST', body: JSON.stringify({ version: '1', steps: [100], step_seconds: 60 }) });
     expect(res.status).to.equal(409);
     expect(expectDocumentedProblem(CREATE, res.status, await res.json()).code).to.equal('conflict');
-    // Bodies: steps that do not rise or end at 100, unknown fields (422 invalid_input); a version not ready (422 invalid_routing); not an object (400).
+    // Bodies: steps that do not rise or end at 100 (422 invalid_input); a version not ready (422 invalid_routing);
+    // not an object, an unknown field, a field missing or of the wrong type (400 invalid_input), as everywhere in the API.
     for (const [bad, code, status] of [
       [{ version: 1, steps: [50, 40, 100], step_seconds: 60 }, 'invalid_input', 422],
       [{ version: 1, steps: [10, 50], step_seconds: 60 }, 'invalid_input', 422],
-      [{ version: 1, steps: [100], step_seconds: 60, extra: true }, 'invalid_input', 422],
+      [{ version: 1, steps: [100], step_seconds: 60, extra: true }, 'invalid_input', 400],
+      [{ version: 1, steps: [100] }, 'invalid_input', 400],
+      [{ version: 1, steps: '100', step_seconds: 60 }, 'invalid_input', 400],
       [{ version: 7, steps: [100], step_seconds: 60 }, 'invalid_routing', 422],
       [[1, 2], 'invalid_input', 400],
     ] as const) {
@@ -751,6 +755,8 @@ describe('the model lifecycle routes, live', () => {
     expect(loaded.versions).to.deep.equal(['1', '2']);
     res = await admin('/v1/models/mlp/versions/9/load', { method: 'POST' });
     expect(expectDocumentedProblem('POST /v1/models/{name}/versions/{version}/load', res.status, await res.json()).code).to.equal('version_not_found');
+    res = await admin('/v1/models/nope/versions/1/load', { method: 'POST' });
+    expect(expectDocumentedProblem('POST /v1/models/{name}/versions/{version}/load', res.status, await res.json()).code).to.equal('model_not_found');
 
     // The events log: newest first, in pages; every change above with its actor.
     const EVENTS = 'GET /v1/models/{name}/events';
@@ -785,6 +791,14 @@ describe('the model lifecycle routes, live', () => {
     }
     res = await admin('/v1/models/nope/events');
     expect(expectDocumentedProblem(EVENTS, res.status, await res.json()).code).to.equal('model_not_found');
+
+    // A version that cannot load: 422 with why; the others serve on.
+    mkdirSync(path.join(repo!.root, 'mlp', '8'));
+    writeFileSync(path.join(repo!.root, 'mlp', '8', 'model.onnx'), 'not an ONNX model');
+    res = await admin('/v1/models/mlp/versions/8/load', { method: 'POST' });
+    expect(res.status).to.equal(422);
+    expect(expectDocumentedProblem('POST /v1/models/{name}/versions/{version}/load', res.status, await res.json()).code).to.equal('invalid_input');
+    expect((await describeMlp()).versions_detail.find((d) => d.version === '8')?.state).to.equal('failed');
   });
 
   it('answers every admin route 401 without an admin key and 403 with a tenant’s key, as documented', async () => {

@@ -141,10 +141,12 @@ export class LiveVersions {
       const s = this.serving.get(key);
       if (s) {
         if (s.drainingSince !== undefined && !s.releasing && !this.view.isDraining(model.name, model.version)) {
-          // Loaded again by an admin, or its folder is back: undrain reopened its queue.
+          // Loaded again by an admin, or its folder is back: undrain reopened its queue, and the
+          // version serves on here, so this is where it is loaded again.
           s.drainingSince = undefined;
           s.queueClosed = false;
           changed = true;
+          await this.o.control.announceOnce(model.name, `loaded:${model.version}`, this.o.actor, 'version_loaded', { version: model.version, state: 'ready' });
         }
         continue;
       }

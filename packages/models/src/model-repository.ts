@@ -156,6 +156,11 @@ export class ModelRepository {
     return [...this.failures.values()].map(({ name, version, error }) => ({ name, version, error }));
   }
 
+  /** Whether `<root>/<name>/` is a model folder this repository would serve. */
+  hasModelFolder(name: string): boolean {
+    return NAME_RE.test(name) && (!this.only || this.only.has(name)) && isDir(path.join(this.root, name));
+  }
+
   /** Whether `<root>/<name>/<version>/model.onnx` is there (loaded or not). */
   inFolder(name: string, version: string): boolean {
     if (!NAME_RE.test(name) || !/^[1-9][0-9]{0,8}$/.test(version) || (this.only && !this.only.has(name))) return false;

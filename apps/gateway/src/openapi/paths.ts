@@ -186,7 +186,8 @@ const lifecyclePaths: JsonObject = {
         'Every gateway and worker looks at the repository folder now (useful with MODEL_POLL_SECONDS=0, or after fixing a version that failed ' +
         'to load) and loads `<name>/<version>/model.onnx`. A version an admin unloaded (or one still draining) is taken back: its queue ' +
         'reopens and it is routable again once a worker has it `ready`. Recorded as `version_loaded` with `state: "loading"`; the first ' +
-        'worker that has it records `version_loaded` with `state: "ready"`. A new version takes default traffic only once `ready`. No body.',
+        'worker that has it records `version_loaded` with `state: "ready"`. A version already `ready` (and not draining) has nothing to ' +
+        'load: answered as it is, nothing recorded. A new version takes default traffic only once `ready`. No body.',
       ...adminSecurity,
       parameters: [param('ModelName'), param('ModelVersion')],
       responses: {
@@ -194,10 +195,16 @@ const lifecyclePaths: JsonObject = {
         '400': badPath,
         '404': problem(
           404,
-          'No `<name>/<version>/model.onnx` in the model repository, an unknown model included (`version_not_found`); or the load was asked ' +
-            '(and recorded) but the model still has no version loaded on this gateway, as when its only version fails to load (`model_not_found`).',
+          'No folder for the model in the repository (`model_not_found`), or no `<name>/<version>/model.onnx` in it (`version_not_found`).',
           ['version_not_found', 'model_not_found'],
           { detail: 'There is no mlp/7/model.onnx in the model repository' },
+        ),
+        '422': problem(
+          422,
+          'The version could not be loaded (a corrupt file, an unsupported model): the `detail` says why. The attempt is recorded ' +
+            '(`version_failed`) and the version is `failed` in `versions_detail`; the other versions serve on.',
+          ['invalid_input'],
+          { detail: 'Version 7 of model "mlp" could not be loaded: …' },
         ),
         '503': unavailable503,
         ...adminErrors,
@@ -239,7 +246,8 @@ const lifecyclePaths: JsonObject = {
         'latency over `max_p50_latency_ratio` times theirs, and it is rolled back (the routing returns to `from`); otherwise the next step. ' +
         'After the last step (100) it is `completed` and the version keeps all the traffic. Any gateway or worker moves it on, so it outlives ' +
         'the gateway that started it. One rollout per model at a time. Every move is a model event.\n\nChecked in this order: the admin key, ' +
-        'the body’s bytes (413, 415, 400 `invalid_json`), the model (404), the body (400, 422 `invalid_input`), the version (422 ' +
+        'the body’s bytes (413, 415, 400 `invalid_json`), the model (404), the body’s shape (400 `invalid_input`: not an object, a ' +
+        'field missing or of the wrong JSON type, an unknown field), its values (422 `invalid_input`), the version (422 ' +
         '`invalid_routing`), a rollout already running (409).',
       ...adminSecurity,
       parameters: [param('ModelName')],
@@ -255,7 +263,7 @@ const lifecyclePaths: JsonObject = {
       },
       responses: {
         '201': { description: 'Started: `running`, at step 0.', content: { 'application/json': { schema: ref('Rollout'), example: ROLLOUT_EXAMPLE } } },
-        '400': adminBodyBadRequest('a body that is not a JSON object'),
+        '400': adminBodyBadRequest('a body that is not a JSON object, a field missing or of the wrong JSON type, or an unknown field'),
         '404': adminModelNotFound,
         '409': problem(409, 'A rollout of the model is already running: one at a time.', ['conflict'], {
           detail: 'A rollout of model "mlp" is already running; one model has one rollout at a time',
@@ -264,7 +272,8 @@ const lifecyclePaths: JsonObject = {
         '415': badEncoding,
         '422': problem(
           422,
-          'A field missing, of the wrong type or out of range, an unknown field, or `steps` that do not rise or do not end at 100 (`invalid_input`); ' +
+          'A value out of range (a version that is not a positive integer, a step outside 1–100, a non-positive `step_seconds`, limits ' +
+            'out of range), or `steps` that do not rise or do not end at 100 (`invalid_input`); ' +
             'a version that is not `ready`, or one that already takes all the traffic (`invalid_routing`).',
           ['invalid_input', 'invalid_routing'],
           { detail: 'steps: the last step must be 100' },

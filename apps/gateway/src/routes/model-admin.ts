@@ -25,6 +25,17 @@ const EventsQuery = z
   })
   .strict();
 
+/** The shape of a rollout's body alone (fields and their JSON types); CreateRolloutBody adds the rules. */
+const RolloutShape = z
+  .object({
+    version: z.union([z.string(), z.number()]),
+    steps: z.array(z.number()),
+    step_seconds: z.number(),
+    max_error_rate: z.number().optional(),
+    max_p50_latency_ratio: z.number().optional(),
+  })
+  .strict();
+
 function firstIssue(error: z.ZodError): string {
   const issue = error.issues[0];
   if (!issue) return 'invalid';
@@ -83,11 +94,16 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
   router.post('/:name/versions/:version/load', admin, async (req, res) => {
     const [name, version] = [param(req, 'name'), param(req, 'version')];
     if (!repository.inFolder(name, version)) {
+      if (!repository.names().includes(name) && !repository.hasModelFolder(name)) throw notFound('model_not_found', `No model named "${name}"`);
       throw notFound('version_not_found', `There is no ${name}/${version}/model.onnx in the model repository`);
     }
-    if ((await control.draining(name)).has(version)) await control.undrain(name, version, actorOf(req));
-    else await control.requestLoad(name, version, actorOf(req));
+    const draining = (await control.draining(name)).has(version);
+    // A version that is serving has nothing to load: answered as it is, nothing recorded.
+    if (draining) await control.undrain(name, version, actorOf(req));
+    else if (!catalog.isReady(name, version)) await control.requestLoad(name, version, actorOf(req));
     await catalog.refresh();
+    const failed = repository.failed().find((f) => f.name === name && f.version === version);
+    if (failed) throw invalidInput(`Version ${version} of model "${name}" could not be loaded: ${failed.error}`);
     res.status(202).json(catalog.describe(name));
   });
 
@@ -106,8 +122,9 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
     const model = catalog.describe(name);
     const parsed = CreateRolloutBody.safeParse(req.body);
     if (!parsed.success) {
-      const bad = !req.body || typeof req.body !== 'object' || Array.isArray(req.body);
-      if (bad) throw badRequest('invalid_input', 'The body must be a JSON object');
+      // As everywhere in the API: a body of the wrong shape is 400, values that break a rule are 422.
+      const shape = RolloutShape.safeParse(req.body);
+      if (!shape.success) throw badRequest('invalid_input', `body: ${firstIssue(shape.error)}`);
       throw invalidInput(`body: ${firstIssue(parsed.error)}`);
     }
     const body = parsed.data;

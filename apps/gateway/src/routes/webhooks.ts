@@ -60,15 +60,15 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
   subjectRoute('job', deps.jobTenant);
   if (deps.batchTenant) subjectRoute('batch', deps.batchTenant);
 
-  router.get('/webhook_deliveries/:eventId', async (req, res) => {
-    const eventId = req.params.eventId!;
+  router.get('/webhook_deliveries/:event_id', async (req, res) => {
+    const eventId = req.params.event_id!;
     const delivery = await events.log.delivery(eventId, tenantOf(req));
     if (!delivery) throw notFound('not_found', `No webhook delivery with id "${eventId}"`);
     res.json(delivery);
   });
 
-  router.post('/webhook_deliveries/:eventId/resend', async (req, res) => {
-    const eventId = req.params.eventId!;
+  router.post('/webhook_deliveries/:event_id/resend', async (req, res) => {
+    const eventId = req.params.event_id!;
     const outcome = await events.resend(tenantOf(req), eventId);
     if (outcome === 'missing') throw notFound('not_found', `No webhook delivery with id "${eventId}"`);
     if (outcome === 'pending') throw conflict('The delivery is still pending: its next attempt is already scheduled');
