@@ -6,7 +6,7 @@ import { silentLogger } from '@infer/logger';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { ElemType, encodeModel, initializer, node, valueInfo } from '../scripts/lib/onnx-builder.js';
-import { mlpFeatures } from './helpers/batches.js';
+import { mlpFeatures, readResults, toNdjson, uploadNdjson, waitForBatchEnd } from './helpers/batches.js';
 import { expectProblem } from './helpers/jobs.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { SHIPPED_MODELS, startPlatform, type TestPlatform } from './helpers/platform.js';
@@ -342,6 +342,27 @@ describe('model lifecycle: a live repository, routing and rollouts', function ()
     expect(types).to.include.members(['rollout_step', 'rollout_completed']);
     const list = (await (await admin({ baseUrl: otherUrl }, '/v1/models/mlp/rollouts')).json()) as { data: Rollout[] };
     expect(list.data.map((r) => r.state)).to.deep.equal(['completed', 'rolled_back']);
+  });
+
+  it('keeps an unloaded version until the batch accepted for it has ended: every row runs on it', async () => {
+    const p = await start({ '1': 'v1', '2': 'v2' });
+    await waitUntil(async () => stateOf(await describeModel(p), '1') === 'ready', 20_000, 'version 1 ready');
+    const rows = 3000;
+    const res = await uploadNdjson(p, toNdjson(Array.from({ length: rows }, (_, i) => ({ custom_id: `r${i}`, input: { features: mlpFeatures(i) } }))), 'model=mlp&version=1');
+    expect(res.status, await res.clone().text()).to.equal(202);
+    const { id } = (await res.json()) as { id: string };
+    const unloaded = await admin(p, '/v1/models/mlp/versions/1/unload', { method: 'POST' });
+    expect(unloaded.status).to.equal(202);
+    const batch = await waitForBatchEnd(p, id, 60_000);
+    expect(batch.status).to.equal('completed');
+    expect(batch.request_counts).to.deep.include({ total: rows, succeeded: rows, failed: 0 });
+    const results = await readResults(p, id);
+    expect(results.filter((r) => r.status === 'succeeded')).to.have.length(rows);
+    // Only then is it let go.
+    await waitUntil(async () => stateOf(await describeModel(p), '1') === undefined, 20_000, 'version 1 unloaded');
+    const log = await events(p);
+    const unloadedAt = Date.parse(log.find((e) => e.type === 'version_unloaded' && e.data.state === 'unloaded')!.at);
+    expect(unloadedAt).to.be.at.least(Date.parse(batch.completed_at!));
   });
 
   it('marks a version that cannot load failed, with why; the others keep serving', async () => {

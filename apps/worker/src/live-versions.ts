@@ -43,6 +43,8 @@ export interface LiveVersionsOptions {
   logger: Logger;
   /** Serve only these models (WORKER_MODELS); absent: every model of the repository. */
   only?: readonly string[];
+  /** Whether a batch of this version has not ended (its chunks may still come): its queues are not done yet. */
+  batchesUnended(model: ModelVersion): Promise<boolean>;
   /** Build the consumers of a version that was loaded. */
   workersFor(model: ModelVersion): VersionWorkers;
   /** What it serves changed: tell the fleet now rather than at the next heartbeat. */
@@ -195,7 +197,7 @@ export class LiveVersions {
     await s.releasing;
   }
 
-  /** No job or batch chunk of the version is waiting or running, on any worker. */
+  /** No job or batch chunk of the version is waiting or running, on any worker, and no batch of it is still uploading. */
   private async queuesEmpty(model: ModelVersion): Promise<boolean> {
     const k = interactiveKeys(this.o.prefix, model.name, model.version);
     const b = bulkQueue(this.o.prefix, model.name, model.version);
@@ -209,6 +211,6 @@ export class LiveVersions {
       .zcard(bulk + 'delayed')
       .zcard(bulk + 'prioritized')
       .exec()) as Array<[Error | null, unknown]>;
-    return counts.every(([err, n]) => !err && Number(n ?? 0) === 0);
+    return counts.every(([err, n]) => !err && Number(n ?? 0) === 0) && !(await this.o.batchesUnended(model));
   }
 }

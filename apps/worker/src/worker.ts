@@ -99,6 +99,7 @@ export async function createWorker(
     logger,
     ...(config.workerModels.length ? { only: config.workerModels } : {}),
     changed: () => void heartbeat?.beat(),
+    batchesUnended: (model) => batchStore.hasUnended(model.name, model.version),
     workersFor: (model) => {
       const interactive = new InteractiveWorker({
         model,

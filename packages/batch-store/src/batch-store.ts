@@ -284,6 +284,24 @@ export class BatchStore {
     return out;
   }
 
+  /**
+   * Whether a batch for this model version has not ended (uploading, queued
+   * or running): a draining version is unloaded only once none has, or an
+   * upload still sending chunks would leave them in a queue nobody reads.
+   */
+  async hasUnended(model: string, version: string, limit = 100_000): Promise<boolean> {
+    const ids = await this.redis.zrange(this.k.runningBatches, '0', String(limit - 1));
+    if (ids.length === 0) return false;
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hmget(this.k.batch(id), 'model', 'version', 'status');
+    for (const [err, fields] of (await pipe.exec()) ?? []) {
+      if (err) throw err;
+      const [m, v, status] = fields as Array<string | null>;
+      if (m === model && v === version && status !== 'completed' && status !== 'canceled') return true;
+    }
+    return false;
+  }
+
   /** End a chunk that will never run (its queue job is gone): its rows fail with `error`, as one finished chunk. */
   async failChunk(id: string, index: number, manifest: ChunkManifest, error: JobError, now: number): Promise<ChunkOutcome> {
     const record = failedChunkResult(manifest.start, manifest.count, manifest.custom_ids, manifest.failures, error);
