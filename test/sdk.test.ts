@@ -18,8 +18,12 @@ import {
   type Batch,
   type BatchItem,
   type BatchResultLine,
+  type ModelDescription,
 } from '@infer/sdk';
-import { OTHER_TENANT_KEY, startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
+import { isRolloutEnded } from '@infer/sdk';
+import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
+import { OTHER_TENANT_KEY, REPO_ROOT, SHIPPED_MODELS, startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
+import { waitUntil } from './helpers/wait.js';
 
 const features = (seed: number) => Array.from({ length: 64 }, (_, i) => Math.sin(i + seed));
 
@@ -187,11 +191,12 @@ describe('sdk: cancel and wait deadlines (no worker)', () => {
 });
 
 describe('sdk: transport', () => {
-  type Call = { url: string; method: string; headers: Headers };
+  type Call = { url: string; method: string; headers: Headers; body: string | undefined };
   function stub(responses: Array<() => Response>): { fetch: typeof fetch; calls: Call[] } {
     const calls: Call[] = [];
     const fakeFetch: typeof fetch = async (input, init) => {
-      calls.push({ url: String(input), method: init?.method ?? 'GET', headers: new Headers(init?.headers) });
+      const body = typeof init?.body === 'string' ? init.body : undefined;
+      calls.push({ url: String(input), method: init?.method ?? 'GET', headers: new Headers(init?.headers), body });
       const next = responses.shift();
       if (!next) throw new Error('no more stub responses');
       return next();
@@ -269,6 +274,42 @@ describe('sdk: transport', () => {
     const client = new InferClient({ baseUrl: 'http://x.invalid', apiKey: 'k', fetch: s.fetch });
     await client.jobs.get('j', { wait: 90 });
     expect(s.calls[0]!.headers.get('prefer')).to.equal('wait=60');
+  });
+
+  it('sends the admin key on the model lifecycle calls only, to their routes, with their methods and bodies', async () => {
+    const s = stub(Array.from({ length: 10 }, () => ok({ data: [] })));
+    const client = new InferClient({ baseUrl: 'http://x.invalid/base', apiKey: 'tenant', adminKey: 'admin', fetch: s.fetch });
+    await client.models.get('m/1');
+    await client.models.setRouting('m/1', { '2': 90, '3': 10 });
+    await client.models.setRouting('m/1', null);
+    await client.models.load('m/1', 3);
+    await client.models.unload('m/1', '1');
+    await client.models.startRollout('m/1', { version: 3, steps: [10, 100], step_seconds: 30 });
+    await client.models.rollouts('m/1');
+    await client.models.rollout('m/1', 'ro_a');
+    await client.models.cancelRollout('m/1', 'ro_a');
+    await client.models.events('m/1', { limit: 5, after: 'evt_x' });
+    const m = 'http://x.invalid/base/v1/models/m%2F1';
+    expect(s.calls.map((c) => [c.method, c.url, c.headers.get('authorization'), c.body ?? null])).to.deep.equal([
+      ['GET', m, 'Bearer tenant', null],
+      ['PUT', `${m}/routing`, 'Bearer admin', '{"weights":{"2":90,"3":10}}'],
+      ['PUT', `${m}/routing`, 'Bearer admin', '{"weights":null}'],
+      ['POST', `${m}/versions/3/load`, 'Bearer admin', null],
+      ['POST', `${m}/versions/1/unload`, 'Bearer admin', null],
+      ['POST', `${m}/rollouts`, 'Bearer admin', '{"version":3,"steps":[10,100],"step_seconds":30}'],
+      ['GET', `${m}/rollouts`, 'Bearer admin', null],
+      ['GET', `${m}/rollouts/ro_a`, 'Bearer admin', null],
+      ['POST', `${m}/rollouts/ro_a/cancel`, 'Bearer admin', null],
+      ['GET', `${m}/events?limit=5&after=evt_x`, 'Bearer admin', null],
+    ]);
+  });
+
+  it('sends apiKey on the admin calls of a client without an adminKey', async () => {
+    const s = stub([ok({ object: 'list', data: [], has_more: false })]);
+    const client = new InferClient({ baseUrl: 'http://x.invalid', apiKey: 'only-key', fetch: s.fetch });
+    expect(await client.models.events('mlp')).to.deep.equal({ object: 'list', data: [], has_more: false });
+    expect(s.calls[0]!.url).to.equal('http://x.invalid/v1/models/mlp/events');
+    expect(s.calls[0]!.headers.get('authorization')).to.equal('Bearer only-key');
   });
 });
 
@@ -452,3 +493,133 @@ describe('sdk: batches', () => {
     });
   });
 });
+
+/**
+ * The model lifecycle through the SDK, against a platform with an admin key
+ * and a throwaway model repository (mlp 1 and 2, the int8 candidate copied
+ * in as 3). MODEL_POLL_SECONDS=0: only the shared state moving (an admin's
+ * load) makes the processes look at the folder.
+ */
+describe('sdk: model lifecycle (admin key)', () => {
+  const ADMIN_KEY = 'sdk-admin-key';
+  const CANDIDATE = path.join(REPO_ROOT, 'examples', 'models', 'mlp', '3');
+  let p: TestPlatform;
+  let repo: TempModelRepo;
+  let client: InferClient;
+  let tenantOnly: InferClient;
+
+  const stateOf = async (version: string) => (await client.models.get('mlp')).versions_detail.find((d) => d.version === version)?.state;
+  const routingOf = async () => {
+    const m = await client.models.get('mlp');
+    return { routing: m.routing, routing_source: m.routing_source };
+  };
+
+  before(async () => {
+    if (!fs.existsSync(path.join(CANDIDATE, 'model.onnx'))) throw new Error(`${CANDIDATE}/model.onnx is missing: run npm run models`);
+    repo = tempModelRepo({ mlp: { from: path.join(SHIPPED_MODELS, 'mlp') } });
+    p = await startPlatform({ models: repo.root, env: { ADMIN_API_KEYS: `ops:${ADMIN_KEY}`, MODEL_POLL_SECONDS: '0' } });
+    client = new InferClient({ baseUrl: p.baseUrl, apiKey: TEST_KEY, adminKey: ADMIN_KEY });
+    tenantOnly = new InferClient({ baseUrl: p.baseUrl, apiKey: TEST_KEY });
+  });
+  after(async () => {
+    await p?.close();
+    repo?.remove();
+  });
+
+  it("gets and lists models with their versions' states and routing", async () => {
+    const mlp: ModelDescription = await client.models.get('mlp');
+    expect(mlp.versions_detail).to.deep.equal([
+      { version: '1', state: 'ready', workers_ready: 1 },
+      { version: '2', state: 'ready', workers_ready: 1 },
+    ]);
+    expect(mlp).to.deep.include({ routing: { '2': 100 }, routing_source: 'default', default_version: '2' });
+    expect((await client.models.list()).map((m) => [m.name, m.routing])).to.deep.equal([['mlp', { '2': 100 }]]);
+  });
+
+  it('refuses the admin calls with a tenant key (403 forbidden) and an unknown key (401)', async () => {
+    const stranger = new InferClient({ baseUrl: p.baseUrl, apiKey: TEST_KEY, adminKey: 'not-a-key' });
+    const calls = (c: InferClient) => [
+      c.models.setRouting('mlp', null),
+      c.models.load('mlp', 1),
+      c.models.unload('mlp', 1),
+      c.models.startRollout('mlp', { version: 1, steps: [100], step_seconds: 1 }),
+      c.models.rollouts('mlp'),
+      c.models.rollout('mlp', 'ro_x'),
+      c.models.cancelRollout('mlp', 'ro_x'),
+      c.models.events('mlp'),
+    ];
+    for (const err of await Promise.all(calls(tenantOnly).map(apiError))) expect(err).to.include({ status: 403, code: 'forbidden' });
+    for (const err of await Promise.all(calls(stranger).map(apiError))) expect(err).to.include({ status: 401, code: 'unauthorized' });
+    expect(await routingOf()).to.deep.equal({ routing: { '2': 100 }, routing_source: 'default' });
+  });
+
+  it('pins, loads a copied-in version, canaries, rejects a bad routing and resets to the default', async function () {
+    this.timeout(60_000);
+    expect((await client.models.setRouting('mlp', { '2': 100 })).routing_source).to.equal('explicit');
+    fs.symlinkSync(CANDIDATE, path.join(repo.root, 'mlp', '3'), 'dir');
+    const loading = await client.models.load('mlp', '3');
+    expect(loading.versions_detail.map((d) => d.version)).to.include('3');
+    await waitUntil(async () => (await stateOf('3')) === 'ready', 20_000, 'version 3 ready');
+    expect(await routingOf()).to.deep.equal({ routing: { '2': 100 }, routing_source: 'explicit' });
+
+    const canary = await client.models.setRouting('mlp', { '2': 90, '3': 10 });
+    expect(canary).to.deep.include({ routing: { '2': 90, '3': 10 }, routing_source: 'explicit' });
+    // Unpinned jobs follow the weights exactly (smooth weighted round-robin): 1 in 10 to version 3.
+    const jobs = await Promise.all(Array.from({ length: 20 }, (_, i) => client.jobs.run({ model: 'mlp', input: { features: features(i) } }, { timeoutMs: 20_000 })));
+    expect(jobs.filter((j) => j.version === '3')).to.have.length(2);
+
+    expect(await apiError(client.models.setRouting('mlp', { '2': 90, '3': 20 }))).to.include({ status: 422, code: 'invalid_routing' });
+    expect(await apiError(client.models.setRouting('mlp', { '2': 50, '9': 50 }))).to.include({ status: 422, code: 'invalid_routing' });
+    expect(await apiError(client.models.setRouting('nope', null))).to.include({ status: 404, code: 'model_not_found' });
+
+    expect(await client.models.setRouting('mlp', null)).to.deep.include({ routing: { '3': 100 }, routing_source: 'default' });
+  });
+
+  it('unloads a version (draining, then gone) and loads it again', async function () {
+    this.timeout(60_000);
+    const draining = await client.models.unload('mlp', 1);
+    expect(draining.versions_detail.find((d) => d.version === '1')?.state).to.equal('draining');
+    expect(draining.versions).to.not.include('1');
+    await waitUntil(async () => (await stateOf('1')) === undefined, 30_000, 'version 1 unloaded');
+    expect(await apiError(client.models.unload('mlp', 1))).to.include({ status: 404, code: 'version_not_found' });
+    expect(await apiError(client.models.load('mlp', 7))).to.include({ status: 404, code: 'version_not_found' });
+
+    await client.models.load('mlp', 1);
+    await waitUntil(async () => (await stateOf('1')) === 'ready', 20_000, 'version 1 ready again');
+    expect((await client.models.get('mlp')).versions).to.deep.equal(['1', '2', '3']);
+  });
+
+  it('starts a rollout, lists it, gets it and cancels it (the routing goes back)', async function () {
+    this.timeout(30_000);
+    await client.models.setRouting('mlp', { '2': 100 });
+    const rollout = await client.models.startRollout('mlp', { version: 3, steps: [10, 50, 100], step_seconds: 600, max_error_rate: 0.05 });
+    expect(rollout).to.deep.include({ model: 'mlp', version: '3', state: 'running', step: 0, max_error_rate: 0.05, max_p50_latency_ratio: 2, ended_at: null, reason: null });
+    expect(isRolloutEnded(rollout)).to.equal(false);
+    expect(await routingOf()).to.deep.equal({ routing: { '2': 90, '3': 10 }, routing_source: 'explicit' });
+
+    expect(await apiError(client.models.startRollout('mlp', { version: 3, steps: [100], step_seconds: 5 }))).to.include({ status: 409, code: 'conflict' });
+    expect(await apiError(client.models.setRouting('mlp', { '2': 100 }))).to.include({ status: 409, code: 'conflict' });
+    expect((await client.models.rollouts('mlp')).map((r) => [r.id, r.state])).to.deep.equal([[rollout.id, 'running']]);
+    expect(await client.models.rollout('mlp', rollout.id)).to.deep.equal(rollout);
+    expect(await apiError(client.models.rollout('mlp', 'ro_missing'))).to.include({ status: 404 });
+
+    const canceled = await client.models.cancelRollout('mlp', rollout.id);
+    expect(canceled).to.deep.include({ id: rollout.id, state: 'canceled', reason: 'canceled by ops' });
+    expect(isRolloutEnded(canceled)).to.equal(true);
+    await waitUntil(async () => JSON.stringify(await routingOf()) === JSON.stringify({ routing: { '2': 100 }, routing_source: 'explicit' }), 5000, 'routing back to 2=100');
+    expect(await apiError(client.models.cancelRollout('mlp', rollout.id))).to.include({ status: 409, code: 'conflict' });
+  });
+
+  it('pages through the events log, newest first', async () => {
+    const all = await client.models.events('mlp', { limit: 100 });
+    expect(all).to.include({ object: 'list', has_more: false });
+    expect(all.data[0]).to.deep.include({ type: 'rollout_canceled', actor: 'ops' });
+    expect(all.data.map((e) => e.type)).to.include.members(['routing_changed', 'version_loaded', 'version_unloaded', 'rollout_started']);
+    const first = await client.models.events('mlp', { limit: 3 });
+    expect(first.has_more).to.equal(true);
+    const second = await client.models.events('mlp', { limit: 3, after: first.data[2]!.id });
+    expect([...first.data, ...second.data].map((e) => e.id)).to.deep.equal(all.data.slice(0, 6).map((e) => e.id));
+    expect(await apiError(client.models.events('mlp', { after: 'evt_unknown' }))).to.include({ status: 400, code: 'invalid_input' });
+  });
+});
+

@@ -9,6 +9,14 @@ export interface InferClientOptions {
   baseUrl: string;
   /** Sent as `Authorization: Bearer <apiKey>`. */
   apiKey: string;
+  /**
+   * An admin key (the gateway's ADMIN_API_KEYS), sent instead of `apiKey` by
+   * the model-lifecycle admin calls (`models.setRouting`, `load`, `unload`,
+   * rollouts, events). Absent: they send `apiKey`, so a client built with an
+   * admin key as its `apiKey` works too (for those calls only: the tenants'
+   * routes take API keys).
+   */
+  adminKey?: string;
   /** A fetch to use instead of the global one (tests, proxies, instrumentation). */
   fetch?: typeof fetch;
   /**
@@ -29,6 +37,11 @@ export interface InferClientOptions {
  * @example
  * const client = new InferClient({ baseUrl: 'http://localhost:8080', apiKey: 'dev-key' });
  * const job = await client.jobs.run({ model: 'mlp', input: { features: new Array(64).fill(0.5) } });
+ *
+ * @example
+ * // The model lifecycle, with an admin key (ADMIN_API_KEYS):
+ * const ops = new InferClient({ baseUrl: 'http://localhost:8080', apiKey: 'dev-key', adminKey: process.env.INFER_ADMIN_KEY });
+ * await ops.models.setRouting('mlp', { '2': 90, '3': 10 });
  */
 export class InferClient {
   readonly models: Models;
@@ -40,6 +53,7 @@ export class InferClient {
     const http = new Transport({
       baseUrl: options.baseUrl,
       apiKey: options.apiKey,
+      adminKey: options.adminKey,
       // Looked up per call, not captured: a test that swaps globalThis.fetch is honoured.
       fetch: options.fetch ?? ((input, init) => fetch(input, init)),
       timeoutMs: options.timeoutMs ?? 30_000,

@@ -4,6 +4,8 @@ import { parseRetryAfter } from './retry-after.js';
 export interface TransportOptions {
   baseUrl: string;
   apiKey: string;
+  /** Sent instead of `apiKey` on requests marked `admin`; absent: `apiKey` is sent. */
+  adminKey?: string | undefined;
   fetch: typeof fetch;
   timeoutMs: number;
   maxRetries: number;
@@ -12,7 +14,9 @@ export interface TransportOptions {
 
 export interface RequestOptions {
   /** @default 'GET' */
-  method?: 'GET' | 'POST';
+  method?: 'GET' | 'POST' | 'PUT';
+  /** An admin route (ADMIN_API_KEYS): sent with the client's `adminKey` when it has one. */
+  admin?: boolean;
   query?: Record<string, string | number | undefined>;
   headers?: Record<string, string>;
   /** A JSON body. */
@@ -84,7 +88,7 @@ export class Transport {
     const url = this.#url(path, options.query);
     const retry = options.retry ?? method === 'GET';
     const headers: Record<string, string> = {
-      authorization: `Bearer ${this.#options.apiKey}`,
+      authorization: `Bearer ${options.admin ? (this.#options.adminKey ?? this.#options.apiKey) : this.#options.apiKey}`,
       accept,
       'user-agent': USER_AGENT,
       ...options.headers,

@@ -1,6 +1,17 @@
-import type { Batch, CreateJobBody, Datatype, NestedArray } from '@infer/contract';
+import type { Batch, CreateJobBody, CreateRolloutBody, Datatype, ModelEvent, NestedArray, Rollout } from '@infer/contract';
 
 export type { Batch, BatchList, BatchRequestCounts, BatchResultLine, BatchStatus, BatchItemStatus } from '@infer/contract';
+export type {
+  ModelDescription,
+  ModelEvent,
+  ModelEventType,
+  Rollout,
+  RolloutState,
+  RoutingSource,
+  RoutingWeights,
+  VersionDetail,
+  VersionState,
+} from '@infer/contract';
 
 /**
  * Request shapes the SDK adds to @infer/contract's, with `input` typed by the
@@ -57,6 +68,38 @@ export interface ListBatchesParams {
   after?: string;
 }
 
+/**
+ * `POST /v1/models/{name}/rollouts`: the contract's body as a caller writes
+ * it (the limits have the server's defaults: max_error_rate 0.01,
+ * max_p50_latency_ratio 2).
+ */
+export type StartRolloutParams = Omit<CreateRolloutBody, 'version' | 'max_error_rate' | 'max_p50_latency_ratio'> & {
+  version: string | number;
+  /** Roll back when more than this share of the version's jobs fail in a step (0–1). @default 0.01 */
+  max_error_rate?: number;
+  /** Roll back when the version's p50 latency is over this many times the replaced versions'. @default 2 */
+  max_p50_latency_ratio?: number;
+};
+
+export interface ListModelEventsParams {
+  /** 1–100. @default 20 */
+  limit?: number;
+  /** An event id: the page starts after it (older events). */
+  after?: string;
+}
+
+/** `GET /v1/models/{name}/events`: one page, newest first. */
+export interface ModelEventList {
+  object: 'list';
+  data: ModelEvent[];
+  has_more: boolean;
+}
+
 export function isBatchEnded(batch: Pick<Batch, 'status'>): boolean {
   return batch.status === 'completed' || batch.status === 'canceled';
+}
+
+/** A rollout has ended: `completed`, `rolled_back` or `canceled`. */
+export function isRolloutEnded(rollout: Pick<Rollout, 'state'>): boolean {
+  return rollout.state !== 'running';
 }
