@@ -1,8 +1,8 @@
 /**
  * apps/cli as a user runs it: a child process (`node --import tsx
- * apps/cli/src/main.ts …`) configured by INFER_URL / INFER_API_KEY, against
- * an in-process platform. Checks output and exit codes (0 ok, 1 API error,
- * 2 usage error).
+ * apps/cli/src/main.ts …`) configured by INFER_URL / INFER_API_KEY (and
+ * INFER_ADMIN_KEY for the model lifecycle), against an in-process platform.
+ * Checks output and exit codes (0 ok, 1 API error, 2 usage error).
  */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
@@ -10,7 +10,10 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT, startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
+import type { ModelDescription, ModelEventList, Rollout } from '@infer/sdk';
+import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
+import { REPO_ROOT, SHIPPED_MODELS, startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
+import { waitUntil } from './helpers/wait.js';
 
 interface CliResult {
   code: number | null;
@@ -21,23 +24,28 @@ interface CliResult {
 const MAIN = path.join(REPO_ROOT, 'apps', 'cli', 'src', 'main.ts');
 const features = (seed: number) => Array.from({ length: 64 }, (_, i) => Math.cos(i + seed));
 
+/** Run the CLI as a child process with INFER_URL / INFER_API_KEY set (INFER_ADMIN_KEY unset unless `env` sets it). */
+async function runCliProcess(baseUrl: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const inherited = { ...process.env };
+  delete inherited.INFER_ADMIN_KEY;
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...inherited, INFER_URL: baseUrl, INFER_API_KEY: TEST_KEY, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout, stderr };
+}
+
 describe('cli', function () {
   let p: TestPlatform;
   let dir: string;
 
-  async function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, INFER_URL: p.baseUrl, INFER_API_KEY: TEST_KEY, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const [code] = (await once(child, 'close')) as [number | null];
-    return { code, stdout, stderr };
-  }
+  const cli = (args: string[], env: Record<string, string> = {}): Promise<CliResult> => runCliProcess(p.baseUrl, args, env);
 
   before(async () => {
     p = await startPlatform();
@@ -51,8 +59,8 @@ describe('cli', function () {
   it('models list prints a table, --json the models', async () => {
     const table = await cli(['models', 'list']);
     expect(table.code, table.stderr).to.equal(0);
-    expect(table.stdout).to.match(/^NAME\s+VERSIONS/);
-    expect(table.stdout).to.match(/^mlp\s+1,2\s+2\s/m);
+    expect(table.stdout).to.match(/^NAME\s+VERSIONS\s+ROUTING\s+SOURCE/);
+    expect(table.stdout).to.match(/^mlp\s+1:ready,2:ready\s+2=100\s+default\s/m);
     const json = await cli(['models', 'list', '--json']);
     const models = JSON.parse(json.stdout) as Array<{ name: string }>;
     expect(models.map((m) => m.name)).to.include('mlp');
@@ -187,6 +195,197 @@ describe('cli', function () {
       const res = await cli(['batch', 'results', '00000000-0000-4000-8000-000000000000']);
       expect(res.code).to.equal(1);
       expect(res.stderr).to.contain('batch_not_found');
+    });
+  });
+});
+
+/**
+ * The model lifecycle commands against a platform with an admin key and a
+ * throwaway model repository (mlp 1 and 2, then the int8 candidate copied in
+ * as 3). MODEL_POLL_SECONDS=0: the processes look at the folder only when
+ * the models' shared state moves, so `models load` is what makes them look.
+ */
+describe('cli: model lifecycle (admin key)', function () {
+  const ADMIN_KEY = 'cli-admin-key';
+  const CANDIDATE = path.join(REPO_ROOT, 'examples', 'models', 'mlp', '3');
+  let p: TestPlatform;
+  let repo: TempModelRepo;
+
+  const cli = (args: string[], env: Record<string, string> = {}): Promise<CliResult> =>
+    runCliProcess(p.baseUrl, args, { INFER_ADMIN_KEY: ADMIN_KEY, ...env });
+  /** Run and expect exit 0 (stderr in the message otherwise). */
+  const ok = async (args: string[]): Promise<CliResult> => {
+    const res = await cli(args);
+    expect(res.code, `${args.join(' ')}: ${res.stderr}`).to.equal(0);
+    return res;
+  };
+  const model = async (): Promise<ModelDescription> => (await (await p.api('/v1/models/mlp')).json()) as ModelDescription;
+  const stateOf = async (version: string) => (await model()).versions_detail.find((d) => d.version === version)?.state;
+
+  before(async function () {
+    if (!fs.existsSync(path.join(CANDIDATE, 'model.onnx'))) throw new Error(`${CANDIDATE}/model.onnx is missing: run npm run models`);
+    repo = tempModelRepo({ mlp: { from: path.join(SHIPPED_MODELS, 'mlp') } });
+    p = await startPlatform({ models: repo.root, env: { ADMIN_API_KEYS: `ops:${ADMIN_KEY}`, MODEL_POLL_SECONDS: '0' } });
+  });
+  after(async () => {
+    await p?.close();
+    repo?.remove();
+  });
+
+  it("models list shows each version's state and the routing", async function () {
+    this.timeout(60_000);
+    const table = await ok(['models', 'list']);
+    expect(table.stdout).to.match(/^mlp\s+1:ready,2:ready\s+2=100\s+default\s+64\s/m);
+    const json = await ok(['models', 'list', '--json']);
+    const [mlp] = JSON.parse(json.stdout) as ModelDescription[];
+    expect(mlp!.versions_detail.map((d) => [d.version, d.state])).to.deep.equal([
+      ['1', 'ready'],
+      ['2', 'ready'],
+    ]);
+    expect(mlp).to.deep.include({ routing: { '2': 100 }, routing_source: 'default' });
+  });
+
+  it('refuses an admin command without an admin key (exit 2) and with a tenant key (exit 1, 403, a hint)', async function () {
+    this.timeout(60_000);
+    const [none, tenant] = await Promise.all([
+      cli(['models', 'routing', 'mlp', '2=100'], { INFER_ADMIN_KEY: '' }),
+      cli(['models', 'events', 'mlp'], { INFER_ADMIN_KEY: TEST_KEY }),
+    ]);
+    expect(none.code).to.equal(2);
+    expect(none.stderr).to.contain('needs an admin key').and.contain('--admin-key').and.contain('INFER_ADMIN_KEY');
+    expect(tenant.code).to.equal(1);
+    expect(tenant.stdout).to.equal('');
+    expect(tenant.stderr).to.match(/^error: .*admin key.* \(code: forbidden, HTTP 403\)$/m);
+    expect(tenant.stderr).to.contain('hint:').and.contain('ADMIN_API_KEYS');
+    // --admin-key wins over the environment.
+    const flag = await cli(['models', 'events', 'mlp', '--admin-key', ADMIN_KEY], { INFER_ADMIN_KEY: TEST_KEY });
+    expect(flag.code, flag.stderr).to.equal(0);
+  });
+
+  it('pins the routing, loads a copied-in version, canaries it and resets to the default', async function () {
+    this.timeout(60_000);
+    const pinned = await ok(['models', 'routing', 'mlp', '2=100']);
+    expect(pinned.stdout).to.match(/^model mlp: routing 2=100 \(explicit\)$/m);
+    expect(pinned.stdout).to.match(/^VERSION\s+STATE\s+WEIGHT\s+WORKERS/m);
+
+    fs.symlinkSync(CANDIDATE, path.join(repo.root, 'mlp', '3'), 'dir');
+    const load = await ok(['models', 'load', 'mlp', '3']);
+    expect(load.stdout).to.match(/^3\s+(loading|ready)\s+0\s/m);
+    await waitUntil(async () => (await stateOf('3')) === 'ready', 20_000, 'version 3 ready');
+    // Pinned: the new version takes no traffic of its own accord.
+    expect((await ok(['models', 'list'])).stdout).to.match(/^mlp\s+1:ready,2:ready,3:ready\s+2=100\s+explicit\s/m);
+
+    const canary = await ok(['models', 'routing', 'mlp', '2=90', '3=10']);
+    expect(canary.stdout).to.match(/routing 2=90,3=10 \(explicit\)/);
+    expect(canary.stdout).to.match(/^3\s+ready\s+10\s+1\s*$/m);
+    expect((await model()).routing).to.deep.equal({ '2': 90, '3': 10 });
+
+    const bad = await cli(['models', 'routing', 'mlp', '2=90', '3=20']);
+    expect(bad.code).to.equal(1);
+    expect(bad.stderr).to.contain('invalid_routing').and.contain('HTTP 422');
+
+    const reset = await ok(['models', 'routing', 'mlp', '--default', '--json']);
+    expect(JSON.parse(reset.stdout) as ModelDescription).to.deep.include({ routing: { '3': 100 }, routing_source: 'default' });
+  });
+
+  it('unloads a version (draining, then gone) and loads it again', async function () {
+    this.timeout(60_000);
+    const unload = await ok(['models', 'unload', 'mlp', '1']);
+    expect(unload.stdout).to.match(/^1\s+draining\s/m);
+    await waitUntil(async () => (await stateOf('1')) === undefined, 30_000, 'version 1 unloaded');
+    expect((await ok(['models', 'list'])).stdout).to.match(/^mlp\s+2:ready,3:ready\s/m);
+    const again = await cli(['models', 'unload', 'mlp', '1']);
+    expect(again.code).to.equal(1);
+    expect(again.stderr).to.contain('version_not_found');
+
+    const load = await ok(['models', 'load', 'mlp', '1']);
+    expect(load.stdout).to.match(/^1\s+(loading|ready)\s/m);
+    await waitUntil(async () => (await stateOf('1')) === 'ready', 20_000, 'version 1 ready again');
+    expect((await ok(['models', 'list'])).stdout).to.match(/^mlp\s+1:ready,2:ready,3:ready\s/m);
+  });
+
+  it('starts a rollout, lists and shows it, refuses a hand routing meanwhile, and cancels it', async function () {
+    this.timeout(60_000);
+    await ok(['models', 'routing', 'mlp', '2=100']);
+    const started = await ok(['models', 'rollout', 'mlp', '3', '--steps', '10,50,100', '--step-seconds', '600', '--max-error-rate', '0.05', '--max-p50-latency-ratio', '3']);
+    const rollout = JSON.parse(started.stdout) as Rollout;
+    expect(rollout).to.deep.include({ model: 'mlp', version: '3', state: 'running', step: 0, step_seconds: 600, max_error_rate: 0.05, max_p50_latency_ratio: 3 });
+    expect(rollout.steps).to.deep.equal([10, 50, 100]);
+    expect(rollout.from).to.deep.equal({ routing: { '2': 100 }, routing_source: 'explicit' });
+    expect((await model()).routing).to.deep.equal({ '2': 90, '3': 10 });
+
+    const [list, one, second, hand] = await Promise.all([
+      ok(['models', 'rollouts', 'mlp']),
+      ok(['models', 'rollouts', 'mlp', rollout.id]),
+      cli(['models', 'rollout', 'mlp', '3', '--steps', '100', '--step-seconds', '5']),
+      cli(['models', 'routing', 'mlp', '2=100']),
+    ]);
+    expect(list.stdout).to.match(/^ID\s+VERSION\s+STATE\s+STEP/);
+    expect(list.stdout).to.match(new RegExp(`^${rollout.id}\\s+3\\s+running\\s+1/3 \\(10%\\)\\s+10,50,100\\s`, 'm'));
+    expect((JSON.parse(one.stdout) as Rollout).id).to.equal(rollout.id);
+    expect(second.code).to.equal(1);
+    expect(second.stderr).to.contain('conflict').and.contain('HTTP 409');
+    expect(hand.code).to.equal(1);
+    expect(hand.stderr).to.contain('conflict').and.contain('HTTP 409');
+
+    // No id: the running one.
+    const canceled = JSON.parse((await ok(['models', 'rollout-cancel', 'mlp'])).stdout) as Rollout;
+    expect(canceled).to.deep.include({ id: rollout.id, state: 'canceled', reason: 'canceled by ops' });
+    expect(canceled.ended_at).to.be.a('string');
+    await waitUntil(async () => JSON.stringify((await model()).routing) === JSON.stringify({ '2': 100 }), 5000, 'routing back to 2=100');
+
+    const [none, ended, listed] = await Promise.all([
+      cli(['models', 'rollout-cancel', 'mlp']),
+      cli(['models', 'rollout-cancel', 'mlp', rollout.id]),
+      ok(['models', 'rollouts', 'mlp', '--json']),
+    ]);
+    expect(none.code).to.equal(1);
+    expect(none.stderr).to.contain('no rollout of model "mlp" is running');
+    expect(ended.code).to.equal(1);
+    expect(ended.stderr).to.contain('HTTP 409');
+    expect((JSON.parse(listed.stdout) as Rollout[]).map((r) => [r.id, r.state])).to.deep.equal([[rollout.id, 'canceled']]);
+  });
+
+  it('lists the events log, newest first, page by page', async function () {
+    this.timeout(60_000);
+    const all = JSON.parse((await ok(['models', 'events', 'mlp', '--limit', '100', '--json'])).stdout) as ModelEventList;
+    expect(all.object).to.equal('list');
+    expect(all.has_more).to.equal(false);
+    const types = all.data.map((e) => e.type);
+    expect(types[0]).to.equal('rollout_canceled');
+    expect(types).to.include.members(['routing_changed', 'version_loaded', 'version_unloaded', 'rollout_started', 'rollout_canceled']);
+    expect(all.data.filter((e) => e.type === 'routing_changed').every((e) => e.actor === 'ops')).to.equal(true);
+    const times = all.data.map((e) => Date.parse(e.at));
+    expect(times).to.deep.equal([...times].sort((a, b) => b - a));
+
+    const page = await ok(['models', 'events', 'mlp', '--limit', '2']);
+    const rows = page.stdout.trim().split('\n');
+    expect(rows[0]).to.match(/^AT\s+TYPE\s+ACTOR\s+DATA\s+ID$/);
+    expect(rows).to.have.length(3);
+    expect(rows[1]).to.match(/\srollout_canceled\s+ops\s/);
+    expect(page.stderr).to.equal(`more: --after ${all.data[1]!.id}\n`);
+    const next = JSON.parse((await ok(['models', 'events', 'mlp', '--limit', '2', '--after', all.data[1]!.id, '--json'])).stdout) as ModelEventList;
+    expect(next.data.map((e) => e.id)).to.deep.equal(all.data.slice(2, 4).map((e) => e.id));
+  });
+
+  it('exits 2 on bad lifecycle arguments, before any request', async function () {
+    this.timeout(60_000);
+    const cases: string[][] = [
+      ['models', 'routing', 'mlp'], // neither weights nor --default
+      ['models', 'routing', 'mlp', '2=90', '3=10', '--default'],
+      ['models', 'routing', 'mlp', '2=x'],
+      ['models', 'routing', 'mlp', '2=50', '2=50'],
+      ['models', 'load', 'mlp', 'three'],
+      ['models', 'rollout', 'mlp', '3', '--step-seconds', '5'], // no --steps
+      ['models', 'rollout', 'mlp', '3', '--steps', '10,x', '--step-seconds', '5'],
+      ['models', 'rollout', 'mlp', '3', '--steps', '100', '--step-seconds', '5', '--max-error-rate', '2'],
+      ['models', 'events', 'mlp', '--limit', '0'],
+    ];
+    const results = await Promise.all(cases.map((args) => cli(args)));
+    results.forEach((res, i) => {
+      expect(res.code, `${cases[i]!.join(' ')}: ${res.stderr}`).to.equal(2);
+      expect(res.stderr).to.contain('error');
+      expect(res.stdout).to.equal('');
     });
   });
 });

@@ -9,6 +9,10 @@ export interface CliIo {
 
 export interface CliContext extends CliIo {
   client(): InferClient;
+  /** The client, for a model admin command: a usage error unless an admin key (--admin-key, INFER_ADMIN_KEY) was given. */
+  adminClient(): InferClient;
+  /** An admin command asked for the admin key: a 401 or 403 then gets a hint about it. */
+  usedAdminKey: boolean;
 }
 
 /** Bad flags or arguments: exit code 2, as for commander's own parse errors. */
@@ -16,6 +20,14 @@ export class UsageError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';
+  }
+}
+
+/** The command could not do what it was asked (nothing to act on): exit code 1, like an API error. */
+export class CommandError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CommandError';
   }
 }
 

@@ -3,27 +3,35 @@ import { InferApiError, InferClient, InferTimeoutError } from '@infer/sdk';
 import { registerBatch } from './commands/batch.js';
 import { registerJobs } from './commands/jobs.js';
 import { registerModels } from './commands/models.js';
-import { EXIT_API_ERROR, EXIT_OK, EXIT_USAGE, UsageError, type CliContext, type CliIo } from './io.js';
+import { CommandError, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE, UsageError, type CliContext, type CliIo } from './io.js';
 
 export interface CliDefaults {
   /** From INFER_URL. @default 'http://localhost:8080' */
   url?: string | undefined;
   /** From INFER_API_KEY. @default 'dev-key' */
   apiKey?: string | undefined;
+  /** From INFER_ADMIN_KEY: the admin key the model-lifecycle commands send. No default. */
+  adminKey?: string | undefined;
 }
 
 interface GlobalOptions {
   url: string;
   apiKey: string;
+  adminKey?: string;
 }
 
 /** The command tree. Parse errors throw (exitOverride) instead of exiting, so `runCli` picks the exit code. */
 export function buildProgram(io: CliIo, defaults: CliDefaults = {}): Command {
+  return buildCli(io, defaults).program;
+}
+
+function buildCli(io: CliIo, defaults: CliDefaults): { program: Command; ctx: CliContext } {
   const program = new Command('infer')
     .description('Command line client of the inference platform (see docs/cli.md)')
     .addOption(new Option('--url <url>', 'gateway URL').default(defaults.url || 'http://localhost:8080', '$INFER_URL or http://localhost:8080'))
     // The description, not the value, goes into --help: a key from the environment is not printed.
     .addOption(new Option('--api-key <key>', 'API key').default(defaults.apiKey || 'dev-key', '$INFER_API_KEY or dev-key'))
+    .addOption(new Option('--admin-key <key>', 'admin key (ADMIN_API_KEYS) for the model admin commands').default(defaults.adminKey || undefined, '$INFER_ADMIN_KEY'))
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
@@ -34,16 +42,24 @@ export function buildProgram(io: CliIo, defaults: CliDefaults = {}): Command {
   let client: InferClient | undefined;
   const ctx: CliContext = {
     ...io,
+    usedAdminKey: false,
     client() {
       const opts = program.opts<GlobalOptions>();
-      client ??= new InferClient({ baseUrl: opts.url, apiKey: opts.apiKey });
+      client ??= new InferClient({ baseUrl: opts.url, apiKey: opts.apiKey, adminKey: opts.adminKey });
       return client;
+    },
+    adminClient() {
+      if (!program.opts<GlobalOptions>().adminKey) {
+        throw new UsageError('this command needs an admin key (one of the gateway\'s ADMIN_API_KEYS): --admin-key <key> or INFER_ADMIN_KEY');
+      }
+      ctx.usedAdminKey = true;
+      return ctx.client();
     },
   };
   registerModels(program, ctx);
   registerJobs(program, ctx);
   registerBatch(program, ctx);
-  return program;
+  return { program, ctx };
 }
 
 /** A fetch that never reached the server: undici's "fetch failed" with the socket error as its cause. */
@@ -55,10 +71,10 @@ function connectionFailure(err: unknown): string | undefined {
 
 /**
  * Run one command line; resolves with the exit code: 0 ok, 1 the API said
- * no (or could not be reached), 2 a usage error.
+ * no (or could not be reached, or there was nothing to act on), 2 a usage error.
  */
 export async function runCli(argv: readonly string[], io: CliIo, defaults: CliDefaults = {}): Promise<number> {
-  const program = buildProgram(io, defaults);
+  const { program, ctx } = buildCli(io, defaults);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return EXIT_OK;
@@ -71,6 +87,13 @@ export async function runCli(argv: readonly string[], io: CliIo, defaults: CliDe
     }
     if (err instanceof InferApiError) {
       io.stderr.write(`error: ${err.detail} (code: ${err.code}, HTTP ${err.status})\n`);
+      if (ctx.usedAdminKey && (err.status === 401 || err.status === 403)) {
+        io.stderr.write('hint: model admin commands send the admin key (--admin-key or INFER_ADMIN_KEY), which must be one of the gateway\'s ADMIN_API_KEYS, not a tenant\'s API key\n');
+      }
+      return EXIT_API_ERROR;
+    }
+    if (err instanceof CommandError) {
+      io.stderr.write(`error: ${err.message}\n`);
       return EXIT_API_ERROR;
     }
     if (err instanceof InferTimeoutError) {
