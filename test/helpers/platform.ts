@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '@infer/config';
 import { silentLogger } from '@infer/logger';
+import { ModelRepository } from '@infer/models';
 import { createGateway, type Gateway } from '../../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../../apps/worker/src/index.js';
 
@@ -81,8 +82,10 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Test
     WORKER_METRICS_PORT: '0',
     ...options.env,
   });
-  const gateway = await createGateway(config, silentLogger);
-  let worker = options.worker === false ? undefined : await createWorker(config, silentLogger, { models: gateway.models });
+  // One repository for the gateway and the worker (a worker's: sessions built to run), loaded once.
+  const models = await ModelRepository.load(config.modelRepository);
+  const gateway = await createGateway(config, silentLogger, { models });
+  let worker = options.worker === false ? undefined : await createWorker(config, silentLogger, { models });
   // The gateway's view of the fleet is up to a second old: let it see this worker now.
   if (worker) await gateway.catalog.refresh();
   const port = await gateway.listen(0, '127.0.0.1');
@@ -97,7 +100,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Test
     },
     async startWorker() {
       if (!worker) {
-        worker = await createWorker(config, silentLogger, { models: gateway.models });
+        worker = await createWorker(config, silentLogger, { models });
         await gateway.catalog.refresh();
       }
       return worker;
@@ -112,6 +115,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Test
     async close() {
       await worker?.close();
       await gateway.close();
+      await models.close();
       await deletePrefix(redisUrl, prefix);
     },
   };

@@ -63,7 +63,8 @@ export async function createGateway(
     conn.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   }
   const ownModels = !options.models;
-  const models = options.models ?? (await ModelRepository.load(config.modelRepository));
+  // A gateway only validates against the models' specs: sessions it never runs, quick to build.
+  const models = options.models ?? (await ModelRepository.load(config.modelRepository, { purpose: 'describe' }));
   await Promise.all([redis.connect(), bullConnection.connect(), subscriber.connect()]);
 
   const store = new JobStore(redis, { prefix: config.queuePrefix, resultTtlMs: config.resultTtlMs });

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { NAME_RE, type ModelInfo, type TensorSpec } from '@infer/contract';
@@ -23,6 +24,15 @@ export interface ModelVersion {
 export interface LoadOptions {
   /** Load only these models (a worker serving a subset); empty or absent means all. */
   only?: readonly string[];
+  /**
+   * `run` (a worker): sessions fully optimised for inference. `describe` (a
+   * gateway, which only validates against the specs and never runs a model):
+   * sessions built without graph optimisation, several times faster to
+   * create. Building a session holds the event loop (ONNX Runtime does it on
+   * the calling thread), so a gateway that loads a new version barely pauses.
+   * @default 'run'
+   */
+  purpose?: 'run' | 'describe';
 }
 
 /** A version in the repository's folder that could not be loaded (a corrupt file, an unsupported model). */
@@ -64,6 +74,7 @@ export class ModelRepository {
     private readonly root: string,
     private readonly only: ReadonlySet<string> | undefined,
     private readonly models: Map<string, ModelVersion[]>,
+    private readonly purpose: 'run' | 'describe',
   ) {}
 
   static async load(root: string, options: LoadOptions = {}): Promise<ModelRepository> {
@@ -71,7 +82,7 @@ export class ModelRepository {
       throw new Error(`MODEL_REPOSITORY ${path.resolve(root)} is not a folder (run "npm run models" to build the shipped models)`);
     }
     const only = options.only?.length ? new Set(options.only) : undefined;
-    const repo = new ModelRepository(root, only, new Map());
+    const repo = new ModelRepository(root, only, new Map(), options.purpose ?? 'run');
     await repo.rescan();
     if (only) {
       const missing = [...only].filter((n) => !repo.models.has(n) && ![...repo.failures.values()].some((f) => f.name === n));
@@ -119,7 +130,7 @@ export class ModelRepository {
       const failedBefore = this.failures.get(k);
       if (failedBefore && failedBefore.mtimeMs === mtimeMs) continue;
       try {
-        const loaded = await loadVersion(p.name, p.version, p.file, readConfig(p.dir));
+        const loaded = await loadVersion(p.name, p.version, p.file, readConfig(p.dir), this.purpose);
         this.failures.delete(k);
         const list = this.models.get(p.name) ?? [];
         list.push(loaded);
@@ -255,16 +266,22 @@ function readConfig(dir: string): ModelConfigFile {
   return parsed.data;
 }
 
-async function loadVersion(name: string, version: string, file: string, config: ModelConfigFile): Promise<ModelVersion> {
-  const session = await ort.InferenceSession.create(file, {
-    graphOptimizationLevel: 'all',
-    // A run that throws (a poison input) would also print ONNX Runtime's own
-    // error line to stderr, once per bisection step; the worker reports it
-    // instead, as the job's error and in its log, with the job's id.
-    logSeverityLevel: 4,
-    ...(config.intra_op_num_threads ? { intraOpNumThreads: config.intra_op_num_threads } : {}),
-    extra: { session: { intra_op: { allow_spinning: config.allow_spinning ? '1' : '0' } } },
-  });
+async function loadVersion(name: string, version: string, file: string, config: ModelConfigFile, purpose: 'run' | 'describe'): Promise<ModelVersion> {
+  // Read off the event loop; only building the session holds it (ONNX Runtime does that synchronously).
+  const bytes = await readFile(file);
+  const options: ort.InferenceSession.SessionOptions =
+    purpose === 'describe'
+      ? { graphOptimizationLevel: 'disabled', intraOpNumThreads: 1, logSeverityLevel: 4 }
+      : {
+          graphOptimizationLevel: 'all',
+          // A run that throws (a poison input) would also print ONNX Runtime's own
+          // error line to stderr, once per bisection step; the worker reports it
+          // instead, as the job's error and in its log, with the job's id.
+          logSeverityLevel: 4,
+          ...(config.intra_op_num_threads ? { intraOpNumThreads: config.intra_op_num_threads } : {}),
+          extra: { session: { intra_op: { allow_spinning: config.allow_spinning ? '1' : '0' } } },
+        };
+  const session = await ort.InferenceSession.create(bytes, options);
   const specs = deriveSpecs(
     session.inputMetadata as readonly OrtValueMetadata[],
     session.outputMetadata as readonly OrtValueMetadata[],
