@@ -376,13 +376,35 @@ describe('model lifecycle: a live repository, routing and rollouts', function ()
       20_000,
       'version 7 failed',
     );
-    expect(model.versions_detail.find((d) => d.version === '7')!.error).to.be.a('string').and.not.equal('');
+    const error = model.versions_detail.find((d) => d.version === '7')!.error;
+    expect(error).to.be.a('string').and.not.equal('');
+    expect(error, 'no server path in what tenants see').to.not.include(repo!.root);
     expect(model.versions).to.deep.equal(['1', '2']);
     expect(model.routing).to.deep.equal({ '2': 100 });
     const job = await p.api('/v1/jobs', { method: 'POST', headers: { prefer: 'wait=10' }, body: JSON.stringify({ model: 'mlp', input: { features: mlpFeatures(3) } }) });
     expect(((await job.json()) as Job).status).to.equal('succeeded');
     await expectProblem(await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ model: 'mlp', version: '7', input: { features: mlpFeatures(3) } }) }), 404, 'version_not_found');
     await waitUntil(async () => (await events(p)).some((e) => e.type === 'version_failed' && e.data.version === '7'), 10_000, 'version_failed event');
+  });
+
+  it('with MODEL_POLL_SECONDS=0 looks at the folder only when an admin loads a version (other admin changes do not)', async () => {
+    const p = await start({ '1': 'v1', '2': 'v2' }, { MODEL_POLL_SECONDS: '0' });
+    await waitUntil(async () => stateOf(await describeModel(p), '2') === 'ready', 20_000, 'version 2 ready');
+    addVersion(repo!, '3', 'v2');
+    await setRouting(p, { '1': 50, '2': 50 });
+    await setRouting(p, null);
+    // Both processes look at the shared state after those changes: 3 is still not loaded anywhere.
+    await worker!.lookAtModels();
+    await p.gateway.catalog.refresh();
+    expect(stateOf(await describeModel(p), '3')).to.equal(undefined);
+    const res = await admin(p, '/v1/models/mlp/versions/3/load', { method: 'POST' });
+    expect(res.status).to.equal(202);
+    await waitUntil(async () => stateOf(await describeModel(p), '3') === 'ready', 20_000, 'version 3 ready');
+    // An admin key reads models as a tenant does.
+    const asAdmin = await admin(p, '/v1/models/mlp');
+    expect(asAdmin.status).to.equal(200);
+    expect(stateOf((await asAdmin.json()) as ModelDescription, '3')).to.equal('ready');
+    expect((await admin(p, '/v1/models')).status).to.equal(200);
   });
 
   it('admin routes: 401 without a key or with an unknown one, 403 with a tenant key; invalid routing is 422; every change is in the events log under the admin name', async () => {

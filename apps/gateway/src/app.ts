@@ -15,7 +15,7 @@ import type { ParseThread } from './batches/parse-thread/parse-thread.js';
 import type { BulkQueues } from './batches/bulk-queues.js';
 import { InteractiveRequests } from './batches/interactive-requests.js';
 import { requireApiKey } from './http/auth.js';
-import { requireAdminKey } from './http/admin-auth.js';
+import { adminKeyName, requireAdminKey } from './http/admin-auth.js';
 import { traceExpressRequests } from './http/request-tracing.js';
 import type { Tracing } from '@infer/tracing';
 import { QUEUE_DASHBOARD_PATH, type QueueDashboard } from './admin/queue-dashboard.js';
@@ -127,7 +127,10 @@ export function createApp(deps: GatewayDeps): GatewayApp {
 
   // The model lifecycle's admin routes take admin keys, not API keys: ahead of the tenants' /v1 router.
   const admin = requireAdminKey({ admins: config.adminKeyDigests, tenants: config.apiKeyDigests });
-  app.use('/v1/models', modelAdminRoutes({ catalog: deps.models, control: deps.control, repository: deps.repository, admin }));
+  app.use(
+    '/v1/models',
+    modelAdminRoutes({ catalog: deps.models, control: deps.control, repository: deps.repository, admin, adminOf: (req) => adminKeyName({ admins: config.adminKeyDigests }, req) }),
+  );
 
   const v1 = express.Router();
   v1.use(...guard);

@@ -24,6 +24,8 @@ export interface InferenceWorker {
   metrics: WorkerMetrics;
   /** The port its /metrics and /healthz are served on (WORKER_METRICS_PORT, or the one picked for 0). */
   metricsPort: number;
+  /** Read the models' shared state now and act on it (otherwise once a second): tests use it to know a look happened. */
+  lookAtModels(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -177,6 +179,7 @@ export async function createWorker(
     models,
     metrics,
     metricsPort: metricsServer.port,
+    lookAtModels: () => live.look(),
     close() {
       closing ??= (async () => {
         // Leave the fleet first: gateways stop sending work this worker will not take.

@@ -120,6 +120,7 @@ type ScriptRedis = Redis & { inferWriteRollout(...args: string[]): Promise<numbe
 export class ModelControl {
   private readonly redis: ScriptRedis;
   private readonly generationKey: string;
+  private readonly loadsKey: string;
 
   constructor(
     redis: Redis,
@@ -128,15 +129,26 @@ export class ModelControl {
     if (!('inferWriteRollout' in redis)) redis.defineCommand('inferWriteRollout', { numberOfKeys: 5, lua: WRITE_ROLLOUT });
     this.redis = redis as ScriptRedis;
     this.generationKey = `${prefix}:models:generation`;
+    this.loadsKey = `${prefix}:models:load-requests`;
   }
 
-  /** The number every change bumps: a process reloads what it holds when it moves. */
-  async generation(): Promise<number> {
-    return Number((await this.redis.get(this.generationKey)) ?? 0);
+  /**
+   * The number every change bumps (a process re-reads a model's state when
+   * it moves), and the number only load requests bump (a process then looks
+   * at its repository folder, even with polling off), in one read.
+   */
+  async generation(): Promise<{ state: number; loads: number }> {
+    const [state, loads] = await this.redis.mget(this.generationKey, this.loadsKey);
+    return { state: Number(state ?? 0), loads: Number(loads ?? 0) };
   }
 
   private async bump(): Promise<void> {
     await this.redis.incr(this.generationKey);
+  }
+
+  /** Ask every process to look at its repository folder now (and try failed versions again). */
+  private async bumpLoads(): Promise<void> {
+    await this.redis.multi().incr(this.loadsKey).incr(this.generationKey).exec();
   }
 
   // --- routing -------------------------------------------------------------
@@ -213,19 +225,20 @@ export class ModelControl {
     const [[, removed]] = (await this.redis.multi().hdel(k.draining, version).srem(k.announced, `unloaded:${version}`, `loaded:${version}`, `failed:${version}`).exec()) as [[Error | null, number]];
     await this.redis.hdel(interactiveKeys(this.prefix, model, version).meta, 'closed');
     if (removed) await this.record(model, actor, 'version_loaded', { version, state: 'loading' });
-    await this.bump();
+    // Released already, it must be loaded again: every process looks at its folder.
+    await this.bumpLoads();
   }
 
   /**
    * Ask every process to load a version found in its repository folder
-   * (polling may be off, or it failed before): recorded, and the generation
-   * moves, which makes every process look at its folder again.
+   * (polling may be off, or it failed before): recorded, and every process
+   * looks at its folder again, trying failed versions afresh.
    */
   async requestLoad(model: string, version: string, actor: string): Promise<void> {
     const k = modelKeys(this.prefix, model);
     await this.redis.srem(k.announced, `loaded:${version}`, `failed:${version}`);
     await this.record(model, actor, 'version_loaded', { version, state: 'loading' });
-    await this.bump();
+    await this.bumpLoads();
   }
 
   /**

@@ -10,6 +10,9 @@ const EMPTY: ModelSnapshot = { routing: null, draining: new Map(), rollout: null
  */
 export class ControlView {
   private generation = -1;
+  private loads = -1;
+  /** Set when a load was asked for since the last `takeLoadRequest()`. */
+  private loadRequested = false;
   private readonly models = new Map<string, ModelSnapshot>();
 
   constructor(private readonly control: ModelControl) {}
@@ -19,7 +22,10 @@ export class ControlView {
    * is new to this view). Resolves true when anything was read again.
    */
   async refresh(names: readonly string[]): Promise<boolean> {
-    const generation = await this.control.generation();
+    const { state: generation, loads } = await this.control.generation();
+    // The first read is no request: the process has just looked at its folder.
+    if (this.loads >= 0 && loads !== this.loads) this.loadRequested = true;
+    this.loads = loads;
     const unseen = names.filter((n) => !this.models.has(n));
     if (generation === this.generation && unseen.length === 0) return false;
     const read = generation === this.generation ? unseen : names;
@@ -28,6 +34,13 @@ export class ControlView {
     const moved = generation !== this.generation;
     this.generation = generation;
     return moved || unseen.length > 0;
+  }
+
+  /** Whether an admin asked for a load since the last call (and forget it): time to look at the folder. */
+  takeLoadRequest(): boolean {
+    const asked = this.loadRequested;
+    this.loadRequested = false;
+    return asked;
   }
 
   /** The last state read of a model (the default state before the first read). */

@@ -31,8 +31,9 @@ export interface RepositoryWatcherOptions {
 
 /**
  * Keeps a process's repository live: once a second it reads the models'
- * shared state (one GET while nothing changed), and every MODEL_POLL_SECONDS,
- * or at once when that state moved, it looks at the folder again. Versions
+ * shared state (one MGET while nothing changed), and every
+ * MODEL_POLL_SECONDS, or at once when an admin asked for a load, it looks at
+ * the folder again. Versions
  * that appeared are loaded (those an admin unloaded are not), versions that
  * failed are announced, versions whose folder is gone are marked draining
  * for the whole fleet, and a removed version whose folder is back is
@@ -70,10 +71,11 @@ export class RepositoryWatcher {
     const { repository: repo, control, view, actor, hooks } = this.o;
     let changed = await view.refresh(repo.names());
     const now = Date.now();
-    if (changed || now >= this.nextPollAt) {
+    const asked = view.takeLoadRequest();
+    if (asked || now >= this.nextPollAt) {
       if (this.o.pollMs > 0) this.nextPollAt = now + this.o.pollMs;
-      // A version that failed is tried again when the state moves: an admin's load asks for exactly that.
-      if (changed) repo.retryFailed();
+      // An admin's load tries failed versions again (a fixed file with the same mtime, say).
+      if (asked) repo.retryFailed();
       const found = await repo.rescan((name, version) => view.isDraining(name, version));
       for (const v of found.removed) await control.drain(v.name, v.version, 'removed', actor);
       for (const f of found.failed) await this.announceFailed(f);

@@ -255,14 +255,16 @@ function isDir(dir: string): boolean {
 function readConfig(dir: string): ModelConfigFile {
   const file = path.join(dir, 'config.json');
   if (!existsSync(file)) return {};
+  // Errors name the file within the repository: they reach clients (a version's `error`), server paths must not.
+  const shown = `${path.basename(dir)}/config.json`;
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
+    throw new Error(`${shown}: not valid JSON (${(err as Error).message})`);
   }
   const parsed = ModelConfigFile.safeParse(raw);
-  if (!parsed.success) throw new Error(`${file}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!parsed.success) throw new Error(`${shown}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   return parsed.data;
 }
 

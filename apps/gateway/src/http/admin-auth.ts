@@ -41,6 +41,15 @@ function presentedKey(header: string | undefined, basic: boolean): string | unde
 }
 
 /**
+ * The admin's name when the request carries an admin key (Bearer), else
+ * undefined: for routes tenants and admins share (reading a model's state).
+ */
+export function adminKeyName(options: Pick<AdminAuthOptions, 'admins'>, req: { headers: { authorization?: string | undefined } }): string | undefined {
+  const key = presentedKey(req.headers.authorization, false);
+  return key === undefined ? undefined : options.admins.get(apiKeyDigest(key));
+}
+
+/**
  * Guard for operators' routes (`/admin/…`), mounted in front of a router:
  *
  * ```ts

@@ -13,6 +13,8 @@ export interface ModelAdminDeps {
   repository: ModelRepository;
   /** requireAdminKey: sets req.admin, the actor of every change. */
   admin: RequestHandler;
+  /** The admin's name when a request carries an admin key (adminKeyName), for the reads admins share with tenants. */
+  adminOf(req: Request): string | undefined;
 }
 
 /** The admin bodies are small; this bounds what is read before they are checked. */
@@ -61,6 +63,16 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
   const router = Router();
   const { catalog, control, repository, admin } = deps;
   const json = jsonBody(ADMIN_BODY_BYTES, { liftBase64: false });
+
+  // An operator holding only an admin key reads models as tenants do (to watch versions change state);
+  // any other key goes on to the tenants' routes.
+  const adminReads: RequestHandler = (req, _res, next) => (deps.adminOf(req) === undefined ? next('router') : next());
+  router.get('/', adminReads, (_req, res) => {
+    res.json({ object: 'list', data: catalog.list() });
+  });
+  router.get('/:name', adminReads, (req, res) => {
+    res.json(catalog.describe(param(req, 'name')));
+  });
 
   /** 404 model_not_found unless the repository knows the model (loaded or failed). */
   const knownModel = (name: string) => {
