@@ -78,6 +78,8 @@ const DELIVERY_EXAMPLE = {
 };
 
 const adminSecurity = { security: [{ adminAuth: [] }] };
+/** Routes a tenant's API key or an admin key may call (reading models). */
+const tenantOrAdmin = { security: [{ bearerAuth: [] }, { adminAuth: [] }] };
 const adminModelNotFound = problem(404, 'No model by that name on this gateway.', ['model_not_found']);
 const rolloutNotFound = problem(404, 'No model by that name (`model_not_found`), or no rollout with this id for the model (`not_found`).', ['model_not_found', 'not_found'], {
   detail: `Model "mlp" has no rollout "${EXAMPLE_ROLLOUT_ID}"`,
@@ -376,7 +378,10 @@ export const paths: JsonObject = {
       operationId: 'listModels',
       tags: ['models'],
       summary: 'List the models this gateway serves',
-      description: 'Every model with at least one version loaded on this gateway, with its versions’ states and the routing in effect.',
+      description:
+        'Every model with at least one version loaded on this gateway, with its versions’ states and the routing in effect. ' +
+        'Also answers an admin key (ADMIN_API_KEYS), so an operator can watch versions change state; admins are not rate limited.',
+      ...tenantOrAdmin,
       responses: { '200': json('Every model, with its default version’s tensors.', ref('ModelList')), ...v1Errors },
     },
   },
@@ -385,6 +390,8 @@ export const paths: JsonObject = {
       operationId: 'getModel',
       tags: ['models'],
       summary: 'Describe one model: its versions’ states and its routing',
+      description: 'Also answers an admin key (ADMIN_API_KEYS), so an operator can watch versions change state; admins are not rate limited.',
+      ...tenantOrAdmin,
       parameters: [param('ModelName')],
       responses: {
         '200': modelAnswer('The model.'),
