@@ -132,12 +132,13 @@ describe('queue dashboard follows the live model repository', function () {
   };
 
   before(async () => {
-    // A throwaway repository holding a real copy of mlp v1 only; the gateway looks at it every 0.2 s.
+    // A throwaway repository holding a real copy of mlp v1 only, looked at every 0.2 s. A worker too: it lets go of a
+    // removed version once drained (the gateway leaves that to the worker it shares the repository with).
     repo = tempModelRepo({});
     mkdirSync(path.join(repo.root, 'mlp'));
     cpSync(path.join(SHIPPED_MODELS, 'mlp', 'config.json'), path.join(repo.root, 'mlp', 'config.json'));
     cpSync(path.join(SHIPPED_MODELS, 'mlp', '1'), path.join(repo.root, 'mlp', '1'), { recursive: true, dereference: true });
-    p = await startPlatform({ models: repo.root, worker: false, env: { ADMIN_API_KEYS: `ops:${ADMIN_KEY}`, MODEL_POLL_SECONDS: '0.2' } });
+    p = await startPlatform({ models: repo.root, env: { ADMIN_API_KEYS: `ops:${ADMIN_KEY}`, MODEL_POLL_SECONDS: '0.2' } });
   });
 
   after(async () => {
@@ -155,7 +156,7 @@ describe('queue dashboard follows the live model repository', function () {
     expect([...added.keys()]).to.deep.equal(['infer.mlp.v1', 'bulk.mlp.v1', 'infer.mlp.v2', 'bulk.mlp.v2', 'webhooks']);
     expect([...added.values()].every((readOnly) => readOnly), 'every queue read-only').to.equal(true);
 
-    // Removed from the folder: drained (no worker holds it) and released, then gone from the board.
+    // Removed from the folder: drained (nothing is queued for it) and released, then gone from the board.
     rmSync(path.join(repo.root, 'mlp', '1'), { recursive: true, force: true });
     await waitUntil(() => !p.gateway.models.find('mlp', '1'), 20_000, 'the gateway to release mlp v1');
     expect([...(await listed()).keys()]).to.deep.equal(['infer.mlp.v2', 'bulk.mlp.v2', 'webhooks']);
