@@ -34,6 +34,7 @@ const SECTIONS: Record<string, () => Promise<Section>> = {
   },
   memory: async () => (await import('./sections/memory.js')).runMemoryBench,
   quantized: async () => (await import('./sections/quantized.js')).runQuantizedBench,
+  observability: async () => (await import('./sections/observability.js')).runObservabilityBench,
 };
 
 interface ResultsFile {

@@ -165,6 +165,12 @@ export async function startBenchPlatform(
     workerModels?: string;
     /** The POST /v1/jobs body that tells the worker is up: a job for a model it serves. @default one mlp job */
     probeBody?: string;
+    /**
+     * Start both processes through bench/lib/app-main.ts with metrics on
+     * (true) or off (false: createGateway/createWorker's `metrics: false`)
+     * instead of the apps' main.ts. @default the apps' main.ts (metrics on)
+     */
+    metrics?: boolean;
   } = {},
 ): Promise<BenchPlatform> {
   const port = await freePort();
@@ -184,12 +190,16 @@ export async function startBenchPlatform(
     // A free port: a bench must not collide with a worker already on 9464.
     WORKER_METRICS_PORT: '0',
     ...options.env,
+    ...(options.metrics === undefined ? {} : { BENCH_METRICS: options.metrics ? 'on' : 'off' }),
   };
   // BENCH_PROF=gateway (or worker) writes a V8 CPU profile of that process to /tmp/prof when it exits.
-  const prof = (main: string) => (process.env.BENCH_PROF && main.includes(process.env.BENCH_PROF) ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []);
-  const proc = (main: string) => track(spawn(process.execPath, [...prof(main), '--import', 'tsx', main], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] }));
-  const gateway = proc('apps/gateway/src/main.ts');
-  const worker = proc('apps/worker/src/main.ts');
+  const prof = (name: string) => (process.env.BENCH_PROF && name.includes(process.env.BENCH_PROF) ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []);
+  const proc = (name: 'gateway' | 'worker') => {
+    const main = options.metrics === undefined ? [`apps/${name}/src/main.ts`] : ['bench/lib/app-main.ts', name];
+    return track(spawn(process.execPath, [...prof(name), '--import', 'tsx', ...main], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] }));
+  };
+  const gateway = proc('gateway');
+  const worker = proc('worker');
   const base = `http://127.0.0.1:${port}`;
   const close = async () => {
     const [g, w] = await Promise.all([stopProcess(gateway), stopProcess(worker)]);

@@ -80,7 +80,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   app.disable('x-powered-by');
   app.set('etag', false);
   if (deps.tracing?.enabled) app.use(traceExpressRequests(deps.tracing));
-  app.use(metrics.middleware());
+  if (metrics.enabled) app.use(metrics.middleware());
 
   let rateLimitWarnedAt = -Infinity;
   const rateLimiter = new SharedRateLimiter({

@@ -45,6 +45,12 @@ export async function createGateway(
     models?: ModelRepository;
     /** Trace with this provider (tests: an in-memory exporter) instead of OTEL_EXPORTER_OTLP_ENDPOINT's. */
     tracerProvider?: TracerProvider;
+    /**
+     * Prometheus metrics (GatewayMetrics, GET /metrics). Off: nothing is
+     * counted and /metrics is not served; for measuring what metrics cost
+     * (the `observability` bench section). @default true
+     */
+    metrics?: boolean;
   } = {},
 ): Promise<Gateway> {
   const tracing = Tracing.create({ serviceName: 'infer-gateway', endpoint: config.otlpEndpoint, provider: options.tracerProvider });
@@ -68,7 +74,7 @@ export async function createGateway(
   await Promise.all([redis.connect(), bullConnection.connect(), subscriber.connect()]);
 
   const store = new JobStore(redis, { prefix: config.queuePrefix, resultTtlMs: config.resultTtlMs });
-  const metrics = new GatewayMetrics();
+  const metrics = options.metrics === false ? GatewayMetrics.off() : new GatewayMetrics();
   const waiters = new JobWaiters(subscriber, config.queuePrefix);
   await waiters.start();
   const writer = new EnvelopeWriter({
@@ -114,7 +120,7 @@ export async function createGateway(
   const parseThread = config.batchParseThread ? new ParseThread(logger, { maxLineBytes: config.maxBodyBytes }) : undefined;
   await catalog.start();
   // Queue depth and age, bulk backlog and the fleet, read from Redis when scraped (fleet-wide figures).
-  new QueueMetrics({ redis, prefix: config.queuePrefix, versions: () => models.all(), bulkQueues, fleet, registry: metrics.registry });
+  if (metrics.enabled) new QueueMetrics({ redis, prefix: config.queuePrefix, versions: () => models.all(), bulkQueues, fleet, registry: metrics.registry });
   // The versions loaded now, read on each dashboard request: the repository is live.
   const dashboard = new QueueDashboard({ connection: bullConnection, prefix: config.queuePrefix, versions: () => models.all() });
   const { app, listener, rateLimiter } = createApp({ config, logger, redis, models: catalog, repository: models, control, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });

@@ -5,6 +5,8 @@ import type { AddressInfo } from 'node:net';
 export interface Scrapeable {
   scrape(): Promise<string>;
   readonly contentType: string;
+  /** False with metrics off: /metrics answers 404, /healthz is served as ever. @default true */
+  readonly enabled?: boolean;
 }
 
 export interface MetricsServer {
@@ -26,7 +28,7 @@ export function serveMetrics(metrics: Scrapeable, port: number, host: string): P
     const head = req.method === 'HEAD';
     if (req.method !== 'GET' && !head) {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
-    } else if (path === '/metrics') {
+    } else if (path === '/metrics' && metrics.enabled !== false) {
       metrics.scrape().then(
         (text) => {
           res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(text) });
@@ -41,7 +43,8 @@ export function serveMetrics(metrics: Scrapeable, port: number, host: string): P
       res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
       res.end(head ? undefined : body);
     } else {
-      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(head ? undefined : 'not found: /metrics and /healthz are served here\n');
+      const served = metrics.enabled === false ? '/healthz is served here (metrics are off in this worker)' : '/metrics and /healthz are served here';
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(head ? undefined : `not found: ${served}\n`);
     }
   });
   return new Promise((resolve, reject) => {

@@ -33,6 +33,13 @@ type Observe = { observe(value: number): void };
  * than microseconds, as Prometheus prefers.
  */
 export class WorkerMetrics {
+  /** Metrics off (createWorker's `metrics: false`): nothing counted, `/metrics` answers 404 (`/healthz` stays). */
+  static off(): WorkerMetrics {
+    return new WorkerMetricsOff();
+  }
+
+  /** False for `WorkerMetrics.off()`: nothing is counted and there is nothing to scrape. */
+  readonly enabled: boolean = true;
   readonly registry = new Registry();
   readonly up = new Gauge({
     name: 'infer_worker_up',
@@ -134,6 +141,20 @@ export class WorkerMetrics {
 
   get contentType(): string {
     return this.registry.contentType;
+  }
+}
+
+/**
+ * The worker's metrics switched off, for measuring what they cost (the
+ * `observability` bench section). createWorker gives its model workers no
+ * metrics at all then (they take them as optional); this stands in where a
+ * WorkerMetrics is expected.
+ */
+class WorkerMetricsOff extends WorkerMetrics {
+  override readonly enabled: boolean = false;
+  override webhookAttempt(): void {}
+  override async scrape(): Promise<string> {
+    return '';
   }
 }
 

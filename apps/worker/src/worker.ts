@@ -21,6 +21,7 @@ import { Tracing } from '@infer/tracing';
 
 export interface InferenceWorker {
   models: ModelRepository;
+  /** Its metrics; with `metrics: false`, WorkerMetrics.off() (enabled false, never counted into). */
   metrics: WorkerMetrics;
   /** The port its /metrics and /healthz are served on (WORKER_METRICS_PORT, or the one picked for 0). */
   metricsPort: number;
@@ -44,12 +45,21 @@ export async function createWorker(
     webhookResolve?: Resolver;
     /** Trace with this provider (tests: an in-memory exporter) instead of OTEL_EXPORTER_OTLP_ENDPOINT's. */
     tracerProvider?: TracerProvider;
+    /**
+     * Prometheus metrics (WorkerMetrics, GET /metrics). Off: the model
+     * workers count nothing and /metrics answers 404 (/healthz stays); for
+     * measuring what metrics cost (the `observability` bench section).
+     * @default true
+     */
+    metrics?: boolean;
   } = {},
 ): Promise<InferenceWorker> {
   const tracing = Tracing.create({ serviceName: 'infer-worker', endpoint: config.otlpEndpoint, provider: options.tracerProvider });
   const ownModels = !options.models;
   const models = options.models ?? (await ModelRepository.load(config.modelRepository, { only: config.workerModels }));
-  const metrics = new WorkerMetrics();
+  const metrics = options.metrics === false ? WorkerMetrics.off() : new WorkerMetrics();
+  // What the model workers count into: none with metrics off (they take it as optional).
+  const counted = metrics.enabled ? metrics : undefined;
   // Before any connection: a port already taken stops the worker here, with little to undo.
   const metricsServer = await serveMetrics(metrics, config.workerMetricsPort, config.host).catch(async (err: unknown) => {
     if (ownModels) await models.close();
@@ -111,7 +121,7 @@ export async function createWorker(
         prefix: config.queuePrefix,
         lockMs: config.workerLockMs,
         resultTtlMs: config.resultTtlMs,
-        metrics,
+        ...(counted ? { metrics: counted } : {}),
         webhooks,
         outbox,
         tracing,
@@ -131,7 +141,7 @@ export async function createWorker(
         prefix: config.queuePrefix,
         lockMs: config.workerLockMs,
         gate: interactive,
-        metrics,
+        ...(counted ? { metrics: counted } : {}),
         ...(options.blockSeconds ? { blockSeconds: options.blockSeconds } : {}),
       });
       return {

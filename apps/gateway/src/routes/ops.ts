@@ -53,9 +53,12 @@ export function opsRoutes(deps: OpsDeps): Router {
     const models = await modelsReadiness(deps).catch(() => undefined);
     res.status(200).json({ status: 'ready', redis: 'ok', ...(models ? { models } : {}) });
   });
-  router.get('/metrics', async (_req, res) => {
-    res.type(deps.metrics.contentType).send(await deps.metrics.scrape());
-  });
+  // With metrics off (createGateway's `metrics: false`) there is no /metrics: a 404, not an empty scrape that looks healthy.
+  if (deps.metrics.enabled) {
+    router.get('/metrics', async (_req, res) => {
+      res.type(deps.metrics.contentType).send(await deps.metrics.scrape());
+    });
+  }
   router.get('/openapi.json', (_req, res) => {
     res.json(deps.openapi());
   });
