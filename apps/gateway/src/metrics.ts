@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
+import { FastHistogram } from '@infer/metrics';
 import { captureRoute, routeLabel } from './http/route-label.js';
 
 /** Problem codes counted as rejections: the platform saying "not now", as opposed to a client's mistake. */
@@ -25,7 +26,11 @@ function processMetrics(): Registry {
   return processRegistry;
 }
 
-/** Children per (model, version): labels are hashed once per version, not once per job. */
+/**
+ * Children per (model, version), made once. A prom-client counter child still
+ * hashes its labels on each call; the per-request histograms are
+ * FastHistograms (@infer/metrics), whose children do no label work at all.
+ */
 class PerVersion<T> {
   private readonly byModel = new Map<string, Map<string, T>>();
   constructor(private readonly make: (model: string, version: string) => T) {}
@@ -53,7 +58,7 @@ export class GatewayMetrics {
   /** False for `GatewayMetrics.off()`: nothing is counted and there is nothing to scrape. */
   readonly enabled: boolean = true;
   readonly registry = new Registry();
-  readonly requests = new Histogram({
+  readonly requests = new FastHistogram({
     name: 'infer_http_request_duration_seconds',
     help: 'HTTP request latency by method, full route pattern (or "unmatched") and status',
     labelNames: ['method', 'route', 'status'] as const,
@@ -72,7 +77,7 @@ export class GatewayMetrics {
     labelNames: ['model', 'version', 'status'] as const,
     registers: [this.registry],
   });
-  readonly envelopeInstances = new Histogram({
+  readonly envelopeInstances = new FastHistogram({
     name: 'infer_envelope_instances',
     help: 'Jobs per envelope (one queue write carries the jobs accepted in one turn of the event loop)',
     labelNames: ['model', 'version'] as const,
@@ -86,7 +91,7 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
-  /** One child histogram per (method, route, status): labels are looked up once, not hashed per request. */
+  /** One child histogram per (method, route, status), made on first use; observing through it does no label work. */
   private readonly requestChildren = new Map<string, Observe>();
   private readonly submitted = new PerVersion<Inc>((model, version) => this.jobsSubmitted.labels({ model, version }));
   private readonly canceled = new PerVersion<Inc>((model, version) => this.jobsEnded.labels({ model, version, status: 'canceled' }));

@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { FastHistogram } from '@infer/metrics';
 import type { ModelVersion } from '@infer/models';
 import type { Run } from './interactive/microbatch.js';
 
@@ -46,14 +47,14 @@ export class WorkerMetrics {
     help: 'Always 1 while this worker process runs: a scrape that finds it is a live worker',
     registers: [this.registry],
   });
-  readonly batchSize = new Histogram({
+  readonly batchSize = new FastHistogram({
     name: 'infer_batch_size',
     help: 'Instances per ONNX Runtime run (interactive micro-batches and bulk slices)',
     labelNames: ['model', 'version'] as const,
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
     registers: [this.registry],
   });
-  readonly inferenceSeconds = new Histogram({
+  readonly inferenceSeconds = new FastHistogram({
     name: 'infer_inference_duration_seconds',
     help: 'Time inside InferenceSession.run per run (Triton: nv_inference_compute_infer_duration_us)',
     labelNames: ['model', 'version'] as const,
@@ -72,14 +73,14 @@ export class WorkerMetrics {
     labelNames: ['model', 'version'] as const,
     registers: [this.registry],
   });
-  readonly queueSeconds = new Histogram({
+  readonly queueSeconds = new FastHistogram({
     name: 'infer_inference_queue_duration_seconds',
     help: "A job's wait from submit until a worker took it, its queue_ms (Triton: nv_inference_queue_duration_us)",
     labelNames: ['model', 'version'] as const,
     buckets: JOB_SECONDS,
     registers: [this.registry],
   });
-  readonly requestSeconds = new Histogram({
+  readonly requestSeconds = new FastHistogram({
     name: 'infer_inference_request_duration_seconds',
     help: 'A job run here, from submit until its result was written (Triton: nv_inference_request_duration_us)',
     labelNames: ['model', 'version'] as const,
@@ -158,7 +159,7 @@ class WorkerMetricsOff extends WorkerMetrics {
   }
 }
 
-/** The metrics of one model version on a worker, with their children made once. */
+/** The metrics of one model version on a worker, with their children made once (the per-run and per-job histograms are FastHistograms: no label work when observed). */
 export class VersionMetrics {
   private readonly batchSize: Observe;
   private readonly inferenceSeconds: Observe;
