@@ -27,25 +27,31 @@ export class CompletedEventsOutbox {
   /** Drain one queue's outbox (its key from `interactiveKeys().outbox`), oldest first; resolves with the events ensured. */
   async drain(outbox: string, most = 100): Promise<number> {
     const ids = (await this.redis.lrange(outbox, -most, -1)).reverse();
-    let sent = 0;
-    for (const id of ids) {
-      try {
-        const record = await this.redis.getBuffer(jobKeys(this.prefix, id).record);
-        // Expired (RESULT_TTL passed before any drain): nothing left to tell.
-        if (record) {
-          const { header } = decodeRecord(record);
-          if (header.w && (header.wf ?? 'completed').split(',').includes('completed')) {
-            const data = JSON.parse(renderEndedJob(id, record)) as Job;
-            await this.events.ensure(eventIdFor('job.completed', id), { tenant: header.t, url: header.w, type: 'job.completed', data, ...(header.tp ? { traceparent: header.tp } : {}) });
-            sent++;
-          }
+    // All at once: their Redis calls share round trips (auto-pipelining), instead of four round trips a job in turn.
+    const sent = await Promise.all(ids.map((id) => this.send(outbox, id)));
+    return sent.filter(Boolean).length;
+  }
+
+  /** Ensure one ended job's job.completed event, then take it off the outbox; false when it had none (or failed: left for the next drain). */
+  private async send(outbox: string, id: string): Promise<boolean> {
+    try {
+      let sent = false;
+      const record = await this.redis.getBuffer(jobKeys(this.prefix, id).record);
+      // Expired (RESULT_TTL passed before any drain): nothing left to tell.
+      if (record) {
+        const { header } = decodeRecord(record);
+        if (header.w && (header.wf ?? 'completed').split(',').includes('completed')) {
+          const data = JSON.parse(renderEndedJob(id, record)) as Job;
+          await this.events.ensure(eventIdFor('job.completed', id), { tenant: header.t, url: header.w, type: 'job.completed', data, ...(header.tp ? { traceparent: header.tp } : {}) });
+          sent = true;
         }
-        await this.redis.lrem(outbox, 1, id);
-      } catch (err) {
-        // Left on the outbox: the next drain tries again.
-        this.logger.warn({ jobId: id, err: (err as Error).message }, 'could not queue a job.completed event yet');
       }
+      await this.redis.lrem(outbox, 1, id);
+      return sent;
+    } catch (err) {
+      // Left on the outbox: the next drain tries again.
+      this.logger.warn({ jobId: id, err: (err as Error).message }, 'could not queue a job.completed event yet');
+      return false;
     }
-    return sent;
   }
 }

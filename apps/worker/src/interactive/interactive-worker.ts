@@ -94,6 +94,8 @@ export class InteractiveWorker {
   private readonly finishing = new Set<Promise<void>>();
   private readonly jobs: JobStore;
   private deadlineTimer: NodeJS.Timeout | undefined;
+  private outboxDrain: Promise<void> | undefined;
+  private outboxAgain = false;
   private sweepingDeadlines: Promise<void> | undefined;
   /** This version's metrics, labels bound once: the batch path observes them with no allocation. */
   private readonly metrics: VersionMetrics | undefined;
@@ -161,6 +163,24 @@ export class InteractiveWorker {
     clearInterval(this.deadlineTimer);
     await this.sweepingDeadlines;
     await this.consumer.close();
+    // The last batches' job.completed events (a crash before this leaves them to the next worker's sweep).
+    await this.outboxDrain;
+  }
+
+  /** Drain the outbox in the background, one drain at a time: asked again while one runs, it runs once more after. */
+  private drainOutbox(): void {
+    const outbox = this.options.outbox;
+    if (!outbox) return;
+    if (this.outboxDrain) {
+      this.outboxAgain = true;
+      return;
+    }
+    this.outboxDrain = (async () => {
+      do {
+        this.outboxAgain = false;
+        await outbox.drain(this.queue.keys.outbox).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'outbox drain failed; the next one sends them'));
+      } while (this.outboxAgain);
+    })().finally(() => (this.outboxDrain = undefined));
   }
 
   /**
@@ -414,8 +434,9 @@ export class InteractiveWorker {
       });
     }
     if (figures && figures.latencies.length > 0) this.options.onEnded!(figures.succeeded, figures.failed, figures.latencies);
-    // FINISH put the jobs with a job.completed webhook on the outbox: send their events now.
-    if (hooks > 0) await this.options.outbox?.drain(this.queue.keys.outbox).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'outbox drain failed; the next one sends them'));
+    // FINISH put the jobs with a job.completed webhook on the outbox: send their events now, beside the
+    // next batches rather than ahead of them (a batch's slot is not held for its webhooks).
+    if (hooks > 0) this.drainOutbox();
   }
 }
 
