@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { bulkQueue, interactiveKeys } from '@infer/contract';
 import type { ServedVersion } from '@infer/fleet';
 import type { Logger } from '@infer/logger';
-import { ControlView, RepositoryWatcher, RolloutTicker, type ModelControl, type RolloutStep } from '@infer/model-control';
+import { ControlView, RepositoryWatcher, type ModelControl, type RolloutStep } from '@infer/model-control';
 import type { ModelRepository, ModelVersion } from '@infer/models';
 
 /**
@@ -65,7 +65,6 @@ export class LiveVersions {
   readonly view: ControlView;
   private readonly serving = new Map<string, Serving>();
   private readonly watcher: RepositoryWatcher;
-  private readonly ticker: RolloutTicker;
   private closed = false;
 
   constructor(private readonly o: LiveVersionsOptions) {
@@ -88,14 +87,12 @@ export class LiveVersions {
         looked: () => this.reconcile(),
       },
     });
-    this.ticker = new RolloutTicker(o.control, () => o.repository.names(), onError);
   }
 
   /** Serve what the repository holds now, then keep looking. */
   async start(): Promise<void> {
     await this.watcher.tick();
     this.watcher.start();
-    this.ticker.start();
   }
 
   /** Look now (tests; a change made elsewhere is otherwise seen within a second). */
@@ -129,7 +126,7 @@ export class LiveVersions {
   /** Stop looking, and stop every version's consumers (their work in hand ends first). */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([this.watcher.stop(), this.ticker.stop()]);
+    await this.watcher.stop();
     await Promise.allSettled([...this.serving.values()].map((s) => s.releasing ?? s.workers.close()));
   }
 

@@ -1,6 +1,7 @@
 import type { FailedVersion, ModelRepository, ModelVersion } from '@infer/models';
 import type { ModelControl } from './control-store.js';
 import type { ControlView } from './control-view.js';
+import { advanceRollouts } from './rollout.js';
 
 /** How often a process reads the models' shared state (the generation counter). */
 export const CONTROL_TICK_MS = 1000;
@@ -37,7 +38,8 @@ export interface RepositoryWatcherOptions {
  * that appeared are loaded (those an admin unloaded are not), versions that
  * failed are announced, versions whose folder is gone are marked draining
  * for the whole fleet, and a removed version whose folder is back is
- * undrained.
+ * undrained. Each look also judges the running rollouts whose step time is
+ * up (advanceRollouts).
  */
 export class RepositoryWatcher {
   private timer: NodeJS.Timeout | undefined;
@@ -93,6 +95,10 @@ export class RepositoryWatcher {
     }
     for (const v of repo.all()) if (view.isDraining(v.name, v.version)) await hooks.draining(v);
     await hooks.looked(changed);
+    // Rollouts move on from every process that looks (one of them moves each step: a compare-and-set);
+    // a model with none running costs nothing here.
+    const rolling = repo.names().filter((name) => view.of(name).rollout !== null);
+    if (rolling.length > 0) await advanceRollouts(control, rolling);
   }
 
   private async announceFailed(f: FailedVersion): Promise<void> {

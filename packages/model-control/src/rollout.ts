@@ -14,7 +14,7 @@ import { toHundred } from './routing.js';
  *   cancel (an admin) ──▶ canceled (routing back as it was)
  *
  * The state lives in Redis (ModelControl); any gateway or worker may judge a
- * step whose time is up (RolloutTicker), and the compare-and-set write makes
+ * step whose time is up (RepositoryWatcher, each second), and the compare-and-set write makes
  * one of them the one that moves it. A rollout therefore survives the
  * process that started it.
  */

@@ -2,7 +2,7 @@ import type { ModelDescription, VersionDetail } from '@infer/contract';
 import { AppError, notFound } from '@infer/errors';
 import { versionKey, type FleetView, type VersionInFleet } from '@infer/fleet';
 import type { Logger } from '@infer/logger';
-import { ControlView, RepositoryWatcher, RolloutTicker, WeightedPicker, effectiveRouting, type ModelControl, type RoutingSource, type Weights } from '@infer/model-control';
+import { ControlView, RepositoryWatcher, WeightedPicker, effectiveRouting, type ModelControl, type RoutingSource, type Weights } from '@infer/model-control';
 import type { ModelRepository, ModelVersion } from '@infer/models';
 
 /** What the job and batch routes ask of the models. */
@@ -50,7 +50,6 @@ interface ModelState {
 export class ModelCatalog implements ModelResolver {
   readonly view: ControlView;
   private readonly watcher: RepositoryWatcher;
-  private readonly ticker: RolloutTicker;
   private readonly pickers = new Map<string, WeightedPicker>();
   private state = new Map<string, ModelState>();
   private liveWorkers = 0;
@@ -78,14 +77,12 @@ export class ModelCatalog implements ModelResolver {
         looked: () => this.recompute(),
       },
     });
-    this.ticker = new RolloutTicker(o.control, () => o.repository.names(), onError);
   }
 
   /** The first look (state read, routing computed), then one a second. */
   async start(): Promise<void> {
     await this.watcher.tick();
     this.watcher.start();
-    this.ticker.start();
   }
 
   /** Read the fleet and the shared state now: a change made through this gateway is in its answers at once. */
@@ -95,7 +92,7 @@ export class ModelCatalog implements ModelResolver {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.watcher.stop(), this.ticker.stop()]);
+    await this.watcher.stop();
   }
 
   private async recompute(): Promise<void> {
