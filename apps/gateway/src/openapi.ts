@@ -1,5 +1,6 @@
 /**
- * The OpenAPI 3.1 document of the public contract (shared API.md), served at
+ * The OpenAPI 3.1 document of the public HTTP contract (written out in
+ * docs/api.md), served at
  * `GET /openapi.json`. Built once per process from:
  *   - openapi/schemas.ts   — component schemas, from zod (`z.toJSONSchema`),
  *                            request bodies derived from the contract's own
@@ -7,9 +8,9 @@
  *   - openapi/responses.ts — problem+json responses, headers, parameters;
  *   - openapi/paths.ts     — every route and the webhook events.
  *
- * Where API.md is silent, the choice made is written into the document
- * itself (`x-contract-choices` below, and the descriptions where they apply),
- * as API.md asks.
+ * Where the contract leaves a detail open, the choice made is written into
+ * the document itself (`x-contract-choices` below, and the descriptions where
+ * they apply), so that this document stays the machine-readable truth.
  */
 import { webhookParameters, paths, webhooks } from './openapi/paths.js';
 import { sharedHeaders, sharedParameters, sharedResponses } from './openapi/responses.js';
@@ -17,7 +18,7 @@ import { componentSchemas, type JsonObject } from './openapi/schemas.js';
 
 export { ERROR_CODES } from './openapi/schemas.js';
 
-/** Choices made where API.md is silent, each a sentence. */
+/** Choices made where the contract leaves a detail open, each a sentence. */
 export const CONTRACT_CHOICES: readonly string[] = [
   '400 errors for a body of the wrong shape use code `invalid_input`; malformed JSON uses `invalid_json`.',
   'Unknown top-level fields in a request body are rejected with 400 `invalid_input`, except in `POST /v1/models/{name}/rollouts`, whose body is checked as a whole: 422 `invalid_input`.',

@@ -32,7 +32,7 @@ export interface InferClientOptions {
 }
 
 /**
- * The platform's HTTP API (API.md), typed.
+ * The platform's HTTP API (docs/api.md), typed.
  *
  * @example
  * const client = new InferClient({ baseUrl: 'http://localhost:8080', apiKey: 'dev-key' });

@@ -1,6 +1,6 @@
 /**
  * What the SDK throws. `InferApiError` is an answer from the platform: an
- * RFC 9457 problem with the contract's stable `code` (see API.md). Anything
+ * RFC 9457 problem with the contract's stable `code` (see docs/api.md). Anything
  * that never got an answer (refused connection, DNS) is the fetch error as it
  * is; a request the SDK gave up on after its own deadline is `InferTimeoutError`.
  */

@@ -4,7 +4,7 @@ import { sleep, type RequestOptions, type Transport } from './http.js';
 import type { CallOptions } from './models.js';
 import type { CreateJobParams } from './types.js';
 
-/** The longest `Prefer: wait` the gateway honours (API.md). */
+/** The longest `Prefer: wait` the gateway honours (docs/api.md). */
 export const MAX_WAIT_SECONDS = 60;
 
 const ENDED: readonly JobStatus[] = ['succeeded', 'failed', 'canceled'];

@@ -33,7 +33,7 @@ export interface B64Tensor {
   b64: string;
 }
 
-/** One model input of one instance, in any of the three forms API.md accepts. */
+/** One model input of one instance, in any of the three forms the API accepts (docs/api.md). */
 export type TensorInput = NestedArray | DataTensor | B64Tensor;
 
 /** `POST /v1/jobs`, with `input` typed by the tensor forms. */

@@ -1,6 +1,6 @@
 /**
- * `paths` and `webhooks` of the OpenAPI document: every route of API.md, in
- * its order (models and their lifecycle, jobs, batches, webhooks,
+ * `paths` and `webhooks` of the OpenAPI document: every route of docs/api.md,
+ * in its order (models and their lifecycle, jobs, batches, webhooks,
  * operations), then the events the platform sends.
  */
 import { DEFAULT_WEBHOOK_RETRY_DELAYS_MS } from '@infer/config';
