@@ -124,7 +124,8 @@ describe('tracing: one trace follows a job across the gateway, the queue, the wo
       });
       expect(res.status).to.equal(200);
       // The worker traces (it has a provider), but the job came with no traceparent: no job spans, only the batch's.
-      await new Promise((r) => setTimeout(r, 100));
+      // The worker makes a batch's spans all at once and ends the batch span last: once it is in, all are.
+      await waitUntil(() => exporter.getFinishedSpans().some((s) => s.name === 'microbatch mlp'), 10_000, 'the micro-batch span');
       const names = exporter.getFinishedSpans().map((s) => s.name);
       expect(names.filter((n) => n !== 'microbatch mlp' && n !== 'InferenceSession.run')).to.deep.equal([]);
       expect(exporter.getFinishedSpans().find((s) => s.name === 'microbatch mlp')?.links ?? []).to.deep.equal([]);
