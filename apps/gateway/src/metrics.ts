@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
-import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
-import { FastHistogram } from '@infer/metrics';
+import { Counter } from 'prom-client';
+import { FastHistogram, ScrapedMetrics } from '@infer/metrics';
 import { captureRoute, routeLabel } from './http/route-label.js';
 
 /** Problem codes counted as rejections: the platform saying "not now", as opposed to a client's mistake. */
@@ -10,21 +10,6 @@ export type RejectionReason = (typeof REJECTION_REASONS)[number];
 
 type Inc = { inc(value?: number): void };
 type Observe = { observe(value: number): void };
-
-let processRegistry: Registry | undefined;
-
-/**
- * Node's default process metrics (CPU, memory, event loop lag, GC), once per
- * process: each collectDefaultMetrics call starts its own event-loop monitor
- * and GC observer, and tests build many gateways in one process.
- */
-function processMetrics(): Registry {
-  if (!processRegistry) {
-    processRegistry = new Registry();
-    collectDefaultMetrics({ register: processRegistry });
-  }
-  return processRegistry;
-}
 
 /**
  * Children per (model, version), made once. A prom-client counter child still
@@ -45,11 +30,12 @@ class PerVersion<T> {
 }
 
 /**
- * The gateway's Prometheus metrics, in a registry of its own (tests build
- * many apps). The queue and fleet gauges read Redis when scraped
- * (queue-metrics.ts); everything here is counted in memory as requests go.
+ * The gateway's Prometheus metrics, in a registry of its own, scraped with
+ * the process's (ScrapedMetrics). The queue and fleet gauges read Redis when
+ * scraped (queue-metrics.ts); everything here is counted in memory as
+ * requests go.
  */
-export class GatewayMetrics {
+export class GatewayMetrics extends ScrapedMetrics {
   /** Metrics off (createGateway's `metrics: false`): the same calls, each doing nothing, and no `/metrics` route. */
   static off(): GatewayMetrics {
     return new GatewayMetricsOff();
@@ -57,7 +43,6 @@ export class GatewayMetrics {
 
   /** False for `GatewayMetrics.off()`: nothing is counted and there is nothing to scrape. */
   readonly enabled: boolean = true;
-  readonly registry = new Registry();
   readonly requests = new FastHistogram({
     name: 'infer_http_request_duration_seconds',
     help: 'HTTP request latency by method, full route pattern (or "unmatched") and status',
@@ -99,6 +84,7 @@ export class GatewayMetrics {
   private readonly rejected = new Map<string, Inc>(REJECTION_REASONS.map((reason) => [reason, this.rejections.labels({ reason })]));
 
   constructor() {
+    super();
     // Present from the start at 0, so rate() over them has a series before the first refusal.
     for (const child of this.rejected.values()) child.inc(0);
   }
@@ -142,15 +128,6 @@ export class GatewayMetrics {
   /** Count an error answer by its problem code, when it is a rejection (others are in the request histogram's status). */
   problem(code: string | undefined): void {
     if (code !== undefined) this.rejected.get(code)?.inc();
-  }
-
-  /** The scrape: this gateway's metrics and the process's. */
-  async scrape(): Promise<string> {
-    return Registry.merge([this.registry, processMetrics()]).metrics();
-  }
-
-  get contentType(): string {
-    return this.registry.contentType;
   }
 }
 

@@ -1,5 +1,5 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { FastHistogram } from '@infer/metrics';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { FastHistogram, ScrapedMetrics } from '@infer/metrics';
 import type { ModelVersion } from '@infer/models';
 import type { Run } from './interactive/microbatch.js';
 
@@ -8,21 +8,6 @@ export type WebhookAttemptOutcome = 'succeeded' | 'retrying' | 'failed';
 
 /** Seconds, for the latency of a job (queue wait, submit to end): from a millisecond to ten minutes. */
 const JOB_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600];
-
-let processRegistry: Registry | undefined;
-
-/**
- * Node's default process metrics (CPU, memory, event loop lag, GC), once per
- * process: each collectDefaultMetrics call starts its own event-loop monitor
- * and GC observer, and tests build many workers in one process.
- */
-function processMetrics(): Registry {
-  if (!processRegistry) {
-    processRegistry = new Registry();
-    collectDefaultMetrics({ register: processRegistry });
-  }
-  return processRegistry;
-}
 
 type Inc = { inc(value?: number): void };
 type Observe = { observe(value: number): void };
@@ -33,7 +18,7 @@ type Observe = { observe(value: number): void };
  * (nv_inference_count → infer_inference_count_total, …), in seconds rather
  * than microseconds, as Prometheus prefers.
  */
-export class WorkerMetrics {
+export class WorkerMetrics extends ScrapedMetrics {
   /** Metrics off (createWorker's `metrics: false`): nothing counted, `/metrics` answers 404 (`/healthz` stays). */
   static off(): WorkerMetrics {
     return new WorkerMetricsOff();
@@ -41,7 +26,6 @@ export class WorkerMetrics {
 
   /** False for `WorkerMetrics.off()`: nothing is counted and there is nothing to scrape. */
   readonly enabled: boolean = true;
-  readonly registry = new Registry();
   readonly up = new Gauge({
     name: 'infer_worker_up',
     help: 'Always 1 while this worker process runs: a scrape that finds it is a live worker',
@@ -116,6 +100,7 @@ export class WorkerMetrics {
   private readonly webhookChildren = new Map<WebhookAttemptOutcome, { count: Inc; seconds: Observe }>();
 
   constructor() {
+    super();
     this.up.set(1);
   }
 
@@ -133,15 +118,6 @@ export class WorkerMetrics {
     }
     child.count.inc();
     child.seconds.observe(durationMs / 1000);
-  }
-
-  /** The scrape: this worker's metrics and the process's. */
-  async scrape(): Promise<string> {
-    return Registry.merge([this.registry, processMetrics()]).metrics();
-  }
-
-  get contentType(): string {
-    return this.registry.contentType;
   }
 }
 

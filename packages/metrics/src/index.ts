@@ -1,1 +1,2 @@
 export * from './fast-histogram.js';
+export * from './process-registry.js';
