@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { UNENDED_BATCH_TTL_MS, type BatchStore } from '@infer/batch-store';
 import type { Config } from '@infer/config';
 import type { JobStore, JobWaiters } from '@infer/job-store';
-import type { Logger } from '@infer/logger';
+import { throttledWarn, type Logger } from '@infer/logger';
 import type { ModelRepository } from '@infer/models';
 import type { ModelControl } from '@infer/model-control';
 import type { ModelCatalog } from './models/model-catalog.js';
@@ -82,17 +82,12 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   if (deps.tracing?.enabled) app.use(traceExpressRequests(deps.tracing));
   if (metrics.enabled) app.use(metrics.middleware());
 
-  let rateLimitWarnedAt = -Infinity;
   const rateLimiter = new SharedRateLimiter({
     redis: deps.redis,
     prefix: config.queuePrefix,
     perSecond: config.rateLimitPerSecond,
     // Fails every sync (50 ms) while Redis is away: one line in 10 s tells as much.
-    onError: (err) => {
-      if (Date.now() - rateLimitWarnedAt < 10_000) return;
-      rateLimitWarnedAt = Date.now();
-      logger.warn({ err: (err as Error).message }, 'rate limit sync failed; each gateway limits alone meanwhile');
-    },
+    onError: throttledWarn(logger, 'rate limit sync failed; each gateway limits alone meanwhile'),
   });
   const guard = [requireApiKey(config.apiKeyDigests), rateLimitPerKey(rateLimiter, config.rateLimitPerSecond)];
   const jobs = new JobService({

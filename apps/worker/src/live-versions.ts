@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { bulkQueue, interactiveKeys } from '@infer/contract';
 import type { ServedVersion } from '@infer/fleet';
 import type { Logger } from '@infer/logger';
-import { ControlView, RepositoryWatcher, type ModelControl, type RolloutStep } from '@infer/model-control';
+import { RepositoryWatcher, type ControlView, type ModelControl, type RolloutStep } from '@infer/model-control';
 import type { ModelRepository, ModelVersion } from '@infer/models';
 
 /**
@@ -68,31 +68,24 @@ export class LiveVersions {
   private closed = false;
 
   constructor(private readonly o: LiveVersionsOptions) {
-    this.view = new ControlView(o.control);
-    let warnedAt = -Infinity;
-    const onError = (err: unknown) => {
-      if (Date.now() - warnedAt < 10_000) return;
-      warnedAt = Date.now();
-      o.logger.warn({ err: (err as Error).message }, 'model state could not be read or acted on; trying again each second');
-    };
     this.watcher = new RepositoryWatcher({
       repository: o.repository,
       control: o.control,
-      view: this.view,
       actor: o.actor,
       pollMs: o.pollMs,
-      onError,
+      logger: o.logger,
+      warning: 'model state could not be read or acted on; trying again each second',
       hooks: {
         draining: (v) => this.drainStep(v),
         looked: () => this.reconcile(),
       },
     });
+    this.view = this.watcher.view;
   }
 
   /** Serve what the repository holds now, then keep looking. */
-  async start(): Promise<void> {
-    await this.watcher.tick();
-    this.watcher.start();
+  start(): Promise<void> {
+    return this.watcher.start();
   }
 
   /** Look now (tests; a change made elsewhere is otherwise seen within a second). */

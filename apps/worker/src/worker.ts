@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import type { Config } from '@infer/config';
 import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
-import type { Logger } from '@infer/logger';
+import { throttledWarn, type Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { ModelControl } from '@infer/model-control';
 import { LiveVersions } from './live-versions.js';
@@ -169,18 +169,7 @@ export async function createWorker(
     onAttempt: (outcome, ms) => metrics.webhookAttempt(outcome, ms),
   });
   // Tell the fleet what this worker serves: gateways refuse jobs for a version no live worker has.
-  let heartbeatWarnedAt = -Infinity;
-  heartbeat = new WorkerHeartbeat(
-    storeConnection,
-    config.queuePrefix,
-    workerId,
-    () => live.report(),
-    (err) => {
-      if (Date.now() - heartbeatWarnedAt < 10_000) return;
-      heartbeatWarnedAt = Date.now();
-      logger.warn({ err: (err as Error).message }, 'heartbeat failed');
-    },
-  );
+  heartbeat = new WorkerHeartbeat(storeConnection, config.queuePrefix, workerId, () => live.report(), throttledWarn(logger, 'heartbeat failed'));
   await heartbeat.start();
   logger.info({ models: live.served().map((m) => `${m.name}@${m.version}`), worker: heartbeat.id, metricsPort: metricsServer.port }, 'worker started');
 

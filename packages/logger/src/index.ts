@@ -34,3 +34,20 @@ export function createLogger(options: { level: LoggerOptions['level']; name: str
 
 /** A logger that writes nothing, for tests and libraries used without one. */
 export const silentLogger: Logger = pino({ level: 'silent' });
+
+/** How often a throttledWarn handler may log: one line in 10 s tells of an outage as well as a line a tick. */
+export const THROTTLED_WARN_MS = 10_000;
+
+/**
+ * An error handler for work retried often (a sync every 50 ms, a look or a
+ * heartbeat every second): logs `message` at warn, with the error's
+ * message, at most once every THROTTLED_WARN_MS, and drops the rest.
+ */
+export function throttledWarn(logger: Logger, message: string): (err: unknown) => void {
+  let warnedAt = -Infinity;
+  return (err) => {
+    if (Date.now() - warnedAt < THROTTLED_WARN_MS) return;
+    warnedAt = Date.now();
+    logger.warn({ err: (err as Error).message }, message);
+  };
+}

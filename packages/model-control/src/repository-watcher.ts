@@ -1,6 +1,7 @@
+import { throttledWarn, type Logger } from '@infer/logger';
 import type { FailedVersion, ModelRepository, ModelVersion } from '@infer/models';
 import type { ModelControl } from './control-store.js';
-import type { ControlView } from './control-view.js';
+import { ControlView } from './control-view.js';
 import { advanceRollouts } from './rollout.js';
 
 /** How often a process reads the models' shared state (the generation counter). */
@@ -21,13 +22,17 @@ export interface WatcherHooks {
 export interface RepositoryWatcherOptions {
   repository: ModelRepository;
   control: ModelControl;
-  view: ControlView;
   /** Who this process is in the events log (`worker:<id>`, `gateway:<id>`). */
   actor: string;
   /** MODEL_POLL_SECONDS in ms; 0: the folder is looked at only when the shared state moves (an admin's load). */
   pollMs: number;
   hooks: WatcherHooks;
-  onError(err: unknown): void;
+  logger: Logger;
+  /**
+   * What a failed look (Redis away, say) logs at warn, with the error's
+   * message, at most once in 10 s: what the owner does meanwhile.
+   */
+  warning: string;
 }
 
 /**
@@ -42,15 +47,22 @@ export interface RepositoryWatcherOptions {
  * up (advanceRollouts).
  */
 export class RepositoryWatcher {
+  /** The shared state as this process last read it: the owner routes, serves and reports from it. */
+  readonly view: ControlView;
+  private readonly onError: (err: unknown) => void;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private nextPollAt: number;
 
   constructor(private readonly o: RepositoryWatcherOptions) {
+    this.view = new ControlView(o.control);
+    this.onError = throttledWarn(o.logger, o.warning);
     this.nextPollAt = o.pollMs > 0 ? Date.now() + o.pollMs : Infinity;
   }
 
-  start(): void {
+  /** The first look (the owner's hooks run on what the repository holds now), then one a second. */
+  async start(): Promise<void> {
+    await this.tick();
     this.timer ??= setInterval(() => void this.tick(), CONTROL_TICK_MS);
     this.timer.unref();
   }
@@ -58,7 +70,7 @@ export class RepositoryWatcher {
   /** One look now; concurrent calls share it. */
   tick(): Promise<void> {
     this.running ??= this.look()
-      .catch((err: unknown) => this.o.onError(err))
+      .catch((err: unknown) => this.onError(err))
       .finally(() => (this.running = undefined));
     return this.running;
   }
@@ -70,7 +82,8 @@ export class RepositoryWatcher {
   }
 
   private async look(): Promise<void> {
-    const { repository: repo, control, view, actor, hooks } = this.o;
+    const { repository: repo, control, actor, hooks } = this.o;
+    const view = this.view;
     let changed = await view.refresh(repo.names());
     const now = Date.now();
     const asked = view.takeLoadRequest();

@@ -2,7 +2,7 @@ import type { ModelDescription, VersionDetail } from '@infer/contract';
 import { AppError, notFound } from '@infer/errors';
 import { versionKey, type FleetView, type VersionInFleet } from '@infer/fleet';
 import type { Logger } from '@infer/logger';
-import { ControlView, RepositoryWatcher, WeightedPicker, effectiveRouting, type ModelControl, type RoutingSource, type Weights } from '@infer/model-control';
+import { RepositoryWatcher, WeightedPicker, effectiveRouting, type ControlView, type ModelControl, type RoutingSource, type Weights } from '@infer/model-control';
 import type { ModelRepository, ModelVersion } from '@infer/models';
 
 /** What the job and batch routes ask of the models. */
@@ -55,20 +55,13 @@ export class ModelCatalog implements ModelResolver {
   private liveWorkers = 0;
 
   constructor(private readonly o: ModelCatalogOptions) {
-    this.view = new ControlView(o.control);
-    let warnedAt = -Infinity;
-    const onError = (err: unknown) => {
-      if (Date.now() - warnedAt < 10_000) return;
-      warnedAt = Date.now();
-      o.logger.warn({ err: (err as Error).message }, 'model state could not be read; routing as last seen');
-    };
     this.watcher = new RepositoryWatcher({
       repository: o.repository,
       control: o.control,
-      view: this.view,
       actor: o.actor,
       pollMs: o.pollMs,
-      onError,
+      logger: o.logger,
+      warning: 'model state could not be read; routing as last seen',
       hooks: {
         draining: async (v) => {
           const f = (await o.fleet.versions()).get(versionKey(v.name, v.version));
@@ -77,12 +70,12 @@ export class ModelCatalog implements ModelResolver {
         looked: () => this.recompute(),
       },
     });
+    this.view = this.watcher.view;
   }
 
   /** The first look (state read, routing computed), then one a second. */
-  async start(): Promise<void> {
-    await this.watcher.tick();
-    this.watcher.start();
+  start(): Promise<void> {
+    return this.watcher.start();
   }
 
   /** Read the fleet and the shared state now: a change made through this gateway is in its answers at once. */
