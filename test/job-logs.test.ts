@@ -1,5 +1,3 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { loadConfig } from '@infer/config';
 import { createLogger } from '@infer/logger';
@@ -7,6 +5,7 @@ import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { deletePrefix, SHIPPED_MODELS, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
+import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
 
 /** Every line a pino logger writes, as the process would print it. */
 class Capture {
@@ -32,20 +31,10 @@ describe('logs: one line per job end, and nothing secret, no inputs, no outputs'
   let gateway: Gateway;
   let worker: InferenceWorker;
   let base: string;
-  let receiver: Server;
-  let hook: string;
-  let deliveries = 0;
+  let receiver: WebhookReceiver;
 
   before(async () => {
-    receiver = createServer((req, res) => {
-      req.resume();
-      req.on('end', () => {
-        deliveries++;
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', () => resolve()));
-    hook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    receiver = await startWebhookReceiver();
     const config = loadConfig({ REDIS_URL: TEST_REDIS_URL, MODEL_REPOSITORY: SHIPPED_MODELS, QUEUE_PREFIX: prefix, API_KEYS: `acme:${TENANT_KEY}`, WEBHOOK_ALLOW_PRIVATE: 'true' });
     // debug, not info: the widest net for a leak.
     gateway = await createGateway(config, createLogger({ level: 'debug', name: 'gateway', destination: gatewayLog }));
@@ -56,7 +45,7 @@ describe('logs: one line per job end, and nothing secret, no inputs, no outputs'
   after(async () => {
     await worker?.close();
     await gateway?.close();
-    await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    await receiver?.close();
     await deletePrefix(TEST_REDIS_URL, prefix);
   });
 
@@ -71,7 +60,7 @@ describe('logs: one line per job end, and nothing secret, no inputs, no outputs'
       const res = await api('/v1/jobs', {
         method: 'POST',
         headers: { prefer: 'wait=10' },
-        body: JSON.stringify({ model: 'mlp', input: { features }, metadata: { api_token: METADATA_SECRET, n: i }, webhook: hook, webhook_events_filter: ['start', 'completed'] }),
+        body: JSON.stringify({ model: 'mlp', input: { features }, metadata: { api_token: METADATA_SECRET, n: i }, webhook: receiver.url, webhook_events_filter: ['start', 'completed'] }),
       });
       const job = (await res.json()) as { id: string; status: string; output: { probabilities: number[] } };
       expect(job.status).to.equal('succeeded');
@@ -81,7 +70,7 @@ describe('logs: one line per job end, and nothing secret, no inputs, no outputs'
     // A wrong key and a malformed body: the gateway's error paths see the Authorization header too.
     expect((await fetch(`${base}/v1/jobs`, { method: 'POST', headers: { authorization: 'Bearer sk-wrong-key-0000' }, body: '{}' })).status).to.equal(401);
     expect((await api('/v1/jobs', { method: 'POST', body: '{"model":' })).status).to.equal(400);
-    await waitUntil(() => deliveries >= 6, 15_000, 'the webhook deliveries');
+    await waitUntil(() => receiver.deliveries.length >= 6, 15_000, 'the webhook deliveries');
     await waitUntil(() => workerLog.parsed().filter((l) => l.msg === 'job ended').length >= 3, 5_000, 'the job lines');
 
     const ended = workerLog.parsed().filter((l) => l.msg === 'job ended');

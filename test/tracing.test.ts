@@ -1,5 +1,3 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { InMemorySpanExporter, SimpleSpanProcessor, BasicTracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -9,6 +7,7 @@ import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { deletePrefix, SHIPPED_MODELS, TEST_KEY, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
+import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
 
 /** A provider per process, as a real gateway and worker would have, exporting into one in-memory list. */
 function providerFor(service: string, exporter: InMemorySpanExporter): BasicTracerProvider {
@@ -27,20 +26,10 @@ describe('tracing: one trace follows a job across the gateway, the queue, the wo
   let gateway: Gateway;
   let worker: InferenceWorker;
   let base: string;
-  let receiver: Server;
-  let receiverUrl: string;
-  let received = 0;
+  let receiver: WebhookReceiver;
 
   before(async () => {
-    receiver = createServer((req, res) => {
-      req.resume();
-      req.on('end', () => {
-        received++;
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', () => resolve()));
-    receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    receiver = await startWebhookReceiver();
     const config = loadConfig({
       REDIS_URL: TEST_REDIS_URL,
       MODEL_REPOSITORY: SHIPPED_MODELS,
@@ -56,7 +45,7 @@ describe('tracing: one trace follows a job across the gateway, the queue, the wo
   after(async () => {
     await worker?.close();
     await gateway?.close();
-    await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    await receiver?.close();
     await deletePrefix(TEST_REDIS_URL, prefix);
     await gatewayProvider.shutdown();
     await workerProvider.shutdown();
@@ -68,12 +57,12 @@ describe('tracing: one trace follows a job across the gateway, the queue, the wo
     const res = await fetch(`${base}/v1/jobs`, {
       method: 'POST',
       headers: { authorization: `Bearer ${TEST_KEY}`, prefer: 'wait=10', traceparent: `00-${clientTrace}-b7ad6b7169203331-01` },
-      body: JSON.stringify({ model: 'mlp', input: { features: new Array(64).fill(0.5) }, webhook: receiverUrl }),
+      body: JSON.stringify({ model: 'mlp', input: { features: new Array(64).fill(0.5) }, webhook: receiver.url }),
     });
     expect(res.status).to.equal(200);
     const job = (await res.json()) as { id: string; status: string };
     expect(job.status).to.equal('succeeded');
-    await waitUntil(() => received > 0, 10_000, 'the webhook delivery');
+    await waitUntil(() => receiver.deliveries.length > 0, 10_000, 'the webhook delivery');
     await waitUntil(() => exporter.getFinishedSpans().some((s) => s.spanContext().traceId === clientTrace && s.name === 'process webhooks'), 10_000, 'the delivery span').catch((err) => {
       console.log(exporter.getFinishedSpans().map((s) => `${s.spanContext().traceId} ${s.name} ${service(s)}`).join('\n'));
       throw err;
