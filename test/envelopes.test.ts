@@ -1,9 +1,7 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { interactiveKeys, newJobId, queueTag, type EnvelopeJob, type Job } from '@infer/contract';
-import { EnvelopeQueue, encodeRecord } from '@infer/job-store';
+import { EnvelopeQueue, encodeRecord, type Ending, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
 import { silentLogger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { decodeInput } from '@infer/tensors';
@@ -15,6 +13,7 @@ import { flatten, getJob, pollJob, postJob, QueueProbe } from './helpers/jobs.js
 import { seededFloats } from './helpers/ort-reference.js';
 import { deletePrefix, SHIPPED_MODELS, startPlatform, TEST_KEY, TEST_REDIS_URL, uniquePrefix, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
+import { startWebhookReceiver, type Delivery, type WebhookReceiver } from './helpers/webhook-receiver.js';
 
 /**
  * Envelopes: the jobs one gateway accepts for a model version in the same
@@ -25,6 +24,34 @@ import { waitUntil } from './helpers/wait.js';
 
 const featuresOf = (seed: number) => Array.from(seededFloats(64, seed));
 const body = (seed: number, extra: Record<string, unknown> = {}) => ({ model: 'mlp', version: '2', input: { features: featuresOf(seed) }, ...extra });
+
+type JobEvent = { type: string; data: Job };
+
+/** The `type` events (job.started, job.completed) delivered so far, in the order they came. */
+function delivered(hooks: WebhookReceiver<JobEvent>, type: string): Delivery<JobEvent>[] {
+  return hooks.deliveries.filter((d) => d.event.type === type);
+}
+
+/**
+ * What a hand-run "worker" hands EnvelopeQueue.finish for the envelopes it
+ * took (mlp version 2): every job ended now as `ending` says, its
+ * job.completed put on the outbox when `completedHook`.
+ */
+function finishEvery(envelopes: readonly TakenEnvelope[], ending: Omit<Ending, 'startedAt' | 'completedAt'>, completedHook = false): FinishingEnvelope[] {
+  return envelopes.map((e) => {
+    const data = JSON.parse(e.fields.get('data')!.toString()) as { gateway: string; jobs: EnvelopeJob[] };
+    return {
+      id: e.id,
+      gateway: data.gateway,
+      jobs: data.jobs.map((job) => ({
+        id: job.id,
+        wait: false,
+        completedHook,
+        record: encodeRecord('mlp', '2', job, { ...ending, startedAt: Date.now(), completedAt: Date.now() }),
+      })),
+    };
+  });
+}
 
 function expectMlpOutput(job: Job, seed: number): void {
   expect(job.status, JSON.stringify(job.error)).to.equal('succeeded');
@@ -179,23 +206,10 @@ describe('envelopes: cancel one job of an envelope', function () {
     const res = await p.api(`/v1/jobs/${submitted[2]!.job.id}/cancel`, { method: 'POST' });
     expect(res.status).to.equal(200);
     // The "worker" ends every job, the canceled one included: its result must be discarded.
-    const finishing = taken.envelopes.map((e) => {
-      const data = JSON.parse(e.fields.get('data')!.toString()) as { gateway: string; jobs: EnvelopeJob[] };
-      return {
-        id: e.id,
-        gateway: data.gateway,
-        jobs: data.jobs.map((job) => ({
-          id: job.id,
-          wait: false,
-          record: encodeRecord('mlp', '2', job, {
-            status: 'succeeded',
-            startedAt: Date.now(),
-            completedAt: Date.now(),
-            metrics: { queue_ms: 1, inference_ms: 1, batch_size: 6 },
-            outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [4], bytes: Buffer.from(new Float32Array([0.25, 0.25, 0.25, 0.25]).buffer) }],
-          }),
-        })),
-      };
+    const finishing = finishEvery(taken.envelopes, {
+      status: 'succeeded',
+      metrics: { queue_ms: 1, inference_ms: 1, batch_size: 6 },
+      outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [4], bytes: Buffer.from(new Float32Array([0.25, 0.25, 0.25, 0.25]).buffer) }],
     });
     const ended = await queue.finish(finishing);
     const order = finishing.flatMap((e) => e.jobs.map((j) => j.id));
@@ -215,30 +229,18 @@ describe('envelopes: cancel one job of an envelope', function () {
 describe('envelopes: a worker dies holding an envelope', function () {
   this.timeout(40_000);
   let p: TestPlatform;
-  let hooks: http.Server;
-  const received: Array<{ type: string; id: string; status: string }> = [];
+  let hooks: WebhookReceiver<JobEvent>;
   before(async () => {
-    hooks = http.createServer((req, res) => {
-      let text = '';
-      req.on('data', (c: Buffer) => (text += c.toString()));
-      req.on('end', () => {
-        const event = JSON.parse(text) as { type: string; data: Job };
-        received.push({ type: event.type, id: event.data.id, status: event.data.status });
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((resolve) => hooks.listen(0, '127.0.0.1', resolve));
+    hooks = await startWebhookReceiver();
     p = await startPlatform({ worker: false, env: { WORKER_LOCK_MS: '1000', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '100,200' } });
   });
   after(async () => {
     await p?.close();
-    hooks.closeAllConnections();
-    await new Promise((r) => hooks.close(r));
+    await hooks?.close();
   });
 
   it('each of its jobs still ends exactly once, with one job.completed', async () => {
-    const url = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/hook`;
-    const submitted = await Promise.all(Array.from({ length: 8 }, (_, i) => postJob(p, body(400 + i, { webhook: url, webhook_events_filter: ['start', 'completed'] }))));
+    const submitted = await Promise.all(Array.from({ length: 8 }, (_, i) => postJob(p, body(400 + i, { webhook: hooks.url, webhook_events_filter: ['start', 'completed'] }))));
     // A worker takes the envelopes and dies at once: its lock (1 s) is never renewed.
     const redis = new Redis(TEST_REDIS_URL);
     try {
@@ -252,12 +254,12 @@ describe('envelopes: a worker dies holding an envelope', function () {
     await p.startWorker();
     const ended = await Promise.all(submitted.map((s) => pollJob(p, s.job.id, 20_000)));
     ended.forEach((job, i) => expectMlpOutput(job, 400 + i));
-    await waitUntil(() => received.filter((e) => e.type === 'job.completed').length >= 8, 15_000, 'eight job.completed events');
-    const completed = received.filter((e) => e.type === 'job.completed');
+    await waitUntil(() => delivered(hooks, 'job.completed').length >= 8, 15_000, 'eight job.completed events');
+    const completed = delivered(hooks, 'job.completed').map((d) => d.event.data);
     expect(completed.map((e) => e.id).sort()).to.deep.equal(submitted.map((s) => s.job.id).sort());
     expect(completed.every((e) => e.status === 'succeeded')).to.equal(true);
     // job.started went out once, when the envelopes were first taken (by the worker that died? it sent none): never twice.
-    const started = received.filter((e) => e.type === 'job.started').map((e) => e.id);
+    const started = delivered(hooks, 'job.started').map((d) => d.event.data.id);
     expect(new Set(started).size).to.equal(started.length);
   });
 });
@@ -265,51 +267,25 @@ describe('envelopes: a worker dies holding an envelope', function () {
 describe('envelopes: a worker dies between ending jobs and sending their job.completed', function () {
   this.timeout(30_000);
   let p: TestPlatform;
-  let hooks: http.Server;
-  const received: Array<{ id: string; webhookId: string }> = [];
+  let hooks: WebhookReceiver<JobEvent>;
   before(async () => {
-    hooks = http.createServer((req, res) => {
-      let text = '';
-      req.on('data', (c: Buffer) => (text += c.toString()));
-      req.on('end', () => {
-        const event = JSON.parse(text) as { type: string; data: Job };
-        if (event.type === 'job.completed') received.push({ id: event.data.id, webhookId: String(req.headers['webhook-id']) });
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((resolve) => hooks.listen(0, '127.0.0.1', resolve));
+    hooks = await startWebhookReceiver();
     p = await startPlatform({ worker: false, env: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '100,200' } });
   });
   after(async () => {
     await p?.close();
-    hooks.closeAllConnections();
-    await new Promise((r) => hooks.close(r));
+    await hooks?.close();
   });
 
   it('the next outbox drain sends each one, once, even when it runs again after a crash mid-drain', async () => {
-    const url = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/hook`;
-    const submitted = await Promise.all(Array.from({ length: 4 }, (_, i) => postJob(p, body(500 + i, { webhook: url }))));
+    const submitted = await Promise.all(Array.from({ length: 4 }, (_, i) => postJob(p, body(500 + i, { webhook: hooks.url }))));
     const redis = new Redis(TEST_REDIS_URL);
     try {
       // A worker ends the jobs (FINISH puts them on the outbox) and dies before draining it.
       const queue = new EnvelopeQueue(redis, { prefix: p.prefix, model: 'mlp', version: '2', resultTtlMs: 60_000 });
       const taken = await queue.fetch('dies-after-finish', 30_000, 64, 64);
       if (taken === 'paused') throw new Error('paused');
-      await queue.finish(
-        taken.envelopes.map((e) => {
-          const data = JSON.parse(e.fields.get('data')!.toString()) as { gateway: string; jobs: EnvelopeJob[] };
-          return {
-            id: e.id,
-            gateway: data.gateway,
-            jobs: data.jobs.map((job) => ({
-              id: job.id,
-              wait: false,
-              completedHook: true,
-              record: encodeRecord('mlp', '2', job, { status: 'failed', startedAt: Date.now(), completedAt: Date.now(), error: { code: 'test', message: 'ended by the test' } }),
-            })),
-          };
-        }),
-      );
+      await queue.finish(finishEvery(taken.envelopes, { status: 'failed', error: { code: 'test', message: 'ended by the test' } }, true));
       const outbox = interactiveKeys(p.prefix, 'mlp', '2').outbox;
       expect((await redis.lrange(outbox, 0, -1)).sort()).to.deep.equal(submitted.map((s) => s.job.id).sort());
       // A drain that died after creating the events and before taking the ids off leaves them twice over.
@@ -319,16 +295,17 @@ describe('envelopes: a worker dies between ending jobs and sending their job.com
     }
     // A live worker's next drain (every second) sends each job.completed once.
     await p.startWorker();
-    await waitUntil(() => received.length >= 4, 10_000, 'four job.completed events');
+    await waitUntil(() => delivered(hooks, 'job.completed').length >= 4, 10_000, 'four job.completed events');
     const check = new Redis(TEST_REDIS_URL);
     try {
       await waitUntil(async () => (await check.llen(interactiveKeys(p.prefix, 'mlp', '2').outbox)) === 0, 5000, 'the outbox to drain');
     } finally {
       check.disconnect();
     }
-    const ids = received.map((r) => r.id);
+    const received = delivered(hooks, 'job.completed');
+    const ids = received.map((d) => d.event.data.id);
     expect([...ids].sort()).to.deep.equal(submitted.map((s) => s.job.id).sort());
-    expect(new Set(received.map((r) => r.webhookId)).size).to.equal(4);
+    expect(new Set(received.map((d) => String(d.headers['webhook-id']))).size).to.equal(4);
   });
 });
 
