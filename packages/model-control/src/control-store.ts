@@ -27,25 +27,15 @@ export interface DrainingVersion {
   reason: 'removed' | 'unloaded';
 }
 
-/** A rollout as stored (and, with ISO times, as the API shows it). */
-export interface StoredRollout {
-  id: string;
-  model: string;
-  version: string;
-  /** The routing in effect when it started: what a rollback or a cancel returns to. */
-  from: { routing: Weights; routing_source: RoutingSource };
-  steps: number[];
-  step_seconds: number;
-  max_error_rate: number;
-  max_p50_latency_ratio: number;
-  /** Index into `steps` of the step in effect. */
-  step: number;
-  state: RolloutState;
+/**
+ * A rollout as stored: the API's Rollout (renderRollout) with its times in
+ * epoch ms, and when the step in effect began, which the API does not show.
+ */
+export interface StoredRollout extends Omit<Rollout, 'started_at' | 'ended_at'> {
   /** Epoch ms. */
   started_at: number;
   step_started_at: number;
   ended_at: number | null;
-  reason: string | null;
 }
 
 /** Jobs a version ended in a window, and how long they took end to end. */
