@@ -1,9 +1,8 @@
 import type { Redis } from 'ioredis';
 import { bulkQueue, interactiveKeys } from '@infer/contract';
 import type { ServedVersion } from '@infer/fleet';
-import type { Logger } from '@infer/logger';
-import { RepositoryWatcher, type ControlView, type ModelControl, type RolloutStep } from '@infer/model-control';
-import type { ModelRepository, ModelVersion } from '@infer/models';
+import { RepositoryWatcher, type ControlView, type RolloutStep, type WatchedRepositoryOptions } from '@infer/model-control';
+import type { ModelVersion } from '@infer/models';
 
 /**
  * How long after a version is marked draining its workers close its queue:
@@ -30,17 +29,10 @@ interface Serving {
   releasing?: Promise<void>;
 }
 
-export interface LiveVersionsOptions {
-  repository: ModelRepository;
-  control: ModelControl;
+export interface LiveVersionsOptions extends WatchedRepositoryOptions {
   /** Commands (queue lengths). */
   redis: Redis;
   prefix: string;
-  /** MODEL_POLL_SECONDS in ms. */
-  pollMs: number;
-  /** This worker in the events log and the fleet. */
-  actor: string;
-  logger: Logger;
   /** Serve only these models (WORKER_MODELS); absent: every model of the repository. */
   only?: readonly string[];
   /** Whether a batch of this version has not ended (its chunks may still come): its queues are not done yet. */
@@ -69,11 +61,7 @@ export class LiveVersions {
 
   constructor(private readonly o: LiveVersionsOptions) {
     this.watcher = new RepositoryWatcher({
-      repository: o.repository,
-      control: o.control,
-      actor: o.actor,
-      pollMs: o.pollMs,
-      logger: o.logger,
+      ...o,
       warning: 'model state could not be read or acted on; trying again each second',
       hooks: {
         draining: (v) => this.drainStep(v),

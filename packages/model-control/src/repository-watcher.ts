@@ -35,6 +35,9 @@ export interface RepositoryWatcherOptions {
   warning: string;
 }
 
+/** The watcher's options an owner (ModelCatalog, LiveVersions) takes in its own and hands on as they are. */
+export type WatchedRepositoryOptions = Pick<RepositoryWatcherOptions, 'repository' | 'control' | 'actor' | 'pollMs' | 'logger'>;
+
 /**
  * Keeps a process's repository live: once a second it reads the models'
  * shared state (one MGET while nothing changed), and every

@@ -1,9 +1,8 @@
 import type { ModelDescription, VersionDetail } from '@infer/contract';
 import { AppError, notFound } from '@infer/errors';
 import { versionKey, type FleetView, type VersionInFleet } from '@infer/fleet';
-import type { Logger } from '@infer/logger';
-import { RepositoryWatcher, WeightedPicker, effectiveRouting, type ControlView, type ModelControl, type RoutingSource, type Weights } from '@infer/model-control';
-import type { ModelRepository, ModelVersion } from '@infer/models';
+import { RepositoryWatcher, WeightedPicker, effectiveRouting, type ControlView, type RoutingSource, type WatchedRepositoryOptions, type Weights } from '@infer/model-control';
+import type { ModelVersion } from '@infer/models';
 
 /** What the job and batch routes ask of the models. */
 export interface ModelResolver {
@@ -11,15 +10,8 @@ export interface ModelResolver {
   resolve(name: string, version?: string): ModelVersion;
 }
 
-export interface ModelCatalogOptions {
-  repository: ModelRepository;
-  control: ModelControl;
+export interface ModelCatalogOptions extends WatchedRepositoryOptions {
   fleet: FleetView;
-  /** MODEL_POLL_SECONDS in ms. */
-  pollMs: number;
-  /** This gateway in the events log. */
-  actor: string;
-  logger: Logger;
   /**
    * Let go of a version's session once it is drained (no live worker holds
    * it). Off when the repository is shared with a worker in the same
@@ -56,11 +48,7 @@ export class ModelCatalog implements ModelResolver {
 
   constructor(private readonly o: ModelCatalogOptions) {
     this.watcher = new RepositoryWatcher({
-      repository: o.repository,
-      control: o.control,
-      actor: o.actor,
-      pollMs: o.pollMs,
-      logger: o.logger,
+      ...o,
       warning: 'model state could not be read; routing as last seen',
       hooks: {
         draining: async (v) => {
