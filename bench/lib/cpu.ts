@@ -35,6 +35,23 @@ export function processCpuMs(pid: number): number {
   }
 }
 
+/**
+ * Times a process's main thread (a Node process's event loop) went to sleep
+ * and was woken again: its voluntary context switches, from /proc (the
+ * /proc/<pid>/status of a process is its main thread's). Each one costs a
+ * trip through the kernel and the scheduler, so where work comes one job at
+ * a time, wake-ups per job say much of what the CPU per job is spent on.
+ * NaN where /proc cannot tell.
+ */
+export function mainThreadWakeups(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(status)?.[1] ?? NaN);
+  } catch {
+    return NaN;
+  }
+}
+
 /** This process's CPU ms (every thread: the event loop, libuv, ONNX Runtime's pool). */
 export function ownCpuMs(): number {
   const { user, system } = process.cpuUsage();

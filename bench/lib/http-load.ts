@@ -24,6 +24,8 @@ export interface Answer {
   status: number;
   /** From the request's first byte to the response's last one. */
   ms: number;
+  /** When the request was sent, in epoch ms (fractional): to line answers up with the timestamps a server put in them. */
+  sentAt: number;
   text: string;
 }
 
@@ -49,7 +51,7 @@ export async function closedLoop(options: LoadOptions): Promise<LoadResult> {
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - t, text: Buffer.concat(chunks).toString('utf8') }));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - t, sentAt: performance.timeOrigin + t, text: Buffer.concat(chunks).toString('utf8') }));
           res.on('error', reject);
         },
       );

@@ -9,7 +9,7 @@
  */
 import os from 'node:os';
 import type { Redis } from 'ioredis';
-import { ownCpuMs, processCpuMs, redisDelta, sampleRedis, type RedisDelta } from './cpu.js';
+import { mainThreadWakeups, ownCpuMs, processCpuMs, redisDelta, sampleRedis, type RedisDelta } from './cpu.js';
 import { closedLoop } from './http-load.js';
 import { BENCH_KEY, percentile } from './platform.js';
 import { table } from './report.js';
@@ -42,14 +42,41 @@ export interface Level {
   inferenceMs: number[];
   /** CPU ms per job by process: the targets' pids, then 'Redis' (with a redis), then 'load generator'. */
   cpu: Record<string, number>;
+  /** Wake-ups of each target process's event loop per job (mainThreadWakeups). */
+  wakeups: Record<string, number>;
   redis?: RedisDelta;
   /** Envelope sizes the gateway reported during the level; null when it reports none. */
   envelopes?: HistogramDelta | null;
+  /** Where the platform's answers spent their time, summed over jobs (ms): see Phases. Absent for the peer. */
+  phases?: Phases;
 }
+
+/**
+ * A platform job's time in four parts, from the load generator's send time
+ * and the timestamps the answer carries (created_at, started_at,
+ * completed_at; one machine, one clock, millisecond precision):
+ * - in: the request's way to the gateway and its checks, until the job exists;
+ * - queued: created until a worker took its envelope (= metrics.queue_ms);
+ * - batch: taken until its micro-batch had run;
+ * - back: the batch's end script, the message to the gateway and the answer.
+ */
+export interface Phases {
+  in: number;
+  queued: number;
+  batch: number;
+  back: number;
+}
+
+/** Mean ms per job of each phase. */
+export const phaseMeans = (l: Level): Phases | undefined =>
+  l.phases && { in: l.phases.in / l.jobs, queued: l.phases.queued / l.jobs, batch: l.phases.batch / l.jobs, back: l.phases.back / l.jobs };
 
 interface Answer {
   status?: string;
   output?: unknown;
+  created_at?: string;
+  started_at?: string | null;
+  completed_at?: string | null;
   metrics?: { queue_ms: number; inference_ms: number; batch_size: number } | null;
 }
 
@@ -59,9 +86,11 @@ const maxRequests = (clients: number) => (clients === 1 ? 50_000 : 400_000);
 export async function runLevel(target: LevelTarget, clients: number, seconds: number, bodies: readonly string[]): Promise<Level> {
   const names = Object.keys(target.pids);
   const cpuOf = () => Object.fromEntries(names.map((n) => [n, processCpuMs(target.pids[n]!)]));
+  const wakeupsOf = () => Object.fromEntries(names.map((n) => [n, mainThreadWakeups(target.pids[n]!)]));
   const metrics0 = target.metricsBase ? await scrapeHistogram(`${target.metricsBase}/metrics`, ENVELOPE_METRIC) : undefined;
   const redis0 = target.redis ? await sampleRedis(target.redis) : undefined;
   const cpu0 = cpuOf();
+  const wakeups0 = wakeupsOf();
   const own0 = ownCpuMs();
   const run = await closedLoop({
     url: target.url,
@@ -73,10 +102,11 @@ export async function runLevel(target: LevelTarget, clients: number, seconds: nu
   });
   const own1 = ownCpuMs();
   const cpu1 = cpuOf();
+  const wakeups1 = wakeupsOf();
   const redis = target.redis && redis0 ? redisDelta(redis0, await sampleRedis(target.redis)) : undefined;
   const metrics1 = target.metricsBase ? await scrapeHistogram(`${target.metricsBase}/metrics`, ENVELOPE_METRIC) : undefined;
 
-  const level: Level = { clients, jobs: 0, seconds: run.seconds, rate: 0, latencies: [], failures: [], failed: run.socketErrors, batchSizes: [], queueMs: [], inferenceMs: [], cpu: {} };
+  const level: Level = { clients, jobs: 0, seconds: run.seconds, rate: 0, latencies: [], failures: [], failed: run.socketErrors, batchSizes: [], queueMs: [], inferenceMs: [], cpu: {}, wakeups: {} };
   if (run.socketErrors) level.failures.push(`${run.socketErrors} socket errors`);
   for (const a of run.answers) {
     let job: Answer | undefined;
@@ -92,6 +122,16 @@ export async function runLevel(target: LevelTarget, clients: number, seconds: nu
     }
     level.jobs++;
     level.latencies.push(a.ms);
+    if (job.created_at && job.started_at && job.completed_at) {
+      const created = Date.parse(job.created_at);
+      const started = Date.parse(job.started_at);
+      const completed = Date.parse(job.completed_at);
+      level.phases ??= { in: 0, queued: 0, batch: 0, back: 0 };
+      level.phases.in += created - a.sentAt;
+      level.phases.queued += started - created;
+      level.phases.batch += completed - started;
+      level.phases.back += a.sentAt + a.ms - completed;
+    }
     if (job.metrics) {
       level.batchSizes.push(job.metrics.batch_size);
       level.queueMs.push(job.metrics.queue_ms);
@@ -101,6 +141,7 @@ export async function runLevel(target: LevelTarget, clients: number, seconds: nu
   level.rate = level.jobs / run.seconds;
   const per = (ms: number) => ms / Math.max(1, level.jobs);
   for (const n of names) level.cpu[n] = per(cpu1[n]! - cpu0[n]!);
+  for (const n of names) level.wakeups[n] = per(wakeups1[n]! - wakeups0[n]!);
   if (redis) {
     level.cpu.Redis = per(redis.cpuMs);
     level.redis = redis;
@@ -130,6 +171,12 @@ export function powersOfTwo(values: readonly number[], max = Math.max(1, ...valu
 }
 
 export const clientsText = (n: number): string => `${n} client${n === 1 ? '' : 's'}`;
+
+/** "gateway 2.7, worker 2.8": each target process's event-loop wake-ups per job. */
+export const describeWakeups = (l: Level): string =>
+  Object.entries(l.wakeups)
+    .map(([n, w]) => `${n} ${w.toFixed(2)}`)
+    .join(', ');
 
 /** CPU ms per job by process; "server" sums the `server` processes, "cores busy" is all of them × jobs/s. */
 export function cpuTable(levels: readonly Level[], server: readonly string[], platform = false): string {

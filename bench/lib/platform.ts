@@ -193,10 +193,11 @@ export async function startBenchPlatform(
     ...(options.metrics === undefined ? {} : { BENCH_METRICS: options.metrics ? 'on' : 'off' }),
   };
   // BENCH_PROF=gateway (or worker) writes a V8 CPU profile of that process to /tmp/prof when it exits.
+  // BENCH_NODE_FLAGS="--trace-gc …" passes extra node flags to both processes (a diagnostic, like BENCH_PROF).
   const prof = (name: string) => (process.env.BENCH_PROF && name.includes(process.env.BENCH_PROF) ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []);
   const proc = (name: 'gateway' | 'worker') => {
     const main = options.metrics === undefined ? [`apps/${name}/src/main.ts`] : ['bench/lib/app-main.ts', name];
-    return track(spawn(process.execPath, [...prof(name), '--import', 'tsx', ...main], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] }));
+    return track(spawn(process.execPath, [...prof(name), ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), '--import', 'tsx', ...main], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] }));
   };
   const gateway = proc('gateway');
   const worker = proc('worker');

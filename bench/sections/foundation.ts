@@ -24,7 +24,7 @@ import { ModelRepository, type ModelVersion } from '@infer/models';
 import { measureBullmqAddDrain, type RawRate } from '../lib/bullmq-noop.js';
 import { describeRedisPerJob } from '../lib/cpu.js';
 import { startDirectPeer } from '../lib/direct-peer.js';
-import { clientsText, commandsPerJob, cpuSum, cpuTable, describeEnvelopes, failures, mean, p, powersOfTwo, runLevel, type Level } from '../lib/interactive.js';
+import { clientsText, commandsPerJob, cpuSum, cpuTable, describeEnvelopes, describeWakeups, failures, mean, p, phaseMeans, powersOfTwo, runLevel, type Level } from '../lib/interactive.js';
 import { measureOrt, type OrtRate } from '../lib/ort-throughput.js';
 import { ROOT, startBenchPlatform, startRedis, type Figure } from '../lib/platform.js';
 import { fmt, table, verdict } from '../lib/report.js';
@@ -119,13 +119,18 @@ export async function runFoundationBench(log: (s: string) => void = console.log,
       log(latencyTable(levels, true));
       log(cpuTable(levels, ['gateway', 'worker', 'Redis'], true));
       for (const l of levels) log(`  Redis per job at ${clientsText(l.clients)}: ${describeRedisPerJob(l.redis!, Math.max(1, l.jobs))}`);
+      for (const l of [...peerLevels, ...levels]) log(`  event-loop wake-ups per job at ${clientsText(l.clients)} (voluntary context switches of each main thread): ${describeWakeups(l)}`);
       for (const l of levels) log(`  batch sizes at ${clientsText(l.clients)} (share of jobs): ${powersOfTwo(l.batchSizes, model.maxBatchSize)}`);
       for (const l of levels) log(`  envelope sizes at ${clientsText(l.clients)}: ${describeEnvelopes(l.envelopes)}`);
       failures(levels, 'platform', log);
-      const one = levels[0]!;
-      const q = mean(one.queueMs);
-      const inf = mean(one.inferenceMs);
-      log(`  at 1 client a job's mean ${mean(one.latencies).toFixed(2)} ms is ${q.toFixed(2)} ms queue_ms (submit → the worker starts its batch) + ${inf.toFixed(3)} ms inference + ${(mean(one.latencies) - q - inf).toFixed(2)} ms the rest (HTTP, validation, queueing, the answer's way back)`);
+      for (const l of levels) {
+        const ph = phaseMeans(l);
+        if (!ph) continue;
+        log(
+          `  where a job's mean ${mean(l.latencies).toFixed(2)} ms goes at ${clientsText(l.clients)}: in ${ph.in.toFixed(2)} (request → job created) + queued ${ph.queued.toFixed(2)} (→ a worker took its envelope) + ` +
+            `batch ${ph.batch.toFixed(2)} (→ its micro-batch ran; inference ${mean(l.inferenceMs).toFixed(3)}) + back ${ph.back.toFixed(2)} (end script, message to the gateway, answer)`,
+        );
+      }
       const many = levels[levels.length - 1]!;
       log(`  raw BullMQ beside the platform at ${clientsText(many.clients)}: add ${fmt(raw.add.rate, 0)} jobs/s (${(raw.add.redis.calls / raw.add.jobs).toFixed(1)} Redis cmds/job), drain ${fmt(raw.drain.rate, 0)} jobs/s (${(raw.drain.redis.calls / raw.drain.jobs).toFixed(1)} cmds/job), add+drain ${(raw.add.redis.calls / raw.add.jobs + raw.drain.redis.calls / raw.drain.jobs).toFixed(1)} cmds/job; the platform ${fmt(many.rate, 0)} jobs/s, ${commandsPerJob(many).toFixed(1)} cmds/job`);
 
