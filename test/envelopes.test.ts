@@ -114,6 +114,37 @@ describe('envelopes: the writer', () => {
     const index = interactiveKeys(prefix, 'mlp', '2').index;
     for (const [i, j] of jobs.entries()) expect(await redis.hexists(index, j.job.id), `job ${i}`).to.equal(i < 6 ? 1 : 0);
   });
+
+  it("an idle worker's blocking take returns the envelope whose write ended the wait, started no earlier than it was written", async () => {
+    const p = uniquePrefix('take');
+    const model = repo.resolve('mlp', '1');
+    const queue = new EnvelopeQueue(redis, { prefix: p, model: 'mlp', version: '1', resultTtlMs: 60_000 });
+    const blocking = redis.duplicate();
+    try {
+      // Nothing waits: the take gives up after its timeout, empty.
+      expect(await queue.waitAndFetch(blocking, 0.05, 'tok', 30_000, 64, 64)).to.deep.equal({ waiting: 0, envelopes: [] });
+
+      const name = `${p}-blocking`;
+      await blocking.client('SETNAME', name);
+      const taking = queue.waitAndFetch(blocking, 10, 'tok', 30_000, 64, 64);
+      await waitUntil(async () => / flags=b /.test(((await redis.client('LIST')) as string).split('\n').find((l) => l.includes(`name=${name} `)) ?? ''), 5000, 'the take to block');
+      const w = new EnvelopeWriter({ redis, prefix: p, resultTtlMs: 60_000, maxQueueDepth: 1_000_000, gatewayChannel: `${p}:gateway:test` });
+      const one = job(model);
+      await w.add(model, one.job, one.inputs);
+      const taken = await taking;
+      if (taken === 'paused') throw new Error('the queue is not paused');
+      expect(taken.waiting).to.equal(0);
+      expect(taken.envelopes).to.have.length(1);
+      const k = interactiveKeys(p, 'mlp', '1');
+      const [written, processedOn] = (await redis.hmget(`${k.base}${taken.envelopes[0]!.id}`, 'timestamp', 'processedOn')).map(Number);
+      // The take ran when the write ended the wait, later than the clock it was sent with: its start is not before the write.
+      expect(processedOn).to.be.at.least(written!);
+      expect(processedOn).to.be.at.least(one.job.created_at);
+    } finally {
+      blocking.disconnect();
+      await deletePrefix(TEST_REDIS_URL, p);
+    }
+  });
 });
 
 describe('envelopes: every job keeps its own promises', function () {

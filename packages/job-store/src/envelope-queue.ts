@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { QUEUE_EVENTS_MAX_LEN, interactiveKeys, type EnvelopeData } from '@infer/contract';
-import { withJobScripts, type ScriptRedis } from './redis-scripts.js';
+import { withJobScripts, type Arg, type ScriptPipeline, type ScriptRedis } from './redis-scripts.js';
 
 export interface EnvelopeQueueOptions {
   prefix: string;
@@ -139,19 +139,31 @@ export class EnvelopeQueue {
    * envelopes), locked with `token` for `lockMs`. `waiting` is how many
    * envelopes are left in the queue: 0 means nothing more to wait for.
    */
-  async fetch(token: string, lockMs: number, wanted: number, most: number): Promise<{ waiting: number; envelopes: TakenEnvelope[] } | 'paused'> {
+  async fetch(token: string, lockMs: number, wanted: number, most: number): Promise<FetchOutcome> {
+    return parseFetch(await this.redis.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, Date.now())));
+  }
+
+  /**
+   * Block on the queue's marker (BullMQ's wake-up signal, set by every
+   * enqueue) for up to `timeoutSeconds`, then take as `fetch` does, in one
+   * write on `blocking`: Redis runs the take queued behind the blocking read
+   * as soon as the read is served. An idle worker so learns of work and
+   * takes it in one round trip, not two (at one job at a time, that is two
+   * fewer messages between processes per job). The take runs after a
+   * timeout too, finding nothing or what came meanwhile. `blocking` must be
+   * a connection of its own: a blocked connection serves nothing else.
+   */
+  async waitAndFetch(blocking: Redis, timeoutSeconds: number, token: string, lockMs: number, wanted: number, most: number): Promise<FetchOutcome> {
+    const pipeline = withJobScripts(blocking).pipeline().bzpopmin(this.keys.marker, timeoutSeconds) as ScriptPipeline;
+    const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, Date.now())).exec()) ?? [];
+    if (!fetched) throw new Error('the blocking take got no reply');
+    if (fetched[0]) throw fetched[0];
+    return parseFetch(fetched[1] as unknown[]);
+  }
+
+  private fetchArgs(token: string, lockMs: number, wanted: number, most: number, now: number): Arg[] {
     const k = this.keys;
-    const reply = await this.redis.inferFetchBuffer(k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, Date.now(), wanted, most);
-    const waiting = Number(reply[0]);
-    if (waiting < 0) return 'paused';
-    const envelopes: TakenEnvelope[] = [];
-    for (let i = 1; i + 1 < reply.length; i += 2) {
-      const flat = reply[i + 1] as Buffer[];
-      const fields = new Map<string, Buffer>();
-      for (let f = 0; f + 1 < flat.length; f += 2) fields.set(flat[f]!.toString(), flat[f + 1]!);
-      envelopes.push({ id: (reply[i] as Buffer).toString(), fields });
-    }
-    return { waiting, envelopes };
+    return [k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, now, wanted, most];
   }
 
   /** End the jobs of these envelopes and remove them; per job (in order), whether this call ended it. */
@@ -167,13 +179,20 @@ export class EnvelopeQueue {
     return ended.map((x) => x === 1);
   }
 
-  /**
-   * Block on the queue's marker (BullMQ's wake-up signal, set by every
-   * enqueue) until work may be waiting or `timeoutSeconds` pass. Needs a
-   * connection of its own: a blocked connection serves nothing else.
-   */
-  async waitForWork(blocking: Redis, timeoutSeconds: number): Promise<boolean> {
-    const popped = await blocking.bzpopmin(this.keys.marker, timeoutSeconds);
-    return popped !== null;
+}
+
+/** What a take found: `waiting` envelopes left in the queue (0: nothing more to wait for), or the queue is paused. */
+export type FetchOutcome = { waiting: number; envelopes: TakenEnvelope[] } | 'paused';
+
+function parseFetch(reply: unknown[]): FetchOutcome {
+  const waiting = Number(reply[0]);
+  if (waiting < 0) return 'paused';
+  const envelopes: TakenEnvelope[] = [];
+  for (let i = 1; i + 1 < reply.length; i += 2) {
+    const flat = reply[i + 1] as Buffer[];
+    const fields = new Map<string, Buffer>();
+    for (let f = 0; f + 1 < flat.length; f += 2) fields.set(flat[f]!.toString(), flat[f + 1]!);
+    envelopes.push({ id: (reply[i] as Buffer).toString(), fields });
   }
+  return { waiting, envelopes };
 }

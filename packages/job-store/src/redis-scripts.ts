@@ -1,7 +1,7 @@
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, READ, RELEASE_IDEMPOTENCY_KEY } from './scripts.js';
 
-type Arg = string | number | Buffer;
+export type Arg = string | number | Buffer;
 
 /** The scripts as commands of a connection (ioredis sends each by EVALSHA, falling back to EVAL once). */
 export type ScriptRedis = Redis & {
@@ -13,6 +13,9 @@ export type ScriptRedis = Redis & {
   inferClaimIdempotencyKey(key: string, id: string, ttlMs: number): Promise<string>;
   inferReleaseIdempotencyKey(key: string, id: string): Promise<number>;
 };
+
+/** A pipeline of a connection with the scripts: ioredis adds them to its pipelines too, untyped. */
+export type ScriptPipeline = ChainableCommander & { inferFetchBuffer(...args: Arg[]): ChainableCommander };
 
 const COMMANDS = [
   ['inferEnqueue', ENQUEUE, 8],

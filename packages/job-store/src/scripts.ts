@@ -122,7 +122,7 @@ return {1, queued}
 
 /**
  * KEYS[1] wait, KEYS[2] active, KEYS[3] meta, KEYS[4] marker, KEYS[5] queued counter, KEYS[6] queued-per-tenant hash.
- * ARGV[1] key base ("<prefix>:<queue>:"), ARGV[2] lock token, ARGV[3] lock ms, ARGV[4] now,
+ * ARGV[1] key base ("<prefix>:<queue>:"), ARGV[2] lock token, ARGV[3] lock ms, ARGV[4] now (epoch ms),
  * ARGV[5] instances wanted, ARGV[6] most envelopes.
  * Takes envelopes (oldest first) until it has the instances wanted: each moves to active
  * under the worker's lock, as BullMQ's moveToActive does. Returns {waiting after, id, fields, id, fields, …}
@@ -131,6 +131,7 @@ return {1, queued}
  * less those canceled before that; one put back by the stalled check is not counted again.
  */
 export const FETCH = `${ALLOW_OOM}if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return {-1} end
+local now = tonumber(ARGV[4])
 local out = {0}
 local wanted, most = tonumber(ARGV[5]), tonumber(ARGV[6])
 local taken, envelopes, leaving = 0, 0, 0
@@ -147,7 +148,9 @@ while envelopes < most and taken < wanted do
     local f = {}
     for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
     redis.call('SET', jk .. ':lock', ARGV[2], 'PX', ARGV[3])
-    redis.call('HSET', jk, 'processedOn', ARGV[4], 'ats', (tonumber(f['ats']) or 0) + 1)
+    -- A take sent behind a blocking read (EnvelopeQueue.waitAndFetch) runs later than ARGV[4] says; then the
+    -- envelope it takes is the one whose enqueue ended the wait, so its enqueue time is the closer clock.
+    redis.call('HSET', jk, 'processedOn', math.max(now, tonumber(f['timestamp']) or 0), 'ats', (tonumber(f['ats']) or 0) + 1)
     local n = tonumber(f['n']) or 0
     if not f['processedOn'] then
       local canceled = 0

@@ -69,8 +69,9 @@ const MOST_ENVELOPES_PER_FETCH = 64;
  * Consumes one model version's interactive queue and runs its jobs in
  * micro-batches made of whole envelopes.
  *
- * - Fetch (QueueConsumer): an idle worker blocks on the queue's marker; a
- *   take is one script call that moves as many envelopes as the batch has
+ * - Fetch (QueueConsumer): an idle worker blocks on the queue's marker,
+ *   with its take sent behind the wait in the same write; a take is one
+ *   script call that moves as many envelopes as the batch has
  *   room for to active, under one lock token, and says how many are left.
  *   Nothing left means nothing to wait for: the batch runs at once, so a
  *   lone job never waits, while a busy queue fills batches to
@@ -210,12 +211,14 @@ export class InteractiveWorker {
     return {
       jobId: (t) => t.taken.id,
       fetch: async (token, room, block) => {
+        let taken;
         if (block) {
+          // Idle: wait on the marker (every enqueue sets it), with the take sent behind the wait in the same write.
           this.blocking ??= this.options.storeConnection.duplicate();
-          // The marker says work may be waiting (every enqueue sets it): no take is tried on an empty queue.
-          if (!(await this.queue.waitForWork(this.blocking, blockSeconds))) return { items: [], drained: true };
+          taken = await this.queue.waitAndFetch(this.blocking, blockSeconds, token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH);
+        } else {
+          taken = await this.queue.fetch(token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH);
         }
-        const taken = await this.queue.fetch(token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH);
         if (taken === 'paused') {
           await new Promise((r) => setTimeout(r, 1000));
           return { items: [], drained: true };
