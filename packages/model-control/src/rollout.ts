@@ -1,5 +1,5 @@
 import { p50, type ModelControl, type StoredRollout, type VersionFigures, type Weights } from './control-store.js';
-import { toHundred } from './routing.js';
+import { apportion } from './routing.js';
 
 /**
  * Rollouts: move a model's traffic to a new version step by step, and back
@@ -21,23 +21,12 @@ import { toHundred } from './routing.js';
 
 /** The routing of a step: the candidate gets `percent`, the versions it replaces share the rest as they did. */
 export function stepRouting(r: Pick<StoredRollout, 'version' | 'from'>, percent: number): Weights {
-  const others = Object.fromEntries(Object.entries(r.from.routing).filter(([v, w]) => v !== r.version && w > 0));
-  const rest = Object.keys(others).length ? toHundred(others) : {};
-  const out: Weights = {};
-  const remaining = 100 - percent;
-  if (remaining > 0 && Object.keys(rest).length) {
-    const scaled = toHundred(Object.fromEntries(Object.entries(rest).map(([v, w]) => [v, w * remaining])));
-    // toHundred scaled to 100; bring it to `remaining` exactly, keeping integers.
-    let given = 0;
-    const entries = Object.entries(scaled);
-    entries.forEach(([v, w], i) => {
-      const share = i === entries.length - 1 ? remaining - given : Math.round((w * remaining) / 100);
-      if (share > 0) out[v] = share;
-      given += share;
-    });
-  }
-  if (percent > 0) out[r.version] = (out[r.version] ?? 0) + percent;
-  return Object.keys(out).length ? out : { [r.version]: 100 };
+  const others = Object.fromEntries(Object.entries(r.from.routing).filter(([v]) => v !== r.version));
+  const out = apportion(others, 100 - percent);
+  // Nothing to share the rest with: the candidate takes it all.
+  if (Object.keys(out).length === 0) return { [r.version]: 100 };
+  if (percent > 0) out[r.version] = percent;
+  return out;
 }
 
 /** The verdict on a step whose time is up: roll back (with why), or go on. */

@@ -32,19 +32,28 @@ export function effectiveRouting(explicit: Weights | null, versions: readonly Ve
   return { weights: pick ? { [pick.version]: 100 } : {}, source: 'default' };
 }
 
-/** Weights scaled to integers summing to 100 (largest remainder), ties to the higher version. */
-export function toHundred(weights: Weights): Weights {
+/**
+ * Weights scaled to integers summing to `total` (largest remainder), ties to
+ * the higher version. A version whose share rounds to nothing is left out.
+ */
+export function apportion(weights: Weights, total: number): Weights {
   const entries = Object.entries(weights).filter(([, w]) => w > 0);
-  const total = entries.reduce((a, [, w]) => a + w, 0);
-  if (total === 0) return {};
-  const exact = entries.map(([v, w]) => ({ v, x: (w * 100) / total }));
-  const out: Weights = {};
+  const sum = entries.reduce((a, [, w]) => a + w, 0);
+  if (sum === 0 || total <= 0) return {};
+  const exact = entries.map(([v, w]) => ({ v, x: (w * total) / sum }));
+  const shares = new Map<string, number>();
   let given = 0;
-  for (const e of exact) given += out[e.v] = Math.floor(e.x);
+  for (const e of exact) {
+    shares.set(e.v, Math.floor(e.x));
+    given += Math.floor(e.x);
+  }
   const order = [...exact].sort((a, b) => b.x - Math.floor(b.x) - (a.x - Math.floor(a.x)) || Number(b.v) - Number(a.v));
-  for (let i = 0; given < 100; i++, given++) out[order[i % order.length]!.v]! += 1;
-  return out;
+  for (let i = 0; given < total; i++, given++) shares.set(order[i % order.length]!.v, shares.get(order[i % order.length]!.v)! + 1);
+  return Object.fromEntries([...shares].filter(([, w]) => w > 0));
 }
+
+/** Weights scaled to integers summing to 100 (apportion). */
+export const toHundred = (weights: Weights): Weights => apportion(weights, 100);
 
 /**
  * Picks versions for a stream of jobs in exact proportion to their weights
