@@ -28,7 +28,7 @@ export const CONTRACT_CHOICES: readonly string[] = [
   'A response to a request with `Prefer: wait` carries `Preference-Applied: wait=N` (RFC 7240).',
   'A Job also carries `webhook` and `webhook_events_filter` (empty without a webhook).',
   '`GET /v1/models` answers `{object: "list", data: [Model]}`, like the other list endpoints.',
-  'The rate limit counts requests per API key, in Redis, shared by all gateway replicas.',
+  'The rate limit is `RATE_LIMIT_PER_SECOND` requests per API key in each epoch second, one budget for all gateway replicas: each gateway decides locally and syncs the shared counts through Redis about every 50 ms, so a burst spread over several replicas can briefly pass the limit.',
   'The queue-depth check behind 503 `queue_full` is exact within a model version’s queue (the enqueue counts it); other queues are as this gateway last read them, at most 250 ms ago.',
   'Job ids are 30 characters: the 8-character tag of the job’s queue (base32 of a hash of model and version, so a job’s keys are found from its id), then 128 random bits as 22 base64url characters. Batch ids are UUID v4 (122 random bits).',
   '`POST /v1/jobs` takes `Cancel-After` (Replicate’s header): a duration of `<number><unit>` parts (`ms`, `s`, `m`, `h`; `30s`, `5m`, `1h30m`, `250ms`), more than 0 and at most 24 h, else 400 `invalid_input`. A job still queued at its deadline ends `canceled` with `error.code` `deadline_exceeded` and never runs; one a worker has taken finishes.',

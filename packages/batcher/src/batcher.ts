@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from './clock.js';
 
 export interface MicroBatcherOptions<I, O> {
-  /** Flush as soon as this many items are pending. */
+  /** Flush as soon as the pending items weigh this much (see `weigh`; with its default, this many items). */
   maxBatchSize: number;
   /** Flush at most this long after the first pending item arrived. */
   maxWaitMs: number;

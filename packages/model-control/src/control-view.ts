@@ -4,7 +4,8 @@ const EMPTY: ModelSnapshot = { routing: null, draining: new Map(), rollout: null
 
 /**
  * A process's copy of the models' shared state, read again only when the
- * generation counter moved: one GET a second while nothing changes, so
+ * generation counter moved: one MGET a second (the generation and the
+ * load-requests counter) while nothing changes, so
  * every gateway and worker sees a change within a second at no cost per
  * request.
  */

@@ -99,7 +99,10 @@ export class SharedRateLimiter {
 
   /** The epoch second `counts` is for; older windows are forgotten whole. */
   private window = Number.NaN;
-  /** By API key (hashed only when pushed): the keys seen in `window`. */
+  /**
+   * By API key digest (`req.apiKeyDigest`, never the key itself): the keys
+   * seen in `window`. The Redis counter is named by a hash of the digest (bucketOf).
+   */
   private counts = new Map<string, WindowCount>();
   private timer: NodeJS.Timeout | undefined;
   private syncing: Promise<void> | undefined;

@@ -18,7 +18,11 @@ export interface ModelCatalogOptions extends WatchedRepositoryOptions {
    * process (tests): the worker releases it.
    */
   releaseDrained: boolean;
-  /** Called for every version this gateway may route to, on each look (the envelope writer counts its queue). */
+  /**
+   * Called for every version this gateway may route to, on each look. The
+   * gateway has the envelope writer open the version's queue (queueOf), so its
+   * depth is read with the others for MAX_QUEUE_DEPTH before any job is sent there.
+   */
   onVersion?(v: ModelVersion): void;
 }
 

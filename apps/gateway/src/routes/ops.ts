@@ -17,8 +17,11 @@ type ModelsReadiness = Record<string, Record<string, { ready: boolean; workers_r
 
 /**
  * Each model version this gateway routes to, and whether a live worker
- * serves it. A version is `ready` when one does, or when no worker is live
- * at all (jobs then queue for the fleet's return, see jobs/served.ts).
+ * serves it. A version is `ready` when a live worker has it ready, or when
+ * no worker is live at all (jobs then queue for the fleet's return). This is
+ * stricter than the check before queueing (FleetView.served, see
+ * jobs/served.ts), which also takes jobs for a version a worker is still
+ * loading: they wait the moments that takes.
  */
 async function modelsReadiness(deps: OpsDeps): Promise<ModelsReadiness> {
   const [live, versions] = [await deps.fleet.live(), await deps.fleet.versions()];
