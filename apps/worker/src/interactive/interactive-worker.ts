@@ -227,6 +227,9 @@ export class InteractiveWorker {
         return { items: taken.envelopes.map((e) => ({ taken: e, token, takenAt })), drained: taken.waiting === 0 };
       },
       close: async () => {
+        // A take may be riding behind the wait. disconnect() half-closes (ioredis ends the stream): a reply Redis
+        // sent before it read the close is still read, so what such a take found comes back and runs before the
+        // worker closes; and Redis drops a client whose close it read before serving its wait, so no take runs after.
         this.blocking?.disconnect();
       },
     };
