@@ -56,6 +56,8 @@ export class WorkerHeartbeat {
   private timer: NodeJS.Timeout | undefined;
   private readonly keys: ReturnType<typeof fleetKeys>;
   private readonly startedAt = Date.now();
+  /** Set by stop(): a beat asked for afterwards (a drain ending during close) must not bring the worker back. */
+  private stopped = false;
 
   constructor(
     private readonly redis: Redis,
@@ -69,7 +71,7 @@ export class WorkerHeartbeat {
 
   /** Beat now and every HEARTBEAT_MS; resolves after the first beat (or its failure, reported). */
   async start(): Promise<void> {
-    if (this.timer) return;
+    if (this.timer || this.stopped) return;
     this.timer = setInterval(() => void this.beat(), HEARTBEAT_MS);
     this.timer.unref();
     await this.beat();
@@ -77,6 +79,7 @@ export class WorkerHeartbeat {
 
   /** Report now (a version finished loading, say), without waiting for the next beat. */
   async beat(): Promise<void> {
+    if (this.stopped) return;
     const now = Date.now();
     const description: WorkerDescription = { id: this.id, host: hostname(), pid: process.pid, started_at: this.startedAt, versions: this.versions() };
     try {
@@ -98,9 +101,11 @@ export class WorkerHeartbeat {
    * beating, as a crashed worker does: it stops counting after LIVE_MS.
    */
   async stop({ leave = true }: { leave?: boolean } = {}): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (!leave) return;
+    // A beat already sent went on this connection before the leave, so Redis runs it first.
     try {
       await this.redis.multi().del(this.keys.worker(this.id)).zrem(this.keys.workers, this.id).exec();
     } catch (err) {
