@@ -6,11 +6,13 @@ import {
   decodeEncoded,
   decodeInput,
   encodeTensor,
+  fromBytes,
   instanceSlice,
   shapeKey,
   stack,
+  toBytes,
   toNested,
-  type DecodedTensor,
+  type TensorBytes,
   type TensorData,
 } from '@infer/tensors';
 
@@ -259,7 +261,7 @@ describe('tensors: toNested', () => {
 });
 
 describe('tensors: stack and instanceSlice', () => {
-  const t = (shape: number[], values: number[]): DecodedTensor => ({ datatype: 'FP32', shape, data: Float32Array.from(values) });
+  const t = (shape: number[], values: number[]): TensorBytes => ({ datatype: 'FP32', shape, bytes: toBytes(Float32Array.from(values)) });
 
   it('stacks instances along a new first dimension, in order', () => {
     const s = stack([t([2, 2], [1, 2, 3, 4]), t([2, 2], [5, 6, 7, 8]), t([2, 2], [9, 10, 11, 12])]);
@@ -270,16 +272,27 @@ describe('tensors: stack and instanceSlice', () => {
     expect(stack([t([], [1]), t([], [2])]).shape).to.deep.equal([2]);
     // 64-bit integers stack too.
     const ints = stack([
-      { datatype: 'INT64', shape: [2], data: BigInt64Array.of(1n, 2n) },
-      { datatype: 'INT64', shape: [2], data: BigInt64Array.of(3n, 4n) },
+      { datatype: 'INT64', shape: [2], bytes: toBytes(BigInt64Array.of(1n, 2n)) },
+      { datatype: 'INT64', shape: [2], bytes: toBytes(BigInt64Array.of(3n, 4n)) },
     ]);
     expect(plain(ints.data)).to.deep.equal([1n, 2n, 3n, 4n]);
+  });
+
+  it('views instances that lie back to back in one buffer (one envelope) without copying them', () => {
+    const packed = toBytes(Float32Array.of(1, 2, 3, 4, 5, 6));
+    const s = stack([0, 1, 2].map((k) => ({ datatype: 'FP32' as const, shape: [2], bytes: packed.subarray(k * 8, k * 8 + 8) })));
+    expect(s.data.buffer).to.equal(packed.buffer);
+    expect(plain(s.data)).to.deep.equal([1, 2, 3, 4, 5, 6]);
+    // Apart, or not in order: copied into a tensor of their own.
+    const apart = stack([packed.subarray(8, 16), packed.subarray(0, 8)].map((bytes) => ({ datatype: 'FP32' as const, shape: [2], bytes })));
+    expect(apart.data.buffer).to.not.equal(packed.buffer);
+    expect(plain(apart.data)).to.deep.equal([3, 4, 1, 2]);
   });
 
   it('refuses to stack nothing, or instances that differ in size or datatype', () => {
     expect(() => stack([])).to.throw();
     expect(() => stack([t([2], [1, 2]), t([3], [1, 2, 3])])).to.throw(/differ/);
-    expect(() => stack([t([2], [1, 2]), { datatype: 'FP64', shape: [2], data: Float64Array.of(1, 2) }])).to.throw(/differ/);
+    expect(() => stack([t([2], [1, 2]), { datatype: 'INT32', shape: [2], bytes: toBytes(Int32Array.of(1, 2)) }])).to.throw(/differ/);
   });
 
   it('slices instance k out of a batched output', () => {
@@ -293,7 +306,7 @@ describe('tensors: stack and instanceSlice', () => {
     const s = stack(parts);
     parts.forEach((part, k) => {
       const { offset, shape } = instanceSlice(s.data, s.shape, k);
-      expect(toNested(s.data, shape, false, offset)).to.deep.equal(plain(part.data));
+      expect(toNested(s.data, shape, false, offset)).to.deep.equal(plain(fromBytes('FP32', part.bytes)));
     });
   });
 

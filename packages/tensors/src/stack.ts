@@ -1,21 +1,38 @@
+import type { Datatype } from '@infer/contract';
 import type { DecodedTensor } from './decode.js';
-import { allocate, type TensorData } from './typed-arrays.js';
+import { fromBytes, type TensorData } from './typed-arrays.js';
+
+/** One instance's tensor as little-endian bytes (a view of what the gateway packed; any alignment). */
+export interface TensorBytes {
+  datatype: Exclude<Datatype, 'BYTES'>;
+  shape: number[];
+  bytes: Uint8Array;
+}
 
 /**
- * Stack instances of one shape along a new first (batch) dimension. The
- * caller groups instances by shape first: docs/api.md forbids stacking instances
- * whose variable dimensions differ.
+ * Stack instances of one shape along a new first (batch) dimension, as the
+ * typed array ONNX Runtime takes. Instances that lie back to back in one
+ * buffer (one envelope, as the gateway packed it) are viewed as they are,
+ * with no copy at all when their span is aligned for the datatype; others
+ * are copied once. The caller groups instances by shape first (shapeKey):
+ * docs/api.md forbids stacking instances whose variable dimensions differ.
  */
-export function stack(instances: readonly DecodedTensor[]): DecodedTensor {
+export function stack(instances: readonly TensorBytes[]): DecodedTensor {
   const first = instances[0];
   if (!first) throw new Error('stack: no instances');
-  const per = first.data.length;
-  const out = allocate(first.datatype, per * instances.length);
-  instances.forEach((t, k) => {
-    if (t.data.length !== per || t.datatype !== first.datatype) throw new Error('stack: instances differ in shape or datatype');
-    (out as Float32Array).set(t.data as Float32Array, k * per);
-  });
-  return { datatype: first.datatype, shape: [instances.length, ...first.shape], data: out };
+  const per = first.bytes.byteLength;
+  let contiguous = true;
+  for (let i = 1; i < instances.length; i++) {
+    const prev = instances[i - 1]!.bytes;
+    const cur = instances[i]!;
+    if (cur.bytes.byteLength !== per || cur.datatype !== first.datatype) throw new Error('stack: instances differ in shape or datatype');
+    contiguous &&= cur.bytes.buffer === prev.buffer && cur.bytes.byteOffset === prev.byteOffset + prev.byteLength;
+  }
+  const shape = [instances.length, ...first.shape];
+  if (contiguous) return { datatype: first.datatype, shape, data: fromBytes(first.datatype, new Uint8Array(first.bytes.buffer, first.bytes.byteOffset, per * instances.length)) };
+  const out = new Uint8Array(per * instances.length);
+  instances.forEach((t, k) => out.set(t.bytes, k * per));
+  return { datatype: first.datatype, shape, data: fromBytes(first.datatype, out) };
 }
 
 /** The offset and shape of instance k of a batched output tensor. */
@@ -25,7 +42,7 @@ export function instanceSlice(data: TensorData, dims: readonly number[], k: numb
   return { offset: k * per, shape };
 }
 
-/** A key that is equal for instances that may share one stacked tensor. */
-export function shapeKey(inputs: readonly DecodedTensor[]): string {
+/** A key equal for instances whose inputs have the same shapes: those may share one stacked tensor. */
+export function shapeKey(inputs: readonly { shape: readonly number[] }[]): string {
   return inputs.map((t) => t.shape.join('x')).join('|');
 }

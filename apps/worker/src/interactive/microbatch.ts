@@ -1,16 +1,12 @@
 import type { JobError } from '@infer/contract';
 import { runModel, type ModelVersion } from '@infer/models';
 import type { Datatype } from '@infer/contract';
-import { fromBytes, instanceSlice, toBytes, type DecodedTensor } from '@infer/tensors';
+import { fromBytes, instanceSlice, shapeKey, stack, toBytes, type DecodedTensor, type TensorBytes } from '@infer/tensors';
 import type { RecordOutput } from '@infer/job-store';
 import { runIsolating } from '../poison-isolation.js';
 
 /** One input of one instance: its shape and its little-endian bytes, a view of its envelope's (any alignment). */
-export interface InstanceInput {
-  datatype: Exclude<Datatype, 'BYTES'>;
-  shape: number[];
-  bytes: Uint8Array;
-}
+export type InstanceInput = TensorBytes;
 
 /** One instance's inputs, in the model's input order. */
 export type InstanceInputs = readonly InstanceInput[];
@@ -66,7 +62,7 @@ async function runGroup(model: ModelVersion, instances: readonly InstanceInputs[
   group.forEach((instanceIndex, j) => {
     const out: RecordOutput[] = model.outputs.map((spec) => {
       const t = outputs[spec.name]!;
-      if (!model.batched) return { name: spec.name, datatype: t.datatype, shape: t.shape, bytes: Buffer.from(toBytes(t.data)) };
+      if (!model.batched) return { name: spec.name, datatype: t.datatype, shape: t.shape, bytes: toBytes(t.data) };
       const { offset, shape } = instanceSlice(t.data, t.shape, j);
       const per = t.shape[0] === 0 ? 0 : t.data.length / t.shape[0]!;
       return { name: spec.name, datatype: t.datatype, shape, bytes: toBytes(t.data.subarray(offset, offset + per)) };
@@ -75,36 +71,9 @@ async function runGroup(model: ModelVersion, instances: readonly InstanceInputs[
   });
 }
 
-/**
- * Stack instances of one shape along a new first dimension, copying each
- * instance's bytes once. Instances that lie back to back in one buffer (one
- * envelope, as the gateway packed it) are viewed as they are, with no copy
- * at all when their span is aligned for the datatype.
- */
-function stack(parts: readonly InstanceInput[]): DecodedTensor {
-  const first = parts[0]!;
-  const shape = [parts.length, ...first.shape];
-  let contiguous = true;
-  for (let i = 1; i < parts.length && contiguous; i++) {
-    const prev = parts[i - 1]!.bytes;
-    const cur = parts[i]!.bytes;
-    contiguous = cur.buffer === prev.buffer && cur.byteOffset === prev.byteOffset + prev.byteLength;
-  }
-  const per = first.bytes.byteLength;
-  if (contiguous) return tensorOf(first.datatype, shape, new Uint8Array(first.bytes.buffer, first.bytes.byteOffset, per * parts.length));
-  const out = new Uint8Array(per * parts.length);
-  parts.forEach((p, k) => out.set(p.bytes, k * per));
-  return tensorOf(first.datatype, shape, out);
-}
-
 /** Bytes as the typed array ONNX Runtime takes (a view when aligned, else one copy: fromBytes). */
 function tensorOf(datatype: Exclude<Datatype, 'BYTES'>, shape: number[], bytes: Uint8Array): DecodedTensor {
   return { datatype, shape, data: fromBytes(datatype, bytes) };
-}
-
-/** A key equal for instances whose inputs have the same shapes: those may share one stacked tensor. */
-function shapeKey(inputs: InstanceInputs): string {
-  return inputs.map((t) => t.shape.join('x')).join('|');
 }
 
 /** Indices of instances that may share one run, in arrival order. */
