@@ -1,7 +1,9 @@
 import { expect } from 'chai';
-import { apportion, stepRouting, toHundred, WeightedPicker, type Weights } from '@infer/model-control';
+import { Redis } from 'ioredis';
+import { apportion, ControlView, ModelControl, stepRouting, toHundred, WeightedPicker, type Weights } from '@infer/model-control';
+import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.js';
 
-/** The arithmetic of routing weights: what rollouts write and gateways pick by. */
+/** The arithmetic of routing weights (what rollouts write and gateways pick by), and how processes learn of a change. */
 
 const sum = (w: Weights) => Object.values(w).reduce((a, b) => a + b, 0);
 const from = (routing: Weights) => ({ routing, routing_source: 'explicit' as const });
@@ -38,5 +40,33 @@ describe('routing weights', () => {
       counts[v] = (counts[v] ?? 0) + 1;
     }
     expect(counts).to.deep.equal({ 1: 900, 2: 70, 3: 30 });
+  });
+});
+
+describe('control view: a change whose generation bump was lost', () => {
+  let redis: Redis;
+  let prefix: string;
+  before(() => {
+    redis = new Redis(TEST_REDIS_URL);
+    prefix = uniquePrefix('view');
+  });
+  after(async () => {
+    redis.disconnect();
+    await deletePrefix(TEST_REDIS_URL, prefix);
+  });
+
+  it('is seen at the next full read, which comes every resync interval even when the counter did not move', async () => {
+    const control = new ModelControl(redis, prefix);
+    await control.setRouting('mlp', { 1: 100 }, 'test');
+    const gated = new ControlView(control);
+    const resyncing = new ControlView(control, 0);
+    for (const view of [gated, resyncing]) await view.refresh(['mlp']);
+    // A writer died between its change and the bump: the routing moved, the counter did not.
+    const routingKey = `${prefix}:{m:mlp}:routing`;
+    await redis.multi().del(routingKey).hset(routingKey, { 2: 100 }).exec();
+    expect(await gated.refresh(['mlp'])).to.equal(false);
+    expect(gated.of('mlp').routing).to.deep.equal({ 1: 100 });
+    expect(await resyncing.refresh(['mlp'])).to.equal(true);
+    expect(resyncing.of('mlp').routing).to.deep.equal({ 2: 100 });
   });
 });

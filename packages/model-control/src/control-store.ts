@@ -9,10 +9,11 @@ import { interactiveKeys, type ModelEvent, type ModelEventType, type Rollout, ty
  * (removed from the repository or unloaded by an admin), the events log of
  * every change, rollouts, and the per-version figures a rollout judges by.
  *
- * Every change bumps one generation counter; processes read it once a
- * second and reload the models' state when it moved (ControlView). A
- * model's keys share the hash tag `{m:<name>}`, so a change to one model is
- * one transaction.
+ * Every change bumps one generation counter, in a write after the change
+ * itself; processes read it once a second and reload the models' state
+ * when it moved, and every so often anyway (ControlView). A model's keys
+ * share the hash tag `{m:<name>}`, so its scripts (a rollout's
+ * compare-and-set) and transactions stay in one slot.
  */
 
 export type EventType = ModelEventType;
@@ -162,7 +163,7 @@ export class ModelControl {
 
   // --- snapshot ------------------------------------------------------------
 
-  /** What a process needs of a model to route and serve it, read in one round trip. */
+  /** What a process needs of a model to route and serve it: one round trip, and one more while a rollout runs. */
   async snapshot(model: string): Promise<ModelSnapshot> {
     const k = modelKeys(this.prefix, model);
     const [[e1, routing], [e2, draining], [e3, active]] = (await this.redis.pipeline().hgetall(k.routing).hgetall(k.draining).get(k.activeRollout).exec()) as Array<[Error | null, unknown]> as [
