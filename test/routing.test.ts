@@ -40,6 +40,12 @@ describe('routing weights', () => {
       counts[v] = (counts[v] ?? 0) + 1;
     }
     expect(counts).to.deep.equal({ 1: 900, 2: 70, 3: 30 });
+    // The same weights in a new object (routing is recomputed each second) keep the round; new weights start one.
+    const again = new WeightedPicker();
+    const order = Array.from({ length: 10 }, () => again.pick({ 1: 50, 2: 50 }));
+    expect(order).to.deep.equal(['1', '2', '1', '2', '1', '2', '1', '2', '1', '2']);
+    expect(again.pick({ 1: 100 })).to.equal('1');
+    expect(again.pick({})).to.equal(undefined);
   });
 });
 

@@ -65,29 +65,38 @@ export const toHundred = (weights: Weights): Weights => apportion(weights, 100);
 export class WeightedPicker {
   private readonly current = new Map<string, number>();
   private key = '';
+  /** The weights last picked by, and what they come to: read again only when a different object is passed. */
+  private weights: Weights | undefined;
+  private entries: Array<[string, number]> = [];
+  private total = 0;
 
   pick(weights: Weights): string | undefined {
-    const entries = Object.entries(weights).filter(([, w]) => w > 0);
-    if (entries.length === 0) return undefined;
-    const key = entries.map(([v, w]) => `${v}=${w}`).join(',');
-    if (key !== this.key) {
-      // New weights: start a fresh round.
-      this.key = key;
-      this.current.clear();
-    }
-    let total = 0;
+    if (weights !== this.weights) this.use(weights);
+    if (this.entries.length === 0) return undefined;
     let best: string | undefined;
     let bestValue = -Infinity;
-    for (const [v, w] of entries) {
+    for (const [v, w] of this.entries) {
       const value = (this.current.get(v) ?? 0) + w;
       this.current.set(v, value);
-      total += w;
       if (value > bestValue) {
         bestValue = value;
         best = v;
       }
     }
-    this.current.set(best!, bestValue - total);
+    this.current.set(best!, bestValue - this.total);
     return best;
+  }
+
+  /** Routing is recomputed each second: the same weights in a new object keep the round going. */
+  private use(weights: Weights): void {
+    this.weights = weights;
+    this.entries = Object.entries(weights).filter(([, w]) => w > 0);
+    this.total = this.entries.reduce((a, [, w]) => a + w, 0);
+    const key = this.entries.map(([v, w]) => `${v}=${w}`).join(',');
+    if (key !== this.key) {
+      // New weights: start a fresh round.
+      this.key = key;
+      this.current.clear();
+    }
   }
 }
