@@ -10,3 +10,15 @@ export async function waitUntil<T>(condition: () => T | Promise<T>, timeoutMs = 
     delay = Math.min(delay * 2, 100);
   }
 }
+
+/**
+ * Let `ms` of real time pass (none when `ms` ≤ 0). Only for tests where the
+ * passing of time is itself the thing under test: a deadline or a grace
+ * period running out, nothing happening meanwhile, the pacing of a load. A
+ * test waiting for state waits on that state (`waitUntil`, an event), never
+ * on a guess of how long it takes. `why` says which time is under test.
+ */
+export async function elapse(ms: number, why: string): Promise<void> {
+  if (!why.trim()) throw new Error('elapse: say why the passing of time is under test');
+  if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
+}
