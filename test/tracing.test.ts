@@ -1,8 +1,10 @@
 import { expect } from 'chai';
+import { trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, BasicTracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { loadConfig } from '@infer/config';
 import { silentLogger } from '@infer/logger';
+import { Tracing } from '@infer/tracing';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { deletePrefix, SHIPPED_MODELS, TEST_KEY, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.js';
@@ -101,25 +103,40 @@ describe('tracing: one trace follows a job across the gateway, the queue, the wo
   });
 
   it('makes no span and carries no trace context with tracing off', async () => {
-    const config = loadConfig({ REDIS_URL: TEST_REDIS_URL, MODEL_REPOSITORY: SHIPPED_MODELS, QUEUE_PREFIX: prefix, API_KEYS: `tenant-a:${TEST_KEY}` });
-    const plain = await createGateway(config, silentLogger, { models: gateway.models });
+    // A gateway without tracing uses OpenTelemetry's global provider (Tracing.off): a no-op one, unless one is registered.
+    // Register one that exports for this test, so a span the gateway made anyway would be seen here.
+    const globalExporter = new InMemorySpanExporter();
+    const globalProvider = providerFor('global', globalExporter);
+    expect(trace.setGlobalTracerProvider(globalProvider), 'the test provider registered as the global one').to.equal(true);
     try {
-      const url = `http://127.0.0.1:${await plain.listen(0, '127.0.0.1')}`;
-      exporter.reset();
-      const res = await fetch(`${url}/v1/jobs`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${TEST_KEY}`, prefer: 'wait=10' },
-        body: JSON.stringify({ model: 'mlp', input: { features: new Array(64).fill(0.5) } }),
-      });
-      expect(res.status).to.equal(200);
-      // The worker traces (it has a provider), but the job came with no traceparent: no job spans, only the batch's.
-      // The worker makes a batch's spans all at once and ends the batch span last: once it is in, all are.
-      await waitUntil(() => exporter.getFinishedSpans().some((s) => s.name === 'microbatch mlp'), 10_000, 'the micro-batch span');
-      const names = exporter.getFinishedSpans().map((s) => s.name);
-      expect(names.filter((n) => n !== 'microbatch mlp' && n !== 'InferenceSession.run')).to.deep.equal([]);
-      expect(exporter.getFinishedSpans().find((s) => s.name === 'microbatch mlp')?.links ?? []).to.deep.equal([]);
+      const config = loadConfig({ REDIS_URL: TEST_REDIS_URL, MODEL_REPOSITORY: SHIPPED_MODELS, QUEUE_PREFIX: prefix, API_KEYS: `tenant-a:${TEST_KEY}` });
+      const plain = await createGateway(config, silentLogger, { models: gateway.models });
+      try {
+        const url = `http://127.0.0.1:${await plain.listen(0, '127.0.0.1')}`;
+        exporter.reset();
+        const res = await fetch(`${url}/v1/jobs`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${TEST_KEY}`, prefer: 'wait=10' },
+          body: JSON.stringify({ model: 'mlp', input: { features: new Array(64).fill(0.5) } }),
+        });
+        expect(res.status).to.equal(200);
+        // The worker traces (it has a provider), but the job came with no traceparent: no job spans, only the batch's.
+        // The worker makes a batch's spans all at once and ends the batch span last: once it is in, all are.
+        await waitUntil(() => exporter.getFinishedSpans().some((s) => s.name === 'microbatch mlp'), 10_000, 'the micro-batch span');
+        const names = exporter.getFinishedSpans().map((s) => s.name);
+        expect(names.filter((n) => n !== 'microbatch mlp' && n !== 'InferenceSession.run')).to.deep.equal([]);
+        expect(exporter.getFinishedSpans().find((s) => s.name === 'microbatch mlp')?.links ?? []).to.deep.equal([]);
+      } finally {
+        await plain.close();
+      }
+      // Closed, so every request it took has ended (and any span of one would have).
+      expect(globalExporter.getFinishedSpans().map((s) => s.name), 'spans made with tracing off').to.deep.equal([]);
+      // And that check can fail: a span on tracing-off's tracer lands in the global provider's exporter.
+      Tracing.off.tracer.startSpan('probe').end();
+      expect(globalExporter.getFinishedSpans().map((s) => s.name)).to.deep.equal(['probe']);
     } finally {
-      await plain.close();
+      trace.disable();
+      await globalProvider.shutdown();
     }
   });
 });
