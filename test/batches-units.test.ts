@@ -178,6 +178,16 @@ describe('batches: the batch store', () => {
     expect(ended.map((r) => r.status)).to.deep.equal(['canceled']);
     expect(batchCompletedWebhook(ended[0]!)).to.equal(null);
   });
+
+  it("knows whether a version has a batch not yet ended (what keeps a draining version loaded), and says yes when it cannot tell", async () => {
+    await create('b3');
+    await store.create({ id: 'b4', tenant: 't', model: 'mlp', version: '2', createdAt: Date.now(), metadata: null, webhook: null, webhookEventsFilter: [] });
+    expect(await store.hasUnended('mlp', '1')).to.equal(true);
+    expect(await store.hasUnended('mlp', '2')).to.equal(true);
+    expect(await store.hasUnended('mlp', '3')).to.equal(false);
+    // More running batches than it reads: it cannot say none is version 3's.
+    expect(await store.hasUnended('mlp', '3', 1)).to.equal(true);
+  });
 });
 
 describe('batches: interactive requests in the gateway', () => {
