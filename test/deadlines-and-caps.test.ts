@@ -5,7 +5,7 @@ import { interactiveKeys, interactiveQueue, type EnvelopeJob, type Job } from '@
 import { EnvelopeQueue, encodeRecord } from '@infer/job-store';
 import { expectProblem, expectRetryAfter, getJob, pollJob } from './helpers/jobs.js';
 import { OTHER_TENANT_KEY, startPlatform, TEST_KEY, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
-import { waitUntil } from './helpers/wait.js';
+import { elapse, waitUntil } from './helpers/wait.js';
 
 /**
  * `Cancel-After` deadlines (a job still queued at its deadline ends
@@ -62,7 +62,7 @@ describe('Cancel-After deadlines', function () {
     const res = await submit(p, { 'cancel-after': '200ms' });
     expect(res.status).to.equal(202);
     const job = (await res.json()) as Job;
-    await waitUntil(() => Date.now() > Date.parse(job.created_at) + 300, 2000, 'the deadline to pass');
+    await elapse(Date.parse(job.created_at) + 300 - Date.now(), 'the Cancel-After deadline passing while no worker is up');
     await p.startWorker();
     const ended = await pollJob(p, job.id);
     expect(ended.status).to.equal('canceled');
@@ -78,7 +78,7 @@ describe('Cancel-After deadlines', function () {
     const worker = new EnvelopeQueue(redis, { prefix: p.prefix, model: 'mlp', version: '2', resultTtlMs: 60_000 });
     const taken = await worker.fetch('slow-worker', 30_000, 64, 64);
     if (taken === 'paused' || taken.envelopes.length !== 1) throw new Error('expected one envelope');
-    await waitUntil(() => Date.now() > Date.parse(job.created_at) + 400, 2000, 'the deadline to pass');
+    await elapse(Date.parse(job.created_at) + 400 - Date.now(), 'the Cancel-After deadline passing while the job runs');
     // A live worker's deadline sweep sees it running and leaves it be.
     await p.startWorker();
     const deadlines = interactiveKeys(p.prefix, 'mlp', '2').deadlines;
