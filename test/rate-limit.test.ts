@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { expect } from 'chai';
@@ -11,23 +11,9 @@ import { problemMiddleware } from '../apps/gateway/src/http/problem-middleware.j
 import { rateLimitPerKey, SharedRateLimiter, type SharedRateLimiterOptions } from '../apps/gateway/src/http/rate-limit.js';
 import { expectProblem, expectRetryAfter } from './helpers/jobs.js';
 import { freePort } from './helpers/redis-server.js';
-import { waitUntil } from './helpers/wait.js';
-
 // Not ./helpers/platform.js: that loads the whole gateway and worker, and these tests need one module of it.
-const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const uniquePrefix = () => `test-rl-${randomUUID().slice(0, 8)}`;
-
-/** Delete the run's keys (SCAN, never FLUSH: the Redis is shared). */
-async function deletePrefix(prefix: string): Promise<void> {
-  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 1 });
-  try {
-    for await (const keys of redis.scanStream({ match: `${prefix}:*`, count: 1000 }) as AsyncIterable<string[]>) {
-      if (keys.length) await redis.unlink(...keys);
-    }
-  } finally {
-    redis.disconnect();
-  }
-}
+import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from './helpers/redis-keys.js';
+import { elapse, waitUntil } from './helpers/wait.js';
 
 const KEY = 'rl-test-key-a';
 const OTHER_KEY = 'rl-test-key-b';
@@ -86,7 +72,7 @@ describe('rate limit: SharedRateLimiter', () => {
   }
 
   beforeEach(async () => {
-    prefix = uniquePrefix();
+    prefix = uniquePrefix('rl');
     redis = new Redis(TEST_REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
     await redis.connect();
     errors.length = 0;
@@ -95,7 +81,7 @@ describe('rate limit: SharedRateLimiter', () => {
   afterEach(async () => {
     await Promise.all(limiters.splice(0).map((l) => l.close()));
     redis.disconnect();
-    await deletePrefix(prefix);
+    await deletePrefix(TEST_REDIS_URL, prefix);
   });
 
   it('allows exactly perSecond in a window, refuses the rest with Retry-After, and allows again in the next window', async () => {
@@ -234,8 +220,7 @@ describe('rate limit: SharedRateLimiter', () => {
     // Idle: nothing unsynced, so no timer and no command, however long we look.
     await l.flush();
     const settled = sent.commands.length;
-    const idleSince = Date.now();
-    await waitUntil(() => Date.now() - idleSince > 5 * syncMs, 1_000, 'five sync periods');
+    await elapse(5 * syncMs, 'five sync periods of idleness, in which nothing may be sent');
     expect(sent.commands.length).to.equal(settled);
     await l.close();
     expect(sent.commands.length).to.equal(settled);
@@ -251,7 +236,7 @@ describe('rate limit: rateLimitPerKey middleware', () => {
   let baseUrl: string;
 
   before(async () => {
-    prefix = uniquePrefix();
+    prefix = uniquePrefix('rl');
     redis = new Redis(TEST_REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
     limiter = new SharedRateLimiter({ redis, prefix, perSecond: 3 });
     const app = express();
@@ -268,7 +253,7 @@ describe('rate limit: rateLimitPerKey middleware', () => {
     await new Promise<void>((resolve) => server?.close(() => resolve()));
     await limiter?.close();
     redis?.disconnect();
-    await deletePrefix(prefix);
+    await deletePrefix(TEST_REDIS_URL, prefix);
   });
 
   it('answers 429 rate_limited problem+json with Retry-After past the limit', async () => {

@@ -1,11 +1,12 @@
 import path from 'node:path';
-import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '@infer/config';
 import { silentLogger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { createGateway, type Gateway } from '../../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../../apps/worker/src/index.js';
+import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from './redis-keys.js';
+
+export { deletePrefix, TEST_REDIS_URL, uniquePrefix };
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
 /**
@@ -14,28 +15,6 @@ export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
  */
 export const SHIPPED_MODELS = path.join(REPO_ROOT, 'test', 'fixtures', 'served');
 export const FIXTURE_MODELS = path.join(REPO_ROOT, 'test', 'fixtures', 'models');
-export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-
-/** A unique key prefix per test run: tests never touch keys they did not create. */
-export function uniquePrefix(label = 't'): string {
-  return `test-${label}-${randomUUID().slice(0, 8)}`;
-}
-
-/** Delete every key under `prefix` (SCAN, never FLUSH). */
-export async function deletePrefix(redisUrl: string, prefix: string): Promise<void> {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
-}
-
 export interface PlatformOptions {
   /** Model repository folder. @default the shipped models */
   models?: string;

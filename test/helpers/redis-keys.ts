@@ -1,0 +1,29 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+
+/**
+ * The shared test Redis and the tests' keys in it. A module of its own,
+ * light (ioredis only), for tests that need these without ./platform.js,
+ * which loads the whole gateway and worker; platform.js re-exports them.
+ */
+export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** A unique key prefix per test run: tests never touch keys they did not create. */
+export function uniquePrefix(label = 't'): string {
+  return `test-${label}-${randomUUID().slice(0, 8)}`;
+}
+
+/** Delete every key under `prefix` (SCAN, never FLUSH). */
+export async function deletePrefix(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
