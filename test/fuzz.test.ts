@@ -1,10 +1,10 @@
 import net from 'node:net';
 import { expect } from 'chai';
 import type { Job } from '@infer/contract';
+import { waitForBatchEnd } from './helpers/batches.js';
 import { expectNoStack } from './helpers/jobs.js';
 import { fuzzCase, heapHeavyLine, Rng, twentyMegabyteLine, type FetchCase, type FuzzCase, type RawCase } from './helpers/fuzz-requests.js';
 import { startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
-import { waitUntil } from './helpers/wait.js';
 
 /**
  * A storm of hostile requests against a real gateway and worker: random
@@ -218,10 +218,6 @@ describe('fuzz: hostile requests get a 4xx, never a 5xx, a crash or a hang', fun
     });
     expect(upload.status).to.equal(202);
     const { id } = (await upload.json()) as { id: string };
-    await waitUntil(
-      async () => ((await (await p.api(`/v1/batches/${id}`)).json()) as { status: string }).status === 'completed',
-      20_000,
-      'the batch after the storm to complete',
-    );
+    expect((await waitForBatchEnd(p, id)).status, 'the batch after the storm').to.equal('completed');
   });
 });
