@@ -1,8 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -15,8 +12,9 @@ import { maxAbsDiff } from './helpers/batches.js';
 import { flatten } from './helpers/jobs.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { deletePrefix, FIXTURE_MODELS, REPO_ROOT, SHIPPED_MODELS, TEST_KEY, uniquePrefix } from './helpers/platform.js';
-import { freePort, pings } from './helpers/redis-server.js';
-import { waitUntil } from './helpers/wait.js';
+import { OwnRedis, pings } from './helpers/redis-server.js';
+import { elapse, waitUntil } from './helpers/wait.js';
+import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
 
 /**
  * Chaos, bounded in time and on loopback only: steady single-job and bulk
@@ -31,70 +29,40 @@ import { waitUntil } from './helpers/wait.js';
 const LOAD_MS = 20_000;
 
 /** A client's pause after a refusal (the load's shape: time itself is the point here). */
-const backOff = () => {
-  const until = Date.now() + 50;
-  return waitUntil(() => Date.now() > until, 1000, 'a back-off');
-};
+const backOff = () => elapse(50, 'a client backing off after a refusal');
 const CLIENTS = 6;
 const WORKERS = 2;
-
-/** A redis-server with an append-only file in a folder of its own, killed for real and started again on it. */
-class DurableRedis {
-  private child: ChildProcess | undefined;
-  readonly dir = mkdtempSync(path.join(os.tmpdir(), 'chaos-redis-'));
-  constructor(readonly port: number) {}
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-  async start(): Promise<void> {
-    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.dir], { stdio: 'ignore' });
-    await waitUntil(() => pings(this.url), 10_000, 'redis-server to answer');
-  }
-  async kill(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGKILL');
-    await exited;
-  }
-  async remove(): Promise<void> {
-    await this.kill();
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
 
 describe('chaos: workers and Redis killed under load, poison inputs', function () {
   this.timeout(240_000);
   let repo: TempModelRepo;
-  let redis: DurableRedis;
+  let redisDir: string;
+  let redis: OwnRedis;
   let gateway: Gateway;
   let base: string;
-  let receiver: http.Server;
+  let receiver: WebhookReceiver<{ type: string; data: Job }>;
   const prefix = uniquePrefix('chaos');
   const workers = new Set<ChildProcess>();
-  /** job.completed events by job id: the webhook-ids seen, and the status each said. */
-  const completed = new Map<string, { ids: Set<string>; statuses: Set<string> }>();
+
+  /** job.completed events received so far, by job id: the webhook-ids seen, and the status each said. */
+  const completedEvents = () => {
+    const completed = new Map<string, { ids: Set<string>; statuses: Set<string> }>();
+    for (const { event, headers } of receiver.deliveries) {
+      if (event.type !== 'job.completed') continue;
+      const entry = completed.get(event.data.id) ?? { ids: new Set<string>(), statuses: new Set<string>() };
+      entry.ids.add(String(headers['webhook-id']));
+      entry.statuses.add(event.data.status);
+      completed.set(event.data.id, entry);
+    }
+    return completed;
+  };
 
   before(async () => {
     repo = tempModelRepo({ mlp: { from: path.join(SHIPPED_MODELS, 'mlp') }, 'embed-sum': { from: path.join(FIXTURE_MODELS, 'embed-sum') } });
-    redis = new DurableRedis(await freePort());
-    await redis.start();
-    receiver = http.createServer((req, res) => {
-      let text = '';
-      req.on('data', (c: Buffer) => (text += c.toString()));
-      req.on('end', () => {
-        const event = JSON.parse(text) as { type: string; data: Job };
-        if (event.type === 'job.completed') {
-          const entry = completed.get(event.data.id) ?? { ids: new Set<string>(), statuses: new Set<string>() };
-          entry.ids.add(String(req.headers['webhook-id']));
-          entry.statuses.add(event.data.status);
-          completed.set(event.data.id, entry);
-        }
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    // An append-only file in a folder of its own: Redis is killed for real and started again on it.
+    redisDir = mkdtempSync(path.join(os.tmpdir(), 'chaos-redis-'));
+    redis = await OwnRedis.start(['--appendonly', 'yes', '--appendfsync', 'always', '--dir', redisDir]);
+    receiver = await startWebhookReceiver();
     const config = loadConfig({
       REDIS_URL: redis.url,
       MODEL_REPOSITORY: repo.root,
@@ -112,10 +80,10 @@ describe('chaos: workers and Redis killed under load, poison inputs', function (
   after(async () => {
     for (const w of workers) w.kill('SIGKILL');
     await gateway?.close().catch(() => undefined);
-    receiver?.closeAllConnections();
-    await new Promise((r) => receiver?.close(r));
+    await receiver?.close();
     if (redis && (await pings(redis.url))) await deletePrefix(redis.url, prefix);
-    await redis?.remove();
+    await redis?.stop();
+    if (redisDir) rmSync(redisDir, { recursive: true, force: true });
     repo?.remove();
   });
 
@@ -146,7 +114,7 @@ describe('chaos: workers and Redis killed under load, poison inputs', function (
 
   it('ends every accepted job once, with one job.completed, right outputs, and every batch index once', async () => {
     for (let i = 0; i < WORKERS; i++) startWorker();
-    const hook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    const hook = receiver.url;
     /** Accepted jobs: id → what it should end as. */
     const accepted = new Map<string, { kind: 'mlp'; features: number[] } | { kind: 'embed'; ids: number[]; poison: boolean }>();
     const batches: Array<{ id: string; rows: number }> = [];
@@ -191,8 +159,7 @@ describe('chaos: workers and Redis killed under load, poison inputs', function (
         }
         // A batch every few seconds: the time between uploads is the load's shape, not a wait for state.
         // (An upload steps aside while interactive requests are in flight: under this load it takes a while.)
-        const next = Date.now() + 2500;
-        await waitUntil(() => Date.now() > next, 10_000, 'the next upload');
+        await elapse(2500, 'the pause between batch uploads');
       }
     };
 
@@ -201,10 +168,11 @@ describe('chaos: workers and Redis killed under load, poison inputs', function (
       let redisRestarts = 0;
       let step = 0;
       while (Date.now() < stopAt - 2000) {
-        await waitUntil(() => Date.now() > stopAt - LOAD_MS + (step + 1) * 3500 || Date.now() > stopAt - 2000, 10_000, 'the next chaos step');
+        // A step every 3.5 s (the last one by 2 s before the load ends): the schedule is the load's shape.
+        await elapse(Math.min(stopAt - LOAD_MS + (step + 1) * 3500, stopAt - 2000) - Date.now(), 'the next chaos step');
         step++;
         if (step === 3) {
-          await redis.kill();
+          await redis.stop();
           redisRestarts++;
           await redis.start();
         } else {
@@ -239,7 +207,15 @@ describe('chaos: workers and Redis killed under load, poison inputs', function (
     for (const b of batches) {
       await waitUntil(async () => ((await (await api(`/v1/batches/${b.id}`)).json()) as Batch).status === 'completed', 120_000, `batch ${b.id}`);
     }
-    await waitUntil(() => [...accepted.keys()].every((id) => completed.has(id)), 60_000, 'a job.completed for every accepted job');
+    await waitUntil(
+      () => {
+        const completed = completedEvents();
+        return [...accepted.keys()].every((id) => completed.has(id));
+      },
+      60_000,
+      'a job.completed for every accepted job',
+    );
+    const completed = completedEvents();
 
     let wrong = 0;
     let duplicated = 0;

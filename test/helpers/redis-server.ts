@@ -29,9 +29,11 @@ export async function pings(url: string): Promise<boolean> {
 }
 
 /**
- * A redis-server of a test's own, on a free port, without persistence: for
- * tests that take Redis away. `stop()` kills it (as a crash would);
- * `start()` brings it back on the same port.
+ * A redis-server of a test's own, on a free port, without persistence
+ * unless its extra options turn it on: for tests that take Redis away.
+ * `stop()` kills it (as a crash would); `start()` brings it back on the same
+ * port (and the same options: with an append-only file in a `--dir`, the
+ * data it acknowledged).
  */
 export class OwnRedis {
   private child: ChildProcess | undefined;
@@ -45,7 +47,7 @@ export class OwnRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  /** `extraArgs` are more redis-server options, e.g. `['--maxmemory', '8mb']`. */
+  /** `extraArgs` are more redis-server options, e.g. `['--maxmemory', '8mb']`; they come last, so they win over the defaults (`['--appendonly', 'yes']`). */
   static async start(extraArgs: readonly string[] = []): Promise<OwnRedis> {
     const r = new OwnRedis(await freePort(), extraArgs);
     await r.start();
