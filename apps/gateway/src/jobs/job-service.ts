@@ -1,13 +1,13 @@
 import { SpanKind, SpanStatusCode, type Context } from '@opentelemetry/api';
 import type { Tracing } from '@infer/tracing';
-import { MAX_METADATA_BYTES, newJobId, queueTag, type CreateJobBody, type EnvelopeJob } from '@infer/contract';
+import { newJobId, queueTag, type CreateJobBody, type EnvelopeJob } from '@infer/contract';
 import { AppError, conflict, invalidInput, notFound } from '@infer/errors';
-import { decodeRecord, encodeRecord, hasCompletedHook, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
+import { decodeRecord, encodeRecord, hasCompletedHook, recordTenant, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
 import type { ModelResolver } from '../models/model-catalog.js';
 import { decodeInput, type DecodedTensor } from '@infer/tensors';
 import { assertWebhookUrlAllowed } from '@infer/webhooks';
-import { jsonDepthExceeds } from '../http/json-depth.js';
+import { assertMetadataFits } from '../http/metadata.js';
 import type { EnvelopeWriter } from './envelope-writer.js';
 import { assertServed, type ServingCheck } from './served.js';
 
@@ -53,9 +53,6 @@ export interface SubmitOptions {
   trace?: Context | undefined;
 }
 
-/** Deepest metadata accepted: deeper JSON is not metadata, and would overflow a recursive printer. */
-const MAX_METADATA_DEPTH = 32;
-
 /** How long a replay waits for the first request with its Idempotency-Key to enqueue its job. */
 const REPLAY_WAIT_MS = 2000;
 
@@ -78,10 +75,7 @@ export class JobService {
     if (body.webhook_events_filter && !body.webhook) {
       throw invalidInput('webhook_events_filter is given without a webhook');
     }
-    if (body.metadata) {
-      if (jsonDepthExceeds(body.metadata, MAX_METADATA_DEPTH)) throw invalidInput(`metadata is nested deeper than ${MAX_METADATA_DEPTH} levels`);
-      if (Buffer.byteLength(JSON.stringify(body.metadata)) > MAX_METADATA_BYTES) throw invalidInput(`metadata is larger than ${MAX_METADATA_BYTES} bytes`);
-    }
+    if (body.metadata) assertMetadataFits(body.metadata);
     return { model, inputs };
   }
 
@@ -89,15 +83,18 @@ export class JobService {
     const { waitMs, onGone, idempotencyKey } = options;
     const { model, inputs } = this.validate(body);
     const { store, waiters, writer } = this.deps;
-    await assertServed(this.deps.fleet, model);
-    if (idempotencyKey) {
-      const firstId = await store.idempotentJobId(tenant, idempotencyKey);
-      if (firstId) return this.replay(tenant, firstId, waitMs, onGone);
-    }
     const id = newJobId(queueTag(model.name, model.version));
+    // One round trip finds an earlier request's job or claims the key (SET NX answers the owner's id).
     if (idempotencyKey) {
       const firstId = await store.claimIdempotencyKey(tenant, idempotencyKey, id);
       if (firstId !== id) return this.replay(tenant, firstId, waitMs, onGone);
+    }
+    // After the replay: the job a replay answers is already in, whoever serves its version now.
+    try {
+      await assertServed(this.deps.fleet, model);
+    } catch (err) {
+      if (idempotencyKey) await store.releaseIdempotencyKey(tenant, idempotencyKey, id).catch(() => undefined);
+      throw err;
     }
     const job: EnvelopeJob = { id, tenant, created_at: this.now() };
     if (options.cancelAfterMs !== undefined) job.deadline = job.created_at + options.cancelAfterMs;
@@ -181,9 +178,13 @@ export class JobService {
 
   async cancel(tenant: string, id: string): Promise<RenderedJob> {
     const lookup = await this.deps.store.read(id);
-    this.render(tenant, id, lookup); // 404 for a missing or another tenant's job
-    if (lookup.kind === 'ended') throw endedConflict(lookup.record);
-    if (lookup.kind !== 'pending') throw jobNotFound(id);
+    // 404 for a missing or another tenant's job, before anything else is said about it.
+    if (lookup.kind === 'ended') {
+      const { header } = decodeRecord(lookup.record);
+      if (header.t !== tenant) throw jobNotFound(id);
+      throw endedConflict(header.s);
+    }
+    if (lookup.kind !== 'pending' || lookup.job.tenant !== tenant) throw jobNotFound(id);
     const record = encodeRecord(lookup.model, lookup.version, lookup.job, {
       status: 'canceled',
       startedAt: lookup.startedAt,
@@ -191,7 +192,7 @@ export class JobService {
       error: { code: 'canceled', message: 'The job was canceled by the client.' },
     });
     const outcome = await this.deps.store.cancel(lookup, record);
-    if (!outcome.canceled) throw 'record' in outcome ? endedConflict(outcome.record) : new Error('a cancel not limited to queued jobs found one running');
+    if (!outcome.canceled) throw 'record' in outcome ? endedConflict(decodeRecord(outcome.record).header.s) : new Error('a cancel not limited to queued jobs found one running');
     if (lookup.startedAt === null) this.deps.writer.canceledQueued({ name: lookup.model, version: lookup.version }, tenant);
     const json = renderEndedJob(id, record);
     // The cancel won the race with the worker's end (the record is written once) and put the job on
@@ -205,7 +206,7 @@ export class JobService {
   /** The tenant owning a job, or null (for routes about a job, such as its webhook deliveries). */
   async tenantOf(id: string): Promise<string | null> {
     const lookup = await this.deps.store.read(id);
-    if (lookup.kind === 'ended') return decodeRecord(lookup.record).header.t;
+    if (lookup.kind === 'ended') return recordTenant(lookup.record);
     return lookup.kind === 'pending' ? lookup.job.tenant : null;
   }
 
@@ -224,8 +225,7 @@ export class JobService {
 
 const jobNotFound = (id: string) => notFound('job_not_found', `No job with id "${id}"`);
 
-function endedConflict(record: Buffer): AppError {
-  const status = decodeRecord(record).header.s;
+function endedConflict(status: string): AppError {
   return conflict(`The job has already ended (${status}); only queued or running jobs can be canceled`);
 }
 
