@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DATATYPES } from './datatypes.js';
-import { WEBHOOK_EVENT_FILTERS, type JobError } from './job.js';
+import { VERSION_RE, WEBHOOK_EVENT_FILTERS, type JobError } from './job.js';
 import type { NestedArray } from './nested.js';
 
 /**
@@ -26,7 +26,7 @@ export const MAX_CUSTOM_ID_LENGTH = 512;
 export const CreateBatchBody = z
   .object({
     model: z.string().min(1).max(128),
-    version: z.union([z.string().regex(/^[1-9][0-9]{0,8}$/), z.number().int().positive()]).optional(),
+    version: z.union([z.string().regex(VERSION_RE), z.number().int().positive()]).optional(),
     items: z.array(z.unknown()).min(1, 'a batch needs at least one item'),
     webhook: z.string().optional(),
     /** `completed` sends `batch.completed`; there is no batch start event, so `start` alone sends nothing. */
@@ -40,7 +40,7 @@ export type CreateBatchBody = z.infer<typeof CreateBatchBody>;
 export const CreateBatchQuery = z
   .object({
     model: z.string().min(1).max(128),
-    version: z.string().regex(/^[1-9][0-9]{0,8}$/).optional(),
+    version: z.string().regex(VERSION_RE).optional(),
     webhook: z.string().optional(),
   })
   .strict();

@@ -14,6 +14,9 @@ export const MAX_METADATA_BYTES = 4096;
 /** Model and tensor names: safe in URLs, queue names and Redis keys. */
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
+/** Model versions: positive integers, as the repository's folder names and the API's strings write them. */
+export const VERSION_RE = /^[1-9][0-9]{0,8}$/;
+
 /**
  * `POST /v1/jobs`. Shape only: whether `input` fits the model, and whether
  * the webhook URL is allowed, are checked after this (422, not 400).
@@ -21,7 +24,7 @@ export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 export const CreateJobBody = z
   .object({
     model: z.string().min(1).max(128),
-    version: z.union([z.string().regex(/^[1-9][0-9]{0,8}$/), z.number().int().positive()]).optional(),
+    version: z.union([z.string().regex(VERSION_RE), z.number().int().positive()]).optional(),
     input: z.record(z.string(), z.unknown()),
     webhook: z.string().optional(),
     webhook_events_filter: z.array(z.enum(WEBHOOK_EVENT_FILTERS)).max(2).optional(),

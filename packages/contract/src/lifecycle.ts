@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { VERSION_RE } from './job.js';
 import type { ModelInfo } from './tensor-spec.js';
 
 /**
@@ -79,7 +80,7 @@ export interface ModelEvent {
   data: Record<string, unknown>;
 }
 
-const versionString = z.string().regex(/^[1-9][0-9]{0,8}$/, 'a version is a positive integer');
+const versionString = z.string().regex(VERSION_RE, 'a version is a positive integer');
 
 /** `PUT /v1/models/{name}/routing`. */
 export const SetRoutingBody = z

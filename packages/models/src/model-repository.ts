@@ -2,7 +2,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { NAME_RE, type ModelInfo, type TensorSpec } from '@infer/contract';
+import { NAME_RE, VERSION_RE, type ModelInfo, type TensorSpec } from '@infer/contract';
 import { notFound } from '@infer/errors';
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_DELAY_MS, ModelConfigFile } from './model-config.js';
 import { deriveSpecs, type OrtValueMetadata } from './specs.js';
@@ -102,7 +102,7 @@ export class ModelRepository {
     for (const name of safeReaddir(this.root).sort()) {
       const dir = path.join(this.root, name);
       if (!NAME_RE.test(name) || !isDir(dir) || (this.only && !this.only.has(name))) continue;
-      for (const version of safeReaddir(dir).filter((v) => /^[1-9][0-9]{0,8}$/.test(v))) {
+      for (const version of safeReaddir(dir).filter((v) => VERSION_RE.test(v))) {
         const file = path.join(dir, version, 'model.onnx');
         if (existsSync(file)) present.set(key(name, version), { name, version, file, dir });
       }
@@ -174,7 +174,7 @@ export class ModelRepository {
 
   /** Whether `<root>/<name>/<version>/model.onnx` is there (loaded or not). */
   inFolder(name: string, version: string): boolean {
-    if (!NAME_RE.test(name) || !/^[1-9][0-9]{0,8}$/.test(version) || (this.only && !this.only.has(name))) return false;
+    if (!NAME_RE.test(name) || !VERSION_RE.test(version) || (this.only && !this.only.has(name))) return false;
     return existsSync(path.join(this.root, name, version, 'model.onnx'));
   }
 
@@ -186,6 +186,13 @@ export class ModelRepository {
   /** A loaded version, or undefined. */
   find(name: string, version: string): ModelVersion | undefined {
     return this.models.get(name)?.find((v) => v.version === version);
+  }
+
+  /** Whether `name` is one of `names()`: a model with a loaded or failed version (no list built). */
+  has(name: string): boolean {
+    if (this.models.has(name)) return true;
+    for (const f of this.failures.values()) if (f.name === name) return true;
+    return false;
   }
 
   /** Names of the models with at least one loaded or failed version. */

@@ -1,6 +1,7 @@
 import { BYTES_PER_ELEMENT, BatchItem, MAX_CUSTOM_ID_LENGTH, type BulkInput, type Datatype, type JobError, type TensorSpec } from '@infer/contract';
 import { isAppError } from '@infer/errors';
 import { allocate, decodeInput, elementCount, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
+import { firstIssue } from '../http/first-issue.js';
 import { LineScanner, scanTargets } from './line-scanner.js';
 import { itemLabel, lineText, type RawItem } from './ndjson-lines.js';
 
@@ -130,11 +131,7 @@ export class ChunkBuilder {
     if (!isItemShape(value)) {
       // The quick check failed: let the schema say why.
       const parsed = BatchItem.safeParse(value);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0]!;
-        const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
-        return this.fail(offset, customId, 'invalid_input', `${label}: ${where}${issue.message}`);
-      }
+      if (!parsed.success) return this.fail(offset, customId, 'invalid_input', `${label}: ${firstIssue(parsed.error)}`);
     }
     const input = (value as BatchItem).input;
     for (const name in input) {

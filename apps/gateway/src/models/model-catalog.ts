@@ -93,7 +93,8 @@ export class ModelCatalog implements ModelResolver {
     for (const f of this.o.repository.failed()) add(f.name, f.version);
     for (const key of fleet.keys()) {
       const [model, version] = key.split('\0') as [string, string];
-      if (byModel.has(model) || this.o.repository.names().includes(model)) add(model, version);
+      // Every model the repository names is in byModel already (its loaded and failed versions).
+      if (byModel.has(model)) add(model, version);
     }
     const next = new Map<string, ModelState>();
     for (const [model, versions] of byModel) {
@@ -127,7 +128,7 @@ export class ModelCatalog implements ModelResolver {
 
   resolve(name: string, version?: string): ModelVersion {
     const state = this.state.get(name);
-    if (!state || !this.o.repository.names().includes(name)) throw notFound('model_not_found', `No model named "${name}"`);
+    if (!state || !this.o.repository.has(name)) throw notFound('model_not_found', `No model named "${name}"`);
     if (version !== undefined) {
       const d = state.details.find((x) => x.version === version);
       const mv = this.o.repository.find(name, version);

@@ -28,6 +28,7 @@ import {
   JOB_ID_RE,
   JOB_STATUSES,
   QUEUE_TAG_LENGTH,
+  VERSION_RE,
   WEBHOOK_EVENT_FILTERS,
   queueTag,
   type Batch,
@@ -162,7 +163,7 @@ export const TensorSpecSchema = z.object({
 export const VERSION_STATES = ['loading', 'ready', 'failed', 'draining'] as const satisfies readonly VersionState[];
 export const ROUTING_SOURCES = ['default', 'explicit'] as const satisfies readonly RoutingSource[];
 
-const VersionString = z.string().regex(/^[1-9][0-9]{0,8}$/).meta({ description: 'A version: a positive integer as a string.', examples: ['2'] });
+const VersionString = z.string().regex(VERSION_RE).meta({ description: 'A version: a positive integer as a string.', examples: ['2'] });
 
 export const VersionDetailSchema = z
   .object({

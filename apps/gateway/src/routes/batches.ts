@@ -4,6 +4,7 @@ import { CreateBatchBody, CreateBatchQuery, type Batch } from '@infer/contract';
 import { AppError, badRequest } from '@infer/errors';
 import { tenantOf } from '../http/auth.js';
 import { contentCoding, decodedBody } from '../http/content-encoding.js';
+import { firstIssue } from '../http/first-issue.js';
 import { jsonBody } from '../http/json-body.js';
 import type { BatchService } from '../batches/batch-service.js';
 import type { RawItem } from '../batches/ndjson-lines.js';
@@ -22,11 +23,6 @@ function mediaType(req: Request): 'json' | 'ndjson' | 'other' {
   if (NDJSON_TYPES.has(type)) return 'ndjson';
   if (type === 'application/json' || type.endsWith('+json')) return 'json';
   return 'other';
-}
-
-function firstIssue(error: z.ZodError, fallback: string): string {
-  const issue = error.issues[0]!;
-  return `${issue.path.length ? issue.path.join('.') : fallback}: ${issue.message}`;
 }
 
 export function parseCreateBatch(body: unknown): CreateBatchBody {

@@ -8,6 +8,7 @@ import type { Context } from '@opentelemetry/api';
 import type { Tracing } from '@infer/tracing';
 import { startRequestSpan } from '../http/request-tracing.js';
 import { authenticate, tenantOf } from '../http/auth.js';
+import { firstIssue } from '../http/first-issue.js';
 import { jsonBody, readJsonBody } from '../http/json-body.js';
 import { preferWaitMs } from '../http/prefer.js';
 import { cancelAfterMs } from '../http/cancel-after.js';
@@ -40,11 +41,7 @@ export function parseCreateJob(body: unknown): CreateJobBody {
     throw badRequest('invalid_input', 'The body must be a JSON object');
   }
   const parsed = CreateJobBody.safeParse(body);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const where = issue.path.length ? issue.path.join('.') : 'body';
-    throw badRequest('invalid_input', `${where}: ${issue.message}`);
-  }
+  if (!parsed.success) throw badRequest('invalid_input', firstIssue(parsed.error, 'body'));
   return parsed.data;
 }
 

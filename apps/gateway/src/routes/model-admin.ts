@@ -1,9 +1,10 @@
 import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
-import { CreateRolloutBody, SetRoutingBody } from '@infer/contract';
+import { CreateRolloutBody, SetRoutingBody, VERSION_RE } from '@infer/contract';
 import { badRequest, conflict, invalidInput, invalidRouting, notFound } from '@infer/errors';
 import { newRolloutId, renderRollout, stepRouting, type ModelControl, type StoredRollout } from '@infer/model-control';
 import type { ModelRepository } from '@infer/models';
+import { firstIssue } from '../http/first-issue.js';
 import { jsonBody } from '../http/json-body.js';
 import type { ModelCatalog } from '../models/model-catalog.js';
 
@@ -38,12 +39,6 @@ const RolloutShape = z
   })
   .strict();
 
-function firstIssue(error: z.ZodError): string {
-  const issue = error.issues[0];
-  if (!issue) return 'invalid';
-  return issue.path.length ? `${issue.path.join('.')}: ${issue.message}` : issue.message;
-}
-
 /** A route parameter (Express decodes it; the router's pattern guarantees it is there). */
 const param = (req: Request, key: string): string => String(req.params[key]);
 
@@ -76,7 +71,7 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
 
   /** 404 model_not_found unless the repository knows the model (loaded or failed). */
   const knownModel = (name: string) => {
-    if (!repository.names().includes(name)) throw notFound('model_not_found', `No model named "${name}"`);
+    if (!repository.has(name)) throw notFound('model_not_found', `No model named "${name}"`);
   };
 
   router.put('/:name/routing', admin, json, async (req, res) => {
@@ -89,7 +84,7 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
       const entries = Object.entries(weights);
       if (entries.length === 0) throw invalidRouting('weights name no version; send {"weights": null} for the default routing');
       for (const [version, w] of entries) {
-        if (!/^[1-9][0-9]{0,8}$/.test(version)) throw invalidRouting(`"${version}" is not a version (a positive integer)`);
+        if (!VERSION_RE.test(version)) throw invalidRouting(`"${version}" is not a version (a positive integer)`);
         if (!Number.isInteger(w) || w < 0) throw invalidRouting(`the weight of version ${version} is ${w}: weights are integers from 0 to 100`);
         if (w > 0 && !catalog.isReady(name, version)) throw invalidRouting(`version ${version} of model "${name}" is not ready (no live worker has it loaded)`);
       }
@@ -106,7 +101,7 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
   router.post('/:name/versions/:version/load', admin, async (req, res) => {
     const [name, version] = [param(req, 'name'), param(req, 'version')];
     if (!repository.inFolder(name, version)) {
-      if (!repository.names().includes(name) && !repository.hasModelFolder(name)) throw notFound('model_not_found', `No model named "${name}"`);
+      if (!repository.has(name) && !repository.hasModelFolder(name)) throw notFound('model_not_found', `No model named "${name}"`);
       throw notFound('version_not_found', `There is no ${name}/${version}/model.onnx in the model repository`);
     }
     const draining = (await control.draining(name)).has(version);
