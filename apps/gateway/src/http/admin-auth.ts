@@ -1,6 +1,7 @@
 import type { RequestHandler } from 'express';
 import { apiKeyDigest } from '@infer/config';
 import { forbidden, unauthorized } from '@infer/errors';
+import { bearerToken } from './auth.js';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -29,8 +30,8 @@ export interface AdminAuthOptions {
 /** The key an `Authorization` header carries: Bearer always, Basic when allowed. */
 function presentedKey(header: string | undefined, basic: boolean): string | undefined {
   if (!header) return undefined;
-  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (bearer) return bearer[1];
+  const bearer = bearerToken(header);
+  if (bearer !== undefined) return bearer;
   const creds = basic ? /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header) : null;
   if (!creds) return undefined;
   const text = Buffer.from(creds[1]!, 'base64').toString('utf8');

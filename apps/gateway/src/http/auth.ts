@@ -11,6 +11,11 @@ declare module 'express-serve-static-core' {
   }
 }
 
+/** The key of an `Authorization: Bearer <key>` header, or undefined for none (or another scheme). */
+export function bearerToken(header: string | undefined): string | undefined {
+  return header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
+}
+
 /**
  * `Authorization: Bearer <key>` → its tenant and the key's digest, or
  * undefined for a missing or unknown key. The key is hashed and its digest
@@ -18,9 +23,9 @@ declare module 'express-serve-static-core' {
  * lookup takes says nothing about how much of a guessed key is right.
  */
 export function authenticate(header: string | undefined, digests: ReadonlyMap<string, string>): { tenant: string; apiKeyDigest: string } | undefined {
-  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-  if (!match) return undefined;
-  const digest = apiKeyDigest(match[1]!);
+  const key = bearerToken(header);
+  if (key === undefined) return undefined;
+  const digest = apiKeyDigest(key);
   const tenant = digests.get(digest);
   return tenant ? { tenant, apiKeyDigest: digest } : undefined;
 }
