@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SpanKind, SpanStatusCode, trace, type Context } from '@opentelemetry/api';
 import type { RequestHandler } from 'express';
 import { contextOfTraceparent, type Tracing } from '@infer/tracing';
+import { captureRoute, routeLabel } from './route-label.js';
 
 /**
  * The SERVER span of one request, ended when its answer is sent, and the
@@ -27,13 +28,15 @@ export function startRequestSpan(tracing: Tracing, req: IncomingMessage, res: Se
 /**
  * Express requests (every route but the job routes, which the dispatch
  * traces itself): a SERVER span each, active while the request is handled,
- * so BullMQ's add spans (a batch's chunks) are made under it. Mounted only
- * when tracing.
+ * so BullMQ's add spans (a batch's chunks) are made under it. Named by
+ * route-label.ts's rules, so a span's name is its request's `route` label in
+ * the metrics. Mounted only when tracing.
  */
 export function traceExpressRequests(tracing: Tracing): RequestHandler {
   const contexts = tracing.bullmq!.contextManager;
   return (req, res, next) => {
-    const ctx = startRequestSpan(tracing, req, res, () => (req.route ? req.baseUrl + (req.route.path as string) : 'unmatched'));
+    captureRoute(req);
+    const ctx = startRequestSpan(tracing, req, res, () => routeLabel(req, res.statusCode));
     contexts.with(ctx, next);
   };
 }

@@ -15,9 +15,11 @@ import { buildOpenApi } from '../openapi.js';
  */
 
 const PATTERN = Symbol('routePattern');
+const CAPTURING = Symbol('capturingRoute');
 
 interface Carrier {
   [PATTERN]?: string;
+  [CAPTURING]?: true;
 }
 
 /** Join a mount path and a route path, without the trailing slash of a router's root route (`/v1/models/` → `/v1/models`). */
@@ -26,8 +28,14 @@ function join(base: string, path: string): string {
   return full.length > 1 && full.endsWith('/') ? full.slice(0, -1) : full;
 }
 
-/** Remember the full pattern of the route Express matches for `req` (see above); call before Express routes it. */
+/**
+ * Remember the full pattern of the route Express matches for `req` (see
+ * above); call before Express routes it. Calling it again (the metrics and
+ * the tracing both do) changes nothing.
+ */
 export function captureRoute(req: IncomingMessage & { baseUrl?: string }): void {
+  if (CAPTURING in req) return;
+  (req as Carrier)[CAPTURING] = true;
   let route: unknown;
   Object.defineProperty(req, 'route', {
     configurable: true,
