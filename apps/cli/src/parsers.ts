@@ -11,10 +11,19 @@ export function modelVersion(value: string): string {
   return value;
 }
 
-export function seconds(value: string): number {
+/** A finite number above 0; `what` names it in the error. */
+function aboveZero(value: string, what: string): number {
   const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number of seconds above 0');
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected ${what} above 0`);
   return n;
+}
+
+export function seconds(value: string): number {
+  return aboveZero(value, 'a number of seconds');
+}
+
+export function positiveNumber(value: string): number {
+  return aboveZero(value, 'a number');
 }
 
 export function jsonObject(value: string): Record<string, unknown> {

@@ -2,7 +2,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import type { ModelDescription, ModelEvent, Rollout, RoutingWeights, StartRolloutParams, TensorSpec } from '@infer/sdk';
 import { CommandError, UsageError, type CliContext } from '../io.js';
 import { printJson, printTable } from '../output.js';
-import { modelVersion, positiveInt, seconds } from '../parsers.js';
+import { modelVersion, positiveInt, positiveNumber, seconds } from '../parsers.js';
 
 const spec = (t: TensorSpec) => `${t.name}:${t.datatype}[${t.shape.join(',')}]`;
 
@@ -68,12 +68,6 @@ function stepsList(value: string): number[] {
 function fraction(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('expected a number from 0 to 1');
-  return n;
-}
-
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number above 0');
   return n;
 }
 
