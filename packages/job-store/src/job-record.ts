@@ -105,10 +105,11 @@ const urls = (id: string): string => `{"get":"/v1/jobs/${id}","cancel":"/v1/jobs
 /**
  * The public Job (docs/api.md) of an ended record, as JSON text, printed
  * straight from the stored bytes: no object is built for the output. The
- * field order is the API's, and the same as `renderPendingJob`'s.
+ * field order is the API's, and the same as `renderPendingJob`'s. A caller
+ * that has decoded the record already (to check its tenant) passes that.
  */
-export function renderEndedJob(id: string, stored: Buffer): string {
-  const { header: h, body } = decodeRecord(stored);
+export function renderEndedJob(id: string, stored: Buffer, decoded: ReturnType<typeof decodeRecord> = decodeRecord(stored)): string {
+  const { header: h, body } = decoded;
   let output = 'null';
   if (h.o) {
     output = '';

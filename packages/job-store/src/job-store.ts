@@ -106,11 +106,6 @@ export class JobStore {
     return { canceled: false, record: reply[1] as Buffer };
   }
 
-  /** The job that owns this tenant's idempotency key, if any. */
-  async idempotentJobId(tenant: string, idempotencyKey: string): Promise<string | null> {
-    return this.redis.get(this.idempotencyRedisKey(tenant, idempotencyKey));
-  }
-
   /** Claim the key for `id`; returns the owner's job id (`id` when this call won). */
   async claimIdempotencyKey(tenant: string, idempotencyKey: string, id: string): Promise<string> {
     return this.redis.inferClaimIdempotencyKey(this.idempotencyRedisKey(tenant, idempotencyKey), id, IDEMPOTENCY_TTL_MS);

@@ -212,9 +212,10 @@ export class JobService {
 
   private render(tenant: string, id: string, lookup: JobLookup): RenderedJob {
     if (lookup.kind === 'ended') {
-      const { header } = decodeRecord(lookup.record);
+      const decoded = decodeRecord(lookup.record);
+      const { header } = decoded;
       if (header.t !== tenant) throw jobNotFound(id);
-      return { id, model: header.m, version: header.v, ended: true, json: renderEndedJob(id, lookup.record) };
+      return { id, model: header.m, version: header.v, ended: true, json: renderEndedJob(id, lookup.record, decoded) };
     }
     if (lookup.kind === 'pending' && lookup.job.tenant === tenant) {
       return { id, model: lookup.model, version: lookup.version, ended: false, json: renderPendingJob(id, lookup.model, lookup.version, lookup.job, lookup.startedAt) };
