@@ -24,7 +24,7 @@ import { ModelRepository, type ModelVersion } from '@infer/models';
 import { measureBullmqAddDrain, type RawRate } from '../lib/bullmq-noop.js';
 import { describeRedisPerJob } from '../lib/cpu.js';
 import { startDirectPeer } from '../lib/direct-peer.js';
-import { clientsText, commandsPerJob, cpuSum, cpuTable, describeEnvelopes, describeWakeups, failures, mean, p, phaseMeans, powersOfTwo, runLevel, type Level } from '../lib/interactive.js';
+import { clientsText, commandsPerJob, cpuSum, cpuTable, describeEnvelopes, describeWakeups, failures, mean, p, phaseMeans, powersOfTwo, runLevel, warmThenRun, type Level } from '../lib/interactive.js';
 import { measureOrt, type OrtRate } from '../lib/ort-throughput.js';
 import { ROOT, startBenchPlatform, startRedis, type Figure } from '../lib/platform.js';
 import { fmt, table, verdict } from '../lib/report.js';
@@ -90,9 +90,8 @@ export async function runFoundationBench(log: (s: string) => void = console.log,
       const peerLevels: Level[] = [];
       try {
         const target = { url: peer.url, platform: false, pids: { peer: peer.process.pid! } };
-        await runLevel(target, 64, 1, bodies); // warm-up: JIT
-        await runLevel(target, 1, 0.5, bodies);
-        for (const clients of LEVELS) peerLevels.push(await runLevel(target, clients, seconds, bodies));
+        await runLevel(target, 64, 1.5, bodies); // first JIT on the busy path; then each level warms up at its own load
+        for (const clients of LEVELS) peerLevels.push(await warmThenRun(target, clients, seconds, bodies));
       } finally {
         await peer.close();
       }
@@ -108,9 +107,8 @@ export async function runFoundationBench(log: (s: string) => void = console.log,
       const levels: Level[] = [];
       try {
         const target = { url: `${platform.base}/v1/jobs`, platform: true, pids: { gateway: platform.gateway.pid!, worker: platform.worker.pid! }, redis: redis.admin, metricsBase: platform.base };
-        await runLevel(target, 64, 1.5, bodies); // warm-up: JIT both processes on the busy path, then the lone-client one
-        await runLevel(target, 1, 0.5, bodies);
-        for (const clients of LEVELS) levels.push(await runLevel(target, clients, seconds, bodies));
+        await runLevel(target, 64, 1.5, bodies); // first JIT on the busy path; then each level warms up at its own load
+        for (const clients of LEVELS) levels.push(await warmThenRun(target, clients, seconds, bodies));
       } finally {
         const closed = await platform.close();
         const exit = (e: typeof closed.gateway) => `${e.killed ? 'KILLED after' : `exit ${e.code ?? e.signal} in`} ${fmt(e.ms, 0)} ms`;

@@ -19,7 +19,7 @@ import * as ort from 'onnxruntime-node';
 import { ModelRepository, type ModelVersion } from '@infer/models';
 import { describeRedisPerJob } from '../lib/cpu.js';
 import { startDirectPeer } from '../lib/direct-peer.js';
-import { commandsPerJob, cpuSum, cpuTable, describeEnvelopes, failures, mean, p, powersOfTwo, runLevel, type Level } from '../lib/interactive.js';
+import { commandsPerJob, cpuSum, cpuTable, describeEnvelopes, failures, mean, p, powersOfTwo, warmThenRun, type Level } from '../lib/interactive.js';
 import { ROOT, startBenchPlatform, startRedis, type Figure } from '../lib/platform.js';
 import { fmt, table, verdict } from '../lib/report.js';
 
@@ -72,8 +72,7 @@ export async function runOcrBench(log: (s: string) => void = console.log, option
       let peerLevel: Level;
       try {
         const target = { url: peer.url, platform: false, pids: { peer: peer.process.pid! } };
-        await runLevel(target, clients, 1.5, bodies); // warm-up
-        peerLevel = await runLevel(target, clients, seconds, bodies);
+        peerLevel = await warmThenRun(target, clients, seconds, bodies);
       } finally {
         await peer.close();
       }
@@ -89,8 +88,7 @@ export async function runOcrBench(log: (s: string) => void = console.log, option
       let level: Level;
       try {
         const target = { url: `${platform.base}/v1/jobs`, platform: true, pids: { gateway: platform.gateway.pid!, worker: platform.worker.pid! }, redis: redis.admin, metricsBase: platform.base };
-        await runLevel(target, clients, 2, bodies); // warm-up
-        level = await runLevel(target, clients, seconds, bodies);
+        level = await warmThenRun(target, clients, seconds, bodies);
       } finally {
         const closed = await platform.close();
         log(`  stopped: gateway in ${fmt(closed.gateway.ms, 0)} ms, worker in ${fmt(closed.worker.ms, 0)} ms; ${closed.keysDeleted} keys deleted`);
