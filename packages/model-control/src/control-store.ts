@@ -119,8 +119,9 @@ export class ModelControl {
   ) {
     if (!('inferWriteRollout' in redis)) redis.defineCommand('inferWriteRollout', { numberOfKeys: 5, lua: WRITE_ROLLOUT });
     this.redis = redis as ScriptRedis;
-    this.generationKey = `${prefix}:models:generation`;
-    this.loadsKey = `${prefix}:models:load-requests`;
+    // One hash tag for both: they are read by one MGET and bumped together in one MULTI.
+    this.generationKey = `${prefix}:{models}:generation`;
+    this.loadsKey = `${prefix}:{models}:load-requests`;
   }
 
   /**
