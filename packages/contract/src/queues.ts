@@ -276,10 +276,10 @@ export function keys(prefix: string) {
     runningBatches: `${prefix}:batches-running`,
     /** The tenant's `whsec_` signing secret, created on first use (SET NX). */
     webhookSecret: (tenant: string) => `${prefix}:webhook:secret:${tenant}`,
-    /** Hash: one webhook event (message): tenant, type, url, body, state. */
-    webhookEvent: (eventId: string) => `${prefix}:webhook:event:${eventId}`,
+    /** Hash: one webhook event (message): tenant, type, url, body, state. Tagged by its id, with its attempts: an attempt writes both in one MULTI. */
+    webhookEvent: (eventId: string) => `${prefix}:webhook:event:{${eventId}}`,
     /** List of JSON attempts of one event, oldest first. */
-    webhookAttempts: (eventId: string) => `${prefix}:webhook:attempts:${eventId}`,
+    webhookAttempts: (eventId: string) => `${prefix}:webhook:event:{${eventId}}:attempts`,
     /** List of the event ids of one job or batch, oldest first. */
     webhookDeliveries: (kind: 'job' | 'batch', id: string) => `${prefix}:webhook:deliveries:${kind}:${id}`,
   };

@@ -9,12 +9,14 @@ import { keys } from '@infer/contract';
  * `GET /v1/webhook_deliveries/{event_id}`.
  *
  * Redis layout, all under the deployment's prefix (see `keys()`):
- * - `webhook:event:{id}`: hash with the event and its state;
- * - `webhook:attempts:{id}`: list of JSON attempts, oldest first;
- * - `webhook:deliveries:{job|batch}:{id}`: list of the subject's event ids.
+ * - `webhook:event:{<id>}`: hash with the event and its state;
+ * - `webhook:event:{<id>}:attempts`: list of JSON attempts, oldest first;
+ * - `webhook:deliveries:<job|batch>:<id>`: list of the subject's event ids.
  * Every write sets all three to expire `ttlMs` later (the caller passes
  * RESULT_TTL, or longer while retries are still scheduled), so a job's
- * deliveries live as long as the job itself.
+ * deliveries live as long as the job itself. An event and its attempts
+ * share a hash tag (the event id), so an attempt is one MULTI on one Redis
+ * Cluster slot; the subject's list, in another slot, is refreshed beside it.
  */
 
 export const WEBHOOK_EVENT_TYPES = ['job.started', 'job.completed', 'batch.completed'] as const;
@@ -153,18 +155,21 @@ export class DeliveryLog {
     const key = this.k.webhookEvent(event.id);
     const attempts = this.k.webhookAttempts(event.id);
     const index = this.k.webhookDeliveries(event.subject.object, event.subject.id);
-    const results = await this.redis
-      .multi()
-      .rpush(attempts, JSON.stringify(attempt))
-      .hset(key, {
-        state: next.state,
-        attempt_count: String(attempt.attempt),
-        next_attempt_at: next.nextAttemptAt === null ? '' : String(next.nextAttemptAt),
-      })
-      .pexpire(key, ttlMs)
-      .pexpire(attempts, ttlMs)
-      .pexpire(index, ttlMs)
-      .exec();
+    const [results] = await Promise.all([
+      this.redis
+        .multi()
+        .rpush(attempts, JSON.stringify(attempt))
+        .hset(key, {
+          state: next.state,
+          attempt_count: String(attempt.attempt),
+          next_attempt_at: next.nextAttemptAt === null ? '' : String(next.nextAttemptAt),
+        })
+        .pexpire(key, ttlMs)
+        .pexpire(attempts, ttlMs)
+        .exec(),
+      // Another slot than the event's: sent in the same write, outside the MULTI (only its expiry moves).
+      this.redis.pexpire(index, ttlMs),
+    ]);
     const failed = results?.find(([err]) => err);
     if (failed) throw failed[0];
   }
