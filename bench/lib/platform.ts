@@ -141,7 +141,12 @@ export async function deleteKeys(redis: Redis, prefix: string): Promise<number> 
   do {
     const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
     cursor = next;
-    if (found.length) deleted += await redis.unlink(...found);
+    if (found.length) {
+      // One UNLINK a key: a multi-key one is refused on Redis Cluster when the keys' slots differ.
+      const pipe = redis.pipeline();
+      for (const key of found) pipe.unlink(key);
+      for (const [err, n] of (await pipe.exec()) ?? []) if (!err) deleted += n as number;
+    }
   } while (cursor !== '0');
   return deleted;
 }

@@ -13,7 +13,11 @@ export function uniquePrefix(label = 't'): string {
   return `test-${label}-${randomUUID().slice(0, 8)}`;
 }
 
-/** Delete every key under `prefix` (SCAN, never FLUSH). */
+/**
+ * Delete every key under `prefix` (SCAN, never FLUSH). One UNLINK a key:
+ * a multi-key UNLINK is refused on Redis Cluster when its keys hash to
+ * different slots (test/cluster-keys.test.ts runs on one).
+ */
 export async function deletePrefix(redisUrl: string, prefix: string): Promise<void> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
   try {
@@ -21,7 +25,11 @@ export async function deletePrefix(redisUrl: string, prefix: string): Promise<vo
     do {
       const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
       cursor = next;
-      if (keys.length) await redis.unlink(...keys);
+      if (keys.length) {
+        const pipe = redis.pipeline();
+        for (const key of keys) pipe.unlink(key);
+        await pipe.exec();
+      }
     } while (cursor !== '0');
   } finally {
     redis.disconnect();
