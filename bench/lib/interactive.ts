@@ -168,6 +168,34 @@ export async function runLevel(target: LevelTarget, clients: number, seconds: nu
   return level;
 }
 
+/** What the platform's processes spent while nothing was sent to it: CPU as a share of one core, and Redis's commands. */
+export interface Idle {
+  seconds: number;
+  /** Percent of one core, by process: the targets' pids, then 'Redis'. */
+  percent: Record<string, number>;
+  redis: RedisDelta;
+}
+
+/**
+ * The platform idle for `seconds`, after `settleSeconds` with no requests
+ * (the tail of the last level's work is not idleness). Timers, heartbeats,
+ * blocking reads that time out and look again: what a platform that serves
+ * nothing costs.
+ */
+export async function measureIdle(pids: Record<string, number>, redis: Redis, seconds: number, settleSeconds = 2): Promise<Idle> {
+  await new Promise((r) => setTimeout(r, settleSeconds * 1000));
+  const names = Object.keys(pids);
+  const cpu0 = names.map((n) => processCpuMs(pids[n]!));
+  const redis0 = await sampleRedis(redis);
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const cpu1 = names.map((n) => processCpuMs(pids[n]!));
+  const delta = redisDelta(redis0, await sampleRedis(redis));
+  const percent: Record<string, number> = {};
+  names.forEach((n, i) => (percent[n] = (100 * (cpu1[i]! - cpu0[i]!)) / (seconds * 1000)));
+  percent.Redis = (100 * delta.cpuMs) / (seconds * 1000);
+  return { seconds, percent, redis: delta };
+}
+
 export const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 export const p = (l: Level, q: number): number => percentile(l.latencies, q);
 /** CPU ms per job summed over the named processes (all of them when none are named). */

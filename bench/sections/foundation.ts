@@ -14,7 +14,9 @@
  *     through POST /v1/jobs with `Prefer: wait=30`, at 1 and 64 clients:
  *     latency, CPU per job by process, Redis commands per job, the batch
  *     sizes the answers report and the envelope sizes the gateway's /metrics
- *     reports (histogram infer_envelope_instances, when it has one);
+ *     reports (histogram infer_envelope_instances, when it has one); then
+ *     the same processes idle for 20 s: the CPU a platform serving nothing
+ *     costs;
  *  5. the two side by side, and the targets (reported, never enforced).
  * Only the HTTP API is used, so the section measures whatever the platform
  * does inside.
@@ -24,7 +26,7 @@ import { ModelRepository, type ModelVersion } from '@infer/models';
 import { measureBullmqAddDrain, type RawRate } from '../lib/bullmq-noop.js';
 import { describeRedisPerJob } from '../lib/cpu.js';
 import { startDirectPeer } from '../lib/direct-peer.js';
-import { clientsText, commandsPerJob, cpuSum, cpuTable, describeEnvelopes, describeWakeups, failures, mean, p, phaseMeans, powersOfTwo, runLevel, warmThenRun, type Level } from '../lib/interactive.js';
+import { clientsText, commandsPerJob, cpuSum, cpuTable, describeEnvelopes, describeWakeups, failures, mean, p, phaseMeans, measureIdle, powersOfTwo, runLevel, warmThenRun, type Idle, type Level } from '../lib/interactive.js';
 import { measureOrt, type OrtRate } from '../lib/ort-throughput.js';
 import { ROOT, startBenchPlatform, startRedis, type Figure } from '../lib/platform.js';
 import { fmt, table, verdict } from '../lib/report.js';
@@ -36,6 +38,8 @@ export interface FoundationOptions {
   rawJobs?: number;
   /** Seconds per measured level (peer and platform alike). @default 8 */
   levelSeconds?: number;
+  /** Seconds the platform is measured idle, after its levels. @default 20 */
+  idleSeconds?: number;
 }
 
 const LEVELS = [1, 64] as const;
@@ -105,10 +109,12 @@ export async function runFoundationBench(log: (s: string) => void = console.log,
       const platform = await startBenchPlatform(redis.url);
       log(`  gateway pid ${platform.gateway.pid}, worker pid ${platform.worker.pid}, prefix ${platform.prefix}; up and answering jobs in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       const levels: Level[] = [];
+      let idle: Idle | undefined;
       try {
         const target = { url: `${platform.base}/v1/jobs`, platform: true, pids: { gateway: platform.gateway.pid!, worker: platform.worker.pid! }, redis: redis.admin, metricsBase: platform.base };
         await runLevel(target, 64, 1.5, bodies); // first JIT on the busy path; then each level warms up at its own load
         for (const clients of LEVELS) levels.push(await warmThenRun(target, clients, seconds, bodies));
+        idle = await measureIdle(target.pids, redis.admin, options.idleSeconds ?? 20);
       } finally {
         const closed = await platform.close();
         const exit = (e: typeof closed.gateway) => `${e.killed ? 'KILLED after' : `exit ${e.code ?? e.signal} in`} ${fmt(e.ms, 0)} ms`;
@@ -121,6 +127,10 @@ export async function runFoundationBench(log: (s: string) => void = console.log,
       for (const l of levels) log(`  batch sizes at ${clientsText(l.clients)} (share of jobs): ${powersOfTwo(l.batchSizes, model.maxBatchSize)}`);
       for (const l of levels) log(`  envelope sizes at ${clientsText(l.clients)}: ${describeEnvelopes(l.envelopes)}`);
       failures(levels, 'platform', log);
+      if (idle) {
+        const shares = Object.entries(idle.percent).map(([n, pc]) => `${n} ${pc.toFixed(2)}%`).join(', ');
+        log(`  idle for ${idle.seconds} s after the last level (2 s to settle first), share of one core: ${shares}; Redis ${(idle.redis.calls / idle.seconds).toFixed(1)} commands/s: ${describeRedisPerJob(idle.redis, idle.seconds, 8)} a second`);
+      }
       for (const l of levels) {
         const ph = phaseMeans(l);
         if (!ph) continue;
@@ -133,7 +143,7 @@ export async function runFoundationBench(log: (s: string) => void = console.log,
       log(`  raw BullMQ beside the platform at ${clientsText(many.clients)}: add ${fmt(raw.add.rate, 0)} jobs/s (${(raw.add.redis.calls / raw.add.jobs).toFixed(1)} Redis cmds/job), drain ${fmt(raw.drain.rate, 0)} jobs/s (${(raw.drain.redis.calls / raw.drain.jobs).toFixed(1)} cmds/job), add+drain ${(raw.add.redis.calls / raw.add.jobs + raw.drain.redis.calls / raw.drain.jobs).toFixed(1)} cmds/job; the platform ${fmt(many.rate, 0)} jobs/s, ${commandsPerJob(many).toFixed(1)} cmds/job`);
 
       // 5. Side by side, and the targets.
-      reportTargets(peerLevels, levels, raw, model, log, fig);
+      reportTargets(peerLevels, levels, raw, model, idle, log, fig);
       for (const [who, ls] of [['peer', peerLevels], ['platform', levels]] as const) {
         for (const l of ls) {
           const c = `${who} ${clientsText(l.clients)}`;
@@ -173,7 +183,7 @@ function latencyTable(levels: readonly Level[], platform = false): string {
   );
 }
 
-function reportTargets(peer: readonly Level[], platform: readonly Level[], raw: { add: RawRate; drain: RawRate }, model: ModelVersion, log: (s: string) => void, fig: Fig): void {
+function reportTargets(peer: readonly Level[], platform: readonly Level[], raw: { add: RawRate; drain: RawRate }, model: ModelVersion, idle: Idle | undefined, log: (s: string) => void, fig: Fig): void {
   const at = (ls: readonly Level[], clients: number) => ls.find((l) => l.clients === clients)!;
   const [peer1, peer64, plat1, plat64] = [at(peer, 1), at(peer, 64), at(platform, 1), at(platform, 64)];
 
@@ -204,6 +214,10 @@ function reportTargets(peer: readonly Level[], platform: readonly Level[], raw: 
     [`p50 at 1 client vs max_delay_ms (${model.maxDelayMs}) + 5 ms`, `${p50one.toFixed(2)} ms`, `≤ ${bound} ms`, p50one <= bound, 'platform p50 latency at 1 client', p50one, 'ms'],
     [`server CPU ms/job (gateway+worker+Redis) at 1 client / at 64 (${cpu1.toFixed(3)} / ${cpu64.toFixed(3)})`, `${cpuRatio.toFixed(2)}×`, '≤ 2×', cpuRatio <= 2, 'ratio platform server CPU per job, 1 client / 64 clients', cpuRatio, '×'],
   ];
+  if (idle) {
+    const total = Object.values(idle.percent).reduce((a, b) => a + b, 0);
+    targets.push([`idle platform (gateway+worker+Redis), share of one core over ${idle.seconds} s`, `${total.toFixed(2)}%`, '≤ 2%', total <= 2, 'idle platform CPU, share of one core', total, '%']);
+  }
   log('\n== foundation targets');
   log(table(['target', 'measured', 'target', 'verdict'], targets.map(([text, measured, want, ok]) => [text, measured, want, verdict(ok)])));
   for (const [, , want, ok, name, value, unit] of targets) fig(name, value, unit, { text: want.replace('×', ''), ok });
