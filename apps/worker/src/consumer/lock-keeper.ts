@@ -8,9 +8,17 @@ export type ExtendLocks = (ids: string[], tokens: string[], lockMs: number) => P
  * means BullMQ's own lock renewal does not run, so every `lockMs / 2` the
  * locks of all held jobs are extended in one call. A job whose worker dies
  * loses its lock after `lockMs`, and a stalled check puts it back in the queue.
+ *
+ * A renewal can fail for a job that was not lost: its end removed the job
+ * (and its lock) in Redis, and the renewal's answer came back before the
+ * end's, while the job was still held here. Such a job is released before
+ * the next renewal, so a lost lock is only reported when the same held job
+ * fails two renewals in a row, once.
  */
 export class LockKeeper {
   private readonly held = new Map<string, string>();
+  /** Held jobs whose last renewal failed: 1 after one failure, 2 once reported lost. */
+  private readonly failures = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
   private renewing = false;
 
@@ -29,6 +37,7 @@ export class LockKeeper {
 
   release(id: string): void {
     this.held.delete(id);
+    this.failures.delete(id);
   }
 
   get size(): number {
@@ -40,10 +49,17 @@ export class LockKeeper {
     this.renewing = true;
     const ids = [...this.held.keys()];
     try {
-      const failed = await this.extend(ids, ids.map((id) => this.held.get(id)!), this.lockMs);
-      // A job released while the renewal was in flight was finished, not lost.
-      for (const id of failed) {
-        if (this.held.has(id)) this.logger.warn({ jobId: id }, 'lost the lock of a held job; another worker may run it again');
+      const failed = new Set(await this.extend(ids, ids.map((id) => this.held.get(id)!), this.lockMs));
+      for (const id of ids) {
+        // A job released while the renewal was in flight was finished, not lost.
+        if (!this.held.has(id)) continue;
+        if (!failed.has(id)) {
+          this.failures.delete(id);
+          continue;
+        }
+        const count = (this.failures.get(id) ?? 0) + 1;
+        if (count === 2) this.logger.warn({ jobId: id }, 'lost the lock of a held job; another worker may run it again');
+        this.failures.set(id, Math.min(count, 2));
       }
     } catch (err) {
       this.logger.warn({ err: (err as Error).message, jobs: ids.length }, 'lock renewal failed');
@@ -55,5 +71,6 @@ export class LockKeeper {
   stop(): void {
     clearInterval(this.timer);
     this.held.clear();
+    this.failures.clear();
   }
 }
