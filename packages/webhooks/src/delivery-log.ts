@@ -167,7 +167,7 @@ export class DeliveryLog {
         .pexpire(key, ttlMs)
         .pexpire(attempts, ttlMs)
         .exec(),
-      // Another slot than the event's: sent in the same write, outside the MULTI (only its expiry moves).
+      // Another slot than the event's: sent beside the MULTI, not in it (only its expiry moves).
       this.redis.pexpire(index, ttlMs),
     ]);
     const failed = results?.find(([err]) => err);
