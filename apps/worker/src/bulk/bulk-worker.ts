@@ -32,7 +32,11 @@ export interface BulkWorkerOptions {
   /** The interactive worker of the same model version in this process. */
   gate?: InteractiveGate;
   metrics?: WorkerMetrics;
-  /** @default 1 (second); bounds how long `close()` waits for an idle fetch. */
+  /**
+   * How long an idle fetch blocks on the queue's marker before looking
+   * again. `close()` does not wait for it (it interrupts the blocking read).
+   * @default 5 (seconds)
+   */
   blockSeconds?: number;
   /**
    * Longest a slice waits for interactive work to finish before it runs
@@ -95,7 +99,7 @@ export class BulkWorker {
       logger: this.log,
       lockMs: options.lockMs,
       maxStalledCount: JOB_CATALOG.bulk.maxStalledCount,
-      ...(options.blockSeconds ? { blockSeconds: options.blockSeconds } : {}),
+      blockSeconds: options.blockSeconds ?? 5,
       source: (bull) => this.source(bull),
       sink: this.sink(),
     });
@@ -118,6 +122,9 @@ export class BulkWorker {
         const job = await bull.getNextJob(token, { block });
         return { items: job ? [{ job, token }] : [], drained: !job };
       },
+      // An idle fetch is blocked on BullMQ's own blocking connection: dropping it ends the wait now (BullMQ
+      // answers no job), where waiting for it would hold the worker's stop for up to blockSeconds.
+      close: () => bull.backend.disconnectBlocking(true),
     };
   }
 

@@ -43,7 +43,7 @@ export interface QueueConsumerOptions<T> {
   lockMs: number;
   /** Stalls (its worker died or hung) after which a job is failed instead of run again. @default 2 */
   maxStalledCount?: number;
-  /** How long a blocking fetch through BullMQ waits before looking again (its drainDelay); it bounds how long `close()` waits for an idle fetch. @default 1 (second) */
+  /** How long a blocking fetch through BullMQ waits before looking again (its drainDelay); a source whose `close()` does not interrupt the wait makes `close()` wait up to this long. @default 1 (second) */
   blockSeconds?: number;
   source: (bull: Worker) => ConsumerSource<T>;
   sink: ConsumerSink<T>;
