@@ -324,7 +324,7 @@ describe('envelopes: a worker dies between ending jobs and sending their job.com
     } finally {
       redis.disconnect();
     }
-    // A live worker's next drain (every second) sends each job.completed once.
+    // A live worker's first outbox sweep (at start, then every 5 s) sends each job.completed once.
     await p.startWorker();
     await waitUntil(() => delivered(hooks, 'job.completed').length >= 4, 10_000, 'four job.completed events');
     const check = new Redis(TEST_REDIS_URL);

@@ -61,6 +61,12 @@ interface Slice {
 
 /** How often a worker looks for jobs past their Cancel-After deadline. */
 const DEADLINE_SWEEP_MS = 1000;
+/**
+ * Every how many deadline sweeps the outbox is drained too (and at the
+ * first): for job.completed events a crashed worker left there. A worker's
+ * own ends, and its deadline sweeps that cancel a job, drain it at once.
+ */
+const OUTBOX_SWEEP_EVERY = 5;
 
 /** Envelopes fetched in one call at most; their instances are bounded by the batch's room anyway. */
 const MOST_ENVELOPES_PER_FETCH = 64;
@@ -148,10 +154,12 @@ export class InteractiveWorker {
   start(): void {
     this.queue.configure().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'could not configure the queue'));
     this.consumer.start();
+    let sweeps = 0;
     this.deadlineTimer = setInterval(() => {
-      // Every second: jobs past their deadline, and job.completed events a crash left on the outbox.
+      // Every second: jobs past their deadline; every OUTBOX_SWEEP_EVERY seconds, job.completed events a crash left on the outbox.
+      const leftovers = sweeps++ % OUTBOX_SWEEP_EVERY === 0;
       this.sweepingDeadlines ??= this.sweepDeadlines()
-        .then(() => this.options.outbox?.drain(this.queue.keys.outbox))
+        .then((canceled) => (leftovers || canceled > 0 ? this.options.outbox?.drain(this.queue.keys.outbox) : undefined))
         .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'deadline or outbox sweep failed'))
         .then(() => undefined)
         .finally(() => (this.sweepingDeadlines = undefined));
@@ -189,10 +197,13 @@ export class InteractiveWorker {
    * (`deadline_exceeded`), now, without waiting for a worker to take their
    * envelope; one a worker has taken by then finishes (the cancel refuses a
    * taken job atomically). Every worker of the queue looks each second; the
-   * cancel's SET NX makes one of them the one that ends it.
+   * cancel's SET NX makes one of them the one that ends it. Answers how
+   * many it canceled (the cancel put those with a job.completed webhook on
+   * the outbox).
    */
-  private async sweepDeadlines(): Promise<void> {
+  private async sweepDeadlines(): Promise<number> {
     const now = Date.now();
+    let canceled = 0;
     for (const id of await this.queue.due(now, 100)) {
       const lookup = await this.jobs.read(id);
       if (lookup.kind !== 'pending' || lookup.startedAt !== null) {
@@ -201,9 +212,12 @@ export class InteractiveWorker {
       }
       const record = encodeRecord(lookup.model, lookup.version, lookup.job, { status: 'canceled', startedAt: null, completedAt: now, error: DEADLINE_EXCEEDED });
       const outcome = await this.jobs.cancel(lookup, record, { onlyIfQueued: true });
-      if (outcome.canceled) this.metrics?.jobEnded('canceled');
-      else await this.queue.forgetDeadline(id);
+      if (outcome.canceled) {
+        canceled++;
+        this.metrics?.jobEnded('canceled');
+      } else await this.queue.forgetDeadline(id);
     }
+    return canceled;
   }
 
   private source(): ConsumerSource<Taken> {
