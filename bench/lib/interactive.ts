@@ -177,12 +177,15 @@ export interface Idle {
 }
 
 /**
- * The platform idle for `seconds`, after `settleSeconds` with no requests
- * (the tail of the last level's work is not idleness). Timers, heartbeats,
- * blocking reads that time out and look again: what a platform that serves
- * nothing costs.
+ * The platform idle for `seconds`, after `settleSeconds` with no requests.
+ * Timers, heartbeats, blocking reads that time out and look again: what a
+ * platform that serves nothing costs. The settling is not idleness: a few
+ * seconds after a busy process goes quiet, V8 runs one major GC to shrink
+ * its heap (measured here: the gateway at 1.1–1.5% of a core for the 10 s
+ * after the load, concurrent marking and compaction in a profile, then
+ * 0.1–0.3%), a cost of going quiet, paid once.
  */
-export async function measureIdle(pids: Record<string, number>, redis: Redis, seconds: number, settleSeconds = 2): Promise<Idle> {
+export async function measureIdle(pids: Record<string, number>, redis: Redis, seconds: number, settleSeconds = 15): Promise<Idle> {
   await new Promise((r) => setTimeout(r, settleSeconds * 1000));
   const names = Object.keys(pids);
   const cpu0 = names.map((n) => processCpuMs(pids[n]!));
