@@ -123,8 +123,14 @@ export class BulkWorker {
         return { items: job ? [{ job, token }] : [], drained: !job };
       },
       // An idle fetch is blocked on BullMQ's own blocking connection: dropping it ends the wait now (BullMQ
-      // answers no job), where waiting for it would hold the worker's stop for up to blockSeconds.
-      close: () => bull.backend.disconnectBlocking(true),
+      // answers no job), where waiting for it would hold the worker's stop for up to blockSeconds. BullMQ
+      // first awaits that connection's first connect, which does not settle while Redis has been away since
+      // the worker started: then this gives up after a second, and the read ends by its own timeout.
+      close: async () => {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([bull.backend.disconnectBlocking(true), new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)))]);
+        clearTimeout(timer);
+      },
     };
   }
 
