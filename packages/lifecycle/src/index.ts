@@ -98,3 +98,17 @@ export async function closeInOrder(steps: ReadonlyArray<() => unknown>, onError:
     }
   }
 }
+
+/**
+ * Wait for `promise`, but no longer than `ms`: a bounded wait in a close
+ * step or a yield. Rejects if `promise` rejects first; its timer is cleared
+ * either way, so it never holds a process open.
+ */
+export async function awaitAtMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

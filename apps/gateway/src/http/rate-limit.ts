@@ -34,6 +34,7 @@ import { createHash } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { AppError } from '@infer/errors';
+import { awaitAtMost } from '@infer/lifecycle';
 
 /**
  * KEYS[1] the key's counter for one window. ARGV increment, ttl_ms. Returns
@@ -153,9 +154,7 @@ export class SharedRateLimiter {
     this.closing ??= (async () => {
       this.closed = true;
       this.disarm();
-      let giveUp: NodeJS.Timeout | undefined;
-      await Promise.race([this.flush(), new Promise<void>((resolve) => (giveUp = setTimeout(resolve, CLOSE_WAIT_MS)))]);
-      clearTimeout(giveUp);
+      await awaitAtMost(this.flush(), CLOSE_WAIT_MS);
     })();
     return this.closing;
   }

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { BulkChunkPayload, JOB_CATALOG, bulkQueue } from '@infer/contract';
 import type { BatchStore } from '@infer/batch-store';
 import type { Logger } from '@infer/logger';
+import { awaitAtMost } from '@infer/lifecycle';
 import type { ModelVersion } from '@infer/models';
 import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
 import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
@@ -126,11 +127,7 @@ export class BulkWorker {
       // answers no job), where waiting for it would hold the worker's stop for up to blockSeconds. BullMQ
       // first awaits that connection's first connect, which does not settle while Redis has been away since
       // the worker started: then this gives up after a second, and the read ends by its own timeout.
-      close: async () => {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([bull.backend.disconnectBlocking(true), new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)))]);
-        clearTimeout(timer);
-      },
+      close: () => awaitAtMost(bull.backend.disconnectBlocking(true), 1000),
     };
   }
 
@@ -285,9 +282,7 @@ export class BulkWorker {
   }
 
   private async yieldTo(gate: InteractiveGate): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([gate.whenIdle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, this.maxYieldMs)))]);
-    clearTimeout(timer);
+    await awaitAtMost(gate.whenIdle(), this.maxYieldMs);
   }
 
   /**
