@@ -171,6 +171,8 @@ export async function runLevel(target: LevelTarget, clients: number, seconds: nu
 /** What the platform's processes spent while nothing was sent to it: CPU as a share of one core, and Redis's commands. */
 export interface Idle {
   seconds: number;
+  /** Seconds with no requests before the measured ones. */
+  settleSeconds: number;
   /** Percent of one core, by process: the targets' pids, then 'Redis'. */
   percent: Record<string, number>;
   redis: RedisDelta;
@@ -196,7 +198,7 @@ export async function measureIdle(pids: Record<string, number>, redis: Redis, se
   const percent: Record<string, number> = {};
   names.forEach((n, i) => (percent[n] = (100 * (cpu1[i]! - cpu0[i]!)) / (seconds * 1000)));
   percent.Redis = (100 * delta.cpuMs) / (seconds * 1000);
-  return { seconds, percent, redis: delta };
+  return { seconds, settleSeconds, percent, redis: delta };
 }
 
 export const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);

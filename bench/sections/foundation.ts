@@ -129,7 +129,7 @@ export async function runFoundationBench(log: (s: string) => void = console.log,
       failures(levels, 'platform', log);
       if (idle) {
         const shares = Object.entries(idle.percent).map(([n, pc]) => `${n} ${pc.toFixed(2)}%`).join(', ');
-        log(`  idle for ${idle.seconds} s after the last level (15 s to settle first: V8's heap shrink after the load), share of one core: ${shares}; Redis ${(idle.redis.calls / idle.seconds).toFixed(1)} commands/s: ${describeRedisPerJob(idle.redis, idle.seconds, 8)} a second`);
+        log(`  idle for ${idle.seconds} s after the last level (${idle.settleSeconds} s to settle first: V8's heap shrink after the load), share of one core: ${shares}; Redis ${(idle.redis.calls / idle.seconds).toFixed(1)} commands/s: ${describeRedisPerJob(idle.redis, idle.seconds, 8)} a second`);
       }
       for (const l of levels) {
         const ph = phaseMeans(l);
