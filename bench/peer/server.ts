@@ -29,6 +29,13 @@
  * loop and the clients need between runs. `GET /healthz` answers the
  * options in use, so a bench prints what it measured.
  *
+ * On another 2-core machine (2026-12-01, later), ocr-cls at 32 clients went
+ * the other way: intraOpNumThreads 1 served 726-795 jobs/s at 1.28-1.42
+ * peer CPU ms per job, the default 558-614 at 1.92-2.10 (a batch-1 run there
+ * took 0.85 ms on one thread and 1.2-1.4 ms through a 2-thread pool); mlp
+ * stayed a tie. So the ocr bench runs this peer with both and holds the
+ * platform against the faster (bench/sections/ocr.ts).
+ *
  * What bounds it: onnxruntime-node 1.30's `session.run` is synchronous on
  * the calling thread (its promise only defers the call with setImmediate),
  * as it is in the platform's worker, so parsing and inference share this
