@@ -3,8 +3,9 @@
  * classifier `ocr-cls` (input `x`, FP32 [3,48,192] per instance, output
  * `softmax_0.tmp_0`), each request one image as base64 (`{"datatype":"FP32",
  * "shape":[3,48,192],"b64":…}`, random values in [0,1)), at 32 clients:
- *  1. raw ONNX Runtime rows/s in this process at batch 1, 4, 8, 16 (the
- *     worker's session options): what batching can buy on this CPU;
+ *  1. raw ONNX Runtime rows/s and CPU ms per row in this process at batch
+ *     1, 4, 8, 16, with the worker's session options and with one intra-op
+ *     thread: what batching can buy on this CPU, in time and in CPU;
  *  2. the direct peer (../peer/server.ts) serving ocr-cls at batch 1, once
  *     with ONNX Runtime's default intra-op threads and once with 1; the
  *     faster of the two is the baseline;
@@ -18,7 +19,7 @@
  */
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { ModelRepository, type ModelVersion } from '@infer/models';
+import { ModelRepository } from '@infer/models';
 import { describeRedisPerJob } from '../lib/cpu.js';
 import { startDirectPeer } from '../lib/direct-peer.js';
 import { commandsPerJob, cpuSum, cpuTable, describeEnvelopes, failures, mean, p, powersOfTwo, warmThenRun, type Level } from '../lib/interactive.js';
@@ -30,7 +31,7 @@ export interface OcrOptions {
   clients?: number;
   /** Seconds of each measured level. @default 8 */
   seconds?: number;
-  /** Seconds per raw ORT batch size. @default 1 */
+  /** Seconds per raw ORT batch size (for each of the two sessions). @default 1 */
   ortSeconds?: number;
 }
 
@@ -66,12 +67,28 @@ export async function runOcrBench(log: (s: string) => void = console.log, option
     const shape = [3, 48, 192];
     const size = shape.reduce((a, b) => a * b, 1);
 
-    // 1. Raw ORT.
-    log(`\n== ocr 1/4: raw ONNX Runtime, ${model.name} v${model.version} in this process, the worker's session options, ${input.name} [batch,${shape.join(',')}] (${options.ortSeconds ?? 1} s per batch size)`);
-    const rates: Array<{ batch: number; runs: number; msPerRun: number; rowsPerSecond: number }> = [];
-    for (const b of BATCHES) rates.push(await measureOrtImages(model, shape, b, options.ortSeconds ?? 1));
-    log(table(['batch', 'runs', 'ms/run', 'rows/s', 'rows/s vs batch 1'], rates.map((r) => [String(r.batch), String(r.runs), r.msPerRun.toFixed(2), r.rowsPerSecond, `${(r.rowsPerSecond / rates[0]!.rowsPerSecond).toFixed(2)}×`])));
-    for (const r of rates) fig(`raw ORT batch ${r.batch}: rows/s`, r.rowsPerSecond, 'rows/s');
+    // 1. Raw ORT: the worker's session, and one on a single intra-op thread (the peer's other setting).
+    const ortSeconds = options.ortSeconds ?? 1;
+    log(`\n== ocr 1/4: raw ONNX Runtime, ${model.name} v${model.version} in this process, ${input.name} [batch,${shape.join(',')}] (${ortSeconds} s per batch size): the worker's session options, then intra-op threads 1`);
+    const single = await ort.InferenceSession.create(model.file, { graphOptimizationLevel: 'all', logSeverityLevel: 4, intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
+    const rates: Array<{ threads: string; batch: number; runs: number; msPerRun: number; rowsPerSecond: number; cpuMsPerRow: number }> = [];
+    try {
+      for (const [threads, session] of [['worker', model.session], ['1', single]] as const) {
+        for (const b of BATCHES) rates.push({ threads, ...(await measureOrtImages(session, input.name, shape, b, ortSeconds)) });
+      }
+    } finally {
+      await single.release();
+    }
+    const batchOne = (threads: string) => rates.find((r) => r.threads === threads && r.batch === 1)!;
+    log(table(
+      ['intra-op threads', 'batch', 'runs', 'ms/run', 'rows/s', 'rows/s vs batch 1', 'CPU ms/row'],
+      rates.map((r) => [r.threads === 'worker' ? "the worker's" : r.threads, String(r.batch), String(r.runs), r.msPerRun.toFixed(2), r.rowsPerSecond, `${(r.rowsPerSecond / batchOne(r.threads).rowsPerSecond).toFixed(2)}×`, r.cpuMsPerRow.toFixed(3)]),
+    ));
+    for (const r of rates) {
+      const who = r.threads === 'worker' ? '' : `, intra-op threads ${r.threads}`;
+      fig(`raw ORT batch ${r.batch}${who}: rows/s`, r.rowsPerSecond, 'rows/s');
+      fig(`raw ORT batch ${r.batch}${who}: CPU per row`, r.cpuMsPerRow, 'ms');
+    }
 
     const bodies = Array.from({ length: BODIES }, () =>
       JSON.stringify({ model: MODEL, input: { [input.name]: { datatype: 'FP32', shape, b64: Buffer.from(Float32Array.from({ length: size }, () => Math.random()).buffer).toString('base64') } } }),
@@ -157,18 +174,20 @@ function latencyRow(levels: readonly Level[]): string {
   );
 }
 
-/** Raw `session.run` on `batch` random images of `shape`, back to back, after a short warm-up. */
-async function measureOrtImages(model: ModelVersion, shape: readonly number[], batch: number, seconds: number) {
+/** Raw `session.run` on `batch` random images of `shape`, back to back, after a short warm-up; CPU is this whole process's (ONNX Runtime's pool threads included). */
+async function measureOrtImages(session: ort.InferenceSession, inputName: string, shape: readonly number[], batch: number, seconds: number) {
   const size = shape.reduce((a, b) => a * b, 1);
   const x = new ort.Tensor('float32', Float32Array.from({ length: batch * size }, () => Math.random()), [batch, ...shape]);
-  const feeds = { [model.inputs[0]!.name]: x };
-  for (let i = 0; i < 3; i++) await model.session.run(feeds);
+  const feeds = { [inputName]: x };
+  for (let i = 0; i < 3; i++) await session.run(feeds);
   let runs = 0;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   while (performance.now() - t0 < seconds * 1000 || runs < 5) {
-    await model.session.run(feeds);
+    await session.run(feeds);
     runs++;
   }
   const msPerRun = (performance.now() - t0) / runs;
-  return { batch, runs, msPerRun, rowsPerSecond: (batch * 1000) / msPerRun };
+  const cpu = process.cpuUsage(cpu0);
+  return { batch, runs, msPerRun, rowsPerSecond: (batch * 1000) / msPerRun, cpuMsPerRow: (cpu.user + cpu.system) / 1000 / (runs * batch) };
 }
