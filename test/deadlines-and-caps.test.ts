@@ -96,6 +96,25 @@ describe('Cancel-After deadlines', function () {
     expect((await getJob(p, job.id)).status).to.equal('succeeded');
   });
 
+  it('a job taken before its deadline by a worker that died runs again after it, and finishes', async () => {
+    p = await startPlatform({ worker: false, env: { WORKER_LOCK_MS: '1000' } });
+    const res = await submit(p, { 'cancel-after': '1s' });
+    const job = (await res.json()) as Job;
+    // A worker takes it in time (the real take script), then dies: its 1 s lock is never renewed.
+    const dead = new EnvelopeQueue(redis, { prefix: p.prefix, model: 'mlp', version: '2', resultTtlMs: 60_000 });
+    const taken = await dead.fetch('dead-worker', 1000, 64, 64);
+    if (taken === 'paused' || taken.envelopes.length !== 1) throw new Error('expected one envelope');
+    expect(Date.now()).to.be.below(Date.parse(job.created_at) + 1000);
+    expect((await getJob(p, job.id)).status).to.equal('running');
+    await elapse(Date.parse(job.created_at) + 1200 - Date.now(), 'the deadline passing while the job is held by a dead worker');
+    // A live worker's stalled check puts the envelope back, and the worker takes it again, after the deadline:
+    // the job had started before it (the first take is what counts), so it runs rather than ending deadline_exceeded.
+    await p.startWorker();
+    const ended = await pollJob(p, job.id, 15_000);
+    expect(ended.error, 'a job a worker had taken before its deadline must finish').to.equal(null);
+    expect(ended.status).to.equal('succeeded');
+  });
+
   it('refuses a malformed or too long Cancel-After with 400, enqueueing nothing', async () => {
     p = await startPlatform({ worker: false });
     for (const value of ['soon', '10', '-5s', '25h', '1d', '0s', '1h 30m']) {

@@ -39,7 +39,14 @@ export type EnqueueOutcome =
 /** An envelope as a worker takes it: its job hash's fields, before the take. */
 export interface TakenEnvelope {
   id: string;
+  /** Its hash as it was before this take. */
   fields: Map<string, Buffer>;
+  /**
+   * When a worker first took it (epoch ms), as the take recorded it: this
+   * take, or for an envelope put back after its worker stalled, the first
+   * one. Until then its jobs were queued; from then on they had started.
+   */
+  firstTakenAt: number;
 }
 
 /** What a worker hands back for one envelope: every job of it, in order. */
@@ -140,7 +147,8 @@ export class EnvelopeQueue {
    * envelopes are left in the queue: 0 means nothing more to wait for.
    */
   async fetch(token: string, lockMs: number, wanted: number, most: number): Promise<FetchOutcome> {
-    return parseFetch(await this.redis.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, Date.now())));
+    const now = Date.now();
+    return parseFetch(await this.redis.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now)), now);
   }
 
   /**
@@ -155,10 +163,11 @@ export class EnvelopeQueue {
    */
   async waitAndFetch(blocking: Redis, timeoutSeconds: number, token: string, lockMs: number, wanted: number, most: number): Promise<FetchOutcome> {
     const pipeline = withJobScripts(blocking).pipeline().bzpopmin(this.keys.marker, timeoutSeconds) as ScriptPipeline;
-    const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, Date.now())).exec()) ?? [];
+    const now = Date.now();
+    const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now)).exec()) ?? [];
     if (!fetched) throw new Error('the blocking take got no reply');
     if (fetched[0]) throw fetched[0];
-    return parseFetch(fetched[1] as unknown[]);
+    return parseFetch(fetched[1] as unknown[], now);
   }
 
   private fetchArgs(token: string, lockMs: number, wanted: number, most: number, now: number): Arg[] {
@@ -184,7 +193,8 @@ export class EnvelopeQueue {
 /** What a take found: `waiting` envelopes left in the queue (0: nothing more to wait for), or the queue is paused. */
 export type FetchOutcome = { waiting: number; envelopes: TakenEnvelope[] } | 'paused';
 
-function parseFetch(reply: unknown[]): FetchOutcome {
+/** A take's reply; `now` is the time the take was sent with (the FETCH script's ARGV[4]). */
+function parseFetch(reply: unknown[], now: number): FetchOutcome {
   const waiting = Number(reply[0]);
   if (waiting < 0) return 'paused';
   const envelopes: TakenEnvelope[] = [];
@@ -192,7 +202,18 @@ function parseFetch(reply: unknown[]): FetchOutcome {
     const flat = reply[i + 1] as Buffer[];
     const fields = new Map<string, Buffer>();
     for (let f = 0; f + 1 < flat.length; f += 2) fields.set(flat[f]!.toString(), flat[f + 1]!);
-    envelopes.push({ id: (reply[i] as Buffer).toString(), fields });
+    envelopes.push({ id: (reply[i] as Buffer).toString(), fields, firstTakenAt: firstTakenAt(fields, now) });
   }
   return { waiting, envelopes };
+}
+
+/**
+ * The first take's time: `ft`, which the first take wrote; for a first take
+ * (the fields are from before it), the time FETCH stamps, max(now, enqueue
+ * time); for an envelope first taken before `ft` existed, its last take's.
+ */
+function firstTakenAt(fields: ReadonlyMap<string, Buffer>, now: number): number {
+  const stamped = fields.get('ft') ?? fields.get('processedOn');
+  if (stamped) return Number(stamped.toString());
+  return Math.max(now, Number(fields.get('timestamp')?.toString() ?? 0) || 0);
 }

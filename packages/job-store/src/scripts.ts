@@ -127,6 +127,7 @@ return {1, queued}
  * Takes envelopes (oldest first) until it has the instances wanted: each moves to active
  * under the worker's lock, as BullMQ's moveToActive does. Returns {waiting after, id, fields, id, fields, …}
  * (fields as HGETALL gives them, before this take), or {-1} while the queue is paused.
+ * A take stamps processedOn (and the first one ft) with ARGV[4], or the envelope's enqueue time if later.
  * An envelope's instances leave the queued count the first time a worker takes it,
  * less those canceled before that; one put back by the stalled check is not counted again.
  */
@@ -150,9 +151,13 @@ while envelopes < most and taken < wanted do
     redis.call('SET', jk .. ':lock', ARGV[2], 'PX', ARGV[3])
     -- A take sent behind a blocking read (EnvelopeQueue.waitAndFetch) runs later than ARGV[4] says; then the
     -- envelope it takes is the one whose enqueue ended the wait, so its enqueue time is the closer clock.
-    redis.call('HSET', jk, 'processedOn', math.max(now, tonumber(f['timestamp']) or 0), 'ats', (tonumber(f['ats']) or 0) + 1)
+    local at = math.max(now, tonumber(f['timestamp']) or 0)
     local n = tonumber(f['n']) or 0
-    if not f['processedOn'] then
+    if f['processedOn'] then
+      redis.call('HSET', jk, 'processedOn', at, 'ats', (tonumber(f['ats']) or 0) + 1)
+    else
+      -- ft: the first take, which processedOn (each take's, as BullMQ keeps it) forgets when a stalled envelope is taken again.
+      redis.call('HSET', jk, 'processedOn', at, 'ats', (tonumber(f['ats']) or 0) + 1, 'ft', at)
       local canceled = 0
       if f['x'] then for _ in string.gmatch(f['x'], '%S+') do canceled = canceled + 1 end end
       leaving = leaving + n - canceled

@@ -17,6 +17,8 @@ export interface HeldEnvelope {
   takenAt: number;
   /** True the first time any worker takes it (not after a stall): `job.started` is sent then. */
   firstTake: boolean;
+  /** When a worker first took it (TakenEnvelope.firstTakenAt): a job whose Cancel-After deadline came before that never runs. */
+  firstTakenAt: number;
   /** Per job, in order: its inputs in the model's input order, or null for a job not to run (canceled while queued). */
   inputs: Array<InstanceInput[] | null>;
   /** Per job: its ended record once it has one, null while it has not (or will not, being canceled). */
@@ -52,6 +54,7 @@ export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: s
     data,
     takenAt,
     firstTake: !taken.fields.has('processedOn'),
+    firstTakenAt: taken.firstTakenAt,
     inputs: [],
     records: data.jobs.map(() => null),
     statuses: data.jobs.map(() => null),

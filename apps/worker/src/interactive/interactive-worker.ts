@@ -353,11 +353,16 @@ export class InteractiveWorker {
     return slices.map(() => undefined);
   }
 
-  /** Jobs taken after their Cancel-After deadline never run: they end canceled (`deadline_exceeded`). */
+  /**
+   * Jobs still queued at their Cancel-After deadline never run: they end
+   * canceled (`deadline_exceeded`). What counts is the envelope's first
+   * take, as Redis recorded it, not this worker's: a job taken in time by a
+   * worker that then died had started, and runs again like any other.
+   */
   private expire(held: HeldEnvelope): void {
     const { model } = this.options;
     held.data.jobs.forEach((job, i) => {
-      if (!held.inputs[i] || job.deadline === undefined || job.deadline > held.takenAt) return;
+      if (!held.inputs[i] || job.deadline === undefined || job.deadline > held.firstTakenAt) return;
       held.inputs[i] = null;
       held.pending--;
       held.statuses[i] = 'canceled';
@@ -385,12 +390,12 @@ export class InteractiveWorker {
     try {
       const data = JSON.parse(taken.fields.get('data')?.toString() ?? '') as HeldEnvelope['data'];
       if (Array.isArray(data.jobs)) {
-        held = { id: taken.id, token, data, takenAt: Date.now(), firstTake: false, inputs: data.jobs.map(() => []), records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), pending: 0 };
+        held = { id: taken.id, token, data, takenAt: Date.now(), firstTake: false, firstTakenAt: taken.firstTakenAt, inputs: data.jobs.map(() => []), records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), pending: 0 };
       }
     } catch {
       /* nothing to tell any job */
     }
-    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: Date.now(), firstTake: false, inputs: [], records: [], statuses: [], pending: 0 };
+    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: Date.now(), firstTake: false, firstTakenAt: taken.firstTakenAt, inputs: [], records: [], statuses: [], pending: 0 };
     this.endAll(held, { code: 'invalid_input', message });
   }
 
