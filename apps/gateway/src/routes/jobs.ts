@@ -26,13 +26,20 @@ export interface JobRoutesOptions {
 /**
  * Call `then` if the client goes away before its answer is sent, to drop its
  * waiter. ('close' also fires after a normal response; a plain callback,
- * not an AbortSignal: one of those per request is a measurable cost.)
+ * not an AbortSignal: one of those per request is a measurable cost.) The
+ * hook is set after the job is written or read, so a client that sent its
+ * request and left at once is gone already: then now, as 'close' has fired.
  */
 function clientGone(res: ServerResponse): (then: () => void) => void {
-  return (then) =>
+  return (then) => {
+    if (res.destroyed) {
+      if (!res.writableFinished) then();
+      return;
+    }
     res.once('close', () => {
       if (!res.writableFinished) then();
     });
+  };
 }
 
 export function parseCreateJob(body: unknown): CreateJobBody {
@@ -61,8 +68,9 @@ function sendJob(res: ServerResponse, status: number, job: RenderedJob, headers:
   res.end(job.json);
 }
 
+/** `Preference-Applied: wait=N`, N the seconds waited for at most: rounded up, so a wait of 0.4 s is not "wait=0". */
 const waitApplied = (waitMs: number | undefined): Record<string, string> =>
-  waitMs === undefined ? {} : { 'preference-applied': `wait=${Math.round(waitMs / 1000)}` };
+  waitMs === undefined ? {} : { 'preference-applied': `wait=${Math.ceil(waitMs / 1000)}` };
 
 /** What the three job routes do, on Node's own request and response: the same code behind both ways in (below). */
 export class JobHandlers {
