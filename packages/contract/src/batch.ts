@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { jsonObject } from './json-object.js';
 import { DATATYPES } from './datatypes.js';
 import { VERSION_RE, WEBHOOK_EVENT_FILTERS, type JobError } from './job.js';
 import type { NestedArray } from './nested.js';
@@ -31,7 +32,7 @@ export const CreateBatchBody = z
     webhook: z.string().optional(),
     /** `completed` sends `batch.completed`; there is no batch start event, so `start` alone sends nothing. */
     webhook_events_filter: z.array(z.enum(WEBHOOK_EVENT_FILTERS)).max(2).optional(),
-    metadata: z.record(z.string(), z.unknown()).optional(),
+    metadata: jsonObject().optional(),
   })
   .strict();
 export type CreateBatchBody = z.infer<typeof CreateBatchBody>;
@@ -50,7 +51,7 @@ export type CreateBatchQuery = z.infer<typeof CreateBatchQuery>;
 export const BatchItem = z
   .object({
     custom_id: z.string().max(MAX_CUSTOM_ID_LENGTH).optional(),
-    input: z.record(z.string(), z.unknown()),
+    input: jsonObject(),
   })
   .strict();
 export type BatchItem = z.infer<typeof BatchItem>;

@@ -5,3 +5,4 @@ export * from './job.js';
 export * from './batch.js';
 export * from './queues.js';
 export * from './lifecycle.js';
+export * from './json-object.js';

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { jsonObject } from './json-object.js';
 import type { NestedArray } from './nested.js';
 
 export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
@@ -25,10 +26,10 @@ export const CreateJobBody = z
   .object({
     model: z.string().min(1).max(128),
     version: z.union([z.string().regex(VERSION_RE), z.number().int().positive()]).optional(),
-    input: z.record(z.string(), z.unknown()),
+    input: jsonObject(),
     webhook: z.string().optional(),
     webhook_events_filter: z.array(z.enum(WEBHOOK_EVENT_FILTERS)).max(2).optional(),
-    metadata: z.record(z.string(), z.unknown()).optional(),
+    metadata: jsonObject().optional(),
   })
   .strict();
 export type CreateJobBody = z.infer<typeof CreateJobBody>;

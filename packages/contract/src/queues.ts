@@ -1,5 +1,6 @@
 import { createHash, randomFillSync } from 'node:crypto';
 import { z } from 'zod';
+import { jsonObject } from './json-object.js';
 import { DATATYPES } from './datatypes.js';
 import { WEBHOOK_EVENT_FILTERS } from './job.js';
 import { BulkChunkPayload } from './batch.js';
@@ -31,7 +32,7 @@ export const EnvelopeJob = z.object({
   shapes: z.array(z.array(z.number().int().nonnegative())).optional(),
   /** The submitter holds its request open for the result (`Prefer: wait`): send it the ended record. */
   wait: z.literal(true).optional(),
-  metadata: z.record(z.string(), z.unknown()).optional(),
+  metadata: jsonObject().optional(),
   webhook: z.string().optional(),
   webhook_events_filter: z.array(z.enum(WEBHOOK_EVENT_FILTERS)).optional(),
   /**

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import type { RequestHandler } from 'express';
 import { AppError, badRequest } from '@infer/errors';
@@ -44,7 +45,7 @@ export function jsonBody(maxBytes: number, options: JsonBodyOptions = {}): Reque
 /**
  * A body read and parsed: 415 for a Content-Encoding the gateway does not
  * take, 413 past `maxBytes` (decoded), 400 when it does not decode or is
- * not JSON. Long `"b64"` values are decoded from the bytes on the way
+ * not UTF-8 JSON. Long `"b64"` values are decoded from the bytes on the way
  * (liftBase64) unless `liftBase64: false`: `lifted` resolves their placeholders.
  */
 export async function readJsonBody(req: IncomingMessage, maxBytes: number, options: JsonBodyOptions = {}): Promise<{ value: unknown; lifted: LiftedBody | undefined }> {
@@ -57,6 +58,8 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number, optio
     bytes = await readDecoded(decodedBody(req, coding), maxBytes);
   }
   if (bytes.length === 0) return { value: {}, lifted: undefined };
+  // JSON is UTF-8 (RFC 8259 §8.1); decoding would turn other bytes into U+FFFD and accept what was never sent.
+  if (!isUtf8(bytes)) throw badRequest('invalid_json', 'The body is not valid UTF-8');
   const lifted = options.liftBase64 === false ? undefined : liftBase64(bytes);
   let text = lifted ? lifted.text : bytes.toString('utf8');
   // A byte order mark is not JSON, but editors write one (RFC 8259 §8.1 lets a parser skip it).

@@ -669,11 +669,20 @@ function tidy(value: unknown): unknown {
 }
 
 /**
+ * The contract's `jsonObject()` members (a `z.custom`, which zod cannot put
+ * in JSON Schema itself) as what they are, as `z.record()` rendered them
+ * before: any JSON object. They are the only custom schemas here.
+ */
+const openObjects: NonNullable<NonNullable<Parameters<typeof z.toJSONSchema>[1]>['override']> = (ctx) => {
+  if (ctx.zodSchema._zod.def.type === 'custom') Object.assign(ctx.jsonSchema, { type: 'object', additionalProperties: {} });
+};
+
+/**
  * Query parameters from a zod object schema, one per property. None is marked
  * required: OpenAPI cannot say "required for one media type only".
  */
 export function queryParameters(schema: z.ZodObject, descriptions: Record<string, string>): JsonObject[] {
-  const json = tidy(z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input' })) as { properties: Record<string, JsonObject> };
+  const json = tidy(z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input', override: openObjects })) as { properties: Record<string, JsonObject> };
   return Object.entries(json.properties).map(([name, property]) => ({
     name,
     in: 'query',
@@ -693,6 +702,7 @@ export function componentSchemas(): Record<SchemaName, JsonObject> {
     io: 'input',
     uri: (id) => `#/components/schemas/${id}`,
     unrepresentable: 'any',
+    override: openObjects,
   });
   const out = {} as Record<SchemaName, JsonObject>;
   for (const name of Object.keys(COMPONENTS) as SchemaName[]) out[name] = tidy(schemas[name]) as JsonObject;
