@@ -50,7 +50,9 @@ export interface LiveVersionsOptions extends WatchedRepositoryOptions {
  * one that failed to load is reported `failed`; one marked draining keeps
  * its consumers until its queues are empty (its queue closed after
  * DRAIN_GRACE_MS so nothing new arrives), then they stop, its session is
- * released and it is announced `version_unloaded`. A rollout's figures are
+ * released and it is announced `version_unloaded`; one found draining
+ * with work still queued for it (this worker started during the drain) is
+ * served, draining, the same way. A rollout's figures are
  * recorded only while one runs.
  */
 export class LiveVersions {
@@ -146,9 +148,14 @@ export class LiveVersions {
     const key = `${model.name}\0${model.version}`;
     const s = this.serving.get(key);
     if (!s) {
-      // Loaded but never served here (it was draining when found): nothing of it runs. (A model
-      // outside WORKER_MODELS is another consumer's, in tests where processes share a repository.)
-      if (!this.o.only || this.o.only.includes(model.name)) await this.o.repository.release(model.name, model.version);
+      // Loaded but never served here: it was draining when this worker found it (a worker started, or
+      // restarted, during the drain). (A model outside WORKER_MODELS is another consumer's, in tests
+      // where processes share a repository.)
+      if (this.o.only && !this.o.only.includes(model.name)) return;
+      // Jobs or batch chunks accepted before the drain may still be queued for it, with no worker left
+      // that serves it: serve it, draining, until they have run (the steps below then let it go).
+      if (!(await this.queuesEmpty(model))) this.serveDraining(model);
+      else await this.o.repository.release(model.name, model.version);
       return;
     }
     if (s.releasing) return;
@@ -173,6 +180,15 @@ export class LiveVersions {
       await this.o.control.announceOnce(model.name, `unloaded:${model.version}`, this.o.actor, 'version_unloaded', { version: model.version, state: 'unloaded' });
     })();
     await s.releasing;
+  }
+
+  /** Start the consumers of a version found draining with work still queued for it. */
+  private serveDraining(model: ModelVersion): void {
+    const workers = this.o.workersFor(model);
+    workers.start();
+    this.serving.set(`${model.name}\0${model.version}`, { model, workers, drainingSince: Date.now() });
+    this.o.logger.info({ model: model.name, version: model.version }, 'model version draining with work still queued: serving it, then unloading it');
+    this.o.changed();
   }
 
   /** No job or batch chunk of the version is waiting or running, on any worker, and no batch of it is still uploading. */
