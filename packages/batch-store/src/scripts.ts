@@ -66,7 +66,9 @@ return s
 /**
  * KEYS batch, results, pending, inputs. ARGV chunk, results (stored form), succeeded, failed, now, ttl, long_ttl.
  * `failed` counts only items that failed while running (invalid ones were
- * counted at upload). Returns 'ok', 'completed' (this chunk ended the
+ * counted at upload). It leaves a `queued` batch queued: only a worker
+ * starting on a chunk (START_CHUNK) makes it `running`, not the gateway
+ * ending a chunk of invalid lines, nor the sweep one that never ran. Returns 'ok', 'completed' (this chunk ended the
  * batch), 'duplicate' (already written), 'ended' or 'missing' (the results
  * of a chunk of a canceled batch are dropped: they were counted canceled
  * when it was canceled).
@@ -80,7 +82,6 @@ redis.call('HDEL', KEYS[4], ARGV[1])
 if tonumber(ARGV[3]) > 0 then redis.call('HINCRBY', KEYS[1], 'succeeded', ARGV[3]) end
 if tonumber(ARGV[4]) > 0 then redis.call('HINCRBY', KEYS[1], 'failed', ARGV[4]) end
 redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
-if s == 'queued' then redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[5]) end
 return completeIfDone(ARGV[5], ARGV[6])
 `;
 
