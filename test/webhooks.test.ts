@@ -425,3 +425,124 @@ describe('webhooks: SSRF guard (WEBHOOK_ALLOW_PRIVATE unset)', function () {
     }
   });
 });
+
+const typeOf = (r: Received) => (JSON.parse(r.body) as { type: string; data: Job }).type;
+const dataOf = (r: Received) => (JSON.parse(r.body) as { type: string; data: Job }).data;
+
+describe('webhooks: event filters, for a job canceled while queued and one that runs', function () {
+  this.timeout(30_000);
+  let p: TestPlatform;
+  let r: Receiver;
+  before(async () => {
+    p = await startPlatform({ worker: false, env: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '50,100,200' } });
+    r = await receiver(() => ({ status: 200 }));
+  });
+  after(async () => {
+    await r.close();
+    await p.close();
+  });
+
+  it('a job canceled while queued gets job.completed (canceled) only; ["start"] alone gets nothing', async () => {
+    const both = await submitOk(p, { webhook: r.url, webhook_events_filter: ['start', 'completed'] });
+    const startOnly = await submitOk(p, { webhook: r.url, webhook_events_filter: ['start'] });
+    for (const j of [both, startOnly]) expect((await p.api(`/v1/jobs/${j.id}/cancel`, { method: 'POST' })).status).to.equal(200);
+    await p.startWorker();
+    // A later job, run after the canceled ones were taken off the queue.
+    const later = await submit(p, { webhook: r.url, webhook_events_filter: ['start'] }, { prefer: 'wait=10' });
+    expect(((await later.json()) as Job).status).to.equal('succeeded');
+    await waitUntil(async () => (await deliveriesOf(p, both.id)).some((d) => d.state === 'succeeded'), 10_000, 'job.completed of the canceled job');
+    await waitUntil(() => r.requests.some((q) => typeOf(q) === 'job.started'), 10_000, 'the later job.started');
+    await waitUntil(() => webhookQueueIdle(p), 10_000, 'idle webhook queue');
+    const forBoth = r.requests.filter((q) => dataOf(q).id === both.id).map(typeOf);
+    const forStart = r.requests.filter((q) => dataOf(q).id === startOnly.id).map(typeOf);
+    expect(forBoth).to.deep.equal(['job.completed']);
+    expect(forStart).to.deep.equal([]);
+    expect((await deliveriesOf(p, startOnly.id)).length).to.equal(0);
+  });
+
+  it('["start"] alone on a job that runs: job.started only', async () => {
+    const r2 = await receiver(() => ({ status: 200 }));
+    try {
+      const res = await submit(p, { webhook: r2.url, webhook_events_filter: ['start'] }, { prefer: 'wait=10' });
+      const job = (await res.json()) as Job;
+      expect(job.status).to.equal('succeeded');
+      await waitUntil(async () => (await deliveriesOf(p, job.id)).some((d) => d.state === 'succeeded'), 10_000, 'job.started');
+      await waitUntil(() => webhookQueueIdle(p), 10_000, 'idle webhook queue');
+      expect(r2.requests.map(typeOf)).to.deep.equal(['job.started']);
+      const ds = await deliveriesOf(p, job.id);
+      expect(ds.map((d) => d.event_type)).to.deep.equal(['job.started']);
+    } finally {
+      await r2.close();
+    }
+  });
+});
+
+describe('webhooks: the retry schedule', function () {
+  this.timeout(30_000);
+  let p: TestPlatform;
+  before(async () => {
+    p = await startPlatform({ env: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '200,1500' } });
+  });
+  after(async () => {
+    await p.close();
+  });
+
+  it('waits the schedule\'s delays in order between attempts, next_attempt_at truthful', async () => {
+    const r = await receiver((n) => ({ status: n <= 2 ? 500 : 200 }));
+    try {
+      const job = await submitOk(p, { webhook: r.url });
+      const pending = await waitUntil(
+        async () => (await deliveriesOf(p, job.id)).find((d) => d.attempt_count === 2 && d.state === 'pending'),
+        10_000,
+        'second attempt',
+      );
+      const second = r.requests[1]!.at;
+      const due = Date.parse(pending.next_attempt_at!);
+      expect(due - second).to.be.within(1300, 1700);
+      const done = await waitUntil(async () => (await deliveriesOf(p, job.id)).find((d) => d.state === 'succeeded'), 10_000, 'success');
+      expect(r.requests).to.have.length(3);
+      const gap1 = r.requests[1]!.at - r.requests[0]!.at;
+      const gap2 = r.requests[2]!.at - r.requests[1]!.at;
+      // The delays come in order: the first (200 ms) before the second (1.5 s).
+      expect(gap1, 'first delay').to.be.within(180, 1450);
+      expect(gap2, 'second delay').to.be.at.least(1450);
+      expect(done.attempts.map((a) => a.status_code)).to.deep.equal([500, 500, 200]);
+      expect(done.attempt_count).to.equal(3);
+      const secret = await secretOf(p);
+      for (const q of r.requests) verify(secret, q);
+    } finally {
+      await r.close();
+    }
+  });
+});
+
+describe('webhooks: a worker shut down during the last scheduled attempt', function () {
+  this.timeout(40_000);
+  let p: TestPlatform;
+  let r: Receiver;
+  before(async () => {
+    p = await startPlatform({ env: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '50' } });
+    // 1st attempt: 500; 2nd (the last scheduled one): held until the worker goes; any later one: 200.
+    r = await receiver((n) => (n === 1 ? { status: 500 } : n === 2 ? 'hang' : { status: 200 }));
+  });
+  after(async () => {
+    await r.close();
+    await p.close();
+  });
+
+  // The attempt cut short is not the receiver's failure: it does not use up the schedule, and the event is delivered.
+  it('still delivers the event (at least once) to a receiver that answers 2xx once a worker is back', async () => {
+    const job = await submitOk(p, { webhook: r.url });
+    await waitUntil(() => r.requests.length >= 2, 10_000, 'the last scheduled attempt to be in flight');
+    // A deploy: the worker goes (its attempt in flight is cut short) and another comes.
+    await p.worker!.close();
+    const next = await createWorker(p.config, silentLogger, { models: p.gateway.models });
+    try {
+      const d = await waitUntil(async () => (await deliveriesOf(p, job.id)).find((x) => x.state !== 'pending'), 10_000, 'the delivery to end');
+      await waitUntil(() => webhookQueueIdle(p), 10_000, 'idle');
+      expect(d.state, JSON.stringify(d.attempts.map((a) => [a.attempt, a.status_code, a.error]))).to.equal('succeeded');
+    } finally {
+      await next.close();
+    }
+  });
+});

@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import { Worker, type Job, type Telemetry } from 'bullmq';
+import { DelayedError, Worker, type Job, type Telemetry } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { WebhookDeliveryPayload, webhookQueue } from '@infer/contract';
 import type { Logger } from '@infer/logger';
@@ -66,7 +66,12 @@ class RetryLater extends Error {
  * - anything else: still `pending`; the processor throws `RetryLater` and
  *   BullMQ runs the job again after the schedule's next delay, or after the
  *   receiver's `Retry-After` (429/503) when that is longer.
+ * - cut short by this worker's shutdown: still `pending`; the job goes back
+ *   to the queue for a second without using up one of its attempts.
  */
+/** How soon an attempt cut short by a worker's shutdown runs again (on whichever worker takes it). */
+const INTERRUPTED_RETRY_MS = 1000;
+
 export class WebhookDeliveryWorker {
   private readonly worker: Worker;
   private readonly log: DeliveryLog;
@@ -85,7 +90,7 @@ export class WebhookDeliveryWorker {
     setMaxListeners(0, this.shutdown.signal);
     const delays = options.retryDelaysMs;
     const queue = webhookQueue(options.prefix);
-    this.worker = new Worker(queue.name, (job) => this.process(job), {
+    this.worker = new Worker(queue.name, (job, token) => this.process(job, token), {
       connection: options.connection,
       prefix: queue.prefix,
       concurrency: options.concurrency ?? 200,
@@ -103,7 +108,7 @@ export class WebhookDeliveryWorker {
     });
   }
 
-  /** Stop taking deliveries, cut the attempts in flight short (they are logged and retried), close. Idempotent. */
+  /** Stop taking deliveries, cut the attempts in flight short (they are logged, and run again without using up an attempt), close. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       // Close first so nothing new is fetched, then cut short what is in flight (close waits for it).
@@ -114,7 +119,7 @@ export class WebhookDeliveryWorker {
     return this.closing;
   }
 
-  private async process(job: Job): Promise<void> {
+  private async process(job: Job, token: string | undefined): Promise<void> {
     const parsed = WebhookDeliveryPayload.safeParse(job.data);
     if (!parsed.success) {
       this.logger.error({ jobId: job.id }, 'malformed webhook delivery payload; dropped');
@@ -144,6 +149,17 @@ export class WebhookDeliveryWorker {
     const delays = options.retryDelaysMs;
     // attemptsMade counts this job's earlier failed runs, so it indexes the delay before the next one.
     const retryIndex = job.attemptsMade;
+    if (outcome.interrupted && trigger === 'scheduled') {
+      // Cut short by this worker's shutdown (a deploy): not the receiver's answer, so not one of the
+      // schedule's attempts. Logged as it happened; the run goes back to the queue as it was, for another
+      // worker (or this one, restarted), even when it was the last scheduled attempt.
+      const retryAt = this.now() + INTERRUPTED_RETRY_MS;
+      options.onAttempt?.('retrying', outcome.durationMs);
+      const horizon = INTERRUPTED_RETRY_MS + delays.slice(retryIndex).reduce((a, b) => a + b, 0);
+      await this.log.recordAttempt(event, toAttempt(event.attemptCount + 1, at, outcome, trigger), { state: 'pending', nextAttemptAt: retryAt }, Math.max(options.resultTtlMs, horizon + LOG_MARGIN_MS));
+      await job.moveToDelayed(retryAt, token);
+      throw new DelayedError();
+    }
     const canRetry = trigger === 'scheduled' && !outcome.ok && !outcome.final && retryIndex + 1 < (job.opts.attempts ?? 1);
     let delayMs = 0;
     if (canRetry) {

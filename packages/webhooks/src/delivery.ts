@@ -35,6 +35,8 @@ export interface AttemptOutcome {
   retryAfterMs: number | null;
   /** No retry can help: 410 Gone, a refused address, a URL that is not http(s). */
   final: boolean;
+  /** Cut short by the caller's signal (its worker is shutting down): it says nothing of the receiver. */
+  interrupted?: boolean;
 }
 
 export const DELIVERY_TIMEOUT_MS = 10_000;
@@ -101,7 +103,7 @@ export function deliver(req: DeliveryRequest, options: DeliveryOptions): Promise
       request.destroy();
     }, timeoutMs);
     const onAbort = () => {
-      finish(failed('aborted: the worker is shutting down'));
+      finish({ ...failed('aborted: the worker is shutting down'), interrupted: true });
       request.destroy();
     };
     options.signal?.addEventListener('abort', onAbort, { once: true });
