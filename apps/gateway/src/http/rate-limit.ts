@@ -14,10 +14,14 @@
  * counts included) and `unsynced` is what it accepted since. Its own accepts
  * are always counted, so a single gateway never exceeds the limit. Across
  * replicas, a window's total exceeds the limit by at most what the other
- * gateways accepted that this one had not heard of yet: their counts of the
- * last `syncMs` (plus one round trip). The worst case is a burst that hits N
- * gateways at once at the start of a window, before anyone has synced: up to
- * N × limit. While Redis is unreachable the same holds with nothing heard at
+ * gateways accepted that this one had not heard of yet. A gateway hears of
+ * the others only in the answer to its own push, so while it takes requests
+ * for a key, that is their counts of the last `syncMs` (plus one round
+ * trip); a gateway that has taken none for the key in this window yet has
+ * heard nothing, and may accept a whole limit's worth before its first push
+ * answers, however much the others spent earlier in the second. The worst
+ * case is a burst that reaches N gateways at once, or reaches them one after
+ * another within one second: up to N × limit. While Redis is unreachable the same holds with nothing heard at
  * all: each gateway enforces the limit alone (open to a local limit, never
  * to a 5xx).
  *
