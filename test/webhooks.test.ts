@@ -546,3 +546,42 @@ describe('webhooks: a worker shut down during the last scheduled attempt', funct
     }
   });
 });
+
+describe('webhooks: one receiver that hangs, under a burst of its events', function () {
+  this.timeout(60_000);
+  let p: TestPlatform;
+  let hang: Receiver;
+  let ok: Receiver;
+  before(async () => {
+    // A long retry delay: the hanging receiver's timed-out attempts do not come back during the test.
+    p = await startPlatform({ env: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '60000' } });
+    [hang, ok] = await Promise.all([receiver(() => 'hang'), receiver(() => ({ status: 200 }))]);
+  });
+  after(async () => {
+    await Promise.all([hang.close(), ok.close()]);
+    await p.close();
+  });
+
+  // The worker has 200 delivery slots; one receiver may hold a tenth of them, the rest of its events wait their turn.
+  it("does not hold up another tenant's deliveries", async () => {
+    await Promise.all(Array.from({ length: 200 }, () => submitOk(p, { webhook: hang.url })));
+    const connection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+    const queue = new Queue(webhookQueue(p.prefix).name, { connection, prefix: webhookQueue(p.prefix).prefix });
+    try {
+      await waitUntil(
+        async () => hang.requests.length >= 20 && (await queue.getJobCounts('waiting', 'prioritized')).waiting === 0,
+        20_000,
+        "the hanging receiver's events all taken, its attempts in flight",
+      );
+    } finally {
+      await queue.close();
+      connection.disconnect();
+    }
+    expect(hang.requests.length, 'attempts the hanging receiver holds').to.be.at.most(20);
+    const started = Date.now();
+    const res = await p.api('/v1/jobs', { method: 'POST', key: OTHER_TENANT_KEY, body: JSON.stringify({ model: 'mlp', input: INPUT, webhook: ok.url }) });
+    expect(res.status).to.equal(202);
+    await waitUntil(() => ok.requests.length > 0, 8_000, "the other tenant's delivery");
+    expect(Date.now() - started, "ms before the other tenant's event was delivered").to.be.below(3_000);
+  });
+});

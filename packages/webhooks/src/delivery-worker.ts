@@ -22,12 +22,20 @@ export interface WebhookDeliveryWorkerOptions {
   /** WEBHOOK_ALLOW_PRIVATE. */
   allowPrivate: boolean;
   /**
-   * Attempts in flight at once. Each hanging receiver holds one for up to
-   * `timeoutMs`, so this is how many dead receivers it takes to delay
-   * everyone else's deliveries; they cost a socket each, not a thread.
+   * Attempts in flight at once. Each hanging receiver holds up to
+   * `perReceiver` of them for up to `timeoutMs`, so it takes
+   * `concurrency / perReceiver` dead receivers to delay everyone else's
+   * deliveries; they cost a socket each, not a thread.
    * @default 200
    */
   concurrency?: number;
+  /**
+   * Attempts in flight at once to one receiver (a URL's scheme, host and
+   * port); its events past that wait their turn, without using up an
+   * attempt, so one dead receiver with a burst of events cannot take every
+   * slot. @default a tenth of `concurrency` (20)
+   */
+  perReceiver?: number;
   /** @default 10_000 */
   timeoutMs?: number;
   /** How webhook host names resolve; tests inject one. @default dns.lookup */
@@ -68,9 +76,23 @@ class RetryLater extends Error {
  *   receiver's `Retry-After` (429/503) when that is longer.
  * - cut short by this worker's shutdown: still `pending`; the job goes back
  *   to the queue for a second without using up one of its attempts.
+ * An event whose receiver already has `perReceiver` attempts in flight here
+ * makes none: it goes back to the queue for a second or so, likewise.
  */
 /** How soon an attempt cut short by a worker's shutdown runs again (on whichever worker takes it). */
 const INTERRUPTED_RETRY_MS = 1000;
+
+/** How long an event whose receiver has all its slots waits before it is looked at again (plus up to half as much, at random, so a burst does not come back in step). */
+const RECEIVER_BUSY_DELAY_MS = 1000;
+
+/** A delivery's receiver, as `perReceiver` counts them: the URL's origin (an unusable URL is its own, and fails at once). */
+function receiverOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
+  }
+}
 
 export class WebhookDeliveryWorker {
   private readonly worker: Worker;
@@ -80,6 +102,9 @@ export class WebhookDeliveryWorker {
   private readonly now: () => number;
   private readonly shutdown = new AbortController();
   private closing: Promise<void> | undefined;
+  private readonly perReceiver: number;
+  /** Attempts in flight here, by receiver (receiverOf). */
+  private readonly inFlight = new Map<string, number>();
 
   constructor(private readonly options: WebhookDeliveryWorkerOptions) {
     this.logger = options.logger.child({ component: 'webhooks' });
@@ -89,11 +114,13 @@ export class WebhookDeliveryWorker {
     // Every attempt in flight listens on the shutdown signal: as many listeners as the concurrency, by design.
     setMaxListeners(0, this.shutdown.signal);
     const delays = options.retryDelaysMs;
+    const concurrency = options.concurrency ?? 200;
+    this.perReceiver = Math.max(1, options.perReceiver ?? Math.floor(concurrency / 10));
     const queue = webhookQueue(options.prefix);
     this.worker = new Worker(queue.name, (job, token) => this.process(job, token), {
       connection: options.connection,
       prefix: queue.prefix,
-      concurrency: options.concurrency ?? 200,
+      concurrency,
       ...(options.telemetry ? { telemetry: options.telemetry } : {}),
       settings: {
         // RetryLater carries the delay the processor chose; any other error
@@ -134,7 +161,19 @@ export class WebhookDeliveryWorker {
     // An event queued twice (re-ensured after a crash) is delivered once: a run finds it done and stops.
     if (trigger === 'scheduled' && event.state !== 'pending') return;
     const { options } = this;
-    const secret = await this.secrets.get(event.tenant);
+    const receiver = receiverOf(event.url);
+    const busy = this.inFlight.get(receiver) ?? 0;
+    if (busy >= this.perReceiver) {
+      // Its receiver already has its share of this worker's slots (it hangs, say, under a burst of its
+      // events): wait a turn, no attempt made, so other receivers' events are not stuck behind it.
+      await job.moveToDelayed(Date.now() + RECEIVER_BUSY_DELAY_MS * (1 + Math.random() / 2), token);
+      throw new DelayedError();
+    }
+    this.inFlight.set(receiver, busy + 1);
+    const secret = await this.secrets.get(event.tenant).catch((err: unknown) => {
+      this.release(receiver);
+      throw err;
+    });
     const at = this.now();
     const outcome = await deliver(
       { url: event.url, headers: { ...signWebhook(secret, event.id, new Date(at), event.body) }, body: event.body },
@@ -144,7 +183,7 @@ export class WebhookDeliveryWorker {
         signal: this.shutdown.signal,
         ...(options.resolve ? { resolve: options.resolve } : {}),
       },
-    );
+    ).finally(() => this.release(receiver));
 
     const delays = options.retryDelaysMs;
     // attemptsMade counts this job's earlier failed runs, so it indexes the delay before the next one.
@@ -157,7 +196,7 @@ export class WebhookDeliveryWorker {
       options.onAttempt?.('retrying', outcome.durationMs);
       const horizon = INTERRUPTED_RETRY_MS + delays.slice(retryIndex).reduce((a, b) => a + b, 0);
       await this.log.recordAttempt(event, toAttempt(event.attemptCount + 1, at, outcome, trigger), { state: 'pending', nextAttemptAt: retryAt }, Math.max(options.resultTtlMs, horizon + LOG_MARGIN_MS));
-      await job.moveToDelayed(retryAt, token);
+      await job.moveToDelayed(Date.now() + INTERRUPTED_RETRY_MS, token);
       throw new DelayedError();
     }
     const canRetry = trigger === 'scheduled' && !outcome.ok && !outcome.final && retryIndex + 1 < (job.opts.attempts ?? 1);
@@ -180,6 +219,12 @@ export class WebhookDeliveryWorker {
     if (state === 'succeeded') log.debug({ status: outcome.statusCode }, 'webhook delivered');
     else if (state === 'failed') log.info({ status: outcome.statusCode, err: outcome.error }, 'webhook delivery failed for good');
     if (canRetry) throw new RetryLater(delayMs);
+  }
+
+  private release(receiver: string): void {
+    const n = (this.inFlight.get(receiver) ?? 1) - 1;
+    if (n > 0) this.inFlight.set(receiver, n);
+    else this.inFlight.delete(receiver);
   }
 }
 
