@@ -105,6 +105,31 @@ describe('config: loadConfig(env)', () => {
     expect(c.apiKeysAreDevDefault).to.equal(true);
   });
 
+  it('treats a blank value (FOO=" ") as unset too: a number is never read from it as 0', () => {
+    const c = loadConfig({ PORT: ' ', WORKER_METRICS_PORT: '\t', MODEL_POLL_SECONDS: '  ', WEBHOOK_RETRY_DELAYS_MS: ' ' });
+    expect(c.port).to.equal(8080);
+    expect(c.workerMetricsPort).to.equal(9464);
+    expect(c.modelPollMs).to.equal(5000);
+    expect(c.webhookRetryDelaysMs).to.deep.equal(DEFAULT_WEBHOOK_RETRY_DELAYS_MS);
+  });
+
+  it('refuses what would quietly do something else: an OTLP endpoint without http(s)://, an empty retry delay; a tiny poll is not "never"', () => {
+    const refused = (env: Record<string, string>, name: string) => {
+      expect(() => loadConfig(env), JSON.stringify(env))
+        .to.throw(ConfigError)
+        .with.property('message')
+        .that.includes(name);
+    };
+    // "otel-collector:4318" parses as a URL whose scheme is "otel-collector:"; the exporter would drop every span.
+    for (const value of ['otel-collector:4318', 'localhost:4318', 'ftp://collector:4318']) refused({ OTEL_EXPORTER_OTLP_ENDPOINT: value }, 'OTEL_EXPORTER_OTLP_ENDPOINT');
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example:4318' }).otlpEndpoint).to.equal('https://collector.example:4318');
+    // A doubled or trailing comma is not a 0 ms delay.
+    for (const value of ['5000,,300000', '5000,', ',5000']) refused({ WEBHOOK_RETRY_DELAYS_MS: value }, 'WEBHOOK_RETRY_DELAYS_MS');
+    // 0 means "never look at the folder": 0.4 ms is not that.
+    expect(loadConfig({ MODEL_POLL_SECONDS: '0.0004' }).modelPollMs).to.equal(1);
+    expect(loadConfig({ MODEL_POLL_SECONDS: '0' }).modelPollMs).to.equal(0);
+  });
+
   it('throws one ConfigError that names every bad variable at once', () => {
     const bad: Record<string, string> = {
       REDIS_URL: 'http://localhost:6379',

@@ -216,7 +216,8 @@ function loadAdminKeys(raw: string | undefined, apiKeyDigests: ReadonlyMap<strin
 const delaysString = z.string().transform((raw, ctx) => {
   const parts = raw.split(',').map((s) => s.trim());
   const delays = parts.map(Number);
-  if (parts.length === 0 || delays.some((d) => !Number.isInteger(d) || d < 0)) {
+  // Number('') is 0: an empty entry ("5000,,300000", a trailing comma) would be an immediate retry nobody wrote.
+  if (parts.some((part) => part === '') || delays.some((d) => !Number.isInteger(d) || d < 0)) {
     ctx.addIssue({ code: 'custom', message: 'expected comma-separated non-negative integers (milliseconds)' });
     return z.NEVER;
   }
@@ -234,7 +235,8 @@ const EnvSchema = z.object({
   API_KEYS: z.string().optional(),
   API_KEYS_FILE: z.string().optional(),
   ADMIN_API_KEYS: z.string().optional(),
-  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url('must be a URL, e.g. http://otel-collector:4318').optional(),
+  // z.string().url() takes "otel-collector:4318" (scheme "otel-collector:"), which the exporter then cannot send to.
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL, e.g. http://otel-collector:4318' }).optional(),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ . : -')
@@ -270,8 +272,9 @@ export class ConfigError extends Error {
  * bad variable, so an operator fixes them all in one go.
  */
 export function loadConfig(env: Record<string, string | undefined>): Config {
-  // Empty strings are what `FOO=` in an env file gives: treat them as unset.
-  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  // Empty strings are what `FOO=` in an env file gives: treat them as unset, and blank ones (`FOO= `) too, which
+  // z.coerce.number() would otherwise read as 0 (PORT=' ' a random port, MODEL_POLL_SECONDS=' ' no polling).
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
   const parsed = EnvSchema.safeParse(present);
   const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
   // Checked alongside the schema, not after it, so these are named in the same error as every other bad variable.
@@ -308,6 +311,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     batchParseThread: e.BATCH_PARSE_THREAD,
     shutdownForceGraceMs: e.SHUTDOWN_FORCE_GRACE_MS,
     workerMetricsPort: e.WORKER_METRICS_PORT,
-    modelPollMs: Math.round(e.MODEL_POLL_SECONDS * 1000),
+    // 0 is "never poll": a positive value never rounds down to it.
+    modelPollMs: e.MODEL_POLL_SECONDS > 0 ? Math.max(1, Math.round(e.MODEL_POLL_SECONDS * 1000)) : 0,
   };
 }
