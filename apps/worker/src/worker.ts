@@ -181,14 +181,19 @@ export async function createWorker(
     lookAtModels: () => live.look(),
     close() {
       closing ??= (async () => {
-        // Leave the fleet first: gateways stop sending work this worker will not take.
-        await heartbeat!.stop();
+        // Leave the fleet first: gateways stop sending work this worker will not take. While Redis is away
+        // the goodbye would wait for its return (this connection queues commands offline): only stop beating
+        // then, and the heartbeat's key expires by itself.
+        await heartbeat!.stop({ leave: storeConnection.status === 'ready' });
         await sweeper.close();
         await Promise.allSettled([live.close(), deliveries.close()]);
         // After the model workers: their last batches may still have enqueued events.
         await webhookEvents.close().catch(() => undefined);
-        await connection.quit().catch(() => connection.disconnect());
-        await storeConnection.quit().catch(() => storeConnection.disconnect());
+        // quit() would wait for Redis to come back, likewise: while it is away, drop the connections.
+        for (const conn of [connection, storeConnection]) {
+          if (conn.status === 'ready') await conn.quit().catch(() => conn.disconnect());
+          else conn.disconnect();
+        }
         if (ownModels) await models.close();
         await metricsServer.close();
         await tracing.shutdown().catch(() => undefined);

@@ -241,8 +241,10 @@ return ended
  * ARGV[1] tagged prefix, ARGV[2] job id, ARGV[3] a gateway channel to tell when it ends ("" for none).
  * Returns {1, record} for an ended job; {2, envelope data, processedOn or "", index value} for
  * one not ended (registering the channel, when given, on its envelope); {0} when there is neither.
+ * allow-oom: a long poll's watcher (a few bytes on the envelope) is registered even when Redis is
+ * full, where submits are refused: reads keep working, long polls included.
  */
-export const READ = `
+export const READ = `${ALLOW_OOM}
 local record = redis.call('GET', KEYS[1])
 if record then return {1, record} end
 local where = redis.call('HGET', KEYS[2], ARGV[2])

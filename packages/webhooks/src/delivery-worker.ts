@@ -138,8 +138,10 @@ export class WebhookDeliveryWorker {
   /** Stop taking deliveries, cut the attempts in flight short (they are logged, and run again without using up an attempt), close. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      // Close first so nothing new is fetched, then cut short what is in flight (close waits for it).
-      const closed = this.worker.close();
+      // Close first so nothing new is fetched, then cut short what is in flight (close waits for it). While
+      // Redis is away, what is in flight cannot record its end and a graceful close would wait for Redis to
+      // come back: force it then (the runs' locks lapse, and the stalled check runs them again).
+      const closed = this.worker.close(this.options.connection.status !== 'ready');
       this.shutdown.abort();
       await closed;
     })();

@@ -1,7 +1,7 @@
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { QueueRef } from '@infer/contract';
-import { closeInOrder } from '@infer/lifecycle';
+import { awaitAtMost, closeInOrder } from '@infer/lifecycle';
 import type { Logger } from '@infer/logger';
 import { LockKeeper } from './lock-keeper.js';
 
@@ -115,10 +115,13 @@ export class QueueConsumer<T> {
       this.stopping = true;
       const steps: Array<() => unknown> = [
         () => this.source.close?.(),
-        async () => this.loop,
+        // While Redis is away, a take in flight waits on a connection that queues commands offline, and
+        // ioredis leaves those pending for good once it stops reconnecting: give the loop a second, no more.
+        async () => (this.options.connection.status === 'ready' ? this.loop : awaitAtMost(this.loop ?? Promise.resolve(), 1000)),
         () => this.sink.settled(),
         async () => this.locks.stop(),
-        () => this.bull.close(),
+        // While Redis is away a graceful close waits for it to come back (quit() is queued offline): force it then.
+        () => this.bull.close(this.options.connection.status !== 'ready'),
       ];
       await closeInOrder(steps, (err) => this.log.warn({ err: (err as Error).message }, 'close step failed'));
     })();
