@@ -45,6 +45,7 @@ function buildCli(io: CliIo, defaults: CliDefaults): { program: Command; ctx: Cl
     usedAdminKey: false,
     client() {
       const opts = program.opts<GlobalOptions>();
+      if (!/^https?:$/.test(URL.parse(opts.url)?.protocol ?? '')) throw new UsageError(`--url must be an http:// or https:// URL, not ${JSON.stringify(opts.url)}`);
       client ??= new InferClient({ baseUrl: opts.url, apiKey: opts.apiKey, adminKey: opts.adminKey });
       return client;
     },

@@ -56,7 +56,24 @@ export class Transport {
 
   /** Send and parse a JSON answer. */
   async json<T>(path: string, options: RequestOptions = {}): Promise<T> {
-    return this.#send(path, options, 'application/json', async (res) => (await res.json()) as T);
+    return this.#send(path, options, 'application/json', async (res) => {
+      const text = await res.text();
+      try {
+        return JSON.parse(text) as T;
+      } catch {
+        // A 2xx that is not JSON is not the platform answering (a web server or proxy at baseUrl, say).
+        throw new InferApiError(
+          {
+            type: 'about:blank',
+            title: res.statusText,
+            status: res.status,
+            detail: `the answer to ${options.method ?? 'GET'} ${path} is not JSON (${res.headers.get('content-type') ?? 'no content type'}): is ${this.#base} the platform's gateway?`,
+            code: 'invalid_response',
+          },
+          { method: options.method ?? 'GET', url: this.#url(path, options.query) },
+        );
+      }
+    });
   }
 
   /**

@@ -111,9 +111,15 @@ export class Jobs {
       signal: options.signal,
     });
     if (isJobEnded(job)) return job;
-    return this.wait(job.id, {
-      timeoutMs: options.timeoutMs === undefined ? undefined : Math.max(1, remainingMs()),
-      signal: options.signal,
-    });
+    try {
+      return await this.wait(job.id, {
+        timeoutMs: options.timeoutMs === undefined ? undefined : Math.max(1, remainingMs()),
+        signal: options.signal,
+      });
+    } catch (err) {
+      // wait() names what was left of the deadline; the caller asked for the whole of it.
+      if (err instanceof InferTimeoutError) throw new InferTimeoutError(`job ${job.id} did not end within ${options.timeoutMs} ms`);
+      throw err;
+    }
   }
 }

@@ -1,11 +1,12 @@
-import { createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { constants, createWriteStream } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { Command } from 'commander';
 import type { Batch, InferClient } from '@infer/sdk';
-import { UsageError, type CliContext } from '../io.js';
+import { CommandError, UsageError, type CliContext } from '../io.js';
 import { printJson, printTable } from '../output.js';
 import { modelVersion, positiveInt, seconds } from '../parsers.js';
 import { batchProgress } from '../progress.js';
@@ -27,8 +28,23 @@ interface SubmitOptions {
  */
 async function download(client: InferClient, id: string, to: string | Writable): Promise<void> {
   const body = Readable.fromWeb((await client.batches.resultsStream(id)) as NodeReadableStream<Uint8Array>);
-  if (typeof to === 'string') await pipeline(body, createWriteStream(to));
-  else await pipeline(body, to, { end: false });
+  if (typeof to !== 'string') return pipeline(body, to, { end: false });
+  try {
+    await pipeline(body, createWriteStream(to));
+  } catch (err) {
+    // The file could not be written (no such folder, no permission, disk full): say so, not a stack trace.
+    if (typeof (err as NodeJS.ErrnoException).code === 'string' && (err as NodeJS.ErrnoException).syscall) throw new CommandError(`cannot write ${to}: ${(err as Error).message}`);
+    throw err;
+  }
+}
+
+/** Refuse an --output that cannot be written before waiting for a batch, not after: its folder must exist and be writable. */
+async function assertWritable(to: string): Promise<void> {
+  try {
+    await access(path.dirname(path.resolve(to)), constants.W_OK);
+  } catch (err) {
+    throw new UsageError(`cannot write ${to}: ${(err as Error).message}`);
+  }
 }
 
 export function registerBatch(program: Command, ctx: CliContext): void {
@@ -49,6 +65,7 @@ export function registerBatch(program: Command, ctx: CliContext): void {
       const info = await stat(file).catch(() => undefined);
       if (!info?.isFile()) throw new UsageError(`no such file: ${file}`);
       if (opts.output !== undefined && !opts.wait) throw new UsageError('--output needs --wait (or use `batch results <id> --output`)');
+      if (opts.wait) await assertWritable(opts.output ?? `${file}.results.ndjson`);
       const client = ctx.client();
       const created = await client.batches.upload({ model: opts.model, version: opts.version, webhook: opts.webhook }, file);
       if (!opts.wait) return printJson(ctx.stdout, created);
