@@ -86,7 +86,7 @@ export class Jobs {
     for (;;) {
       const remainingMs = deadline - Date.now();
       if (remainingMs <= 0) throw new InferTimeoutError(`job ${id} did not end within ${options.timeoutMs} ms`);
-      const waitSeconds = Math.min(MAX_WAIT_SECONDS, Math.ceil(remainingMs / 1000));
+      const waitSeconds = Math.min(MAX_WAIT_SECONDS, remainingMs / 1000);
       const started = Date.now();
       const job = await this.get(id, { wait: waitSeconds, signal: options.signal });
       if (isJobEnded(job)) return job;
@@ -106,7 +106,8 @@ export class Jobs {
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
     const remainingMs = () => deadline - Date.now();
     const job = await this.create(body, {
-      wait: Math.min(MAX_WAIT_SECONDS, Math.ceil(remainingMs() / 1000)),
+      // The wait may be fractional: a whole second rounded up would hold the answer past the deadline.
+      wait: Math.min(MAX_WAIT_SECONDS, remainingMs() / 1000),
       idempotencyKey: options.idempotencyKey,
       signal: options.signal,
     });
