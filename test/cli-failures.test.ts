@@ -6,7 +6,6 @@
  * `error: …` on stderr and a non-zero exit, never a stack trace.
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -14,32 +13,12 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { InferClient, InferTimeoutError } from '@infer/sdk';
-import { REPO_ROOT, startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
+import { runCliProcess, type CliResult } from './helpers/cli.js';
+import { startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
 
-const MAIN = path.join(REPO_ROOT, 'apps', 'cli', 'src', 'main.ts');
 const features = (seed: number) => Array.from({ length: 64 }, (_, i) => Math.sin(i + seed));
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-async function runCli(baseUrl: string, args: string[]): Promise<CliResult> {
-  const inherited = { ...process.env };
-  delete inherited.INFER_ADMIN_KEY;
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-    cwd: REPO_ROOT,
-    env: { ...inherited, INFER_URL: baseUrl, INFER_API_KEY: TEST_KEY },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
-}
+const runCli = (baseUrl: string, args: string[]) => runCliProcess(baseUrl, args);
 
 /** A clean CLI failure: the exit code docs/cli.md gives (2 usage, 1 otherwise), an `error: …` line, no stack trace. */
 function expectCleanFailure(res: CliResult, code: 1 | 2, what: string): void {

@@ -5,41 +5,16 @@
  * Checks output and exit codes (0 ok, 1 API error, 2 usage error).
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ModelDescription, ModelEventList, Rollout } from '@infer/sdk';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { REPO_ROOT, SHIPPED_MODELS, startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
+import { runCliProcess, type CliResult } from './helpers/cli.js';
 import { waitUntil } from './helpers/wait.js';
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-const MAIN = path.join(REPO_ROOT, 'apps', 'cli', 'src', 'main.ts');
 const features = (seed: number) => Array.from({ length: 64 }, (_, i) => Math.cos(i + seed));
-
-/** Run the CLI as a child process with INFER_URL / INFER_API_KEY set (INFER_ADMIN_KEY unset unless `env` sets it). */
-async function runCliProcess(baseUrl: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  const inherited = { ...process.env };
-  delete inherited.INFER_ADMIN_KEY;
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-    cwd: REPO_ROOT,
-    env: { ...inherited, INFER_URL: baseUrl, INFER_API_KEY: TEST_KEY, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
-}
 
 describe('cli', function () {
   let p: TestPlatform;
