@@ -1,6 +1,5 @@
 import type { Datatype, JobError } from '@infer/contract';
-import { BYTES_PER_ELEMENT } from '@infer/contract';
-import { elementCount, fromBytes, nestedJson, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
+import { elementCount, fromBytes, nestedJson, numericView, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
 import { failedLine, succeededLine } from './result-lines.js';
 
 /**
@@ -115,7 +114,7 @@ export function renderChunkResult(stored: Buffer): Buffer {
   const errors = new Map(header.failures.map((f) => [f.offset, f.error]));
   let at = headerEnd + 1;
   const outputs = header.outputs.map((o, j) => {
-    const data = fromBytes(o.datatype, stored.subarray(at, at + o.bytes));
+    const data = numericView(o.datatype, fromBytes(o.datatype, stored.subarray(at, at + o.bytes)));
     at += o.bytes;
     return { prefix: (j ? ',' : '{') + JSON.stringify(o.name) + ':', json: rowsJson(o, data) };
   });
@@ -150,6 +149,6 @@ function rowsJson(o: ChunkResultHeader['outputs'][number], data: TensorData): (r
     offsets[r] = elements;
     elements += elementCount(s);
   });
-  if (elements * BYTES_PER_ELEMENT[o.datatype] !== data.byteLength) throw new Error(`stored output "${o.name}" holds ${data.byteLength} bytes, its shapes need ${elements * BYTES_PER_ELEMENT[o.datatype]}`);
+  if (elements !== data.length) throw new Error(`stored output "${o.name}" holds ${data.length} elements, its shapes need ${elements}`);
   return (r) => nestedJson(data, shapes[r]!, bool, offsets[r]!);
 }

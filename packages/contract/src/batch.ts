@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { jsonObject } from './json-object.js';
 import { DATATYPES } from './datatypes.js';
 import { VERSION_RE, WEBHOOK_EVENT_FILTERS, type JobError } from './job.js';
-import type { NestedArray } from './nested.js';
+import type { NestedArray, OutputArray } from './nested.js';
 
 /**
  * Batches: bulk offline scoring (`/v1/batches`, docs/api.md "Batches"). The
@@ -92,7 +92,7 @@ export interface BatchResultLine {
   index: number;
   custom_id: string | null;
   status: BatchItemStatus;
-  output: Record<string, NestedArray> | null;
+  output: Record<string, OutputArray> | null;
   error: JobError | null;
 }
 

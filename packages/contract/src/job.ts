@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { jsonObject } from './json-object.js';
-import type { NestedArray } from './nested.js';
+import type { NestedArray, OutputArray } from './nested.js';
 
 export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -55,7 +55,7 @@ export interface Job {
   created_at: string;
   started_at: string | null;
   completed_at: string | null;
-  output: Record<string, NestedArray> | null;
+  output: Record<string, OutputArray> | null;
   error: JobError | null;
   metadata: Record<string, unknown> | null;
   metrics: JobMetrics | null;

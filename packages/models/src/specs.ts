@@ -41,5 +41,9 @@ export function deriveSpecs(inputs: readonly OrtValueMetadata[], outputs: readon
     datatype: toDatatype(m),
     shape: batched ? full(m).slice(1) : full(m),
   });
-  return { batched, inputs: inputs.map(spec), outputs: outputs.map(spec) };
+  const outputSpecs = outputs.map(spec);
+  // A string output would run and then fail every job when its result is stored: refuse the model at load instead.
+  const strings = outputSpecs.find((o) => o.datatype === 'BYTES');
+  if (strings) throw new Error(`output "${strings.name}" is a string tensor (BYTES), which the platform cannot return`);
+  return { batched, inputs: inputs.map(spec), outputs: outputSpecs };
 }

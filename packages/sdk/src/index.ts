@@ -15,4 +15,4 @@ export { Webhooks } from './webhooks.js';
 export { tensorB64 } from './tensor.js';
 export { parseNdjson, type UploadChunk, type UploadSource } from './ndjson.js';
 export * from './types.js';
-export type { Job, JobStatus, JobError, JobMetrics, ModelInfo, TensorSpec, Datatype, NestedArray } from '@infer/contract';
+export type { Job, JobStatus, JobError, JobMetrics, ModelInfo, TensorSpec, Datatype, NestedArray, OutputArray } from '@infer/contract';

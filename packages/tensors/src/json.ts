@@ -1,6 +1,6 @@
 import { BYTES_PER_ELEMENT, type Datatype } from '@infer/contract';
 import { elementCount } from './shape.js';
-import { fromBytes, type TensorData } from './typed-arrays.js';
+import { fromBytes, numericView, type TensorData } from './typed-arrays.js';
 
 /**
  * Tensors printed as the API's nested JSON arrays, straight from typed
@@ -22,7 +22,7 @@ export function nestedJson(data: TensorData, shape: readonly number[], bool: boo
 export function bytesJson(datatype: Exclude<Datatype, 'BYTES'>, bytes: Uint8Array, shape: readonly number[]): string {
   const want = elementCount(shape) * BYTES_PER_ELEMENT[datatype];
   if (bytes.byteLength !== want) throw new Error(`${bytes.byteLength} bytes of ${datatype} cannot be of shape [${shape.join(',')}]`);
-  return nestedJson(fromBytes(datatype, bytes), shape, datatype === 'BOOL');
+  return nestedJson(numericView(datatype, fromBytes(datatype, bytes)), shape, datatype === 'BOOL');
 }
 
 type NumberArray = Exclude<TensorData, BigInt64Array | BigUint64Array>;

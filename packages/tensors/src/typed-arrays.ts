@@ -60,3 +60,27 @@ export function fromBytes(datatype: Exclude<Datatype, 'BYTES'>, bytes: Uint8Arra
 export function toBytes(data: TensorData): Buffer {
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
+
+/**
+ * IEEE 754 half-precision bit patterns (how FP16 travels, see TYPED_ARRAY_OF)
+ * as the numbers they stand for. Every half is exactly a float32, so nothing
+ * is rounded.
+ */
+export function halvesToFloats(halves: Uint16Array): Float32Array {
+  const out = new Float32Array(halves.length);
+  for (let i = 0; i < halves.length; i++) {
+    const h = halves[i]!;
+    const sign = h & 0x8000 ? -1 : 1;
+    const exponent = (h >> 10) & 0x1f;
+    const fraction = h & 0x3ff;
+    if (exponent === 0) out[i] = sign * fraction * 2 ** -24; // zero and subnormals
+    else if (exponent === 0x1f) out[i] = fraction ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+    else out[i] = sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
+  }
+  return out;
+}
+
+/** A tensor's elements as JSON prints them: FP16 bit patterns become their numbers; every other type is as it is. */
+export function numericView(datatype: Exclude<Datatype, 'BYTES'>, data: TensorData): TensorData {
+  return datatype === 'FP16' ? halvesToFloats(data as Uint16Array) : data;
+}

@@ -41,6 +41,7 @@ import {
   type ModelEventType,
   type ModelInfo,
   type NestedArray as NestedArrayType,
+  type OutputArray as OutputArrayType,
   type Rollout,
   type RolloutState,
   type RoutingSource,
@@ -121,6 +122,14 @@ const EVENTS_FILTER =
 export const NestedArraySchema: z.ZodType<NestedArrayType> = z
   .lazy(() => z.union([z.number(), z.boolean(), z.array(NestedArraySchema)]))
   .describe('A tensor as nested JSON arrays of the instance’s shape, without the batch dimension. A scalar is a bare number.');
+
+/** An output: NestedArray, with null where the model computed NaN or ±Infinity. */
+export const OutputArraySchema: z.ZodType<OutputArrayType> = z
+  .lazy(() => z.union([z.number(), z.boolean(), z.null(), z.array(OutputArraySchema)]))
+  .describe(
+    'An output tensor as nested JSON arrays of the instance’s shape, without the batch dimension. A scalar is a bare number. ' +
+      'null stands for NaN, Infinity or -Infinity, which JSON cannot carry.',
+  );
 
 export const DatatypeSchema = z.enum(DATATYPES).describe('Open Inference Protocol (KServe v2) datatype name.');
 
@@ -315,7 +324,7 @@ export const JobSchema = z
     started_at: Timestamp.nullable(),
     completed_at: Timestamp.nullable(),
     output: z
-      .record(z.string(), NestedArraySchema)
+      .record(z.string(), OutputArraySchema)
       .nullable()
       .describe('Each model output name mapped to the instance’s result as nested arrays (batch dimension left out); null until it succeeded.'),
     error: JobErrorSchema.nullable(),
@@ -388,7 +397,7 @@ export const BatchResultLineSchema = z
     index: z.number().int().nonnegative().describe('Position in the submission, from 0.'),
     custom_id: z.string().nullable(),
     status: z.enum(['succeeded', 'failed', 'canceled']),
-    output: z.record(z.string(), NestedArraySchema).nullable(),
+    output: z.record(z.string(), OutputArraySchema).nullable(),
     error: BatchItemErrorSchema.nullable(),
   })
   .describe('One line of `GET /v1/batches/{id}/results`, in submission order.');
@@ -616,6 +625,7 @@ const COMPONENTS = {
   Datatype: DatatypeSchema,
   TensorInput: TensorInputSchema,
   NestedArray: NestedArraySchema,
+  OutputArray: OutputArraySchema,
   TensorData: TensorDataSchema,
   TensorB64: TensorB64Schema,
   CreateJobBody: CreateJobBodySchema,
