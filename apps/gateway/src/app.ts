@@ -97,6 +97,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     writer: deps.writer,
     fleet: deps.fleet,
     webhookAllowPrivate: config.webhookAllowPrivate,
+    resultTtlMs: config.resultTtlMs,
     outbox: new CompletedEventsOutbox(deps.redis, config.queuePrefix, deps.webhookEvents, logger),
     ...(deps.tracing ? { tracing: deps.tracing } : {}),
   });

@@ -34,6 +34,20 @@ export function hasCompletedHook(job: EnvelopeJob): boolean {
 /** docs/api.md: the same Idempotency-Key from the same tenant within 24 h returns the first job. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
+/** Who holds an Idempotency-Key: the job it was claimed for, and when (null for a claim made before the time was kept). */
+export interface IdempotencyClaim {
+  owner: string;
+  claimedAt: number | null;
+  /** The key's value as read, for a compare-and-set. */
+  raw: string;
+}
+
+function parseClaim(raw: string): IdempotencyClaim {
+  const [owner = raw, at] = raw.split(' ');
+  const claimedAt = at === undefined ? null : Number(at);
+  return { owner, claimedAt: Number.isFinite(claimedAt) ? claimedAt : null, raw };
+}
+
 /**
  * Reading and cancelling jobs by id (the gateway's side of the job
  * records; the queue side is EnvelopeQueue), and Idempotency-Keys. A job id
@@ -106,9 +120,18 @@ export class JobStore {
     return { canceled: false, record: reply[1] as Buffer };
   }
 
-  /** Claim the key for `id`; returns the owner's job id (`id` when this call won). */
-  async claimIdempotencyKey(tenant: string, idempotencyKey: string, id: string): Promise<string> {
-    return this.redis.inferClaimIdempotencyKey(this.idempotencyRedisKey(tenant, idempotencyKey), id, IDEMPOTENCY_TTL_MS);
+  /** Claim the key for `id`; returns who holds it (`owner` is `id` when this call won). */
+  async claimIdempotencyKey(tenant: string, idempotencyKey: string, id: string): Promise<IdempotencyClaim> {
+    return parseClaim(await this.redis.inferClaimIdempotencyKey(this.idempotencyRedisKey(tenant, idempotencyKey), id, IDEMPOTENCY_TTL_MS, Date.now()));
+  }
+
+  /**
+   * Move the key from `held` (a claim whose job is gone: its record expired, or its request died before
+   * enqueueing) to `id`, unless another request took it over first. True when this call did.
+   */
+  async takeOverIdempotencyKey(tenant: string, idempotencyKey: string, held: IdempotencyClaim, id: string): Promise<boolean> {
+    const key = this.idempotencyRedisKey(tenant, idempotencyKey);
+    return (await this.redis.inferTakeOverIdempotencyKey(key, held.raw, id, IDEMPOTENCY_TTL_MS, Date.now())) === 1;
   }
 
   /** Let go of a key claimed for a job that was never enqueued (the queue was full, Redis failed). */

@@ -1,5 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, READ, RELEASE_IDEMPOTENCY_KEY } from './scripts.js';
+import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, READ, RELEASE_IDEMPOTENCY_KEY, TAKE_OVER_IDEMPOTENCY_KEY } from './scripts.js';
 
 export type Arg = string | number | Buffer;
 
@@ -10,7 +10,8 @@ export type ScriptRedis = Redis & {
   inferFinish(...args: Arg[]): Promise<number[]>;
   inferReadBuffer(...args: Arg[]): Promise<unknown[]>;
   inferCancelCommitBuffer(...args: Arg[]): Promise<unknown[]>;
-  inferClaimIdempotencyKey(key: string, id: string, ttlMs: number): Promise<string>;
+  inferClaimIdempotencyKey(key: string, id: string, ttlMs: number, now: number): Promise<string>;
+  inferTakeOverIdempotencyKey(key: string, held: string, id: string, ttlMs: number, now: number): Promise<number>;
   inferReleaseIdempotencyKey(key: string, id: string): Promise<number>;
 };
 
@@ -25,6 +26,7 @@ const COMMANDS = [
   ['inferCancelCommit', CANCEL_COMMIT, 2],
   ['inferClaimIdempotencyKey', CLAIM_IDEMPOTENCY_KEY, 1],
   ['inferReleaseIdempotencyKey', RELEASE_IDEMPOTENCY_KEY, 1],
+  ['inferTakeOverIdempotencyKey', TAKE_OVER_IDEMPOTENCY_KEY, 1],
 ] as const;
 
 /** Define the job scripts on a connection (once; later calls find them there). */

@@ -300,16 +300,29 @@ return {1}
 `;
 
 /**
- * KEYS[1] idempotency key. ARGV job id, ttl_ms. Claims the key for this job
- * unless an earlier request holds it; returns the id of the job that owns it.
+ * KEYS[1] idempotency key. ARGV[1] job id, ARGV[2] ttl_ms, ARGV[3] now (epoch ms). Claims the key for
+ * this job unless an earlier request holds it. The key holds "<job id> <claimed at>"; returns what it
+ * holds (a key claimed before the time was kept holds the id alone).
  */
 export const CLAIM_IDEMPOTENCY_KEY = `
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return ARGV[1] end
+local claim = ARGV[1] .. ' ' .. ARGV[3]
+if redis.call('SET', KEYS[1], claim, 'NX', 'PX', ARGV[2]) then return claim end
 return redis.call('GET', KEYS[1])
 `;
 
 /** KEYS[1] idempotency key. ARGV job id. Lets go of a key claimed for a job that was never enqueued. */
 export const RELEASE_IDEMPOTENCY_KEY = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+local held = redis.call('GET', KEYS[1])
+if held and (held == ARGV[1] or string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ') then return redis.call('DEL', KEYS[1]) end
 return 0
+`;
+
+/**
+ * KEYS[1] idempotency key. ARGV[1] the claim it holds as read, ARGV[2] the new job id, ARGV[3] ttl_ms,
+ * ARGV[4] now. Takes over a key whose job is gone, unless another request took it over first: 1 or 0.
+ */
+export const TAKE_OVER_IDEMPOTENCY_KEY = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[4], 'PX', ARGV[3])
+return 1
 `;

@@ -2,7 +2,7 @@ import { SpanKind, SpanStatusCode, type Context } from '@opentelemetry/api';
 import type { Tracing } from '@infer/tracing';
 import { newJobId, queueTag, type CreateJobBody, type EnvelopeJob } from '@infer/contract';
 import { AppError, conflict, invalidInput, notFound } from '@infer/errors';
-import { decodeRecord, encodeRecord, hasCompletedHook, recordTenant, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
+import { decodeRecord, encodeRecord, hasCompletedHook, recordTenant, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type IdempotencyClaim, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
 import type { ModelResolver } from '../models/model-catalog.js';
 import { decodeInput, type DecodedTensor } from '@infer/tensors';
@@ -20,6 +20,8 @@ export interface JobServiceDeps {
   /** Which model versions live workers serve; absent, every version is queued. */
   fleet?: ServingCheck;
   webhookAllowPrivate: boolean;
+  /** RESULT_TTL_SECONDS in ms: how long an ended job's record stays (an Idempotency-Key outliving it is taken over). @default 24 h */
+  resultTtlMs?: number;
   /** Sends a canceled job's `job.completed` (the cancel put it on its queue's outbox). */
   outbox?: Pick<CompletedEventsOutbox, 'drain'>;
   now?: () => number;
@@ -56,6 +58,9 @@ export interface SubmitOptions {
 /** How long a replay waits for the first request with its Idempotency-Key to enqueue its job. */
 const REPLAY_WAIT_MS = 2000;
 
+/** A claim this old whose job is not there has lost it (expired, or never enqueued): far beyond an enqueue's time. */
+const STALE_CLAIM_MS = 60_000;
+
 /**
  * What the job routes do, without HTTP: validate a request against the
  * model, hand it to the envelope writer, read it back, wait for it, cancel it.
@@ -84,10 +89,18 @@ export class JobService {
     const { model, inputs } = this.validate(body);
     const { store, waiters, writer } = this.deps;
     const id = newJobId(queueTag(model.name, model.version));
-    // One round trip finds an earlier request's job or claims the key (SET NX answers the owner's id).
+    // One round trip finds an earlier request's job or claims the key (SET NX answers the owner's claim).
     if (idempotencyKey) {
-      const firstId = await store.claimIdempotencyKey(tenant, idempotencyKey, id);
-      if (firstId !== id) return this.replay(tenant, firstId, waitMs, onGone);
+      let claim = await store.claimIdempotencyKey(tenant, idempotencyKey, id);
+      while (claim.owner !== id) {
+        const replayed = await this.replay(tenant, claim, waitMs, onGone);
+        if (replayed !== 'gone') return replayed;
+        // The key's job is gone: its record expired (RESULT_TTL_SECONDS can be shorter than the key's
+        // 24 h), or the request that claimed it died before enqueueing. This request takes the key over
+        // and runs as a first one; if another took it over first, this one replays that one's job.
+        if (await store.takeOverIdempotencyKey(tenant, idempotencyKey, claim, id)) break;
+        claim = await store.claimIdempotencyKey(tenant, idempotencyKey, id);
+      }
     }
     // After the replay: the job a replay answers is already in, whoever serves its version now.
     try {
@@ -136,14 +149,21 @@ export class JobService {
     return { ...base, ended: false, json: renderPendingJob(id, model.name, model.version, job, null) };
   }
 
-  /** The job an earlier request with the same Idempotency-Key created (it may still be on its way into the queue). */
-  private async replay(tenant: string, id: string, waitMs?: number, onGone?: SubmitOptions['onGone']): Promise<SubmitResult> {
+  /**
+   * The job an earlier request with the same Idempotency-Key created (it may still be on its way into the
+   * queue), or 'gone' when the claim is older than a request takes to enqueue and its job is not there.
+   */
+  private async replay(tenant: string, claim: IdempotencyClaim, waitMs?: number, onGone?: SubmitOptions['onGone']): Promise<SubmitResult | 'gone'> {
     const deadline = performance.now() + REPLAY_WAIT_MS;
+    // A request enqueues its job within seconds of claiming the key; a job is gone once its record expires.
+    const staleAfterMs = Math.max(REPLAY_WAIT_MS, Math.min(STALE_CLAIM_MS, this.deps.resultTtlMs ?? STALE_CLAIM_MS));
     for (let pause = 10; ; pause = Math.min(200, pause * 2)) {
       try {
-        return { ...(await this.get(tenant, id, waitMs, onGone)), replayed: true };
+        return { ...(await this.get(tenant, claim.owner, waitMs, onGone)), replayed: true };
       } catch (err) {
-        if (!(err instanceof AppError && err.code === 'job_not_found') || performance.now() > deadline) {
+        const notFound = err instanceof AppError && err.code === 'job_not_found';
+        if (notFound && claim.claimedAt !== null && this.now() - claim.claimedAt > staleAfterMs) return 'gone';
+        if (!notFound || performance.now() > deadline) {
           throw err instanceof AppError && err.code === 'job_not_found'
             ? conflict('A request with this Idempotency-Key is still being processed, or failed before its job was queued; retry')
             : err;
@@ -177,22 +197,30 @@ export class JobService {
   }
 
   async cancel(tenant: string, id: string): Promise<RenderedJob> {
-    const lookup = await this.deps.store.read(id);
-    // 404 for a missing or another tenant's job, before anything else is said about it.
-    if (lookup.kind === 'ended') {
-      const { header } = decodeRecord(lookup.record);
-      if (header.t !== tenant) throw jobNotFound(id);
-      throw endedConflict(header.s);
+    let lookup: JobLookup;
+    let record: Buffer;
+    for (let attempt = 1; ; attempt++) {
+      lookup = await this.deps.store.read(id);
+      // 404 for a missing or another tenant's job, before anything else is said about it.
+      if (lookup.kind === 'ended') {
+        const { header } = decodeRecord(lookup.record);
+        if (header.t !== tenant) throw jobNotFound(id);
+        throw endedConflict(header.s);
+      }
+      if (lookup.kind !== 'pending' || lookup.job.tenant !== tenant) throw jobNotFound(id);
+      record = encodeRecord(lookup.model, lookup.version, lookup.job, {
+        status: 'canceled',
+        startedAt: lookup.startedAt,
+        completedAt: this.now(),
+        error: { code: 'canceled', message: 'The job was canceled by the client.' },
+      });
+      // A record written for a queued job commits only while the job is still queued: a worker that took it
+      // since the read started it, and its record must say so. Then read again (it is running now) and retry.
+      const outcome = await this.deps.store.cancel(lookup, record, { onlyIfQueued: lookup.startedAt === null });
+      if (outcome.canceled) break;
+      if ('record' in outcome) throw endedConflict(decodeRecord(outcome.record).header.s);
+      if (attempt === 3) throw new Error('a cancel kept finding its job taken between its read and its commit');
     }
-    if (lookup.kind !== 'pending' || lookup.job.tenant !== tenant) throw jobNotFound(id);
-    const record = encodeRecord(lookup.model, lookup.version, lookup.job, {
-      status: 'canceled',
-      startedAt: lookup.startedAt,
-      completedAt: this.now(),
-      error: { code: 'canceled', message: 'The job was canceled by the client.' },
-    });
-    const outcome = await this.deps.store.cancel(lookup, record);
-    if (!outcome.canceled) throw 'record' in outcome ? endedConflict(decodeRecord(outcome.record).header.s) : new Error('a cancel not limited to queued jobs found one running');
     if (lookup.startedAt === null) this.deps.writer.canceledQueued({ name: lookup.model, version: lookup.version }, tenant);
     const json = renderEndedJob(id, record);
     // The cancel won the race with the worker's end (the record is written once) and put the job on
