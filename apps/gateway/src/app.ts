@@ -90,6 +90,14 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     onError: throttledWarn(logger, 'rate limit sync failed; each gateway limits alone meanwhile'),
   });
   const guard = [requireApiKey(config.apiKeyDigests), rateLimitPerKey(rateLimiter, config.rateLimitPerSecond)];
+
+  // Express's routers answer OPTIONS by themselves (200 with Allow) for any path they route, ahead of the
+  // routes' own key checks, admin ones included. The API serves no OPTIONS (no CORS): under /v1 it is what
+  // any unserved method is, the key check and then 404.
+  const unservedOptions = express.Router();
+  unservedOptions.use((req, _res, next) => next(req.method === 'OPTIONS' ? undefined : 'router'));
+  unservedOptions.use(...guard, notFoundRoute);
+  app.use('/v1', unservedOptions);
   const jobs = new JobService({
     models: deps.models,
     store: deps.store,

@@ -80,6 +80,9 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
     const parsed = SetRoutingBody.safeParse(req.body);
     if (!parsed.success) throw badRequest('invalid_input', `body: ${firstIssue(parsed.error)} (send {"weights": {"<version>": <weight>, …}} or {"weights": null})`);
     const { weights } = parsed.data;
+    // zod's record leaves out a "__proto__" member (JSON.parse keeps it): it would skip every check below.
+    const raw = (req.body as { weights?: unknown }).weights;
+    if (weights !== null && typeof raw === 'object' && raw !== null && Object.hasOwn(raw, '__proto__')) throw invalidRouting('"__proto__" is not a version (a positive integer)');
     if (weights !== null) {
       const entries = Object.entries(weights);
       if (entries.length === 0) throw invalidRouting('weights name no version; send {"weights": null} for the default routing');
