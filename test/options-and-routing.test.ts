@@ -5,11 +5,11 @@ import { startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.j
 import { waitUntil } from './helpers/wait.js';
 
 /**
- * Review (security): the admin router's automatic OPTIONS answer, and a
+ * The admin router's automatic OPTIONS answer, and a
  * `"__proto__"` member in a routing body.
  */
 
-const ADMIN = 'review-admin-secret';
+const ADMIN = 'options-admin-secret';
 
 /** A request with any method (fetch cannot send every one as is), its status, headers and body. */
 function request(p: TestPlatform, method: string, path: string, headers: Record<string, string> = {}, body?: string) {
