@@ -78,7 +78,7 @@ const modelKeys = (prefix: string, model: string) => {
  * ARGV[3] the routing to set (JSON weights; '' leaves it, 'default' clears it), ARGV[4] the event (JSON),
  * ARGV[5] events kept, ARGV[6] rollouts kept.
  * One step of a rollout's life in one atomic write: its state, the routing it implies and the event that
- * says so. 'start' needs no rollout running for the model; a move needs the rollout still running at the
+ * says so; a start also forgets the rollouts past the kept ones, state and all. 'start' needs no rollout running for the model; a move needs the rollout still running at the
  * step the caller saw (of the processes that try, one moves it). Returns 1 when written, else 0.
  */
 const WRITE_ROLLOUT = `
@@ -86,7 +86,11 @@ local r = cjson.decode(ARGV[2])
 if ARGV[1] == 'start' then
   if not redis.call('SET', KEYS[1], r.id, 'NX') then return 0 end
   redis.call('LPUSH', KEYS[3], r.id)
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[6]) - 1)
+  -- The rollouts that fall off the list go with their state (KEYS[2] is <base><id>: the same base, their ids).
+  local kept = tonumber(ARGV[6])
+  local base = string.sub(KEYS[2], 1, #KEYS[2] - #r.id)
+  for _, old in ipairs(redis.call('LRANGE', KEYS[3], kept, -1)) do redis.call('DEL', base .. old) end
+  redis.call('LTRIM', KEYS[3], 0, kept - 1)
 else
   local current = redis.call('GET', KEYS[2])
   if not current then return 0 end
