@@ -97,7 +97,11 @@ export class InteractiveWorker {
   private blocking: Redis | undefined;
   /** Envelopes held and not yet finished; this model's bulk work waits while there are any. */
   private inHand = 0;
-  private idleWaiters: Array<() => void> = [];
+  /**
+   * One promise for everyone waiting for inHand to reach 0: a bulk worker that gives up waiting (after
+   * maxYieldMs) leaves nothing behind, where a resolver apiece piled up under unbroken interactive load.
+   */
+  private idle: { promise: Promise<void>; resolve: () => void } | undefined;
   private readonly finishing = new Set<Promise<void>>();
   private readonly jobs: JobStore;
   private deadlineTimer: NodeJS.Timeout | undefined;
@@ -148,7 +152,12 @@ export class InteractiveWorker {
   /** Resolves when no interactive job is in hand. */
   whenIdle(): Promise<void> {
     if (this.inHand === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    if (!this.idle) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.idle = { promise, resolve };
+    }
+    return this.idle.promise;
   }
 
   start(): void {
@@ -438,9 +447,8 @@ export class InteractiveWorker {
     for (const e of envelopes) this.consumer.release(e.id);
     this.inHand -= envelopes.length;
     if (this.inHand === 0) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const wake of waiters) wake();
+      this.idle?.resolve();
+      this.idle = undefined;
     }
     if (!ended) return;
     let k = 0;
