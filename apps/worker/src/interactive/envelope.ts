@@ -25,6 +25,8 @@ export interface HeldEnvelope {
   records: Array<Buffer | null>;
   /** Per job: the status its record ends it with. */
   statuses: Array<'succeeded' | 'failed' | 'canceled' | null>;
+  /** Per job: when its run ended (epoch ms), for a job that ran here; its latency is observed once its end is written. */
+  ranAt: Array<number | null>;
   /** Jobs still to run. */
   pending: number;
 }
@@ -58,6 +60,7 @@ export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: s
     inputs: [],
     records: data.jobs.map(() => null),
     statuses: data.jobs.map(() => null),
+    ranAt: data.jobs.map(() => null),
     pending: 0,
   };
   const bytes = taken.fields.get('in') ?? Buffer.alloc(0);

@@ -343,7 +343,7 @@ export class InteractiveWorker {
           this.log.info({ jobId: job.id, status: result.ok ? 'succeeded' : 'failed', ...metricsOut, traceId: job.traceparent?.slice(3, 35) }, 'job ended');
         }
         traced?.push({ job, takenAt: envelope.takenAt, result });
-        this.metrics?.jobRan(metricsOut.queue_ms, completedAt - job.created_at);
+        envelope.ranAt[j] = completedAt;
         envelope.statuses[j] = result.ok ? 'succeeded' : 'failed';
         envelope.records[j] = encodeRecord(model.name, model.version, job, {
           status: envelope.statuses[j]!,
@@ -399,12 +399,12 @@ export class InteractiveWorker {
     try {
       const data = JSON.parse(taken.fields.get('data')?.toString() ?? '') as HeldEnvelope['data'];
       if (Array.isArray(data.jobs)) {
-        held = { id: taken.id, token, data, takenAt: Date.now(), firstTake: false, firstTakenAt: taken.firstTakenAt, inputs: data.jobs.map(() => []), records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), pending: 0 };
+        held = { id: taken.id, token, data, takenAt: Date.now(), firstTake: false, firstTakenAt: taken.firstTakenAt, inputs: data.jobs.map(() => []), records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ranAt: data.jobs.map(() => null), pending: 0 };
       }
     } catch {
       /* nothing to tell any job */
     }
-    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: Date.now(), firstTake: false, firstTakenAt: taken.firstTakenAt, inputs: [], records: [], statuses: [], pending: 0 };
+    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: Date.now(), firstTake: false, firstTakenAt: taken.firstTakenAt, inputs: [], records: [], statuses: [], ranAt: [], pending: 0 };
     this.endAll(held, { code: 'invalid_input', message });
   }
 
@@ -460,6 +460,10 @@ export class InteractiveWorker {
         if (hasCompletedHook(job)) hooks++;
         const status = e.statuses[i] ?? 'failed';
         this.metrics?.jobEnded(status);
+        // Observed here, once its end is written, not when it ran: a run whose end lost to a cancel, or
+        // failed to be written and ran again elsewhere, is not a job's latency.
+        const ranAt = e.ranAt[i];
+        if (ranAt != null) this.metrics?.jobRan(Math.max(0, e.takenAt - job.created_at), ranAt - job.created_at);
         if (figures && status !== 'canceled') {
           figures[status === 'succeeded' ? 'succeeded' : 'failed']++;
           figures.latencies.push(figures.now - job.created_at);
