@@ -19,7 +19,7 @@ export const EncodedTensorSchema = z.object({
 
 /**
  * One job of an envelope, as the gateway accepted it. Everything but the
- * inputs, which travel as bytes beside the envelope (`EnvelopeInputs`).
+ * inputs, which travel as bytes beside the envelope (its `in` field, packed input by input).
  */
 export const EnvelopeJob = z.object({
   id: z.string(),

@@ -55,7 +55,7 @@ export function registerBatch(program: Command, ctx: CliContext): void {
     .description('upload an NDJSON file (one {"custom_id"?, "input"} a line) as a batch')
     .argument('<file>', 'the NDJSON file')
     .requiredOption('-m, --model <name>', 'model name')
-    .option('--version <n>', 'model version (default: the highest)', modelVersion)
+    .option('--version <n>', 'model version (default: one chosen by the model\'s routing)', modelVersion)
     .option('--webhook <url>', 'URL to POST batch.completed to')
     .option('-w, --wait', 'wait for the batch to end, showing progress, then download the results')
     .option('-o, --output <path>', 'with --wait: where to write the results (default: <file>.results.ndjson)')

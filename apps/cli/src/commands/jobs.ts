@@ -46,7 +46,7 @@ export function registerJobs(program: Command, ctx: CliContext): void {
     .command('submit')
     .description('submit one instance; prints the job (with --wait, the ended job)')
     .requiredOption('-m, --model <name>', 'model name')
-    .option('--version <n>', 'model version (default: the highest)', modelVersion)
+    .option('--version <n>', 'model version (default: one chosen by the model\'s routing)', modelVersion)
     .addOption(new Option('-i, --input <json>', 'the input as JSON: {"<input name>": <tensor>}').argParser(jsonObject).conflicts('inputFile'))
     .option('-f, --input-file <path>', 'read the input JSON from a file ("-" for stdin)')
     .option('--metadata <json>', 'a JSON object echoed back on the job', jsonObject)

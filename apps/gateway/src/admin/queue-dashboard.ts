@@ -62,7 +62,7 @@ export const QUEUE_DASHBOARD_PATH = '/admin/queues';
 export class QueueDashboard {
   private router: Router | undefined;
   private board: ReturnType<typeof createBullBoard> | undefined;
-  /** The versions shown, as `refsKey` wrote them: compared on each request. */
+  /** The versions shown, as follow() keys them: compared on each request. */
   private shown = '';
   /** Queue objects and their adapters by queue name, kept while their version is shown. */
   private readonly adapters = new Map<string, { queue: Queue; adapter: BullMQAdapter }>();

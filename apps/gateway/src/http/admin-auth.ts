@@ -54,7 +54,7 @@ export function adminKeyName(options: Pick<AdminAuthOptions, 'admins'>, req: { h
  * Guard for operators' routes (`/admin/…`), mounted in front of a router:
  *
  * ```ts
- * app.use('/admin/routing', requireAdminKey({ admins: config.adminKeyDigests, tenants: config.apiKeyDigests }), routingRoutes(…));
+ * app.use('/admin/queues', requireAdminKey({ admins: config.adminKeyDigests, tenants: config.apiKeyDigests }), dashboard.handler);
  * // handlers read req.admin: the name to record as the actor
  * ```
  *
