@@ -9,6 +9,7 @@ import { pollJob, postJob } from './helpers/jobs.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { FIXTURE_MODELS, REPO_ROOT, startPlatform, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
+import { parse, value, type Sample } from './helpers/prometheus.js';
 
 /**
  * Every process is scrapeable, and the figures say what happened: a load of
@@ -16,30 +17,6 @@ import { waitUntil } from './helpers/wait.js';
  * receiver answers 500, queued while no worker runs, then run.
  */
 
-/** One sample of a Prometheus text: name, labels, value. */
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Parse the Prometheus text format's samples (comments skipped). */
-function parse(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-/** The sum of the samples named `name` whose labels include `labels` (0 when there are none). */
-function value(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): number {
-  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((sum, s) => sum + s.value, 0);
-}
 
 /** Whether any sample is named `name` with these labels. */
 function has(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): boolean {
