@@ -34,6 +34,10 @@ for (const [net, bits] of [
   ['ff00::', 8],
   ['2001:db8::', 32],
   ['64:ff9b::', 96],
+  // Forms that carry an IPv4 address inside: IPv4-compatible (::a.b.c.d, deprecated), 6to4, Teredo.
+  ['::', 96],
+  ['2002::', 16],
+  ['2001::', 32],
 ] as const) {
   blocked.addSubnet(net, bits, 'ipv6');
 }
