@@ -128,6 +128,8 @@ export class BatchService {
           webhook: params.webhook ?? null,
           webhookEventsFilter: params.webhook ? [...new Set(params.webhook_events_filter ?? (['completed'] as const))] : [],
         });
+        // From now on a missing record means the batch is gone (it expired), not that it is still uploading.
+        await this.deps.openBatches?.recorded(tenant, id);
       }
       const manifest: ChunkManifest = { start: chunk.start, count: chunk.count, custom_ids: chunk.custom_ids, failures: chunk.failures };
       const { packed, ...described } = chunk;

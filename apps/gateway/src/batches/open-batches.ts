@@ -53,7 +53,9 @@ export interface OpenBatchesOptions {
  * cluster, and a crash between the two would leak the slot for good. So a
  * tenant found at its limit has its set checked against the batches'
  * records, ended ones dropped, and gets the slot if one came free: at most
- * `limit` status reads, and only when the limit is reached.
+ * `limit` status reads, and only when the limit is reached. A batch whose
+ * record was written and is gone (expired after it ended) frees its slot at
+ * once: the upload marks its reservation when it writes the record.
  */
 export class OpenBatches {
   private readonly redis: ScriptRedis;
@@ -84,6 +86,14 @@ export class OpenBatches {
     );
   }
 
+  /**
+   * The batch's record is written: from now on, a record missing means the batch is gone (it ended and
+   * expired, or was discarded), and its slot is free at once. The score turns negative: (-)the time.
+   */
+  async recorded(tenant: string, id: string): Promise<void> {
+    await this.redis.zadd(this.key(tenant), 'XX', -this.now(), id);
+  }
+
   /** Give a slot back: the upload failed and its batch was discarded. Best effort: pruning catches what this misses. */
   async release(tenant: string, id: string): Promise<void> {
     await this.redis.zrem(this.key(tenant), id);
@@ -103,7 +113,10 @@ export class OpenBatches {
     const now = this.now();
     const done = entries.filter((e, i) => {
       const status = statuses[i];
-      return status ? isBatchEnded(status) : now - e.since > UPLOAD_GRACE_MS;
+      if (status) return isBatchEnded(status);
+      // No record: gone, if it had one (recorded() made its score negative); else an upload that has not
+      // written its first chunk, counted for the grace.
+      return e.since < 0 || now - e.since > UPLOAD_GRACE_MS;
     });
     if (done.length > 0) await this.redis.zrem(key, ...done.map((e) => e.id));
   }
