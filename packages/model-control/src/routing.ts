@@ -14,17 +14,20 @@ export interface VersionStanding {
 /**
  * The weights in effect for a model's unpinned jobs. An explicit routing
  * (admin, rollout) stays as set when versions come and go, less any version
- * that is draining or failed (its share goes to the others, in proportion);
- * without one (or when nothing of it is left), the highest ready version
- * takes 100, so a new version takes traffic only once a worker has it
- * (blue, then green). With no version ready anywhere (no worker alive), the
- * highest version that can be served takes 100, and its jobs wait for the
+ * that is draining or failed, or that no live worker serves while another
+ * version is served (its share goes to the others, in proportion: a job
+ * sent to it would be refused, 503); without one (or when nothing of it is
+ * left), the highest ready version takes 100, so a new version takes
+ * traffic only once a worker has it (blue, then green). With no version
+ * ready anywhere (no worker alive), the routing stays as it is (or the
+ * highest version that can be served takes 100), and the jobs wait for the
  * workers' return.
  */
 export function effectiveRouting(explicit: Weights | null, versions: readonly VersionStanding[]): { weights: Weights; source: RoutingSource } {
   const usable = new Map(versions.filter((v) => !v.draining && !v.failed).map((v) => [v.version, v]));
+  const anyReady = [...usable.values()].some((v) => v.ready);
   if (explicit) {
-    const kept = Object.entries(explicit).filter(([v, w]) => w > 0 && usable.has(v));
+    const kept = Object.entries(explicit).filter(([v, w]) => w > 0 && usable.has(v) && (!anyReady || usable.get(v)!.ready));
     if (kept.length > 0) return { weights: toHundred(Object.fromEntries(kept)), source: 'explicit' };
   }
   const byNumber = [...usable.values()].sort((a, b) => Number(b.version) - Number(a.version));
