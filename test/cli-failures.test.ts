@@ -93,12 +93,12 @@ describe('sdk and cli: a deadline names the timeout asked for (no worker)', func
 
   it('jobs.run({timeoutMs}) times out with InferTimeoutError naming the timeout asked for', async () => {
     const started = Date.now();
-    const err = await client.jobs.run({ model: 'mlp', input: { features: features(3) } }, { timeoutMs: 1500 }).catch((e: unknown) => e);
-    // Its long polls ask for what is left of the deadline, to the millisecond, not whole seconds rounded up.
-    expect(Date.now() - started, 'ms before jobs.run gave up').to.be.below(2500);
+    const err = await client.jobs.run({ model: 'mlp', input: { features: features(3) } }, { timeoutMs: 1200 }).catch((e: unknown) => e);
+    // Its long polls ask for what is left of the deadline, to the millisecond: whole seconds rounded up took 3 s.
+    expect(Date.now() - started, 'ms before jobs.run gave up').to.be.below(2800);
     expect(err).to.be.instanceOf(InferTimeoutError);
     const message = (err as Error).message;
-    expect(message, message).to.contain('1500 ms');
+    expect(message, message).to.contain('1200 ms');
   });
 
   it('jobs submit --wait --timeout 1 says it waited 1 s', async () => {
