@@ -1,4 +1,4 @@
-import { closeInOrder } from '@infer/lifecycle';
+import { closeInOrder, letGo } from '@infer/lifecycle';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
@@ -162,12 +162,7 @@ export async function createGateway(
           () => dashboard.close(),
           () => parseThread?.close(),
           () => webhookEvents.close(),
-          // While Redis is away quit() fails (no offline queue) or waits for a reconnect (the subscriber): disconnect
-          // instead, or the client keeps reconnecting and the process never exits.
-          ...[redis, bullConnection, subscriber].map((conn) => async () => {
-            if (conn.status === 'ready') await conn.quit().catch(() => conn.disconnect());
-            else conn.disconnect();
-          }),
+          ...[redis, bullConnection, subscriber].map((conn) => () => letGo(conn)),
           async () => {
             if (ownModels) await models.close();
           },

@@ -1,3 +1,4 @@
+import { letGo } from '@infer/lifecycle';
 import { Redis } from 'ioredis';
 import type { Config } from '@infer/config';
 import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
@@ -190,10 +191,7 @@ export async function createWorker(
         // After the model workers: their last batches may still have enqueued events.
         await webhookEvents.close().catch(() => undefined);
         // quit() would wait for Redis to come back, likewise: while it is away, drop the connections.
-        for (const conn of [connection, storeConnection]) {
-          if (conn.status === 'ready') await conn.quit().catch(() => conn.disconnect());
-          else conn.disconnect();
-        }
+        for (const conn of [connection, storeConnection]) await letGo(conn);
         if (ownModels) await models.close();
         await metricsServer.close();
         await tracing.shutdown().catch(() => undefined);

@@ -112,3 +112,21 @@ export async function awaitAtMost(promise: Promise<unknown>, ms: number): Promis
     clearTimeout(timer);
   }
 }
+
+/** What `letGo` needs of a Redis connection (ioredis's Redis). */
+export interface RedisLike {
+  readonly status: string;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+}
+
+/**
+ * Close a Redis connection at shutdown: `quit()` while it is connected,
+ * `disconnect()` otherwise. While Redis is away quit() fails (no offline
+ * queue) or waits for a reconnect that may never come (with one), and the
+ * client keeps reconnecting, so the process never exits.
+ */
+export async function letGo(conn: RedisLike): Promise<void> {
+  if (conn.status === 'ready') await conn.quit().catch(() => conn.disconnect());
+  else conn.disconnect();
+}
