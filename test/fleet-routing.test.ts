@@ -44,7 +44,7 @@ async function describeModel(p: TestPlatform, name = 'mlp'): Promise<ModelDescri
 }
 const stateOf = (m: ModelDescription, v: string) => m.versions_detail.find((d) => d.version === v)?.state;
 
-describe('the fleet as gateways see it: explicit routing when a version loses its workers', function () {
+describe('the fleet as gateways see it', function () {
   this.timeout(60_000);
   const repos: TempModelRepo[] = [];
   const workers: InferenceWorker[] = [];
@@ -68,161 +68,139 @@ describe('the fleet as gateways see it: explicit routing when a version loses it
     return w;
   }
 
-  it('splits unpinned jobs 90/10 between two workers each serving one version, and once the worker of one version is gone, sends every unpinned job to the other (no 503)', async () => {
-    const gw = repoWith(['1', '2']);
-    const only1 = repoWith(['1']);
-    const only2 = repoWith(['2']);
-    repos.push(gw, only1, only2);
-    p = await startPlatform({ models: gw.root, worker: false, env: { ADMIN_API_KEYS: `ops:${ADMIN}`, MODEL_POLL_SECONDS: '0', RATE_LIMIT_PER_SECOND: '1000000' } });
-    await workerOn(only1.root);
-    const w2 = await workerOn(only2.root);
-    await waitUntil(async () => {
-      const m = await describeModel(p!);
-      return stateOf(m, '1') === 'ready' && stateOf(m, '2') === 'ready';
-    }, 10_000, 'both versions ready');
-    const set = await admin(p, '/v1/models/mlp/routing', { method: 'PUT', body: JSON.stringify({ weights: { '1': 90, '2': 10 } }) });
-    expect(set.status, await set.clone().text()).to.equal(200);
+  describe('explicit routing when a version loses its workers', () => {
+    it('splits unpinned jobs 90/10 between two workers each serving one version, and once the worker of one version is gone, sends every unpinned job to the other (no 503)', async () => {
+      const gw = repoWith(['1', '2']);
+      const only1 = repoWith(['1']);
+      const only2 = repoWith(['2']);
+      repos.push(gw, only1, only2);
+      p = await startPlatform({ models: gw.root, worker: false, env: { ADMIN_API_KEYS: `ops:${ADMIN}`, MODEL_POLL_SECONDS: '0', RATE_LIMIT_PER_SECOND: '1000000' } });
+      await workerOn(only1.root);
+      const w2 = await workerOn(only2.root);
+      await waitUntil(async () => {
+        const m = await describeModel(p!);
+        return stateOf(m, '1') === 'ready' && stateOf(m, '2') === 'ready';
+      }, 10_000, 'both versions ready');
+      const set = await admin(p, '/v1/models/mlp/routing', { method: 'PUT', body: JSON.stringify({ weights: { '1': 90, '2': 10 } }) });
+      expect(set.status, await set.clone().text()).to.equal(200);
 
-    const counts: Record<string, number> = {};
-    const ids: Array<[string, string]> = [];
-    for (let i = 0; i < 300; i++) {
-      const { job } = await postJob(p, { model: 'mlp', input: { features: mlpFeatures(i) } });
-      counts[job.version] = (counts[job.version] ?? 0) + 1;
-      if (i % 30 === 0) ids.push([job.id, job.version]);
-    }
-    expect(counts).to.deep.equal({ '1': 270, '2': 30 });
-    for (const [id, version] of ids) {
-      const res = await p.api(`/v1/jobs/${id}`, { headers: { prefer: 'wait=20' } });
-      const job = (await res.json()) as Job;
-      expect(job.status).to.equal('succeeded');
-      expect(job.version).to.equal(version);
-    }
-
-    // The only worker serving version 2 stops: it leaves the fleet at once. Version 1 is still served.
-    await w2.close();
-    workers.splice(workers.indexOf(w2), 1);
-    await p.gateway.catalog.refresh();
-    const m = await describeModel(p);
-    expect(stateOf(m, '2'), 'version 2 no longer ready').to.not.equal('ready');
-    const statuses: number[] = [];
-    for (let i = 0; i < 20; i++) {
-      const res = await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ model: 'mlp', input: { features: mlpFeatures(i) } }) });
-      statuses.push(res.status);
-      await res.body?.cancel();
-    }
-    expect(statuses.filter((s) => s !== 202), `unpinned jobs refused though version 1 is served (routing ${JSON.stringify(m.routing)})`).to.deep.equal([]);
-  });
-
-});
-
-describe('the fleet as gateways see it: models per worker, versions loading, the last worker gone', function () {
-  this.timeout(60_000);
-  const repos: TempModelRepo[] = [];
-  const workers: InferenceWorker[] = [];
-  let p: TestPlatform | undefined;
-
-  afterEach(async () => {
-    for (const w of workers.splice(0)) await w.close();
-    await p?.close();
-    p = undefined;
-    for (const r of repos.splice(0)) r.remove();
-  });
-
-  /** A worker process of its own, with its own repository folder. */
-  async function workerOn(root: string, env: { models?: string[]; pollMs?: number } = {}): Promise<InferenceWorker> {
-    const w = await createWorker(
-      { ...p!.config, modelRepository: root, workerModels: env.models ?? [], modelPollMs: env.pollMs ?? p!.config.modelPollMs },
-      silentLogger,
-    );
-    workers.push(w);
-    await p!.gateway.catalog.refresh();
-    return w;
-  }
-
-  it('two workers with WORKER_MODELS each serving a different model: each model runs on its own worker', async () => {
-    const gw = repoWith(['1', '2'], true);
-    repos.push(gw);
-    p = await startPlatform({ models: gw.root, worker: false, env: { MODEL_POLL_SECONDS: '0' } });
-    await workerOn(gw.root, { models: ['mlp'] });
-    await workerOn(gw.root, { models: ['ocr-cls'] });
-    const ocr = await postJob(p, ocrJob, { wait: 20 });
-    expect(ocr.job.status).to.equal('succeeded');
-    const mlp = await postJob(p, { model: 'mlp', input: { features: mlpFeatures(1) } }, { wait: 20 });
-    expect(mlp.job.status).to.equal('succeeded');
-    const pinned = await postJob(p, { model: 'mlp', version: '1', input: { features: mlpFeatures(1) } }, { wait: 20 });
-    expect(pinned.job.status).to.equal('succeeded');
-    const r = (await (await fetch(`${p.baseUrl}/readyz`)).json()) as { models: Record<string, Record<string, { ready: boolean; workers_ready: number }>> };
-    expect(r.models).to.deep.equal({
-      mlp: { '1': { ready: true, workers_ready: 1 }, '2': { ready: true, workers_ready: 1 } },
-      'ocr-cls': { '1': { ready: true, workers_ready: 1 } },
-    });
-    const list = (await (await p.api('/v1/models')).json()) as { data: ModelDescription[] };
-    expect(list.data.map((d) => d.name).sort()).to.deep.equal(['mlp', 'ocr-cls']);
-  });
-
-  it('a version copied in that the gateway has loaded but no worker has yet is not routed to; it is once a worker has it ready', async () => {
-    const gw = repoWith(['1'], false);
-    repos.push(gw);
-    // The gateway looks at the folder often; the worker only when an admin asks.
-    p = await startPlatform({ models: gw.root, worker: false, env: { ADMIN_API_KEYS: `ops:${ADMIN}`, MODEL_POLL_SECONDS: '0.2' } });
-    await workerOn(gw.root, { pollMs: 0 });
-    addVersion(gw, '2');
-    await waitUntil(async () => stateOf(await describeModel(p!), '2') === 'loading', 10_000, 'version 2 loading on the gateway');
-    const m = await describeModel(p);
-    expect(m.routing).to.deep.equal({ '1': 100 });
-    expect(m.default_version).to.equal('1');
-    for (let i = 0; i < 10; i++) {
-      const { res, job } = await postJob(p, { model: 'mlp', input: { features: mlpFeatures(i) } });
-      expect(res.status).to.equal(202);
-      expect(job.version).to.equal('1');
-    }
-    const load = await admin(p, '/v1/models/mlp/versions/2/load', { method: 'POST' });
-    expect(load.status).to.equal(202);
-    await waitUntil(async () => stateOf(await describeModel(p!), '2') === 'ready', 20_000, 'version 2 ready');
-    await p.gateway.catalog.refresh();
-    const { job } = await postJob(p, { model: 'mlp', input: { features: mlpFeatures(1) } }, { wait: 20 });
-    expect(job.version).to.equal('2');
-    expect(job.status).to.equal('succeeded');
-  });
-
-  it('after the last worker dies (no goodbye), jobs for every version queue, and run when a worker returns', async () => {
-    const gw = repoWith(['1', '2'], true);
-    repos.push(gw);
-    p = await startPlatform({ models: gw.root, worker: false, env: { MODEL_POLL_SECONDS: '0' } });
-    const redis = new Redis(TEST_REDIS_URL);
-    const ghost = new WorkerHeartbeat(redis, p.prefix, 'ghost', () => [{ model: 'mlp', version: '1', state: 'ready' }]);
-    try {
-      await ghost.start();
-      await p.gateway.catalog.refresh();
-      // Alive, serving mlp 1 only: ocr-cls refused; unpinned mlp routed to 1.
-      await expectProblem(await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify(ocrJob) }), 503, 'unavailable');
-      expect((await describeModel(p)).routing).to.deep.equal({ '1': 100 });
-      const { job: toOne } = await postJob(p, { model: 'mlp', input: { features: mlpFeatures(1) } });
-      expect(toOne.version).to.equal('1');
-      await expectProblem(await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ model: 'mlp', version: '2', input: { features: mlpFeatures(1) } }) }), 503, 'unavailable');
-      await ghost.stop({ leave: false });
-      const queued = await waitUntil(
-        async () => {
-          const res = await p!.api('/v1/jobs', { method: 'POST', body: JSON.stringify(ocrJob) });
-          if (res.status !== 202) {
-            await res.body?.cancel();
-            return undefined;
-          }
-          return (await res.json()) as Job;
-        },
-        12_000,
-        'ocr-cls jobs to queue once the last worker is dead',
-      );
-      const { res: pinnedRes, job: pinned2 } = await postJob(p, { model: 'mlp', version: '2', input: { features: mlpFeatures(2) } });
-      expect(pinnedRes.status).to.equal(202);
-      await p.startWorker();
-      for (const id of [queued.id, pinned2.id, toOne.id]) {
-        const res = await p.api(`/v1/jobs/${id}`, { headers: { prefer: 'wait=20' } });
-        expect(((await res.json()) as Job).status, id).to.equal('succeeded');
+      const counts: Record<string, number> = {};
+      const ids: Array<[string, string]> = [];
+      for (let i = 0; i < 300; i++) {
+        const { job } = await postJob(p, { model: 'mlp', input: { features: mlpFeatures(i) } });
+        counts[job.version] = (counts[job.version] ?? 0) + 1;
+        if (i % 30 === 0) ids.push([job.id, job.version]);
       }
-    } finally {
-      await ghost.stop({ leave: true });
-      redis.disconnect();
-    }
+      expect(counts).to.deep.equal({ '1': 270, '2': 30 });
+      for (const [id, version] of ids) {
+        const res = await p.api(`/v1/jobs/${id}`, { headers: { prefer: 'wait=20' } });
+        const job = (await res.json()) as Job;
+        expect(job.status).to.equal('succeeded');
+        expect(job.version).to.equal(version);
+      }
+
+      // The only worker serving version 2 stops: it leaves the fleet at once. Version 1 is still served.
+      await w2.close();
+      workers.splice(workers.indexOf(w2), 1);
+      await p.gateway.catalog.refresh();
+      const m = await describeModel(p);
+      expect(stateOf(m, '2'), 'version 2 no longer ready').to.not.equal('ready');
+      const statuses: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const res = await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ model: 'mlp', input: { features: mlpFeatures(i) } }) });
+        statuses.push(res.status);
+        await res.body?.cancel();
+      }
+      expect(statuses.filter((s) => s !== 202), `unpinned jobs refused though version 1 is served (routing ${JSON.stringify(m.routing)})`).to.deep.equal([]);
+    });
+  });
+
+  describe('models per worker, versions loading, the last worker gone', () => {
+    it('two workers with WORKER_MODELS each serving a different model: each model runs on its own worker', async () => {
+      const gw = repoWith(['1', '2'], true);
+      repos.push(gw);
+      p = await startPlatform({ models: gw.root, worker: false, env: { MODEL_POLL_SECONDS: '0' } });
+      await workerOn(gw.root, { models: ['mlp'] });
+      await workerOn(gw.root, { models: ['ocr-cls'] });
+      const ocr = await postJob(p, ocrJob, { wait: 20 });
+      expect(ocr.job.status).to.equal('succeeded');
+      const mlp = await postJob(p, { model: 'mlp', input: { features: mlpFeatures(1) } }, { wait: 20 });
+      expect(mlp.job.status).to.equal('succeeded');
+      const pinned = await postJob(p, { model: 'mlp', version: '1', input: { features: mlpFeatures(1) } }, { wait: 20 });
+      expect(pinned.job.status).to.equal('succeeded');
+      const r = (await (await fetch(`${p.baseUrl}/readyz`)).json()) as { models: Record<string, Record<string, { ready: boolean; workers_ready: number }>> };
+      expect(r.models).to.deep.equal({
+        mlp: { '1': { ready: true, workers_ready: 1 }, '2': { ready: true, workers_ready: 1 } },
+        'ocr-cls': { '1': { ready: true, workers_ready: 1 } },
+      });
+      const list = (await (await p.api('/v1/models')).json()) as { data: ModelDescription[] };
+      expect(list.data.map((d) => d.name).sort()).to.deep.equal(['mlp', 'ocr-cls']);
+    });
+
+    it('a version copied in that the gateway has loaded but no worker has yet is not routed to; it is once a worker has it ready', async () => {
+      const gw = repoWith(['1'], false);
+      repos.push(gw);
+      // The gateway looks at the folder often; the worker only when an admin asks.
+      p = await startPlatform({ models: gw.root, worker: false, env: { ADMIN_API_KEYS: `ops:${ADMIN}`, MODEL_POLL_SECONDS: '0.2' } });
+      await workerOn(gw.root, { pollMs: 0 });
+      addVersion(gw, '2');
+      await waitUntil(async () => stateOf(await describeModel(p!), '2') === 'loading', 10_000, 'version 2 loading on the gateway');
+      const m = await describeModel(p);
+      expect(m.routing).to.deep.equal({ '1': 100 });
+      expect(m.default_version).to.equal('1');
+      for (let i = 0; i < 10; i++) {
+        const { res, job } = await postJob(p, { model: 'mlp', input: { features: mlpFeatures(i) } });
+        expect(res.status).to.equal(202);
+        expect(job.version).to.equal('1');
+      }
+      const load = await admin(p, '/v1/models/mlp/versions/2/load', { method: 'POST' });
+      expect(load.status).to.equal(202);
+      await waitUntil(async () => stateOf(await describeModel(p!), '2') === 'ready', 20_000, 'version 2 ready');
+      await p.gateway.catalog.refresh();
+      const { job } = await postJob(p, { model: 'mlp', input: { features: mlpFeatures(1) } }, { wait: 20 });
+      expect(job.version).to.equal('2');
+      expect(job.status).to.equal('succeeded');
+    });
+
+    it('after the last worker dies (no goodbye), jobs for every version queue, and run when a worker returns', async () => {
+      const gw = repoWith(['1', '2'], true);
+      repos.push(gw);
+      p = await startPlatform({ models: gw.root, worker: false, env: { MODEL_POLL_SECONDS: '0' } });
+      const redis = new Redis(TEST_REDIS_URL);
+      const ghost = new WorkerHeartbeat(redis, p.prefix, 'ghost', () => [{ model: 'mlp', version: '1', state: 'ready' }]);
+      try {
+        await ghost.start();
+        await p.gateway.catalog.refresh();
+        // Alive, serving mlp 1 only: ocr-cls refused; unpinned mlp routed to 1.
+        await expectProblem(await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify(ocrJob) }), 503, 'unavailable');
+        expect((await describeModel(p)).routing).to.deep.equal({ '1': 100 });
+        const { job: toOne } = await postJob(p, { model: 'mlp', input: { features: mlpFeatures(1) } });
+        expect(toOne.version).to.equal('1');
+        await expectProblem(await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ model: 'mlp', version: '2', input: { features: mlpFeatures(1) } }) }), 503, 'unavailable');
+        await ghost.stop({ leave: false });
+        const queued = await waitUntil(
+          async () => {
+            const res = await p!.api('/v1/jobs', { method: 'POST', body: JSON.stringify(ocrJob) });
+            if (res.status !== 202) {
+              await res.body?.cancel();
+              return undefined;
+            }
+            return (await res.json()) as Job;
+          },
+          12_000,
+          'ocr-cls jobs to queue once the last worker is dead',
+        );
+        const { res: pinnedRes, job: pinned2 } = await postJob(p, { model: 'mlp', version: '2', input: { features: mlpFeatures(2) } });
+        expect(pinnedRes.status).to.equal(202);
+        await p.startWorker();
+        for (const id of [queued.id, pinned2.id, toOne.id]) {
+          const res = await p.api(`/v1/jobs/${id}`, { headers: { prefer: 'wait=20' } });
+          expect(((await res.json()) as Job).status, id).to.equal('succeeded');
+        }
+      } finally {
+        await ghost.stop({ leave: true });
+        redis.disconnect();
+      }
+    });
   });
 });
