@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
 import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
+import { REQUEST_TIME_LIMIT_MS } from '@infer/contract';
 import type { Config } from '@infer/config';
 import { JobStore, JobWaiters } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
@@ -11,7 +12,7 @@ import { ModelRepository } from '@infer/models';
 import { ModelControl } from '@infer/model-control';
 import { ModelCatalog } from './models/model-catalog.js';
 import { hostname } from 'node:os';
-import { WebhookEvents } from '@infer/webhooks';
+import { WebhookEvents, eventIdFor } from '@infer/webhooks';
 import { createApp } from './app.js';
 import { BulkQueues } from './batches/bulk-queues.js';
 import { ParseThread } from './batches/parse-thread/parse-thread.js';
@@ -110,9 +111,10 @@ export async function createGateway(
   const batchStore = new BatchStore(redis, {
     prefix: config.queuePrefix,
     resultTtlMs: config.resultTtlMs,
+    // One id per batch (ensure): the workers' sweep sends it again if this process dies first, and it is delivered once.
     onEnded: async (batch) => {
       const event = batchCompletedWebhook(batch);
-      if (event) await webhookEvents.emit([event]);
+      if (event) await webhookEvents.ensure(eventIdFor('batch.completed', batch.id), event);
     },
     onError: (err, what) => logger.warn({ err: (err as Error).message }, what),
   });
@@ -139,6 +141,8 @@ export async function createGateway(
         // Long polls hold requests up to MAX_WAIT; keep-alive sockets must outlive them.
         server.keepAliveTimeout = 65_000;
         server.headersTimeout = 66_000;
+        // Node's default, set here because the workers' sweep counts on it: an upload cannot outlast it.
+        server.requestTimeout = REQUEST_TIME_LIMIT_MS;
       });
     },
     close() {

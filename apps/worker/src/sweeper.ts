@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { bulkQueue, chunkJobId, interactiveKeys } from '@infer/contract';
+import { ABANDONED_UPLOAD_MS, bulkQueue, chunkJobId, interactiveKeys } from '@infer/contract';
 import type { BatchStore } from '@infer/batch-store';
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
@@ -18,6 +18,18 @@ export interface SweeperOptions {
   everyMs?: number;
   /** Unended batches looked at per sweep, oldest first. @default 200 */
   batchesPerSweep?: number;
+  /** The clock an upload's age is read with. @default Date.now */
+  now?: () => number;
+}
+
+/** What one sweep ended or dropped. */
+export interface SweepOutcome {
+  /** Chunks of sealed batches whose queue job was gone: their rows failed (`lost`). */
+  lostChunks: number;
+  /** Job index entries whose envelope was gone. */
+  droppedJobs: number;
+  /** Unsealed batches past ABANDONED_UPLOAD_MS, discarded. */
+  abandonedUploads: number;
 }
 
 /**
@@ -27,6 +39,12 @@ export interface SweeperOptions {
  * - A sealed batch's chunk that has not ended and whose BullMQ job is gone
  *   (removed from the dashboard, failed for good while Redis refused the
  *   rows' write): its rows end as failed (`lost`), so the batch completes.
+ * - A batch still unsealed ABANDONED_UPLOAD_MS after its record was
+ *   written: an upload whose gateway died (no request lasts that long), whose
+ *   client never got its id. It is discarded, as a failed upload is, and its
+ *   open-batch slot comes free.
+ * - A batch that ended but whose `batch.completed` was never queued (the
+ *   process that ended it died first): BatchStore.unended tells of it again.
  * - A job index entry whose envelope is gone (deleted by hand, an
  *   obliterated queue): the job can no longer be read or run; the entry is
  *   dropped and counted in the log.
@@ -40,8 +58,10 @@ export class Sweeper {
   private readonly timer: NodeJS.Timeout;
   private running: Promise<void> | undefined;
   private sweeps = 0;
+  private readonly now: () => number;
 
   constructor(private readonly options: SweeperOptions) {
+    this.now = options.now ?? Date.now;
     const every = options.everyMs ?? 30_000;
     this.timer = setInterval(() => void this.tick(every), every);
     this.timer.unref();
@@ -62,20 +82,31 @@ export class Sweeper {
   }
 
   /** One sweep, now (tests call it directly). Resolves with what it ended and dropped. */
-  async sweep({ indexes = this.sweeps % INDEX_EVERY === 0 }: { indexes?: boolean } = {}): Promise<{ lostChunks: number; droppedJobs: number }> {
+  async sweep({ indexes = this.sweeps % INDEX_EVERY === 0 }: { indexes?: boolean } = {}): Promise<SweepOutcome> {
     this.sweeps++;
-    const lostChunks = await this.sweepBatches();
+    const { lostChunks, abandonedUploads } = await this.sweepBatches();
     const droppedJobs = indexes ? await this.sweepJobIndexes() : 0;
     if (lostChunks || droppedJobs) this.options.logger.warn({ lostChunks, droppedJobs }, 'sweep ended work whose queue entries were gone');
-    return { lostChunks, droppedJobs };
+    if (abandonedUploads) this.options.logger.warn({ abandonedUploads }, 'sweep discarded batches whose upload never finished (their gateway died)');
+    return { lostChunks, droppedJobs, abandonedUploads };
   }
 
-  private async sweepBatches(): Promise<number> {
+  private async sweepBatches(): Promise<{ lostChunks: number; abandonedUploads: number }> {
     const { redis, prefix, batchStore } = this.options;
     let lost = 0;
+    let abandoned = 0;
     for (const { record, pending } of await batchStore.unended(this.options.batchesPerSweep ?? 200)) {
-      // An upload still being read registers a chunk before it enqueues it: only a sealed batch is complete in the queue.
-      if (!record.sealed || pending.size === 0) continue;
+      if (!record.sealed) {
+        // An upload outlasting any request's time limit: its gateway died mid-upload, and no client has its
+        // id. It goes as the upload would have on a failure (its chunks left in the queue are skipped).
+        if (this.now() - record.createdAt > ABANDONED_UPLOAD_MS) {
+          await batchStore.discard(record.id, record.tenant);
+          abandoned++;
+        }
+        // An upload still being read registers a chunk before it enqueues it: only a sealed batch is complete in the queue.
+        continue;
+      }
+      if (pending.size === 0) continue;
       const queue = bulkQueue(prefix, record.model, record.version);
       for (const [chunk, manifest] of pending) {
         if (await redis.exists(`${queue.prefix}:${queue.name}:${chunkJobId(record.id, chunk)}`)) continue;
@@ -83,7 +114,7 @@ export class Sweeper {
         if (outcome !== 'duplicate' && outcome !== 'ended' && outcome !== 'missing') lost++;
       }
     }
-    return lost;
+    return { lostChunks: lost, abandonedUploads: abandoned };
   }
 
   private async sweepJobIndexes(): Promise<number> {

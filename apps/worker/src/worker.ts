@@ -6,7 +6,7 @@ import { throttledWarn, type Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { ModelControl } from '@infer/model-control';
 import { LiveVersions } from './live-versions.js';
-import { WebhookDeliveryWorker, WebhookEvents, type Resolver } from '@infer/webhooks';
+import { WebhookDeliveryWorker, WebhookEvents, eventIdFor, type Resolver } from '@infer/webhooks';
 import { WorkerHeartbeat } from '@infer/fleet';
 import { CompletedEventsOutbox } from '@infer/job-store';
 import { randomBytes } from 'node:crypto';
@@ -14,7 +14,7 @@ import { hostname } from 'node:os';
 import { WorkerMetrics } from './metrics.js';
 import { serveMetrics } from './metrics-server.js';
 import { BulkWorker } from './bulk/bulk-worker.js';
-import { Sweeper } from './sweeper.js';
+import { Sweeper, type SweepOutcome } from './sweeper.js';
 import { InteractiveWorker } from './interactive/interactive-worker.js';
 import { JobWebhookEmitter } from './interactive/job-webhooks.js';
 import type { TracerProvider } from '@opentelemetry/api';
@@ -28,6 +28,8 @@ export interface InferenceWorker {
   metricsPort: number;
   /** Read the models' shared state now and act on it (otherwise once a second): tests use it to know a look happened. */
   lookAtModels(): Promise<void>;
+  /** Run a sweep now, as its timer does fleet-wide every 30 s (see Sweeper): tests use it. */
+  sweep(): Promise<SweepOutcome>;
   close(): Promise<void>;
 }
 
@@ -91,9 +93,10 @@ export async function createWorker(
   const batchStore = new BatchStore(storeConnection, {
     prefix: config.queuePrefix,
     resultTtlMs: config.resultTtlMs,
+    // One id per batch (ensure): the workers' sweep sends it again if this process dies first, and it is delivered once.
     onEnded: async (batch) => {
       const event = batchCompletedWebhook(batch);
-      if (event) await webhookEvents.emit([event]);
+      if (event) await webhookEvents.ensure(eventIdFor('batch.completed', batch.id), event);
     },
     onError: (err, what) => logger.warn({ err: (err as Error).message }, what),
   });
@@ -180,6 +183,7 @@ export async function createWorker(
     metrics,
     metricsPort: metricsServer.port,
     lookAtModels: () => live.look(),
+    sweep: () => sweeper.sweep(),
     close() {
       closing ??= (async () => {
         // Leave the fleet first: gateways stop sending work this worker will not take. While Redis is away

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { keys, type BatchStatus, type JobError } from '@infer/contract';
+import { isBatchEnded, keys, type BatchStatus, type JobError } from '@infer/contract';
 import { hashToBatchRecord, newBatchHash, type BatchRecord, type NewBatchRecord } from './batch-record.js';
 import { failedChunkResult, renderChunkResult } from './chunk-result.js';
 import { unrunChunkLines, type ChunkManifest } from './result-lines.js';
@@ -10,10 +10,13 @@ export interface BatchStoreOptions {
   /** How long an ended batch, its results included, stays readable. */
   resultTtlMs: number;
   /**
-   * Called once when a batch ends (completed, or canceled), by whichever
-   * process ended it: the one place `batch.completed` webhooks start from.
-   * Errors are passed to `onError`, never thrown at the caller: the batch has
-   * ended either way.
+   * Called when a batch ends (completed, or canceled), by whichever process
+   * ended it: the one place `batch.completed` webhooks start from. Until it
+   * has resolved, the batch stays in the index of unended batches, and
+   * `unended` (the workers' sweep) calls it again: so a process that dies
+   * between ending a batch and telling of it loses nothing, and the hook
+   * must be idempotent (one event id per batch). Errors are passed to
+   * `onError`, never thrown at the caller: the batch has ended either way.
    */
   onEnded?: (batch: BatchRecord) => Promise<void> | void;
   onError?: (err: unknown, what: string) => void;
@@ -264,15 +267,21 @@ export class BatchStore {
   /**
    * Batches not yet ended, oldest first (`limit` of them), with the chunks
    * of each that have not ended: what a sweep looks at for chunks lost from
-   * the queue. Ids whose batch has expired are dropped from the index here.
+   * the queue. Ids whose batch has expired are dropped from the index here;
+   * a batch that has ended but is still indexed (the process that ended it
+   * died before its `onEnded` resolved) is told of again, then dropped.
    */
   async unended(limit: number): Promise<Array<{ record: BatchRecord; pending: Map<number, ChunkManifest> }>> {
     const ids = await this.redis.zrange(this.k.runningBatches, '0', String(limit - 1));
     const out: Array<{ record: BatchRecord; pending: Map<number, ChunkManifest> }> = [];
     for (const id of ids) {
       const record = await this.get(id);
-      if (!record || record.status === 'completed' || record.status === 'canceled') {
+      if (!record) {
         await this.redis.zrem(this.k.runningBatches, id);
+        continue;
+      }
+      if (isBatchEnded(record.status)) {
+        await this.tell(record);
         continue;
       }
       const pending = new Map<number, ChunkManifest>();
@@ -311,11 +320,20 @@ export class BatchStore {
   }
 
   private async ended(id: string): Promise<void> {
-    await this.redis.zrem(this.k.runningBatches, id).catch((err: unknown) => this.options.onError?.(err, 'batch index'));
-    if (!this.options.onEnded) return;
     try {
       const record = await this.get(id);
-      if (record) await this.options.onEnded(record);
+      if (record) await this.tell(record);
+      else await this.redis.zrem(this.k.runningBatches, id);
+    } catch (err) {
+      this.options.onError?.(err, 'batch ended hook');
+    }
+  }
+
+  /** Run `onEnded` for an ended batch, then drop it from the index: not before, so a crash in between is retold. */
+  private async tell(record: BatchRecord): Promise<void> {
+    try {
+      await this.options.onEnded?.(record);
+      await this.redis.zrem(this.k.runningBatches, record.id);
     } catch (err) {
       this.options.onError?.(err, 'batch ended hook');
     }

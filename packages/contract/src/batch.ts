@@ -16,6 +16,21 @@ export const isBatchEnded = (s: BatchStatus): boolean => s === 'completed' || s 
 /** The status of one item in the results. */
 export type BatchItemStatus = 'succeeded' | 'failed' | 'canceled';
 
+/**
+ * The longest a request may take to arrive, body included: a gateway cuts a
+ * slower one with 408 (Node's `server.requestTimeout`, set to this). It
+ * bounds an upload, so a batch still unsealed well after it (its gateway
+ * died mid-upload, and no client ever got its id) is known abandoned.
+ */
+export const REQUEST_TIME_LIMIT_MS = 5 * 60_000;
+
+/**
+ * An unsealed batch this long after its record was written is an upload
+ * whose gateway died: the limit above, and room for clocks that differ
+ * between machines. The workers' sweep discards it.
+ */
+export const ABANDONED_UPLOAD_MS = REQUEST_TIME_LIMIT_MS + 10 * 60_000;
+
 /** Longest `custom_id`; a longer one makes its item fail. */
 export const MAX_CUSTOM_ID_LENGTH = 512;
 

@@ -520,6 +520,11 @@ export const paths: JsonObject = {
         '202': json('Accepted; poll `Location`.', ref('Batch'), { headers: { Location: header('Location') } }),
         '400': batchBadRequest,
         '404': modelNotFound,
+        '408': {
+          description:
+            'The request did not arrive whole within 5 minutes, the limit on any request (Node\'s `requestTimeout`): the server cuts it with a bare 408, ' +
+            'without a problem body, and keeps nothing of the upload. Split a file that takes longer to send.',
+        },
         '413': problem(413, 'The JSON body is over MAX_BODY_BYTES (an NDJSON upload has no total limit).', ['payload_too_large']),
         '415': problem(415, 'A Content-Type other than JSON or NDJSON, or a Content-Encoding other than `gzip` (`x-gzip`), `deflate`, `br` or `identity`.', [
           'unsupported_media_type',
