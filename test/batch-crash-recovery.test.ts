@@ -42,6 +42,16 @@ describe('batches: a process dying between ending a batch and queueing its batch
     await receiver?.close();
   });
 
+  /** A batch store whose process dies right after a script ended a batch, before telling of it. */
+  const dyingStore = () =>
+    new BatchStore(redis, {
+      prefix: p.prefix,
+      resultTtlMs: p.config.resultTtlMs,
+      onEnded: () => {
+        throw new Error('the process died here');
+      },
+    });
+
   const deliveriesOf = async (id: string) => {
     const res = await p.api(`/v1/batches/${id}/webhook_deliveries`);
     expect(res.status).to.equal(200);
@@ -51,13 +61,7 @@ describe('batches: a process dying between ending a batch and queueing its batch
   it('is sent by the next sweep, once, and a sweep after it was sent sends nothing more', async () => {
     const batch = await submitBatch(p, { ndjson: lines(10), query: `model=mlp&webhook=${encodeURIComponent(receiver.url)}` });
     // The chunk runs on a worker whose process "dies" right after the script that completed the batch.
-    const dying = new BatchStore(redis, {
-      prefix: p.prefix,
-      resultTtlMs: p.config.resultTtlMs,
-      onEnded: () => {
-        throw new Error('the process died here');
-      },
-    });
+    const dying = dyingStore();
     const bulk = new BulkWorker({ model: p.gateway.models.resolve('mlp'), connection: redis, store: dying, logger: silentLogger, prefix: p.prefix, lockMs: 30_000 });
     try {
       bulk.start();
@@ -97,13 +101,7 @@ describe('batches: a process dying between ending a batch and queueing its batch
 
   it('a batch canceled by a gateway that died before queueing the event is told by the sweep too', async () => {
     const batch = await submitBatch(p, { ndjson: lines(5), query: `model=mlp&webhook=${encodeURIComponent(receiver.url)}` });
-    const dying = new BatchStore(redis, {
-      prefix: p.prefix,
-      resultTtlMs: p.config.resultTtlMs,
-      onEnded: () => {
-        throw new Error('the process died here');
-      },
-    });
+    const dying = dyingStore();
     expect(await dying.cancel(batch.id, 'tenant-a', Date.now())).to.equal('canceled');
     await p.worker!.sweep();
     const delivery = await waitUntil(() => receiver.deliveries.find((d) => d.event.data.id === batch.id), 15_000, 'the batch.completed delivery');
