@@ -5,6 +5,7 @@ export {
   Jobs,
   isJobEnded,
   MAX_WAIT_SECONDS,
+  type CancelAfter,
   type CreateJobOptions,
   type GetJobOptions,
   type RunJobOptions,

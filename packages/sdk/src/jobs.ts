@@ -13,11 +13,26 @@ export function isJobEnded(job: Pick<Job, 'status'>): boolean {
   return ENDED.includes(job.status);
 }
 
+/**
+ * A `Cancel-After` deadline: seconds as a number (fractions allowed, sent to
+ * the millisecond), or the header's own duration text (`'30s'`, `'5m'`,
+ * `'1h30m'`, `'250ms'`), sent as it is. More than 0 and at most 24 h; the
+ * gateway checks it (400 `invalid_input`), so the SDK does not.
+ */
+export type CancelAfter = number | string;
+
 export interface CreateJobOptions extends CallOptions {
   /** Hold the response until the job ends or this many seconds pass (`Prefer: wait=N`, at most 60). */
   wait?: number;
   /** The same key from the same tenant within 24 h returns the first job instead of a new one. */
   idempotencyKey?: string;
+  /**
+   * A job still queued this long after it is accepted ends `canceled`, with
+   * `error.code` `deadline_exceeded`, and never runs; one a worker has
+   * started by then finishes. For work that is worthless late: the answer to
+   * a user who has gone, say.
+   */
+  cancelAfter?: CancelAfter;
 }
 
 export interface GetJobOptions extends CallOptions {
@@ -32,12 +47,23 @@ export interface WaitJobOptions extends CallOptions {
 
 export interface RunJobOptions extends WaitJobOptions {
   idempotencyKey?: string;
+  /**
+   * As in `create`. A job that misses it resolves `canceled` with
+   * `error.code` `deadline_exceeded`, like any other ended job, rather than
+   * throwing: set it below `timeoutMs` to learn that the job never ran.
+   */
+  cancelAfter?: CancelAfter;
 }
 
 function preferWait(wait: number | undefined): Pick<RequestOptions, 'headers' | 'holdMs'> {
   if (wait === undefined) return {};
   const seconds = Math.max(0, Math.min(MAX_WAIT_SECONDS, wait));
   return { headers: { prefer: `wait=${Number(seconds.toFixed(3))}` }, holdMs: seconds * 1000 };
+}
+
+/** Seconds become whole milliseconds: the header takes at most three decimals, and `ms` needs none. */
+function cancelAfterHeader(value: CancelAfter): string {
+  return typeof value === 'string' ? value : `${Math.round(value * 1000)}ms`;
 }
 
 export class Jobs {
@@ -55,6 +81,7 @@ export class Jobs {
     const wait = preferWait(options.wait);
     const headers = { ...wait.headers };
     if (options.idempotencyKey !== undefined) headers['idempotency-key'] = options.idempotencyKey;
+    if (options.cancelAfter !== undefined) headers['cancel-after'] = cancelAfterHeader(options.cancelAfter);
     return this.#http.json<Job>('/v1/jobs', {
       method: 'POST',
       json: body,
@@ -109,6 +136,7 @@ export class Jobs {
       // The wait may be fractional: a whole second rounded up would hold the answer past the deadline.
       wait: Math.min(MAX_WAIT_SECONDS, remainingMs() / 1000),
       idempotencyKey: options.idempotencyKey,
+      cancelAfter: options.cancelAfter,
       signal: options.signal,
     });
     if (isJobEnded(job)) return job;
