@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
 import { interactiveQueue, webhookQueue, type Job } from '@infer/contract';
 import { silentLogger } from '@infer/logger';
-import type { WebhookDelivery } from '@infer/webhooks';
+import { WebhookEvents, type WebhookDelivery } from '@infer/webhooks';
 import { createWorker } from '../apps/worker/src/index.js';
 import { OTHER_TENANT_KEY, startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
@@ -234,6 +234,27 @@ describe('webhooks: delivery', function () {
     expect(r.requests[4]!.headers['webhook-id']).to.equal(failed.id);
     verify(await secretOf(p), r.requests[4]!);
     expect(done.attempts[4]).to.include({ attempt: 5, status_code: 204, state: 'succeeded', trigger: 'manual' });
+  });
+
+  it('a resend that could not be queued leaves the event as it was: a delivered one still reads succeeded', async () => {
+    const r = track(await receiver(() => ({ status: 204 })));
+    const job = await submitOk(p, { webhook: r.url });
+    const delivered = await waitForDelivery(p, job.id, 'succeeded');
+    const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+    const events = new WebhookEvents({ connection: redis, prefix: p.prefix, resultTtlMs: p.config.resultTtlMs, retryDelaysMs: [50], logger: silentLogger });
+    try {
+      // Redis takes the resend's mark, then refuses to queue it.
+      (events as unknown as { queue: Pick<Queue, 'add'> }).queue.add = () => Promise.reject(new Error('Connection is closed.'));
+      let thrown: unknown;
+      await events.resend('tenant-a', delivered.id).catch((err: unknown) => (thrown = err));
+      expect(String(thrown)).to.match(/Connection is closed/);
+      const after = (await deliveriesOf(p, job.id))[0]!;
+      expect(after).to.include({ state: 'succeeded', attempt_count: 1 });
+      expect(after.next_attempt_at).to.equal(null);
+    } finally {
+      await events.close();
+      redis.disconnect();
+    }
   });
 
   it('sends job.started and job.completed when the filter asks for both', async () => {

@@ -75,14 +75,18 @@ export interface StoredEvent {
   nextAttemptAt: number | null;
 }
 
-/** KEYS[1] event. Returns 'missing', 'other' (another tenant's), 'pending' (already due), or 'ok' (now pending). ARGV tenant, now. */
+/**
+ * KEYS[1] event. ARGV tenant, now. Returns 'missing', 'other' (another
+ * tenant's), 'pending' (already due), or the state it had ('succeeded' or
+ * 'failed') when it is now pending again.
+ */
 const MARK_RESEND = `
 local h = redis.call('HMGET', KEYS[1], 'tenant', 'state')
 if not h[1] then return 'missing' end
 if h[1] ~= ARGV[1] then return 'other' end
 if h[2] == 'pending' then return 'pending' end
 redis.call('HSET', KEYS[1], 'state', 'pending', 'next_attempt_at', ARGV[2])
-return 'ok'
+return h[2]
 `;
 
 /**
@@ -178,14 +182,17 @@ export class DeliveryLog {
    * Make an ended event pending again for a resend, if it is this tenant's.
    * `pending` means it is still being delivered: nothing to resend yet.
    */
-  async markResend(eventId: string, tenant: string, now: number): Promise<'missing' | 'pending' | 'ok'> {
+  /** Make an ended event pending again, for a resend: 'missing', 'pending' (it is already), or the state it had. */
+  async markResend(eventId: string, tenant: string, now: number): Promise<'missing' | 'pending' | { was: Exclude<DeliveryState, 'pending'> }> {
     const r = await this.redis.inferWebhookMarkResend(this.k.webhookEvent(eventId), tenant, now);
-    return r === 'other' ? 'missing' : (r as 'missing' | 'pending' | 'ok');
+    if (r === 'other' || r === 'missing') return 'missing';
+    if (r === 'pending') return 'pending';
+    return { was: r === 'succeeded' ? 'succeeded' : 'failed' };
   }
 
-  /** Undo `markResend` when the resend could not be queued. */
-  async markFailed(eventId: string): Promise<void> {
-    await this.redis.hset(this.k.webhookEvent(eventId), { state: 'failed', next_attempt_at: '' });
+  /** Undo `markResend` when the resend could not be queued: the event has the state it had (a delivered one stays delivered). */
+  async unmarkResend(eventId: string, was: Exclude<DeliveryState, 'pending'>): Promise<void> {
+    await this.redis.hset(this.k.webhookEvent(eventId), { state: was, next_attempt_at: '' });
   }
 
   /** One event with its attempts; null when unknown, expired, or another tenant's. */

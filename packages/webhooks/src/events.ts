@@ -167,11 +167,11 @@ export class WebhookEvents {
    */
   async resend(tenant: string, eventId: string): Promise<WebhookDelivery | 'missing' | 'pending'> {
     const marked = await this.log.markResend(eventId, tenant, this.now());
-    if (marked !== 'ok') return marked;
+    if (marked === 'missing' || marked === 'pending') return marked;
     try {
       await this.queue.add('resend', { eventId, trigger: 'manual' } satisfies WebhookDeliveryPayload, this.jobOptions(`${eventId}-resend-${this.now()}`, 1));
     } catch (err) {
-      await this.log.markFailed(eventId).catch(() => undefined);
+      await this.log.unmarkResend(eventId, marked.was).catch(() => undefined);
       throw err;
     }
     return (await this.log.delivery(eventId, tenant)) ?? 'missing';
