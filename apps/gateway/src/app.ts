@@ -113,7 +113,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   // counted from the moment one arrives (before auth and rate limiting).
   const interactive = new InteractiveRequests();
   const handlers = new JobHandlers(jobs, metrics, { maxBodyBytes: config.maxBodyBytes, maxWaitMs: config.maxWaitMs });
-  mountJobRoutes(app, handlers, [interactive.track, ...guard], config.maxBodyBytes);
+  mountJobRoutes(app, handlers, [interactive.track, ...guard], config.maxBodyBytes, deps.tracing);
   const dispatch = jobDispatch({
     handlers,
     apiKeyDigests: config.apiKeyDigests,

@@ -159,11 +159,14 @@ export class QueueMetrics {
             redis.lindex(bulk.toKey('wait'), -1),
           ]);
           const [oldestAt, bulkOldestAt] = await Promise.all([timestampOf(redis, oldest, keys.base), timestampOf(redis, bulkOldest, bulk.toKey(''))]);
+          const waiting = Math.max(0, Number(queued ?? 0));
           return {
             model: name,
             version,
-            queued: Math.max(0, Number(queued ?? 0)),
-            oldestAt,
+            queued: waiting,
+            // An envelope whose jobs were all canceled stays in `wait` until a worker takes it: with none
+            // queued, nothing waits, whatever is left there (an alert on the age must not fire for it).
+            oldestAt: waiting > 0 ? oldestAt : null,
             bulk: { waiting: (counts.wait ?? 0) + (counts.prioritized ?? 0), active: counts.active ?? 0, delayed: counts.delayed ?? 0 },
             bulkOldestAt,
           };

@@ -20,6 +20,8 @@ export interface SweeperOptions {
   batchesPerSweep?: number;
   /** The clock an upload's age is read with. @default Date.now */
   now?: () => number;
+  /** Told the rows of each chunk the sweep ended as `lost` (failed), for the bulk row metrics. */
+  onLostRows?: (model: { name: string; version: string }, rows: number) => void;
 }
 
 /** What one sweep ended or dropped. */
@@ -111,7 +113,10 @@ export class Sweeper {
       for (const [chunk, manifest] of pending) {
         if (await redis.exists(`${queue.prefix}:${queue.name}:${chunkJobId(record.id, chunk)}`)) continue;
         const outcome = await batchStore.failChunk(record.id, chunk, manifest, { code: 'lost', message: "the chunk's queue job disappeared before it ran" }, Date.now());
-        if (outcome !== 'duplicate' && outcome !== 'ended' && outcome !== 'missing') lost++;
+        if (outcome !== 'duplicate' && outcome !== 'ended' && outcome !== 'missing') {
+          lost++;
+          this.options.onLostRows?.({ name: record.model, version: record.version }, manifest.count - manifest.failures.length);
+        }
       }
     }
     return { lostChunks: lost, abandonedUploads: abandoned };

@@ -145,6 +145,7 @@ export async function createWorker(
         prefix: config.queuePrefix,
         lockMs: config.workerLockMs,
         gate: interactive,
+        tracing,
         ...(counted ? { metrics: counted } : {}),
         ...(options.blockSeconds ? { blockSeconds: options.blockSeconds } : {}),
       });
@@ -160,7 +161,14 @@ export async function createWorker(
     },
   });
   await live.start();
-  const sweeper = new Sweeper({ redis: storeConnection, prefix: config.queuePrefix, batchStore, served: () => live.served(), logger });
+  const sweeper = new Sweeper({
+    redis: storeConnection,
+    prefix: config.queuePrefix,
+    batchStore,
+    served: () => live.served(),
+    logger,
+    onLostRows: (model, rows) => metrics.forVersion(model).bulkRowsEnded(0, rows),
+  });
   const deliveries = new WebhookDeliveryWorker({
     connection,
     prefix: config.queuePrefix,

@@ -4,9 +4,14 @@ export type { Logger };
 
 /**
  * Paths never written to the log: credentials, webhook secrets and the
- * tensors clients send and get back (they can be large and they are theirs).
+ * tensors clients send and get back (they can be large and they are theirs),
+ * and the command a Redis error carries (ioredis puts it on the error as
+ * `command.args`: for a submit, the envelope with its jobs' metadata,
+ * webhook URLs and input bytes).
  */
 export const REDACT_PATHS = [
+  'err.command',
+  '*.err.command',
   'req.headers.authorization',
   'headers.authorization',
   'authorization',

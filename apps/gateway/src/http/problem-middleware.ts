@@ -13,7 +13,8 @@ export function isRedisUnavailable(err: unknown): boolean {
   return (
     err.name === 'MaxRetriesPerRequestError' ||
     /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|ECONNRESET|ETIMEDOUT|connect ETIMEDOUT|Reached the max retries/i.test(err.message) ||
-    /^(OOM|LOADING|READONLY|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN)\b/.test(err.message)
+    // MISCONF: a Redis that cannot save its snapshot refuses writes; NOREPLICAS: too few replicas to write to.
+    /^(OOM|LOADING|READONLY|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|MISCONF|NOREPLICAS)\b/.test(err.message)
   );
 }
 

@@ -44,7 +44,9 @@ export function captureRoute(req: IncomingMessage & { baseUrl?: string }): void 
     set(value: unknown) {
       route = value;
       const path = (value as { path?: unknown } | undefined)?.path;
-      if (typeof path === 'string') (req as Carrier)[PATTERN] = join(req.baseUrl ?? '', path);
+      // baseUrl is the request's own text of the mount path, which Express matches case-insensitively: every
+      // mount path is a lower-case literal, so lower case gives the pattern (and no label per casing sent).
+      if (typeof path === 'string') (req as Carrier)[PATTERN] = join((req.baseUrl ?? '').toLowerCase(), path);
     },
   });
 }

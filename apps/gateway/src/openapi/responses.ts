@@ -203,7 +203,7 @@ export const badPath = problem(400, 'A path id that is not valid percent-encoded
 /** 503 for a route that reads or writes Redis. */
 export const unavailable503 = problem(
   503,
-  'Redis does not answer (`Retry-After: 2`), or refuses writes because it is full (maxmemory reached, `Retry-After: 5`).',
+  'Redis does not answer or refuses writes (it cannot save its snapshot, or has too few replicas: `Retry-After: 2`), or refuses them because it is full (maxmemory reached, `Retry-After: 5`).',
   ['unavailable'],
   { retryAfter: true },
 );
@@ -216,7 +216,7 @@ export const jobSubmit503 = problem(
     'model version (`unavailable`, `Retry-After: 5`; with no live worker at all the job is queued for their return); a job naming no version ' +
     'when no version of the model can take jobs now, none being ready or loading (`unavailable`, `Retry-After: 5`); the version it was routed ' +
     'to is being unloaded and its queue is closed, which a gateway whose view of the routing is stale can meet (`unavailable`, `Retry-After: 1`: ' +
-    'a retry is routed afresh); Redis does not answer (`unavailable`, `Retry-After: 2`) or is full (`unavailable`, `Retry-After: 5`, nothing written).',
+    'a retry is routed afresh); Redis does not answer or refuses writes (`unavailable`, `Retry-After: 2`) or is full (`unavailable`, `Retry-After: 5`, nothing written).',
   ['queue_full', 'unavailable'],
   { retryAfter: true, detail: 'The queue holds 1000000 instances, at its limit of 1000000; retry later' },
 );

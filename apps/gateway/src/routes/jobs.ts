@@ -124,9 +124,11 @@ export class JobHandlers {
  * not plain id characters (percent-encoded, too long), which Express
  * decodes (and answers 400 when their percent-encoding is malformed).
  */
-export function mountJobRoutes(app: Express, handlers: JobHandlers, guard: RequestHandler[], maxBodyBytes: number): void {
+export function mountJobRoutes(app: Express, handlers: JobHandlers, guard: RequestHandler[], maxBodyBytes: number, tracing?: Tracing): void {
   const id = (req: Request) => String(req.params.id);
-  app.post('/v1/jobs', ...guard, jsonBody(maxBodyBytes), (req, res) => handlers.submit(req, res, tenantOf(req), req.body, req.liftedBase64));
+  // The request's SERVER span (traceExpressRequests) is the active context here: the jobs' traces start under it.
+  const trace = tracing?.enabled ? () => tracing.bullmq!.contextManager.active() : () => undefined;
+  app.post('/v1/jobs', ...guard, jsonBody(maxBodyBytes), (req, res) => handlers.submit(req, res, tenantOf(req), req.body, req.liftedBase64, trace()));
   app.get('/v1/jobs/:id', ...guard, (req, res) => handlers.get(req, res, tenantOf(req), id(req)));
   app.post('/v1/jobs/:id/cancel', ...guard, (req, res) => handlers.cancel(req, res, tenantOf(req), id(req)));
 }

@@ -136,8 +136,8 @@ export interface ChunkResult {
   /** Items that failed while running (those invalid at upload are not counted here). */
   failed: number;
   stopped: boolean;
-  /** Each ONNX Runtime run: rows and milliseconds, for metrics. */
-  runs: { size: number; ms: number }[];
+  /** Each ONNX Runtime run: rows, milliseconds and when it ended (epoch ms, sub-millisecond), for metrics and traces. */
+  runs: { size: number; ms: number; endedAt: number }[];
 }
 
 /** Run every valid row of a decoded chunk and collect every item's outcome. */
@@ -157,7 +157,7 @@ export async function runChunk(model: ModelVersion, p: BulkChunkPayload, chunk: 
       const feeds: Record<string, DecodedTensor> = {};
       for (const [name, input] of inputs) feeds[name] = sliceFeed(model, input, part);
       const { outputs, inferenceMs } = await runModel(model, feeds);
-      result.runs.push({ size: part.count, ms: inferenceMs });
+      result.runs.push({ size: part.count, ms: inferenceMs, endedAt: performance.timeOrigin + performance.now() });
       writer.addRun(
         Array.from({ length: part.count }, (_, k) => chunk.rowOffsets[rowAt(part, k)]!),
         outputs,

@@ -5,9 +5,11 @@ import type { BatchStore } from '@infer/batch-store';
 import type { Logger } from '@infer/logger';
 import { awaitAtMost } from '@infer/lifecycle';
 import type { ModelVersion } from '@infer/models';
+import type { Tracing } from '@infer/tracing';
 import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
 import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
 import { MalformedChunkError, decodeChunk, failChunk, runChunk, type ChunkResult } from './bulk-runner.js';
+import { traceChunk, type ChunkEnd } from './chunk-tracing.js';
 
 /** What a BulkWorker yields to: the InteractiveWorker of the same model version. */
 export interface InteractiveGate {
@@ -47,6 +49,8 @@ export interface BulkWorkerOptions {
   maxYieldMs?: number;
   /** How often a running chunk looks whether its batch was canceled. @default 200 */
   cancelCheckMs?: number;
+  /** When enabled: each chunk's processing as a span in its upload's trace (chunk-tracing.ts). */
+  tracing?: Tracing;
 }
 
 /**
@@ -87,9 +91,11 @@ export class BulkWorker {
   /** The previous chunk's results write and completion, overlapping the next chunk's run. */
   private finishing: Promise<void> = Promise.resolve();
   private readonly metrics: VersionMetrics | undefined;
+  private readonly queueName: string;
 
   constructor(private readonly options: BulkWorkerOptions) {
     const { model } = options;
+    this.queueName = bulkQueue(options.prefix, model.name, model.version).name;
     this.log = options.logger.child({ model: model.name, version: model.version, bulk: true });
     this.metrics = options.metrics?.forVersion(model);
     this.maxYieldMs = options.maxYieldMs ?? 1000;
@@ -198,6 +204,7 @@ export class BulkWorker {
       return;
     }
     const p = parsed.data;
+    const startedAt = Date.now();
     // Consecutive chunks of one batch: a batch seen live a moment ago needs no second look.
     const fresh = this.live?.batch === p.batch && performance.now() - this.live.at < this.cancelCheckMs;
     const before = fresh ? 'running' : await store.startChunk(p.batch, Date.now());
@@ -209,7 +216,7 @@ export class BulkWorker {
     }
     if (job.deferredFailure) {
       const { record, failed } = failChunk(p, { code: 'worker_lost', message: `the chunk's worker died or hung repeatedly (${job.deferredFailure})` });
-      this.finishLater(job, token, p, { record, succeeded: 0, failed, stopped: false, runs: [] });
+      this.finishLater(job, token, p, { record, succeeded: 0, failed, stopped: false, runs: [] }, startedAt);
       return;
     }
     const packed = p.rows > 0 ? await store.chunkInputs(p.batch, p.chunk) : Buffer.alloc(0);
@@ -217,7 +224,7 @@ export class BulkWorker {
       // Its inputs go when it ends: it ran already (a worker died between writing its
       // results and completing it here; the write below answers 'duplicate'), or they were lost.
       const { record, failed } = failChunk(p, { code: 'inputs_lost', message: "the chunk's inputs are no longer in Redis" });
-      this.finishLater(job, token, p, { record, succeeded: 0, failed, stopped: false, runs: [] });
+      this.finishLater(job, token, p, { record, succeeded: 0, failed, stopped: false, runs: [] }, startedAt);
       return;
     }
     let result: ChunkResult;
@@ -229,20 +236,28 @@ export class BulkWorker {
       const { record, failed } = failChunk(p, { code: 'invalid_input', message: err.message });
       result = { record, succeeded: 0, failed, stopped: false, runs: [] };
     }
+    // The slices that ran count, a chunk stopped by its batch's cancel included: ONNX Runtime ran them.
+    this.metrics?.runs(result.runs);
     if (result.stopped) {
+      this.traced(job, p, result, startedAt, { stopped: true });
       await this.settle(job, token);
       return;
     }
-    this.metrics?.runs(result.runs);
     if (result.failed > 0) this.log.warn({ batch: p.batch, chunk: p.chunk, failed: result.failed }, 'rows of a chunk failed in ONNX Runtime; the rest of the chunk ran without them');
-    this.finishLater(job, token, p, result);
+    this.finishLater(job, token, p, result, startedAt);
+  }
+
+  /** The chunk's spans, in its upload's trace (BullMQ keeps the add span's traceparent with the job). */
+  private traced(job: Job, p: BulkChunkPayload, result: ChunkResult, startedAt: number, end: ChunkEnd): void {
+    const tracing = this.options.tracing;
+    if (tracing?.enabled) traceChunk(tracing, this.options.model, this.queueName, p, job.opts.telemetry?.metadata, result, startedAt, end);
   }
 
   /**
    * Write the chunk's results and complete it while the next chunk runs.
    * Waits for the previous chunk's write first, so at most one is in flight.
    */
-  private finishLater(job: Job, token: string, p: BulkChunkPayload, result: ChunkResult): void {
+  private finishLater(job: Job, token: string, p: BulkChunkPayload, result: ChunkResult, startedAt: number): void {
     const previous = this.finishing;
     this.finishing = (async () => {
       await previous;
@@ -251,8 +266,10 @@ export class BulkWorker {
         // Counted where the batch counts them: a chunk run twice (its worker died after writing) is a duplicate here.
         if (outcome === 'ok' || outcome === 'completed') this.metrics?.bulkRowsEnded(result.succeeded, result.failed);
         if (outcome === 'completed') this.log.info({ batch: p.batch }, 'batch completed');
+        this.traced(job, p, result, startedAt, { written: true });
         await this.settle(job, token);
       } catch (err) {
+        this.traced(job, p, result, startedAt, { written: false, error: (err as Error).message });
         this.log.warn({ err: (err as Error).message, jobId: job.id }, 'could not write a chunk; handing it back to the queue');
         await this.failed(job, token, err instanceof Error ? err : new Error(String(err)));
       }
