@@ -1,4 +1,5 @@
 import type { JobError } from '@infer/contract';
+import { UnbatchedOutputError } from '@infer/models';
 
 /**
  * Run `rows` with `run`; when it throws, run each half on its own, down to
@@ -12,7 +13,8 @@ export async function runIsolating<R>(rows: readonly R[], run: (rows: readonly R
     await run(rows);
   } catch (err) {
     if (rows.length === 1) {
-      fail(rows[0]!, { code: 'inference_failed', message: `ONNX Runtime failed: ${(err as Error).message}` });
+      const message = err instanceof UnbatchedOutputError ? err.message : `ONNX Runtime failed: ${(err as Error).message}`;
+      fail(rows[0]!, { code: 'inference_failed', message });
       return;
     }
     const half = Math.ceil(rows.length / 2);

@@ -6,8 +6,13 @@ import { z } from 'zod';
  */
 export const ModelConfigFile = z
   .object({
-    /** Largest number of instances stacked into one run. Ignored (0) for a model that is not batched. */
-    max_batch_size: z.number().int().min(1).max(4096).optional(),
+    /**
+     * Largest number of instances stacked into one run. Ignored (0) for a
+     * model that is not batched. 0 makes a model that would be batched run
+     * one job at a time with its full shapes: for one with an output whose
+     * first dimension is not the batch (a detector's boxes, NonZero's indices).
+     */
+    max_batch_size: z.number().int().min(0).max(4096).optional(),
     /** Longest a worker holds the first job of a batch while waiting for more. */
     max_delay_ms: z.number().min(0).max(10_000).optional(),
     /** Threads ONNX Runtime may use inside one operator. */

@@ -294,6 +294,7 @@ async function loadVersion(name: string, version: string, file: string, config: 
   const specs = deriveSpecs(
     session.inputMetadata as readonly OrtValueMetadata[],
     session.outputMetadata as readonly OrtValueMetadata[],
+    { unbatched: config.max_batch_size === 0 },
   );
   return {
     name,

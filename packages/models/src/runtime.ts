@@ -9,6 +9,23 @@ export interface RunResult {
 }
 
 /**
+ * A batched model's output whose first dimension is not the run's instances
+ * (NonZero's indices, a detector's boxes: a dynamic first dimension that is
+ * not the batch). Splitting it by instance would hand one job another's rows,
+ * or part of its own: the run fails instead, and a lone instance's job fails
+ * with this message.
+ */
+export class UnbatchedOutputError extends Error {
+  constructor(model: ModelVersion, output: string, rows: number, instances: number) {
+    super(
+      `output "${output}" of model ${model.name} v${model.version} has ${rows} rows for a run of ${instances} instance${instances === 1 ? '' : 's'}: ` +
+        'its first dimension is not the batch (serve such a model with "max_batch_size": 0 in its config.json, one job at a time)',
+    );
+    this.name = 'UnbatchedOutputError';
+  }
+}
+
+/**
  * One `InferenceSession.run` over already-stacked (or, for a model that is
  * not batched, whole) tensors. onnxruntime-node (1.30) runs it on the
  * calling thread (its promise only defers the call to the next turn), so
@@ -24,9 +41,12 @@ export async function runModel(model: ModelVersion, feeds: Record<string, Decode
   const results = await model.session.run(ortFeeds);
   const inferenceMs = performance.now() - started;
   const outputs: Record<string, DecodedTensor> = {};
+  // Stacked along the first dimension: every output must be too.
+  const instances = model.batched ? Object.values(feeds)[0]?.shape[0] : undefined;
   for (const spec of model.outputs) {
     const tensor = results[spec.name];
     if (!tensor) throw new Error(`model ${model.name} v${model.version} returned no output "${spec.name}"`);
+    if (instances !== undefined && tensor.dims[0] !== instances) throw new UnbatchedOutputError(model, spec.name, tensor.dims[0] ?? 0, instances);
     outputs[spec.name] = {
       datatype: DATATYPE_OF_ORT[tensor.type as OrtTensorType] as Exclude<Datatype, 'BYTES'>,
       shape: [...tensor.dims],

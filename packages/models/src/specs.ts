@@ -28,14 +28,16 @@ function toDatatype(meta: OrtValueMetadata): Datatype {
 
 /**
  * Derive the public TensorSpecs from the model itself. A model is batched
- * exactly when every input and output has a dynamic first dimension (docs/api.md);
- * its specs then leave that dimension out. Otherwise the specs are the full
- * shapes and the model runs one job at a time.
+ * exactly when every input and output has a dynamic first dimension (docs/api.md),
+ * unless its config says `max_batch_size: 0` (`unbatched`); its specs then
+ * leave that dimension out. Otherwise the specs are the full shapes and the
+ * model runs one job at a time.
  */
-export function deriveSpecs(inputs: readonly OrtValueMetadata[], outputs: readonly OrtValueMetadata[]): DerivedSpecs {
+export function deriveSpecs(inputs: readonly OrtValueMetadata[], outputs: readonly OrtValueMetadata[], options: { unbatched?: boolean } = {}): DerivedSpecs {
   const all = [...inputs, ...outputs];
   const full = (m: OrtValueMetadata): number[] => (m.shape ?? []).map(toDim);
-  const batched = all.length > 0 && all.every((m) => (m.shape?.length ?? 0) >= 1 && toDim(m.shape![0]!) === -1);
+  // (Symbolic names say nothing: exporters name the same batch axis differently on inputs and outputs.)
+  const batched = !options.unbatched && all.length > 0 && all.every((m) => (m.shape?.length ?? 0) >= 1 && toDim(m.shape![0]!) === -1);
   const spec = (m: OrtValueMetadata): TensorSpec => ({
     name: m.name,
     datatype: toDatatype(m),

@@ -1,4 +1,5 @@
 import { InferApiError, InferTimeoutError, type ProblemDetails } from './errors.js';
+import { jsonText } from './json-text.js';
 import { parseRetryAfter } from './retry-after.js';
 
 export interface TransportOptions {
@@ -113,7 +114,7 @@ export class Transport {
     let body: string | ReadableStream<Uint8Array> | undefined;
     if (options.json !== undefined) {
       headers['content-type'] = 'application/json';
-      body = JSON.stringify(options.json);
+      body = jsonText(options.json);
     } else if (options.stream) {
       headers['content-type'] = options.stream.contentType;
       body = options.stream.body;

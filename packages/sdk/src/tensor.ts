@@ -24,13 +24,77 @@ const ARRAY_OF: Record<Exclude<Datatype, 'BYTES'>, { new (length: number): Array
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
+/** The values each integer datatype holds: the API refuses others (422), so the SDK never wraps one into range. */
+const INTEGER_RANGE: Partial<Record<Datatype, readonly [bigint, bigint]>> = {
+  UINT8: [0n, 255n],
+  INT8: [-128n, 127n],
+  UINT16: [0n, 65535n],
+  INT16: [-32768n, 32767n],
+  UINT32: [0n, 4294967295n],
+  INT32: [-2147483648n, 2147483647n],
+  UINT64: [0n, 18446744073709551615n],
+  INT64: [-9223372036854775808n, 9223372036854775807n],
+};
+
+/** One value as its datatype holds it, or a TypeError: a value is sent exactly or not at all. */
+function convert(datatype: Exclude<Datatype, 'BYTES'>, v: number | bigint | boolean, at: number): number | bigint {
+  if (datatype === 'BOOL') {
+    if (v === true || v === 1) return 1;
+    if (v === false || v === 0) return 0;
+    throw new TypeError(`BOOL values are true, false, 1 or 0; value ${at} is ${String(v)}`);
+  }
+  if (datatype === 'FP32' || datatype === 'FP64' || datatype === 'FP16') {
+    if (typeof v !== 'number') throw new TypeError(`${datatype} values are numbers; value ${at} is ${typeof v}`);
+    return datatype === 'FP16' ? halfBits(v) : v;
+  }
+  const [min, max] = INTEGER_RANGE[datatype]!;
+  const n = typeof v === 'bigint' ? v : typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : undefined;
+  if (n === undefined || n < min || n > max) {
+    throw new TypeError(`${datatype} holds integers from ${min} to ${max}; value ${at} is ${String(v)}${typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v) ? ' (past 2^53: pass a bigint)' : ''}`);
+  }
+  return datatype === 'INT64' || datatype === 'UINT64' ? n : Number(n);
+}
+
+/** Round half to even: IEEE 754's default, what a float-to-half conversion does. */
+function roundHalfEven(x: number): number {
+  const f = Math.floor(x);
+  const d = x - f;
+  return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+}
+
+/** A number's IEEE 754 half-precision bits, rounded to nearest even from the double (no float32 step, which could round twice). */
+export function halfBits(v: number): number {
+  if (Number.isNaN(v)) return 0x7e00;
+  const sign = v < 0 || Object.is(v, -0) ? 0x8000 : 0;
+  const a = Math.abs(v);
+  // 65520 is halfway between the largest half (65504) and the next step, which is infinity.
+  if (a >= 65520) return sign | 0x7c00;
+  // Subnormal (or zero): multiples of 2^-24; 1024 of them is the smallest normal, which the bits carry over to.
+  if (a < 2 ** -14) return sign | roundHalfEven(a * 2 ** 24);
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  let mantissa = roundHalfEven((a / 2 ** e - 1) * 1024);
+  if (mantissa === 1024) {
+    mantissa = 0;
+    e++;
+  }
+  if (e > 15) return sign | 0x7c00;
+  return sign | ((e + 15) << 10) | mantissa;
+}
+
 /**
  * A tensor in the `{datatype, shape, b64}` form, the fast path for large
  * inputs (no JSON number parsing on the server).
  *
  * `values` is ideally the datatype's own typed array (Float32Array for FP32,
- * BigInt64Array for INT64, …), whose bytes are taken as they are; any other
- * array of numbers is converted first.
+ * BigInt64Array for INT64, a Uint16Array of raw bits for FP16, …), whose
+ * bytes are taken as they are. Any other array is converted value by value,
+ * exactly or not at all: an integer out of its datatype's range, a fraction
+ * for an integer type, or a 64-bit integer past 2^53 given as a number (pass
+ * a bigint) throws a TypeError, as the API would refuse the same value in a
+ * nested array (422); FP16 numbers are rounded to half precision (to nearest
+ * even), as Float32Array rounds FP32 ones.
  *
  * @example tensorB64('FP32', [64], new Float32Array(64).fill(0.5))
  */
@@ -47,11 +111,7 @@ export function tensorB64(datatype: Datatype, shape: readonly number[], values: 
   } else {
     const source = values as ArrayLike<number | bigint | boolean>;
     const converted = new Ctor(source.length);
-    const big = Ctor === BigInt64Array || Ctor === BigUint64Array;
-    for (let i = 0; i < source.length; i++) {
-      const v = source[i]!;
-      converted[i] = big ? BigInt(v) : Number(v);
-    }
+    for (let i = 0; i < source.length; i++) converted[i] = convert(datatype, source[i]!, i);
     typed = converted;
   }
   if (typed.length !== count) {
