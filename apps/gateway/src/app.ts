@@ -112,7 +112,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   // Batch uploads step aside while this gateway serves interactive requests,
   // counted from the moment one arrives (before auth and rate limiting).
   const interactive = new InteractiveRequests();
-  const handlers = new JobHandlers(jobs, metrics, { maxBodyBytes: config.maxBodyBytes, maxWaitMs: config.maxWaitMs });
+  const handlers = new JobHandlers(jobs, metrics, { maxBodyBytes: config.maxBodyBytes, maxWaitMs: config.maxWaitMs, interactive });
   mountJobRoutes(app, handlers, [interactive.track, ...guard], config.maxBodyBytes, deps.tracing);
   const dispatch = jobDispatch({
     handlers,

@@ -257,10 +257,13 @@ export class BatchStore {
       }
     };
     fill();
-    while (ahead.length > 0) {
+    for (let i = 0; ahead.length > 0; i++) {
       const buf = await ahead.shift()!;
+      // Every chunk of an ended batch has its results, or its manifest: neither means its keys expired
+      // while the file was being read. A file cut short must not end as if whole: the transfer fails.
+      if (!buf) throw new Error(`batch ${record.id}: chunk ${i} of its results is gone (the batch expired while they were read)`);
       fill();
-      if (buf) yield buf;
+      yield buf;
     }
   }
 

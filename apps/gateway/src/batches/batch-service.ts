@@ -1,5 +1,6 @@
 import { v4 as uuidv4 } from 'uuid';
 import {
+  ABANDONED_UPLOAD_MS,
   isBatchEnded,
   type Batch,
   type BatchList,
@@ -166,10 +167,7 @@ export class BatchService {
       if (live) await this.deps.store.seal(id, this.now());
     } catch (err) {
       await writing;
-      if (created) await this.abandon(id, tenant, model, chunks);
-      await this.deps.openBatches?.release(tenant, id).catch((e: unknown) => {
-        this.deps.logger.warn({ batch: id, err: (e as Error).message }, 'could not release an open-batch slot; it is pruned later');
-      });
+      await this.abandon(id, tenant, model, created ? chunks : 0);
       throw err;
     }
     return toBatch(await this.read(tenant, id));
@@ -224,13 +222,42 @@ export class BatchService {
     return notFound('batch_not_found', `No batch with id "${id}"`);
   }
 
-  /** Best effort: the keys expire anyway, and a worker skips chunks of a batch that is gone. */
+  /**
+   * Forget an upload that failed: its batch (records, chunks queued) and its
+   * open-batch slot, as if it had never been sent; the client was told to
+   * send it again. When Redis is what failed, the first try fails too: it is
+   * tried again in the background until Redis answers (within
+   * ABANDONED_UPLOAD_MS; after that the workers' sweep discards what is
+   * left), so the batch does not come back with Redis, holding the slot its
+   * retry needs. Workers skip chunks of a batch that is gone.
+   */
   private async abandon(id: string, tenant: string, model: ModelVersion, chunks: number): Promise<void> {
+    const attempt = async (): Promise<void> => {
+      if (chunks > 0) {
+        await this.deps.store.discard(id, tenant);
+        await this.deps.queues.removeChunks(model.name, model.version, id, chunks);
+      }
+      await this.deps.openBatches?.release(tenant, id);
+    };
     try {
-      await this.deps.store.discard(id, tenant);
-      await this.deps.queues.removeChunks(model.name, model.version, id, chunks);
+      await attempt();
+      return;
     } catch (err) {
-      this.deps.logger.warn({ batch: id, err: (err as Error).message }, 'could not clean up an abandoned upload');
+      this.deps.logger.warn({ batch: id, err: (err as Error).message }, 'could not clean up an abandoned upload yet; trying again in the background');
     }
+    const giveUpAt = this.now() + ABANDONED_UPLOAD_MS;
+    const retry = (delayMs: number) => {
+      const timer = setTimeout(() => {
+        attempt().then(
+          () => this.deps.logger.info({ batch: id }, 'cleaned up an abandoned upload'),
+          () => {
+            if (this.now() + delayMs < giveUpAt) retry(Math.min(delayMs * 2, 30_000));
+          },
+        );
+      }, delayMs);
+      // A gateway that stops leaves the rest to the workers' sweep.
+      timer.unref();
+    };
+    retry(1000);
   }
 }

@@ -11,6 +11,8 @@ import type { RequestHandler } from 'express';
 export class InteractiveRequests {
   private inFlight = 0;
   private waiters: Array<() => void> = [];
+  /** How each counted request stops counting (once): its answer, or parking. */
+  private readonly leave = new WeakMap<ServerResponse, () => void>();
 
   /** Middleware for the interactive routes. */
   readonly track: RequestHandler = (_req, res, next) => {
@@ -18,7 +20,7 @@ export class InteractiveRequests {
     next();
   };
 
-  /** Count a request in flight until its response is finished or closed. */
+  /** Count a request in flight until its response is finished or closed, or it is parked. */
   count(res: ServerResponse): void {
     this.inFlight++;
     let ended = false;
@@ -30,8 +32,20 @@ export class InteractiveRequests {
       this.waiters = [];
       for (const wake of waiters) wake();
     };
+    this.leave.set(res, end);
     res.once('finish', end);
     res.once('close', end);
+  }
+
+  /**
+   * The request now only waits for its job to end (`Prefer: wait`, a long
+   * poll), for up to a minute, using nothing meanwhile: it stops counting,
+   * or one parked poll would hold every upload in this gateway to a crawl.
+   * What is left when its job ends (an answer written) is too small to
+   * count again.
+   */
+  park(res: ServerResponse): void {
+    this.leave.get(res)?.();
   }
 
   get busy(): boolean {

@@ -87,7 +87,14 @@ export function batchRoutes(service: BatchService, options: BatchRoutesOptions):
     // The coding is checked before the query: a 415 says so whatever else is wrong.
     const coding = contentCoding(req.headers['content-encoding']);
     const prepared = service.prepare(parseUploadQuery(req.query));
-    accepted(res, await service.submitLines(tenantOf(req), prepared, decodedBody(req, coding), options.maxBodyBytes));
+    try {
+      accepted(res, await service.submitLines(tenantOf(req), prepared, decodedBody(req, coding), options.maxBodyBytes));
+    } catch (err) {
+      // Failed with the body half read (Redis went away mid-upload): the rest is not worth reading, and a
+      // keep-alive connection left paused mid-body would never be idle (a shutdown would wait for it).
+      if (!req.complete) res.setHeader('connection', 'close');
+      throw err;
+    }
   });
 
   router.post('/', json, async (req, res) => {

@@ -21,17 +21,22 @@ import type { GatewayMetrics } from '../metrics.js';
 export interface JobRoutesOptions {
   maxBodyBytes: number;
   maxWaitMs: number;
+  /** Told when a request parks to wait for its job, so uploads stop yielding to it (InteractiveRequests). */
+  interactive?: Pick<InteractiveRequests, 'park'>;
 }
 
 /**
- * Call `then` if the client goes away before its answer is sent, to drop its
+ * Called as a request parks to wait for its job (after the job is written
+ * or read): it stops counting as interactive work (`interactive.park`), and
+ * `then` runs if the client goes away before its answer is sent, to drop its
  * waiter. ('close' also fires after a normal response; a plain callback,
- * not an AbortSignal: one of those per request is a measurable cost.) The
- * hook is set after the job is written or read, so a client that sent its
- * request and left at once is gone already: then now, as 'close' has fired.
+ * not an AbortSignal: one of those per request is a measurable cost.) A
+ * client that sent its request and left at once is gone already: then now,
+ * as 'close' has fired.
  */
-function clientGone(res: ServerResponse): (then: () => void) => void {
+function clientGone(res: ServerResponse, interactive?: Pick<InteractiveRequests, 'park'>): (then: () => void) => void {
   return (then) => {
+    interactive?.park(res);
     if (res.destroyed) {
       if (!res.writableFinished) then();
       return;
@@ -94,7 +99,7 @@ export class JobHandlers {
     const job = await this.service.submit(tenant, parsed, {
       waitMs,
       cancelAfterMs: cancelAfterMs(req.headers['cancel-after']),
-      onGone: waitMs ? clientGone(res) : undefined,
+      onGone: waitMs ? clientGone(res, this.options.interactive) : undefined,
       idempotencyKey: idempotencyKeyOf(req),
       trace,
     });
@@ -107,7 +112,7 @@ export class JobHandlers {
 
   async get(req: IncomingMessage, res: ServerResponse, tenant: string, id: string): Promise<void> {
     const waitMs = preferWaitMs(req.headers.prefer, this.options.maxWaitMs);
-    const job = await this.service.get(tenant, id, waitMs, waitMs ? clientGone(res) : undefined);
+    const job = await this.service.get(tenant, id, waitMs, waitMs ? clientGone(res, this.options.interactive) : undefined);
     sendJob(res, 200, job, waitApplied(waitMs));
   }
 
