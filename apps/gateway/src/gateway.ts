@@ -63,7 +63,9 @@ export async function createGateway(
     commandTimeout: 5000,
     lazyConnect: true,
   };
-  const redis = new Redis(config.redisUrl, { ...redisOptions, enableAutoPipelining: true });
+  // A command whose connection dropped is not sent again after the reconnect: Redis may have run it (an
+  // enqueue twice would count its jobs twice). It fails instead (503), as any command while Redis is away.
+  const redis = new Redis(config.redisUrl, { ...redisOptions, enableAutoPipelining: true, autoResendUnfulfilledCommands: false });
   const bullConnection = new Redis(config.redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
   const subscriber = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: null });
   for (const conn of [redis, bullConnection, subscriber]) {
@@ -76,7 +78,7 @@ export async function createGateway(
 
   const store = new JobStore(redis, { prefix: config.queuePrefix, resultTtlMs: config.resultTtlMs });
   const metrics = options.metrics === false ? GatewayMetrics.off() : new GatewayMetrics();
-  const waiters = new JobWaiters(subscriber, config.queuePrefix);
+  const waiters = new JobWaiters(subscriber, config.queuePrefix, redis);
   await waiters.start();
   const writer = new EnvelopeWriter({
     redis,

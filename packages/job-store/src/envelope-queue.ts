@@ -28,7 +28,8 @@ export interface NewEnvelope {
 }
 
 export type EnqueueOutcome =
-  | { accepted: true; queued: number }
+  /** `tenants`: with TENANT_MAX_QUEUED, each tenant of the envelope and its instances queued here now. */
+  | { accepted: true; queued: number; tenants: Map<string, number> }
   /** Over MAX_QUEUE_DEPTH: `queued` is the queue's count; nothing was written. */
   | { accepted: false; over: 'depth'; queued: number }
   /** A tenant over TENANT_MAX_QUEUED: its count in this queue; nothing was written. */
@@ -105,7 +106,11 @@ export class EnvelopeQueue {
       ...deadlines,
       ...e.data.jobs.map((j) => j.id),
     );
-    if (reply[0] === 1) return { accepted: true, queued: Number(reply[1]) };
+    if (reply[0] === 1) {
+      const tenants = new Map<string, number>();
+      for (let i = 2; i + 1 < reply.length; i += 2) tenants.set(String(reply[i]), Number(reply[i + 1]));
+      return { accepted: true, queued: Number(reply[1]), tenants };
+    }
     if (reply[0] === 0) return { accepted: false, over: 'depth', queued: Number(reply[1]) };
     if (reply[0] === -2) return { accepted: false, over: 'closed' };
     return { accepted: false, over: 'tenant', tenant: String(reply[1]), queued: Number(reply[2]) };

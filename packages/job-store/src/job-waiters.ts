@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { keys } from '@infer/contract';
+import { jobKeys, keys } from '@infer/contract';
 
 /**
  * Lets requests wait for a job to end without polling. Each gateway has a
@@ -12,18 +12,23 @@ import { keys } from '@infer/contract';
  *
  * A waiter must be registered BEFORE the job can end (before the enqueue,
  * or in the same step as the read), so an end cannot slip between. Pub/sub
- * can still drop a message (the connection blips), so callers read the job
- * again when a wait times out.
+ * drops what is sent while the subscriber is reconnecting: once it is
+ * subscribed again, the jobs still waited for are read (`commands`), and
+ * those that ended meanwhile are delivered from their records. Callers read
+ * the job again when a wait times out all the same.
  */
 export class JobWaiters {
   /** This gateway's channel: where workers send the records its requests wait for. */
   readonly channel: string;
   private readonly waiters = new Map<string, Set<(record?: Buffer) => void>>();
   private started: Promise<void> | undefined;
+  private closed = false;
 
   constructor(
     private readonly subscriber: Redis,
-    prefix: string,
+    private readonly prefix: string,
+    /** A command connection, to read the records of jobs that ended while the subscriber was away. */
+    private readonly commands?: Redis,
   ) {
     this.channel = keys(prefix).gatewayChannel(randomBytes(9).toString('base64url'));
   }
@@ -34,8 +39,40 @@ export class JobWaiters {
         if (channel.toString() === this.channel) this.deliver(message);
       });
       await this.subscriber.subscribe(this.channel);
+      // Every 'ready' after the first is a reconnect (ioredis subscribes again by itself).
+      this.subscriber.on('ready', () => void this.caughtUp());
     })();
     return this.started;
+  }
+
+  /**
+   * After a reconnect: subscribed again (confirmed, so an end from now on
+   * is sent here), read the records of the jobs still waited for, and
+   * deliver those that ended while nothing was listening.
+   */
+  private async caughtUp(): Promise<void> {
+    if (!this.commands || this.closed) return;
+    try {
+      await this.subscriber.subscribe(this.channel);
+      const ids = [...this.waiters.keys()];
+      for (let from = 0; from < ids.length; from += 500) {
+        const slice = ids.slice(from, from + 500);
+        const records = await Promise.all(slice.map((id) => this.commands!.getBuffer(jobKeys(this.prefix, id).record)));
+        slice.forEach((id, i) => {
+          const record = records[i];
+          if (record) this.wake(id, record);
+        });
+      }
+    } catch {
+      // Redis went again: the next reconnect looks again, and every wait still ends by its timeout.
+    }
+  }
+
+  private wake(id: string, record: Buffer): void {
+    const set = this.waiters.get(id);
+    if (!set) return;
+    this.waiters.delete(id);
+    for (const wake of set) wake(record);
   }
 
   /** A message is frames of "<job id> <record length>\n<record>". */
@@ -49,10 +86,7 @@ export class JobWaiters {
       const length = Number(message.toString('latin1', space + 1, newline));
       const record = message.subarray(newline + 1, newline + 1 + length);
       at = newline + 1 + length;
-      const set = this.waiters.get(id);
-      if (!set) continue;
-      this.waiters.delete(id);
-      for (const wake of set) wake(record);
+      this.wake(id, record);
     }
   }
 
@@ -62,6 +96,8 @@ export class JobWaiters {
    * called (the client went away).
    */
   register(id: string, timeoutMs: number): { promise: Promise<Buffer | undefined>; cancel: () => void } {
+    // A closing gateway has woken every waiter and waits for their answers: one registered now must not hold it.
+    if (this.closed) return { promise: Promise.resolve(undefined), cancel: () => undefined };
     let wake!: (record?: Buffer) => void;
     const promise = new Promise<Buffer | undefined>((resolve) => (wake = resolve));
     const timer = setTimeout(() => done(), timeoutMs);
@@ -85,7 +121,9 @@ export class JobWaiters {
     return n;
   }
 
+  /** Wake every waiter (each request then reads its job and answers), and let later ones wait for nothing. */
   async close(): Promise<void> {
+    this.closed = true;
     for (const set of this.waiters.values()) for (const wake of set) wake();
     this.waiters.clear();
   }

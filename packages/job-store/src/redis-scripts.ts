@@ -5,7 +5,7 @@ export type Arg = string | number | Buffer;
 
 /** The scripts as commands of a connection (ioredis sends each by EVALSHA, falling back to EVAL once). */
 export type ScriptRedis = Redis & {
-  inferEnqueue(...args: Arg[]): Promise<[number, number | string, number?]>;
+  inferEnqueue(...args: Arg[]): Promise<Array<number | string>>;
   inferFetchBuffer(...args: Arg[]): Promise<unknown[]>;
   inferFinish(...args: Arg[]): Promise<number[]>;
   inferReadBuffer(...args: Arg[]): Promise<unknown[]>;

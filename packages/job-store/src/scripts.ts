@@ -67,7 +67,7 @@ local function frame(id, record) return id .. ' ' .. #record .. '\\n' .. record 
  * ARGV[7] data (JSON), ARGV[8] input bytes,
  * ARGV[9] TENANT_MAX_QUEUED (0: none, and tenants are not counted), ARGV[10] T, then T × (tenant, its instances here,
  * its instances queued in the other queues), then D, then D × (job id, deadline), then the job ids.
- * Returns {1, queued after}; or, writing nothing, {0, queued} when the envelope does not fit under
+ * Returns {1, queued after, then with TENANT_MAX_QUEUED each tenant of it and its count here after}; or, writing nothing, {0, queued} when the envelope does not fit under
  * MAX_QUEUE_DEPTH, {-1, tenant, that tenant's queued here} when a tenant's jobs would pass its cap,
  * {-2} when the queue is closed.
  */
@@ -96,7 +96,11 @@ if limit > 0 and queued + tonumber(ARGV[5]) > limit then
   redis.call('DECRBY', KEYS[3], n)
   return {0, queued - n}
 end
-for k = 1, #tq, 2 do redis.call('HINCRBY', KEYS[6], tq[k], tq[k + 1]) end
+local out = {1, queued}
+for k = 1, #tq, 2 do
+  out[#out + 1] = tq[k]
+  out[#out + 1] = redis.call('HINCRBY', KEYS[6], tq[k], tq[k + 1])
+end
 local fields = {'name', 'envelope', 'data', ARGV[7], 'opts', '{}', 'timestamp', ARGV[6], 'delay', 0, 'priority', 0, 'n', n, 'in', ARGV[8]}
 if #tq > 0 then
   fields[#fields + 1] = 'tq'
@@ -117,7 +121,7 @@ end
 inSlices('HSET', KEYS[4], index)
 redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], 0, '0')
-return {1, queued}
+return out
 `;
 
 /**

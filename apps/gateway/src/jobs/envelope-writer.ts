@@ -118,10 +118,8 @@ export class EnvelopeWriter {
         const outcome = await queue.enqueue(this.envelope(model, queue, remaining, elsewhere));
         if (outcome.accepted) {
           this.depth.set(queue.keys.queued, outcome.queued);
-          if (this.options.tenantMaxQueued) {
-            const counts = this.tenantOf(queue);
-            for (const p of remaining) counts.set(p.job.tenant, (counts.get(p.job.tenant) ?? 0) + 1);
-          }
+          // Each tenant's count here as the script left it: every gateway's jobs in it, not only this one's.
+          if (this.options.tenantMaxQueued) for (const [tenant, n] of outcome.tenants) this.tenantOf(queue).set(tenant, n);
           this.options.onEnvelope?.(model, remaining.length);
           for (const p of remaining) p.done();
           return;

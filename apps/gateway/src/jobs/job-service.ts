@@ -136,7 +136,10 @@ export class JobService {
         enqueue.end();
       }
       waiter?.cancel();
-      if (idempotencyKey) await store.releaseIdempotencyKey(tenant, idempotencyKey, id).catch(() => undefined);
+      // Only a refusal (queue full, over the tenant's cap, version unloading: AppErrors) says nothing was
+      // written. A Redis error may come after the enqueue ran (a timeout, a dropped reply): the key keeps
+      // its claim, so a retry replays the job if it was written (and takes the key over once the claim is stale).
+      if (idempotencyKey && err instanceof AppError) await store.releaseIdempotencyKey(tenant, idempotencyKey, id).catch(() => undefined);
       throw err;
     }
     const base = { id, model: model.name, version: model.version, replayed: false };
