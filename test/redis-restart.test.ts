@@ -30,7 +30,8 @@ describe('Redis killed and restarted', function () {
     const res = await p.api('/v1/jobs', { method: 'POST', body });
     expect(res.status).to.equal(202);
     const { id } = (await res.json()) as Job;
-    const longPoll = p.api(`/v1/jobs/${id}`, { headers: { prefer: 'wait=25' } });
+    // The longest wait: it must span the outage, the probes and the restart, however slow a loaded machine makes them.
+    const longPoll = p.api(`/v1/jobs/${id}`, { headers: { prefer: 'wait=60' } });
     // Registered on the envelope before Redis goes.
     await waitUntil(() => p.gateway.waiters.size > 0, 5000, 'the long poll to be registered');
     await redis.stop();
