@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import type { Job } from '@infer/contract';
+import { interactiveKeys, type Job } from '@infer/contract';
+import { Redis } from 'ioredis';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
 import { OwnRedis } from './helpers/redis-server.js';
 import { waitUntil } from './helpers/wait.js';
@@ -13,12 +14,16 @@ describe('Redis killed and restarted', function () {
   let redis: OwnRedis;
   let dir: string;
   let p: TestPlatform;
+  /** The test's own look at Redis. */
+  let watcherRedis: Redis;
   before(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'rf-redis-'));
     redis = await OwnRedis.start(['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir]);
     p = await startPlatform({ redisUrl: redis.url, worker: false });
+    watcherRedis = new Redis(redis.url, { maxRetriesPerRequest: null });
   });
   after(async () => {
+    watcherRedis?.disconnect();
     await p?.close().catch(() => undefined);
     await redis?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -32,8 +37,10 @@ describe('Redis killed and restarted', function () {
     const { id } = (await res.json()) as Job;
     // The longest wait: it must span the outage, the probes and the restart, however slow a loaded machine makes them.
     const longPoll = p.api(`/v1/jobs/${id}`, { headers: { prefer: 'wait=60' } });
-    // Registered on the envelope before Redis goes.
-    await waitUntil(() => p.gateway.waiters.size > 0, 5000, 'the long poll to be registered');
+    // Registered on the envelope before Redis goes (its read done: one cut mid-way answers 503, as any command then).
+    const k = interactiveKeys(p.prefix, 'mlp', p.gateway.models.resolve('mlp').version);
+    const envelope = await waitUntil(async () => (await watcherRedis.lrange(k.wait, 0, -1))[0], 5000, 'the job to be queued');
+    await waitUntil(async () => ((await watcherRedis.hget(k.base + envelope, 'w')) ?? '').includes(id), 5000, 'the long poll to be registered');
     await redis.stop();
     const answers: Record<string, { status: number; type: string; ms: number }> = {};
     const probe = async (name: string, pathname: string, init: RequestInit = {}) => {
