@@ -66,22 +66,25 @@ export async function createGateway(
   // A command whose connection dropped is not sent again after the reconnect: Redis may have run it (an
   // enqueue twice would count its jobs twice). It fails instead (503), as any command while Redis is away.
   const redis = new Redis(config.redisUrl, { ...redisOptions, enableAutoPipelining: true, autoResendUnfulfilledCommands: false });
+  // Envelopes on a connection of their own, without auto-pipelining: one write a turn at most anyway, and
+  // the auto-pipeline would copy each (a job's inputs: 100 KB for an image) once more into its batch.
+  const envelopeConnection = new Redis(config.redisUrl, { ...redisOptions, autoResendUnfulfilledCommands: false });
   const bullConnection = new Redis(config.redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
   const subscriber = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: null });
-  for (const conn of [redis, bullConnection, subscriber]) {
+  for (const conn of [redis, envelopeConnection, bullConnection, subscriber]) {
     conn.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   }
   const ownModels = !options.models;
   // A gateway only validates against the models' specs: sessions it never runs, quick to build.
   const models = options.models ?? (await ModelRepository.load(config.modelRepository, { purpose: 'describe' }));
-  await Promise.all([redis.connect(), bullConnection.connect(), subscriber.connect()]);
+  await Promise.all([redis.connect(), envelopeConnection.connect(), bullConnection.connect(), subscriber.connect()]);
 
   const store = new JobStore(redis, { prefix: config.queuePrefix, resultTtlMs: config.resultTtlMs });
   const metrics = options.metrics === false ? GatewayMetrics.off() : new GatewayMetrics();
   const waiters = new JobWaiters(subscriber, config.queuePrefix, redis);
   await waiters.start();
   const writer = new EnvelopeWriter({
-    redis,
+    redis: envelopeConnection,
     prefix: config.queuePrefix,
     resultTtlMs: config.resultTtlMs,
     maxQueueDepth: config.maxQueueDepth,
@@ -168,7 +171,7 @@ export async function createGateway(
           () => dashboard.close(),
           () => parseThread?.close(),
           () => webhookEvents.close(),
-          ...[redis, bullConnection, subscriber].map((conn) => () => letGo(conn)),
+          ...[redis, envelopeConnection, bullConnection, subscriber].map((conn) => () => letGo(conn)),
           async () => {
             if (ownModels) await models.close();
           },
