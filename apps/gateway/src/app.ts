@@ -113,7 +113,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   // counted from the moment one arrives (before auth and rate limiting).
   const interactive = new InteractiveRequests();
   const handlers = new JobHandlers(jobs, metrics, { maxBodyBytes: config.maxBodyBytes, maxWaitMs: config.maxWaitMs, interactive });
-  mountJobRoutes(app, handlers, [interactive.track, ...guard], config.maxBodyBytes, deps.tracing);
+  mountJobRoutes(app, handlers, guard, config.maxBodyBytes, deps.tracing, interactive);
   const dispatch = jobDispatch({
     handlers,
     apiKeyDigests: config.apiKeyDigests,

@@ -89,8 +89,8 @@ function decodeTyped(
 }
 
 function decodeNested(value: unknown, spec: TensorSpec, datatype: Exclude<Datatype, 'BYTES'>, label: string): DecodedTensor {
-  // Infer the shape from the first element at each depth, then check every
-  // element while copying, so a ragged array is caught without a second pass.
+  // Infer the shape from the first element at each depth, check that every
+  // row has it, then copy every element (checking each value on the way).
   const shape: number[] = [];
   let probe: unknown = value;
   while (Array.isArray(probe)) {
@@ -102,6 +102,16 @@ function decodeNested(value: unknown, spec: TensorSpec, datatype: Exclude<Dataty
     const what = shape.length === 0 && typeof value !== 'number' && typeof value !== 'boolean' ? 'a value that is not a tensor' : `shape ${formatShape(shape)}`;
     throw invalidInput(`${label}: ${what} does not match the model's ${formatShape(spec.shape)}`);
   }
+  // Rectangular first, then allocated: a small ragged body may claim a huge shape by its first rows
+  // ([[40,000 items], [1], …] as 3 × 40,000 × 40,000), which must be a 422, not gigabytes allocated.
+  // (This looks at the arrays only, not at the values.)
+  const ragged = (depth: number) => invalidInput(`${label}: ragged nested array (every row at depth ${depth} must have ${shape[depth]} items)`);
+  const rectangular = (node: unknown, depth: number): void => {
+    if (!Array.isArray(node) || node.length !== shape[depth]) throw ragged(depth);
+    if (depth + 1 < shape.length) for (const child of node) rectangular(child, depth + 1);
+  };
+  if (shape.length > 0) rectangular(value, 0);
+  if (exceedsElementLimit(shape)) throw invalidInput(`${label}: more than ${MAX_TENSOR_ELEMENTS} elements`);
   const out = allocate(datatype, elementCount(shape));
   let next = 0;
   const walk = (node: unknown, depth: number): void => {
@@ -109,10 +119,7 @@ function decodeNested(value: unknown, spec: TensorSpec, datatype: Exclude<Dataty
       writeValue(out, next++, node, datatype, label);
       return;
     }
-    if (!Array.isArray(node) || node.length !== shape[depth]) {
-      throw invalidInput(`${label}: ragged nested array (every row at depth ${depth} must have ${shape[depth]} items)`);
-    }
-    for (const child of node) walk(child, depth + 1);
+    for (const child of node as unknown[]) walk(child, depth + 1);
   };
   walk(value, 0);
   return { datatype, shape, data: out };

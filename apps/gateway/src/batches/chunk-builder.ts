@@ -158,7 +158,9 @@ export class ChunkBuilder {
         }
       }
     } catch (err) {
-      if (!isAppError(err)) throw err;
+      // Whatever one item does (a RangeError from an allocation it asked for included), it fails alone:
+      // the batch's other items still run.
+      if (!isAppError(err)) return this.fail(offset, customId, 'invalid_input', `${label}: could not be read (${(err as Error).message})`);
       return this.fail(offset, customId, err.code, err.message);
     }
     this.rows++;

@@ -129,13 +129,15 @@ export class JobHandlers {
  * not plain id characters (percent-encoded, too long), which Express
  * decodes (and answers 400 when their percent-encoding is malformed).
  */
-export function mountJobRoutes(app: Express, handlers: JobHandlers, guard: RequestHandler[], maxBodyBytes: number, tracing?: Tracing): void {
+export function mountJobRoutes(app: Express, handlers: JobHandlers, guard: RequestHandler[], maxBodyBytes: number, tracing?: Tracing, interactive?: InteractiveRequests): void {
   const id = (req: Request) => String(req.params.id);
   // The request's SERVER span (traceExpressRequests) is the active context here: the jobs' traces start under it.
   const trace = tracing?.enabled ? () => tracing.bullmq!.contextManager.active() : () => undefined;
-  app.post('/v1/jobs', ...guard, jsonBody(maxBodyBytes), (req, res) => handlers.submit(req, res, tenantOf(req), req.body, req.liftedBase64, trace()));
-  app.get('/v1/jobs/:id', ...guard, (req, res) => handlers.get(req, res, tenantOf(req), id(req)));
-  app.post('/v1/jobs/:id/cancel', ...guard, (req, res) => handlers.cancel(req, res, tenantOf(req), id(req)));
+  // Counted as interactive work once the request is whole (a submit: after its body), as the dispatch does.
+  const track: RequestHandler[] = interactive ? [interactive.track] : [];
+  app.post('/v1/jobs', ...guard, jsonBody(maxBodyBytes), ...track, (req, res) => handlers.submit(req, res, tenantOf(req), req.body, req.liftedBase64, trace()));
+  app.get('/v1/jobs/:id', ...track, ...guard, (req, res) => handlers.get(req, res, tenantOf(req), id(req)));
+  app.post('/v1/jobs/:id/cancel', ...track, ...guard, (req, res) => handlers.cancel(req, res, tenantOf(req), id(req)));
 }
 
 export interface JobDispatchDeps {
@@ -193,7 +195,9 @@ export function jobDispatch(deps: JobDispatchDeps): (req: IncomingMessage, res: 
 
 function serve(deps: JobDispatchDeps, req: IncomingMessage, res: ServerResponse, route: string, id: string): void {
   deps.metrics.timeRequest(req, res, route);
-  deps.interactive.count(res);
+  // Interactive work from when it has a whole request (a submit: once its body is read; a body that
+  // trickles in costs this gateway nothing meanwhile, and must not hold its uploads back).
+  if (route !== '/v1/jobs') deps.interactive.count(res);
   const trace = deps.tracing?.enabled ? startRequestSpan(deps.tracing, req, res, route) : undefined;
   const run = async (): Promise<void> => {
     const who = authenticate(req.headers.authorization, deps.apiKeyDigests);
@@ -202,6 +206,7 @@ function serve(deps: JobDispatchDeps, req: IncomingMessage, res: ServerResponse,
     if (limited) throw limited;
     if (route === '/v1/jobs') {
       const { value, lifted } = await readJsonBody(req, deps.maxBodyBytes);
+      deps.interactive.count(res);
       return deps.handlers.submit(req, res, who.tenant, value, lifted, trace);
     }
     if (route === '/v1/jobs/:id') return deps.handlers.get(req, res, who.tenant, id);
