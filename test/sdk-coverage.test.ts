@@ -20,27 +20,11 @@ import {
   InferClient,
   isWebhookDeliveryEnded,
   type Job,
-  type WebhookAttempt,
   type WebhookDelivery,
   type WebhookEvent,
-  type WebhookEventType,
 } from '@infer/sdk';
-import type {
-  WebhookAttempt as ServerWebhookAttempt,
-  WebhookDelivery as ServerWebhookDelivery,
-  WebhookEventType as ServerWebhookEventType,
-} from '@infer/webhooks';
 import { OTHER_TENANT_KEY, startPlatform, TEST_KEY, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
-
-// The SDK writes the delivery log's types out (it must not depend on @infer/webhooks, which brings
-// Redis with it): these lines stop compiling (`npx tsc -b`) the day the two drift apart.
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const typesAgree: [Same<WebhookDelivery, ServerWebhookDelivery>, Same<WebhookAttempt, ServerWebhookAttempt>, Same<WebhookEventType, ServerWebhookEventType>] = [
-  true,
-  true,
-  true,
-];
 
 const features = (seed: number) => Array.from({ length: 64 }, (_, i) => Math.cos(i * 0.3 + seed));
 
@@ -136,7 +120,6 @@ describe('sdk coverage: every /v1 route, Cancel-After and webhook deliveries (re
   });
 
   it('has an SDK call for every /v1 route of the OpenAPI document the gateway serves', async () => {
-    expect(typesAgree).to.deep.equal([true, true, true]);
     const res = await fetch(`${p.baseUrl}/openapi.json`);
     expect(res.status).to.equal(200);
     const doc = (await res.json()) as { paths: Record<string, Record<string, unknown>> };

@@ -6,3 +6,4 @@ export * from './batch.js';
 export * from './queues.js';
 export * from './lifecycle.js';
 export * from './json-object.js';
+export * from './webhook-delivery.js';

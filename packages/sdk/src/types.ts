@@ -97,60 +97,9 @@ export interface ModelEventList {
 
 // --- webhooks ---------------------------------------------------------------
 //
-// The delivery log's shapes are the server's (@infer/webhooks, which the SDK
-// must not depend on: it brings Redis with it). @infer/contract has no copy,
-// so they are written out here, and test/sdk-coverage.test.ts fails to
-// compile if the two drift apart.
-
-/** Which event: a job started, a job ended (succeeded, failed or canceled), a batch ended (completed or canceled). */
-export type WebhookEventType = 'job.started' | 'job.completed' | 'batch.completed';
-
-/** `pending` while an attempt is due, `succeeded` after a 2xx, `failed` once the retries are exhausted or stopped. */
-export type WebhookDeliveryState = 'pending' | 'succeeded' | 'failed';
-
-/** `scheduled`: the platform's own attempt or retry; `manual`: a resend. */
-export type WebhookDeliveryTrigger = 'scheduled' | 'manual';
-
-/** The job or batch an event is about. */
-export interface WebhookSubject {
-  object: 'job' | 'batch';
-  id: string;
-}
-
-/** One attempt at sending an event. */
-export interface WebhookAttempt {
-  /** 1 for the event's first attempt, counting on across resends. */
-  attempt: number;
-  timestamp: string;
-  /** The receiver's HTTP status; null when there was no answer (timeout, refused connection, a refused address). */
-  status_code: number | null;
-  /** Why the attempt failed; null when it succeeded. */
-  error: string | null;
-  duration_ms: number;
-  state: 'succeeded' | 'failed';
-  trigger: WebhookDeliveryTrigger;
-}
-
-/**
- * One event and every attempt at sending it (docs/api.md, "The
- * WebhookDelivery object"). `id` is the `webhook-id` header the receiver got:
- * the same on every attempt and resend, so a receiver deduplicates on it.
- */
-export interface WebhookDelivery {
-  id: string;
-  object: 'webhook_delivery';
-  event_type: WebhookEventType;
-  /** Where it is sent. */
-  url: string;
-  subject: WebhookSubject;
-  created_at: string;
-  state: WebhookDeliveryState;
-  attempt_count: number;
-  /** When the next attempt is due; null unless `pending`. */
-  next_attempt_at: string | null;
-  /** Oldest first. */
-  attempts: WebhookAttempt[];
-}
+// The delivery log's shapes, shared with the server (@infer/contract).
+import type { WebhookDelivery } from '@infer/contract';
+export type { WebhookAttempt, WebhookDelivery, WebhookDeliveryState, WebhookDeliveryTrigger, WebhookEventType, WebhookSubject } from '@infer/contract';
 
 /**
  * The body a receiver gets (verify it first, with the secret from

@@ -1,5 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import { keys } from '@infer/contract';
+import { keys, type WebhookAttempt, type WebhookDelivery, type WebhookDeliveryState, type WebhookDeliveryTrigger, type WebhookEventType, type WebhookSubject } from '@infer/contract';
 
 /**
  * The delivery log, after Svix's message / message-attempt model: an event
@@ -19,47 +19,10 @@ import { keys } from '@infer/contract';
  * Cluster slot; the subject's list, in another slot, is refreshed beside it.
  */
 
-export const WEBHOOK_EVENT_TYPES = ['job.started', 'job.completed', 'batch.completed'] as const;
-export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
-
-export type DeliveryState = 'pending' | 'succeeded' | 'failed';
-export type DeliveryTrigger = 'scheduled' | 'manual';
-
-/** What an event is about: a job or a batch (`data.object`, `data.id` of its body). */
-export interface WebhookSubject {
-  object: 'job' | 'batch';
-  id: string;
-}
-
-/** One attempt, as the API shows it. */
-export interface WebhookAttempt {
-  /** 1 for the first attempt of the event, counting resends on. */
-  attempt: number;
-  timestamp: string;
-  /** The receiver's HTTP status, or null when there was no answer (timeout, refused, guard). */
-  status_code: number | null;
-  /** Why the attempt failed, or null when it succeeded. */
-  error: string | null;
-  duration_ms: number;
-  state: 'succeeded' | 'failed';
-  trigger: DeliveryTrigger;
-}
-
-/** One event and all its attempts, as the API shows it. */
-export interface WebhookDelivery {
-  /** The event id: the `webhook-id` header of every attempt. */
-  id: string;
-  object: 'webhook_delivery';
-  event_type: WebhookEventType;
-  url: string;
-  subject: WebhookSubject;
-  created_at: string;
-  /** `pending` while an attempt is due, `succeeded` after a 2xx, `failed` once retries are exhausted or stopped. */
-  state: DeliveryState;
-  attempt_count: number;
-  next_attempt_at: string | null;
-  attempts: WebhookAttempt[];
-}
+// The log's API shapes are the contract's: the SDK reads what this writes.
+export { WEBHOOK_EVENT_TYPES, type WebhookAttempt, type WebhookDelivery, type WebhookEventType, type WebhookSubject } from '@infer/contract';
+export type DeliveryState = WebhookDeliveryState;
+export type DeliveryTrigger = WebhookDeliveryTrigger;
 
 /** An event as stored, with the body that is signed and sent on every attempt. */
 export interface StoredEvent {
