@@ -21,7 +21,7 @@ export { ERROR_CODES } from './openapi/schemas.js';
 /** Choices made where the contract leaves a detail open, each a sentence. */
 export const CONTRACT_CHOICES: readonly string[] = [
   '400 errors for a body of the wrong shape use code `invalid_input`; malformed JSON uses `invalid_json`.',
-  'Unknown top-level fields in a request body are rejected with 400 `invalid_input`, except in `POST /v1/models/{name}/rollouts`, whose body is checked as a whole: 422 `invalid_input`.',
+  'Unknown top-level fields in a request body are rejected with 400 `invalid_input`.',
   '`POST /v1/jobs` reads the body as JSON whatever the Content-Type, so `curl -d` works without a header.',
   '`version` in a request may be a string ("2") or an integer (2); responses always carry it as a string.',
   'Job and batch `urls` are relative paths on the gateway (`/v1/jobs/{id}`).',

@@ -10,7 +10,7 @@
  * schemas are written here and pinned to those interfaces by the
  * compile-time `Same<…>` checks at the bottom: change `Job`, `Batch`,
  * `ModelDescription`, `Rollout`, `ModelEvent` or `WebhookDelivery`
- * (@infer/webhooks) without changing the document and `tsc -b` fails. The
+ * (@infer/contract) without changing the document and `tsc -b` fails. The
  * model lifecycle's admin bodies (`SetRoutingBody`, `CreateRolloutBody`)
  * are the contract's zod schemas, described.
  *
@@ -52,7 +52,7 @@ import {
   SetRoutingBody,
 } from '@infer/contract';
 import type { ErrorCode } from '@infer/errors';
-import { WEBHOOK_EVENT_TYPES, type WebhookAttempt, type WebhookDelivery, type WebhookSubject } from '@infer/webhooks';
+import { WEBHOOK_EVENT_TYPES, type WebhookAttempt, type WebhookDelivery, type WebhookSubject } from '@infer/contract';
 
 /** Every problem `code` the gateway can answer with (the union in @infer/errors, as a runtime list). */
 export const ERROR_CODES = [
