@@ -1,5 +1,11 @@
 import { runCli } from './program.js';
 
+// `infer batch results <id> | head`: the reader has what it wanted and closed the pipe. Stop quietly, as Unix tools do.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 // The CLI's own settings; the server's configuration is @infer/config's business, not this.
 const code = await runCli(
   process.argv.slice(2),

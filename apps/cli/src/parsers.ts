@@ -6,6 +6,13 @@ export function positiveInt(value: string): number {
   return Number(value);
 }
 
+/** A page size, 1-100 (as the API takes it). */
+export function pageLimit(value: string): number {
+  const n = positiveInt(value);
+  if (n > 100) throw new InvalidArgumentError('expected 1 to 100');
+  return n;
+}
+
 export function modelVersion(value: string): string {
   positiveInt(value);
   return value;

@@ -63,11 +63,15 @@ function buildCli(io: CliIo, defaults: CliDefaults): { program: Command; ctx: Cl
   return { program, ctx };
 }
 
-/** A fetch that never reached the server: undici's "fetch failed" with the socket error as its cause. */
+/**
+ * A request that never reached the server, or whose answer was cut off: undici's "fetch failed" (before
+ * the answer) or "terminated" (the connection dropped while the body came), with the socket error as its cause.
+ */
 function connectionFailure(err: unknown): string | undefined {
-  if (!(err instanceof TypeError) || err.message !== 'fetch failed') return undefined;
+  if (!(err instanceof TypeError) || (err.message !== 'fetch failed' && err.message !== 'terminated')) return undefined;
   const cause = err.cause as { code?: string; message?: string } | undefined;
-  return cause?.code ?? cause?.message ?? 'connection failed';
+  const why = cause?.code ?? cause?.message ?? 'connection failed';
+  return err.message === 'terminated' ? `the connection dropped mid-answer: ${why}` : why;
 }
 
 /**

@@ -63,10 +63,11 @@ export class RepositoryWatcher {
     this.nextPollAt = o.pollMs > 0 ? Date.now() + o.pollMs : Infinity;
   }
 
-  /** The first look (the owner's hooks run on what the repository holds now), then one a second. */
+  /** The first look (the owner's hooks run on what the repository holds now), then one a second (or every MODEL_POLL_SECONDS, when shorter). */
   async start(): Promise<void> {
     await this.tick();
-    this.timer ??= setInterval(() => void this.tick(), CONTROL_TICK_MS);
+    const every = this.o.pollMs > 0 ? Math.min(CONTROL_TICK_MS, this.o.pollMs) : CONTROL_TICK_MS;
+    this.timer ??= setInterval(() => void this.tick(), every);
     this.timer.unref();
   }
 

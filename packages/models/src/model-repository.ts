@@ -126,7 +126,14 @@ export class ModelRepository {
         continue;
       }
       if (this.find(p.name, p.version) || skip(p.name, p.version)) continue;
-      const mtimeMs = statSync(p.file).mtimeMs;
+      // What it failed with (its file, and the model's config.json): a change to either is worth another try.
+      // A folder that went while this look ran is skipped: the next look sees it gone.
+      let mtimeMs: number;
+      try {
+        mtimeMs = statSync(p.file).mtimeMs + configMtime(p.dir);
+      } catch {
+        continue;
+      }
       const failedBefore = this.failures.get(k);
       if (failedBefore && failedBefore.mtimeMs === mtimeMs) continue;
       try {
@@ -256,6 +263,15 @@ function isDir(dir: string): boolean {
     return statSync(dir).isDirectory();
   } catch {
     return false;
+  }
+}
+
+/** config.json's modification time, 0 when there is none: part of what a failed version is retried on. */
+function configMtime(dir: string): number {
+  try {
+    return statSync(path.join(dir, 'config.json')).mtimeMs;
+  } catch {
+    return 0;
   }
 }
 

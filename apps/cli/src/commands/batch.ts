@@ -1,5 +1,5 @@
 import { constants, createWriteStream } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+import { access, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -32,6 +32,8 @@ async function download(client: InferClient, id: string, to: string | Writable):
   try {
     await pipeline(body, createWriteStream(to));
   } catch (err) {
+    // A file cut short must not pass for the results: it goes, whatever broke (the connection, the disk).
+    await rm(to, { force: true }).catch(() => undefined);
     // The file could not be written (no such folder, no permission, disk full): say so, not a stack trace.
     if (typeof (err as NodeJS.ErrnoException).code === 'string' && (err as NodeJS.ErrnoException).syscall) throw new CommandError(`cannot write ${to}: ${(err as Error).message}`);
     throw err;

@@ -2,7 +2,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import type { ModelDescription, ModelEvent, Rollout, RoutingWeights, StartRolloutParams, TensorSpec } from '@infer/sdk';
 import { CommandError, UsageError, type CliContext } from '../io.js';
 import { printJson, printTable } from '../output.js';
-import { modelVersion, positiveInt, positiveNumber, seconds } from '../parsers.js';
+import { modelVersion, pageLimit, positiveInt, positiveNumber, seconds } from '../parsers.js';
 
 const spec = (t: TensorSpec) => `${t.name}:${t.datatype}[${t.shape.join(',')}]`;
 
@@ -62,7 +62,12 @@ function weightArg(value: string): [string, number] {
 function stepsList(value: string): number[] {
   const steps = value.split(',').map((s) => s.trim());
   if (steps.some((s) => !/^[1-9][0-9]*$/.test(s))) throw new InvalidArgumentError('expected percentages separated by commas, e.g. 10,50,100');
-  return steps.map(Number);
+  const percents = steps.map(Number);
+  // The API's rule, checked before any request: rising, ending at 100.
+  if (percents.some((n, i) => n > 100 || (i > 0 && n <= percents[i - 1]!)) || percents[percents.length - 1] !== 100) {
+    throw new InvalidArgumentError('expected rising percentages ending at 100, e.g. 10,50,100');
+  }
+  return percents;
 }
 
 function fraction(value: string): number {
@@ -199,7 +204,7 @@ export function registerModels(program: Command, ctx: CliContext): void {
     .command('events')
     .description("a model's events log, newest first: routing changes, versions loaded and unloaded, rollout steps (admin key)")
     .argument('<name>', 'model name')
-    .option('--limit <n>', 'events per page, 1-100 (default 20)', positiveInt)
+    .option('--limit <n>', 'events per page, 1-100 (default 20)', pageLimit)
     .option('--after <id>', 'start after this event (older ones)')
     .option('--json', 'print the page as JSON ({object, data, has_more})')
     .action(async (name: string, opts: { limit?: number; after?: string; json?: boolean }) => {
