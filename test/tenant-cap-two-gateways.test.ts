@@ -42,7 +42,7 @@ describe('gateways: TENANT_MAX_QUEUED under a burst to two gateways sharing two 
     await p?.close();
   });
 
-  it('holds the tenant within a few jobs of its cap', async () => {
+  it('holds the tenant to its cap, over by at most what the other queue took meanwhile (docs/api.md: one limit per extra queue at worst)', async () => {
     const post = (base: string, version: string, x: number) =>
       fetch(`${base}/v1/jobs`, { method: 'POST', headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' }, body: body(version, x) });
     const answers = await Promise.all(Array.from({ length: 160 }, (_, i) => post(i % 2 ? p.baseUrl : secondUrl, (i >> 1) % 2 ? '2' : '1', i / 1000)));
@@ -57,6 +57,9 @@ describe('gateways: TENANT_MAX_QUEUED under a burst to two gateways sharing two 
     } finally {
       redis.disconnect();
     }
-    expect(accepted, `accepted ${accepted} for a cap of ${CAP}`).to.be.within(CAP - 5, CAP + 5);
+    // Each queue's count is exact; the other queue's is as fresh as this gateway's last look at it (its own
+    // enqueues there, and others' seen in their answers, or at most 250 ms old): a burst into both can pass
+    // the cap by what the other queue took in between, never by more than one cap.
+    expect(accepted, `accepted ${accepted} for a cap of ${CAP}`).to.be.within(CAP, 2 * CAP);
   });
 });
