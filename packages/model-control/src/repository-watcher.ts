@@ -88,7 +88,10 @@ export class RepositoryWatcher {
   private async look(): Promise<void> {
     const { repository: repo, control, actor, hooks } = this.o;
     const view = this.view;
-    let changed = await view.refresh(repo.names());
+    // Every model this process has or could load: one with no version loaded any more (all unloaded, or its
+    // folder removed) keeps being read, so an admin's load or its folder coming back is seen.
+    const known = () => [...new Set([...repo.names(), ...repo.folderNames()])];
+    let changed = await view.refresh(known());
     const now = Date.now();
     const asked = view.takeLoadRequest();
     if (asked || now >= this.nextPollAt) {
@@ -99,7 +102,7 @@ export class RepositoryWatcher {
       for (const v of found.removed) await control.drain(v.name, v.version, 'removed', actor);
       for (const f of found.failed) await this.announceFailed(f);
       // A removed version whose folder is back: routable again once ready.
-      for (const name of repo.names()) {
+      for (const name of known()) {
         for (const [version, d] of view.of(name).draining) {
           if (d.reason === 'removed' && repo.inFolder(name, version)) await control.undrain(name, version, actor);
         }
@@ -107,7 +110,7 @@ export class RepositoryWatcher {
       if (found.removed.length + found.failed.length + found.loaded.length > 0) {
         changed = true;
         // Models new to this process: read their state now rather than in a second.
-        await view.refresh(repo.names());
+        await view.refresh(known());
       }
     }
     for (const v of repo.all()) if (view.isDraining(v.name, v.version)) await hooks.draining(v);

@@ -179,6 +179,15 @@ export class ModelRepository {
     return NAME_RE.test(name) && (!this.only || this.only.has(name)) && isDir(path.join(this.root, name));
   }
 
+  /**
+   * The models with a folder in the repository now, loaded or not: one whose
+   * every version was let go (unloaded, or its folder removed) is still one
+   * an admin may load again, or whose folder may come back.
+   */
+  folderNames(): string[] {
+    return safeReaddir(this.root).filter((name) => this.hasModelFolder(name)).sort();
+  }
+
   /** Whether `<root>/<name>/<version>/model.onnx` is there (loaded or not). */
   inFolder(name: string, version: string): boolean {
     if (!NAME_RE.test(name) || !VERSION_RE.test(version) || (this.only && !this.only.has(name))) return false;
