@@ -143,6 +143,38 @@ describe('lifecycle: rollout steps and the events log, on ModelControl', functio
     await deletePrefix(TEST_REDIS_URL, prefix);
   });
 
+  it('a hand routing change is refused in the same step as its write while a rollout runs, so it never overwrites one started a moment before', async () => {
+    const now = Date.now();
+    const r: StoredRollout = {
+      id: newRolloutId(),
+      model: 'mlp',
+      version: '2',
+      from: { routing: { '1': 100 }, routing_source: 'explicit' },
+      steps: [10, 100],
+      step_seconds: 60,
+      max_error_rate: 0.01,
+      max_p50_latency_ratio: 2,
+      step: 0,
+      state: 'running',
+      started_at: now,
+      step_started_at: now,
+      ended_at: null,
+      reason: null,
+    };
+    expect(await control.setRouting('mlp', { '1': 100 }, 'ops')).to.equal(true);
+    // The admin's route read "no rollout running" just before this one started: its write comes after.
+    expect(await control.startRollout(r, stepRouting(r, 10), 'ops')).to.equal(true);
+    const events = (await control.events('mlp', 100))!.data.length;
+    expect(await control.setRouting('mlp', { '1': 50, '2': 50 }, 'other-admin')).to.equal(false);
+    expect(await control.routing('mlp')).to.deep.equal({ '1': 90, '2': 10 });
+    expect((await control.events('mlp', 100))!.data).to.have.length(events);
+    // Once it has ended, the routing is the admins' again (null: the default routing).
+    const canceled: StoredRollout = { ...r, state: 'canceled', ended_at: Date.now(), reason: 'canceled by ops' };
+    expect(await control.moveRollout(r, canceled, r.from.routing, 'ops', 'rollout_canceled', { rollout: r.id })).to.equal(true);
+    expect(await control.setRouting('mlp', null, 'ops')).to.equal(true);
+    expect(await control.routing('mlp')).to.equal(null);
+  });
+
   it("a step whose time is up is held while the candidate has no ended job, and judged on the first one; the replaced versions' lack of jobs does not stop it", async () => {
     const now = Date.now();
     const r: StoredRollout = {

@@ -110,7 +110,28 @@ redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[5]) - 1)
 return 1
 `;
 
-type ScriptRedis = Redis & { inferWriteRollout(...args: string[]): Promise<number> };
+/**
+ * KEYS[1] a model's active-rollout key, KEYS[2] its routing, KEYS[3] its events. ARGV[1] the weights
+ * (JSON; '' for the default routing), ARGV[2] the event (JSON), ARGV[3] events kept. A hand routing change,
+ * refused (0) while a rollout runs: checked in the same step as the write, so a rollout started a moment
+ * before is never overwritten (its routing is its steps'). Returns 1 when written.
+ */
+const SET_ROUTING = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2])
+if ARGV[1] ~= '' then
+  local w = cjson.decode(ARGV[1])
+  for version, weight in pairs(w) do redis.call('HSET', KEYS[2], version, weight) end
+end
+redis.call('LPUSH', KEYS[3], ARGV[2])
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[3]) - 1)
+return 1
+`;
+
+type ScriptRedis = Redis & {
+  inferWriteRollout(...args: string[]): Promise<number>;
+  inferSetRouting(activeRollout: string, routing: string, events: string, weights: string, event: string, kept: number): Promise<number>;
+};
 
 export class ModelControl {
   private readonly redis: ScriptRedis;
@@ -122,6 +143,7 @@ export class ModelControl {
     private readonly prefix: string,
   ) {
     if (!('inferWriteRollout' in redis)) redis.defineCommand('inferWriteRollout', { numberOfKeys: 5, lua: WRITE_ROLLOUT });
+    if (!('inferSetRouting' in redis)) redis.defineCommand('inferSetRouting', { numberOfKeys: 3, lua: SET_ROUTING });
     this.redis = redis as ScriptRedis;
     // One hash tag for both: they are read by one MGET and bumped together in one MULTI.
     this.generationKey = `${prefix}:{models}:generation`;
@@ -156,14 +178,17 @@ export class ModelControl {
     return entries.length ? Object.fromEntries(entries.map(([v, w]) => [v, Number(w)])) : null;
   }
 
-  /** Set (or, with null, clear) a model's explicit routing, as `actor`; recorded in its events. */
-  async setRouting(model: string, weights: Weights | null, actor: string, extra: Record<string, unknown> = {}): Promise<void> {
+  /**
+   * Set (or, with null, clear) a model's explicit routing, as `actor`; recorded in its events. Resolves
+   * false, writing nothing, while a rollout of the model runs (its routing is the rollout's).
+   */
+  async setRouting(model: string, weights: Weights | null, actor: string, extra: Record<string, unknown> = {}): Promise<boolean> {
     const k = modelKeys(this.prefix, model);
-    const tx = this.redis.multi().del(k.routing);
-    if (weights) tx.hset(k.routing, weights);
-    tx.lpush(k.events, this.event(actor, 'routing_changed', { weights, ...extra })).ltrim(k.events, 0, EVENTS_KEPT - 1);
-    await tx.exec();
+    const event = this.event(actor, 'routing_changed', { weights, ...extra });
+    const written = await this.redis.inferSetRouting(k.activeRollout, k.routing, k.events, weights ? JSON.stringify(weights) : '', event, EVENTS_KEPT);
+    if (written !== 1) return false;
     await this.bump();
+    return true;
   }
 
   // --- snapshot ------------------------------------------------------------

@@ -94,9 +94,11 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
       const sum = entries.reduce((a, [, w]) => a + w, 0);
       if (sum !== 100) throw invalidRouting(`weights sum to ${sum}; they must sum to 100`);
     }
-    if (await control.activeRollout(name)) throw conflict(`A rollout of model "${name}" is running; cancel it before setting the routing by hand`);
     const kept = weights === null ? null : Object.fromEntries(Object.entries(weights).filter(([, w]) => w > 0));
-    await control.setRouting(name, kept, actorOf(req));
+    // Refused in the same step as the write while a rollout runs, one started a moment ago included.
+    if (!(await control.setRouting(name, kept, actorOf(req)))) {
+      throw conflict(`A rollout of model "${name}" is running; cancel it before setting the routing by hand`);
+    }
     await catalog.refresh();
     res.json(catalog.describe(name));
   });
