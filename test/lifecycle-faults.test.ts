@@ -17,6 +17,7 @@ import type { ModelDescription } from '@infer/contract';
 import { loadConfig } from '@infer/config';
 import { silentLogger } from '@infer/logger';
 import { ModelControl, advanceRollouts, newRolloutId, stepRouting, type StoredRollout } from '@infer/model-control';
+import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { runCliProcess } from './helpers/cli.js';
 import { expectProblem } from './helpers/jobs.js';
@@ -128,6 +129,38 @@ function envOf(p: TestPlatform): Record<string, string> {
     ...env,
   };
 }
+
+describe('lifecycle: a rollout started through another gateway right after a routing change', function () {
+  this.timeout(60_000);
+  let p: TestPlatform;
+  let other: Gateway;
+  let otherUrl: string;
+  before(async () => {
+    p = await startPlatform({ env: { ADMIN_API_KEYS: `ops:${ADMIN}` } });
+    other = await createGateway(p.config, silentLogger);
+    otherUrl = `http://127.0.0.1:${await other.listen(0, '127.0.0.1')}`;
+  });
+  after(async () => {
+    await other?.close();
+    await p?.close();
+  });
+
+  it('starts from the routing in effect (just set through the first gateway), not the second gateway\'s view of a second ago', async () => {
+    const asAdmin = (base: string, pathname: string, method: string, body: unknown) =>
+      fetch(base + pathname, { method, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    await waitUntil(async () => {
+      const m = (await (await p.api('/v1/models/mlp')).json()) as { versions_detail: Array<{ state: string }> };
+      return m.versions_detail.filter((d) => d.state === 'ready').length === 2;
+    }, 20_000, 'mlp 1 and 2 ready');
+    // Both gateways have looked: the default routing (the highest ready version, 2, takes all).
+    await other.catalog.refresh();
+    expect((await asAdmin(p.baseUrl, '/v1/models/mlp/routing', 'PUT', { weights: { '1': 100 } })).status).to.equal(200);
+    const res = await asAdmin(otherUrl, '/v1/models/mlp/rollouts', 'POST', { version: 2, steps: [10, 100], step_seconds: 60 });
+    const text = await res.text();
+    expect(res.status, text).to.equal(201);
+    expect((JSON.parse(text) as { from: { routing: Record<string, number> } }).from.routing).to.deep.equal({ '1': 100 });
+  });
+});
 
 describe('lifecycle: rollout steps and the events log, on ModelControl', function () {
   let prefix: string;

@@ -131,6 +131,9 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
 
   router.post('/:name/rollouts', admin, json, async (req, res) => {
     const name = param(req, 'name');
+    // The routing it starts from (and goes back to) is the one in effect now: a change made through another
+    // gateway a moment ago included, which this gateway's view (read once a second) may not have yet.
+    await catalog.refresh();
     const model = catalog.describe(name);
     const parsed = CreateRolloutBody.safeParse(req.body);
     if (!parsed.success) {
