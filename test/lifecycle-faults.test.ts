@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -22,20 +22,13 @@ import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js'
 import { runCliProcess } from './helpers/cli.js';
 import { expectProblem } from './helpers/jobs.js';
 import { mlpFeatures } from './helpers/batches.js';
-import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
+import { servedMlpRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { REPO_ROOT, SHIPPED_MODELS, TEST_KEY, TEST_REDIS_URL, deletePrefix, startPlatform, uniquePrefix, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
 
 const ADMIN = 'lifecycle-admin-key';
 const SERVED_MLP = path.join(SHIPPED_MODELS, 'mlp');
 const env = { ADMIN_API_KEYS: `ops:${ADMIN}`, MODEL_POLL_SECONDS: '0.2', WORKER_METRICS_PORT: '0' };
-
-function mlpRepo(versions: string[]): TempModelRepo {
-  const repo = tempModelRepo({});
-  for (const v of versions) cpSync(path.join(SERVED_MLP, v), path.join(repo.root, 'mlp', v), { recursive: true, dereference: true });
-  cpSync(path.join(SERVED_MLP, 'config.json'), path.join(repo.root, 'mlp', 'config.json'));
-  return repo;
-}
 
 async function describeModel(p: { api: TestPlatform['api'] }): Promise<ModelDescription> {
   const res = await p.api('/v1/models/mlp');
@@ -58,7 +51,7 @@ describe('lifecycle: versions under faults', function () {
   });
 
   it('a model.onnx written in place, in pieces, is failed while partial and ready once whole (its mtime moved); the other versions serve on', async () => {
-    const repo = mlpRepo(['1']);
+    const repo = servedMlpRepo(['1']);
     repos.push(repo);
     p = await startPlatform({ models: repo.root, worker: false, env });
     workers.push(await createWorker(p.config, silentLogger));
@@ -82,8 +75,8 @@ describe('lifecycle: versions under faults', function () {
   });
 
   it('a version one worker cannot load and another can: ready (workers_ready 1, no error), its jobs run; once the good worker leaves: failed with the other\'s error, pinned jobs 404, unpinned ones go to the version left', async () => {
-    const good = mlpRepo(['1', '2']);
-    const bad = mlpRepo(['1']);
+    const good = servedMlpRepo(['1', '2']);
+    const bad = servedMlpRepo(['1']);
     repos.push(good, bad);
     mkdirSync(path.join(bad.root, 'mlp', '2'));
     writeFileSync(path.join(bad.root, 'mlp', '2', 'model.onnx'), 'a copy cut short on this machine');
@@ -162,6 +155,26 @@ describe('lifecycle: a rollout started through another gateway right after a rou
   });
 });
 
+/** A rollout of mlp version 2 (10% then 100%, from version 1 taking all), running since `now`. */
+function runningRollout(stepSeconds: number, now = Date.now()): StoredRollout {
+  return {
+    id: newRolloutId(),
+    model: 'mlp',
+    version: '2',
+    from: { routing: { '1': 100 }, routing_source: 'explicit' },
+    steps: [10, 100],
+    step_seconds: stepSeconds,
+    max_error_rate: 0.01,
+    max_p50_latency_ratio: 2,
+    step: 0,
+    state: 'running',
+    started_at: now,
+    step_started_at: now,
+    ended_at: null,
+    reason: null,
+  };
+}
+
 describe('lifecycle: rollout steps and the events log, on ModelControl', function () {
   let prefix: string;
   let redis: Redis;
@@ -177,23 +190,7 @@ describe('lifecycle: rollout steps and the events log, on ModelControl', functio
   });
 
   it('a hand routing change is refused in the same step as its write while a rollout runs, so it never overwrites one started a moment before', async () => {
-    const now = Date.now();
-    const r: StoredRollout = {
-      id: newRolloutId(),
-      model: 'mlp',
-      version: '2',
-      from: { routing: { '1': 100 }, routing_source: 'explicit' },
-      steps: [10, 100],
-      step_seconds: 60,
-      max_error_rate: 0.01,
-      max_p50_latency_ratio: 2,
-      step: 0,
-      state: 'running',
-      started_at: now,
-      step_started_at: now,
-      ended_at: null,
-      reason: null,
-    };
+    const r = runningRollout(60);
     expect(await control.setRouting('mlp', { '1': 100 }, 'ops')).to.equal(true);
     // The admin's route read "no rollout running" just before this one started: its write comes after.
     expect(await control.startRollout(r, stepRouting(r, 10), 'ops')).to.equal(true);
@@ -210,22 +207,7 @@ describe('lifecycle: rollout steps and the events log, on ModelControl', functio
 
   it("a step whose time is up is held while the candidate has no ended job, and judged on the first one; the replaced versions' lack of jobs does not stop it", async () => {
     const now = Date.now();
-    const r: StoredRollout = {
-      id: newRolloutId(),
-      model: 'mlp',
-      version: '2',
-      from: { routing: { '1': 100 }, routing_source: 'explicit' },
-      steps: [10, 100],
-      step_seconds: 1,
-      max_error_rate: 0.01,
-      max_p50_latency_ratio: 2,
-      step: 0,
-      state: 'running',
-      started_at: now,
-      step_started_at: now,
-      ended_at: null,
-      reason: null,
-    };
+    const r = runningRollout(1, now);
     expect(await control.startRollout(r, stepRouting(r, 10), 'ops')).to.equal(true);
     expect(await control.routing('mlp')).to.deep.equal({ '1': 90, '2': 10 });
     // An hour later, with no traffic: held at step 0.

@@ -9,20 +9,13 @@ import { Redis } from 'ioredis';
 import type { ModelDescription } from '@infer/contract';
 import { silentLogger } from '@infer/logger';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
-import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
+import { servedMlpRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { SHIPPED_MODELS, startPlatform, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
 
 const ADMIN = 'lifecycle-admin-key';
 const SERVED_MLP = path.join(SHIPPED_MODELS, 'mlp');
 const env = { ADMIN_API_KEYS: `ops:${ADMIN}`, MODEL_POLL_SECONDS: '0.2', WORKER_METRICS_PORT: '0' };
-
-function mlpRepo(versions: string[]): TempModelRepo {
-  const repo = tempModelRepo({});
-  for (const v of versions) cpSync(path.join(SERVED_MLP, v), path.join(repo.root, 'mlp', v), { recursive: true, dereference: true });
-  cpSync(path.join(SERVED_MLP, 'config.json'), path.join(repo.root, 'mlp', 'config.json'));
-  return repo;
-}
 
 async function describeModel(p: TestPlatform): Promise<ModelDescription> {
   const res = await p.api('/v1/models/mlp');
@@ -40,7 +33,7 @@ describe('lifecycle: the model repository under faults', function () {
 
   /** A gateway and a worker with a repository of its own (separate processes would each have theirs). */
   async function start(versions: string[]): Promise<TestPlatform> {
-    repo = mlpRepo(versions);
+    repo = servedMlpRepo(versions);
     p = await startPlatform({ models: repo.root, worker: false, env });
     worker = await createWorker(p.config, silentLogger);
     await p.gateway.catalog.refresh();

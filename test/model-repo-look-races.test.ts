@@ -4,18 +4,11 @@ import { constants, cpSync, mkdirSync, openSync, closeSync, readFileSync, rmSync
 import path from 'node:path';
 import { expect } from 'chai';
 import { ModelRepository } from '@infer/models';
-import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
+import { servedMlpRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { SHIPPED_MODELS } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
 
 const SERVED_MLP = path.join(SHIPPED_MODELS, 'mlp');
-
-function mlpRepo(versions: string[]): TempModelRepo {
-  const repo = tempModelRepo({});
-  for (const v of versions) cpSync(path.join(SERVED_MLP, v), path.join(repo.root, 'mlp', v), { recursive: true, dereference: true });
-  cpSync(path.join(SERVED_MLP, 'config.json'), path.join(repo.root, 'mlp', 'config.json'));
-  return repo;
-}
 
 /** Open the FIFO's writing end once a reader is waiting on it (ENXIO until then). */
 function writerOnceRead(fifo: string): number | undefined {
@@ -42,7 +35,7 @@ describe('lifecycle: a version folder removed while the repository is looked at'
   });
 
   it('a removed version is still reported gone (so it drains) when, in the same look, another new folder disappears before it is read', async () => {
-    repo = mlpRepo(['1', '2']);
+    repo = servedMlpRepo(['1', '2']);
     models = await ModelRepository.load(repo.root, { purpose: 'describe' });
     expect(models.all().map((v) => v.version)).to.deep.equal(['1', '2']);
     const dir = (v: string) => path.join(repo!.root, 'mlp', v);

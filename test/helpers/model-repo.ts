@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ElemType, encodeModel, node, valueInfo } from '../../scripts/lib/onnx-builder.js';
@@ -50,4 +50,15 @@ export function boolNotModel(): Uint8Array {
     outputs: [valueInfo('y', ElemType.BOOL, ['batch', 3])],
     nodes: [node('Not', ['x'], ['y'])],
   });
+}
+
+/** The fixture MLP's versions (test/fixtures/served/mlp), as the shipped models are. */
+const SERVED_MLP = path.resolve(import.meta.dirname, '..', 'fixtures', 'served', 'mlp');
+
+/** A repository of its own holding these versions of the fixture MLP, with its config.json. */
+export function servedMlpRepo(versions: readonly string[]): TempModelRepo {
+  const repo = tempModelRepo({});
+  for (const v of versions) cpSync(path.join(SERVED_MLP, v), path.join(repo.root, 'mlp', v), { recursive: true, dereference: true });
+  cpSync(path.join(SERVED_MLP, 'config.json'), path.join(repo.root, 'mlp', 'config.json'));
+  return repo;
 }
