@@ -33,6 +33,20 @@ describe('ops routes', () => {
     expect((await p.api('/readyz', { key: null })).status).to.equal(200);
   });
 
+  it('/readyz is 503 while any one of the gateway\'s Redis connections is down (each reconnects on its own schedule), and jobs then fail fast', async () => {
+    for (const [name, conn] of Object.entries(p.gateway.connections)) {
+      const ended = new Promise((resolve) => conn.once('end', resolve));
+      conn.disconnect();
+      await ended;
+      const ready = await p.api('/readyz', { key: null });
+      expect({ name, status: ready.status }).to.deep.equal({ name, status: 503 });
+      if (name === 'envelopes') await expectProblem(await p.api('/v1/jobs', { method: 'POST', body: jobBody }), 503, 'unavailable');
+      await conn.connect();
+      expect({ name, status: (await p.api('/readyz', { key: null })).status }).to.deep.equal({ name, status: 200 });
+    }
+    expect((await p.api('/v1/jobs', { method: 'POST', body: jobBody })).status).to.equal(202);
+  });
+
   it('/metrics is Prometheus text that counts requests', async () => {
     await p.api('/v1/models');
     const res = await p.api('/metrics', { key: null });

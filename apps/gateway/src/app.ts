@@ -39,6 +39,8 @@ export interface GatewayDeps {
   logger: Logger;
   /** Commands (not subscriptions); `enableOfflineQueue: false` so an outage fails fast as 503. */
   redis: Redis;
+  /** All of the gateway's Redis connections, `redis` among them: `/readyz` is 200 only while every one is up. Absent: `redis` alone. */
+  connections?: Redis[];
   /** The live model catalog: versions, their states and the routing of unpinned jobs. */
   models: ModelCatalog;
   /** The repository the catalog watches (the admin load route looks in its folder). */
@@ -127,7 +129,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   });
 
   let openapi: unknown;
-  app.use(opsRoutes({ redis: deps.redis, metrics, openapi: () => (openapi ??= buildOpenApi()), models: deps.models, fleet: deps.fleet }));
+  app.use(opsRoutes({ redis: deps.redis, connections: deps.connections ?? [deps.redis], metrics, openapi: () => (openapi ??= buildOpenApi()), models: deps.models, fleet: deps.fleet }));
 
   // The model lifecycle's admin routes take admin keys, not API keys: ahead of the tenants' /v1 router.
   const admin = requireAdminKey({ admins: config.adminKeyDigests, tenants: config.apiKeyDigests });

@@ -30,9 +30,25 @@ export interface Gateway {
   /** The live view of the models: states, routing; `refresh()` makes a change visible at once. */
   catalog: ModelCatalog;
   waiters: JobWaiters;
+  /**
+   * Its Redis connections, by what each carries (named so in Redis's CLIENT LIST too). `/readyz` is
+   * 200 only while all of them are up.
+   */
+  connections: GatewayConnections;
   /** Listen on `port` (0 for any free one); resolves with the port. */
   listen(port?: number, host?: string): Promise<number>;
   close(): Promise<void>;
+}
+
+export interface GatewayConnections {
+  /** Job records, reads, admin: auto-pipelined. */
+  commands: Redis;
+  /** Envelope writes: one a turn at most, not auto-pipelined (see below). */
+  envelopes: Redis;
+  /** BullMQ's queues (bulk chunks, webhook events, the dashboard). */
+  bull: Redis;
+  /** The completion channel's subscription. */
+  subscriber: Redis;
 }
 
 /**
@@ -65,19 +81,21 @@ export async function createGateway(
   };
   // A command whose connection dropped is not sent again after the reconnect: Redis may have run it (an
   // enqueue twice would count its jobs twice). It fails instead (503), as any command while Redis is away.
-  const redis = new Redis(config.redisUrl, { ...redisOptions, enableAutoPipelining: true, autoResendUnfulfilledCommands: false });
+  const redis = new Redis(config.redisUrl, { ...redisOptions, connectionName: 'infer-gateway:commands', enableAutoPipelining: true, autoResendUnfulfilledCommands: false });
   // Envelopes on a connection of their own, without auto-pipelining: one write a turn at most anyway, and
   // the auto-pipeline would copy each (a job's inputs: 100 KB for an image) once more into its batch.
-  const envelopeConnection = new Redis(config.redisUrl, { ...redisOptions, autoResendUnfulfilledCommands: false });
-  const bullConnection = new Redis(config.redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
-  const subscriber = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: null });
-  for (const conn of [redis, envelopeConnection, bullConnection, subscriber]) {
+  const envelopeConnection = new Redis(config.redisUrl, { ...redisOptions, connectionName: 'infer-gateway:envelopes', autoResendUnfulfilledCommands: false });
+  const bullConnection = new Redis(config.redisUrl, { ...redisOptions, connectionName: 'infer-gateway:bull', maxRetriesPerRequest: null });
+  const subscriber = new Redis(config.redisUrl, { connectionName: 'infer-gateway:subscriber', lazyConnect: true, maxRetriesPerRequest: null });
+  const named: GatewayConnections = { commands: redis, envelopes: envelopeConnection, bull: bullConnection, subscriber };
+  const connections = Object.values(named);
+  for (const conn of connections) {
     conn.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   }
   const ownModels = !options.models;
   // A gateway only validates against the models' specs: sessions it never runs, quick to build.
   const models = options.models ?? (await ModelRepository.load(config.modelRepository, { purpose: 'describe' }));
-  await Promise.all([redis.connect(), envelopeConnection.connect(), bullConnection.connect(), subscriber.connect()]);
+  await Promise.all(connections.map((conn) => conn.connect()));
 
   const store = new JobStore(redis, { prefix: config.queuePrefix, resultTtlMs: config.resultTtlMs });
   const metrics = options.metrics === false ? GatewayMetrics.off() : new GatewayMetrics();
@@ -130,7 +148,7 @@ export async function createGateway(
   if (metrics.enabled) new QueueMetrics({ redis, prefix: config.queuePrefix, versions: () => models.all(), bulkQueues, fleet, registry: metrics.registry });
   // The versions loaded now, read on each dashboard request: the repository is live.
   const dashboard = new QueueDashboard({ connection: bullConnection, prefix: config.queuePrefix, versions: () => models.all() });
-  const { app, listener, rateLimiter } = createApp({ config, logger, redis, models: catalog, repository: models, control, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
+  const { app, listener, rateLimiter } = createApp({ config, logger, redis, connections, models: catalog, repository: models, control, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
@@ -139,6 +157,7 @@ export async function createGateway(
     models,
     catalog,
     waiters,
+    connections: named,
     listen(port = config.port, host = config.host) {
       return new Promise((resolve, reject) => {
         server = createServer(listener).listen(port, host, () => resolve((server!.address() as AddressInfo).port));
@@ -171,7 +190,7 @@ export async function createGateway(
           () => dashboard.close(),
           () => parseThread?.close(),
           () => webhookEvents.close(),
-          ...[redis, envelopeConnection, bullConnection, subscriber].map((conn) => () => letGo(conn)),
+          ...connections.map((conn) => () => letGo(conn)),
           async () => {
             if (ownModels) await models.close();
           },

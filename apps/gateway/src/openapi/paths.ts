@@ -718,7 +718,8 @@ export const paths: JsonObject = {
       tags: ['operations'],
       summary: 'Readiness: 200 when Redis answers, with which model versions live workers serve',
       description:
-        'Ready once Redis answers a PING within 1 s. The body then also says, per model version this gateway routes to, whether ' +
+        'Ready once every one of the gateway\'s Redis connections is up (each reconnects on its own schedule after an outage) ' +
+        'and Redis answers a PING within 1 s. The body then also says, per model version this gateway routes to, whether ' +
         'a live worker serves it (`models`); a version none serves does not make the gateway unready, but its jobs and batches ' +
         'answer 503 `unavailable`.',
       ...noAuth,
@@ -733,7 +734,7 @@ export const paths: JsonObject = {
           },
         },
         '503': {
-          description: 'Redis does not answer (within 1 s). Plain JSON, not a problem.',
+          description: 'Redis does not answer (within 1 s), or one of the gateway\'s connections to it is not back yet. Plain JSON, not a problem.',
           headers: { 'Retry-After': header('RetryAfter') },
           content: { 'application/json': { schema: ref('Ready'), example: { status: 'unavailable', redis: 'unreachable' } } },
         },

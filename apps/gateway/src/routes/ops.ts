@@ -6,6 +6,12 @@ import type { ModelVersion } from '@infer/models';
 
 export interface OpsDeps {
   redis: Redis;
+  /**
+   * Every Redis connection the gateway serves with (commands, envelopes, BullMQ, subscriber). Each
+   * reconnects on its own schedule after an outage: the gateway is ready only once all of them are,
+   * or a submit that follows a 200 could still meet a connection that is not back yet.
+   */
+  connections: Redis[];
   metrics: GatewayMetrics;
   openapi: () => unknown;
   models: { all(): ModelVersion[] };
@@ -40,7 +46,7 @@ export function opsRoutes(deps: OpsDeps): Router {
     res.json({ status: 'ok' });
   });
   router.get('/readyz', async (_req, res) => {
-    const ok = await Promise.race([
+    const ok = deps.connections.every((conn) => conn.status === 'ready') && await Promise.race([
       deps.redis.ping().then(
         (pong) => pong === 'PONG',
         () => false,
