@@ -1,9 +1,11 @@
-import { cpSync, mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, cpSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import type { Job, ModelDescription } from '@infer/contract';
-import { WorkerHeartbeat } from '@infer/fleet';
+import { FleetView, versionKey, WorkerHeartbeat } from '@infer/fleet';
 import { silentLogger } from '@infer/logger';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { mlpFeatures } from './helpers/batches.js';
@@ -160,6 +162,51 @@ describe('the fleet as gateways see it', function () {
       const { job } = await postJob(p, { model: 'mlp', input: { features: mlpFeatures(1) } }, { wait: 20 });
       expect(job.version).to.equal('2');
       expect(job.status).to.equal('succeeded');
+    });
+
+    it('a pinned job for a version a live worker is still loading is queued (not refused), and runs once the load ends', async () => {
+      const gw = repoWith(['1', '2']);
+      const wk = repoWith(['1']);
+      repos.push(gw, wk);
+      p = await startPlatform({ models: gw.root, worker: false, env: { MODEL_POLL_SECONDS: '0' } });
+      await workerOn(wk.root, { pollMs: 100 });
+      // Version 2 appears in the worker's folder as a named pipe: its load (the read of model.onnx) lasts
+      // until the test writes the model's bytes into it, as a large model's would for seconds.
+      const dir = path.join(wk.root, 'mlp', '2');
+      mkdirSync(dir);
+      const fifo = path.join(dir, 'model.onnx');
+      execFileSync('mkfifo', [fifo]);
+      const redis = new Redis(TEST_REDIS_URL);
+      let written = false;
+      try {
+        const fleet = new FleetView(redis, p.prefix);
+        await waitUntil(
+          async () => {
+            await fleet.refresh();
+            return ((await fleet.versions()).get(versionKey('mlp', '2'))?.loading ?? 0) > 0;
+          },
+          10_000,
+          'the worker to report version 2 loading',
+        );
+        await p.gateway.catalog.refresh();
+        const { res, job } = await postJob(p, { model: 'mlp', version: '2', input: { features: mlpFeatures(3) } });
+        expect(res.status, JSON.stringify(job)).to.equal(202);
+        expect(job.status).to.equal('queued');
+        await writeFile(fifo, readFileSync(path.join(SERVED_MLP, '2', 'model.onnx')));
+        written = true;
+        const done = (await (await p.api(`/v1/jobs/${job.id}`, { headers: { prefer: 'wait=20' } })).json()) as Job;
+        expect({ status: done.status, version: done.version }).to.deep.equal({ status: 'succeeded', version: '2' });
+      } finally {
+        redis.disconnect();
+        // Failed before the write: end the worker's read (an empty file, whose load fails), or it would hold its close forever.
+        if (!written) {
+          try {
+            closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+          } catch {
+            rmSync(fifo, { force: true }); // no reader yet (ENXIO): none will find it now
+          }
+        }
+      }
     });
 
     it('after the last worker dies (no goodbye), jobs for every version queue, and run when a worker returns', async () => {

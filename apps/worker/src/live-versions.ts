@@ -46,7 +46,9 @@ export interface LiveVersionsOptions extends WatchedRepositoryOptions {
 /**
  * What a worker serves, kept in step with its repository and the fleet's
  * shared state: a version loaded (at start, or found later by the
- * RepositoryWatcher) gets its consumers and is announced `version_loaded`;
+ * RepositoryWatcher) is reported `loading` from the moment its load begins
+ * (gateways queue its jobs meanwhile), then gets its consumers and is
+ * announced `version_loaded`;
  * one that failed to load is reported `failed`; one marked draining keeps
  * its consumers until its queues are empty (its queue closed after
  * DRAIN_GRACE_MS so nothing new arrives), then they stop, its session is
@@ -68,6 +70,11 @@ export class LiveVersions {
       hooks: {
         draining: (v) => this.drainStep(v),
         looked: () => this.reconcile(),
+        // Gateways take jobs for a version a live worker is loading (they queue for the moments it takes):
+        // tell the fleet now, not at the next heartbeat, which may come after the load.
+        loading: (name) => {
+          if (!this.o.only || this.o.only.includes(name)) this.o.changed();
+        },
       },
     });
     this.view = this.watcher.view;
@@ -95,6 +102,9 @@ export class LiveVersions {
       version: s.model.version,
       state: s.drainingSince === undefined ? 'ready' : 'draining',
     }));
+    for (const l of this.o.repository.loading()) {
+      if (!this.o.only || this.o.only.includes(l.name)) out.push({ model: l.name, version: l.version, state: 'loading' });
+    }
     for (const f of this.o.repository.failed()) {
       if (!this.view.isDraining(f.name, f.version)) out.push({ model: f.name, version: f.version, state: 'failed', error: f.error });
     }

@@ -17,6 +17,8 @@ export interface WatcherHooks {
   draining(v: ModelVersion): void | Promise<void>;
   /** After each look, with whether anything changed (state read again, versions loaded, failed or gone). */
   looked(changed: boolean): void | Promise<void>;
+  /** A version found in the folder begins to load (it is `repository.loading()` until the look goes on). */
+  loading?(name: string, version: string): void;
 }
 
 export interface RepositoryWatcherOptions {
@@ -98,7 +100,7 @@ export class RepositoryWatcher {
       if (this.o.pollMs > 0) this.nextPollAt = now + this.o.pollMs;
       // An admin's load tries failed versions again (a fixed file with the same mtime, say).
       if (asked) repo.retryFailed();
-      const found = await repo.rescan((name, version) => view.isDraining(name, version));
+      const found = await repo.rescan((name, version) => view.isDraining(name, version), hooks.loading ? { loading: hooks.loading } : {});
       for (const v of found.removed) await control.drain(v.name, v.version, 'removed', actor);
       for (const f of found.failed) await this.announceFailed(f);
       // A removed version whose folder is back: routable again once ready.

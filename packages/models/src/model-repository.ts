@@ -52,6 +52,12 @@ export interface RepositoryChanges {
   removed: ModelVersion[];
 }
 
+/** What a rescan tells its caller while it runs. */
+export interface RescanHooks {
+  /** A version's load begins (a large model can take seconds): it reads as `loading()` until it ends. */
+  loading?(name: string, version: string): void;
+}
+
 const key = (name: string, version: string) => `${name}\0${version}`;
 
 /**
@@ -69,6 +75,8 @@ const key = (name: string, version: string) => `${name}\0${version}`;
 export class ModelRepository {
   private readonly failures = new Map<string, FailedVersion & { mtimeMs: number }>();
   private readonly gone = new Set<string>();
+  /** Versions a rescan is loading now. */
+  private readonly loadingNow = new Map<string, { name: string; version: string }>();
 
   private constructor(
     private readonly root: string,
@@ -96,7 +104,7 @@ export class ModelRepository {
    * what is gone. `skip` names versions not to load though their folder is
    * there (unloaded by an admin, files kept).
    */
-  async rescan(skip: (name: string, version: string) => boolean = () => false): Promise<RepositoryChanges> {
+  async rescan(skip: (name: string, version: string) => boolean = () => false, hooks: RescanHooks = {}): Promise<RepositoryChanges> {
     const changes: RepositoryChanges = { loaded: [], failed: [], removed: [] };
     const present = new Map<string, { name: string; version: string; file: string; dir: string }>();
     for (const name of safeReaddir(this.root).sort()) {
@@ -136,6 +144,8 @@ export class ModelRepository {
       }
       const failedBefore = this.failures.get(k);
       if (failedBefore && failedBefore.mtimeMs === mtimeMs) continue;
+      this.loadingNow.set(k, { name: p.name, version: p.version });
+      hooks.loading?.(p.name, p.version);
       try {
         const loaded = await loadVersion(p.name, p.version, p.file, readConfig(p.dir), this.purpose);
         this.failures.delete(k);
@@ -148,6 +158,8 @@ export class ModelRepository {
         const failed = { name: p.name, version: p.version, error: (err as Error).message };
         this.failures.set(k, { ...failed, mtimeMs });
         changes.failed.push(failed);
+      } finally {
+        this.loadingNow.delete(k);
       }
     }
     return changes;
@@ -170,6 +182,11 @@ export class ModelRepository {
   }
 
   /** Versions in the folder that could not be loaded, with why. */
+  /** The versions being loaded at this moment (by a rescan still running). */
+  loading(): Array<{ name: string; version: string }> {
+    return [...this.loadingNow.values()];
+  }
+
   failed(): FailedVersion[] {
     return [...this.failures.values()].map(({ name, version, error }) => ({ name, version, error }));
   }
