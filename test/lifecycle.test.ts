@@ -1,7 +1,9 @@
 import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { expect } from 'chai';
-import type { Job, ModelDescription, ModelEvent, Rollout } from '@infer/contract';
+import { interactiveKeys, type Job, type ModelDescription, type ModelEvent, type Rollout } from '@infer/contract';
+import { Redis } from 'ioredis';
 import { silentLogger } from '@infer/logger';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
@@ -364,6 +366,69 @@ describe('model lifecycle: a live repository, routing and rollouts', function ()
     const log = await events(p);
     const unloadedAt = Date.parse(log.find((e) => e.type === 'version_unloaded' && e.data.state === 'unloaded')!.at);
     expect(unloadedAt).to.be.at.least(Date.parse(batch.completed_at!));
+  });
+
+  it('keeps an unloaded version for a batch whose upload began before the unload and ends after it: every row runs on it', async () => {
+    const p = await start({ '1': 'v1', '2': 'v2' });
+    await waitUntil(async () => stateOf(await describeModel(p), '1') === 'ready', 20_000, 'version 1 ready');
+    const line = (i: number) => JSON.stringify({ custom_id: `r${i}`, input: { features: mlpFeatures(i) } }) + '\n';
+    const url = new URL(p.baseUrl);
+    const req = http.request({ host: url.hostname, port: url.port, path: '/v1/batches?model=mlp&version=1', method: 'POST', headers: { authorization: 'Bearer test-key-a', 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' } });
+    const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      req.on('response', (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on('error', reject);
+    });
+    try {
+      await uploadAcrossTheUnload(p, req, answer, line);
+    } finally {
+      req.destroy(); // a failure part-way must not leave the upload holding the gateway's close
+    }
+  });
+
+  async function uploadAcrossTheUnload(p: TestPlatform, req: http.ClientRequest, answer: Promise<{ status: number; body: string }>, line: (i: number) => string): Promise<void> {
+    // A few lines, fewer than a chunk: nothing is queued for version 1 yet.
+    req.write(line(0) + line(1) + line(2));
+    const listed = await waitUntil(async () => ((await (await p.api('/v1/batches')).json()) as { data: Array<{ id: string }> }).data[0], 10_000, 'the upload to be recorded');
+    expect((await admin(p, '/v1/models/mlp/versions/1/unload', { method: 'POST' })).status).to.equal(202);
+    // The worker closes the queue after its grace, then looks for work left: it must find the upload.
+    const redis = new Redis(p.config.redisUrl);
+    try {
+      const meta = interactiveKeys(p.prefix, 'mlp', '1').meta;
+      await waitUntil(async () => (await redis.hexists(meta, 'closed')) === 1, 20_000, "version 1's queue closed");
+    } finally {
+      redis.disconnect();
+    }
+    await worker!.lookAtModels();
+    await worker!.lookAtModels();
+    for (let i = 3; i < 40; i++) req.write(line(i));
+    req.end();
+    const res = await answer;
+    expect(res.status, res.body).to.equal(202);
+    expect((JSON.parse(res.body) as { id: string }).id).to.equal(listed.id);
+    const batch = await waitForBatchEnd(p, listed.id, 30_000);
+    expect({ status: batch.status, counts: batch.request_counts }).to.deep.include({ status: 'completed', counts: { total: 40, succeeded: 40, failed: 0, canceled: 0 } });
+    // Only then is it let go.
+    await waitUntil(async () => stateOf(await describeModel(p), '1') === undefined, 20_000, 'version 1 unloaded');
+  }
+
+  it('refuses (503) an upload that finds its version\'s queue already closed, and leaves nothing behind', async () => {
+    const p = await start({ '1': 'v1', '2': 'v2' });
+    await waitUntil(async () => stateOf(await describeModel(p), '1') === 'ready', 20_000, 'version 1 ready');
+    // A gateway whose view is stale (it still routes to 1) after the workers closed 1's queue.
+    const redis = new Redis(p.config.redisUrl);
+    try {
+      await redis.hset(interactiveKeys(p.prefix, 'mlp', '1').meta, 'closed', String(Date.now()));
+      const res = await uploadNdjson(p, toNdjson([{ custom_id: 'a', input: { features: mlpFeatures(1) } }]), 'model=mlp&version=1');
+      await expectProblem(res, 503, 'unavailable');
+      expect(((await (await p.api('/v1/batches')).json()) as { data: unknown[] }).data).to.deep.equal([]);
+    } finally {
+      await redis.hdel(interactiveKeys(p.prefix, 'mlp', '1').meta, 'closed');
+      redis.disconnect();
+    }
   });
 
   it('marks a version that cannot load failed, with why; the others keep serving', async () => {

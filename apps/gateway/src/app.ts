@@ -165,6 +165,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
       status: (id) => deps.batchStore.status(id),
       ttlMs: UNENDED_BATCH_TTL_MS + config.resultTtlMs,
     }),
+    queueClosed: (m) => deps.control.isQueueClosed(m.name, m.version),
     ...(deps.parseThread ? { parseThread: deps.parseThread } : {}),
   });
   // Parses its own bodies: the NDJSON form is read as a stream, never whole.

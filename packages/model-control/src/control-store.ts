@@ -271,6 +271,11 @@ export class ModelControl {
     await this.redis.hset(interactiveKeys(this.prefix, model, version).meta, 'closed', String(Date.now()));
   }
 
+  /** Whether the version's queue is closed (it is draining, past its grace): no new work may be added to it. */
+  async isQueueClosed(model: string, version: string): Promise<boolean> {
+    return (await this.redis.hexists(interactiveKeys(this.prefix, model, version).meta, 'closed')) === 1;
+  }
+
   /** Record an event once per version and kind (`loaded:3`), however many processes notice it. */
   async announceOnce(model: string, key: string, actor: string, type: EventType, data: Record<string, unknown>): Promise<boolean> {
     const k = modelKeys(this.prefix, model);

@@ -8,7 +8,7 @@ import {
   type WebhookEventFilter,
 } from '@infer/contract';
 import { failedChunkResult, toBatch, type BatchRecord, type BatchStore, type ChunkManifest } from '@infer/batch-store';
-import { badRequest, conflict, invalidInput, notFound } from '@infer/errors';
+import { badRequest, conflict, invalidInput, notFound, unavailable } from '@infer/errors';
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
 import type { ModelResolver } from '../models/model-catalog.js';
@@ -39,6 +39,12 @@ export interface BatchServiceDeps {
   /** TENANT_MAX_OPEN_BATCHES; without it a tenant may have any number open. */
   openBatches?: OpenBatches;
   chunkLimits?: ChunkLimits;
+  /**
+   * Whether the version's queue is closed (its workers are unloading it). Read once the upload's
+   * record is written: a worker closes the queue before it looks for unended batches, so either it
+   * sees this upload and waits for it, or the upload sees the queue closed and is refused (503).
+   */
+  queueClosed?: (model: ModelVersion) => Promise<boolean>;
   now?: () => number;
 }
 
@@ -110,28 +116,12 @@ export class BatchService {
     const id = uuidv4();
     // Before a byte of the body is read: a tenant at its limit is told so at once (429).
     await this.deps.openBatches?.reserve(tenant, id);
-    let created = false;
     let live = true;
     let chunks = 0;
     let writing: Promise<void> = Promise.resolve();
     let failure: { err: unknown } | undefined;
 
     const write = async (chunk: BuiltChunk, index: number): Promise<void> => {
-      if (!created) {
-        created = true;
-        await this.deps.store.create({
-          id,
-          tenant,
-          model: model.name,
-          version: model.version,
-          createdAt: this.now(),
-          metadata: params.metadata ?? null,
-          webhook: params.webhook ?? null,
-          webhookEventsFilter: params.webhook ? [...new Set(params.webhook_events_filter ?? (['completed'] as const))] : [],
-        });
-        // From now on a missing record means the batch is gone (it expired), not that it is still uploading.
-        await this.deps.openBatches?.recorded(tenant, id);
-      }
       const manifest: ChunkManifest = { start: chunk.start, count: chunk.count, custom_ids: chunk.custom_ids, failures: chunk.failures };
       const { packed, ...described } = chunk;
       const outcome = await this.deps.store.addChunk(id, index, manifest, chunk.failures.length, packed);
@@ -150,6 +140,23 @@ export class BatchService {
       await this.deps.queues.add(model.name, model.version, payload);
     };
     try {
+      // Recorded before a byte of the body is read: a worker unloading the version meanwhile sees the
+      // upload among the unended batches and keeps serving the version until the batch has run.
+      await this.deps.store.create({
+        id,
+        tenant,
+        model: model.name,
+        version: model.version,
+        createdAt: this.now(),
+        metadata: params.metadata ?? null,
+        webhook: params.webhook ?? null,
+        webhookEventsFilter: params.webhook ? [...new Set(params.webhook_events_filter ?? (['completed'] as const))] : [],
+      });
+      // From now on a missing record means the batch is gone (it expired), not that it is still uploading.
+      await this.deps.openBatches?.recorded(tenant, id);
+      if (await this.deps.queueClosed?.(model)) {
+        throw unavailable(`Model "${model.name}" version ${model.version} is being unloaded; retry`, 1);
+      }
       for await (const chunk of source) {
         // Canceled while uploading: the rest of the body is read and dropped.
         if (!live) continue;
@@ -163,11 +170,11 @@ export class BatchService {
       }
       await writing;
       if (failure) throw failure.err;
-      if (!created) throw badRequest('invalid_input', 'The batch has no items');
+      if (chunks === 0) throw badRequest('invalid_input', 'The batch has no items');
       if (live) await this.deps.store.seal(id, this.now());
     } catch (err) {
       await writing;
-      await this.abandon(id, tenant, model, created ? chunks : 0);
+      await this.abandon(id, tenant, model, chunks);
       throw err;
     }
     return toBatch(await this.read(tenant, id));
@@ -233,10 +240,8 @@ export class BatchService {
    */
   private async abandon(id: string, tenant: string, model: ModelVersion, chunks: number): Promise<void> {
     const attempt = async (): Promise<void> => {
-      if (chunks > 0) {
-        await this.deps.store.discard(id, tenant);
-        await this.deps.queues.removeChunks(model.name, model.version, id, chunks);
-      }
+      await this.deps.store.discard(id, tenant);
+      if (chunks > 0) await this.deps.queues.removeChunks(model.name, model.version, id, chunks);
       await this.deps.openBatches?.release(tenant, id);
     };
     try {
