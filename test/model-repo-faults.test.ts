@@ -2,15 +2,18 @@
  * The model lifecycle when the repository folder misbehaves (a config.json
  * rewritten in place), as README.md and docs/rollouts.md promise it.
  */
-import { cpSync, renameSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, cpSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-import type { ModelDescription } from '@infer/contract';
+import type { ModelDescription, ModelEvent } from '@infer/contract';
 import { silentLogger } from '@infer/logger';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { servedMlpRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { SHIPPED_MODELS, startPlatform, type TestPlatform } from './helpers/platform.js';
+import { expectProblem } from './helpers/jobs.js';
 import { waitUntil } from './helpers/wait.js';
 
 const ADMIN = 'lifecycle-admin-key';
@@ -89,4 +92,47 @@ describe('lifecycle: the model repository under faults', function () {
     }
   });
 
+
+  it('an admin load asked while another look is still loading a slow version answers from a look of its own: 422 for a file that cannot load', async () => {
+    repo = servedMlpRepo(['1']);
+    // The gateway alone, looking at its folder only when an admin asks.
+    p = await startPlatform({ models: repo.root, worker: false, env: { ...env, MODEL_POLL_SECONDS: '0' } });
+    const gw = p;
+    const admin = (pathname: string) => fetch(gw.baseUrl + pathname, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } });
+    // Version 3 is a named pipe: the look that loads it lasts until the test writes the model into it.
+    mkdirSync(path.join(repo.root, 'mlp', '3'));
+    const fifo = path.join(repo.root, 'mlp', '3', 'model.onnx');
+    execFileSync('mkfifo', [fifo]);
+    let written = false;
+    try {
+      const loadThree = admin('/v1/models/mlp/versions/3/load');
+      await waitUntil(() => gw.gateway.models.loading().some((l) => l.version === '3'), 10_000, 'the look to be loading version 3');
+      // Meanwhile a version that cannot load is copied in, and loaded by an admin.
+      mkdirSync(path.join(repo.root, 'mlp', '7'));
+      writeFileSync(path.join(repo.root, 'mlp', '7', 'model.onnx'), 'this is not an ONNX model');
+      const loadSeven = admin('/v1/models/mlp/versions/7/load');
+      // Its request is recorded (then it looks): only now does the slow look go on.
+      await waitUntil(
+        async () => {
+          const res = await fetch(`${gw.baseUrl}/v1/models/mlp/events?limit=100`, { headers: { authorization: `Bearer ${ADMIN}` } });
+          const events = ((await res.json()) as { data: ModelEvent[] }).data;
+          return events.some((e) => e.type === 'version_loaded' && e.data.version === '7');
+        },
+        10_000,
+        "version 7's load to be asked for",
+      );
+      await writeFile(fifo, readFileSync(path.join(SERVED_MLP, '2', 'model.onnx')));
+      written = true;
+      expect((await loadThree).status).to.equal(202);
+      await expectProblem(await loadSeven, 422, 'invalid_input');
+    } finally {
+      if (!written) {
+        try {
+          closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+        } catch {
+          rmSync(fifo, { force: true });
+        }
+      }
+    }
+  });
 });

@@ -87,7 +87,7 @@ export class LiveVersions {
 
   /** Look now (tests; a change made elsewhere is otherwise seen within a second). */
   look(): Promise<void> {
-    return this.watcher.tick();
+    return this.watcher.lookAfresh();
   }
 
   /** The versions being served (draining ones too: their jobs still run here). */

@@ -81,6 +81,16 @@ export class RepositoryWatcher {
     return this.running;
   }
 
+  /**
+   * A look that begins after this call, for a caller that has just changed
+   * the shared state (an admin's load): one already running may have read
+   * the state before the change, so it is waited for and another is taken.
+   */
+  async lookAfresh(): Promise<void> {
+    await this.running;
+    await this.tick();
+  }
+
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;

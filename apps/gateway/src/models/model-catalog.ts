@@ -73,7 +73,7 @@ export class ModelCatalog implements ModelResolver {
   /** Read the fleet and the shared state now: a change made through this gateway is in its answers at once. */
   async refresh(): Promise<void> {
     await this.o.fleet.refresh().catch(() => undefined);
-    await this.watcher.tick();
+    await this.watcher.lookAfresh();
   }
 
   async close(): Promise<void> {
