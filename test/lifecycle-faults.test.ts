@@ -16,7 +16,7 @@ import { Redis } from 'ioredis';
 import type { ModelDescription } from '@infer/contract';
 import { loadConfig } from '@infer/config';
 import { silentLogger } from '@infer/logger';
-import { ModelControl, advanceRollouts, newRolloutId, stepRouting, type StoredRollout } from '@infer/model-control';
+import { ISO8601_LUA, ModelControl, advanceRollouts, newRolloutId, stepRouting, type StoredRollout } from '@infer/model-control';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { runCliProcess } from './helpers/cli.js';
@@ -231,6 +231,52 @@ describe('lifecycle: rollout steps and the events log, on ModelControl', functio
     expect((await control.rollout('mlp', r.id))!).to.include({ state: 'completed', step: 1 });
     const types = (await control.events('mlp', 10))!.data.map((e) => e.type);
     expect(types.filter((t) => t === 'rollout_completed')).to.have.length(1);
+  });
+
+  it("every event's time is Redis's as it is written: a process whose clock is a minute ahead cannot list an event above a newer one", async () => {
+    const redisMs = async () => {
+      const [s, us] = await redis.time();
+      return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+    };
+    const before = await redisMs();
+    // One writer on a machine whose clock is 60 s fast (only its clock: what it writes is the same).
+    const RealDate = Date;
+    class FastDate extends RealDate {
+      constructor(...args: ConstructorParameters<typeof Date> | []) {
+        if (args.length === 0) super(RealDate.now() + 60_000);
+        else super(...(args as ConstructorParameters<typeof Date>));
+      }
+      static override now(): number {
+        return RealDate.now() + 60_000;
+      }
+    }
+    globalThis.Date = FastDate as DateConstructor;
+    try {
+      await control.setRouting('mlp', { '1': 100 }, 'fast-clock');
+      await control.record('mlp', 'fast-clock', 'version_loaded', { version: '2', state: 'loading' });
+    } finally {
+      globalThis.Date = RealDate;
+    }
+    // Then another process, with a true clock, writes after it.
+    await new ModelControl(redis, prefix).record('mlp', 'true-clock', 'version_loaded', { version: '2', state: 'ready' });
+    const after = await redisMs();
+    const events = (await control.events('mlp', 10))!.data;
+    expect(events.map((e) => e.actor)).to.deep.equal(['true-clock', 'fast-clock', 'fast-clock']);
+    const times = events.map((e) => Date.parse(e.at));
+    for (const [i, e] of events.entries()) {
+      expect(e.at, e.actor).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect(times[i], `${e.type} by ${e.actor} at ${e.at}`).to.be.within(before, after);
+    }
+    // Newest first: the times read down the list never go up.
+    expect([...times].sort((a, b) => b - a)).to.deep.equal(times);
+  });
+
+  it("the script's date writing agrees with Date.prototype.toISOString: leap days, year ends, random instants", async () => {
+    const instants = [0, 951_782_400_000, 951_868_799_999, 1_709_164_800_000, 946_684_799_999, 4_102_444_799_999, 4_107_542_399_999, 1_798_761_599_123];
+    for (let i = 0; i < 500; i++) instants.push(Math.floor(Math.random() * 8_000_000_000_000));
+    const lua = `${ISO8601_LUA}\nlocal out = {}\nfor i, v in ipairs(ARGV) do out[i] = iso8601(tonumber(v)) end\nreturn out`;
+    const written = (await redis.eval(lua, 0, ...instants.map(String))) as string[];
+    expect(written).to.deep.equal(instants.map((ms) => new Date(ms).toISOString()));
   });
 
   it('paging with `after` while events are written meanwhile: every event that existed at the first page is read once, in order, none of the new ones', async () => {

@@ -72,6 +72,49 @@ const modelKeys = (prefix: string, model: string) => {
   };
 };
 
+/** Lua: `iso8601(ms)`, epoch milliseconds as `Date.prototype.toISOString` writes them (exported for its test). */
+export const ISO8601_LUA = `
+local function iso8601(ms)
+  local s = math.floor(ms / 1000)
+  local days = math.floor(s / 86400)
+  local sod = s - days * 86400
+  -- Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, math.floor(sod / 3600), math.floor(sod % 3600 / 60), sod % 60, ms % 1000)
+end
+`;
+
+/**
+ * Lua that pushes a model event (its JSON with `"at":""`) onto the events list, newest first, kept to
+ * `kept`. `at` is stamped here from Redis's clock, as the event is written: the list's order is the
+ * order of the writes, so the times read down it never go back up, however many processes write at
+ * once or however their clocks differ.
+ */
+const PUSH_EVENT = `${ISO8601_LUA}
+local function pushEvent(key, json, kept)
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local at = string.find(json, '"at":""', 1, true)
+  if at then json = string.sub(json, 1, at + 5) .. iso8601(ms) .. string.sub(json, at + 6) end
+  redis.call('LPUSH', key, json)
+  redis.call('LTRIM', key, 0, kept - 1)
+end
+`;
+
+/** KEYS[1] a model's events. ARGV[1] the event (JSON, `at` empty), ARGV[2] events kept. */
+const RECORD_EVENT = `${PUSH_EVENT}
+pushEvent(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+return 1
+`;
+
 /**
  * KEYS[1] a model's active-rollout key, KEYS[2] the rollout, KEYS[3] its rollouts list, KEYS[4] its routing,
  * KEYS[5] its events. ARGV[1] 'start' or the step the rollout must be at, ARGV[2] the rollout's new JSON,
@@ -81,7 +124,7 @@ const modelKeys = (prefix: string, model: string) => {
  * says so; a start also forgets the rollouts past the kept ones, state and all. 'start' needs no rollout running for the model; a move needs the rollout still running at the
  * step the caller saw (of the processes that try, one moves it). Returns 1 when written, else 0.
  */
-const WRITE_ROLLOUT = `
+const WRITE_ROLLOUT = `${PUSH_EVENT}
 local r = cjson.decode(ARGV[2])
 if ARGV[1] == 'start' then
   if not redis.call('SET', KEYS[1], r.id, 'NX') then return 0 end
@@ -105,8 +148,7 @@ elseif ARGV[3] ~= '' then
   redis.call('DEL', KEYS[4])
   for version, weight in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[4], version, weight) end
 end
-redis.call('LPUSH', KEYS[5], ARGV[4])
-redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[5]) - 1)
+pushEvent(KEYS[5], ARGV[4], tonumber(ARGV[5]))
 return 1
 `;
 
@@ -116,21 +158,21 @@ return 1
  * refused (0) while a rollout runs: checked in the same step as the write, so a rollout started a moment
  * before is never overwritten (its routing is its steps'). Returns 1 when written.
  */
-const SET_ROUTING = `
+const SET_ROUTING = `${PUSH_EVENT}
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2])
 if ARGV[1] ~= '' then
   local w = cjson.decode(ARGV[1])
   for version, weight in pairs(w) do redis.call('HSET', KEYS[2], version, weight) end
 end
-redis.call('LPUSH', KEYS[3], ARGV[2])
-redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[3]) - 1)
+pushEvent(KEYS[3], ARGV[2], tonumber(ARGV[3]))
 return 1
 `;
 
 type ScriptRedis = Redis & {
   inferWriteRollout(...args: string[]): Promise<number>;
   inferSetRouting(activeRollout: string, routing: string, events: string, weights: string, event: string, kept: number): Promise<number>;
+  inferRecordEvent(events: string, event: string, kept: number): Promise<number>;
 };
 
 export class ModelControl {
@@ -144,6 +186,7 @@ export class ModelControl {
   ) {
     if (!('inferWriteRollout' in redis)) redis.defineCommand('inferWriteRollout', { numberOfKeys: 5, lua: WRITE_ROLLOUT });
     if (!('inferSetRouting' in redis)) redis.defineCommand('inferSetRouting', { numberOfKeys: 3, lua: SET_ROUTING });
+    if (!('inferRecordEvent' in redis)) redis.defineCommand('inferRecordEvent', { numberOfKeys: 1, lua: RECORD_EVENT });
     this.redis = redis as ScriptRedis;
     // One hash tag for both: they are read by one MGET and bumped together in one MULTI.
     this.generationKey = `${prefix}:{models}:generation`;
@@ -287,14 +330,14 @@ export class ModelControl {
 
   // --- events ----------------------------------------------------------------
 
+  /** An event's JSON, `at` left empty: the script that writes it stamps it from Redis's clock (PUSH_EVENT). */
   private event(actor: string, type: EventType, data: Record<string, unknown>): string {
-    const e: ModelEvent = { id: `evt_${Date.now().toString(36)}${randomBytes(6).toString('hex')}`, at: new Date().toISOString(), actor, type, data };
+    const e: ModelEvent = { id: `evt_${Date.now().toString(36)}${randomBytes(6).toString('hex')}`, at: '', actor, type, data };
     return JSON.stringify(e);
   }
 
   async record(model: string, actor: string, type: EventType, data: Record<string, unknown>): Promise<void> {
-    const k = modelKeys(this.prefix, model);
-    await this.redis.multi().lpush(k.events, this.event(actor, type, data)).ltrim(k.events, 0, EVENTS_KEPT - 1).exec();
+    await this.redis.inferRecordEvent(modelKeys(this.prefix, model).events, this.event(actor, type, data), EVENTS_KEPT);
   }
 
   /** A model's events, newest first: `limit` of them after the event `after` (null when `after` is unknown). */

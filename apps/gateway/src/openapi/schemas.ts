@@ -507,7 +507,7 @@ const EVENT_DATA =
 export const ModelEventSchema = z
   .object({
     id: ModelEventId,
-    at: Timestamp.describe('When it was recorded (RFC 3339, UTC).'),
+    at: Timestamp.describe('When it was recorded, by Redis’s clock as it was written (RFC 3339, UTC): down the newest-first list the times never go up, whichever processes wrote them.'),
     actor: z
       .string()
       .describe('Who did it: the admin key’s name (ADMIN_API_KEYS), `rollout:<id>` for a rollout’s own steps, or the process that noticed (`worker:…`, `gateway:…`).'),
