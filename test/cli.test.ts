@@ -8,6 +8,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import type { ModelDescription, ModelEventList, Rollout } from '@infer/sdk';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { REPO_ROOT, SHIPPED_MODELS, startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
@@ -164,6 +165,17 @@ describe('cli', function () {
       const quick = await cli(['batch', 'submit', file, '--model', 'mlp']);
       expect(quick.code, quick.stderr).to.equal(0);
       expect((JSON.parse(quick.stdout) as { object: string }).object).to.equal('batch');
+    });
+
+    it('batch submit of a gzip file (rows.ndjson.gz) sends it compressed, and every row runs', async () => {
+      const file = path.join(dir, 'rows.ndjson.gz');
+      const lines = Array.from({ length: 7 }, (_, i) => JSON.stringify({ custom_id: `z${i}`, input: { features: features(i) } }));
+      fs.writeFileSync(file, gzipSync(`${lines.join('\n')}\n`));
+      const res = await cli(['batch', 'submit', file, '--model', 'mlp', '--wait', '--poll-ms', '100']);
+      expect(res.code, res.stderr).to.equal(0);
+      const batch = JSON.parse(res.stdout) as { status: string; request_counts: { total: number; succeeded: number } };
+      expect(batch).to.deep.include({ status: 'completed' });
+      expect(batch.request_counts).to.include({ total: 7, succeeded: 7 });
     });
 
     it('batch results of an unknown batch exits 1', async () => {

@@ -10,6 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import {
   InferApiError,
   InferClient,
@@ -323,17 +324,25 @@ describe('sdk: batch streaming (stub server)', () => {
   let server: http.Server;
   let client: InferClient;
   let dir: string;
-  let received: { url: string; contentType: string | undefined; encoding: string | undefined; body: string } | undefined;
+  let received: { url: string; contentType: string | undefined; contentEncoding: string | undefined; encoding: string | undefined; body: string; bodyBytes: Buffer } | undefined;
   const batch = { id: 'b1', object: 'batch', status: 'queued', request_counts: { total: 0, succeeded: 0, failed: 0, canceled: 0 } };
 
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdk-stream-'));
     server = http.createServer((req, res) => {
       if (req.method === 'POST') {
-        let body = '';
-        req.setEncoding('utf8').on('data', (c: string) => (body += c));
+        const parts: Buffer[] = [];
+        req.on('data', (c: Buffer) => parts.push(c));
         req.on('end', () => {
-          received = { url: req.url ?? '', contentType: req.headers['content-type'], encoding: req.headers['transfer-encoding'], body };
+          const bodyBytes = Buffer.concat(parts);
+          received = {
+            url: req.url ?? '',
+            contentType: req.headers['content-type'],
+            contentEncoding: req.headers['content-encoding'],
+            encoding: req.headers['transfer-encoding'],
+            body: bodyBytes.toString('utf8'),
+            bodyBytes,
+          };
           res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify(batch));
         });
         return;
@@ -364,6 +373,20 @@ describe('sdk: batch streaming (stub server)', () => {
     expect(received?.contentType).to.equal('application/x-ndjson');
     expect(received?.encoding).to.equal('chunked');
     expect(received?.body).to.equal(line.repeat(500));
+  });
+
+  it('uploads a gzip file as it is, with Content-Encoding: gzip (or the coding a caller names)', async () => {
+    const line = `${JSON.stringify({ input: { features: features(0) } })}\n`;
+    const file = path.join(dir, 'rows.ndjson.gz');
+    const packed = gzipSync(line.repeat(20));
+    fs.writeFileSync(file, packed);
+    await client.batches.upload({ model: 'mlp' }, file);
+    expect(received?.contentEncoding).to.equal('gzip');
+    expect(received?.bodyBytes?.equals(packed)).to.equal(true);
+    await client.batches.upload({ model: 'mlp' }, path.join(dir, 'big.ndjson'));
+    expect(received?.contentEncoding).to.equal(undefined);
+    await client.batches.upload({ model: 'mlp', contentEncoding: 'br' }, [brotliCompressSync(line)]);
+    expect(received?.contentEncoding).to.equal('br');
   });
 
   it('uploads items, strings and bytes from an iterable', async () => {

@@ -1,7 +1,7 @@
 import { InferTimeoutError } from './errors.js';
 import { sleep, type Transport } from './http.js';
 import type { CallOptions } from './models.js';
-import { parseNdjson, toByteStream, type UploadSource } from './ndjson.js';
+import { isGzipFile, parseNdjson, toByteStream, type UploadSource } from './ndjson.js';
 import {
   isBatchEnded,
   type Batch,
@@ -38,14 +38,18 @@ export class Batches {
   /**
    * Submit a batch as NDJSON, streamed: a file path is read a chunk at a time
    * as the request goes out, so its size is bounded by the server, not by
-   * this process's memory. There is no deadline on the upload; pass a signal
-   * to abort it.
+   * this process's memory. A gzip file is sent as such (`Content-Encoding:
+   * gzip`, see `params.contentEncoding`). There is no deadline on the upload;
+   * pass a signal to abort it.
    */
   async upload(params: UploadBatchParams, source: UploadSource, options: CallOptions = {}): Promise<Batch> {
     const body = await toByteStream(source);
+    // A gzip file sent as it is would reach the gateway as one unreadable line.
+    const coding = params.contentEncoding ?? (typeof source === 'string' && (await isGzipFile(source)) ? 'gzip' : 'identity');
     return this.#http.json<Batch>('/v1/batches', {
       method: 'POST',
       query: { model: params.model, version: params.version, webhook: params.webhook },
+      ...(coding !== 'identity' ? { headers: { 'content-encoding': coding } } : {}),
       stream: { body, contentType: 'application/x-ndjson' },
       timeoutMs: null,
       signal: options.signal,

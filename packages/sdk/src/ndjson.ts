@@ -54,6 +54,19 @@ export async function toByteStream(source: UploadSource): Promise<ReadableStream
   });
 }
 
+/** Whether the file at `path` starts with gzip's magic bytes (1f 8b): a `.gz` file, whatever its name. */
+export async function isGzipFile(path: string): Promise<boolean> {
+  const { open } = await import('node:fs/promises');
+  const file = await open(path, 'r');
+  try {
+    const head = new Uint8Array(2);
+    const { bytesRead } = await file.read(head, 0, 2, 0);
+    return bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b;
+  } finally {
+    await file.close();
+  }
+}
+
 /**
  * Parse an NDJSON byte stream one line at a time, holding at most one partial
  * line. Breaking out of the loop cancels the stream and frees the connection.

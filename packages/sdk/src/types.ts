@@ -60,6 +60,12 @@ export interface UploadBatchParams {
   model: string;
   version?: string | number;
   webhook?: string;
+  /**
+   * How the source's bytes are compressed, sent as `Content-Encoding` (the gateway undoes it as it reads).
+   * A file path is looked at: one that starts as gzip does (`rows.ndjson.gz`) is sent as `gzip` unless
+   * this says otherwise. @default `identity`, or `gzip` for a gzip file
+   */
+  contentEncoding?: 'gzip' | 'deflate' | 'br' | 'identity';
 }
 
 export interface ListBatchesParams {
