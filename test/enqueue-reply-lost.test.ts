@@ -1,4 +1,3 @@
-import net from 'node:net';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { loadConfig } from '@infer/config';
@@ -8,6 +7,7 @@ import { ModelRepository } from '@infer/models';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { deletePrefix, OTHER_TENANT_KEY, SHIPPED_MODELS, TEST_KEY, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.js';
+import { RedisProxy } from './helpers/tcp-proxy.js';
 import { waitUntil } from './helpers/wait.js';
 
 /**
@@ -30,69 +30,9 @@ import { waitUntil } from './helpers/wait.js';
  * queue's count must be back to 0.
  */
 
-const UPSTREAM = new URL(TEST_REDIS_URL);
-
-/** A TCP proxy to the test Redis that can swallow the reply to one command and cut its connection. */
-class BlipProxy {
-  private readonly server: net.Server;
-  private readonly conns = new Set<{ client: net.Socket; upstream: net.Socket; swallow: boolean }>();
-  private armed: { marker: string; hit: (conn: { client: net.Socket; upstream: net.Socket; swallow: boolean }) => void } | undefined;
-  port = 0;
-
-  constructor() {
-    this.server = net.createServer((client) => this.forward(client));
-  }
-
-  async listen(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as net.AddressInfo).port;
-  }
-
-  private forward(client: net.Socket): void {
-    const upstream = net.connect(Number(UPSTREAM.port || 6379), UPSTREAM.hostname);
-    const conn = { client, upstream, swallow: false };
-    this.conns.add(conn);
-    client.on('error', () => undefined);
-    upstream.on('error', () => undefined);
-    client.on('data', (d: Buffer) => {
-      upstream.write(d);
-      if (this.armed && d.includes(this.armed.marker)) {
-        // From here on this connection's replies never reach the gateway.
-        conn.swallow = true;
-        const { hit } = this.armed;
-        this.armed = undefined;
-        hit(conn);
-      }
-    });
-    upstream.on('data', (d: Buffer) => {
-      if (!conn.swallow) client.write(d);
-    });
-    const gone = () => {
-      this.conns.delete(conn);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.once('close', gone);
-    upstream.once('close', gone);
-  }
-
-  /** Resolves with the connection once a client chunk holding `marker` has gone to Redis (its reply is swallowed). */
-  arm(marker: string): Promise<{ client: net.Socket; upstream: net.Socket }> {
-    return new Promise((resolve) => (this.armed = { marker, hit: resolve }));
-  }
-
-  async close(): Promise<void> {
-    for (const c of this.conns) {
-      c.client.destroy();
-      c.upstream.destroy();
-    }
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
-
 describe('gateways: an enqueue whose reply is lost to a connection blip', function () {
   this.timeout(60_000);
-  let proxy: BlipProxy | undefined;
+  let proxy: RedisProxy | undefined;
   let prefix: string | undefined;
   let models: ModelRepository;
   let gateway: Gateway | undefined;
@@ -116,7 +56,7 @@ describe('gateways: an enqueue whose reply is lost to a connection blip', functi
 
   /** A gateway whose Redis connections go through the proxy; the worker (started later) talks to Redis directly. */
   async function start(extra: Record<string, string>): Promise<void> {
-    proxy = new BlipProxy();
+    proxy = new RedisProxy();
     await proxy.listen();
     prefix = uniquePrefix('gw-resend');
     workerEnv = {
@@ -128,7 +68,7 @@ describe('gateways: an enqueue whose reply is lost to a connection blip', functi
       WORKER_METRICS_PORT: '0',
       ...extra,
     };
-    gateway = await createGateway(loadConfig({ ...workerEnv, REDIS_URL: `redis://127.0.0.1:${proxy.port}` }), silentLogger, { models });
+    gateway = await createGateway(loadConfig({ ...workerEnv, REDIS_URL: proxy.url }), silentLogger, { models });
     base = `http://127.0.0.1:${await gateway.listen(0, '127.0.0.1')}`;
   }
 
@@ -148,7 +88,7 @@ describe('gateways: an enqueue whose reply is lost to a connection blip', functi
     const k = interactiveKeys(prefix!, 'mlp', '2');
     // Another tenant's job first: the enqueue script is loaded in Redis, so the next call is one EVALSHA.
     expect((await post(OTHER_TENANT_KEY, 0.1)).status).to.equal(202);
-    const hit = proxy!.arm(`"m-${x}"`);
+    const hit = proxy!.swallowAfter(`"m-${x}"`);
     const answer = post(TEST_KEY, x, headers).then(async (r) => ({ status: r.status, body: await r.text() }));
     const conn = await hit;
     // Redis ran it (the job is in the queue's index)...

@@ -1,4 +1,3 @@
-import net from 'node:net';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { loadConfig } from '@infer/config';
@@ -7,6 +6,7 @@ import { silentLogger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { deletePrefix, SHIPPED_MODELS, TEST_KEY, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.js';
+import { RedisProxy } from './helpers/tcp-proxy.js';
 import { waitUntil } from './helpers/wait.js';
 
 /**
@@ -24,70 +24,9 @@ import { waitUntil } from './helpers/wait.js';
  * key of a job that may exist.
  */
 
-const UPSTREAM = new URL(TEST_REDIS_URL);
-
-/** A TCP proxy to the test Redis that can hold back, for a while, the replies after one command. */
-class StallProxy {
-  private readonly server: net.Server;
-  private readonly sockets = new Set<net.Socket>();
-  private armed: { marker: string; ms: number; hit: () => void } | undefined;
-  port = 0;
-
-  constructor() {
-    this.server = net.createServer((client) => {
-      const upstream = net.connect(Number(UPSTREAM.port || 6379), UPSTREAM.hostname);
-      this.sockets.add(client).add(upstream);
-      client.on('error', () => undefined);
-      upstream.on('error', () => undefined);
-      let holdUntil = 0;
-      const held: Buffer[] = [];
-      client.on('data', (d: Buffer) => {
-        upstream.write(d);
-        if (this.armed && d.includes(this.armed.marker)) {
-          const { ms, hit } = this.armed;
-          this.armed = undefined;
-          holdUntil = performance.now() + ms;
-          setTimeout(() => {
-            holdUntil = 0;
-            for (const b of held.splice(0)) client.write(b);
-          }, ms);
-          hit();
-        }
-      });
-      upstream.on('data', (d: Buffer) => {
-        if (holdUntil) held.push(d);
-        else client.write(d);
-      });
-      const gone = () => {
-        client.destroy();
-        upstream.destroy();
-        this.sockets.delete(client);
-        this.sockets.delete(upstream);
-      };
-      client.once('close', gone);
-      upstream.once('close', gone);
-    });
-  }
-
-  async listen(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as net.AddressInfo).port;
-  }
-
-  /** The next client chunk holding `marker` goes to Redis at once; every reply on its connection is held `ms`. */
-  arm(marker: string, ms: number): Promise<void> {
-    return new Promise((resolve) => (this.armed = { marker, ms, hit: resolve }));
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
-
 describe('gateways: Idempotency-Key when a gateway’s Redis stalls past its command timeout', function () {
   this.timeout(60_000);
-  let proxy: StallProxy;
+  let proxy: RedisProxy;
   let prefix: string;
   let models: ModelRepository;
   let a: Gateway | undefined;
@@ -101,12 +40,12 @@ describe('gateways: Idempotency-Key when a gateway’s Redis stalls past its com
     fetch(`${base}/v1/jobs`, { method: 'POST', body: body(x), headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json', ...headers } });
 
   before(async () => {
-    proxy = new StallProxy();
+    proxy = new RedisProxy();
     await proxy.listen();
     prefix = uniquePrefix('gw-idem-stall');
     const env = { MODEL_REPOSITORY: SHIPPED_MODELS, QUEUE_PREFIX: prefix, API_KEYS: `tenant-a:${TEST_KEY}`, PORT: '0', HOST: '127.0.0.1' };
     models = await ModelRepository.load(SHIPPED_MODELS, { only: ['mlp'] });
-    a = await createGateway(loadConfig({ ...env, REDIS_URL: `redis://127.0.0.1:${proxy.port}` }), silentLogger, { models });
+    a = await createGateway(loadConfig({ ...env, REDIS_URL: proxy.url }), silentLogger, { models });
     aUrl = `http://127.0.0.1:${await a.listen(0, '127.0.0.1')}`;
     b = await createGateway(loadConfig({ ...env, REDIS_URL: TEST_REDIS_URL }), silentLogger, { models });
     bUrl = `http://127.0.0.1:${await b.listen(0, '127.0.0.1')}`;
@@ -125,7 +64,7 @@ describe('gateways: Idempotency-Key when a gateway’s Redis stalls past its com
     const k = interactiveKeys(prefix, 'mlp', '2');
     // No worker: jobs stay queued. A first job through A loads the enqueue script (the next call is one EVALSHA).
     expect((await post(aUrl, 0.1)).status).to.equal(202);
-    const stalled = proxy.arm('"m-0.5"', 6500);
+    const stalled = proxy.stallAfter('"m-0.5"', 6500);
     const first = post(aUrl, 0.5, { 'idempotency-key': 'order-7' }).then(async (r) => ({ status: r.status, body: await r.text() }));
     await stalled;
     // Redis ran the enqueue: the job is queued...

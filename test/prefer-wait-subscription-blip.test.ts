@@ -1,4 +1,3 @@
-import net from 'node:net';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { loadConfig } from '@infer/config';
@@ -8,6 +7,7 @@ import { ModelRepository } from '@infer/models';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { deletePrefix, SHIPPED_MODELS, TEST_KEY, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.js';
+import { RedisProxy } from './helpers/tcp-proxy.js';
 import { waitUntil } from './helpers/wait.js';
 
 /**
@@ -27,87 +27,9 @@ import { waitUntil } from './helpers/wait.js';
  * talks to Redis directly and finishes the job meanwhile.
  */
 
-const UPSTREAM = new URL(TEST_REDIS_URL);
-
-/** A TCP proxy to the test Redis that can cut its pub/sub connections and hold new ones. */
-class CuttingProxy {
-  private readonly server: net.Server;
-  private readonly conns = new Set<{ client: net.Socket; upstream: net.Socket | undefined; subscriber: boolean }>();
-  private holding = false;
-  private readonly held: net.Socket[] = [];
-  port = 0;
-
-  constructor() {
-    this.server = net.createServer((client) => {
-      client.on('error', () => undefined);
-      if (this.holding) {
-        client.pause();
-        this.held.push(client);
-      } else this.forward(client);
-    });
-  }
-
-  async listen(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as net.AddressInfo).port;
-  }
-
-  private forward(client: net.Socket): void {
-    const upstream = net.connect(Number(UPSTREAM.port || 6379), UPSTREAM.hostname);
-    const conn = { client, upstream, subscriber: false };
-    this.conns.add(conn);
-    upstream.on('error', () => client.destroy());
-    client.on('data', (d: Buffer) => {
-      if (/subscribe/i.test(d.toString('latin1'))) conn.subscriber = true;
-    });
-    client.pipe(upstream);
-    upstream.pipe(client);
-    const gone = () => {
-      this.conns.delete(conn);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.once('close', gone);
-    upstream.once('close', gone);
-    client.resume();
-  }
-
-  /** Drop every subscriber connection; hold the connections made from now on. */
-  cutSubscribers(): number {
-    this.holding = true;
-    let cut = 0;
-    for (const c of this.conns) {
-      if (!c.subscriber) continue;
-      cut++;
-      c.client.destroy();
-      c.upstream?.destroy();
-    }
-    return cut;
-  }
-
-  /** Let the held connections (and new ones) through. */
-  release(): void {
-    this.holding = false;
-    for (const client of this.held.splice(0)) if (!client.destroyed) this.forward(client);
-  }
-
-  get heldCount(): number {
-    return this.held.length;
-  }
-
-  async close(): Promise<void> {
-    for (const c of this.conns) {
-      c.client.destroy();
-      c.upstream?.destroy();
-    }
-    for (const h of this.held.splice(0)) h.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
-
 describe('gateways: a waiting request when the gateway’s subscription blips', function () {
   this.timeout(60_000);
-  let proxy: CuttingProxy;
+  let proxy: RedisProxy;
   let prefix: string;
   let models: ModelRepository;
   let gateway: Gateway | undefined;
@@ -120,7 +42,7 @@ describe('gateways: a waiting request when the gateway’s subscription blips', 
     fetch(base + pathname, { ...init, headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json', ...(init.headers as Record<string, string>) } });
 
   before(async () => {
-    proxy = new CuttingProxy();
+    proxy = new RedisProxy();
     await proxy.listen();
     prefix = uniquePrefix('gw-blip');
     const env = {
@@ -133,7 +55,7 @@ describe('gateways: a waiting request when the gateway’s subscription blips', 
       MAX_WAIT_SECONDS: '60',
     };
     models = await ModelRepository.load(SHIPPED_MODELS, { only: ['mlp'] });
-    gateway = await createGateway(loadConfig({ ...env, REDIS_URL: `redis://127.0.0.1:${proxy.port}` }), silentLogger, { models });
+    gateway = await createGateway(loadConfig({ ...env, REDIS_URL: proxy.url }), silentLogger, { models });
     base = `http://127.0.0.1:${await gateway.listen(0, '127.0.0.1')}`;
     redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 1 });
   });
