@@ -1,8 +1,7 @@
-import http from 'node:http';
 import { expect } from 'chai';
 import type { Batch, BatchList } from '@infer/contract';
-import { b64Fp32, getBatch, mlpFeatures, readResults } from './helpers/batches.js';
-import { startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
+import { b64Fp32, getBatch, mlpFeatures, readResults, streamedUpload } from './helpers/batches.js';
+import { startPlatform, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
 
 describe('cancel while the upload still streams and workers run its first chunks', function () {
@@ -16,17 +15,8 @@ describe('cancel while the upload still streams and workers run its first chunks
   });
 
   it('one line per item, counts agree, the rest of the body is dropped, slot comes free', async () => {
-    const url = new URL(p.baseUrl);
     const line = (i: number) => (i % 777 === 1 ? 'bad' : JSON.stringify({ custom_id: `u${i}`, input: { features: b64Fp32(mlpFeatures(i)) } })) + '\n';
-    const req = http.request({ host: url.hostname, port: url.port, path: '/v1/batches?model=mlp', method: 'POST', headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' } });
-    const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
-      req.on('response', (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode!, body }));
-      });
-      req.on('error', reject);
-    });
+    const { req, answer } = streamedUpload(p);
     let i = 0;
     const part = (k: number) => {
       let s = '';

@@ -1,11 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import type { Batch, BatchList } from '@infer/contract';
-import { b64Fp32, mlpFeatures, toNdjson, uploadNdjson } from './helpers/batches.js';
-import { startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
+import { b64Fp32, mlpFeatures, streamedUpload, toNdjson, uploadNdjson } from './helpers/batches.js';
+import { startPlatform, type TestPlatform } from './helpers/platform.js';
 import { OwnRedis } from './helpers/redis-server.js';
 import { waitUntil } from './helpers/wait.js';
 
@@ -47,16 +46,8 @@ describe('batches: Redis killed and restarted during a batch upload', function (
    * started again once the gateway has answered. Its answer, and the id its chunks were registered under.
    */
   async function uploadRedisDiesUnder(q: TestPlatform): Promise<{ status: number; code: string; id: string }> {
-    const url = new URL(q.baseUrl);
-    const req = http.request({ host: url.hostname, port: url.port, path: '/v1/batches?model=mlp', method: 'POST', headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' } });
-    const answer = new Promise<{ status: number; code: string }>((resolve) => {
-      req.on('response', (res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode!, code: (JSON.parse(text) as { code?: string }).code ?? '' }));
-      });
-      req.on('error', () => resolve({ status: -1, code: 'connection dropped' }));
-    });
+    const { req, answer: reply } = streamedUpload(q);
+    const answer = reply.then(({ status, body }) => ({ status, code: status === -1 ? 'connection dropped' : ((JSON.parse(body) as { code?: string }).code ?? '') }));
     req.write(lines(0, 2 * 2048 + 5));
     const seen = await waitUntil(async () => {
       const list = (await (await q.api('/v1/batches')).json()) as BatchList;

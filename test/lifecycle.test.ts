@@ -8,7 +8,7 @@ import { silentLogger } from '@infer/logger';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { ElemType, encodeModel, initializer, node, valueInfo } from '../scripts/lib/onnx-builder.js';
-import { mlpFeatures, readResults, toNdjson, uploadNdjson, waitForBatchEnd } from './helpers/batches.js';
+import { mlpFeatures, readResults, streamedUpload, toNdjson, uploadNdjson, waitForBatchEnd } from './helpers/batches.js';
 import { expectProblem } from './helpers/jobs.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { SHIPPED_MODELS, startPlatform, type TestPlatform } from './helpers/platform.js';
@@ -372,16 +372,7 @@ describe('model lifecycle: a live repository, routing and rollouts', function ()
     const p = await start({ '1': 'v1', '2': 'v2' });
     await waitUntil(async () => stateOf(await describeModel(p), '1') === 'ready', 20_000, 'version 1 ready');
     const line = (i: number) => JSON.stringify({ custom_id: `r${i}`, input: { features: mlpFeatures(i) } }) + '\n';
-    const url = new URL(p.baseUrl);
-    const req = http.request({ host: url.hostname, port: url.port, path: '/v1/batches?model=mlp&version=1', method: 'POST', headers: { authorization: 'Bearer test-key-a', 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' } });
-    const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
-      req.on('response', (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode!, body }));
-      });
-      req.on('error', reject);
-    });
+    const { req, answer } = streamedUpload(p, 'model=mlp&version=1');
     try {
       await uploadAcrossTheUnload(p, req, answer, line);
     } finally {

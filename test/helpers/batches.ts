@@ -1,6 +1,7 @@
+import http from 'node:http';
 import type { Batch, BatchResultLine } from '@infer/contract';
 import { runModel, type ModelVersion } from '@infer/models';
-import type { TestPlatform } from './platform.js';
+import { TEST_KEY, type TestPlatform } from './platform.js';
 import { waitUntil } from './wait.js';
 
 /** Deterministic features for row `i` of the MLP (64 values in [-1, 1)). */
@@ -30,6 +31,31 @@ export async function uploadNdjson(p: TestPlatform, body: string, query = 'model
     body,
     ...(key ? { key } : {}),
   });
+}
+
+/**
+ * An NDJSON upload the test sends piece by piece (`req.write`, then `req.end`), chunked, through Node's
+ * http client: for what happens while a body is still arriving. `answer` resolves with the gateway's
+ * status and body, or status -1 and the error's message when the connection fails.
+ */
+export function streamedUpload(p: TestPlatform, query = 'model=mlp', key = TEST_KEY): { req: http.ClientRequest; answer: Promise<{ status: number; body: string }> } {
+  const url = new URL(p.baseUrl);
+  const req = http.request({
+    host: url.hostname,
+    port: url.port,
+    path: `/v1/batches?${query}`,
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' },
+  });
+  const answer = new Promise<{ status: number; body: string }>((resolve) => {
+    req.on('response', (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on('error', (err) => resolve({ status: -1, body: err.message }));
+  });
+  return { req, answer };
 }
 
 /** POST a batch and return the 202's Batch (throws on anything else). */
