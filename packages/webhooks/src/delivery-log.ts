@@ -43,6 +43,14 @@ export interface StoredEvent {
  * tenant's), 'pending' (already due), or the state it had ('succeeded' or
  * 'failed') when it is now pending again.
  */
+/** KEYS[1] event. ARGV ttl_ms. A `pending` event becomes `failed` (its delivery run was lost): 1, else 0. */
+const FAIL_IF_PENDING = `
+if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'failed', 'next_attempt_at', '')
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+`;
+
 const MARK_RESEND = `
 local h = redis.call('HMGET', KEYS[1], 'tenant', 'state')
 if not h[1] then return 'missing' end
@@ -68,6 +76,7 @@ return 'created'
 
 type ScriptRedis = Redis & {
   inferWebhookMarkResend(key: string, tenant: string, now: number): Promise<string>;
+  inferWebhookFailIfPending(key: string, ttlMs: number): Promise<number>;
   inferWebhookCreateIfAbsent(key: string, ttlMs: number, ...fieldsAndValues: string[]): Promise<'created' | DeliveryState>;
 };
 
@@ -80,6 +89,7 @@ export class DeliveryLog {
   constructor(redis: Redis, prefix: string) {
     this.k = keys(prefix);
     if (!('inferWebhookMarkResend' in redis)) redis.defineCommand('inferWebhookMarkResend', { numberOfKeys: 1, lua: MARK_RESEND });
+    if (!('inferWebhookFailIfPending' in redis)) redis.defineCommand('inferWebhookFailIfPending', { numberOfKeys: 1, lua: FAIL_IF_PENDING });
     if (!('inferWebhookCreateIfAbsent' in redis)) redis.defineCommand('inferWebhookCreateIfAbsent', { numberOfKeys: 1, lua: CREATE_IF_ABSENT });
     this.redis = redis as ScriptRedis;
   }
@@ -134,11 +144,17 @@ export class DeliveryLog {
         .pexpire(key, ttlMs)
         .pexpire(attempts, ttlMs)
         .exec(),
-      // Another slot than the event's: sent beside the MULTI, not in it (only its expiry moves).
-      this.redis.pexpire(index, ttlMs),
+      // Another slot than the event's: sent beside the MULTI, not in it (only its expiry moves). Never
+      // shortened (GT): the subject's other events may still be retrying.
+      this.redis.pexpire(index, ttlMs, 'GT'),
     ]);
     const failed = results?.find(([err]) => err);
     if (failed) throw failed[0];
+  }
+
+  /** End a `pending` event as `failed` when its delivery run is lost for good; true when it was pending. */
+  async failIfPending(eventId: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.inferWebhookFailIfPending(this.k.webhookEvent(eventId), ttlMs)) === 1;
   }
 
   /**

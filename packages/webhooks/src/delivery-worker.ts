@@ -74,11 +74,17 @@ class RetryLater extends Error {
  * - anything else: still `pending`; the processor throws `RetryLater` and
  *   BullMQ runs the job again after the schedule's next delay, or after the
  *   receiver's `Retry-After` (429/503) when that is longer.
- * - cut short by this worker's shutdown: still `pending`; the job goes back
- *   to the queue for a second without using up one of its attempts.
+ * - cut short by this worker's shutdown (a scheduled attempt or a resend):
+ *   still `pending`; the job goes back to the queue for a second without
+ *   using up one of its attempts.
+ * - a run whose last try threw (not the receiver's answer: Redis failed
+ *   while recording it): `failed`, so it can be resent.
  * An event whose receiver already has `perReceiver` attempts in flight here
  * makes none: it goes back to the queue for a second or so, likewise.
  */
+/** How many times a delivery run may lose its worker (killed mid-attempt) and still be run again. */
+const MAX_STALLED_RUNS = 20;
+
 /** How soon an attempt cut short by a worker's shutdown runs again (on whichever worker takes it). */
 const INTERRUPTED_RETRY_MS = 1000;
 
@@ -121,6 +127,9 @@ export class WebhookDeliveryWorker {
       connection: options.connection,
       prefix: queue.prefix,
       concurrency,
+      // A run whose worker died is run again (its lock lapsed): at least once, however many deploys or crashes
+      // it meets. BullMQ's default (1) would fail it for good at the second, and leave its event `pending`.
+      maxStalledCount: MAX_STALLED_RUNS,
       ...(options.telemetry ? { telemetry: options.telemetry } : {}),
       settings: {
         // RetryLater carries the delay the processor chose; any other error
@@ -131,7 +140,11 @@ export class WebhookDeliveryWorker {
     });
     this.worker.on('error', (err) => this.logger.warn({ err: err.message }, 'webhook worker error'));
     this.worker.on('failed', (job, err) => {
-      if (!(err instanceof RetryLater)) this.logger.warn({ jobId: job?.id, err: err.message }, 'webhook delivery run failed');
+      if (err instanceof RetryLater) return;
+      this.logger.warn({ jobId: job?.id, err: err.message }, 'webhook delivery run failed');
+      // Its last run threw (Redis failed while recording, say): nothing will run it again, so the event
+      // must not stay `pending`, which would also refuse its resend.
+      if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) void this.endRunLost(job, err);
     });
   }
 
@@ -190,13 +203,13 @@ export class WebhookDeliveryWorker {
     const delays = options.retryDelaysMs;
     // attemptsMade counts this job's earlier failed runs, so it indexes the delay before the next one.
     const retryIndex = job.attemptsMade;
-    if (outcome.interrupted && trigger === 'scheduled') {
+    if (outcome.interrupted) {
       // Cut short by this worker's shutdown (a deploy): not the receiver's answer, so not one of the
-      // schedule's attempts. Logged as it happened; the run goes back to the queue as it was, for another
-      // worker (or this one, restarted), even when it was the last scheduled attempt.
+      // schedule's attempts, nor a resend's one attempt. Logged as it happened; the run goes back to the
+      // queue as it was, for another worker (or this one, restarted), even when it was the last attempt.
       const retryAt = this.now() + INTERRUPTED_RETRY_MS;
       options.onAttempt?.('retrying', outcome.durationMs);
-      const horizon = INTERRUPTED_RETRY_MS + delays.slice(retryIndex).reduce((a, b) => a + b, 0);
+      const horizon = INTERRUPTED_RETRY_MS + (trigger === 'scheduled' ? delays.slice(retryIndex).reduce((a, b) => a + b, 0) : 0);
       await this.log.recordAttempt(event, toAttempt(event.attemptCount + 1, at, outcome, trigger), { state: 'pending', nextAttemptAt: retryAt }, Math.max(options.resultTtlMs, horizon + LOG_MARGIN_MS));
       await job.moveToDelayed(Date.now() + INTERRUPTED_RETRY_MS, token);
       throw new DelayedError();
@@ -210,17 +223,30 @@ export class WebhookDeliveryWorker {
     const state: DeliveryState = outcome.ok ? 'succeeded' : canRetry ? 'pending' : 'failed';
     const attempt = toAttempt(event.attemptCount + 1, at, outcome, trigger);
     options.onAttempt?.(state === 'pending' ? 'retrying' : state, outcome.durationMs);
+    // While retries are scheduled the log outlives them; once the delivery has ended it lives RESULT_TTL, as its job does.
     const horizon = canRetry ? delayMs + delays.slice(retryIndex + 1).reduce((a, b) => a + b, 0) : 0;
     await this.log.recordAttempt(
       event,
       attempt,
       { state, nextAttemptAt: canRetry ? at + outcome.durationMs + delayMs : null },
-      Math.max(options.resultTtlMs, horizon + LOG_MARGIN_MS),
+      canRetry ? Math.max(options.resultTtlMs, horizon + LOG_MARGIN_MS) : options.resultTtlMs,
     );
     const log = this.logger.child({ eventId, type: event.type, attempt: attempt.attempt });
     if (state === 'succeeded') log.debug({ status: outcome.statusCode }, 'webhook delivered');
     else if (state === 'failed') log.info({ status: outcome.statusCode, err: outcome.error }, 'webhook delivery failed for good');
     if (canRetry) throw new RetryLater(delayMs);
+  }
+
+  private async endRunLost(job: Job, err: Error): Promise<void> {
+    const parsed = WebhookDeliveryPayload.safeParse(job.data);
+    if (!parsed.success) return;
+    try {
+      if (await this.log.failIfPending(parsed.data.eventId, this.options.resultTtlMs)) {
+        this.logger.warn({ eventId: parsed.data.eventId, err: err.message }, 'webhook delivery marked failed: its run failed for good (it can be resent)');
+      }
+    } catch (e) {
+      this.logger.warn({ eventId: parsed.data.eventId, err: (e as Error).message }, 'could not mark a lost webhook delivery failed');
+    }
   }
 
   private release(receiver: string): void {
