@@ -10,6 +10,7 @@ import { flatten } from './helpers/jobs.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { FIXTURE_MODELS, startPlatform, type TestPlatform } from './helpers/platform.js';
 import { Spawned } from './helpers/spawned.js';
+import { deepMlpModel } from './helpers/slow-models.js';
 import { waitUntil } from './helpers/wait.js';
 
 /**
@@ -17,27 +18,6 @@ import { waitUntil } from './helpers/wait.js';
  * test pins down this precisely. Worker processes are the real
  * `npm run start:worker`, SIGKILLed through their process group.
  */
-
-/** ~100 ms a run of 256 rows on two cores (shutdown.test.ts's model): a chunk of 2048 rows takes long enough to be killed in. */
-function slowModel(): Uint8Array {
-  const width = 256;
-  const layers = 512;
-  const weights = (rows: number, cols: number) => Float32Array.from({ length: rows * cols }, (_, i) => (((i * 7919) % 1000) / 1000 - 0.5) / Math.sqrt(rows));
-  const nodes = [node('MatMul', ['features', 'w_in'], ['h0'])];
-  for (let k = 0; k < layers; k++) nodes.push(node('MatMul', [`h${k}`, 'w'], [`m${k}`]), node('Tanh', [`m${k}`], [`h${k + 1}`]));
-  nodes.push(node('MatMul', [`h${layers}`, 'w_out'], ['logits']), node('Softmax', ['logits'], ['probabilities'], { axis: -1 }));
-  return encodeModel({
-    name: 'slow',
-    inputs: [valueInfo('features', ElemType.FLOAT, ['batch', 64])],
-    outputs: [valueInfo('probabilities', ElemType.FLOAT, ['batch', 4])],
-    nodes,
-    initializers: [
-      initializer('w_in', ElemType.FLOAT, [64, width], weights(64, width)),
-      initializer('w', ElemType.FLOAT, [width, width], weights(width, width)),
-      initializer('w_out', ElemType.FLOAT, [width, 4], weights(width, 4)),
-    ],
-  });
-}
 
 /** embed-sum with a variable number of ids a row: vector[N,3] = sum of table rows ids[N,len]. An id past the table makes ONNX Runtime throw. */
 function embedVarModel(): Uint8Array {
@@ -76,7 +56,7 @@ describe('batches: bulk batches with worker processes SIGKILLed', function () {
   const spawned: Spawned[] = [];
 
   before(async () => {
-    repo = tempModelRepo({ slow: { onnx: slowModel(), config: { max_batch_size: 256, max_delay_ms: 2 } } });
+    repo = tempModelRepo({ slow: { onnx: deepMlpModel(), config: { max_batch_size: 256, max_delay_ms: 2 } } });
     p = await startPlatform({ models: repo.root, worker: false });
     redis = new Redis(p.config.redisUrl);
   });

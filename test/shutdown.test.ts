@@ -4,12 +4,12 @@ import { Redis } from 'ioredis';
 import { ConfigError, loadConfig } from '@infer/config';
 import { bulkQueue, type Batch } from '@infer/contract';
 import { ShutdownSignals } from '@infer/lifecycle';
-import { ElemType, encodeModel, initializer, node, valueInfo } from '../scripts/lib/onnx-builder.js';
 import { b64Fp32, directOrt, getBatch, maxAbsDiff, mlpFeatures, readResults, submitBatch, toNdjson, waitForBatchEnd } from './helpers/batches.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { TEST_KEY, TEST_REDIS_URL, deletePrefix, startPlatform, uniquePrefix, type TestPlatform } from './helpers/platform.js';
 import { freePort, pings } from './helpers/redis-server.js';
 import { Spawned } from './helpers/spawned.js';
+import { deepMlpModel } from './helpers/slow-models.js';
 import { elapse, waitUntil } from './helpers/wait.js';
 
 describe('shutdown: ShutdownSignals (the rule, on an injected clock)', () => {
@@ -55,36 +55,6 @@ describe('shutdown: ShutdownSignals (the rule, on an injected clock)', () => {
 });
 
 
-/**
- * A model whose every run takes ~100 ms (256 rows through 512 layers of
- * 256×256 on two cores), in the shape of the MLP (features[N,64] →
- * probabilities[N,4]) and small on disk (one weight, used by every layer). A
- * run that long is what a real model costs, and what made a wrapper that
- * times a child's answer to a signal kill it: the tsx CLI, which
- * `npm run start:worker` used to run, SIGKILLs a child that has not
- * acknowledged a relayed signal within 60 ms, and a child in the middle of a
- * run acknowledges nothing until the run ends.
- */
-function slowModel(): Uint8Array {
-  const width = 256;
-  const layers = 512;
-  const weights = (rows: number, cols: number) => Float32Array.from({ length: rows * cols }, (_, i) => (((i * 7919) % 1000) / 1000 - 0.5) / Math.sqrt(rows));
-  const nodes = [node('MatMul', ['features', 'w_in'], ['h0'])];
-  for (let k = 0; k < layers; k++) nodes.push(node('MatMul', [`h${k}`, 'w'], [`m${k}`]), node('Tanh', [`m${k}`], [`h${k + 1}`]));
-  nodes.push(node('MatMul', [`h${layers}`, 'w_out'], ['logits']), node('Softmax', ['logits'], ['probabilities'], { axis: -1 }));
-  return encodeModel({
-    name: 'slow',
-    inputs: [valueInfo('features', ElemType.FLOAT, ['batch', 64])],
-    outputs: [valueInfo('probabilities', ElemType.FLOAT, ['batch', 4])],
-    nodes,
-    initializers: [
-      initializer('w_in', ElemType.FLOAT, [64, width], weights(64, width)),
-      initializer('w', ElemType.FLOAT, [width, width], weights(width, width)),
-      initializer('w_out', ElemType.FLOAT, [width, 4], weights(width, 4)),
-    ],
-  });
-}
-
 /** A chunk is 2048 rows (8 runs of 256): three chunks a round, so one is running when the signal comes. */
 const ROWS = 3 * 2048;
 const ROUNDS = 5;
@@ -104,7 +74,10 @@ describe('shutdown: `npm run start:worker` signalled through its process group',
   let spawned: Spawned | undefined;
 
   before(async () => {
-    repo = tempModelRepo({ slow: { onnx: slowModel(), config: { max_batch_size: 256, max_delay_ms: 2 } } });
+    // Runs of ~100 ms, as a real model's: what made a wrapper that times a child's answer to a signal kill it
+    // (the tsx CLI, which `npm run start:worker` used to run, SIGKILLs a child that has not acknowledged a
+    // relayed signal within 60 ms, and a child in the middle of a run acknowledges nothing until it ends).
+    repo = tempModelRepo({ slow: { onnx: deepMlpModel(), config: { max_batch_size: 256, max_delay_ms: 2 } } });
     // The gateway in this process, on the prefix the spawned workers use.
     p = await startPlatform({ models: repo.root, worker: false });
     redis = new Redis(p.config.redisUrl);
@@ -222,7 +195,7 @@ describe('shutdown: `npm run start:gateway` signalled through its process group'
   let spawned: Spawned | undefined;
 
   before(() => {
-    repo = tempModelRepo({ slow: { onnx: slowModel(), config: { max_batch_size: 256, max_delay_ms: 2 } } });
+    repo = tempModelRepo({ slow: { onnx: deepMlpModel(), config: { max_batch_size: 256, max_delay_ms: 2 } } });
     prefix = uniquePrefix('shutdown');
   });
   afterEach(() => spawned?.kill());
@@ -294,7 +267,7 @@ describe('shutdown: `npm start` (scripts/start.ts) stopped with Ctrl-C', functio
   let spawned: Spawned | undefined;
 
   before(() => {
-    repo = tempModelRepo({ slow: { onnx: slowModel(), config: { max_batch_size: 256, max_delay_ms: 2 } } });
+    repo = tempModelRepo({ slow: { onnx: deepMlpModel(), config: { max_batch_size: 256, max_delay_ms: 2 } } });
   });
   after(() => {
     spawned?.kill();

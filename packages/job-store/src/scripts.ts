@@ -196,7 +196,9 @@ return out
  * k × (job id, ended record or "" for a job not run here, "1" when its submitter waits, "1" when it has a deadline,
  * "1" when it has a job.completed webhook: the job goes on the queue's outbox in the same step, see CompletedEventsOutbox).
  * Ends the jobs (SET NX: a job canceled meanwhile keeps its canceled record and
- * this output is discarded), removes the envelopes, and sends each ended record,
+ * this output is discarded; a job its envelope lists as canceled (`x`) is skipped
+ * too, so its canceled record having expired meanwhile, a run that outlasted
+ * RESULT_TTL, does not let the output in), removes the envelopes, and sends each ended record,
  * once, to every gateway waiting on it: one message per gateway for the whole call.
  * An envelope the stalled check had put back in wait is taken out of it too: its
  * jobs have ended. Returns per job 1 when this call ended it, else 0.
@@ -215,7 +217,10 @@ while i <= #ARGV do
   i = i + 3
   local jk = base .. env
   if redis.call('LREM', KEYS[1], 1, env) == 0 then redis.call('LREM', KEYS[2], 1, env) end
-  local watchers = watchersOf(redis.call('HGET', jk, 'w'))
+  local h = redis.call('HMGET', jk, 'w', 'x')
+  local watchers = watchersOf(h[1])
+  local canceled = {}
+  if h[2] then for id in string.gmatch(h[2], '%S+') do canceled[id] = true end end
   redis.call('DEL', jk, jk .. ':lock')
   local ids = {}
   for j = 1, k do
@@ -224,7 +229,7 @@ while i <= #ARGV do
     ids[#ids + 1] = id
     if deadline == '1' then redis.call('ZREM', base .. 'deadlines', id) end
     local ok = 0
-    if record ~= '' and redis.call('SET', recordPrefix .. id, record, 'PX', ttl, 'NX') then
+    if record ~= '' and not canceled[id] and redis.call('SET', recordPrefix .. id, record, 'PX', ttl, 'NX') then
       ok = 1
       if hook == '1' then redis.call('LPUSH', base .. 'outbox', id) end
       local part = frame(id, record)

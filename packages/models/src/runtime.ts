@@ -25,6 +25,9 @@ export class UnbatchedOutputError extends Error {
   }
 }
 
+/** The end of the run most recently asked for, in this process (see runModel). */
+let lastRun: Promise<void> = Promise.resolve();
+
 /**
  * One `InferenceSession.run` over already-stacked (or, for a model that is
  * not batched, whole) tensors. onnxruntime-node (1.30) runs it on the
@@ -37,9 +40,22 @@ export async function runModel(model: ModelVersion, feeds: Record<string, Decode
   for (const [name, t] of Object.entries(feeds)) {
     ortFeeds[name] = new ort.Tensor(ORT_TYPE_OF[t.datatype] as 'float32', t.data as Float32Array, t.shape);
   }
-  const started = performance.now();
-  const results = await model.session.run(ortFeeds);
-  const inferenceMs = performance.now() - started;
+  // Runs take turns (they do anyway: one thread runs them all), so each one's clock starts when the
+  // run before it has ended. Two started in one turn would otherwise both be timed from that turn,
+  // and the second's inference_ms would hold the first's whole run.
+  const before = lastRun;
+  let ended!: () => void;
+  lastRun = new Promise<void>((resolve) => (ended = resolve));
+  let results: ort.InferenceSession.ReturnType;
+  let inferenceMs: number;
+  try {
+    await before;
+    const started = performance.now();
+    results = await model.session.run(ortFeeds);
+    inferenceMs = performance.now() - started;
+  } finally {
+    ended();
+  }
   const outputs: Record<string, DecodedTensor> = {};
   // Stacked along the first dimension: every output must be too.
   const instances = model.batched ? Object.values(feeds)[0]?.shape[0] : undefined;
