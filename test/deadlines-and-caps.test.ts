@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { interactiveKeys, interactiveQueue, type EnvelopeJob, type Job } from '@infer/contract';
+import { interactiveKeys, interactiveQueue, jobKeys, type EnvelopeJob, type Job } from '@infer/contract';
 import { EnvelopeQueue, encodeRecord } from '@infer/job-store';
 import { expectProblem, expectRetryAfter, getJob, pollJob } from './helpers/jobs.js';
 import { OTHER_TENANT_KEY, startPlatform, TEST_KEY, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
@@ -64,10 +64,35 @@ describe('Cancel-After deadlines', function () {
     const job = (await res.json()) as Job;
     await elapse(Date.parse(job.created_at) + 300 - Date.now(), 'the Cancel-After deadline passing while no worker is up');
     await p.startWorker();
+    // Ended by the worker (its take or its sweep), not by a read here: nothing reads it until its record is there.
+    await waitUntil(async () => (await redis.exists(jobKeys(p.prefix, job.id).record)) === 1, 10_000, 'the worker to end the job');
     const ended = await pollJob(p, job.id);
     expect(ended.status).to.equal('canceled');
     expect(ended.error!.code).to.equal('deadline_exceeded');
     expect(ended.metrics).to.equal(null);
+  });
+
+  it('with no worker at all, a job past its deadline reads canceled, and requests waiting on it are answered at the deadline (gateways end it)', async () => {
+    p = await startPlatform({ worker: false });
+    const t0 = Date.now();
+    const waited = await submit(p, { 'cancel-after': '300ms', prefer: 'wait=10' });
+    const w = (await waited.json()) as Job;
+    expect({ http: waited.status, status: w.status, code: w.error?.code }).to.deep.equal({ http: 200, status: 'canceled', code: 'deadline_exceeded' });
+    expect(Date.now() - t0, 'answered at the deadline, not at the end of the wait').to.be.below(5000);
+
+    const plain = (await (await submit(p, { 'cancel-after': '200ms' })).json()) as Job;
+    const polled = await p.api(`/v1/jobs/${plain.id}`, { headers: { prefer: 'wait=10' } });
+    const j = (await polled.json()) as Job;
+    expect({ http: polled.status, status: j.status, code: j.error?.code, started: j.started_at }).to.deep.equal({ http: 200, status: 'canceled', code: 'deadline_exceeded', started: null });
+
+    const later = (await (await submit(p, { 'cancel-after': '100ms' })).json()) as Job;
+    const read = await waitUntil(async () => {
+      const job = await getJob(p, later.id);
+      return job.status !== 'queued' ? job : undefined;
+    }, 5000, 'a read past the deadline to say canceled');
+    expect({ status: read.status, code: read.error?.code }).to.deep.equal({ status: 'canceled', code: 'deadline_exceeded' });
+    // Nothing left counted as queued.
+    expect(Number((await redis.get(interactiveKeys(p.prefix, 'mlp', '2').queued)) ?? 0)).to.equal(0);
   });
 
   it('a job running at its deadline finishes', async () => {

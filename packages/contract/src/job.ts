@@ -39,6 +39,9 @@ export interface JobError {
   message: string;
 }
 
+/** The error of a job still queued at its Cancel-After deadline, however it was found so (a worker's sweep or take, a gateway's read). */
+export const DEADLINE_EXCEEDED: JobError = { code: 'deadline_exceeded', message: 'The job was still queued at its Cancel-After deadline; it never ran.' };
+
 export interface JobMetrics {
   queue_ms: number;
   inference_ms: number;

@@ -1,6 +1,6 @@
 import { SpanKind, SpanStatusCode, type Context } from '@opentelemetry/api';
 import type { Tracing } from '@infer/tracing';
-import { newJobId, queueTag, type CreateJobBody, type EnvelopeJob } from '@infer/contract';
+import { DEADLINE_EXCEEDED, newJobId, queueTag, type CreateJobBody, type EnvelopeJob } from '@infer/contract';
 import { AppError, conflict, invalidInput, notFound } from '@infer/errors';
 import { decodeRecord, encodeRecord, hasCompletedHook, recordTenant, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type IdempotencyClaim, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
@@ -145,7 +145,8 @@ export class JobService {
     const base = { id, model: model.name, version: model.version, replayed: false };
     if (waiter) {
       onGone?.(waiter.cancel);
-      const record = await waiter.promise;
+      const stopWatch = this.watchDeadline(id, job.deadline, waitMs!);
+      const record = await waiter.promise.finally(stopWatch);
       if (record) return { ...base, ended: true, json: renderEndedJob(id, record) };
       return { ...(await this.get(tenant, id)), replayed: false };
     }
@@ -179,12 +180,12 @@ export class JobService {
   /** The tenant's job; another tenant's id is a 404 exactly like an unknown one. */
   async get(tenant: string, id: string, waitMs?: number, onGone?: SubmitOptions['onGone']): Promise<RenderedJob> {
     const { store, waiters } = this.deps;
-    if (!waitMs) return this.render(tenant, id, await store.read(id));
+    if (!waitMs) return this.render(tenant, id, await this.pastDeadline(tenant, await store.read(id)));
     // Registered here and on the envelope (in the same step as the read) before anything can end it.
     const waiter = waiters.register(id, waitMs);
     let lookup: JobLookup;
     try {
-      lookup = await store.read(id, waiters.channel);
+      lookup = await this.pastDeadline(tenant, await store.read(id, waiters.channel));
     } catch (err) {
       waiter.cancel();
       throw err;
@@ -194,9 +195,53 @@ export class JobService {
       return this.render(tenant, id, lookup);
     }
     onGone?.(waiter.cancel);
-    const record = await waiter.promise;
+    const stopWatch = this.watchDeadline(id, lookup.startedAt === null ? lookup.job.deadline : undefined, waitMs);
+    const record = await waiter.promise.finally(stopWatch);
     if (record) return this.render(tenant, id, { kind: 'ended', record });
-    return this.render(tenant, id, await store.read(id));
+    return this.render(tenant, id, await this.pastDeadline(tenant, await store.read(id)));
+  }
+
+  /**
+   * A job read still queued past its Cancel-After deadline ends here and now (`deadline_exceeded`), as
+   * the workers' sweep would within a second: there may be no worker at all to sweep (the fleet is down,
+   * its jobs waiting for it), and the job must not read `queued` past its deadline. A worker that took it
+   * meanwhile wins (the cancel commits only while it is queued): then it is read again, running.
+   */
+  private async pastDeadline(tenant: string, lookup: JobLookup): Promise<JobLookup> {
+    if (lookup.kind !== 'pending' || lookup.job.tenant !== tenant || lookup.startedAt !== null) return lookup;
+    const { deadline } = lookup.job;
+    const now = this.now();
+    if (deadline === undefined || deadline > now) return lookup;
+    const record = encodeRecord(lookup.model, lookup.version, lookup.job, { status: 'canceled', startedAt: null, completedAt: now, error: DEADLINE_EXCEEDED });
+    const outcome = await this.deps.store.cancel(lookup, record, { onlyIfQueued: true });
+    if (outcome.canceled) {
+      this.deps.writer.canceledQueued({ name: lookup.model, version: lookup.version }, tenant);
+      if (hasCompletedHook(lookup.job)) {
+        await this.deps.outbox?.drain(this.deps.writer.queueOf({ name: lookup.model, version: lookup.version }).keys.outbox).catch(() => undefined);
+      }
+      return { kind: 'ended', record };
+    }
+    if ('record' in outcome) return { kind: 'ended', record: outcome.record };
+    return this.deps.store.read(lookup.job.id);
+  }
+
+  /**
+   * While a request waits on a queued job whose deadline falls within the wait: at the deadline, read it
+   * and end it if it is still queued (pastDeadline), which tells the waiting request as any end does.
+   * Answers what stops the watch.
+   */
+  private watchDeadline(id: string, deadline: number | undefined, waitMs: number): () => void {
+    if (deadline === undefined) return () => undefined;
+    const inMs = deadline - this.now();
+    if (inMs > waitMs) return () => undefined;
+    const timer = setTimeout(() => {
+      void this.deps.store
+        .read(id)
+        .then((lookup) => (lookup.kind === 'pending' ? this.pastDeadline(lookup.job.tenant, lookup) : lookup))
+        .catch(() => undefined);
+    }, Math.max(0, inMs) + 1);
+    timer.unref();
+    return () => clearTimeout(timer);
   }
 
   async cancel(tenant: string, id: string): Promise<RenderedJob> {

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { JOB_CATALOG, type JobError } from '@infer/contract';
+import { DEADLINE_EXCEEDED, JOB_CATALOG, type JobError } from '@infer/contract';
 import { MicroBatcher } from '@infer/batcher';
 import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasCompletedHook, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
@@ -479,4 +479,3 @@ export class InteractiveWorker {
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
 
-export const DEADLINE_EXCEEDED = { code: 'deadline_exceeded', message: 'The job was still queued at its Cancel-After deadline; it never ran.' };
