@@ -97,6 +97,7 @@ const PROBLEM_CODES: Record<string, Record<string, string[]>> = {
   'POST /v1/batches': {
     '400': ['invalid_input', 'invalid_json'],
     '404': ['model_not_found', 'version_not_found'],
+    '408': ['request_timeout'],
     '413': ['payload_too_large'],
     '415': ['unsupported_media_type'],
     '422': ['invalid_input', 'webhook_url_not_allowed'],
@@ -358,7 +359,7 @@ describe('OpenAPI document', () => {
 
   it('lists every code a job or a batch item can fail with', () => {
     // Each literal JobError the workers, the gateway and the batch store write, and the gateway's own item failures.
-    const dirs = ['apps/worker/src', 'apps/gateway/src/jobs', 'apps/gateway/src/batches', 'packages/batch-store/src', 'packages/job-store/src'];
+    const dirs = ['apps/worker/src', 'apps/gateway/src/jobs', 'apps/gateway/src/batches', 'packages/batch-store/src', 'packages/job-store/src', 'packages/contract/src'];
     const written = new Set<string>();
     for (const file of dirs.flatMap((d) => sourceFiles(path.join(REPO_ROOT, d)))) {
       const text = readFileSync(file, 'utf8');

@@ -24,6 +24,8 @@ export interface PlatformOptions {
   worker?: boolean;
   /** The Redis to run on (and to clean up). @default TEST_REDIS_URL */
   redisUrl?: string;
+  /** The gateway's limit on an NDJSON upload's time (the 5-minute limit, shortened). */
+  uploadTimeLimitMs?: number;
 }
 
 export interface TestPlatform {
@@ -63,7 +65,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Test
   });
   // One repository for the gateway and the worker (a worker's: sessions built to run), loaded once.
   const models = await ModelRepository.load(config.modelRepository);
-  const gateway = await createGateway(config, silentLogger, { models });
+  const gateway = await createGateway(config, silentLogger, { models, ...(options.uploadTimeLimitMs ? { uploadTimeLimitMs: options.uploadTimeLimitMs } : {}) });
   let worker = options.worker === false ? undefined : await createWorker(config, silentLogger, { models });
   // The gateway's view of the fleet is up to a second old: let it see this worker now.
   if (worker) await gateway.catalog.refresh();

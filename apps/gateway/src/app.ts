@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type Express } from 'express';
 import type { Redis } from 'ioredis';
 import { UNENDED_BATCH_TTL_MS, type BatchStore } from '@infer/batch-store';
+import { REQUEST_TIME_LIMIT_MS } from '@infer/contract';
 import type { Config } from '@infer/config';
 import type { JobStore, JobWaiters } from '@infer/job-store';
 import { throttledWarn, type Logger } from '@infer/logger';
@@ -62,6 +63,8 @@ export interface GatewayDeps {
   metrics?: GatewayMetrics;
   /** The operators' queue dashboard (bull-board), served at /admin/queues behind an admin key. */
   dashboard?: QueueDashboard;
+  /** How long an NDJSON batch upload may take to arrive whole. @default REQUEST_TIME_LIMIT_MS (5 min; tests: shorter) */
+  uploadTimeLimitMs?: number;
   /** OpenTelemetry (OTEL_EXPORTER_OTLP_ENDPOINT, or a test's provider); absent or off: nothing is traced. */
   tracing?: Tracing;
 }
@@ -169,7 +172,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     ...(deps.parseThread ? { parseThread: deps.parseThread } : {}),
   });
   // Parses its own bodies: the NDJSON form is read as a stream, never whole.
-  v1.use('/batches', batchRoutes(batches, { maxBodyBytes: config.maxBodyBytes }));
+  v1.use('/batches', batchRoutes(batches, { maxBodyBytes: config.maxBodyBytes, uploadTimeLimitMs: deps.uploadTimeLimitMs ?? REQUEST_TIME_LIMIT_MS }));
   app.use('/v1', v1);
 
   // Operators' routes, each behind requireAdminKey (http/admin-auth.ts); handlers read req.admin.

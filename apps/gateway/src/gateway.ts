@@ -68,6 +68,8 @@ export async function createGateway(
      * (the `observability` bench section). @default true
      */
     metrics?: boolean;
+    /** How long an NDJSON batch upload may take to arrive whole (tests: a shorter one). @default REQUEST_TIME_LIMIT_MS */
+    uploadTimeLimitMs?: number;
   } = {},
 ): Promise<Gateway> {
   const tracing = Tracing.create({ serviceName: 'infer-gateway', endpoint: config.otlpEndpoint, provider: options.tracerProvider });
@@ -148,7 +150,7 @@ export async function createGateway(
   if (metrics.enabled) new QueueMetrics({ redis, prefix: config.queuePrefix, versions: () => models.all(), bulkQueues, fleet, registry: metrics.registry });
   // The versions loaded now, read on each dashboard request: the repository is live.
   const dashboard = new QueueDashboard({ connection: bullConnection, prefix: config.queuePrefix, versions: () => models.all() });
-  const { app, listener, rateLimiter } = createApp({ config, logger, redis, connections, models: catalog, repository: models, control, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
+  const { app, listener, rateLimiter } = createApp({ config, logger, redis, connections, ...(options.uploadTimeLimitMs ? { uploadTimeLimitMs: options.uploadTimeLimitMs } : {}), models: catalog, repository: models, control, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
@@ -165,8 +167,10 @@ export async function createGateway(
         // Long polls hold requests up to MAX_WAIT; keep-alive sockets must outlive them.
         server.keepAliveTimeout = 65_000;
         server.headersTimeout = 66_000;
-        // Node's default, set here because the workers' sweep counts on it: an upload cannot outlast it.
-        server.requestTimeout = REQUEST_TIME_LIMIT_MS;
+        // The workers' sweep counts on this: no upload outlasts REQUEST_TIME_LIMIT_MS. The upload route cuts
+        // its own at that limit with a 408 problem; Node's own (a bare 408, checked every 30 s) is the
+        // backstop for every other request, a little later so that the route's answer comes first.
+        server.requestTimeout = REQUEST_TIME_LIMIT_MS + 30_000;
       });
     },
     close() {

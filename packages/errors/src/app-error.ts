@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'rate_limited'
   | 'quota_exceeded'
   | 'payload_too_large'
+  | 'request_timeout'
   | 'unsupported_media_type'
   | 'queue_full'
   | 'unavailable'

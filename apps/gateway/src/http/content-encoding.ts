@@ -90,3 +90,33 @@ function unreadable(coding: ContentCoding, err: unknown): AppError {
     ? badRequest('invalid_json', `The body could not be read: ${why}`)
     : badRequest('invalid_json', `The body is not valid ${coding} (Content-Encoding): ${why}`);
 }
+
+/**
+ * The body's pieces while it arrives within `ms` of this call; past that, a
+ * `408 request_timeout` (a client too slow to send it whole: its answer is
+ * a problem like any other, not the bare 408 Node's own requestTimeout
+ * sends later, as a backstop). The source is let go, not awaited: its read
+ * may be waiting on a silent client, and ends when the connection closes.
+ */
+export async function* withinTimeLimit(body: AsyncIterable<Buffer>, ms: number): AsyncGenerator<Buffer> {
+  const source = body[Symbol.asyncIterator]();
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new AppError(408, 'request_timeout', `The body did not arrive whole within ${Math.round(ms / 1000)} s; nothing of it was kept. Send less at a time (split the file into batches of their own)`)), ms);
+  });
+  expired.catch(() => undefined);
+  let done = false;
+  try {
+    for (;;) {
+      const next = await Promise.race([source.next(), expired]);
+      if (next.done) {
+        done = true;
+        return;
+      }
+      yield next.value;
+    }
+  } finally {
+    clearTimeout(timer);
+    if (!done) source.return?.(undefined)?.catch(() => undefined);
+  }
+}

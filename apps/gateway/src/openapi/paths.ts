@@ -520,11 +520,13 @@ export const paths: JsonObject = {
         '202': json('Accepted; poll `Location`.', ref('Batch'), { headers: { Location: header('Location') } }),
         '400': batchBadRequest,
         '404': modelNotFound,
-        '408': {
-          description:
-            'The request did not arrive whole within 5 minutes, the limit on any request (Node\'s `requestTimeout`): the server cuts it with a bare 408, ' +
-            'without a problem body, and keeps nothing of the upload. Split a file that takes longer to send.',
-        },
+        '408': problem(
+          408,
+          'An NDJSON upload that did not arrive whole within 5 minutes: cut, with `Connection: close`, and nothing of it is kept. Split a file that ' +
+            'takes longer to send. (A JSON body so slow is cut by the server itself 30 s later, with a bare 408 and no problem body.)',
+          ['request_timeout'],
+          { detail: 'The body did not arrive whole within 300 s; nothing of it was kept. Send less at a time (split the file into batches of their own)' },
+        ),
         '413': problem(413, 'The JSON body is over MAX_BODY_BYTES (an NDJSON upload has no total limit).', ['payload_too_large']),
         '415': problem(415, 'A Content-Type other than JSON or NDJSON, or a Content-Encoding other than `gzip` (`x-gzip`), `deflate`, `br` or `identity`.', [
           'unsupported_media_type',

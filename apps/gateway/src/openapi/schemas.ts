@@ -68,6 +68,7 @@ export const ERROR_CODES = [
   'rate_limited',
   'quota_exceeded',
   'payload_too_large',
+  'request_timeout',
   'unsupported_media_type',
   'queue_full',
   'unavailable',

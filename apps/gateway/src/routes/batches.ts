@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { CreateBatchBody, CreateBatchQuery, type Batch } from '@infer/contract';
 import { AppError, badRequest } from '@infer/errors';
 import { tenantOf } from '../http/auth.js';
-import { contentCoding, decodedBody } from '../http/content-encoding.js';
+import { contentCoding, decodedBody, withinTimeLimit } from '../http/content-encoding.js';
 import { firstIssue } from '../http/first-issue.js';
 import { jsonBody } from '../http/json-body.js';
 import type { BatchService } from '../batches/batch-service.js';
@@ -12,6 +12,8 @@ import type { RawItem } from '../batches/ndjson-lines.js';
 export interface BatchRoutesOptions {
   /** The JSON form's body limit, and the NDJSON form's limit per line. */
   maxBodyBytes: number;
+  /** How long an NDJSON upload may take to arrive whole (REQUEST_TIME_LIMIT_MS): then 408 `request_timeout`. */
+  uploadTimeLimitMs: number;
 }
 
 const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/x-jsonlines', 'application/jsonlines']);
@@ -88,7 +90,7 @@ export function batchRoutes(service: BatchService, options: BatchRoutesOptions):
     const coding = contentCoding(req.headers['content-encoding']);
     const prepared = service.prepare(parseUploadQuery(req.query));
     try {
-      accepted(res, await service.submitLines(tenantOf(req), prepared, decodedBody(req, coding), options.maxBodyBytes));
+      accepted(res, await service.submitLines(tenantOf(req), prepared, withinTimeLimit(decodedBody(req, coding), options.uploadTimeLimitMs), options.maxBodyBytes));
     } catch (err) {
       // Failed with the body half read (Redis went away mid-upload): the rest is not worth reading, and a
       // keep-alive connection left paused mid-body would never be idle (a shutdown would wait for it).
