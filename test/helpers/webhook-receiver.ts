@@ -17,17 +17,20 @@ export interface WebhookReceiver<E = unknown> {
 
 /**
  * A webhook endpoint on a free local port (jobs need WEBHOOK_ALLOW_PRIVATE
- * to send to it): answers every delivery 204 and keeps it. `E` is what the
- * test expects the bodies to be; nothing checks them.
+ * to send to it): keeps every delivery and answers it 204, or what `answer`
+ * says for the n-th (from 1): a status, or 'hang' (no answer until the
+ * receiver closes). `E` is what the test expects the bodies to be; nothing
+ * checks them.
  */
-export async function startWebhookReceiver<E = unknown>(): Promise<WebhookReceiver<E>> {
+export async function startWebhookReceiver<E = unknown>(answer: (n: number) => number | 'hang' = () => 204): Promise<WebhookReceiver<E>> {
   const deliveries: Delivery<E>[] = [];
   const server = createServer((req, res) => {
     let text = '';
     req.on('data', (c: Buffer) => (text += c.toString()));
     req.on('end', () => {
       deliveries.push({ event: JSON.parse(text) as E, headers: req.headers });
-      res.writeHead(204).end();
+      const status = answer(deliveries.length);
+      if (status !== 'hang') res.writeHead(status).end();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
