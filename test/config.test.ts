@@ -242,6 +242,16 @@ describe('config: loadConfig(env)', () => {
       expect(err.message).not.to.include('secret');
     });
 
+    it('refuses a key outside visible ASCII (a client could never present it), in every key variable, without echoing it', () => {
+      const at = file('non-ascii', 'acme:ключ-42\n');
+      expect(configError({ API_KEYS_FILE: at }).problems).to.deep.equal(['API_KEYS_FILE: line 1: the key contains characters other than visible ASCII']);
+      expect(configError({ API_KEYS: 'acme:clé-7' }).problems).to.deep.equal(['API_KEYS: entry 1: the key contains characters other than visible ASCII']);
+      const admin = configError({ API_KEYS: 'acme:k1', ADMIN_API_KEYS: 'ops:pass\u0007word' });
+      expect(admin.problems).to.deep.equal(['ADMIN_API_KEYS: entry 1: the key contains characters other than visible ASCII']);
+      for (const err of [admin]) expect(err.message).not.to.include('pass');
+      expect(keysOf(loadConfig({ API_KEYS: 'acme:A-z_0.9~!#$%&*+/=?@^|' }), ['A-z_0.9~!#$%&*+/=?@^|'])).to.deep.equal({ 'A-z_0.9~!#$%&*+/=?@^|': 'acme' });
+    });
+
     it('a missing or unreadable file, or one without keys, is a ConfigError naming API_KEYS_FILE', () => {
       const missing = configError({ API_KEYS_FILE: path.join(dir, 'nope') });
       expect(missing.problems).to.have.length(1);

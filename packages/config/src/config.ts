@@ -144,6 +144,10 @@ function addKeyEntries(variable: string, entries: KeyEntry[], digests: Map<strin
     } else if (/\s/.test(key)) {
       // `Authorization: Bearer <key>` carries no whitespace: such a key could never be presented.
       problems.push(`${variable}: ${where}: the key contains whitespace`);
+    } else if (!/^[\x21-\x7e]+$/.test(key)) {
+      // Header values reach the gateway as bytes read one to a character: a key outside visible ASCII
+      // (é, ключ) would never match what a client sends for it (its UTF-8 bytes).
+      problems.push(`${variable}: ${where}: the key contains characters other than visible ASCII`);
     } else {
       const digest = apiKeyDigest(key);
       if (digests.has(digest)) problems.push(`${variable}: ${where}: a key is listed twice (${owner} ${tenant})`);
