@@ -57,7 +57,8 @@ describe('requireAdminKey', () => {
     expect(await (await get('Bearer admin-key')).json()).to.deep.equal({ admin: 'alice' });
     const none = await get();
     expect(none.status).to.equal(401);
-    expect(none.headers.get('www-authenticate')).to.equal(null);
+    // A Bearer challenge (RFC 9110 §15.5.2), never Basic: a browser prompts for Basic only, and only the dashboard asks for it.
+    expect(none.headers.get('www-authenticate')).to.equal('Bearer realm="infer"');
     expect(((await none.json()) as { code: string }).code).to.equal('unauthorized');
     expect((await get('Bearer wrong')).status).to.equal(401);
     const tenant = await get('Bearer tenant-key');

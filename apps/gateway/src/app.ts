@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import express, { type Express } from 'express';
+import express, { type Express, type Request } from 'express';
 import type { Redis } from 'ioredis';
 import { UNENDED_BATCH_TTL_MS, type BatchStore } from '@infer/batch-store';
 import { REQUEST_TIME_LIMIT_MS } from '@infer/contract';
@@ -97,12 +97,17 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   const guard = [requireApiKey(config.apiKeyDigests), rateLimitPerKey(rateLimiter, config.rateLimitPerSecond)];
 
   // Express's routers answer OPTIONS by themselves (200 with Allow) for any path they route, ahead of the
-  // routes' own key checks, admin ones included. The API serves no OPTIONS (no CORS): under /v1 it is what
-  // any unserved method is, the key check and then 404.
+  // routes' own key checks. The gateway serves no OPTIONS (no CORS): it is what any unserved method is.
+  // Under /v1: the key check (an admin key counts), then 404; the operations routes take no key: 404; the
+  // dashboard keeps its own challenge.
+  const isAdmin = (req: Request) => adminKeyName({ admins: config.adminKeyDigests }, req) !== undefined;
+  const keyCheck = express.Router();
+  keyCheck.use((req, _res, next) => next(isAdmin(req) ? 'router' : undefined), ...guard);
   const unservedOptions = express.Router();
-  unservedOptions.use((req, _res, next) => next(req.method === 'OPTIONS' ? undefined : 'router'));
-  unservedOptions.use(...guard, notFoundRoute);
-  app.use('/v1', unservedOptions);
+  unservedOptions.use((req, _res, next) => next(req.method === 'OPTIONS' && !req.path.startsWith(QUEUE_DASHBOARD_PATH) ? undefined : 'router'));
+  unservedOptions.use('/v1', keyCheck);
+  unservedOptions.use(notFoundRoute);
+  app.use(unservedOptions);
   const jobs = new JobService({
     models: deps.models,
     store: deps.store,
@@ -140,6 +145,9 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     '/v1/models',
     modelAdminRoutes({ catalog: deps.models, control: deps.control, repository: deps.repository, admin, adminOf: (req) => adminKeyName({ admins: config.adminKeyDigests }, req) }),
   );
+  // An admin key that no admin route took (a method a path does not serve): 404, as for a tenant, not a
+  // 401 from the tenants' key check saying the key is not valid.
+  app.use('/v1/models', (req, _res, next) => (isAdmin(req) ? notFoundRoute(req, _res, next) : next()));
 
   const v1 = express.Router();
   v1.use(...guard);

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { AppError, internalProblem, notFound, toProblem, unavailable } from '@infer/errors';
 import type { Logger } from '@infer/logger';
@@ -90,9 +91,22 @@ export function problemAnswer(err: unknown, logger: Logger, maxBodyBytes: number
     return { status: 500, code: undefined, headers, body: JSON.stringify(internalProblem()) };
   }
   if (appError.retryAfterSeconds !== undefined) headers['retry-after'] = String(appError.retryAfterSeconds);
+  // RFC 9110 §15.5.2: a 401 carries the challenge it failed (the dashboard sets its own Basic one).
+  if (appError.status === 401) headers['www-authenticate'] = 'Bearer realm="infer"';
   const problem = toProblem(appError);
   problem.detail = bounded(problem.detail);
   return { status: appError.status, code: appError.code, headers, body: JSON.stringify(problem) };
+}
+
+/**
+ * Whether an error answer must close its connection: the request's body was
+ * being read and is not all in (a limit hit mid-body, a failed upload). A
+ * paused, half-read body is never drained, so the keep-alive connection
+ * would carry nothing more and a shutdown would wait on it. A body nobody
+ * touched is drained by Node itself once the answer is sent.
+ */
+export function mustClose(req: IncomingMessage): boolean {
+  return !req.complete && req.readableFlowing !== null;
 }
 
 /** `onAnswer` is told each problem answered (the gateway counts rejections by code). */
@@ -104,7 +118,10 @@ export function problemMiddleware(logger: Logger, maxBodyBytes: number, onAnswer
       res.destroy();
       return;
     }
-    res.status(answer.status).set(answer.headers).send(answer.body);
+    // A challenge a guard set already (the dashboard's Basic one) stays.
+    const headers = res.getHeader('www-authenticate') ? { ...answer.headers, 'www-authenticate': String(res.getHeader('www-authenticate')) } : answer.headers;
+    if (mustClose(req)) res.setHeader('connection', 'close');
+    res.status(answer.status).set(headers).send(answer.body);
   };
 }
 

@@ -89,14 +89,9 @@ export function batchRoutes(service: BatchService, options: BatchRoutesOptions):
     // The coding is checked before the query: a 415 says so whatever else is wrong.
     const coding = contentCoding(req.headers['content-encoding']);
     const prepared = service.prepare(parseUploadQuery(req.query));
-    try {
-      accepted(res, await service.submitLines(tenantOf(req), prepared, withinTimeLimit(decodedBody(req, coding), options.uploadTimeLimitMs), options.maxBodyBytes));
-    } catch (err) {
-      // Failed with the body half read (Redis went away mid-upload): the rest is not worth reading, and a
-      // keep-alive connection left paused mid-body would never be idle (a shutdown would wait for it).
-      if (!req.complete) res.setHeader('connection', 'close');
-      throw err;
-    }
+    // Failed with the body half read (Redis went away mid-upload, too slow): the answer closes the
+    // connection (problem-middleware's mustClose), the rest not worth reading.
+    accepted(res, await service.submitLines(tenantOf(req), prepared, withinTimeLimit(decodedBody(req, coding), options.uploadTimeLimitMs), options.maxBodyBytes));
   });
 
   router.post('/', json, async (req, res) => {

@@ -12,7 +12,7 @@ import { firstIssue } from '../http/first-issue.js';
 import { jsonBody, readJsonBody } from '../http/json-body.js';
 import { preferWaitMs } from '../http/prefer.js';
 import { cancelAfterMs } from '../http/cancel-after.js';
-import { problemAnswer } from '../http/problem-middleware.js';
+import { mustClose, problemAnswer } from '../http/problem-middleware.js';
 import { overRateLimit, type SharedRateLimiter } from '../http/rate-limit.js';
 import type { InteractiveRequests } from '../batches/interactive-requests.js';
 import type { JobService, RenderedJob } from '../jobs/job-service.js';
@@ -219,7 +219,7 @@ function serve(deps: JobDispatchDeps, req: IncomingMessage, res: ServerResponse,
     }
     const answer = problemAnswer(err, deps.logger, deps.maxBodyBytes, { method: req.method, path: route });
     deps.metrics.problem(answer.code);
-    res.writeHead(answer.status, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body) });
+    res.writeHead(answer.status, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body), ...(mustClose(req) ? { connection: 'close' } : {}) });
     res.end(answer.body);
   });
 }
