@@ -12,6 +12,7 @@ import type { ModelCatalog } from './models/model-catalog.js';
 import { WebhookSecrets, type WebhookEvents } from '@infer/webhooks';
 import { BatchService } from './batches/batch-service.js';
 import { OpenBatches } from './batches/open-batches.js';
+import { RedisMemory } from './batches/redis-memory.js';
 import type { ParseThread } from './batches/parse-thread/parse-thread.js';
 import type { BulkQueues } from './batches/bulk-queues.js';
 import { InteractiveRequests } from './batches/interactive-requests.js';
@@ -177,6 +178,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
       ttlMs: UNENDED_BATCH_TTL_MS + config.resultTtlMs,
     }),
     queueClosed: (m) => deps.control.isQueueClosed(m.name, m.version),
+    memory: new RedisMemory(deps.redis),
     ...(deps.parseThread ? { parseThread: deps.parseThread } : {}),
   });
   // Parses its own bodies: the NDJSON form is read as a stream, never whole.

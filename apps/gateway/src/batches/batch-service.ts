@@ -21,6 +21,7 @@ import { DEFAULT_CHUNK_LIMITS, type BuiltChunk, type ChunkLimits } from './chunk
 import { buildChunks, type ChunkSource } from './chunk-sources.js';
 import { ndjsonLines, type RawItem } from './ndjson-lines.js';
 import type { OpenBatches } from './open-batches.js';
+import type { RedisMemory } from './redis-memory.js';
 import type { ParseThread } from './parse-thread/parse-thread.js';
 
 export interface BatchServiceDeps {
@@ -45,8 +46,13 @@ export interface BatchServiceDeps {
    * sees this upload and waits for it, or the upload sees the queue closed and is refused (503).
    */
   queueClosed?: (model: ModelVersion) => Promise<boolean>;
+  /** Whether Redis is nearly full (redis-memory.ts): an upload is refused (503) then, at its start or between chunks. */
+  memory?: Pick<RedisMemory, 'nearlyFull'>;
   now?: () => number;
 }
+
+const nearlyFull = () =>
+  unavailable('The queue backend (Redis) is nearly full; batch uploads are refused until it has drained (nothing of this one was kept)', 5);
 
 /** The batch-level fields of either upload form. */
 export interface BatchParams {
@@ -112,6 +118,7 @@ export class BatchService {
    */
   private async submit(tenant: string, prepared: PreparedBatch, source: ChunkSource): Promise<Batch> {
     await assertServed(this.deps.fleet, prepared.model);
+    if (await this.deps.memory?.nearlyFull()) throw nearlyFull();
     const { model, params } = prepared;
     const id = uuidv4();
     // Before a byte of the body is read: a tenant at its limit is told so at once (429).
@@ -122,6 +129,7 @@ export class BatchService {
     let failure: { err: unknown } | undefined;
 
     const write = async (chunk: BuiltChunk, index: number): Promise<void> => {
+      if (await this.deps.memory?.nearlyFull()) throw nearlyFull();
       const manifest: ChunkManifest = { start: chunk.start, count: chunk.count, custom_ids: chunk.custom_ids, failures: chunk.failures };
       const { packed, ...described } = chunk;
       const outcome = await this.deps.store.addChunk(id, index, manifest, chunk.failures.length, packed);

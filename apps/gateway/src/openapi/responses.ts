@@ -226,8 +226,8 @@ export const batchSubmit503 = problem(
   503,
   'Live workers exist but none serves the model version (`Retry-After: 5`); a batch naming no version when no version of the model can ' +
     'take jobs now (`Retry-After: 5`); the version is being unloaded and its queue is already closed, found before the body is read ' +
-    '(`Retry-After: 1`: a retry is routed afresh); Redis does not answer (`Retry-After: 2`) or is full ' +
-    '(`Retry-After: 5`); the gateway’s thread reading an NDJSON upload failed (`Retry-After: 1`; nothing was kept, send it again).',
+    '(`Retry-After: 1`: a retry is routed afresh); Redis does not answer (`Retry-After: 2`), is full, or holds over 90% of its maxmemory ' +
+    '(`Retry-After: 5`: uploads stop there so that batch inputs alone never fill it); the gateway’s thread reading an NDJSON upload failed (`Retry-After: 1`; nothing was kept, send it again).',
   ['unavailable'],
   { retryAfter: true, detail: 'No live worker serves model "mlp" version 2; try again shortly' },
 );
