@@ -176,6 +176,7 @@ export async function createWorker(
     retryDelaysMs: config.webhookRetryDelaysMs,
     resultTtlMs: config.resultTtlMs,
     allowPrivate: config.webhookAllowPrivate,
+    lockMs: config.workerLockMs,
     telemetry: tracing.bullmq,
     ...(options.webhookResolve ? { resolve: options.webhookResolve } : {}),
     onAttempt: (outcome, ms) => metrics.webhookAttempt(outcome, ms),

@@ -38,6 +38,12 @@ export interface WebhookDeliveryWorkerOptions {
   perReceiver?: number;
   /** @default 10_000 */
   timeoutMs?: number;
+  /**
+   * WORKER_LOCK_MS: how long a run's claim lasts without renewal (renewed while it runs), and how often
+   * runs whose worker died are looked for, so one killed mid-attempt runs again within about twice this.
+   * @default 30_000
+   */
+  lockMs?: number;
   /** How webhook host names resolve; tests inject one. @default dns.lookup */
   resolve?: Resolver;
   /** The longest `Retry-After` obeyed, so a receiver cannot park an event forever. @default 24 h */
@@ -130,6 +136,8 @@ export class WebhookDeliveryWorker {
       // A run whose worker died is run again (its lock lapsed): at least once, however many deploys or crashes
       // it meets. BullMQ's default (1) would fail it for good at the second, and leave its event `pending`.
       maxStalledCount: MAX_STALLED_RUNS,
+      lockDuration: options.lockMs ?? 30_000,
+      stalledInterval: options.lockMs ?? 30_000,
       ...(options.telemetry ? { telemetry: options.telemetry } : {}),
       settings: {
         // RetryLater carries the delay the processor chose; any other error
