@@ -215,10 +215,7 @@ export class JobService {
     const record = encodeRecord(lookup.model, lookup.version, lookup.job, { status: 'canceled', startedAt: null, completedAt: now, error: DEADLINE_EXCEEDED });
     const outcome = await this.deps.store.cancel(lookup, record, { onlyIfQueued: true });
     if (outcome.canceled) {
-      this.deps.writer.canceledQueued({ name: lookup.model, version: lookup.version }, tenant);
-      if (hasCompletedHook(lookup.job)) {
-        await this.deps.outbox?.drain(this.deps.writer.queueOf({ name: lookup.model, version: lookup.version }).keys.outbox).catch(() => undefined);
-      }
+      await this.afterCancel(lookup);
       return { kind: 'ended', record };
     }
     if ('record' in outcome) return { kind: 'ended', record: outcome.record };
@@ -269,14 +266,19 @@ export class JobService {
       if ('record' in outcome) throw endedConflict(decodeRecord(outcome.record).header.s);
       if (attempt === 3) throw new Error('a cancel kept finding its job taken between its read and its commit');
     }
-    if (lookup.startedAt === null) this.deps.writer.canceledQueued({ name: lookup.model, version: lookup.version }, tenant);
-    const json = renderEndedJob(id, record);
-    // The cancel won the race with the worker's end (the record is written once) and put the job on
-    // the outbox in the same step: its one job.completed goes now (or with the workers' next drain).
-    if (hasCompletedHook(lookup.job)) {
-      await this.deps.outbox?.drain(this.deps.writer.queueOf({ name: lookup.model, version: lookup.version }).keys.outbox).catch(() => undefined);
-    }
-    return { id, model: lookup.model, version: lookup.version, ended: true, json };
+    await this.afterCancel(lookup);
+    return { id, model: lookup.model, version: lookup.version, ended: true, json: renderEndedJob(id, record) };
+  }
+
+  /**
+   * A cancel committed: a queued job leaves this gateway's view of the queue's counts, and its
+   * job.completed (the cancel put it on the outbox in the same step) goes now, or with the workers'
+   * next drain.
+   */
+  private async afterCancel(lookup: Extract<JobLookup, { kind: 'pending' }>): Promise<void> {
+    const version = { name: lookup.model, version: lookup.version };
+    if (lookup.startedAt === null) this.deps.writer.canceledQueued(version, lookup.job.tenant);
+    if (hasCompletedHook(lookup.job)) await this.deps.outbox?.drain(this.deps.writer.queueOf(version).keys.outbox).catch(() => undefined);
   }
 
   /** The tenant owning a job, or null (for routes about a job, such as its webhook deliveries). */
