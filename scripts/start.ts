@@ -8,12 +8,24 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { ConfigError, loadConfig } from '@infer/config';
 import { buildModels } from './build-models.js';
 
 const root = path.resolve(import.meta.dirname, '..');
+
+/**
+ * The signals that stop `npm start`: Ctrl-C (SIGINT), a kill or a container
+ * runtime (SIGTERM), and the terminal closing or an ssh session dropping
+ * (SIGHUP), which would otherwise kill this process at once and leave the
+ * throwaway redis-server (in a session of its own) running.
+ */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** Undoes the handlers that stop the throwaway Redis before the apps run. */
+const earlyHandlers: Array<() => void> = [];
 
 async function redisAnswers(url: string): Promise<boolean> {
   const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 1500 });
@@ -32,13 +44,20 @@ function onPath(cmd: string): boolean {
   return (process.env.PATH ?? '').split(path.delimiter).some((dir) => existsSync(path.join(dir, cmd)));
 }
 
+/** The URL as it may be printed: its password (`redis://:secret@host`) replaced. */
+function shown(url: string): string {
+  const u = new URL(url);
+  if (u.password) u.password = '***';
+  return u.toString();
+}
+
 async function ensureRedis(url: string, children: ChildProcess[]): Promise<void> {
   if (await redisAnswers(url)) return;
   const u = new URL(url);
   const local = ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(u.hostname);
   if (!local || !onPath('redis-server')) {
     console.error(
-      `No Redis answers at ${url}.\n` +
+      `No Redis answers at ${shown(url)}.\n` +
         `Start one, then run npm start again:\n` +
         `  - Debian/Ubuntu: sudo apt-get install redis-server   (it starts on 127.0.0.1:6379)\n` +
         `  - macOS:         brew install redis && brew services start redis\n` +
@@ -48,7 +67,7 @@ async function ensureRedis(url: string, children: ChildProcess[]): Promise<void>
     process.exit(1);
   }
   const port = u.port || '6379';
-  console.log(`No Redis at ${url}: starting redis-server on port ${port} for this session (nothing kept on disk).`);
+  console.log(`No Redis at ${shown(url)}: starting redis-server on port ${port} for this session (nothing kept on disk).`);
   const redis = spawn('redis-server', ['--port', port, '--bind', u.hostname.replace(/^\[|\]$/g, ''), '--save', '', '--appendonly', 'no'], {
     stdio: 'ignore',
     // A process group of its own, out of the terminal's reach: Ctrl-C would
@@ -57,9 +76,19 @@ async function ensureRedis(url: string, children: ChildProcess[]): Promise<void>
     detached: true,
   });
   children.push(redis);
-  // However this process ends (short of SIGKILL), the throwaway Redis goes with it.
-  process.on('exit', () => {
+  // However this process ends (short of SIGKILL), the throwaway Redis goes with it: on exit, and on a
+  // signal that comes before the apps run (once they do, main's handlers stop them first, then Redis).
+  const stopRedis = () => {
     if (redis.exitCode === null && redis.signalCode === null) redis.kill('SIGTERM');
+  };
+  process.on('exit', stopRedis);
+  const early = (signal: NodeJS.Signals) => {
+    stopRedis();
+    process.exit(128 + (os.constants.signals[signal] ?? 0));
+  };
+  for (const signal of STOP_SIGNALS) process.on(signal, early);
+  earlyHandlers.push(() => {
+    for (const signal of STOP_SIGNALS) process.off(signal, early);
   });
   for (let i = 0; i < 50 && !(await redisAnswers(url)); i++) await new Promise((r) => setTimeout(r, 100));
   if (!(await redisAnswers(url))) {
@@ -101,8 +130,10 @@ async function main(): Promise<void> {
     stopping = true;
     for (const c of apps) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
   };
-  process.on('SIGINT', stopApps);
-  process.on('SIGTERM', stopApps);
+  for (const undo of earlyHandlers.splice(0)) undo();
+  // (A hang-up reaches the apps too, in this terminal's session, and ends them at once: the default action,
+  // which `nohup` keeps from them when they run on their own. Then this process takes Redis down.)
+  for (const signal of STOP_SIGNALS) process.on(signal, stopApps);
   const exits = apps.map(
     (c) =>
       new Promise<number>((resolve) =>

@@ -1,4 +1,4 @@
-import { closeInOrder, letGo } from '@infer/lifecycle';
+import { assertDatabase, closeInOrder, letGo } from '@infer/lifecycle';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
@@ -98,6 +98,7 @@ export async function createGateway(
   // A gateway only validates against the models' specs: sessions it never runs, quick to build.
   const models = options.models ?? (await ModelRepository.load(config.modelRepository, { purpose: 'describe' }));
   await Promise.all(connections.map((conn) => conn.connect()));
+  await Promise.all(connections.map((conn) => assertDatabase(conn)));
 
   const store = new JobStore(redis, { prefix: config.queuePrefix, resultTtlMs: config.resultTtlMs });
   const metrics = options.metrics === false ? GatewayMetrics.off() : new GatewayMetrics();

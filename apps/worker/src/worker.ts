@@ -1,4 +1,4 @@
-import { letGo } from '@infer/lifecycle';
+import { assertDatabase, letGo } from '@infer/lifecycle';
 import { Redis } from 'ioredis';
 import type { Config } from '@infer/config';
 import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
@@ -77,6 +77,13 @@ export async function createWorker(
   for (const conn of [connection, storeConnection]) {
     conn.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   }
+  // Before anything is written: on database 0 by mistake, it would write another deployment's keys.
+  await Promise.all([connection, storeConnection].map((conn) => assertDatabase(conn))).catch(async (err: unknown) => {
+    for (const conn of [connection, storeConnection]) conn.disconnect();
+    await metricsServer.close();
+    if (ownModels) await models.close();
+    throw err;
+  });
   // Webhook events are produced here (jobs start and end, batches complete) and
   // delivered here too, on their own queue and worker: never in a model's way.
   const webhookEvents = new WebhookEvents({

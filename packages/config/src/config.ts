@@ -228,10 +228,21 @@ const delaysString = z.string().transform((raw, ctx) => {
   return delays;
 });
 
+/** The path of a redis:// URL (its database), '' when it cannot be parsed (the scheme check reports that). */
+function redisUrlPath(url: string): string {
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return '';
+  }
+}
+
 const EnvSchema = z.object({
   REDIS_URL: z
     .string()
     .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
+    // The path is the database number, or nothing (0): anything else ioredis would send as SELECT NaN.
+    .refine((url) => /^\/?(\d+)?$/.test(redisUrlPath(url)), 'the path after the host must be a database number (redis://host:6379/2) or nothing')
     .default('redis://127.0.0.1:6379'),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HOST: z.string().min(1).default('0.0.0.0'),

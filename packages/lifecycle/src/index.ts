@@ -130,3 +130,26 @@ export async function letGo(conn: RedisLike): Promise<void> {
   if (conn.status === 'ready') await conn.quit().catch(() => conn.disconnect());
   else conn.disconnect();
 }
+
+/** What `assertDatabase` needs of a Redis connection (ioredis's Redis). */
+export interface SelectingRedis {
+  readonly options: { db?: number | undefined };
+  select(db: number): Promise<unknown>;
+}
+
+/**
+ * Make sure a connection is on the database REDIS_URL names. ioredis selects
+ * it as it connects and, refused (a number past the server's `databases`),
+ * only reports an error and goes on with database 0: a process would then
+ * serve, and write, another deployment's database. Selecting it once more
+ * throws that refusal instead, and the process does not start.
+ */
+export async function assertDatabase(conn: SelectingRedis): Promise<void> {
+  const db = conn.options.db ?? 0;
+  if (db === 0) return;
+  try {
+    await conn.select(db);
+  } catch (err) {
+    throw new Error(`REDIS_URL names database ${db}, which Redis refuses: ${(err as Error).message}`);
+  }
+}
