@@ -5,6 +5,8 @@
  * Checks output and exit codes (0 ok, 1 API error, 2 usage error).
  */
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -176,6 +178,27 @@ describe('cli', function () {
       const batch = JSON.parse(res.stdout) as { status: string; request_counts: { total: number; succeeded: number } };
       expect(batch).to.deep.include({ status: 'completed' });
       expect(batch.request_counts).to.include({ total: 7, succeeded: 7 });
+    });
+
+    it('`npm run -s cli` from another folder reads a file named there (not from the repository root), and prints only JSON', async () => {
+      const elsewhere = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-cwd-'));
+      try {
+        fs.writeFileSync(path.join(elsewhere, 'here.ndjson'), `${JSON.stringify({ input: { features: features(5) } })}\n`);
+        const child = spawn('npm', ['run', '-s', '--prefix', REPO_ROOT, 'cli', '--', 'batch', 'submit', 'here.ndjson', '-m', 'mlp'], {
+          cwd: elsewhere,
+          env: { ...process.env, INFER_URL: p.baseUrl, INFER_API_KEY: TEST_KEY },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+        child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+        const [code] = (await once(child, 'close')) as [number | null];
+        expect(code, stderr).to.equal(0);
+        expect((JSON.parse(stdout) as { object: string; request_counts: { total: number } }).request_counts.total).to.equal(1);
+      } finally {
+        fs.rmSync(elsewhere, { recursive: true, force: true });
+      }
     });
 
     it('batch results of an unknown batch exits 1', async () => {

@@ -162,7 +162,7 @@ describe('docs: what they say of the edges holds', function () {
   // docker-compose.yml from the shell or `.env`, but those the README names as set by the compose file.
   it('README: every configuration variable but those it names passes through docker-compose.yml from the shell', () => {
     const readme = read('README.md');
-    const sentence = /compose file sets for its\s+own layout:([\s\S]*?)\.\s+`MODEL_REPOSITORY`/.exec(readme);
+    const sentence = /compose file decides for\s+its own layout:([\s\S]*?)\.\s+`MODEL_REPOSITORY`/.exec(readme);
     expect(sentence, 'the README sentence').to.not.equal(null);
     const exceptions = new Set([...sentence![1]!.matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((m) => m[1]!));
     const compose = read('docker-compose.yml');

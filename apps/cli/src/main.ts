@@ -6,6 +6,10 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
+// `npm run cli -- batch submit rows.ndjson` runs this from the repository's root, wherever it was typed:
+// files named on the command line are the caller's, so work from where npm was run (INIT_CWD).
+if (process.env.npm_lifecycle_event === 'cli' && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
+
 // The CLI's own settings; the server's configuration is @infer/config's business, not this.
 const code = await runCli(
   process.argv.slice(2),

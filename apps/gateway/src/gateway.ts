@@ -1,4 +1,4 @@
-import { assertDatabase, closeInOrder, letGo } from '@infer/lifecycle';
+import { assertDatabase, closeInOrder, letGo, listenError } from '@infer/lifecycle';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
@@ -164,7 +164,7 @@ export async function createGateway(
     listen(port = config.port, host = config.host) {
       return new Promise((resolve, reject) => {
         server = createServer(listener).listen(port, host, () => resolve((server!.address() as AddressInfo).port));
-        server.once('error', reject);
+        server.once('error', (err) => reject(listenError(err, 'PORT', port, host)));
         // Long polls hold requests up to MAX_WAIT; keep-alive sockets must outlive them.
         server.keepAliveTimeout = 65_000;
         server.headersTimeout = 66_000;

@@ -1,3 +1,4 @@
+import { listenError } from '@infer/lifecycle';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -48,9 +49,10 @@ export function serveMetrics(metrics: Scrapeable, port: number, host: string): P
     }
   });
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (err: Error) => reject(listenError(err, 'WORKER_METRICS_PORT', port, host));
+    server.once('error', failed);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       resolve({
         port: (server.address() as AddressInfo).port,
         close: () =>

@@ -153,3 +153,16 @@ export async function assertDatabase(conn: SelectingRedis): Promise<void> {
     throw new Error(`REDIS_URL names database ${db}, which Redis refuses: ${(err as Error).message}`);
   }
 }
+
+/**
+ * A listen that failed, said in the operator's terms: which variable to change (a port in use is the
+ * likeliest: two workers on one machine, or `npm start` running already), or HOST for a name that
+ * does not resolve. Anything else as it is.
+ */
+export function listenError(err: Error, portVariable: string, port: number, host: string): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return new Error(`${portVariable} ${port} is in use on ${host} (another process listens there): set ${portVariable} to a free port${portVariable === 'WORKER_METRICS_PORT' ? ', or 0 for any free one' : ''}`, { cause: err });
+  if (code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL') return new Error(`HOST ${host} is not an address of this machine (${code}): set HOST to one, or 0.0.0.0 for all`, { cause: err });
+  return err;
+}
+

@@ -87,7 +87,9 @@ export class ModelRepository {
 
   static async load(root: string, options: LoadOptions = {}): Promise<ModelRepository> {
     if (!existsSync(root) || !statSync(root).isDirectory()) {
-      throw new Error(`MODEL_REPOSITORY ${path.resolve(root)} is not a folder (run "npm run models" to build the shipped models)`);
+      // `npm run models` writes ./models: worth saying only when that is the folder missing.
+      const shipped = path.resolve(root) === path.resolve('models');
+      throw new Error(`MODEL_REPOSITORY ${path.resolve(root)} is not a folder${shipped ? ' (run "npm run models" to build the shipped models)' : ''}`);
     }
     const only = options.only?.length ? new Set(options.only) : undefined;
     const repo = new ModelRepository(root, only, new Map(), options.purpose ?? 'run');
