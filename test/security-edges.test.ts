@@ -292,6 +292,8 @@ describe('security: webhook URL forms that reach private addresses are refused e
     'http://[0:0:0:0:0:ffff:a9fe:a9fe]/hook', // mapped 169.254.169.254, long form
     'http://[::ffff:10.0.0.1]:8443/hook',
     'http://[64:ff9b::a00:1]/hook', // NAT64 of 10.0.0.1
+    'http://[64:ff9b:1::a00:1]/hook', // local-use NAT64 (RFC 8215)
+    'http://[::ffff:0:a00:1]/hook', // IPv4-translated 10.0.0.1 (SIIT)
     'http://[::]/hook',
     'http://[fc00::1]/hook',
     'http://[ff02::1]/hook',

@@ -34,8 +34,12 @@ for (const [net, bits] of [
   ['ff00::', 8],
   ['2001:db8::', 32],
   ['64:ff9b::', 96],
-  // Forms that carry an IPv4 address inside: IPv4-compatible (::a.b.c.d, deprecated), 6to4, Teredo.
+  // Local-use NAT64 (RFC 8215): a translator inside the deployment's network.
+  ['64:ff9b:1::', 48],
+  // Forms that carry an IPv4 address inside: IPv4-compatible (::a.b.c.d, deprecated), IPv4-translated
+  // (::ffff:0:a.b.c.d, SIIT), 6to4, Teredo.
   ['::', 96],
+  ['::ffff:0:0:0', 96],
   ['2002::', 16],
   ['2001::', 32],
 ] as const) {
