@@ -115,7 +115,19 @@ async function main(): Promise<void> {
     spawn(process.execPath, ['--import', 'tsx', path.join(root, 'apps', app, 'src', 'main.ts')], { stdio: 'inherit', env: process.env });
   const apps = [run('gateway'), run('worker')];
   children.unshift(...apps);
-  console.log(`Gateway on http://localhost:${config.port} (API key: ${config.apiKeysAreDevDefault ? 'dev-key' : 'see API_KEYS'}); Ctrl-C stops everything.`);
+  // Said once the gateway answers, not before: a port already in use stops it with its own message instead.
+  const probeHost = ['0.0.0.0', '::', ''].includes(config.host) ? '127.0.0.1' : config.host.includes(':') ? `[${config.host}]` : config.host;
+  const gatewayUp = async (): Promise<boolean> => {
+    for (;;) {
+      if (apps[0]!.exitCode !== null || apps[0]!.signalCode !== null) return false;
+      const ok = await fetch(`http://${probeHost}:${config.port}/healthz`).then((r) => r.ok, () => false);
+      if (ok) return true;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  void gatewayUp().then((up) => {
+    if (up) console.log(`Gateway on http://localhost:${config.port} (API key: ${config.apiKeysAreDevDefault ? 'dev-key' : 'see API_KEYS'}); Ctrl-C stops everything.`);
+  });
 
   // Ctrl-C signals the whole process group: each app gets the terminal's SIGINT
   // and, a moment later, the SIGTERM this process passes on (tsx, which runs
