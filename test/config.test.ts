@@ -130,6 +130,16 @@ describe('config: loadConfig(env)', () => {
     expect(loadConfig({ MODEL_POLL_SECONDS: '0' }).modelPollMs).to.equal(0);
   });
 
+  it("says what a bad number was and what is wanted, in plain words rather than the schema library's", () => {
+    const err = configError({ PORT: 'abc', RATE_LIMIT_PER_SECOND: '1.5', WORKER_LOCK_MS: '10', PORT_UNUSED: 'x' });
+    expect(err.problems).to.include.members([
+      'PORT: must be a number (got "abc")',
+      'RATE_LIMIT_PER_SECOND: must be a whole number (got "1.5")',
+      'WORKER_LOCK_MS: must be at least 1000 (got "10")',
+    ]);
+    expect(configError({ PORT: '70000' }).problems).to.deep.equal(['PORT: must be at most 65535 (got "70000")']);
+  });
+
   it('throws one ConfigError that names every bad variable at once', () => {
     const bad: Record<string, string> = {
       REDIS_URL: 'http://localhost:6379',

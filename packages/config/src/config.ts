@@ -283,6 +283,21 @@ export class ConfigError extends Error {
 }
 
 /**
+ * A schema problem in an operator's words: what was given and what is
+ * wanted, not zod's types ("expected number, received NaN"). Messages of
+ * the schema's own (a refine's) are already so.
+ */
+function plainly(issue: z.core.$ZodIssue, env: Record<string, string | undefined>): string {
+  const name = issue.path.join('.');
+  const given = typeof env[name] === 'string' ? ` (got "${env[name]}")` : '';
+  if (issue.code === 'invalid_type' && issue.expected === 'number') return `must be a number${given}`;
+  if (issue.code === 'invalid_type' && issue.expected === 'int') return `must be a whole number${given}`;
+  if (issue.code === 'too_small' && issue.origin === 'number') return `must be ${issue.inclusive ? 'at least' : 'more than'} ${String(issue.minimum)}${given}`;
+  if (issue.code === 'too_big' && issue.origin === 'number') return `must be ${issue.inclusive ? 'at most' : 'less than'} ${String(issue.maximum)}${given}`;
+  return issue.message;
+}
+
+/**
  * Parse and validate the environment. Throws one `ConfigError` naming every
  * bad variable, so an operator fixes them all in one go.
  */
@@ -291,7 +306,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   // z.coerce.number() would otherwise read as 0 (PORT=' ' a random port, MODEL_POLL_SECONDS=' ' no polling).
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
   const parsed = EnvSchema.safeParse(present);
-  const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
+  const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${plainly(i, present)}`);
   // Checked alongside the schema, not after it, so these are named in the same error as every other bad variable.
   if (present.NODE_ENV === 'production' && present.API_KEYS === undefined && present.API_KEYS_FILE === undefined) {
     problems.push('API_KEYS: required when NODE_ENV=production (format tenant:key,tenant:key; or API_KEYS_FILE)');
