@@ -16,7 +16,7 @@ import { RedisMemory } from './batches/redis-memory.js';
 import type { ParseThread } from './batches/parse-thread/parse-thread.js';
 import type { BulkQueues } from './batches/bulk-queues.js';
 import { InteractiveRequests } from './batches/interactive-requests.js';
-import { requireApiKey } from './http/auth.js';
+import { authenticate, requireApiKey } from './http/auth.js';
 import { adminKeyName, requireAdminKey } from './http/admin-auth.js';
 import { traceExpressRequests } from './http/request-tracing.js';
 import type { Tracing } from '@infer/tracing';
@@ -74,6 +74,12 @@ export interface GatewayApp {
   app: Express;
   /** The server's request listener: the job routes' own dispatch first, then the Express app. */
   listener: (req: IncomingMessage, res: ServerResponse) => void;
+  /**
+   * For a request that asks `Expect: 100-continue`: whether to let its body come. A request under `/v1`
+   * without a key the gateway knows (an API key, or an admin key) will only be answered 401, so its
+   * client is spared sending a body of megabytes first; anything else is asked for its body.
+   */
+  continueBody: (req: IncomingMessage) => boolean;
   /** For the caller to close before Redis. */
   rateLimiter: SharedRateLimiter;
 }
@@ -195,6 +201,11 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   app.use(problemMiddleware(logger, config.maxBodyBytes, (answer) => metrics.problem(answer.code)));
   return {
     app,
+    continueBody: (req) => {
+      const path = req.url ?? '';
+      if (!/^\/v1(\/|\?|$)/i.test(path)) return true;
+      return authenticate(req.headers.authorization, config.apiKeyDigests) !== undefined || adminKeyName({ admins: config.adminKeyDigests }, req) !== undefined;
+    },
     listener: (req, res) => {
       if (!dispatch(req, res)) app(req, res);
     },

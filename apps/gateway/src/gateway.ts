@@ -151,7 +151,7 @@ export async function createGateway(
   if (metrics.enabled) new QueueMetrics({ redis, prefix: config.queuePrefix, versions: () => models.all(), bulkQueues, fleet, registry: metrics.registry });
   // The versions loaded now, read on each dashboard request: the repository is live.
   const dashboard = new QueueDashboard({ connection: bullConnection, prefix: config.queuePrefix, versions: () => models.all() });
-  const { app, listener, rateLimiter } = createApp({ config, logger, redis, connections, ...(options.uploadTimeLimitMs ? { uploadTimeLimitMs: options.uploadTimeLimitMs } : {}), models: catalog, repository: models, control, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
+  const { app, listener, rateLimiter, continueBody } = createApp({ config, logger, redis, connections, ...(options.uploadTimeLimitMs ? { uploadTimeLimitMs: options.uploadTimeLimitMs } : {}), models: catalog, repository: models, control, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
@@ -164,6 +164,12 @@ export async function createGateway(
     listen(port = config.port, host = config.host) {
       return new Promise((resolve, reject) => {
         server = createServer(listener).listen(port, host, () => resolve((server!.address() as AddressInfo).port));
+        // Expect: 100-continue: the body is asked for only when the request could be served (its key is
+        // known); otherwise the 401 comes first and Node closes the connection after it.
+        server.on('checkContinue', (req, res) => {
+          if (continueBody(req)) res.writeContinue();
+          listener(req, res);
+        });
         server.once('error', (err) => reject(listenError(err, 'PORT', port, host)));
         // Long polls hold requests up to MAX_WAIT; keep-alive sockets must outlive them.
         server.keepAliveTimeout = 65_000;
