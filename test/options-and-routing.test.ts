@@ -5,8 +5,10 @@ import { startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.j
 import { waitUntil } from './helpers/wait.js';
 
 /**
- * The admin router's automatic OPTIONS answer, and a
- * `"__proto__"` member in a routing body.
+ * Methods and paths the gateway does not serve (docs/api.md: 404 not_found,
+ * no 405, OPTIONS included; under /v1 the key is checked first, an admin key
+ * counting), the 401's challenge, and a `"__proto__"` member in a routing
+ * body.
  */
 
 const ADMIN = 'options-admin-secret';
@@ -27,7 +29,19 @@ function request(p: TestPlatform, method: string, path: string, headers: Record<
 
 const asAdmin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
 
-describe('OPTIONS under /v1 and __proto__ in routing weights', function () {
+/** What is wrong with an answer that should be the unserved route's 404 not_found problem, or undefined. */
+function notNotFound(what: string, res: { status: number; headers: http.IncomingHttpHeaders; body: string }): string | undefined {
+  let code: unknown;
+  try {
+    code = (JSON.parse(res.body) as { code?: unknown }).code;
+  } catch {
+    code = undefined;
+  }
+  if (res.status === 404 && /^application\/problem\+json/.test(res.headers['content-type'] ?? '') && code === 'not_found') return undefined;
+  return `${what}: ${res.status} content-type=${res.headers['content-type']} allow=${res.headers.allow} ${res.body.slice(0, 160)}`;
+}
+
+describe('unserved methods, OPTIONS, 401 challenges and __proto__ in routing weights', function () {
   this.timeout(60_000);
   let p: TestPlatform;
 
@@ -72,6 +86,52 @@ describe('OPTIONS under /v1 and __proto__ in routing weights', function () {
       }
     } finally {
       await request(p, 'PUT', '/v1/models/mlp/routing', asAdmin, '{"weights":null}');
+    }
+  });
+
+  // Express's router answers OPTIONS itself (200, `Allow: GET, HEAD`, text/plain body "GET, HEAD") for any
+  // path it routes; app.ts turns it off for the whole gateway (`unservedOptions`), the ops routes included.
+  it('OPTIONS on the operations routes is 404 not_found (problem+json), not 200 with an Allow list', async () => {
+    const wrong: string[] = [];
+    for (const path of ['/healthz', '/readyz', '/metrics', '/openapi.json']) {
+      const why = notNotFound(`OPTIONS ${path}`, await request(p, 'OPTIONS', path));
+      if (why) wrong.push(why);
+    }
+    expect(wrong, 'answers that are not 404 not_found').to.deep.equal([]);
+  });
+
+  // An admin key is a known key: on an admin path with a method no route serves, the answer is the
+  // unserved route's 404, not "A valid API key is required" (the /v1 tenants' guard, which knows only API
+  // keys, runs before the 404).
+  it('an admin key on an admin path with a method it does not serve is 404 not_found, not 401', async () => {
+    const asAdmin = { authorization: `Bearer ${ADMIN}` };
+    const wrong: string[] = [];
+    for (const [method, path] of [
+      ['GET', '/v1/models/mlp/routing'],
+      ['DELETE', '/v1/models/mlp/rollouts'],
+      ['GET', '/v1/models/mlp/versions/1/load'],
+      ['OPTIONS', '/v1/models/mlp/routing'],
+    ] as const) {
+      const why = notNotFound(`${method} ${path} with an admin key`, await request(p, method, path, asAdmin));
+      if (why) wrong.push(why);
+    }
+    expect(wrong, 'answers that are not 404 not_found').to.deep.equal([]);
+  });
+
+  // RFC 9110 §15.5.2: a 401 carries a challenge; the API's is Bearer (the dashboard's, Basic).
+  it('no key or an unknown key: 401 with WWW-Authenticate: Bearer, fast path and Express alike', async () => {
+    const cases: Array<[string, string, RequestInit & { key?: string | null }]> = [
+      ['fast path POST /v1/jobs, no key', '/v1/jobs', { method: 'POST', body: '{}', key: null }],
+      ['fast path GET /v1/jobs/{id}, unknown key', '/v1/jobs/abcdefgh', { key: 'not-a-key' }],
+      ['Express GET /v1/models, no key', '/v1/models', { key: null }],
+      ['Express GET /v1/batches, unknown key', '/v1/batches', { key: 'not-a-key' }],
+      ['admin PUT /v1/models/mlp/routing, no key', '/v1/models/mlp/routing', { method: 'PUT', body: '{"weights":null}', key: null }],
+    ];
+    for (const [what, path, init] of cases) {
+      const res = await p.api(path, init);
+      await res.text();
+      expect(res.status, what).to.equal(401);
+      expect(res.headers.get('www-authenticate'), `${what}: WWW-Authenticate`).to.match(/^Bearer\b/i);
     }
   });
 });

@@ -102,6 +102,7 @@ export class Spawned {
       const look = () => {
         if (this.logged(prefix, name).length > 0) done();
       };
+      // A bound on the wait for the line, not a wait: the line (or the exit) settles it first.
       const timer = setTimeout(() => done(new Error(`no "${prefix}" logged within ${ms} ms${this.tail()}`)), ms);
       this.listeners.add(look);
       void this.drained.then(() => {

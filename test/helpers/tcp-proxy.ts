@@ -106,6 +106,7 @@ export class RedisProxy {
         marker,
         hit: (conn) => {
           conn.holdUntil = performance.now() + ms;
+          // The stall's length is the fault under test (a reply later than the caller's command timeout).
           setTimeout(() => {
             conn.holdUntil = 0;
             for (const b of conn.held.splice(0)) if (!conn.client.destroyed) conn.client.write(b);
