@@ -7,7 +7,7 @@ import { ElemType, encodeModel, initializer, node, valueInfo } from '../scripts/
 import { runCliProcess } from './helpers/cli.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
-import { InferClient } from '@infer/sdk';
+import { InferClient, type BatchResultLine } from '@infer/sdk';
 
 /** negative[N,2] = (1 / x < 0): true exactly for negative values and -0, so the sign of a zero shows in the output. */
 function negativeModel(): Uint8Array {
@@ -73,5 +73,23 @@ describe('sdk: the CLI and the SDK send -0 as -0', function () {
       expect(job.status).to.equal('succeeded');
       expect(job.output, JSON.stringify(x)).to.deep.equal({ negative: [true, false] });
     }
+  });
+
+  it('batches.upload sends an item object as the line its text would be: {x: [-0, 0]} gives what the NDJSON text and batches.create give', async () => {
+    const client = new InferClient({ baseUrl: p.baseUrl, apiKey: TEST_KEY });
+    const uploaded = await client.batches.upload({ model: 'negative' }, [
+      '{"custom_id":"text","input":{"x":[-0,0]}}\n',
+      { custom_id: 'object', input: { x: [-0, 0] } },
+    ]);
+    const created = await client.batches.create({ model: 'negative', items: [{ custom_id: 'json', input: { x: [-0, 0] } }] });
+    const outputs: Record<string, unknown> = {};
+    for (const b of [uploaded, created]) {
+      await client.batches.wait(b.id, { pollMs: 50, timeoutMs: 20_000 });
+      for await (const line of client.batches.results(b.id) as AsyncGenerator<BatchResultLine>) {
+        expect(line.status, JSON.stringify(line)).to.equal('succeeded');
+        outputs[line.custom_id!] = line.output;
+      }
+    }
+    expect(outputs).to.deep.equal({ text: { negative: [true, false] }, json: { negative: [true, false] }, object: { negative: [true, false] } });
   });
 });

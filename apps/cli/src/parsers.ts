@@ -43,5 +43,19 @@ export function jsonObject(value: string): Record<string, unknown> {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new InvalidArgumentError('expected a JSON object');
   }
+  // JSON.parse reads 1e400 as Infinity, which no JSON body can carry (the API refuses it, 422).
+  if (holdsNonFinite(parsed)) throw new InvalidArgumentError('a number in it is too large for a double (the API refuses it)');
   return parsed as Record<string, unknown>;
+}
+
+function holdsNonFinite(value: unknown): boolean {
+  if (typeof value === 'number') return !Number.isFinite(value);
+  if (typeof value === 'object' && value !== null) return Object.values(value).some(holdsNonFinite);
+  return false;
+}
+
+/** An Idempotency-Key as the API takes it: 1-255 visible ASCII characters. */
+export function idempotencyKey(value: string): string {
+  if (!/^[\x21-\x7e]{1,255}$/.test(value)) throw new InvalidArgumentError('expected 1 to 255 visible ASCII characters (no spaces)');
+  return value;
 }

@@ -70,6 +70,8 @@ function buildCli(io: CliIo, defaults: CliDefaults): { program: Command; ctx: Cl
 function connectionFailure(err: unknown): string | undefined {
   if (!(err instanceof TypeError) || (err.message !== 'fetch failed' && err.message !== 'terminated')) return undefined;
   const cause = err.cause as { code?: string; message?: string } | undefined;
+  // undici refusing what it was asked to send (a header value, say) is no connection failure.
+  if (cause?.code === 'UND_ERR_INVALID_ARG') return undefined;
   const why = cause?.code ?? cause?.message ?? 'connection failed';
   return err.message === 'terminated' ? `the connection dropped mid-answer: ${why}` : why;
 }

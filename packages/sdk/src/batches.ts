@@ -116,7 +116,13 @@ export class Batches {
     const pollMs = options.pollMs ?? 1000;
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
     for (;;) {
-      const batch = await this.get(id, options);
+      let batch: Batch;
+      try {
+        batch = await this.#http.json<Batch>(path(id), { signal: options.signal, deadline });
+      } catch (err) {
+        if (err instanceof InferTimeoutError && Date.now() >= deadline) throw new InferTimeoutError(`batch ${id} did not end within ${options.timeoutMs} ms`, { cause: err });
+        throw err;
+      }
       options.onProgress?.(batch);
       if (isBatchEnded(batch)) return batch;
       const remainingMs = deadline - Date.now();

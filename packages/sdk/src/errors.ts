@@ -42,8 +42,9 @@ export class InferApiError extends Error implements ProblemDetails {
 
 /** The SDK's own deadline passed: a request's `timeoutMs`, or a `wait()`'s. */
 export class InferTimeoutError extends Error {
-  constructor(message: string) {
-    super(message);
+  /** `cause`: the error answer that would have been retried after the deadline, if that is why. */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'InferTimeoutError';
   }
 }

@@ -31,6 +31,14 @@ export interface RequestOptions {
   holdMs?: number;
   /** Overrides the client's `timeoutMs`; `null` for no deadline (an upload of unknown length). */
   timeoutMs?: number | null;
+  /**
+   * The whole call's deadline (a `Date.now()` time), for a request made on
+   * behalf of `wait` or `run`: no attempt outlasts it and no retry pause
+   * crosses it; past it, InferTimeoutError.
+   */
+  deadline?: number;
+  /** Called with a successful response before its body is read (to read its headers). */
+  onResponse?: (res: Response) => void;
   signal?: AbortSignal | undefined;
   /**
    * Retry 429 and 503 after `Retry-After`. Only for requests that are safe to
@@ -122,16 +130,23 @@ export class Transport {
     const baseTimeout = options.timeoutMs === undefined ? this.#options.timeoutMs : options.timeoutMs;
     const timeoutMs = baseTimeout === null ? null : baseTimeout + (options.holdMs ?? 0);
 
+    const deadline = options.deadline ?? Infinity;
+    const pastDeadline = (cause?: unknown) =>
+      new InferTimeoutError(`${method} ${url}: the call's deadline passed${cause ? ` before the retry the server asked for (${String(cause)})` : ''}`, { cause });
+
     for (let attempt = 0; ; attempt++) {
+      const leftMs = deadline - Date.now();
+      if (leftMs <= 0) throw pastDeadline();
+      // The request's own deadline, cut to what is left of the call's.
+      const attemptMs = timeoutMs === null ? leftMs : Math.min(timeoutMs, leftMs);
       const controller = new AbortController();
       let timedOut = false;
-      const timer =
-        timeoutMs === null
-          ? undefined
-          : setTimeout(() => {
-              timedOut = true;
-              controller.abort();
-            }, timeoutMs);
+      const timer = Number.isFinite(attemptMs)
+        ? setTimeout(() => {
+            timedOut = true;
+            controller.abort();
+          }, attemptMs)
+        : undefined;
       const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
       try {
         const init: RequestInit = { method, headers, signal };
@@ -144,14 +159,17 @@ export class Transport {
           // A stream body is spent after one try, so it is never retried.
           const delayMs = retry && !(body instanceof ReadableStream) ? this.#retryDelayMs(error, attempt) : undefined;
           if (delayMs === undefined) throw error;
+          // A pause that would end past the call's deadline is not taken: the call cannot end in time.
+          if (Date.now() + delayMs >= deadline) throw pastDeadline(error);
           clearTimeout(timer);
           await sleep(delayMs, options.signal);
           continue;
         }
+        options.onResponse?.(res);
         // A streamed answer's deadline ends with its headers (the finally below); the caller owns the body.
         return await read(res);
       } catch (err) {
-        if (timedOut) throw new InferTimeoutError(`${method} ${url} took longer than ${timeoutMs} ms`);
+        if (timedOut) throw attemptMs === timeoutMs ? new InferTimeoutError(`${method} ${url} took longer than ${timeoutMs} ms`) : pastDeadline();
         throw err;
       } finally {
         clearTimeout(timer);

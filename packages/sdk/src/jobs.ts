@@ -66,6 +66,24 @@ function cancelAfterHeader(value: CancelAfter): string {
   return typeof value === 'string' ? value : `${Math.round(value * 1000)}ms`;
 }
 
+/** `Preference-Applied: wait=N` as seconds; undefined when absent or of another form. */
+function appliedWaitSeconds(header: string | null): number | undefined {
+  const match = header === null ? null : /(?:^|[\s,;])wait=(\d+(?:\.\d+)?)/i.exec(header);
+  return match ? Number(match[1]) : undefined;
+}
+
+/**
+ * The contract's Idempotency-Key: 1-255 visible ASCII characters. Checked
+ * here because fetch refuses some others (non-Latin-1) with a bare TypeError
+ * before sending, and would send the rest for a 400.
+ */
+function checkedIdempotencyKey(key: string): string {
+  if (!/^[\x21-\x7e]{1,255}$/.test(key)) {
+    throw new TypeError(`idempotencyKey must be 1 to 255 visible ASCII characters (no spaces), got ${JSON.stringify(key.length > 40 ? `${key.slice(0, 40)}…` : key)}`);
+  }
+  return key;
+}
+
 export class Jobs {
   readonly #http: Transport;
 
@@ -77,10 +95,14 @@ export class Jobs {
    * Submit one instance. Without `wait`, answers at once with the queued job;
    * with it, with the ended job if it ended in time.
    */
-  create(body: CreateJobParams, options: CreateJobOptions = {}): Promise<Job> {
+  async create(body: CreateJobParams, options: CreateJobOptions = {}): Promise<Job> {
+    return this.#create(body, options, undefined);
+  }
+
+  #create(body: CreateJobParams, options: CreateJobOptions, deadline: number | undefined): Promise<Job> {
     const wait = preferWait(options.wait);
     const headers = { ...wait.headers };
-    if (options.idempotencyKey !== undefined) headers['idempotency-key'] = options.idempotencyKey;
+    if (options.idempotencyKey !== undefined) headers['idempotency-key'] = checkedIdempotencyKey(options.idempotencyKey);
     if (options.cancelAfter !== undefined) headers['cancel-after'] = cancelAfterHeader(options.cancelAfter);
     return this.#http.json<Job>('/v1/jobs', {
       method: 'POST',
@@ -90,6 +112,7 @@ export class Jobs {
       signal: options.signal,
       // Safe to repeat only when the server deduplicates it.
       retry: options.idempotencyKey !== undefined,
+      ...(deadline === undefined ? {} : { deadline }),
     });
   }
 
@@ -109,17 +132,33 @@ export class Jobs {
    */
   async wait(id: string, options: WaitJobOptions = {}): Promise<Job> {
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
+    const timeout = () => new InferTimeoutError(`job ${id} did not end within ${options.timeoutMs} ms`);
     let backoffMs = 250;
     for (;;) {
       const remainingMs = deadline - Date.now();
-      if (remainingMs <= 0) throw new InferTimeoutError(`job ${id} did not end within ${options.timeoutMs} ms`);
+      if (remainingMs <= 0) throw timeout();
       const waitSeconds = Math.min(MAX_WAIT_SECONDS, remainingMs / 1000);
       const started = Date.now();
-      const job = await this.get(id, { wait: waitSeconds, signal: options.signal });
+      let applied: number | undefined;
+      let job: Job;
+      try {
+        job = await this.#http.json<Job>(`/v1/jobs/${encodeURIComponent(id)}`, {
+          ...preferWait(waitSeconds),
+          signal: options.signal,
+          deadline,
+          onResponse: (res) => (applied = appliedWaitSeconds(res.headers.get('preference-applied'))),
+        });
+      } catch (err) {
+        if (err instanceof InferTimeoutError && Date.now() >= deadline) throw timeout();
+        throw err;
+      }
       if (isJobEnded(job)) return job;
-      // A server that answered well before the wait it was asked for (a proxy
-      // that strips Prefer, say) gets a growing pause instead of a busy loop.
-      if (Date.now() - started < (waitSeconds * 1000) / 2) {
+      // The wait the server held for: what it says it applied (a gateway may
+      // cap Prefer: wait below 60 s), or what was asked for when it says nothing.
+      const heldMs = Math.min(waitSeconds, applied ?? waitSeconds) * 1000;
+      // A server that answered well before that (a proxy that strips Prefer,
+      // say, or one capped to 0) gets a growing pause instead of a busy loop.
+      if (heldMs === 0 || Date.now() - started < heldMs / 2) {
         await sleep(Math.min(backoffMs, Math.max(0, deadline - Date.now())), options.signal);
         backoffMs = Math.min(backoffMs * 2, 5000);
       } else {
@@ -132,13 +171,23 @@ export class Jobs {
   async run(body: CreateJobParams, options: RunJobOptions = {}): Promise<Job> {
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
     const remainingMs = () => deadline - Date.now();
-    const job = await this.create(body, {
-      // The wait may be fractional: a whole second rounded up would hold the answer past the deadline.
-      wait: Math.min(MAX_WAIT_SECONDS, remainingMs() / 1000),
-      idempotencyKey: options.idempotencyKey,
-      cancelAfter: options.cancelAfter,
-      signal: options.signal,
-    });
+    let job: Job;
+    try {
+      job = await this.#create(
+        body,
+        {
+          // The wait may be fractional: a whole second rounded up would hold the answer past the deadline.
+          wait: Math.min(MAX_WAIT_SECONDS, remainingMs() / 1000),
+          idempotencyKey: options.idempotencyKey,
+          cancelAfter: options.cancelAfter,
+          signal: options.signal,
+        },
+        options.timeoutMs === undefined ? undefined : deadline,
+      );
+    } catch (err) {
+      if (err instanceof InferTimeoutError && remainingMs() <= 0) throw new InferTimeoutError(`the job did not end within ${options.timeoutMs} ms`, { cause: err });
+      throw err;
+    }
     if (isJobEnded(job)) return job;
     try {
       return await this.wait(job.id, {

@@ -1,11 +1,14 @@
 /**
- * A request body as JSON text, with `-0` kept. JSON carries it (`-0` is a
- * JSON number) and the gateway hands it to the model as it came, but
- * JSON.stringify writes it `0`: a tensor sent through the SDK would reach
- * the model with another value than the same JSON sent by hand (a model can
- * tell them apart: 1 / x). JSON.stringify still does the writing; a body
- * holding a -0 (rare: looked for first) is written with a replacer that
- * leaves a marker for each, then put back as `-0`.
+ * A request body as JSON text, with `-0` kept and non-finite numbers refused.
+ * JSON carries `-0` (a JSON number) and the gateway hands it to the model as
+ * it came, but JSON.stringify writes it `0`: a tensor sent through the SDK
+ * would reach the model with another value than the same JSON sent by hand
+ * (a model can tell them apart: 1 / x). JSON has no NaN or Infinity, and
+ * JSON.stringify writes them `null`: metadata would be stored changed, and a
+ * tensor refused with a puzzling error, so they are a TypeError here.
+ * JSON.stringify still does the writing; a body holding a -0 (rare: looked
+ * for first) is written with a replacer that leaves a marker for each, then
+ * put back as `-0`.
  */
 export function jsonText(value: unknown): string {
   if (!hasNegativeZero(value)) return JSON.stringify(value);
@@ -17,12 +20,17 @@ export function jsonText(value: unknown): string {
 const MARKER = `\u0000infer-sdk:-0\u0000`;
 const QUOTED_MARKER = JSON.stringify(MARKER);
 
+/** Whether `value` holds a -0; throws on a NaN or ±Infinity, which JSON cannot carry. */
 function hasNegativeZero(value: unknown): boolean {
   const stack: unknown[] = [value];
+  let found = false;
   while (stack.length > 0) {
     const v = stack.pop();
     if (typeof v === 'number') {
-      if (v === 0 && 1 / v < 0) return true;
+      if (!Number.isFinite(v)) {
+        throw new TypeError(`${v} cannot be sent as JSON (it has no NaN or Infinity): send such tensor values as b64, and keep them out of metadata`);
+      }
+      if (v === 0 && 1 / v < 0) found = true;
     } else if (Array.isArray(v)) {
       for (let i = 0; i < v.length; i++) stack.push(v[i]);
     } else if (typeof v === 'object' && v !== null && !ArrayBuffer.isView(v)) {
@@ -30,5 +38,5 @@ function hasNegativeZero(value: unknown): boolean {
       if (typeof json !== 'function') for (const x of Object.values(v)) stack.push(x);
     }
   }
-  return false;
+  return found;
 }

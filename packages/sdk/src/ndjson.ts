@@ -1,3 +1,4 @@
+import { jsonText } from './json-text.js';
 import type { BatchItem } from './types.js';
 
 /**
@@ -17,7 +18,8 @@ const encoder = new TextEncoder();
 function encodeChunk(chunk: UploadChunk): Uint8Array {
   if (typeof chunk === 'string') return encoder.encode(chunk);
   if (chunk instanceof Uint8Array) return chunk;
-  return encoder.encode(`${JSON.stringify(chunk)}\n`);
+  // jsonText, as every other body: a -0 in an item reaches the model as -0.
+  return encoder.encode(`${jsonText(chunk)}\n`);
 }
 
 function isReadableStream(source: unknown): source is ReadableStream<Uint8Array> {

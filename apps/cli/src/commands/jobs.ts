@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import type { CreateJobParams, TensorInput } from '@infer/sdk';
 import { UsageError, type CliContext } from '../io.js';
 import { printJson } from '../output.js';
-import { jsonObject, modelVersion, seconds } from '../parsers.js';
+import { idempotencyKey, jsonObject, modelVersion, seconds } from '../parsers.js';
 
 interface SubmitOptions {
   model: string;
@@ -51,7 +51,7 @@ export function registerJobs(program: Command, ctx: CliContext): void {
     .option('-f, --input-file <path>', 'read the input JSON from a file ("-" for stdin)')
     .option('--metadata <json>', 'a JSON object echoed back on the job', jsonObject)
     .option('--webhook <url>', 'URL to POST job.completed to')
-    .option('--idempotency-key <key>', 'resubmitting with the same key returns the first job')
+    .option('--idempotency-key <key>', 'resubmitting with the same key returns the first job', idempotencyKey)
     .option('-w, --wait', 'wait until the job has ended')
     .option('--timeout <seconds>', 'with --wait: give up after this long', seconds)
     .action(async (opts: SubmitOptions) => {
