@@ -1,5 +1,5 @@
 import { assertDatabase, closeInOrder, letGo, listenError } from '@infer/lifecycle';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
@@ -21,6 +21,7 @@ import { FleetView } from '@infer/fleet';
 import { GatewayMetrics } from './metrics.js';
 import { QueueMetrics } from './queue-metrics.js';
 import { QueueDashboard } from './admin/queue-dashboard.js';
+import { OpenConnections } from './http/open-connections.js';
 import type { TracerProvider } from '@opentelemetry/api';
 import { Tracing } from '@infer/tracing';
 
@@ -154,6 +155,7 @@ export async function createGateway(
   const { app, listener, rateLimiter, continueBody } = createApp({ config, logger, redis, connections, ...(options.uploadTimeLimitMs ? { uploadTimeLimitMs: options.uploadTimeLimitMs } : {}), models: catalog, repository: models, control, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
 
   let server: Server | undefined;
+  let open: OpenConnections | undefined;
   let closing: Promise<void> | undefined;
   return {
     app,
@@ -163,13 +165,20 @@ export async function createGateway(
     connections: named,
     listen(port = config.port, host = config.host) {
       return new Promise((resolve, reject) => {
-        server = createServer(listener).listen(port, host, () => resolve((server!.address() as AddressInfo).port));
+        server = createServer();
+        const connections = (open = new OpenConnections(server));
+        server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+          connections.counted(req, res);
+          listener(req, res);
+        });
         // Expect: 100-continue: the body is asked for only when the request could be served (its key is
         // known); otherwise the 401 comes first and Node closes the connection after it.
-        server.on('checkContinue', (req, res) => {
+        server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+          connections.counted(req, res);
           if (continueBody(req)) res.writeContinue();
           listener(req, res);
         });
+        server.listen(port, host, () => resolve((server!.address() as AddressInfo).port));
         server.once('error', (err) => reject(listenError(err, 'PORT', port, host)));
         // Long polls hold requests up to MAX_WAIT; keep-alive sockets must outlive them.
         server.keepAliveTimeout = 65_000;
@@ -187,7 +196,8 @@ export async function createGateway(
           async () => {
             if (!server) return;
             const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
-            server.closeIdleConnections();
+            // Idle keep-alive connections, and those that have asked nothing yet, which Node would wait for.
+            open?.closeUnanswered();
             // A keep-alive connection whose request ends during the shutdown would otherwise stay open for
             // keepAliveTimeout (65 s) and hold close() past its deadline: let it go as soon as it is idle.
             server.keepAliveTimeout = 1;
