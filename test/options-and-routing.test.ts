@@ -118,6 +118,31 @@ describe('unserved methods, OPTIONS, 401 challenges and __proto__ in routing wei
     expect(wrong, 'answers that are not 404 not_found').to.deep.equal([]);
   });
 
+  it('an admin key on a /v1 path or method nobody serves is 404 not_found (the key counts); on a tenant route it is no API key (401)', async () => {
+    const asAdmin = { authorization: `Bearer ${ADMIN}` };
+    const wrong: string[] = [];
+    for (const [method, path] of [
+      ['GET', '/v1/nope'],
+      ['GET', '/v1'],
+      ['DELETE', '/v1/jobs/aaaaaaaaAAAAAAAAAAAAAAAAAAAAAA'],
+      ['GET', '/v1/jobs'],
+      ['PUT', '/v1/batches'],
+      ['POST', '/v1/webhooks/secret'],
+    ] as const) {
+      const why = notNotFound(`${method} ${path} with an admin key`, await request(p, method, path, asAdmin));
+      if (why) wrong.push(why);
+    }
+    expect(wrong, 'answers that are not 404 not_found').to.deep.equal([]);
+    for (const [method, path] of [
+      ['GET', '/v1/batches'],
+      ['GET', '/V1/Batches/'],
+      ['HEAD', '/v1/webhooks/secret'],
+      ['POST', '/v1/batches/b/cancel'],
+    ] as const) {
+      expect((await request(p, method, path, asAdmin)).status, `${method} ${path} with an admin key`).to.equal(401);
+    }
+  });
+
   // RFC 9110 §15.5.2: a 401 carries a challenge; the API's is Bearer (the dashboard's, Basic).
   it('no key or an unknown key: 401 with WWW-Authenticate: Bearer, fast path and Express alike', async () => {
     const cases: Array<[string, string, RequestInit & { key?: string | null }]> = [

@@ -22,6 +22,7 @@ import { traceExpressRequests } from './http/request-tracing.js';
 import type { Tracing } from '@infer/tracing';
 import { QUEUE_DASHBOARD_PATH, type QueueDashboard } from './admin/queue-dashboard.js';
 import { notFoundRoute, problemMiddleware } from './http/problem-middleware.js';
+import { isDocumentedRoute } from './http/documented-routes.js';
 import { rateLimitPerKey, SharedRateLimiter } from './http/rate-limit.js';
 import { JobService } from './jobs/job-service.js';
 import type { EnvelopeWriter } from './jobs/envelope-writer.js';
@@ -157,6 +158,9 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   app.use('/v1/models', (req, _res, next) => (isAdmin(req) ? notFoundRoute(req, _res, next) : next()));
 
   const v1 = express.Router();
+  // An admin key on a /v1 path or method nobody serves is told 404, as a tenant is (the key counts); on a
+  // tenant's route, the tenants' key check below says it is not a valid API key.
+  v1.use((req, res, next) => (isAdmin(req) && !isDocumentedRoute(req.method, req.baseUrl + req.path) ? notFoundRoute(req, res, next) : next()));
   v1.use(...guard);
   v1.use('/models', modelRoutes(deps.models));
   // Before the batch router: /jobs/{id}/webhook_deliveries and the like (see routes/webhooks.ts).
