@@ -35,6 +35,14 @@ interface Open {
   scheduled: boolean;
 }
 
+/** An envelope this gateway is writing: its instances, which the enqueue has not counted in Redis yet. */
+interface Writing {
+  /** Its queue's `queued` key. */
+  queue: string;
+  instances: number;
+  byTenant: Map<string, number>;
+}
+
 /**
  * Turns the jobs this gateway accepts into envelopes: the jobs for one model
  * version accepted in the same turn of the event loop go to the queue
@@ -48,7 +56,9 @@ interface Open {
  * instances and refuses an envelope that would pass MAX_QUEUE_DEPTH, so any
  * number of gateways share one limit. The other queues' counts are added as
  * this gateway last read them (at most `depthRefreshMs` old while submits
- * come in; nothing is read while idle).
+ * come in; nothing is read while idle), plus what this gateway is itself
+ * writing to them in envelopes begun before this one: a burst that one
+ * gateway spreads over several versions in one turn is held to the limit.
  */
 export class EnvelopeWriter {
   private readonly open = new Map<string, Open>();
@@ -59,6 +69,8 @@ export class EnvelopeWriter {
   private readonly tenantDepth = new Map<string, Map<string, number>>();
   private depthReadAt = -Infinity;
   private depthReading: Promise<void> | undefined;
+  /** Envelopes being written, oldest first (a Set keeps insertion order). */
+  private readonly writing = new Set<Writing>();
 
   constructor(private readonly options: EnvelopeWriterOptions) {}
 
@@ -111,11 +123,16 @@ export class EnvelopeWriter {
    */
   private async write(model: ModelVersion, queue: EnvelopeQueue, jobs: Pending[]): Promise<void> {
     let remaining = jobs;
+    // Counted against the envelopes begun after this one, for other queues, until the script has counted it.
+    const mine = writingOf(queue.keys.queued, remaining);
+    const ahead = [...this.writing];
+    this.writing.add(mine);
     try {
-      const elsewhere = await this.queuedElsewhere(queue);
+      const elsewhere = (await this.queuedElsewhere(queue)) + this.stillWriting(ahead, mine.queue, (w) => w.instances);
+      const tenantElsewhere = (tenant: string) => this.tenantElsewhere(queue, tenant) + this.stillWriting(ahead, mine.queue, (w) => w.byTenant.get(tenant) ?? 0);
       // Each refusal drops jobs, so this ends: by a write, or with nothing left to write.
       while (remaining.length > 0) {
-        const outcome = await queue.enqueue(this.envelope(model, queue, remaining, elsewhere));
+        const outcome = await queue.enqueue(this.envelope(model, remaining, elsewhere, tenantElsewhere));
         if (outcome.accepted) {
           this.depth.set(queue.keys.queued, outcome.queued);
           // Each tenant's count here as the script left it: every gateway's jobs in it, not only this one's.
@@ -142,7 +159,7 @@ export class EnvelopeWriter {
         } else {
           const { tenant } = outcome;
           this.tenantOf(queue).set(tenant, outcome.queued);
-          const room = Math.max(0, (this.options.tenantMaxQueued ?? 0) - outcome.queued - this.tenantElsewhere(queue, tenant));
+          const room = Math.max(0, (this.options.tenantMaxQueued ?? 0) - outcome.queued - tenantElsewhere(tenant));
           const over = new AppError(429, 'quota_exceeded', `This tenant has ${this.options.tenantMaxQueued} instances queued, its limit (TENANT_MAX_QUEUED); retry later`, { retryAfterSeconds: 5 });
           const theirs = remaining.filter((p) => p.job.tenant === tenant).length;
           const keep = room < theirs ? room : 0;
@@ -153,10 +170,24 @@ export class EnvelopeWriter {
             return false;
           });
         }
+        Object.assign(mine, writingOf(mine.queue, remaining));
       }
     } catch (err) {
       for (const p of remaining) p.done(err);
+    } finally {
+      this.writing.delete(mine);
     }
+  }
+
+  /**
+   * `count` summed over the envelopes of `ahead` still being written, for
+   * queues other than `queue` (its own the script counts exactly). One that
+   * has ended is in `depth` now, or was refused.
+   */
+  private stillWriting(ahead: readonly Writing[], queue: string, count: (w: Writing) => number): number {
+    let sum = 0;
+    for (const w of ahead) if (w.queue !== queue && this.writing.has(w)) sum += count(w);
+    return sum;
   }
 
   private tenantOf(queue: EnvelopeQueue): Map<string, number> {
@@ -172,7 +203,7 @@ export class EnvelopeWriter {
     return sum;
   }
 
-  private envelope(model: ModelVersion, queue: EnvelopeQueue, jobs: readonly Pending[], queuedElsewhere: number) {
+  private envelope(model: ModelVersion, jobs: readonly Pending[], queuedElsewhere: number, tenantElsewhere: (tenant: string) => number) {
     const data: EnvelopeData = { model: model.name, version: model.version, gateway: this.options.gatewayChannel, jobs: jobs.map((p) => p.job) };
     return {
       id: newEnvelopeId(),
@@ -181,7 +212,7 @@ export class EnvelopeWriter {
       instances: jobs.length,
       limit: this.options.maxQueueDepth,
       queuedElsewhere,
-      ...(this.options.tenantMaxQueued ? { tenantCap: { max: this.options.tenantMaxQueued, elsewhere: (tenant: string) => this.tenantElsewhere(queue, tenant) } } : {}),
+      ...(this.options.tenantMaxQueued ? { tenantCap: { max: this.options.tenantMaxQueued, elsewhere: tenantElsewhere } } : {}),
       now: Date.now(),
     };
   }
@@ -230,6 +261,12 @@ export class EnvelopeWriter {
   close(): void {
     for (const open of this.open.values()) this.flush(open);
   }
+}
+
+function writingOf(queue: string, jobs: readonly Pending[]): Writing {
+  const byTenant = new Map<string, number>();
+  for (const p of jobs) byTenant.set(p.job.tenant, (byTenant.get(p.job.tenant) ?? 0) + 1);
+  return { queue, instances: jobs.length, byTenant };
 }
 
 /**
