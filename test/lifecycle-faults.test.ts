@@ -193,7 +193,12 @@ describe('lifecycle: rollout steps and the events log, on ModelControl', functio
     const r = runningRollout(60);
     expect(await control.setRouting('mlp', { '1': 100 }, 'ops')).to.equal(true);
     // The admin's route read "no rollout running" just before this one started: its write comes after.
-    expect(await control.startRollout(r, stepRouting(r, 10), 'ops')).to.equal(true);
+    // Started from a routing read before that change: refused, nothing written (the route reads again).
+    expect(await control.startRollout(r, stepRouting(r, 10), 'ops', null)).to.equal('routing_changed');
+    expect(await control.startRollout(r, stepRouting(r, 10), 'ops', { '1': 50, '2': 50 })).to.equal('routing_changed');
+    expect(await control.activeRollout('mlp')).to.equal(null);
+    expect(await control.startRollout(r, stepRouting(r, 10), 'ops', { '1': 100 })).to.equal('started');
+    expect(await control.startRollout({ ...r, id: 'ro_other' }, stepRouting(r, 10), 'ops', await control.routing('mlp'))).to.equal('running');
     const events = (await control.events('mlp', 100))!.data.length;
     expect(await control.setRouting('mlp', { '1': 50, '2': 50 }, 'other-admin')).to.equal(false);
     expect(await control.routing('mlp')).to.deep.equal({ '1': 90, '2': 10 });
@@ -208,7 +213,7 @@ describe('lifecycle: rollout steps and the events log, on ModelControl', functio
   it("a step whose time is up is held while the candidate has no ended job, and judged on the first one; the replaced versions' lack of jobs does not stop it", async () => {
     const now = Date.now();
     const r = runningRollout(1, now);
-    expect(await control.startRollout(r, stepRouting(r, 10), 'ops')).to.equal(true);
+    expect(await control.startRollout(r, stepRouting(r, 10), 'ops', null)).to.equal('started');
     expect(await control.routing('mlp')).to.deep.equal({ '1': 90, '2': 10 });
     // An hour later, with no traffic: held at step 0.
     await advanceRollouts(control, ['mlp'], now + 3600_000);

@@ -119,15 +119,28 @@ return 1
  * KEYS[1] a model's active-rollout key, KEYS[2] the rollout, KEYS[3] its rollouts list, KEYS[4] its routing,
  * KEYS[5] its events. ARGV[1] 'start' or the step the rollout must be at, ARGV[2] the rollout's new JSON,
  * ARGV[3] the routing to set (JSON weights; '' leaves it, 'default' clears it), ARGV[4] the event (JSON),
- * ARGV[5] events kept, ARGV[6] rollouts kept.
+ * ARGV[5] events kept, ARGV[6] rollouts kept, ARGV[7] (a start) the stored routing `from` was worked out
+ * from (JSON weights; '' for none).
  * One step of a rollout's life in one atomic write: its state, the routing it implies and the event that
- * says so; a start also forgets the rollouts past the kept ones, state and all. 'start' needs no rollout running for the model; a move needs the rollout still running at the
- * step the caller saw (of the processes that try, one moves it). Returns 1 when written, else 0.
+ * says so; a start also forgets the rollouts past the kept ones, state and all. 'start' needs no rollout
+ * running for the model (else 0) and the routing still the one it starts from, `from` (else 2: an admin
+ * changed it since it was read); a move needs the rollout still running at the step the caller saw (of the
+ * processes that try, one moves it; else 0). Returns 1 when written.
  */
 const WRITE_ROLLOUT = `${PUSH_EVENT}
 local r = cjson.decode(ARGV[2])
 if ARGV[1] == 'start' then
-  if not redis.call('SET', KEYS[1], r.id, 'NX') then return 0 end
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+  -- The stored routing must still be the one read when the rollout's from was worked out from it.
+  local stored = redis.call('HGETALL', KEYS[4])
+  local read = ARGV[7] == '' and {} or cjson.decode(ARGV[7])
+  local n = 0
+  for _ in pairs(read) do n = n + 1 end
+  if #stored ~= 2 * n then return 2 end
+  for i = 1, #stored, 2 do
+    if tonumber(read[stored[i]]) ~= tonumber(stored[i + 1]) then return 2 end
+  end
+  redis.call('SET', KEYS[1], r.id)
   redis.call('LPUSH', KEYS[3], r.id)
   -- The rollouts that fall off the list go with their state (KEYS[2] is <base><id>: the same base, their ids).
   local kept = tonumber(ARGV[6])
@@ -356,10 +369,13 @@ export class ModelControl {
 
   /**
    * Start a rollout, with the routing of its first step and its event, in
-   * one write; false (nothing written) when one is running for the model.
+   * one write. Nothing is written when one is running for the model
+   * ('running'), or when the stored routing is no longer `read`, the one
+   * its `from` was worked out from ('routing_changed': read it again).
    */
-  async startRollout(r: StoredRollout, routing: Weights, actor: string): Promise<boolean> {
-    return this.writeRollout('start', r, routing, actor, 'rollout_started', { rollout: r.id, version: r.version, steps: r.steps, step_seconds: r.step_seconds, weights: routing });
+  async startRollout(r: StoredRollout, routing: Weights, actor: string, read: Weights | null): Promise<'started' | 'running' | 'routing_changed'> {
+    const written = await this.writeRolloutScript('start', r, routing, actor, 'rollout_started', { rollout: r.id, version: r.version, steps: r.steps, step_seconds: r.step_seconds, weights: routing }, read);
+    return written === 1 ? 'started' : written === 2 ? 'routing_changed' : 'running';
   }
 
   async activeRollout(model: string): Promise<StoredRollout | null> {
@@ -393,6 +409,11 @@ export class ModelControl {
   }
 
   private async writeRollout(expect: string, r: StoredRollout, routing: Weights | 'default' | null, actor: string, type: EventType, data: Record<string, unknown>): Promise<boolean> {
+    return (await this.writeRolloutScript(expect, r, routing, actor, type, data)) === 1;
+  }
+
+  /** WRITE_ROLLOUT: 1 written (the generation bumped), 0 refused, 2 (a start) the routing is no longer `r.from`'s. */
+  private async writeRolloutScript(expect: string, r: StoredRollout, routing: Weights | 'default' | null, actor: string, type: EventType, data: Record<string, unknown>, read: Weights | null = null): Promise<number> {
     const k = modelKeys(this.prefix, r.model);
     const written = await this.redis.inferWriteRollout(
       k.activeRollout,
@@ -406,10 +427,10 @@ export class ModelControl {
       this.event(actor, type, data),
       String(EVENTS_KEPT),
       String(ROLLOUTS_KEPT),
+      read ? JSON.stringify(read) : '',
     );
-    if (written !== 1) return false;
-    await this.bump();
-    return true;
+    if (written === 1) await this.bump();
+    return written;
   }
 
   // --- figures ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-import { p50, type ModelControl, type StoredRollout, type VersionFigures, type Weights } from './control-store.js';
+import { LATENCY_BUCKETS_MS, p50, type ModelControl, type StoredRollout, type VersionFigures, type Weights } from './control-store.js';
 import { apportion } from './routing.js';
 
 /**
@@ -29,6 +29,21 @@ export function stepRouting(r: Pick<StoredRollout, 'version' | 'from'>, percent:
   return out;
 }
 
+/** The last finite latency bucket's bound: a median past it is only known to be over it. */
+const LAST_BOUND_MS = LATENCY_BUCKETS_MS.filter(Number.isFinite).at(-1)!;
+
+/**
+ * A version's figures as events carry them: `p50_ms` the bound of the bucket
+ * holding the median (null with no jobs); a median past the last bound has
+ * `p50_ms` null and `p50_over_ms` that bound (JSON has no Infinity).
+ */
+function stepFigures(f: VersionFigures): { succeeded: number; failed: number; p50_ms: number | null; p50_over_ms?: number } {
+  const median = p50(f.latency);
+  return median === Infinity
+    ? { succeeded: f.succeeded, failed: f.failed, p50_ms: null, p50_over_ms: LAST_BOUND_MS }
+    : { succeeded: f.succeeded, failed: f.failed, p50_ms: median };
+}
+
 /** The verdict on a step whose time is up: roll back (with why), or go on. */
 export function judgeStep(r: StoredRollout, candidate: VersionFigures, replaced: VersionFigures): { rollBack: string } | { ok: true } {
   const total = candidate.succeeded + candidate.failed;
@@ -40,6 +55,10 @@ export function judgeStep(r: StoredRollout, candidate: VersionFigures, replaced:
   }
   const mine = p50(candidate.latency);
   const theirs = p50(replaced.latency);
+  // A median past the last bucket (over 60 s) against a measured one is over any ratio; two such medians say nothing.
+  if (mine === Infinity && theirs !== null && Number.isFinite(theirs)) {
+    return { rollBack: `p50 latency ratio over ${(LAST_BOUND_MS / Math.max(theirs, 1)).toFixed(2)} of version ${r.version} (over ${LAST_BOUND_MS} ms against ${theirs} ms) is over max_p50_latency_ratio ${r.max_p50_latency_ratio}` };
+  }
   if (mine !== null && theirs !== null && theirs > 0 && Number.isFinite(mine) && mine / theirs > r.max_p50_latency_ratio) {
     return { rollBack: `p50 latency ratio ${(mine / theirs).toFixed(2)} of version ${r.version} (${mine} ms against ${theirs} ms) is over max_p50_latency_ratio ${r.max_p50_latency_ratio}` };
   }
@@ -65,7 +84,7 @@ export async function advanceRollouts(control: ModelControl, models: readonly st
     }
     const actor = `rollout:${r.id}`;
     const verdict = judgeStep(r, candidate, replaced);
-    const figures = { candidate: { succeeded: candidate.succeeded, failed: candidate.failed, p50_ms: p50(candidate.latency) }, replaced: { succeeded: replaced.succeeded, failed: replaced.failed, p50_ms: p50(replaced.latency) } };
+    const figures = { candidate: stepFigures(candidate), replaced: stepFigures(replaced) };
     if ('rollBack' in verdict) {
       const next: StoredRollout = { ...r, state: 'rolled_back', ended_at: now, reason: verdict.rollBack };
       await control.moveRollout(r, next, r.from.routing_source === 'default' ? 'default' : r.from.routing, actor, 'rollout_rolled_back', { rollout: r.id, reason: verdict.rollBack, figures });

@@ -28,8 +28,10 @@ export interface ModelCatalogOptions extends WatchedRepositoryOptions {
 
 interface ModelState {
   details: VersionDetail[];
+  /** In effect: `stored` less the versions that cannot take jobs, or the default. */
   routing: Weights;
   source: RoutingSource;
+  stored: Weights | null;
 }
 
 /**
@@ -110,7 +112,7 @@ export class ModelCatalog implements ModelResolver {
         snapshot.routing,
         routable.map((d) => ({ version: d.version, ready: d.state === 'ready', draining: d.state === 'draining', failed: d.state === 'failed' })),
       );
-      next.set(model, { details, routing: weights, source });
+      next.set(model, { details, routing: weights, source, stored: snapshot.routing });
     }
     this.state = next;
     for (const v of this.o.repository.all()) if (!this.view.isDraining(v.name, v.version)) this.o.onVersion?.(v);
@@ -180,6 +182,11 @@ export class ModelCatalog implements ModelResolver {
       routing: state.routing,
       routing_source: state.source,
     };
+  }
+
+  /** The routing as stored (an admin's or a rollout's; null for none) that `describe`'s routing was worked out from. */
+  storedRouting(name: string): Weights | null {
+    return this.state.get(name)?.stored ?? null;
   }
 
   /** Whether `version` of `name` is `ready` now (an explicit routing may name only those). */

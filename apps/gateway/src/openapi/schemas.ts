@@ -503,7 +503,7 @@ const EVENT_DATA =
   'repository) when it is marked and `unloaded` once a worker let it go, its queues empty; `rollout_started` `{rollout, version, steps, ' +
   'step_seconds, weights}`; `rollout_step` `{rollout, step, weights, figures}`; `rollout_completed` `{rollout, version, figures}`; ' +
   '`rollout_rolled_back` `{rollout, reason, figures}`; `rollout_canceled` `{rollout, version, step, weights}` (`weights`: the routing it went back to). ' +
-  '`figures` are the step’s `{candidate, replaced}`, each `{succeeded, failed, p50_ms}`. Fields may be added.';
+  '`figures` are the step’s `{candidate, replaced}`, each `{succeeded, failed, p50_ms}` (the bound of the latency bucket holding the median; null with no jobs, or past the last bound, when `p50_over_ms: 60000` says so). Fields may be added.';
 
 export const ModelEventSchema = z
   .object({

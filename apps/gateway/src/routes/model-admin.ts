@@ -123,18 +123,19 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
     const [name, version] = [param(req, 'name'), param(req, 'version')];
     const model = catalog.describe(name);
     const detail = model.versions_detail.find((d) => d.version === version);
-    if (!detail || detail.state === 'draining') throw notFound('version_not_found', `Model "${name}" has no version "${version}" loaded`);
-    await control.drain(name, version, 'unloaded', actorOf(req));
+    const gone = () => notFound('version_not_found', `Model "${name}" has no version "${version}" loaded`);
+    if (!detail || detail.state === 'draining') throw gone();
+    // The view above may be a second old: of two unloads at once (two admins, two gateways), the one whose mark
+    // lands first is the unload; the other finds it draining already.
+    if (!(await control.drain(name, version, 'unloaded', actorOf(req)))) throw gone();
     await catalog.refresh();
     res.status(202).json(catalog.describe(name));
   });
 
   router.post('/:name/rollouts', admin, json, async (req, res) => {
     const name = param(req, 'name');
-    // The routing it starts from (and goes back to) is the one in effect now: a change made through another
-    // gateway a moment ago included, which this gateway's view (read once a second) may not have yet.
     await catalog.refresh();
-    const model = catalog.describe(name);
+    catalog.describe(name);
     const parsed = CreateRolloutBody.safeParse(req.body);
     if (!parsed.success) {
       // As everywhere in the API: a body of the wrong shape is 400, values that break a rule are 422.
@@ -143,30 +144,41 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
       throw invalidInput(`body: ${firstIssue(parsed.error)}`);
     }
     const body = parsed.data;
-    if (!catalog.isReady(name, body.version)) throw invalidRouting(`version ${body.version} of model "${name}" is not ready (no live worker has it loaded)`);
-    if (model.routing[body.version] === 100) throw invalidRouting(`version ${body.version} already takes all of model "${name}"'s traffic`);
-    const now = Date.now();
-    const rollout: StoredRollout = {
-      id: newRolloutId(),
-      model: name,
-      version: body.version,
-      from: { routing: model.routing, routing_source: model.routing_source },
-      steps: body.steps,
-      step_seconds: body.step_seconds,
-      max_error_rate: body.max_error_rate,
-      max_p50_latency_ratio: body.max_p50_latency_ratio,
-      step: 0,
-      state: 'running',
-      started_at: now,
-      step_started_at: now,
-      ended_at: null,
-      reason: null,
-    };
-    if (!(await control.startRollout(rollout, stepRouting(rollout, body.steps[0]!), actorOf(req)))) {
-      throw conflict(`A rollout of model "${name}" is already running; one model has one rollout at a time`);
+    // The start is written only if the routing is still the one it starts from (and goes back to); another
+    // admin's change landing in between (through any gateway) sends it back to read the routing again.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      // The routing in effect now: a change made through another gateway a moment ago included, which this
+      // gateway's view (read once a second) may not have yet.
+      if (attempt > 0) await catalog.refresh();
+      const model = catalog.describe(name);
+      if (!catalog.isReady(name, body.version)) throw invalidRouting(`version ${body.version} of model "${name}" is not ready (no live worker has it loaded)`);
+      if (model.routing[body.version] === 100) throw invalidRouting(`version ${body.version} already takes all of model "${name}"'s traffic`);
+      const now = Date.now();
+      const rollout: StoredRollout = {
+        id: newRolloutId(),
+        model: name,
+        version: body.version,
+        from: { routing: model.routing, routing_source: model.routing_source },
+        steps: body.steps,
+        step_seconds: body.step_seconds,
+        max_error_rate: body.max_error_rate,
+        max_p50_latency_ratio: body.max_p50_latency_ratio,
+        step: 0,
+        state: 'running',
+        started_at: now,
+        step_started_at: now,
+        ended_at: null,
+        reason: null,
+      };
+      const started = await control.startRollout(rollout, stepRouting(rollout, body.steps[0]!), actorOf(req), catalog.storedRouting(name));
+      if (started === 'running') throw conflict(`A rollout of model "${name}" is already running; one model has one rollout at a time`);
+      if (started === 'started') {
+        await catalog.refresh();
+        res.status(201).json(renderRollout(rollout));
+        return;
+      }
     }
-    await catalog.refresh();
-    res.status(201).json(renderRollout(rollout));
+    throw conflict(`The routing of model "${name}" kept changing while the rollout started; retry`);
   });
 
   router.get('/:name/rollouts', admin, async (req, res) => {
