@@ -90,6 +90,18 @@ export class WeightedPicker {
     return best;
   }
 
+  /**
+   * Give back a pick of `version` whose job was not accepted (refused, or a
+   * replay of an earlier one), so that the proportion holds over the jobs
+   * accepted. Picks only add to the counters, so taking one away leaves them
+   * as if it had never been made, whatever was picked since.
+   */
+  unpick(version: string): void {
+    if (!this.entries.some(([v]) => v === version)) return; // new weights since: that round is gone
+    for (const [v, w] of this.entries) this.current.set(v, (this.current.get(v) ?? 0) - w);
+    this.current.set(version, (this.current.get(version) ?? 0) + this.total);
+  }
+
   /** Routing is recomputed each second: the same weights in a new object keep the round going. */
   private use(weights: Weights): void {
     this.weights = weights;

@@ -75,13 +75,23 @@ export class JobService {
   /** Validate everything that can be known at submit, so bad input is a 422 now and never a failed job later. */
   validate(body: CreateJobBody): { model: ModelVersion; inputs: DecodedTensor[] } {
     const model = this.deps.models.resolve(body.model, body.version === undefined ? undefined : String(body.version));
-    const inputs = decodeInputs(model, body.input);
-    if (body.webhook !== undefined) assertWebhookUrlAllowed(body.webhook, this.deps.webhookAllowPrivate);
-    if (body.webhook_events_filter && !body.webhook) {
-      throw invalidInput('webhook_events_filter is given without a webhook');
+    try {
+      const inputs = decodeInputs(model, body.input);
+      if (body.webhook !== undefined) assertWebhookUrlAllowed(body.webhook, this.deps.webhookAllowPrivate);
+      if (body.webhook_events_filter && !body.webhook) {
+        throw invalidInput('webhook_events_filter is given without a webhook');
+      }
+      if (body.metadata) assertMetadataFits(body.metadata);
+      return { model, inputs };
+    } catch (err) {
+      this.unroute(body, model);
+      throw err;
     }
-    if (body.metadata) assertMetadataFits(body.metadata);
-    return { model, inputs };
+  }
+
+  /** The routing counts the jobs accepted: a routed request that makes none (refused, a replay) gives its pick back. */
+  private unroute(body: CreateJobBody, model: ModelVersion): void {
+    if (body.version === undefined) this.deps.models.unroute?.(model.name, model.version);
   }
 
   async submit(tenant: string, body: CreateJobBody, options: SubmitOptions = {}): Promise<SubmitResult> {
@@ -93,8 +103,14 @@ export class JobService {
     if (idempotencyKey) {
       let claim = await store.claimIdempotencyKey(tenant, idempotencyKey, id);
       while (claim.owner !== id) {
-        const replayed = await this.replay(tenant, claim, waitMs, onGone);
-        if (replayed !== 'gone') return replayed;
+        const replayed = await this.replay(tenant, claim, waitMs, onGone).catch((err: unknown) => {
+          this.unroute(body, model);
+          throw err;
+        });
+        if (replayed !== 'gone') {
+          this.unroute(body, model);
+          return replayed;
+        }
         // The key's job is gone: its record expired (RESULT_TTL_SECONDS can be shorter than the key's
         // 24 h), or the request that claimed it died before enqueueing. This request takes the key over
         // and runs as a first one; if another took it over first, this one replays that one's job.
@@ -106,6 +122,7 @@ export class JobService {
     try {
       await assertServed(this.deps.fleet, model);
     } catch (err) {
+      this.unroute(body, model);
       if (idempotencyKey) await store.releaseIdempotencyKey(tenant, idempotencyKey, id).catch(() => undefined);
       throw err;
     }
@@ -139,7 +156,10 @@ export class JobService {
       // Only a refusal (queue full, over the tenant's cap, version unloading: AppErrors) says nothing was
       // written. A Redis error may come after the enqueue ran (a timeout, a dropped reply): the key keeps
       // its claim, so a retry replays the job if it was written (and takes the key over once the claim is stale).
-      if (idempotencyKey && err instanceof AppError) await store.releaseIdempotencyKey(tenant, idempotencyKey, id).catch(() => undefined);
+      if (err instanceof AppError) {
+        this.unroute(body, model);
+        if (idempotencyKey) await store.releaseIdempotencyKey(tenant, idempotencyKey, id).catch(() => undefined);
+      }
       throw err;
     }
     const base = { id, model: model.name, version: model.version, replayed: false };

@@ -8,6 +8,8 @@ import type { ModelVersion } from '@infer/models';
 export interface ModelResolver {
   /** The version a job for `name` goes to: `version` when pinned (and routable), else one chosen by the routing. */
   resolve(name: string, version?: string): ModelVersion;
+  /** A job `resolve` routed (no version asked for) was not accepted: its pick goes back, so the routing counts accepted jobs. */
+  unroute?(name: string, version: string): void;
 }
 
 export interface ModelCatalogOptions extends WatchedRepositoryOptions {
@@ -146,6 +148,10 @@ export class ModelCatalog implements ModelResolver {
     const mv = chosen === undefined ? undefined : this.o.repository.find(name, chosen);
     if (!mv) throw new AppError(503, 'unavailable', `No version of model "${name}" can take jobs now; try again shortly`, { retryAfterSeconds: 5 });
     return mv;
+  }
+
+  unroute(name: string, version: string): void {
+    this.pickers.get(name)?.unpick(version);
   }
 
   /** Versions a job may pin now (ready or loading, loaded here). */
