@@ -136,6 +136,8 @@ export class LiveVersions {
           // Loaded again by an admin, or its folder is back: undrain reopened its queue, and the
           // version serves on here, so this is where it is loaded again.
           s.drainingSince = undefined;
+          // undrain reopened it, unless this worker's close landed after (it read the draining mark before).
+          if (s.queueClosed) await this.o.control.reopenQueue(model.name, model.version);
           s.queueClosed = false;
           changed = true;
           await this.o.control.announceOnce(model.name, `loaded:${model.version}`, this.o.actor, 'version_loaded', { version: model.version, state: 'ready' });
@@ -179,6 +181,13 @@ export class LiveVersions {
     if (!s.queueClosed) {
       await this.o.control.closeQueue(model.name, model.version);
       s.queueClosed = true;
+      // The draining mark was read before that write: an admin's load may have taken the version back in
+      // between (undrain reopened the queue before this close reached it). Read the mark again.
+      if (!(await this.o.control.draining(model.name)).has(model.version)) {
+        await this.o.control.reopenQueue(model.name, model.version);
+        s.queueClosed = false;
+        return;
+      }
     }
     if (!(await this.queuesEmpty(model))) return;
     s.releasing = (async () => {

@@ -300,7 +300,7 @@ export class ModelControl {
   async undrain(model: string, version: string, actor: string): Promise<void> {
     const k = modelKeys(this.prefix, model);
     const [[, removed]] = (await this.redis.multi().hdel(k.draining, version).srem(k.announced, `unloaded:${version}`, `loaded:${version}`, `failed:${version}`).exec()) as [[Error | null, number]];
-    await this.redis.hdel(interactiveKeys(this.prefix, model, version).meta, 'closed');
+    await this.reopenQueue(model, version);
     if (removed) await this.record(model, actor, 'version_loaded', { version, state: 'loading' });
     // Released already, it must be loaded again: every process looks at its folder.
     await this.bumpLoads();
@@ -325,6 +325,11 @@ export class ModelControl {
    */
   async closeQueue(model: string, version: string): Promise<void> {
     await this.redis.hset(interactiveKeys(this.prefix, model, version).meta, 'closed', String(Date.now()));
+  }
+
+  /** Take a queue's close back (its version is no longer draining): the enqueue accepts envelopes again. */
+  async reopenQueue(model: string, version: string): Promise<void> {
+    await this.redis.hdel(interactiveKeys(this.prefix, model, version).meta, 'closed');
   }
 
   /** Whether the version's queue is closed (it is draining, past its grace): no new work may be added to it. */
