@@ -85,9 +85,9 @@ export class LiveVersions {
     return this.watcher.start();
   }
 
-  /** Look now (tests; a change made elsewhere is otherwise seen within a second). */
+  /** Look now, and at the folder if a load was asked for (tests; a change made elsewhere is otherwise seen within a second). */
   look(): Promise<void> {
-    return this.watcher.lookAfresh();
+    return this.watcher.scannedAfresh();
   }
 
   /** The versions being served (draining ones too: their jobs still run here). */

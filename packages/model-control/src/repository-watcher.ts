@@ -50,6 +50,10 @@ export type WatchedRepositoryOptions = Pick<RepositoryWatcherOptions, 'repositor
  * for the whole fleet, and a removed version whose folder is back is
  * undrained. Each look also judges the running rollouts whose step time is
  * up (advanceRollouts).
+ *
+ * The folder's scan runs beside the looks, not inside one: loading a model
+ * can take seconds, and meanwhile the process must still follow routing,
+ * unloads and rollouts made elsewhere, and answer its own admin routes.
  */
 export class RepositoryWatcher {
   /** The shared state as this process last read it: the owner routes, serves and reports from it. */
@@ -57,6 +61,9 @@ export class RepositoryWatcher {
   private readonly onError: (err: unknown) => void;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** The folder's scan in progress, and whether another was asked for meanwhile (an admin's load). */
+  private scanning: Promise<void> | undefined;
+  private scanAgain = false;
   private nextPollAt: number;
 
   constructor(private readonly o: RepositoryWatcherOptions) {
@@ -83,17 +90,31 @@ export class RepositoryWatcher {
 
   /**
    * A look that begins after this call, for a caller that has just changed
-   * the shared state (an admin's load): one already running may have read
+   * the shared state (routing, an unload): one already running may have read
    * the state before the change, so it is waited for and another is taken.
+   * It does not wait for a scan of the folder (see `scannedAfresh`).
    */
   async lookAfresh(): Promise<void> {
     await this.running;
     await this.tick();
   }
 
+  /**
+   * `lookAfresh`, then the scan of the folder it started or found running
+   * (an admin's load asks for one), and the look after it: for a caller that
+   * must know how the load went.
+   */
+  async scannedAfresh(): Promise<void> {
+    await this.lookAfresh();
+    while (this.scanning) await this.scanning;
+    await this.running;
+  }
+
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    await this.running;
+    while (this.scanning) await this.scanning;
     await this.running;
   }
 
@@ -104,26 +125,15 @@ export class RepositoryWatcher {
     // folder removed) keeps being read, so an admin's load or its folder coming back is seen.
     const known = () => [...new Set([...repo.names(), ...repo.folderNames()])];
     let changed = await view.refresh(known());
+    if (this.scanned) {
+      this.scanned = false;
+      changed = true;
+    }
     const now = Date.now();
     const asked = view.takeLoadRequest();
     if (asked || now >= this.nextPollAt) {
       if (this.o.pollMs > 0) this.nextPollAt = now + this.o.pollMs;
-      // An admin's load tries failed versions again (a fixed file with the same mtime, say).
-      if (asked) repo.retryFailed();
-      const found = await repo.rescan((name, version) => view.isDraining(name, version), hooks.loading ? { loading: hooks.loading } : {});
-      for (const v of found.removed) await control.drain(v.name, v.version, 'removed', actor);
-      for (const f of found.failed) await this.announceFailed(f);
-      // A removed version whose folder is back: routable again once ready.
-      for (const name of known()) {
-        for (const [version, d] of view.of(name).draining) {
-          if (d.reason === 'removed' && repo.inFolder(name, version)) await control.undrain(name, version, actor);
-        }
-      }
-      if (found.removed.length + found.failed.length + found.loaded.length > 0) {
-        changed = true;
-        // Models new to this process: read their state now rather than in a second.
-        await view.refresh(known());
-      }
+      this.startScan(asked);
     }
     for (const v of repo.all()) if (view.isDraining(v.name, v.version)) await hooks.draining(v);
     await hooks.looked(changed);
@@ -131,6 +141,49 @@ export class RepositoryWatcher {
     // a model with none running costs nothing here.
     const rolling = repo.names().filter((name) => view.of(name).rollout !== null);
     if (rolling.length > 0) await advanceRollouts(control, rolling);
+  }
+
+  /** Whether a scan changed the repository since the last look (the next one tells the owner). */
+  private scanned = false;
+
+  /** Scan the folder beside the looks; one asked for while one runs follows it. */
+  private startScan(asked: boolean): void {
+    if (this.scanning) {
+      this.scanAgain ||= asked;
+      return;
+    }
+    this.scanning = (async () => {
+      let retry = asked;
+      do {
+        this.scanAgain = false;
+        await this.scan(retry);
+        retry = this.scanAgain;
+      } while (retry);
+    })()
+      .catch((err: unknown) => this.onError(err))
+      .finally(() => (this.scanning = undefined));
+  }
+
+  private async scan(asked: boolean): Promise<void> {
+    const { repository: repo, control, actor, hooks } = this.o;
+    const view = this.view;
+    const known = () => [...new Set([...repo.names(), ...repo.folderNames()])];
+    // An admin's load tries failed versions again (a fixed file with the same mtime, say).
+    if (asked) repo.retryFailed();
+    const found = await repo.rescan((name, version) => view.isDraining(name, version), hooks.loading ? { loading: hooks.loading } : {});
+    for (const v of found.removed) await control.drain(v.name, v.version, 'removed', actor);
+    for (const f of found.failed) await this.announceFailed(f);
+    // A removed version whose folder is back: routable again once ready.
+    for (const name of known()) {
+      for (const [version, d] of view.of(name).draining) {
+        if (d.reason === 'removed' && repo.inFolder(name, version)) await control.undrain(name, version, actor);
+      }
+    }
+    if (found.removed.length + found.failed.length + found.loaded.length > 0) {
+      this.scanned = true;
+      // The owner hears of it now (models new to this process read at once), not in a second.
+      await this.lookAfresh();
+    }
   }
 
   private async announceFailed(f: FailedVersion): Promise<void> {

@@ -74,10 +74,14 @@ export class ModelCatalog implements ModelResolver {
     return this.watcher.start();
   }
 
-  /** Read the fleet and the shared state now: a change made through this gateway is in its answers at once. */
-  async refresh(): Promise<void> {
+  /**
+   * Read the fleet and the shared state now: a change made through this
+   * gateway is in its answers at once. With `scan`, also wait for the look
+   * at the folder that an admin's load asked for (how the load went).
+   */
+  async refresh(options: { scan?: boolean } = {}): Promise<void> {
     await this.o.fleet.refresh().catch(() => undefined);
-    await this.watcher.lookAfresh();
+    await (options.scan ? this.watcher.scannedAfresh() : this.watcher.lookAfresh());
   }
 
   async close(): Promise<void> {

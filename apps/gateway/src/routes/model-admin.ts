@@ -113,7 +113,7 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
     // A version that is serving has nothing to load: answered as it is, nothing recorded.
     if (draining) await control.undrain(name, version, actorOf(req));
     else if (!catalog.isReady(name, version)) await control.requestLoad(name, version, actorOf(req));
-    await catalog.refresh();
+    await catalog.refresh({ scan: true });
     const failed = repository.failed().find((f) => f.name === name && f.version === version);
     if (failed) throw invalidInput(`Version ${version} of model "${name}" could not be loaded: ${failed.error}`);
     res.status(202).json(catalog.describe(name));
