@@ -148,7 +148,7 @@ describe('sdk: models and jobs', () => {
 
   it('checks tensorB64 arguments', () => {
     expect(() => tensorB64('FP32', [3], new Float32Array(4))).to.throw(TypeError, /holds 3 values/);
-    expect(() => tensorB64('BYTES', [1], [1])).to.throw(TypeError);
+    expect(() => tensorB64('BYTES', [1], [1])).to.throw(TypeError, 'the API takes no BYTES');
     expect(tensorB64('INT64', [2], [1, 2]).b64).to.equal(Buffer.from(new BigInt64Array([1n, 2n]).buffer).toString('base64'));
   });
 

@@ -99,7 +99,7 @@ export function halfBits(v: number): number {
  * @example tensorB64('FP32', [64], new Float32Array(64).fill(0.5))
  */
 export function tensorB64(datatype: Datatype, shape: readonly number[], values: Numeric | ArrayBufferView): B64Tensor {
-  if (datatype === 'BYTES') throw new TypeError('BYTES tensors have no fixed-width b64 form; use a nested array');
+  if (datatype === 'BYTES') throw new TypeError('BYTES tensors have no b64 form, and the API takes no BYTES (string) inputs');
   const Ctor = ARRAY_OF[datatype];
   if (shape.some((d) => !Number.isInteger(d) || d < 0)) {
     throw new TypeError(`shape must be non-negative integers, got [${shape.join(', ')}]`);
