@@ -238,6 +238,39 @@ describe('lifecycle: rollout steps and the events log, on ModelControl', functio
     expect(types.filter((t) => t === 'rollout_completed')).to.have.length(1);
   });
 
+  it('a candidate whose median latency is past the last finite bucket (over 60 s, against 4 ms for the replaced version) is rolled back, not promoted', async () => {
+    const now = Date.now();
+    const r = runningRollout(1, now);
+    expect(await control.startRollout(r, stepRouting(r, 10), 'ops', null)).to.equal('started');
+    // Step 0: the replaced version answers in 4 ms; every job of the candidate took 90 s, submit to end.
+    await control.recordFigures('mlp', { id: r.id, step: 0 }, '1', 90, 0, Array(90).fill(4));
+    await control.recordFigures('mlp', { id: r.id, step: 0 }, '2', 10, 0, Array(10).fill(90_000));
+    await advanceRollouts(control, ['mlp'], now + 2000);
+    const after = (await control.rollout('mlp', r.id))!;
+    expect({ state: after.state, step: after.step, routing: await control.routing('mlp') }, `reason: ${after.reason}`).to.deep.equal({
+      state: 'rolled_back',
+      step: 0,
+      routing: { '1': 100 },
+    });
+    expect(after.reason).to.match(/p50 latency ratio over .* \(over 60000 ms against 5 ms\)/);
+    const event = (await control.events('mlp', 100))!.data.find((e) => e.type === 'rollout_rolled_back');
+    expect((event!.data as { figures: unknown }).figures).to.deep.equal({
+      candidate: { succeeded: 10, failed: 0, p50_ms: null, p50_over_ms: 60_000 },
+      replaced: { succeeded: 90, failed: 0, p50_ms: 5 },
+    });
+  });
+
+  it('two medians past the last bucket say nothing of a ratio: the step goes on', async () => {
+    const now = Date.now();
+    const r = runningRollout(1, now);
+    expect(await control.startRollout(r, stepRouting(r, 10), 'ops', null)).to.equal('started');
+    await control.recordFigures('mlp', { id: r.id, step: 0 }, '1', 90, 0, Array(90).fill(90_000));
+    await control.recordFigures('mlp', { id: r.id, step: 0 }, '2', 10, 0, Array(10).fill(90_000));
+    await advanceRollouts(control, ['mlp'], now + 2000);
+    const after = (await control.rollout('mlp', r.id))!;
+    expect({ state: after.state, step: after.step }, `reason: ${after.reason}`).to.deep.equal({ state: 'running', step: 1 });
+  });
+
   it("every event's time is Redis's as it is written: a process whose clock is a minute ahead cannot list an event above a newer one", async () => {
     const redisMs = async () => {
       const [s, us] = await redis.time();
