@@ -64,6 +64,8 @@ export class RepositoryWatcher {
   /** The folder's scan in progress, and whether another was asked for meanwhile (an admin's load). */
   private scanning: Promise<void> | undefined;
   private scanAgain = false;
+  /** Whether a scan changed the repository since the last look (the next one tells the owner). */
+  private scanned = false;
   private nextPollAt: number;
 
   constructor(private readonly o: RepositoryWatcherOptions) {
@@ -119,12 +121,9 @@ export class RepositoryWatcher {
   }
 
   private async look(): Promise<void> {
-    const { repository: repo, control, actor, hooks } = this.o;
+    const { repository: repo, control, hooks } = this.o;
     const view = this.view;
-    // Every model this process has or could load: one with no version loaded any more (all unloaded, or its
-    // folder removed) keeps being read, so an admin's load or its folder coming back is seen.
-    const known = () => [...new Set([...repo.names(), ...repo.folderNames()])];
-    let changed = await view.refresh(known());
+    let changed = await view.refresh(this.known());
     if (this.scanned) {
       this.scanned = false;
       changed = true;
@@ -142,9 +141,6 @@ export class RepositoryWatcher {
     const rolling = repo.names().filter((name) => view.of(name).rollout !== null);
     if (rolling.length > 0) await advanceRollouts(control, rolling);
   }
-
-  /** Whether a scan changed the repository since the last look (the next one tells the owner). */
-  private scanned = false;
 
   /** Scan the folder beside the looks; one asked for while one runs follows it. */
   private startScan(asked: boolean): void {
@@ -167,14 +163,13 @@ export class RepositoryWatcher {
   private async scan(asked: boolean): Promise<void> {
     const { repository: repo, control, actor, hooks } = this.o;
     const view = this.view;
-    const known = () => [...new Set([...repo.names(), ...repo.folderNames()])];
     // An admin's load tries failed versions again (a fixed file with the same mtime, say).
     if (asked) repo.retryFailed();
     const found = await repo.rescan((name, version) => view.isDraining(name, version), hooks.loading ? { loading: hooks.loading } : {});
     for (const v of found.removed) await control.drain(v.name, v.version, 'removed', actor);
     for (const f of found.failed) await this.announceFailed(f);
     // A removed version whose folder is back: routable again once ready.
-    for (const name of known()) {
+    for (const name of this.known()) {
       for (const [version, d] of view.of(name).draining) {
         if (d.reason === 'removed' && repo.inFolder(name, version)) await control.undrain(name, version, actor);
       }
@@ -184,6 +179,14 @@ export class RepositoryWatcher {
       // The owner hears of it now (models new to this process read at once), not in a second.
       await this.lookAfresh();
     }
+  }
+
+  /**
+   * Every model this process has or could load: one with no version loaded any more (all unloaded, or its
+   * folder removed) keeps being read, so an admin's load or its folder coming back is seen.
+   */
+  private known(): string[] {
+    return [...new Set([...this.o.repository.names(), ...this.o.repository.folderNames()])];
   }
 
   private async announceFailed(f: FailedVersion): Promise<void> {

@@ -115,18 +115,13 @@ export class Batches {
   async wait(id: string, options: WaitBatchOptions = {}): Promise<Batch> {
     const pollMs = options.pollMs ?? 1000;
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
+    const message = `batch ${id} did not end within ${options.timeoutMs} ms`;
     for (;;) {
-      let batch: Batch;
-      try {
-        batch = await this.#http.json<Batch>(path(id), { signal: options.signal, deadline });
-      } catch (err) {
-        if (err instanceof InferTimeoutError && Date.now() >= deadline) throw new InferTimeoutError(`batch ${id} did not end within ${options.timeoutMs} ms`, { cause: err });
-        throw err;
-      }
+      const batch = await this.#http.json<Batch>(path(id), { signal: options.signal, deadline: { at: deadline, message } });
       options.onProgress?.(batch);
       if (isBatchEnded(batch)) return batch;
       const remainingMs = deadline - Date.now();
-      if (remainingMs <= 0) throw new InferTimeoutError(`batch ${id} did not end within ${options.timeoutMs} ms`);
+      if (remainingMs <= 0) throw new InferTimeoutError(message);
       await sleep(Math.min(pollMs, remainingMs), options.signal);
     }
   }

@@ -32,11 +32,11 @@ export interface RequestOptions {
   /** Overrides the client's `timeoutMs`; `null` for no deadline (an upload of unknown length). */
   timeoutMs?: number | null;
   /**
-   * The whole call's deadline (a `Date.now()` time), for a request made on
-   * behalf of `wait` or `run`: no attempt outlasts it and no retry pause
-   * crosses it; past it, InferTimeoutError.
+   * The whole call's deadline, for a request made on behalf of `wait` or
+   * `run`: no attempt outlasts `at` (a `Date.now()` time) and no retry pause
+   * crosses it; past it, InferTimeoutError with `message`.
    */
-  deadline?: number;
+  deadline?: { at: number; message: string };
   /** Called with a successful response before its body is read (to read its headers). */
   onResponse?: (res: Response) => void;
   signal?: AbortSignal | undefined;
@@ -130,9 +130,9 @@ export class Transport {
     const baseTimeout = options.timeoutMs === undefined ? this.#options.timeoutMs : options.timeoutMs;
     const timeoutMs = baseTimeout === null ? null : baseTimeout + (options.holdMs ?? 0);
 
-    const deadline = options.deadline ?? Infinity;
-    const pastDeadline = (cause?: unknown) =>
-      new InferTimeoutError(`${method} ${url}: the call's deadline passed${cause ? ` before the retry the server asked for (${String(cause)})` : ''}`, { cause });
+    const deadline = options.deadline?.at ?? Infinity;
+    // `cause`: the error answer whose retry would have ended past the deadline.
+    const pastDeadline = (cause?: unknown) => new InferTimeoutError(options.deadline?.message ?? `${method} ${url}: past its deadline`, cause === undefined ? undefined : { cause });
 
     for (let attempt = 0; ; attempt++) {
       const leftMs = deadline - Date.now();

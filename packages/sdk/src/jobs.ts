@@ -99,7 +99,7 @@ export class Jobs {
     return this.#create(body, options, undefined);
   }
 
-  #create(body: CreateJobParams, options: CreateJobOptions, deadline: number | undefined): Promise<Job> {
+  #create(body: CreateJobParams, options: CreateJobOptions, deadline: RequestOptions['deadline']): Promise<Job> {
     const wait = preferWait(options.wait);
     const headers = { ...wait.headers };
     if (options.idempotencyKey !== undefined) headers['idempotency-key'] = checkedIdempotencyKey(options.idempotencyKey);
@@ -117,7 +117,11 @@ export class Jobs {
   }
 
   get(id: string, options: GetJobOptions = {}): Promise<Job> {
-    return this.#http.json<Job>(`/v1/jobs/${encodeURIComponent(id)}`, { ...preferWait(options.wait), signal: options.signal });
+    return this.#get(id, options, {});
+  }
+
+  #get(id: string, options: GetJobOptions, extra: Pick<RequestOptions, 'deadline' | 'onResponse'>): Promise<Job> {
+    return this.#http.json<Job>(`/v1/jobs/${encodeURIComponent(id)}`, { ...preferWait(options.wait), signal: options.signal, ...extra });
   }
 
   /** Cancel a queued or running job; 409 `conflict` if it has already ended. */
@@ -132,26 +136,18 @@ export class Jobs {
    */
   async wait(id: string, options: WaitJobOptions = {}): Promise<Job> {
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
-    const timeout = () => new InferTimeoutError(`job ${id} did not end within ${options.timeoutMs} ms`);
+    const message = `job ${id} did not end within ${options.timeoutMs} ms`;
     let backoffMs = 250;
     for (;;) {
       const remainingMs = deadline - Date.now();
-      if (remainingMs <= 0) throw timeout();
+      if (remainingMs <= 0) throw new InferTimeoutError(message);
       const waitSeconds = Math.min(MAX_WAIT_SECONDS, remainingMs / 1000);
       const started = Date.now();
       let applied: number | undefined;
-      let job: Job;
-      try {
-        job = await this.#http.json<Job>(`/v1/jobs/${encodeURIComponent(id)}`, {
-          ...preferWait(waitSeconds),
-          signal: options.signal,
-          deadline,
-          onResponse: (res) => (applied = appliedWaitSeconds(res.headers.get('preference-applied'))),
-        });
-      } catch (err) {
-        if (err instanceof InferTimeoutError && Date.now() >= deadline) throw timeout();
-        throw err;
-      }
+      const job = await this.#get(id, { wait: waitSeconds, signal: options.signal }, {
+        deadline: { at: deadline, message },
+        onResponse: (res) => (applied = appliedWaitSeconds(res.headers.get('preference-applied'))),
+      });
       if (isJobEnded(job)) return job;
       // The wait the server held for: what it says it applied (a gateway may
       // cap Prefer: wait below 60 s), or what was asked for when it says nothing.
@@ -171,23 +167,17 @@ export class Jobs {
   async run(body: CreateJobParams, options: RunJobOptions = {}): Promise<Job> {
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
     const remainingMs = () => deadline - Date.now();
-    let job: Job;
-    try {
-      job = await this.#create(
-        body,
-        {
-          // The wait may be fractional: a whole second rounded up would hold the answer past the deadline.
-          wait: Math.min(MAX_WAIT_SECONDS, remainingMs() / 1000),
-          idempotencyKey: options.idempotencyKey,
-          cancelAfter: options.cancelAfter,
-          signal: options.signal,
-        },
-        options.timeoutMs === undefined ? undefined : deadline,
-      );
-    } catch (err) {
-      if (err instanceof InferTimeoutError && remainingMs() <= 0) throw new InferTimeoutError(`the job did not end within ${options.timeoutMs} ms`, { cause: err });
-      throw err;
-    }
+    const job = await this.#create(
+      body,
+      {
+        // The wait may be fractional: a whole second rounded up would hold the answer past the deadline.
+        wait: Math.min(MAX_WAIT_SECONDS, remainingMs() / 1000),
+        idempotencyKey: options.idempotencyKey,
+        cancelAfter: options.cancelAfter,
+        signal: options.signal,
+      },
+      options.timeoutMs === undefined ? undefined : { at: deadline, message: `the job did not end within ${options.timeoutMs} ms` },
+    );
     if (isJobEnded(job)) return job;
     try {
       return await this.wait(job.id, {

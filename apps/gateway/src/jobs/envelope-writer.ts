@@ -40,7 +40,8 @@ interface Writing {
   /** Its queue's `queued` key. */
   queue: string;
   instances: number;
-  byTenant: Map<string, number>;
+  /** Its instances by tenant (with TENANT_MAX_QUEUED only). */
+  byTenant?: Map<string, number>;
 }
 
 /**
@@ -124,12 +125,11 @@ export class EnvelopeWriter {
   private async write(model: ModelVersion, queue: EnvelopeQueue, jobs: Pending[]): Promise<void> {
     let remaining = jobs;
     // Counted against the envelopes begun after this one, for other queues, until the script has counted it.
-    const mine = writingOf(queue.keys.queued, remaining);
-    const ahead = [...this.writing];
+    const mine = this.writingOf(queue.keys.queued, remaining);
     this.writing.add(mine);
     try {
-      const elsewhere = (await this.queuedElsewhere(queue)) + this.stillWriting(ahead, mine.queue, (w) => w.instances);
-      const tenantElsewhere = (tenant: string) => this.tenantElsewhere(queue, tenant) + this.stillWriting(ahead, mine.queue, (w) => w.byTenant.get(tenant) ?? 0);
+      const elsewhere = (await this.queuedElsewhere(queue)) + this.writingAhead(mine, (w) => w.instances);
+      const tenantElsewhere = (tenant: string) => this.tenantElsewhere(queue, tenant) + this.writingAhead(mine, (w) => w.byTenant?.get(tenant) ?? 0);
       // Each refusal drops jobs, so this ends: by a write, or with nothing left to write.
       while (remaining.length > 0) {
         const outcome = await queue.enqueue(this.envelope(model, remaining, elsewhere, tenantElsewhere));
@@ -170,7 +170,7 @@ export class EnvelopeWriter {
             return false;
           });
         }
-        Object.assign(mine, writingOf(mine.queue, remaining));
+        Object.assign(mine, this.writingOf(mine.queue, remaining));
       }
     } catch (err) {
       for (const p of remaining) p.done(err);
@@ -180,14 +180,25 @@ export class EnvelopeWriter {
   }
 
   /**
-   * `count` summed over the envelopes of `ahead` still being written, for
-   * queues other than `queue` (its own the script counts exactly). One that
-   * has ended is in `depth` now, or was refused.
+   * `count` summed over the envelopes begun before `mine` and still being
+   * written (`writing` keeps its order; one that has ended is in `depth` now,
+   * or was refused), for queues other than its own: that one the script
+   * counts exactly.
    */
-  private stillWriting(ahead: readonly Writing[], queue: string, count: (w: Writing) => number): number {
+  private writingAhead(mine: Writing, count: (w: Writing) => number): number {
     let sum = 0;
-    for (const w of ahead) if (w.queue !== queue && this.writing.has(w)) sum += count(w);
+    for (const w of this.writing) {
+      if (w === mine) break;
+      if (w.queue !== mine.queue) sum += count(w);
+    }
     return sum;
+  }
+
+  private writingOf(queue: string, jobs: readonly Pending[]): Writing {
+    if (!this.options.tenantMaxQueued) return { queue, instances: jobs.length };
+    const byTenant = new Map<string, number>();
+    for (const p of jobs) byTenant.set(p.job.tenant, (byTenant.get(p.job.tenant) ?? 0) + 1);
+    return { queue, instances: jobs.length, byTenant };
   }
 
   private tenantOf(queue: EnvelopeQueue): Map<string, number> {
@@ -261,12 +272,6 @@ export class EnvelopeWriter {
   close(): void {
     for (const open of this.open.values()) this.flush(open);
   }
-}
-
-function writingOf(queue: string, jobs: readonly Pending[]): Writing {
-  const byTenant = new Map<string, number>();
-  for (const p of jobs) byTenant.set(p.job.tenant, (byTenant.get(p.job.tenant) ?? 0) + 1);
-  return { queue, instances: jobs.length, byTenant };
 }
 
 /**

@@ -89,7 +89,7 @@ export class JobService {
     }
   }
 
-  /** The routing counts the jobs accepted: a routed request that makes none (refused, a replay) gives its pick back. */
+  /** Give a routed request's pick back (see ModelResolver.unroute). */
   private unroute(body: CreateJobBody, model: ModelVersion): void {
     if (body.version === undefined) this.deps.models.unroute?.(model.name, model.version);
   }
@@ -98,79 +98,78 @@ export class JobService {
     const { waitMs, onGone, idempotencyKey } = options;
     const { model, inputs } = this.validate(body);
     const { store, waiters, writer } = this.deps;
-    const id = newJobId(queueTag(model.name, model.version));
-    // One round trip finds an earlier request's job or claims the key (SET NX answers the owner's claim).
-    if (idempotencyKey) {
-      let claim = await store.claimIdempotencyKey(tenant, idempotencyKey, id);
-      while (claim.owner !== id) {
-        const replayed = await this.replay(tenant, claim, waitMs, onGone).catch((err: unknown) => {
-          this.unroute(body, model);
-          throw err;
-        });
-        if (replayed !== 'gone') {
-          this.unroute(body, model);
-          return replayed;
+    // Written, or maybe written (a Redis error after the enqueue ran): the job counts for the routing.
+    let made = false;
+    try {
+      const id = newJobId(queueTag(model.name, model.version));
+      // One round trip finds an earlier request's job or claims the key (SET NX answers the owner's claim).
+      if (idempotencyKey) {
+        let claim = await store.claimIdempotencyKey(tenant, idempotencyKey, id);
+        while (claim.owner !== id) {
+          const replayed = await this.replay(tenant, claim, waitMs, onGone);
+          if (replayed !== 'gone') return replayed;
+          // The key's job is gone: its record expired (RESULT_TTL_SECONDS can be shorter than the key's
+          // 24 h), or the request that claimed it died before enqueueing. This request takes the key over
+          // and runs as a first one; if another took it over first, this one replays that one's job.
+          if (await store.takeOverIdempotencyKey(tenant, idempotencyKey, claim, id)) break;
+          claim = await store.claimIdempotencyKey(tenant, idempotencyKey, id);
         }
-        // The key's job is gone: its record expired (RESULT_TTL_SECONDS can be shorter than the key's
-        // 24 h), or the request that claimed it died before enqueueing. This request takes the key over
-        // and runs as a first one; if another took it over first, this one replays that one's job.
-        if (await store.takeOverIdempotencyKey(tenant, idempotencyKey, claim, id)) break;
-        claim = await store.claimIdempotencyKey(tenant, idempotencyKey, id);
       }
-    }
-    // After the replay: the job a replay answers is already in, whoever serves its version now.
-    try {
-      await assertServed(this.deps.fleet, model);
-    } catch (err) {
-      this.unroute(body, model);
-      if (idempotencyKey) await store.releaseIdempotencyKey(tenant, idempotencyKey, id).catch(() => undefined);
-      throw err;
-    }
-    const job: EnvelopeJob = { id, tenant, created_at: this.now() };
-    if (options.cancelAfterMs !== undefined) job.deadline = job.created_at + options.cancelAfterMs;
-    if (model.inputs.some((s) => s.shape.includes(-1))) job.shapes = inputs.map((t) => t.shape);
-    if (waitMs) job.wait = true;
-    if (body.metadata) job.metadata = body.metadata;
-    if (body.webhook) {
-      job.webhook = body.webhook;
-      job.webhook_events_filter = [...new Set(body.webhook_events_filter ?? (['completed'] as const))];
-    }
-    // The enqueue span (PRODUCER): the job's wait for its envelope's write. Its traceparent goes in the
-    // envelope with the job, so the worker's spans for the job are its children, in the same trace.
-    const tracing = this.deps.tracing;
-    const enqueue = tracing?.enabled
-      ? tracing.startSpan('enqueue', { kind: SpanKind.PRODUCER, attributes: { 'infer.job.id': id, 'infer.model': model.name, 'infer.model.version': model.version } }, options.trace)
-      : undefined;
-    if (enqueue) job.traceparent = tracing!.traceparentOf(enqueue);
-    // Register before enqueueing: a fast worker may end the job before the write returns.
-    const waiter = waitMs ? waiters.register(id, waitMs) : undefined;
-    try {
-      await writer.add(model, job, inputs);
-      enqueue?.end();
-    } catch (err) {
-      if (enqueue) {
-        enqueue.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
-        enqueue.end();
-      }
-      waiter?.cancel();
-      // Only a refusal (queue full, over the tenant's cap, version unloading: AppErrors) says nothing was
-      // written. A Redis error may come after the enqueue ran (a timeout, a dropped reply): the key keeps
-      // its claim, so a retry replays the job if it was written (and takes the key over once the claim is stale).
-      if (err instanceof AppError) {
-        this.unroute(body, model);
+      // After the replay: the job a replay answers is already in, whoever serves its version now.
+      try {
+        await assertServed(this.deps.fleet, model);
+      } catch (err) {
         if (idempotencyKey) await store.releaseIdempotencyKey(tenant, idempotencyKey, id).catch(() => undefined);
+        throw err;
       }
-      throw err;
+      const job: EnvelopeJob = { id, tenant, created_at: this.now() };
+      if (options.cancelAfterMs !== undefined) job.deadline = job.created_at + options.cancelAfterMs;
+      if (model.inputs.some((s) => s.shape.includes(-1))) job.shapes = inputs.map((t) => t.shape);
+      if (waitMs) job.wait = true;
+      if (body.metadata) job.metadata = body.metadata;
+      if (body.webhook) {
+        job.webhook = body.webhook;
+        job.webhook_events_filter = [...new Set(body.webhook_events_filter ?? (['completed'] as const))];
+      }
+      // The enqueue span (PRODUCER): the job's wait for its envelope's write. Its traceparent goes in the
+      // envelope with the job, so the worker's spans for the job are its children, in the same trace.
+      const tracing = this.deps.tracing;
+      const enqueue = tracing?.enabled
+        ? tracing.startSpan('enqueue', { kind: SpanKind.PRODUCER, attributes: { 'infer.job.id': id, 'infer.model': model.name, 'infer.model.version': model.version } }, options.trace)
+        : undefined;
+      if (enqueue) job.traceparent = tracing!.traceparentOf(enqueue);
+      // Register before enqueueing: a fast worker may end the job before the write returns.
+      const waiter = waitMs ? waiters.register(id, waitMs) : undefined;
+      try {
+        await writer.add(model, job, inputs);
+        made = true;
+        enqueue?.end();
+      } catch (err) {
+        if (enqueue) {
+          enqueue.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+          enqueue.end();
+        }
+        waiter?.cancel();
+        // Only a refusal (queue full, over the tenant's cap, version unloading: AppErrors) says nothing was
+        // written. A Redis error may come after the enqueue ran (a timeout, a dropped reply): the key keeps
+        // its claim, so a retry replays the job if it was written (and takes the key over once the claim is stale).
+        if (!(err instanceof AppError)) made = true;
+        else if (idempotencyKey) await store.releaseIdempotencyKey(tenant, idempotencyKey, id).catch(() => undefined);
+        throw err;
+      }
+      const base = { id, model: model.name, version: model.version, replayed: false };
+      if (waiter) {
+        onGone?.(waiter.cancel);
+        const stopWatch = this.watchDeadline(id, job.deadline, waitMs!);
+        const record = await waiter.promise.finally(stopWatch);
+        if (record) return { ...base, ended: true, json: renderEndedJob(id, record) };
+        return { ...(await this.get(tenant, id)), replayed: false };
+      }
+      return { ...base, ended: false, json: renderPendingJob(id, model.name, model.version, job, null) };
+    } finally {
+      // The routing counts the jobs accepted: a routed request that made none (refused, a replay) gives its pick back.
+      if (!made) this.unroute(body, model);
     }
-    const base = { id, model: model.name, version: model.version, replayed: false };
-    if (waiter) {
-      onGone?.(waiter.cancel);
-      const stopWatch = this.watchDeadline(id, job.deadline, waitMs!);
-      const record = await waiter.promise.finally(stopWatch);
-      if (record) return { ...base, ended: true, json: renderEndedJob(id, record) };
-      return { ...(await this.get(tenant, id)), replayed: false };
-    }
-    return { ...base, ended: false, json: renderPendingJob(id, model.name, model.version, job, null) };
   }
 
   /**
