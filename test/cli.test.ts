@@ -6,7 +6,6 @@
  */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +13,7 @@ import { gzipSync } from 'node:zlib';
 import type { ModelDescription, ModelEventList, Rollout } from '@infer/sdk';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { REPO_ROOT, SHIPPED_MODELS, startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
-import { runCliProcess, type CliResult } from './helpers/cli.js';
+import { collected, runCliProcess, type CliResult } from './helpers/cli.js';
 import { waitUntil } from './helpers/wait.js';
 
 const features = (seed: number) => Array.from({ length: 64 }, (_, i) => Math.cos(i + seed));
@@ -184,16 +183,13 @@ describe('cli', function () {
       const elsewhere = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-cwd-'));
       try {
         fs.writeFileSync(path.join(elsewhere, 'here.ndjson'), `${JSON.stringify({ input: { features: features(5) } })}\n`);
-        const child = spawn('npm', ['run', '-s', '--prefix', REPO_ROOT, 'cli', '--', 'batch', 'submit', 'here.ndjson', '-m', 'mlp'], {
-          cwd: elsewhere,
-          env: { ...process.env, INFER_URL: p.baseUrl, INFER_API_KEY: TEST_KEY },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-        child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-        const [code] = (await once(child, 'close')) as [number | null];
+        const { code, stdout, stderr } = await collected(
+          spawn('npm', ['run', '-s', '--prefix', REPO_ROOT, 'cli', '--', 'batch', 'submit', 'here.ndjson', '-m', 'mlp'], {
+            cwd: elsewhere,
+            env: { ...process.env, INFER_URL: p.baseUrl, INFER_API_KEY: TEST_KEY },
+            stdio: ['ignore', 'pipe', 'pipe'],
+          }),
+        );
         expect(code, stderr).to.equal(0);
         expect((JSON.parse(stdout) as { object: string; request_counts: { total: number } }).request_counts.total).to.equal(1);
       } finally {

@@ -145,6 +145,69 @@ describe('envelopes: the writer', () => {
       await deletePrefix(TEST_REDIS_URL, p);
     }
   });
+
+  // One gateway holds TENANT_MAX_QUEUED and MAX_QUEUE_DEPTH across queues (docs/api.md: only a burst through
+  // different gateways may go over): envelopes for two versions written in one turn must each count the one
+  // begun before it, and never twice.
+  describe('two model versions in one turn', () => {
+    const SLACK = 3; // "within a few jobs"
+
+    function jobsFor(version: string, n: number, tenant: string) {
+      const model = repo.resolve('mlp', version);
+      return Array.from({ length: n }, () => ({
+        model,
+        job: { id: newJobId(queueTag('mlp', version)), tenant, created_at: Date.now() } as EnvelopeJob,
+        inputs: [decodeInput(featuresOf(1), model.inputs[0]!)],
+      }));
+    }
+
+    /** A writer with both versions' queues open, as a gateway has them from its start (ModelCatalog.onVersion → queueOf). */
+    function openedWriter(options: { maxQueueDepth?: number; tenantMaxQueued?: number }): EnvelopeWriter {
+      const w = new EnvelopeWriter({ redis, prefix, resultTtlMs: 60_000, maxQueueDepth: options.maxQueueDepth ?? 1_000_000, tenantMaxQueued: options.tenantMaxQueued, gatewayChannel: `${prefix}:gateway:t` });
+      for (const v of ['1', '2']) w.queueOf(repo.resolve('mlp', v));
+      return w;
+    }
+
+    async function queuedFor(tenant: string): Promise<number> {
+      let sum = 0;
+      for (const v of ['1', '2']) sum += Number((await redis.hget(interactiveKeys(prefix, 'mlp', v).tenants, tenant)) ?? 0);
+      return sum;
+    }
+
+    it('TENANT_MAX_QUEUED=6: six jobs for version 1 and six for version 2 in one turn leave the tenant with at most 6 (+a few) queued', async () => {
+      const w = openedWriter({ tenantMaxQueued: 6 });
+      const all = [...jobsFor('1', 6, 'cap-t'), ...jobsFor('2', 6, 'cap-t')];
+      const outcomes = await Promise.allSettled(all.map((j) => w.add(j.model, j.job, j.inputs)));
+      const accepted = outcomes.filter((o) => o.status === 'fulfilled').length;
+      const queued = await queuedFor('cap-t');
+      expect(queued, 'the tenant hash agrees with the answers').to.equal(accepted);
+      // Not 12, twice the cap, as when each envelope left the other out.
+      expect(accepted, `one gateway accepted ${accepted} jobs for a tenant capped at 6`).to.be.at.most(6 + SLACK);
+    });
+
+    it('under both limits, jobs spread over two versions in one turn are all accepted (nobody counted twice)', async () => {
+      const w = openedWriter({ tenantMaxQueued: 12, maxQueueDepth: 1_000_000 });
+      const all = [...jobsFor('1', 6, 'room-t'), ...jobsFor('2', 6, 'room-t')];
+      const outcomes = await Promise.allSettled(all.map((j) => w.add(j.model, j.job, j.inputs)));
+      expect(outcomes.map((o) => o.status)).to.deep.equal(new Array(12).fill('fulfilled'));
+      expect(await queuedFor('room-t')).to.equal(12);
+    });
+
+    it('MAX_QUEUE_DEPTH=8: eight jobs for each of two versions in one turn leave at most 8 (+a few) queued', async () => {
+      const queuedInBoth = async () => {
+        let sum = 0;
+        for (const v of ['1', '2']) sum += Number((await redis.get(interactiveKeys(prefix, 'mlp', v).queued)) ?? 0);
+        return sum;
+      };
+      const before = await queuedInBoth();
+      const w = openedWriter({ maxQueueDepth: before + 8 });
+      const all = [...jobsFor('1', 8, 'depth-t'), ...jobsFor('2', 8, 'depth-t')];
+      const outcomes = await Promise.allSettled(all.map((j) => w.add(j.model, j.job, j.inputs)));
+      const accepted = outcomes.filter((o) => o.status === 'fulfilled').length;
+      expect((await queuedInBoth()) - before).to.equal(accepted);
+      expect(accepted, `one gateway accepted ${accepted} jobs under a depth limit leaving room for 8`).to.be.at.most(8 + SLACK);
+    });
+  });
 });
 
 describe('envelopes: every job keeps its own promises', function () {
