@@ -6,3 +6,4 @@ export * from './stack.js';
 export * from './base64.js';
 export * from './json.js';
 export * from './lift-base64.js';
+export * from './buffer-pool.js';

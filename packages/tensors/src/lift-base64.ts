@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { decodeBase64Into } from './base64.js';
+import { tensorBuffers } from './buffer-pool.js';
 
 /**
  * Long base64 members decoded straight from a request body's bytes, before
@@ -19,10 +20,20 @@ import { decodeBase64Into } from './base64.js';
 export interface LiftedBody {
   /** The body as text, with placeholders where long base64 values were. */
   text: string;
-  /** The decoded bytes, by placeholder index; each in a buffer of its own (aligned for any typed array). */
+  /**
+   * The decoded bytes, by placeholder index; each in a buffer of its own
+   * (aligned for any typed array), from `tensorBuffers`: whoever is done
+   * with one hands it back there.
+   */
   bytes: Uint8Array[];
   /** The base64 text each placeholder stands for, to put back where a value was not a tensor's (see restorePlaceholders). */
   original: (index: number) => string;
+  /**
+   * Done with the body: hand its bytes back to `tensorBuffers` (when they
+   * came from there), after which `original` may not be called. The
+   * decoded `bytes` are not the body's and stay.
+   */
+  releaseBody: () => void;
 }
 
 const KEY = Buffer.from('"b64":"');
@@ -36,9 +47,17 @@ const PREFIX = `\u0000${NONCE}:`;
 export function liftBase64(body: Buffer): LiftedBody {
   const bytes: Uint8Array[] = [];
   const ranges: Array<[number, number]> = [];
-  const original = (i: number) => (ranges[i] ? body.toString('latin1', ranges[i][0], ranges[i][1]) : '');
+  let released = false;
+  const original = (i: number) => {
+    if (released) throw new Error('liftBase64: the body was released');
+    return ranges[i] ? body.toString('latin1', ranges[i][0], ranges[i][1]) : '';
+  };
+  const releaseBody = () => {
+    released = true;
+    tensorBuffers.release(body);
+  };
   let at = body.length >= MIN_LIFT ? body.indexOf(KEY) : -1;
-  if (at === -1) return { text: body.toString('utf8'), bytes, original };
+  if (at === -1) return { text: body.toString('utf8'), bytes, original, releaseBody };
   const parts: string[] = [];
   let copied = 0;
   for (; at !== -1; at = body.indexOf(KEY, at)) {
@@ -49,16 +68,19 @@ export function liftBase64(body: Buffer): LiftedBody {
     const length = to - from;
     if (length < MIN_LIFT || length % 4 !== 0) continue;
     const pad = body[to - 1] === 0x3d ? (body[to - 2] === 0x3d ? 2 : 1) : 0;
-    const out = new Uint8Array((length / 4) * 3 - pad);
-    if (!decodeBase64Into(body, from, to, out, 0, out.length)) continue;
+    const out = tensorBuffers.acquire((length / 4) * 3 - pad);
+    if (!decodeBase64Into(body, from, to, out, 0, out.length)) {
+      tensorBuffers.release(out);
+      continue;
+    }
     parts.push(body.toString('utf8', copied, from), PLACEHOLDER + bytes.length);
     bytes.push(out);
     ranges.push([from, to]);
     copied = to;
   }
-  if (bytes.length === 0) return { text: body.toString('utf8'), bytes, original };
+  if (bytes.length === 0) return { text: body.toString('utf8'), bytes, original, releaseBody };
   parts.push(body.toString('utf8', copied));
-  return { text: parts.join(''), bytes, original };
+  return { text: parts.join(''), bytes, original, releaseBody };
 }
 
 /** The index a placeholder string stands for, or -1. */

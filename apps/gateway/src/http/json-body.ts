@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import type { RequestHandler } from 'express';
 import { AppError, badRequest } from '@infer/errors';
-import { liftBase64, type LiftedBody } from '@infer/tensors';
+import { liftBase64, tensorBuffers, type LiftedBody } from '@infer/tensors';
 import { contentCoding, decodedBody } from './content-encoding.js';
 
 declare module 'express-serve-static-core' {
@@ -81,7 +81,18 @@ async function readDecoded(pieces: AsyncGenerator<Buffer>, maxBytes: number): Pr
     if (length > maxBytes) throw tooLarge(maxBytes);
     chunks.push(piece);
   }
-  return Buffer.concat(chunks, length);
+  return joined(chunks, length);
+}
+
+/** A body's chunks as one buffer, from tensorBuffers: the route that lifted base64 from it hands it back (LiftedBody.releaseBody). */
+function joined(chunks: readonly Buffer[], length: number): Buffer {
+  const out = tensorBuffers.acquire(length);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
 }
 
 const tooLarge = (maxBytes: number) => new AppError(413, 'payload_too_large', `The body is larger than the limit of ${maxBytes} bytes`);
@@ -104,7 +115,7 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
     };
     const onEnd = () => {
       cleanup();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length));
+      resolve(chunks.length === 1 ? chunks[0]! : joined(chunks, length));
     };
     const onError = (err: Error) => {
       cleanup();

@@ -3,7 +3,7 @@ import { newEnvelopeId, type EnvelopeData, type EnvelopeJob } from '@infer/contr
 import { AppError } from '@infer/errors';
 import { EnvelopeQueue } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
-import type { DecodedTensor } from '@infer/tensors';
+import { tensorBuffers, type DecodedTensor } from '@infer/tensors';
 
 export interface EnvelopeWriterOptions {
   /** A command connection. */
@@ -132,8 +132,14 @@ export class EnvelopeWriter {
       const tenantElsewhere = (tenant: string) => this.tenantElsewhere(queue, tenant) + this.writingAhead(mine, (w) => w.byTenant?.get(tenant) ?? 0);
       // Each refusal drops jobs, so this ends: by a write, or with nothing left to write.
       while (remaining.length > 0) {
-        const outcome = await queue.enqueue(this.envelope(model, remaining, elsewhere, tenantElsewhere));
+        const envelope = this.envelope(model, remaining, elsewhere, tenantElsewhere);
+        const outcome = await queue.enqueue(envelope);
+        // An answer came, so the command was written whole: its packed inputs can be used again. (After an
+        // error they are left to the collector: a command that timed out may still be written later.)
+        tensorBuffers.release(envelope.inputs);
         if (outcome.accepted) {
+          // The jobs' decoded inputs are in Redis now, and nothing reads them here again.
+          for (const p of remaining) for (const t of p.inputs) tensorBuffers.release(t.data);
           this.depth.set(queue.keys.queued, outcome.queued);
           // Each tenant's count here as the script left it: every gateway's jobs in it, not only this one's.
           if (this.options.tenantMaxQueued) for (const [tenant, n] of outcome.tenants) this.tenantOf(queue).set(tenant, n);
@@ -282,7 +288,7 @@ export class EnvelopeWriter {
 function packInputs(model: ModelVersion, jobs: readonly Pending[]): Buffer {
   let total = 0;
   for (const p of jobs) for (const t of p.inputs) total += t.data.byteLength;
-  const out = Buffer.allocUnsafe(total);
+  const out = tensorBuffers.acquire(total);
   let at = 0;
   for (let k = 0; k < model.inputs.length; k++) {
     for (const p of jobs) {

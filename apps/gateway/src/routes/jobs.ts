@@ -94,6 +94,7 @@ export class JobHandlers {
         if (typeof value === 'object' && value !== null && 'b64' in value) (value as { b64: unknown }).b64 = liftedBytes(value.b64, lifted);
       }
       restorePlaceholders(parsed, lifted);
+      lifted.releaseBody();
     }
     const waitMs = preferWaitMs(req.headers.prefer, this.options.maxWaitMs);
     const job = await this.service.submit(tenant, parsed, {
