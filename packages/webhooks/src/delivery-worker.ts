@@ -150,9 +150,7 @@ export class WebhookDeliveryWorker {
     this.worker.on('failed', (job, err) => {
       if (err instanceof RetryLater) return;
       this.logger.warn({ jobId: job?.id, err: err.message }, 'webhook delivery run failed');
-      // Its last run threw (Redis failed while recording, say): nothing will run it again, so the event
-      // must not stay `pending`, which would also refuse its resend.
-      if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) void this.endRunLost(job, err);
+      if (job) void this.endIfFailedForGood(job, err);
     });
   }
 
@@ -243,6 +241,18 @@ export class WebhookDeliveryWorker {
     if (state === 'succeeded') log.debug({ status: outcome.statusCode }, 'webhook delivered');
     else if (state === 'failed') log.info({ status: outcome.statusCode, err: outcome.error }, 'webhook delivery failed for good');
     if (canRetry) throw new RetryLater(delayMs);
+  }
+
+  /**
+   * A run that nothing will run again must not leave its event `pending`,
+   * which would also refuse its resend: its last attempt threw (Redis failed
+   * while recording, say), or it lost its worker more than MAX_STALLED_RUNS
+   * times, which BullMQ fails for good whatever attempts are left (its
+   * `attemptsMade` is low then: its state tells).
+   */
+  private async endIfFailedForGood(job: Job, err: Error): Promise<void> {
+    const forGood = job.attemptsMade >= (job.opts.attempts ?? 1) || (await job.getState().catch(() => undefined)) === 'failed';
+    if (forGood) await this.endRunLost(job, err);
   }
 
   private async endRunLost(job: Job, err: Error): Promise<void> {
