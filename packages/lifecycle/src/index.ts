@@ -25,8 +25,12 @@ export interface RunProcessOptions {
  * request (a process-group signal plus a wrapper's relay of it) and is only
  * logged; one after that forces an exit. Exit codes: 0 once the app has
  * closed; 1 when closing failed, the deadline passed, or a late second
- * signal forced it. Before `start` resolves no handler is installed, so a
- * signal then takes its default action: nothing is in hand yet.
+ * signal forced it. Before `start` resolves a signal ends the process at
+ * once, as its default action would: nothing is in hand yet. (A process
+ * that is PID 1, in a container run without an init, gets a handler that
+ * exits for that: the kernel drops a signal PID 1 has no handler for, and
+ * the container would wait out its stop timeout while the worker waits for
+ * Redis or loads its models.)
  */
 export function runProcess(options: RunProcessOptions): void {
   let config: Config;
@@ -37,14 +41,32 @@ export function runProcess(options: RunProcessOptions): void {
     process.exit(2);
   }
   const logger = createLogger({ level: config.logLevel, name: options.name });
+  const whileStarting = process.pid === 1 ? exitOnSignal(logger) : undefined;
   options.start(config, logger).then(
-    (app) => handleSignals(app, logger, options, new ShutdownSignals(config.shutdownForceGraceMs)),
+    (app) => {
+      whileStarting?.();
+      handleSignals(app, logger, options, new ShutdownSignals(config.shutdownForceGraceMs));
+    },
     (err: unknown) => {
       logger.fatal({ err }, `${options.name} failed to start`);
       console.error(err instanceof Error ? err.message : err);
       process.exit(1);
     },
   );
+}
+
+/** SIGTERM and SIGINT exit at once, with the status a shell gives a process they kill (128 + the signal's number); returns the undo. */
+function exitOnSignal(logger: Logger): () => void {
+  const exit = (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'signalled while starting: exiting');
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGTERM', exit);
+  process.on('SIGINT', exit);
+  return () => {
+    process.off('SIGTERM', exit);
+    process.off('SIGINT', exit);
+  };
 }
 
 function handleSignals(app: { close(): Promise<void> }, logger: Logger, options: RunProcessOptions, signals: ShutdownSignals): void {

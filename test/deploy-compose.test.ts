@@ -1,0 +1,136 @@
+/**
+ * The deployment story: docker-compose.yml and the Dockerfile against what
+ * packages/config and the apps do, and against what the README and
+ * docs/operations.md promise an operator. Static except the last test,
+ * which runs a worker as PID 1 (what `docker run` without --init and
+ * Kubernetes do with this image) when `unshare` can make a PID namespace.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { expect } from 'chai';
+import { loadConfig } from '@infer/config';
+
+const REPO_ROOT = path.resolve(import.meta.dirname, '..');
+const read = (...parts: string[]) => readFileSync(path.join(REPO_ROOT, ...parts), 'utf8');
+
+type Yaml = { load(text: string): unknown };
+type Obj = Record<string, unknown>;
+
+async function loadYaml(): Promise<Yaml | undefined> {
+  // js-yaml comes with the dev tools (mocha), as in test/metrics.test.ts.
+  const name = 'js-yaml';
+  return (await import(name).catch(() => undefined)) as Yaml | undefined;
+}
+
+/** A mapping with YAML merge keys (`<<: *anchor`) resolved, as Compose resolves them. */
+function merged(map: Obj): Obj {
+  const { '<<': base, ...rest } = map;
+  return { ...(base ? merged(base as Obj) : {}), ...rest };
+}
+
+/** Compose's interpolation of `${VAR}`, `${VAR:-default}` and `${VAR-default}` against the shell/.env. */
+function interpolate(value: string, shell: Record<string, string | undefined>): string {
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}/g, (_all, name: string, op: string | undefined, def: string | undefined) => {
+    const v = shell[name];
+    if (op === ':-') return v === undefined || v === '' ? def! : v;
+    if (op === '-') return v === undefined ? def! : v;
+    return v ?? '';
+  });
+}
+
+/** The environment one compose service's container gets, for this shell environment. */
+function containerEnv(compose: { services: Record<string, Obj> }, service: string, shell: Record<string, string | undefined>): Record<string, string> {
+  const svc = merged(compose.services[service]!);
+  const env = merged(svc.environment as Obj);
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, interpolate(String(v), shell)]));
+}
+
+describe('deploying with docker compose', () => {
+  let compose: { services: Record<string, Obj> };
+  before(async function () {
+    const yaml = await loadYaml();
+    if (!yaml) this.skip();
+    compose = yaml!.load(read('docker-compose.yml')) as { services: Record<string, Obj> };
+  });
+
+  // docker-compose.yml's own comment, and docs/operations.md ("Redis settings", "When Redis is full"): with
+  // noeviction "a full Redis refuses submits (503) and drains", batch uploads stop at 90% of maxmemory.
+  // All of that needs a maxmemory: without one Redis is never "full" (apps/gateway/src/batches/redis-memory.ts:
+  // "No `maxmemory` set: never full") and grows until the kernel's OOM killer ends it.
+  it("the compose Redis has a maxmemory, so the noeviction policy and the full-Redis answers apply", () => {
+    const command = (compose.services.redis!.command as string[]).join(' ');
+    expect(command).to.match(/--maxmemory-policy noeviction/);
+    expect(command, 'redis-server command line').to.match(/--maxmemory (?!0\b)\S+/);
+  });
+
+  // Every process reads API_KEYS_FILE at start (one config), so a worker without the file refuses to start:
+  // the README's table must not say only the gateway uses it.
+  it("README: API_KEYS_FILE's 'used by' names every process that needs the file", () => {
+    const text = read('README.md');
+    const row = /^\| `API_KEYS_FILE` \| ([^|]+) \|/m.exec(text.slice(text.indexOf('## Configuration')));
+    expect(row).to.not.equal(null);
+    const usedBy = row![1]!.trim();
+    if (usedBy !== 'gateway') return;
+    // The worker's container environment, with the keys file mounted into the gateway only.
+    const env = containerEnv(compose, 'worker', { API_KEYS: 'acme:s3cret', API_KEYS_FILE: '/run/secrets/not-mounted-here' });
+    expect(() => loadConfig(env), 'a worker without the file README says only the gateway uses').to.not.throw();
+  });
+});
+
+describe('the image stops on SIGTERM whatever runs it', () => {
+  // Dockerfile: CMD ["node", …] with no init of its own, so under `docker run` (no --init) or Kubernetes node
+  // is PID 1, where a signal without a handler is ignored: a worker still starting (waiting for Redis, loading
+  // models) must exit on SIGTERM all the same, not wait for the SIGKILL at the end of the stop timeout.
+  it('a worker run as PID 1, still waiting for Redis, exits on SIGTERM', async function () {
+    this.timeout(30_000);
+    const dockerfile = read('Dockerfile');
+    if (/^ENTRYPOINT\s+\[?\s*"?(\S*\/)?(tini|dumb-init|docker-init)/m.test(dockerfile)) return; // the image brings an init
+    if (spawnSync('unshare', ['-fp', '--mount-proc', 'true']).status !== 0) this.skip();
+    const child = spawn('unshare', ['-fp', '--mount-proc', process.execPath, '--import', 'tsx', 'apps/worker/src/main.ts'], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, REDIS_URL: 'redis://127.0.0.1:1', WORKER_METRICS_PORT: '0', LOG_LEVEL: 'warn', NODE_ENV: 'development' },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    // Its first complaint about Redis: it is inside start() now, waiting for Redis.
+    const waiting = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 20_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        if (d.toString().includes('redis connection error')) {
+          clearTimeout(timer);
+          resolve(true);
+        }
+      });
+    });
+    try {
+      // The node inside the namespace: the unshare process's only child.
+      let nodePid: number | undefined;
+      for (let i = 0; i < 50 && nodePid === undefined; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        const out = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.trim();
+        if (out) nodePid = Number(out.split('\n')[0]);
+      }
+      expect(nodePid, 'the worker started').to.be.a('number');
+      expect(await waiting, 'the worker logged that it waits for Redis').to.equal(true);
+      process.kill(nodePid!, 'SIGTERM');
+      const exited = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 8000);
+        child.once('exit', () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+      expect(exited, 'the worker (PID 1) was still running 8 s after SIGTERM').to.equal(true);
+    } finally {
+      const out = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.trim();
+      for (const pid of out.split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      child.kill('SIGKILL');
+    }
+  });
+});
