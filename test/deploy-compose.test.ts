@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { loadConfig } from '@infer/config';
+import { waitUntil } from './helpers/wait.js';
 
 const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 const read = (...parts: string[]) => readFileSync(path.join(REPO_ROOT, ...parts), 'utf8');
@@ -104,15 +105,9 @@ describe('the image stops on SIGTERM whatever runs it', () => {
     });
     try {
       // The node inside the namespace: the unshare process's only child.
-      let nodePid: number | undefined;
-      for (let i = 0; i < 50 && nodePid === undefined; i++) {
-        await new Promise((r) => setTimeout(r, 200));
-        const out = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.trim();
-        if (out) nodePid = Number(out.split('\n')[0]);
-      }
-      expect(nodePid, 'the worker started').to.be.a('number');
+      const nodePid = await waitUntil(() => Number(spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0]) || undefined, 10_000, 'the worker inside the namespace');
       expect(await waiting, 'the worker logged that it waits for Redis').to.equal(true);
-      process.kill(nodePid!, 'SIGTERM');
+      process.kill(nodePid, 'SIGTERM');
       const exited = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(false), 8000);
         child.once('exit', () => {
