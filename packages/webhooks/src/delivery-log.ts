@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { keys, type WebhookAttempt, type WebhookDelivery, type WebhookDeliveryState, type WebhookDeliveryTrigger, type WebhookEventType, type WebhookSubject } from '@infer/contract';
 
@@ -38,11 +39,6 @@ export interface StoredEvent {
   nextAttemptAt: number | null;
 }
 
-/**
- * KEYS[1] event. ARGV tenant, now. Returns 'missing', 'other' (another
- * tenant's), 'pending' (already due), or the state it had ('succeeded' or
- * 'failed') when it is now pending again.
- */
 /** KEYS[1] event. ARGV ttl_ms. A `pending` event becomes `failed` (its delivery run was lost): 1, else 0. */
 const FAIL_IF_PENDING = `
 if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
@@ -51,13 +47,41 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 `;
 
+/**
+ * KEYS[1] event. ARGV tenant, now, token (the resend's own). Returns
+ * 'missing', 'other' (another tenant's), 'pending' (already due), or the
+ * state it had ('succeeded' or 'failed') when it is now pending again.
+ * The same resend run again (ioredis sends a command again after a
+ * reconnect when its reply was lost: Redis may have run it) answers as the
+ * first run did, from the token and the state it kept, instead of
+ * 'pending', which would leave the event pending with nothing queued.
+ */
 const MARK_RESEND = `
-local h = redis.call('HMGET', KEYS[1], 'tenant', 'state')
+local h = redis.call('HMGET', KEYS[1], 'tenant', 'state', 'resend_token', 'resend_was')
 if not h[1] then return 'missing' end
 if h[1] ~= ARGV[1] then return 'other' end
-if h[2] == 'pending' then return 'pending' end
-redis.call('HSET', KEYS[1], 'state', 'pending', 'next_attempt_at', ARGV[2])
+if h[2] == 'pending' then
+  if h[3] == ARGV[3] and h[4] then return h[4] end
+  return 'pending'
+end
+redis.call('HSET', KEYS[1], 'state', 'pending', 'next_attempt_at', ARGV[2], 'resend_token', ARGV[3], 'resend_was', h[2])
 return h[2]
+`;
+
+/**
+ * KEYS[1] event, KEYS[2] its attempts. ARGV token (the record's own),
+ * attempt JSON, state, attempt_count, next_attempt_at, ttl_ms. Appends the
+ * attempt and moves the event on, once: the same record run again (a
+ * command sent again after a lost reply) finds its token and does nothing,
+ * so one attempt is one row. 1 when written, 0 when it was already.
+ */
+const RECORD_ATTEMPT = `
+if redis.call('HGET', KEYS[1], 'attempt_token') == ARGV[1] then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'attempt_count', ARGV[4], 'next_attempt_at', ARGV[5], 'attempt_token', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return 1
 `;
 
 /**
@@ -75,7 +99,8 @@ return 'created'
 `;
 
 type ScriptRedis = Redis & {
-  inferWebhookMarkResend(key: string, tenant: string, now: number): Promise<string>;
+  inferWebhookMarkResend(key: string, tenant: string, now: number, token: string): Promise<string>;
+  inferWebhookRecordAttempt(key: string, attempts: string, token: string, attempt: string, state: string, count: string, nextAt: string, ttlMs: number): Promise<number>;
   inferWebhookFailIfPending(key: string, ttlMs: number): Promise<number>;
   inferWebhookCreateIfAbsent(key: string, ttlMs: number, ...fieldsAndValues: string[]): Promise<'created' | DeliveryState>;
 };
@@ -91,6 +116,7 @@ export class DeliveryLog {
     if (!('inferWebhookMarkResend' in redis)) redis.defineCommand('inferWebhookMarkResend', { numberOfKeys: 1, lua: MARK_RESEND });
     if (!('inferWebhookFailIfPending' in redis)) redis.defineCommand('inferWebhookFailIfPending', { numberOfKeys: 1, lua: FAIL_IF_PENDING });
     if (!('inferWebhookCreateIfAbsent' in redis)) redis.defineCommand('inferWebhookCreateIfAbsent', { numberOfKeys: 1, lua: CREATE_IF_ABSENT });
+    if (!('inferWebhookRecordAttempt' in redis)) redis.defineCommand('inferWebhookRecordAttempt', { numberOfKeys: 2, lua: RECORD_ATTEMPT });
     this.redis = redis as ScriptRedis;
   }
 
@@ -132,24 +158,21 @@ export class DeliveryLog {
     const key = this.k.webhookEvent(event.id);
     const attempts = this.k.webhookAttempts(event.id);
     const index = this.k.webhookDeliveries(event.subject.object, event.subject.id);
-    const [results] = await Promise.all([
-      this.redis
-        .multi()
-        .rpush(attempts, JSON.stringify(attempt))
-        .hset(key, {
-          state: next.state,
-          attempt_count: String(attempt.attempt),
-          next_attempt_at: next.nextAttemptAt === null ? '' : String(next.nextAttemptAt),
-        })
-        .pexpire(key, ttlMs)
-        .pexpire(attempts, ttlMs)
-        .exec(),
-      // Another slot than the event's: sent beside the MULTI, not in it (only its expiry moves). Never
+    await Promise.all([
+      this.redis.inferWebhookRecordAttempt(
+        key,
+        attempts,
+        randomUUID(),
+        JSON.stringify(attempt),
+        next.state,
+        String(attempt.attempt),
+        next.nextAttemptAt === null ? '' : String(next.nextAttemptAt),
+        ttlMs,
+      ),
+      // Another slot than the event's: sent beside the script, not in it (only its expiry moves). Never
       // shortened (GT): the subject's other events may still be retrying.
       this.redis.pexpire(index, ttlMs, 'GT'),
     ]);
-    const failed = results?.find(([err]) => err);
-    if (failed) throw failed[0];
   }
 
   /** End a `pending` event as `failed` when its delivery run is lost for good; true when it was pending. */
@@ -158,12 +181,12 @@ export class DeliveryLog {
   }
 
   /**
-   * Make an ended event pending again for a resend, if it is this tenant's.
-   * `pending` means it is still being delivered: nothing to resend yet.
+   * Make an ended event pending again for a resend, if it is this tenant's:
+   * 'missing', 'pending' (it is still being delivered: nothing to resend
+   * yet), or the state it had. `token` names this resend (see MARK_RESEND).
    */
-  /** Make an ended event pending again, for a resend: 'missing', 'pending' (it is already), or the state it had. */
-  async markResend(eventId: string, tenant: string, now: number): Promise<'missing' | 'pending' | { was: Exclude<DeliveryState, 'pending'> }> {
-    const r = await this.redis.inferWebhookMarkResend(this.k.webhookEvent(eventId), tenant, now);
+  async markResend(eventId: string, tenant: string, now: number, token: string): Promise<'missing' | 'pending' | { was: Exclude<DeliveryState, 'pending'> }> {
+    const r = await this.redis.inferWebhookMarkResend(this.k.webhookEvent(eventId), tenant, now, token);
     if (r === 'other' || r === 'missing') return 'missing';
     if (r === 'pending') return 'pending';
     return { was: r === 'succeeded' ? 'succeeded' : 'failed' };
@@ -183,7 +206,8 @@ export class DeliveryLog {
   /** Every event of a job or batch, oldest first (only the tenant's own). */
   async list(subject: WebhookSubject, tenant: string): Promise<WebhookDelivery[]> {
     const ids = await this.redis.lrange(this.k.webhookDeliveries(subject.object, subject.id), 0, -1);
-    return this.deliveries(ids, tenant);
+    // An id is pushed once per event, but a push sent again after a lost reply lists it twice: read it once.
+    return this.deliveries([...new Set(ids)], tenant);
   }
 
   private async deliveries(ids: readonly string[], tenant: string): Promise<WebhookDelivery[]> {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Queue, type JobsOptions, type Telemetry } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { QUEUE_EVENTS_MAX_LEN, webhookQueue, type WebhookDeliveryPayload } from '@infer/contract';
@@ -166,10 +167,12 @@ export class WebhookEvents {
    * be resent; a pending one is still being tried.
    */
   async resend(tenant: string, eventId: string): Promise<WebhookDelivery | 'missing' | 'pending'> {
-    const marked = await this.log.markResend(eventId, tenant, this.now());
+    // One token for the mark and the run's id: either, sent again after a lost reply, is this resend still.
+    const token = randomUUID();
+    const marked = await this.log.markResend(eventId, tenant, this.now(), token);
     if (marked === 'missing' || marked === 'pending') return marked;
     try {
-      await this.queue.add('resend', { eventId, trigger: 'manual' } satisfies WebhookDeliveryPayload, this.jobOptions(`${eventId}-resend-${this.now()}`, 1));
+      await this.queue.add('resend', { eventId, trigger: 'manual' } satisfies WebhookDeliveryPayload, this.jobOptions(`${eventId}-resend-${token}`, 1));
     } catch (err) {
       await this.log.unmarkResend(eventId, marked.was).catch(() => undefined);
       throw err;
