@@ -6,10 +6,11 @@
  * Kubernetes do with this image) when `unshare` can make a PID namespace.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { loadConfig } from '@infer/config';
+import { apiKeyDigest, loadConfig } from '@infer/config';
 import { waitUntil } from './helpers/wait.js';
 
 const REPO_ROOT = path.resolve(import.meta.dirname, '..');
@@ -53,6 +54,32 @@ describe('deploying with docker compose', () => {
     const yaml = await loadYaml();
     if (!yaml) this.skip();
     compose = yaml!.load(read('docker-compose.yml')) as { services: Record<string, Obj> };
+  });
+
+  // An operator who keeps the keys in a mounted file (API_KEYS unset, or empty, which counts as unset) must not
+  // get the public development key `dev-key` let in beside them; with no keys at all, production refuses to start.
+  for (const [label, shell] of [
+    ['API_KEYS unset', {}],
+    ['API_KEYS empty', { API_KEYS: '' }],
+  ] as const) {
+    it(`API_KEYS_FILE alone (${label}) lets in its keys and not the development key`, () => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'deploy-compose-'));
+      try {
+        const file = path.join(dir, 'api-keys');
+        writeFileSync(file, 'acme:s3cret-from-the-file\n');
+        for (const service of ['gateway', 'worker']) {
+          const config = loadConfig(containerEnv(compose, service, { ...shell, API_KEYS_FILE: file }));
+          expect(config.apiKeyDigests.get(apiKeyDigest('s3cret-from-the-file')), service).to.equal('acme');
+          expect(config.apiKeyDigests.has(apiKeyDigest('dev-key')), `${service}: dev-key is let in`).to.equal(false);
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  it('with no keys at all, every process refuses to start (production), naming API_KEYS', () => {
+    for (const service of ['gateway', 'worker']) expect(() => loadConfig(containerEnv(compose, service, {})), service).to.throw(/API_KEYS/);
   });
 
   // docker-compose.yml's own comment, and docs/operations.md ("Redis settings", "When Redis is full"): with
