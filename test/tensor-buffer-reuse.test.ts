@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { BufferPool, tensorBuffers } from '@infer/tensors';
+import { BufferPool, stack, tensorBuffers } from '@infer/tensors';
 import { ElemType, encodeModel, node, valueInfo } from '../scripts/lib/onnx-builder.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
@@ -46,6 +46,26 @@ describe('tensor buffers: the pool', () => {
     const e = pool.acquire(8192);
     pool.release(new Float32Array(e.buffer, 0, 2048));
     expect(pool.acquire(8192).buffer).to.equal(e.buffer);
+  });
+});
+
+describe('tensor buffers: stacking a batch', () => {
+  const pool = new BufferPool({ minBytes: 16, maxHeldBytes: 1 << 20 });
+  const instance = (bytes: Uint8Array) => ({ datatype: 'FP32' as const, shape: [4], bytes });
+
+  it('copies instances from several envelopes into a buffer of the pool, and views one envelope in place', () => {
+    const a = new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer);
+    const b = new Uint8Array(new Float32Array([5, 6, 7, 8]).buffer);
+    const copied = stack([instance(a), instance(b)], pool);
+    expect(Array.from(copied.data as Float32Array)).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8]);
+    pool.release(copied.data);
+    expect(pool.heldBytes, 'the copy was the pool\'s').to.be.greaterThan(0);
+    // Back to back in one buffer (one envelope): a view, nothing taken from the pool.
+    const packed = new Uint8Array(new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]).buffer);
+    const held = pool.heldBytes;
+    const viewed = stack([instance(packed.subarray(0, 16)), instance(packed.subarray(16))], pool);
+    expect(viewed.data.buffer).to.equal(packed.buffer);
+    expect(pool.heldBytes).to.equal(held);
   });
 });
 

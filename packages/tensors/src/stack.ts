@@ -1,5 +1,6 @@
 import type { Datatype } from '@infer/contract';
 import type { DecodedTensor } from './decode.js';
+import type { BufferPool } from './buffer-pool.js';
 import { fromBytes, type TensorData } from './typed-arrays.js';
 
 /** One instance's tensor as little-endian bytes (a view of what the gateway packed; any alignment). */
@@ -14,10 +15,12 @@ export interface TensorBytes {
  * typed array ONNX Runtime takes. Instances that lie back to back in one
  * buffer (one envelope, as the gateway packed it) are viewed as they are,
  * with no copy at all when their span is aligned for the datatype; others
- * are copied once. The caller groups instances by shape first (shapeKey):
- * docs/api.md forbids stacking instances whose variable dimensions differ.
+ * are copied once, into a buffer from `pool` when one is given (the caller
+ * hands it back there once the run is over). The caller groups instances by
+ * shape first (shapeKey): docs/api.md forbids stacking instances whose
+ * variable dimensions differ.
  */
-export function stack(instances: readonly TensorBytes[]): DecodedTensor {
+export function stack(instances: readonly TensorBytes[], pool?: BufferPool): DecodedTensor {
   const first = instances[0];
   if (!first) throw new Error('stack: no instances');
   const per = first.bytes.byteLength;
@@ -30,7 +33,7 @@ export function stack(instances: readonly TensorBytes[]): DecodedTensor {
   }
   const shape = [instances.length, ...first.shape];
   if (contiguous) return { datatype: first.datatype, shape, data: fromBytes(first.datatype, new Uint8Array(first.bytes.buffer, first.bytes.byteOffset, per * instances.length)) };
-  const out = new Uint8Array(per * instances.length);
+  const out = pool ? pool.acquire(per * instances.length) : new Uint8Array(per * instances.length);
   instances.forEach((t, k) => out.set(t.bytes, k * per));
   return { datatype: first.datatype, shape, data: fromBytes(first.datatype, out) };
 }

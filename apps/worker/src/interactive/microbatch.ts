@@ -1,7 +1,7 @@
 import type { JobError } from '@infer/contract';
 import { runModel, type ModelVersion } from '@infer/models';
 import type { Datatype } from '@infer/contract';
-import { fromBytes, instanceSlice, shapeKey, stack, toBytes, type DecodedTensor, type TensorBytes } from '@infer/tensors';
+import { fromBytes, instanceSlice, shapeKey, stack, tensorBuffers, toBytes, type DecodedTensor, type TensorBytes } from '@infer/tensors';
 import type { RecordOutput } from '@infer/job-store';
 import { runIsolating } from '../poison-isolation.js';
 
@@ -55,9 +55,17 @@ async function runGroup(model: ModelVersion, instances: readonly InstanceInputs[
   const feeds: Record<string, DecodedTensor> = {};
   model.inputs.forEach((spec, k) => {
     const parts = group.map((i) => instances[i]![k]!);
-    feeds[spec.name] = model.batched ? stack(parts) : tensorOf(parts[0]!.datatype, parts[0]!.shape, parts[0]!.bytes);
+    feeds[spec.name] = model.batched ? stack(parts, tensorBuffers) : tensorOf(parts[0]!.datatype, parts[0]!.shape, parts[0]!.bytes);
   });
-  const { outputs, inferenceMs } = await runModel(model, feeds);
+  let ran: Awaited<ReturnType<typeof runModel>>;
+  try {
+    ran = await runModel(model, feeds);
+  } finally {
+    // The run is over (ONNX Runtime read the inputs during it; its outputs are its own): a stacked copy
+    // can be used again. Views of the envelope's bytes are not the pool's, and stay as they are.
+    for (const t of Object.values(feeds)) tensorBuffers.release(t.data);
+  }
+  const { outputs, inferenceMs } = ran;
   runs.push({ size: group.length, ms: inferenceMs, endedAt: performance.timeOrigin + performance.now() });
   group.forEach((instanceIndex, j) => {
     const out: RecordOutput[] = model.outputs.map((spec) => {
