@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import type { Datatype, TensorSpec } from '@infer/contract';
 import { AppError } from '@infer/errors';
 import {
+  decodeBase64Into,
   decodeEncoded,
   decodeInput,
   encodeTensor,
@@ -357,5 +358,57 @@ describe('tensors: liftBase64 (long base64 decoded from the body bytes)', () => 
     restorePlaceholders(parsed, lifted);
     expect(parsed.metadata).to.deep.equal(body.metadata);
     expect(liftedBytes('\u0000abc:0', lifted)).to.equal('\u0000abc:0');
+  });
+});
+
+describe('tensors: decodeBase64Into (strict base64 by way of Node\'s lenient decoder)', () => {
+  // The oracle: RFC 4648 §4 by regular expression, then Node's decoder on text known to be standard.
+  const STANDARD = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+  const oracle = (text: string): Buffer | null => (STANDARD.test(text) ? Buffer.from(text, 'base64') : null);
+  // Everything Node's decoder skips, stops at or reads another way.
+  const STRAYS = ['=', '-', '_', ' ', '\n', '!', '"', '\\', '\u00e9', '\u0000', 'A'];
+  let seed = 7;
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+
+  /** Decode `text` placed between other bytes (as in a body), into a slot of a larger buffer. */
+  const decode = (text: string, want: number): Buffer | null => {
+    const src = Buffer.from(`{"b64":"${text}"}`, 'latin1');
+    const dest = Buffer.alloc(want + 16, 0xee);
+    const ok = decodeBase64Into(new Uint8Array(src.buffer, src.byteOffset, src.length), 8, 8 + text.length, dest, 8, want);
+    if (!ok) return null;
+    expect(dest.subarray(0, 8).every((b) => b === 0xee) && dest.subarray(8 + want).every((b) => b === 0xee), 'writes outside its slot').to.equal(true);
+    return dest.subarray(8, 8 + want);
+  };
+
+  it('agrees with a strict decoder on valid texts and on every kind of stray character, around its string-slice boundary too', () => {
+    for (const size of [0, 1, 2, 3, 100, 49_151, 49_152, 49_153, 110_592]) {
+      const bytes = Buffer.from(Array.from({ length: size }, () => random(256)));
+      const good = bytes.toString('base64');
+      expect(decode(good, size), `valid, ${size} bytes`).to.deep.equal(bytes);
+      if (good.length === 0) continue;
+      for (let k = 0; k < 40; k++) {
+        // Replace one character, at the slice boundary (65,536 characters), near the end, or anywhere.
+        const where = [65_535, 65_536, good.length - 1, good.length - 3, random(good.length)][k % 5]!;
+        if (where >= good.length) continue;
+        const stray = STRAYS[random(STRAYS.length)]!;
+        const text = good.slice(0, where) + stray + good.slice(where + 1);
+        const expected = oracle(text);
+        const want = text.length % 4 === 0 ? (text.length / 4) * 3 - (text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0) : size;
+        const got = decode(text, want);
+        expect(got === null ? null : Buffer.from(got), `${JSON.stringify(stray)} at ${where} of ${good.length}`).to.deep.equal(expected && expected.length === want ? expected : null);
+      }
+    }
+  });
+
+  it('refuses a wrong length, and a destination too small for the bytes', () => {
+    const good = Buffer.from('abcdef').toString('base64');
+    expect(decode(good, 5)).to.equal(null);
+    expect(decode(good.slice(0, -1), 6)).to.equal(null);
+    const src = Buffer.from(good);
+    expect(decodeBase64Into(src, 0, src.length, new Uint8Array(5), 0, 6)).to.equal(false);
+    expect(decodeBase64Into(src, 0, src.length, new Uint8Array(8), 3, 6)).to.equal(false);
   });
 });

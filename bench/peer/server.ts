@@ -143,40 +143,27 @@ function toNested(t: ort.Tensor): Nested {
 // Anything unusual (an escape, a character outside the alphabet, spaces
 // around the colon) is left in the body for JSON.parse and the plain path.
 
-const SEXTET = new Uint8Array(256).fill(0xff);
-const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-for (let i = 0; i < ALPHABET.length; i++) SEXTET[ALPHABET.charCodeAt(i)] = i;
 const B64_KEY = Buffer.from('"b64":"');
 const PLACEHOLDER = '\\u0000'; // JSON for U+0000 followed by the index: no base64 text starts with it
 
-/** Standard padded base64 in src[from, to) → a new 4-byte-aligned buffer; null if it is anything else. */
+/**
+ * Standard padded base64 in src[from, to) → a new 4-byte-aligned buffer; null if it is anything else.
+ * Node's native decoder does the work (a loop in JS took ~5× as long), fed slices of at most 64 Ki
+ * characters: V8 puts a longer string in large-object space, one mmap each. It is lenient, so the
+ * count of bytes it wrote is checked (it skips strays and stops at '=', writing fewer) and the
+ * URL-safe '-' and '_' are looked for first.
+ */
 function decodeBase64(src: Buffer, from: number, to: number): Uint8Array | null {
   const length = to - from;
   if (length % 4 !== 0 || length === 0) return null;
   const pad = src[to - 1] === 0x3d ? (src[to - 2] === 0x3d ? 2 : 1) : 0;
-  const out = new Uint8Array(new ArrayBuffer((length / 4) * 3 - pad));
-  let o = 0;
-  const whole = pad ? to - 4 : to;
-  for (let i = from; i < whole; i += 4) {
-    const a = SEXTET[src[i]!]!;
-    const b = SEXTET[src[i + 1]!]!;
-    const c = SEXTET[src[i + 2]!]!;
-    const d = SEXTET[src[i + 3]!]!;
-    if ((a | b | c | d) & 0xc0) return null;
-    const n = (a << 18) | (b << 12) | (c << 6) | d;
-    out[o++] = n >> 16;
-    out[o++] = (n >> 8) & 0xff;
-    out[o++] = n & 0xff;
-  }
-  if (pad) {
-    const a = SEXTET[src[to - 4]!]!;
-    const b = SEXTET[src[to - 3]!]!;
-    const c = pad === 1 ? SEXTET[src[to - 2]!]! : 0;
-    if ((a | b | c) & 0xc0) return null;
-    out[o++] = (a << 2) | (b >> 4);
-    if (pad === 1) out[o++] = ((b & 0x0f) << 4) | (c >> 2);
-  }
-  return out;
+  const want = (length / 4) * 3 - pad;
+  const range = src.subarray(from, to);
+  if (range.indexOf(0x2d) !== -1 || range.indexOf(0x5f) !== -1) return null;
+  const out = Buffer.from(new ArrayBuffer(want));
+  let written = 0;
+  for (let p = from; p < to; p += 65_536) written += out.write(src.toString('latin1', p, Math.min(to, p + 65_536)), written, want - written, 'base64');
+  return written === want ? new Uint8Array(out.buffer) : null;
 }
 
 /** The body as text for JSON.parse, with each long `"b64":"…"` value decoded here and replaced by a placeholder. */

@@ -1,19 +1,28 @@
 /**
  * Standard, padded base64 (RFC 4648 §4), decoded from bytes into bytes.
  *
- * `Buffer.from(s, 'base64')` needs a JS string and accepts anything (it skips
- * characters outside the alphabet and takes the URL-safe one too), so a
- * strict decode there costs a string, a regular expression and a copy. The
- * batch line reader has the base64 text as bytes of the request body and a
- * destination slot in a chunk's packed tensor: this decodes and validates in
- * one pass, with no string and no copy.
+ * The text is a range of a request body's bytes and the destination a slot
+ * in a tensor's buffer. Node's own decoder (native, several times faster
+ * than a loop in JS: a 150 KB image in ~40 µs against ~250 µs) does the
+ * decoding; it is lenient, so this keeps it strict around it:
+ * - it skips characters outside the alphabet and stops at the first '=':
+ *   either way it writes fewer bytes than a standard text of that length
+ *   holds, and the count of bytes written is checked;
+ * - it takes the URL-safe alphabet too: '-' and '_' are looked for first
+ *   (memchr, a few µs).
+ * It needs the text as a JS string: made in slices of at most CHUNK
+ * characters, since V8 puts a string over 128 KiB in large-object space,
+ * one mmap each, which made a single slice of a 150 KB image cost four
+ * times the decoding.
  */
 
-/** Byte → 6-bit value, or 0xff for a byte outside the standard alphabet. */
-const SEXTET = new Uint8Array(256).fill(0xff);
-const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-for (let i = 0; i < ALPHABET.length; i++) SEXTET[ALPHABET.charCodeAt(i)] = i;
 const PAD = 0x3d; // '='
+const DASH = 0x2d; // '-', URL-safe 62
+const UNDERSCORE = 0x5f; // '_', URL-safe 63
+/** Characters decoded per string: a multiple of 4, so each slice holds whole groups. */
+const CHUNK = 64 * 1024;
+
+const asBuffer = (a: Uint8Array): Buffer => (Buffer.isBuffer(a) ? a : Buffer.from(a.buffer, a.byteOffset, a.byteLength));
 
 /**
  * Decode `src[from, to)` into `dest` at `at`, when it is standard padded
@@ -28,28 +37,13 @@ export function decodeBase64Into(src: Uint8Array, from: number, to: number, dest
   let pad = 0;
   if (length > 0 && src[to - 1] === PAD) pad = src[to - 2] === PAD ? 2 : 1;
   if ((length / 4) * 3 - pad !== want || at + want > dest.length) return false;
-  let o = at;
-  const whole = pad ? to - 4 : to;
-  for (let i = from; i < whole; i += 4) {
-    const a = SEXTET[src[i]!]!;
-    const b = SEXTET[src[i + 1]!]!;
-    const c = SEXTET[src[i + 2]!]!;
-    const d = SEXTET[src[i + 3]!]!;
-    // Any 0xff (not in the alphabet, '=' included) sets bit 6 or 7.
-    if ((a | b | c | d) & 0xc0) return false;
-    const n = (a << 18) | (b << 12) | (c << 6) | d;
-    dest[o++] = n >>> 16;
-    dest[o++] = (n >>> 8) & 0xff;
-    dest[o++] = n & 0xff;
+  const text = asBuffer(src);
+  const range = text.subarray(from, to);
+  if (range.indexOf(DASH) !== -1 || range.indexOf(UNDERSCORE) !== -1) return false;
+  const out = asBuffer(dest);
+  let written = 0;
+  for (let p = from; p < to; p += CHUNK) {
+    written += out.write(text.toString('latin1', p, Math.min(to, p + CHUNK)), at + written, want - written, 'base64');
   }
-  if (pad) {
-    const a = SEXTET[src[whole]!]!;
-    const b = SEXTET[src[whole + 1]!]!;
-    const c = pad === 1 ? SEXTET[src[whole + 2]!]! : 0;
-    if ((a | b | c) & 0xc0) return false;
-    const n = (a << 18) | (b << 12) | (c << 6);
-    dest[o++] = n >>> 16;
-    if (pad === 1) dest[o++] = (n >>> 8) & 0xff;
-  }
-  return true;
+  return written === want;
 }
