@@ -68,6 +68,10 @@ describe('Redis Cluster: every command keeps its keys in one slot', function () 
     // Jobs: waited for, polled, long-polled, idempotent, canceled.
     const waited = await runJob(p, body(1));
     expect(waited.status).to.equal('succeeded');
+    // An image large enough that its envelope keeps its inputs in a key of their own (SET, then MGET by the worker).
+    const image = Buffer.from(Float32Array.from({ length: 3 * 48 * 192 }, (_, i) => (i % 255) / 255).buffer).toString('base64');
+    const large = await runJob(p, { model: 'ocr-cls', input: { x: { datatype: 'FP32', shape: [3, 48, 192], b64: image } } });
+    expect(large.status, large.error?.message).to.equal('succeeded');
     const queued = await postJob(p, { ...body(2), webhook: `${receiver.url}/hook`, webhook_events_filter: ['start', 'completed'] });
     const longPoll = await p.api(`/v1/jobs/${queued.job.id}`, { headers: { prefer: 'wait=10' } });
     expect(((await longPoll.json()) as Job).status).to.equal('succeeded');

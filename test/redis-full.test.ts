@@ -4,6 +4,7 @@ import { interactiveKeys, type Job } from '@infer/contract';
 import { expectProblem, expectRetryAfter, pollJob } from './helpers/jobs.js';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
 import { OwnRedis } from './helpers/redis-server.js';
+import { withJobScripts } from '../packages/job-store/src/redis-scripts.js';
 
 /**
  * Redis full: a Redis of the test's own with `noeviction` (the only safe
@@ -59,6 +60,8 @@ describe('Redis full (maxmemory, noeviction)', function () {
     let jobsInEnvelopes = 0;
     for (const id of envelopes) jobsInEnvelopes += Number(await admin.hget(k.base + id, 'n'));
     expect(jobsInEnvelopes).to.equal(accepted.length);
+    // Each queued envelope's inputs key (images are too large for the scripts), and none of a refused one's.
+    expect((await admin.keys(`${k.base}*:in`)).sort()).to.deep.equal(envelopes.map((id) => k.inputs(id)).sort());
     // Reads still work while Redis is full.
     const queued = await p.api(`/v1/jobs/${accepted[0]}`);
     expect(queued.status).to.equal(200);
@@ -70,5 +73,41 @@ describe('Redis full (maxmemory, noeviction)', function () {
     const after = await p.api('/v1/jobs', { method: 'POST', headers: { prefer: 'wait=20' }, body: image(7) });
     expect(after.status, await after.clone().text()).to.equal(200);
     expect(((await after.json()) as Job).status).to.equal('succeeded');
+  });
+});
+
+/**
+ * An envelope's inputs key is written just before its ENQUEUE script (see
+ * EnvelopeQueue.enqueue). When Redis fills up between the two, the script's
+ * first write is refused: the script must delete the inputs key then, or it
+ * would be left behind until its expiry. Driven at the script itself, since
+ * only there can Redis be made full between the two.
+ */
+describe('Redis full between an envelope\'s inputs and its script', function () {
+  this.timeout(30_000);
+  let redis: OwnRedis;
+  let admin: Redis;
+  before(async () => {
+    redis = await OwnRedis.start(['--maxmemory-policy', 'noeviction']);
+    admin = new Redis(redis.url);
+  });
+  after(async () => {
+    admin?.disconnect();
+    await redis?.stop();
+  });
+
+  it('ENQUEUE refused for memory deletes the inputs key and writes nothing', async () => {
+    const k = interactiveKeys('t-full', 'ocr-cls', '1');
+    const scripts = withJobScripts(admin);
+    await admin.set(k.inputs('e1'), Buffer.alloc(110_000, 1), 'PX', 60_000);
+    await admin.config('SET', 'maxmemory', '1');
+    const enqueue = scripts.inferEnqueue(
+      k.wait, k.marker, k.queued, k.index, k.base + 'e1', k.tenants, k.deadlines, k.meta, k.inputs('e1'),
+      'e1', `${k.ref.name}:e1`, 1, 0, 0, Date.now(), JSON.stringify({ jobs: [] }), '', '1', 0, 0, 0, 'job-1',
+    );
+    const err = await enqueue.then(() => null, (e: unknown) => e as Error);
+    await admin.config('SET', 'maxmemory', '0');
+    expect(err?.message).to.match(/^OOM/);
+    expect(await admin.exists(k.inputs('e1'), k.base + 'e1', k.queued, k.wait)).to.equal(0);
   });
 });

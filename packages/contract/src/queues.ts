@@ -225,6 +225,8 @@ export function interactiveKeys(prefix: string, model: string, version: string) 
     outbox: base + 'outbox',
     /** Hash: job id → `<queue name>:<envelope id>`, while the job has not ended. */
     index: jobIndexKey(ref.prefix),
+    /** String: an envelope's inputs, when they are too large to pass through the scripts (its hash then has `ix`, not `in`). */
+    inputs: (envelopeId: string) => `${base}${envelopeId}:in`,
   };
 }
 

@@ -19,7 +19,7 @@ export type ScriptRedis = Redis & {
 export type ScriptPipeline = ChainableCommander & { inferFetchBuffer(...args: Arg[]): ChainableCommander };
 
 const COMMANDS = [
-  ['inferEnqueue', ENQUEUE, 8],
+  ['inferEnqueue', ENQUEUE, 9],
   ['inferFetch', FETCH, 6],
   ['inferFinish', FINISH, 3],
   ['inferRead', READ, 2],

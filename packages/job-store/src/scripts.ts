@@ -61,28 +61,37 @@ local function frame(id, record) return id .. ' ' .. #record .. '\\n' .. record 
 /**
  * KEYS[1] wait, KEYS[2] marker, KEYS[3] queued counter, KEYS[4] job index, KEYS[5] the envelope's job hash,
  * KEYS[6] the queue's queued-per-tenant hash, KEYS[7] the queue's deadlines (sorted set: job id by epoch ms),
- * KEYS[8] the queue's meta (its `closed` field: the version is draining and its workers are about to unload it).
+ * KEYS[8] the queue's meta (its `closed` field: the version is draining and its workers are about to unload it),
+ * KEYS[9] the envelope's inputs key (used when ARGV[9] is "1").
  * ARGV[1] envelope id, ARGV[2] index value ("<queue name>:<envelope id>"), ARGV[3] instances,
  * ARGV[4] MAX_QUEUE_DEPTH (0: no limit), ARGV[5] instances queued in the other queues, ARGV[6] now,
- * ARGV[7] data (JSON), ARGV[8] input bytes,
- * ARGV[9] TENANT_MAX_QUEUED (0: none, and tenants are not counted), ARGV[10] T, then T × (tenant, its instances here,
+ * ARGV[7] data (JSON), ARGV[8] input bytes (inline), ARGV[9] "1" when the input bytes are instead in KEYS[9]
+ * (written just before, with an expiry: see EnvelopeQueue.enqueue),
+ * ARGV[10] TENANT_MAX_QUEUED (0: none, and tenants are not counted), ARGV[11] T, then T × (tenant, its instances here,
  * its instances queued in the other queues), then D, then D × (job id, deadline), then the job ids.
- * Returns {1, queued after, then with TENANT_MAX_QUEUED each tenant of it and its count here after}; or, writing nothing, {0, queued} when the envelope does not fit under
- * MAX_QUEUE_DEPTH, {-1, tenant, that tenant's queued here} when a tenant's jobs would pass its cap,
- * {-2} when the queue is closed.
+ * Returns {1, queued after, then with TENANT_MAX_QUEUED each tenant of it and its count here after}; or, writing nothing
+ * (and deleting KEYS[9]), {0, queued} when the envelope does not fit under MAX_QUEUE_DEPTH, {-1, tenant, that tenant's
+ * queued here} when a tenant's jobs would pass its cap, {-2} when the queue is closed; {-3} when KEYS[9] should hold the
+ * inputs and does not.
  */
 export const ENQUEUE = `${IN_SLICES}
-if redis.call('HEXISTS', KEYS[8], 'closed') == 1 then return {-2} end
+local external = ARGV[9] == '1'
+if external and redis.call('EXISTS', KEYS[9]) == 0 then return {-3} end
+local function refuse(reply)
+  if external then redis.call('DEL', KEYS[9]) end
+  return reply
+end
+if redis.call('HEXISTS', KEYS[8], 'closed') == 1 then return refuse({-2}) end
 local n = tonumber(ARGV[3])
-local cap = tonumber(ARGV[9])
-local t = tonumber(ARGV[10])
-local i = 11
+local cap = tonumber(ARGV[10])
+local t = tonumber(ARGV[11])
+local i = 12
 local tq = {}
 if cap > 0 then
   for k = 1, t do
     local tenant, count, elsewhere = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
     local here = tonumber(redis.call('HGET', KEYS[6], tenant) or '0')
-    if here + count + elsewhere > cap then return {-1, tenant, here} end
+    if here + count + elsewhere > cap then return refuse({-1, tenant, here}) end
     tq[#tq + 1] = tenant
     tq[#tq + 1] = count
     i = i + 3
@@ -90,18 +99,28 @@ if cap > 0 then
 else
   i = i + 3 * t
 end
-local queued = redis.call('INCRBY', KEYS[3], n)
+-- The first write: Redis refuses it when over maxmemory, which would leave an inputs key written just before behind.
+local queued = redis.pcall('INCRBY', KEYS[3], n)
+if type(queued) == 'table' and queued.err then return refuse(redis.error_reply(queued.err)) end
 local limit = tonumber(ARGV[4])
 if limit > 0 and queued + tonumber(ARGV[5]) > limit then
   redis.call('DECRBY', KEYS[3], n)
-  return {0, queued - n}
+  return refuse({0, queued - n})
 end
 local out = {1, queued}
 for k = 1, #tq, 2 do
   out[#out + 1] = tq[k]
   out[#out + 1] = redis.call('HINCRBY', KEYS[6], tq[k], tq[k + 1])
 end
-local fields = {'name', 'envelope', 'data', ARGV[7], 'opts', '{}', 'timestamp', ARGV[6], 'delay', 0, 'priority', 0, 'n', n, 'in', ARGV[8]}
+local fields = {'name', 'envelope', 'data', ARGV[7], 'opts', '{}', 'timestamp', ARGV[6], 'delay', 0, 'priority', 0, 'n', n}
+if external then
+  redis.call('PERSIST', KEYS[9])
+  fields[#fields + 1] = 'ix'
+  fields[#fields + 1] = '1'
+else
+  fields[#fields + 1] = 'in'
+  fields[#fields + 1] = ARGV[8]
+end
 if #tq > 0 then
   fields[#fields + 1] = 'tq'
   fields[#fields + 1] = table.concat(tq, ' ')
@@ -221,7 +240,7 @@ while i <= #ARGV do
   local watchers = watchersOf(h[1])
   local canceled = {}
   if h[2] then for id in string.gmatch(h[2], '%S+') do canceled[id] = true end end
-  redis.call('DEL', jk, jk .. ':lock')
+  redis.call('DEL', jk, jk .. ':lock', jk .. ':in')
   local ids = {}
   for j = 1, k do
     local id, record, waits, deadline, hook = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]

@@ -63,6 +63,8 @@ export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: s
     ranAt: data.jobs.map(() => null),
     pending: 0,
   };
+  // `ix`: its inputs are in a key of their own, which the take read into `in` (EnvelopeQueue.withInputs).
+  if (taken.fields.has('ix') && !taken.fields.has('in')) throw new MalformedEnvelopeError("the envelope's input bytes are gone from Redis");
   const bytes = taken.fields.get('in') ?? Buffer.alloc(0);
   let at = 0;
   const perJob: InstanceInput[][] = data.jobs.map(() => []);

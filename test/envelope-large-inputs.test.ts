@@ -1,0 +1,153 @@
+import { expect } from 'chai';
+import { Redis } from 'ioredis';
+import { interactiveKeys, type Job } from '@infer/contract';
+import { EXTERNAL_INPUT_BYTES } from '@infer/job-store';
+import { ElemType, encodeModel, node, valueInfo } from '../scripts/lib/onnx-builder.js';
+import { flatten, pollJob, postJob } from './helpers/jobs.js';
+import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
+import { startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
+import { waitUntil } from './helpers/wait.js';
+
+/**
+ * An envelope whose inputs are EXTERNAL_INPUT_BYTES or more keeps them in a
+ * key of its own (`<envelope>:in`), written by a plain SET and read by a
+ * plain MGET, because Redis's Lua hashes every string that enters or leaves
+ * a script (~1.7 ms of Redis's one thread for six 110 KB images). These
+ * tests hold that key to the envelope's life: there while the envelope is
+ * queued (and never expiring then), gone with it, never left behind by a
+ * refused envelope, and a key lost under a queued envelope fails its jobs
+ * instead of hanging them. Small inputs stay in the envelope's hash.
+ */
+
+const BIG = 20_000; // 80 KB of FP32 a job
+const SMALL = 16; // 64 bytes a job
+
+function identity(name: string, width: number): Uint8Array {
+  return encodeModel({
+    name,
+    inputs: [valueInfo('x', ElemType.FLOAT, ['batch', width])],
+    outputs: [valueInfo('y', ElemType.FLOAT, ['batch', width])],
+    nodes: [node('Identity', ['x'], ['y'])],
+  });
+}
+
+const bodyOf = (model: string, x: Float32Array) => ({ model, input: { x: { datatype: 'FP32', shape: [x.length], b64: Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString('base64') } } });
+const inputOf = (width: number, seed: number) => Float32Array.from({ length: width }, (_, k) => seed * 1000 + (k % 991));
+
+describe('envelopes: large inputs in a key of their own', function () {
+  this.timeout(60_000);
+  let repo: TempModelRepo;
+  let redis: Redis;
+
+  before(async () => {
+    expect(BIG * 4, 'a big job is over the threshold by itself').to.be.greaterThan(EXTERNAL_INPUT_BYTES);
+    expect(SMALL * 4 * 16, 'a full envelope of small jobs stays under it').to.be.lessThan(EXTERNAL_INPUT_BYTES);
+    repo = tempModelRepo({
+      big: { onnx: identity('identity_big', BIG), config: { max_batch_size: 8, max_delay_ms: 2 } },
+      small: { onnx: identity('identity_small', SMALL), config: { max_batch_size: 16, max_delay_ms: 2 } },
+    });
+    redis = new Redis(TEST_REDIS_URL);
+  });
+  after(async () => {
+    redis?.disconnect();
+    repo?.remove();
+  });
+
+  /** The envelope ids waiting in a model's queue, and each one's hash fields. */
+  async function queued(p: TestPlatform, model: string): Promise<Array<{ id: string; fields: Record<string, Buffer> }>> {
+    const keys = interactiveKeys(p.prefix, model, '1');
+    const ids = await redis.lrange(keys.wait, 0, -1);
+    return Promise.all(ids.map(async (id) => ({ id, fields: await redis.hgetallBuffer(keys.base + id) })));
+  }
+
+  /** Every inputs key under the platform's prefix. */
+  async function inputKeys(p: TestPlatform): Promise<string[]> {
+    const found: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${p.prefix}:*:in`, 'COUNT', 1000);
+      cursor = next;
+      found.push(...keys);
+    } while (cursor !== '0');
+    return found;
+  }
+
+  it('while queued, the inputs are in the key (no expiry), not the hash; the worker runs each job on its own input, and the key goes with the envelope', async () => {
+    const p = await startPlatform({ models: repo.root, worker: false });
+    try {
+      const inputs = [1, 2, 3].map((seed) => inputOf(BIG, seed));
+      const submitted = await Promise.all(inputs.map((x) => postJob(p, bodyOf('big', x))));
+      const envelopes = await queued(p, 'big');
+      expect(envelopes.length).to.be.greaterThan(0);
+      let bytes = 0;
+      for (const e of envelopes) {
+        expect(e.fields.ix?.toString(), 'marked as keeping its inputs outside').to.equal('1');
+        expect(e.fields, 'no inputs in the hash').to.not.have.property('in');
+        const key = interactiveKeys(p.prefix, 'big', '1').inputs(e.id);
+        expect(await redis.pttl(key), `${key} has no expiry once queued`).to.equal(-1);
+        bytes += await redis.strlen(key);
+      }
+      expect(bytes).to.equal(3 * BIG * 4);
+
+      await p.startWorker();
+      const jobs: Job[] = await Promise.all(submitted.map((s) => pollJob(p, s.job.id, 30_000)));
+      jobs.forEach((job, i) => {
+        expect(job.status, job.error?.message).to.equal('succeeded');
+        const y = flatten((job.output as Record<string, unknown>).y);
+        expect(y.length).to.equal(BIG);
+        expect(y.findIndex((v, k) => v !== inputs[i]![k]), `job ${i} got another's input`).to.equal(-1);
+      });
+      expect(await inputKeys(p), 'no inputs key outlives its envelope').to.deep.equal([]);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('small inputs stay in the envelope\'s hash, with no key of their own', async () => {
+    const p = await startPlatform({ models: repo.root, worker: false });
+    try {
+      await Promise.all([1, 2, 3].map((seed) => postJob(p, bodyOf('small', inputOf(SMALL, seed)))));
+      const envelopes = await queued(p, 'small');
+      expect(envelopes.length).to.be.greaterThan(0);
+      for (const e of envelopes) {
+        expect(e.fields.in?.length).to.be.greaterThan(0);
+        expect(e.fields).to.not.have.property('ix');
+      }
+      expect(await inputKeys(p)).to.deep.equal([]);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('an envelope refused by MAX_QUEUE_DEPTH leaves no inputs key behind', async () => {
+    const p = await startPlatform({ models: repo.root, worker: false, env: { MAX_QUEUE_DEPTH: '1' } });
+    try {
+      await postJob(p, bodyOf('big', inputOf(BIG, 1)));
+      const refused = await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify(bodyOf('big', inputOf(BIG, 2))) });
+      expect(refused.status).to.equal(503);
+      const [envelope] = await queued(p, 'big');
+      expect(await inputKeys(p)).to.deep.equal([interactiveKeys(p.prefix, 'big', '1').inputs(envelope!.id)]);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('a queued envelope whose inputs key is gone fails its jobs with the reason, and the worker goes on', async () => {
+    const p = await startPlatform({ models: repo.root, worker: false });
+    try {
+      const lost = await postJob(p, bodyOf('big', inputOf(BIG, 1)));
+      const [envelope] = await queued(p, 'big');
+      expect(await redis.del(interactiveKeys(p.prefix, 'big', '1').inputs(envelope!.id))).to.equal(1);
+      await p.startWorker();
+      const job = await pollJob(p, lost.job.id, 30_000);
+      expect(job.status).to.equal('failed');
+      expect(job.error?.message).to.match(/input bytes are gone from Redis/);
+      // The next job runs.
+      const next = await postJob(p, bodyOf('big', inputOf(BIG, 2)), { wait: 20 });
+      expect(next.job.status).to.equal('succeeded');
+      await waitUntil(async () => (await inputKeys(p)).length === 0, 5000, 'the inputs keys to be gone');
+    } finally {
+      await p.close();
+    }
+  });
+});
