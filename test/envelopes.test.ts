@@ -14,6 +14,8 @@ import { seededFloats } from './helpers/ort-reference.js';
 import { deletePrefix, SHIPPED_MODELS, startPlatform, TEST_KEY, TEST_REDIS_URL, uniquePrefix, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
 import { startWebhookReceiver, type Delivery, type WebhookReceiver } from './helpers/webhook-receiver.js';
+import { WebhookEvents } from '@infer/webhooks';
+import { JobWebhookEmitter } from '../apps/worker/src/interactive/job-webhooks.js';
 
 /**
  * Envelopes: the jobs one gateway accepts for a model version in the same
@@ -352,9 +354,49 @@ describe('envelopes: a worker dies holding an envelope', function () {
     const completed = delivered(hooks, 'job.completed').map((d) => d.event.data);
     expect(completed.map((e) => e.id).sort()).to.deep.equal(submitted.map((s) => s.job.id).sort());
     expect(completed.every((e) => e.status === 'succeeded')).to.equal(true);
-    // job.started went out once, when the envelopes were first taken (by the worker that died? it sent none): never twice.
+    // job.started: the worker that died took the envelopes and sent none; the live one's take sends each job's, once.
+    await waitUntil(() => delivered(hooks, 'job.started').length >= 8, 15_000, 'eight job.started events');
     const started = delivered(hooks, 'job.started').map((d) => d.event.data.id);
-    expect(new Set(started).size).to.equal(started.length);
+    expect(started.sort()).to.deep.equal(submitted.map((s) => s.job.id).sort());
+  });
+});
+
+describe('envelopes: a worker dies after sending its jobs\' job.started', function () {
+  this.timeout(40_000);
+  let p: TestPlatform;
+  let hooks: WebhookReceiver<JobEvent>;
+  before(async () => {
+    hooks = await startWebhookReceiver();
+    p = await startPlatform({ worker: false, env: { WORKER_LOCK_MS: '1000', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '100,200' } });
+  });
+  after(async () => {
+    await p?.close();
+    await hooks?.close();
+  });
+
+  it('the take after the stall sends no second job.started, and each job ends once', async () => {
+    const submitted = await Promise.all(Array.from({ length: 6 }, (_, i) => postJob(p, body(600 + i, { webhook: hooks.url, webhook_events_filter: ['start', 'completed'] }))));
+    // A worker takes the envelopes, sends job.started as a take does, and dies: its lock (1 s) is never renewed.
+    const redis = new Redis(TEST_REDIS_URL);
+    const events = new WebhookEvents({ connection: redis, prefix: p.prefix, resultTtlMs: 60_000, retryDelaysMs: [100, 200] });
+    try {
+      const zombie = new EnvelopeQueue(redis, { prefix: p.prefix, model: 'mlp', version: '2', resultTtlMs: 60_000 });
+      const taken = await zombie.fetch('zombie', 1000, 64, 64);
+      const jobs = (taken === 'paused' ? [] : taken.envelopes).flatMap((e) => (JSON.parse(e.fields.get('data')!.toString()) as { jobs: EnvelopeJob[] }).jobs);
+      expect(jobs.length).to.equal(6);
+      // Queued, not yet delivered: the deliveries run in the worker process, started below.
+      await new JobWebhookEmitter(events, silentLogger).started(jobs.map((job) => ({ model: 'mlp', version: '2', job })), Date.now());
+    } finally {
+      await events.close();
+      redis.disconnect();
+    }
+    await p.startWorker();
+    const ended = await Promise.all(submitted.map((s) => pollJob(p, s.job.id, 20_000)));
+    ended.forEach((job, i) => expectMlpOutput(job, 600 + i));
+    await waitUntil(() => delivered(hooks, 'job.completed').length >= 6, 15_000, 'six job.completed events');
+    const started = delivered(hooks, 'job.started').map((d) => d.event.data.id);
+    expect(started.sort(), 'one job.started a job, from the first take').to.deep.equal(submitted.map((s) => s.job.id).sort());
+    expect(delivered(hooks, 'job.completed')).to.have.length(6);
   });
 });
 

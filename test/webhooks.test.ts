@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
 import { interactiveQueue, webhookQueue, type Job } from '@infer/contract';
 import { silentLogger } from '@infer/logger';
-import { WebhookEvents, type WebhookDelivery } from '@infer/webhooks';
+import { eventIdFor, WebhookEvents, type WebhookDelivery } from '@infer/webhooks';
 import { createWorker } from '../apps/worker/src/index.js';
 import { OTHER_TENANT_KEY, startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
@@ -251,6 +251,34 @@ describe('webhooks: delivery', function () {
       const after = (await deliveriesOf(p, job.id))[0]!;
       expect(after).to.include({ state: 'succeeded', attempt_count: 1 });
       expect(after.next_attempt_at).to.equal(null);
+    } finally {
+      await events.close();
+      redis.disconnect();
+    }
+  });
+
+  it('an event whose delivery could not be queued is queued by the next producer of it, and delivered once', async () => {
+    const r = track(await receiver(() => ({ status: 204 })));
+    const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+    const events = new WebhookEvents({ connection: redis, prefix: p.prefix, resultTtlMs: p.config.resultTtlMs, retryDelaysMs: [50], logger: silentLogger });
+    const subject = { object: 'job', id: `job-${Date.now()}`, status: 'running' } as unknown as Job;
+    const started = [{ id: eventIdFor('job.started', subject.id), event: { tenant: 'tenant-a', url: r.url, type: 'job.started' as const, data: subject } }];
+    try {
+      // The event is written, then Redis refuses to queue its delivery (a worker's take, say).
+      const queue = (events as unknown as { queue: Pick<Queue, 'addBulk'> }).queue;
+      const addBulk = queue.addBulk.bind(queue);
+      queue.addBulk = () => Promise.reject(new Error('Connection is closed.'));
+      let thrown: unknown;
+      await events.ensureMany(started).catch((err: unknown) => (thrown = err));
+      expect(String(thrown)).to.match(/Connection is closed/);
+      expect((await events.log.list(subject, 'tenant-a')).map((d) => d.state)).to.deep.equal(['pending']);
+      // The next producer of the same event (the envelope's next take) queues it: one delivery, one event.
+      queue.addBulk = addBulk;
+      await events.ensureMany(started);
+      await waitUntil(async () => (await events.log.list(subject, 'tenant-a'))[0]?.state === 'succeeded', 10_000, 'the delivery');
+      await events.ensureMany(started); // after delivery: nothing more
+      expect(await events.log.list(subject, 'tenant-a')).to.have.length(1);
+      expect(r.requests).to.have.length(1);
     } finally {
       await events.close();
       redis.disconnect();

@@ -120,28 +120,31 @@ export class DeliveryLog {
     this.redis = redis as ScriptRedis;
   }
 
-  /** Queue the writes that create `events` on `pipe`, so a whole batch of them costs one round trip. */
-  addCreates(pipe: ChainableCommander, events: readonly StoredEvent[], ttlMs: number): void {
-    for (const e of events) {
-      const key = this.k.webhookEvent(e.id);
-      const index = this.k.webhookDeliveries(e.subject.object, e.subject.id);
-      pipe.hset(key, eventFields(e)).pexpire(key, ttlMs).rpush(index, e.id).pexpire(index, ttlMs);
-    }
-  }
-
   /**
-   * Create an event with a fixed id unless it exists; lists it under its
-   * subject when this call created it. Answers 'created' or the state the
-   * existing event is in, so a caller retrying after a crash knows whether
-   * the delivery is still to be queued ('pending') or long done.
+   * Create events with fixed ids, each unless it exists, in one round trip
+   * (and one more to list them). Answers, per event, 'created' or the state
+   * the existing one is in, so a caller retrying after a crash knows whether
+   * a delivery is still to be queued ('pending') or long done. A pending one
+   * is listed under its subject again: its creator may have died before
+   * listing it, and `list` reads an id listed twice once.
    */
-  async createIfAbsent(e: StoredEvent, ttlMs: number): Promise<'created' | DeliveryState> {
-    const outcome = await this.redis.inferWebhookCreateIfAbsent(this.k.webhookEvent(e.id), ttlMs, ...Object.entries(eventFields(e)).flat());
-    if (outcome === 'created') {
-      const index = this.k.webhookDeliveries(e.subject.object, e.subject.id);
-      await this.redis.multi().rpush(index, e.id).pexpire(index, ttlMs).exec();
+  async createManyIfAbsent(events: readonly StoredEvent[], ttlMs: number): Promise<Array<'created' | DeliveryState>> {
+    const creates = (this.redis.pipeline() as ChainableCommander & { inferWebhookCreateIfAbsent(key: string, ttlMs: number, ...fv: string[]): ChainableCommander });
+    for (const e of events) creates.inferWebhookCreateIfAbsent(this.k.webhookEvent(e.id), ttlMs, ...Object.entries(eventFields(e)).flat());
+    const outcomes = ((await creates.exec()) ?? []).map(([err, outcome]) => {
+      if (err) throw err;
+      return outcome as 'created' | DeliveryState;
+    });
+    const listed = events.filter((_, i) => outcomes[i] === 'created' || outcomes[i] === 'pending');
+    if (listed.length > 0) {
+      const pipe = this.redis.pipeline();
+      for (const e of listed) {
+        const index = this.k.webhookDeliveries(e.subject.object, e.subject.id);
+        pipe.rpush(index, e.id).pexpire(index, ttlMs);
+      }
+      for (const [err] of (await pipe.exec()) ?? []) if (err) throw err;
     }
-    return outcome;
+    return outcomes;
   }
 
   async get(eventId: string): Promise<StoredEvent | null> {

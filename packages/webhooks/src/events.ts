@@ -45,9 +45,12 @@ export const LOG_MARGIN_MS = 10 * 60_000;
  * the `webhooks` BullMQ queue; the delivery worker does the rest, so no
  * producer ever waits on a receiver.
  *
- * For batches, the batch code calls:
+ * Every event has an id derived from what it is about (`eventIdFor`), and
+ * is created with `ensure` (or `ensureMany`): a producer that dies and is
+ * followed by another (a worker's envelope taken again after a stall, an
+ * outbox drained twice) creates and queues it once. For a batch:
  * ```ts
- * await webhookEvents.enqueue([{ tenant, url: batch.webhook, type: 'batch.completed', data: batch }]);
+ * await webhookEvents.ensure(eventIdFor('batch.completed', batch.id), { tenant, url: batch.webhook, type: 'batch.completed', data: batch });
  * ```
  * where `batch` is the public Batch (`object: 'batch'`, `id`); its deliveries
  * are then listed by `DeliveryLog.list({ object: 'batch', id }, tenant)`.
@@ -81,46 +84,27 @@ export class WebhookEvents {
   }
 
   /**
-   * Record and queue events: one pipeline for the log, then one bulk add,
-   * whatever the number of events. Resolves with their ids (the
-   * `webhook-id` each will carry). Throws when Redis does.
+   * `ensure` for many events at once (a taken envelope's `job.started`s):
+   * one pipeline creates those that do not exist, then one bulk add queues
+   * the deliveries of those still pending (BullMQ keeps one job per id, so
+   * an event queued before is not queued twice). Each delivery joins its
+   * event's trace. Throws when Redis does.
    */
-  async enqueue(events: readonly NewWebhookEvent[]): Promise<string[]> {
-    if (events.length === 0) return [];
+  async ensureMany(events: ReadonlyArray<{ id: string; event: NewWebhookEvent }>): Promise<void> {
+    if (events.length === 0) return;
     const createdAt = this.now();
-    const traced = this.options.telemetry !== undefined;
-    const stored: Array<StoredEvent & { traceparent?: string | undefined }> = events.map((e) => {
-      const id = newEventId();
-      const type = e.type;
-      return {
-        id,
-        tenant: e.tenant,
-        type,
-        url: e.url,
-        subject: { object: e.data.object, id: e.data.id },
-        body: JSON.stringify({ type, timestamp: new Date(createdAt).toISOString(), data: e.data }),
-        createdAt,
-        state: 'pending',
-        attemptCount: 0,
-        nextAttemptAt: createdAt,
-        ...(traced && e.traceparent ? { traceparent: e.traceparent } : {}),
-      };
-    });
-    const pipe = this.options.connection.pipeline();
-    this.log.addCreates(pipe, stored, this.logTtlMs());
-    const results = (await pipe.exec()) ?? [];
-    const failed = results.find(([err]) => err);
-    if (failed) throw failed[0];
-    // The log is written first: the delivery worker may take a job the moment it is added.
+    const stored = events.map(({ id, event }) => this.stored(id, event, createdAt));
+    const states = await this.log.createManyIfAbsent(stored, this.logTtlMs());
+    const due = events.filter((_, i) => states[i] === 'created' || states[i] === 'pending');
+    if (due.length === 0) return;
     await this.queue.addBulk(
-      stored.map((e) => ({
-        name: e.type,
-        data: { eventId: e.id, trigger: 'scheduled' } satisfies WebhookDeliveryPayload,
+      due.map(({ id, event }) => ({
+        name: event.type,
+        data: { eventId: id, trigger: 'scheduled' } satisfies WebhookDeliveryPayload,
         // addBulk keeps a job's own trace context: each delivery joins its job's trace.
-        opts: { ...this.jobOptions(e.id, this.options.retryDelaysMs.length + 1), ...(e.traceparent ? { telemetry: { metadata: e.traceparent } } : {}) },
+        opts: { ...this.jobOptions(id, this.options.retryDelaysMs.length + 1), ...(event.traceparent && this.options.telemetry ? { telemetry: { metadata: event.traceparent } } : {}) },
       })),
     );
-    return stored.map((e) => e.id);
   }
 
   /**
@@ -131,34 +115,12 @@ export class WebhookEvents {
    * pending any more). Throws when Redis does; the caller tries again.
    */
   async ensure(id: string, event: NewWebhookEvent): Promise<void> {
-    const createdAt = this.now();
-    const stored: StoredEvent = {
-      id,
-      tenant: event.tenant,
-      type: event.type,
-      url: event.url,
-      subject: { object: event.data.object, id: event.data.id },
-      body: JSON.stringify({ type: event.type, timestamp: new Date(createdAt).toISOString(), data: event.data }),
-      createdAt,
-      state: 'pending',
-      attemptCount: 0,
-      nextAttemptAt: createdAt,
-    };
-    const state = await this.log.createIfAbsent(stored, this.logTtlMs());
+    const [state] = await this.log.createManyIfAbsent([this.stored(id, event, this.now())], this.logTtlMs());
     if (state !== 'created' && state !== 'pending') return;
     const add = () => this.queue.add(event.type, { eventId: id, trigger: 'scheduled' } satisfies WebhookDeliveryPayload, this.jobOptions(id, this.options.retryDelaysMs.length + 1));
     // BullMQ's add span is made under the active context: the job's, when it was traced.
     const telemetry = this.options.telemetry;
     await (telemetry && event.traceparent ? telemetry.inTrace(event.traceparent, add) : add());
-  }
-
-  /** `enqueue` for callers that must not fail because of a webhook (a finished batch, a cancel): errors are logged. */
-  async emit(events: readonly NewWebhookEvent[]): Promise<void> {
-    try {
-      await this.enqueue(events);
-    } catch (err) {
-      this.logger.error({ err: (err as Error).message, events: events.length }, 'could not enqueue webhook events; they are lost');
-    }
   }
 
   /**
@@ -178,6 +140,21 @@ export class WebhookEvents {
       throw err;
     }
     return (await this.log.delivery(eventId, tenant)) ?? 'missing';
+  }
+
+  private stored(id: string, event: NewWebhookEvent, createdAt: number): StoredEvent {
+    return {
+      id,
+      tenant: event.tenant,
+      type: event.type,
+      url: event.url,
+      subject: { object: event.data.object, id: event.data.id },
+      body: JSON.stringify({ type: event.type, timestamp: new Date(createdAt).toISOString(), data: event.data }),
+      createdAt,
+      state: 'pending',
+      attemptCount: 0,
+      nextAttemptAt: createdAt,
+    };
   }
 
   /** The log's TTL at creation: RESULT_TTL, or longer when the whole retry schedule is longer. */

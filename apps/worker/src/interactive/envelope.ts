@@ -15,8 +15,6 @@ export interface HeldEnvelope {
   data: EnvelopeData;
   /** When this worker took it (epoch ms): the jobs' `started_at`. */
   takenAt: number;
-  /** True the first time any worker takes it (not after a stall): `job.started` is sent then. */
-  firstTake: boolean;
   /** When a worker first took it (TakenEnvelope.firstTakenAt): a job whose Cancel-After deadline came before that never runs. */
   firstTakenAt: number;
   /** Per job, in order: its inputs in the model's input order, or null for a job not to run (canceled while queued). */
@@ -55,7 +53,6 @@ export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: s
     token,
     data,
     takenAt,
-    firstTake: !taken.fields.has('processedOn'),
     firstTakenAt: taken.firstTakenAt,
     inputs: [],
     records: data.jobs.map(() => null),

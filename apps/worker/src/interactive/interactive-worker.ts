@@ -296,7 +296,7 @@ export class InteractiveWorker {
       return;
     }
     this.expire(held);
-    if (held.firstTake) void this.options.webhooks?.started(held.data.jobs.filter((_, i) => held.inputs[i]).map((job) => ({ model: model.name, version: model.version, job })), takenAt);
+    void this.options.webhooks?.started(held.data.jobs.filter((_, i) => held.inputs[i]).map((job) => ({ model: model.name, version: model.version, job })), takenAt);
     const deferred = taken.fields.get('defa')?.toString();
     if (deferred) {
       // Stalled more than maxStalledCount times: it keeps killing or hanging its workers; it must not run again.
@@ -399,12 +399,12 @@ export class InteractiveWorker {
     try {
       const data = JSON.parse(taken.fields.get('data')?.toString() ?? '') as HeldEnvelope['data'];
       if (Array.isArray(data.jobs)) {
-        held = { id: taken.id, token, data, takenAt: Date.now(), firstTake: false, firstTakenAt: taken.firstTakenAt, inputs: data.jobs.map(() => []), records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ranAt: data.jobs.map(() => null), pending: 0 };
+        held = { id: taken.id, token, data, takenAt: Date.now(), firstTakenAt: taken.firstTakenAt, inputs: data.jobs.map(() => []), records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ranAt: data.jobs.map(() => null), pending: 0 };
       }
     } catch {
       /* nothing to tell any job */
     }
-    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: Date.now(), firstTake: false, firstTakenAt: taken.firstTakenAt, inputs: [], records: [], statuses: [], ranAt: [], pending: 0 };
+    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: Date.now(), firstTakenAt: taken.firstTakenAt, inputs: [], records: [], statuses: [], ranAt: [], pending: 0 };
     this.endAll(held, { code: 'invalid_input', message });
   }
 

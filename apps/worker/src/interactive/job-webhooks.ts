@@ -1,7 +1,7 @@
 import type { EnvelopeJob, Job } from '@infer/contract';
 import { renderPendingJob } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
-import type { NewWebhookEvent, WebhookEvents } from '@infer/webhooks';
+import { eventIdFor, type NewWebhookEvent, type WebhookEvents } from '@infer/webhooks';
 
 /** A job of a taken envelope, as the webhooks need it. */
 export interface WebhookJob {
@@ -26,28 +26,30 @@ export class JobWebhookEmitter {
     private readonly logger: Logger,
   ) {}
 
-  /** `job.started` for the jobs that asked for it, the first time their envelope is taken. Never rejects. */
-  started(jobs: readonly WebhookJob[], startedAt: number): Promise<void> {
+  /**
+   * `job.started` for the jobs that asked for it, on every take of their
+   * envelope: each job's event has one id (eventIdFor), so a take after a
+   * stall sends the events the worker that died had not, and none twice.
+   * Never rejects.
+   */
+  async started(jobs: readonly WebhookJob[], startedAt: number): Promise<void> {
     const wanted = jobs.filter((j) => j.job.webhook && j.job.webhook_events_filter?.includes('start'));
-    if (wanted.length === 0) return Promise.resolve();
-    return this.send(() =>
-      wanted.map(({ model, version, job }) => ({
-        tenant: job.tenant,
-        url: job.webhook!,
-        type: 'job.started',
-        data: JSON.parse(renderPendingJob(job.id, model, version, job, startedAt)) as Job,
-        ...(job.traceparent ? { traceparent: job.traceparent } : {}),
-      })),
-    );
-  }
-
-  /** Build (rendering can throw on a corrupt record) and enqueue events; logs, never rejects. */
-  private async send(build: () => NewWebhookEvent[]): Promise<void> {
+    if (wanted.length === 0) return;
     try {
-      const events = build();
-      if (events.length) await this.events.enqueue(events);
+      // Rendering can throw on a corrupt envelope: inside the try too.
+      const events = wanted.map(({ model, version, job }) => ({
+        id: eventIdFor('job.started', job.id),
+        event: {
+          tenant: job.tenant,
+          url: job.webhook!,
+          type: 'job.started',
+          data: JSON.parse(renderPendingJob(job.id, model, version, job, startedAt)) as Job,
+          ...(job.traceparent ? { traceparent: job.traceparent } : {}),
+        } satisfies NewWebhookEvent,
+      }));
+      await this.events.ensureMany(events);
     } catch (err) {
-      this.logger.error({ err: (err as Error).message }, 'could not enqueue webhook events; they are lost');
+      this.logger.error({ err: (err as Error).message }, 'could not create job.started webhook events; lost unless the envelope is taken again');
     }
   }
 }
