@@ -51,9 +51,13 @@ describe('Redis full (maxmemory, noeviction)', function () {
     await expectProblem(refused!, 503, 'unavailable');
     expect(accepted.length).to.be.at.least(5);
 
-    // Nothing half-written: every accepted job, and only those, is queued, and the count agrees.
+    // Nothing half-written: every accepted job, and only those, is queued, and the count agrees. (A refused
+    // image's inputs key is written and deleted again, so Redis may find room for one more of these.)
     const again = await Promise.all(Array.from({ length: 5 }, (_, i) => p.api('/v1/jobs', { method: 'POST', body: image(1000 + i) })));
-    for (const res of again) await expectProblem(res, 503, 'unavailable');
+    for (const res of again) {
+      if (res.status === 202) accepted.push(((await res.json()) as Job).id);
+      else await expectProblem(res, 503, 'unavailable');
+    }
     expect((await admin.hkeys(k.index)).sort()).to.deep.equal([...accepted].sort());
     expect(Number(await admin.get(k.queued))).to.equal(accepted.length);
     const envelopes = await admin.lrange(k.wait, 0, -1);
