@@ -70,8 +70,8 @@ export interface FinishingEnvelope {
 export const EXTERNAL_INPUT_BYTES = 16 * 1024;
 /**
  * The expiry of an inputs key until ENQUEUE takes it in (and PERSISTs it):
- * only the moment between two commands sent in one write, unless the
- * gateway dies in it; then the key goes by itself.
+ * only the moment between two commands sent back to back on one
+ * connection, unless the gateway dies in it; then the key goes by itself.
  */
 const UNCLAIMED_INPUTS_MS = 60_000;
 
@@ -101,7 +101,7 @@ export class EnvelopeQueue {
     const deadlines = e.data.jobs.filter((j) => j.deadline !== undefined).flatMap((j) => [j.id, j.deadline!]);
     const external = e.inputs.byteLength >= EXTERNAL_INPUT_BYTES;
     const inputsKey = this.keys.inputs(e.id);
-    // Sent ahead of the script on the same connection, so in the same write: ENQUEUE finds it there.
+    // Sent ahead of the script on the same connection: Redis runs it first, so ENQUEUE finds it.
     const inputsWritten = external ? this.redis.set(inputsKey, e.inputs, 'PX', UNCLAIMED_INPUTS_MS) : undefined;
     const enqueued = this.redis.inferEnqueue(
       k.wait,
