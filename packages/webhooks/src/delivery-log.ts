@@ -91,8 +91,9 @@ return 1
  * create again after a crash: the second time finds it and says where it is.
  */
 const CREATE_IF_ABSENT = `
-local state = redis.call('HGET', KEYS[1], 'state')
-if state then return state end
+local h = redis.call('HMGET', KEYS[1], 'state', 'attempt_count', 'resend_token')
+if h[1] == 'pending' and ((tonumber(h[2]) or 0) > 0 or h[3]) then return 'retrying' end
+if h[1] then return h[1] end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 'created'
@@ -102,8 +103,16 @@ type ScriptRedis = Redis & {
   inferWebhookMarkResend(key: string, tenant: string, now: number, token: string): Promise<string>;
   inferWebhookRecordAttempt(key: string, attempts: string, token: string, attempt: string, state: string, count: string, nextAt: string, ttlMs: number): Promise<number>;
   inferWebhookFailIfPending(key: string, ttlMs: number): Promise<number>;
-  inferWebhookCreateIfAbsent(key: string, ttlMs: number, ...fieldsAndValues: string[]): Promise<'created' | DeliveryState>;
+  inferWebhookCreateIfAbsent(key: string, ttlMs: number, ...fieldsAndValues: string[]): Promise<CreateOutcome>;
 };
+
+/**
+ * What creating an event with a fixed id found: 'created' (it was not
+ * there); 'pending' (there, never attempted, no resend: its delivery may
+ * never have been queued); 'retrying' (pending, but a run owns it: one that
+ * has attempted it, or a resend's); or the final state it ended in.
+ */
+export type CreateOutcome = 'created' | 'retrying' | DeliveryState;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -122,18 +131,18 @@ export class DeliveryLog {
 
   /**
    * Create events with fixed ids, each unless it exists, in one round trip
-   * (and one more to list them). Answers, per event, 'created' or the state
-   * the existing one is in, so a caller retrying after a crash knows whether
-   * a delivery is still to be queued ('pending') or long done. A pending one
-   * is listed under its subject again: its creator may have died before
+   * (and one more to list them). Answers, per event, what it found
+   * (CreateOutcome), so a caller retrying after a crash knows whether a
+   * delivery may still be to queue ('created', 'pending') or not. A pending
+   * one is listed under its subject again: its creator may have died before
    * listing it, and `list` reads an id listed twice once.
    */
-  async createManyIfAbsent(events: readonly StoredEvent[], ttlMs: number): Promise<Array<'created' | DeliveryState>> {
+  async createManyIfAbsent(events: readonly StoredEvent[], ttlMs: number): Promise<CreateOutcome[]> {
     const creates = (this.redis.pipeline() as ChainableCommander & { inferWebhookCreateIfAbsent(key: string, ttlMs: number, ...fv: string[]): ChainableCommander });
     for (const e of events) creates.inferWebhookCreateIfAbsent(this.k.webhookEvent(e.id), ttlMs, ...Object.entries(eventFields(e)).flat());
     const outcomes = ((await creates.exec()) ?? []).map(([err, outcome]) => {
       if (err) throw err;
-      return outcome as 'created' | DeliveryState;
+      return outcome as CreateOutcome;
     });
     const listed = events.filter((_, i) => outcomes[i] === 'created' || outcomes[i] === 'pending');
     if (listed.length > 0) {

@@ -4,7 +4,6 @@ import type { Redis } from 'ioredis';
 import { QUEUE_EVENTS_MAX_LEN, webhookQueue, type WebhookDeliveryPayload } from '@infer/contract';
 import { silentLogger, type Logger } from '@infer/logger';
 import { DeliveryLog, type StoredEvent, type WebhookDelivery, type WebhookEventType, type WebhookSubject } from './delivery-log.js';
-import { newEventId } from './signing.js';
 
 /** An event to send: `data` is the Job or Batch as the API renders it, and also names what the event is about. */
 export interface NewWebhookEvent {
@@ -105,6 +104,27 @@ export class WebhookEvents {
         opts: { ...this.jobOptions(id, this.options.retryDelaysMs.length + 1), ...(event.traceparent && this.options.telemetry ? { telemetry: { metadata: event.traceparent } } : {}) },
       })),
     );
+  }
+
+  /**
+   * `ensureMany` for a producer that will not come again (a job's take,
+   * unless its worker dies): tried again after 0.25 s and 1 s while Redis
+   * errs. When it still errs, events it may have created without queuing
+   * their delivery are ended `failed`, so they can be resent rather than
+   * stay pending with nothing to deliver them. Throws the last error.
+   */
+  async ensureManyOrFail(events: ReadonlyArray<{ id: string; event: NewWebhookEvent }>): Promise<void> {
+    let last: unknown;
+    for (const backoffMs of [0, 250, 1000]) {
+      if (backoffMs > 0) await new Promise((resolve) => setTimeout(resolve, backoffMs));
+      try {
+        return await this.ensureMany(events);
+      } catch (err) {
+        last = err;
+      }
+    }
+    await Promise.allSettled(events.map(({ id }) => this.log.failIfPending(id, this.logTtlMs())));
+    throw last;
   }
 
   /**

@@ -296,7 +296,8 @@ export class InteractiveWorker {
       return;
     }
     this.expire(held);
-    void this.options.webhooks?.started(held.data.jobs.filter((_, i) => held.inputs[i]).map((job) => ({ model: model.name, version: model.version, job })), takenAt);
+    // Tracked: a worker that closes waits for them (they are tried again for a second or so while Redis errs).
+    if (this.options.webhooks) this.track(this.options.webhooks.started(held.data.jobs.filter((_, i) => held.inputs[i]).map((job) => ({ model: model.name, version: model.version, job })), takenAt));
     const deferred = taken.fields.get('defa')?.toString();
     if (deferred) {
       // Stalled more than maxStalledCount times: it keeps killing or hanging its workers; it must not run again.

@@ -47,9 +47,9 @@ export class JobWebhookEmitter {
           ...(job.traceparent ? { traceparent: job.traceparent } : {}),
         } satisfies NewWebhookEvent,
       }));
-      await this.events.ensureMany(events);
+      await this.events.ensureManyOrFail(events);
     } catch (err) {
-      this.logger.error({ err: (err as Error).message }, 'could not create job.started webhook events; lost unless the envelope is taken again');
+      this.logger.error({ err: (err as Error).message }, 'could not queue job.started webhook events; those created are marked failed (resendable)');
     }
   }
 }
