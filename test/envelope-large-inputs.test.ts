@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { interactiveKeys, type Job } from '@infer/contract';
 import { EXTERNAL_INPUT_BYTES } from '@infer/job-store';
@@ -15,7 +16,8 @@ import { waitUntil } from './helpers/wait.js';
  * a script (~1.7 ms of Redis's one thread for six 110 KB images). These
  * tests hold that key to the envelope's life: there while the envelope is
  * queued (and never expiring then), gone with it, never left behind by a
- * refused envelope, and a key lost under a queued envelope fails its jobs
+ * refused envelope nor by one deleted under its queue (by hand, or BullMQ's
+ * obliterate), and a key lost under a queued envelope fails its jobs
  * instead of hanging them. Small inputs stay in the envelope's hash.
  */
 
@@ -146,6 +148,67 @@ describe('envelopes: large inputs in a key of their own', function () {
       const next = await postJob(p, bodyOf('big', inputOf(BIG, 2)), { wait: 20 });
       expect(next.job.status).to.equal('succeeded');
       await waitUntil(async () => (await inputKeys(p)).length === 0, 5000, 'the inputs keys to be gone');
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('an envelope deleted under its queue by hand: the take that finds it gone deletes its inputs key too', async () => {
+    const p = await startPlatform({ models: repo.root, worker: false });
+    try {
+      const k = interactiveKeys(p.prefix, 'big', '1');
+      await postJob(p, bodyOf('big', inputOf(BIG, 1)));
+      const [envelope] = await redis.lrange(k.wait, 0, -1);
+      expect(await redis.del(k.base + envelope)).to.equal(1); // an operator removes a (poison, say) envelope
+      const worker = await p.startWorker();
+      await waitUntil(async () => (await redis.llen(k.wait)) + (await redis.llen(k.active)) === 0, 10_000, 'the take to drop the id');
+      expect(await inputKeys(p)).to.deep.equal([]);
+      expect((await worker.sweep()).droppedJobs, "the sweep drops the job's index entry").to.equal(1);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it("an obliterated queue: the workers' sweep deletes the inputs keys of the envelopes it finds gone", async () => {
+    const p = await startPlatform({ models: repo.root, worker: false });
+    try {
+      const k = interactiveKeys(p.prefix, 'big', '1');
+      await Promise.all([1, 2].map((seed) => postJob(p, bodyOf('big', inputOf(BIG, seed)))));
+      expect((await inputKeys(p)).length).to.be.greaterThan(0);
+      const queue = new Queue(k.ref.name, { connection: redis, prefix: k.ref.prefix });
+      try {
+        await queue.obliterate({ force: true });
+      } finally {
+        await queue.close();
+      }
+      const worker = await p.startWorker();
+      expect((await worker.sweep()).droppedJobs).to.equal(2);
+      expect(await inputKeys(p)).to.deep.equal([]);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('inputs gone before the script runs (evicted under a policy a queue must not have): 503 unavailable, nothing written, the Idempotency-Key free', async () => {
+    const p = await startPlatform({ models: repo.root, worker: false });
+    try {
+      // The write of the inputs key is answered but lost, as an eviction between it and the script would lose it.
+      const envelopes = p.gateway.connections.envelopes as unknown as { set: (...args: unknown[]) => Promise<unknown> };
+      const set = envelopes.set;
+      envelopes.set = function (this: unknown) {
+        envelopes.set = set;
+        return Promise.resolve('OK');
+      };
+      const submit = () => p.api('/v1/jobs', { method: 'POST', body: JSON.stringify(bodyOf('big', inputOf(BIG, 1))), headers: { 'idempotency-key': 'lost-1' } });
+      const res = await submit();
+      expect(res.headers.get('retry-after')).to.equal('1');
+      const problem = (await res.json()) as { status: number; code: string; detail: string };
+      expect([problem.status, problem.code]).to.deep.equal([503, 'unavailable']);
+      expect(problem.detail).to.match(/noeviction/);
+      const k = interactiveKeys(p.prefix, 'big', '1');
+      expect([await redis.llen(k.wait), await redis.hlen(k.index), Number(await redis.get(k.queued))]).to.deep.equal([0, 0, 0]);
+      // The refusal released the key: the same submit goes through now.
+      expect((await submit()).status).to.equal(202);
     } finally {
       await p.close();
     }

@@ -145,9 +145,12 @@ export class Sweeper {
         const pipe = redis.pipeline();
         for (const where of envelopes) pipe.exists(`${taggedPrefix}:${where}`);
         const found = (await pipe.exec()) ?? [];
-        const gone = envelopes.filter((_, i) => found[i]?.[1] === 0).flatMap((where) => byEnvelope.get(where)!);
+        const goneEnvelopes = envelopes.filter((_, i) => found[i]?.[1] === 0);
+        const gone = goneEnvelopes.flatMap((where) => byEnvelope.get(where)!);
         // A job that ended meanwhile has left the index already: HDEL counts only what was still there.
         if (gone.length) dropped += await redis.hdel(index, ...gone);
+        // An envelope with large inputs kept them in a key of its own, which only FINISH deletes (one key a command: Cluster).
+        if (goneEnvelopes.length) await Promise.all(goneEnvelopes.map((where) => redis.unlink(`${taggedPrefix}:${where}:in`)));
       } while (cursor !== '0');
     }
     return dropped;

@@ -35,7 +35,9 @@ export type EnqueueOutcome =
   /** A tenant over TENANT_MAX_QUEUED: its count in this queue; nothing was written. */
   | { accepted: false; over: 'tenant'; tenant: string; queued: number }
   /** The queue is closed: its version is draining, and its workers unload it once the queue is empty. */
-  | { accepted: false; over: 'closed' };
+  | { accepted: false; over: 'closed' }
+  /** The inputs key written just before was gone (evicted: a queue's Redis needs `noeviction`); nothing was written. */
+  | { accepted: false; over: 'inputs_lost' };
 
 /** An envelope as a worker takes it: its job hash's fields, before the take. */
 export interface TakenEnvelope {
@@ -130,7 +132,7 @@ export class EnvelopeQueue {
       ...e.data.jobs.map((j) => j.id),
     );
     const [, reply] = await Promise.all([inputsWritten, enqueued]);
-    if (reply[0] === -3) throw new Error(`the inputs of envelope ${e.id} were gone from Redis before it was queued (evicted? a queue's Redis needs maxmemory-policy noeviction)`);
+    if (reply[0] === -3) return { accepted: false, over: 'inputs_lost' };
     if (reply[0] === 1) {
       const tenants = new Map<string, number>();
       for (let i = 2; i + 1 < reply.length; i += 2) tenants.set(String(reply[i]), Number(reply[i + 1]));

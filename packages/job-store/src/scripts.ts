@@ -166,8 +166,9 @@ while envelopes < most and taken < wanted do
   local h = {}
   if string.sub(id, 1, 2) ~= '0:' then h = redis.call('HGETALL', jk) end
   if #h == 0 then
-    -- A BullMQ marker entry, or an envelope deleted under the queue (obliterate).
+    -- A BullMQ marker entry, or an envelope deleted under the queue (by hand): its inputs key, if any, goes too.
     redis.call('LREM', KEYS[2], 1, id)
+    redis.call('DEL', jk .. ':in')
   else
     local f = {}
     for i = 1, #h, 2 do f[h[i]] = h[i + 1] end

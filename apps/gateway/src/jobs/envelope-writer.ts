@@ -154,6 +154,12 @@ export class EnvelopeWriter {
           for (const p of remaining) p.done(gone);
           return;
         }
+        if (outcome.over === 'inputs_lost') {
+          // Redis let go of the inputs key between its write and the script (an evicting maxmemory-policy).
+          const lost = new AppError(503, 'unavailable', "Redis dropped the job's inputs before queuing it (a queue's Redis needs maxmemory-policy noeviction); retry", { retryAfterSeconds: 1 });
+          for (const p of remaining) p.done(lost);
+          return;
+        }
         if (outcome.over === 'depth') {
           this.depth.set(queue.keys.queued, outcome.queued);
           const room = Math.max(0, this.options.maxQueueDepth - outcome.queued - elsewhere);
