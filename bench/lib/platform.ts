@@ -156,7 +156,10 @@ export interface BenchPlatform {
   /** The QUEUE_PREFIX of this platform's keys. */
   prefix: string;
   gateway: ChildProcess;
+  /** The first worker. */
   worker: ChildProcess;
+  /** Every worker process (`options.workers` of them), the first included. */
+  workers: ChildProcess[];
   /** Stop both processes (SIGTERM, wait for the exits), then delete every key under the prefix. */
   close(): Promise<{ gateway: ProcessExit; worker: ProcessExit; keysDeleted: number }>;
 }
@@ -168,6 +171,8 @@ export async function startBenchPlatform(
     modelRepository?: string;
     env?: Record<string, string>;
     workerModels?: string;
+    /** Worker processes to start, all alike (each with its own metrics port). @default 1 */
+    workers?: number;
     /** The POST /v1/jobs body that tells the worker is up: a job for a model it serves. @default one mlp job */
     probeBody?: string;
     /**
@@ -205,10 +210,11 @@ export async function startBenchPlatform(
     return track(spawn(process.execPath, [...prof(name), ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), '--import', 'tsx', ...main], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] }));
   };
   const gateway = proc('gateway');
-  const worker = proc('worker');
+  const workers = Array.from({ length: Math.max(1, options.workers ?? 1) }, () => proc('worker'));
+  const worker = workers[0]!;
   const base = `http://127.0.0.1:${port}`;
   const close = async () => {
-    const [g, w] = await Promise.all([stopProcess(gateway), stopProcess(worker)]);
+    const [g, w] = await Promise.all([stopProcess(gateway), stopProcess(worker), ...workers.slice(1).map((x) => stopProcess(x))]);
     const admin = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
     try {
       return { gateway: g, worker: w, keysDeleted: await deleteKeys(admin, prefix) };
@@ -223,14 +229,14 @@ export async function startBenchPlatform(
       p.once('exit', (code) => (starting ? reject(new Error(`bench: the ${name} exited (${code}) while starting`)) : resolve())),
     );
   try {
-    await Promise.race([startup(base, options.probeBody), exited(gateway, 'gateway'), exited(worker, 'worker')]);
+    await Promise.race([startup(base, options.probeBody), exited(gateway, 'gateway'), ...workers.map((w, i) => exited(w, i === 0 ? 'worker' : `worker ${i + 1}`))]);
   } catch (err) {
     await close().catch(() => undefined);
     throw err;
   } finally {
     starting = false;
   }
-  return { base, prefix, gateway, worker, close };
+  return { base, prefix, gateway, worker, workers, close };
 }
 
 const MLP_PROBE = JSON.stringify({ model: 'mlp', input: { features: new Array(64).fill(0.5) } });

@@ -10,20 +10,27 @@
  *     with ONNX Runtime's default intra-op threads and once with 1; the
  *     faster of the two is the baseline;
  *  3. the platform (gateway + a worker serving ocr-cls only), single jobs
- *     through POST /v1/jobs with `Prefer: wait=30`;
+ *     through POST /v1/jobs with `Prefer: wait=30`; then the same with two
+ *     workers, each on one intra-op thread (the shipped config plus
+ *     `intra_op_num_threads: 1`, in a copy of the repository): what
+ *     "run more workers" buys on this machine;
  *  4. the two side by side, and the target: platform jobs/s ≥ 1.0 × the
  *     peer's (here batching has something to win, so the platform should
- *     at least match a server that cannot batch).
+ *     at least match a server that cannot batch), held against the
+ *     default platform (one worker, as `npm start` runs it); the two-worker
+ *     figure is reported beside it.
  * Both see the same 64 prebuilt bodies from the same load generator, on
  * the same throwaway Redis, in the same run.
  */
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ModelRepository } from '@infer/models';
 import { describeRedisPerJob } from '../lib/cpu.js';
 import { startDirectPeer } from '../lib/direct-peer.js';
 import { commandsPerJob, cpuSum, cpuTable, describeEnvelopes, failures, mean, p, powersOfTwo, warmThenRun, type Level } from '../lib/interactive.js';
-import { ROOT, startBenchPlatform, startRedis, type Figure } from '../lib/platform.js';
+import { ROOT, startBenchPlatform, startRedis, type BenchRedis, type Figure } from '../lib/platform.js';
 import { fmt, table, verdict } from '../lib/report.js';
 
 export interface OcrOptions {
@@ -138,12 +145,26 @@ export async function runOcrBench(log: (s: string) => void = console.log, option
       log(`  envelope sizes: ${describeEnvelopes(level.envelopes)}`);
       failures([level], 'platform', log);
 
+      // 3b. Two workers, one intra-op thread each.
+      const scaled = await runTwoWorkers(redis, bodies, clients, seconds, log);
+      failures([scaled], 'platform, two workers', log);
+
       // 4. Side by side, and the target.
       log(`\n== ocr 4/4: the platform beside the direct peer at ${clients} clients`);
       const row = (who: string, l: Level, server: readonly string[]) => [who, l.rate, p(l, 50).toFixed(1), p(l, 99).toFixed(1), cpuSum(l, server).toFixed(2), l.cpu['load generator']!.toFixed(2)];
-      log(table(['', 'jobs/s', 'p50 ms', 'p99 ms', 'server CPU ms/job', 'load gen CPU ms/job'], [row(`direct peer (intra-op threads ${fastest.threads})`, peerLevel, ['peer']), row('platform', level, ['gateway', 'worker', 'Redis'])]));
+      log(
+        table(
+          ['', 'jobs/s', 'p50 ms', 'p99 ms', 'server CPU ms/job', 'load gen CPU ms/job'],
+          [
+            row(`direct peer (intra-op threads ${fastest.threads})`, peerLevel, ['peer']),
+            row('platform', level, ['gateway', 'worker', 'Redis']),
+            row('platform, two workers (intra-op threads 1)', scaled, ['gateway', 'worker', 'worker 2', 'Redis']),
+          ],
+        ),
+      );
       const ratio = level.rate / peerLevel.rate;
       log(table(['target', 'measured', 'target', 'verdict'], [[`platform / peer jobs/s (${fmt(level.rate, 0)} / ${fmt(peerLevel.rate, 0)})`, `${ratio.toFixed(2)}×`, '≥ 1.0×', verdict(ratio >= 1)]]));
+      log(`  reported beside it: the platform with two workers of one intra-op thread each / peer jobs/s (${fmt(scaled.rate, 0)} / ${fmt(peerLevel.rate, 0)}): ${(scaled.rate / peerLevel.rate).toFixed(2)}×`);
 
       for (const r of peerRuns) fig(`peer ${clients} clients, intra-op threads ${r.threads}: throughput`, r.level.rate, 'jobs/s');
       fig(`peer ${clients} clients: intra-op threads of the baseline (0 = default)`, fastest.threads === 'default' ? 0 : fastest.threads, 'threads');
@@ -155,6 +176,9 @@ export async function runOcrBench(log: (s: string) => void = console.log, option
         fig(`${who} ${clients} clients: answers not succeeded`, l.failed, 'answers');
       }
       fig(`platform ${clients} clients: mean batch_size`, mean(level.batchSizes), 'instances');
+      fig(`platform, two workers of intra-op threads 1, ${clients} clients: throughput`, scaled.rate, 'jobs/s');
+      fig(`platform, two workers of intra-op threads 1, ${clients} clients: p50 latency`, p(scaled, 50), 'ms');
+      fig(`ratio platform with two workers / peer jobs/s at ${clients} clients`, scaled.rate / peerLevel.rate, '×');
       fig(`platform ${clients} clients: Redis commands per job`, commandsPerJob(level), 'commands');
       fig(`ratio platform / peer jobs/s at ${clients} clients`, ratio, '×', { text: '≥ 1.0', ok: ratio >= 1 });
     } finally {
@@ -165,6 +189,36 @@ export async function runOcrBench(log: (s: string) => void = console.log, option
   }
   log(`\n  (ocr took ${((performance.now() - started) / 1000).toFixed(0)} s)`);
   return figures;
+}
+
+/**
+ * The platform with two worker processes, each running ocr-cls on one
+ * intra-op thread: a copy of the repository's ocr-cls with
+ * `intra_op_num_threads: 1` added to its config.json (deleted after).
+ */
+async function runTwoWorkers(redis: BenchRedis, bodies: readonly string[], clients: number, seconds: number, log: (s: string) => void): Promise<Level> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-ocr-'));
+  try {
+    cpSync(path.join(ROOT, 'models', MODEL), path.join(dir, MODEL), { recursive: true });
+    const configFile = path.join(dir, MODEL, 'config.json');
+    const config = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+    writeFileSync(configFile, JSON.stringify({ ...config, intra_op_num_threads: 1 }));
+    log(`\n== ocr 3/4, again: two workers, each with ${MODEL}'s config and intra_op_num_threads 1, ${clients} clients, ${seconds} s`);
+    const platform = await startBenchPlatform(redis.url, { workerModels: MODEL, probeBody: bodies[0], modelRepository: dir, workers: 2 });
+    let level: Level;
+    try {
+      const pids = { gateway: platform.gateway.pid!, worker: platform.workers[0]!.pid!, 'worker 2': platform.workers[1]!.pid! };
+      level = await warmThenRun({ url: `${platform.base}/v1/jobs`, platform: true, pids, redis: redis.admin }, clients, seconds, bodies);
+    } finally {
+      await platform.close();
+    }
+    log(latencyRow([level]));
+    log(cpuTable([level], ['gateway', 'worker', 'worker 2', 'Redis'], true));
+    log(`  batch sizes (share of jobs): ${powersOfTwo(level.batchSizes)}; mean ${mean(level.batchSizes).toFixed(2)}, mean inference_ms ${mean(level.inferenceMs).toFixed(2)}`);
+    return level;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function latencyRow(levels: readonly Level[]): string {
