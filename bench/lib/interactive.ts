@@ -186,13 +186,14 @@ export interface Idle {
  * Going quiet has a cost of its own, paid once: V8's memory reducer, whose
  * timer looks every 8 s for a process that has stopped allocating, then
  * runs up to three mark-compacts to shrink its heap ("Mark-Compact
- * (reduce)" under --trace-gc), with helper threads. Measured here after a
- * short mlp load: the worker's at 18 s after the last request, the
- * gateway's at 27 s; the worker at 4% of a core for those 5 s, then 0.2-0.6%
- * (5 s windows, 10 ms ticks). So a window that starts 15 s after the load
- * may or may not hold it, which is most of why the idle figure swung from
- * 1.06% to 3.16% across runs; the foundation bench measures both that
- * window and a later, steady one.
+ * (reduce)" under --trace-gc), with helper threads: ~0.2 s of CPU for a
+ * ~30 MB heap, once. Measured here: after a 3 s mlp load, the worker's at
+ * 18 s after the last request and the gateway's at 27 s (the worker at 4%
+ * of a core for those 5 s, then 0.2-0.6%); after 10 s at 64 clients, the
+ * worker's at 35 s and the gateway's at 68 s. So any one window may or may
+ * not hold it, which is most of why the idle figure swung from 1.06% to
+ * 3.16% across runs; the foundation bench measures eight windows and
+ * holds the target against their median.
  */
 export async function measureIdle(pids: Record<string, number>, redis: Redis, windows: ReadonlyArray<{ from: number; seconds: number }>): Promise<Idle[]> {
   const quietSince = performance.now();
