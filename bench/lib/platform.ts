@@ -160,7 +160,7 @@ export interface BenchPlatform {
   worker: ChildProcess;
   /** Every worker process (`options.workers` of them), the first included. */
   workers: ChildProcess[];
-  /** Stop both processes (SIGTERM, wait for the exits), then delete every key under the prefix. */
+  /** Stop every process (SIGTERM, wait for the exits), then delete every key under the prefix; the exits are the gateway's and the first worker's. */
   close(): Promise<{ gateway: ProcessExit; worker: ProcessExit; keysDeleted: number }>;
 }
 
@@ -229,7 +229,7 @@ export async function startBenchPlatform(
       p.once('exit', (code) => (starting ? reject(new Error(`bench: the ${name} exited (${code}) while starting`)) : resolve())),
     );
   try {
-    await Promise.race([startup(base, options.probeBody), exited(gateway, 'gateway'), ...workers.map((w, i) => exited(w, i === 0 ? 'worker' : `worker ${i + 1}`))]);
+    await Promise.race([startup(base, options.probeBody, workers.length), exited(gateway, 'gateway'), ...workers.map((w, i) => exited(w, i === 0 ? 'worker' : `worker ${i + 1}`))]);
   } catch (err) {
     await close().catch(() => undefined);
     throw err;
@@ -241,7 +241,7 @@ export async function startBenchPlatform(
 
 const MLP_PROBE = JSON.stringify({ model: 'mlp', input: { features: new Array(64).fill(0.5) } });
 
-async function startup(base: string, probeBody = MLP_PROBE): Promise<void> {
+async function startup(base: string, probeBody = MLP_PROBE, workers = 1): Promise<void> {
   await until('the gateway', async () => (await fetch(`${base}/readyz`)).ok);
   // The worker is up once it has run a job.
   await until('the worker', async () => {
@@ -252,6 +252,14 @@ async function startup(base: string, probeBody = MLP_PROBE): Promise<void> {
     });
     return res.status === 200;
   });
+  // The probe proves one worker; with more, wait until /readyz counts them all as serving the probe's model.
+  if (workers > 1) {
+    const model = (JSON.parse(probeBody) as { model: string }).model;
+    await until(`${workers} workers`, async () => {
+      const ready = (await (await fetch(`${base}/readyz`)).json()) as { models?: Record<string, Record<string, { workers_ready: number }>> };
+      return Object.values(ready.models?.[model] ?? {}).some((v) => v.workers_ready >= workers);
+    });
+  }
 }
 
 export function benchApi(base: string, pathname: string, init: RequestInit = {}): Promise<Response> {

@@ -221,16 +221,20 @@ function reportTargets(peer: readonly Level[], platform: readonly Level[], raw: 
     [`p50 at 1 client vs max_delay_ms (${model.maxDelayMs}) + 5 ms`, `${p50one.toFixed(2)} ms`, `≤ ${bound} ms`, p50one <= bound, 'platform p50 latency at 1 client', p50one, 'ms'],
     [`server CPU ms/job (gateway+worker+Redis) at 1 client / at 64 (${cpu1.toFixed(3)} / ${cpu64.toFixed(3)})`, `${cpuRatio.toFixed(2)}×`, '≤ 2×', cpuRatio <= 2, 'ratio platform server CPU per job, 1 client / 64 clients', cpuRatio, '×'],
   ];
+  let idleLine: string | undefined;
   if (idle && idle.length > 0) {
     const totals = idle.map(idleTotal).sort((a, b) => a - b);
     const median = totals[Math.floor(totals.length / 2)]!;
     const span = `${idle[0]!.settleSeconds}-${idle[idle.length - 1]!.settleSeconds + idle[idle.length - 1]!.seconds} s after the load`;
-    targets.push([`idle platform (gateway+worker+Redis), share of one core, median of ${idle.length} windows of ${idle[0]!.seconds} s, ${span}`, `${median.toFixed(2)}%`, '≤ 2%', median <= 2, 'idle platform CPU, share of one core', median, '%']);
+    targets.push([`idle platform (gateway+worker+Redis), share of one core, median of ${idle.length} windows of ${idle[0]!.seconds} s, ${span}`, `${median.toFixed(2)}%`, '≤ 2%', median <= 2, 'idle platform CPU, median 10 s window, share of one core', median, '%']);
     // Not targets: the mean (V8's heap shrinks included) and the highest window.
-    fig(`idle platform CPU, mean over ${span}, share of one core`, totals.reduce((a, b) => a + b, 0) / totals.length, '%');
+    const meanIdle = totals.reduce((a, b) => a + b, 0) / totals.length;
+    idleLine = `  idle, ${span}: median window ${median.toFixed(2)}% of a core (the target's), mean ${meanIdle.toFixed(2)}% (each process's heap shrink after the load included), highest window ${totals[totals.length - 1]!.toFixed(2)}%`;
+    fig(`idle platform CPU, mean over ${span}, share of one core`, meanIdle, '%');
     fig(`idle platform CPU, highest window, share of one core`, totals[totals.length - 1]!, '%');
   }
   log('\n== foundation targets');
   log(table(['target', 'measured', 'target', 'verdict'], targets.map(([text, measured, want, ok]) => [text, measured, want, verdict(ok)])));
+  if (idleLine) log(idleLine);
   for (const [, , want, ok, name, value, unit] of targets) fig(name, value, unit, { text: want.replace('×', ''), ok });
 }
