@@ -55,6 +55,16 @@ describe('envelopes: large inputs in a key of their own', function () {
     repo?.remove();
   });
 
+  /** A platform on the test's repository, with no worker until the test starts one; closed after `fn`. */
+  async function withPlatform(fn: (p: TestPlatform) => Promise<void>, options: { env?: Record<string, string> } = {}): Promise<void> {
+    const p = await startPlatform({ models: repo.root, worker: false, ...options });
+    try {
+      await fn(p);
+    } finally {
+      await p.close();
+    }
+  }
+
   /** The envelope ids waiting in a model's queue, and each one's hash fields. */
   async function queued(p: TestPlatform, model: string): Promise<Array<{ id: string; fields: Record<string, Buffer> }>> {
     const keys = interactiveKeys(p.prefix, model, '1');
@@ -74,9 +84,8 @@ describe('envelopes: large inputs in a key of their own', function () {
     return found;
   }
 
-  it('while queued, the inputs are in the key (no expiry), not the hash; the worker runs each job on its own input, and the key goes with the envelope', async () => {
-    const p = await startPlatform({ models: repo.root, worker: false });
-    try {
+  it('while queued, the inputs are in the key (no expiry), not the hash; the worker runs each job on its own input, and the key goes with the envelope', async () =>
+    withPlatform(async (p) => {
       const inputs = [1, 2, 3].map((seed) => inputOf(BIG, seed));
       const submitted = await Promise.all(inputs.map((x) => postJob(p, bodyOf('big', x))));
       const envelopes = await queued(p, 'big');
@@ -100,14 +109,10 @@ describe('envelopes: large inputs in a key of their own', function () {
         expect(y.findIndex((v, k) => v !== inputs[i]![k]), `job ${i} got another's input`).to.equal(-1);
       });
       expect(await inputKeys(p), 'no inputs key outlives its envelope').to.deep.equal([]);
-    } finally {
-      await p.close();
-    }
-  });
+    }));
 
-  it('small inputs stay in the envelope\'s hash, with no key of their own', async () => {
-    const p = await startPlatform({ models: repo.root, worker: false });
-    try {
+  it('small inputs stay in the envelope\'s hash, with no key of their own', async () =>
+    withPlatform(async (p) => {
       await Promise.all([1, 2, 3].map((seed) => postJob(p, bodyOf('small', inputOf(SMALL, seed)))));
       const envelopes = await queued(p, 'small');
       expect(envelopes.length).to.be.greaterThan(0);
@@ -116,27 +121,19 @@ describe('envelopes: large inputs in a key of their own', function () {
         expect(e.fields).to.not.have.property('ix');
       }
       expect(await inputKeys(p)).to.deep.equal([]);
-    } finally {
-      await p.close();
-    }
-  });
+    }));
 
-  it('an envelope refused by MAX_QUEUE_DEPTH leaves no inputs key behind', async () => {
-    const p = await startPlatform({ models: repo.root, worker: false, env: { MAX_QUEUE_DEPTH: '1' } });
-    try {
+  it('an envelope refused by MAX_QUEUE_DEPTH leaves no inputs key behind', async () =>
+    withPlatform(async (p) => {
       await postJob(p, bodyOf('big', inputOf(BIG, 1)));
       const refused = await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify(bodyOf('big', inputOf(BIG, 2))) });
       expect(refused.status).to.equal(503);
       const [envelope] = await queued(p, 'big');
       expect(await inputKeys(p)).to.deep.equal([interactiveKeys(p.prefix, 'big', '1').inputs(envelope!.id)]);
-    } finally {
-      await p.close();
-    }
-  });
+    }, { env: { MAX_QUEUE_DEPTH: '1' } }));
 
-  it('a queued envelope whose inputs key is gone fails its jobs with the reason, and the worker goes on', async () => {
-    const p = await startPlatform({ models: repo.root, worker: false });
-    try {
+  it('a queued envelope whose inputs key is gone fails its jobs with the reason, and the worker goes on', async () =>
+    withPlatform(async (p) => {
       const lost = await postJob(p, bodyOf('big', inputOf(BIG, 1)));
       const [envelope] = await queued(p, 'big');
       expect(await redis.del(interactiveKeys(p.prefix, 'big', '1').inputs(envelope!.id))).to.equal(1);
@@ -148,14 +145,10 @@ describe('envelopes: large inputs in a key of their own', function () {
       const next = await postJob(p, bodyOf('big', inputOf(BIG, 2)), { wait: 20 });
       expect(next.job.status).to.equal('succeeded');
       await waitUntil(async () => (await inputKeys(p)).length === 0, 5000, 'the inputs keys to be gone');
-    } finally {
-      await p.close();
-    }
-  });
+    }));
 
-  it('an envelope deleted under its queue by hand: the take that finds it gone deletes its inputs key too', async () => {
-    const p = await startPlatform({ models: repo.root, worker: false });
-    try {
+  it('an envelope deleted under its queue by hand: the take that finds it gone deletes its inputs key too', async () =>
+    withPlatform(async (p) => {
       const k = interactiveKeys(p.prefix, 'big', '1');
       await postJob(p, bodyOf('big', inputOf(BIG, 1)));
       const [envelope] = await redis.lrange(k.wait, 0, -1);
@@ -164,14 +157,10 @@ describe('envelopes: large inputs in a key of their own', function () {
       await waitUntil(async () => (await redis.llen(k.wait)) + (await redis.llen(k.active)) === 0, 10_000, 'the take to drop the id');
       expect(await inputKeys(p)).to.deep.equal([]);
       expect((await worker.sweep()).droppedJobs, "the sweep drops the job's index entry").to.equal(1);
-    } finally {
-      await p.close();
-    }
-  });
+    }));
 
-  it("an obliterated queue: the workers' sweep deletes the inputs keys of the envelopes it finds gone", async () => {
-    const p = await startPlatform({ models: repo.root, worker: false });
-    try {
+  it("an obliterated queue: the workers' sweep deletes the inputs keys of the envelopes it finds gone", async () =>
+    withPlatform(async (p) => {
       const k = interactiveKeys(p.prefix, 'big', '1');
       await Promise.all([1, 2].map((seed) => postJob(p, bodyOf('big', inputOf(BIG, seed)))));
       expect((await inputKeys(p)).length).to.be.greaterThan(0);
@@ -184,14 +173,10 @@ describe('envelopes: large inputs in a key of their own', function () {
       const worker = await p.startWorker();
       expect((await worker.sweep()).droppedJobs).to.equal(2);
       expect(await inputKeys(p)).to.deep.equal([]);
-    } finally {
-      await p.close();
-    }
-  });
+    }));
 
-  it('inputs gone before the script runs (evicted under a policy a queue must not have): 503 unavailable, nothing written, the Idempotency-Key free', async () => {
-    const p = await startPlatform({ models: repo.root, worker: false });
-    try {
+  it('inputs gone before the script runs (evicted under a policy a queue must not have): 503 unavailable, nothing written, the Idempotency-Key free', async () =>
+    withPlatform(async (p) => {
       // The write of the inputs key is answered but lost, as an eviction between it and the script would lose it.
       const envelopes = p.gateway.connections.envelopes as unknown as { set: (...args: unknown[]) => Promise<unknown> };
       const set = envelopes.set;
@@ -209,8 +194,5 @@ describe('envelopes: large inputs in a key of their own', function () {
       expect([await redis.llen(k.wait), await redis.hlen(k.index), Number(await redis.get(k.queued))]).to.deep.equal([0, 0, 0]);
       // The refusal released the key: the same submit goes through now.
       expect((await submit()).status).to.equal(202);
-    } finally {
-      await p.close();
-    }
-  });
+    }));
 });
