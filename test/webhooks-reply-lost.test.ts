@@ -1,13 +1,13 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-import { Queue } from 'bullmq';
-import { keys, webhookQueue } from '@infer/contract';
+import { keys } from '@infer/contract';
 import { silentLogger } from '@infer/logger';
 import type { WebhookDelivery } from '@infer/webhooks';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 import { RedisProxy } from './helpers/tcp-proxy.js';
 import { waitUntil } from './helpers/wait.js';
+import { webhookQueueIdle } from './helpers/webhook-queue.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
 
 /**
@@ -19,19 +19,6 @@ import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-re
  * test/enqueue-reply-lost.test.ts); the connections the webhook code uses
  * are not.
  */
-
-/** Nothing waiting, delayed or active on the webhook queue. */
-async function webhookQueueIdle(prefix: string): Promise<boolean> {
-  const connection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-  const queue = new Queue(webhookQueue(prefix).name, { connection, prefix: webhookQueue(prefix).prefix });
-  try {
-    const c = await queue.getJobCounts('waiting', 'delayed', 'active', 'prioritized');
-    return Object.values(c).every((n) => n === 0);
-  } finally {
-    await queue.close();
-    connection.disconnect();
-  }
-}
 
 const INPUT = { features: new Array(64).fill(0.5) };
 

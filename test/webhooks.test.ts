@@ -10,6 +10,7 @@ import { eventIdFor, WebhookEvents, type WebhookDelivery } from '@infer/webhooks
 import { createWorker } from '../apps/worker/src/index.js';
 import { OTHER_TENANT_KEY, startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
+import { webhookQueueIdle } from './helpers/webhook-queue.js';
 
 /**
  * Webhooks end to end: a real gateway and worker on Redis, and receivers
@@ -100,19 +101,6 @@ function verify(secret: string, r: Received): { type: string; timestamp: string;
   return new Webhook(secret).verify(r.body, r.headers) as { type: string; timestamp: string; data: Job };
 }
 
-/** Nothing waiting, delayed or running on the webhook queue: no further attempt can come. */
-async function webhookQueueIdle(p: TestPlatform): Promise<boolean> {
-  const connection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-  const queue = new Queue(webhookQueue(p.prefix).name, { connection, prefix: webhookQueue(p.prefix).prefix });
-  try {
-    const c = await queue.getJobCounts('waiting', 'delayed', 'active', 'prioritized');
-    return Object.values(c).every((n) => n === 0);
-  } finally {
-    await queue.close();
-    connection.disconnect();
-  }
-}
-
 describe('webhooks: delivery', function () {
   this.timeout(30_000);
   let p: TestPlatform;
@@ -182,7 +170,7 @@ describe('webhooks: delivery', function () {
     const r = track(await receiver(() => ({ status: 410 })));
     const job = await submitOk(p, { webhook: r.url });
     const delivery = await waitForDelivery(p, job.id, 'failed');
-    await waitUntil(() => webhookQueueIdle(p), 5000, 'the webhook queue to be idle');
+    await waitUntil(() => webhookQueueIdle(p.prefix), 5000, 'the webhook queue to be idle');
     expect(r.requests).to.have.length(1);
     expect(delivery.attempts).to.have.length(1);
     expect(delivery.attempts[0]).to.include({ status_code: 410, state: 'failed' });
@@ -194,7 +182,7 @@ describe('webhooks: delivery', function () {
     const r = track(await receiver(() => ({ status: 302, headers: { location: target.url } })));
     const job = await submitOk(p, { webhook: r.url });
     const delivery = await waitForDelivery(p, job.id, 'failed');
-    await waitUntil(() => webhookQueueIdle(p), 5000, 'the webhook queue to be idle');
+    await waitUntil(() => webhookQueueIdle(p.prefix), 5000, 'the webhook queue to be idle');
     expect(target.requests).to.have.length(0);
     // The first attempt and one retry per delay of the schedule.
     expect(r.requests).to.have.length(4);
@@ -217,7 +205,7 @@ describe('webhooks: delivery', function () {
     const r = track(await receiver(() => ({ status: healthy ? 204 : 503 })));
     const job = await submitOk(p, { webhook: r.url });
     const failed = await waitForDelivery(p, job.id, 'failed');
-    await waitUntil(() => webhookQueueIdle(p), 5000, 'the webhook queue to be idle');
+    await waitUntil(() => webhookQueueIdle(p.prefix), 5000, 'the webhook queue to be idle');
     expect(failed.attempt_count).to.equal(4);
 
     // Tenant-scoped: another tenant's resend is a 404 and sends nothing.
@@ -304,7 +292,7 @@ describe('webhooks: delivery', function () {
     const job = await submitOk(p, { webhook: r.url });
     expect(job.webhook_events_filter).to.deep.equal(['completed']);
     await waitForDelivery(p, job.id, 'succeeded');
-    await waitUntil(() => webhookQueueIdle(p), 5000, 'the webhook queue to be idle');
+    await waitUntil(() => webhookQueueIdle(p.prefix), 5000, 'the webhook queue to be idle');
     expect(r.requests.map((q) => (JSON.parse(q.body) as { type: string }).type)).to.deep.equal(['job.completed']);
     expect(await deliveriesOf(p, job.id)).to.have.length(1);
   });
@@ -467,7 +455,7 @@ describe('webhooks: SSRF guard (WEBHOOK_ALLOW_PRIVATE unset)', function () {
     });
     try {
       const delivery = await waitForDelivery(p, job.id, 'failed');
-      await waitUntil(() => webhookQueueIdle(p), 5000, 'the webhook queue to be idle');
+      await waitUntil(() => webhookQueueIdle(p.prefix), 5000, 'the webhook queue to be idle');
       expect(r.requests).to.have.length(0);
       expect(delivery.attempts).to.have.length(1);
       expect(delivery.attempts[0]!.status_code).to.equal(null);
@@ -505,7 +493,7 @@ describe('webhooks: event filters, for a job canceled while queued and one that 
     expect(((await later.json()) as Job).status).to.equal('succeeded');
     await waitUntil(async () => (await deliveriesOf(p, both.id)).some((d) => d.state === 'succeeded'), 10_000, 'job.completed of the canceled job');
     await waitUntil(() => r.requests.some((q) => typeOf(q) === 'job.started'), 10_000, 'the later job.started');
-    await waitUntil(() => webhookQueueIdle(p), 10_000, 'idle webhook queue');
+    await waitUntil(() => webhookQueueIdle(p.prefix), 10_000, 'idle webhook queue');
     const forBoth = r.requests.filter((q) => dataOf(q).id === both.id).map(typeOf);
     const forStart = r.requests.filter((q) => dataOf(q).id === startOnly.id).map(typeOf);
     expect(forBoth).to.deep.equal(['job.completed']);
@@ -520,7 +508,7 @@ describe('webhooks: event filters, for a job canceled while queued and one that 
       const job = (await res.json()) as Job;
       expect(job.status).to.equal('succeeded');
       await waitUntil(async () => (await deliveriesOf(p, job.id)).some((d) => d.state === 'succeeded'), 10_000, 'job.started');
-      await waitUntil(() => webhookQueueIdle(p), 10_000, 'idle webhook queue');
+      await waitUntil(() => webhookQueueIdle(p.prefix), 10_000, 'idle webhook queue');
       expect(r2.requests.map(typeOf)).to.deep.equal(['job.started']);
       const ds = await deliveriesOf(p, job.id);
       expect(ds.map((d) => d.event_type)).to.deep.equal(['job.started']);
@@ -593,7 +581,7 @@ describe('webhooks: a worker shut down during the last scheduled attempt', funct
     const next = await createWorker(p.config, silentLogger, { models: p.gateway.models });
     try {
       const d = await waitUntil(async () => (await deliveriesOf(p, job.id)).find((x) => x.state !== 'pending'), 10_000, 'the delivery to end');
-      await waitUntil(() => webhookQueueIdle(p), 10_000, 'idle');
+      await waitUntil(() => webhookQueueIdle(p.prefix), 10_000, 'idle');
       expect(d.state, JSON.stringify(d.attempts.map((a) => [a.attempt, a.status_code, a.error]))).to.equal('succeeded');
     } finally {
       await next.close();

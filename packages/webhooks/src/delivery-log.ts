@@ -86,7 +86,9 @@ return 1
 
 /**
  * KEYS[1] event. ARGV ttl_ms, then the event's field, value pairs.
- * Creates the event unless it exists: 'created', or the state it has.
+ * Creates the event unless it exists: 'created', or what it found
+ * (CreateOutcome: 'retrying' for a pending event a run has tried or a
+ * resend owns, else its state).
  * What makes an event with a fixed id (job.completed of a job) safe to
  * create again after a crash: the second time finds it and says where it is.
  */

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, type JobsOptions, type Telemetry } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { QUEUE_EVENTS_MAX_LEN, webhookQueue, type WebhookDeliveryPayload } from '@infer/contract';
@@ -116,7 +117,7 @@ export class WebhookEvents {
   async ensureManyOrFail(events: ReadonlyArray<{ id: string; event: NewWebhookEvent }>): Promise<void> {
     let last: unknown;
     for (const backoffMs of [0, 250, 1000]) {
-      if (backoffMs > 0) await new Promise((resolve) => setTimeout(resolve, backoffMs));
+      if (backoffMs > 0) await sleep(backoffMs);
       try {
         return await this.ensureMany(events);
       } catch (err) {
