@@ -81,8 +81,8 @@ describe('webhooks: a resend whose Redis reply is lost to a blip (gateway)', fun
     const sent = () => receiver.deliveries.filter((x) => x.headers['webhook-id'] === d.id).length;
     expect(sent()).to.equal(1);
 
-    // The resend's mark (EVALSHA <sha> 1 <event key> <tenant> <now>) reaches Redis; its reply is lost with the connection.
-    const hit = proxy.swallowAfter(`${eventKey}\r\n$8\r\ntenant-a`);
+    // The resend's mark (EVALSHA <sha> 2 <event key> <attempts key> <tenant> <now> …) reaches Redis; its reply is lost with the connection.
+    const hit = proxy.swallowAfter(`${keys(p.prefix).webhookAttempts(d.id)}\r\n$8\r\ntenant-a`);
     const answer = p.api(`/v1/webhook_deliveries/${d.id}/resend`, { method: 'POST' }).then(async (r) => ({ status: r.status, body: await r.text() }));
     const conn = await hit;
     await waitUntil(async () => (await redis.hget(eventKey, 'state')) === 'pending', 5000, 'the mark to have run in Redis');

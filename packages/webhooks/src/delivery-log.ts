@@ -39,22 +39,32 @@ export interface StoredEvent {
   nextAttemptAt: number | null;
 }
 
-/** KEYS[1] event. ARGV ttl_ms. A `pending` event becomes `failed` (its delivery run was lost): 1, else 0. */
+/**
+ * KEYS[1] event. ARGV ttl_ms, unless_owned ('1' or '0'). A `pending` event
+ * becomes `failed` (its delivery run was lost): 1, else 0. With
+ * unless_owned, a pending event that a run owns (one that has attempted it,
+ * or a resend's: CREATE_IF_ABSENT's 'retrying') is left to that run.
+ */
 const FAIL_IF_PENDING = `
-if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
+local h = redis.call('HMGET', KEYS[1], 'state', 'attempt_count', 'resend_token')
+if h[1] ~= 'pending' then return 0 end
+if ARGV[2] == '1' and ((tonumber(h[2]) or 0) > 0 or h[3]) then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'failed', 'next_attempt_at', '')
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 `;
 
 /**
- * KEYS[1] event. ARGV tenant, now, token (the resend's own). Returns
+ * KEYS[1] event, KEYS[2] its attempts. ARGV tenant, now, token (the
+ * resend's own), ttl_ms. Returns
  * 'missing', 'other' (another tenant's), 'pending' (already due), or the
  * state it had ('succeeded' or 'failed') when it is now pending again.
  * The same resend run again (ioredis sends a command again after a
  * reconnect when its reply was lost: Redis may have run it) answers as the
  * first run did, from the token and the state it kept, instead of
  * 'pending', which would leave the event pending with nothing queued.
+ * A marked event (and its attempts) lives at least ttl_ms more, so one
+ * resent near the end of its life is still there when its run comes.
  */
 const MARK_RESEND = `
 local h = redis.call('HMGET', KEYS[1], 'tenant', 'state', 'resend_token', 'resend_was')
@@ -65,7 +75,22 @@ if h[2] == 'pending' then
   return 'pending'
 end
 redis.call('HSET', KEYS[1], 'state', 'pending', 'next_attempt_at', ARGV[2], 'resend_token', ARGV[3], 'resend_was', h[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4], 'GT')
+redis.call('PEXPIRE', KEYS[2], ARGV[4], 'GT')
 return h[2]
+`;
+
+/**
+ * KEYS[1] event. ARGV token (the resend's), state it had. Undoes that
+ * resend's mark, if the event is still there and still marked by it: an
+ * event that expired meanwhile is not written again (it would come back as
+ * a partial hash that never expires).
+ */
+const UNMARK_RESEND = `
+local h = redis.call('HMGET', KEYS[1], 'state', 'resend_token')
+if h[1] ~= 'pending' or h[2] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'next_attempt_at', '')
+return 1
 `;
 
 /**
@@ -102,9 +127,10 @@ return 'created'
 `;
 
 type ScriptRedis = Redis & {
-  inferWebhookMarkResend(key: string, tenant: string, now: number, token: string): Promise<string>;
+  inferWebhookMarkResend(key: string, attempts: string, tenant: string, now: number, token: string, ttlMs: number): Promise<string>;
+  inferWebhookUnmarkResend(key: string, token: string, was: string): Promise<number>;
   inferWebhookRecordAttempt(key: string, attempts: string, token: string, attempt: string, state: string, count: string, nextAt: string, ttlMs: number): Promise<number>;
-  inferWebhookFailIfPending(key: string, ttlMs: number): Promise<number>;
+  inferWebhookFailIfPending(key: string, ttlMs: number, unlessOwned: '1' | '0'): Promise<number>;
   inferWebhookCreateIfAbsent(key: string, ttlMs: number, ...fieldsAndValues: string[]): Promise<CreateOutcome>;
 };
 
@@ -124,7 +150,8 @@ export class DeliveryLog {
 
   constructor(redis: Redis, prefix: string) {
     this.k = keys(prefix);
-    if (!('inferWebhookMarkResend' in redis)) redis.defineCommand('inferWebhookMarkResend', { numberOfKeys: 1, lua: MARK_RESEND });
+    if (!('inferWebhookMarkResend' in redis)) redis.defineCommand('inferWebhookMarkResend', { numberOfKeys: 2, lua: MARK_RESEND });
+    if (!('inferWebhookUnmarkResend' in redis)) redis.defineCommand('inferWebhookUnmarkResend', { numberOfKeys: 1, lua: UNMARK_RESEND });
     if (!('inferWebhookFailIfPending' in redis)) redis.defineCommand('inferWebhookFailIfPending', { numberOfKeys: 1, lua: FAIL_IF_PENDING });
     if (!('inferWebhookCreateIfAbsent' in redis)) redis.defineCommand('inferWebhookCreateIfAbsent', { numberOfKeys: 1, lua: CREATE_IF_ABSENT });
     if (!('inferWebhookRecordAttempt' in redis)) redis.defineCommand('inferWebhookRecordAttempt', { numberOfKeys: 2, lua: RECORD_ATTEMPT });
@@ -151,7 +178,9 @@ export class DeliveryLog {
       const pipe = this.redis.pipeline();
       for (const e of listed) {
         const index = this.k.webhookDeliveries(e.subject.object, e.subject.id);
-        pipe.rpush(index, e.id).pexpire(index, ttlMs);
+        // A new list gets the TTL (NX); one that is there is only ever lengthened (GT): an event listed
+        // before may be retrying past this one's TTL. (GT alone leaves a new list without any TTL.)
+        pipe.rpush(index, e.id).pexpire(index, ttlMs, 'NX').pexpire(index, ttlMs, 'GT');
       }
       for (const [err] of (await pipe.exec()) ?? []) if (err) throw err;
     }
@@ -189,9 +218,13 @@ export class DeliveryLog {
     ]);
   }
 
-  /** End a `pending` event as `failed` when its delivery run is lost for good; true when it was pending. */
-  async failIfPending(eventId: string, ttlMs: number): Promise<boolean> {
-    return (await this.redis.inferWebhookFailIfPending(this.k.webhookEvent(eventId), ttlMs)) === 1;
+  /**
+   * End a `pending` event as `failed` when its delivery run is lost for
+   * good; true when it did. `unlessOwned`: not one a run owns (it has
+   * attempted it, or a resend's), for a caller that is not that run.
+   */
+  async failIfPending(eventId: string, ttlMs: number, options: { unlessOwned?: boolean } = {}): Promise<boolean> {
+    return (await this.redis.inferWebhookFailIfPending(this.k.webhookEvent(eventId), ttlMs, options.unlessOwned ? '1' : '0')) === 1;
   }
 
   /**
@@ -199,16 +232,20 @@ export class DeliveryLog {
    * 'missing', 'pending' (it is still being delivered: nothing to resend
    * yet), or the state it had. `token` names this resend (see MARK_RESEND).
    */
-  async markResend(eventId: string, tenant: string, now: number, token: string): Promise<'missing' | 'pending' | { was: Exclude<DeliveryState, 'pending'> }> {
-    const r = await this.redis.inferWebhookMarkResend(this.k.webhookEvent(eventId), tenant, now, token);
+  async markResend(eventId: string, tenant: string, now: number, token: string, ttlMs: number): Promise<'missing' | 'pending' | { was: Exclude<DeliveryState, 'pending'> }> {
+    const r = await this.redis.inferWebhookMarkResend(this.k.webhookEvent(eventId), this.k.webhookAttempts(eventId), tenant, now, token, ttlMs);
     if (r === 'other' || r === 'missing') return 'missing';
     if (r === 'pending') return 'pending';
     return { was: r === 'succeeded' ? 'succeeded' : 'failed' };
   }
 
-  /** Undo `markResend` when the resend could not be queued: the event has the state it had (a delivered one stays delivered). */
-  async unmarkResend(eventId: string, was: Exclude<DeliveryState, 'pending'>): Promise<void> {
-    await this.redis.hset(this.k.webhookEvent(eventId), { state: was, next_attempt_at: '' });
+  /**
+   * Undo `markResend` (the one named `token`) when the resend could not be
+   * queued: the event has the state it had (a delivered one stays
+   * delivered). An event gone meanwhile stays gone.
+   */
+  async unmarkResend(eventId: string, token: string, was: Exclude<DeliveryState, 'pending'>): Promise<void> {
+    await this.redis.inferWebhookUnmarkResend(this.k.webhookEvent(eventId), token, was);
   }
 
   /** One event with its attempts; null when unknown, expired, or another tenant's. */

@@ -112,7 +112,9 @@ export class WebhookEvents {
    * unless its worker dies): tried again after 0.25 s and 1 s while Redis
    * errs. When it still errs, events it may have created without queuing
    * their delivery are ended `failed`, so they can be resent rather than
-   * stay pending with nothing to deliver them. Throws the last error.
+   * stay pending with nothing to deliver them; not those whose delivery
+   * an earlier producer queued (its run, waiting or with a retry scheduled,
+   * delivers them). Throws the last error.
    */
   async ensureManyOrFail(events: ReadonlyArray<{ id: string; event: NewWebhookEvent }>): Promise<void> {
     let last: unknown;
@@ -124,7 +126,13 @@ export class WebhookEvents {
         last = err;
       }
     }
-    await Promise.allSettled(events.map(({ id }) => this.log.failIfPending(id, this.logTtlMs())));
+    await Promise.allSettled(
+      events.map(async ({ id }) => {
+        const run = await this.queue.getJobState(id);
+        if (run !== 'unknown' && run !== 'completed' && run !== 'failed') return;
+        await this.log.failIfPending(id, this.logTtlMs(), { unlessOwned: true });
+      }),
+    );
     throw last;
   }
 
@@ -152,12 +160,12 @@ export class WebhookEvents {
   async resend(tenant: string, eventId: string): Promise<WebhookDelivery | 'missing' | 'pending'> {
     // One token for the mark and the run's id: either, sent again after a lost reply, is this resend still.
     const token = randomUUID();
-    const marked = await this.log.markResend(eventId, tenant, this.now(), token);
+    const marked = await this.log.markResend(eventId, tenant, this.now(), token, this.logTtlMs());
     if (marked === 'missing' || marked === 'pending') return marked;
     try {
       await this.queue.add('resend', { eventId, trigger: 'manual' } satisfies WebhookDeliveryPayload, this.jobOptions(`${eventId}-resend-${token}`, 1));
     } catch (err) {
-      await this.log.unmarkResend(eventId, marked.was).catch(() => undefined);
+      await this.log.unmarkResend(eventId, token, marked.was).catch(() => undefined);
       throw err;
     }
     return (await this.log.delivery(eventId, tenant)) ?? 'missing';
