@@ -208,7 +208,11 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     continueBody: (req) => {
       const path = req.url ?? '';
       if (!/^\/v1(\/|\?|$)/i.test(path)) return true;
-      return authenticate(req.headers.authorization, config.apiKeyDigests) !== undefined || adminKeyName({ admins: config.adminKeyDigests }, req) !== undefined;
+      if (authenticate(req.headers.authorization, config.apiKeyDigests) !== undefined) return true;
+      if (adminKeyName({ admins: config.adminKeyDigests }, req) === undefined) return false;
+      // An admin key: its routes are under /v1/models, and a path nobody serves is its 404 (as above); on a
+      // tenant's route the tenants' key check answers 401, before the body, as for an unknown key.
+      return /^\/v1\/models(\/|\?|$)/i.test(path) || !isDocumentedRoute(req.method ?? '', path.split('?')[0]!);
     },
     listener: (req, res) => {
       if (!dispatch(req, res)) app(req, res);

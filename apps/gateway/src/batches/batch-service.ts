@@ -8,7 +8,7 @@ import {
   type WebhookEventFilter,
 } from '@infer/contract';
 import { failedChunkResult, toBatch, type BatchRecord, type BatchStore, type ChunkManifest } from '@infer/batch-store';
-import { badRequest, conflict, invalidInput, notFound, unavailable } from '@infer/errors';
+import { AppError, badRequest, conflict, invalidInput, notFound, unavailable } from '@infer/errors';
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
 import type { ModelResolver } from '../models/model-catalog.js';
@@ -122,7 +122,14 @@ export class BatchService {
     const { model, params } = prepared;
     const id = uuidv4();
     // Before a byte of the body is read: a tenant at its limit is told so at once (429).
-    await this.deps.openBatches?.reserve(tenant, id);
+    try {
+      await this.deps.openBatches?.reserve(tenant, id);
+    } catch (err) {
+      // Redis may have taken the slot and lost the reply with its connection: give it back (with the
+      // retries an abandoned upload gets), or the tenant's retries meet 429 for UPLOAD_GRACE_MS.
+      if (!(err instanceof AppError)) await this.abandon(id, tenant, model, 0);
+      throw err;
+    }
     let live = true;
     let chunks = 0;
     let writing: Promise<void> = Promise.resolve();

@@ -1,6 +1,6 @@
 import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
-import { CreateRolloutBody, SetRoutingBody, VERSION_RE } from '@infer/contract';
+import { CreateRolloutBody, jsonNumber, SetRoutingBody, VERSION_RE } from '@infer/contract';
 import { badRequest, conflict, invalidInput, invalidRouting, notFound } from '@infer/errors';
 import { newRolloutId, renderRollout, stepRouting, type ModelControl, type StoredRollout } from '@infer/model-control';
 import type { ModelRepository } from '@infer/models';
@@ -31,11 +31,11 @@ const EventsQuery = z
 /** The shape of a rollout's body alone (fields and their JSON types); CreateRolloutBody adds the rules. */
 const RolloutShape = z
   .object({
-    version: z.union([z.string(), z.number()]),
-    steps: z.array(z.number()),
-    step_seconds: z.number(),
-    max_error_rate: z.number().optional(),
-    max_p50_latency_ratio: z.number().optional(),
+    version: z.union([z.string(), jsonNumber]),
+    steps: z.array(jsonNumber),
+    step_seconds: jsonNumber,
+    max_error_rate: jsonNumber.optional(),
+    max_p50_latency_ratio: jsonNumber.optional(),
   })
   .strict();
 
