@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-import { interactiveKeys, newJobId, queueTag, type EnvelopeJob, type Job } from '@infer/contract';
+import { interactiveKeys, keys, newJobId, queueTag, type EnvelopeJob, type Job } from '@infer/contract';
 import { EnvelopeQueue, encodeRecord, type Ending, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
 import { silentLogger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
@@ -13,8 +13,9 @@ import { flatten, getJob, pollJob, postJob, QueueProbe } from './helpers/jobs.js
 import { seededFloats } from './helpers/ort-reference.js';
 import { deletePrefix, SHIPPED_MODELS, startPlatform, TEST_KEY, TEST_REDIS_URL, uniquePrefix, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
+import { webhookQueueIdle } from './helpers/webhook-queue.js';
 import { startWebhookReceiver, type Delivery, type WebhookReceiver } from './helpers/webhook-receiver.js';
-import { WebhookEvents } from '@infer/webhooks';
+import { eventIdFor, WebhookDeliveryWorker, WebhookEvents } from '@infer/webhooks';
 import { JobWebhookEmitter } from '../apps/worker/src/interactive/job-webhooks.js';
 
 /**
@@ -386,6 +387,38 @@ describe('envelopes: a worker dies holding an envelope', function () {
     const started = delivered(hooks, 'job.started').map((d) => d.event.data.id);
     expect(started.sort(), 'one job.started a job, from the first take').to.deep.equal(submitted.map((s) => s.job.id).sort());
     expect(delivered(hooks, 'job.completed')).to.have.length(6);
+  });
+
+  it('a take after the stall makes no job.started again though the delivered ones have expired', async () => {
+    const submitted = await Promise.all(Array.from({ length: 4 }, (_, i) => postJob(p, body(700 + i, { webhook: hooks.url, webhook_events_filter: ['start', 'completed'] }))));
+    const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+    const events = new WebhookEvents({ connection: redis, prefix: p.prefix, resultTtlMs: 60_000, retryDelaysMs: [100, 200] });
+    let deliveries: WebhookDeliveryWorker | undefined;
+    try {
+      deliveries = new WebhookDeliveryWorker({ connection: redis, prefix: p.prefix, logger: silentLogger, retryDelaysMs: [100, 200], resultTtlMs: 60_000, allowPrivate: true, lockMs: 2000 });
+      // The first take makes and queues the job.started events and marks its envelope so, as a worker's take
+      // does; they are delivered; then the take's worker hangs past its lock.
+      const zombie = new EnvelopeQueue(redis, { prefix: p.prefix, model: 'mlp', version: '2', resultTtlMs: 60_000 });
+      const taken = await zombie.fetch('zombie', 1000, 64, 64);
+      if (taken === 'paused') throw new Error('paused');
+      const jobs = taken.envelopes.flatMap((e) => (JSON.parse(e.fields.get('data')!.toString()) as { jobs: EnvelopeJob[] }).jobs);
+      expect(jobs).to.have.length(4);
+      expect(await new JobWebhookEmitter(events, silentLogger).started(jobs.map((job) => ({ model: 'mlp', version: '2', job })), Date.now())).to.equal(true);
+      for (const e of taken.envelopes) await zombie.markStartedSent(e.id);
+      await waitUntil(() => delivered(hooks, 'job.started').length >= 4, 10_000, 'four job.started events');
+      // Their log entries live RESULT_TTL from delivery: a job stalled longer than that (a short RESULT_TTL_SECONDS) finds them gone.
+      for (const job of jobs) await redis.del(keys(p.prefix).webhookEvent(eventIdFor('job.started', job.id)));
+    } finally {
+      await deliveries?.close();
+      await events.close();
+      redis.disconnect();
+    }
+    await p.startWorker();
+    const ended = await Promise.all(submitted.map((s) => pollJob(p, s.job.id, 20_000)));
+    ended.forEach((job, i) => expectMlpOutput(job, 700 + i));
+    await waitUntil(() => delivered(hooks, 'job.completed').length >= 4, 15_000, 'four job.completed events');
+    await waitUntil(() => webhookQueueIdle(p.prefix), 10_000, 'the webhook queue idle');
+    expect(delivered(hooks, 'job.started').map((d) => d.event.data.id).sort(), 'one job.started a job, from the first take').to.deep.equal(submitted.map((s) => s.job.id).sort());
   });
 });
 

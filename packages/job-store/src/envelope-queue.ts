@@ -224,6 +224,15 @@ export class EnvelopeQueue {
     return [k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, now, wanted, most];
   }
 
+  /**
+   * Record on a taken envelope that its jobs' `job.started` events are made
+   * and queued (a take after a stall finds `ws` among its fields and makes
+   * none again). Nothing for an envelope already gone.
+   */
+  async markStartedSent(envelopeId: string): Promise<void> {
+    await this.redis.inferMarkStartedSent(this.keys.base + envelopeId);
+  }
+
   /** End the jobs of these envelopes and remove them; per job (in order), whether this call ended it. */
   async finish(envelopes: readonly FinishingEnvelope[]): Promise<boolean[]> {
     if (envelopes.length === 0) return [];

@@ -1,5 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, READ, RELEASE_IDEMPOTENCY_KEY, TAKE_OVER_IDEMPOTENCY_KEY } from './scripts.js';
+import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, MARK_STARTED_SENT, READ, RELEASE_IDEMPOTENCY_KEY, TAKE_OVER_IDEMPOTENCY_KEY } from './scripts.js';
 
 export type Arg = string | number | Buffer;
 
@@ -13,6 +13,7 @@ export type ScriptRedis = Redis & {
   inferClaimIdempotencyKey(key: string, id: string, ttlMs: number, now: number): Promise<string>;
   inferTakeOverIdempotencyKey(key: string, held: string, id: string, ttlMs: number, now: number): Promise<number>;
   inferReleaseIdempotencyKey(key: string, id: string): Promise<number>;
+  inferMarkStartedSent(envelope: string): Promise<number>;
 };
 
 /** A pipeline of a connection with the scripts: ioredis adds them to its pipelines too, untyped. */
@@ -27,6 +28,7 @@ const COMMANDS = [
   ['inferClaimIdempotencyKey', CLAIM_IDEMPOTENCY_KEY, 1],
   ['inferReleaseIdempotencyKey', RELEASE_IDEMPOTENCY_KEY, 1],
   ['inferTakeOverIdempotencyKey', TAKE_OVER_IDEMPOTENCY_KEY, 1],
+  ['inferMarkStartedSent', MARK_STARTED_SENT, 1],
 ] as const;
 
 /** Define the job scripts on a connection (once; later calls find them there). */

@@ -355,3 +355,15 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[4], 'PX', ARGV[3])
 return 1
 `;
+
+/**
+ * KEYS[1] an envelope. Marks (`ws`) that the `job.started` events of its jobs are created and queued,
+ * so a later take (after a stall) does not make them again: their log entries may have expired by then
+ * (they live RESULT_TTL from delivery), and would be made and sent anew. An envelope already gone is
+ * left gone: 1 when marked, else 0.
+ */
+export const MARK_STARTED_SENT = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'ws', '1')
+return 1
+`;

@@ -297,7 +297,20 @@ export class InteractiveWorker {
     }
     this.expire(held);
     // Tracked: a worker that closes waits for them (they are tried again for a second or so while Redis errs).
-    if (this.options.webhooks) this.track(this.options.webhooks.started(held.data.jobs.filter((_, i) => held.inputs[i]).map((job) => ({ model: model.name, version: model.version, job })), takenAt));
+    // Not again on a take after a stall once a take has made them (`ws`): by then they may have expired.
+    const webhooks = this.options.webhooks;
+    if (webhooks && !taken.fields.has('ws')) {
+      const jobs = held.data.jobs.filter((_, i) => held.inputs[i]).map((job) => ({ model: model.name, version: model.version, job }));
+      this.track(
+        webhooks.started(jobs, takenAt).then(async (made) => {
+          if (!made) return;
+          await this.queue.markStartedSent(held.id).catch((err: unknown) => {
+            // Only a take after a stall reads it: that one makes none twice while their log entries live.
+            this.log.warn({ envelope: held.id, err: (err as Error).message }, 'could not mark job.started sent on the envelope');
+          });
+        }),
+      );
+    }
     const deferred = taken.fields.get('defa')?.toString();
     if (deferred) {
       // Stalled more than maxStalledCount times: it keeps killing or hanging its workers; it must not run again.

@@ -27,14 +27,16 @@ export class JobWebhookEmitter {
   ) {}
 
   /**
-   * `job.started` for the jobs that asked for it, on every take of their
-   * envelope: each job's event has one id (eventIdFor), so a take after a
-   * stall sends the events the worker that died had not, and none twice.
-   * Never rejects.
+   * `job.started` for the jobs that asked for it, on a take of their
+   * envelope until one has made them (the envelope is then marked: see
+   * EnvelopeQueue.markStartedSent): each job's event has one id
+   * (eventIdFor), so a take after a stall sends the events the worker that
+   * died had not, and none twice. True when there were events and they are
+   * made and queued. Never rejects.
    */
-  async started(jobs: readonly WebhookJob[], startedAt: number): Promise<void> {
+  async started(jobs: readonly WebhookJob[], startedAt: number): Promise<boolean> {
     const wanted = jobs.filter((j) => j.job.webhook && j.job.webhook_events_filter?.includes('start'));
-    if (wanted.length === 0) return;
+    if (wanted.length === 0) return false;
     try {
       // Rendering can throw on a corrupt envelope: inside the try too.
       const events = wanted.map(({ model, version, job }) => ({
@@ -48,8 +50,10 @@ export class JobWebhookEmitter {
         } satisfies NewWebhookEvent,
       }));
       await this.events.ensureManyOrFail(events);
+      return true;
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'could not queue job.started webhook events; those created are marked failed (resendable)');
+      return false;
     }
   }
 }
