@@ -205,13 +205,27 @@ export class EnvelopeQueue {
   /**
    * Taken envelopes whose inputs are in a key of their own get them, as
    * their `in` field, by one MGET for all of them. One whose key is gone
-   * is left without: readEnvelope fails its jobs.
+   * is left without: readEnvelope fails its jobs. The envelopes are this
+   * worker's already (FETCH locked them), so an error reply (BUSY while a
+   * long script runs) is tried again, as FINISH is, before the take is given
+   * up: a take given up leaves them to lapse into a stall, and enough
+   * stalls fail their jobs `worker_lost`.
    */
   private async withInputs(outcome: FetchOutcome): Promise<FetchOutcome> {
     if (outcome === 'paused') return outcome;
     const external = outcome.envelopes.filter((e) => e.fields.has('ix'));
     if (external.length === 0) return outcome;
-    const bytes = await this.redis.mgetBuffer(...external.map((e) => this.keys.inputs(e.id)));
+    const keys = external.map((e) => this.keys.inputs(e.id));
+    let bytes: Array<Buffer | null>;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        bytes = await this.redis.mgetBuffer(...keys);
+        break;
+      } catch (err) {
+        if (attempt >= 3) throw err;
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      }
+    }
     external.forEach((e, i) => {
       const b = bytes[i];
       if (b) e.fields.set('in', b);

@@ -314,7 +314,7 @@ export class InteractiveWorker {
     const deferred = taken.fields.get('defa')?.toString();
     if (deferred) {
       // Stalled more than maxStalledCount times: it keeps killing or hanging its workers; it must not run again.
-      this.endAll(held, { code: 'worker_lost', message: `the job's worker died or hung repeatedly (${deferred})` });
+      this.endAll(held, workerLost(deferred));
       return;
     }
     if (held.pending === 0) {
@@ -413,13 +413,19 @@ export class InteractiveWorker {
     try {
       const data = JSON.parse(taken.fields.get('data')?.toString() ?? '') as HeldEnvelope['data'];
       if (Array.isArray(data.jobs)) {
-        held = { id: taken.id, token, data, takenAt: Date.now(), firstTakenAt: taken.firstTakenAt, inputs: data.jobs.map(() => []), records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ranAt: data.jobs.map(() => null), pending: 0 };
+        const canceled = new Set((taken.fields.get('x')?.toString() ?? '').split(' ').filter(Boolean));
+        const inputs = data.jobs.map((job) => (canceled.has(job.id) ? null : []));
+        held = { id: taken.id, token, data, takenAt: Date.now(), firstTakenAt: taken.firstTakenAt, inputs, records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ranAt: data.jobs.map(() => null), pending: inputs.filter(Boolean).length };
+        // What ends a job whatever its envelope holds comes first (its inputs lost in Redis, say): a deadline
+        // passed before the first take (canceled, deadline_exceeded), and an envelope that kept killing its workers.
+        this.expire(held);
       }
     } catch {
       /* nothing to tell any job */
     }
     held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: Date.now(), firstTakenAt: taken.firstTakenAt, inputs: [], records: [], statuses: [], ranAt: [], pending: 0 };
-    this.endAll(held, { code: 'invalid_input', message });
+    const deferred = taken.fields.get('defa')?.toString();
+    this.endAll(held, deferred ? workerLost(deferred) : { code: 'invalid_input', message });
   }
 
   private track(p: Promise<void>): void {
@@ -493,3 +499,7 @@ export class InteractiveWorker {
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
 
+/** The error of the jobs of an envelope stalled more than maxStalledCount times (BullMQ's `defa`: why it was deferred). */
+function workerLost(deferred: string): JobError {
+  return { code: 'worker_lost', message: `the job's worker died or hung repeatedly (${deferred})` };
+}

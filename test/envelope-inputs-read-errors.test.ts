@@ -1,0 +1,109 @@
+import { expect } from 'chai';
+import { Redis, ReplyError } from 'ioredis';
+import { interactiveKeys, type Job } from '@infer/contract';
+import { silentLogger } from '@infer/logger';
+import { ModelRepository } from '@infer/models';
+import { InteractiveWorker } from '../apps/worker/src/interactive/interactive-worker.js';
+import { pollJob } from './helpers/jobs.js';
+import { SHIPPED_MODELS, startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
+
+/**
+ * A worker reads an envelope's large inputs (`<envelope>:in`) with one MGET
+ * after its take (EnvelopeQueue.withInputs). When that MGET errs (a
+ * transient error reply: here BUSY, what Redis answers while a long script
+ * runs; the store connection's `maxRetriesPerRequest: null` only covers
+ * connection loss), it is tried again, as FINISH is: a take given up would
+ * leave its envelopes, already moved to `active` and locked, to lapse into
+ * a stall ("its worker died or hung"), the job waiting WORKER_LOCK_MS for
+ * nothing, and after maxStalledCount + 1 such blips failed `worker_lost`
+ * though no worker died.
+ */
+
+// ocr-cls (test/fixtures/served): one FP32 [3, 48, 192] input, 110,592 bytes: over the 16 KiB threshold.
+const image = Buffer.from(new Float32Array(3 * 48 * 192).fill(0.5).buffer).toString('base64');
+const body = JSON.stringify({ model: 'ocr-cls', input: { x: { datatype: 'FP32', shape: [3, 48, 192], b64: image } } });
+
+describe('a transient error on the inputs MGET after a take', function () {
+  this.timeout(40_000);
+  let p: TestPlatform | undefined;
+  let models: ModelRepository;
+  let worker: InteractiveWorker | undefined;
+  let connections: Redis[] = [];
+  let redis: Redis;
+
+  before(async () => {
+    models = await ModelRepository.load(SHIPPED_MODELS, { only: ['ocr-cls'] });
+  });
+  after(async () => {
+    await models?.close();
+  });
+  beforeEach(() => {
+    redis = new Redis(TEST_REDIS_URL);
+  });
+  afterEach(async () => {
+    await worker?.close();
+    worker = undefined;
+    for (const c of connections) c.disconnect();
+    connections = [];
+    redis.disconnect();
+    await p?.close();
+    p = undefined;
+  });
+
+  /** A platform with no worker of its own, and an InteractiveWorker for ocr-cls v1 whose first `blips` MGETs answer BUSY. */
+  async function start(lockMs: number, blips: number): Promise<{ platform: TestPlatform; mgets: () => number }> {
+    const platform = await startPlatform({ worker: false });
+    p = platform;
+    const connection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+    const storeConnection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+    connections = [connection, storeConnection];
+    let calls = 0;
+    const real = storeConnection.mgetBuffer.bind(storeConnection) as (...keys: string[]) => Promise<Array<Buffer | null>>;
+    // The MGET reaches a Redis busy with a script: one error reply, the next call is answered as usual.
+    (storeConnection as unknown as { mgetBuffer: (...keys: string[]) => Promise<Array<Buffer | null>> }).mgetBuffer = (...keys: string[]) =>
+      ++calls <= blips ? Promise.reject(new ReplyError('BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSCRIPT.')) : real(...keys);
+    worker = new InteractiveWorker({
+      model: models.find('ocr-cls', '1')!,
+      connection,
+      storeConnection,
+      prefix: platform.prefix,
+      lockMs,
+      resultTtlMs: 60_000,
+      logger: silentLogger,
+      blockSeconds: 1,
+    });
+    worker.start();
+    return { platform, mgets: () => calls };
+  }
+
+  async function submit(platform: TestPlatform): Promise<Job> {
+    const res = await platform.api('/v1/jobs', { method: 'POST', body });
+    expect(res.status).to.equal(202);
+    return (await res.json()) as Job;
+  }
+
+  /** The `stalled` events BullMQ's stalled check wrote to the queue's event stream. */
+  async function stalledEvents(platform: TestPlatform): Promise<number> {
+    const entries = await redis.xrange(interactiveKeys(platform.prefix, 'ocr-cls', '1').base + 'events', '-', '+');
+    return entries.filter(([, fields]) => fields[0] === 'event' && fields[1] === 'stalled').length;
+  }
+
+  it('one BUSY reply: the job runs at once, without waiting for its lock to lapse and without counting a stall', async () => {
+    const lockMs = 4000;
+    const { platform, mgets } = await start(lockMs, 1);
+    const job = await submit(platform);
+    const ended = await pollJob(platform, job.id, 20_000);
+    expect(mgets(), 'the MGET erred once').to.be.at.least(2);
+    expect(ended.status).to.equal('succeeded');
+    // No `stalled` event, and queue_ms under lockMs (the envelope did not wait for its lock to lapse).
+    expect({ stalls: await stalledEvents(platform), waitedForTheLock: ended.metrics!.queue_ms >= lockMs }, `queue_ms ${ended.metrics!.queue_ms}`).to.deep.equal({ stalls: 0, waitedForTheLock: false });
+  });
+
+  it('three BUSY replies, one per take: the job still succeeds, not worker_lost', async () => {
+    const { platform, mgets } = await start(1000, 3);
+    const job = await submit(platform);
+    const ended = await pollJob(platform, job.id, 30_000);
+    expect(mgets()).to.be.at.least(4);
+    expect({ status: ended.status, code: ended.error?.code ?? null }).to.deep.equal({ status: 'succeeded', code: null });
+  });
+});
