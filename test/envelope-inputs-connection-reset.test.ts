@@ -88,5 +88,4 @@ describe('a connection reset between a take and its inputs read', function () {
     expect(ended.status).to.equal('succeeded');
     expect({ stalls: await stalledEvents(platform), waitedForTheLock: ended.metrics!.queue_ms >= lockMs }).to.deep.equal({ stalls: 0, waitedForTheLock: false });
   });
-  });
 });
