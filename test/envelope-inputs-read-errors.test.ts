@@ -6,6 +6,7 @@ import { ModelRepository } from '@infer/models';
 import { InteractiveWorker } from '../apps/worker/src/interactive/interactive-worker.js';
 import { pollJob } from './helpers/jobs.js';
 import { SHIPPED_MODELS, startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
+import { RedisProxy } from './helpers/tcp-proxy.js';
 
 /**
  * A worker reads an envelope's large inputs (`<envelope>:in`) with one MGET
@@ -16,18 +17,20 @@ import { SHIPPED_MODELS, startPlatform, TEST_REDIS_URL, type TestPlatform } from
  * leave its envelopes, already moved to `active` and locked, to lapse into
  * a stall ("its worker died or hung"), the job waiting WORKER_LOCK_MS for
  * nothing, and after maxStalledCount + 1 such blips failed `worker_lost`
- * though no worker died.
+ * though no worker died. A connection reset before the MGET's reply is
+ * covered by ioredis itself: it sends the MGET again after reconnecting.
  */
 
 // ocr-cls (test/fixtures/served): one FP32 [3, 48, 192] input, 110,592 bytes: over the 16 KiB threshold.
 const image = Buffer.from(new Float32Array(3 * 48 * 192).fill(0.5).buffer).toString('base64');
 const body = JSON.stringify({ model: 'ocr-cls', input: { x: { datatype: 'FP32', shape: [3, 48, 192], b64: image } } });
 
-describe('a transient error on the inputs MGET after a take', function () {
+describe('an error on the inputs MGET after a take', function () {
   this.timeout(40_000);
   let p: TestPlatform | undefined;
   let models: ModelRepository;
   let worker: InteractiveWorker | undefined;
+  let proxy: RedisProxy | undefined;
   let connections: Redis[] = [];
   let redis: Redis;
 
@@ -50,12 +53,21 @@ describe('a transient error on the inputs MGET after a take', function () {
     p = undefined;
   });
 
-  /** A platform with no worker of its own, and an InteractiveWorker for ocr-cls v1 whose first `blips` MGETs answer BUSY. */
-  async function start(lockMs: number, blips: number): Promise<{ platform: TestPlatform; mgets: () => number }> {
+  /**
+   * A platform with no worker of its own, and an InteractiveWorker for
+   * ocr-cls v1 whose first `blips` MGETs answer BUSY; with `viaProxy`, its
+   * store connection goes through a proxy the test can cut.
+   */
+  async function start(lockMs: number, blips: number, viaProxy = false): Promise<{ platform: TestPlatform; mgets: () => number }> {
     const platform = await startPlatform({ worker: false });
     p = platform;
+    if (viaProxy) {
+      proxy = new RedisProxy();
+      await proxy.listen();
+    }
     const connection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-    const storeConnection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+    const storeConnection = new Redis(proxy?.url ?? TEST_REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+    storeConnection.on('error', () => undefined);
     connections = [connection, storeConnection];
     let calls = 0;
     const real = storeConnection.mgetBuffer.bind(storeConnection) as (...keys: string[]) => Promise<Array<Buffer | null>>;
@@ -105,5 +117,19 @@ describe('a transient error on the inputs MGET after a take', function () {
     const ended = await pollJob(platform, job.id, 30_000);
     expect(mgets()).to.be.at.least(4);
     expect({ status: ended.status, code: ended.error?.code ?? null }).to.deep.equal({ status: 'succeeded', code: null });
+  });
+
+  it('its reply lost with its connection: sent again, the job runs with no stall', async () => {
+    const lockMs = 4000;
+    const { platform } = await start(lockMs, 0, true);
+    // The MGET names the inputs key (`…:in`); nothing else this connection sends ends a key so.
+    const hit = proxy!.swallowAfter(':in\r\n');
+    const job = await submit(platform);
+    const conn = await hit;
+    conn.client.destroy();
+    conn.upstream.destroy();
+    const ended = await pollJob(platform, job.id, 20_000);
+    expect(ended.status).to.equal('succeeded');
+    expect({ stalls: await stalledEvents(platform), waitedForTheLock: ended.metrics!.queue_ms >= lockMs }).to.deep.equal({ stalls: 0, waitedForTheLock: false });
   });
 });
