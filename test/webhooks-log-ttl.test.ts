@@ -1,5 +1,3 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { keys } from '@infer/contract';
@@ -10,82 +8,15 @@ import { waitUntil } from './helpers/wait.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
 
 /**
- * `GET /v1/jobs/{id}/webhook_deliveries` reads the job's list of event ids:
- * the docs say it lives RESULT_TTL, "longer only while retries are still
- * scheduled". A job's second event must not cut the list's life short while
- * its first event still has retries scheduled (a 503 with Retry-After put
- * the next one far off): the list would expire before that event, which
- * would then be retried but no longer listed under its job.
+ * How long the delivery log's keys live. `GET /v1/jobs/{id}/webhook_deliveries`
+ * reads the job's list of event ids: the docs say it lives RESULT_TTL,
+ * "longer only while retries are still scheduled", so a job's second event
+ * must not cut the list's life short while its first is still being retried.
+ * A resend marks a delivered event pending again, and is undone when its run
+ * cannot be queued (DeliveryLog.markResend / unmarkResend): neither may leave
+ * a key that never expires, nor one that expires before the resend's run.
  */
-describe("webhooks: a job's deliveries list outlives the events in it", function () {
-  this.timeout(20_000);
-  const tenant = 'tenant-a';
-  let prefix: string;
-  let redis: Redis;
-  let events: WebhookEvents;
-  let delivery: WebhookDeliveryWorker | undefined;
-  let server: Server;
-  let url: string;
-  let hits = 0;
-
-  beforeEach(async () => {
-    prefix = uniquePrefix('wh-list-ttl');
-    redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-    // Short RESULT_TTL and schedule: the log's TTL at creation is the schedule plus LOG_MARGIN_MS (about 10 min).
-    events = new WebhookEvents({ connection: redis, prefix, resultTtlMs: 1000, retryDelaysMs: [100], logger: silentLogger });
-    hits = 0;
-    // A receiver that is down for an hour: 503, Retry-After 3600 s (honoured up to 24 h).
-    server = createServer((req, res) => {
-      req.resume();
-      req.on('end', () => {
-        hits++;
-        res.writeHead(503, { 'retry-after': '3600' }).end();
-      });
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
-  });
-  afterEach(async () => {
-    await delivery?.close();
-    delivery = undefined;
-    await events?.close();
-    server?.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-    redis?.disconnect();
-    await deletePrefix(TEST_REDIS_URL, prefix);
-  });
-
-  it("a job's later event (job.completed) does not shorten the list below a listed event's retry horizon", async () => {
-    const jobId = `job-${Math.random().toString(36).slice(2)}`;
-    const started = eventIdFor('job.started', jobId);
-    const k = keys(prefix);
-    const list = k.webhookDeliveries('job', jobId);
-    delivery = new WebhookDeliveryWorker({ connection: redis, prefix, logger: silentLogger, retryDelaysMs: [100], resultTtlMs: 1000, allowPrivate: true, lockMs: 2000 });
-    await events.ensure(started, { tenant, url, type: 'job.started', data: { object: 'job', id: jobId } });
-    // The first attempt meets the 503: the event stays pending, its next attempt in an hour; its log and the list live past it.
-    await waitUntil(async () => (await events.log.get(started))?.attemptCount === 1, 10_000, 'the first attempt');
-    await delivery.close();
-    delivery = undefined;
-    const startedTtl = await redis.pttl(k.webhookEvent(started));
-    expect(startedTtl, 'the started event outlives its Retry-After').to.be.greaterThan(3600_000);
-    expect(await redis.pttl(list), 'the list was extended with it').to.be.greaterThan(3600_000);
-
-    // The job ends: its job.completed is created under the same job.
-    await events.ensure(eventIdFor('job.completed', jobId), { tenant, url, type: 'job.completed', data: { object: 'job', id: jobId } });
-
-    const listTtl = await redis.pttl(list);
-    const eventTtl = await redis.pttl(k.webhookEvent(started));
-    expect((await events.log.get(started))?.state).to.equal('pending');
-    // The list lives at least as long as the pending event (its retry an hour away), not the new event's ~10 min.
-    expect(listTtl, `list PTTL ${listTtl} ms < pending job.started event PTTL ${eventTtl} ms`).to.be.at.least(eventTtl - 1000);
-  });
-});
-
-/**
- * A resend marks a delivered event pending again, and is undone when its
- * run cannot be queued (DeliveryLog.markResend / unmarkResend).
- */
-describe('webhooks: a resend\'s mark and its undoing keep the event\'s lifetime', function () {
+describe('webhooks: the lifetimes of the delivery log', function () {
   this.timeout(20_000);
   const tenant = 'tenant-a';
   let prefix: string;
@@ -95,7 +26,7 @@ describe('webhooks: a resend\'s mark and its undoing keep the event\'s lifetime'
   let hooks: WebhookReceiver;
 
   beforeEach(async () => {
-    prefix = uniquePrefix('wh-resend-ttl');
+    prefix = uniquePrefix('wh-log-ttl');
     redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
     events = new WebhookEvents({ connection: redis, prefix, resultTtlMs: 60_000, retryDelaysMs: [100], logger: silentLogger });
     hooks = await startWebhookReceiver();
@@ -107,6 +38,35 @@ describe('webhooks: a resend\'s mark and its undoing keep the event\'s lifetime'
     await hooks?.close();
     redis?.disconnect();
     await deletePrefix(TEST_REDIS_URL, prefix);
+  });
+
+  it("a job's later event (job.completed) does not shorten the list below a listed event's retry horizon", async () => {
+    const jobId = `job-${Math.random().toString(36).slice(2)}`;
+    const started = eventIdFor('job.started', jobId);
+    const k = keys(prefix);
+    const list = k.webhookDeliveries('job', jobId);
+    // A receiver down for now, the next attempt an hour away.
+    await hooks.close();
+    hooks = await startWebhookReceiver(() => 503);
+    const url = hooks.url;
+    delivery = new WebhookDeliveryWorker({ connection: redis, prefix, logger: silentLogger, retryDelaysMs: [3600_000], resultTtlMs: 1000, allowPrivate: true, lockMs: 2000 });
+    await events.ensure(started, { tenant, url, type: 'job.started', data: { object: 'job', id: jobId } });
+    // The first attempt meets the 503: the event stays pending, its next attempt in an hour; its log and the list live past it.
+    await waitUntil(async () => (await events.log.get(started))?.attemptCount === 1, 10_000, 'the first attempt');
+    await delivery.close();
+    delivery = undefined;
+    const startedTtl = await redis.pttl(k.webhookEvent(started));
+    expect(startedTtl, 'the started event outlives its next attempt').to.be.greaterThan(3600_000);
+    expect(await redis.pttl(list), 'the list was extended with it').to.be.greaterThan(3600_000);
+
+    // The job ends: its job.completed is created under the same job.
+    await events.ensure(eventIdFor('job.completed', jobId), { tenant, url, type: 'job.completed', data: { object: 'job', id: jobId } });
+
+    const listTtl = await redis.pttl(list);
+    const eventTtl = await redis.pttl(k.webhookEvent(started));
+    expect((await events.log.get(started))?.state).to.equal('pending');
+    // The list lives at least as long as the pending event (its retry an hour away), not the new event's ~10 min.
+    expect(listTtl, `list PTTL ${listTtl} ms < pending job.started event PTTL ${eventTtl} ms`).to.be.at.least(eventTtl - 1000);
   });
 
   /** A job.completed delivered by a delivery worker whose RESULT_TTL is `resultTtlMs`; the delivery worker is stopped after. */
