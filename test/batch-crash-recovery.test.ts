@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import http from 'node:http';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { ABANDONED_UPLOAD_MS, keys, webhookQueue, type Batch } from '@infer/contract';
+import { ABANDONED_UPLOAD_MS, bulkQueue, keys, webhookQueue, type Batch } from '@infer/contract';
 import { BatchStore } from '@infer/batch-store';
 import { silentLogger } from '@infer/logger';
 import { BulkWorker, Sweeper } from '../apps/worker/src/index.js';
@@ -100,11 +100,23 @@ describe('batches: a process dying between ending a batch and queueing its batch
   });
 
   it('a batch canceled by a gateway that died before queueing the event is told by the sweep too', async () => {
-    const batch = await submitBatch(p, { ndjson: lines(5), query: `model=mlp&webhook=${encodeURIComponent(receiver.url)}` });
-    const dying = dyingStore();
-    expect(await dying.cancel(batch.id, 'tenant-a', Date.now())).to.equal('canceled');
+    let batchId = '';
+    // The live worker (started above) must not run the batch to its end before the cancel: its chunk waits in a paused queue.
+    const mlp = p.gateway.models.resolve('mlp');
+    const ref = bulkQueue(p.prefix, mlp.name, mlp.version);
+    const chunks = new Queue(ref.name, { connection: redis, prefix: ref.prefix });
+    await chunks.pause();
+    try {
+      const batch = await submitBatch(p, { ndjson: lines(5), query: `model=mlp&webhook=${encodeURIComponent(receiver.url)}` });
+      const dying = dyingStore();
+      expect(await dying.cancel(batch.id, 'tenant-a', Date.now())).to.equal('canceled');
+      batchId = batch.id;
+    } finally {
+      await chunks.resume();
+      await chunks.close();
+    }
     await p.worker!.sweep();
-    const delivery = await waitUntil(() => receiver.deliveries.find((d) => d.event.data.id === batch.id), 15_000, 'the batch.completed delivery');
+    const delivery = await waitUntil(() => receiver.deliveries.find((d) => d.event.data.id === batchId), 15_000, 'the batch.completed delivery');
     expect(delivery.event.data.status).to.equal('canceled');
   });
 });
