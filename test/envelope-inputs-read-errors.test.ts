@@ -56,9 +56,10 @@ describe('an error on the inputs MGET after a take', function () {
   /**
    * A platform with no worker of its own, and an InteractiveWorker for
    * ocr-cls v1 whose first `blips` MGETs answer BUSY; with `viaProxy`, its
-   * store connection goes through a proxy the test can cut.
+   * store connection goes through a proxy the test can cut; `onRead` sees
+   * each MGET's keys first.
    */
-  async function start(lockMs: number, blips: number, viaProxy = false): Promise<{ platform: TestPlatform; mgets: () => number }> {
+  async function start(lockMs: number, blips: number, viaProxy = false, onRead?: (keys: string[]) => Promise<void>): Promise<{ platform: TestPlatform; mgets: () => number }> {
     const platform = await startPlatform({ worker: false });
     p = platform;
     if (viaProxy) {
@@ -72,8 +73,11 @@ describe('an error on the inputs MGET after a take', function () {
     let calls = 0;
     const real = storeConnection.mgetBuffer.bind(storeConnection) as (...keys: string[]) => Promise<Array<Buffer | null>>;
     // The MGET reaches a Redis busy with a script: one error reply, the next call is answered as usual.
-    (storeConnection as unknown as { mgetBuffer: (...keys: string[]) => Promise<Array<Buffer | null>> }).mgetBuffer = (...keys: string[]) =>
-      ++calls <= blips ? Promise.reject(new ReplyError('BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSCRIPT.')) : real(...keys);
+    (storeConnection as unknown as { mgetBuffer: (...keys: string[]) => Promise<Array<Buffer | null>> }).mgetBuffer = async (...keys: string[]) => {
+      await onRead?.(keys);
+      if (++calls <= blips) throw new ReplyError('BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSCRIPT.');
+      return real(...keys);
+    };
     worker = new InteractiveWorker({
       model: models.find('ocr-cls', '1')!,
       connection,
@@ -111,7 +115,7 @@ describe('an error on the inputs MGET after a take', function () {
     expect({ stalls: await stalledEvents(platform), waitedForTheLock: ended.metrics!.queue_ms >= lockMs }, `queue_ms ${ended.metrics!.queue_ms}`).to.deep.equal({ stalls: 0, waitedForTheLock: false });
   });
 
-  it('three BUSY replies, one per take: the job still succeeds, not worker_lost', async () => {
+  it('three BUSY replies: the job still succeeds, not worker_lost', async () => {
     const { platform, mgets } = await start(1000, 3);
     const job = await submit(platform);
     const ended = await pollJob(platform, job.id, 30_000);
@@ -131,5 +135,18 @@ describe('an error on the inputs MGET after a take', function () {
     const ended = await pollJob(platform, job.id, 20_000);
     expect(ended.status).to.equal('succeeded');
     expect({ stalls: await stalledEvents(platform), waitedForTheLock: ended.metrics!.queue_ms >= lockMs }).to.deep.equal({ stalls: 0, waitedForTheLock: false });
+  });
+
+  it('is tried again only while the take holds its lock (WORKER_LOCK_MS at its least, 1 s), then left to the stalled check', async () => {
+    const lockMs = 1000;
+    const lockAtReads: number[] = [];
+    // The take's lock (FETCH: SET <envelope>:lock token PX lockMs) lies beside the inputs key (<envelope>:in).
+    const { platform, mgets } = await start(lockMs, 3, false, async (keys) => void lockAtReads.push(await redis.pttl(keys[0]!.replace(/:in$/, ':lock'))));
+    const job = await submit(platform);
+    const ended = await pollJob(platform, job.id, 20_000);
+    expect(ended.status).to.equal('succeeded');
+    expect(mgets()).to.be.at.least(4);
+    // PTTL > 0 while the lock holds (-2 once it has lapsed): no read after, where another worker may have the envelope.
+    expect(lockAtReads.every((ms) => ms > 0), `the lock's PTTL at each inputs read: ${lockAtReads.join(', ')}`).to.equal(true);
   });
 });

@@ -180,7 +180,7 @@ export class EnvelopeQueue {
    */
   async fetch(token: string, lockMs: number, wanted: number, most: number): Promise<FetchOutcome> {
     const now = Date.now();
-    return this.withInputs(parseFetch(await this.redis.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now)), now));
+    return this.withInputs(parseFetch(await this.redis.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now)), now), lockMs);
   }
 
   /**
@@ -199,7 +199,7 @@ export class EnvelopeQueue {
     const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now)).exec()) ?? [];
     if (!fetched) throw new Error('the blocking take got no reply');
     if (fetched[0]) throw fetched[0];
-    return this.withInputs(parseFetch(fetched[1] as unknown[], now));
+    return this.withInputs(parseFetch(fetched[1] as unknown[], now), lockMs);
   }
 
   /**
@@ -209,21 +209,25 @@ export class EnvelopeQueue {
    * worker's already (FETCH locked them), so an error reply (BUSY while a
    * long script runs) is tried again, as FINISH is, before the take is given
    * up: a take given up leaves them to lapse into a stall, and enough
-   * stalls fail their jobs `worker_lost`.
+   * stalls fail their jobs `worker_lost`. Only while half their lock is
+   * left (nothing renews it before the take returns): past that, another
+   * worker could take them back and run them too.
    */
-  private async withInputs(outcome: FetchOutcome): Promise<FetchOutcome> {
+  private async withInputs(outcome: FetchOutcome, lockMs: number): Promise<FetchOutcome> {
     if (outcome === 'paused') return outcome;
     const external = outcome.envelopes.filter((e) => e.fields.has('ix'));
     if (external.length === 0) return outcome;
     const keys = external.map((e) => this.keys.inputs(e.id));
     let bytes: Array<Buffer | null>;
+    const giveUpAt = Date.now() + lockMs / 2;
     for (let attempt = 0; ; attempt++) {
       try {
         bytes = await this.redis.mgetBuffer(...keys);
         break;
       } catch (err) {
-        if (attempt >= 3) throw err;
-        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+        const pause = 200 * 2 ** attempt;
+        if (attempt >= 3 || Date.now() + pause > giveUpAt) throw err;
+        await new Promise((r) => setTimeout(r, pause));
       }
     }
     external.forEach((e, i) => {

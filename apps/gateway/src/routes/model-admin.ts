@@ -1,6 +1,6 @@
 import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
-import { CreateRolloutBody, jsonNumber, SetRoutingBody, VERSION_RE } from '@infer/contract';
+import { CreateRolloutBody, VERSION_RE } from '@infer/contract';
 import { badRequest, conflict, invalidInput, invalidRouting, notFound } from '@infer/errors';
 import { newRolloutId, renderRollout, stepRouting, type ModelControl, type StoredRollout } from '@infer/model-control';
 import type { ModelRepository } from '@infer/models';
@@ -27,6 +27,18 @@ const EventsQuery = z
     after: z.string().max(200).optional(),
   })
   .strict();
+
+/**
+ * Any number JSON.parse can give, ±Infinity included (1e400 is valid JSON
+ * and parses as Infinity), where zod's z.number() refuses those as not
+ * numbers. For the shape checks below: such a value has the right JSON
+ * type, so it breaks a rule (422), not the shape (400). Not in the published
+ * schemas: it has no JSON Schema form, and they say what a client sends.
+ */
+const jsonNumber = z.custom<number>((v) => typeof v === 'number' && !Number.isNaN(v), { message: 'expected a number' });
+
+/** The shape of a routing body alone; the route checks the rules below (the published SetRoutingBody says both). */
+const RoutingShape = z.object({ weights: z.record(z.string(), jsonNumber).nullable() }).strict();
 
 /** The shape of a rollout's body alone (fields and their JSON types); CreateRolloutBody adds the rules. */
 const RolloutShape = z
@@ -77,7 +89,7 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
   router.put('/:name/routing', admin, json, async (req, res) => {
     const name = param(req, 'name');
     catalog.describe(name);
-    const parsed = SetRoutingBody.safeParse(req.body);
+    const parsed = RoutingShape.safeParse(req.body);
     if (!parsed.success) throw badRequest('invalid_input', `body: ${firstIssue(parsed.error)} (send {"weights": {"<version>": <weight>, …}} or {"weights": null})`);
     const { weights } = parsed.data;
     // zod's record leaves out a "__proto__" member (JSON.parse keeps it): it would skip every check below.
