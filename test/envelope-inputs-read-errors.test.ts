@@ -48,6 +48,8 @@ describe('an error on the inputs MGET after a take', function () {
     worker = undefined;
     for (const c of connections) c.disconnect();
     connections = [];
+    await proxy?.close();
+    proxy = undefined;
     redis.disconnect();
     await p?.close();
     p = undefined;
