@@ -7,6 +7,7 @@ import { InteractiveWorker } from '../apps/worker/src/interactive/interactive-wo
 import { pollJob } from './helpers/jobs.js';
 import { SHIPPED_MODELS, startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 import { RedisProxy } from './helpers/tcp-proxy.js';
+import { waitUntil } from './helpers/wait.js';
 
 /**
  * A worker reads an envelope's large inputs (`<envelope>:in`) with one MGET
@@ -18,14 +19,17 @@ import { RedisProxy } from './helpers/tcp-proxy.js';
  * a stall ("its worker died or hung"), the job waiting WORKER_LOCK_MS for
  * nothing, and after maxStalledCount + 1 such blips failed `worker_lost`
  * though no worker died. A connection reset before the MGET's reply is
- * covered by ioredis itself: it sends the MGET again after reconnecting.
+ * covered by ioredis itself: it sends the MGET again after reconnecting. A
+ * reset that loses the take's own reply is not: the FETCH sent again finds
+ * the envelope gone from `wait`, so the take looks in `active` for what it
+ * locked (EnvelopeQueue.recover).
  */
 
 // ocr-cls (test/fixtures/served): one FP32 [3, 48, 192] input, 110,592 bytes: over the 16 KiB threshold.
 const image = Buffer.from(new Float32Array(3 * 48 * 192).fill(0.5).buffer).toString('base64');
 const body = JSON.stringify({ model: 'ocr-cls', input: { x: { datatype: 'FP32', shape: [3, 48, 192], b64: image } } });
 
-describe('an error on the inputs MGET after a take', function () {
+describe('a take and its inputs read, meeting Redis errors', function () {
   this.timeout(40_000);
   let p: TestPlatform | undefined;
   let models: ModelRepository;
@@ -150,5 +154,22 @@ describe('an error on the inputs MGET after a take', function () {
     expect(mgets()).to.be.at.least(4);
     // PTTL > 0 while the lock holds (-2 once it has lapsed): no read after, where another worker may have the envelope.
     expect(lockAtReads.every((ms) => ms > 0), `the lock's PTTL at each inputs read: ${lockAtReads.join(', ')}`).to.equal(true);
+  });
+
+  it("the blocking take's own reply lost with its connection: the envelope it took runs at once, no stall", async () => {
+    const lockMs = 4000;
+    const { platform } = await start(lockMs, 0, true);
+    const k = interactiveKeys(platform.prefix, 'ocr-cls', '1');
+    // The worker is idle: blocked on the marker (BZPOPMIN) with its take (FETCH) behind, on a connection of its own.
+    const conn = await proxy!.swallowAfter(`${k.marker}\r\n`);
+    const job = await submit(platform);
+    // FETCH ran: the envelope is active, locked with the take's token. Its reply never comes; the connection drops,
+    // and ioredis sends BZPOPMIN and FETCH again, which find nothing left in the queue.
+    await waitUntil(async () => (await redis.llen(k.active)) === 1, 5000, 'the take to run');
+    conn.client.destroy();
+    conn.upstream.destroy();
+    const ended = await pollJob(platform, job.id, 20_000);
+    expect(ended.status).to.equal('succeeded');
+    expect({ stalls: await stalledEvents(platform), waitedForTheLock: ended.metrics!.queue_ms >= lockMs }, `queue_ms ${ended.metrics!.queue_ms}`).to.deep.equal({ stalls: 0, waitedForTheLock: false });
   });
 });

@@ -180,7 +180,10 @@ export class EnvelopeQueue {
    */
   async fetch(token: string, lockMs: number, wanted: number, most: number): Promise<FetchOutcome> {
     const now = Date.now();
-    return this.withInputs(parseFetch(await this.redis.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now)), now), lockMs);
+    const closes = closesOf(this.redis);
+    const before = closes.count;
+    const outcome = parseFetch(await this.redis.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now)), now);
+    return this.withInputs(closes.count === before ? outcome : await this.recover(outcome, token, now), lockMs);
   }
 
   /**
@@ -196,10 +199,29 @@ export class EnvelopeQueue {
   async waitAndFetch(blocking: Redis, timeoutSeconds: number, token: string, lockMs: number, wanted: number, most: number): Promise<FetchOutcome> {
     const pipeline = withJobScripts(blocking).pipeline().bzpopmin(this.keys.marker, timeoutSeconds) as ScriptPipeline;
     const now = Date.now();
+    const closes = closesOf(blocking);
+    const before = closes.count;
     const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now)).exec()) ?? [];
     if (!fetched) throw new Error('the blocking take got no reply');
     if (fetched[0]) throw fetched[0];
-    return this.withInputs(parseFetch(fetched[1] as unknown[], now), lockMs);
+    const outcome = parseFetch(fetched[1] as unknown[], now);
+    return this.withInputs(closes.count === before ? outcome : await this.recover(outcome, token, now), lockMs);
+  }
+
+  /**
+   * A take whose connection closed while it was in flight: Redis may have
+   * run it and lost the reply, and the FETCH ioredis sent again found
+   * nothing of what the first run took. Those envelopes are this take's
+   * (locked with its token): found again in `active`, not left to lapse
+   * into a stall, which would count toward their jobs' `worker_lost`.
+   */
+  private async recover(outcome: FetchOutcome, token: string, now: number): Promise<FetchOutcome> {
+    const found = parseFetch(await this.redis.inferRecoverTakeBuffer(this.keys.active, this.keys.base, token), now);
+    const taken = outcome === 'paused' ? { waiting: 0, envelopes: [] } : outcome;
+    if (found === 'paused') return outcome;
+    const have = new Set(taken.envelopes.map((e) => e.id));
+    const lost = found.envelopes.filter((e) => !have.has(e.id));
+    return lost.length === 0 ? outcome : { waiting: taken.waiting, envelopes: [...taken.envelopes, ...lost] };
   }
 
   /**
@@ -270,6 +292,19 @@ export class EnvelopeQueue {
 export type FetchOutcome = { waiting: number; envelopes: TakenEnvelope[] } | 'paused';
 
 /** A take's reply; `now` is the time the take was sent with (the FETCH script's ARGV[4]). */
+/** Closes seen on a connection, counted from the first take on it: a command in flight across one may have run and be sent again. */
+const connectionCloses = new WeakMap<Redis, { count: number }>();
+function closesOf(redis: Redis): { count: number } {
+  let closes = connectionCloses.get(redis);
+  if (!closes) {
+    const counter = { count: 0 };
+    redis.on('close', () => counter.count++);
+    connectionCloses.set(redis, counter);
+    closes = counter;
+  }
+  return closes;
+}
+
 function parseFetch(reply: unknown[], now: number): FetchOutcome {
   const waiting = Number(reply[0]);
   if (waiting < 0) return 'paused';

@@ -1,5 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, MARK_STARTED_SENT, READ, RELEASE_IDEMPOTENCY_KEY, TAKE_OVER_IDEMPOTENCY_KEY } from './scripts.js';
+import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, MARK_STARTED_SENT, READ, RECOVER_TAKE, RELEASE_IDEMPOTENCY_KEY, TAKE_OVER_IDEMPOTENCY_KEY } from './scripts.js';
 
 export type Arg = string | number | Buffer;
 
@@ -14,6 +14,7 @@ export type ScriptRedis = Redis & {
   inferTakeOverIdempotencyKey(key: string, held: string, id: string, ttlMs: number, now: number): Promise<number>;
   inferReleaseIdempotencyKey(key: string, id: string): Promise<number>;
   inferMarkStartedSent(envelope: string): Promise<number>;
+  inferRecoverTakeBuffer(active: string, base: string, token: string): Promise<unknown[]>;
 };
 
 /** A pipeline of a connection with the scripts: ioredis adds them to its pipelines too, untyped. */
@@ -29,6 +30,7 @@ const COMMANDS = [
   ['inferReleaseIdempotencyKey', RELEASE_IDEMPOTENCY_KEY, 1],
   ['inferTakeOverIdempotencyKey', TAKE_OVER_IDEMPOTENCY_KEY, 1],
   ['inferMarkStartedSent', MARK_STARTED_SENT, 1],
+  ['inferRecoverTake', RECOVER_TAKE, 1],
 ] as const;
 
 /** Define the job scripts on a connection (once; later calls find them there). */

@@ -367,3 +367,25 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'ws', '1')
 return 1
 `;
+
+/**
+ * KEYS[1] active. ARGV[1] key base, ARGV[2] lock token. The envelopes in `active` locked with this
+ * token, as FETCH answers them ({0, id, fields, id, fields, …}; the fields as they are now). For a
+ * take whose reply was lost with its connection: ioredis sends FETCH again after reconnecting, and
+ * that finds the envelopes the first run took gone from `wait`. Only then, so its scan of `active`
+ * costs nothing on the way of every take.
+ */
+export const RECOVER_TAKE = `
+local out = {0}
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local jk = ARGV[1] .. id
+  if redis.call('GET', jk .. ':lock') == ARGV[2] then
+    local h = redis.call('HGETALL', jk)
+    if #h > 0 then
+      out[#out + 1] = id
+      out[#out + 1] = h
+    end
+  end
+end
+return out
+`;
