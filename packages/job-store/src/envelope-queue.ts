@@ -42,7 +42,7 @@ export type EnqueueOutcome =
 /** An envelope as a worker takes it: its job hash's fields, before the take. */
 export interface TakenEnvelope {
   id: string;
-  /** Its hash as it was before this take. */
+  /** Its hash as it was before this take (after it, for one found again when the take's reply was lost: see recover). */
   fields: Map<string, Buffer>;
   /**
    * When a worker first took it (epoch ms), as the take recorded it: this
