@@ -215,6 +215,8 @@ describe('batches: bulk offline scoring', () => {
 
       expect((await other.api('/v1/batches?limit=0')).status).to.equal(400);
       expect((await other.api('/v1/batches?limit=101')).status).to.equal(400);
+      // A limit in digits only: not hex, an exponent, spaces or a fraction (which a numeric coercion would take).
+      for (const bad of ['0x10', '1e1', '%205', '2.0', '', 'two']) expect((await other.api(`/v1/batches?limit=${bad}`)).status, `limit=${bad}`).to.equal(400);
       expect((await other.api('/v1/batches?after=00000000-0000-4000-8000-000000000000')).status).to.equal(400);
       const empty = (await (await other.api('/v1/batches', { key: OTHER_TENANT_KEY })).json()) as BatchList;
       expect(empty).to.deep.equal({ object: 'list', data: [], has_more: false });

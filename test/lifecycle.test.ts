@@ -508,5 +508,7 @@ describe('model lifecycle: a live repository, routing and rollouts', function ()
     // Pagination: newest first, `after` an event id.
     const page = (await (await admin(p, `/v1/models/mlp/events?limit=2&after=${log[0]!.id}`)).json()) as { data: ModelEvent[]; has_more: boolean };
     expect(page.data.map((e) => e.id)).to.deep.equal(log.slice(1, 3).map((e) => e.id));
+    // A limit in digits only (a numeric coercion would read 0x10 as 16).
+    for (const bad of ['0x10', '1e1', '0', '101']) expect((await admin(p, `/v1/models/mlp/events?limit=${bad}`)).status, `limit=${bad}`).to.equal(400);
   });
 });

@@ -8,6 +8,7 @@ import { firstIssue } from '../http/first-issue.js';
 import { jsonBody } from '../http/json-body.js';
 import type { BatchService } from '../batches/batch-service.js';
 import type { RawItem } from '../batches/ndjson-lines.js';
+import { pageLimit } from '../http/page-limit.js';
 
 export interface BatchRoutesOptions {
   /** The JSON form's body limit, and the NDJSON form's limit per line. */
@@ -42,7 +43,7 @@ function parseUploadQuery(query: unknown): CreateBatchQuery {
 
 const ListQuery = z
   .object({
-    limit: z.coerce.number().int().min(1).max(100).default(20),
+    limit: pageLimit,
     after: z.string().min(1).optional(),
   })
   .strict();

@@ -7,6 +7,7 @@ import type { ModelRepository } from '@infer/models';
 import { firstIssue } from '../http/first-issue.js';
 import { jsonBody } from '../http/json-body.js';
 import type { ModelCatalog } from '../models/model-catalog.js';
+import { pageLimit } from '../http/page-limit.js';
 
 export interface ModelAdminDeps {
   catalog: ModelCatalog;
@@ -23,7 +24,7 @@ const ADMIN_BODY_BYTES = 64 * 1024;
 
 const EventsQuery = z
   .object({
-    limit: z.coerce.number().int().min(1).max(100).default(20),
+    limit: pageLimit,
     after: z.string().max(200).optional(),
   })
   .strict();
