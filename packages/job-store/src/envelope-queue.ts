@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { QUEUE_EVENTS_MAX_LEN, interactiveKeys, type EnvelopeData } from '@infer/contract';
 import { withJobScripts, type Arg, type ScriptPipeline, type ScriptRedis } from './redis-scripts.js';
@@ -249,7 +250,7 @@ export class EnvelopeQueue {
       } catch (err) {
         const pause = 200 * 2 ** attempt;
         if (attempt >= 3 || Date.now() + pause > giveUpAt) throw err;
-        await new Promise((r) => setTimeout(r, pause));
+        await sleep(pause);
       }
     }
     external.forEach((e, i) => {

@@ -40,15 +40,24 @@ export interface StoredEvent {
 }
 
 /**
+ * Whether a pending event is a run's (h: HMGET state, attempt_count,
+ * resend_token): a scheduled run has attempted it, or a resend marked it.
+ * Its run delivers it; nothing else queues or ends it.
+ */
+const OWNED_BY_A_RUN = `
+local function ownedByARun(h) return (tonumber(h[2]) or 0) > 0 or h[3] ~= false end
+`;
+
+/**
  * KEYS[1] event. ARGV ttl_ms, unless_owned ('1' or '0'). A `pending` event
  * becomes `failed` (its delivery run was lost): 1, else 0. With
  * unless_owned, a pending event that a run owns (one that has attempted it,
  * or a resend's: CREATE_IF_ABSENT's 'retrying') is left to that run.
  */
-const FAIL_IF_PENDING = `
+const FAIL_IF_PENDING = `${OWNED_BY_A_RUN}
 local h = redis.call('HMGET', KEYS[1], 'state', 'attempt_count', 'resend_token')
 if h[1] ~= 'pending' then return 0 end
-if ARGV[2] == '1' and ((tonumber(h[2]) or 0) > 0 or h[3]) then return 0 end
+if ARGV[2] == '1' and ownedByARun(h) then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'failed', 'next_attempt_at', '')
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
@@ -117,9 +126,9 @@ return 1
  * What makes an event with a fixed id (job.completed of a job) safe to
  * create again after a crash: the second time finds it and says where it is.
  */
-const CREATE_IF_ABSENT = `
+const CREATE_IF_ABSENT = `${OWNED_BY_A_RUN}
 local h = redis.call('HMGET', KEYS[1], 'state', 'attempt_count', 'resend_token')
-if h[1] == 'pending' and ((tonumber(h[2]) or 0) > 0 or h[3]) then return 'retrying' end
+if h[1] == 'pending' and ownedByARun(h) then return 'retrying' end
 if h[1] then return h[1] end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])

@@ -47,7 +47,7 @@ export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: s
   if (data.model !== model.name || data.version !== model.version) {
     throw new MalformedEnvelopeError(`an envelope of ${data.model} v${data.version} in the queue of ${model.name} v${model.version}`);
   }
-  const canceled = new Set((taken.fields.get('x')?.toString() ?? '').split(' ').filter(Boolean));
+  const canceled = canceledIds(taken);
   const held: HeldEnvelope = {
     id: taken.id,
     token,
@@ -83,6 +83,11 @@ export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: s
     if (runs) held.pending++;
   });
   return held;
+}
+
+/** The ids of an envelope's jobs canceled while it was queued (its `x` field). */
+export function canceledIds(taken: TakenEnvelope): Set<string> {
+  return new Set((taken.fields.get('x')?.toString() ?? '').split(' ').filter(Boolean));
 }
 
 function shapeOf(job: EnvelopeJob, k: number, spec: readonly number[]): number[] {

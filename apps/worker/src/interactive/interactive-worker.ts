@@ -6,7 +6,7 @@ import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
 import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
 import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
-import { MalformedEnvelopeError, readEnvelope, type HeldEnvelope } from './envelope.js';
+import { canceledIds, MalformedEnvelopeError, readEnvelope, type HeldEnvelope } from './envelope.js';
 import type { JobWebhookEmitter } from './job-webhooks.js';
 import { runMicrobatch } from './microbatch.js';
 import type { Tracing } from '@infer/tracing';
@@ -413,7 +413,7 @@ export class InteractiveWorker {
     try {
       const data = JSON.parse(taken.fields.get('data')?.toString() ?? '') as HeldEnvelope['data'];
       if (Array.isArray(data.jobs)) {
-        const canceled = new Set((taken.fields.get('x')?.toString() ?? '').split(' ').filter(Boolean));
+        const canceled = canceledIds(taken);
         const inputs = data.jobs.map((job) => (canceled.has(job.id) ? null : []));
         held = { id: taken.id, token, data, takenAt: Date.now(), firstTakenAt: taken.firstTakenAt, inputs, records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ranAt: data.jobs.map(() => null), pending: inputs.filter(Boolean).length };
         // What ends a job whatever its envelope holds comes first (its inputs lost in Redis, say): a deadline
