@@ -141,4 +141,53 @@ describe('lifecycle: CLI flag values outside their documented range are usage er
     }
     expect(problems, problems.join('\n')).to.deep.equal([]);
   });
+
+  it('an id or name that fetch would resolve away ("", ".", "..") is a usage error, not another route\'s answer', async () => {
+    // `/v1/batches/.` would be GET /v1/batches, the list: exit 0 with the wrong document.
+    const cases: string[][] = [
+      ['batch', 'status', '.'],
+      ['batch', 'cancel', '..'],
+      ['jobs', 'get', ''],
+      ['models', 'get', '.'],
+    ];
+    const problems: string[] = [];
+    for (const args of cases) {
+      const before = fake.requests.length;
+      const res = await runCliProcess(fake.url, args);
+      const sent = fake.requests.slice(before);
+      if (res.code !== 2 || sent.length > 0 || !/cannot be/.test(res.stderr)) problems.push(`${JSON.stringify(args)}: exit ${res.code}, requests sent: ${JSON.stringify(sent)}, stderr: ${res.stderr.trim()}`);
+    }
+    expect(problems, problems.join('\n')).to.deep.equal([]);
+  });
+});
+
+describe('lifecycle: jobs submit --input-file with a UTF-8 BOM', function () {
+  this.timeout(60_000);
+  let fake: Fake;
+  let dir: string;
+  const bodies: string[] = [];
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-bom-'));
+    fake = await fakeGateway((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        bodies.push(Buffer.concat(chunks).toString('utf8'));
+        res.writeHead(202, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ id: 'j1', object: 'job', model: 'mlp', version: '1', status: 'queued' }));
+      });
+    });
+  });
+  after(async () => {
+    await fake.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('sends the file\'s JSON without the BOM (as Windows editors save it; the gateway and `batch submit` skip one too)', async () => {
+    const file = path.join(dir, 'input.json');
+    fs.writeFileSync(file, '\uFEFF{"features": [1, 2, 3]}');
+    const res = await runCliProcess(fake.url, ['jobs', 'submit', '-m', 'mlp', '--input-file', file]);
+    expect(res.code, res.stderr).to.equal(0);
+    expect(JSON.parse(bodies.at(-1)!)).to.deep.include({ model: 'mlp', input: { features: [1, 2, 3] } });
+  });
 });

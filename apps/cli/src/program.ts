@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { InferApiError, InferClient, InferTimeoutError } from '@infer/sdk';
+import { InferApiError, InferArgumentError, InferClient, InferTimeoutError } from '@infer/sdk';
 import { registerBatch } from './commands/batch.js';
 import { registerJobs } from './commands/jobs.js';
 import { registerModels } from './commands/models.js';
@@ -88,7 +88,8 @@ export async function runCli(argv: readonly string[], io: CliIo, defaults: CliDe
   } catch (err) {
     // commander has already printed its message (and help) to stderr.
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
-    if (err instanceof UsageError) {
+    // An id or name the SDK cannot send ('', '.', '..') is a bad argument.
+    if (err instanceof UsageError || err instanceof InferArgumentError) {
       io.stderr.write(`error: ${err.message}\n(run with --help for usage)\n`);
       return EXIT_USAGE;
     }

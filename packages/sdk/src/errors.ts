@@ -2,7 +2,8 @@
  * What the SDK throws. `InferApiError` is an answer from the platform: an
  * RFC 9457 problem with the contract's stable `code` (see docs/api.md). Anything
  * that never got an answer (refused connection, DNS) is the fetch error as it
- * is; a request the SDK gave up on after its own deadline is `InferTimeoutError`.
+ * is; a request the SDK gave up on after its own deadline is `InferTimeoutError`;
+ * an id or name that cannot be sent is `InferArgumentError`.
  */
 
 /** The problem+json body every error response carries. */
@@ -46,6 +47,19 @@ export class InferTimeoutError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'InferTimeoutError';
+  }
+}
+
+/**
+ * An argument that cannot be sent, refused before any request: an id or name
+ * that is empty, `.` or `..`. fetch resolves such a path segment away (in
+ * `/v1/models/.` the dot is removed, and the request would list every model),
+ * and no job, batch, event or model is named so.
+ */
+export class InferArgumentError extends TypeError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InferArgumentError';
   }
 }
 

@@ -1,4 +1,4 @@
-import { InferApiError, InferTimeoutError, type ProblemDetails } from './errors.js';
+import { InferApiError, InferArgumentError, InferTimeoutError, type ProblemDetails } from './errors.js';
 import { jsonText } from './json-text.js';
 import { parseRetryAfter } from './retry-after.js';
 
@@ -111,6 +111,7 @@ export class Transport {
     read: (res: Response) => Promise<T>,
   ): Promise<T> {
     const method = options.method ?? 'GET';
+    refuseUnsendableSegments(method, path);
     const url = this.#url(path, options.query);
     const retry = options.retry ?? method === 'GET';
     const headers: Record<string, string> = {
@@ -155,7 +156,7 @@ export class Transport {
         if (body instanceof ReadableStream) init.duplex = 'half';
         const res = await this.#options.fetch(url, init);
         if (!res.ok) {
-          const error = await toApiError(res, method, url);
+          const error = await toApiError(res, method, url, signal);
           // A stream body is spent after one try, so it is never retried.
           const delayMs = retry && !(body instanceof ReadableStream) ? this.#retryDelayMs(error, attempt) : undefined;
           if (delayMs === undefined) throw error;
@@ -208,9 +209,28 @@ export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void
   });
 }
 
-/** Read an error response into an InferApiError, problem+json or not (a proxy's HTML page, say). */
-async function toApiError(res: Response, method: string, url: string): Promise<InferApiError> {
-  const text = await res.text().catch(() => '');
+/**
+ * Refuse a path with an empty, `.` or `..` segment (an id or name given as
+ * one): fetch would resolve it to another route, `/v1/models/.` to the list
+ * of every model. The builders encode each id with encodeURIComponent, which
+ * leaves dots alone, and `%2E` is a dot segment to the URL parser too.
+ */
+function refuseUnsendableSegments(method: string, path: string): void {
+  const segments = path.split('?', 1)[0]!.split('/').slice(1);
+  const bad = segments.find((s) => s === '' || s === '.' || s === '..');
+  if (bad !== undefined) throw new InferArgumentError(`${method} ${path}: an id or name cannot be ${bad === '' ? 'empty' : JSON.stringify(bad)}`);
+}
+
+/**
+ * Read an error response into an InferApiError, problem+json or not (a proxy's
+ * HTML page, say). A body that breaks off leaves the status alone, unless the
+ * call was aborted (or timed out) while it came: that is the call's own end.
+ */
+async function toApiError(res: Response, method: string, url: string, signal: AbortSignal): Promise<InferApiError> {
+  const text = await res.text().catch((err: unknown) => {
+    if (signal.aborted) throw err;
+    return '';
+  });
   let problem: Partial<ProblemDetails> = {};
   try {
     const parsed: unknown = JSON.parse(text);

@@ -1,5 +1,5 @@
 export { InferClient, type InferClientOptions } from './client.js';
-export { InferApiError, InferTimeoutError, isInferApiError, type ProblemDetails } from './errors.js';
+export { InferApiError, InferArgumentError, InferTimeoutError, isInferApiError, type ProblemDetails } from './errors.js';
 export { Models, type CallOptions } from './models.js';
 export {
   Jobs,

@@ -186,7 +186,7 @@ export class Jobs {
       });
     } catch (err) {
       // wait() names what was left of the deadline; the caller asked for the whole of it.
-      if (err instanceof InferTimeoutError) throw new InferTimeoutError(`job ${job.id} did not end within ${options.timeoutMs} ms`);
+      if (err instanceof InferTimeoutError) throw new InferTimeoutError(`job ${job.id} did not end within ${options.timeoutMs} ms`, err.cause === undefined ? undefined : { cause: err.cause });
       throw err;
     }
   }

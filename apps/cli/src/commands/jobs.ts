@@ -33,7 +33,8 @@ async function inputOf(opts: SubmitOptions, ctx: CliContext): Promise<Record<str
     throw new UsageError(`cannot read --input-file ${opts.inputFile}: ${(err as Error).message}`);
   }
   try {
-    return jsonObject(text) as Record<string, TensorInput>;
+    // A UTF-8 BOM first (as some Windows editors save) is not part of the JSON; the gateway and `batch submit` skip it too.
+    return jsonObject(text.replace(/^\uFEFF/, '')) as Record<string, TensorInput>;
   } catch (err) {
     throw new UsageError(`--input-file ${opts.inputFile}: ${(err as Error).message}`);
   }
