@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { Job } from '@infer/contract';
-import { mlpFeatures } from './helpers/batches.js';
+import { mlpFeatures, uploadNdjson } from './helpers/batches.js';
+import { expectProblem } from './helpers/jobs.js';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
 import { WeightedPicker } from '@infer/model-control';
@@ -70,6 +71,24 @@ describe('routing: weights over the jobs a gateway accepts', function () {
       await bad.body?.cancel();
     }
     expect(counts, 'versions of the 40 jobs accepted under a 50/50 routing').to.deep.equal({ '1': 20, '2': 20 });
+  });
+
+  it('a refused unpinned POST /v1/batches (422 before its items, 400 with none) does not take a share: 50/50 stays 50/50 over the jobs accepted', async () => {
+    await setRouting({ '1': 50, '2': 50 });
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < 20; i++) {
+      const ok = await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ model: 'mlp', input: { features: mlpFeatures(i) } }) });
+      expect(ok.status).to.equal(202);
+      const job = (await ok.json()) as Job;
+      counts[job.version] = (counts[job.version] ?? 0) + 1;
+      // Refused while prepared (its webhook is no URL), or once its upload is read (no items): nothing accepted.
+      const refused =
+        i % 2 === 0
+          ? await p.api('/v1/batches', { method: 'POST', body: JSON.stringify({ model: 'mlp', webhook: 'not a url', items: [{ input: { features: mlpFeatures(i) } }] }) })
+          : await uploadNdjson(p, '\n');
+      await expectProblem(refused, i % 2 === 0 ? 422 : 400, i % 2 === 0 ? 'webhook_url_not_allowed' : 'invalid_input');
+    }
+    expect(counts, 'versions of the 20 jobs accepted under a 50/50 routing').to.deep.equal({ '1': 10, '2': 10 });
   });
 });
 

@@ -114,6 +114,12 @@ export class WorkerHeartbeat {
   }
 }
 
+/**
+ * The live workers that have a version loaded: ready, or draining (unloaded,
+ * still serving the jobs queued for it). docs/api.md's `workers_ready`.
+ */
+export const workersHolding = (v: VersionInFleet | undefined): number => (v ? v.workersReady + v.draining : 0);
+
 /** Per model version: how many live workers have it ready, and what the others say of it. */
 export interface VersionInFleet {
   workersReady: number;

@@ -307,6 +307,15 @@ export class ModelControl {
   }
 
   /**
+   * A failed version's folder is gone: the next version there that fails is
+   * announced (`version_failed`) afresh. Whichever process sees it gone first
+   * clears it; the others find nothing to clear.
+   */
+  async forgetFailure(model: string, version: string): Promise<void> {
+    await this.redis.srem(modelKeys(this.prefix, model).announced, `failed:${version}`);
+  }
+
+  /**
    * Ask every process to load a version found in its repository folder
    * (polling may be off, or it failed before): recorded, and every process
    * looks at its folder again, trying failed versions afresh.

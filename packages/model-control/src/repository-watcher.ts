@@ -167,6 +167,7 @@ export class RepositoryWatcher {
     if (asked) repo.retryFailed();
     const found = await repo.rescan((name, version) => view.isDraining(name, version), hooks.loading ? { loading: hooks.loading } : {});
     for (const v of found.removed) await control.drain(v.name, v.version, 'removed', actor);
+    for (const f of found.failedGone) await control.forgetFailure(f.name, f.version);
     for (const f of found.failed) await this.announceFailed(f);
     // A removed version whose folder is back: routable again once ready.
     for (const name of this.known()) {

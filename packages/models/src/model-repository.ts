@@ -50,6 +50,8 @@ export interface RepositoryChanges {
   failed: FailedVersion[];
   /** Loaded versions whose folder is gone: still loaded until `release`d (their jobs drain first). */
   removed: ModelVersion[];
+  /** Versions that had failed and whose folder is gone: a new one there is a new try, its failure news again. */
+  failedGone: FailedVersion[];
 }
 
 /** What a rescan tells its caller while it runs. */
@@ -107,7 +109,7 @@ export class ModelRepository {
    * there (unloaded by an admin, files kept).
    */
   async rescan(skip: (name: string, version: string) => boolean = () => false, hooks: RescanHooks = {}): Promise<RepositoryChanges> {
-    const changes: RepositoryChanges = { loaded: [], failed: [], removed: [] };
+    const changes: RepositoryChanges = { loaded: [], failed: [], removed: [], failedGone: [] };
     const present = new Map<string, { name: string; version: string; file: string; dir: string }>();
     for (const name of safeReaddir(this.root).sort()) {
       const dir = path.join(this.root, name);
@@ -125,7 +127,11 @@ export class ModelRepository {
         changes.removed.push(v);
       }
     }
-    for (const k of [...this.failures.keys()]) if (!present.has(k)) this.failures.delete(k);
+    for (const [k, f] of [...this.failures]) {
+      if (present.has(k)) continue;
+      this.failures.delete(k);
+      changes.failedGone.push({ name: f.name, version: f.version, error: f.error });
+    }
     // New, back, or failed before and changed since.
     const wanted = [...present.values()].sort((a, b) => a.name.localeCompare(b.name) || Number(a.version) - Number(b.version));
     for (const p of wanted) {

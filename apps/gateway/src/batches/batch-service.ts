@@ -91,10 +91,23 @@ export class BatchService {
   /** Check everything known before the items: model (404), webhook and metadata (422). */
   prepare(params: BatchParams): PreparedBatch {
     const model = this.deps.models.resolve(params.model, params.version === undefined ? undefined : String(params.version));
-    if (params.webhook !== undefined) assertWebhookUrlAllowed(params.webhook, this.deps.webhookAllowPrivate);
-    if (params.webhook_events_filter && !params.webhook) throw invalidInput('webhook_events_filter is given without a webhook');
-    if (params.metadata) assertMetadataFits(params.metadata);
+    try {
+      if (params.webhook !== undefined) assertWebhookUrlAllowed(params.webhook, this.deps.webhookAllowPrivate);
+      if (params.webhook_events_filter && !params.webhook) throw invalidInput('webhook_events_filter is given without a webhook');
+      if (params.metadata) assertMetadataFits(params.metadata);
+    } catch (err) {
+      this.unroute({ model, params });
+      throw err;
+    }
     return { model, params };
+  }
+
+  /**
+   * Give a refused batch's routing pick back: the routing counts what was
+   * accepted (docs/api.md, Routing), as for jobs (JobService.unroute).
+   */
+  private unroute({ model, params }: PreparedBatch): void {
+    if (params.version === undefined) this.deps.models.unroute?.(model.name, model.version);
   }
 
   /** An NDJSON upload, read as a stream: on the parse thread when there is one. */
@@ -117,6 +130,15 @@ export class BatchService {
    * discarded: without a 202 it never existed for the client.
    */
   private async submit(tenant: string, prepared: PreparedBatch, source: ChunkSource): Promise<Batch> {
+    try {
+      return await this.accept(tenant, prepared, source);
+    } catch (err) {
+      this.unroute(prepared);
+      throw err;
+    }
+  }
+
+  private async accept(tenant: string, prepared: PreparedBatch, source: ChunkSource): Promise<Batch> {
     await assertServed(this.deps.fleet, prepared.model);
     if (await this.deps.memory?.nearlyFull()) throw nearlyFull();
     const { model, params } = prepared;

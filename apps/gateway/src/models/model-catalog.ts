@@ -1,6 +1,6 @@
 import type { ModelDescription, VersionDetail } from '@infer/contract';
 import { AppError, notFound } from '@infer/errors';
-import { versionKey, type FleetView, type VersionInFleet } from '@infer/fleet';
+import { versionKey, workersHolding, type FleetView, type VersionInFleet } from '@infer/fleet';
 import { RepositoryWatcher, WeightedPicker, effectiveRouting, type ControlView, type RoutingSource, type WatchedRepositoryOptions, type Weights } from '@infer/model-control';
 import type { ModelVersion } from '@infer/models';
 
@@ -126,7 +126,8 @@ export class ModelCatalog implements ModelResolver {
 
   private detail(model: string, version: string, f: VersionInFleet | undefined, draining: boolean): VersionDetail | undefined {
     const workers_ready = f?.workersReady ?? 0;
-    if (draining) return holds(f) ? { version, state: 'draining', workers_ready } : undefined;
+    // A draining version's workers still have it loaded, serving what is queued for it: they count.
+    if (draining) return holds(f) ? { version, state: 'draining', workers_ready: workersHolding(f) } : undefined;
     const here = this.o.repository.failed().find((x) => x.name === model && x.version === version);
     if (here) return { version, state: 'failed', workers_ready, error: here.error };
     if (f && f.failed > 0 && f.workersReady === 0 && f.loading === 0) return { version, state: 'failed', workers_ready, error: f.error ?? 'the workers could not load it' };

@@ -82,9 +82,13 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
     res.json(catalog.describe(param(req, 'name')));
   });
 
-  /** 404 model_not_found unless the repository knows the model (loaded or failed). */
+  /**
+   * 404 model_not_found unless the repository knows the model: loaded or
+   * failed, or its folder is there with every version let go (its events log
+   * says why, and `…/load` takes it back).
+   */
   const knownModel = (name: string) => {
-    if (!repository.has(name)) throw notFound('model_not_found', `No model named "${name}"`);
+    if (!repository.has(name) && !repository.hasModelFolder(name)) throw notFound('model_not_found', `No model named "${name}"`);
   };
 
   router.put('/:name/routing', admin, json, async (req, res) => {
@@ -119,7 +123,7 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
   router.post('/:name/versions/:version/load', admin, async (req, res) => {
     const [name, version] = [param(req, 'name'), param(req, 'version')];
     if (!repository.inFolder(name, version)) {
-      if (!repository.has(name) && !repository.hasModelFolder(name)) throw notFound('model_not_found', `No model named "${name}"`);
+      knownModel(name);
       throw notFound('version_not_found', `There is no ${name}/${version}/model.onnx in the model repository`);
     }
     const draining = (await control.draining(name)).has(version);

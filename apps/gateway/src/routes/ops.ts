@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { GatewayMetrics } from '../metrics.js';
-import { versionKey, type FleetView } from '@infer/fleet';
+import { versionKey, workersHolding, type FleetView } from '@infer/fleet';
 import type { ModelVersion } from '@infer/models';
 
 export interface OpsDeps {
@@ -18,7 +18,7 @@ export interface OpsDeps {
   fleet: FleetView;
 }
 
-/** Per model and version: live workers that have it ready. */
+/** Per model and version: live workers that have it loaded (ready, or draining what is queued for it). */
 type ModelsReadiness = Record<string, Record<string, { ready: boolean; workers_ready: number }>>;
 
 /**
@@ -33,7 +33,7 @@ async function modelsReadiness(deps: OpsDeps): Promise<ModelsReadiness> {
   const [live, versions] = [await deps.fleet.live(), await deps.fleet.versions()];
   const out: ModelsReadiness = {};
   for (const m of deps.models.all()) {
-    const n = versions.get(versionKey(m.name, m.version))?.workersReady ?? 0;
+    const n = workersHolding(versions.get(versionKey(m.name, m.version)));
     (out[m.name] ??= {})[m.version] = { ready: live.length === 0 || n > 0, workers_ready: n };
   }
   return out;
