@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { ABANDONED_UPLOAD_MS, bulkQueue, chunkJobId, interactiveKeys } from '@infer/contract';
 import type { BatchStore } from '@infer/batch-store';
+import { reconcileQueuedCounts } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
 
@@ -32,6 +33,8 @@ export interface SweepOutcome {
   droppedJobs: number;
   /** Unsealed batches past ABANDONED_UPLOAD_MS, discarded. */
   abandonedUploads: number;
+  /** Queued instances the counters of empty queues still held (envelopes removed by hand), let go. */
+  uncountedInstances: number;
 }
 
 /**
@@ -88,9 +91,21 @@ export class Sweeper {
     this.sweeps++;
     const { lostChunks, abandonedUploads } = await this.sweepBatches();
     const droppedJobs = indexes ? await this.sweepJobIndexes() : 0;
-    if (lostChunks || droppedJobs) this.options.logger.warn({ lostChunks, droppedJobs }, 'sweep ended work whose queue entries were gone');
+    const uncountedInstances = await this.reconcileQueuedCounts();
+    if (lostChunks || droppedJobs || uncountedInstances) this.options.logger.warn({ lostChunks, droppedJobs, uncountedInstances }, 'sweep ended work whose queue entries were gone');
     if (abandonedUploads) this.options.logger.warn({ abandonedUploads }, 'sweep discarded batches whose upload never finished (their gateway died)');
-    return { lostChunks, droppedJobs, abandonedUploads };
+    return { lostChunks, droppedJobs, abandonedUploads, uncountedInstances };
+  }
+
+  /** Each served queue with nothing waiting has its queued counts at 0 (see reconcileQueuedCounts). */
+  private async reconcileQueuedCounts(): Promise<number> {
+    let sum = 0;
+    for (const m of this.servedNow()) sum += await reconcileQueuedCounts(this.options.redis, this.options.prefix, m.name, m.version);
+    return sum;
+  }
+
+  private servedNow(): readonly ModelVersion[] {
+    return typeof this.options.served === 'function' ? this.options.served() : this.options.served;
   }
 
   private async sweepBatches(): Promise<{ lostChunks: number; abandonedUploads: number }> {
@@ -125,7 +140,7 @@ export class Sweeper {
   private async sweepJobIndexes(): Promise<number> {
     const { redis, prefix } = this.options;
     let dropped = 0;
-    const indexes = new Map((typeof this.options.served === 'function' ? this.options.served() : this.options.served).map((m) => {
+    const indexes = new Map(this.servedNow().map((m) => {
       const k = interactiveKeys(prefix, m.name, m.version);
       return [k.index, k.ref.prefix] as const;
     }));

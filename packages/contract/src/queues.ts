@@ -273,6 +273,12 @@ export function keys(prefix: string) {
     batchPending: (id: string) => `${prefix}:batch:{${id}}:pending`,
     /** Hash: chunk index → the packed input bytes of a chunk not yet run (binary). */
     batchInputs: (id: string) => `${prefix}:batch:{${id}}:inputs`,
+    /**
+     * Set of `[model, version]` JSON arrays: every interactive queue a gateway has written to. Each
+     * gateway counts all of them against MAX_QUEUE_DEPTH and TENANT_MAX_QUEUED, the queues of versions
+     * it does not route to (draining, removed, unknown to it) included.
+     */
+    interactiveQueues: `${prefix}:interactive-queues`,
     /** Sorted set: a tenant's batch ids by creation time, for listing. */
     tenantBatches: (tenant: string) => `${prefix}:batches:${tenant}`,
     /** Sorted set: batches not yet ended, by creation time, for the sweep that ends chunks lost from the queue. */

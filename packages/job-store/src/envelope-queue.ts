@@ -11,6 +11,16 @@ export interface EnvelopeQueueOptions {
   resultTtlMs: number;
 }
 
+/**
+ * Bring a queue's queued counts back to 0 when nothing waits in it
+ * (RECONCILE_QUEUED): envelopes removed by hand leave them up, holding the
+ * limits against jobs that are gone. Returns the instances let go.
+ */
+export function reconcileQueuedCounts(redis: Redis, prefix: string, model: string, version: string): Promise<number> {
+  const k = interactiveKeys(prefix, model, version);
+  return withJobScripts(redis).inferReconcileQueued(k.wait, k.queued, k.tenants);
+}
+
 /** An envelope as the gateway writes it. */
 export interface NewEnvelope {
   id: string;

@@ -1,5 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, MARK_STARTED_SENT, READ, RECOVER_TAKE, RELEASE_IDEMPOTENCY_KEY, TAKE_OVER_IDEMPOTENCY_KEY } from './scripts.js';
+import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, MARK_STARTED_SENT, READ, RECONCILE_QUEUED, RECOVER_TAKE, RELEASE_IDEMPOTENCY_KEY, TAKE_OVER_IDEMPOTENCY_KEY } from './scripts.js';
 
 export type Arg = string | number | Buffer;
 
@@ -15,6 +15,7 @@ export type ScriptRedis = Redis & {
   inferReleaseIdempotencyKey(key: string, id: string): Promise<number>;
   inferMarkStartedSent(envelope: string): Promise<number>;
   inferRecoverTakeBuffer(active: string, base: string, token: string): Promise<unknown[]>;
+  inferReconcileQueued(wait: string, queued: string, tenants: string): Promise<number>;
 };
 
 /** A pipeline of a connection with the scripts: ioredis adds them to its pipelines too, untyped. */
@@ -31,6 +32,7 @@ const COMMANDS = [
   ['inferTakeOverIdempotencyKey', TAKE_OVER_IDEMPOTENCY_KEY, 1],
   ['inferMarkStartedSent', MARK_STARTED_SENT, 1],
   ['inferRecoverTake', RECOVER_TAKE, 1],
+  ['inferReconcileQueued', RECONCILE_QUEUED, 3],
 ] as const;
 
 /** Define the job scripts on a connection (once; later calls find them there). */

@@ -369,6 +369,21 @@ return 1
 `;
 
 /**
+ * KEYS[1] wait, KEYS[2] queued counter, KEYS[3] queued-per-tenant hash. Every instance the counts hold
+ * is in an envelope in `wait` (ENQUEUE pushes and counts in one step; the first take and a queued
+ * cancel uncount), so an empty `wait` means counts of 0. Counts above that are envelopes removed by
+ * hand (an operator deleting queue entries), which would hold MAX_QUEUE_DEPTH and TENANT_MAX_QUEUED
+ * against jobs that no longer exist. Returns the instances the counter held that were let go.
+ */
+export const RECONCILE_QUEUED = `
+if redis.call('LLEN', KEYS[1]) > 0 then return 0 end
+local held = tonumber(redis.call('GET', KEYS[2]) or '0')
+if held ~= 0 then redis.call('SET', KEYS[2], 0) end
+redis.call('DEL', KEYS[3])
+return held
+`;
+
+/**
  * KEYS[1] active. ARGV[1] key base, ARGV[2] lock token. The envelopes in `active` locked with this
  * token, as FETCH answers them ({0, id, fields, id, fields, …}; the fields as they are now). For a
  * take whose reply was lost with its connection: ioredis sends FETCH again after reconnecting, and

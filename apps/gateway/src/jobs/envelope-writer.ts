@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { newEnvelopeId, type EnvelopeData, type EnvelopeJob } from '@infer/contract';
+import { keys, newEnvelopeId, type EnvelopeData, type EnvelopeJob } from '@infer/contract';
 import { AppError } from '@infer/errors';
 import { EnvelopeQueue } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
@@ -68,6 +68,8 @@ export class EnvelopeWriter {
   private readonly depth = new Map<string, number>();
   /** Last known queued instances per queue and tenant (with TENANT_MAX_QUEUED). */
   private readonly tenantDepth = new Map<string, Map<string, number>>();
+  /** The queues this gateway has put in the registry of interactive queues (their `queued` keys). */
+  private readonly registered = new Set<string>();
   private depthReadAt = -Infinity;
   private depthReading: Promise<void> | undefined;
   /** Envelopes being written, oldest first (a Set keeps insertion order). */
@@ -128,6 +130,7 @@ export class EnvelopeWriter {
     const mine = this.writingOf(queue.keys.queued, remaining);
     this.writing.add(mine);
     try {
+      await this.register(model, queue);
       const elsewhere = (await this.queuedElsewhere(queue)) + this.writingAhead(mine, (w) => w.instances);
       const tenantElsewhere = (tenant: string) => this.tenantElsewhere(queue, tenant) + this.writingAhead(mine, (w) => w.byTenant?.get(tenant) ?? 0);
       // Each refusal drops jobs, so this ends: by a write, or with nothing left to write.
@@ -240,9 +243,20 @@ export class EnvelopeWriter {
     };
   }
 
-  /** Queued instances in every other queue this gateway knows, refreshed when stale. */
+  /**
+   * Put a queue in the registry of interactive queues before its first
+   * envelope, so every gateway counts it from its next look on, whether or
+   * not it routes to that version (one SADD per queue and process).
+   */
+  private async register(model: Pick<ModelVersion, 'name' | 'version'>, queue: EnvelopeQueue): Promise<void> {
+    if (this.registered.has(queue.keys.queued)) return;
+    await this.options.redis.sadd(keys(this.options.prefix).interactiveQueues, registryMember(model));
+    this.registered.add(queue.keys.queued);
+  }
+
+  /** Queued instances in every other interactive queue (the registry's), refreshed when stale. */
   private async queuedElsewhere(queue: EnvelopeQueue): Promise<number> {
-    if (this.queues.size > 1 && performance.now() - this.depthReadAt > (this.options.depthRefreshMs ?? 250)) {
+    if (performance.now() - this.depthReadAt > (this.options.depthRefreshMs ?? 250)) {
       this.depthReading ??= this.readDepths().finally(() => (this.depthReading = undefined));
       await this.depthReading;
     }
@@ -252,6 +266,19 @@ export class EnvelopeWriter {
   }
 
   private async readDepths(): Promise<void> {
+    // Every queue any gateway wrote to, this one's own included (again, should the registry have been lost).
+    const registry = keys(this.options.prefix).interactiveQueues;
+    const members = new Set(await this.options.redis.smembers(registry));
+    for (const member of members) {
+      const parsed = parseRegistryMember(member);
+      if (parsed) this.queueOf(parsed);
+    }
+    const mine = [...this.queues].filter(([, q]) => this.registered.has(q.keys.queued)).map(([key]) => {
+      const [name, version] = key.split('\0') as [string, string];
+      return registryMember({ name, version });
+    });
+    const missing = mine.filter((m) => !members.has(m));
+    if (missing.length > 0) await this.options.redis.sadd(registry, ...missing);
     const queues = [...this.queues.values()];
     const counts = await Promise.all(queues.map((q) => q.queued()));
     queues.forEach((q, i) => this.depth.set(q.keys.queued, counts[i]!));
@@ -284,6 +311,19 @@ export class EnvelopeWriter {
   close(): void {
     for (const open of this.open.values()) this.flush(open);
   }
+}
+
+/** A queue's member of the registry of interactive queues. */
+const registryMember = (model: Pick<ModelVersion, 'name' | 'version'>): string => JSON.stringify([model.name, model.version]);
+
+function parseRegistryMember(member: string): { name: string; version: string } | undefined {
+  try {
+    const parsed: unknown = JSON.parse(member);
+    if (Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === 'string' && typeof parsed[1] === 'string') return { name: parsed[0], version: parsed[1] };
+  } catch {
+    // not one of ours: skipped
+  }
+  return undefined;
 }
 
 /**
