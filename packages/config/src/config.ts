@@ -228,21 +228,30 @@ const delaysString = z.string().transform((raw, ctx) => {
   return delays;
 });
 
-/** The path of a redis:// URL (its database), '' when it cannot be parsed (the scheme check reports that). */
-function redisUrlPath(url: string): string {
+/** A redis:// URL parsed, or null when the URL parser refuses it. */
+function parsedUrl(url: string): URL | null {
   try {
-    return new URL(url).pathname;
+    return new URL(url);
   } catch {
-    return '';
+    return null;
   }
 }
+
+/**
+ * The longest timer Node keeps (2^31 − 1 ms, ~24.8 days): a longer one fires
+ * after 1 ms instead, with a TimeoutOverflowWarning. Settings that become
+ * timers stay within it.
+ */
+const MAX_TIMER_MS = 2_147_483_647;
 
 const EnvSchema = z.object({
   REDIS_URL: z
     .string()
     .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
+    // Checked here, or ioredis throws "Invalid URL" (with a stack, naming nothing) when the process connects.
+    .refine((url) => parsedUrl(url) !== null, 'is not a URL that can be parsed (a port must be 0-65535)')
     // The path is the database number, or nothing (0): anything else ioredis would send as SELECT NaN.
-    .refine((url) => /^\/?(\d+)?$/.test(redisUrlPath(url)), 'the path after the host must be a database number (redis://host:6379/2) or nothing')
+    .refine((url) => /^\/?(\d+)?$/.test(parsedUrl(url)?.pathname ?? ''), 'the path after the host must be a database number (redis://host:6379/2) or nothing')
     .default('redis://127.0.0.1:6379'),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HOST: z.string().min(1).default('0.0.0.0'),
@@ -262,14 +271,14 @@ const EnvSchema = z.object({
   RATE_LIMIT_PER_SECOND: positiveInt.default(1000),
   WEBHOOK_ALLOW_PRIVATE: booleanString.default(false),
   WEBHOOK_RETRY_DELAYS_MS: delaysString.optional(),
-  WORKER_LOCK_MS: z.coerce.number().int().min(1000).default(30_000),
+  WORKER_LOCK_MS: z.coerce.number().int().min(1000).max(MAX_TIMER_MS).default(30_000),
   WORKER_MODELS: z.string().default(''),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAX_WAIT_SECONDS: z.coerce.number().int().min(1).max(600).default(60),
   BATCH_PARSE_THREAD: booleanString.default(true),
   TENANT_MAX_OPEN_BATCHES: positiveInt.default(100),
   TENANT_MAX_QUEUED: positiveInt.optional(),
-  SHUTDOWN_FORCE_GRACE_MS: z.coerce.number().int().min(0).default(2000),
+  SHUTDOWN_FORCE_GRACE_MS: z.coerce.number().int().min(0).max(MAX_TIMER_MS).default(2000),
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   MODEL_POLL_SECONDS: z.coerce.number().min(0).max(86_400).default(5),
   NODE_ENV: z.string().optional(),
