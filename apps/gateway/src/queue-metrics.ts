@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { interactiveKeys } from '@infer/contract';
+import { oldestWaitingAt } from '@infer/job-store';
 import { versionKey, type FleetView, type VersionInFleet } from '@infer/fleet';
 import type { BulkQueues } from './batches/bulk-queues.js';
 
@@ -44,9 +45,10 @@ const FLEET_STATES = ['ready', 'loading', 'failed'] as const;
  * liveness per model version, read from Redis when Prometheus scrapes, so
  * every gateway reports the same fleet-wide figures and no request pays for
  * them. A scrape costs O(model versions) commands, pipelined: per version
- * GET `queued` and LINDEX `wait` -1 (the oldest envelope; BullMQ pushes on
- * the left and takes from the right), then HGET of that envelope's
- * `timestamp`; the same for the bulk queue, with BullMQ's job counts. The
+ * GET `queued` and OLDEST_WAITING (the oldest envelope with a job not
+ * canceled, from the right of `wait`: BullMQ pushes on the left and takes
+ * from the right); for the bulk queue LINDEX `wait` -1, then HGET of that
+ * chunk's `timestamp`, with BullMQ's job counts. The
  * fleet comes from the gateway's FleetView (read at most once a second).
  * All gauges of one scrape share one read.
  */
@@ -152,20 +154,21 @@ export class QueueMetrics {
         versions.map(async ({ name, version }): Promise<VersionQueues> => {
           const keys = interactiveKeys(prefix, name, version);
           const bulk = bulkQueues.get(name, version);
-          const [queued, oldest, counts, bulkOldest] = await Promise.all([
+          const [queued, oldestAt, counts, bulkOldest] = await Promise.all([
             redis.get(keys.queued),
-            redis.lindex(keys.wait, -1),
+            // Past the envelopes whose jobs were all canceled: they stay in `wait` until a worker takes
+            // them, and an alert on the age must not fire for them.
+            oldestWaitingAt(redis, prefix, name, version),
             bulk.getJobCounts('wait', 'prioritized', 'active', 'delayed'),
             redis.lindex(bulk.toKey('wait'), -1),
           ]);
-          const [oldestAt, bulkOldestAt] = await Promise.all([timestampOf(redis, oldest, keys.base), timestampOf(redis, bulkOldest, bulk.toKey(''))]);
+          const bulkOldestAt = await timestampOf(redis, bulkOldest, bulk.toKey(''));
           const waiting = Math.max(0, Number(queued ?? 0));
           return {
             model: name,
             version,
             queued: waiting,
-            // An envelope whose jobs were all canceled stays in `wait` until a worker takes it: with none
-            // queued, nothing waits, whatever is left there (an alert on the age must not fire for it).
+            // The age agrees with the depth: with none counted as queued, none is reported waiting.
             oldestAt: waiting > 0 ? oldestAt : null,
             bulk: { waiting: (counts.wait ?? 0) + (counts.prioritized ?? 0), active: counts.active ?? 0, delayed: counts.delayed ?? 0 },
             bulkOldestAt,

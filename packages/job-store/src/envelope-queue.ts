@@ -21,6 +21,19 @@ export function reconcileQueuedCounts(redis: Redis, prefix: string, model: strin
   return withJobScripts(redis).inferReconcileQueued(k.wait, k.queued, k.tenants);
 }
 
+/**
+ * When the oldest envelope still waiting in a queue was written (epoch ms),
+ * skipping envelopes whose jobs were all canceled (OLDEST_WAITING); null
+ * when none waits.
+ */
+export async function oldestWaitingAt(redis: Redis, prefix: string, model: string, version: string): Promise<number | null> {
+  const k = interactiveKeys(prefix, model, version);
+  return (await withJobScripts(redis).inferOldestWaiting(k.wait, k.base, OLDEST_WAITING_LOOKS)) ?? null;
+}
+
+/** Envelopes of canceled jobs OLDEST_WAITING looks past, at most, before it settles for the last one's age. */
+const OLDEST_WAITING_LOOKS = 64;
+
 /** An envelope as the gateway writes it. */
 export interface NewEnvelope {
   id: string;

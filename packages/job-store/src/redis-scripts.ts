@@ -1,5 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, MARK_STARTED_SENT, READ, RECONCILE_QUEUED, RECOVER_TAKE, RELEASE_IDEMPOTENCY_KEY, TAKE_OVER_IDEMPOTENCY_KEY } from './scripts.js';
+import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, MARK_STARTED_SENT, OLDEST_WAITING, READ, RECONCILE_QUEUED, RECOVER_TAKE, RELEASE_IDEMPOTENCY_KEY, TAKE_OVER_IDEMPOTENCY_KEY } from './scripts.js';
 
 export type Arg = string | number | Buffer;
 
@@ -16,6 +16,7 @@ export type ScriptRedis = Redis & {
   inferMarkStartedSent(envelope: string): Promise<number>;
   inferRecoverTakeBuffer(active: string, base: string, token: string): Promise<unknown[]>;
   inferReconcileQueued(wait: string, queued: string, tenants: string): Promise<number>;
+  inferOldestWaiting(wait: string, base: string, most: number): Promise<number | null>;
 };
 
 /** A pipeline of a connection with the scripts: ioredis adds them to its pipelines too, untyped. */
@@ -33,6 +34,7 @@ const COMMANDS = [
   ['inferMarkStartedSent', MARK_STARTED_SENT, 1],
   ['inferRecoverTake', RECOVER_TAKE, 1],
   ['inferReconcileQueued', RECONCILE_QUEUED, 3],
+  ['inferOldestWaiting', OLDEST_WAITING, 1],
 ] as const;
 
 /** Define the job scripts on a connection (once; later calls find them there). */

@@ -369,6 +369,27 @@ return 1
 `;
 
 /**
+ * KEYS[1] wait. ARGV[1] the queue's key base, ARGV[2] envelopes to look at, at most. The `timestamp`
+ * (epoch ms) of the oldest envelope in `wait` with a job not canceled: an envelope whose jobs were all
+ * canceled while queued stays there until a worker takes it, and is not waiting. Past ARGV[2] such
+ * envelopes, the last one's (an age too high rather than none, for an alert); false when none waits.
+ */
+export const OLDEST_WAITING = `
+local at = false
+local len = redis.call('LLEN', KEYS[1])
+for i = 1, math.min(len, tonumber(ARGV[2])) do
+  local id = redis.call('LINDEX', KEYS[1], -i)
+  local h = redis.call('HMGET', ARGV[1] .. id, 'n', 'x', 'timestamp')
+  if h[1] and h[3] then
+    local _, canceled = string.gsub(h[2] or '', ' ', '')
+    at = tonumber(h[3])
+    if canceled < tonumber(h[1]) then return at end
+  end
+end
+return at
+`;
+
+/**
  * KEYS[1] wait, KEYS[2] queued counter, KEYS[3] queued-per-tenant hash. Every instance the counts hold
  * is in an envelope in `wait` (ENQUEUE pushes and counts in one step; the first take and a queued
  * cancel uncount), so an empty `wait` means counts of 0. Counts above that are envelopes removed by

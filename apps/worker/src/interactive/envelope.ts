@@ -1,4 +1,4 @@
-import { BYTES_PER_ELEMENT, EnvelopeData, type EnvelopeJob } from '@infer/contract';
+import { BYTES_PER_ELEMENT, EnvelopeData, type EnvelopeJob, type JobMetrics } from '@infer/contract';
 import type { TakenEnvelope } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
 import { elementCount, formatShape, shapeMatches } from '@infer/tensors';
@@ -23,8 +23,13 @@ export interface HeldEnvelope {
   records: Array<Buffer | null>;
   /** Per job: the status its record ends it with. */
   statuses: Array<'succeeded' | 'failed' | 'canceled' | null>;
-  /** Per job: when its run ended (epoch ms), for a job that ran here; its latency is observed once its end is written. */
-  ranAt: Array<number | null>;
+  /**
+   * Per job that ran here: when its run ended (epoch ms), its figures and the
+   * trace id its log line names. Its latency is observed, and its `job ended`
+   * line written, once its end is written: a run whose end lost (to a cancel,
+   * or to another worker after a stall) did not end the job.
+   */
+  ran: Array<{ at: number; metrics: JobMetrics } | null>;
   /** Jobs still to run. */
   pending: number;
 }
@@ -57,7 +62,7 @@ export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: s
     inputs: [],
     records: data.jobs.map(() => null),
     statuses: data.jobs.map(() => null),
-    ranAt: data.jobs.map(() => null),
+    ran: data.jobs.map(() => null),
     pending: 0,
   };
   // `ix`: its inputs are in a key of their own, which the take read into `in` (EnvelopeQueue.withInputs).

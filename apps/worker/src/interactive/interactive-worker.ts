@@ -341,8 +341,6 @@ export class InteractiveWorker {
     const startedAt = tracing ? Date.now() : 0;
     const { results, runs } = await runMicrobatch(model, instances);
     const completedAt = Date.now();
-    // One info line per job, built only when info is on (the object is the line: nothing else per job).
-    const logJobs = this.log.isLevelEnabled('info');
     const traced: TracedJob[] | undefined = tracing ? [] : undefined;
     let r = 0;
     const done = new Set<HeldEnvelope>();
@@ -352,12 +350,8 @@ export class InteractiveWorker {
         const job = envelope.data.jobs[j]!;
         if (!result.ok) this.log.warn({ jobId: job.id, err: result.error.message }, 'a job failed in ONNX Runtime; the jobs batched with it ran without it');
         const metricsOut = { queue_ms: Math.max(0, envelope.takenAt - job.created_at), inference_ms: round(result.inferenceMs), batch_size: result.batchSize };
-        if (logJobs) {
-          // model and version are the child logger's; the trace id is the traceparent's second field.
-          this.log.info({ jobId: job.id, status: result.ok ? 'succeeded' : 'failed', ...metricsOut, traceId: job.traceparent?.slice(3, 35) }, 'job ended');
-        }
         traced?.push({ job, takenAt: envelope.takenAt, result });
-        envelope.ranAt[j] = completedAt;
+        envelope.ran[j] = { at: completedAt, metrics: metricsOut };
         envelope.statuses[j] = result.ok ? 'succeeded' : 'failed';
         envelope.records[j] = encodeRecord(model.name, model.version, job, {
           status: envelope.statuses[j]!,
@@ -415,7 +409,7 @@ export class InteractiveWorker {
       if (Array.isArray(data.jobs)) {
         const canceled = canceledIds(taken);
         const inputs = data.jobs.map((job) => (canceled.has(job.id) ? null : []));
-        held = { id: taken.id, token, data, takenAt: Date.now(), firstTakenAt: taken.firstTakenAt, inputs, records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ranAt: data.jobs.map(() => null), pending: inputs.filter(Boolean).length };
+        held = { id: taken.id, token, data, takenAt: Date.now(), firstTakenAt: taken.firstTakenAt, inputs, records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ran: data.jobs.map(() => null), pending: inputs.filter(Boolean).length };
         // What ends a job whatever its envelope holds comes first (its inputs lost in Redis, say): a deadline
         // passed before the first take (canceled, deadline_exceeded), and an envelope that kept killing its workers.
         this.expire(held);
@@ -423,7 +417,7 @@ export class InteractiveWorker {
     } catch {
       /* nothing to tell any job */
     }
-    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: Date.now(), firstTakenAt: taken.firstTakenAt, inputs: [], records: [], statuses: [], ranAt: [], pending: 0 };
+    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: Date.now(), firstTakenAt: taken.firstTakenAt, inputs: [], records: [], statuses: [], ran: [], pending: 0 };
     const deferred = taken.fields.get('defa')?.toString();
     this.endAll(held, deferred ? workerLost(deferred) : { code: 'invalid_input', message });
   }
@@ -474,16 +468,25 @@ export class InteractiveWorker {
     let k = 0;
     let hooks = 0;
     const figures = this.options.onEnded ? { succeeded: 0, failed: 0, latencies: [] as number[], now: Date.now() } : undefined;
+    // One info line per job that ran, built only when info is on (the object is the line: nothing else per job).
+    const logJobs = this.log.isLevelEnabled('info');
     for (const e of envelopes) {
       e.data.jobs.forEach((job, i) => {
-        if (!ended![k++] || !e.records[i]) return;
+        const written = ended![k++] === true;
+        const ran = e.ran[i];
+        if (ran && logJobs) {
+          // model and version are the child logger's; the trace id is the traceparent's second field. A run
+          // whose end lost (the job was canceled while it ran, or ended elsewhere) says so, not how it ran.
+          const status = written ? e.statuses[i] : 'discarded';
+          this.log.info({ jobId: job.id, status, ...ran.metrics, traceId: job.traceparent?.slice(3, 35) }, 'job ended');
+        }
+        if (!written || !e.records[i]) return;
         if (hasCompletedHook(job)) hooks++;
         const status = e.statuses[i] ?? 'failed';
         this.metrics?.jobEnded(status);
         // Observed here, once its end is written, not when it ran: a run whose end lost to a cancel, or
         // failed to be written and ran again elsewhere, is not a job's latency.
-        const ranAt = e.ranAt[i];
-        if (ranAt != null) this.metrics?.jobRan(Math.max(0, e.takenAt - job.created_at), ranAt - job.created_at);
+        if (ran) this.metrics?.jobRan(Math.max(0, e.takenAt - job.created_at), ran.at - job.created_at);
         if (figures && status !== 'canceled') {
           figures[status === 'succeeded' ? 'succeeded' : 'failed']++;
           figures.latencies.push(figures.now - job.created_at);
