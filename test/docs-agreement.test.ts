@@ -151,10 +151,14 @@ describe('docs: they agree with the code', function () {
       expect(loadConfig({ MAX_WAIT_SECONDS: '600' }).maxWaitMs).to.equal(600_000);
       refused({ MAX_WAIT_SECONDS: '0' });
       refused({ MAX_WAIT_SECONDS: '601' });
-      // WORKER_LOCK_MS (≥ 1000)
-      expect(rows.get('WORKER_LOCK_MS')!.meaning).to.include('(≥ 1000)');
+      // WORKER_LOCK_MS (1000 to 2147483647), SHUTDOWN_FORCE_GRACE_MS (at most 2147483647): Node's longest timer
+      expect(rows.get('WORKER_LOCK_MS')!.meaning).to.include('(1000 to 2147483647');
       expect(loadConfig({ WORKER_LOCK_MS: '1000' }).workerLockMs).to.equal(1000);
+      expect(loadConfig({ WORKER_LOCK_MS: '2147483647' }).workerLockMs).to.equal(2_147_483_647);
       refused({ WORKER_LOCK_MS: '999' });
+      refused({ WORKER_LOCK_MS: '2147483648' });
+      expect(rows.get('SHUTDOWN_FORCE_GRACE_MS')!.meaning).to.include('at most 2147483647');
+      refused({ SHUTDOWN_FORCE_GRACE_MS: '2147483648' });
       // WORKER_METRICS_PORT: `0` picks a free one
       expect(rows.get('WORKER_METRICS_PORT')!.meaning).to.include('`0` picks a free one');
       expect(loadConfig({ WORKER_METRICS_PORT: '0' }).workerMetricsPort).to.equal(0);

@@ -85,9 +85,9 @@ describe('every job ends', function () {
     const store = new BatchStore(redis, { prefix: p.prefix, resultTtlMs: p.config.resultTtlMs });
     const sweeper = new Sweeper({ redis, prefix: p.prefix, batchStore: store, served: [], logger: silentLogger });
     try {
-      expect(await sweeper.sweep()).to.deep.equal({ lostChunks: 1, droppedJobs: 0, abandonedUploads: 0 });
+      expect(await sweeper.sweep()).to.deep.equal({ lostChunks: 1, droppedJobs: 0, abandonedUploads: 0, uncountedInstances: 0 });
       // A second sweep finds nothing more.
-      expect(await sweeper.sweep()).to.deep.equal({ lostChunks: 0, droppedJobs: 0, abandonedUploads: 0 });
+      expect(await sweeper.sweep()).to.deep.equal({ lostChunks: 0, droppedJobs: 0, abandonedUploads: 0, uncountedInstances: 0 });
     } finally {
       await sweeper.close();
     }
@@ -108,7 +108,8 @@ describe('every job ends', function () {
     const store = new BatchStore(redis, { prefix: p.prefix, resultTtlMs: p.config.resultTtlMs });
     const sweeper = new Sweeper({ redis, prefix: p.prefix, batchStore: store, served: [model], logger: silentLogger });
     try {
-      expect(await sweeper.sweep({ indexes: true })).to.deep.equal({ lostChunks: 0, droppedJobs: 5, abandonedUploads: 0 });
+      // Their ids are still in `wait` (only the hashes went), so the queued counts are left to the take that drops them.
+      expect(await sweeper.sweep({ indexes: true })).to.deep.equal({ lostChunks: 0, droppedJobs: 5, abandonedUploads: 0, uncountedInstances: 0 });
     } finally {
       await sweeper.close();
     }

@@ -486,6 +486,9 @@ describe('model lifecycle: a live repository, routing and rollouts', function ()
     }
     await expectProblem(await admin(p, '/v1/models/mlp/routing', { method: 'PUT', body: JSON.stringify({ nope: 1 }) }), 400, 'invalid_input');
     await expectProblem(await admin(p, '/v1/models/nope/routing', { method: 'PUT', body: JSON.stringify({ weights: null }) }), 404, 'model_not_found');
+    // An admin's method no route takes: its 404 names the whole path (not the part after the router's mount).
+    const noRoute = await expectProblem(await admin(p, '/v1/models/mlp', { method: 'DELETE' }), 404, 'not_found');
+    expect(noRoute.detail).to.equal('No route for DELETE /v1/models/mlp');
     // Changes: routing, back to default, unload and load again.
     expect((await setRouting(p, { '1': 25, '2': 75 })).routing).to.deep.equal({ '1': 25, '2': 75 });
     const back = await setRouting(p, null);

@@ -125,6 +125,7 @@ export function problemMiddleware(logger: Logger, maxBodyBytes: number, onAnswer
   };
 }
 
+/** 404 for a request no route takes, naming its whole path (`req.path` alone is relative to a router's mount). */
 export const notFoundRoute: RequestHandler = (req, _res, next) => {
-  next(notFound('not_found', `No route for ${req.method} ${req.path}`));
+  next(notFound('not_found', `No route for ${req.method} ${req.baseUrl}${req.path}`));
 };
