@@ -19,7 +19,7 @@ import { waitUntil } from './helpers/wait.js';
  * holds a worker's event loop during a run, so the test's own requests must
  * come from another process than the run's).
  */
-describe('jobs: a running job canceled, its canceled record gone before its run ends', function () {
+describe('jobs: a running job canceled', function () {
   this.timeout(90_000);
   let repo: TempModelRepo;
   let p: TestPlatform;
@@ -30,6 +30,9 @@ describe('jobs: a running job canceled, its canceled record gone before its run 
     repo = tempModelRepo({ cubic: { onnx: cubicModel(), config: { max_batch_size: 4, max_delay_ms: 2 } } });
     p = await startPlatform({ models: repo.root, worker: false });
     redis = new Redis(p.config.redisUrl);
+    worker = new Spawned('start:worker', { REDIS_URL: p.config.redisUrl, QUEUE_PREFIX: p.prefix, MODEL_REPOSITORY: repo.root, WORKER_METRICS_PORT: '0' });
+    await worker.waitForLog('worker started', 60_000);
+    await p.gateway.catalog.refresh();
   });
   after(async () => {
     worker?.kill();
@@ -38,10 +41,7 @@ describe('jobs: a running job canceled, its canceled record gone before its run 
     repo?.remove();
   });
 
-  it('stays ended: the output of the run the cancel discarded never shows up as succeeded', async () => {
-    worker = new Spawned('start:worker', { REDIS_URL: p.config.redisUrl, QUEUE_PREFIX: p.prefix, MODEL_REPOSITORY: repo.root, WORKER_METRICS_PORT: '0' });
-    await worker.waitForLog('worker started', 60_000);
-    await p.gateway.catalog.refresh();
+  it('its canceled record gone before its run ends, it stays ended: the output of the run the cancel discarded never shows up as succeeded', async () => {
     // len 2048: a run of seconds, far longer than what the test does while it goes on.
     const { job } = await postJob(p, { model: 'cubic', input: { x: new Array(2048).fill(0) } });
     await waitUntil(async () => ((await (await p.api(`/v1/jobs/${job.id}`)).json()) as Job).status === 'running', 20_000, 'the job to be running');
@@ -56,6 +56,22 @@ describe('jobs: a running job canceled, its canceled record gone before its run 
     const text = await after.text();
     // Gone with its record (404), as any expired job: never succeeded.
     expect({ status: after.status, body: text }).to.deep.equal({ status: 404, body: text });
+  });
+
+  // README, Logs: one `job ended` line per job a worker runs, once its end is written.
+  it('its worker\'s "job ended" line says the run was discarded, not that the job succeeded', async () => {
+    const { job } = await postJob(p, { model: 'cubic', input: { x: new Array(2048).fill(0) } });
+    await waitUntil(async () => ((await (await p.api(`/v1/jobs/${job.id}`)).json()) as Job).status === 'running', 20_000, 'the job to be running');
+    const res = await p.api(`/v1/jobs/${job.id}/cancel`, { method: 'POST' });
+    expect(((await res.json()) as Job).status).to.equal('canceled');
+    const k = interactiveKeys(p.prefix, 'cubic', '1');
+    await waitUntil(async () => (await redis.llen(k.active)) === 0, 60_000, "the worker's run to end");
+    const final = (await (await p.api(`/v1/jobs/${job.id}`)).json()) as Job;
+    expect(final.status).to.equal('canceled');
+    // Its one line says the run was discarded, not how it ran (written once FINISH has answered).
+    await waitUntil(() => worker!.lines.some((l) => l.msg === 'job ended' && l.jobId === job.id), 10_000, 'the job\'s "job ended" line');
+    const lines = worker!.lines.filter((l) => l.msg === 'job ended' && l.jobId === job.id);
+    expect(lines.map((l) => l.status), `the "job ended" lines of job ${job.id}, which ended canceled`).to.deep.equal(['discarded']);
   });
 });
 

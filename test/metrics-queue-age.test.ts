@@ -14,7 +14,8 @@ import { waitUntil } from './helpers/wait.js';
  * worker takes it, and the gauge reads the age of whatever envelope is
  * oldest there: with no worker taking it (a version scaled to zero), the
  * "oldest waiting job" of a queue where nothing waits grows without end,
- * and the alert fires for jobs that were canceled.
+ * and the alert fires for jobs that were canceled. The same holds for a
+ * canceled job's envelope ahead of one that still waits.
  */
 describe('the oldest queued age counts only jobs that still wait', function () {
   this.timeout(30_000);
@@ -39,5 +40,25 @@ describe('the oldest queued age counts only jobs that still wait', function () {
     const s = await scrape();
     expect(value(s, 'infer_queue_depth', labels), 'nothing queued').to.equal(0);
     expect(value(s, 'infer_queue_oldest_age_seconds', { ...labels, queue: 'interactive' }), 'the age of the oldest job waiting, with none waiting').to.equal(0);
+  });
+
+  it('skips a canceled job ahead of one that waits: the age is the waiting job\'s, not the canceled one\'s', async () => {
+    const body = { model: 'mlp', version: 2, input: { features: new Array(64).fill(0.5) } };
+    const labels = { model: 'mlp', version: '2', queue: 'interactive' };
+    const first = await postJob(p, body);
+    expect(first.res.status).to.equal(202);
+    // Let the first job age well past what the second will have when scraped.
+    await waitUntil(async () => value(await scrape(), 'infer_queue_oldest_age_seconds', labels) >= 3, 10_000, 'the first job to be 3 s old');
+
+    const secondAt = Date.now();
+    const second = await postJob(p, body);
+    expect(second.res.status).to.equal(202);
+    expect((await p.api(`/v1/jobs/${first.job.id}/cancel`, { method: 'POST' })).status).to.equal(200);
+
+    const s = await scrape();
+    const bound = (Date.now() - secondAt) / 1000 + 0.5;
+    expect(value(s, 'infer_queue_depth', { model: 'mlp', version: '2' }), 'one job queued').to.equal(1);
+    const age = value(s, 'infer_queue_oldest_age_seconds', labels);
+    expect(age, `age of the only waiting job (submitted ${bound.toFixed(2)} s ago at most); got the canceled job's age`).to.be.at.most(bound);
   });
 });
