@@ -112,4 +112,19 @@ describe('webhooks: the lifetimes of the delivery log', function () {
     expect(await redis.pttl(k.webhookEvent(id)), 'the event').to.be.greaterThan(50_000);
     expect(await redis.pttl(k.webhookAttempts(id)), 'its attempts').to.be.greaterThan(50_000);
   });
+
+  it('a pending event ended failed (its run lost) lives RESULT_TTL more, and so does its place in the job\'s list', async () => {
+    const jobId = `job-${Math.random().toString(36).slice(2)}`;
+    const id = eventIdFor('job.completed', jobId);
+    const k = keys(prefix);
+    // No delivery worker: the event stays pending, listed under its job.
+    await events.ensure(id, { tenant, url: hooks.url, type: 'job.completed', data: { object: 'job', id: jobId } });
+    // The list was made long ago: little of its life is left.
+    await redis.pexpire(k.webhookDeliveries('job', jobId), 1000);
+    expect(await events.log.failIfPending(id, 60_000)).to.equal(true);
+    expect((await events.log.get(id))?.state).to.equal('failed');
+    expect(await redis.pttl(k.webhookEvent(id)), 'the event').to.be.greaterThan(50_000);
+    expect(await redis.pttl(k.webhookDeliveries('job', jobId)), 'its job\'s list').to.be.greaterThan(50_000);
+    expect((await events.log.list({ object: 'job', id: jobId }, tenant)).map((e) => e.id), 'listed').to.deep.equal([id]);
+  });
 });

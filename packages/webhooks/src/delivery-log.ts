@@ -50,17 +50,18 @@ local function ownedByARun(h) return (tonumber(h[2]) or 0) > 0 or h[3] ~= false 
 
 /**
  * KEYS[1] event. ARGV ttl_ms, unless_owned ('1' or '0'). A `pending` event
- * becomes `failed` (its delivery run was lost): 1, else 0. With
- * unless_owned, a pending event that a run owns (one that has attempted it,
- * or a resend's: CREATE_IF_ABSENT's 'retrying') is left to that run.
+ * becomes `failed` (its delivery run was lost): {1, its subject's object and
+ * id}, whose delivery list the caller keeps as long (another slot); else {0}.
+ * With unless_owned, a pending event that a run owns (one that has attempted
+ * it, or a resend's: CREATE_IF_ABSENT's 'retrying') is left to that run.
  */
 const FAIL_IF_PENDING = `${OWNED_BY_A_RUN}
-local h = redis.call('HMGET', KEYS[1], 'state', 'attempt_count', 'resend_token')
-if h[1] ~= 'pending' then return 0 end
-if ARGV[2] == '1' and ownedByARun(h) then return 0 end
+local h = redis.call('HMGET', KEYS[1], 'state', 'attempt_count', 'resend_token', 'subject_object', 'subject_id')
+if h[1] ~= 'pending' then return {0} end
+if ARGV[2] == '1' and ownedByARun(h) then return {0} end
 redis.call('HSET', KEYS[1], 'state', 'failed', 'next_attempt_at', '')
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1
+return {1, h[4], h[5]}
 `;
 
 /**
@@ -139,7 +140,7 @@ type ScriptRedis = Redis & {
   inferWebhookMarkResend(key: string, attempts: string, tenant: string, now: number, token: string, ttlMs: number): Promise<string>;
   inferWebhookUnmarkResend(key: string, token: string, was: string): Promise<number>;
   inferWebhookRecordAttempt(key: string, attempts: string, token: string, attempt: string, state: string, count: string, nextAt: string, ttlMs: number): Promise<number>;
-  inferWebhookFailIfPending(key: string, ttlMs: number, unlessOwned: '1' | '0'): Promise<number>;
+  inferWebhookFailIfPending(key: string, ttlMs: number, unlessOwned: '1' | '0'): Promise<[0] | [1, string | null, string | null]>;
   inferWebhookCreateIfAbsent(key: string, ttlMs: number, ...fieldsAndValues: string[]): Promise<CreateOutcome>;
 };
 
@@ -233,7 +234,12 @@ export class DeliveryLog {
    * attempted it, or a resend's), for a caller that is not that run.
    */
   async failIfPending(eventId: string, ttlMs: number, options: { unlessOwned?: boolean } = {}): Promise<boolean> {
-    return (await this.redis.inferWebhookFailIfPending(this.k.webhookEvent(eventId), ttlMs, options.unlessOwned ? '1' : '0')) === 1;
+    const [failed, object, id] = await this.redis.inferWebhookFailIfPending(this.k.webhookEvent(eventId), ttlMs, options.unlessOwned ? '1' : '0');
+    if (failed !== 1) return false;
+    // The event lives ttl_ms more: its subject's list too, or GET …/webhook_deliveries stops showing it
+    // first. Never shortened (GT): the subject's other events may still be retrying.
+    if ((object === 'job' || object === 'batch') && id) await this.redis.pexpire(this.k.webhookDeliveries(object, id), ttlMs, 'GT');
+    return true;
   }
 
   /**
