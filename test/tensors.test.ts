@@ -74,11 +74,15 @@ describe('tensors: decodeInput', () => {
       });
     }
 
-    it('FP16 in the b64 form only, as raw bits', () => {
+    it('FP16 as raw bits in b64, and as numbers rounded to the nearest half in the JSON forms', () => {
       const bits = Uint16Array.of(0x3c00, 0xc000, 0x0000); // 1, -2, 0
       const t = decodeInput({ datatype: 'FP16', shape: [3], b64: b64Of(bits) }, spec('FP16', [3]));
       expect(plain(t.data)).to.deep.equal(plain(bits));
-      expectInvalid(() => decodeInput([1, -2, 0], spec('FP16', [3])), /b64/);
+      expect(plain(decodeInput([1, -2, 0], spec('FP16', [3])).data)).to.deep.equal(plain(bits));
+      // 1 + 2^-11 is halfway between 1 and the next half: ties go to even (1); 65504 is the largest half.
+      expect(plain(decodeInput({ datatype: 'FP16', shape: [3], data: [1 + 2 ** -11, 65504, -0] }, spec('FP16', [3])).data)).to.deep.equal([0x3c00, 0x7bff, 0x8000]);
+      expectInvalid(() => decodeInput([1, 65520, 0], spec('FP16', [3])), /overflows FP16/);
+      expectInvalid(() => decodeInput([1, true, 0], spec('FP16', [3])), /finite number/);
       expectInvalid(() => decodeInput({ datatype: 'FP16', shape: [3], b64: b64Of(Uint16Array.of(0x3c00, 0x7c00, 0)) }, spec('FP16', [3])), /finite/);
     });
 

@@ -1,4 +1,5 @@
 export * from './datatypes.js';
+export * from './half.js';
 export * from './tensor-spec.js';
 export * from './nested.js';
 export * from './job.js';

@@ -18,6 +18,9 @@ export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /** Model versions: positive integers, as the repository's folder names and the API's strings write them. */
 export const VERSION_RE = /^[1-9][0-9]{0,8}$/;
 
+/** An `Idempotency-Key`: 1-255 visible ASCII characters, as Stripe and the IETF draft take them. */
+export const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]{1,255}$/;
+
 /**
  * `POST /v1/jobs`. Shape only: whether `input` fits the model, and whether
  * the webhook URL is allowed, are checked after this (422, not 400).

@@ -13,7 +13,8 @@ export {
 } from './jobs.js';
 export { Batches, type WaitBatchOptions } from './batches.js';
 export { Webhooks } from './webhooks.js';
-export { halfBits, tensorB64 } from './tensor.js';
+export { tensorB64 } from './tensor.js';
+export { halfBits } from '@infer/contract';
 export { parseNdjson, type UploadChunk, type UploadSource } from './ndjson.js';
 export * from './types.js';
 export type { Job, JobStatus, JobError, JobMetrics, ModelInfo, TensorSpec, Datatype, NestedArray, OutputArray } from '@infer/contract';

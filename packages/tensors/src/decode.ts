@@ -1,4 +1,4 @@
-import { BYTES_PER_ELEMENT, isDatatype, type Datatype, type EncodedTensor, type TensorSpec } from '@infer/contract';
+import { BYTES_PER_ELEMENT, halfBits, isDatatype, type Datatype, type EncodedTensor, type TensorSpec } from '@infer/contract';
 import { invalidInput } from '@infer/errors';
 import { elementCount, exceedsElementLimit, formatShape, MAX_TENSOR_ELEMENTS, shapeMatches } from './shape.js';
 import { allocate, fromBytes, type TensorData } from './typed-arrays.js';
@@ -149,8 +149,16 @@ function writeValue(out: TensorData, i: number, v: unknown, datatype: Exclude<Da
         throw invalidInput(`${label}: value ${describe(v)} at index ${i} overflows ${datatype}`);
       }
       return;
-    case 'FP16':
-      throw invalidInput(`${label}: FP16 inputs are accepted in the "b64" form only`);
+    case 'FP16': {
+      if (typeof v !== 'number' || !Number.isFinite(v)) {
+        throw invalidInput(`${label}: value ${describe(v)} at index ${i} is not a finite number`);
+      }
+      // Rounded to the nearest half (ties to even), as a Float32Array rounds FP32; past 65504 it would be infinity.
+      const bits = halfBits(v);
+      if ((bits & 0x7fff) === 0x7c00) throw invalidInput(`${label}: value ${describe(v)} at index ${i} overflows FP16`);
+      out[i] = bits;
+      return;
+    }
     case 'BOOL':
       if (typeof v !== 'boolean') throw invalidInput(`${label}: value ${describe(v)} at index ${i} is not a boolean`);
       out[i] = v ? 1 : 0;

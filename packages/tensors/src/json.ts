@@ -12,6 +12,8 @@ import { fromBytes, numericView, type TensorData } from './typed-arrays.js';
  * `JSON.stringify(toNested(data, shape, bool, offset))`, without building the
  * arrays: the same text (numbers print as JSON prints them; a non-finite one
  * as null), so a job's output and a batch row's are byte for byte the same.
+ * 64-bit integers print with all their digits, where toNested's doubles
+ * round those past 2^53.
  */
 export function nestedJson(data: TensorData, shape: readonly number[], bool: boolean, offset = 0): string {
   if (shape.length === 1 && !bool && isNumberArray(data)) return numberListJson(data, offset, shape[0]!);
@@ -58,6 +60,7 @@ function nestedJsonAt(data: TensorData, shape: readonly number[], bool: boolean,
 
 function leafJson(v: number | bigint, bool: boolean): string {
   if (bool) return v !== 0 ? 'true' : 'false';
-  const n = typeof v === 'bigint' ? Number(v) : v;
-  return Number.isFinite(n) ? '' + n : 'null';
+  // A 64-bit integer with all its digits: as a double, one past 2^53 would print as another integer.
+  if (typeof v === 'bigint') return v.toString();
+  return Number.isFinite(v) ? '' + v : 'null';
 }

@@ -20,11 +20,20 @@ export function assertMetadataFits(metadata: Record<string, unknown>): void {
 }
 
 /**
- * A number too large for a double (1e400 is valid JSON) parses as Infinity
- * and would be printed back as null: metadata comes back as it was sent, so
- * such a number is refused instead (422).
+ * Metadata comes back as it was sent, so a number that would not is refused
+ * (422): one too large for a double (1e400 is valid JSON) parses as Infinity
+ * and would print as null; an integer past 2^53 (a 19-digit order id) parses
+ * as the nearest double and would print as another integer. Such ids go as
+ * strings. (A double of 1e21 or more prints in exponent form, as the float
+ * it is: kept.)
  */
 function finiteOnly(this: unknown, key: string, value: unknown): unknown {
-  if (typeof value === 'number' && !Number.isFinite(value)) throw invalidInput(`metadata${key ? `.${key}` : ''} holds a number too large for a double (it would come back as null)`);
+  if (typeof value !== 'number') return value;
+  const at = `metadata${key ? `.${key}` : ''}`;
+  if (!Number.isFinite(value)) throw invalidInput(`${at} holds a number too large for a double (it would come back as null)`);
+  // Below 1e21 JSON prints every digit of an integer, and readers take it as exact; 1e300 prints as 1e+300.
+  if (Number.isInteger(value) && !Number.isSafeInteger(value) && Math.abs(value) < 1e21) {
+    throw invalidInput(`${at} holds an integer past 2^53 - 1, which would come back as another integer; send it as a string`);
+  }
   return value;
 }

@@ -2,6 +2,7 @@
  * Reusable pieces of operations: problem+json error responses (each listing
  * exactly the `code`s it can carry), headers and parameters.
  */
+import { IDEMPOTENCY_KEY_RE } from '@infer/contract';
 import type { ErrorCode } from '@infer/errors';
 import { PROBLEM_TITLES, PROBLEM_TYPE_BASE } from '@infer/errors';
 import { EXAMPLE_EVENT_ID, EXAMPLE_JOB_ID, EXAMPLE_MODEL_EVENT_ID, EXAMPLE_ROLLOUT_ID, ref, type JsonObject } from './schemas.js';
@@ -99,8 +100,9 @@ export const sharedParameters: JsonObject = {
     in: 'header',
     required: false,
     description:
-      'The same key from the same tenant within 24 h returns the first job with 200 and enqueues nothing new. Keys are per tenant.',
-    schema: { type: 'string', minLength: 1 },
+      'The same key from the same tenant within 24 h returns the first job with 200 and enqueues nothing new. Keys are per tenant: ' +
+      '1-255 visible ASCII characters (no space); any other is 400 `invalid_input`.',
+    schema: { type: 'string', minLength: 1, maxLength: 255, pattern: IDEMPOTENCY_KEY_RE.source },
   },
   CancelAfter: {
     name: 'Cancel-After',

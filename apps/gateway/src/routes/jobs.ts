@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Express, Request, RequestHandler } from 'express';
-import { CreateJobBody } from '@infer/contract';
+import { CreateJobBody, IDEMPOTENCY_KEY_RE } from '@infer/contract';
 import { badRequest, unauthorized } from '@infer/errors';
 import { liftedBytes, restorePlaceholders, type LiftedBody } from '@infer/tensors';
 import type { Logger } from '@infer/logger';
@@ -57,11 +57,11 @@ export function parseCreateJob(body: unknown): CreateJobBody {
   return parsed.data;
 }
 
-/** `Idempotency-Key`: 1-255 visible ASCII characters, as Stripe and the IETF draft take them. */
+/** `Idempotency-Key` (IDEMPOTENCY_KEY_RE). */
 function idempotencyKeyOf(req: IncomingMessage): string | undefined {
   const key = req.headers['idempotency-key'];
   if (key === undefined) return undefined;
-  if (typeof key !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(key)) {
+  if (typeof key !== 'string' || !IDEMPOTENCY_KEY_RE.test(key)) {
     throw badRequest('invalid_input', 'Idempotency-Key must be 1-255 visible ASCII characters');
   }
   return key;
