@@ -3,9 +3,10 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { interactiveKeys } from '@infer/contract';
+import { interactiveKeys, type ModelDescription } from '@infer/contract';
 import { silentLogger } from '@infer/logger';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
+import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { mlpFeatures } from './helpers/batches.js';
 import { servedMlpRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { startPlatform, TEST_KEY, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
@@ -131,5 +132,79 @@ describe('queue limits: envelopes removed from their queue by hand', function ()
       `a submit to be accepted on an empty queue (queued counter stays ${await redis.get(k.queued)}, wait list ${await redis.llen(k.wait)})`,
     ).catch((err: Error) => err);
     expect(res instanceof Error ? res.message : 'accepted', 'the empty queue keeps refusing: queued counter never came down').to.equal('accepted');
+  });
+});
+
+const ADMIN = 'queue-counts-admin';
+
+describe('queue limits: the counts of a queue no worker serves', function () {
+  this.timeout(60_000);
+  let repo: TempModelRepo;
+  let p: TestPlatform;
+  let redis: Redis;
+  let worker: InferenceWorker | undefined;
+  let queue: Queue | undefined;
+  let queueConnection: Redis | undefined;
+
+  before(async () => {
+    repo = servedMlpRepo(['1', '2']);
+    redis = new Redis(TEST_REDIS_URL);
+    p = await startPlatform({ models: repo.root, worker: false, env: { MAX_QUEUE_DEPTH: '2', ADMIN_API_KEYS: `ops:${ADMIN}`, MODEL_POLL_SECONDS: '0.2' } });
+  });
+  after(async () => {
+    await queue?.close();
+    queueConnection?.disconnect();
+    await worker?.close();
+    await p?.close();
+    redis?.disconnect();
+    repo?.remove();
+  });
+
+  const post = (version: string, x: number) =>
+    p.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ model: 'mlp', version, input: { features: mlpFeatures(x) } }) });
+
+  it('are set back to 0 by the sweep too: version 1 unloaded, its queued envelopes removed by hand, version 2 takes jobs again', async () => {
+    // Two jobs queued for version 1 (no worker yet): the limit is reached.
+    for (let i = 0; i < 2; i++) expect((await post('1', i)).status).to.equal(202);
+    const v1 = interactiveKeys(p.prefix, 'mlp', '1');
+    // An admin unloads version 1, and an operator clears its queue (the jobs are not wanted).
+    const unload = await fetch(`${p.baseUrl}/v1/models/mlp/versions/1/unload`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(unload.status, await unload.clone().text()).to.equal(202);
+    queueConnection = redis.duplicate();
+    queue = new Queue(v1.ref.name, { connection: queueConnection, prefix: v1.ref.prefix });
+    for (const e of await redis.lrange(v1.wait, 0, -1)) await queue.remove(e);
+    expect(await redis.llen(v1.wait), 'nothing waits for version 1').to.equal(0);
+
+    // A worker starts: it lets version 1 go (draining, nothing queued) and serves version 2.
+    worker = await createWorker(p.config, silentLogger);
+    await p.gateway.catalog.refresh();
+    await waitUntil(
+      async () => {
+        const res = await p.api('/v1/models/mlp');
+        if (res.status !== 200) return false;
+        const d = ((await res.json()) as ModelDescription).versions_detail;
+        return d.some((x) => x.version === '2' && x.state === 'ready') && !d.some((x) => x.version === '1');
+      },
+      20_000,
+      'version 2 ready and version 1 let go',
+    );
+
+    // The fleet's sweep runs (its timer's every 30 s; run now).
+    const swept = await worker.sweep();
+    let last = '';
+    const res = await waitUntil(
+      async () => {
+        const r = await post('2', 50);
+        if (r.status === 202) return 'accepted';
+        last = `${r.status} ${((await r.json()) as { code?: string }).code}`;
+        return null;
+      },
+      3000,
+      'a job for version 2',
+    ).catch(
+      async () =>
+        `refused ${last}; sweep uncountedInstances=${swept.uncountedInstances}; version 1: wait ${await redis.llen(v1.wait)}, queued counter ${await redis.get(v1.queued)} `,
+    );
+    expect(res, 'both queues are empty: the limit should not refuse').to.equal('accepted');
   });
 });

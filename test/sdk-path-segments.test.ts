@@ -24,6 +24,8 @@ describe('sdk: ids and names that cannot be a path segment', () => {
       ['batches.get', (id) => client.batches.get(id)],
       ['webhooks.jobDeliveries', (id) => client.webhooks.jobDeliveries(id)],
       ['webhooks.batchDeliveries', (id) => client.webhooks.batchDeliveries(id)],
+      ['models.rollout', (id) => client.models.rollout('mlp', id)],
+      ['models.cancelRollout', (id) => client.models.cancelRollout('mlp', id)],
     ];
     const problems: string[] = [];
     for (const [name, call] of calls) {

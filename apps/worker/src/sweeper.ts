@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { ABANDONED_UPLOAD_MS, bulkQueue, chunkJobId, interactiveKeys } from '@infer/contract';
+import { ABANDONED_UPLOAD_MS, bulkQueue, chunkJobId, interactiveKeys, keys, parseQueueMember } from '@infer/contract';
 import type { BatchStore } from '@infer/batch-store';
 import { reconcileQueuedCounts } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
@@ -97,10 +97,22 @@ export class Sweeper {
     return { lostChunks, droppedJobs, abandonedUploads, uncountedInstances };
   }
 
-  /** Each served queue with nothing waiting has its queued counts at 0 (see reconcileQueuedCounts). */
+  /**
+   * Every interactive queue with nothing waiting has its queued counts at 0
+   * (see reconcileQueuedCounts): each one in the registry the gateways keep,
+   * served by this worker or not (a version unloaded, one served only by
+   * workers that do not win the sweep's lock), since every gateway counts
+   * them all; and the served ones, should the registry have been lost.
+   */
   private async reconcileQueuedCounts(): Promise<number> {
+    const { redis, prefix } = this.options;
+    const queues = new Map(this.servedNow().map((m) => [JSON.stringify([m.name, m.version]), { name: m.name, version: m.version }]));
+    for (const member of await redis.smembers(keys(prefix).interactiveQueues)) {
+      const parsed = parseQueueMember(member);
+      if (parsed) queues.set(member, parsed);
+    }
     let sum = 0;
-    for (const m of this.servedNow()) sum += await reconcileQueuedCounts(this.options.redis, this.options.prefix, m.name, m.version);
+    for (const q of queues.values()) sum += await reconcileQueuedCounts(redis, prefix, q.name, q.version);
     return sum;
   }
 

@@ -259,6 +259,20 @@ export function bulkQueue(prefix: string, model: string, version: string): Queue
 }
 
 /** Redis keys this platform writes itself (BullMQ's own keys share the prefix). */
+/** A model version's member of the registry of interactive queues (`keys(prefix).interactiveQueues`). */
+export const queueMember = (model: string, version: string): string => JSON.stringify([model, version]);
+
+/** A registry member read back; undefined for one that is not a `[model, version]` pair. */
+export function parseQueueMember(member: string): { name: string; version: string } | undefined {
+  try {
+    const parsed: unknown = JSON.parse(member);
+    if (Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === 'string' && typeof parsed[1] === 'string') return { name: parsed[0], version: parsed[1] };
+  } catch {
+    // not one of ours: skipped
+  }
+  return undefined;
+}
+
 export function keys(prefix: string) {
   return {
     /** A job's record once it has ended (see `jobKeys`). */

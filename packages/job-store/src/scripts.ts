@@ -221,7 +221,8 @@ return out
  * RESULT_TTL, does not let the output in), removes the envelopes, and sends each ended record,
  * once, to every gateway waiting on it: one message per gateway for the whole call.
  * An envelope the stalled check had put back in wait is taken out of it too: its
- * jobs have ended. Returns per job 1 when this call ended it, else 0.
+ * jobs have ended. Returns per job 1 when this call ended it (or the same call before it, whose
+ * reply was lost: the record there is byte for byte this one), else 0.
  */
 export const FINISH = `${ALLOW_OOM}${IN_SLICES}${WATCHERS}
 local base, recordPrefix, ttl = ARGV[1], ARGV[2], ARGV[3]
@@ -256,6 +257,10 @@ while i <= #ARGV do
       local chans = watchers[id] or {}
       if waits == '1' and submitter ~= '' then chans[submitter] = true end
       for channel in pairs(chans) do send(channel, part) end
+    elseif record ~= '' and not canceled[id] and redis.call('GET', recordPrefix .. id) == record then
+      -- This very FINISH ran before, its reply lost with its connection (ioredis sent it again): the
+      -- record is this run's, so the job ended here; what went with it (outbox, messages) went then.
+      ok = 1
     end
     ended[#ended + 1] = ok
   end

@@ -9,7 +9,8 @@ export interface CallOptions {
 const modelPath = (name: string, rest = '') => `/v1/models/${encodeURIComponent(name)}${rest}`;
 const versionPath = (name: string, version: string | number, action: 'load' | 'unload') =>
   modelPath(name, `/versions/${encodeURIComponent(String(version))}/${action}`);
-const rolloutPath = (name: string, id = '', rest = '') => modelPath(name, `/rollouts${id ? `/${encodeURIComponent(id)}` : ''}${rest}`);
+/** The rollouts' path, or one rollout's (an empty id stays a segment, for the transport to refuse). */
+const rolloutPath = (name: string, id?: string, rest = '') => modelPath(name, `/rollouts${id === undefined ? '' : `/${encodeURIComponent(id)}`}${rest}`);
 
 /**
  * The models: what a tenant can call (`list`, `get`, with each version's

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { keys, newEnvelopeId, type EnvelopeData, type EnvelopeJob } from '@infer/contract';
+import { keys, newEnvelopeId, parseQueueMember, queueMember, type EnvelopeData, type EnvelopeJob } from '@infer/contract';
 import { AppError } from '@infer/errors';
 import { EnvelopeQueue } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
@@ -250,7 +250,7 @@ export class EnvelopeWriter {
    */
   private async register(model: Pick<ModelVersion, 'name' | 'version'>, queue: EnvelopeQueue): Promise<void> {
     if (this.registered.has(queue.keys.queued)) return;
-    await this.options.redis.sadd(keys(this.options.prefix).interactiveQueues, registryMember(model));
+    await this.options.redis.sadd(keys(this.options.prefix).interactiveQueues, queueMember(model.name, model.version));
     this.registered.add(queue.keys.queued);
   }
 
@@ -270,12 +270,12 @@ export class EnvelopeWriter {
     const registry = keys(this.options.prefix).interactiveQueues;
     const members = new Set(await this.options.redis.smembers(registry));
     for (const member of members) {
-      const parsed = parseRegistryMember(member);
+      const parsed = parseQueueMember(member);
       if (parsed) this.queueOf(parsed);
     }
     const mine = [...this.queues].filter(([, q]) => this.registered.has(q.keys.queued)).map(([key]) => {
       const [name, version] = key.split('\0') as [string, string];
-      return registryMember({ name, version });
+      return queueMember(name, version);
     });
     const missing = mine.filter((m) => !members.has(m));
     if (missing.length > 0) await this.options.redis.sadd(registry, ...missing);
@@ -311,19 +311,6 @@ export class EnvelopeWriter {
   close(): void {
     for (const open of this.open.values()) this.flush(open);
   }
-}
-
-/** A queue's member of the registry of interactive queues. */
-const registryMember = (model: Pick<ModelVersion, 'name' | 'version'>): string => JSON.stringify([model.name, model.version]);
-
-function parseRegistryMember(member: string): { name: string; version: string } | undefined {
-  try {
-    const parsed: unknown = JSON.parse(member);
-    if (Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === 'string' && typeof parsed[1] === 'string') return { name: parsed[0], version: parsed[1] };
-  } catch {
-    // not one of ours: skipped
-  }
-  return undefined;
 }
 
 /**

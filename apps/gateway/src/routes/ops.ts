@@ -22,12 +22,13 @@ export interface OpsDeps {
 type ModelsReadiness = Record<string, Record<string, { ready: boolean; workers_ready: number }>>;
 
 /**
- * Each model version this gateway routes to, and whether a live worker
- * serves it. A version is `ready` when a live worker has it ready, or when
- * no worker is live at all (jobs then queue for the fleet's return). This is
- * stricter than the check before queueing (FleetView.served, see
- * jobs/served.ts), which also takes jobs for a version a worker is still
- * loading: they wait the moments that takes.
+ * Each model version this gateway knows, and whether a live worker serves
+ * it. A version is `ready` when a live worker has it loaded (ready, or
+ * draining the jobs queued for it: docs/api.md's `workers_ready`), or when
+ * no worker is live at all (jobs then queue for the fleet's return). A
+ * version a worker is still loading is not ready here, though the check
+ * before queueing (FleetView.served, see jobs/served.ts) takes jobs for it:
+ * they wait the moments that takes.
  */
 async function modelsReadiness(deps: OpsDeps): Promise<ModelsReadiness> {
   const [live, versions] = [await deps.fleet.live(), await deps.fleet.versions()];
