@@ -163,7 +163,15 @@ export class JobService {
         const stopWatch = this.watchDeadline(id, job.deadline, waitMs!);
         const record = await waiter.promise.finally(stopWatch);
         if (record) return { ...base, ended: true, json: renderEndedJob(id, record) };
-        return { ...(await this.get(tenant, id)), replayed: false };
+        try {
+          return { ...(await this.get(tenant, id)), replayed: false };
+        } catch (err) {
+          // The job is stored and queued (its write answered): Redis failing the read after the wait does
+          // not unmake it. A 503 would tell the client to submit it again (and it would run twice); the 202
+          // gives it the job as last known here, with its id, to poll.
+          if (err instanceof AppError && err.status !== 503) throw err;
+          return { ...base, ended: false, json: renderPendingJob(id, model.name, model.version, job, null) };
+        }
       }
       return { ...base, ended: false, json: renderPendingJob(id, model.name, model.version, job, null) };
     } finally {
