@@ -188,9 +188,10 @@ export class BatchStore {
   }
 
   /** Forget a batch whose upload failed before it was accepted: it never existed for the client. */
-  async discard(id: string, tenant: string): Promise<void> {
+  async discard(id: string): Promise<void> {
     await this.redis.del(this.k.batch(id), this.k.batchResults(id), this.k.batchPending(id), this.k.batchInputs(id));
-    await this.redis.zrem(this.k.tenantBatches(tenant), id);
+    // Its entry in the tenant's index stays, for `list` to drop on the way (as an expired batch's): a listing
+    // taken during the upload may have handed its id out as a page's `last_id`, a cursor that must still work.
     await this.redis.zrem(this.k.runningBatches, id);
   }
 

@@ -35,6 +35,18 @@ export const ABANDONED_UPLOAD_MS = REQUEST_TIME_LIMIT_MS + 10 * 60_000;
 export const MAX_CUSTOM_ID_LENGTH = 512;
 
 /**
+ * Whether a `custom_id` is within MAX_CUSTOM_ID_LENGTH characters, counted
+ * as the schema counts them (code points: an emoji is one, though two UTF-16
+ * units). Every check of the limit uses this, so none drops an id another took.
+ */
+export function customIdFits(id: string): boolean {
+  if (id.length <= MAX_CUSTOM_ID_LENGTH) return true;
+  let n = 0;
+  for (const _ of id) if (++n > MAX_CUSTOM_ID_LENGTH) return false;
+  return true;
+}
+
+/**
  * `POST /v1/batches` as JSON. Only the batch-level fields are checked here
  * (a 400 or 422 for the whole request); each item is checked on its own, and
  * a bad one becomes a failed item rather than failing the batch.

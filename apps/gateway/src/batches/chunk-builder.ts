@@ -1,4 +1,4 @@
-import { BYTES_PER_ELEMENT, BatchItem, MAX_CUSTOM_ID_LENGTH, type BulkInput, type Datatype, type JobError, type TensorSpec } from '@infer/contract';
+import { BYTES_PER_ELEMENT, BatchItem, customIdFits, type BulkInput, type Datatype, type JobError, type TensorSpec } from '@infer/contract';
 import { isAppError } from '@infer/errors';
 import { allocate, decodeInput, elementCount, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
 import { firstIssue } from '../http/first-issue.js';
@@ -126,7 +126,7 @@ export class ChunkBuilder {
     // Keep the custom id of an item that fails, when it has a usable one, so the client can match it.
     if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
       const cid = (value as { custom_id?: unknown }).custom_id;
-      if (typeof cid === 'string' && cid.length <= MAX_CUSTOM_ID_LENGTH) customId = cid;
+      if (typeof cid === 'string' && customIdFits(cid)) customId = cid;
     }
     if (!isItemShape(value)) {
       // The quick check failed: let the schema say why.
@@ -235,7 +235,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 function isItemShape(v: unknown): v is BatchItem {
   if (!isPlainObject(v) || !isPlainObject(v.input)) return false;
   for (const key in v) if (key !== 'input' && key !== 'custom_id') return false;
-  return v.custom_id === undefined || (typeof v.custom_id === 'string' && v.custom_id.length <= MAX_CUSTOM_ID_LENGTH);
+  return v.custom_id === undefined || (typeof v.custom_id === 'string' && customIdFits(v.custom_id));
 }
 
 /**

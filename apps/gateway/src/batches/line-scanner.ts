@@ -1,4 +1,4 @@
-import { BYTES_PER_ELEMENT, MAX_CUSTOM_ID_LENGTH, type Datatype } from '@infer/contract';
+import { BYTES_PER_ELEMENT, customIdFits, type Datatype } from '@infer/contract';
 import { decodeBase64Into, elementCount, firstBadRawValue, type TensorData } from '@infer/tensors';
 
 /**
@@ -102,7 +102,7 @@ export class LineScanner {
         const to = this.readPlainString();
         if (to < 0) return undefined;
         customId = this.b.toString('utf8', from, to - 1);
-        if (customId.length > MAX_CUSTOM_ID_LENGTH) return undefined;
+        if (!customIdFits(customId)) return undefined;
       } else if (this.keyIs(key, INPUT)) {
         if (sawInput) return undefined;
         sawInput = true;
