@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { BYTES_PER_ELEMENT, BatchItem, customIdFits, type BulkInput, type Datatype, type JobError, type TensorSpec } from '@infer/contract';
 import { isAppError } from '@infer/errors';
 import { allocate, decodeInput, elementCount, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
@@ -114,6 +115,8 @@ export class ChunkBuilder {
       // The common case, read from the bytes into this row's slots; the rest is parsed.
       const scanned = this.scanner?.scan(item.source, item.start, item.end, this.rows);
       if (scanned !== undefined) return this.addPacked(scanned);
+      // JSON is UTF-8 (RFC 8259): decoding other bytes would put U+FFFD in their place, a custom_id the client never sent.
+      if (!isUtf8(item.source.subarray(item.start, item.end))) return this.fail(offset, customId, 'invalid_json', `${itemLabel(item)}: not valid UTF-8`);
       try {
         value = JSON.parse(lineText(item));
       } catch (err) {

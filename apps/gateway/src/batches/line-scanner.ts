@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { BYTES_PER_ELEMENT, customIdFits, type Datatype } from '@infer/contract';
 import { decodeBase64Into, elementCount, firstBadRawValue, type TensorData } from '@infer/tensors';
 
@@ -101,6 +102,9 @@ export class LineScanner {
         const from = this.i + 1;
         const to = this.readPlainString();
         if (to < 0) return undefined;
+        // Bytes that are not UTF-8 would be decoded with U+FFFD in their place (two ids made one): the
+        // general path refuses the line instead.
+        if (!isUtf8(this.b.subarray(from, to - 1))) return undefined;
         customId = this.b.toString('utf8', from, to - 1);
         if (!customIdFits(customId)) return undefined;
       } else if (this.keyIs(key, INPUT)) {

@@ -100,15 +100,24 @@ function unreadable(coding: ContentCoding, err: unknown): AppError {
  */
 export async function* withinTimeLimit(body: AsyncIterable<Buffer>, ms: number): AsyncGenerator<Buffer> {
   const source = body[Symbol.asyncIterator]();
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new AppError(408, 'request_timeout', `The body did not arrive whole within ${Math.round(ms / 1000)} s; nothing of it was kept. Send less at a time (split the file into batches of their own)`)), ms);
-  });
-  expired.catch(() => undefined);
+  let expired: AppError | undefined;
+  // The read in progress, for the timer to cut short. Not a race of every read against one promise that
+  // lives as long as the upload: each race would leave a reaction on it that holds that read's piece, and
+  // so the whole body (a gzip bomb's gigabyte) until the upload ended.
+  let cut: ((err: AppError) => void) | undefined;
+  const timer = setTimeout(() => {
+    expired = new AppError(408, 'request_timeout', `The body did not arrive whole within ${Math.round(ms / 1000)} s; nothing of it was kept. Send less at a time (split the file into batches of their own)`);
+    cut?.(expired);
+  }, ms);
   let done = false;
   try {
     for (;;) {
-      const next = await Promise.race([source.next(), expired]);
+      if (expired) throw expired;
+      const next = await new Promise<IteratorResult<Buffer>>((resolve, reject) => {
+        cut = reject;
+        source.next().then(resolve, reject);
+      });
+      cut = undefined;
       if (next.done) {
         done = true;
         return;
