@@ -76,7 +76,8 @@ export function deliver(req: DeliveryRequest, options: DeliveryOptions): Promise
   if (!options.allowPrivate && isIP(literal) && isForbiddenAddress(literal)) {
     return Promise.resolve(failed(`address ${literal} is private, loopback, link-local or multicast; refused`, true));
   }
-  if (options.signal?.aborted) return Promise.resolve(failed('aborted: the worker is shutting down'));
+  // Interrupted, as one cut short mid-way: it runs again and does not use up an attempt.
+  if (options.signal?.aborted) return Promise.resolve({ ...failed('aborted: the worker is shutting down'), interrupted: true });
 
   const timeoutMs = options.timeoutMs ?? DELIVERY_TIMEOUT_MS;
   const client = url.protocol === 'https:' ? https : http;
@@ -111,6 +112,15 @@ export function deliver(req: DeliveryRequest, options: DeliveryOptions): Promise
     request.on('close', () => {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
+      // Closed with no answer and no error (e.g. a 101 whose socket was let go): the attempt still ends,
+      // a turn later, so an 'error' that comes with the close names the cause first.
+      setImmediate(() => finish(failed('the connection closed before an answer')));
+    });
+    // A 101 Switching Protocols is not an answer to a webhook: without this listener Node drops the socket
+    // and the request gets neither 'response' nor 'error'.
+    request.on('upgrade', (res, socket) => {
+      socket.destroy();
+      finish(failed(`HTTP ${res.statusCode ?? 101}: the receiver switched protocols`, false, res.statusCode ?? 101));
     });
 
     request.on('response', (res) => {
