@@ -15,6 +15,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
+import { collected } from './helpers/cli.js';
 import type { Command, Option } from 'commander';
 import ts from 'typescript';
 import type { Redis } from 'ioredis';
@@ -495,18 +496,8 @@ describe('docs: they agree with the code', function () {
       await p?.close();
     });
 
-    /** Run a bash script; resolves with its stdout. */
-    function bash(script: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-      return new Promise((resolve, reject) => {
-        const child = spawn('bash', ['-c', script], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-        child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-        child.on('error', reject);
-        child.on('close', (code) => resolve({ code, stdout, stderr }));
-      });
-    }
+    /** Run a bash script; resolves with its exit code and output. */
+    const bash = (script: string) => collected(spawn('bash', ['-c', script], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
 
     /** The JSON `"key":value` pairs of an abbreviated example that hold no `…` (strings, numbers, flat objects and arrays). */
     function examplePairs(example: string): Array<[string, unknown]> {

@@ -7,19 +7,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { ModelRepository } from '@infer/models';
+import { collected } from './helpers/cli.js';
 import { REPO_ROOT, SHIPPED_MODELS } from './helpers/platform.js';
 
-function run(cmd: string, args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** `cmd args` run in `cwd`, with none of this process's NODE_OPTIONS (mocha's tsx loader): as a newcomer types it. */
+const run = (cmd: string, args: string[], cwd: string) => collected(spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } }));
 
 describe('docs: what a newcomer follows literally', function () {
   this.timeout(60_000);
