@@ -35,4 +35,18 @@ describe('batches: custom_id of characters outside the BMP', function () {
       expect(lines[1]!.custom_id, 'custom_id of the succeeded item').to.equal(id);
     });
   }
+
+  // At the limit and one past it, counted alike by the JSON form, the NDJSON fast path and its general path.
+  const atLimit = ['😀'.repeat(512), '😀'.repeat(513), '\ud800'.repeat(512), '\ud800'.repeat(513), 'é'.repeat(512), 'é'.repeat(513), '\udc00\ud800'.repeat(256)];
+  for (const form of ['json', 'ndjson'] as const) {
+    it(`${form}: 512 characters fit and are echoed, 513 fail with no id`, async () => {
+      const items = atLimit.map((custom_id, i) => ({ custom_id, input: { features: mlpFeatures(i) } }));
+      const batch = form === 'json' ? await submitBatch(p, { json: { model: 'mlp', items } }) : await submitBatch(p, { ndjson: toNdjson(items) });
+      await waitForBatchEnd(p, batch.id);
+      const lines = await readResults(p, batch.id);
+      expect(lines.map((l) => [l.status, l.custom_id === atLimit[l.index] ? 'same' : l.custom_id === null ? 'null' : 'other'])).to.deep.equal([
+        ['succeeded', 'same'], ['failed', 'null'], ['succeeded', 'same'], ['failed', 'null'], ['succeeded', 'same'], ['failed', 'null'], ['succeeded', 'same'],
+      ]);
+    });
+  }
 });

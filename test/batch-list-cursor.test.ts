@@ -1,7 +1,8 @@
 import { expect } from 'chai';
-import type { BatchList } from '@infer/contract';
-import { mlpFeatures, streamedUpload, submitBatch, toNdjson } from './helpers/batches.js';
-import { startPlatform, type TestPlatform } from './helpers/platform.js';
+import { Redis } from 'ioredis';
+import { keys, type BatchList } from '@infer/contract';
+import { mlpFeatures, streamedUpload, submitBatch, toNdjson, uploadNdjson } from './helpers/batches.js';
+import { startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
 
 /**
@@ -11,10 +12,13 @@ import { waitUntil } from './helpers/wait.js';
 describe('batches: paging the batch list while an upload is in flight', function () {
   this.timeout(60_000);
   let p: TestPlatform;
+  let redis: Redis;
   before(async () => {
     p = await startPlatform({ worker: false });
+    redis = new Redis(TEST_REDIS_URL);
   });
   after(async () => {
+    redis?.disconnect();
     await p.close();
   });
 
@@ -37,10 +41,20 @@ describe('batches: paging the batch list while an upload is in flight', function
     req.destroy();
     await answer;
     await waitUntil(async () => (await p.api(`/v1/batches/${cursor}`)).status === 404, 10_000, 'the failed upload to be discarded');
+    // Another client of the tenant lists its batches meanwhile: its entry is gone, its place kept.
+    expect((await p.api('/v1/batches?limit=10')).status).to.equal(200);
 
     const next = await p.api(`/v1/batches?limit=1&after=${cursor}`);
     const body = await next.text();
     expect(next.status, `next page with after=last_id of the previous page: ${body}`).to.equal(200);
     expect((JSON.parse(body) as BatchList).data.map((b) => b.id)).to.deep.equal([older[1]]);
+  });
+
+  it('failed uploads leave no entry in the tenant\'s index: a listing does not walk them', async () => {
+    const before = await redis.zcard(keys(p.prefix).tenantBatches('tenant-a'));
+    // An empty body is enough: the batch is recorded before a byte of it is read, and discarded.
+    const answers = await Promise.all(Array.from({ length: 20 }, () => uploadNdjson(p, '')));
+    for (const a of answers) expect(a.status, await a.text()).to.equal(400);
+    expect(await redis.zcard(keys(p.prefix).tenantBatches('tenant-a'))).to.equal(before);
   });
 });

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import type { Batch, BatchResultLine } from '@infer/contract';
+import { mlpFeatures, readResults, waitForBatchEnd } from './helpers/batches.js';
 import { expectProblem } from './helpers/jobs.js';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
 
@@ -21,7 +22,7 @@ describe('batches: an NDJSON line that is not UTF-8', function () {
   let p: TestPlatform;
 
   before(async () => {
-    p = await startPlatform({ worker: false });
+    p = await startPlatform();
   });
   after(async () => {
     await p?.close();
@@ -56,5 +57,35 @@ describe('batches: an NDJSON line that is not UTF-8', function () {
       expect(r.custom_id ?? '', `line ${r.index + 1}: a custom_id the client never sent (${seen.join(' | ')})`).not.to.include('\ufffd');
       expect(r.error?.code, `line ${r.index + 1}: ${seen.join(' | ')}`).to.equal('invalid_json');
     }
+  });
+
+  it('valid UTF-8 runs with its ids (a BOM on line 1, multi-byte characters); CESU-8 surrogates, overlong forms and bad bytes in any value fail as invalid_json', async () => {
+    const f = (i: number) => JSON.stringify(mlpFeatures(i));
+    const line = (idBytes: Buffer, i: number, extra = '') => Buffer.concat([Buffer.from('{"custom_id":"'), idBytes, Buffer.from(`","input":{"features":${f(i)}}${extra}}\n`)]);
+    const body = Buffer.concat([
+      Buffer.from([0xef, 0xbb, 0xbf]), line(Buffer.from('ü-€-😀'), 0),
+      line(Buffer.from('ü-€-😀'), 1),
+      line(Buffer.from([0x61, 0xed, 0xa0, 0xbd, 0xed, 0xb8, 0x80]), 2), // CESU-8 surrogate pair
+      line(Buffer.from([0x61, 0xc0, 0xaf]), 3), // overlong '/'
+      line(Buffer.from('ok'), 4, ',"x":"\xff"'.replace('\xff', '')),
+      Buffer.concat([Buffer.from(`{"input":{"features":${f(5)}},"custom_id":"v\u00e9"}\n`)]),
+      Buffer.concat([Buffer.from(`{"input":{"fe\u00e9":${f(6)}},"custom_id":"w"}`), Buffer.from([0x0a])]),
+      Buffer.concat([Buffer.from(`{"custom_id":"z","input":{"features":${f(7)}},"k":"`), Buffer.from([0xff]), Buffer.from('"}\n')]),
+    ]);
+    const res = await p.api('/v1/batches?model=mlp', { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body });
+    const batch = (await res.json()) as Batch;
+    expect(res.status).to.equal(202);
+    await waitForBatchEnd(p, batch.id);
+    const lines = await readResults(p, batch.id);
+    expect(lines.map((l) => `${l.status} ${l.custom_id} ${l.error?.code ?? ''}`)).to.deep.equal([
+      'succeeded ü-€-😀 ',
+      'succeeded ü-€-😀 ',
+      'failed null invalid_json',
+      'failed null invalid_json',
+      'failed ok invalid_input',
+      'succeeded vé ',
+      'failed w invalid_input',
+      'failed null invalid_json',
+    ]);
   });
 });

@@ -129,7 +129,7 @@ export class Sweeper {
         // An upload outlasting any request's time limit: its gateway died mid-upload, and no client has its
         // id. It goes as the upload would have on a failure (its chunks left in the queue are skipped).
         if (this.now() - record.createdAt > ABANDONED_UPLOAD_MS) {
-          await batchStore.discard(record.id);
+          await batchStore.discard(record.id, record.tenant);
           abandoned++;
         }
         // An upload still being read registers a chunk before it enqueues it: only a sealed batch is complete in the queue.

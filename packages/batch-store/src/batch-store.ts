@@ -52,6 +52,9 @@ type ScriptRedis = Redis & {
  * (scripts.ts), so a chunk costs a handful of Redis commands whatever its
  * number of rows.
  */
+/** How long a batch's place in its tenant's list is kept once its entry went, for a cursor naming it. */
+const CURSOR_GRACE_MS = 3_600_000;
+
 export class BatchStore {
   private readonly redis: ScriptRedis;
   private readonly k: ReturnType<typeof keys>;
@@ -188,11 +191,33 @@ export class BatchStore {
   }
 
   /** Forget a batch whose upload failed before it was accepted: it never existed for the client. */
-  async discard(id: string): Promise<void> {
+  async discard(id: string, tenant: string): Promise<void> {
     await this.redis.del(this.k.batch(id), this.k.batchResults(id), this.k.batchPending(id), this.k.batchInputs(id));
-    // Its entry in the tenant's index stays, for `list` to drop on the way (as an expired batch's): a listing
-    // taken during the upload may have handed its id out as a page's `last_id`, a cursor that must still work.
+    // A listing taken during the upload may have handed its id out as a page's `last_id`: its place is kept
+    // (batchGone) for the cursor, and its entry goes, so failed uploads do not pile up in the index.
+    const index = this.k.tenantBatches(tenant);
+    const score = await this.redis.zscore(index, id);
+    if (score !== null) await this.leavePlace(tenant, [[id, Number(score)]]);
     await this.redis.zrem(this.k.runningBatches, id);
+  }
+
+  /** Drop index entries, keeping where each stood (batchGone) for CURSOR_GRACE_MS, for cursors naming them. */
+  private async leavePlace(tenant: string, gone: ReadonlyArray<readonly [string, number]>): Promise<void> {
+    const pipe = this.redis.pipeline();
+    for (const [id, score] of gone) pipe.set(this.k.batchGone(id), `${tenant} ${score}`, 'PX', CURSOR_GRACE_MS);
+    await pipe.exec();
+    await this.redis.zrem(this.k.tenantBatches(tenant), ...gone.map(([id]) => id));
+  }
+
+  /** How many entries of the index come before `after` (newest first), or null when `after` names no batch of the tenant's. */
+  private async rankAfter(index: string, tenant: string, after: string): Promise<number | null> {
+    const rank = await this.redis.zrevrank(index, after);
+    if (rank !== null) return rank + 1;
+    // Its entry went (a failed upload, an expiry met by a listing): it stood where its creation time puts it.
+    const place = await this.redis.get(this.k.batchGone(after));
+    const [owner, score] = place?.split(' ') ?? [];
+    if (owner !== tenant || score === undefined) return null;
+    return this.redis.zcount(index, `(${score}`, '+inf');
   }
 
   /**
@@ -204,32 +229,36 @@ export class BatchStore {
     const index = this.k.tenantBatches(tenant);
     let from = 0;
     if (after !== undefined) {
-      const rank = await this.redis.zrevrank(index, after);
+      const rank = await this.rankAfter(index, tenant, after);
       if (rank === null) return null;
-      from = rank + 1;
+      from = rank;
     }
     const records: BatchRecord[] = [];
     for (;;) {
       const want = limit + 1 - records.length;
       if (want <= 0) break;
-      const ids = await this.redis.zrevrange(index, from, from + want - 1);
-      if (ids.length === 0) break;
+      const flat = await this.redis.zrevrange(index, from, from + want - 1, 'WITHSCORES');
+      if (flat.length === 0) break;
+      const entries: Array<readonly [string, number]> = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) entries.push([flat[i]!, Number(flat[i + 1])]);
       const pipe = this.redis.pipeline();
-      for (const id of ids) pipe.hgetall(this.k.batch(id));
+      for (const [id] of entries) pipe.hgetall(this.k.batch(id));
       const hashes = (await pipe.exec()) ?? [];
-      const gone: string[] = [];
-      ids.forEach((id, i) => {
+      const gone: Array<readonly [string, number]> = [];
+      entries.forEach((entry, i) => {
         const [err, h] = hashes[i]!;
         if (err) throw err;
         const record = hashToBatchRecord(h as Record<string, string>);
         if (record && record.tenant === tenant) records.push(record);
-        else gone.push(id);
+        else gone.push(entry);
       });
-      from += ids.length;
+      from += entries.length;
       if (gone.length) {
-        await this.redis.zrem(index, ...gone);
+        await this.leavePlace(tenant, gone);
         from -= gone.length;
       }
+      // Fewer than asked for: the index has no more.
+      if (entries.length < want) break;
     }
     return { records: records.slice(0, limit), hasMore: records.length > limit };
   }

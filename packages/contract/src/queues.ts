@@ -288,6 +288,11 @@ export function keys(prefix: string) {
     /** Hash: chunk index → the packed input bytes of a chunk not yet run (binary). */
     batchInputs: (id: string) => `${prefix}:batch:{${id}}:inputs`,
     /**
+     * String "<tenant> <created at>": where a batch stood in its tenant's list once its entry went (its
+     * upload failed, or it expired), so a page's `last_id` naming it still works as a cursor for a while.
+     */
+    batchGone: (id: string) => `${prefix}:batch:{${id}}:gone`,
+    /**
      * Set of `[model, version]` JSON arrays: every interactive queue a gateway has written to. Each
      * gateway counts all of them against MAX_QUEUE_DEPTH and TENANT_MAX_QUEUED, the queues of versions
      * it does not route to (draining, removed, unknown to it) included.

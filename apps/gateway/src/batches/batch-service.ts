@@ -277,7 +277,7 @@ export class BatchService {
    */
   private async abandon(id: string, tenant: string, model: ModelVersion, chunks: number): Promise<void> {
     const attempt = async (): Promise<void> => {
-      await this.deps.store.discard(id);
+      await this.deps.store.discard(id, tenant);
       if (chunks > 0) await this.deps.queues.removeChunks(model.name, model.version, id, chunks);
       await this.deps.openBatches?.release(tenant, id);
     };
