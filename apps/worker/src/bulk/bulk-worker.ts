@@ -10,6 +10,7 @@ import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consum
 import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
 import { MalformedChunkError, decodeChunk, failChunk, runChunk, type ChunkResult } from './bulk-runner.js';
 import { traceChunk, type ChunkEnd } from './chunk-tracing.js';
+import { LongRunWarning } from '../consumer/long-run-warning.js';
 
 /** What a BulkWorker yields to: the InteractiveWorker of the same model version. */
 export interface InteractiveGate {
@@ -79,6 +80,7 @@ export interface BulkWorkerOptions {
 export class BulkWorker {
   private readonly consumer: QueueConsumer<Held>;
   private readonly log: Logger;
+  private readonly longRuns: LongRunWarning;
   private readonly maxYieldMs: number;
   private readonly cancelCheckMs: number;
   /** Chunks fetched and not yet run, in order; at most one waits while another runs. */
@@ -97,6 +99,7 @@ export class BulkWorker {
     const { model } = options;
     this.queueName = bulkQueue(options.prefix, model.name, model.version).name;
     this.log = options.logger.child({ model: model.name, version: model.version, bulk: true });
+    this.longRuns = new LongRunWarning(options.lockMs, this.log);
     this.metrics = options.metrics?.forVersion(model);
     this.maxYieldMs = options.maxYieldMs ?? 1000;
     this.cancelCheckMs = options.cancelCheckMs ?? 200;
@@ -238,6 +241,7 @@ export class BulkWorker {
     }
     // The slices that ran count, a chunk stopped by its batch's cancel included: ONNX Runtime ran them.
     this.metrics?.runs(result.runs);
+    this.longRuns.observe(result.runs);
     if (result.stopped) {
       this.traced(job, p, result, startedAt, { stopped: true });
       await this.settle(job, token);

@@ -4,6 +4,7 @@ import { MicroBatcher } from '@infer/batcher';
 import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasCompletedHook, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
+import { LongRunWarning } from '../consumer/long-run-warning.js';
 import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
 import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
 import { canceledIds, MalformedEnvelopeError, readEnvelope, type HeldEnvelope } from './envelope.js';
@@ -93,6 +94,7 @@ export class InteractiveWorker {
   readonly queue: EnvelopeQueue;
   private readonly consumer: QueueConsumer<Taken>;
   private readonly batcher: MicroBatcher<Slice, void>;
+  private readonly longRuns: LongRunWarning;
   private readonly log: Logger;
   private blocking: Redis | undefined;
   /** Envelopes held and not yet finished; this model's bulk work waits while there are any. */
@@ -115,6 +117,7 @@ export class InteractiveWorker {
     const { model } = options;
     this.log = options.logger.child({ model: model.name, version: model.version });
     this.metrics = options.metrics?.forVersion(model);
+    this.longRuns = new LongRunWarning(options.lockMs, this.log);
     this.queue = new EnvelopeQueue(options.storeConnection, { prefix: options.prefix, model: model.name, version: model.version, resultTtlMs: options.resultTtlMs });
     this.jobs = new JobStore(options.storeConnection, { prefix: options.prefix, resultTtlMs: options.resultTtlMs });
     this.batcher = new MicroBatcher<Slice, void>({
@@ -365,6 +368,7 @@ export class InteractiveWorker {
       if (envelope.pending === 0) done.add(envelope);
     }
     this.metrics?.runs(runs);
+    this.longRuns.observe(runs);
     if (tracing) traceMicrobatch(tracing, model, traced!, runs, startedAt, completedAt);
     await this.finish([...done]);
     return slices.map(() => undefined);
