@@ -56,6 +56,9 @@ describe('every Redis-backed route while Redis is away', function () {
     }, 10_000, 'the job.completed event');
   });
   after(async () => {
+    // Stopped while Redis is still away (test/shutdown-redis-away.test.ts's case), then its keys deleted with Redis back.
+    await p?.worker?.close().catch(() => undefined);
+    await p?.gateway.close().catch(() => undefined);
     await redis?.start().catch(() => undefined);
     await p?.close().catch(() => undefined);
     await redis?.stop();

@@ -64,6 +64,9 @@ export interface QueueConsumerOptions<T> {
  * - close in order: stop fetching, let the sink settle what it holds, stop
  *   renewing, close the BullMQ worker.
  */
+/** Longest a close waits for the fetch loop with Redis up: past every take's block (5 s at most). */
+const LOOP_CLOSE_MS = 10_000;
+
 export class QueueConsumer<T> {
   readonly bull: Worker;
   private readonly source: ConsumerSource<T>;
@@ -117,7 +120,9 @@ export class QueueConsumer<T> {
         () => this.source.close?.(),
         // While Redis is away, a take in flight waits on a connection that queues commands offline, and
         // ioredis leaves those pending for good once it stops reconnecting: give the loop a second, no more.
-        async () => (this.options.connection.status === 'ready' ? this.loop : awaitAtMost(this.loop ?? Promise.resolve(), 1000)),
+        // With Redis up, a take ends within its block; one still pending past LOOP_CLOSE_MS is stuck for good
+        // (a blocking connection disconnected between two reconnect attempts never flushes what it queued).
+        async () => awaitAtMost(this.loop ?? Promise.resolve(), this.options.connection.status === 'ready' ? LOOP_CLOSE_MS : 1000),
         () => this.sink.settled(),
         async () => this.locks.stop(),
         // While Redis is away a graceful close waits for it to come back (quit() is queued offline): force it then.
