@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { ABANDONED_UPLOAD_MS, bulkQueue, chunkJobId, interactiveKeys, keys, parseQueueMember } from '@infer/contract';
+import { ABANDONED_UPLOAD_MS, bulkQueue, chunkJobId, interactiveKeys, keys, parseQueueMember, queueMember } from '@infer/contract';
 import type { BatchStore } from '@infer/batch-store';
 import { reconcileQueuedCounts } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
@@ -106,7 +106,7 @@ export class Sweeper {
    */
   private async reconcileQueuedCounts(): Promise<number> {
     const { redis, prefix } = this.options;
-    const queues = new Map(this.servedNow().map((m) => [JSON.stringify([m.name, m.version]), { name: m.name, version: m.version }]));
+    const queues = new Map(this.servedNow().map((m) => [queueMember(m.name, m.version), { name: m.name, version: m.version }]));
     for (const member of await redis.smembers(keys(prefix).interactiveQueues)) {
       const parsed = parseQueueMember(member);
       if (parsed) queues.set(member, parsed);

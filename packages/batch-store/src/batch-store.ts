@@ -42,6 +42,9 @@ type ScriptRedis = Redis & {
   inferBatchCancel(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number)[]): Promise<string>;
 };
 
+/** How long a batch's place in its tenant's list is kept once its entry went, for a cursor naming it. */
+const CURSOR_GRACE_MS = 3_600_000;
+
 /**
  * Batches in Redis. Per batch, four keys (see contract `keys()`): the
  * record hash (fields and request counts), the results hash (chunk index →
@@ -52,9 +55,6 @@ type ScriptRedis = Redis & {
  * (scripts.ts), so a chunk costs a handful of Redis commands whatever its
  * number of rows.
  */
-/** How long a batch's place in its tenant's list is kept once its entry went, for a cursor naming it. */
-const CURSOR_GRACE_MS = 3_600_000;
-
 export class BatchStore {
   private readonly redis: ScriptRedis;
   private readonly k: ReturnType<typeof keys>;

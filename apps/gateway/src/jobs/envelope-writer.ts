@@ -68,7 +68,7 @@ export class EnvelopeWriter {
   private readonly depth = new Map<string, number>();
   /** Last known queued instances per queue and tenant (with TENANT_MAX_QUEUED). */
   private readonly tenantDepth = new Map<string, Map<string, number>>();
-  /** The queues this gateway has put in the registry of interactive queues (their `queued` keys). */
+  /** The queues this gateway has put in the registry of interactive queues (as queueMember). */
   private readonly registered = new Set<string>();
   private depthReadAt = -Infinity;
   private depthReading: Promise<void> | undefined;
@@ -130,7 +130,7 @@ export class EnvelopeWriter {
     const mine = this.writingOf(queue.keys.queued, remaining);
     this.writing.add(mine);
     try {
-      await this.register(model, queue);
+      await this.register(model);
       const elsewhere = (await this.queuedElsewhere(queue)) + this.writingAhead(mine, (w) => w.instances);
       const tenantElsewhere = (tenant: string) => this.tenantElsewhere(queue, tenant) + this.writingAhead(mine, (w) => w.byTenant?.get(tenant) ?? 0);
       // Each refusal drops jobs, so this ends: by a write, or with nothing left to write.
@@ -248,10 +248,11 @@ export class EnvelopeWriter {
    * envelope, so every gateway counts it from its next look on, whether or
    * not it routes to that version (one SADD per queue and process).
    */
-  private async register(model: Pick<ModelVersion, 'name' | 'version'>, queue: EnvelopeQueue): Promise<void> {
-    if (this.registered.has(queue.keys.queued)) return;
-    await this.options.redis.sadd(keys(this.options.prefix).interactiveQueues, queueMember(model.name, model.version));
-    this.registered.add(queue.keys.queued);
+  private async register(model: Pick<ModelVersion, 'name' | 'version'>): Promise<void> {
+    const member = queueMember(model.name, model.version);
+    if (this.registered.has(member)) return;
+    await this.options.redis.sadd(keys(this.options.prefix).interactiveQueues, member);
+    this.registered.add(member);
   }
 
   /** Queued instances in every other interactive queue (the registry's), refreshed when stale. */
@@ -273,11 +274,7 @@ export class EnvelopeWriter {
       const parsed = parseQueueMember(member);
       if (parsed) this.queueOf(parsed);
     }
-    const mine = [...this.queues].filter(([, q]) => this.registered.has(q.keys.queued)).map(([key]) => {
-      const [name, version] = key.split('\0') as [string, string];
-      return queueMember(name, version);
-    });
-    const missing = mine.filter((m) => !members.has(m));
+    const missing = [...this.registered].filter((m) => !members.has(m));
     if (missing.length > 0) await this.options.redis.sadd(registry, ...missing);
     const queues = [...this.queues.values()];
     const counts = await Promise.all(queues.map((q) => q.queued()));
