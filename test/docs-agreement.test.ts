@@ -121,6 +121,7 @@ describe('docs: they agree with the code', function () {
         WEBHOOK_ALLOW_PRIVATE: (c) => String(c.webhookAllowPrivate),
         WEBHOOK_RETRY_DELAYS_MS: (c) => c.webhookRetryDelaysMs.join(','),
         WORKER_LOCK_MS: (c) => String(c.workerLockMs),
+        WORKER_MAX_RUN_MS: (c) => String(c.workerMaxRunMs),
         MODEL_POLL_SECONDS: (c) => String(c.modelPollMs / 1000),
         WORKER_MODELS: (c) => (c.workerModels.length === 0 ? undefined : c.workerModels.join(',')),
         WORKER_METRICS_PORT: (c) => String(c.workerMetricsPort),

@@ -1,53 +1,123 @@
 import { expect } from 'chai';
+import { Redis } from 'ioredis';
 import { createLogger } from '@infer/logger';
 import { LockKeeper } from '../apps/worker/src/consumer/lock-keeper.js';
+import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from './helpers/redis-keys.js';
 import { waitUntil } from './helpers/wait.js';
 
 /** The warnings a pino logger wrote, by job id. */
 class Warnings {
-  readonly lines: Array<{ jobId?: string; msg: string; level: number }> = [];
+  readonly lines: Array<{ jobId?: string; msg: string; level: number; blockedMs?: number; jobs?: number }> = [];
   write(line: string): void {
-    this.lines.push(JSON.parse(line) as { jobId?: string; msg: string; level: number });
+    this.lines.push(JSON.parse(line) as Warnings['lines'][number]);
   }
   lostFor(id: string): number {
     return this.lines.filter((l) => l.jobId === id && l.msg.startsWith('lost the lock')).length;
   }
 }
 
-describe('LockKeeper: renewing the locks of held jobs', function () {
-  this.timeout(20_000);
+/**
+ * Hold the event loop for `ms`, as onnxruntime-node does for a model run
+ * (it runs the model synchronously on the thread that calls it). Not a
+ * wait for state: the blocked loop itself is what is under test.
+ */
+function blockEventLoop(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
 
-  it('reports a lock lost only when a held job fails two renewals in a row, and only once; a job ended meanwhile is never reported', async () => {
+describe('LockKeeper: renewing the locks of held jobs', function () {
+  this.timeout(30_000);
+
+  it('reports a lock lost only when a held job fails two renewals in a row, and only once; a job ended meanwhile is never reported', () => {
     const log = new Warnings();
-    // Each renewal answers the ids it could not renew; `script` says which, call by call.
-    const script: string[][] = [
-      ['ended', 'flaky'], // 1: "ended" was removed in Redis by its end, whose answer is not back yet; "flaky" fails once
-      ['lost'], //          2: "lost" fails (its lock expired and another worker took the job)
-      ['lost', 'flaky'], // 3: "lost" again (reported); "flaky" fails once more, but not twice in a row
-      ['lost'], //          4: "lost" again: already reported
-    ];
-    const calls: string[][] = [];
-    const keeper = new LockKeeper(
-      1000, // renews every 500 ms
-      async (ids) => {
-        calls.push([...ids]);
-        const failed = script[calls.length - 1] ?? [];
-        // "ended"'s end answers just after this renewal's answer has been read: released only then.
-        if (calls.length === 1) setImmediate(() => keeper.release('ended'));
-        return failed;
-      },
-      createLogger({ level: 'warn', name: 'worker', destination: log }),
-    );
+    // No thread: each renewal's answer is fed by hand, in the order the thread could send them.
+    const keeper = new LockKeeper(undefined, createLogger({ level: 'warn', name: 'worker', destination: log }));
     try {
       for (const id of ['ended', 'flaky', 'lost']) keeper.hold(id, `token-${id}`);
-      await waitUntil(() => calls.length >= 4, 10_000, 'four renewals');
-      expect(calls[0]).to.have.members(['ended', 'flaky', 'lost']);
-      expect(calls[1], 'a job released after a failed renewal is not renewed again').to.have.members(['flaky', 'lost']);
+      // 1: "ended" was removed in Redis by its end, whose answer is not back yet; "flaky" fails once.
+      keeper.renewed(['ended', 'flaky', 'lost'], ['ended', 'flaky']);
+      keeper.release('ended');
+      keeper.renewed(['flaky', 'lost'], ['lost']); // 2: "lost" fails (its lock expired and another worker took it)
+      keeper.renewed(['flaky', 'lost'], ['lost', 'flaky']); // 3: "lost" again (reported); "flaky" again, not twice in a row
+      keeper.renewed(['ended', 'flaky', 'lost'], ['ended', 'lost']); // 4: "lost" already reported; "ended" let go before this answer
       expect(log.lostFor('ended'), 'a job that ended as its renewal failed').to.equal(0);
       expect(log.lostFor('flaky'), 'failures not in a row').to.equal(0);
       expect(log.lostFor('lost'), 'two failures in a row, reported once').to.equal(1);
+      expect(keeper.size).to.equal(2);
     } finally {
       keeper.stop();
     }
+  });
+
+  describe('from its thread, against Redis', () => {
+    const prefix = uniquePrefix('locks');
+    const baseKey = `${prefix}:q:`;
+    const stalledKey = `${prefix}:q:stalled`;
+    let redis: Redis;
+    let keeper: LockKeeper | undefined;
+    const log = new Warnings();
+
+    before(() => {
+      redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 1 });
+    });
+    afterEach(() => keeper?.stop());
+    after(async () => {
+      redis.disconnect();
+      await deletePrefix(TEST_REDIS_URL, prefix);
+    });
+
+    /** A job taken as a take script takes it: its lock set with the token, and (as BullMQ's stalled check leaves it) in the stalled set. */
+    async function take(id: string, token: string, lockMs: number): Promise<void> {
+      await redis.set(`${baseKey}${id}:lock`, token, 'PX', lockMs);
+      await redis.sadd(stalledKey, id);
+    }
+
+    function keep(lockMs: number, maxRunMs: number): LockKeeper {
+      const connection = new Redis(TEST_REDIS_URL, { lazyConnect: true });
+      const k = new LockKeeper({ stalledKey, baseKey, lockMs, maxRunMs, connection }, createLogger({ level: 'warn', name: 'worker', destination: log }));
+      // The thread takes the connection's options, not the connection.
+      connection.disconnect();
+      return k;
+    }
+
+    it('keeps the locks of held jobs while the event loop is blocked longer than the lock (a long model run), and no longer the lock of a job let go', async () => {
+      keeper = keep(1000, 60_000);
+      await take('a', 'token-a', 1000);
+      await take('b', 'token-b', 1000);
+      keeper.hold('a', 'token-a');
+      keeper.hold('b', 'token-b');
+      // Let "b" go the next turn: the thread heard of it as held, then as let go.
+      await new Promise((r) => setImmediate(r));
+      keeper.release('b');
+      await new Promise((r) => setImmediate(r));
+      blockEventLoop(2500);
+      expect(await redis.get(`${baseKey}a:lock`), 'renewed through the block').to.equal('token-a');
+      expect(await redis.pttl(`${baseKey}a:lock`)).to.be.greaterThan(0);
+      expect(await redis.sismember(stalledKey, 'a'), 'a renewal takes the job out of the stalled set').to.equal(0);
+      expect(await redis.get(`${baseKey}b:lock`), 'a job let go is not renewed').to.equal(null);
+    });
+
+    it('does not extend a lock that now carries another token (another worker took the job)', async () => {
+      keeper = keep(1000, 60_000);
+      await take('c', 'token-mine', 1000);
+      keeper.hold('c', 'token-mine');
+      await redis.set(`${baseKey}c:lock`, 'token-theirs', 'PX', 60_000);
+      await waitUntil(() => log.lostFor('c') === 1, 10_000, 'the lost lock reported');
+      expect(await redis.get(`${baseKey}c:lock`)).to.equal('token-theirs');
+      expect(await redis.pttl(`${baseKey}c:lock`)).to.be.greaterThan(50_000);
+    });
+
+    it('lets the locks lapse once the event loop has been blocked past WORKER_MAX_RUN_MS (a hang), and says so when it comes back', async () => {
+      keeper = keep(1000, 1000);
+      await take('d', 'token-d', 1000);
+      keeper.hold('d', 'token-d');
+      await new Promise((r) => setImmediate(r));
+      blockEventLoop(3500);
+      expect(await redis.get(`${baseKey}d:lock`), 'not renewed past the bound').to.equal(null);
+      const said = await waitUntil(() => log.lines.find((l) => l.msg.includes('blocked past WORKER_MAX_RUN_MS')), 5000, 'the hang logged');
+      expect(said.level).to.equal(50);
+      expect(said.jobs).to.equal(1);
+      expect(said.blockedMs).to.be.greaterThan(1000);
+    });
   });
 });

@@ -58,6 +58,8 @@ export interface Config {
   webhookRetryDelaysMs: number[];
   /** @default 30_000 */
   workerLockMs: number;
+  /** How long one model run may hold a worker's event loop before its locks are let lapse. @default 900_000 */
+  workerMaxRunMs: number;
   /** Models this worker serves; empty means every model in the repository. */
   workerModels: string[];
   /** @default info */
@@ -272,6 +274,7 @@ const EnvSchema = z.object({
   WEBHOOK_ALLOW_PRIVATE: booleanString.default(false),
   WEBHOOK_RETRY_DELAYS_MS: delaysString.optional(),
   WORKER_LOCK_MS: z.coerce.number().int().min(1000).max(MAX_TIMER_MS).default(30_000),
+  WORKER_MAX_RUN_MS: z.coerce.number().int().min(1000).max(MAX_TIMER_MS).default(900_000),
   WORKER_MODELS: z.string().default(''),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAX_WAIT_SECONDS: z.coerce.number().int().min(1).max(600).default(60),
@@ -344,6 +347,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     webhookAllowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
     webhookRetryDelaysMs: e.WEBHOOK_RETRY_DELAYS_MS ?? DEFAULT_WEBHOOK_RETRY_DELAYS_MS,
     workerLockMs: e.WORKER_LOCK_MS,
+    workerMaxRunMs: e.WORKER_MAX_RUN_MS,
     workerModels: e.WORKER_MODELS.split(',').map((s) => s.trim()).filter(Boolean),
     logLevel: e.LOG_LEVEL,
     maxWaitMs: e.MAX_WAIT_SECONDS * 1000,

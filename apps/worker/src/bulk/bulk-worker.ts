@@ -6,7 +6,7 @@ import type { Logger } from '@infer/logger';
 import { awaitAtMost } from '@infer/lifecycle';
 import type { ModelVersion } from '@infer/models';
 import type { Tracing } from '@infer/tracing';
-import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
+import { DEFAULT_MAX_RUN_MS, QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
 import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
 import { MalformedChunkError, decodeChunk, failChunk, runChunk, type ChunkResult } from './bulk-runner.js';
 import { traceChunk, type ChunkEnd } from './chunk-tracing.js';
@@ -33,6 +33,8 @@ export interface BulkWorkerOptions {
   logger: Logger;
   prefix: string;
   lockMs: number;
+  /** WORKER_MAX_RUN_MS: the longest a model run may hold the event loop with this worker's locks kept. @default DEFAULT_MAX_RUN_MS */
+  maxRunMs?: number;
   /** The interactive worker of the same model version in this process. */
   gate?: InteractiveGate;
   metrics?: WorkerMetrics;
@@ -99,7 +101,7 @@ export class BulkWorker {
     const { model } = options;
     this.queueName = bulkQueue(options.prefix, model.name, model.version).name;
     this.log = options.logger.child({ model: model.name, version: model.version, bulk: true });
-    this.longRuns = new LongRunWarning(options.lockMs, this.log);
+    this.longRuns = new LongRunWarning(options.maxRunMs ?? DEFAULT_MAX_RUN_MS, this.log);
     this.metrics = options.metrics?.forVersion(model);
     this.maxYieldMs = options.maxYieldMs ?? 1000;
     this.cancelCheckMs = options.cancelCheckMs ?? 200;
@@ -108,6 +110,7 @@ export class BulkWorker {
       connection: options.connection,
       logger: this.log,
       lockMs: options.lockMs,
+      maxRunMs: options.maxRunMs ?? DEFAULT_MAX_RUN_MS,
       maxStalledCount: JOB_CATALOG.bulk.maxStalledCount,
       blockSeconds: options.blockSeconds ?? 5,
       source: (bull) => this.source(bull),

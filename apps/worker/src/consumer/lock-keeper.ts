@@ -1,13 +1,18 @@
 import type { Logger } from '@infer/logger';
-
-/** How held locks are renewed: BullMQ's `extendLocks` script, one call for all of them; resolves with the ids it could not renew. */
-export type ExtendLocks = (ids: string[], tokens: string[], lockMs: number) => Promise<string[]>;
+import { LockRenewal, type RenewalReport, type RenewedQueue } from './lock-renewal.js';
 
 /**
  * Keeps the BullMQ locks of the jobs a consumer holds. Fetching by hand
- * means BullMQ's own lock renewal does not run, so every `lockMs / 2` the
- * locks of all held jobs are extended in one call. A job whose worker dies
- * loses its lock after `lockMs`, and a stalled check puts it back in the queue.
+ * means BullMQ's own lock renewal does not run; the process's lock-renewal
+ * thread (LockRenewal) extends the locks of all held jobs every
+ * `lockMs / 2` in one call, through model runs that hold the event loop,
+ * and stops once the event loop has been blocked past `maxRunMs`. A job
+ * whose worker dies or hangs loses its lock after `lockMs`, and a stalled
+ * check puts it back in the queue.
+ *
+ * Holds and releases are sent to the thread once per turn of the event
+ * loop, the last change of each job only: a job held and let go in one
+ * turn costs no message.
  *
  * A renewal can fail for a job that was not lost: its end removed the job
  * (and its lock) in Redis, and the renewal's answer came back before the
@@ -19,58 +24,77 @@ export class LockKeeper {
   private readonly held = new Map<string, string>();
   /** Held jobs whose last renewal failed: 1 after one failure, 2 once reported lost. */
   private readonly failures = new Map<string, number>();
-  private readonly timer: NodeJS.Timeout;
-  private renewing = false;
+  /** Changes not yet sent to the thread: a token holds, null lets go. */
+  private changes = new Map<string, string | null>();
+  private readonly renewal: { renewal: LockRenewal; id: number } | undefined;
+  private stopped = false;
 
   constructor(
-    private readonly lockMs: number,
-    private readonly extend: ExtendLocks,
+    queue: Omit<RenewedQueue, 'onReport'> | undefined,
     private readonly logger: Logger,
   ) {
-    this.timer = setInterval(() => void this.renew(), Math.max(500, Math.floor(lockMs / 2)));
-    this.timer.unref();
+    this.renewal = queue && LockRenewal.open({ ...queue, onReport: (r) => this.report(r) });
   }
 
   hold(id: string, token: string): void {
     this.held.set(id, token);
+    this.change(id, token);
   }
 
   release(id: string): void {
-    this.held.delete(id);
+    if (!this.held.delete(id)) return;
     this.failures.delete(id);
+    this.change(id, null);
   }
 
   get size(): number {
     return this.held.size;
   }
 
-  private async renew(): Promise<void> {
-    if (this.renewing || this.held.size === 0) return;
-    this.renewing = true;
-    const ids = [...this.held.keys()];
-    try {
-      const failed = new Set(await this.extend(ids, ids.map((id) => this.held.get(id)!), this.lockMs));
-      for (const id of ids) {
-        // A job released while the renewal was in flight was finished, not lost.
-        if (!this.held.has(id)) continue;
-        if (!failed.has(id)) {
-          this.failures.delete(id);
-          continue;
-        }
-        const count = (this.failures.get(id) ?? 0) + 1;
-        if (count === 2) this.logger.warn({ jobId: id }, 'lost the lock of a held job; another worker may run it again');
-        this.failures.set(id, Math.min(count, 2));
+  private change(id: string, token: string | null): void {
+    if (this.stopped) return;
+    if (this.changes.size === 0) queueMicrotask(() => this.flush());
+    this.changes.set(id, token);
+  }
+
+  private flush(): void {
+    const changes = this.changes;
+    this.changes = new Map();
+    if (this.stopped || changes.size === 0 || !this.renewal) return;
+    this.renewal.renewal.send(this.renewal.id, [...changes]);
+  }
+
+  /** A renewal's answer: `ids` it tried, of which `failed` were not renewed. */
+  renewed(ids: readonly string[], failed: readonly string[]): void {
+    const lost = new Set(failed);
+    for (const id of ids) {
+      // A job released while the renewal was in flight was finished, not lost.
+      if (!this.held.has(id)) continue;
+      if (!lost.has(id)) {
+        this.failures.delete(id);
+        continue;
       }
-    } catch (err) {
-      this.logger.warn({ err: (err as Error).message, jobs: ids.length }, 'lock renewal failed');
-    } finally {
-      this.renewing = false;
+      const count = (this.failures.get(id) ?? 0) + 1;
+      if (count === 2) this.logger.warn({ jobId: id }, 'lost the lock of a held job; another worker may run it again');
+      this.failures.set(id, Math.min(count, 2));
     }
   }
 
+  private report(r: RenewalReport): void {
+    if (r.type === 'renewed') this.renewed(r.ids, r.failed);
+    else if (r.type === 'error') this.logger.warn({ err: r.message, jobs: r.jobs }, 'lock renewal failed');
+    else
+      this.logger.error(
+        { blockedMs: r.silentMs, jobs: r.jobs },
+        'the event loop was blocked past WORKER_MAX_RUN_MS: stopped renewing the locks of the jobs held, so other workers take them back',
+      );
+  }
+
   stop(): void {
-    clearInterval(this.timer);
+    this.stopped = true;
     this.held.clear();
     this.failures.clear();
+    this.changes.clear();
+    if (this.renewal) this.renewal.renewal.close(this.renewal.id);
   }
 }

@@ -41,6 +41,8 @@ export interface QueueConsumerOptions<T> {
   logger: Logger;
   /** WORKER_LOCK_MS: how long a claim lasts without renewal. */
   lockMs: number;
+  /** WORKER_MAX_RUN_MS: how long the event loop may be blocked (a model run) before held locks are let lapse. @default DEFAULT_MAX_RUN_MS */
+  maxRunMs?: number;
   /** Stalls (its worker died or hung) after which a job is failed instead of run again. @default 2 */
   maxStalledCount?: number;
   /** How long a blocking fetch through BullMQ waits before looking again (its drainDelay); a source whose `close()` does not interrupt the wait makes `close()` wait up to this long. @default 1 (second) */
@@ -57,13 +59,17 @@ export interface QueueConsumerOptions<T> {
  *
  * - fetch while the sink has room: blocking when it is idle (no busy loop),
  *   non-blocking while a batch collects, backing off on Redis errors;
- * - hold each fetched job's lock and renew it (LockKeeper) until the sink
- *   releases it: a worker that dies loses its jobs' locks after `lockMs`;
+ * - hold each fetched job's lock and renew it (LockKeeper, from a thread of
+ *   its own, through model runs) until the sink releases it: a worker that
+ *   dies, or hangs past `maxRunMs`, loses its jobs' locks after `lockMs`;
  * - run BullMQ's stalled check, which puts such jobs back in the queue (and
  *   marks one that stalled `maxStalledCount` times as a deferred failure);
  * - close in order: stop fetching, let the sink settle what it holds, stop
  *   renewing, close the BullMQ worker.
  */
+/** WORKER_MAX_RUN_MS's default: SageMaker Async Inference's default invocation timeout. */
+export const DEFAULT_MAX_RUN_MS = 15 * 60_000;
+
 /** Longest a close waits for the fetch loop with Redis up: past every take's block (5 s at most). */
 const LOOP_CLOSE_MS = 10_000;
 
@@ -92,7 +98,16 @@ export class QueueConsumer<T> {
     });
     this.bull.on('error', (err) => this.log.warn({ err: err.message }, 'bullmq worker error'));
     this.bull.on('stalled', (jobId) => this.log.warn({ jobId }, 'job stalled (its worker died or hung); put back in the queue'));
-    this.locks = new LockKeeper(lockMs, (ids, tokens, ms) => this.bull.extendJobLocks(ids, tokens, ms), this.log);
+    this.locks = new LockKeeper(
+      {
+        stalledKey: this.bull.keys.stalled!,
+        baseKey: this.bull.toKey(''),
+        lockMs,
+        maxRunMs: options.maxRunMs ?? DEFAULT_MAX_RUN_MS,
+        connection: options.connection,
+      },
+      this.log,
+    );
     this.source = options.source(this.bull);
     this.sink = options.sink;
   }

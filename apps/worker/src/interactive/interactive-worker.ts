@@ -5,7 +5,7 @@ import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasComple
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
 import { LongRunWarning } from '../consumer/long-run-warning.js';
-import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
+import { DEFAULT_MAX_RUN_MS, QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
 import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
 import { canceledIds, MalformedEnvelopeError, readEnvelope, type HeldEnvelope } from './envelope.js';
 import type { JobWebhookEmitter } from './job-webhooks.js';
@@ -25,6 +25,8 @@ export interface InteractiveWorkerOptions {
   storeConnection: Redis;
   prefix: string;
   lockMs: number;
+  /** WORKER_MAX_RUN_MS: the longest a model run may hold the event loop with this worker's locks kept. @default DEFAULT_MAX_RUN_MS */
+  maxRunMs?: number;
   resultTtlMs: number;
   logger: Logger;
   metrics?: WorkerMetrics;
@@ -117,7 +119,7 @@ export class InteractiveWorker {
     const { model } = options;
     this.log = options.logger.child({ model: model.name, version: model.version });
     this.metrics = options.metrics?.forVersion(model);
-    this.longRuns = new LongRunWarning(options.lockMs, this.log);
+    this.longRuns = new LongRunWarning(options.maxRunMs ?? DEFAULT_MAX_RUN_MS, this.log);
     this.queue = new EnvelopeQueue(options.storeConnection, { prefix: options.prefix, model: model.name, version: model.version, resultTtlMs: options.resultTtlMs });
     this.jobs = new JobStore(options.storeConnection, { prefix: options.prefix, resultTtlMs: options.resultTtlMs });
     this.batcher = new MicroBatcher<Slice, void>({
@@ -132,6 +134,7 @@ export class InteractiveWorker {
       connection: options.connection,
       logger: this.log,
       lockMs: options.lockMs,
+      maxRunMs: options.maxRunMs ?? DEFAULT_MAX_RUN_MS,
       maxStalledCount: JOB_CATALOG.envelope.maxStalledCount,
       source: () => this.source(),
       sink: this.sink(),

@@ -1,0 +1,122 @@
+import { Worker } from 'node:worker_threads';
+import type { Redis } from 'ioredis';
+
+/** Where the thread connects: the fields of the main connection's options that say which Redis, and as whom. */
+export interface RedisTarget {
+  host?: string;
+  port?: number;
+  path?: string;
+  username?: string;
+  password?: string;
+  db?: number;
+  family?: number;
+  tls?: object;
+}
+
+/** What the thread reports about one consumer's locks. */
+export type RenewalReport =
+  | { type: 'renewed'; ids: string[]; failed: string[] }
+  | { type: 'error'; message: string; jobs: number }
+  | { type: 'hung'; silentMs: number; jobs: number };
+
+export interface RenewedQueue {
+  /** BullMQ's stalled set of the queue (`bull:…:stalled`). */
+  stalledKey: string;
+  /** The prefix of the queue's job keys: a job's lock is `<baseKey><id>:lock`. */
+  baseKey: string;
+  lockMs: number;
+  maxRunMs: number;
+  connection: Redis;
+  onReport: (report: RenewalReport) => void;
+}
+
+/** How often the main thread says it is alive; the thread allows WORKER_MAX_RUN_MS of silence. */
+const BEAT_MS = 500;
+
+/**
+ * The one lock-renewal thread of a worker process, shared by its consumers.
+ *
+ * onnxruntime-node runs a model synchronously on the thread that calls it,
+ * so a timer on the main thread cannot renew locks while a run goes on; a
+ * run longer than the lock would let other workers take the work back and
+ * run it again. The thread renews instead, on its own event loop and Redis
+ * connection. What it must not do is keep the locks of a worker that hangs:
+ * the main thread beats into shared memory every BEAT_MS, and the thread
+ * stops renewing once it has been silent past `maxRunMs` (WORKER_MAX_RUN_MS).
+ *
+ * Consumers open a queue on it, send the changes to what they hold (coalesced
+ * per turn, so before any run starts: onnxruntime-node calls the model a
+ * turn after `session.run`), and close it; the thread ends with the last one.
+ */
+export class LockRenewal {
+  private static current: LockRenewal | undefined;
+
+  private readonly worker: Worker;
+  private readonly beat = new BigInt64Array(new SharedArrayBuffer(8));
+  private readonly beatTimer: NodeJS.Timeout;
+  private readonly queues = new Map<number, RenewedQueue>();
+  private nextId = 1;
+
+  private constructor() {
+    Atomics.store(this.beat, 0, BigInt(Date.now()));
+    // execArgv: [] — not tsx's loader: the thread is plain JavaScript and starts in milliseconds.
+    this.worker = new Worker(new URL('./lock-renewal-thread.mjs', import.meta.url), { workerData: { beat: this.beat }, execArgv: [] });
+    this.worker.unref();
+    this.worker.on('message', (m: RenewalReport & { queue: number }) => this.queues.get(m.queue)?.onReport(m));
+    this.worker.on('error', (err) => {
+      for (const q of this.queues.values()) q.onReport({ type: 'error', message: `the lock-renewal thread failed: ${err.message}`, jobs: 0 });
+    });
+    this.beatTimer = setInterval(() => Atomics.store(this.beat, 0, BigInt(Date.now())), BEAT_MS);
+    this.beatTimer.unref();
+  }
+
+  /** Open a consumer's queue on the process's thread (starting it if none runs); the id names it in later calls. */
+  static open(queue: RenewedQueue): { renewal: LockRenewal; id: number } {
+    const renewal = (LockRenewal.current ??= new LockRenewal());
+    const id = renewal.nextId++;
+    renewal.queues.set(id, queue);
+    renewal.worker.postMessage({
+      type: 'open',
+      queue: id,
+      target: redisTarget(queue.connection),
+      stalledKey: queue.stalledKey,
+      baseKey: queue.baseKey,
+      lockMs: queue.lockMs,
+      maxRunMs: queue.maxRunMs,
+    });
+    return { renewal, id };
+  }
+
+  /** Jobs held (`[id, token]`) and let go (`[id, null]`) since the last call. */
+  send(id: number, changes: Array<[string, string | null]>): void {
+    this.worker.postMessage({ type: 'changes', queue: id, changes });
+  }
+
+  /** Stop renewing a queue's locks; the last queue closed ends the thread. */
+  close(id: number): void {
+    if (!this.queues.delete(id)) return;
+    this.worker.postMessage({ type: 'close', queue: id });
+    if (this.queues.size > 0) return;
+    if (LockRenewal.current === this) LockRenewal.current = undefined;
+    clearInterval(this.beatTimer);
+    // Ending the thread closes its Redis connection with it.
+    void this.worker.terminate();
+  }
+}
+
+/** The connection options that pick the server and the login: what a structured clone can carry to the thread. */
+function redisTarget(connection: Redis): RedisTarget {
+  const o = connection.options;
+  const target: RedisTarget = {};
+  if (o.path) target.path = o.path;
+  else {
+    target.host = o.host;
+    target.port = o.port;
+  }
+  if (o.username) target.username = o.username;
+  if (o.password) target.password = o.password;
+  if (o.db) target.db = o.db;
+  if (o.family) target.family = o.family;
+  if (o.tls) target.tls = o.tls;
+  return target;
+}
