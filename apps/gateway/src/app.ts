@@ -125,6 +125,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     webhookAllowPrivate: config.webhookAllowPrivate,
     resultTtlMs: config.resultTtlMs,
     outbox: new CompletedEventsOutbox(deps.redis, config.queuePrefix, deps.webhookEvents, logger),
+    onCanceled: (model, version) => metrics.jobCanceled(model, version),
     ...(deps.tracing ? { tracing: deps.tracing } : {}),
   });
   // Batch uploads step aside while this gateway serves interactive requests,

@@ -58,7 +58,7 @@ export class GatewayMetrics extends ScrapedMetrics {
   });
   readonly jobsEnded = new Counter({
     name: 'infer_jobs_ended_total',
-    help: 'Jobs ended, by status; on a gateway only the jobs its clients canceled (workers count the rest)',
+    help: 'Jobs ended, by status; on a gateway only the jobs it canceled, for a client or at a read past the deadline (workers count the rest)',
     labelNames: ['model', 'version', 'status'] as const,
     registers: [this.registry],
   });

@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { interactiveKeys } from '@infer/contract';
+import { interactiveKeys, keys as redisKeys, parseQueueMember } from '@infer/contract';
 import { oldestWaitingAt } from '@infer/job-store';
-import { versionKey, type FleetView, type VersionInFleet } from '@infer/fleet';
+import { versionKey, workersHolding, type FleetView, type VersionInFleet } from '@infer/fleet';
 import type { BulkQueues } from './batches/bulk-queues.js';
 
 export interface QueueMetricsDeps {
@@ -38,14 +38,16 @@ interface Snapshot {
 }
 
 const QUEUE_KINDS = ['interactive', 'bulk'] as const;
-const FLEET_STATES = ['ready', 'loading', 'failed'] as const;
+const FLEET_STATES = ['ready', 'draining', 'loading', 'failed'] as const;
 
 /**
  * Queue depth, the age of the oldest queued job, bulk backlog and worker
  * liveness per model version, read from Redis when Prometheus scrapes, so
  * every gateway reports the same fleet-wide figures and no request pays for
- * them. A scrape costs O(model versions) commands, pipelined: per version
- * GET `queued` and OLDEST_WAITING (the oldest envelope with a job not
+ * them. A scrape costs O(model versions) commands, pipelined: SMEMBERS of
+ * the registry of interactive queues (with a GET `queued` for each version
+ * there that this gateway does not serve, reported when jobs are queued);
+ * per version GET `queued` and OLDEST_WAITING (the oldest envelope with a job not
  * canceled, from the right of `wait`: BullMQ pushes on the left and takes
  * from the right); for the bulk queue LINDEX `wait` -1, then HGET of that
  * chunk's `timestamp`, with BullMQ's job counts. The
@@ -110,12 +112,13 @@ export class QueueMetrics {
     });
     gauge(
       'infer_queue_backlog_per_worker',
-      'Queued interactive instances per live worker serving the version (as SageMaker ApproximateBacklogSizePerInstance); with none, the whole depth',
+      'Queued interactive instances per live worker holding the version, ready or draining (as SageMaker ApproximateBacklogSizePerInstance); with none, the whole depth',
       ['model', 'version'],
       (g, s) => {
         for (const q of s.queues) {
-          const ready = s.fleet.get(versionKey(q.model, q.version))?.workersReady ?? 0;
-          g.set({ model: q.model, version: q.version }, q.queued / Math.max(1, ready));
+          // A draining worker still takes the version's queued jobs: it counts, as in /readyz's workers_ready.
+          const holding = workersHolding(s.fleet.get(versionKey(q.model, q.version)));
+          g.set({ model: q.model, version: q.version }, q.queued / Math.max(1, holding));
         }
       },
     );
@@ -146,9 +149,29 @@ export class QueueMetrics {
     }
   }
 
+  /**
+   * This gateway's versions, and every other one in the registry of
+   * interactive queues that has jobs queued: a version removed from the
+   * repository (or never loaded here) keeps its queue until workers drain
+   * it, and every gateway must report it alike.
+   */
+  private async versionsToRead(): Promise<Array<{ name: string; version: string }>> {
+    const { redis, prefix } = this.deps;
+    const byMember = new Map(this.deps.versions().map((v) => [versionKey(v.name, v.version), { name: v.name, version: v.version }]));
+    const others = (await redis.smembers(redisKeys(prefix).interactiveQueues))
+      .map(parseQueueMember)
+      .filter((v): v is { name: string; version: string } => v !== undefined && !byMember.has(versionKey(v.name, v.version)));
+    if (others.length === 0) return [...byMember.values()];
+    const queued = await Promise.all(others.map((v) => redis.get(interactiveKeys(prefix, v.name, v.version).queued)));
+    others.forEach((v, i) => {
+      if (Number(queued[i] ?? 0) > 0) byMember.set(versionKey(v.name, v.version), v);
+    });
+    return [...byMember.values()];
+  }
+
   private async readNow(): Promise<Snapshot> {
     const { redis, prefix, bulkQueues, fleet } = this.deps;
-    const versions = this.deps.versions();
+    const versions = await this.versionsToRead();
     const [queues, live, byVersion] = await Promise.all([
       Promise.all(
         versions.map(async ({ name, version }): Promise<VersionQueues> => {

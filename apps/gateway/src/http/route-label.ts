@@ -61,7 +61,8 @@ function knownRoutes(): Array<{ re: RegExp; pattern: string }> {
     // Fewer parameters first: a literal segment wins over a parameter in the same place.
     templates.sort((a, b) => (a.match(/\{/g)?.length ?? 0) - (b.match(/\{/g)?.length ?? 0));
     known = templates.map((t) => ({
-      re: new RegExp(`^${t.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+')}/?$`),
+      // Case-insensitive, as Express routes (and documented-routes.ts matches): /V1/Batches/x is /v1/batches/:id.
+      re: new RegExp(`^${t.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+')}/?$`, 'i'),
       pattern: t.replace(/\{([^}]+)\}/g, ':$1'),
     }));
   }

@@ -24,6 +24,8 @@ export interface JobServiceDeps {
   resultTtlMs?: number;
   /** Sends a canceled job's `job.completed` (the cancel put it on its queue's outbox). */
   outbox?: Pick<CompletedEventsOutbox, 'drain'>;
+  /** Told of every cancel this gateway commits, by a client or at a read past the job's deadline (the metrics count them). */
+  onCanceled?: (model: string, version: string) => void;
   now?: () => number;
   /** Off (or absent): no span, no traceparent in the envelope. */
   tracing?: Tracing;
@@ -298,11 +300,12 @@ export class JobService {
   }
 
   /**
-   * A cancel committed: a queued job leaves this gateway's view of the queue's counts, and its
-   * job.completed (the cancel put it on the outbox in the same step) goes now, or with the workers'
-   * next drain.
+   * A cancel committed: it is counted, a queued job leaves this gateway's view of the queue's counts,
+   * and its job.completed (the cancel put it on the outbox in the same step) goes now, or with the
+   * workers' next drain.
    */
   private async afterCancel(lookup: Extract<JobLookup, { kind: 'pending' }>): Promise<void> {
+    this.deps.onCanceled?.(lookup.model, lookup.version);
     const version = { name: lookup.model, version: lookup.version };
     if (lookup.startedAt === null) this.deps.writer.canceledQueued(version, lookup.job.tenant);
     if (hasCompletedHook(lookup.job)) await this.deps.outbox?.drain(this.deps.writer.queueOf(version).keys.outbox).catch(() => undefined);

@@ -118,9 +118,7 @@ export class JobHandlers {
   }
 
   async cancel(_req: IncomingMessage, res: ServerResponse, tenant: string, id: string): Promise<void> {
-    const job = await this.service.cancel(tenant, id);
-    this.metrics.jobCanceled(job.model, job.version);
-    sendJob(res, 200, job);
+    sendJob(res, 200, await this.service.cancel(tenant, id));
   }
 }
 
