@@ -97,6 +97,18 @@ describe('LockKeeper: renewing the locks of held jobs', function () {
       expect(await redis.get(`${baseKey}b:lock`), 'a job let go is not renewed').to.equal(null);
     });
 
+    it('keeps them all when more are held than its first snapshot buffer takes (it grows)', async () => {
+      keeper = keep(1000, 60_000);
+      // ~40 bytes a job in the snapshot: 400 jobs are twice its first 8 KiB.
+      const ids = Array.from({ length: 400 }, (_, i) => `many-${String(i).padStart(4, '0')}-${'x'.repeat(16)}`);
+      for (const id of ids) await take(id, `token-${id}`, 1000);
+      for (const id of ids) keeper.hold(id, `token-${id}`);
+      await new Promise((r) => setImmediate(r));
+      blockEventLoop(2500);
+      const locks = await redis.mget(ids.map((id) => `${baseKey}${id}:lock`));
+      expect(locks.filter((token, i) => token !== `token-${ids[i]}`), 'every lock renewed').to.deep.equal([]);
+    });
+
     it('does not extend a lock that now carries another token (another worker took the job)', async () => {
       keeper = keep(1000, 60_000);
       await take('c', 'token-mine', 1000);

@@ -1,5 +1,5 @@
 import type { Logger } from '@infer/logger';
-import { LockRenewal, type RenewalReport, type RenewedQueue } from './lock-renewal.js';
+import { LockRenewal, type HeldSnapshot, type RenewalReport, type RenewedQueue } from './lock-renewal.js';
 
 /**
  * Keeps the BullMQ locks of the jobs a consumer holds. Fetching by hand
@@ -10,9 +10,8 @@ import { LockRenewal, type RenewalReport, type RenewedQueue } from './lock-renew
  * whose worker dies or hangs loses its lock after `lockMs`, and a stalled
  * check puts it back in the queue.
  *
- * Holds and releases are sent to the thread once per turn of the event
- * loop, the last change of each job only: a job held and let go in one
- * turn costs no message.
+ * What is held is written to the thread's snapshot once per turn of the
+ * event loop that changed it.
  *
  * A renewal can fail for a job that was not lost: its end removed the job
  * (and its lock) in Redis, and the renewal's answer came back before the
@@ -24,9 +23,9 @@ export class LockKeeper {
   private readonly held = new Map<string, string>();
   /** Held jobs whose last renewal failed: 1 after one failure, 2 once reported lost. */
   private readonly failures = new Map<string, number>();
-  /** Changes not yet sent to the thread: a token holds, null lets go. */
-  private changes = new Map<string, string | null>();
-  private readonly renewal: { renewal: LockRenewal; id: number } | undefined;
+  /** The held set changed since the thread's snapshot was last written. */
+  private dirty = false;
+  private readonly renewal: { renewal: LockRenewal; id: number; held: HeldSnapshot } | undefined;
   private stopped = false;
 
   constructor(
@@ -38,30 +37,26 @@ export class LockKeeper {
 
   hold(id: string, token: string): void {
     this.held.set(id, token);
-    this.change(id, token);
+    this.changed();
   }
 
   release(id: string): void {
     if (!this.held.delete(id)) return;
     this.failures.delete(id);
-    this.change(id, null);
+    this.changed();
   }
 
   get size(): number {
     return this.held.size;
   }
 
-  private change(id: string, token: string | null): void {
-    if (this.stopped) return;
-    if (this.changes.size === 0) queueMicrotask(() => this.flush());
-    this.changes.set(id, token);
-  }
-
-  private flush(): void {
-    const changes = this.changes;
-    this.changes = new Map();
-    if (this.stopped || changes.size === 0 || !this.renewal) return;
-    this.renewal.renewal.send(this.renewal.id, [...changes]);
+  private changed(): void {
+    if (this.stopped || this.dirty) return;
+    this.dirty = true;
+    queueMicrotask(() => {
+      this.dirty = false;
+      if (!this.stopped) this.renewal?.held.write(this.held);
+    });
   }
 
   /** A renewal's answer: `ids` it tried, of which `failed` were not renewed. */
@@ -94,7 +89,6 @@ export class LockKeeper {
     this.stopped = true;
     this.held.clear();
     this.failures.clear();
-    this.changes.clear();
     if (this.renewal) this.renewal.renewal.close(this.renewal.id);
   }
 }

@@ -44,8 +44,9 @@ const beat = /** @type {BigInt64Array} */ (workerData.beat);
 /**
  * @typedef {{ host?: string, port?: number, path?: string, username?: string, password?: string, db?: number, family?: number, tls?: object }} Target
  * @typedef {{ redis: Redis, users: number }} Connection
+ * @typedef {{ header: Int32Array, bytes: Uint8Array }} Snapshot
  * @typedef {{ id: number, conn: Connection, key: string, stalledKey: string, baseKey: string, lockMs: number, maxRunMs: number,
- *             held: Map<string, string>, timer: NodeJS.Timeout | undefined, renewing: boolean, hung: boolean }} Queue
+ *             held: Snapshot, timer: NodeJS.Timeout, renewing: boolean, hung: boolean }} Queue
  */
 
 /** One connection per Redis the consumers use (usually one), shared by their queues. */
@@ -70,20 +71,43 @@ function connect(target) {
   return { conn, key };
 }
 
+/** @param {SharedArrayBuffer} buffer @returns {Snapshot} */
+const snapshot = (buffer) => ({ header: new Int32Array(buffer, 0, 2), bytes: new Uint8Array(buffer, 8) });
+const decoder = new TextDecoder();
+
+/**
+ * The jobs a consumer holds, `[[id, token], …]`, read under the snapshot's
+ * sequence lock: a read that overlapped a write (the count odd, or moved) is
+ * read again. Null when no steady read came (the next tick tries again).
+ * @param {Snapshot} s @returns {Array<[string, string]> | null}
+ */
+function readHeld(s) {
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const before = Atomics.load(s.header, 0);
+    if (before % 2 === 1) continue;
+    const copy = s.bytes.slice(0, Atomics.load(s.header, 1));
+    if (Atomics.load(s.header, 0) !== before) continue;
+    return copy.length === 0 ? [] : JSON.parse(decoder.decode(copy));
+  }
+  return null;
+}
+
 /** @param {Queue} q */
 async function renew(q) {
-  if (q.renewing || q.held.size === 0) return;
+  if (q.renewing) return;
+  const held = readHeld(q.held);
+  if (!held || held.length === 0) return;
   const silentMs = Date.now() - Number(Atomics.load(beat, 0));
   if (silentMs > q.maxRunMs) {
     // The main thread is stuck (a run past WORKER_MAX_RUN_MS, or a hang): let the locks lapse.
-    if (!q.hung) port.postMessage({ type: 'hung', queue: q.id, silentMs, jobs: q.held.size });
+    if (!q.hung) port.postMessage({ type: 'hung', queue: q.id, silentMs, jobs: held.length });
     q.hung = true;
     return;
   }
   q.hung = false;
   q.renewing = true;
-  const ids = [...q.held.keys()];
-  const tokens = ids.map((id) => q.held.get(id));
+  const ids = held.map(([id]) => id);
+  const tokens = held.map(([, token]) => token);
   try {
     // @ts-expect-error: a command defined above
     const failed = /** @type {string[]} */ (await q.conn.redis.extendHeldLocks(q.stalledKey, q.baseKey, JSON.stringify(tokens), JSON.stringify(ids), q.lockMs));
@@ -95,34 +119,21 @@ async function renew(q) {
   }
 }
 
-/** Ticks only while something is held: an idle worker's thread sleeps. @param {Queue} q */
-function tick(q) {
-  if (q.held.size > 0 && !q.timer) {
-    q.timer = setInterval(() => void renew(q), Math.max(250, Math.floor(q.lockMs / 2)));
-  } else if (q.held.size === 0 && q.timer) {
-    clearInterval(q.timer);
-    q.timer = undefined;
-  }
-}
-
 port.on('message', (/** @type {any} */ m) => {
   if (m.type === 'open') {
     const { conn, key } = connect(m.target);
-    queues.set(m.queue, { id: m.queue, conn, key, stalledKey: m.stalledKey, baseKey: m.baseKey, lockMs: m.lockMs, maxRunMs: m.maxRunMs, held: new Map(), timer: undefined, renewing: false, hung: false });
+    /** @type {Queue} */
+    const q = { id: m.queue, conn, key, stalledKey: m.stalledKey, baseKey: m.baseKey, lockMs: m.lockMs, maxRunMs: m.maxRunMs, held: snapshot(m.buffer), timer: setInterval(() => void renew(q), Math.max(250, Math.floor(m.lockMs / 2))), renewing: false, hung: false };
+    queues.set(m.queue, q);
     return;
   }
   const q = queues.get(m.queue);
   if (!q) return;
-  if (m.type === 'changes') {
-    // [id, token] holds it, [id, null] lets it go: the last change of each id in one turn of the main thread.
-    for (const [id, token] of /** @type {Array<[string, string | null]>} */ (m.changes)) {
-      if (token === null) q.held.delete(id);
-      else q.held.set(id, token);
-    }
-    tick(q);
+  if (m.type === 'snapshot') {
+    // The held set outgrew its buffer: the main thread writes into this one from now on.
+    q.held = snapshot(m.buffer);
   } else if (m.type === 'close') {
-    q.held.clear();
-    tick(q);
+    clearInterval(q.timer);
     queues.delete(m.queue);
     if (--q.conn.users === 0) {
       connections.delete(q.key);

@@ -32,6 +32,46 @@ export interface RenewedQueue {
 
 /** How often the main thread says it is alive; the thread allows WORKER_MAX_RUN_MS of silence. */
 const BEAT_MS = 500;
+/** Bytes a queue's held-jobs snapshot starts with (room for ~200 jobs); it doubles when one does not fit. */
+const SNAPSHOT_BYTES = 8192;
+
+/**
+ * What one consumer holds, as the thread reads it: `[[id, token], …]` as
+ * JSON in shared memory, under a sequence lock (odd while being written).
+ * Written on every change of the held set, at no more cost than the
+ * encoding: no message, so the thread is not woken for each one (a
+ * message per change cost the worker more than its Redis commands did).
+ */
+export class HeldSnapshot {
+  private header: Int32Array;
+  private bytes: Uint8Array;
+  private readonly encoder = new TextEncoder();
+
+  constructor(private readonly moved: (buffer: SharedArrayBuffer) => void) {
+    const buffer = new SharedArrayBuffer(SNAPSHOT_BYTES);
+    this.header = new Int32Array(buffer, 0, 2);
+    this.bytes = new Uint8Array(buffer, 8);
+  }
+
+  get buffer(): SharedArrayBuffer {
+    return this.header.buffer as SharedArrayBuffer;
+  }
+
+  write(held: ReadonlyMap<string, string>): void {
+    const text = JSON.stringify([...held]);
+    // UTF-8 takes at most 3 bytes a UTF-16 unit: grow before a write that might not fit.
+    if (text.length * 3 > this.bytes.length) {
+      const buffer = new SharedArrayBuffer(8 + Math.max(this.bytes.length * 2, text.length * 3));
+      this.header = new Int32Array(buffer, 0, 2);
+      this.bytes = new Uint8Array(buffer, 8);
+      this.moved(buffer);
+    }
+    Atomics.add(this.header, 0, 1);
+    const { written } = this.encoder.encodeInto(text, this.bytes);
+    Atomics.store(this.header, 1, written);
+    Atomics.add(this.header, 0, 1);
+  }
+}
 
 /**
  * The one lock-renewal thread of a worker process, shared by its consumers.
@@ -44,9 +84,10 @@ const BEAT_MS = 500;
  * the main thread beats into shared memory every BEAT_MS, and the thread
  * stops renewing once it has been silent past `maxRunMs` (WORKER_MAX_RUN_MS).
  *
- * Consumers open a queue on it, send the changes to what they hold (coalesced
- * per turn, so before any run starts: onnxruntime-node calls the model a
- * turn after `session.run`), and close it; the thread ends with the last one.
+ * Consumers open a queue on it, write what they hold into its HeldSnapshot
+ * (once per turn that changes it, so before any run starts: onnxruntime-node
+ * calls the model a turn after `session.run`), and close it; the thread ends
+ * with the last one.
  */
 export class LockRenewal {
   private static current: LockRenewal | undefined;
@@ -70,26 +111,23 @@ export class LockRenewal {
     this.beatTimer.unref();
   }
 
-  /** Open a consumer's queue on the process's thread (starting it if none runs); the id names it in later calls. */
-  static open(queue: RenewedQueue): { renewal: LockRenewal; id: number } {
+  /** Open a consumer's queue on the process's thread (starting it if none runs); the id names it in later calls, the snapshot tells it what is held. */
+  static open(queue: RenewedQueue): { renewal: LockRenewal; id: number; held: HeldSnapshot } {
     const renewal = (LockRenewal.current ??= new LockRenewal());
     const id = renewal.nextId++;
     renewal.queues.set(id, queue);
+    const held = new HeldSnapshot((buffer) => renewal.worker.postMessage({ type: 'snapshot', queue: id, buffer }));
     renewal.worker.postMessage({
       type: 'open',
       queue: id,
+      buffer: held.buffer,
       target: redisTarget(queue.connection),
       stalledKey: queue.stalledKey,
       baseKey: queue.baseKey,
       lockMs: queue.lockMs,
       maxRunMs: queue.maxRunMs,
     });
-    return { renewal, id };
-  }
-
-  /** Jobs held (`[id, token]`) and let go (`[id, null]`) since the last call. */
-  send(id: number, changes: Array<[string, string | null]>): void {
-    this.worker.postMessage({ type: 'changes', queue: id, changes });
+    return { renewal, id, held };
   }
 
   /** Stop renewing a queue's locks; the last queue closed ends the thread. */
