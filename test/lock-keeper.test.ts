@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { createLogger } from '@infer/logger';
-import { LockKeeper } from '../apps/worker/src/consumer/lock-keeper.js';
+import { LockKeeper, LockRenewal } from '@infer/locks';
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from './helpers/redis-keys.js';
 import { waitUntil } from './helpers/wait.js';
 
@@ -53,6 +53,7 @@ describe('LockKeeper: renewing the locks of held jobs', function () {
     const prefix = uniquePrefix('locks');
     const baseKey = `${prefix}:q:`;
     const stalledKey = `${prefix}:q:stalled`;
+    const activeKey = `${prefix}:q:active`;
     let redis: Redis;
     let keeper: LockKeeper | undefined;
     const log = new Warnings();
@@ -74,7 +75,7 @@ describe('LockKeeper: renewing the locks of held jobs', function () {
 
     function keep(lockMs: number, maxRunMs: number): LockKeeper {
       const connection = new Redis(TEST_REDIS_URL, { lazyConnect: true });
-      const k = new LockKeeper({ stalledKey, baseKey, lockMs, maxRunMs, connection }, createLogger({ level: 'warn', name: 'worker', destination: log }));
+      const k = new LockKeeper({ stalledKey, activeKey, baseKey, lockMs, maxRunMs, connection }, createLogger({ level: 'warn', name: 'worker', destination: log }));
       // The thread takes the connection's options, not the connection.
       connection.disconnect();
       return k;
@@ -107,6 +108,37 @@ describe('LockKeeper: renewing the locks of held jobs', function () {
       blockEventLoop(2500);
       const locks = await redis.mget(ids.map((id) => `${baseKey}${id}:lock`));
       expect(locks.filter((token, i) => token !== `token-${ids[i]}`), 'every lock renewed').to.deep.equal([]);
+    });
+
+    it("renews the jobs of a take in flight, found by its token in the active list, until the take's answer is read", async () => {
+      keeper = keep(1000, 60_000);
+      keeper.taking('token-take');
+      await new Promise((r) => setImmediate(r));
+      // Redis runs the take while the event loop is blocked: its jobs are locked and active, the reply unread.
+      await take('t1', 'token-take', 1000);
+      await redis.lpush(activeKey, 't1', 'someone-elses');
+      await redis.set(`${baseKey}someone-elses:lock`, 'token-other', 'PX', 1000);
+      blockEventLoop(2500);
+      expect(await redis.get(`${baseKey}t1:lock`), 'renewed through the block').to.equal('token-take');
+      expect(await redis.get(`${baseKey}someone-elses:lock`), "another take's job is not ours to renew").to.equal(null);
+      // The answer is read and held nothing (say, the jobs were handed back): the token is no longer renewed.
+      keeper.taken('token-take');
+      await new Promise((r) => setImmediate(r));
+      blockEventLoop(2500);
+      expect(await redis.get(`${baseKey}t1:lock`)).to.equal(null);
+    });
+
+    it('starts its thread again when it stops, and keeps renewing what was held', async () => {
+      keeper = keep(1000, 60_000);
+      await take('r', 'token-r', 1000);
+      keeper.hold('r', 'token-r');
+      await new Promise((r) => setImmediate(r));
+      const first = LockRenewal.thread!;
+      await first.terminate();
+      await waitUntil(() => log.lines.find((l) => l.msg === 'lock renewal failed' && String((l as { err?: string }).err).includes('started again')), 5000, 'the restart reported');
+      expect(LockRenewal.thread).to.not.equal(first);
+      blockEventLoop(2500);
+      expect(await redis.get(`${baseKey}r:lock`), 'renewed by the new thread').to.equal('token-r');
     });
 
     it('does not extend a lock that now carries another token (another worker took the job)', async () => {

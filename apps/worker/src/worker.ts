@@ -186,6 +186,7 @@ export async function createWorker(
     resultTtlMs: config.resultTtlMs,
     allowPrivate: config.webhookAllowPrivate,
     lockMs: config.workerLockMs,
+    maxRunMs: config.workerMaxRunMs,
     telemetry: tracing.bullmq,
     ...(options.webhookResolve ? { resolve: options.webhookResolve } : {}),
     onAttempt: (outcome, ms) => metrics.webhookAttempt(outcome, ms),

@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { DelayedError, Worker, type Job, type Telemetry } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { WebhookDeliveryPayload, webhookQueue } from '@infer/contract';
+import { DEFAULT_MAX_RUN_MS, LockKeeper } from '@infer/locks';
 import type { Logger } from '@infer/logger';
 import { deliver, DELIVERY_TIMEOUT_MS, type AttemptOutcome } from './delivery.js';
 import { DeliveryLog, type DeliveryState, type WebhookAttempt } from './delivery-log.js';
@@ -44,6 +45,12 @@ export interface WebhookDeliveryWorkerOptions {
    * @default 30_000
    */
   lockMs?: number;
+  /**
+   * WORKER_MAX_RUN_MS: the claims of attempts in flight are kept through a model run that holds the
+   * process's event loop (a run longer than the lock would otherwise let another worker deliver the
+   * event again), up to this long. @default DEFAULT_MAX_RUN_MS
+   */
+  maxRunMs?: number;
   /** How webhook host names resolve; tests inject one. @default dns.lookup */
   resolve?: Resolver;
   /** The longest `Retry-After` obeyed, so a receiver cannot park an event forever. @default 24 h */
@@ -108,6 +115,8 @@ function receiverOf(url: string): string {
 
 export class WebhookDeliveryWorker {
   private readonly worker: Worker;
+  /** Renews the claims of the runs in flight from the process's lock-renewal thread (BullMQ's own renewal runs on the event loop). */
+  private readonly claims: LockKeeper;
   private readonly log: DeliveryLog;
   private readonly secrets: WebhookSecrets;
   private readonly logger: Logger;
@@ -146,6 +155,17 @@ export class WebhookDeliveryWorker {
           err instanceof RetryLater ? err.delayMs : (delays[Math.min(attemptsMade - 1, delays.length - 1)] ?? 1000),
       },
     });
+    this.claims = new LockKeeper(
+      {
+        stalledKey: this.worker.keys.stalled!,
+        activeKey: this.worker.keys.active!,
+        baseKey: this.worker.toKey(''),
+        lockMs: options.lockMs ?? 30_000,
+        maxRunMs: options.maxRunMs ?? DEFAULT_MAX_RUN_MS,
+        connection: options.connection,
+      },
+      this.logger,
+    );
     this.worker.on('error', (err) => this.logger.warn({ err: err.message }, 'webhook worker error'));
     this.worker.on('failed', (job, err) => {
       if (err instanceof RetryLater) return;
@@ -163,11 +183,22 @@ export class WebhookDeliveryWorker {
       const closed = this.worker.close(this.options.connection.status !== 'ready');
       this.shutdown.abort();
       await closed;
+      this.claims.stop();
     })();
     return this.closing;
   }
 
   private async process(job: Job, token: string | undefined): Promise<void> {
+    const id = job.id;
+    if (id && token) this.claims.hold(id, token);
+    try {
+      await this.run(job, token);
+    } finally {
+      if (id) this.claims.release(id);
+    }
+  }
+
+  private async run(job: Job, token: string | undefined): Promise<void> {
     const parsed = WebhookDeliveryPayload.safeParse(job.data);
     if (!parsed.success) {
       this.logger.error({ jobId: job.id }, 'malformed webhook delivery payload; dropped');

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { QueueRef } from '@infer/contract';
 import { awaitAtMost, closeInOrder } from '@infer/lifecycle';
 import type { Logger } from '@infer/logger';
-import { LockKeeper } from './lock-keeper.js';
+import { DEFAULT_MAX_RUN_MS, LockKeeper } from '@infer/locks';
 
 /** How a consumer takes work from its queue. */
 export interface ConsumerSource<T> {
@@ -67,9 +67,6 @@ export interface QueueConsumerOptions<T> {
  * - close in order: stop fetching, let the sink settle what it holds, stop
  *   renewing, close the BullMQ worker.
  */
-/** WORKER_MAX_RUN_MS's default: SageMaker Async Inference's default invocation timeout. */
-export const DEFAULT_MAX_RUN_MS = 15 * 60_000;
-
 /** Longest a close waits for the fetch loop with Redis up: past every take's block (5 s at most). */
 const LOOP_CLOSE_MS = 10_000;
 
@@ -101,6 +98,7 @@ export class QueueConsumer<T> {
     this.locks = new LockKeeper(
       {
         stalledKey: this.bull.keys.stalled!,
+        activeKey: this.bull.keys.active!,
         baseKey: this.bull.toKey(''),
         lockMs,
         maxRunMs: options.maxRunMs ?? DEFAULT_MAX_RUN_MS,
@@ -155,10 +153,12 @@ export class QueueConsumer<T> {
       if (this.stopping) break;
       const token = `${this.bull.id}:${this.tokenSeq++}`;
       let fetched: { items: T[]; drained: boolean };
+      this.locks.taking(token);
       try {
         fetched = await this.source.fetch(token, Math.max(1, this.sink.room()), this.sink.idle());
         failures = 0;
       } catch (err) {
+        this.locks.taken(token);
         if (this.stopping) break;
         this.sink.drained();
         // Redis is away or failing: look again soon, then less and less often.
@@ -168,6 +168,7 @@ export class QueueConsumer<T> {
         continue;
       }
       for (const item of fetched.items) this.locks.hold(this.source.jobId(item), token);
+      this.locks.taken(token);
       if (fetched.items.length > 0) this.sink.accept(fetched.items, token, fetched.drained);
       else if (fetched.drained) this.sink.drained();
     }

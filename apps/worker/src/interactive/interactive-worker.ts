@@ -5,7 +5,8 @@ import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasComple
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
 import { LongRunWarning } from '../consumer/long-run-warning.js';
-import { DEFAULT_MAX_RUN_MS, QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
+import { DEFAULT_MAX_RUN_MS } from '@infer/locks';
+import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
 import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
 import { canceledIds, MalformedEnvelopeError, readEnvelope, type HeldEnvelope } from './envelope.js';
 import type { JobWebhookEmitter } from './job-webhooks.js';

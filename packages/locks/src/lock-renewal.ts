@@ -22,6 +22,8 @@ export type RenewalReport =
 export interface RenewedQueue {
   /** BullMQ's stalled set of the queue (`bull:…:stalled`). */
   stalledKey: string;
+  /** BullMQ's active list of the queue: where the jobs of a take in flight are found by their token. */
+  activeKey: string;
   /** The prefix of the queue's job keys: a job's lock is `<baseKey><id>:lock`. */
   baseKey: string;
   lockMs: number;
@@ -30,14 +32,18 @@ export interface RenewedQueue {
   onReport: (report: RenewalReport) => void;
 }
 
+/** WORKER_MAX_RUN_MS's default: SageMaker Async Inference's default invocation timeout. */
+export const DEFAULT_MAX_RUN_MS = 15 * 60_000;
+
 /** How often the main thread says it is alive; the thread allows WORKER_MAX_RUN_MS of silence. */
 const BEAT_MS = 500;
 /** Bytes a queue's held-jobs snapshot starts with (room for ~200 jobs); it doubles when one does not fit. */
 const SNAPSHOT_BYTES = 8192;
 
 /**
- * What one consumer holds, as the thread reads it: `[[id, token], …]` as
- * JSON in shared memory, under a sequence lock (odd while being written).
+ * What one consumer holds, as the thread reads it: `{ held: [[id, token],
+ * …], taking: [token, …] }` (the tokens of its takes in flight) as JSON in
+ * shared memory, under a sequence lock (odd while being written).
  * Written on every change of the held set, at no more cost than the
  * encoding: no message, so the thread is not woken for each one (a
  * message per change cost the worker more than its Redis commands did).
@@ -57,8 +63,8 @@ export class HeldSnapshot {
     return this.header.buffer as SharedArrayBuffer;
   }
 
-  write(held: ReadonlyMap<string, string>): void {
-    const text = JSON.stringify([...held]);
+  write(held: ReadonlyMap<string, string>, taking: ReadonlySet<string>): void {
+    const text = JSON.stringify({ held: [...held], taking: [...taking] });
     // UTF-8 takes at most 3 bytes a UTF-16 unit: grow before a write that might not fit.
     if (text.length * 3 > this.bytes.length) {
       const buffer = new SharedArrayBuffer(8 + Math.max(this.bytes.length * 2, text.length * 3));
@@ -92,21 +98,16 @@ export class HeldSnapshot {
 export class LockRenewal {
   private static current: LockRenewal | undefined;
 
-  private readonly worker: Worker;
+  private worker: Worker;
   private readonly beat = new BigInt64Array(new SharedArrayBuffer(8));
   private readonly beatTimer: NodeJS.Timeout;
-  private readonly queues = new Map<number, RenewedQueue>();
+  private readonly queues = new Map<number, { queue: RenewedQueue; held: HeldSnapshot }>();
   private nextId = 1;
+  private ended = false;
 
   private constructor() {
     Atomics.store(this.beat, 0, BigInt(Date.now()));
-    // execArgv: [] — not tsx's loader: the thread is plain JavaScript and starts in milliseconds.
-    this.worker = new Worker(new URL('./lock-renewal-thread.mjs', import.meta.url), { workerData: { beat: this.beat }, execArgv: [] });
-    this.worker.unref();
-    this.worker.on('message', (m: RenewalReport & { queue: number }) => this.queues.get(m.queue)?.onReport(m));
-    this.worker.on('error', (err) => {
-      for (const q of this.queues.values()) q.onReport({ type: 'error', message: `the lock-renewal thread failed: ${err.message}`, jobs: 0 });
-    });
+    this.worker = this.spawn();
     this.beatTimer = setInterval(() => Atomics.store(this.beat, 0, BigInt(Date.now())), BEAT_MS);
     this.beatTimer.unref();
   }
@@ -115,18 +116,9 @@ export class LockRenewal {
   static open(queue: RenewedQueue): { renewal: LockRenewal; id: number; held: HeldSnapshot } {
     const renewal = (LockRenewal.current ??= new LockRenewal());
     const id = renewal.nextId++;
-    renewal.queues.set(id, queue);
     const held = new HeldSnapshot((buffer) => renewal.worker.postMessage({ type: 'snapshot', queue: id, buffer }));
-    renewal.worker.postMessage({
-      type: 'open',
-      queue: id,
-      buffer: held.buffer,
-      target: redisTarget(queue.connection),
-      stalledKey: queue.stalledKey,
-      baseKey: queue.baseKey,
-      lockMs: queue.lockMs,
-      maxRunMs: queue.maxRunMs,
-    });
+    renewal.queues.set(id, { queue, held });
+    renewal.openOnThread(id);
     return { renewal, id, held };
   }
 
@@ -136,9 +128,51 @@ export class LockRenewal {
     this.worker.postMessage({ type: 'close', queue: id });
     if (this.queues.size > 0) return;
     if (LockRenewal.current === this) LockRenewal.current = undefined;
+    this.ended = true;
     clearInterval(this.beatTimer);
     // Ending the thread closes its Redis connection with it.
     void this.worker.terminate();
+  }
+
+  /** The thread now running (tests stop it, to see it started again). */
+  static get thread(): Worker | undefined {
+    return LockRenewal.current?.worker;
+  }
+
+  private spawn(): Worker {
+    // execArgv: [] — not tsx's loader: the thread is plain JavaScript and starts in milliseconds.
+    const worker = new Worker(new URL('./lock-renewal-thread.mjs', import.meta.url), { workerData: { beat: this.beat }, execArgv: [] });
+    worker.unref();
+    worker.on('message', (m: RenewalReport & { queue: number }) => this.queues.get(m.queue)?.queue.onReport(m));
+    worker.on('error', (err) => this.report(`the lock-renewal thread failed: ${err.message}`));
+    // A thread that ended unasked (it threw, or was stopped) is started again, and told every queue and
+    // snapshot as they are now: the snapshots live in shared memory, so nothing held is lost.
+    worker.on('exit', (code) => {
+      if (this.ended || this.worker !== worker) return;
+      this.report(`the lock-renewal thread stopped (exit code ${code}); started again`);
+      this.worker = this.spawn();
+      for (const id of this.queues.keys()) this.openOnThread(id);
+    });
+    return worker;
+  }
+
+  private openOnThread(id: number): void {
+    const { queue, held } = this.queues.get(id)!;
+    this.worker.postMessage({
+      type: 'open',
+      queue: id,
+      buffer: held.buffer,
+      target: redisTarget(queue.connection),
+      stalledKey: queue.stalledKey,
+      activeKey: queue.activeKey,
+      baseKey: queue.baseKey,
+      lockMs: queue.lockMs,
+      maxRunMs: queue.maxRunMs,
+    });
+  }
+
+  private report(message: string): void {
+    for (const { queue } of this.queues.values()) queue.onReport({ type: 'error', message, jobs: 0 });
   }
 }
 

@@ -19,6 +19,12 @@ import { Redis } from 'ioredis';
  * BullMQ's extendLocks script (its lock key and stalled set, and the same
  * answer: the ids it could not renew), with JSON for the lists: a lock is
  * extended only while it still carries the token it was taken with.
+ *
+ * Then the takes in flight (ARGV[5], their tokens): a take that Redis ran
+ * while the main thread was blocked in a model run has locked its jobs, and
+ * its reply waits unread until the run ends. Those jobs are found in the
+ * queue's active list (KEYS[2]) by their lock's token, as a take whose
+ * reply was lost is recovered, and renewed too.
  */
 const EXTEND_LOCKS = `
 local tokens = cjson.decode(ARGV[2])
@@ -33,6 +39,19 @@ for i = 1, #ids do
     failed[#failed + 1] = ids[i]
   end
 end
+local pending = cjson.decode(ARGV[5])
+if #pending > 0 then
+  local taking = {}
+  for _, token in ipairs(pending) do taking[token] = true end
+  for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+    local lockKey = ARGV[1] .. id .. ':lock'
+    local token = redis.call('GET', lockKey)
+    if token and taking[token] then
+      redis.call('SET', lockKey, token, 'PX', ARGV[4])
+      redis.call('SREM', KEYS[1], id)
+    end
+  end
+end
 return failed
 `;
 
@@ -45,7 +64,8 @@ const beat = /** @type {BigInt64Array} */ (workerData.beat);
  * @typedef {{ host?: string, port?: number, path?: string, username?: string, password?: string, db?: number, family?: number, tls?: object }} Target
  * @typedef {{ redis: Redis, users: number }} Connection
  * @typedef {{ header: Int32Array, bytes: Uint8Array }} Snapshot
- * @typedef {{ id: number, conn: Connection, key: string, stalledKey: string, baseKey: string, lockMs: number, maxRunMs: number,
+ * @typedef {{ held: Array<[string, string]>, taking: string[] }} Held
+ * @typedef {{ id: number, conn: Connection, key: string, stalledKey: string, activeKey: string, baseKey: string, lockMs: number, maxRunMs: number,
  *             held: Snapshot, timer: NodeJS.Timeout, renewing: boolean, hung: boolean }} Queue
  */
 
@@ -62,7 +82,7 @@ function connect(target) {
   if (!conn) {
     // No offline queue: a renewal while Redis is away fails at once and is tried again at the next tick.
     const redis = new Redis({ ...target, enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
-    redis.defineCommand('extendHeldLocks', { numberOfKeys: 1, lua: EXTEND_LOCKS });
+    redis.defineCommand('extendHeldLocks', { numberOfKeys: 2, lua: EXTEND_LOCKS });
     redis.on('error', () => {}); // reported per renewal, by the main thread
     conn = { redis, users: 0 };
     connections.set(key, conn);
@@ -76,10 +96,11 @@ const snapshot = (buffer) => ({ header: new Int32Array(buffer, 0, 2), bytes: new
 const decoder = new TextDecoder();
 
 /**
- * The jobs a consumer holds, `[[id, token], …]`, read under the snapshot's
- * sequence lock: a read that overlapped a write (the count odd, or moved) is
- * read again. Null when no steady read came (the next tick tries again).
- * @param {Snapshot} s @returns {Array<[string, string]> | null}
+ * What a consumer holds (`held`: `[[id, token], …]`) and the tokens of its
+ * takes in flight (`taking`), read under the snapshot's sequence lock: a
+ * read that overlapped a write (the count odd, or moved) is read again.
+ * Null when no steady read came (the next tick tries again).
+ * @param {Snapshot} s @returns {Held | null}
  */
 function readHeld(s) {
   for (let attempt = 0; attempt < 1000; attempt++) {
@@ -87,7 +108,7 @@ function readHeld(s) {
     if (before % 2 === 1) continue;
     const copy = s.bytes.slice(0, Atomics.load(s.header, 1));
     if (Atomics.load(s.header, 0) !== before) continue;
-    return copy.length === 0 ? [] : JSON.parse(decoder.decode(copy));
+    return copy.length === 0 ? { held: [], taking: [] } : JSON.parse(decoder.decode(copy));
   }
   return null;
 }
@@ -95,8 +116,9 @@ function readHeld(s) {
 /** @param {Queue} q */
 async function renew(q) {
   if (q.renewing) return;
-  const held = readHeld(q.held);
-  if (!held || held.length === 0) return;
+  const snapshot = readHeld(q.held);
+  if (!snapshot || (snapshot.held.length === 0 && snapshot.taking.length === 0)) return;
+  const { held, taking } = snapshot;
   const silentMs = Date.now() - Number(Atomics.load(beat, 0));
   if (silentMs > q.maxRunMs) {
     // The main thread is stuck (a run past WORKER_MAX_RUN_MS, or a hang): let the locks lapse.
@@ -110,7 +132,9 @@ async function renew(q) {
   const tokens = held.map(([, token]) => token);
   try {
     // @ts-expect-error: a command defined above
-    const failed = /** @type {string[]} */ (await q.conn.redis.extendHeldLocks(q.stalledKey, q.baseKey, JSON.stringify(tokens), JSON.stringify(ids), q.lockMs));
+    const failed = /** @type {string[]} */ (
+      await q.conn.redis.extendHeldLocks(q.stalledKey, q.activeKey, q.baseKey, JSON.stringify(tokens), JSON.stringify(ids), q.lockMs, JSON.stringify(taking))
+    );
     port.postMessage({ type: 'renewed', queue: q.id, ids, failed });
   } catch (err) {
     port.postMessage({ type: 'error', queue: q.id, message: /** @type {Error} */ (err).message, jobs: ids.length });
@@ -123,7 +147,7 @@ port.on('message', (/** @type {any} */ m) => {
   if (m.type === 'open') {
     const { conn, key } = connect(m.target);
     /** @type {Queue} */
-    const q = { id: m.queue, conn, key, stalledKey: m.stalledKey, baseKey: m.baseKey, lockMs: m.lockMs, maxRunMs: m.maxRunMs, held: snapshot(m.buffer), timer: setInterval(() => void renew(q), Math.max(250, Math.floor(m.lockMs / 2))), renewing: false, hung: false };
+    const q = { id: m.queue, conn, key, stalledKey: m.stalledKey, activeKey: m.activeKey, baseKey: m.baseKey, lockMs: m.lockMs, maxRunMs: m.maxRunMs, held: snapshot(m.buffer), timer: setInterval(() => void renew(q), Math.max(250, Math.floor(m.lockMs / 2))), renewing: false, hung: false };
     queues.set(m.queue, q);
     return;
   }

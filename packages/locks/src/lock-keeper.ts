@@ -11,7 +11,9 @@ import { LockRenewal, type HeldSnapshot, type RenewalReport, type RenewedQueue }
  * check puts it back in the queue.
  *
  * What is held is written to the thread's snapshot once per turn of the
- * event loop that changed it.
+ * event loop that changed it, with the tokens of the takes in flight: an
+ * idle consumer keeps a blocking take waiting while a batch runs, and Redis
+ * may run it, locking what it takes, before this thread can read the reply.
  *
  * A renewal can fail for a job that was not lost: its end removed the job
  * (and its lock) in Redis, and the renewal's answer came back before the
@@ -21,6 +23,8 @@ import { LockRenewal, type HeldSnapshot, type RenewalReport, type RenewedQueue }
  */
 export class LockKeeper {
   private readonly held = new Map<string, string>();
+  /** Tokens of takes sent and not yet answered here: Redis may have run them (and locked their jobs) while a run blocks the event loop. */
+  private readonly takes = new Set<string>();
   /** Held jobs whose last renewal failed: 1 after one failure, 2 once reported lost. */
   private readonly failures = new Map<string, number>();
   /** The held set changed since the thread's snapshot was last written. */
@@ -33,6 +37,17 @@ export class LockKeeper {
     private readonly logger: Logger,
   ) {
     this.renewal = queue && LockRenewal.open({ ...queue, onReport: (r) => this.report(r) });
+  }
+
+  /** A take with this token is about to be sent: until `taken`, its jobs are renewed by their token. */
+  taking(token: string): void {
+    this.takes.add(token);
+    this.changed();
+  }
+
+  /** The take's answer is here (its jobs held, or none), or it failed. */
+  taken(token: string): void {
+    if (this.takes.delete(token)) this.changed();
   }
 
   hold(id: string, token: string): void {
@@ -55,7 +70,7 @@ export class LockKeeper {
     this.dirty = true;
     queueMicrotask(() => {
       this.dirty = false;
-      if (!this.stopped) this.renewal?.held.write(this.held);
+      if (!this.stopped) this.renewal?.held.write(this.held, this.takes);
     });
   }
 
@@ -89,6 +104,7 @@ export class LockKeeper {
     this.stopped = true;
     this.held.clear();
     this.failures.clear();
+    this.takes.clear();
     if (this.renewal) this.renewal.renewal.close(this.renewal.id);
   }
 }
