@@ -25,6 +25,8 @@ export class LockKeeper {
   private readonly held = new Map<string, string>();
   /** Tokens of takes sent and not yet answered here: Redis may have run them (and locked their jobs) while a run blocks the event loop. */
   private readonly takes = new Set<string>();
+  /** Token prefixes of takes this consumer cannot see coming (a BullMQ Worker that takes by itself). */
+  private readonly takers = new Set<string>();
   /** Held jobs whose last renewal failed: 1 after one failure, 2 once reported lost. */
   private readonly failures = new Map<string, number>();
   /** The held set changed since the thread's snapshot was last written. */
@@ -50,6 +52,15 @@ export class LockKeeper {
     if (this.takes.delete(token)) this.changed();
   }
 
+  /**
+   * Every take whose token starts with `prefix` counts as in flight, for good: for a BullMQ Worker,
+   * which takes its next job itself when a run ends (its tokens are `<worker id>:<n>`).
+   */
+  takingAll(prefix: string): void {
+    this.takers.add(prefix);
+    this.changed();
+  }
+
   hold(id: string, token: string): void {
     this.held.set(id, token);
     this.changed();
@@ -70,7 +81,7 @@ export class LockKeeper {
     this.dirty = true;
     queueMicrotask(() => {
       this.dirty = false;
-      if (!this.stopped) this.renewal?.held.write(this.held, this.takes);
+      if (!this.stopped) this.renewal?.held.write(this.held, this.takes, this.takers);
     });
   }
 
@@ -105,6 +116,7 @@ export class LockKeeper {
     this.held.clear();
     this.failures.clear();
     this.takes.clear();
+    this.takers.clear();
     if (this.renewal) this.renewal.renewal.close(this.renewal.id);
   }
 }

@@ -20,10 +20,11 @@ import { Redis } from 'ioredis';
  * answer: the ids it could not renew), with JSON for the lists: a lock is
  * extended only while it still carries the token it was taken with.
  *
- * Then the takes in flight (ARGV[5], their tokens): a take that Redis ran
- * while the main thread was blocked in a model run has locked its jobs, and
- * its reply waits unread until the run ends. Those jobs are found in the
- * queue's active list (KEYS[2]) by their lock's token, as a take whose
+ * Then the takes in flight (ARGV[5], their tokens; ARGV[6], token
+ * prefixes, for a BullMQ Worker that takes by itself): a take that Redis
+ * ran while the main thread was blocked in a model run has locked its jobs,
+ * and its reply waits unread until the run ends. Those jobs are found in
+ * the queue's active list (KEYS[2]) by their lock's token, as a take whose
  * reply was lost is recovered, and renewed too.
  */
 const EXTEND_LOCKS = `
@@ -40,15 +41,24 @@ for i = 1, #ids do
   end
 end
 local pending = cjson.decode(ARGV[5])
-if #pending > 0 then
+local prefixes = cjson.decode(ARGV[6])
+if #pending > 0 or #prefixes > 0 then
   local taking = {}
   for _, token in ipairs(pending) do taking[token] = true end
   for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
     local lockKey = ARGV[1] .. id .. ':lock'
     local token = redis.call('GET', lockKey)
-    if token and taking[token] then
-      redis.call('SET', lockKey, token, 'PX', ARGV[4])
-      redis.call('SREM', KEYS[1], id)
+    if token then
+      local ours = taking[token]
+      if not ours then
+        for _, prefix in ipairs(prefixes) do
+          if string.sub(token, 1, #prefix) == prefix then ours = true break end
+        end
+      end
+      if ours then
+        redis.call('SET', lockKey, token, 'PX', ARGV[4])
+        redis.call('SREM', KEYS[1], id)
+      end
     end
   end
 end
@@ -64,7 +74,7 @@ const beat = /** @type {BigInt64Array} */ (workerData.beat);
  * @typedef {{ host?: string, port?: number, path?: string, username?: string, password?: string, db?: number, family?: number, tls?: object }} Target
  * @typedef {{ redis: Redis, users: number }} Connection
  * @typedef {{ header: Int32Array, bytes: Uint8Array }} Snapshot
- * @typedef {{ held: Array<[string, string]>, taking: string[] }} Held
+ * @typedef {{ held: Array<[string, string]>, taking: string[], prefixes: string[] }} Held
  * @typedef {{ id: number, conn: Connection, key: string, stalledKey: string, activeKey: string, baseKey: string, lockMs: number, maxRunMs: number,
  *             held: Snapshot, timer: NodeJS.Timeout, renewing: boolean, hung: boolean }} Queue
  */
@@ -96,30 +106,46 @@ const snapshot = (buffer) => ({ header: new Int32Array(buffer, 0, 2), bytes: new
 const decoder = new TextDecoder();
 
 /**
- * What a consumer holds (`held`: `[[id, token], …]`) and the tokens of its
- * takes in flight (`taking`), read under the snapshot's sequence lock: a
- * read that overlapped a write (the count odd, or moved) is read again.
- * Null when no steady read came (the next tick tries again).
+ * What a consumer holds (`held`: `[[id, token], …]`) and its takes in
+ * flight (`taking`, tokens; `prefixes`, of tokens), read under the
+ * snapshot's sequence lock: a read that overlapped a write (the count odd —
+ * its low bit, as it wraps past 2^31 — or moved, or text that does not
+ * parse) is read again. Null when no steady read came (the next tick tries
+ * again).
  * @param {Snapshot} s @returns {Held | null}
  */
 function readHeld(s) {
   for (let attempt = 0; attempt < 1000; attempt++) {
     const before = Atomics.load(s.header, 0);
-    if (before % 2 === 1) continue;
+    if ((before & 1) !== 0) continue;
     const copy = s.bytes.slice(0, Atomics.load(s.header, 1));
     if (Atomics.load(s.header, 0) !== before) continue;
-    return copy.length === 0 ? { held: [], taking: [] } : JSON.parse(decoder.decode(copy));
+    if (copy.length === 0) return { held: [], taking: [], prefixes: [] };
+    try {
+      return JSON.parse(decoder.decode(copy));
+    } catch {
+      // torn after all: read again
+    }
   }
   return null;
 }
+
+/** The main thread beats every 500 ms: silent longer than this (or a quarter of the lock, when shorter), it may be in a run. */
+const BLOCKED_AFTER_MS = 1000;
 
 /** @param {Queue} q */
 async function renew(q) {
   if (q.renewing) return;
   const snapshot = readHeld(q.held);
-  if (!snapshot || (snapshot.held.length === 0 && snapshot.taking.length === 0)) return;
-  const { held, taking } = snapshot;
+  if (!snapshot || (snapshot.held.length === 0 && snapshot.taking.length === 0 && snapshot.prefixes.length === 0)) return;
+  const { held } = snapshot;
   const silentMs = Date.now() - Number(Atomics.load(beat, 0));
+  // A take's reply sits unread only while the event loop is blocked; else it is read (and its jobs held)
+  // within a turn, and the active list is not worth a scan.
+  const blocked = silentMs > Math.min(BLOCKED_AFTER_MS, q.lockMs / 4);
+  const taking = blocked ? snapshot.taking : [];
+  const prefixes = blocked ? snapshot.prefixes : [];
+  if (held.length === 0 && taking.length === 0 && prefixes.length === 0) return;
   if (silentMs > q.maxRunMs) {
     // The main thread is stuck (a run past WORKER_MAX_RUN_MS, or a hang): let the locks lapse.
     if (!q.hung) port.postMessage({ type: 'hung', queue: q.id, silentMs, jobs: held.length });
@@ -133,7 +159,7 @@ async function renew(q) {
   try {
     // @ts-expect-error: a command defined above
     const failed = /** @type {string[]} */ (
-      await q.conn.redis.extendHeldLocks(q.stalledKey, q.activeKey, q.baseKey, JSON.stringify(tokens), JSON.stringify(ids), q.lockMs, JSON.stringify(taking))
+      await q.conn.redis.extendHeldLocks(q.stalledKey, q.activeKey, q.baseKey, JSON.stringify(tokens), JSON.stringify(ids), q.lockMs, JSON.stringify(taking), JSON.stringify(prefixes))
     );
     port.postMessage({ type: 'renewed', queue: q.id, ids, failed });
   } catch (err) {
@@ -147,7 +173,7 @@ port.on('message', (/** @type {any} */ m) => {
   if (m.type === 'open') {
     const { conn, key } = connect(m.target);
     /** @type {Queue} */
-    const q = { id: m.queue, conn, key, stalledKey: m.stalledKey, activeKey: m.activeKey, baseKey: m.baseKey, lockMs: m.lockMs, maxRunMs: m.maxRunMs, held: snapshot(m.buffer), timer: setInterval(() => void renew(q), Math.max(250, Math.floor(m.lockMs / 2))), renewing: false, hung: false };
+    const q = { id: m.queue, conn, key, stalledKey: m.stalledKey, activeKey: m.activeKey, baseKey: m.baseKey, lockMs: m.lockMs, maxRunMs: m.maxRunMs, held: snapshot(m.buffer), timer: setInterval(() => renew(q).catch(() => undefined), Math.max(250, Math.floor(m.lockMs / 2))), renewing: false, hung: false };
     queues.set(m.queue, q);
     return;
   }

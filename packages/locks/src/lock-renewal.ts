@@ -37,13 +37,16 @@ export const DEFAULT_MAX_RUN_MS = 15 * 60_000;
 
 /** How often the main thread says it is alive; the thread allows WORKER_MAX_RUN_MS of silence. */
 const BEAT_MS = 500;
+/** A thread that ends sooner than this after its start is started again this long after. */
+const RESPAWN_AFTER_MS = 1000;
 /** Bytes a queue's held-jobs snapshot starts with (room for ~200 jobs); it doubles when one does not fit. */
 const SNAPSHOT_BYTES = 8192;
 
 /**
  * What one consumer holds, as the thread reads it: `{ held: [[id, token],
- * …], taking: [token, …] }` (the tokens of its takes in flight) as JSON in
- * shared memory, under a sequence lock (odd while being written).
+ * …], taking: [token, …], prefixes: [prefix, …] }` (the tokens of its
+ * takes in flight, and token prefixes for takes it cannot see coming) as
+ * JSON in shared memory, under a sequence lock (odd while being written).
  * Written on every change of the held set, at no more cost than the
  * encoding: no message, so the thread is not woken for each one (a
  * message per change cost the worker more than its Redis commands did).
@@ -63,15 +66,22 @@ export class HeldSnapshot {
     return this.header.buffer as SharedArrayBuffer;
   }
 
-  write(held: ReadonlyMap<string, string>, taking: ReadonlySet<string>): void {
-    const text = JSON.stringify({ held: [...held], taking: [...taking] });
+  write(held: ReadonlyMap<string, string>, taking: ReadonlySet<string>, prefixes: ReadonlySet<string>): void {
+    const text = JSON.stringify({ held: [...held], taking: [...taking], prefixes: [...prefixes] });
     // UTF-8 takes at most 3 bytes a UTF-16 unit: grow before a write that might not fit.
     if (text.length * 3 > this.bytes.length) {
       const buffer = new SharedArrayBuffer(8 + Math.max(this.bytes.length * 2, text.length * 3));
       this.header = new Int32Array(buffer, 0, 2);
       this.bytes = new Uint8Array(buffer, 8);
+      // Written before the thread hears of it: it never reads the new buffer empty.
+      this.store(text);
       this.moved(buffer);
+      return;
     }
+    this.store(text);
+  }
+
+  private store(text: string): void {
     Atomics.add(this.header, 0, 1);
     const { written } = this.encoder.encodeInto(text, this.bytes);
     Atomics.store(this.header, 1, written);
@@ -104,6 +114,7 @@ export class LockRenewal {
   private readonly queues = new Map<number, { queue: RenewedQueue; held: HeldSnapshot }>();
   private nextId = 1;
   private ended = false;
+  private spawnedAt = 0;
 
   private constructor() {
     Atomics.store(this.beat, 0, BigInt(Date.now()));
@@ -140,19 +151,27 @@ export class LockRenewal {
   }
 
   private spawn(): Worker {
+    this.spawnedAt = Date.now();
     // execArgv: [] — not tsx's loader: the thread is plain JavaScript and starts in milliseconds.
     const worker = new Worker(new URL('./lock-renewal-thread.mjs', import.meta.url), { workerData: { beat: this.beat }, execArgv: [] });
-    worker.unref();
     worker.on('message', (m: RenewalReport & { queue: number }) => this.queues.get(m.queue)?.queue.onReport(m));
     worker.on('error', (err) => this.report(`the lock-renewal thread failed: ${err.message}`));
     // A thread that ended unasked (it threw, or was stopped) is started again, and told every queue and
-    // snapshot as they are now: the snapshots live in shared memory, so nothing held is lost.
+    // snapshot as they are now: the snapshots live in shared memory, so nothing held is lost. One that
+    // ends within a second of its start waits a second first, so a thread that cannot live does not spin.
     worker.on('exit', (code) => {
       if (this.ended || this.worker !== worker) return;
+      const again = () => {
+        if (this.ended || this.worker !== worker) return;
+        this.worker = this.spawn();
+        for (const id of this.queues.keys()) this.openOnThread(id);
+      };
       this.report(`the lock-renewal thread stopped (exit code ${code}); started again`);
-      this.worker = this.spawn();
-      for (const id of this.queues.keys()) this.openOnThread(id);
+      if (Date.now() - this.spawnedAt >= RESPAWN_AFTER_MS) again();
+      else setTimeout(again, RESPAWN_AFTER_MS).unref();
     });
+    // Last: adding a 'message' listener refs the thread's port again, and the process must not wait for it.
+    worker.unref();
     return worker;
   }
 

@@ -166,6 +166,9 @@ export class WebhookDeliveryWorker {
       },
       this.logger,
     );
+    // BullMQ takes the next delivery itself, in the call that ends a run: Redis may lock it while a model run
+    // blocks the event loop, before process() has seen it. Every take of this worker counts as in flight.
+    this.claims.takingAll(`${this.worker.id}:`);
     this.worker.on('error', (err) => this.logger.warn({ err: err.message }, 'webhook worker error'));
     this.worker.on('failed', (job, err) => {
       if (err instanceof RetryLater) return;
