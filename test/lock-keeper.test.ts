@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { createLogger } from '@infer/logger';
 import { LockKeeper, LockRenewal } from '@infer/locks';
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from './helpers/redis-keys.js';
-import { waitUntil } from './helpers/wait.js';
+import { blockEventLoop, waitUntil } from './helpers/wait.js';
 
 /** The warnings a pino logger wrote, by job id. */
 class Warnings {
@@ -14,15 +14,6 @@ class Warnings {
   lostFor(id: string): number {
     return this.lines.filter((l) => l.jobId === id && l.msg.startsWith('lost the lock')).length;
   }
-}
-
-/**
- * Hold the event loop for `ms`, as onnxruntime-node does for a model run
- * (it runs the model synchronously on the thread that calls it). Not a
- * wait for state: the blocked loop itself is what is under test.
- */
-function blockEventLoop(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 describe('LockKeeper: renewing the locks of held jobs', function () {

@@ -22,3 +22,11 @@ export async function elapse(ms: number, why: string): Promise<void> {
   if (!why.trim()) throw new Error('elapse: say why the passing of time is under test');
   if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * Hold the event loop for `ms`, as onnxruntime-node does for a model run (it runs the model synchronously
+ * on the thread that calls it). Not a wait for state: the blocked loop itself is what is under test.
+ */
+export function blockEventLoop(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
