@@ -91,8 +91,8 @@ describe('LockKeeper: renewing the locks of held jobs', function () {
 
     it('keeps them all when more are held than its first snapshot buffer takes (it grows)', async () => {
       keeper = keep(1000, 60_000);
-      // ~40 bytes a job in the snapshot: 400 jobs are twice its first 8 KiB.
-      const ids = Array.from({ length: 400 }, (_, i) => `many-${String(i).padStart(4, '0')}-${'x'.repeat(16)}`);
+      // ~240 characters a job in the snapshot (ids this long), counted 3 bytes each: 400 jobs are ~4 times its first 64 KiB.
+      const ids = Array.from({ length: 400 }, (_, i) => `many-${String(i).padStart(4, '0')}-${'x'.repeat(200)}`);
       for (const id of ids) await take(id, `token-${id}`, 1000);
       for (const id of ids) keeper.hold(id, `token-${id}`);
       await new Promise((r) => setImmediate(r));

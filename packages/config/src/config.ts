@@ -4,8 +4,9 @@ import { z } from 'zod';
 
 /**
  * The platform's whole configuration, parsed once from the environment at
- * process start. Nothing else in the codebase reads `process.env`: apps call
- * `loadConfig(process.env)` in their `main.ts` and pass the result down.
+ * process start. Nothing else in the codebase reads `process.env`: an app
+ * process gets it from `runProcess` (packages/lifecycle), `npm start` from
+ * scripts/start.ts, and passes the result down.
  */
 export interface Config {
   /** @default redis://127.0.0.1:6379 */

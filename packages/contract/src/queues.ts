@@ -94,7 +94,7 @@ export const JOB_CATALOG = {
      * Interactive envelopes are written and taken by the platform's own
      * scripts (packages/job-store), not by Queue.add: no BullMQ retries. A
      * worker that dies or hangs loses its lock and the stalled check puts
-     * the envelope back; after `maxStalledCount` stalls its jobs end as
+     * the envelope back; past `maxStalledCount` stalls (the third, with 2) its jobs end as
      * failed (`worker_lost`). An inference error fails only the bad instances.
      */
     maxStalledCount: 2,
@@ -108,7 +108,7 @@ export const JOB_CATALOG = {
      */
     attempts: 3,
     backoff: { type: 'exponential' as const, delay: 1000 },
-    /** Stalls (its worker died or hung) after which a chunk's items fail (`worker_lost`) instead of running again. */
+    /** Stalls (its worker died or hung) a chunk may have and still run again: past them its items fail (`worker_lost`). */
     maxStalledCount: 2,
   },
   'webhook-delivery': {
@@ -304,7 +304,7 @@ export function keys(prefix: string) {
     runningBatches: `${prefix}:batches-running`,
     /** The tenant's `whsec_` signing secret, created on first use (SET NX). */
     webhookSecret: (tenant: string) => `${prefix}:webhook:secret:${tenant}`,
-    /** Hash: one webhook event (message): tenant, type, url, body, state. Tagged by its id, with its attempts: an attempt writes both in one MULTI. */
+    /** Hash: one webhook event (message): tenant, type, url, body, state. Tagged by its id, with its attempts: an attempt writes both in one script (RECORD_ATTEMPT). */
     webhookEvent: (eventId: string) => `${prefix}:webhook:event:{${eventId}}`,
     /** List of JSON attempts of one event, oldest first. */
     webhookAttempts: (eventId: string) => `${prefix}:webhook:event:{${eventId}}:attempts`,

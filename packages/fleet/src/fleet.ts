@@ -5,8 +5,8 @@ import type { Redis } from 'ioredis';
  * Which workers are alive, and which model versions each one serves.
  *
  * Every worker writes a small description of itself to Redis every
- * `HEARTBEAT_MS` (`{p}:fleet:worker:{id}`, expiring after `LIVE_MS`) and
- * its id, scored by time, to `{p}:fleet:workers`. A worker that dies stops
+ * `HEARTBEAT_MS` (`{p}:{fleet}:worker:{id}`, expiring after `LIVE_MS`) and
+ * its id, scored by time, to `{p}:{fleet}:workers` (`{fleet}`: one hash tag for all of them). A worker that dies stops
  * counting within `LIVE_MS`, with no one to clean up after it. Gateways read
  * the whole fleet at most once a `READ_MS`, so a question such as "does any
  * live worker serve mlp v3?" costs nothing per request.

@@ -39,8 +39,12 @@ export const DEFAULT_MAX_RUN_MS = 15 * 60_000;
 const BEAT_MS = 500;
 /** A thread that ends sooner than this after its start is started again this long after. */
 const RESPAWN_AFTER_MS = 1000;
-/** Bytes a queue's held-jobs snapshot starts with (room for ~200 jobs); it doubles when one does not fit. */
-const SNAPSHOT_BYTES = 8192;
+/**
+ * Bytes a queue's held-jobs snapshot starts with: room for ~350 held jobs (an envelope id and a BullMQ
+ * token are ~60 characters as JSON, counted 3 bytes each in the worst case of UTF-8); it grows when one
+ * does not fit.
+ */
+const SNAPSHOT_BYTES = 64 * 1024;
 
 /**
  * What one consumer holds, as the thread reads it: `{ held: [[id, token],

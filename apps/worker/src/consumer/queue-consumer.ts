@@ -63,7 +63,7 @@ export interface QueueConsumerOptions<T> {
  *   its own, through model runs) until the sink releases it: a worker that
  *   dies, or hangs past `maxRunMs`, loses its jobs' locks after `lockMs`;
  * - run BullMQ's stalled check, which puts such jobs back in the queue (and
- *   marks one that stalled `maxStalledCount` times as a deferred failure);
+ *   marks one that stalled more than `maxStalledCount` times as a deferred failure);
  * - close in order: stop fetching, let the sink settle what it holds, stop
  *   renewing, close the BullMQ worker.
  */
