@@ -40,6 +40,18 @@ describe('shutdown: ShutdownSignals (the rule, on an injected clock)', () => {
     expect(at([0, 1500, 1999, 2500]).map((d) => d.action)).to.deep.equal(['shutdown', 'ignore', 'ignore', 'force']);
   });
 
+  it('judges a repeat by the earliest it may have arrived: one handled after a blocked event loop counts from the last free turn', () => {
+    let now = 0;
+    const signals = new ShutdownSignals(2000, () => now);
+    expect(signals.receive().action).to.equal('shutdown');
+    // The relay came 5 ms later, during a 4 s model run that began 100 ms after the first signal.
+    now = 4100;
+    expect(signals.receive(100)).to.deep.equal({ action: 'ignore', sinceFirstMs: 100 });
+    // Asked again once the run is over, with the loop free: a deliberate repeat forces.
+    now = 4200;
+    expect(signals.receive(4200).action).to.equal('force');
+  });
+
   it('with a grace of 0 every repeated signal forces', () => {
     expect(at([0, 0], 0).map((d) => d.action)).to.deep.equal(['shutdown', 'force']);
   });

@@ -69,6 +69,9 @@ function exitOnSignal(logger: Logger): () => void {
   };
 }
 
+/** How often a stopping process stamps its event loop's turns (see handleSignals). */
+const TURN_STAMP_MS = 100;
+
 function handleSignals(app: { close(): Promise<void> }, logger: Logger, options: RunProcessOptions, signals: ShutdownSignals): void {
   const graceS = signals.forceGraceMs / 1000;
   // `process.on`, not `once`: with `once` a duplicate signal found no listener and
@@ -77,8 +80,27 @@ function handleSignals(app: { close(): Promise<void> }, logger: Logger, options:
   // milliseconds (it stops worker threads), and a duplicate arriving then would
   // find no listener and kill the exiting process (seen under `npm start`, the
   // gateway killed by start.ts's SIGTERM after its own SIGINT). They go with it.
+  // From the first signal on, the event loop's turns are stamped. A stamp that comes late finds the loop
+  // was blocked (a model run) since the previous one; a signal handled just after that (timers run before
+  // signals in a turn of the loop) waited behind the block, and may have arrived as early as its start.
+  let lastStamp = 0;
+  let block: { from: number; to: number } | undefined;
+  let stamps: NodeJS.Timeout | undefined;
+  const stamp = () => {
+    const now = performance.now();
+    if (now - lastStamp > 2 * TURN_STAMP_MS) block = { from: lastStamp, to: now };
+    lastStamp = now;
+  };
   const onSignal = (signal: NodeJS.Signals) => {
-    const { action, sinceFirstMs } = signals.receive();
+    stamp();
+    const now = performance.now();
+    const waited = block !== undefined && now - block.to < TURN_STAMP_MS;
+    const { action, sinceFirstMs } = signals.receive(waited ? block!.from : now);
+    if (!stamps) {
+      block = undefined;
+      stamps = setInterval(stamp, TURN_STAMP_MS);
+      stamps.unref();
+    }
     const since = Math.round(sinceFirstMs);
     if (action === 'ignore') {
       logger.info({ signal, sinceFirstMs: since }, `already shutting down; a signal ${graceS} s or more after the first forces an exit`);

@@ -18,6 +18,11 @@
  * SIGTERM and SIGINT count alike, and the grace is measured from the first
  * signal, not the latest, so a steady stream of duplicates still ends in a
  * forced exit once the grace has passed.
+ *
+ * A signal is handled when the event loop is free, and a worker's model run
+ * holds it for as long as the run: a relay sent milliseconds after the first
+ * signal may be handled seconds later. So a repeat is judged by the earliest
+ * moment it may have arrived (the last free turn before it was handled).
  */
 export type SignalAction = 'shutdown' | 'ignore' | 'force';
 
@@ -40,14 +45,17 @@ export class ShutdownSignals {
     this.now = now;
   }
 
-  /** A SIGTERM or SIGINT arrived now: what to do with it. */
-  receive(): SignalDecision {
+  /**
+   * A SIGTERM or SIGINT is handled now: what to do with it. `arrivedAfter`: the earliest it may have
+   * arrived, on the same clock (the last free turn of a blocked event loop); now when not given.
+   */
+  receive(arrivedAfter?: number): SignalDecision {
     const now = this.now();
     if (this.firstAt === undefined) {
       this.firstAt = now;
       return { action: 'shutdown', sinceFirstMs: 0 };
     }
-    const sinceFirstMs = now - this.firstAt;
+    const sinceFirstMs = Math.min(now, arrivedAfter ?? now) - this.firstAt;
     return { action: sinceFirstMs >= this.forceGraceMs ? 'force' : 'ignore', sinceFirstMs };
   }
 }
