@@ -13,7 +13,7 @@ import { LockRenewal, type HeldSnapshot, type RenewalReport, type RenewedQueue }
  * What is held is written to the thread's snapshot once per turn of the
  * event loop that changed it, with the tokens of the takes in flight: an
  * idle consumer keeps a blocking take waiting while a batch runs, and Redis
- * may run it, locking what it takes, before this thread can read the reply.
+ * may run it, locking what it takes, before the event loop can read the reply.
  *
  * A renewal can fail for a job that was not lost: its end removed the job
  * (and its lock) in Redis, and the renewal's answer came back before the
@@ -35,6 +35,7 @@ export class LockKeeper {
   private stopped = false;
 
   constructor(
+    /** The queue whose locks the thread renews; undefined for none (renewals' answers fed to `renewed` by hand). */
     queue: Omit<RenewedQueue, 'onReport'> | undefined,
     private readonly logger: Logger,
   ) {
