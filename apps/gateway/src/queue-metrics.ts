@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { interactiveKeys, keys as redisKeys, parseQueueMember } from '@infer/contract';
-import { oldestWaitingAt } from '@infer/job-store';
+import { interactiveKeys } from '@infer/contract';
+import { oldestWaitingAt, registeredQueues } from '@infer/job-store';
 import { versionKey, workersHolding, type FleetView, type VersionInFleet } from '@infer/fleet';
 import type { BulkQueues } from './batches/bulk-queues.js';
 
@@ -158,9 +158,7 @@ export class QueueMetrics {
   private async versionsToRead(): Promise<Array<{ name: string; version: string }>> {
     const { redis, prefix } = this.deps;
     const byMember = new Map(this.deps.versions().map((v) => [versionKey(v.name, v.version), { name: v.name, version: v.version }]));
-    const others = (await redis.smembers(redisKeys(prefix).interactiveQueues))
-      .map(parseQueueMember)
-      .filter((v): v is { name: string; version: string } => v !== undefined && !byMember.has(versionKey(v.name, v.version)));
+    const others = (await registeredQueues(redis, prefix)).filter((v) => !byMember.has(versionKey(v.name, v.version)));
     if (others.length === 0) return [...byMember.values()];
     const queued = await Promise.all(others.map((v) => redis.get(interactiveKeys(prefix, v.name, v.version).queued)));
     others.forEach((v, i) => {

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
-import { ABANDONED_UPLOAD_MS, bulkQueue, chunkJobId, interactiveKeys, keys, parseQueueMember, queueMember } from '@infer/contract';
+import { ABANDONED_UPLOAD_MS, bulkQueue, chunkJobId, interactiveKeys, queueMember } from '@infer/contract';
 import type { BatchStore } from '@infer/batch-store';
-import { reconcileQueuedCounts } from '@infer/job-store';
+import { reconcileQueuedCounts, registeredQueues } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
 
@@ -107,10 +107,7 @@ export class Sweeper {
   private async reconcileQueuedCounts(): Promise<number> {
     const { redis, prefix } = this.options;
     const queues = new Map(this.servedNow().map((m) => [queueMember(m.name, m.version), { name: m.name, version: m.version }]));
-    for (const member of await redis.smembers(keys(prefix).interactiveQueues)) {
-      const parsed = parseQueueMember(member);
-      if (parsed) queues.set(member, parsed);
-    }
+    for (const q of await registeredQueues(redis, prefix)) queues.set(queueMember(q.name, q.version), q);
     let sum = 0;
     for (const q of queues.values()) sum += await reconcileQueuedCounts(redis, prefix, q.name, q.version);
     return sum;

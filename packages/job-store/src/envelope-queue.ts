@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { QUEUE_EVENTS_MAX_LEN, interactiveKeys, type EnvelopeData } from '@infer/contract';
+import { QUEUE_EVENTS_MAX_LEN, interactiveKeys, keys, parseQueueMember, type EnvelopeData } from '@infer/contract';
 import { withJobScripts, type Arg, type ScriptPipeline, type ScriptRedis } from './redis-scripts.js';
 
 export interface EnvelopeQueueOptions {
@@ -19,6 +19,16 @@ export interface EnvelopeQueueOptions {
 export function reconcileQueuedCounts(redis: Redis, prefix: string, model: string, version: string): Promise<number> {
   const k = interactiveKeys(prefix, model, version);
   return withJobScripts(redis).inferReconcileQueued(k.wait, k.queued, k.tenants);
+}
+
+/**
+ * Every interactive queue in the registry the gateways keep (one member per
+ * queue any gateway wrote to), as model versions; members that are not a
+ * `[model, version]` pair are skipped.
+ */
+export async function registeredQueues(redis: Redis, prefix: string): Promise<Array<{ name: string; version: string }>> {
+  const members = await redis.smembers(keys(prefix).interactiveQueues);
+  return members.map(parseQueueMember).filter((v): v is { name: string; version: string } => v !== undefined);
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
-import { keys, newEnvelopeId, parseQueueMember, queueMember, type EnvelopeData, type EnvelopeJob } from '@infer/contract';
+import { keys, newEnvelopeId, queueMember, type EnvelopeData, type EnvelopeJob } from '@infer/contract';
 import { AppError } from '@infer/errors';
-import { EnvelopeQueue } from '@infer/job-store';
+import { EnvelopeQueue, registeredQueues } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
 import { tensorBuffers, type DecodedTensor } from '@infer/tensors';
 
@@ -268,14 +268,13 @@ export class EnvelopeWriter {
 
   private async readDepths(): Promise<void> {
     // Every queue any gateway wrote to, this one's own included (again, should the registry have been lost).
-    const registry = keys(this.options.prefix).interactiveQueues;
-    const members = new Set(await this.options.redis.smembers(registry));
-    for (const member of members) {
-      const parsed = parseQueueMember(member);
-      if (parsed) this.queueOf(parsed);
+    const members = new Set<string>();
+    for (const q of await registeredQueues(this.options.redis, this.options.prefix)) {
+      this.queueOf(q);
+      members.add(queueMember(q.name, q.version));
     }
     const missing = [...this.registered].filter((m) => !members.has(m));
-    if (missing.length > 0) await this.options.redis.sadd(registry, ...missing);
+    if (missing.length > 0) await this.options.redis.sadd(keys(this.options.prefix).interactiveQueues, ...missing);
     const queues = [...this.queues.values()];
     const counts = await Promise.all(queues.map((q) => q.queued()));
     queues.forEach((q, i) => this.depth.set(q.keys.queued, counts[i]!));
