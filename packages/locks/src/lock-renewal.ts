@@ -53,7 +53,8 @@ const SNAPSHOT_BYTES = 64 * 1024;
  * JSON in shared memory, under a sequence lock (odd while being written).
  * Written on every change of the held set, at no more cost than the
  * encoding: no message, so the thread is not woken for each one (a
- * message per change cost the worker more than its Redis commands did).
+ * message per change, waking the thread each time, took 2.3% of an OCR
+ * worker's profile).
  */
 export class HeldSnapshot {
   private header: Int32Array;

@@ -147,6 +147,9 @@ export class WebhookDeliveryWorker {
       maxStalledCount: MAX_STALLED_RUNS,
       lockDuration: options.lockMs ?? 30_000,
       stalledInterval: options.lockMs ?? 30_000,
+      // The claims are renewed by the process's lock-renewal thread (this.claims), through model runs too:
+      // BullMQ's own renewal, on the event loop, would only do the same work twice.
+      skipLockRenewal: true,
       ...(options.telemetry ? { telemetry: options.telemetry } : {}),
       settings: {
         // RetryLater carries the delay the processor chose; any other error
