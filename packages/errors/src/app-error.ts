@@ -27,6 +27,9 @@ export type ErrorCode =
   | 'inference_failed'
   | 'internal_error';
 
+/** The HTTP statuses a problem answer has (each with its title in PROBLEM_TITLES). */
+export type ProblemStatus = 400 | 401 | 403 | 404 | 408 | 409 | 413 | 415 | 422 | 429 | 500 | 503;
+
 export interface AppErrorOptions {
   /** Seconds a client should wait before retrying; becomes `Retry-After`. */
   retryAfterSeconds?: number;
@@ -35,10 +38,10 @@ export interface AppErrorOptions {
 
 export class AppError extends Error {
   readonly code: ErrorCode;
-  readonly status: number;
+  readonly status: ProblemStatus;
   readonly retryAfterSeconds: number | undefined;
 
-  constructor(status: number, code: ErrorCode, message: string, options: AppErrorOptions = {}) {
+  constructor(status: ProblemStatus, code: ErrorCode, message: string, options: AppErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AppError';
     this.status = status;

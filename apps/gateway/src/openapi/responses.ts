@@ -3,7 +3,7 @@
  * exactly the `code`s it can carry), headers and parameters.
  */
 import { IDEMPOTENCY_KEY_RE } from '@infer/contract';
-import type { ErrorCode } from '@infer/errors';
+import type { ErrorCode, ProblemStatus } from '@infer/errors';
 import { PROBLEM_TITLES, PROBLEM_TYPE_BASE } from '@infer/errors';
 import { EXAMPLE_EVENT_ID, EXAMPLE_JOB_ID, EXAMPLE_MODEL_EVENT_ID, EXAMPLE_ROLLOUT_ID, ref, type JsonObject } from './schemas.js';
 
@@ -15,7 +15,7 @@ export interface ProblemOptions {
 }
 
 /** A problem+json response whose `code` is one of `codes`, with an example of the first. */
-export function problem(status: number, description: string, codes: readonly [ErrorCode, ...ErrorCode[]], options: ProblemOptions = {}): JsonObject {
+export function problem(status: ProblemStatus, description: string, codes: readonly [ErrorCode, ...ErrorCode[]], options: ProblemOptions = {}): JsonObject {
   const { retryAfter = false } = options;
   const first = codes[0];
   return {
@@ -26,7 +26,7 @@ export function problem(status: number, description: string, codes: readonly [Er
         schema: { allOf: [ref('Problem'), { properties: { status: { const: status }, code: { enum: [...codes] } } }] },
         example: {
           type: PROBLEM_TYPE_BASE + first.replaceAll('_', '-'),
-          title: PROBLEM_TITLES[status] ?? 'Error',
+          title: PROBLEM_TITLES[status],
           status,
           detail: options.detail ?? EXAMPLE_DETAIL[first] ?? description,
           code: first,

@@ -590,7 +590,7 @@ export const BatchCompletedEventSchema = event('batch.completed', BatchSchema, '
 export const ProblemSchema = z
   .object({
     type: z.string().meta({ format: 'uri', description: 'https://infer.dev/problems/<code with dashes>' }),
-    title: z.string().describe('The HTTP status’s reason phrase.'),
+    title: z.string().describe('The HTTP status’s reason phrase, as RFC 9110 names it.'),
     status: z.number().int(),
     detail: z.string().describe('What went wrong, for people. Never a stack trace.'),
     code: z.enum(ERROR_CODES).describe('Stable snake_case code, for programs.'),
