@@ -24,6 +24,8 @@ export interface JobServiceDeps {
   resultTtlMs?: number;
   /** Sends a canceled job's `job.completed` (the cancel put it on its queue's outbox). */
   outbox?: Pick<CompletedEventsOutbox, 'drain'>;
+  /** Told of every job this gateway writes to a queue, as its write returns (a `Prefer: wait` request goes on waiting): the metrics count them. */
+  onSubmitted?: (model: string, version: string) => void;
   /** Told of every cancel this gateway commits, by a client or at a read past the job's deadline (the metrics count them). */
   onCanceled?: (model: string, version: string) => void;
   now?: () => number;
@@ -145,6 +147,7 @@ export class JobService {
       try {
         await writer.add(model, job, inputs);
         made = true;
+        this.deps.onSubmitted?.(model.name, model.version);
         enqueue?.end();
       } catch (err) {
         if (enqueue) {
@@ -274,7 +277,9 @@ export class JobService {
     let lookup: JobLookup;
     let record: Buffer;
     for (let attempt = 1; ; attempt++) {
-      lookup = await this.deps.store.read(id);
+      // A job still queued past its deadline has ended (deadline_exceeded), whether or not it was read
+      // since: the cancel finds it ended (409), as it would after a GET or the workers' sweep.
+      lookup = await this.pastDeadline(tenant, await this.deps.store.read(id));
       // 404 for a missing or another tenant's job, before anything else is said about it.
       if (lookup.kind === 'ended') {
         const { header } = decodeRecord(lookup.record);
