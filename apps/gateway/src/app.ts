@@ -125,13 +125,14 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     webhookAllowPrivate: config.webhookAllowPrivate,
     resultTtlMs: config.resultTtlMs,
     outbox: new CompletedEventsOutbox(deps.redis, config.queuePrefix, deps.webhookEvents, logger),
+    onSubmitted: (model, version) => metrics.jobSubmitted(model, version),
     onCanceled: (model, version) => metrics.jobCanceled(model, version),
     ...(deps.tracing ? { tracing: deps.tracing } : {}),
   });
   // Batch uploads step aside while this gateway serves interactive requests,
   // counted from the moment one arrives (before auth and rate limiting).
   const interactive = new InteractiveRequests();
-  const handlers = new JobHandlers(jobs, metrics, { maxBodyBytes: config.maxBodyBytes, maxWaitMs: config.maxWaitMs, interactive });
+  const handlers = new JobHandlers(jobs, { maxBodyBytes: config.maxBodyBytes, maxWaitMs: config.maxWaitMs, interactive });
   mountJobRoutes(app, handlers, guard, config.maxBodyBytes, deps.tracing, interactive);
   const dispatch = jobDispatch({
     handlers,

@@ -81,7 +81,6 @@ const waitApplied = (waitMs: number | undefined): Record<string, string> =>
 export class JobHandlers {
   constructor(
     private readonly service: JobService,
-    private readonly metrics: GatewayMetrics,
     private readonly options: JobRoutesOptions,
   ) {}
 
@@ -106,7 +105,6 @@ export class JobHandlers {
     });
     const headers: Record<string, string> = { location: `/v1/jobs/${job.id}`, ...waitApplied(waitMs) };
     if (job.replayed) headers['idempotent-replayed'] = 'true';
-    else this.metrics.jobSubmitted(job.model, job.version);
     // A replay answers 200 with the first job, whatever its status.
     sendJob(res, job.ended || job.replayed ? 200 : 202, job, headers);
   }
