@@ -109,7 +109,7 @@ describe('batches: a process dying between ending a batch and queueing its batch
     try {
       const batch = await submitBatch(p, { ndjson: lines(5), query: `model=mlp&webhook=${encodeURIComponent(receiver.url)}` });
       const dying = dyingStore();
-      expect(await dying.cancel(batch.id, 'tenant-a', Date.now())).to.equal('canceled');
+      expect((await dying.cancel(batch.id, 'tenant-a', Date.now())).outcome).to.equal('canceled');
       batchId = batch.id;
     } finally {
       await chunks.resume();

@@ -165,11 +165,16 @@ describe('batches: the batch store', () => {
     ended.length = 0;
     await create('b2');
     await store.addChunk('b2', 0, manifest(0, 3), 0, Buffer.from('abc'));
-    expect(await store.cancel('b2', 'other', Date.now())).to.equal('missing');
-    expect(await store.cancel('b2', 't', Date.now())).to.equal('canceled');
+    expect(await store.cancel('b2', 'other', Date.now())).to.deep.equal({ outcome: 'missing' });
+    const canceled = await store.cancel('b2', 't', Date.now());
+    expect(canceled.outcome).to.equal('canceled');
+    // The record as the cancel left it comes with the outcome: no read after the commit.
+    const record = 'record' in canceled ? canceled.record : null;
+    expect(record).to.include({ id: 'b2', tenant: 't', status: 'canceled', chunks: 1, sealed: true });
+    expect(record!.counts).to.deep.equal({ total: 3, succeeded: 0, failed: 0, canceled: 3 });
     // Nothing will run them: a canceled batch's inputs are freed at once.
     expect(await store.chunkInputs('b2', 0)).to.equal(null);
-    expect(await store.cancel('b2', 't', Date.now())).to.equal('already_canceled');
+    expect(await store.cancel('b2', 't', Date.now())).to.deep.equal({ outcome: 'already_canceled' });
     expect(await store.finishChunk('b2', 0, 'z\n', 3, 0, Date.now())).to.equal('ended');
     expect(await store.addChunk('b2', 1, manifest(3, 1), 0, Buffer.from('d'))).to.equal('ended');
     expect(await store.chunkInputs('b2', 1)).to.equal(null);

@@ -25,7 +25,8 @@ export interface BatchStoreOptions {
 /** What a state change answered: 'ok'; 'completed' when this call completed the batch; 'ended' when it had already ended. */
 export type ChunkOutcome = 'ok' | 'completed' | 'duplicate' | 'missing' | 'ended';
 export type StartChunkOutcome = BatchStatus | 'missing';
-export type CancelOutcome = 'canceled' | 'missing' | 'completed' | 'already_canceled';
+/** A cancel: committed, with the record as it left it; or why not. */
+export type CancelOutcome = { outcome: 'canceled'; record: BatchRecord } | { outcome: 'missing' | 'completed' | 'already_canceled' };
 
 /**
  * A batch stays in Redis while it runs, however long, and for `resultTtlMs`
@@ -39,7 +40,7 @@ type ScriptRedis = Redis & {
   inferBatchStartChunk(k1: string, now: number): Promise<string>;
   inferBatchFinishChunk(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number | Buffer)[]): Promise<string>;
   inferBatchSeal(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number)[]): Promise<string>;
-  inferBatchCancel(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number)[]): Promise<string>;
+  inferBatchCancel(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number)[]): Promise<string | string[]>;
 };
 
 /** How long a batch's place in its tenant's list is kept once its entry went, for a cursor naming it. */
@@ -177,7 +178,9 @@ export class BatchStore {
    * tenant's batch too, so the caller answers both with the same 404.
    */
   async cancel(id: string, tenant: string, now: number): Promise<CancelOutcome> {
-    const outcome = (await this.redis.inferBatchCancel(
+    // The script answers the record it left (status canceled) with its outcome: the caller needs no read
+    // after the cancel has committed, which could fail and turn a done cancel into an error.
+    const reply = (await this.redis.inferBatchCancel(
       this.k.batch(id),
       this.k.batchResults(id),
       this.k.batchPending(id),
@@ -185,9 +188,13 @@ export class BatchStore {
       now,
       this.options.resultTtlMs,
       tenant,
-    )) as CancelOutcome;
-    if (outcome === 'canceled') await this.ended(id);
-    return outcome;
+    )) as string | string[];
+    if (!Array.isArray(reply)) return { outcome: reply as 'missing' | 'completed' | 'already_canceled' };
+    const hash: Record<string, string> = {};
+    for (let i = 1; i + 1 < reply.length; i += 2) hash[reply[i]!] = reply[i + 1]!;
+    const record = hashToBatchRecord(hash)!;
+    await this.tell(record);
+    return { outcome: 'canceled', record };
   }
 
   /** Forget a batch whose upload failed before it was accepted: it never existed for the client. */

@@ -94,8 +94,9 @@ return completeIfDone(ARGV[1], ARGV[2])
 /**
  * KEYS batch, results, pending, inputs. ARGV now, ttl, tenant.
  * Every item without a result yet is counted canceled, now: the counts and
- * the results are final from this moment. Returns 'canceled', 'missing'
- * (unknown, or another tenant's), 'already_canceled' or 'completed'.
+ * the results are final from this moment. Returns {'canceled', then the
+ * record's fields and values as it leaves it}, or 'missing' (unknown, or
+ * another tenant's), 'already_canceled' or 'completed'.
  */
 export const CANCEL = `
 local s = redis.call('HGET', KEYS[1], 'status')
@@ -109,5 +110,5 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 redis.call('DEL', KEYS[4])
-return 'canceled'
+return {'canceled', unpack(redis.call('HGETALL', KEYS[1]))}
 `;

@@ -126,8 +126,9 @@ export class BatchService {
 
   /**
    * Take every chunk of the upload, register and enqueue each, seal the
-   * batch. If reading fails (the client went away, Redis did) the batch is
-   * discarded: without a 202 it never existed for the client.
+   * batch. If reading fails before the seal (the client went away, Redis
+   * did) the batch is discarded: without a 202 it never existed for the
+   * client. Once sealed it runs, and is answered 202 whatever follows.
    */
   private async submit(tenant: string, prepared: PreparedBatch, source: ChunkSource): Promise<Batch> {
     try {
@@ -143,6 +144,7 @@ export class BatchService {
     if (await this.deps.memory?.nearlyFull()) throw nearlyFull();
     const { model, params } = prepared;
     const id = uuidv4();
+    const createdAt = this.now();
     // Before a byte of the body is read: a tenant at its limit is told so at once (429).
     try {
       await this.deps.openBatches?.reserve(tenant, id);
@@ -154,6 +156,9 @@ export class BatchService {
     }
     let live = true;
     let chunks = 0;
+    // What the upload counted, for an answer built here when the record cannot be read back (see below).
+    const counted = { total: 0, failed: 0 };
+    let sealed: Awaited<ReturnType<typeof this.deps.store.seal>> | undefined;
     let writing: Promise<void> = Promise.resolve();
     let failure: { err: unknown } | undefined;
 
@@ -167,6 +172,8 @@ export class BatchService {
         live = false;
         return;
       }
+      counted.total += chunk.count;
+      counted.failed += chunk.failures.length;
       if (chunk.rows === 0) {
         // Nothing to run: the gateway writes the chunk's (failed) results itself.
         const results = failedChunkResult(chunk.start, chunk.count, chunk.custom_ids, chunk.failures, null);
@@ -184,7 +191,7 @@ export class BatchService {
         tenant,
         model: model.name,
         version: model.version,
-        createdAt: this.now(),
+        createdAt,
         metadata: params.metadata ?? null,
         webhook: params.webhook ?? null,
         webhookEventsFilter: params.webhook ? [...new Set(params.webhook_events_filter ?? (['completed'] as const))] : [],
@@ -208,13 +215,37 @@ export class BatchService {
       await writing;
       if (failure) throw failure.err;
       if (chunks === 0) throw badRequest('invalid_input', 'The batch has no items');
-      if (live) await this.deps.store.seal(id, this.now());
+      if (live) sealed = await this.deps.store.seal(id, this.now());
     } catch (err) {
       await writing;
       await this.abandon(id, tenant, model, chunks);
       throw err;
     }
-    return toBatch(await this.read(tenant, id));
+    try {
+      return toBatch(await this.read(tenant, id));
+    } catch (err) {
+      // The batch is in and runs: a 503 now would have the client send it again, and it would run twice.
+      // The 202 gives it the batch as the upload left it (as a submit's 202 gives a job as last known).
+      if (sealed !== 'ok' && sealed !== 'completed') throw err;
+      this.deps.logger.warn({ batch: id, err: (err as Error).message }, 'a sealed batch could not be read back; answering it as the upload left it');
+      return toBatch({
+        id,
+        tenant,
+        model: model.name,
+        version: model.version,
+        status: sealed === 'completed' ? 'completed' : 'queued',
+        createdAt,
+        startedAt: null,
+        completedAt: sealed === 'completed' ? this.now() : null,
+        metadata: params.metadata ?? null,
+        webhook: params.webhook ?? null,
+        webhookEventsFilter: [],
+        counts: { total: counted.total, succeeded: 0, failed: counted.failed, canceled: 0 },
+        chunks,
+        chunksDone: 0,
+        sealed: true,
+      });
+    }
   }
 
   async get(tenant: string, id: string): Promise<Batch> {
@@ -245,14 +276,19 @@ export class BatchService {
   /** Items not yet run end canceled; results already written are kept. 409 for an ended batch. */
   async cancel(tenant: string, id: string): Promise<Batch> {
     if (!BATCH_ID_RE.test(id)) throw this.missing(id);
-    const outcome = await this.deps.store.cancel(id, tenant, this.now());
+    const canceled = await this.deps.store.cancel(id, tenant, this.now());
+    const { outcome } = canceled;
     if (outcome === 'missing') throw this.missing(id);
-    if (outcome !== 'canceled') {
+    if (canceled.outcome !== 'canceled') {
       const was = outcome === 'already_canceled' ? 'canceled' : outcome;
       throw conflict(`The batch has already ended (${was}); only queued or running batches can be canceled`);
     }
-    const record = await this.read(tenant, id);
-    await this.deps.queues.removeChunks(record.model, record.version, id, record.chunks);
+    // The cancel has committed: the answer is 200 whatever follows (a retry would meet 409). Chunks left in
+    // the queue are taken out here; any this misses, workers skip (their batch is canceled).
+    const { record } = canceled;
+    await this.deps.queues
+      .removeChunks(record.model, record.version, id, record.chunks)
+      .catch((err: unknown) => this.deps.logger.warn({ batch: id, err: (err as Error).message }, 'could not take a canceled batch\'s chunks out of the queue; workers will skip them'));
     return toBatch(record);
   }
 
