@@ -6,6 +6,7 @@ import { EnvelopeQueue, encodeRecord } from '@infer/job-store';
 import { expectProblem, expectRetryAfter, getJob, pollJob } from './helpers/jobs.js';
 import { OTHER_TENANT_KEY, startPlatform, TEST_KEY, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 import { elapse, waitUntil } from './helpers/wait.js';
+import { cancelAfterMs } from '../apps/gateway/src/http/cancel-after.js';
 
 /**
  * `Cancel-After` deadlines (a job still queued at its deadline ends
@@ -138,6 +139,13 @@ describe('Cancel-After deadlines', function () {
     const ended = await pollJob(p, job.id, 15_000);
     expect(ended.error, 'a job a worker had taken before its deadline must finish').to.equal(null);
     expect(ended.status).to.equal('succeeded');
+  });
+
+  it('reads a Cancel-After in whole milliseconds, rounded up: a fraction of one is a deadline still ahead', () => {
+    expect(cancelAfterMs('0.4ms')).to.equal(1);
+    expect(cancelAfterMs('1.5s')).to.equal(1500);
+    expect(cancelAfterMs('1h30m')).to.equal(5_400_000);
+    expect(cancelAfterMs(undefined)).to.equal(undefined);
   });
 
   it('refuses a malformed or too long Cancel-After with 400, enqueueing nothing', async () => {

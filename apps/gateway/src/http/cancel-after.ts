@@ -7,8 +7,9 @@ const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_00
 
 /**
  * `Cancel-After` (Replicate's header): a duration such as `30s`, `5m`,
- * `1h`, `1h30m` or `250ms`, up to 24 h. Returns milliseconds, or undefined
- * when the header is absent; anything else is a 400 `invalid_input`.
+ * `1h`, `1h30m` or `250ms`, up to 24 h. Returns whole milliseconds (rounded
+ * up), or undefined when the header is absent; anything else is a 400
+ * `invalid_input`.
  */
 export function cancelAfterMs(header: string | string[] | undefined): number | undefined {
   if (header === undefined) return undefined;
@@ -20,5 +21,6 @@ export function cancelAfterMs(header: string | string[] | undefined): number | u
   let ms = 0;
   for (const [, n, unit] of trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(n) * UNIT_MS[unit!]!;
   if (ms <= 0 || ms > MAX_CANCEL_AFTER_MS) throw badRequest('invalid_input', 'Cancel-After must be more than 0 and at most 24h');
-  return Math.round(ms);
+  // Whole milliseconds, rounded up: a duration of less than one (0.4ms) is still more than 0, not a deadline already past.
+  return Math.ceil(ms);
 }
