@@ -14,7 +14,8 @@ import { tenantOf } from '../http/auth.js';
  * - `GET  /v1/jobs/{id}/webhook_deliveries` → `{object: "list", data:
  *   [WebhookDelivery]}`, oldest first; likewise
  *   `GET /v1/batches/{id}/webhook_deliveries`. 404 for an unknown job or
- *   batch; an empty list for one without a webhook. They expire with it.
+ *   batch; an empty list for one without a webhook. They expire with it,
+ *   or later while retries are still scheduled (then listed from the log).
  * - `GET  /v1/webhook_deliveries/{event_id}` → WebhookDelivery. The event id
  *   is the `webhook-id` header a receiver got.
  * - `POST /v1/webhook_deliveries/{event_id}/resend` → 202 WebhookDelivery
@@ -52,10 +53,14 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
     router.get(`/${object === 'job' ? 'jobs' : 'batches'}/:id/webhook_deliveries`, async (req, res) => {
       const tenant = tenantOf(req);
       const id = req.params.id!;
-      if ((await owner(id)) !== tenant) {
-        throw object === 'job' ? notFound('job_not_found', `No job with id "${id}"`) : notFound('batch_not_found', `No batch with id "${id}"`);
-      }
-      res.json(list(await events.log.list({ object, id }, tenant)));
+      const missing = () => (object === 'job' ? notFound('job_not_found', `No job with id "${id}"`) : notFound('batch_not_found', `No batch with id "${id}"`));
+      const ownedBy = await owner(id);
+      if (ownedBy !== null && ownedBy !== tenant) throw missing();
+      const deliveries = await events.log.list({ object, id }, tenant);
+      // A record that has expired (RESULT_TTL_SECONDS) while its deliveries are still retried: the log
+      // outlives it on purpose, and lists only this tenant's events. With none, the subject is unknown.
+      if (ownedBy === null && deliveries.length === 0) throw missing();
+      res.json(list(deliveries));
     });
   subjectRoute('job', deps.jobTenant);
   if (deps.batchTenant) subjectRoute('batch', deps.batchTenant);
