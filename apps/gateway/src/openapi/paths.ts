@@ -639,7 +639,7 @@ export const paths: JsonObject = {
       operationId: 'listJobWebhookDeliveries',
       tags: ['webhooks'],
       summary: 'Every webhook event of a job, with its attempts',
-      description: 'Oldest first; an empty list for a job without a webhook. The deliveries expire with the job.',
+      description: 'Oldest first; an empty list for a job without a webhook. The deliveries expire with the job, or later while retries are still scheduled (then listed after the job itself has expired).',
       parameters: [param('JobId')],
       responses: {
         '200': json('The job’s events.', ref('WebhookDeliveryList')),
@@ -655,7 +655,7 @@ export const paths: JsonObject = {
       operationId: 'listBatchWebhookDeliveries',
       tags: ['webhooks'],
       summary: 'Every webhook event of a batch, with its attempts',
-      description: 'Oldest first; an empty list for a batch without a webhook. The deliveries expire with the batch.',
+      description: 'Oldest first; an empty list for a batch without a webhook. The deliveries expire with the batch, or later while retries are still scheduled (then listed after the batch itself has expired).',
       parameters: [param('BatchId')],
       responses: {
         '200': json('The batch’s events.', ref('WebhookDeliveryList')),
