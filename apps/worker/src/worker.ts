@@ -73,7 +73,15 @@ export async function createWorker(
   // The stores get a connection of their own: ioredis copies every script
   // defined on a connection (BullMQ defines ~65) into each pipeline it builds,
   // which on the shared one cost an eighth of the worker's CPU.
-  const storeConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+  //
+  // The scripts that end work (a micro-batch's FINISH, a chunk's results) are written at once, not
+  // auto-pipelined: an auto-pipeline leaves on a setImmediate, and onnxruntime-node starts the next run
+  // on one too; a run queued first would hold the end, and the answers it sends, for its whole length.
+  const storeConnection = new Redis(config.redisUrl, {
+    maxRetriesPerRequest: null,
+    enableAutoPipelining: true,
+    autoPipeliningIgnoredCommands: ['inferFinish', 'inferBatchFinishChunk'],
+  });
   for (const conn of [connection, storeConnection]) {
     conn.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   }
