@@ -77,8 +77,8 @@ describe('jobs: a running job canceled', function () {
 
 /**
  * docs/api.md, the Job's `metrics`: `inference_ms` is the ONNX Runtime time
- * of the job's batch. A take that overshoots the batch (two envelopes of 3
- * for a max_batch_size of 4) puts two micro-batches in flight at once; one
+ * of the job's batch. A take that overshoots the batch (an envelope of 2,
+ * then one of 4, for a max_batch_size of 4) puts two micro-batches in flight at once; one
  * thread runs both, one after the other, and each must report its own run,
  * not the wait behind the other's.
  */
@@ -101,7 +101,8 @@ describe('jobs: per-job metrics of two micro-batches in flight together', functi
 
   it("inference_ms of each batch is that batch's own ONNX Runtime time: together they fit in the wall time they ran in", async () => {
     const model = p.gateway.models.resolve('cubic', '1');
-    // The gateway's own envelope writer: jobs added in one turn travel as one envelope. Two envelopes of 3.
+    // The gateway's own envelope writer: jobs added in one turn travel as one envelope. One of 2, then one of 4:
+    // one take gets both, the 4 does not fit the room the 2 leave, so it is a batch of its own, due at once.
     const writer = new EnvelopeWriter({ redis, prefix: p.prefix, resultTtlMs: 60_000, maxQueueDepth: 1_000_000, gatewayChannel: `${p.prefix}:gateway:metrics-test` });
     const ids: string[] = [];
     const add = () => {
@@ -109,8 +110,8 @@ describe('jobs: per-job metrics of two micro-batches in flight together', functi
       ids.push(job.id);
       return writer.add(model, job, [decodeInput(new Array(1024).fill(0), model.inputs[0]!)]);
     };
-    await Promise.all([add(), add(), add()]);
-    await Promise.all([add(), add(), add()]);
+    await Promise.all([add(), add()]);
+    await Promise.all([add(), add(), add(), add()]);
 
     await p.startWorker();
     const ended: Job[] = await Promise.all(ids.map((id) => pollJob(p, id, 40_000)));

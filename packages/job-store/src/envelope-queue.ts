@@ -84,6 +84,13 @@ export interface TakenEnvelope {
    * one. Until then its jobs were queued; from then on they had started.
    */
   firstTakenAt: number;
+  /**
+   * When this take took it (epoch ms), as the take stamped it (`processedOn`,
+   * what a read of its running jobs answers as `started_at`): not when the
+   * reply reached the worker, which a model run holding its event loop can
+   * delay by the rest of that run.
+   */
+  takenAt: number;
 }
 
 /** What a worker hands back for one envelope: every job of it, in order. */
@@ -250,7 +257,7 @@ export class EnvelopeQueue {
    * into a stall, which would count toward their jobs' `worker_lost`.
    */
   private async recover(outcome: FetchOutcome, token: string, now: number): Promise<FetchOutcome> {
-    const found = parseFetch(await this.redis.inferRecoverTakeBuffer(this.keys.active, this.keys.base, token), now);
+    const found = parseFetch(await this.redis.inferRecoverTakeBuffer(this.keys.active, this.keys.base, token), now, true);
     const taken = outcome === 'paused' ? { waiting: 0, envelopes: [] } : outcome;
     if (found === 'paused') return outcome;
     const have = new Set(taken.envelopes.map((e) => e.id));
@@ -325,7 +332,6 @@ export class EnvelopeQueue {
 /** What a take found: `waiting` envelopes left in the queue (0: nothing more to wait for), or the queue is paused. */
 export type FetchOutcome = { waiting: number; envelopes: TakenEnvelope[] } | 'paused';
 
-/** A take's reply; `now` is the time the take was sent with (the FETCH script's ARGV[4]). */
 /** Closes seen on a connection, counted from the first take on it: a command in flight across one may have run and be sent again. */
 const connectionCloses = new WeakMap<Redis, { count: number }>();
 function closesOf(redis: Redis): { count: number } {
@@ -339,7 +345,12 @@ function closesOf(redis: Redis): { count: number } {
   return closes;
 }
 
-function parseFetch(reply: unknown[], now: number): FetchOutcome {
+/**
+ * A take's reply; `now` is the time the take was sent with (the FETCH
+ * script's ARGV[4]); `afterTake`: the fields are from after the take
+ * (recover), so they hold its stamp.
+ */
+function parseFetch(reply: unknown[], now: number, afterTake = false): FetchOutcome {
   const waiting = Number(reply[0]);
   if (waiting < 0) return 'paused';
   const envelopes: TakenEnvelope[] = [];
@@ -347,7 +358,8 @@ function parseFetch(reply: unknown[], now: number): FetchOutcome {
     const flat = reply[i + 1] as Buffer[];
     const fields = new Map<string, Buffer>();
     for (let f = 0; f + 1 < flat.length; f += 2) fields.set(flat[f]!.toString(), flat[f + 1]!);
-    envelopes.push({ id: (reply[i] as Buffer).toString(), fields, firstTakenAt: firstTakenAt(fields, now) });
+    const takenAt = afterTake ? Number(fields.get('processedOn')?.toString()) || now : stampOf(fields, now);
+    envelopes.push({ id: (reply[i] as Buffer).toString(), fields, firstTakenAt: firstTakenAt(fields, now), takenAt });
   }
   return { waiting, envelopes };
 }
@@ -360,5 +372,10 @@ function parseFetch(reply: unknown[], now: number): FetchOutcome {
 function firstTakenAt(fields: ReadonlyMap<string, Buffer>, now: number): number {
   const stamped = fields.get('ft') ?? fields.get('processedOn');
   if (stamped) return Number(stamped.toString());
+  return stampOf(fields, now);
+}
+
+/** The time FETCH stamps a take with (processedOn): max(the time the take was sent with, the envelope's enqueue time). */
+function stampOf(fields: ReadonlyMap<string, Buffer>, now: number): number {
   return Math.max(now, Number(fields.get('timestamp')?.toString() ?? 0) || 0);
 }

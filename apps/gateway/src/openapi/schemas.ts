@@ -292,7 +292,7 @@ export const BatchItemErrorSchema = z
   .describe('Why a batch item failed. A canceled item has no error.');
 
 export const JobMetricsSchema = z.object({
-  queue_ms: z.number().describe('From submit to the start of its batch.'),
+  queue_ms: z.number().describe('From submit until a worker took it: started_at − created_at.'),
   inference_ms: z.number().describe('ONNX Runtime time of the batch it ran in.'),
   batch_size: z.number().int().describe('Instances in that batch.'),
 });

@@ -50,11 +50,10 @@ export interface InteractiveWorkerOptions {
   blockSeconds?: number;
 }
 
-/** A taken envelope before it is read: the lock token and time it was taken with. */
+/** A taken envelope before it is read, with the lock token it was taken with. */
 interface Taken {
   taken: TakenEnvelope;
   token: string;
-  takenAt: number;
 }
 
 /** Part of an envelope in one micro-batch: some of its jobs (indices into its data.jobs). */
@@ -86,8 +85,9 @@ const MOST_ENVELOPES_PER_FETCH = 64;
  *   Nothing left means nothing to wait for: the batch runs at once, so a
  *   lone job never waits, while a busy queue fills batches to
  *   `max_batch_size` (or `max_delay_ms` after their first instance).
- * - Batch: envelopes go into the batch whole; one is split across batches
- *   only when it does not fit the room left.
+ * - Batch: envelopes go into a batch whole; one that does not fit the room
+ *   left goes into the next batch, and one is split across batches only
+ *   when it holds more instances than a batch takes.
  * - Finish: when a batch has run, the envelopes it completed are ended in
  *   one script call: every job's record written (unless the job was
  *   canceled meanwhile), the envelopes removed, and one message per waiting
@@ -253,8 +253,7 @@ export class InteractiveWorker {
           await new Promise((r) => setTimeout(r, 1000));
           return { items: [], drained: true };
         }
-        const takenAt = Date.now();
-        return { items: taken.envelopes.map((e) => ({ taken: e, token, takenAt })), drained: taken.waiting === 0 };
+        return { items: taken.envelopes.map((e) => ({ taken: e, token })), drained: taken.waiting === 0 };
       },
       close: async () => {
         // A take may be riding behind the wait. disconnect() half-closes (ioredis ends the stream): a reply Redis
@@ -290,7 +289,10 @@ export class InteractiveWorker {
   }
 
   /** Read a taken envelope and put its jobs in batches (or end them now, when none is to run). */
-  private accept({ taken, token, takenAt }: Taken): void {
+  private accept({ taken, token }: Taken): void {
+    // The take as Redis stamped it (not when its reply was read): what a read of its running jobs says as
+    // started_at, and so what their records, queue_ms and job.started say.
+    const { takenAt } = taken;
     const { model } = this.options;
     this.inHand++;
     let held: HeldEnvelope;
@@ -329,9 +331,11 @@ export class InteractiveWorker {
       return;
     }
     const live = held.inputs.flatMap((inputs, i) => (inputs ? [i] : []));
-    // Whole, when it fits the room left; split only when it must.
+    // Whole, split only when it must: an envelope bigger than a batch. One that does not fit the room left
+    // goes whole into the next batch (the batcher runs the one collecting without it): split across two, the
+    // jobs of its first part would end only when the second had run, after the completed_at they carry.
     for (let from = 0; from < live.length; ) {
-      const take = Math.min(live.length - from, this.batcher.room > 0 ? this.batcher.room : this.batchSize);
+      const take = Math.min(live.length - from, this.batchSize);
       this.batcher.add({ envelope: held, jobs: live.slice(from, from + take) }).catch((err: unknown) => {
         // runSlices settles every job itself; this is a bug guard, not a path.
         this.log.error({ err, envelope: held.id }, 'micro-batch failed unexpectedly');
