@@ -277,10 +277,9 @@ export class BatchService {
   async cancel(tenant: string, id: string): Promise<Batch> {
     if (!BATCH_ID_RE.test(id)) throw this.missing(id);
     const canceled = await this.deps.store.cancel(id, tenant, this.now());
-    const { outcome } = canceled;
-    if (outcome === 'missing') throw this.missing(id);
+    if (canceled.outcome === 'missing') throw this.missing(id);
     if (canceled.outcome !== 'canceled') {
-      const was = outcome === 'already_canceled' ? 'canceled' : outcome;
+      const was = canceled.outcome === 'already_canceled' ? 'canceled' : canceled.outcome;
       throw conflict(`The batch has already ended (${was}); only queued or running batches can be canceled`);
     }
     // The cancel has committed: the answer is 200 whatever follows (a retry would meet 409). Chunks left in
