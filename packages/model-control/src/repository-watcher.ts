@@ -169,10 +169,11 @@ export class RepositoryWatcher {
     for (const v of found.removed) await control.drain(v.name, v.version, 'removed', actor);
     for (const f of found.failedGone) await control.forgetFailure(f.name, f.version);
     for (const f of found.failed) await this.announceFailed(f);
-    // A removed version whose folder is back: routable again once ready.
+    // A removed version whose folder is back: routable again once ready. Not while the version loaded here is
+    // still gone (its folder came back with another file): it drains and is released first, then loads anew.
     for (const name of this.known()) {
       for (const [version, d] of view.of(name).draining) {
-        if (d.reason === 'removed' && repo.inFolder(name, version)) await control.undrain(name, version, actor);
+        if (d.reason === 'removed' && repo.inFolder(name, version) && !repo.isGone(name, version)) await control.undrain(name, version, actor);
       }
     }
     if (found.removed.length + found.failed.length + found.loaded.length > 0) {

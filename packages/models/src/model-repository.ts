@@ -77,6 +77,8 @@ const key = (name: string, version: string) => `${name}\0${version}`;
 export class ModelRepository {
   private readonly failures = new Map<string, FailedVersion & { mtimeMs: number }>();
   private readonly gone = new Set<string>();
+  /** The file each loaded version was loaded from, as fileIdentity saw it: a folder put back is the same model only with the same file. */
+  private readonly loadedFrom = new Map<string, string>();
   /** Versions a rescan is loading now. */
   private readonly loadingNow = new Map<string, { name: string; version: string }>();
 
@@ -137,8 +139,10 @@ export class ModelRepository {
     for (const p of wanted) {
       const k = key(p.name, p.version);
       if (this.gone.has(k)) {
-        // Its folder is back before it was released: it simply stays.
-        this.gone.delete(k);
+        // Its folder is back before it was released: with the same file it simply stays. With another one it
+        // stays gone (it drains and is released), and the look after its release loads the new file: one
+        // version number must not run the old model here while a worker started since runs the new one.
+        if (fileIdentity(p.file) === this.loadedFrom.get(k)) this.gone.delete(k);
         continue;
       }
       if (this.find(p.name, p.version) || skip(p.name, p.version)) continue;
@@ -155,8 +159,10 @@ export class ModelRepository {
       this.loadingNow.set(k, { name: p.name, version: p.version });
       hooks.loading?.(p.name, p.version);
       try {
+        const identity = fileIdentity(p.file);
         const loaded = await loadVersion(p.name, p.version, p.file, readConfig(p.dir), this.purpose);
         this.failures.delete(k);
+        if (identity) this.loadedFrom.set(k, identity);
         const list = this.models.get(p.name) ?? [];
         list.push(loaded);
         list.sort((a, b) => Number(a.version) - Number(b.version));
@@ -181,6 +187,7 @@ export class ModelRepository {
     list.splice(list.indexOf(v), 1);
     if (list.length === 0) this.models.delete(name);
     this.gone.delete(key(name, version));
+    this.loadedFrom.delete(key(name, version));
     await v.session.release().catch(() => undefined);
   }
 
@@ -301,6 +308,16 @@ function isDir(dir: string): boolean {
 }
 
 /** config.json's modification time, 0 when there is none: part of what a failed version is retried on. */
+/** A file's identity (inode, size, mtime): another file, or the same one rewritten, has another. Undefined when it cannot be read. */
+function fileIdentity(file: string): string | undefined {
+  try {
+    const st = statSync(file);
+    return `${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
+}
+
 function configMtime(dir: string): number {
   try {
     return statSync(path.join(dir, 'config.json')).mtimeMs;
