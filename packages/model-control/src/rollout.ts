@@ -69,7 +69,18 @@ export function judgeStep(r: StoredRollout, candidate: VersionFigures, replaced:
 export async function advanceRollouts(control: ModelControl, models: readonly string[], now = Date.now()): Promise<void> {
   for (const model of models) {
     const r = await control.activeRollout(model);
-    if (!r || r.state !== 'running' || now < r.step_started_at + r.step_seconds * 1000) continue;
+    if (!r || r.state !== 'running') continue;
+    const actor = `rollout:${r.id}`;
+    const back = r.from.routing_source === 'default' ? 'default' : r.from.routing;
+    // A candidate unloaded (or whose folder was removed) can take no more jobs: its steps would be held for
+    // ever, and the rollout with them, keeping the routing locked. It ends rolled back, at once.
+    const drained = (await control.draining(model)).get(r.version);
+    if (drained) {
+      const reason = `version ${r.version} is draining (${drained.reason}): it can take no more jobs`;
+      await control.moveRollout(r, { ...r, state: 'rolled_back', ended_at: now, reason }, back, actor, 'rollout_rolled_back', { rollout: r.id, reason });
+      continue;
+    }
+    if (now < r.step_started_at + r.step_seconds * 1000) continue;
     const step = { id: r.id, step: r.step };
     const candidate = await control.figures(model, step, r.version);
     // A step proves nothing until the candidate has served in it: it is held (a canary without traffic).
@@ -82,12 +93,11 @@ export async function advanceRollouts(control: ModelControl, models: readonly st
       replaced.failed += f.failed;
       for (const [le, n] of f.latency) replaced.latency.set(le, (replaced.latency.get(le) ?? 0) + n);
     }
-    const actor = `rollout:${r.id}`;
     const verdict = judgeStep(r, candidate, replaced);
     const figures = { candidate: stepFigures(candidate), replaced: stepFigures(replaced) };
     if ('rollBack' in verdict) {
       const next: StoredRollout = { ...r, state: 'rolled_back', ended_at: now, reason: verdict.rollBack };
-      await control.moveRollout(r, next, r.from.routing_source === 'default' ? 'default' : r.from.routing, actor, 'rollout_rolled_back', { rollout: r.id, reason: verdict.rollBack, figures });
+      await control.moveRollout(r, next, back, actor, 'rollout_rolled_back', { rollout: r.id, reason: verdict.rollBack, figures });
     } else if (r.step + 1 >= r.steps.length) {
       const next: StoredRollout = { ...r, state: 'completed', ended_at: now };
       await control.moveRollout(r, next, null, actor, 'rollout_completed', { rollout: r.id, version: r.version, figures });
