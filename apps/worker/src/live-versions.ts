@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
-import { bulkQueue, interactiveKeys } from '@infer/contract';
 import type { ServedVersion } from '@infer/fleet';
 import { RepositoryWatcher, type ControlView, type RolloutStep, type WatchedRepositoryOptions } from '@infer/model-control';
 import type { ModelVersion } from '@infer/models';
+import { versionHasQueuedWork } from '@infer/job-store';
 
 /**
  * How long after a version is marked draining its workers close its queue:
@@ -212,18 +212,7 @@ export class LiveVersions {
 
   /** No job or batch chunk of the version is waiting or running, on any worker, and no batch of it is still uploading. */
   private async queuesEmpty(model: ModelVersion): Promise<boolean> {
-    const k = interactiveKeys(this.o.prefix, model.name, model.version);
-    const b = bulkQueue(this.o.prefix, model.name, model.version);
-    const bulk = `${b.prefix}:${b.name}:`;
-    const counts = (await this.o.redis
-      .multi()
-      .llen(k.wait)
-      .llen(k.active)
-      .llen(bulk + 'wait')
-      .llen(bulk + 'active')
-      .zcard(bulk + 'delayed')
-      .zcard(bulk + 'prioritized')
-      .exec()) as Array<[Error | null, unknown]>;
-    return counts.every(([err, n]) => !err && Number(n ?? 0) === 0) && !(await this.o.batchesUnended(model));
+    if (await versionHasQueuedWork(this.o.redis, this.o.prefix, model.name, model.version)) return false;
+    return !(await this.o.batchesUnended(model));
   }
 }

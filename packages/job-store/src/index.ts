@@ -3,3 +3,4 @@ export * from './job-store.js';
 export * from './job-waiters.js';
 export * from './envelope-queue.js';
 export * from './completed-events-outbox.js';
+export * from './version-work.js';

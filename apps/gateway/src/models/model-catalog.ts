@@ -26,6 +26,12 @@ export interface ModelCatalogOptions extends WatchedRepositoryOptions {
    * depth is read with the others for MAX_QUEUE_DEPTH before any job is sent there.
    */
   onVersion?(v: ModelVersion): void;
+  /**
+   * Whether a version's queues still hold work (versionHasQueuedWork): a
+   * draining version no live worker holds stays listed, draining, while its
+   * jobs wait for a worker. Absent, such a version leaves the list at once.
+   */
+  hasQueuedWork?(model: string, version: string): Promise<boolean>;
 }
 
 interface ModelState {
@@ -43,9 +49,9 @@ interface ModelState {
  * a job is a lookup and a weighted pick, with no Redis call.
  *
  * A version's state: `draining` while marked so and a live worker still
- * holds it (then gone); `failed` when it could not be loaded here, or no
- * live worker could load it; `ready` when a live worker has it loaded;
- * otherwise `loading`.
+ * holds it, or work is still queued for it (then gone); `failed` when it
+ * could not be loaded here, or no live worker could load it; `ready` when a
+ * live worker has it loaded; otherwise `loading`.
  */
 export class ModelCatalog implements ModelResolver {
   readonly view: ControlView;
@@ -104,12 +110,26 @@ export class ModelCatalog implements ModelResolver {
       // Every model the repository names is in byModel already (its loaded and failed versions).
       if (byModel.has(model)) add(model, version);
     }
+    // Draining versions no live worker holds, with work still queued for them (the fleet is down or restarting):
+    // listed as draining until it has run, not gone while their jobs wait. (This gateway may have let go of its
+    // session already: it takes no jobs for them.)
+    const waiting = new Set<string>();
+    for (const [model, versions] of byModel) {
+      for (const version of this.view.of(model).draining.keys()) {
+        if (holds(fleet.get(versionKey(model, version))) || !this.o.hasQueuedWork) continue;
+        if (await this.o.hasQueuedWork(model, version).catch(() => false)) {
+          waiting.add(versionKey(model, version));
+          versions.add(version);
+        }
+      }
+    }
     const next = new Map<string, ModelState>();
     for (const [model, versions] of byModel) {
       const snapshot = this.view.of(model);
       const details: VersionDetail[] = [];
       for (const version of [...versions].sort((a, b) => Number(a) - Number(b))) {
-        const d = this.detail(model, version, fleet.get(versionKey(model, version)), snapshot.draining.has(version));
+        const key = versionKey(model, version);
+        const d = this.detail(model, version, fleet.get(key), snapshot.draining.has(version), waiting.has(key));
         if (d) details.push(d);
       }
       // Only versions loaded here can be routed to from here: their specs validate the jobs.
@@ -124,10 +144,10 @@ export class ModelCatalog implements ModelResolver {
     for (const v of this.o.repository.all()) if (!this.view.isDraining(v.name, v.version)) this.o.onVersion?.(v);
   }
 
-  private detail(model: string, version: string, f: VersionInFleet | undefined, draining: boolean): VersionDetail | undefined {
+  private detail(model: string, version: string, f: VersionInFleet | undefined, draining: boolean, queued: boolean): VersionDetail | undefined {
     const workers_ready = f?.workersReady ?? 0;
     // A draining version's workers still have it loaded, serving what is queued for it: they count.
-    if (draining) return holds(f) ? { version, state: 'draining', workers_ready: workersHolding(f) } : undefined;
+    if (draining) return holds(f) || queued ? { version, state: 'draining', workers_ready: workersHolding(f) } : undefined;
     const here = this.o.repository.failed().find((x) => x.name === model && x.version === version);
     if (here) return { version, state: 'failed', workers_ready, error: here.error };
     if (f && f.failed > 0 && f.workersReady === 0 && f.loading === 0) return { version, state: 'failed', workers_ready, error: f.error ?? 'the workers could not load it' };
