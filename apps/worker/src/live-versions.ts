@@ -3,6 +3,7 @@ import type { ServedVersion } from '@infer/fleet';
 import { RepositoryWatcher, type ControlView, type RolloutStep, type WatchedRepositoryOptions } from '@infer/model-control';
 import type { ModelVersion } from '@infer/models';
 import { versionHasQueuedWork } from '@infer/job-store';
+import { awaitAtMost } from '@infer/lifecycle';
 
 /**
  * How long after a version is marked draining its workers close its queue:
@@ -11,6 +12,9 @@ import { versionHasQueuedWork } from '@infer/job-store';
  * A gateway later than that gets 503 from the closed queue, never a lost job.
  */
 export const DRAIN_GRACE_MS = 3000;
+
+/** Longest a closing worker waits for the model look in flight (a Redis round trip or two with Redis up). */
+const WATCHER_STOP_MS = 1000;
 
 /** The two consumers of one model version (jobs and batch chunks). */
 export interface VersionWorkers {
@@ -119,7 +123,11 @@ export class LiveVersions {
   /** Stop looking, and stop every version's consumers (their work in hand ends first). */
   async close(): Promise<void> {
     this.closed = true;
-    await this.watcher.stop();
+    // A look in flight waits for Redis while it is away (its reads queue offline), and the model workers'
+    // close must not start only once Redis is back: each judges by the connection's state then how long
+    // to wait for a take in flight, and would give a take stuck on a dropped connection its whole bound.
+    // A look that ends after this serves nothing new (reconcile and drainStep stop once closed).
+    await awaitAtMost(this.watcher.stop(), WATCHER_STOP_MS);
     await Promise.allSettled([...this.serving.values()].map((s) => s.releasing ?? s.workers.close()));
   }
 
@@ -157,6 +165,7 @@ export class LiveVersions {
 
   /** One look at a draining version: close its queue after the grace, let it go once its queues are empty. */
   private async drainStep(model: ModelVersion): Promise<void> {
+    if (this.closed) return;
     const key = `${model.name}\0${model.version}`;
     const s = this.serving.get(key);
     if (!s) {

@@ -1,4 +1,4 @@
-import { assertDatabase, letGo } from '@infer/lifecycle';
+import { assertDatabase, awaitAtMost, letGo } from '@infer/lifecycle';
 import { Redis } from 'ioredis';
 import type { Config } from '@infer/config';
 import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
@@ -32,6 +32,9 @@ export interface InferenceWorker {
   sweep(): Promise<SweepOutcome>;
   close(): Promise<void>;
 }
+
+/** Longest a closing worker waits for its goodbye to the fleet (a round trip with Redis up). */
+const LEAVE_FLEET_MS = 1000;
 
 /**
  * Wire a worker process from config: per model version it serves
@@ -215,8 +218,10 @@ export async function createWorker(
       closing ??= (async () => {
         // Leave the fleet first: gateways stop sending work this worker will not take. While Redis is away
         // the goodbye would wait for its return (this connection queues commands offline): only stop beating
-        // then, and the heartbeat's key expires by itself.
-        await heartbeat!.stop({ leave: storeConnection.status === 'ready' });
+        // then, and the heartbeat's key expires by itself. Bounded too: a signal handled right after a model
+        // run can find Redis gone before the connection has noticed, and the rest of the close (which judges
+        // by the same status how long to wait) must not start only once Redis is back.
+        await awaitAtMost(heartbeat!.stop({ leave: storeConnection.status === 'ready' }), LEAVE_FLEET_MS);
         await sweeper.close();
         await Promise.allSettled([live.close(), deliveries.close()]);
         // After the model workers: their last batches may still have enqueued events.

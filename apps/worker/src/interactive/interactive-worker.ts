@@ -6,6 +6,7 @@ import type { Logger } from '@infer/logger';
 import type { ModelVersion } from '@infer/models';
 import { LongRunWarning } from '../consumer/long-run-warning.js';
 import { DEFAULT_MAX_RUN_MS } from '@infer/locks';
+import { awaitAtMost } from '@infer/lifecycle';
 import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
 import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
 import { canceledIds, MalformedEnvelopeError, readEnvelope, type HeldEnvelope } from './envelope.js';
@@ -70,6 +71,9 @@ const DEADLINE_SWEEP_MS = 1000;
  * own ends, and its deadline sweeps that cancel a job, drain it at once.
  */
 const OUTBOX_SWEEP_EVERY = 5;
+
+/** Longest a closing worker waits for a deadline sweep in flight (a few Redis round trips with Redis up). */
+const SWEEP_STOP_MS = 1000;
 
 /** Envelopes fetched in one call at most; their instances are bounded by the batch's room anyway. */
 const MOST_ENVELOPES_PER_FETCH = 64;
@@ -186,7 +190,9 @@ export class InteractiveWorker {
   /** Stop fetching, finish the batches in hand, then let go of Redis. Idempotent. */
   async close(): Promise<void> {
     clearInterval(this.deadlineTimer);
-    await this.sweepingDeadlines;
+    // A sweep in flight waits for Redis while it is away (its commands queue offline): the consumer's close
+    // must not start only once Redis is back. One that ends after this only cancels what is past its deadline.
+    await awaitAtMost(this.sweepingDeadlines ?? Promise.resolve(), SWEEP_STOP_MS);
     await this.consumer.close();
     // The last batches' job.completed events (a crash before this leaves them to the next worker's sweep).
     await this.outboxDrain;
