@@ -48,7 +48,7 @@ describe('webhooks: delivery claims through a model run longer than WORKER_LOCK_
         const [job] = await redis.lrange(`${base}active`, 0, -1);
         const before = await redis.get(`${base}${job}:lock`);
         // A model run starts on the worker's event loop while this attempt is in flight.
-        blockEventLoop(2500);
+        blockEventLoop(5000);
         lockAfterRun = { job: job!, before, lock: await redis.get(`${base}${job}:lock`) };
         res.end('ok');
       })();
@@ -58,7 +58,7 @@ describe('webhooks: delivery claims through a model run longer than WORKER_LOCK_
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
 
     events = new WebhookEvents({ connection: redis, prefix, resultTtlMs: 60_000, retryDelaysMs: [], logger: silentLogger });
-    delivery = new WebhookDeliveryWorker({ connection: redis, prefix, logger: silentLogger, retryDelaysMs: [], resultTtlMs: 60_000, allowPrivate: true, lockMs: 1000 });
+    delivery = new WebhookDeliveryWorker({ connection: redis, prefix, logger: silentLogger, retryDelaysMs: [], resultTtlMs: 60_000, allowPrivate: true, lockMs: 2000 });
     const id = eventIdFor('job.completed', 'job-rv-1');
     await events.ensure(id, { tenant: 'tenant-a', url, type: 'job.completed', data: { object: 'job', id: 'job-rv-1' } });
     await waitUntil(() => lockAfterRun, 15_000, 'the attempt to reach the receiver');
@@ -97,7 +97,7 @@ describe('webhooks: delivery claims through a model run longer than WORKER_LOCK_
       if (!armed && (c.name === 'evalsha' || c.name === 'eval') && c.args.some((a) => typeof a === 'string' && a.endsWith(':completed'))) {
         armed = true;
         setImmediate(() => {
-          blockEventLoop(2500);
+          blockEventLoop(5000);
           // Read the state Redis is in after the run, before this process answers anything more.
           void Promise.all([redis.lrange(`${base}active`, 0, -1), redis.get(`${base}${second}:lock`)]).then(([active, lock]) => {
             seen = { active, lock };
@@ -107,7 +107,7 @@ describe('webhooks: delivery claims through a model run longer than WORKER_LOCK_
       return reply;
     }) as typeof send;
 
-    delivery = new WebhookDeliveryWorker({ connection: redis, prefix, logger: silentLogger, retryDelaysMs: [], resultTtlMs: 60_000, allowPrivate: true, lockMs: 1000, concurrency: 1 });
+    delivery = new WebhookDeliveryWorker({ connection: redis, prefix, logger: silentLogger, retryDelaysMs: [], resultTtlMs: 60_000, allowPrivate: true, lockMs: 2000, concurrency: 1 });
     await waitUntil(() => seen, 15_000, 'the first run to end and the model run to finish');
     expect(seen!.active, 'the first run’s end took the second delivery (it is active)').to.include(second);
     expect(seen!.lock, 'the lock of the delivery taken just before the run lapsed during it').to.be.a('string');
