@@ -34,3 +34,8 @@ export class CommandError extends Error {
 export const EXIT_OK = 0;
 export const EXIT_API_ERROR = 1;
 export const EXIT_USAGE = 2;
+
+/** `--timeout` bounds only the wait: without `--wait` it would be ignored, and the command not do what was asked. */
+export function refuseTimeoutWithoutWait(opts: { wait?: boolean; timeout?: number }): void {
+  if (opts.timeout !== undefined && !opts.wait) throw new UsageError('--timeout needs --wait');
+}

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { Command } from 'commander';
 import type { Batch, InferClient } from '@infer/sdk';
-import { CommandError, UsageError, type CliContext } from '../io.js';
+import { CommandError, UsageError, refuseTimeoutWithoutWait, type CliContext } from '../io.js';
 import { printJson, printTable } from '../output.js';
 import { modelVersion, positiveInt, seconds } from '../parsers.js';
 import { batchProgress } from '../progress.js';
@@ -66,6 +66,7 @@ export function registerBatch(program: Command, ctx: CliContext): void {
     .action(async (file: string, opts: SubmitOptions) => {
       const info = await stat(file).catch(() => undefined);
       if (!info?.isFile()) throw new UsageError(`no such file: ${file}`);
+      refuseTimeoutWithoutWait(opts);
       if (opts.output !== undefined && !opts.wait) throw new UsageError('--output needs --wait (or use `batch results <id> --output`)');
       if (opts.wait) await assertWritable(opts.output ?? `${file}.results.ndjson`);
       const client = ctx.client();

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import type { CreateJobParams, TensorInput } from '@infer/sdk';
-import { UsageError, type CliContext } from '../io.js';
+import { UsageError, refuseTimeoutWithoutWait, type CliContext } from '../io.js';
 import { printJson } from '../output.js';
 import { idempotencyKey, jsonObject, modelVersion, seconds } from '../parsers.js';
 
@@ -56,6 +56,7 @@ export function registerJobs(program: Command, ctx: CliContext): void {
     .option('-w, --wait', 'wait until the job has ended')
     .option('--timeout <seconds>', 'with --wait: give up after this long', seconds)
     .action(async (opts: SubmitOptions) => {
+      refuseTimeoutWithoutWait(opts);
       const body: CreateJobParams = { model: opts.model, input: await inputOf(opts, ctx) };
       if (opts.version !== undefined) body.version = opts.version;
       if (opts.metadata !== undefined) body.metadata = opts.metadata;
@@ -77,6 +78,7 @@ export function registerJobs(program: Command, ctx: CliContext): void {
     .option('-w, --wait', 'wait until the job has ended')
     .option('--timeout <seconds>', 'with --wait: give up after this long', seconds)
     .action(async (id: string, opts: { wait?: boolean; timeout?: number }) => {
+      refuseTimeoutWithoutWait(opts);
       const client = ctx.client();
       const job = opts.wait
         ? await client.jobs.wait(id, { timeoutMs: opts.timeout === undefined ? undefined : opts.timeout * 1000 })
