@@ -1,14 +1,14 @@
 import { assertDatabase, awaitAtMost, letGo } from '@infer/lifecycle';
 import { Redis } from 'ioredis';
 import type { Config } from '@infer/config';
-import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
+import { BatchStore, FINISH_CHUNK_COMMAND, batchCompletedWebhook } from '@infer/batch-store';
 import { throttledWarn, type Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { ModelControl } from '@infer/model-control';
 import { LiveVersions } from './live-versions.js';
 import { WebhookDeliveryWorker, WebhookEvents, eventIdFor, type Resolver } from '@infer/webhooks';
 import { WorkerHeartbeat } from '@infer/fleet';
-import { CompletedEventsOutbox } from '@infer/job-store';
+import { CompletedEventsOutbox, FINISH_COMMAND } from '@infer/job-store';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { WorkerMetrics } from './metrics.js';
@@ -83,7 +83,7 @@ export async function createWorker(
   const storeConnection = new Redis(config.redisUrl, {
     maxRetriesPerRequest: null,
     enableAutoPipelining: true,
-    autoPipeliningIgnoredCommands: ['inferFinish', 'inferBatchFinishChunk'],
+    autoPipeliningIgnoredCommands: [FINISH_COMMAND, FINISH_CHUNK_COMMAND],
   });
   for (const conn of [connection, storeConnection]) {
     conn.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));

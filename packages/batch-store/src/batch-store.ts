@@ -35,6 +35,13 @@ export type CancelOutcome = { outcome: 'canceled'; record: BatchRecord } | { out
  */
 export const UNENDED_BATCH_TTL_MS = 7 * 24 * 3600 * 1000;
 
+/**
+ * The command that stores a chunk's results and ends it. Named here so that a
+ * caller which must send it outside ioredis's auto-pipeline (the worker does)
+ * names the same command the definition in the constructor does.
+ */
+export const FINISH_CHUNK_COMMAND = 'inferBatchFinishChunk';
+
 type ScriptRedis = Redis & {
   inferBatchAddChunk(k1: string, k2: string, k3: string, ...argv: (string | number | Buffer)[]): Promise<string>;
   inferBatchStartChunk(k1: string, now: number): Promise<string>;
@@ -70,7 +77,7 @@ export class BatchStore {
     for (const [name, lua, numberOfKeys] of [
       ['inferBatchAddChunk', ADD_CHUNK, 3],
       ['inferBatchStartChunk', START_CHUNK, 1],
-      ['inferBatchFinishChunk', FINISH_CHUNK, 4],
+      [FINISH_CHUNK_COMMAND, FINISH_CHUNK, 4],
       ['inferBatchSeal', SEAL, 4],
       ['inferBatchCancel', CANCEL, 4],
     ] as const) {

@@ -22,10 +22,17 @@ export type ScriptRedis = Redis & {
 /** A pipeline of a connection with the scripts: ioredis adds them to its pipelines too, untyped. */
 export type ScriptPipeline = ChainableCommander & { inferFetchBuffer(...args: Arg[]): ChainableCommander };
 
+/**
+ * The command that ends a micro-batch's jobs. Named here so that a caller
+ * which must send it outside ioredis's auto-pipeline (the worker does) names
+ * the same command the definition below does.
+ */
+export const FINISH_COMMAND = 'inferFinish';
+
 const COMMANDS = [
   ['inferEnqueue', ENQUEUE, 9],
   ['inferFetch', FETCH, 6],
-  ['inferFinish', FINISH, 3],
+  [FINISH_COMMAND, FINISH, 3],
   ['inferRead', READ, 2],
   ['inferCancelCommit', CANCEL_COMMIT, 2],
   ['inferClaimIdempotencyKey', CLAIM_IDEMPOTENCY_KEY, 1],
