@@ -34,8 +34,10 @@ export interface TestPlatform {
   baseUrl: string;
   gateway: Gateway;
   worker: InferenceWorker | undefined;
-  /** Start the worker now (for a platform started with `worker: false`); `close()` closes it. */
+  /** Start the worker now (for a platform started with `worker: false`, or after `closeWorker()`); `close()` closes it. */
   startWorker(): Promise<InferenceWorker>;
+  /** Close the worker (it leaves the fleet), so that none runs until `startWorker()`. */
+  closeWorker(): Promise<void>;
   /** fetch against the gateway with the test tenant's API key. */
   api(pathname: string, init?: RequestInit & { key?: string | null }): Promise<Response>;
   close(): Promise<void>;
@@ -85,6 +87,11 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Test
         await gateway.catalog.refresh();
       }
       return worker;
+    },
+    async closeWorker() {
+      await worker?.close();
+      worker = undefined;
+      await gateway.catalog.refresh();
     },
     api(pathname, init = {}) {
       const { key = TEST_KEY, ...rest } = init;

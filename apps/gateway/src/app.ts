@@ -127,6 +127,13 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     outbox: new CompletedEventsOutbox(deps.redis, config.queuePrefix, deps.webhookEvents, logger),
     onSubmitted: (model, version) => metrics.jobSubmitted(model, version),
     onCanceled: (model, version) => metrics.jobCanceled(model, version),
+    // The workers count the deadlines they end towards a running rollout; a job read past its deadline
+    // ends here instead (there may be no worker at all), and counts the same.
+    onDeadlineExceeded: (model, version, waitedMs) => {
+      const step = deps.models.view.of(model).rollout;
+      if (!step) return;
+      deps.control.recordFigures(model, step, version, 0, 1, [waitedMs]).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'rollout figures not recorded'));
+    },
     ...(deps.tracing ? { tracing: deps.tracing } : {}),
   });
   // Batch uploads step aside while this gateway serves interactive requests,

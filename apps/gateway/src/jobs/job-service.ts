@@ -28,6 +28,8 @@ export interface JobServiceDeps {
   onSubmitted?: (model: string, version: string) => void;
   /** Told of every cancel this gateway commits, by a client or at a read past the job's deadline (the metrics count them). */
   onCanceled?: (model: string, version: string) => void;
+  /** Told of every job this gateway ends `deadline_exceeded`, with how long it waited (a rollout counts it as failed). */
+  onDeadlineExceeded?: (model: string, version: string, waitedMs: number) => void;
   now?: () => number;
   /** Off (or absent): no span, no traceparent in the envelope. */
   tracing?: Tracing;
@@ -247,6 +249,7 @@ export class JobService {
     const record = encodeRecord(lookup.model, lookup.version, lookup.job, { status: 'canceled', startedAt: null, completedAt: now, error: DEADLINE_EXCEEDED });
     const outcome = await this.deps.store.cancel(lookup, record, { onlyIfQueued: true });
     if (outcome.canceled) {
+      this.deps.onDeadlineExceeded?.(lookup.model, lookup.version, now - lookup.job.created_at);
       await this.afterCancel(lookup);
       return { kind: 'ended', record };
     }

@@ -244,7 +244,7 @@ const lifecyclePaths: JsonObject = {
       summary: 'Start moving a model’s unpinned traffic to a version, step by step',
       description:
         'The version gets `steps[0]`% of the unpinned jobs at once, the versions it replaces sharing the rest as they did. After each ' +
-        '`step_seconds` the step is judged on the jobs that ended in it: more than `max_error_rate` of the version’s failed, or its median ' +
+        '`step_seconds` the step is judged on the jobs that ended in it: more than `max_error_rate` of the version’s failed (or ended `deadline_exceeded`), or its median ' +
         'latency over `max_p50_latency_ratio` times theirs, and it is rolled back (the routing returns to `from`); otherwise the next step. ' +
         'After the last step (100) it is `completed` and the version keeps all the traffic. Any gateway or worker moves it on, so it outlives ' +
         'the gateway that started it. One rollout per model at a time. Every move is a model event.\n\nChecked in this order: the admin key, ' +

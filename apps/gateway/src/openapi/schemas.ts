@@ -456,7 +456,7 @@ export const CreateRolloutBodySchema = CreateRolloutBody.extend({
   ),
   step_seconds: CreateRolloutBody.shape.step_seconds.describe('How long each step runs before it is judged (more than 0, at most 86400).'),
   max_error_rate: CreateRolloutBody.shape.max_error_rate.describe(
-    'Roll back when more than this share of the version’s jobs ended in a step failed (0 to 1).',
+    'Roll back when more than this share of the version’s jobs ended in a step failed (0 to 1). A job still queued at its Cancel-After deadline (`deadline_exceeded`) counts as failed; one canceled by its client does not count.',
   ),
   max_p50_latency_ratio: CreateRolloutBody.shape.max_p50_latency_ratio.describe(
     'Roll back when the version’s median latency (submit to end) in a step is over this many times that of the versions it replaces.',

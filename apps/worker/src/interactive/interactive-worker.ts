@@ -37,8 +37,10 @@ export interface InteractiveWorkerOptions {
   /** Sends `job.completed` of the jobs ended here, exactly once (their ends put them on the queue's outbox). */
   outbox?: CompletedEventsOutbox;
   /**
-   * Told how the jobs of each finished call ended (canceled ones left out),
-   * with their end-to-end latencies: the figures a rollout judges by.
+   * Told how the jobs of each finished call ended, with their end-to-end
+   * latencies: the figures a rollout judges by. Jobs canceled by a client
+   * are left out; jobs still queued at their Cancel-After deadline count as
+   * failed (the version did not serve them in time).
    */
   onEnded?: (succeeded: number, failed: number, latenciesMs: number[]) => void;
   /** When enabled: each micro-batch's spans, and its jobs' spans in their own traces (batch-tracing.ts). */
@@ -226,6 +228,7 @@ export class InteractiveWorker {
   private async sweepDeadlines(): Promise<number> {
     const now = Date.now();
     let canceled = 0;
+    const waitedMs: number[] = [];
     for (const id of await this.queue.due(now, 100)) {
       const lookup = await this.jobs.read(id);
       if (lookup.kind !== 'pending' || lookup.startedAt !== null) {
@@ -237,8 +240,11 @@ export class InteractiveWorker {
       if (outcome.canceled) {
         canceled++;
         this.metrics?.jobEnded('canceled');
+        waitedMs.push(now - lookup.job.created_at);
       } else await this.queue.forgetDeadline(id);
     }
+    // Failures to a rollout, as at a take (finish): the version kept them queued past their deadlines.
+    if (waitedMs.length > 0) this.options.onEnded?.(0, waitedMs.length, waitedMs);
     return canceled;
   }
 
@@ -505,7 +511,9 @@ export class InteractiveWorker {
         // Observed here, once its end is written, not when it ran: a run whose end lost to a cancel, or
         // failed to be written and ran again elsewhere, is not a job's latency.
         if (ran) this.metrics?.jobRan(Math.max(0, e.takenAt - job.created_at), ran.at - job.created_at);
-        if (figures && status !== 'canceled') {
+        // A job canceled here was still queued at its deadline (expire): to a rollout, a version that
+        // kept its clients waiting past their deadlines failed them.
+        if (figures) {
           figures[status === 'succeeded' ? 'succeeded' : 'failed']++;
           figures.latencies.push(figures.now - job.created_at);
         }
