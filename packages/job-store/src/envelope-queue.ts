@@ -242,7 +242,7 @@ export class EnvelopeQueue {
     const now = Date.now();
     const closes = closesOf(blocking);
     const before = closes.count;
-    const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now)).exec()) ?? [];
+    const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now, true)).exec()) ?? [];
     if (!fetched) throw new Error('the blocking take got no reply');
     if (fetched[0]) throw fetched[0];
     const outcome = parseFetch(fetched[1] as unknown[], now);
@@ -300,9 +300,9 @@ export class EnvelopeQueue {
     return outcome;
   }
 
-  private fetchArgs(token: string, lockMs: number, wanted: number, most: number, now: number): Arg[] {
+  private fetchArgs(token: string, lockMs: number, wanted: number, most: number, now: number, blocking = false): Arg[] {
     const k = this.keys;
-    return [k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, now, wanted, most];
+    return [k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, now, wanted, most, blocking ? '1' : '0'];
   }
 
   /**
@@ -366,8 +366,8 @@ function parseFetch(reply: unknown[], now: number, afterTake = false): FetchOutc
 
 /**
  * The first take's time: `ft`, which the first take wrote; for a first take
- * (the fields are from before it), the time FETCH stamps, max(now, enqueue
- * time); for an envelope first taken before `ft` existed, its last take's.
+ * (the fields are from before it), the stamp FETCH answered; for an envelope
+ * first taken before `ft` existed, its last take's.
  */
 function firstTakenAt(fields: ReadonlyMap<string, Buffer>, now: number): number {
   const stamped = fields.get('ft') ?? fields.get('processedOn');
@@ -375,7 +375,7 @@ function firstTakenAt(fields: ReadonlyMap<string, Buffer>, now: number): number 
   return stampOf(fields, now);
 }
 
-/** The time FETCH stamps a take with (processedOn): max(the time the take was sent with, the envelope's enqueue time). */
+/** The time FETCH stamped the take with (processedOn), as it answered it (`@at`). */
 function stampOf(fields: ReadonlyMap<string, Buffer>, now: number): number {
-  return Math.max(now, Number(fields.get('timestamp')?.toString() ?? 0) || 0);
+  return Number(fields.get('@at')?.toString()) || now;
 }
