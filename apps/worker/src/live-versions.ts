@@ -136,6 +136,8 @@ export class LiveVersions {
     if (this.closed) return;
     let changed = false;
     for (const model of this.o.repository.all()) {
+      // Each announce below waits for Redis: a close landing meanwhile has taken its list of what to stop.
+      if (this.closed) break;
       if (this.o.only && !this.o.only.includes(model.name)) continue;
       const key = `${model.name}\0${model.version}`;
       const s = this.serving.get(key);
