@@ -36,6 +36,7 @@ import { modelRoutes } from './routes/models.js';
 import { modelAdminRoutes } from './routes/model-admin.js';
 import { opsRoutes } from './routes/ops.js';
 import { webhookRoutes } from './routes/webhooks.js';
+import { DeadlineSweep } from './jobs/deadline-sweep.js';
 
 export interface GatewayDeps {
   config: Config;
@@ -83,6 +84,8 @@ export interface GatewayApp {
   continueBody: (req: IncomingMessage) => boolean;
   /** For the caller to close before Redis. */
   rateLimiter: SharedRateLimiter;
+  /** For the caller to start once the catalog has, and to close before Redis. */
+  deadlineSweep: DeadlineSweep;
 }
 
 /** Build the gateway's Express app and request listener. Listening and signals are main.ts's business. */
@@ -227,5 +230,12 @@ export function createApp(deps: GatewayDeps): GatewayApp {
       if (!dispatch(req, res)) app(req, res);
     },
     rateLimiter,
+    deadlineSweep: new DeadlineSweep({
+      versions: () => deps.models.all(),
+      queueOf: (version) => deps.writer.queueOf(version),
+      fleet: deps.fleet,
+      expire: (id) => jobs.expireQueued(id),
+      logger,
+    }),
   };
 }

@@ -153,7 +153,8 @@ export async function createGateway(
   if (metrics.enabled) new QueueMetrics({ redis, prefix: config.queuePrefix, versions: () => models.all(), bulkQueues, fleet, registry: metrics.registry });
   // The versions loaded now, read on each dashboard request: the repository is live.
   const dashboard = new QueueDashboard({ connection: bullConnection, prefix: config.queuePrefix, versions: () => models.all() });
-  const { app, listener, rateLimiter, continueBody } = createApp({ config, logger, redis, connections, ...(options.uploadTimeLimitMs ? { uploadTimeLimitMs: options.uploadTimeLimitMs } : {}), models: catalog, repository: models, control, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
+  const { app, listener, rateLimiter, continueBody, deadlineSweep } = createApp({ config, logger, redis, connections, ...(options.uploadTimeLimitMs ? { uploadTimeLimitMs: options.uploadTimeLimitMs } : {}), models: catalog, repository: models, control, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
+  deadlineSweep.start();
 
   let server: Server | undefined;
   let open: OpenConnections | undefined;
@@ -206,6 +207,7 @@ export async function createGateway(
             await closed;
           },
           () => catalog.close(),
+          () => deadlineSweep.close(),
           () => rateLimiter.close(),
           () => writer.close(),
           () => bulkQueues.close(),

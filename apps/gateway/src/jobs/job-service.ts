@@ -258,6 +258,17 @@ export class JobService {
   }
 
   /**
+   * End a job still queued past its deadline, whoever's it is (the gateways' sweep of a queue no worker
+   * serves, deadline-sweep.ts). True when the job has ended, here or elsewhere; false when it is running
+   * (taken in time), not due, or gone.
+   */
+  async expireQueued(id: string): Promise<boolean> {
+    const lookup = await this.deps.store.read(id);
+    if (lookup.kind !== 'pending') return lookup.kind === 'ended';
+    return (await this.pastDeadline(lookup.job.tenant, lookup)).kind === 'ended';
+  }
+
+  /**
    * While a request waits on a queued job whose deadline falls within the wait: at the deadline, read it
    * and end it if it is still queued (pastDeadline), which tells the waiting request as any end does.
    * Answers what stops the watch.
