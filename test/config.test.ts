@@ -125,6 +125,10 @@ describe('config: loadConfig(env)', () => {
     expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example:4318' }).otlpEndpoint).to.equal('https://collector.example:4318');
     // A doubled or trailing comma is not a 0 ms delay.
     for (const value of ['5000,,300000', '5000,', ',5000']) refused({ WEBHOOK_RETRY_DELAYS_MS: value }, 'WEBHOOK_RETRY_DELAYS_MS');
+    // A schedule Redis could not keep a delivery log for (its expiry is the schedule's length): every event
+    // would be refused at its creation and no webhook sent. Past 2^53, or summing to more than a year.
+    for (const value of ['99999999999999999999', '20000000000,20000000000']) refused({ WEBHOOK_RETRY_DELAYS_MS: value }, 'WEBHOOK_RETRY_DELAYS_MS');
+    expect(loadConfig({ WEBHOOK_RETRY_DELAYS_MS: '2592000000' }).webhookRetryDelaysMs).to.deep.equal([2_592_000_000]);
     // 0 means "never look at the folder": 0.4 ms is not that.
     expect(loadConfig({ MODEL_POLL_SECONDS: '0.0004' }).modelPollMs).to.equal(1);
     expect(loadConfig({ MODEL_POLL_SECONDS: '0' }).modelPollMs).to.equal(0);

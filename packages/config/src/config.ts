@@ -221,12 +221,21 @@ function loadAdminKeys(raw: string | undefined, apiKeyDigests: ReadonlyMap<strin
   return digests;
 }
 
+/** The longest webhook retry schedule: a year, far past any receiver's outage worth waiting out. */
+const MAX_WEBHOOK_SCHEDULE_MS = 365 * 24 * 3600 * 1000;
+
 const delaysString = z.string().transform((raw, ctx) => {
   const parts = raw.split(',').map((s) => s.trim());
   const delays = parts.map(Number);
   // Number('') is 0: an empty entry ("5000,,300000", a trailing comma) would be an immediate retry nobody wrote.
-  if (parts.some((part) => part === '') || delays.some((d) => !Number.isInteger(d) || d < 0)) {
+  if (parts.some((part) => part === '') || delays.some((d) => !Number.isSafeInteger(d) || d < 0)) {
     ctx.addIssue({ code: 'custom', message: 'expected comma-separated non-negative integers (milliseconds)' });
+    return z.NEVER;
+  }
+  // An event's delivery log lives as long as its schedule (plus a margin): a schedule past Redis's longest
+  // expiry would have every event refused when it is created, and no webhook ever sent.
+  if (delays.reduce((a, d) => a + d, 0) > MAX_WEBHOOK_SCHEDULE_MS) {
+    ctx.addIssue({ code: 'custom', message: `the delays sum to more than a year (${MAX_WEBHOOK_SCHEDULE_MS} ms)` });
     return z.NEVER;
   }
   return delays;
