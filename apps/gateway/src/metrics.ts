@@ -47,7 +47,8 @@ export class GatewayMetrics extends ScrapedMetrics {
     name: 'infer_http_request_duration_seconds',
     help: 'HTTP request latency by method, full route pattern (or "unmatched") and status',
     labelNames: ['method', 'route', 'status'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    // Up to an NDJSON upload's limit (5 min); a Prefer: wait hold is at most MAX_WAIT_SECONDS (≤ 600).
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
     registers: [this.registry],
   });
   readonly jobsSubmitted = new Counter({

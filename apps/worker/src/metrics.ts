@@ -42,7 +42,9 @@ export class WorkerMetrics extends ScrapedMetrics {
     name: 'infer_inference_duration_seconds',
     help: 'Time inside InferenceSession.run per run (Triton: nv_inference_compute_infer_duration_us)',
     labelNames: ['model', 'version'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    // A run may hold the event loop up to WORKER_MAX_RUN_MS (15 min by default): a slow model's or a large
+    // batch's runs of seconds or minutes get finite buckets, so histogram_quantile can say how long they took.
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900],
     registers: [this.registry],
   });
   readonly execCount = new Counter({
