@@ -189,8 +189,10 @@ export class QueueMetrics {
             model: name,
             version,
             queued: waiting,
-            // The age agrees with the depth: with none counted as queued, none is reported waiting.
-            oldestAt: waiting > 0 ? oldestAt : null,
+            // Not gated on `queued`: an envelope the stalled check put back (its worker died) waits again,
+            // though its jobs left the count at their first take; one that keeps killing its workers is
+            // exactly what an alert on the age is for.
+            oldestAt,
             bulk: { waiting: (counts.wait ?? 0) + (counts.prioritized ?? 0), active: counts.active ?? 0, delayed: counts.delayed ?? 0 },
             bulkOldestAt,
           };

@@ -391,7 +391,8 @@ return 1
 export const OLDEST_WAITING = `
 local at = false
 local len = redis.call('LLEN', KEYS[1])
-for i = 1, math.min(len, tonumber(ARGV[2])) do
+local most = tonumber(ARGV[2])
+for i = 1, math.min(len, most) do
   local id = redis.call('LINDEX', KEYS[1], -i)
   local h = redis.call('HMGET', ARGV[1] .. id, 'n', 'x', 'timestamp')
   if h[1] and h[3] then
@@ -400,6 +401,8 @@ for i = 1, math.min(len, tonumber(ARGV[2])) do
     if canceled < tonumber(h[1]) then return at end
   end
 end
+-- Every envelope looked at had all its jobs canceled: none waits, unless some were left unlooked at.
+if len <= most then return false end
 return at
 `;
 
