@@ -15,8 +15,8 @@ import { waitUntil } from './helpers/wait.js';
  * back in `wait` by the stalled check (docs/architecture.md) and waits there
  * for a worker like any other. The queue's `queued` count leaves it out by
  * design (FETCH: "one put back by the stalled check is not counted again"),
- * and the gauge reports no age at all whenever `queued` is 0: an envelope put
- * back and not taken (every worker gone or busy) reads as "nothing waits".
+ * so the gauge must not follow that count: an envelope put back and not
+ * taken (every worker gone or busy) must not read as "nothing waits".
  *
  * The worker's take and the stalled check are done here by hand, exactly as
  * the platform's FETCH script and BullMQ's moveStalledJobsToWait do them
