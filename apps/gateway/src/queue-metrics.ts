@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { interactiveKeys } from '@infer/contract';
-import { oldestWaitingAt, registeredQueues } from '@infer/job-store';
+import { oldestWaitingAt, registeredQueues, versionHasQueuedWork } from '@infer/job-store';
 import { versionKey, workersHolding, type FleetView, type VersionInFleet } from '@infer/fleet';
 import type { BulkQueues } from './batches/bulk-queues.js';
 
@@ -151,18 +151,18 @@ export class QueueMetrics {
 
   /**
    * This gateway's versions, and every other one in the registry of
-   * interactive queues that has jobs queued: a version removed from the
-   * repository (or never loaded here) keeps its queue until workers drain
-   * it, and every gateway must report it alike.
+   * queues whose interactive or bulk queue holds work: a version removed
+   * from the repository (or never loaded here) keeps its queues until
+   * workers drain them, and every gateway must report them alike.
    */
   private async versionsToRead(): Promise<Array<{ name: string; version: string }>> {
     const { redis, prefix } = this.deps;
     const byMember = new Map(this.deps.versions().map((v) => [versionKey(v.name, v.version), { name: v.name, version: v.version }]));
     const others = (await registeredQueues(redis, prefix)).filter((v) => !byMember.has(versionKey(v.name, v.version)));
     if (others.length === 0) return [...byMember.values()];
-    const queued = await Promise.all(others.map((v) => redis.get(interactiveKeys(prefix, v.name, v.version).queued)));
+    const working = await Promise.all(others.map((v) => versionHasQueuedWork(redis, prefix, v.name, v.version)));
     others.forEach((v, i) => {
-      if (Number(queued[i] ?? 0) > 0) byMember.set(versionKey(v.name, v.version), v);
+      if (working[i]) byMember.set(versionKey(v.name, v.version), v);
     });
     return [...byMember.values()];
   }

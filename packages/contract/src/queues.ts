@@ -293,9 +293,10 @@ export function keys(prefix: string) {
      */
     batchGone: (id: string) => `${prefix}:batch:{${id}}:gone`,
     /**
-     * Set of `[model, version]` JSON arrays: every interactive queue a gateway has written to. Each
-     * gateway counts all of them against MAX_QUEUE_DEPTH and TENANT_MAX_QUEUED, the queues of versions
-     * it does not route to (draining, removed, unknown to it) included.
+     * Set of `[model, version]` JSON arrays: every model version whose interactive or bulk queue a
+     * gateway has written to. Each gateway counts their interactive queues against MAX_QUEUE_DEPTH and
+     * TENANT_MAX_QUEUED, and reports the queues' gauges, for the versions it does not route to
+     * (draining, removed, unknown to it) too.
      */
     interactiveQueues: `${prefix}:interactive-queues`,
     /** Sorted set: a tenant's batch ids by creation time, for listing. */

@@ -1,6 +1,6 @@
 import { Queue, type Telemetry } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { JOB_CATALOG, QUEUE_EVENTS_MAX_LEN, bulkQueue, chunkJobId, type BulkChunkPayload } from '@infer/contract';
+import { JOB_CATALOG, QUEUE_EVENTS_MAX_LEN, bulkQueue, chunkJobId, keys, queueMember, type BulkChunkPayload } from '@infer/contract';
 
 export interface BulkQueuesOptions {
   connection: Redis;
@@ -16,6 +16,8 @@ export interface BulkQueuesOptions {
  */
 export class BulkQueues {
   private readonly queues = new Map<string, Queue>();
+  /** Versions this process has put in the registry of queues (one SADD per version and process). */
+  private readonly registered = new Set<string>();
 
   constructor(private readonly options: BulkQueuesOptions) {}
 
@@ -39,6 +41,13 @@ export class BulkQueues {
 
   async add(model: string, version: string, payload: BulkChunkPayload): Promise<void> {
     const { attempts, backoff } = JOB_CATALOG.bulk;
+    // In the registry of queues before its first chunk, as an interactive queue before its first envelope:
+    // every gateway reports a version's queues from the registry once it no longer loads the version itself.
+    const member = queueMember(model, version);
+    if (!this.registered.has(member)) {
+      await this.options.connection.sadd(keys(this.options.prefix).interactiveQueues, member);
+      this.registered.add(member);
+    }
     await this.get(model, version).add('bulk', payload, {
       jobId: chunkJobId(payload.batch, payload.chunk),
       attempts,
