@@ -186,6 +186,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
   );
   const batches = new BatchService({
     interactive,
+    onRowsFailed: (model, version, rows) => metrics.bulkRowsFailed(model, version, rows),
     models: deps.models,
     fleet: deps.fleet,
     store: deps.batchStore,

@@ -63,6 +63,12 @@ export class GatewayMetrics extends ScrapedMetrics {
     labelNames: ['model', 'version', 'status'] as const,
     registers: [this.registry],
   });
+  readonly bulkRows = new Counter({
+    name: 'infer_bulk_rows_total',
+    help: 'Rows of bulk batches ended by this gateway: those of chunks with nothing to run (every item failed at upload); workers count the rest',
+    labelNames: ['model', 'version', 'status'] as const,
+    registers: [this.registry],
+  });
   readonly envelopeInstances = new FastHistogram({
     name: 'infer_envelope_instances',
     help: 'Jobs per envelope (one queue write carries the jobs accepted in one turn of the event loop)',
@@ -82,6 +88,7 @@ export class GatewayMetrics extends ScrapedMetrics {
   private readonly submitted = new PerVersion<Inc>((model, version) => this.jobsSubmitted.labels({ model, version }));
   private readonly canceled = new PerVersion<Inc>((model, version) => this.jobsEnded.labels({ model, version, status: 'canceled' }));
   private readonly envelopes = new PerVersion<Observe>((model, version) => this.envelopeInstances.labels({ model, version }));
+  private readonly rowsFailed = new PerVersion<Inc>((model, version) => this.bulkRows.labels({ model, version, status: 'failed' }));
   private readonly rejected = new Map<string, Inc>(REJECTION_REASONS.map((reason) => [reason, this.rejections.labels({ reason })]));
 
   constructor() {
@@ -126,6 +133,11 @@ export class GatewayMetrics extends ScrapedMetrics {
     this.envelopes.get(model, version).observe(instances);
   }
 
+  /** Rows of a bulk chunk this gateway ended itself, every one failed at upload. */
+  bulkRowsFailed(model: string, version: string, rows: number): void {
+    this.rowsFailed.get(model, version).inc(rows);
+  }
+
   /** Count an error answer by its problem code, when it is a rejection (others are in the request histogram's status). */
   problem(code: string | undefined): void {
     if (code !== undefined) this.rejected.get(code)?.inc();
@@ -146,6 +158,7 @@ class GatewayMetricsOff extends GatewayMetrics {
   override jobSubmitted(): void {}
   override jobCanceled(): void {}
   override envelopeWritten(): void {}
+  override bulkRowsFailed(): void {}
   override problem(): void {}
   override async scrape(): Promise<string> {
     return '';

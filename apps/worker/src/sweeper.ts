@@ -139,7 +139,8 @@ export class Sweeper {
         const outcome = await batchStore.failChunk(record.id, chunk, manifest, { code: 'lost', message: "the chunk's queue job disappeared before it ran" }, Date.now());
         if (outcome !== 'duplicate' && outcome !== 'ended' && outcome !== 'missing') {
           lost++;
-          this.options.onLostRows?.({ name: record.model, version: record.version }, manifest.count - manifest.failures.length);
+          // Every row of the chunk ends now, its items that failed at upload too.
+          this.options.onLostRows?.({ name: record.model, version: record.version }, manifest.count);
         }
       }
     }

@@ -48,6 +48,8 @@ export interface BatchServiceDeps {
   queueClosed?: (model: ModelVersion) => Promise<boolean>;
   /** Whether Redis is nearly full (redis-memory.ts): an upload is refused (503) then, at its start or between chunks. */
   memory?: Pick<RedisMemory, 'nearlyFull'>;
+  /** Told of the rows of each chunk this gateway ends itself (all failed at upload: nothing to run); the metrics count them. */
+  onRowsFailed?: (model: string, version: string, rows: number) => void;
   now?: () => number;
 }
 
@@ -177,7 +179,8 @@ export class BatchService {
       if (chunk.rows === 0) {
         // Nothing to run: the gateway writes the chunk's (failed) results itself.
         const results = failedChunkResult(chunk.start, chunk.count, chunk.custom_ids, chunk.failures, null);
-        await this.deps.store.finishChunk(id, index, results, 0, 0, this.now());
+        const outcome = await this.deps.store.finishChunk(id, index, results, 0, 0, this.now());
+        if (outcome === 'ok' || outcome === 'completed') this.deps.onRowsFailed?.(model.name, model.version, chunk.count);
         return;
       }
       const payload: BulkChunkPayload = { tenant, batch: id, chunk: index, ...described };

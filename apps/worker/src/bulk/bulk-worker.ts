@@ -272,7 +272,8 @@ export class BulkWorker {
       try {
         const outcome = await this.options.store.finishChunk(p.batch, p.chunk, result.record, result.succeeded, result.failed, Date.now());
         // Counted where the batch counts them: a chunk run twice (its worker died after writing) is a duplicate here.
-        if (outcome === 'ok' || outcome === 'completed') this.metrics?.bulkRowsEnded(result.succeeded, result.failed);
+        // Its items that failed at upload end with it (their results are written now): failed rows too.
+        if (outcome === 'ok' || outcome === 'completed') this.metrics?.bulkRowsEnded(result.succeeded, result.failed + p.failures.length);
         if (outcome === 'completed') this.log.info({ batch: p.batch }, 'batch completed');
         this.traced(job, p, result, startedAt, { written: true });
         await this.settle(job, token);
@@ -324,7 +325,7 @@ export class BulkWorker {
       const { record, failed } = failChunk(p, { code: 'retries_exhausted', message: `the chunk failed ${attempts} times; the last time: ${err.message}` });
       try {
         const outcome = await this.options.store.finishChunk(p.batch, p.chunk, record, 0, failed, Date.now());
-        if (outcome === 'ok' || outcome === 'completed') this.metrics?.bulkRowsEnded(0, failed);
+        if (outcome === 'ok' || outcome === 'completed') this.metrics?.bulkRowsEnded(0, failed + p.failures.length);
       } catch (e) {
         this.log.warn({ err: (e as Error).message, jobId: job.id }, 'could not end the rows of a chunk that failed for good; the sweep will');
       }
