@@ -161,6 +161,9 @@ export class VersionMetrics {
     this.ended = { succeeded: ended('succeeded'), failed: ended('failed'), canceled: ended('canceled') };
     const rows = (status: string) => metrics.bulkRows.labels({ model, version, status });
     this.rows = { succeeded: rows('succeeded'), failed: rows('failed') };
+    // Present at 0 from the moment the version is served, so a failure ratio (rate of failed over rate of
+    // all) has its series before the first failure, as the gateway's rejection counters do.
+    for (const child of [...Object.values(this.ended), ...Object.values(this.rows)]) child.inc(0);
   }
 
   /** ONNX Runtime runs: each one's size and time. */

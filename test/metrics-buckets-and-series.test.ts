@@ -46,3 +46,14 @@ describe('metrics: histogram buckets reach the longest durations allowed', () =>
     expect(largestFiniteBucket(observed, 'infer_http_request_duration_seconds')).to.be.at.least(Math.max(REQUEST_TIME_LIMIT_MS / 1000, 600));
   });
 });
+
+describe('metrics: a served version\'s outcome counters are there at 0 before any outcome', () => {
+  it('infer_jobs_ended_total and infer_bulk_rows_total, every status, as soon as the version has metrics', async () => {
+    const metrics = new WorkerMetrics();
+    metrics.forVersion({ name: 'mlp', version: '3' });
+    const samples = parse(await metrics.scrape());
+    const at = (name: string, status: string) => samples.find((s) => s.name === name && s.labels.model === 'mlp' && s.labels.version === '3' && s.labels.status === status)?.value;
+    for (const status of ['succeeded', 'failed', 'canceled']) expect(at('infer_jobs_ended_total', status), `jobs ${status}`).to.equal(0);
+    for (const status of ['succeeded', 'failed']) expect(at('infer_bulk_rows_total', status), `bulk rows ${status}`).to.equal(0);
+  });
+});
