@@ -191,6 +191,16 @@ describe('config: loadConfig(env)', () => {
     }
   });
 
+  it('refuses a near miss of NODE_ENV=production (it would run with the development key), naming it', () => {
+    for (const value of [' production', 'Production', 'PRODUCTION ']) {
+      expect(() => loadConfig({ NODE_ENV: value, API_KEYS: 'a:key-1' }), JSON.stringify(value))
+        .to.throw(ConfigError)
+        .with.property('message')
+        .that.includes('NODE_ENV');
+    }
+    expect(loadConfig({ NODE_ENV: 'development' }).apiKeyDigests.size).to.equal(1);
+  });
+
   it('uses the dev default key outside production, and requires API_KEYS in production', () => {
     for (const NODE_ENV of [undefined, 'development', 'test']) {
       const c = loadConfig({ NODE_ENV });

@@ -331,6 +331,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const parsed = EnvSchema.safeParse(present);
   const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${plainly(i, present)}`);
   // Checked alongside the schema, not after it, so these are named in the same error as every other bad variable.
+  // Compared exactly, as Node's libraries compare it: a near miss (" production", "Production") would run a
+  // production deployment with the development key, so it is refused rather than read as "not production".
+  if (present.NODE_ENV !== undefined && present.NODE_ENV !== 'production' && present.NODE_ENV.trim().toLowerCase() === 'production') {
+    problems.push(`NODE_ENV: write it exactly "production" (got "${present.NODE_ENV}")`);
+  }
   if (present.NODE_ENV === 'production' && present.API_KEYS === undefined && present.API_KEYS_FILE === undefined) {
     problems.push('API_KEYS: required when NODE_ENV=production (format tenant:key,tenant:key; or API_KEYS_FILE)');
   }
