@@ -7,6 +7,9 @@ import { apportion } from './routing.js';
  *
  *   start ──▶ step 0 (steps[0] % to the candidate) ──(step_seconds, and at
  *             least one job of the candidate's ended in the step)──▶ judge
+ *   held (no job of the candidate ended), while the versions it replaces
+ *          ended jobs and its own oldest queued job has waited longer than
+ *          a step ──▶ rolled_back (it takes jobs and serves none)
  *   judge: candidate error rate > max_error_rate, or its p50 latency over
  *          max_p50_latency_ratio × the replaced versions' ──▶ rolled_back
  *          (routing back as it was before the rollout)
@@ -65,8 +68,11 @@ export function judgeStep(r: StoredRollout, candidate: VersionFigures, replaced:
   return { ok: true };
 }
 
+/** When the oldest job still waiting in a version's interactive queue was queued (epoch ms), or null when none waits. */
+export type OldestWaitingAt = (model: string, version: string) => Promise<number | null>;
+
 /** Judge every running rollout whose step time is up (a gateway or worker calls this each second). */
-export async function advanceRollouts(control: ModelControl, models: readonly string[], now = Date.now()): Promise<void> {
+export async function advanceRollouts(control: ModelControl, models: readonly string[], now = Date.now(), oldestWaitingAt?: OldestWaitingAt): Promise<void> {
   for (const model of models) {
     const r = await control.activeRollout(model);
     if (!r || r.state !== 'running') continue;
@@ -83,8 +89,6 @@ export async function advanceRollouts(control: ModelControl, models: readonly st
     if (now < r.step_started_at + r.step_seconds * 1000) continue;
     const step = { id: r.id, step: r.step };
     const candidate = await control.figures(model, step, r.version);
-    // A step proves nothing until the candidate has served in it: it is held (a canary without traffic).
-    if (candidate.succeeded + candidate.failed === 0) continue;
     const replaced: VersionFigures = { succeeded: 0, failed: 0, latency: new Map() };
     for (const v of Object.keys(r.from.routing)) {
       if (v === r.version) continue;
@@ -92,6 +96,19 @@ export async function advanceRollouts(control: ModelControl, models: readonly st
       replaced.succeeded += f.succeeded;
       replaced.failed += f.failed;
       for (const [le, n] of f.latency) replaced.latency.set(le, (replaced.latency.get(le) ?? 0) + n);
+    }
+    if (candidate.succeeded + candidate.failed === 0) {
+      // A step proves nothing until the candidate has served in it: it is held (a canary without traffic).
+      // But a candidate whose jobs wait longer than a step while the versions it replaces serve theirs takes
+      // jobs and serves none (its workers hung, or gone while others live): held, it would keep its share of
+      // the traffic waiting for ever. With nothing ended anywhere (the whole fleet down), it stays held.
+      const queuedAt = replaced.succeeded + replaced.failed > 0 ? await oldestWaitingAt?.(model, r.version) : null;
+      const waitedMs = queuedAt == null ? 0 : now - queuedAt;
+      if (waitedMs <= r.step_seconds * 1000) continue;
+      const reason = `version ${r.version} ended no job in step ${r.step} while the versions it replaces ended ${replaced.succeeded + replaced.failed}, and its oldest queued job has waited ${(waitedMs / 1000).toFixed(1)} s`;
+      const figures = { candidate: stepFigures(candidate), replaced: stepFigures(replaced) };
+      await control.moveRollout(r, { ...r, state: 'rolled_back', ended_at: now, reason }, back, actor, 'rollout_rolled_back', { rollout: r.id, reason, figures });
+      continue;
     }
     const verdict = judgeStep(r, candidate, replaced);
     const figures = { candidate: stepFigures(candidate), replaced: stepFigures(replaced) };
