@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { interactiveKeys } from '@infer/contract';
-import { oldestWaitingAt, registeredQueues, versionHasQueuedWork } from '@infer/job-store';
+import { oldestWaiting, registeredQueues, versionHasQueuedWork } from '@infer/job-store';
 import { versionKey, workersHolding, type FleetView, type VersionInFleet } from '@infer/fleet';
 import type { BulkQueues } from './batches/bulk-queues.js';
 
@@ -175,11 +175,11 @@ export class QueueMetrics {
         versions.map(async ({ name, version }): Promise<VersionQueues> => {
           const keys = interactiveKeys(prefix, name, version);
           const bulk = bulkQueues.get(name, version);
-          const [queued, oldestAt, counts, bulkOldest] = await Promise.all([
+          const [queued, oldest, counts, bulkOldest] = await Promise.all([
             redis.get(keys.queued),
             // Past the envelopes whose jobs were all canceled: they stay in `wait` until a worker takes
             // them, and an alert on the age must not fire for them.
-            oldestWaitingAt(redis, prefix, name, version),
+            oldestWaiting(redis, prefix, name, version),
             bulk.getJobCounts('wait', 'prioritized', 'active', 'delayed'),
             redis.lindex(bulk.toKey('wait'), -1),
           ]);
@@ -191,8 +191,9 @@ export class QueueMetrics {
             queued: waiting,
             // Not gated on `queued`: an envelope the stalled check put back (its worker died) waits again,
             // though its jobs left the count at their first take; one that keeps killing its workers is
-            // exactly what an alert on the age is for.
-            oldestAt,
+            // exactly what an alert on the age is for. Past a run of canceled envelopes longer than the
+            // script looks, whether one waits is the count's to say.
+            oldestAt: oldest.at ?? (waiting > 0 ? oldest.atLeast : null),
             bulk: { waiting: (counts.wait ?? 0) + (counts.prioritized ?? 0), active: counts.active ?? 0, delayed: counts.delayed ?? 0 },
             bulkOldestAt,
           };

@@ -31,14 +31,28 @@ export async function registeredQueues(redis: Redis, prefix: string): Promise<Ar
   return members.map(parseQueueMember).filter((v): v is { name: string; version: string } => v !== undefined);
 }
 
-/**
- * When the oldest envelope still waiting in a queue was written (epoch ms),
- * skipping envelopes whose jobs were all canceled (OLDEST_WAITING); null
- * when none waits.
- */
-export async function oldestWaitingAt(redis: Redis, prefix: string, model: string, version: string): Promise<number | null> {
+/** What OLDEST_WAITING found in a queue's `wait`, looking past envelopes whose jobs were all canceled. */
+export interface OldestWaiting {
+  /** When the oldest envelope with a job still waiting was written (epoch ms); null when none of those looked at has one. */
+  at: number | null;
+  /**
+   * When `at` is null because every envelope looked at was canceled, and more
+   * were left unlooked at: the last one's time. A waiting envelope, if there
+   * is one, is at least that old; whether there is one, the count says.
+   */
+  atLeast: number | null;
+}
+
+/** The oldest envelope still waiting in a queue (OLDEST_WAITING). */
+export async function oldestWaiting(redis: Redis, prefix: string, model: string, version: string): Promise<OldestWaiting> {
   const k = interactiveKeys(prefix, model, version);
-  return (await withJobScripts(redis).inferOldestWaiting(k.wait, k.base, OLDEST_WAITING_LOOKS)) ?? null;
+  const [at, atLeast] = await withJobScripts(redis).inferOldestWaiting(k.wait, k.base, OLDEST_WAITING_LOOKS);
+  return { at: Number(at) || null, atLeast: Number(atLeast) || null };
+}
+
+/** When the oldest envelope known to hold a waiting job was written (epoch ms), or null. */
+export async function oldestWaitingAt(redis: Redis, prefix: string, model: string, version: string): Promise<number | null> {
+  return (await oldestWaiting(redis, prefix, model, version)).at;
 }
 
 /** Envelopes of canceled jobs OLDEST_WAITING looks past, at most, before it settles for the last one's age. */
@@ -242,11 +256,33 @@ export class EnvelopeQueue {
     const now = Date.now();
     const closes = closesOf(blocking);
     const before = closes.count;
-    const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now, true)).exec()) ?? [];
+    const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now)).exec()) ?? [];
+    const arrived = Date.now();
     if (!fetched) throw new Error('the blocking take got no reply');
     if (fetched[0]) throw fetched[0];
     const outcome = parseFetch(fetched[1] as unknown[], now);
+    if (outcome !== 'paused') await this.restampTakenBack(outcome.envelopes, now, arrived);
     return this.withInputs(closes.count === before ? outcome : await this.recover(outcome, token, now), lockMs);
+  }
+
+  /**
+   * A take behind a blocking read runs when the read is served, and FETCH
+   * stamps it with the time the read was sent, or the envelope's enqueue
+   * time if later: right for the envelope whose enqueue ended the wait. One
+   * the stalled check put back (its worker died) was enqueued long before,
+   * and the read may have waited seconds for it: its stamp would name a
+   * moment when nothing happened. Its take is stamped again with the time
+   * its reply came (the worker was idle, blocked: that is the take's time),
+   * on this worker's clock like the rest of its stamps. A first take is left
+   * as it is (its stamp is the first take's, `ft`, which deadlines are
+   * judged by).
+   */
+  private async restampTakenBack(envelopes: TakenEnvelope[], sentAt: number, arrived: number): Promise<void> {
+    for (const e of envelopes) {
+      if (!e.fields.has('processedOn') || enqueuedAt(e.fields) >= sentAt) continue;
+      e.takenAt = arrived;
+      await this.redis.hset(this.keys.base + e.id, 'processedOn', arrived);
+    }
   }
 
   /**
@@ -300,9 +336,9 @@ export class EnvelopeQueue {
     return outcome;
   }
 
-  private fetchArgs(token: string, lockMs: number, wanted: number, most: number, now: number, blocking = false): Arg[] {
+  private fetchArgs(token: string, lockMs: number, wanted: number, most: number, now: number): Arg[] {
     const k = this.keys;
-    return [k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, now, wanted, most, blocking ? '1' : '0'];
+    return [k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, now, wanted, most];
   }
 
   /**
@@ -366,8 +402,8 @@ function parseFetch(reply: unknown[], now: number, afterTake = false): FetchOutc
 
 /**
  * The first take's time: `ft`, which the first take wrote; for a first take
- * (the fields are from before it), the stamp FETCH answered; for an envelope
- * first taken before `ft` existed, its last take's.
+ * (the fields are from before it), the time FETCH stamps, max(now, enqueue
+ * time); for an envelope first taken before `ft` existed, its last take's.
  */
 function firstTakenAt(fields: ReadonlyMap<string, Buffer>, now: number): number {
   const stamped = fields.get('ft') ?? fields.get('processedOn');
@@ -375,7 +411,11 @@ function firstTakenAt(fields: ReadonlyMap<string, Buffer>, now: number): number 
   return stampOf(fields, now);
 }
 
-/** The time FETCH stamped the take with (processedOn), as it answered it (`@at`). */
+/** The time FETCH stamps a take with (processedOn): max(the time the take was sent with, the envelope's enqueue time). */
 function stampOf(fields: ReadonlyMap<string, Buffer>, now: number): number {
-  return Number(fields.get('@at')?.toString()) || now;
+  return Math.max(now, enqueuedAt(fields));
+}
+
+function enqueuedAt(fields: ReadonlyMap<string, Buffer>): number {
+  return Number(fields.get('timestamp')?.toString() ?? 0) || 0;
 }

@@ -16,7 +16,7 @@ export type ScriptRedis = Redis & {
   inferMarkStartedSent(envelope: string): Promise<number>;
   inferRecoverTakeBuffer(active: string, base: string, token: string): Promise<unknown[]>;
   inferReconcileQueued(wait: string, queued: string, tenants: string): Promise<number>;
-  inferOldestWaiting(wait: string, base: string, most: number): Promise<number | null>;
+  inferOldestWaiting(wait: string, base: string, most: number): Promise<[number, number]>;
 };
 
 /** A pipeline of a connection with the scripts: ioredis adds them to its pipelines too, untyped. */

@@ -146,24 +146,16 @@ return out
 /**
  * KEYS[1] wait, KEYS[2] active, KEYS[3] meta, KEYS[4] marker, KEYS[5] queued counter, KEYS[6] queued-per-tenant hash.
  * ARGV[1] key base ("<prefix>:<queue>:"), ARGV[2] lock token, ARGV[3] lock ms, ARGV[4] now (epoch ms),
- * ARGV[5] instances wanted, ARGV[6] most envelopes, ARGV[7] "1" for a take sent behind a blocking read.
+ * ARGV[5] instances wanted, ARGV[6] most envelopes.
  * Takes envelopes (oldest first) until it has the instances wanted: each moves to active
  * under the worker's lock, as BullMQ's moveToActive does. Returns {waiting after, id, fields, id, fields, …}
- * (fields as HGETALL gives them, before this take, and `@at`: the take's stamp), or {-1} while the queue is paused.
- * A take stamps processedOn (and the first one ft) with ARGV[4], or the envelope's enqueue time if later;
- * a take sent behind a blocking read with Redis's clock (see below), or the enqueue time if later.
+ * (fields as HGETALL gives them, before this take), or {-1} while the queue is paused.
+ * A take stamps processedOn (and the first one ft) with ARGV[4], or the envelope's enqueue time if later.
  * An envelope's instances leave the queued count the first time a worker takes it,
  * less those canceled before that; one put back by the stalled check is not counted again.
  */
 export const FETCH = `${ALLOW_OOM}if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return {-1} end
 local now = tonumber(ARGV[4])
-if ARGV[7] == '1' then
-  -- Sent behind a blocking read, this take runs when the read is served, however long after ARGV[4] that is.
-  -- The envelope whose enqueue ended the wait carries that moment as its enqueue time, but one the stalled
-  -- check put back (its worker died) carries its first enqueue's: only the clock now says when this take is.
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 local out = {0}
 local wanted, most = tonumber(ARGV[5]), tonumber(ARGV[6])
 local taken, envelopes, leaving = 0, 0, 0
@@ -181,7 +173,9 @@ while envelopes < most and taken < wanted do
     local f = {}
     for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
     redis.call('SET', jk .. ':lock', ARGV[2], 'PX', ARGV[3])
-    -- Never before the envelope's enqueue (the gateway's clock, which created_at is read on too).
+    -- A take sent behind a blocking read (EnvelopeQueue.waitAndFetch) runs later than ARGV[4] says; then the
+    -- envelope it takes is the one whose enqueue ended the wait, so its enqueue time is the closer clock
+    -- (one the stalled check put back is older than the wait: the worker stamps it again, see waitAndFetch).
     local at = math.max(now, tonumber(f['timestamp']) or 0)
     local n = tonumber(f['n']) or 0
     if f['processedOn'] then
@@ -204,8 +198,6 @@ while envelopes < most and taken < wanted do
     end
     taken = taken + n
     envelopes = envelopes + 1
-    h[#h + 1] = '@at'
-    h[#h + 1] = tostring(at)
     out[#out + 1] = id
     out[#out + 1] = h
   end
@@ -383,13 +375,14 @@ return 1
 `;
 
 /**
- * KEYS[1] wait. ARGV[1] the queue's key base, ARGV[2] envelopes to look at, at most. The `timestamp`
- * (epoch ms) of the oldest envelope in `wait` with a job not canceled: an envelope whose jobs were all
- * canceled while queued stays there until a worker takes it, and is not waiting. Past ARGV[2] such
- * envelopes, the last one's (an age too high rather than none, for an alert); false when none waits.
+ * KEYS[1] wait. ARGV[1] the queue's key base, ARGV[2] envelopes to look at, at most. Returns
+ * {the `timestamp` (epoch ms) of the oldest envelope in `wait` with a job not canceled, or 0 when none
+ * of those looked at has one; when every one looked at was canceled and more were left unlooked at,
+ * the last one's timestamp (a waiting envelope, if any, is at least that old), else 0}. An envelope
+ * whose jobs were all canceled while queued stays there until a worker takes it, and is not waiting.
  */
 export const OLDEST_WAITING = `
-local at = false
+local last = 0
 local len = redis.call('LLEN', KEYS[1])
 local most = tonumber(ARGV[2])
 for i = 1, math.min(len, most) do
@@ -397,13 +390,12 @@ for i = 1, math.min(len, most) do
   local h = redis.call('HMGET', ARGV[1] .. id, 'n', 'x', 'timestamp')
   if h[1] and h[3] then
     local _, canceled = string.gsub(h[2] or '', ' ', '')
-    at = tonumber(h[3])
-    if canceled < tonumber(h[1]) then return at end
+    last = tonumber(h[3])
+    if canceled < tonumber(h[1]) then return {last, 0} end
   end
 end
--- Every envelope looked at had all its jobs canceled: none waits, unless some were left unlooked at.
-if len <= most then return false end
-return at
+if len <= most then return {0, 0} end
+return {0, last}
 `;
 
 /**
