@@ -232,7 +232,7 @@ export function createApp(deps: GatewayDeps): GatewayApp {
     },
     rateLimiter,
     deadlineSweep: new DeadlineSweep({
-      versions: () => deps.models.all(),
+      versions: () => [...deps.models.all(), ...deps.models.drainingWithQueuedWork()],
       queueOf: (version) => deps.writer.queueOf(version),
       fleet: deps.fleet,
       expire: (id) => jobs.expireQueued(id),

@@ -12,8 +12,8 @@ const MOST_PER_SWEEP = 100;
 const CLOSE_WAIT_MS = 1000;
 
 export interface DeadlineSweepOptions {
-  /** The model versions this gateway knows (draining ones too: their queues still hold jobs). */
-  versions: () => ModelVersion[];
+  /** The model versions whose queues to look at: those this gateway has loaded, and draining ones it let go of that still hold work. */
+  versions: () => ReadonlyArray<Pick<ModelVersion, 'name' | 'version'>>;
   queueOf: (version: Pick<ModelVersion, 'name' | 'version'>) => EnvelopeQueue;
   fleet: Pick<FleetView, 'versions'>;
   /** End a job still queued past its deadline: true when it has ended (here or elsewhere). */
@@ -50,8 +50,12 @@ export class DeadlineSweep {
   async sweep(now = Date.now()): Promise<number> {
     const fleet = await this.o.fleet.versions();
     let ended = 0;
+    const seen = new Set<string>();
     for (const version of this.o.versions()) {
-      const standing = fleet.get(versionKey(version.name, version.version));
+      const key = versionKey(version.name, version.version);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const standing = fleet.get(key);
       // Ready and draining workers run a version's consumers, and sweep its queue themselves.
       if (standing && standing.workersReady + standing.draining > 0) continue;
       const queue = this.o.queueOf(version);

@@ -54,6 +54,7 @@ interface ModelState {
  * live worker has it loaded; otherwise `loading`.
  */
 export class ModelCatalog implements ModelResolver {
+  private unheldWithWork: ReadonlyArray<{ name: string; version: string }> = [];
   readonly view: ControlView;
   private readonly watcher: RepositoryWatcher;
   private readonly pickers = new Map<string, WeightedPicker>();
@@ -123,6 +124,10 @@ export class ModelCatalog implements ModelResolver {
         }
       }
     }
+    this.unheldWithWork = [...waiting].map((key) => {
+      const [name, version] = key.split('\0') as [string, string];
+      return { name, version };
+    });
     const next = new Map<string, ModelState>();
     for (const [model, versions] of byModel) {
       const snapshot = this.view.of(model);
@@ -223,6 +228,15 @@ export class ModelCatalog implements ModelResolver {
   /** Whether `version` of `name` is `ready` now (an explicit routing may name only those). */
   isReady(name: string, version: string): boolean {
     return this.state.get(name)?.details.some((d) => d.version === version && d.state === 'ready') ?? false;
+  }
+
+  /**
+   * Draining versions no live worker holds whose queues still hold work, at
+   * the last look: this gateway may have let go of them (they are not in
+   * `all()`), but their queued jobs still wait, deadlines and all.
+   */
+  drainingWithQueuedWork(): ReadonlyArray<{ name: string; version: string }> {
+    return this.unheldWithWork;
   }
 
   /** Live workers in the fleet at the last look. */
