@@ -142,13 +142,14 @@ describe('lifecycle: CLI flag values outside their documented range are usage er
     expect(problems, problems.join('\n')).to.deep.equal([]);
   });
 
-  it('--timeout without --wait (it bounds only the wait) is a usage error, not silently ignored', async () => {
+  it('--timeout or --poll-ms without --wait (they shape only the wait) is a usage error, not silently ignored', async () => {
     const file = path.join(os.tmpdir(), `cli-timeout-${process.pid}.ndjson`);
     fs.writeFileSync(file, '{"custom_id": "a", "input": {"features": [1]}}\n');
     const cases: string[][] = [
       ['jobs', 'submit', '-m', 'mlp', '--input', '{"features": [1]}', '--timeout', '30'],
       ['jobs', 'get', '00000000-0000-4000-8000-000000000000', '--timeout', '30'],
       ['batch', 'submit', file, '-m', 'mlp', '--timeout', '30'],
+      ['batch', 'submit', file, '-m', 'mlp', '--poll-ms', '500'],
     ];
     const problems: string[] = [];
     try {
@@ -156,7 +157,7 @@ describe('lifecycle: CLI flag values outside their documented range are usage er
         const before = fake.requests.length;
         const res = await runCliProcess(fake.url, args);
         const sent = fake.requests.slice(before);
-        if (res.code !== 2 || sent.length > 0 || !/--timeout needs --wait/.test(res.stderr)) problems.push(`${args.join(' ')}: exit ${res.code}, requests sent: ${JSON.stringify(sent)}, stderr: ${res.stderr.trim()}`);
+        if (res.code !== 2 || sent.length > 0 || !/--(timeout|poll-ms) needs --wait/.test(res.stderr)) problems.push(`${args.join(' ')}: exit ${res.code}, requests sent: ${JSON.stringify(sent)}, stderr: ${res.stderr.trim()}`);
       }
     } finally {
       fs.rmSync(file, { force: true });

@@ -63,10 +63,12 @@ export function registerBatch(program: Command, ctx: CliContext): void {
     .option('-o, --output <path>', 'with --wait: where to write the results (default: <file>.results.ndjson)')
     .option('--poll-ms <ms>', 'with --wait: how often to ask for progress', positiveInt, 1000)
     .option('--timeout <seconds>', 'with --wait: give up waiting after this long', seconds)
-    .action(async (file: string, opts: SubmitOptions) => {
+    .action(async (file: string, opts: SubmitOptions, command: Command) => {
       const info = await stat(file).catch(() => undefined);
       if (!info?.isFile()) throw new UsageError(`no such file: ${file}`);
       refuseTimeoutWithoutWait(opts);
+      // It has a default: only one given on the command line is a flag asked for in vain.
+      if (command.getOptionValueSource('pollMs') === 'cli' && !opts.wait) throw new UsageError('--poll-ms needs --wait');
       if (opts.output !== undefined && !opts.wait) throw new UsageError('--output needs --wait (or use `batch results <id> --output`)');
       if (opts.wait) await assertWritable(opts.output ?? `${file}.results.ndjson`);
       const client = ctx.client();
