@@ -55,6 +55,8 @@ interface ModelState {
  */
 export class ModelCatalog implements ModelResolver {
   private unheldWithWork: ReadonlyArray<{ name: string; version: string }> = [];
+  /** Every model this gateway has had in its repository, until none of its versions is draining. */
+  private readonly seenModels = new Set<string>();
   readonly view: ControlView;
   private readonly watcher: RepositoryWatcher;
   private readonly pickers = new Map<string, WeightedPicker>();
@@ -115,14 +117,25 @@ export class ModelCatalog implements ModelResolver {
     // listed as draining until it has run, not gone while their jobs wait. (This gateway may have let go of its
     // session already: it takes no jobs for them.)
     const waiting = new Set<string>();
-    for (const [model, versions] of byModel) {
+    // A model whose last version this gateway let go of is no longer in the repository, but its queues may
+    // still hold jobs (with deadlines to sweep): it is looked at until none of its versions is draining.
+    for (const model of byModel.keys()) this.seenModels.add(model);
+    for (const model of this.seenModels) {
+      let keep = byModel.has(model);
       for (const version of this.view.of(model).draining.keys()) {
-        if (holds(fleet.get(versionKey(model, version))) || !this.o.hasQueuedWork) continue;
-        if (await this.o.hasQueuedWork(model, version).catch(() => false)) {
+        if (holds(fleet.get(versionKey(model, version)))) {
+          keep = true;
+          continue;
+        }
+        if (!this.o.hasQueuedWork) continue;
+        if (await this.o.hasQueuedWork(model, version).catch(() => true)) {
+          keep = true;
           waiting.add(versionKey(model, version));
-          versions.add(version);
+          byModel.get(model)?.add(version);
         }
       }
+      // Gone from the repository, its queues empty and no worker holding it: nothing of it is left to look at.
+      if (!keep) this.seenModels.delete(model);
     }
     this.unheldWithWork = [...waiting].map((key) => {
       const [name, version] = key.split('\0') as [string, string];
