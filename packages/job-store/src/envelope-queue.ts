@@ -55,6 +55,19 @@ export async function oldestWaitingAt(redis: Redis, prefix: string, model: strin
   return (await oldestWaiting(redis, prefix, model, version)).at;
 }
 
+/**
+ * How many of a queue's taken envelopes a live worker still holds (their
+ * lock not lapsed), looking at the first 100: a version whose jobs wait
+ * behind a run in progress is serving, slowly; one whose taken envelopes'
+ * locks all lapsed is not.
+ */
+export async function runningEnvelopes(redis: Redis, prefix: string, model: string, version: string): Promise<number> {
+  const k = interactiveKeys(prefix, model, version);
+  const ids = await redis.lrange(k.active, 0, 99);
+  const real = ids.filter((id) => !id.startsWith('0:'));
+  return real.length === 0 ? 0 : redis.exists(...real.map((id) => `${k.base}${id}:lock`));
+}
+
 /** Envelopes of canceled jobs OLDEST_WAITING looks past, at most, before it settles for the last one's age. */
 const OLDEST_WAITING_LOOKS = 64;
 

@@ -2,7 +2,7 @@ import { throttledWarn, type Logger } from '@infer/logger';
 import type { FailedVersion, ModelRepository, ModelVersion } from '@infer/models';
 import type { ModelControl } from './control-store.js';
 import { ControlView } from './control-view.js';
-import { advanceRollouts, type OldestWaitingAt } from './rollout.js';
+import { advanceRollouts, type ReadCandidateQueue } from './rollout.js';
 
 /** How often a process reads the models' shared state (the generation counter). */
 export const CONTROL_TICK_MS = 1000;
@@ -35,12 +35,12 @@ export interface RepositoryWatcherOptions {
    * message, at most once in 10 s: what the owner does meanwhile.
    */
   warning: string;
-  /** When the oldest job still waiting in a version's interactive queue was queued (epoch ms), or null: what a held rollout step is judged by. */
-  oldestWaitingAt?: OldestWaitingAt;
+  /** A version's interactive queue as a held rollout step judges it (advanceRollouts). */
+  candidateQueue?: ReadCandidateQueue;
 }
 
 /** The watcher's options an owner (ModelCatalog, LiveVersions) takes in its own and hands on as they are. */
-export type WatchedRepositoryOptions = Pick<RepositoryWatcherOptions, 'repository' | 'control' | 'actor' | 'pollMs' | 'logger' | 'oldestWaitingAt'>;
+export type WatchedRepositoryOptions = Pick<RepositoryWatcherOptions, 'repository' | 'control' | 'actor' | 'pollMs' | 'logger' | 'candidateQueue'>;
 
 /**
  * Keeps a process's repository live: once a second it reads the models'
@@ -141,7 +141,7 @@ export class RepositoryWatcher {
     // Rollouts move on from every process that looks (one of them moves each step: a compare-and-set);
     // a model with none running costs nothing here.
     const rolling = repo.names().filter((name) => view.of(name).rollout !== null);
-    if (rolling.length > 0) await advanceRollouts(control, rolling, Date.now(), this.o.oldestWaitingAt);
+    if (rolling.length > 0) await advanceRollouts(control, rolling, Date.now(), this.o.candidateQueue);
   }
 
   /** Scan the folder beside the looks; one asked for while one runs follows it. */

@@ -8,8 +8,9 @@ import { apportion } from './routing.js';
  *   start ──▶ step 0 (steps[0] % to the candidate) ──(step_seconds, and at
  *             least one job of the candidate's ended in the step)──▶ judge
  *   held (no job of the candidate ended), while the versions it replaces
- *          ended jobs and its own oldest queued job has waited longer than
- *          a step ──▶ rolled_back (it takes jobs and serves none)
+ *          ended jobs, nothing of the candidate runs, and its oldest queued
+ *          job has waited longer than a step ──▶ rolled_back (it takes jobs
+ *          and serves none)
  *   judge: candidate error rate > max_error_rate, or its p50 latency over
  *          max_p50_latency_ratio × the replaced versions' ──▶ rolled_back
  *          (routing back as it was before the rollout)
@@ -68,11 +69,18 @@ export function judgeStep(r: StoredRollout, candidate: VersionFigures, replaced:
   return { ok: true };
 }
 
-/** When the oldest job still waiting in a version's interactive queue was queued (epoch ms), or null when none waits. */
-export type OldestWaitingAt = (model: string, version: string) => Promise<number | null>;
+/** What a held step looks at in the candidate's interactive queue. */
+export interface CandidateQueue {
+  /** When the oldest job still waiting was queued (epoch ms), or null when none waits. */
+  oldestWaitingAt: number | null;
+  /** Envelopes a live worker is running (their lock held). */
+  running: number;
+}
+
+export type ReadCandidateQueue = (model: string, version: string) => Promise<CandidateQueue>;
 
 /** Judge every running rollout whose step time is up (a gateway or worker calls this each second). */
-export async function advanceRollouts(control: ModelControl, models: readonly string[], now = Date.now(), oldestWaitingAt?: OldestWaitingAt): Promise<void> {
+export async function advanceRollouts(control: ModelControl, models: readonly string[], now = Date.now(), candidateQueue?: ReadCandidateQueue): Promise<void> {
   for (const model of models) {
     const r = await control.activeRollout(model);
     if (!r || r.state !== 'running') continue;
@@ -99,11 +107,13 @@ export async function advanceRollouts(control: ModelControl, models: readonly st
     }
     if (candidate.succeeded + candidate.failed === 0) {
       // A step proves nothing until the candidate has served in it: it is held (a canary without traffic).
-      // But a candidate whose jobs wait longer than a step while the versions it replaces serve theirs takes
-      // jobs and serves none (its workers hung, or gone while others live): held, it would keep its share of
-      // the traffic waiting for ever. With nothing ended anywhere (the whole fleet down), it stays held.
-      const queuedAt = replaced.succeeded + replaced.failed > 0 ? await oldestWaitingAt?.(model, r.version) : null;
-      const waitedMs = queuedAt == null ? 0 : now - queuedAt;
+      // But a candidate whose jobs wait longer than a step while the versions it replaces serve theirs, with
+      // nothing of it running, takes jobs and serves none (its workers gone while others live, or hung past
+      // WORKER_MAX_RUN_MS): held, it would keep its share of the traffic waiting for ever. One running a job
+      // is serving, if slowly (a run longer than a step): it is judged once that job ends. With nothing
+      // ended anywhere (the whole fleet down), it stays held.
+      const queue = replaced.succeeded + replaced.failed > 0 ? await candidateQueue?.(model, r.version) : undefined;
+      const waitedMs = queue?.oldestWaitingAt == null || queue.running > 0 ? 0 : now - queue.oldestWaitingAt;
       if (waitedMs <= r.step_seconds * 1000) continue;
       const reason = `version ${r.version} ended no job in step ${r.step} while the versions it replaces ended ${replaced.succeeded + replaced.failed}, and its oldest queued job has waited ${(waitedMs / 1000).toFixed(1)} s`;
       const figures = { candidate: stepFigures(candidate), replaced: stepFigures(replaced) };

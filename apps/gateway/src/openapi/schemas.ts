@@ -484,7 +484,7 @@ export const RolloutSchema = z
       .enum(ROLLOUT_STATES)
       .describe(
         '`running` → `completed` (the last step, 100, held for `step_seconds`: the routing stays there), `rolled_back` (a step over ' +
-          '`max_error_rate` or `max_p50_latency_ratio`; a version that ended no job in a step while its oldest queued job waited longer than the step and the replaced versions served theirs; the version unloaded: the routing is back to `from`), or `canceled` (by an admin: back to `from`).',
+          '`max_error_rate` or `max_p50_latency_ratio`; a version that ended no job in a step, nothing of it running, while its oldest queued job waited longer than the step and the replaced versions served theirs; the version unloaded: the routing is back to `from`), or `canceled` (by an admin: back to `from`).',
       ),
     started_at: Timestamp,
     ended_at: Timestamp.nullable().describe('Null while `running`.'),
