@@ -269,12 +269,11 @@ export class EnvelopeQueue {
     const now = Date.now();
     const closes = closesOf(blocking);
     const before = closes.count;
-    const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now)).exec()) ?? [];
-    const arrived = Date.now();
+    const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now, true)).exec()) ?? [];
     if (!fetched) throw new Error('the blocking take got no reply');
     if (fetched[0]) throw fetched[0];
     const outcome = parseFetch(fetched[1] as unknown[], now);
-    if (outcome !== 'paused') await this.restampTakenBack(outcome.envelopes, now, arrived);
+    if (outcome !== 'paused') await this.restampTakenBack(outcome.envelopes, token);
     return this.withInputs(closes.count === before ? outcome : await this.recover(outcome, token, now), lockMs);
   }
 
@@ -284,17 +283,22 @@ export class EnvelopeQueue {
    * time if later: right for the envelope whose enqueue ended the wait. One
    * the stalled check put back (its worker died) was enqueued long before,
    * and the read may have waited seconds for it: its stamp would name a
-   * moment when nothing happened. Its take is stamped again with the time
-   * its reply came (the worker was idle, blocked: that is the take's time),
-   * on this worker's clock like the rest of its stamps. A first take is left
-   * as it is (its stamp is the first take's, `ft`, which deadlines are
-   * judged by).
+   * moment when nothing happened. FETCH answers Redis's clock at the take
+   * (`@t`) for it; it is stamped again with that moment on this worker's
+   * clock (the clocks' offset measured now: the reply itself may have been
+   * read late, behind a model run holding the event loop). Only while the
+   * take still holds it. A first take is left as it is (its stamp is the
+   * first take's, `ft`, which deadlines are judged by).
    */
-  private async restampTakenBack(envelopes: TakenEnvelope[], sentAt: number, arrived: number): Promise<void> {
-    for (const e of envelopes) {
-      if (!e.fields.has('processedOn') || enqueuedAt(e.fields) >= sentAt) continue;
-      e.takenAt = arrived;
-      await this.redis.hset(this.keys.base + e.id, 'processedOn', arrived);
+  private async restampTakenBack(envelopes: TakenEnvelope[], token: string): Promise<void> {
+    const back = envelopes.filter((e) => e.fields.has('@t'));
+    if (back.length === 0) return;
+    const offset = await redisClockOffset(this.redis);
+    for (const e of back) {
+      const at = Math.round(Number(e.fields.get('@t')!.toString()) - offset);
+      e.takenAt = at;
+      const jk = this.keys.base + e.id;
+      await this.redis.inferRestampTake(jk, `${jk}:lock`, token, at);
     }
   }
 
@@ -349,9 +353,9 @@ export class EnvelopeQueue {
     return outcome;
   }
 
-  private fetchArgs(token: string, lockMs: number, wanted: number, most: number, now: number): Arg[] {
+  private fetchArgs(token: string, lockMs: number, wanted: number, most: number, now: number, blocking = false): Arg[] {
     const k = this.keys;
-    return [k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, now, wanted, most];
+    return [k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, now, wanted, most, blocking ? '1' : '0'];
   }
 
   /**
@@ -427,6 +431,26 @@ function firstTakenAt(fields: ReadonlyMap<string, Buffer>, now: number): number 
 /** The time FETCH stamps a take with (processedOn): max(the time the take was sent with, the envelope's enqueue time). */
 function stampOf(fields: ReadonlyMap<string, Buffer>, now: number): number {
   return Math.max(now, enqueuedAt(fields));
+}
+
+/**
+ * Redis's clock less this process's (ms), read with TIME: the reading is
+ * placed at the middle of its round trip, the shortest of three (a round
+ * trip the event loop held is not one to trust).
+ */
+async function redisClockOffset(redis: Redis): Promise<number> {
+  let best = { rtt: Infinity, offset: 0 };
+  for (let i = 0; i < 3; i++) {
+    const wall = Date.now();
+    const before = performance.now();
+    const [seconds, micros] = await redis.time();
+    const rtt = performance.now() - before;
+    // On Date.now()'s clock, as every other stamp of a job.
+    const local = wall + rtt / 2;
+    if (rtt < best.rtt) best = { rtt, offset: Number(seconds) * 1000 + Number(micros) / 1000 - local };
+    if (rtt < 5) break;
+  }
+  return best.offset;
 }
 
 function enqueuedAt(fields: ReadonlyMap<string, Buffer>): number {

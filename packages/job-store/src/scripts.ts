@@ -146,16 +146,20 @@ return out
 /**
  * KEYS[1] wait, KEYS[2] active, KEYS[3] meta, KEYS[4] marker, KEYS[5] queued counter, KEYS[6] queued-per-tenant hash.
  * ARGV[1] key base ("<prefix>:<queue>:"), ARGV[2] lock token, ARGV[3] lock ms, ARGV[4] now (epoch ms),
- * ARGV[5] instances wanted, ARGV[6] most envelopes.
+ * ARGV[5] instances wanted, ARGV[6] most envelopes, ARGV[7] "1" for a take sent behind a blocking read.
  * Takes envelopes (oldest first) until it has the instances wanted: each moves to active
  * under the worker's lock, as BullMQ's moveToActive does. Returns {waiting after, id, fields, id, fields, …}
  * (fields as HGETALL gives them, before this take), or {-1} while the queue is paused.
  * A take stamps processedOn (and the first one ft) with ARGV[4], or the envelope's enqueue time if later.
+ * A take behind a blocking read of an envelope taken before and enqueued before ARGV[4] (one the stalled
+ * check put back: it did not end the wait, and the wait may have lasted seconds) also answers `@t`, Redis's
+ * clock at the take (epoch ms), for the worker to stamp it again on its own clock (EnvelopeQueue.waitAndFetch).
  * An envelope's instances leave the queued count the first time a worker takes it,
  * less those canceled before that; one put back by the stalled check is not counted again.
  */
 export const FETCH = `${ALLOW_OOM}if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return {-1} end
 local now = tonumber(ARGV[4])
+local redisNow = nil
 local out = {0}
 local wanted, most = tonumber(ARGV[5]), tonumber(ARGV[6])
 local taken, envelopes, leaving = 0, 0, 0
@@ -177,6 +181,14 @@ while envelopes < most and taken < wanted do
     -- envelope it takes is the one whose enqueue ended the wait, so its enqueue time is the closer clock
     -- (one the stalled check put back is older than the wait: the worker stamps it again, see waitAndFetch).
     local at = math.max(now, tonumber(f['timestamp']) or 0)
+    if ARGV[7] == '1' and f['processedOn'] and (tonumber(f['timestamp']) or 0) < now then
+      if not redisNow then
+        local t = redis.call('TIME')
+        redisNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      end
+      h[#h + 1] = '@t'
+      h[#h + 1] = tostring(redisNow)
+    end
     local n = tonumber(f['n']) or 0
     if f['processedOn'] then
       redis.call('HSET', jk, 'processedOn', at, 'ats', (tonumber(f['ats']) or 0) + 1)
@@ -368,6 +380,17 @@ return 1
  * (they live RESULT_TTL from delivery), and would be made and sent anew. An envelope already gone is
  * left gone: 1 when marked, else 0.
  */
+/**
+ * KEYS[1] an envelope's hash, KEYS[2] its lock. ARGV[1] the lock token of the take, ARGV[2] the stamp (epoch ms).
+ * Stamps the take again (`processedOn`) while the take still holds the envelope: one ended or taken back
+ * meanwhile is left as it is (a hash FINISH deleted is not written again). 1 when stamped, else 0.
+ */
+export const RESTAMP_TAKE = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'processedOn', ARGV[2])
+return 1
+`;
+
 export const MARK_STARTED_SENT = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'ws', '1')
