@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { loadConfig } from '@infer/config';
 import { silentLogger } from '@infer/logger';
 import { JobStore } from '@infer/job-store';
+import type { ModelDescription } from '@infer/contract';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { mlpFeatures } from './helpers/batches.js';
 import { servedMlpRepo, type TempModelRepo } from './helpers/model-repo.js';
@@ -20,6 +21,9 @@ import { waitUntil } from './helpers/wait.js';
  * still cover its queue, or those jobs would stay `queued` past their
  * deadline, holding the tenant's quota and MAX_QUEUE_DEPTH, until some
  * client happened to read them.
+ *
+ * So must a model whose last version was let go of: the repository forgets
+ * the model then, and the unload that did it is still answered 202.
  *
  * A production gateway loads its own repository (releaseDrained on), so this
  * starts one with createGateway(config) rather than startPlatform, whose
@@ -45,8 +49,9 @@ describe('deadlines: gateway deadline sweep and a draining version no worker hol
     repo = undefined;
   });
 
-  it('ends a queued job of an unloaded version at its Cancel-After deadline, unread', async () => {
-    repo = servedMlpRepo(['1', '2']);
+  /** A gateway of its own repository, no worker: a job with a 4 s deadline pinned to version 1, then version 1 unloaded. */
+  async function unloadedWithQueuedJob(versions: string[]): Promise<{ id: string; submitted: number; unload: Response }> {
+    repo = servedMlpRepo(versions);
     prefix = uniquePrefix('released-sweep');
     const config = loadConfig({
       REDIS_URL: TEST_REDIS_URL,
@@ -74,18 +79,35 @@ describe('deadlines: gateway deadline sweep and a draining version no worker hol
 
     // The operator unloads version 1 meanwhile (the fleet is down; it will come back without it).
     const unload = await fetch(`${base}/v1/models/mlp/versions/1/unload`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } });
-    expect(unload.status, await unload.clone().text()).to.equal(202);
     // Precondition: the gateway lets go of the version (no live worker holds it), well before the deadline.
     await waitUntil(() => !gateway!.catalog.all().some((v) => v.name === 'mlp' && v.version === '1'), 3_000, 'the gateway to release mlp v1');
     expect(Date.now() - submitted, 'released before the deadline').to.be.below(4_000);
+    return { id, submitted, unload };
+  }
 
-    // Read the record from Redis directly: a read through the gateway would end the job itself.
+  /** Read the record from Redis directly: a read through the gateway would end the job itself. */
+  async function expectEndedUnread(id: string, submitted: number): Promise<void> {
     redis = new Redis(TEST_REDIS_URL);
-    const store = new JobStore(redis, { prefix, resultTtlMs: 60_000 });
+    const store = new JobStore(redis, { prefix: prefix!, resultTtlMs: 60_000 });
     const ended = await waitUntil(async () => ((await store.read(id)).kind === 'ended' ? true : null), 4_000 + 6_000 - (Date.now() - submitted), 'the job to end').catch(
       () => false,
     );
     const kind = (await store.read(id)).kind;
     expect(ended, `job ${id} is still ${kind} ${Math.round((Date.now() - submitted) / 1000)} s after a 4 s Cancel-After, unread (no one sweeps a released version's queue)`).to.equal(true);
+  }
+
+  it('ends a queued job of an unloaded version at its Cancel-After deadline, unread', async () => {
+    const { id, submitted, unload } = await unloadedWithQueuedJob(['1', '2']);
+    expect(unload.status, await unload.clone().text()).to.equal(202);
+    await expectEndedUnread(id, submitted);
+  });
+
+  it('and of a model whose only version was unloaded; the unload is answered 202, the version draining', async () => {
+    const { id, submitted, unload } = await unloadedWithQueuedJob(['1']);
+    expect(unload.status, await unload.clone().text()).to.equal(202);
+    const described = (await unload.json()) as ModelDescription;
+    expect(described.versions_detail.find((d) => d.version === '1')?.state).to.equal('draining');
+    expect(described.versions).to.not.include('1');
+    await expectEndedUnread(id, submitted);
   });
 });

@@ -1,7 +1,7 @@
 import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
-import { CreateRolloutBody, VERSION_RE } from '@infer/contract';
-import { badRequest, conflict, invalidInput, invalidRouting, notFound } from '@infer/errors';
+import { CreateRolloutBody, VERSION_RE, type ModelDescription } from '@infer/contract';
+import { AppError, badRequest, conflict, invalidInput, invalidRouting, notFound } from '@infer/errors';
 import { newRolloutId, renderRollout, stepRouting, type ModelControl, type StoredRollout } from '@infer/model-control';
 import type { ModelRepository } from '@infer/models';
 import { firstIssue } from '../http/first-issue.js';
@@ -146,7 +146,7 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
     // lands first is the unload; the other finds it draining already.
     if (!(await control.drain(name, version, 'unloaded', actorOf(req)))) throw gone();
     await catalog.refresh();
-    res.status(202).json(catalog.describe(name));
+    res.status(202).json(describedAfterUnload(catalog, model, version));
   });
 
   router.post('/:name/rollouts', admin, json, async (req, res) => {
@@ -243,4 +243,23 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
   });
 
   return router;
+}
+
+/**
+ * The model as an unload leaves it. With no live worker, a gateway lets go
+ * of a drained version at once, and of the model with its last version: it
+ * is then described as it was, the version draining, rather than answered
+ * 404 for an unload that was done.
+ */
+function describedAfterUnload(catalog: ModelCatalog, before: ModelDescription, version: string): ModelDescription {
+  try {
+    return catalog.describe(before.name);
+  } catch (err) {
+    if (!(err instanceof AppError && err.code === 'model_not_found')) throw err;
+    return {
+      ...before,
+      versions: before.versions.filter((v) => v !== version),
+      versions_detail: before.versions_detail.map((d) => (d.version === version ? { ...d, state: 'draining' } : d)),
+    };
+  }
 }
