@@ -94,6 +94,15 @@ describe('tenants: MAX_QUEUE_DEPTH under a burst from two gateways over two queu
     expect(await queuedIn(p.prefix)).to.equal(accepted);
     expect(accepted, `accepted ${accepted} for MAX_QUEUE_DEPTH ${DEPTH}`).to.be.within(DEPTH * 0.9, DEPTH * 1.1);
   });
+
+  it('a refused tenant learns the limit, not how much the other tenants have queued', async () => {
+    const res = await post(p.baseUrl, '1', 999, OTHER_TENANT_KEY);
+    expect(res.status).to.equal(503);
+    const problem = (await res.json()) as { code: string; detail: string };
+    expect(problem.code).to.equal('queue_full');
+    // The old detail was "The queue holds <every tenant's queued instances> instances, at its limit of …".
+    expect(problem.detail).to.equal(`The queues are at their limit of ${DEPTH} instances; retry later`);
+  });
 });
 
 describe('tenants: replays, cancels and open batches at the limits, over two gateways', function () {

@@ -166,7 +166,8 @@ export class EnvelopeWriter {
         if (outcome.over === 'depth') {
           this.depth.set(queue.keys.queued, outcome.queued);
           const room = Math.max(0, this.options.maxQueueDepth - outcome.queued - elsewhere);
-          const full = new AppError(503, 'queue_full', `The queue holds ${outcome.queued + elsewhere} instances, at its limit of ${this.options.maxQueueDepth}; retry later`, { retryAfterSeconds: 5 });
+          // The limit, not the count: the queues are every tenant's, and how much the others queued is theirs.
+          const full = new AppError(503, 'queue_full', `The queues are at their limit of ${this.options.maxQueueDepth} instances; retry later`, { retryAfterSeconds: 5 });
           // (Room for them all would be a view gone stale between the two reads: refuse them all then.)
           const keep = room < remaining.length ? room : 0;
           for (const p of remaining.slice(keep)) p.done(full);

@@ -49,7 +49,7 @@ const EXAMPLE_DETAIL: Partial<Record<ErrorCode, string>> = {
   invalid_routing: 'weights sum to 90; they must sum to 100',
   rate_limited: 'More than 1000 requests a second for this API key',
   payload_too_large: 'The body is larger than the limit of 10485760 bytes',
-  queue_full: 'The queue holds 1000000 instances, at its limit of 1000000; retry later',
+  queue_full: 'The queues are at their limit of 1000000 instances; retry later',
   quota_exceeded: 'This tenant has 10000 instances queued, its limit (TENANT_MAX_QUEUED); retry later',
   unavailable: 'The queue backend (Redis) is unavailable; try again shortly',
   conflict: 'The job has already ended (succeeded); only queued or running jobs can be canceled',
@@ -220,7 +220,7 @@ export const jobSubmit503 = problem(
     'to is being unloaded and its queue is closed, which a gateway whose view of the routing is stale can meet (`unavailable`, `Retry-After: 1`: ' +
     'a retry is routed afresh); Redis does not answer or refuses writes (`unavailable`, `Retry-After: 2`) or is full (`unavailable`, `Retry-After: 5`, nothing written).',
   ['queue_full', 'unavailable'],
-  { retryAfter: true, detail: 'The queue holds 1000000 instances, at its limit of 1000000; retry later' },
+  { retryAfter: true, detail: 'The queues are at their limit of 1000000 instances; retry later' },
 );
 
 /** 503 for `POST /v1/batches`: bulk queues have no depth limit, so never `queue_full`. */
