@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { interactiveKeys } from '@infer/contract';
-import { oldestWaitingAt, runningEnvelopes } from '@infer/job-store';
+import { candidateQueue } from '@infer/job-store';
 import { ModelControl, advanceRollouts, newRolloutId, stepRouting, type ReadCandidateQueue, type StoredRollout } from '@infer/model-control';
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.js';
 
@@ -17,10 +17,7 @@ import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.j
  * Set up on ModelControl and the candidate's real queue keys, as FETCH
  * leaves them (an envelope in `active` under a lock, another in `wait`).
  */
-const queueOf = (redis: Redis, prefix: string): ReadCandidateQueue => async (m, v) => ({
-  oldestWaitingAt: await oldestWaitingAt(redis, prefix, m, v),
-  running: await runningEnvelopes(redis, prefix, m, v),
-});
+const queueOf = (redis: Redis, prefix: string): ReadCandidateQueue => (m, v) => candidateQueue(redis, prefix, m, v);
 
 describe('rollouts: a held step whose candidate is running a job longer than the step', function () {
   this.timeout(20_000);

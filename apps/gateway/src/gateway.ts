@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
 import { REQUEST_TIME_LIMIT_MS } from '@infer/contract';
 import type { Config } from '@infer/config';
-import { JobStore, JobWaiters, oldestWaitingAt, runningEnvelopes, versionHasQueuedWork } from '@infer/job-store';
+import { JobStore, JobWaiters, candidateQueue, versionHasQueuedWork } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { ModelControl } from '@infer/model-control';
@@ -127,10 +127,7 @@ export async function createGateway(
     // Every version this gateway may route to counts towards MAX_QUEUE_DEPTH, submitted to here yet or not.
     onVersion: (mv) => writer.queueOf(mv),
     hasQueuedWork: (model, version) => versionHasQueuedWork(redis, config.queuePrefix, model, version),
-    candidateQueue: async (model, version) => ({
-      oldestWaitingAt: await oldestWaitingAt(redis, config.queuePrefix, model, version),
-      running: await runningEnvelopes(redis, config.queuePrefix, model, version),
-    }),
+    candidateQueue: (model, version) => candidateQueue(redis, config.queuePrefix, model, version),
   });
   const webhookEvents = new WebhookEvents({
     connection: bullConnection,

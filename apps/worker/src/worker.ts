@@ -8,7 +8,7 @@ import { ModelControl } from '@infer/model-control';
 import { LiveVersions } from './live-versions.js';
 import { WebhookDeliveryWorker, WebhookEvents, eventIdFor, type Resolver } from '@infer/webhooks';
 import { WorkerHeartbeat } from '@infer/fleet';
-import { CompletedEventsOutbox, FINISH_COMMAND, oldestWaitingAt, runningEnvelopes } from '@infer/job-store';
+import { CompletedEventsOutbox, FINISH_COMMAND, candidateQueue } from '@infer/job-store';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { WorkerMetrics } from './metrics.js';
@@ -130,10 +130,7 @@ export async function createWorker(
     prefix: config.queuePrefix,
     pollMs: config.modelPollMs,
     actor: `worker:${workerId}`,
-    candidateQueue: async (model, version) => ({
-      oldestWaitingAt: await oldestWaitingAt(storeConnection, config.queuePrefix, model, version),
-      running: await runningEnvelopes(storeConnection, config.queuePrefix, model, version),
-    }),
+    candidateQueue: (model, version) => candidateQueue(storeConnection, config.queuePrefix, model, version),
     logger,
     ...(config.workerModels.length ? { only: config.workerModels } : {}),
     changed: () => void heartbeat?.beat(),

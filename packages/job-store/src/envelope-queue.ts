@@ -55,6 +55,12 @@ export async function oldestWaitingAt(redis: Redis, prefix: string, model: strin
   return (await oldestWaiting(redis, prefix, model, version)).at;
 }
 
+/** A version's interactive queue as a held rollout step judges it (advanceRollouts' ReadCandidateQueue). */
+export async function candidateQueue(redis: Redis, prefix: string, model: string, version: string): Promise<{ oldestWaitingAt: number | null; running: number }> {
+  const [oldest, running] = await Promise.all([oldestWaitingAt(redis, prefix, model, version), runningEnvelopes(redis, prefix, model, version)]);
+  return { oldestWaitingAt: oldest, running };
+}
+
 /**
  * How many of a queue's taken envelopes a live worker still holds (their
  * lock not lapsed), looking at the first 100: a version whose jobs wait
@@ -225,6 +231,22 @@ export class EnvelopeQueue {
   /** Forget a deadline (its job has ended, or is running and will finish). */
   async forgetDeadline(id: string): Promise<void> {
     await this.redis.zrem(this.keys.deadlines, id);
+  }
+
+  /**
+   * One look at the jobs past their Cancel-After deadline, oldest first, at
+   * most `most`: `expire` ends one still queued (true when it has ended); the
+   * deadline of one it leaves (running: taken in time; or gone) is
+   * forgotten. A worker's sweep and a gateway's (while no worker serves the
+   * queue) both go through here. Answers how many ended.
+   */
+  async sweepDeadlines(now: number, most: number, expire: (id: string) => Promise<boolean>): Promise<number> {
+    let ended = 0;
+    for (const id of await this.due(now, most)) {
+      if (await expire(id)) ended++;
+      else await this.forgetDeadline(id);
+    }
+    return ended;
   }
 
   /**

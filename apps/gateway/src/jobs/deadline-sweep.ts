@@ -58,12 +58,7 @@ export class DeadlineSweep {
       const standing = fleet.get(key);
       // Ready and draining workers run a version's consumers, and sweep its queue themselves.
       if (standing && standing.workersReady + standing.draining > 0) continue;
-      const queue = this.o.queueOf(version);
-      for (const id of await queue.due(now, MOST_PER_SWEEP)) {
-        if (await this.o.expire(id)) ended++;
-        // Running (taken in time), or gone: the deadline no longer applies.
-        else await queue.forgetDeadline(id);
-      }
+      ended += await this.o.queueOf(version).sweepDeadlines(now, MOST_PER_SWEEP, this.o.expire);
     }
     return ended;
   }

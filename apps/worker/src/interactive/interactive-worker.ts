@@ -227,22 +227,16 @@ export class InteractiveWorker {
    */
   private async sweepDeadlines(): Promise<number> {
     const now = Date.now();
-    let canceled = 0;
     const waitedMs: number[] = [];
-    for (const id of await this.queue.due(now, 100)) {
+    const canceled = await this.queue.sweepDeadlines(now, 100, async (id) => {
       const lookup = await this.jobs.read(id);
-      if (lookup.kind !== 'pending' || lookup.startedAt !== null) {
-        await this.queue.forgetDeadline(id);
-        continue;
-      }
+      if (lookup.kind !== 'pending' || lookup.startedAt !== null) return false;
       const record = encodeRecord(lookup.model, lookup.version, lookup.job, { status: 'canceled', startedAt: null, completedAt: now, error: DEADLINE_EXCEEDED });
-      const outcome = await this.jobs.cancel(lookup, record, { onlyIfQueued: true });
-      if (outcome.canceled) {
-        canceled++;
-        this.metrics?.jobEnded('canceled');
-        waitedMs.push(now - lookup.job.created_at);
-      } else await this.queue.forgetDeadline(id);
-    }
+      if (!(await this.jobs.cancel(lookup, record, { onlyIfQueued: true })).canceled) return false;
+      this.metrics?.jobEnded('canceled');
+      waitedMs.push(now - lookup.job.created_at);
+      return true;
+    });
     // Failures to a rollout, as at a take (finish): the version kept them queued past their deadlines.
     if (waitedMs.length > 0) this.options.onEnded?.(0, waitedMs.length, waitedMs);
     return canceled;
@@ -256,7 +250,11 @@ export class InteractiveWorker {
         let taken;
         if (block) {
           // Idle: wait on the marker (every enqueue sets it), with the take sent behind the wait in the same write.
-          this.blocking ??= this.options.storeConnection.duplicate();
+          if (!this.blocking) {
+            this.blocking = this.options.storeConnection.duplicate();
+            // Its errors (Redis away) fail the take, which the consumer retries: not an unhandled 'error' event.
+            this.blocking.on('error', () => undefined);
+          }
           taken = await this.queue.waitAndFetch(this.blocking, blockSeconds, token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH);
         } else {
           taken = await this.queue.fetch(token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH);
