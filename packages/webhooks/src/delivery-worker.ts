@@ -185,13 +185,26 @@ export class WebhookDeliveryWorker {
     this.closing ??= (async () => {
       // Close first so nothing new is fetched, then cut short what is in flight (close waits for it). While
       // Redis is away, what is in flight cannot record its end and a graceful close would wait for Redis to
-      // come back: force it then (the runs' locks lapse, and the stalled check runs them again).
-      const closed = this.worker.close(this.options.connection.status !== 'ready');
+      // come back: force it then (the runs' locks lapse, and the stalled check runs them again). Likewise
+      // while the connection BullMQ blocks on is between two reconnect attempts (Redis just came back and
+      // it has not yet, or Redis dropped it): the graceful close waits for that connection's 'end', which
+      // one with no socket never emits (taskforcesh/bullmq#4656), and would never end.
+      const force = this.options.connection.status !== 'ready' || !(await this.blockingConnectionUp());
+      const closed = this.worker.close(force);
       this.shutdown.abort();
       await closed;
       this.claims.stop();
     })();
     return this.closing;
+  }
+
+  /** Whether the connection BullMQ blocks on is connected (a worker with none has nothing to wait for). */
+  private async blockingConnectionUp(): Promise<boolean> {
+    const blocking = this.worker.backend.blockingConnection;
+    if (!blocking) return true;
+    // Its client is there once it first connected; one that never did has no socket to wait for either.
+    const client = await Promise.race([blocking.client.catch(() => undefined), new Promise<undefined>((resolve) => setImmediate(() => resolve(undefined)))]);
+    return client?.status === 'ready';
   }
 
   private async process(job: Job, token: string | undefined): Promise<void> {
