@@ -81,4 +81,42 @@ describe('rollouts: a candidate that takes jobs and serves none', function () {
     // Its queue taken up again, the candidate's jobs run (and the platform closes clean).
     await redis.hdel(candidateMeta, 'paused');
   });
+
+  it('is rolled back too when its one queued job waits behind more canceled envelopes than the oldest-job read looks at', async () => {
+    repo = servedMlpRepo(['1', '2']);
+    p = await startPlatform({ models: repo.root, env: { ADMIN_API_KEYS: `ops:${ADMIN}`, MODEL_POLL_SECONDS: '0.2' } });
+    const platform = p;
+    redis = new Redis(TEST_REDIS_URL);
+    const candidateMeta = interactiveKeys(p.prefix, 'mlp', '2').meta;
+    await redis.hset(candidateMeta, 'paused', '1');
+    expect((await admin('/v1/models/mlp/routing', { method: 'PUT', body: JSON.stringify({ weights: { '1': 100 } }) })).status).to.equal(200);
+
+    // 70 envelopes of one job each (one request at a time), every job canceled while queued: they stay in the
+    // queue until a worker takes them. The oldest-job read looks past 64 of them, then only knows the last one's time.
+    for (let i = 0; i < 70; i++) {
+      const job = await platform.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ model: 'mlp', version: '2', input: { features: mlpFeatures(i) } }) });
+      expect(job.status).to.equal(202);
+      const { id } = (await job.json()) as { id: string };
+      expect((await platform.api(`/v1/jobs/${id}/cancel`, { method: 'POST' })).status).to.equal(200);
+    }
+    expect(await redis.llen(interactiveKeys(p.prefix, 'mlp', '2').wait)).to.equal(70);
+    const res = await admin('/v1/models/mlp/rollouts', { method: 'POST', body: JSON.stringify({ version: '2', steps: [50, 100], step_seconds: 1 }) });
+    expect(res.status, await res.clone().text()).to.equal(201);
+    const rollout = (await res.json()) as Rollout;
+
+    let last: Rollout | undefined;
+    let i = 0;
+    await waitUntil(
+      async () => {
+        expect((await platform.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ model: 'mlp', input: { features: mlpFeatures(i++) } }) })).status).to.equal(202);
+        last = (await (await admin(`/v1/models/mlp/rollouts/${rollout.id}`)).json()) as Rollout;
+        return last.state !== 'running';
+      },
+      20_000,
+      'the rollout of a candidate that serves nothing to end',
+    ).catch(() => expect(last?.state, `rollout ${rollout.id} still running, held at step ${last?.step}`).to.not.equal('running'));
+    expect(last!.state).to.equal('rolled_back');
+    expect(last!.reason).to.match(/version 2 ended no job in step 0 while the versions it replaces ended [1-9]\d*, and its oldest queued job has waited \d+\.\d s/);
+    await redis.hdel(candidateMeta, 'paused');
+  });
 });

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { interactiveKeys } from '@infer/contract';
-import { oldestWaiting, registeredQueues, versionHasQueuedWork } from '@infer/job-store';
+import { oldestQueuedAt, oldestWaiting, registeredQueues, versionHasQueuedWork } from '@infer/job-store';
 import { versionKey, workersHolding, type FleetView, type VersionInFleet } from '@infer/fleet';
 import type { BulkQueues } from './batches/bulk-queues.js';
 
@@ -189,11 +189,9 @@ export class QueueMetrics {
             model: name,
             version,
             queued: waiting,
-            // Not gated on `queued`: an envelope the stalled check put back (its worker died) waits again,
-            // though its jobs left the count at their first take; one that keeps killing its workers is
-            // exactly what an alert on the age is for. Past a run of canceled envelopes longer than the
-            // script looks, whether one waits is the count's to say.
-            oldestAt: oldest.at ?? (waiting > 0 ? oldest.atLeast : null),
+            // An envelope put back by the stalled check counts (oldestQueuedAt): one that keeps killing its
+            // workers is exactly what an alert on the age is for.
+            oldestAt: oldestQueuedAt(oldest, waiting),
             bulk: { waiting: (counts.wait ?? 0) + (counts.prioritized ?? 0), active: counts.active ?? 0, delayed: counts.delayed ?? 0 },
             bulkOldestAt,
           };

@@ -50,15 +50,25 @@ export async function oldestWaiting(redis: Redis, prefix: string, model: string,
   return { at: Number(at) || null, atLeast: Number(atLeast) || null };
 }
 
-/** When the oldest envelope known to hold a waiting job was written (epoch ms), or null. */
-export async function oldestWaitingAt(redis: Redis, prefix: string, model: string, version: string): Promise<number | null> {
-  return (await oldestWaiting(redis, prefix, model, version)).at;
+/**
+ * When the oldest job still queued was written (epoch ms), or null: `at`,
+ * or, past a run of canceled envelopes longer than the script looks, the
+ * last one's time while the queue's count says jobs are queued. `at` is not
+ * gated on the count: an envelope the stalled check put back (its worker
+ * died) waits again, though its jobs left the count at their first take.
+ */
+export function oldestQueuedAt(oldest: OldestWaiting, queued: number): number | null {
+  return oldest.at ?? (queued > 0 ? oldest.atLeast : null);
 }
 
 /** A version's interactive queue as a held rollout step judges it (advanceRollouts' ReadCandidateQueue). */
 export async function candidateQueue(redis: Redis, prefix: string, model: string, version: string): Promise<{ oldestWaitingAt: number | null; running: number }> {
-  const [oldest, running] = await Promise.all([oldestWaitingAt(redis, prefix, model, version), runningEnvelopes(redis, prefix, model, version)]);
-  return { oldestWaitingAt: oldest, running };
+  const [oldest, queued, running] = await Promise.all([
+    oldestWaiting(redis, prefix, model, version),
+    redis.get(interactiveKeys(prefix, model, version).queued),
+    runningEnvelopes(redis, prefix, model, version),
+  ]);
+  return { oldestWaitingAt: oldestQueuedAt(oldest, Math.max(0, Number(queued ?? 0))), running };
 }
 
 /**
