@@ -177,7 +177,10 @@ export class LiveVersions {
       if (this.o.only && !this.o.only.includes(model.name)) return;
       // Jobs or batch chunks accepted before the drain may still be queued for it, with no worker left
       // that serves it: serve it, draining, until they have run (the steps below then let it go).
-      if (!(await this.queuesEmpty(model))) this.serveDraining(model);
+      const empty = await this.queuesEmpty(model);
+      // A close that landed during that read has taken its list of what to stop: start nothing it would miss.
+      if (this.closed) return;
+      if (!empty) this.serveDraining(model);
       else await this.o.repository.release(model.name, model.version);
       return;
     }
