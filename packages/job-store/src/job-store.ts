@@ -125,6 +125,12 @@ export class JobStore {
     return parseClaim(await this.redis.inferClaimIdempotencyKey(this.idempotencyRedisKey(tenant, idempotencyKey), id, IDEMPOTENCY_TTL_MS, Date.now()));
   }
 
+  /** The key's claim as it stands, or null: no request of the tenant holds it. */
+  async idempotencyClaim(tenant: string, idempotencyKey: string): Promise<IdempotencyClaim | null> {
+    const raw = await this.redis.get(this.idempotencyRedisKey(tenant, idempotencyKey));
+    return raw === null ? null : parseClaim(raw);
+  }
+
   /**
    * Move the key from `held` (a claim whose job is gone: its record expired, or its request died before
    * enqueueing) to `id`, unless another request took it over first. True when this call did.

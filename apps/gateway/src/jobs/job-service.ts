@@ -102,8 +102,19 @@ export class JobService {
 
   async submit(tenant: string, body: CreateJobBody, options: SubmitOptions = {}): Promise<SubmitResult> {
     const { waitMs, onGone, idempotencyKey } = options;
-    const { model, inputs } = this.validate(body);
     const { store, waiters, writer } = this.deps;
+    let validated: ReturnType<JobService['validate']>;
+    try {
+      validated = this.validate(body);
+    } catch (err) {
+      // A retry whose first request made its job gets that job, whatever became of its model since (the
+      // version pinned or routed to is unloaded, the model's inputs changed): read the key on this path only.
+      const claim = idempotencyKey && err instanceof AppError ? await store.idempotencyClaim(tenant, idempotencyKey).catch(() => null) : null;
+      const replayed = claim ? await this.replay(tenant, claim, waitMs, onGone) : 'gone';
+      if (replayed !== 'gone') return replayed;
+      throw err;
+    }
+    const { model, inputs } = validated;
     // Written, or maybe written (a Redis error after the enqueue ran): the job counts for the routing.
     let made = false;
     try {

@@ -100,7 +100,9 @@ export const sharedParameters: JsonObject = {
     in: 'header',
     required: false,
     description:
-      'The same key from the same tenant within 24 h returns the first job with 200 and enqueues nothing new. Keys are per tenant: ' +
+      'The same key from the same tenant within 24 h returns the first job with 200 and enqueues nothing new. The body is not compared ' +
+      'with the first one’s: a retry gets its first job even where the body would no longer pass (the version it pinned unloaded since). ' +
+      'Keys are per tenant: ' +
       '1-255 visible ASCII characters (no space); any other is 400 `invalid_input`.',
     schema: { type: 'string', minLength: 1, maxLength: 255, pattern: IDEMPOTENCY_KEY_RE.source },
   },
