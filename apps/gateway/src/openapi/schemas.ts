@@ -109,7 +109,10 @@ const EventId = z.string().meta({
   description: 'The event id: `msg_` then 32 hex digits, the `webhook-id` header of every attempt and resend of the event.',
   examples: [EXAMPLE_EVENT_ID],
 });
-const METADATA = 'Any JSON object up to 4 KiB (serialised), echoed back unchanged.';
+const METADATA =
+  'Any JSON object up to 4 KiB (serialised) and 32 levels deep, echoed back unchanged. Since it comes back as it was sent, its numbers ' +
+  'must be ones a double holds: `1e400`, or an integer past 2^53 − 1 below 10^21 (whose digits a double would round), is 422 ' +
+  '`invalid_input`; send such ids as strings.';
 const Metadata = z.record(z.string(), z.unknown()).describe(METADATA);
 const WEBHOOK_URL =
   'An absolute http or https URL, at most 2048 characters. Private, loopback, link-local and multicast addresses, ' +
@@ -344,7 +347,9 @@ export const JobSchema = z
 // ---------------------------------------------------------------------------
 
 export const BatchItemSchema = BatchItem.extend({
-  custom_id: BatchItem.shape.custom_id.describe('Your id for the item, echoed in its result line.'),
+  custom_id: BatchItem.shape.custom_id.describe(
+    'Your id for the item, echoed in its result line. Not required to be unique: a result line is the item’s by its `index` (its place in the batch), and items that share a `custom_id` each run.',
+  ),
   input: Inputs,
 }).describe('One item of a batch: an element of `items`, or one line of an NDJSON upload. A bad item fails alone.');
 
@@ -463,7 +468,8 @@ export const CreateRolloutBodySchema = CreateRolloutBody.extend({
   ),
 }).meta({
   description:
-    'A body that is not a JSON object is 400 `invalid_input`; unknown fields, a missing field or a value out of range are 422 `invalid_input`. ' +
+    'A body that is not a JSON object, or with a field missing, of the wrong JSON type, or unknown, is 400 `invalid_input`; a value out of range, ' +
+    'or `steps` that do not rise or do not end at 100, are 422 `invalid_input`. ' +
     'Read as JSON whatever the Content-Type.',
 });
 
