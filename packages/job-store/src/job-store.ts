@@ -19,6 +19,8 @@ export type JobLookup =
       job: EnvelopeJob;
       /** When a worker took its envelope (epoch ms), or null while queued. */
       startedAt: number | null;
+      /** When a worker first took its envelope (epoch ms; a take after a stall keeps it), or null while queued. */
+      firstTakenAt: number | null;
       /** The submitting gateway's channel. */
       gateway: string;
       /** "<queue name>:<envelope id>", as the cancel needs it. */
@@ -79,12 +81,14 @@ export class JobStore {
     const job = data.jobs.find((j) => j.id === id);
     if (!job) return { kind: 'missing' };
     const processedOn = (reply[2] as Buffer).toString();
+    const firstTaken = reply[4] === undefined ? '' : (reply[4] as Buffer).toString();
     return {
       kind: 'pending',
       model: data.model,
       version: data.version,
       job,
       startedAt: processedOn ? Number(processedOn) : null,
+      firstTakenAt: firstTaken ? Number(firstTaken) : null,
       gateway: data.gateway,
       where: (reply[3] as Buffer).toString(),
     };
@@ -93,12 +97,15 @@ export class JobStore {
   /**
    * End a pending job as canceled with `record`, unless it ended meanwhile
    * (then its record). Waiting requests, wherever they are, are told. With
-   * `onlyIfQueued` (a deadline), a job a worker has taken is left to finish: `running`.
+   * `onlyIfQueued`, a job a worker has taken is left to finish: `running`;
+   * with `queuedAt` too (a deadline), one whose envelope was first taken at
+   * or after that time counts as queued (it was still queued then, and its
+   * worker does not run it).
    */
   async cancel(
     lookup: Extract<JobLookup, { kind: 'pending' }>,
     record: Buffer,
-    { onlyIfQueued = false }: { onlyIfQueued?: boolean } = {},
+    { onlyIfQueued = false, queuedAt }: { onlyIfQueued?: boolean; queuedAt?: number } = {},
   ): Promise<{ canceled: true } | { canceled: false; record: Buffer } | { canceled: false; running: true }> {
     const id = lookup.job.id;
     const k = jobKeys(this.options.prefix, id);
@@ -114,6 +121,7 @@ export class JobStore {
       onlyIfQueued ? '1' : '',
       lookup.job.tenant,
       hasCompletedHook(lookup.job) ? '1' : '',
+      queuedAt === undefined ? '' : String(queuedAt),
     );
     if (Number(reply[0]) === 1) return { canceled: true };
     if (Number(reply[0]) === 2) return { canceled: false, running: true };

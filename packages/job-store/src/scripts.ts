@@ -286,7 +286,7 @@ return ended
 /**
  * KEYS[1] the job's record, KEYS[2] its tag's job index.
  * ARGV[1] tagged prefix, ARGV[2] job id, ARGV[3] a gateway channel to tell when it ends ("" for none).
- * Returns {1, record} for an ended job; {2, envelope data, processedOn or "", index value} for
+ * Returns {1, record} for an ended job; {2, envelope data, processedOn or "", index value, ft or ""} for
  * one not ended (registering the channel, when given, on its envelope); {0} when there is neither.
  * allow-oom: a long poll's watcher (a few bytes on the envelope) is registered even when Redis is
  * full, where submits are refused: reads keep working, long polls included.
@@ -297,13 +297,13 @@ if record then return {1, record} end
 local where = redis.call('HGET', KEYS[2], ARGV[2])
 if not where then return {0} end
 local jk = ARGV[1] .. ':' .. where
-local h = redis.call('HMGET', jk, 'data', 'processedOn', 'w')
+local h = redis.call('HMGET', jk, 'data', 'processedOn', 'w', 'ft')
 if not h[1] then return {0} end
 if ARGV[3] ~= '' then
   local entry = ARGV[3] .. ' ' .. ARGV[2] .. '\\n'
   if not h[3] or not string.find(h[3], entry, 1, true) then redis.call('HSET', jk, 'w', (h[3] or '') .. entry) end
 end
-return {2, h[1], h[2] or '', where}
+return {2, h[1], h[2] or '', where, h[4] or ''}
 `;
 
 /**
@@ -311,15 +311,17 @@ return {2, h[1], h[2] or '', where}
  * ARGV[1] tagged prefix, ARGV[2] job id, ARGV[3] index value as READ gave it,
  * ARGV[4] the canceled record, ARGV[5] TTL ms, ARGV[6] the submitter's channel when its request waits (""),
  * ARGV[7] "1" to cancel only a job still queued (a deadline: a running job finishes), ARGV[8] the job's tenant,
- * ARGV[9] "1" when the job has a job.completed webhook (it goes on the queue's outbox in the same step).
+ * ARGV[9] "1" when the job has a job.completed webhook (it goes on the queue's outbox in the same step),
+ * ARGV[10] with ARGV[7], a time (epoch ms) or "": a job whose envelope was first taken (ft) at or after it
+ * counts as queued too (it was still queued at its deadline, and its worker does not run it).
  * Ends the job as canceled unless it has ended meanwhile: {1}; {0, the record it ended with}; or {2} when
  * ARGV[7] asked for a queued job and a worker has taken it. A job no worker has taken yet leaves the
  * queued counts and is skipped when taken; one that is running has its output discarded (FINISH's SET NX loses).
  */
 export const CANCEL_COMMIT = `${WATCHERS}
 local jk = ARGV[1] .. ':' .. ARGV[3]
-local h = redis.call('HMGET', jk, 'n', 'processedOn', 'w', 'x', 'tq', 'xt')
-if ARGV[7] == '1' and h[2] then return {2} end
+local h = redis.call('HMGET', jk, 'n', 'processedOn', 'w', 'x', 'tq', 'xt', 'ft')
+if ARGV[7] == '1' and h[2] and not (ARGV[10] ~= '' and h[7] and tonumber(h[7]) >= tonumber(ARGV[10])) then return {2} end
 if not redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5], 'NX') then return {0, redis.call('GET', KEYS[1])} end
 redis.call('HDEL', KEYS[2], ARGV[2])
 local queue = string.match(ARGV[3], '^(.*):[^:]*$')

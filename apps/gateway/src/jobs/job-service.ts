@@ -249,16 +249,20 @@ export class JobService {
   /**
    * A job read still queued past its Cancel-After deadline ends here and now (`deadline_exceeded`), as
    * the workers' sweep would within a second: there may be no worker at all to sweep (the fleet is down,
-   * its jobs waiting for it), and the job must not read `queued` past its deadline. A worker that took it
-   * meanwhile wins (the cancel commits only while it is queued): then it is read again, running.
+   * its jobs waiting for it), and the job must not read `queued` past its deadline. Nor `running`, when a
+   * worker took its envelope only after the deadline: that worker does not run it (it ends it so too,
+   * once the envelope's other jobs have run). A worker that took it in time wins (the cancel commits only
+   * while it is queued, or was at its deadline): then it is read again, running.
    */
   private async pastDeadline(tenant: string, lookup: JobLookup): Promise<JobLookup> {
-    if (lookup.kind !== 'pending' || lookup.job.tenant !== tenant || lookup.startedAt !== null) return lookup;
+    if (lookup.kind !== 'pending' || lookup.job.tenant !== tenant) return lookup;
     const { deadline } = lookup.job;
+    if (deadline === undefined) return lookup;
     const now = this.now();
-    if (deadline === undefined || deadline > now) return lookup;
+    const queuedAtDeadline = lookup.startedAt === null ? deadline <= now : lookup.firstTakenAt !== null && deadline <= lookup.firstTakenAt;
+    if (!queuedAtDeadline) return lookup;
     const record = encodeRecord(lookup.model, lookup.version, lookup.job, { status: 'canceled', startedAt: null, completedAt: now, error: DEADLINE_EXCEEDED });
-    const outcome = await this.deps.store.cancel(lookup, record, { onlyIfQueued: true });
+    const outcome = await this.deps.store.cancel(lookup, record, { onlyIfQueued: true, queuedAt: deadline });
     if (outcome.canceled) {
       this.deps.onDeadlineExceeded?.(lookup.model, lookup.version, now - lookup.job.created_at);
       await this.afterCancel(lookup);
