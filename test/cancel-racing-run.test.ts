@@ -6,8 +6,9 @@ import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
 import { cubicModel } from './helpers/slow-models.js';
-import { Spawned } from './helpers/spawned.js';
+import type { Spawned } from './helpers/spawned.js';
 import { waitUntil } from './helpers/wait.js';
+import { startWorkerProcess } from './helpers/worker-process.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
 
 /**
@@ -47,22 +48,7 @@ describe('cancel of one job of an envelope racing its take, run and end (worker 
     second = await createGateway(p.config, silentLogger);
     b = `http://127.0.0.1:${await second.listen(0, '127.0.0.1')}`;
     redis = new Redis(p.config.redisUrl);
-    w = new Spawned('start:worker', {
-      REDIS_URL: p.config.redisUrl,
-      QUEUE_PREFIX: p.prefix,
-      MODEL_REPOSITORY: repo.root,
-      WORKER_METRICS_PORT: '0',
-      WEBHOOK_ALLOW_PRIVATE: 'true',
-      WEBHOOK_RETRY_DELAYS_MS: '100,200',
-      API_KEYS: 'tenant-a:test-key-a',
-    });
-    await w.waitForLog('worker started', 60_000);
-    await waitUntil(async () => {
-      await p.gateway.catalog.refresh();
-      await second.catalog.refresh();
-      const m = (await (await p.api('/v1/models/cubic')).json()) as { versions_detail?: Array<{ workers_ready: number }> };
-      return (m.versions_detail?.[0]?.workers_ready ?? 0) > 0;
-    }, 20_000, 'the gateways to see the worker');
+    w = await startWorkerProcess(p, 'cubic', { env: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '100,200' }, gateways: [second] });
   });
   after(async () => {
     w?.kill();

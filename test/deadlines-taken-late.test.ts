@@ -4,8 +4,9 @@ import { interactiveKeys, isEnded, type Job } from '@infer/contract';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
 import { cubicModel } from './helpers/slow-models.js';
-import { Spawned } from './helpers/spawned.js';
+import type { Spawned } from './helpers/spawned.js';
 import { waitUntil } from './helpers/wait.js';
+import { startWorkerProcess } from './helpers/worker-process.js';
 
 /**
  * A Cancel-After deadline that passes while the job is still
@@ -37,20 +38,7 @@ describe('a job taken after its Cancel-After deadline by a busy worker', functio
     repo = tempModelRepo({ cubic: { onnx: cubicModel(8), config: { max_batch_size: 1, max_delay_ms: 0 } } });
     p = await startPlatform({ models: repo.root, worker: false });
     redis = new Redis(p.config.redisUrl);
-    w = new Spawned('start:worker', {
-      REDIS_URL: p.config.redisUrl,
-      QUEUE_PREFIX: p.prefix,
-      MODEL_REPOSITORY: repo.root,
-      WORKER_METRICS_PORT: '0',
-      API_KEYS: 'tenant-a:test-key-a',
-    });
-    await w.waitForLog('worker started', 60_000);
-    await waitUntil(async () => {
-      await p.gateway.catalog.refresh();
-      const r = await p.api('/v1/models/cubic');
-      const m = (await r.json()) as { versions_detail?: Array<{ workers_ready: number }> };
-      return (m.versions_detail?.[0]?.workers_ready ?? 0) > 0;
-    }, 20_000, 'the gateway to see the worker');
+    w = await startWorkerProcess(p, 'cubic');
   });
   after(async () => {
     w?.kill();
