@@ -3,7 +3,7 @@ import { isBatchEnded, keys, type BatchStatus, type JobError } from '@infer/cont
 import { hashToBatchRecord, newBatchHash, type BatchRecord, type NewBatchRecord } from './batch-record.js';
 import { failedChunkResult, renderChunkResult } from './chunk-result.js';
 import { unrunChunkLines, type ChunkManifest } from './result-lines.js';
-import { ADD_CHUNK, CANCEL, FINISH_CHUNK, SEAL, START_CHUNK } from './scripts.js';
+import { ADD_CHUNK, CANCEL, DISCARD, FINISH_CHUNK, SEAL, START_CHUNK } from './scripts.js';
 
 export interface BatchStoreOptions {
   prefix: string;
@@ -48,6 +48,7 @@ type ScriptRedis = Redis & {
   inferBatchFinishChunk(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number | Buffer)[]): Promise<string>;
   inferBatchSeal(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number)[]): Promise<string>;
   inferBatchCancel(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number)[]): Promise<string | string[]>;
+  inferBatchDiscard(k1: string, k2: string, k3: string, k4: string): Promise<number>;
 };
 
 /** How long a batch's place in its tenant's list is kept once its entry went, for a cursor naming it. */
@@ -80,6 +81,7 @@ export class BatchStore {
       [FINISH_CHUNK_COMMAND, FINISH_CHUNK, 4],
       ['inferBatchSeal', SEAL, 4],
       ['inferBatchCancel', CANCEL, 4],
+      ['inferBatchDiscard', DISCARD, 4],
     ] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua });
     }
@@ -204,9 +206,13 @@ export class BatchStore {
     return { outcome: 'canceled', record };
   }
 
-  /** Forget a batch whose upload failed before it was accepted: it never existed for the client. */
+  /**
+   * Forget a batch whose upload failed before it was accepted: it never existed for the client. One
+   * canceled during its upload stays (DISCARD): the cancel was answered, and batch.completed sent.
+   */
   async discard(id: string, tenant: string): Promise<void> {
-    await this.redis.del(this.k.batch(id), this.k.batchResults(id), this.k.batchPending(id), this.k.batchInputs(id));
+    const forgotten = await this.redis.inferBatchDiscard(this.k.batch(id), this.k.batchResults(id), this.k.batchPending(id), this.k.batchInputs(id));
+    if (forgotten !== 1) return;
     // A listing taken during the upload may have handed its id out as a page's `last_id`: its place is kept
     // (batchGone) for the cursor, and its entry goes, so failed uploads do not pile up in the index.
     const index = this.k.tenantBatches(tenant);

@@ -112,3 +112,15 @@ redis.call('PEXPIRE', KEYS[3], ARGV[2])
 redis.call('DEL', KEYS[4])
 return {'canceled', unpack(redis.call('HGETALL', KEYS[1]))}
 `;
+
+/**
+ * KEYS batch, results, pending, inputs. Forgets a batch whose upload failed
+ * (its keys deleted), unless it was canceled meanwhile: its cancel was
+ * answered, and its batch.completed sent, so it stays as any canceled batch.
+ * Returns 1 when it was forgotten, else 0.
+ */
+export const DISCARD = `
+if redis.call('HGET', KEYS[1], 'status') == 'canceled' then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return 1
+`;

@@ -33,7 +33,9 @@ const NEWLINE = 0x0a;
  * Lines are numbered from 1 as an editor numbers them; blank lines are
  * skipped but counted. A line longer than `maxLineBytes` is not kept: it is
  * reported as `tooLong` and its bytes are dropped as they arrive, so memory
- * stays bounded by the limit whatever the client sends.
+ * stays bounded by the limit whatever the client sends. What a line holds is
+ * measured as JSON.parse gets it: a CRLF line's carriage return and a byte
+ * order mark opening the body are not counted.
  */
 export class LineSplitter {
   private carry: Buffer[] = [];
@@ -49,7 +51,9 @@ export class LineSplitter {
     while (pos < data.length) {
       const nl = data.indexOf(NEWLINE, pos);
       const end = nl === -1 ? data.length : nl;
-      if (!this.dropping && this.carryBytes + (end - pos) > this.maxLineBytes) {
+      // Room for a carriage return, and on line 1 a byte order mark: emit measures the line without them.
+      const uncounted = this.line === 0 ? 4 : 1;
+      if (!this.dropping && this.carryBytes + (end - pos) > this.maxLineBytes + uncounted) {
         this.dropping = true;
         this.carry = [];
       }
@@ -94,7 +98,9 @@ export class LineSplitter {
   private emit(out: RawItem[], bytes: Buffer, start: number, end: number): void {
     this.line++;
     const bom = this.line === 1 && bytes[start] === 0xef && bytes[start + 1] === 0xbb && bytes[start + 2] === 0xbf ? 3 : 0;
-    if (!isBlank(bytes, start + bom, end)) out.push({ kind: 'line', line: this.line, source: bytes, start, end });
+    const cr = end > start + bom && bytes[end - 1] === 0x0d ? 1 : 0;
+    if (end - cr - (start + bom) > this.maxLineBytes) out.push({ kind: 'tooLong', line: this.line, limit: this.maxLineBytes });
+    else if (!isBlank(bytes, start + bom, end)) out.push({ kind: 'line', line: this.line, source: bytes, start, end });
   }
 }
 
