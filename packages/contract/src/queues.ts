@@ -67,6 +67,8 @@ export type EnvelopeData = z.infer<typeof EnvelopeData>;
 export const WebhookDeliveryPayload = z.object({
   eventId: z.string().min(1),
   trigger: z.enum(['scheduled', 'manual']),
+  /** A manual run's resend (the token it marked the event with): the run acts only while the event is that resend's. */
+  resend: z.string().min(1).optional(),
 });
 export type WebhookDeliveryPayload = z.infer<typeof WebhookDeliveryPayload>;
 

@@ -37,6 +37,8 @@ export interface StoredEvent {
   state: DeliveryState;
   attemptCount: number;
   nextAttemptAt: number | null;
+  /** The last resend accepted (MARK_RESEND), or null: none ever was. */
+  resendToken: string | null;
 }
 
 /**
@@ -324,6 +326,7 @@ function toStored(h: Record<string, string>): StoredEvent | null {
     state: (h.state as DeliveryState | undefined) ?? 'pending',
     attemptCount: Number(h.attempt_count ?? 0),
     nextAttemptAt: h.next_attempt_at ? Number(h.next_attempt_at) : null,
+    resendToken: h.resend_token || null,
   };
 }
 

@@ -223,14 +223,19 @@ export class WebhookDeliveryWorker {
       this.logger.error({ jobId: job.id }, 'malformed webhook delivery payload; dropped');
       return;
     }
-    const { eventId, trigger } = parsed.data;
+    const { eventId, trigger, resend } = parsed.data;
     const event = await this.log.get(eventId);
     if (!event) {
       this.logger.info({ eventId }, 'webhook event expired before delivery; dropped');
       return;
     }
-    // An event queued twice (re-ensured after a crash) is delivered once: a run finds it done and stops.
-    if (trigger === 'scheduled' && event.state !== 'pending') return;
+    // A run acts only while the event is its own. An event queued twice (re-ensured after a crash) is
+    // delivered once: a run finds it done and stops. A scheduled run's ends with its schedule: once a resend
+    // was accepted (the delivery had ended), a scheduled run taken back after its worker died must not
+    // attempt beside it, nor start a schedule anew. A resend's run, while the event is pending by that
+    // resend: taken back after its attempt was recorded, it does not send it again.
+    if (trigger === 'scheduled' && (event.state !== 'pending' || event.resendToken !== null)) return;
+    if (trigger === 'manual' && (event.state !== 'pending' || (resend !== undefined && event.resendToken !== resend))) return;
     const { options } = this;
     const receiver = receiverOf(event.url);
     const busy = this.inFlight.get(receiver) ?? 0;

@@ -163,7 +163,7 @@ export class WebhookEvents {
     const marked = await this.log.markResend(eventId, tenant, this.now(), token, this.logTtlMs());
     if (marked === 'missing' || marked === 'pending') return marked;
     try {
-      await this.queue.add('resend', { eventId, trigger: 'manual' } satisfies WebhookDeliveryPayload, this.jobOptions(`${eventId}-resend-${token}`, 1));
+      await this.queue.add('resend', { eventId, trigger: 'manual', resend: token } satisfies WebhookDeliveryPayload, this.jobOptions(`${eventId}-resend-${token}`, 1));
     } catch (err) {
       await this.log.unmarkResend(eventId, token, marked.was).catch(() => undefined);
       throw err;
@@ -183,6 +183,7 @@ export class WebhookEvents {
       state: 'pending',
       attemptCount: 0,
       nextAttemptAt: createdAt,
+      resendToken: null,
     };
   }
 
