@@ -31,6 +31,9 @@ for (const [net, bits] of [
   ['::1', 128],
   ['fc00::', 7],
   ['fe80::', 10],
+  // Site-local (deprecated, RFC 3879), still routed inside some older private networks; discard-only (RFC 6666).
+  ['fec0::', 10],
+  ['100::', 64],
   ['ff00::', 8],
   ['2001:db8::', 32],
   ['64:ff9b::', 96],
