@@ -1,6 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -9,43 +7,13 @@ import type { WebhookDelivery } from '@infer/webhooks';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
 import { OwnRedis } from './helpers/redis-server.js';
 import { elapse, waitUntil } from './helpers/wait.js';
+import { startRawReceiver, type RawReceiver } from './helpers/webhook-receiver.js';
 
 /**
  * Redis killed and restarted with its data (AOF, fsync always) between two
  * attempts of a delivery, and during one: the delivery still ends, with one
  * log row per attempt made, the same webhook-id, signatures that verify.
  */
-
-interface Got {
-  body: string;
-  headers: Record<string, string>;
-  res: http.ServerResponse;
-}
-
-async function rawReceiver(answer: (n: number) => number | 'hang'): Promise<{ url: string; got: Got[]; close(): Promise<void> }> {
-  const got: Got[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
-      got.push({ body: Buffer.concat(chunks).toString('utf8'), headers, res });
-      const a = answer(got.length);
-      if (a !== 'hang') res.writeHead(a).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
-    got,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 describe('webhooks: Redis restarted (with its data) around webhook attempts', function () {
   this.timeout(60_000);
@@ -75,7 +43,7 @@ describe('webhooks: Redis restarted (with its data) around webhook attempts', fu
   const ready = () => waitUntil(async () => (await fetch(`${p.baseUrl}/readyz`).catch(() => undefined))?.status === 200, 20_000, '/readyz 200');
 
   it('between two attempts: the retry still comes, same id, logged once each', async () => {
-    const r = await rawReceiver((n) => (n === 1 ? 500 : 204));
+    const r = await startRawReceiver((n) => (n === 1 ? 500 : 204));
     receivers.push(r);
     const secretBefore = ((await (await p.api('/v1/webhooks/secret')).json()) as { secret: string }).secret;
     const jobId = await submit(r.url);
@@ -99,7 +67,7 @@ describe('webhooks: Redis restarted (with its data) around webhook attempts', fu
   });
 
   it('during an attempt, answered 204 while Redis is away for longer than the lock: ends succeeded, its attempts numbered once each', async () => {
-    const r = await rawReceiver((n) => (n === 1 ? 'hang' : 204));
+    const r = await startRawReceiver((n) => (n === 1 ? 'hang' : 204));
     receivers.push(r);
     const jobId = await submit(r.url);
     await waitUntil(() => r.got.length >= 1, 20_000, 'the attempt in flight');

@@ -1,11 +1,10 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { Webhook } from 'standardwebhooks';
 import type { WebhookDelivery } from '@infer/webhooks';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
 import { webhookQueueIdle } from './helpers/webhook-queue.js';
+import { startRawReceiver, type RawReceiver } from './helpers/webhook-receiver.js';
 
 /**
  * docs/webhooks.md: the delivery lists "expire with the job or batch
@@ -18,44 +17,14 @@ import { webhookQueueIdle } from './helpers/webhook-queue.js';
  * delivery ended failed and is still in the log; a resend of it is accepted
  * and delivered, and the log (by event id and by job id) shows it.
  */
-
-interface Got {
-  body: string;
-  headers: Record<string, string>;
-}
-
-async function rawReceiver(answer: (n: number) => number): Promise<{ url: string; got: Got[]; close(): Promise<void> }> {
-  const got: Got[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
-      got.push({ body: Buffer.concat(chunks).toString('utf8'), headers });
-      res.writeHead(answer(got.length)).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
-    got,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 describe('webhooks: resending a delivery whose job has expired', function () {
   this.timeout(60_000);
   let p: TestPlatform;
-  let r: Awaited<ReturnType<typeof rawReceiver>>;
+  let r: RawReceiver;
 
   before(async () => {
     p = await startPlatform({ env: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '5000', RESULT_TTL_SECONDS: '4' } });
-    r = await rawReceiver((n) => (n <= 2 ? 503 : 204));
+    r = await startRawReceiver((n) => (n <= 2 ? 503 : 204));
   });
   after(async () => {
     await r?.close();

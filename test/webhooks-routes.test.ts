@@ -1,11 +1,10 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { Webhook } from 'standardwebhooks';
 import type { WebhookDelivery } from '@infer/webhooks';
 import { OTHER_TENANT_KEY, startPlatform, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
 import { webhookQueueIdle } from './helpers/webhook-queue.js';
+import { startRawReceiver, type RawReceiver } from './helpers/webhook-receiver.js';
 
 /**
  * The gateway's webhook routes (docs/api.md "Webhooks"): tenant isolation,
@@ -13,47 +12,17 @@ import { webhookQueueIdle } from './helpers/webhook-queue.js';
  * anywhere but GET /v1/webhooks/secret.
  */
 
-interface Got {
-  body: string;
-  headers: Record<string, string>;
-}
-
-/** A receiver keeping raw bodies; answers what `answer(n)` says for the n-th request (from 1). */
-async function rawReceiver(answer: (n: number) => number): Promise<{ url: string; got: Got[]; close(): Promise<void> }> {
-  const got: Got[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
-      got.push({ body: Buffer.concat(chunks).toString('utf8'), headers });
-      res.writeHead(answer(got.length)).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
-    got,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 const INPUT = { features: new Array(64).fill(0.5) };
 
 describe('webhooks: the webhook routes', function () {
   this.timeout(60_000);
   let p: TestPlatform;
-  let gone: Awaited<ReturnType<typeof rawReceiver>>;
+  let gone: RawReceiver;
 
   before(async () => {
     p = await startPlatform({ env: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '50' } });
     // 410 on the first request (the delivery ends failed at once), 204 afterwards.
-    gone = await rawReceiver((n) => (n === 1 ? 410 : 204));
+    gone = await startRawReceiver((n) => (n === 1 ? 410 : 204));
   });
   after(async () => {
     await gone?.close();
@@ -158,7 +127,7 @@ describe('webhooks: the webhook routes', function () {
   });
 
   it('a job with both events lists them oldest first (job.started, then job.completed), created_at rising, both delivered', async () => {
-    const ok = await rawReceiver(() => 204);
+    const ok = await startRawReceiver(() => 204);
     try {
       const res = await p.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ model: 'mlp', input: INPUT, webhook: ok.url, webhook_events_filter: ['completed', 'start'] }) });
       expect(res.status).to.equal(202);

@@ -1,5 +1,3 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { Webhook } from 'standardwebhooks';
 import { silentLogger } from '@infer/logger';
@@ -7,36 +5,7 @@ import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
 import { OwnRedis } from './helpers/redis-server.js';
 import { waitUntil } from './helpers/wait.js';
-
-interface Got {
-  body: string;
-  headers: Record<string, string>;
-}
-
-/** A receiver keeping each request's raw body (what a signature covers) and headers; answers 204. */
-async function rawReceiver(): Promise<{ url: string; got: Got[]; close(): Promise<void> }> {
-  const got: Got[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
-      got.push({ body: Buffer.concat(chunks).toString('utf8'), headers });
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
-    got,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
+import { startRawReceiver, type RawReceiver } from './helpers/webhook-receiver.js';
 
 /**
  * docs/api.md, GET /v1/webhooks/secret: "the tenant's signing secret …, the
@@ -57,12 +26,12 @@ describe('webhooks: the signing secret after Redis comes back without its data',
   let redis: OwnRedis;
   let p: TestPlatform;
   let g2: Gateway | undefined;
-  let receiver: Awaited<ReturnType<typeof rawReceiver>>;
+  let receiver: RawReceiver;
 
   before(async () => {
     redis = await OwnRedis.start();
     p = await startPlatform({ redisUrl: redis.url, env: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '100' } });
-    receiver = await rawReceiver();
+    receiver = await startRawReceiver();
   });
   after(async () => {
     await g2?.close().catch(() => undefined);

@@ -1,5 +1,3 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { Webhook } from 'standardwebhooks';
 import type { WebhookDelivery } from '@infer/webhooks';
@@ -7,6 +5,7 @@ import { SHIPPED_MODELS, startPlatform, TEST_REDIS_URL, type TestPlatform } from
 import { Spawned } from './helpers/spawned.js';
 import { waitUntil } from './helpers/wait.js';
 import { webhookQueueIdle } from './helpers/webhook-queue.js';
+import { startRawReceiver, type RawReceiver } from './helpers/webhook-receiver.js';
 
 /**
  * docs/api.md, Delivery: "A worker killed mid-attempt (no shutdown) loses its
@@ -16,47 +15,18 @@ import { webhookQueueIdle } from './helpers/webhook-queue.js';
  * held open by the receiver.
  */
 
-interface Got {
-  body: string;
-  headers: Record<string, string>;
-}
-
 /** n-th request (from 1): 'hang' holds it open until close, a number answers it. */
-async function rawReceiver(answer: (n: number) => number | 'hang'): Promise<{ url: string; got: Got[]; close(): Promise<void> }> {
-  const got: Got[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
-      got.push({ body: Buffer.concat(chunks).toString('utf8'), headers });
-      const a = answer(got.length);
-      if (a !== 'hang') res.writeHead(a).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
-    got,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 describe('webhooks: a worker process SIGKILLed mid-attempt', function () {
   this.timeout(90_000);
   let p: TestPlatform;
-  let receiver: Awaited<ReturnType<typeof rawReceiver>>;
+  let receiver: RawReceiver;
   let spawned: Spawned | undefined;
   const env = { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '30000,30000', WORKER_LOCK_MS: '1000' };
 
   before(async () => {
     p = await startPlatform({ worker: false, env });
-    receiver = await rawReceiver((n) => (n === 1 ? 'hang' : 204));
+    receiver = await startRawReceiver((n) => (n === 1 ? 'hang' : 204));
     spawned = new Spawned('start:worker', { REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: p.prefix, MODEL_REPOSITORY: SHIPPED_MODELS, WORKER_METRICS_PORT: '0', ...env });
     await spawned.waitForLog('worker started', 60_000);
     await p.gateway.catalog.refresh();
