@@ -1,21 +1,10 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { keys, type Batch, type BatchResultLine } from '@infer/contract';
-import { b64Fp32, mlpFeatures, readResults, submitBatch, toNdjson, waitForBatchEnd } from './helpers/batches.js';
+import { b64Fp32, expectResultsWhole, mlpFeatures, readResults, submitBatch, toNdjson, waitForBatchEnd } from './helpers/batches.js';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
 import { waitUntil } from './helpers/wait.js';
-
-function expectWhole(lines: BatchResultLine[], batch: Batch): void {
-  const c = batch.request_counts;
-  expect(c.total, 'total = succeeded + failed + canceled').to.equal(c.succeeded + c.failed + c.canceled);
-  expect(lines.length, 'one line per item').to.equal(c.total);
-  lines.forEach((l, i) => {
-    if (l.index !== i) expect.fail(`line ${i} has index ${l.index}`);
-  });
-  const by = (s: string) => lines.filter((l) => l.status === s).length;
-  expect({ succeeded: by('succeeded'), failed: by('failed'), canceled: by('canceled') }).to.deep.equal({ succeeded: c.succeeded, failed: c.failed, canceled: c.canceled });
-}
 
 /** Batches that end in ways the platform decides itself. */
 describe('batches ended by the gateway, and chunks whose inputs are gone', function () {
@@ -42,7 +31,7 @@ describe('batches ended by the gateway, and chunks whose inputs are gone', funct
     expect(batch.status).to.equal('completed');
     expect(batch.request_counts).to.deep.equal({ total: n, succeeded: 0, failed: n, canceled: 0 });
     const lines = await readResults(p, batch.id);
-    expectWhole(lines, batch);
+    expectResultsWhole(lines, batch);
     expect(lines[0]!.custom_id).to.equal('x0');
     expect(lines[0]!.error!.message.startsWith('line 1:')).to.equal(true);
     expect(lines[n - 1]!.error!.message.startsWith(`line ${n}:`)).to.equal(true);
@@ -67,7 +56,7 @@ describe('batches ended by the gateway, and chunks whose inputs are gone', funct
     const ended = await waitForBatchEnd(p, batch.id, 30_000);
     expect(ended.status).to.equal('completed');
     const lines = await readResults(p, batch.id);
-    expectWhole(lines, ended);
+    expectResultsWhole(lines, ended);
     expect(lines[5]!.error!.code).to.equal('invalid_json');
     for (let i = 2048; i < 4096; i++) if (lines[i]!.error?.code !== 'inputs_lost') expect.fail(`line ${i}: ${JSON.stringify(lines[i])}`);
     expect(ended.request_counts).to.deep.equal({ total: n, succeeded: n - 1 - 2048, failed: 1 + 2048, canceled: 0 });

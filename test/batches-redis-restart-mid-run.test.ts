@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import type { Batch, BatchResultLine } from '@infer/contract';
-import { b64Fp32, getBatch, mlpFeatures, submitBatch, toNdjson, waitForBatchEnd } from './helpers/batches.js';
+import { b64Fp32, expectResultsWhole, getBatch, mlpFeatures, submitBatch, toNdjson, waitForBatchEnd } from './helpers/batches.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
 import { OwnRedis } from './helpers/redis-server.js';
@@ -20,17 +20,6 @@ async function resultsWhenBack(p: TestPlatform, id: string): Promise<BatchResult
     return res.text().catch(() => null);
   }, 30_000, 'the results to download');
   return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as BatchResultLine);
-}
-
-function expectWhole(lines: BatchResultLine[], batch: Batch): void {
-  const c = batch.request_counts;
-  expect(c.total, 'total = succeeded + failed + canceled').to.equal(c.succeeded + c.failed + c.canceled);
-  expect(lines.length, 'one line per item').to.equal(c.total);
-  lines.forEach((l, i) => {
-    if (l.index !== i) expect.fail(`line ${i} has index ${l.index}`);
-  });
-  const by = (s: string) => lines.filter((l) => l.status === s).length;
-  expect({ succeeded: by('succeeded'), failed: by('failed'), canceled: by('canceled') }).to.deep.equal({ succeeded: c.succeeded, failed: c.failed, canceled: c.canceled });
 }
 
 /**
@@ -87,7 +76,7 @@ describe('Redis killed and restarted mid-run and mid-download', function () {
     expect(ended.status).to.equal('completed');
     expect(ended.request_counts).to.deep.equal({ total: rows, succeeded: rows, failed: 0, canceled: 0 });
     const lines = await resultsWhenBack(q, batch.id);
-    expectWhole(lines, ended);
+    expectResultsWhole(lines, ended);
     lines.forEach((l, i) => {
       if (l.custom_id !== `r${i}`) expect.fail(`line ${i}: custom_id ${l.custom_id}`);
     });
@@ -127,7 +116,7 @@ describe('Redis killed and restarted mid-run and mid-download', function () {
     });
     await redis.start();
     const whole = await resultsWhenBack(q, batch.id);
-    expectWhole(whole, ended);
+    expectResultsWhole(whole, ended);
     const wholeBytes = whole.reduce((n, l) => n + Buffer.byteLength(JSON.stringify(l)) + 1, 0);
     if (outcome.ended) expect(outcome.bytes, 'a download that ended cleanly is whole').to.be.at.least(wholeBytes - 1000);
   });

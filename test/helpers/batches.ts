@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { expect } from 'chai';
 import type { Batch, BatchResultLine } from '@infer/contract';
 import { runModel, type ModelVersion } from '@infer/models';
 import { TEST_KEY, type TestPlatform } from './platform.js';
@@ -112,4 +113,16 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
+}
+
+/** An ended batch's results file against its counts: one line per item, indexes 0..n-1 in order, the statuses adding up to the counts. */
+export function expectResultsWhole(lines: BatchResultLine[], batch: Batch): void {
+  const c = batch.request_counts;
+  expect(c.total, 'total = succeeded + failed + canceled').to.equal(c.succeeded + c.failed + c.canceled);
+  expect(lines.length, 'one line per item').to.equal(c.total);
+  lines.forEach((l, i) => {
+    if (l.index !== i) expect.fail(`line ${i} has index ${l.index}`);
+  });
+  const by = (s: string) => lines.filter((l) => l.status === s).length;
+  expect({ succeeded: by('succeeded'), failed: by('failed'), canceled: by('canceled') }).to.deep.equal({ succeeded: c.succeeded, failed: c.failed, canceled: c.canceled });
 }
