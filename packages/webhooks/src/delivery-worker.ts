@@ -246,13 +246,17 @@ export class WebhookDeliveryWorker {
       throw new DelayedError();
     }
     this.inFlight.set(receiver, busy + 1);
-    const secret = await this.secrets.get(event.tenant).catch((err: unknown) => {
+    const at = this.now();
+    let headers: Record<string, string>;
+    try {
+      // Signing throws on a secret that is not one (altered in Redis by hand): the slot goes back either way.
+      headers = { ...signWebhook(await this.secrets.get(event.tenant), event.id, new Date(at), event.body) };
+    } catch (err) {
       this.release(receiver);
       throw err;
-    });
-    const at = this.now();
+    }
     const outcome = await deliver(
-      { url: event.url, headers: { ...signWebhook(secret, event.id, new Date(at), event.body) }, body: event.body },
+      { url: event.url, headers, body: event.body },
       {
         allowPrivate: options.allowPrivate,
         timeoutMs: options.timeoutMs ?? DELIVERY_TIMEOUT_MS,
