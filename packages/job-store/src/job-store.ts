@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { EnvelopeData, JOB_ID_RE, jobKeys, type EnvelopeJob } from '@infer/contract';
+import { DEADLINE_EXCEEDED, EnvelopeData, JOB_ID_RE, jobKeys, type EnvelopeJob } from '@infer/contract';
+import { encodeRecord } from './job-record.js';
 import { withJobScripts, type ScriptRedis } from './redis-scripts.js';
 
 export interface JobStoreOptions {
@@ -102,6 +103,28 @@ export class JobStore {
    * or after that time counts as queued (it was still queued then, and its
    * worker does not run it).
    */
+  /**
+   * End a job still queued at its Cancel-After deadline as canceled
+   * (`deadline_exceeded`): one no worker has taken and whose deadline is
+   * past `now`, or one whose envelope was first taken only after the deadline
+   * (the worker that took it does not run it, and ends it so only once the
+   * envelope's other jobs have run). Null when neither holds; otherwise as
+   * `cancel` answers, with the record it wrote. A worker's sweep, a gateway's
+   * read, cancel or sweep all end such jobs through here.
+   */
+  async expirePastDeadline(
+    lookup: Extract<JobLookup, { kind: 'pending' }>,
+    now: number,
+  ): Promise<{ canceled: true; record: Buffer } | { canceled: false; record: Buffer } | { canceled: false; running: true } | null> {
+    const { deadline } = lookup.job;
+    if (deadline === undefined) return null;
+    const queuedAtDeadline = lookup.startedAt === null ? deadline <= now : lookup.firstTakenAt !== null && deadline <= lookup.firstTakenAt;
+    if (!queuedAtDeadline) return null;
+    const record = encodeRecord(lookup.model, lookup.version, lookup.job, { status: 'canceled', startedAt: null, completedAt: now, error: DEADLINE_EXCEEDED });
+    const outcome = await this.cancel(lookup, record, { onlyIfQueued: true, queuedAt: deadline });
+    return outcome.canceled ? { canceled: true, record } : outcome;
+  }
+
   async cancel(
     lookup: Extract<JobLookup, { kind: 'pending' }>,
     record: Buffer,

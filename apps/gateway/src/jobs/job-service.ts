@@ -1,6 +1,6 @@
 import { SpanKind, SpanStatusCode, type Context } from '@opentelemetry/api';
 import type { Tracing } from '@infer/tracing';
-import { DEADLINE_EXCEEDED, newJobId, queueTag, type CreateJobBody, type EnvelopeJob } from '@infer/contract';
+import { newJobId, queueTag, type CreateJobBody, type EnvelopeJob } from '@infer/contract';
 import { AppError, conflict, invalidInput, notFound } from '@infer/errors';
 import { decodeRecord, encodeRecord, hasCompletedHook, recordTenant, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type IdempotencyClaim, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
@@ -256,17 +256,13 @@ export class JobService {
    */
   private async pastDeadline(tenant: string, lookup: JobLookup): Promise<JobLookup> {
     if (lookup.kind !== 'pending' || lookup.job.tenant !== tenant) return lookup;
-    const { deadline } = lookup.job;
-    if (deadline === undefined) return lookup;
     const now = this.now();
-    const queuedAtDeadline = lookup.startedAt === null ? deadline <= now : lookup.firstTakenAt !== null && deadline <= lookup.firstTakenAt;
-    if (!queuedAtDeadline) return lookup;
-    const record = encodeRecord(lookup.model, lookup.version, lookup.job, { status: 'canceled', startedAt: null, completedAt: now, error: DEADLINE_EXCEEDED });
-    const outcome = await this.deps.store.cancel(lookup, record, { onlyIfQueued: true, queuedAt: deadline });
+    const outcome = await this.deps.store.expirePastDeadline(lookup, now);
+    if (outcome === null) return lookup;
     if (outcome.canceled) {
       this.deps.onDeadlineExceeded?.(lookup.model, lookup.version, now - lookup.job.created_at);
       await this.afterCancel(lookup);
-      return { kind: 'ended', record };
+      return { kind: 'ended', record: outcome.record };
     }
     if ('record' in outcome) return { kind: 'ended', record: outcome.record };
     return this.deps.store.read(lookup.job.id);

@@ -220,7 +220,8 @@ export class InteractiveWorker {
    * Jobs still queued at their Cancel-After deadline end canceled
    * (`deadline_exceeded`), now, without waiting for a worker to take their
    * envelope; one a worker has taken by then finishes (the cancel refuses a
-   * taken job atomically). Every worker of the queue looks each second; the
+   * job taken in time atomically; one taken only after its deadline ends
+   * here too: JobStore.expirePastDeadline). Every worker of the queue looks each second; the
    * cancel's SET NX makes one of them the one that ends it. Answers how
    * many it canceled (the cancel put those with a job.completed webhook on
    * the outbox).
@@ -230,9 +231,7 @@ export class InteractiveWorker {
     const waitedMs: number[] = [];
     const canceled = await this.queue.sweepDeadlines(now, 100, async (id) => {
       const lookup = await this.jobs.read(id);
-      if (lookup.kind !== 'pending' || lookup.startedAt !== null) return false;
-      const record = encodeRecord(lookup.model, lookup.version, lookup.job, { status: 'canceled', startedAt: null, completedAt: now, error: DEADLINE_EXCEEDED });
-      if (!(await this.jobs.cancel(lookup, record, { onlyIfQueued: true })).canceled) return false;
+      if (lookup.kind !== 'pending' || !(await this.jobs.expirePastDeadline(lookup, now))?.canceled) return false;
       this.metrics?.jobEnded('canceled');
       waitedMs.push(now - lookup.job.created_at);
       return true;
