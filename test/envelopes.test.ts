@@ -155,8 +155,6 @@ describe('envelopes: the writer', () => {
   // different gateways may go over): envelopes for two versions written in one turn must each count the one
   // begun before it, and never twice.
   describe('two model versions in one turn', () => {
-    const SLACK = 3; // "within a few jobs"
-
     function jobsFor(version: string, n: number, tenant: string) {
       const model = repo.resolve('mlp', version);
       return Array.from({ length: n }, () => ({
@@ -179,7 +177,7 @@ describe('envelopes: the writer', () => {
       return sum;
     }
 
-    it('TENANT_MAX_QUEUED=6: six jobs for version 1 and six for version 2 in one turn leave the tenant with at most 6 (+a few) queued', async () => {
+    it('TENANT_MAX_QUEUED=6: six jobs for version 1 and six for version 2 in one turn leave the tenant with 6 queued', async () => {
       const w = openedWriter({ tenantMaxQueued: 6 });
       const all = [...jobsFor('1', 6, 'cap-t'), ...jobsFor('2', 6, 'cap-t')];
       const outcomes = await Promise.allSettled(all.map((j) => w.add(j.model, j.job, j.inputs)));
@@ -187,7 +185,7 @@ describe('envelopes: the writer', () => {
       const queued = await queuedFor('cap-t');
       expect(queued, 'the tenant hash agrees with the answers').to.equal(accepted);
       // Not 12, twice the cap, as when each envelope left the other out.
-      expect(accepted, `one gateway accepted ${accepted} jobs for a tenant capped at 6`).to.be.at.most(6 + SLACK);
+      expect(accepted, `one gateway accepted ${accepted} jobs for a tenant capped at 6`).to.equal(6);
     });
 
     it('under both limits, jobs spread over two versions in one turn are all accepted (nobody counted twice)', async () => {
@@ -198,7 +196,7 @@ describe('envelopes: the writer', () => {
       expect(await queuedFor('room-t')).to.equal(12);
     });
 
-    it('MAX_QUEUE_DEPTH=8: eight jobs for each of two versions in one turn leave at most 8 (+a few) queued', async () => {
+    it('MAX_QUEUE_DEPTH=8: eight jobs for each of two versions in one turn leave 8 queued', async () => {
       const queuedInBoth = async () => {
         let sum = 0;
         for (const v of ['1', '2']) sum += Number((await redis.get(interactiveKeys(prefix, 'mlp', v).queued)) ?? 0);
@@ -210,7 +208,7 @@ describe('envelopes: the writer', () => {
       const outcomes = await Promise.allSettled(all.map((j) => w.add(j.model, j.job, j.inputs)));
       const accepted = outcomes.filter((o) => o.status === 'fulfilled').length;
       expect((await queuedInBoth()) - before).to.equal(accepted);
-      expect(accepted, `one gateway accepted ${accepted} jobs under a depth limit leaving room for 8`).to.be.at.most(8 + SLACK);
+      expect(accepted, `one gateway accepted ${accepted} jobs under a depth limit leaving room for 8`).to.equal(8);
     });
   });
 });
@@ -497,8 +495,8 @@ describe('envelopes: MAX_QUEUE_DEPTH counts instances, across gateways', functio
     const accepted = answers.filter((r) => r.status === 202).length;
     const full = answers.filter((r) => r.status === 503).length;
     expect(accepted + full).to.equal(120);
-    // Exact within a queue; across the two queues at most what one gateway had not yet seen of the other.
-    expect(accepted, `accepted ${accepted}`).to.be.within(40, 55);
+    // Near the limit the gateways count every queue afresh, taking turns (test/envelopes-limits-across-queues.test.ts has the worst case).
+    expect(accepted, `accepted ${accepted}`).to.be.within(45, 55);
     const redis = new Redis(TEST_REDIS_URL);
     try {
       const queued = (await Promise.all(['1', '2'].map((v) => redis.hlen(interactiveKeys(p.prefix, 'mlp', v).index)))).reduce((a, b) => a + b, 0);

@@ -301,6 +301,11 @@ export function keys(prefix: string) {
      * (draining, removed, unknown to it) too.
      */
     interactiveQueues: `${prefix}:interactive-queues`,
+    /**
+     * String: held (SET NX PX, a random token) by the gateway writing an envelope near MAX_QUEUE_DEPTH or
+     * TENANT_MAX_QUEUED, while it counts every queue and writes (see LimitsLock).
+     */
+    limitsLock: `${prefix}:limits-lock`,
     /** Sorted set: a tenant's batch ids by creation time, for listing. */
     tenantBatches: (tenant: string) => `${prefix}:batches:${tenant}`,
     /** Sorted set: batches not yet ended, by creation time, for the sweep that ends chunks lost from the queue. */

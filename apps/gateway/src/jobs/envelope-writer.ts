@@ -4,6 +4,7 @@ import { AppError } from '@infer/errors';
 import { EnvelopeQueue, registeredQueues } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
 import { tensorBuffers, type DecodedTensor } from '@infer/tensors';
+import { LimitsLock } from './limits-lock.js';
 
 export interface EnvelopeWriterOptions {
   /** A command connection. */
@@ -42,6 +43,15 @@ interface Writing {
   instances: number;
   /** Its instances by tenant (with TENANT_MAX_QUEUED only). */
   byTenant?: Map<string, number>;
+  /** Waiting its turn for the limits lock: it will count the queues afresh itself. */
+  queuing: boolean;
+}
+
+/** The limits an enqueue is checked against: MAX_QUEUE_DEPTH and TENANT_MAX_QUEUED, or a queue's share of them. */
+interface Limits {
+  depth: number;
+  /** Absent: tenants are not counted. */
+  tenant: number | undefined;
 }
 
 /**
@@ -53,13 +63,14 @@ interface Writing {
  * at the end of the turn that accepted it (setImmediate), with no timer.
  * An envelope holds at most `max_batch_size` jobs: a worker runs it whole.
  *
- * Backpressure is exact per queue: the enqueue script counts the queue's
- * instances and refuses an envelope that would pass MAX_QUEUE_DEPTH, so any
- * number of gateways share one limit. The other queues' counts are added as
- * this gateway last read them (at most `depthRefreshMs` old while submits
- * come in; nothing is read while idle), plus what this gateway is itself
- * writing to them in envelopes begun before this one: a burst that one
- * gateway spreads over several versions in one turn is held to the limit.
+ * Backpressure holds across gateways and queues. The enqueue script counts
+ * its queue's instances and refuses an envelope that would pass the limit,
+ * the other queues' counts added as this gateway last read them (at most
+ * `depthRefreshMs` old while submits come in; nothing is read while idle)
+ * plus what it is itself writing to them. Those other counts may be stale,
+ * so an envelope is written that way only within its queue's share of the
+ * limits; past it, under the limits lock, with every queue counted afresh
+ * (see `write`).
  */
 export class EnvelopeWriter {
   private readonly open = new Map<string, Open>();
@@ -74,8 +85,11 @@ export class EnvelopeWriter {
   private depthReading: Promise<void> | undefined;
   /** Envelopes being written, oldest first (a Set keeps insertion order). */
   private readonly writing = new Set<Writing>();
+  private readonly lock: LimitsLock;
 
-  constructor(private readonly options: EnvelopeWriterOptions) {}
+  constructor(private readonly options: EnvelopeWriterOptions) {
+    this.lock = new LimitsLock({ redis: options.redis, key: keys(options.prefix).limitsLock });
+  }
 
   /** The queue of a model version (created on first use). */
   queueOf(model: Pick<ModelVersion, 'name' | 'version'>): EnvelopeQueue {
@@ -123,76 +137,135 @@ export class EnvelopeWriter {
    * what still fits is written in arrival order and the rest is refused:
    * 503 `queue_full` past MAX_QUEUE_DEPTH, 429 `quota_exceeded` for the jobs
    * of a tenant past TENANT_MAX_QUEUED.
+   *
+   * The limits are over every queue, and a queue's script counts only its
+   * own exactly. So far from the limits an envelope may fill its queue only
+   * to that queue's share of them (a limit over the number of queues, the
+   * other queues' counts as last read added): gateways writing at once to
+   * different queues, each blind to what the others write, stay under the
+   * limits together. An envelope past its share is written under the limits
+   * lock instead, every queue counted afresh (see LimitsLock).
    */
   private async write(model: ModelVersion, queue: EnvelopeQueue, jobs: Pending[]): Promise<void> {
-    let remaining = jobs;
     // Counted against the envelopes begun after this one, for other queues, until the script has counted it.
-    const mine = this.writingOf(queue.keys.queued, remaining);
+    const mine = this.writingOf(queue.keys.queued, jobs);
+    const left = { jobs };
     this.writing.add(mine);
     try {
       await this.register(model);
       const elsewhere = (await this.queuedElsewhere(queue)) + this.writingAhead(mine, (w) => w.instances);
       const tenantElsewhere = (tenant: string) => this.tenantElsewhere(queue, tenant) + this.writingAhead(mine, (w) => w.byTenant?.get(tenant) ?? 0);
-      // Each refusal drops jobs, so this ends: by a write, or with nothing left to write.
-      while (remaining.length > 0) {
-        const envelope = this.envelope(model, remaining, elsewhere, tenantElsewhere);
-        const outcome = await queue.enqueue(envelope);
-        // An answer came, so the command was written whole: its packed inputs can be used again. (After an
-        // error they are left to the collector: a command that timed out may still be written later.)
-        tensorBuffers.release(envelope.inputs);
-        if (outcome.accepted) {
-          // The jobs' decoded inputs are in Redis now, and nothing reads them here again.
-          for (const p of remaining) for (const t of p.inputs) tensorBuffers.release(t.data);
-          this.depth.set(queue.keys.queued, outcome.queued);
-          // Each tenant's count here as the script left it: every gateway's jobs in it, not only this one's.
-          if (this.options.tenantMaxQueued) for (const [tenant, n] of outcome.tenants) this.tenantOf(queue).set(tenant, n);
-          this.options.onEnvelope?.(model, remaining.length);
-          for (const p of remaining) p.done();
-          return;
-        }
-        if (outcome.over === 'closed') {
-          // This gateway routed to a version its workers are unloading: its view of the routing is stale
-          // (a change reaches every gateway within a second; workers close a queue only after longer).
-          const gone = new AppError(503, 'unavailable', `Model "${model.name}" version ${model.version} is being unloaded; retry`, { retryAfterSeconds: 1 });
-          for (const p of remaining) p.done(gone);
-          return;
-        }
-        if (outcome.over === 'inputs_lost') {
-          // Redis let go of the inputs key between its write and the script (an evicting maxmemory-policy).
-          const lost = new AppError(503, 'unavailable', "Redis dropped the job's inputs before queuing it (a queue's Redis needs maxmemory-policy noeviction); retry", { retryAfterSeconds: 1 });
-          for (const p of remaining) p.done(lost);
-          return;
-        }
-        if (outcome.over === 'depth') {
-          this.depth.set(queue.keys.queued, outcome.queued);
-          const room = Math.max(0, this.options.maxQueueDepth - outcome.queued - elsewhere);
-          // The limit, not the count: the queues are every tenant's, and how much the others queued is theirs.
-          const full = new AppError(503, 'queue_full', `The queues are at their limit of ${this.options.maxQueueDepth} instances; retry later`, { retryAfterSeconds: 5 });
-          // (Room for them all would be a view gone stale between the two reads: refuse them all then.)
-          const keep = room < remaining.length ? room : 0;
-          for (const p of remaining.slice(keep)) p.done(full);
-          remaining = remaining.slice(0, keep);
-        } else {
-          const { tenant } = outcome;
-          this.tenantOf(queue).set(tenant, outcome.queued);
-          const room = Math.max(0, (this.options.tenantMaxQueued ?? 0) - outcome.queued - tenantElsewhere(tenant));
-          const over = new AppError(429, 'quota_exceeded', `This tenant has ${this.options.tenantMaxQueued} instances queued, its limit (TENANT_MAX_QUEUED); retry later`, { retryAfterSeconds: 5 });
-          const theirs = remaining.filter((p) => p.job.tenant === tenant).length;
-          const keep = room < theirs ? room : 0;
-          let kept = 0;
-          remaining = remaining.filter((p) => {
-            if (p.job.tenant !== tenant || kept++ < keep) return true;
-            p.done(over);
-            return false;
-          });
-        }
-        Object.assign(mine, this.writingOf(mine.queue, remaining));
-      }
+      const shares = Math.max(1, this.queues.size);
+      const share: Limits = {
+        depth: Math.floor(this.options.maxQueueDepth / shares),
+        tenant: this.options.tenantMaxQueued && Math.floor(this.options.tenantMaxQueued / shares),
+      };
+      const withinShare =
+        share.depth >= 1 &&
+        share.tenant !== 0 &&
+        (this.depth.get(queue.keys.queued) ?? 0) + elsewhere + jobs.length <= share.depth &&
+        (await this.attempt(model, queue, mine, left, share, elsewhere, tenantElsewhere, false));
+      if (withinShare) return;
+      mine.queuing = true;
+      await this.lock.hold(async () => {
+        mine.queuing = false;
+        await this.readDepths();
+        // This gateway's envelopes to other queues not answered yet, the read may not have seen (those
+        // waiting for the lock will count afresh themselves).
+        const inFlight = (count: (w: Writing) => number) => {
+          let sum = 0;
+          for (const w of this.writing) if (w !== mine && !w.queuing && w.queue !== mine.queue) sum += count(w);
+          return sum;
+        };
+        let sum = 0;
+        for (const [key, n] of this.depth) if (key !== queue.keys.queued) sum += n;
+        const limits: Limits = { depth: this.options.maxQueueDepth, tenant: this.options.tenantMaxQueued };
+        await this.attempt(model, queue, mine, left, limits, sum + inFlight((w) => w.instances), (t) => this.tenantElsewhere(queue, t) + inFlight((w) => w.byTenant?.get(t) ?? 0), true);
+      });
     } catch (err) {
-      for (const p of remaining) p.done(err);
+      for (const p of left.jobs) p.done(err);
     } finally {
       this.writing.delete(mine);
     }
+  }
+
+  /**
+   * Enqueue `left.jobs` under `limits`. Answers true when it has ended them
+   * (written, or refused); false, with nothing written or answered, when a
+   * limit refused them and `exact` is false: the caller counts afresh then.
+   * With `exact`, a refusal keeps what still fits (in arrival order) and
+   * tries again, so it ends by a write or with nothing left to write.
+   */
+  private async attempt(
+    model: ModelVersion,
+    queue: EnvelopeQueue,
+    mine: Writing,
+    left: { jobs: Pending[] },
+    limits: Limits,
+    elsewhere: number,
+    tenantElsewhere: (tenant: string) => number,
+    exact: boolean,
+  ): Promise<boolean> {
+    while (left.jobs.length > 0) {
+      const remaining = left.jobs;
+      const envelope = this.envelope(model, remaining, limits, elsewhere, tenantElsewhere);
+      const outcome = await queue.enqueue(envelope);
+      // An answer came, so the command was written whole: its packed inputs can be used again. (After an
+      // error they are left to the collector: a command that timed out may still be written later.)
+      tensorBuffers.release(envelope.inputs);
+      if (outcome.accepted) {
+        // The jobs' decoded inputs are in Redis now, and nothing reads them here again.
+        for (const p of remaining) for (const t of p.inputs) tensorBuffers.release(t.data);
+        this.depth.set(queue.keys.queued, outcome.queued);
+        // Each tenant's count here as the script left it: every gateway's jobs in it, not only this one's.
+        if (this.options.tenantMaxQueued) for (const [tenant, n] of outcome.tenants) this.tenantOf(queue).set(tenant, n);
+        this.options.onEnvelope?.(model, remaining.length);
+        left.jobs = [];
+        for (const p of remaining) p.done();
+        return true;
+      }
+      if (outcome.over === 'closed') {
+        // This gateway routed to a version its workers are unloading: its view of the routing is stale
+        // (a change reaches every gateway within a second; workers close a queue only after longer).
+        const gone = new AppError(503, 'unavailable', `Model "${model.name}" version ${model.version} is being unloaded; retry`, { retryAfterSeconds: 1 });
+        left.jobs = [];
+        for (const p of remaining) p.done(gone);
+        return true;
+      }
+      if (outcome.over === 'inputs_lost') {
+        // Redis let go of the inputs key between its write and the script (an evicting maxmemory-policy).
+        const lost = new AppError(503, 'unavailable', "Redis dropped the job's inputs before queuing it (a queue's Redis needs maxmemory-policy noeviction); retry", { retryAfterSeconds: 1 });
+        left.jobs = [];
+        for (const p of remaining) p.done(lost);
+        return true;
+      }
+      if (!exact) return false;
+      if (outcome.over === 'depth') {
+        this.depth.set(queue.keys.queued, outcome.queued);
+        const room = Math.max(0, this.options.maxQueueDepth - outcome.queued - elsewhere);
+        // The limit, not the count: the queues are every tenant's, and how much the others queued is theirs.
+        const full = new AppError(503, 'queue_full', `The queues are at their limit of ${this.options.maxQueueDepth} instances; retry later`, { retryAfterSeconds: 5 });
+        // (Room for them all would be a count gone stale between the two reads: refuse them all then.)
+        const keep = room < remaining.length ? room : 0;
+        for (const p of remaining.slice(keep)) p.done(full);
+        left.jobs = remaining.slice(0, keep);
+      } else {
+        const { tenant } = outcome;
+        this.tenantOf(queue).set(tenant, outcome.queued);
+        const room = Math.max(0, (this.options.tenantMaxQueued ?? 0) - outcome.queued - tenantElsewhere(tenant));
+        const over = new AppError(429, 'quota_exceeded', `This tenant has ${this.options.tenantMaxQueued} instances queued, its limit (TENANT_MAX_QUEUED); retry later`, { retryAfterSeconds: 5 });
+        const theirs = remaining.filter((p) => p.job.tenant === tenant).length;
+        const keep = room < theirs ? room : 0;
+        let kept = 0;
+        left.jobs = remaining.filter((p) => {
+          if (p.job.tenant !== tenant || kept++ < keep) return true;
+          p.done(over);
+          return false;
+        });
+      }
+      Object.assign(mine, this.writingOf(mine.queue, left.jobs));
+    }
+    return true;
   }
 
   /**
@@ -211,10 +284,10 @@ export class EnvelopeWriter {
   }
 
   private writingOf(queue: string, jobs: readonly Pending[]): Writing {
-    if (!this.options.tenantMaxQueued) return { queue, instances: jobs.length };
+    if (!this.options.tenantMaxQueued) return { queue, instances: jobs.length, queuing: false };
     const byTenant = new Map<string, number>();
     for (const p of jobs) byTenant.set(p.job.tenant, (byTenant.get(p.job.tenant) ?? 0) + 1);
-    return { queue, instances: jobs.length, byTenant };
+    return { queue, instances: jobs.length, byTenant, queuing: false };
   }
 
   private tenantOf(queue: EnvelopeQueue): Map<string, number> {
@@ -230,16 +303,16 @@ export class EnvelopeWriter {
     return sum;
   }
 
-  private envelope(model: ModelVersion, jobs: readonly Pending[], queuedElsewhere: number, tenantElsewhere: (tenant: string) => number) {
+  private envelope(model: ModelVersion, jobs: readonly Pending[], limits: Limits, queuedElsewhere: number, tenantElsewhere: (tenant: string) => number) {
     const data: EnvelopeData = { model: model.name, version: model.version, gateway: this.options.gatewayChannel, jobs: jobs.map((p) => p.job) };
     return {
       id: newEnvelopeId(),
       data,
       inputs: packInputs(model, jobs),
       instances: jobs.length,
-      limit: this.options.maxQueueDepth,
+      limit: limits.depth,
       queuedElsewhere,
-      ...(this.options.tenantMaxQueued ? { tenantCap: { max: this.options.tenantMaxQueued, elsewhere: tenantElsewhere } } : {}),
+      ...(limits.tenant ? { tenantCap: { max: limits.tenant, elsewhere: tenantElsewhere } } : {}),
       now: Date.now(),
     };
   }

@@ -215,8 +215,8 @@ export const unavailable503 = problem(
 /** 503 for `POST /v1/jobs`: the only route that can answer `queue_full`. */
 export const jobSubmit503 = problem(
   503,
-  'The job would take the queued instances past MAX_QUEUE_DEPTH (`queue_full`, `Retry-After: 5`; counted by the enqueue itself: exact ' +
-    'within the version’s queue, other queues as this gateway last read them, at most 250 ms ago); live workers exist but none serves the ' +
+  'The job would take the queued instances, over every queue and gateway, past MAX_QUEUE_DEPTH (`queue_full`, `Retry-After: 5`); near the ' +
+    'limits, the gateways could not take turns counting the queues within 5 s (`unavailable`, `Retry-After: 1`); live workers exist but none serves the ' +
     'model version (`unavailable`, `Retry-After: 5`; with no live worker at all the job is queued for their return); a job naming no version ' +
     'when no version of the model can take jobs now, none being ready or loading (`unavailable`, `Retry-After: 5`); the version it was routed ' +
     'to is being unloaded and its queue is closed, which a gateway whose view of the routing is stale can meet (`unavailable`, `Retry-After: 1`: ' +
