@@ -1,8 +1,9 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
+import { BatchStore, UNENDED_BATCH_TTL_MS } from '@infer/batch-store';
 import { keys, type BatchList } from '@infer/contract';
 import { mlpFeatures, streamedUpload, submitBatch, toNdjson, uploadNdjson } from './helpers/batches.js';
-import { startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
+import { deletePrefix, startPlatform, TEST_REDIS_URL, uniquePrefix, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
 
 /**
@@ -56,5 +57,49 @@ describe('batches: paging the batch list while an upload is in flight', function
     const answers = await Promise.all(Array.from({ length: 20 }, () => uploadNdjson(p, '')));
     for (const a of answers) expect(a.status, await a.text()).to.equal(400);
     expect(await redis.zcard(keys(p.prefix).tenantBatches('tenant-a'))).to.equal(before);
+  });
+});
+
+describe('batches: a cursor naming a batch whose index entry went', function () {
+  let redis: Redis;
+  let prefix: string;
+  let store: BatchStore;
+  const RESULT_TTL_MS = 60_000;
+  const create = (id: string, createdAt: number) =>
+    store.create({ id, tenant: 't', model: 'mlp', version: '1', createdAt, metadata: null, webhook: null, webhookEventsFilter: [] });
+  const ids = (page: { records: Array<{ id: string }> } | null) => page?.records.map((r) => r.id);
+
+  beforeEach(() => {
+    redis = new Redis(TEST_REDIS_URL);
+    prefix = uniquePrefix('cursor');
+    store = new BatchStore(redis, { prefix, resultTtlMs: RESULT_TTL_MS });
+  });
+  afterEach(async () => {
+    redis.disconnect();
+    await deletePrefix(TEST_REDIS_URL, prefix);
+  });
+
+  it('batches created in the same millisecond: the next page after one that expired repeats none of the page before', async () => {
+    const at = Date.now();
+    for (const id of ['b-1', 'b-2', 'b-3', 'b-4']) await create(id, at);
+    const first = await store.list('t', 2);
+    // Newest first, ties by id descending.
+    expect(ids(first)).to.deep.equal(['b-4', 'b-3']);
+    // The page's last batch expires, and a listing meets it: its entry goes, its place is kept.
+    await redis.del(keys(prefix).batch('b-3'));
+    expect(ids(await store.list('t', 10))).to.deep.equal(['b-4', 'b-2', 'b-1']);
+    expect(await redis.zscore(keys(prefix).tenantBatches('t'), 'b-3')).to.equal(null);
+    expect(ids(await store.list('t', 2, 'b-3'))).to.deep.equal(['b-2', 'b-1']);
+  });
+
+  it('batches dropped from the index for their age (at a later create) keep their place for a cursor', async () => {
+    const old = Date.now() - UNENDED_BATCH_TTL_MS - RESULT_TTL_MS - 10_000;
+    await create('old-1', old);
+    await create('old-2', old + 1000);
+    expect(ids(await store.list('t', 1))).to.deep.equal(['old-2']);
+    await create('new', Date.now());
+    expect(await redis.zcard(keys(prefix).tenantBatches('t')), 'the old entries were dropped').to.equal(1);
+    // Not null (400 for the client, its cursor unknown): the page after it, empty.
+    expect(await store.list('t', 1, 'old-2')).to.deep.equal({ records: [], hasMore: false });
   });
 });

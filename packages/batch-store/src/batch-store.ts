@@ -99,13 +99,14 @@ export class BatchStore {
     // Two transactions, one per hash tag (the batch's keys, the tenant's index), so each stays in one slot.
     // The record is written first: a listing never finds an id without a batch behind it.
     await this.redis.multi().hset(key, newBatchHash(record)).pexpire(key, this.longTtlMs).exec();
-    await this.redis
-      .multi()
-      .zadd(index, record.createdAt, record.id)
-      // Entries of batches that have expired are dropped here and when listing.
-      .zremrangebyscore(index, '-inf', record.createdAt - this.longTtlMs)
-      .pexpire(index, this.longTtlMs)
-      .exec();
+    await this.redis.multi().zadd(index, record.createdAt, record.id).pexpire(index, this.longTtlMs).exec();
+    // Entries of batches that have expired are dropped here and when listing, their places kept for cursors.
+    const expired = await this.redis.zrangebyscore(index, '-inf', record.createdAt - this.longTtlMs, 'WITHSCORES');
+    if (expired.length > 0) {
+      const gone: Array<readonly [string, number]> = [];
+      for (let i = 0; i + 1 < expired.length; i += 2) gone.push([expired[i]!, Number(expired[i + 1])]);
+      await this.leavePlace(record.tenant, gone);
+    }
     await this.redis.zadd(this.k.runningBatches, record.createdAt, record.id);
   }
 
@@ -237,7 +238,9 @@ export class BatchStore {
     const place = await this.redis.get(this.k.batchGone(after));
     const [owner, score] = place?.split(' ') ?? [];
     if (owner !== tenant || score === undefined) return null;
-    return this.redis.zcount(index, `(${score}`, '+inf');
+    // Newest first; batches created in the same millisecond come by id, descending (ZREVRANGE's order).
+    const [newer, tied] = await Promise.all([this.redis.zcount(index, `(${score}`, '+inf'), this.redis.zrangebyscore(index, score, score)]);
+    return newer + tied.filter((id) => id > after).length;
   }
 
   /**
