@@ -44,16 +44,24 @@ export class Batches {
    */
   async upload(params: UploadBatchParams, source: UploadSource, options: CallOptions = {}): Promise<Batch> {
     const body = await toByteStream(source);
-    // A gzip file sent as it is would reach the gateway as one unreadable line.
-    const coding = params.contentEncoding ?? (typeof source === 'string' && (await isGzipFile(source)) ? 'gzip' : 'identity');
-    return this.#http.json<Batch>('/v1/batches', {
-      method: 'POST',
-      query: { model: params.model, version: params.version, webhook: params.webhook },
-      ...(coding !== 'identity' ? { headers: { 'content-encoding': coding } } : {}),
-      stream: { body, contentType: 'application/x-ndjson' },
-      timeoutMs: null,
-      signal: options.signal,
-    });
+    try {
+      // A gzip file sent as it is would reach the gateway as one unreadable line.
+      const coding = params.contentEncoding ?? (typeof source === 'string' && (await isGzipFile(source)) ? 'gzip' : 'identity');
+      return await this.#http.json<Batch>('/v1/batches', {
+        method: 'POST',
+        query: { model: params.model, version: params.version, webhook: params.webhook },
+        ...(coding !== 'identity' ? { headers: { 'content-encoding': coding } } : {}),
+        stream: { body: body.stream, contentType: 'application/x-ndjson' },
+        timeoutMs: null,
+        signal: options.signal,
+      });
+    } catch (err) {
+      // fetch reports a body that failed as "fetch failed": the caller gets what the source threw.
+      throw body.failure ?? err;
+    } finally {
+      // Answered before the body was read to its end (a refusal, an abort, a connection lost): let go of the source.
+      body.close();
+    }
   }
 
   get(id: string, options: CallOptions = {}): Promise<Batch> {

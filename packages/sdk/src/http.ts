@@ -58,6 +58,13 @@ export class Transport {
   readonly #base: string;
 
   constructor(options: TransportOptions) {
+    checkHeaderValue('apiKey', options.apiKey);
+    checkHeaderValue('adminKey', options.adminKey);
+    const base = URL.parse(options.baseUrl);
+    // fetch refuses a URL with credentials, at every call: say so once, here, without echoing them.
+    if (base && (base.username || base.password)) {
+      throw new InferArgumentError('baseUrl carries credentials (user:password@), which fetch refuses: the API key goes in apiKey');
+    }
     this.#options = options;
     // String concatenation, not `new URL(path, base)`: a base with a path prefix keeps it.
     this.#base = options.baseUrl.replace(/\/+$/, '');
@@ -248,4 +255,16 @@ async function toApiError(res: Response, method: string, url: string, signal: Ab
     },
     { retryAfter: parseRetryAfter(res.headers.get('retry-after')), method, url },
   );
+}
+
+/**
+ * A key goes out as `Authorization: Bearer <key>`: a character a header
+ * cannot carry (a line break, one past Latin-1, as a key pasted from a
+ * document may hold) would make fetch throw at every call, with the whole
+ * header, key and all, in its message. Refused here, the key not echoed.
+ */
+function checkHeaderValue(name: string, value: string | undefined): void {
+  if (value === undefined) return;
+  const at = value.search(/[^\t\x20-\x7e\x80-\xff]/);
+  if (at >= 0) throw new InferArgumentError(`${name} holds a character an HTTP header cannot carry, at index ${at}`);
 }

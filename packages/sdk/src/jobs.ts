@@ -4,8 +4,14 @@ import { sleep, type RequestOptions, type Transport } from './http.js';
 import type { CallOptions } from './models.js';
 import type { CreateJobParams } from './types.js';
 
-/** The longest `Prefer: wait` the gateway honours (docs/api.md). */
+/**
+ * The longest `Prefer: wait` every gateway honours (its MAX_WAIT_SECONDS by
+ * default, docs/api.md): what `wait` and `run` ask for in each long poll.
+ */
 export const MAX_WAIT_SECONDS = 60;
+
+/** The most a gateway may be set to honour (MAX_WAIT_SECONDS up to 600): a longer `wait` asked for is cut to it. */
+const LONGEST_WAIT_SECONDS = 600;
 
 const ENDED: readonly JobStatus[] = ['succeeded', 'failed', 'canceled'];
 
@@ -57,7 +63,8 @@ export interface RunJobOptions extends WaitJobOptions {
 
 function preferWait(wait: number | undefined): Pick<RequestOptions, 'headers' | 'holdMs'> {
   if (wait === undefined) return {};
-  const seconds = Math.max(0, Math.min(MAX_WAIT_SECONDS, wait));
+  // The gateway cuts it to its own MAX_WAIT_SECONDS and says so (Preference-Applied).
+  const seconds = Math.max(0, Math.min(LONGEST_WAIT_SECONDS, wait));
   return { headers: { prefer: `wait=${Number(seconds.toFixed(3))}` }, holdMs: seconds * 1000 };
 }
 

@@ -26,12 +26,27 @@ function isReadableStream(source: unknown): source is ReadableStream<Uint8Array>
   return typeof (source as { getReader?: unknown }).getReader === 'function';
 }
 
+/** An upload's body over its source, and the means to let go of that source. */
+export interface ByteSource {
+  stream: ReadableStream<Uint8Array>;
+  /**
+   * Stop reading the source and let go of it (a file the SDK opened is
+   * closed; an iterator's `return()` runs, so a generator's `finally` does).
+   * For when the request ends before the body was read to its end: fetch
+   * neither cancels a request body on an early answer nor stops reading one
+   * after an abort. A caller's own ReadableStream is fetch's to cancel.
+   */
+  close(): void;
+  /** What reading the source threw (the caller's iterator, or an item JSON cannot carry), if it threw. */
+  readonly failure: unknown;
+}
+
 /**
  * A pull-based byte stream over `source`: the next chunk is read only when
  * fetch asks for it, so a file of any size streams through a bounded buffer.
  */
-export async function toByteStream(source: UploadSource): Promise<ReadableStream<Uint8Array>> {
-  if (isReadableStream(source)) return source;
+export async function toByteStream(source: UploadSource): Promise<ByteSource> {
+  if (isReadableStream(source)) return { stream: source, close: () => undefined, failure: undefined };
   let iterable: AsyncIterable<UploadChunk> | Iterable<UploadChunk>;
   if (typeof source === 'string') {
     // Imported here, not at the top: only the file-path form needs Node's fs.
@@ -44,16 +59,47 @@ export async function toByteStream(source: UploadSource): Promise<ReadableStream
   }
   const iterator =
     Symbol.asyncIterator in iterable ? iterable[Symbol.asyncIterator]() : (iterable as Iterable<UploadChunk>)[Symbol.iterator]();
-  return new ReadableStream<Uint8Array>({
+  // `ended`: the iterator is done, or let go of, and is not to be touched again.
+  let ended = false;
+  let failure: unknown;
+  const letGo = async (reason?: unknown) => {
+    if (ended) return;
+    ended = true;
+    await iterator.return?.(reason);
+  };
+  const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      const { done, value } = await iterator.next();
-      if (done) controller.close();
-      else controller.enqueue(encodeChunk(value));
+      if (ended) return controller.close();
+      let bytes: Uint8Array | undefined;
+      try {
+        const { done, value } = await iterator.next();
+        if (!done) bytes = encodeChunk(value);
+      } catch (err) {
+        failure = err;
+        ended = true;
+        throw err;
+      }
+      if (bytes === undefined) {
+        ended = true;
+        controller.close();
+      } else if (ended) {
+        controller.close(); // let go of while this chunk was being read
+      } else {
+        controller.enqueue(bytes);
+      }
     },
     async cancel(reason) {
-      await iterator.return?.(reason);
+      await letGo(reason);
     },
   });
+  return {
+    stream,
+    // Not awaited: an async generator runs return() only after the next() in progress, which a stalled source never ends.
+    close: () => void letGo().catch(() => undefined),
+    get failure() {
+      return failure;
+    },
+  };
 }
 
 /** Whether the file at `path` starts with gzip's magic bytes (1f 8b): a `.gz` file, whatever its name. */

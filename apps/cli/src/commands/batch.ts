@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import type { Batch, InferClient } from '@infer/sdk';
 import { CommandError, UsageError, refuseTimeoutWithoutWait, type CliContext } from '../io.js';
 import { printJson, printTable } from '../output.js';
-import { modelVersion, positiveInt, seconds } from '../parsers.js';
+import { modelVersion, pageLimit, positiveInt, seconds } from '../parsers.js';
 import { batchProgress } from '../progress.js';
 
 interface SubmitOptions {
@@ -122,7 +122,7 @@ export function registerBatch(program: Command, ctx: CliContext): void {
   batch
     .command('list')
     .description("list the tenant's batches")
-    .option('--limit <n>', 'batches per page', positiveInt)
+    .option('--limit <n>', 'batches per page, 1-100 (default 20)', pageLimit)
     .option('--after <id>', 'start after this batch id')
     .option('--all', 'follow every page')
     .option('--json', 'print JSON')
@@ -130,12 +130,17 @@ export function registerBatch(program: Command, ctx: CliContext): void {
       const client = ctx.client();
       const params = { limit: opts.limit, after: opts.after };
       let batches: Batch[];
+      let more: string | undefined;
       if (opts.all) {
         batches = [];
         for await (const b of client.batches.listAll(params)) batches.push(b);
       } else {
-        batches = (await client.batches.list(params)).data;
+        const page = await client.batches.list(params);
+        batches = page.data;
+        if (page.has_more && page.last_id) more = page.last_id;
       }
+      // On stderr, as `models events` does: stdout stays the list alone.
+      if (more) ctx.stderr.write(`more: --after ${more}\n`);
       if (opts.json) return printJson(ctx.stdout, batches);
       printTable(
         ctx.stdout,
