@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { loadConfig } from '@infer/config';
-import { interactiveKeys, type Job } from '@infer/contract';
+import { interactiveKeys, tenantAllowancePrefix, type Job } from '@infer/contract';
 import { silentLogger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
@@ -126,8 +126,12 @@ describe('gateways: an enqueue whose reply is lost to a connection blip', functi
 
   it('with an Idempotency-Key and TENANT_MAX_QUEUED: the job that was written is the key’s job; a retry replays it instead of making a second', async () => {
     await start({ TENANT_MAX_QUEUED: '1' });
-    const first = await submitThroughBlip(0.5, { 'idempotency-key': 'order-1' });
     const k = interactiveKeys(prefix!, 'mlp', '2');
+    // A tenant's first envelope to a queue is refused for want of an allowance there, and written after the
+    // gateway made room under the limits lock: the allowance a first job would leave, so that the blip below
+    // hits the one enqueue that writes.
+    await redis.hset(k.allowances, tenantAllowancePrefix(1) + 'tenant-a', 1);
+    const first = await submitThroughBlip(0.5, { 'idempotency-key': 'order-1' });
     await runAll();
     // The client retries the same request with the same key (to this gateway or any other).
     const retry = await post(TEST_KEY, 0.5, { 'idempotency-key': 'order-1' });

@@ -46,7 +46,6 @@ describe('envelopes: restamp of an envelope taken back behind a blocking read', 
       inputs: Buffer.alloc(16),
       instances: 1,
       limit: 0,
-      queuedElsewhere: 0,
       now: enqueuedAt,
     });
     expect(out.accepted).to.equal(true);

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-import { interactiveKeys, keys, newJobId, queueTag, type EnvelopeJob } from '@infer/contract';
+import { depthAllowanceField, interactiveKeys, keys, newJobId, queueTag, type EnvelopeJob } from '@infer/contract';
 import { ModelRepository, type ModelVersion } from '@infer/models';
 import { decodeInput } from '@infer/tensors';
 import { EnvelopeWriter } from '../apps/gateway/src/jobs/envelope-writer.js';
@@ -9,14 +9,14 @@ import { deletePrefix, SHIPPED_MODELS, TEST_REDIS_URL, uniquePrefix } from './he
 
 /**
  * MAX_QUEUE_DEPTH and TENANT_MAX_QUEUED are over every model version's
- * queue, and each queue's script counts only its own. These tests take the
- * worst case for that: two gateways (two writers, two connections) whose
- * counts of the other queue never refresh, each writing to its own queue at
- * the same moment. Each then sees the other's queue empty; the limits must
- * hold all the same.
+ * queue, and each queue's script counts only its own. Each queue holds an
+ * allowance of each limit, the allowances adding up to at most the limit,
+ * moved only under the limits lock. These tests take two gateways (two
+ * writers, two connections) each writing to its own queue at the same
+ * moment: the limits hold exactly.
  */
 
-describe('envelopes: the limits across queues, two gateways blind to each other’s writes', function () {
+describe('envelopes: the limits across queues, two gateways writing to two queues at once', function () {
   this.timeout(30_000);
   let repo: ModelRepository;
   let prefix: string;
@@ -36,21 +36,23 @@ describe('envelopes: the limits across queues, two gateways blind to each other�
     await repo.close();
   });
 
-  /** A gateway's writer that has read every queue once (all empty) and never reads them again. */
-  async function blindWriter(limits: { maxQueueDepth?: number; tenantMaxQueued?: number }): Promise<EnvelopeWriter> {
+  function connection(): Redis {
     const redis = new Redis(TEST_REDIS_URL);
     connections.push(redis);
+    return redis;
+  }
+
+  /** A gateway's writer with both versions' queues open, as a gateway has them from its start. */
+  function writer(limits: { maxQueueDepth?: number; tenantMaxQueued?: number }): EnvelopeWriter {
     const w = new EnvelopeWriter({
-      redis,
+      redis: connection(),
       prefix,
       resultTtlMs: 60_000,
       maxQueueDepth: limits.maxQueueDepth ?? 1_000_000,
       tenantMaxQueued: limits.tenantMaxQueued,
       gatewayChannel: `${prefix}:gateway:${connections.length}`,
-      depthRefreshMs: 3_600_000,
     });
     for (const v of ['1', '2']) w.queueOf(repo.resolve('mlp', v));
-    expect(await w.queuedTotal()).to.equal(0);
     return w;
   }
 
@@ -68,48 +70,63 @@ describe('envelopes: the limits across queues, two gateways blind to each other�
   }
 
   async function queued(field: 'queued' | { tenant: string }): Promise<number> {
-    const redis = new Redis(TEST_REDIS_URL);
-    try {
-      let sum = 0;
-      for (const v of ['1', '2']) {
-        const k = interactiveKeys(prefix, 'mlp', v);
-        sum += Number((field === 'queued' ? await redis.get(k.queued) : await redis.hget(k.tenants, field.tenant)) ?? 0);
-      }
-      return sum;
-    } finally {
-      redis.disconnect();
+    const redis = connection();
+    let sum = 0;
+    for (const v of ['1', '2']) {
+      const k = interactiveKeys(prefix, 'mlp', v);
+      sum += Number((field === 'queued' ? await redis.get(k.queued) : await redis.hget(k.tenants, field.tenant)) ?? 0);
     }
+    return sum;
+  }
+
+  async function allowances(limit: number): Promise<number[]> {
+    const redis = connection();
+    return Promise.all(['1', '2'].map(async (v) => Number((await redis.hget(interactiveKeys(prefix, 'mlp', v).meta, depthAllowanceField(limit))) ?? 0)));
   }
 
   it('MAX_QUEUE_DEPTH=40: 30 jobs to version 1 through one and 30 to version 2 through the other, at once, leave exactly 40 queued', async () => {
-    const [a, b] = [await blindWriter({ maxQueueDepth: 40 }), await blindWriter({ maxQueueDepth: 40 })];
+    const [a, b] = [writer({ maxQueueDepth: 40 }), writer({ maxQueueDepth: 40 })];
     const [onA, onB] = await Promise.all([burst(a, '1', 30), burst(b, '2', 30)]);
-    // Each one blind to the other's queue, both used to take all 30: 60 queued.
     expect(onA + onB, `accepted ${onA} + ${onB}`).to.equal(40);
     expect(await queued('queued')).to.equal(40);
+    const held = await allowances(40);
+    expect(held[0]! + held[1]!, `allowances ${held.join(' + ')}`).to.equal(40);
   });
 
   it('TENANT_MAX_QUEUED=20: 15 jobs of one tenant to each version through each gateway, at once, leave exactly 20 of it queued', async () => {
-    const [a, b] = [await blindWriter({ tenantMaxQueued: 20 }), await blindWriter({ tenantMaxQueued: 20 })];
+    const [a, b] = [writer({ tenantMaxQueued: 20 }), writer({ tenantMaxQueued: 20 })];
     const [onA, onB, otherA] = await Promise.all([burst(a, '1', 15, 'ta'), burst(b, '2', 15, 'ta'), burst(a, '2', 5, 'tb')]);
     expect(onA + onB, `accepted ${onA} + ${onB}`).to.equal(20);
     expect(await queued({ tenant: 'ta' })).to.equal(20);
     expect(otherA, 'another tenant’s jobs are not held back by it').to.equal(5);
   });
 
-  it('within a queue’s share of the limits no lock is taken: a write goes through while a dead gateway holds it; past its share, once the lock expires', async () => {
-    const w = await blindWriter({ maxQueueDepth: 40 });
+  it('room moves to the queue that needs it: unused allowance is taken back from the other queue, never below its count', async () => {
+    const [a, b] = [writer({ maxQueueDepth: 40 }), writer({ maxQueueDepth: 40 })];
+    expect(await burst(a, '1', 5)).to.equal(5);
+    // Version 1 was given room beyond its 5 (a share of the limit); version 2 takes what it needs back.
+    expect(await burst(b, '2', 35)).to.equal(35);
+    expect(await burst(a, '1', 10), 'the limit is reached').to.equal(0);
+    const held = await allowances(40);
+    expect(held, 'each queue allowed exactly what it holds').to.deep.equal([5, 35]);
+  });
+
+  it('an envelope within its queue’s allowance takes no lock (it goes through while a dead gateway holds it); one past it, once the lock lapses', async () => {
+    const w = writer({ maxQueueDepth: 40 });
+    // The queue's first envelope takes the lock for an allowance: its 10, and a share of the limit (20) more.
+    expect(await burst(w, '1', 10)).to.equal(10);
+    expect(await allowances(40)).to.deep.equal([30, 0]);
+    const redis = connection();
     const lock = keys(prefix).limitsLock;
-    const redis = new Redis(TEST_REDIS_URL);
-    connections.push(redis);
     // A gateway that died holding the lock: its key lapses by itself.
     await redis.set(lock, 'a-dead-gateway', 'PX', 1500);
-    expect(await burst(w, '1', 20), 'within the share (40 / 2 queues)').to.equal(20);
-    expect(await redis.get(lock), 'the write within its share did not wait for the lock').to.equal('a-dead-gateway');
+    expect(await burst(w, '1', 15), 'within the allowance').to.equal(15);
+    expect(await redis.get(lock), 'the write within its allowance did not wait for the lock').to.equal('a-dead-gateway');
     const lapsesIn = await redis.pttl(lock);
     expect(lapsesIn).to.be.greaterThan(0);
     const started = performance.now();
-    expect(await burst(w, '2', 25), 'past the share: counted afresh under the lock').to.equal(20);
+    // Version 2 has no allowance: the pool's 10 and version 1's unused 5.
+    expect(await burst(w, '2', 25), 'past the allowance: room made under the lock').to.equal(15);
     expect(performance.now() - started, 'it waited for the dead holder’s key to lapse').to.be.at.least(lapsesIn - 20);
     expect(await redis.get(lock), 'and let the lock go').to.equal(null);
     expect(await queued('queued')).to.equal(40);

@@ -106,8 +106,8 @@ describe('Redis full between an envelope\'s inputs and its script', function () 
     await admin.set(k.inputs('e1'), Buffer.alloc(110_000, 1), 'PX', 60_000);
     await admin.config('SET', 'maxmemory', '1');
     const enqueue = scripts.inferEnqueue(
-      k.wait, k.marker, k.queued, k.index, k.base + 'e1', k.tenants, k.deadlines, k.meta, k.inputs('e1'),
-      'e1', `${k.ref.name}:e1`, 1, 0, 0, Date.now(), JSON.stringify({ jobs: [] }), '', '1', 0, 0, 0, 'job-1',
+      k.wait, k.marker, k.queued, k.index, k.base + 'e1', k.tenants, k.deadlines, k.meta, k.inputs('e1'), k.allowances,
+      'e1', `${k.ref.name}:e1`, 1, '', Date.now(), JSON.stringify({ jobs: [] }), '', '1', '', 0, 0, 'job-1',
     );
     const err = await enqueue.then(() => null, (e: unknown) => e as Error);
     await admin.config('SET', 'maxmemory', '0');

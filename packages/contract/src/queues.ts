@@ -221,6 +221,8 @@ export function interactiveKeys(prefix: string, model: string, version: string) 
     queued: base + 'queued',
     /** Hash: tenant → its instances accepted and not yet taken (kept only with TENANT_MAX_QUEUED). */
     tenants: base + 'tenants',
+    /** Hash: `<TENANT_MAX_QUEUED>:<tenant>` → how many instances of that tenant this queue may hold (see tenantAllowanceField). */
+    allowances: base + 'allowances',
     /** Sorted set: job id → its Cancel-After deadline (epoch ms), while it has not ended. */
     deadlines: base + 'deadlines',
     /** List: ids of ended jobs whose job.completed webhook event is yet to be created (see CompletedEventsOutbox). */
@@ -231,6 +233,18 @@ export function interactiveKeys(prefix: string, model: string, version: string) 
     inputs: (envelopeId: string) => `${base}${envelopeId}:in`,
   };
 }
+
+/**
+ * The field of a queue's meta hash that holds how many instances the queue
+ * may hold of MAX_QUEUE_DEPTH = `limit` (its allowance). The allowances of
+ * every queue add up to at most the limit, and a queue's own script keeps
+ * its count within its allowance; named by the limit, so a gateway set to
+ * another limit draws on a pool of its own.
+ */
+export const depthAllowanceField = (limit: number): string => `allow:${limit}`;
+
+/** The prefix of the fields of a queue's `allowances` hash for TENANT_MAX_QUEUED = `cap` (the tenant follows). */
+export const tenantAllowancePrefix = (cap: number): string => `${cap}:`;
 
 /** The job index of a tag: one per tag, so a job id alone leads to it. */
 function jobIndexKey(taggedPrefix: string): string {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { QUEUE_EVENTS_MAX_LEN, interactiveKeys, keys, parseQueueMember, type EnvelopeData } from '@infer/contract';
+import { QUEUE_EVENTS_MAX_LEN, depthAllowanceField, interactiveKeys, keys, parseQueueMember, tenantAllowancePrefix, type EnvelopeData } from '@infer/contract';
 import { withJobScripts, type Arg, type ScriptPipeline, type ScriptRedis } from './redis-scripts.js';
 
 export interface EnvelopeQueueOptions {
@@ -95,22 +95,23 @@ export interface NewEnvelope {
   inputs: Buffer;
   /** Instances in it (its jobs). */
   instances: number;
-  /** MAX_QUEUE_DEPTH, or 0 for none. */
+  /** MAX_QUEUE_DEPTH (the queue's allowance of it is checked), or 0 for none. */
   limit: number;
-  /** Instances queued in the other model versions' queues, as this gateway last saw them. */
-  queuedElsewhere: number;
-  /** TENANT_MAX_QUEUED, with each tenant's instances queued in the other queues; absent: tenants are not counted. */
-  tenantCap?: { max: number; elsewhere: (tenant: string) => number };
+  /** TENANT_MAX_QUEUED (each tenant's allowance of it here is checked); absent: tenants are not counted. */
+  tenantCap?: number;
   now: number;
 }
+
+/** One of the limits a queue holds an allowance of: MAX_QUEUE_DEPTH, or one tenant's TENANT_MAX_QUEUED. */
+export type LimitOf = { kind: 'depth'; limit: number } | { kind: 'tenant'; cap: number; tenant: string };
 
 export type EnqueueOutcome =
   /** `tenants`: with TENANT_MAX_QUEUED, each tenant of the envelope and its instances queued here now. */
   | { accepted: true; queued: number; tenants: Map<string, number> }
-  /** Over MAX_QUEUE_DEPTH: `queued` is the queue's count; nothing was written. */
-  | { accepted: false; over: 'depth'; queued: number }
-  /** A tenant over TENANT_MAX_QUEUED: its count in this queue; nothing was written. */
-  | { accepted: false; over: 'tenant'; tenant: string; queued: number }
+  /** Past the queue's allowance of MAX_QUEUE_DEPTH: `queued` is the queue's count, `allowed` its allowance; nothing was written. */
+  | { accepted: false; over: 'depth'; queued: number; allowed: number }
+  /** A tenant past its allowance of TENANT_MAX_QUEUED here: its count and allowance in this queue; nothing was written. */
+  | { accepted: false; over: 'tenant'; tenant: string; queued: number; allowed: number }
   /** The queue is closed: its version is draining, and its workers unload it once the queue is empty. */
   | { accepted: false; over: 'closed' }
   /** The inputs key written just before was gone (evicted: a queue's Redis needs `noeviction`); nothing was written. */
@@ -183,7 +184,7 @@ export class EnvelopeQueue {
     const k = this.keys;
     const perTenant = new Map<string, number>();
     if (e.tenantCap) for (const j of e.data.jobs) perTenant.set(j.tenant, (perTenant.get(j.tenant) ?? 0) + 1);
-    const tenants = [...perTenant].flatMap(([tenant, n]) => [tenant, n, e.tenantCap!.elsewhere(tenant)]);
+    const tenants = [...perTenant].flatMap(([tenant, n]) => [tenant, n]);
     const deadlines = e.data.jobs.filter((j) => j.deadline !== undefined).flatMap((j) => [j.id, j.deadline!]);
     const external = e.inputs.byteLength >= EXTERNAL_INPUT_BYTES;
     const inputsKey = this.keys.inputs(e.id);
@@ -199,16 +200,16 @@ export class EnvelopeQueue {
       k.deadlines,
       k.meta,
       inputsKey,
+      k.allowances,
       e.id,
       `${k.ref.name}:${e.id}`,
       e.instances,
-      e.limit,
-      e.queuedElsewhere,
+      e.limit > 0 ? depthAllowanceField(e.limit) : '',
       e.now,
       JSON.stringify(e.data),
       external ? '' : e.inputs,
       external ? '1' : '',
-      e.tenantCap?.max ?? 0,
+      e.tenantCap ? tenantAllowancePrefix(e.tenantCap) : '',
       perTenant.size,
       ...tenants,
       deadlines.length / 2,
@@ -222,9 +223,39 @@ export class EnvelopeQueue {
       for (let i = 2; i + 1 < reply.length; i += 2) tenants.set(String(reply[i]), Number(reply[i + 1]));
       return { accepted: true, queued: Number(reply[1]), tenants };
     }
-    if (reply[0] === 0) return { accepted: false, over: 'depth', queued: Number(reply[1]) };
+    if (reply[0] === 0) return { accepted: false, over: 'depth', queued: Number(reply[1]), allowed: Number(reply[2]) };
     if (reply[0] === -2) return { accepted: false, over: 'closed' };
-    return { accepted: false, over: 'tenant', tenant: String(reply[1]), queued: Number(reply[2]) };
+    return { accepted: false, over: 'tenant', tenant: String(reply[1]), queued: Number(reply[2]), allowed: Number(reply[3]) };
+  }
+
+  /** Where this queue's count and allowance of `of` are: keys and fields. */
+  private allowanceKeys(of: LimitOf): { count: string; countField: string; holder: string; field: string } {
+    const k = this.keys;
+    return of.kind === 'depth'
+      ? { count: k.queued, countField: '', holder: k.meta, field: depthAllowanceField(of.limit) }
+      : { count: k.tenants, countField: of.tenant, holder: k.allowances, field: tenantAllowancePrefix(of.cap) + of.tenant };
+  }
+
+  /** This queue's count of what `of` limits, and its allowance of it (see EnvelopeWriter's allowances). */
+  async allowance(of: LimitOf): Promise<{ own: number; allowed: number }> {
+    const a = this.allowanceKeys(of);
+    const [own, allowed] = await Promise.all([
+      a.countField === '' ? this.redis.get(a.count) : this.redis.hget(a.count, a.countField),
+      this.redis.hget(a.holder, a.field),
+    ]);
+    return { own: Number(own ?? 0), allowed: Number(allowed ?? 0) };
+  }
+
+  /** Lower this queue's allowance of `of` by up to `most`, never below its count: what was taken back. */
+  reclaim(of: LimitOf, most: number): Promise<number> {
+    const a = this.allowanceKeys(of);
+    return this.redis.inferReclaimAllowance(a.count, a.holder, a.countField, a.field, most);
+  }
+
+  /** Set this queue's allowance of `of` (only while holding the limits lock: allowances change nowhere else). */
+  async allow(of: LimitOf, allowed: number): Promise<void> {
+    const a = this.allowanceKeys(of);
+    await this.redis.hset(a.holder, a.field, allowed);
   }
 
   /** Each tenant's instances queued here (counted only with TENANT_MAX_QUEUED). */

@@ -1,5 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, MARK_STARTED_SENT, OLDEST_WAITING, READ, RECONCILE_QUEUED, RECOVER_TAKE, RELEASE_IDEMPOTENCY_KEY, RESTAMP_TAKE, TAKE_OVER_IDEMPOTENCY_KEY } from './scripts.js';
+import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, MARK_STARTED_SENT, OLDEST_WAITING, READ, RECLAIM_ALLOWANCE, RECONCILE_QUEUED, RECOVER_TAKE, RELEASE_IDEMPOTENCY_KEY, RESTAMP_TAKE, TAKE_OVER_IDEMPOTENCY_KEY } from './scripts.js';
 
 export type Arg = string | number | Buffer;
 
@@ -18,6 +18,7 @@ export type ScriptRedis = Redis & {
   inferRecoverTakeBuffer(active: string, base: string, token: string): Promise<unknown[]>;
   inferReconcileQueued(wait: string, queued: string, tenants: string): Promise<number>;
   inferOldestWaiting(wait: string, base: string, most: number): Promise<[number, number]>;
+  inferReclaimAllowance(count: string, holder: string, countField: string, field: string, most: number): Promise<number>;
 };
 
 /** A pipeline of a connection with the scripts: ioredis adds them to its pipelines too, untyped. */
@@ -31,7 +32,7 @@ export type ScriptPipeline = ChainableCommander & { inferFetchBuffer(...args: Ar
 export const FINISH_COMMAND = 'inferFinish';
 
 const COMMANDS = [
-  ['inferEnqueue', ENQUEUE, 9],
+  ['inferEnqueue', ENQUEUE, 10],
   ['inferFetch', FETCH, 6],
   [FINISH_COMMAND, FINISH, 3],
   ['inferRead', READ, 2],
@@ -44,6 +45,7 @@ const COMMANDS = [
   ['inferRecoverTake', RECOVER_TAKE, 1],
   ['inferReconcileQueued', RECONCILE_QUEUED, 3],
   ['inferOldestWaiting', OLDEST_WAITING, 1],
+  ['inferReclaimAllowance', RECLAIM_ALLOWANCE, 2],
 ] as const;
 
 /** Define the job scripts on a connection (once; later calls find them there). */

@@ -61,65 +61,75 @@ local function frame(id, record) return id .. ' ' .. #record .. '\\n' .. record 
 /**
  * KEYS[1] wait, KEYS[2] marker, KEYS[3] queued counter, KEYS[4] job index, KEYS[5] the envelope's job hash,
  * KEYS[6] the queue's queued-per-tenant hash, KEYS[7] the queue's deadlines (sorted set: job id by epoch ms),
- * KEYS[8] the queue's meta (its `closed` field: the version is draining and its workers are about to unload it),
- * KEYS[9] the envelope's inputs key (used when ARGV[9] is "1").
+ * KEYS[8] the queue's meta (its `closed` field: the version is draining and its workers are about to unload it;
+ * its allowance of MAX_QUEUE_DEPTH), KEYS[9] the envelope's inputs key (used when ARGV[8] is "1"),
+ * KEYS[10] the queue's allowances of TENANT_MAX_QUEUED (hash).
  * ARGV[1] envelope id, ARGV[2] index value ("<queue name>:<envelope id>"), ARGV[3] instances,
- * ARGV[4] MAX_QUEUE_DEPTH (0: no limit), ARGV[5] instances queued in the other queues, ARGV[6] now,
- * ARGV[7] data (JSON), ARGV[8] input bytes (inline), ARGV[9] "1" when the input bytes are instead in KEYS[9]
+ * ARGV[4] the meta field of the queue's allowance of MAX_QUEUE_DEPTH ('': no limit), ARGV[5] now,
+ * ARGV[6] data (JSON), ARGV[7] input bytes (inline), ARGV[8] "1" when the input bytes are instead in KEYS[9]
  * (written just before, with an expiry: see EnvelopeQueue.enqueue),
- * ARGV[10] TENANT_MAX_QUEUED (0: none, and tenants are not counted), ARGV[11] T, then T × (tenant, its instances here,
- * its instances queued in the other queues), then D, then D × (job id, deadline), then the job ids.
- * Returns {1, queued after, then with TENANT_MAX_QUEUED each tenant of it and its count here after}; or, writing nothing
- * (and deleting KEYS[9]), {0, queued} when the envelope does not fit under MAX_QUEUE_DEPTH, {-1, tenant, that tenant's
- * queued here} when a tenant's jobs would pass its cap, {-2} when the queue is closed; {-3} when KEYS[9] should hold the
- * inputs and does not.
+ * ARGV[9] the prefix of the tenants' allowance fields in KEYS[10] ('': tenants are not counted), ARGV[10] T,
+ * then T × (tenant, its instances here), then D, then D × (job id, deadline), then the job ids.
+ * A queue may hold what its allowances allow (see Allowances): instances, and each tenant's instances.
+ * Returns {1, queued after, then with tenants counted each tenant of it and its count here after}; or, writing
+ * nothing (and deleting KEYS[9]), {0, queued, allowed} when the envelope does not fit in the queue's allowance,
+ * {-1, tenant, that tenant's queued here, its allowance here} when a tenant's jobs do not fit in theirs,
+ * {-2} when the queue is closed; {-3} when KEYS[9] should hold the inputs and does not.
  */
 export const ENQUEUE = `${IN_SLICES}
-local external = ARGV[9] == '1'
+local external = ARGV[8] == '1'
 if external and redis.call('EXISTS', KEYS[9]) == 0 then return {-3} end
 local function refuse(reply)
   if external then redis.call('DEL', KEYS[9]) end
   return reply
 end
-if redis.call('HEXISTS', KEYS[8], 'closed') == 1 then return refuse({-2}) end
+local depthField = ARGV[4]
+local meta = redis.call('HMGET', KEYS[8], 'closed', depthField == '' and 'closed' or depthField)
+if meta[1] then return refuse({-2}) end
 local n = tonumber(ARGV[3])
-local cap = tonumber(ARGV[10])
-local t = tonumber(ARGV[11])
-local i = 12
+local tenantPrefix = ARGV[9]
+local t = tonumber(ARGV[10])
+local i = 11
 local tq = {}
-if cap > 0 then
+if tenantPrefix ~= '' and t > 0 then
+  local names, fields = {}, {}
   for k = 1, t do
-    local tenant, count, elsewhere = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-    local here = tonumber(redis.call('HGET', KEYS[6], tenant) or '0')
-    if here + count + elsewhere > cap then return refuse({-1, tenant, here}) end
-    tq[#tq + 1] = tenant
-    tq[#tq + 1] = count
-    i = i + 3
+    names[k] = ARGV[i + 2 * (k - 1)]
+    fields[k] = tenantPrefix .. names[k]
   end
-else
-  i = i + 3 * t
+  local counts = redis.call('HMGET', KEYS[6], unpack(names))
+  local allowed = redis.call('HMGET', KEYS[10], unpack(fields))
+  for k = 1, t do
+    local here, count, most = tonumber(counts[k] or '0'), tonumber(ARGV[i + 2 * k - 1]), tonumber(allowed[k] or '0')
+    if here + count > most then return refuse({-1, names[k], here, most}) end
+    tq[#tq + 1] = names[k]
+    tq[#tq + 1] = count
+  end
 end
+i = i + 2 * t
 -- The first write: Redis refuses it when over maxmemory, which would leave an inputs key written just before behind.
 local queued = redis.pcall('INCRBY', KEYS[3], n)
 if type(queued) == 'table' and queued.err then return refuse(redis.error_reply(queued.err)) end
-local limit = tonumber(ARGV[4])
-if limit > 0 and queued + tonumber(ARGV[5]) > limit then
-  redis.call('DECRBY', KEYS[3], n)
-  return refuse({0, queued - n})
+if depthField ~= '' then
+  local most = tonumber(meta[2] or '0')
+  if queued > most then
+    redis.call('DECRBY', KEYS[3], n)
+    return refuse({0, queued - n, most})
+  end
 end
 local out = {1, queued}
 for k = 1, #tq, 2 do
   out[#out + 1] = tq[k]
   out[#out + 1] = redis.call('HINCRBY', KEYS[6], tq[k], tq[k + 1])
 end
-local fields = {'name', 'envelope', 'data', ARGV[7], 'opts', '{}', 'timestamp', ARGV[6], 'delay', 0, 'priority', 0, 'n', n}
+local fields = {'name', 'envelope', 'data', ARGV[6], 'opts', '{}', 'timestamp', ARGV[5], 'delay', 0, 'priority', 0, 'n', n}
 if external then
   redis.call('PERSIST', KEYS[9])
   fields[#fields + 1] = 'ix'
   fields[#fields + 1] = '1'
 else
   fields[#fields + 1] = 'in'
-  fields[#fields + 1] = ARGV[8]
+  fields[#fields + 1] = ARGV[7]
 end
 if #tq > 0 then
   fields[#fields + 1] = 'tq'
@@ -141,6 +151,21 @@ inSlices('HSET', KEYS[4], index)
 redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], 0, '0')
 return out
+`;
+
+/**
+ * KEYS[1] a queue's count: its `queued` (a string) or its queued-per-tenant hash; KEYS[2] the hash holding the
+ * allowance (its meta, or its tenant allowances). ARGV[1] the count's field ('' for the string), ARGV[2] the
+ * allowance's field, ARGV[3] the most to take back. Lowers the allowance by up to ARGV[3], never below the count
+ * (its jobs stay allowed): returns what it took back.
+ */
+export const RECLAIM_ALLOWANCE = `
+local own = tonumber((ARGV[1] == '' and redis.call('GET', KEYS[1]) or redis.call('HGET', KEYS[1], ARGV[1])) or '0')
+local allowed = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+local take = math.min(allowed - own, tonumber(ARGV[3]))
+if take <= 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], allowed - take)
+return take
 `;
 
 /**

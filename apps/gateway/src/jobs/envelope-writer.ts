@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { keys, newEnvelopeId, queueMember, type EnvelopeData, type EnvelopeJob } from '@infer/contract';
 import { AppError } from '@infer/errors';
-import { EnvelopeQueue, registeredQueues } from '@infer/job-store';
+import { EnvelopeQueue, registeredQueues, type LimitOf, type NewEnvelope } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
 import { tensorBuffers, type DecodedTensor } from '@infer/tensors';
 import { LimitsLock } from './limits-lock.js';
@@ -17,8 +17,8 @@ export interface EnvelopeWriterOptions {
   tenantMaxQueued?: number | undefined;
   /** This gateway's channel, where waiting requests hear of their jobs' ends. */
   gatewayChannel: string;
-  /** How stale another queue's depth may be when a submit is checked against the limit. @default 250 */
-  depthRefreshMs?: number;
+  /** How long to wait for the limits lock before answering 503 `unavailable`. @default 5000 */
+  lockWaitMs?: number;
   /** Told the size of every envelope written, for metrics. */
   onEnvelope?: (model: ModelVersion, instances: number) => void;
 }
@@ -36,24 +36,6 @@ interface Open {
   scheduled: boolean;
 }
 
-/** An envelope this gateway is writing: its instances, which the enqueue has not counted in Redis yet. */
-interface Writing {
-  /** Its queue's `queued` key. */
-  queue: string;
-  instances: number;
-  /** Its instances by tenant (with TENANT_MAX_QUEUED only). */
-  byTenant?: Map<string, number>;
-  /** Waiting its turn for the limits lock: it will count the queues afresh itself. */
-  queuing: boolean;
-}
-
-/** The limits an enqueue is checked against: MAX_QUEUE_DEPTH and TENANT_MAX_QUEUED, or a queue's share of them. */
-interface Limits {
-  depth: number;
-  /** Absent: tenants are not counted. */
-  tenant: number | undefined;
-}
-
 /**
  * Turns the jobs this gateway accepts into envelopes: the jobs for one model
  * version accepted in the same turn of the event loop go to the queue
@@ -63,32 +45,28 @@ interface Limits {
  * at the end of the turn that accepted it (setImmediate), with no timer.
  * An envelope holds at most `max_batch_size` jobs: a worker runs it whole.
  *
- * Backpressure holds across gateways and queues. The enqueue script counts
- * its queue's instances and refuses an envelope that would pass the limit,
- * the other queues' counts added as this gateway last read them (at most
- * `depthRefreshMs` old while submits come in; nothing is read while idle)
- * plus what it is itself writing to them. Those other counts may be stale,
- * so an envelope is written that way only within its queue's share of the
- * limits; past it, under the limits lock, with every queue counted afresh
- * (see `write`).
+ * Backpressure is exact across gateways and queues, by allowances. The
+ * limits (MAX_QUEUE_DEPTH; TENANT_MAX_QUEUED, per tenant) are over every
+ * queue, but a queue's script can count only its own keys (they are in its
+ * hash slot). So each queue holds an allowance of each limit, the allowances
+ * adding up to at most the limit, and the enqueue script refuses an envelope
+ * that would take its queue's count past its allowance: the counts add up to
+ * at most the limit however many gateways write at once. Allowances change
+ * only under the limits lock (see `makeRoom`): an envelope that does not fit
+ * its queue's allowance takes the lock, moves unused allowance to its queue
+ * from the pool or from other queues, and is written, or refused for what
+ * still does not fit. A queue's first envelope takes the lock too; after it,
+ * far from the limits, envelopes take no lock.
  */
 export class EnvelopeWriter {
   private readonly open = new Map<string, Open>();
   private readonly queues = new Map<string, EnvelopeQueue>();
-  /** Last known queued instances per queue (its `queued` key). */
-  private readonly depth = new Map<string, number>();
-  /** Last known queued instances per queue and tenant (with TENANT_MAX_QUEUED). */
-  private readonly tenantDepth = new Map<string, Map<string, number>>();
   /** The queues this gateway has put in the registry of interactive queues (as queueMember). */
   private readonly registered = new Set<string>();
-  private depthReadAt = -Infinity;
-  private depthReading: Promise<void> | undefined;
-  /** Envelopes being written, oldest first (a Set keeps insertion order). */
-  private readonly writing = new Set<Writing>();
   private readonly lock: LimitsLock;
 
   constructor(private readonly options: EnvelopeWriterOptions) {
-    this.lock = new LimitsLock({ redis: options.redis, key: keys(options.prefix).limitsLock });
+    this.lock = new LimitsLock({ redis: options.redis, key: keys(options.prefix).limitsLock, waitMs: options.lockWaitMs });
   }
 
   /** The queue of a model version (created on first use). */
@@ -104,8 +82,10 @@ export class EnvelopeWriter {
 
   /**
    * Add a validated job to its model version's open envelope. Resolves once
-   * the envelope is in Redis; rejects with 503 `queue_full` when it would
-   * pass MAX_QUEUE_DEPTH, or with Redis's error.
+   * the envelope is in Redis; rejects with 503 `queue_full` past
+   * MAX_QUEUE_DEPTH, 429 `quota_exceeded` past TENANT_MAX_QUEUED, 503
+   * `unavailable` (a closed queue, the limits lock not had in time), or with
+   * Redis's error.
    */
   add(model: ModelVersion, job: EnvelopeJob, inputs: readonly DecodedTensor[]): Promise<void> {
     const key = `${model.name}\0${model.version}`;
@@ -133,82 +113,32 @@ export class EnvelopeWriter {
   }
 
   /**
-   * Write one envelope. When a limit refuses it (nothing is written then),
-   * what still fits is written in arrival order and the rest is refused:
-   * 503 `queue_full` past MAX_QUEUE_DEPTH, 429 `quota_exceeded` for the jobs
-   * of a tenant past TENANT_MAX_QUEUED.
-   *
-   * The limits are over every queue, and a queue's script counts only its
-   * own exactly. So far from the limits an envelope may fill its queue only
-   * to that queue's share of them (a limit over the number of queues, the
-   * other queues' counts as last read added): gateways writing at once to
-   * different queues, each blind to what the others write, stay under the
-   * limits together. An envelope past its share is written under the limits
-   * lock instead, every queue counted afresh (see LimitsLock).
+   * Write one envelope: at once when it fits its queue's allowances; else
+   * under the limits lock, after making room (see `attempt`).
    */
   private async write(model: ModelVersion, queue: EnvelopeQueue, jobs: Pending[]): Promise<void> {
-    // Counted against the envelopes begun after this one, for other queues, until the script has counted it.
-    const mine = this.writingOf(queue.keys.queued, jobs);
     const left = { jobs };
-    this.writing.add(mine);
     try {
       await this.register(model);
-      const elsewhere = (await this.queuedElsewhere(queue)) + this.writingAhead(mine, (w) => w.instances);
-      const tenantElsewhere = (tenant: string) => this.tenantElsewhere(queue, tenant) + this.writingAhead(mine, (w) => w.byTenant?.get(tenant) ?? 0);
-      const shares = Math.max(1, this.queues.size);
-      const share: Limits = {
-        depth: Math.floor(this.options.maxQueueDepth / shares),
-        tenant: this.options.tenantMaxQueued && Math.floor(this.options.tenantMaxQueued / shares),
-      };
-      const withinShare =
-        share.depth >= 1 &&
-        share.tenant !== 0 &&
-        (this.depth.get(queue.keys.queued) ?? 0) + elsewhere + jobs.length <= share.depth &&
-        (await this.attempt(model, queue, mine, left, share, elsewhere, tenantElsewhere, false));
-      if (withinShare) return;
-      mine.queuing = true;
-      await this.lock.hold(async () => {
-        mine.queuing = false;
-        await this.readDepths();
-        // This gateway's envelopes to other queues not answered yet, the read may not have seen (those
-        // waiting for the lock will count afresh themselves).
-        const inFlight = (count: (w: Writing) => number) => {
-          let sum = 0;
-          for (const w of this.writing) if (w !== mine && !w.queuing && w.queue !== mine.queue) sum += count(w);
-          return sum;
-        };
-        let sum = 0;
-        for (const [key, n] of this.depth) if (key !== queue.keys.queued) sum += n;
-        const limits: Limits = { depth: this.options.maxQueueDepth, tenant: this.options.tenantMaxQueued };
-        await this.attempt(model, queue, mine, left, limits, sum + inFlight((w) => w.instances), (t) => this.tenantElsewhere(queue, t) + inFlight((w) => w.byTenant?.get(t) ?? 0), true);
-      });
+      if (await this.attempt(model, queue, left, false)) return;
+      await this.lock.hold(() => this.attempt(model, queue, left, true));
     } catch (err) {
       for (const p of left.jobs) p.done(err);
-    } finally {
-      this.writing.delete(mine);
     }
   }
 
   /**
-   * Enqueue `left.jobs` under `limits`. Answers true when it has ended them
-   * (written, or refused); false, with nothing written or answered, when a
-   * limit refused them and `exact` is false: the caller counts afresh then.
-   * With `exact`, a refusal keeps what still fits (in arrival order) and
-   * tries again, so it ends by a write or with nothing left to write.
+   * Enqueue `left.jobs`. Answers true when it has ended them (written, or
+   * refused); false, with nothing written or answered, when they do not fit
+   * an allowance and `locked` is false. Holding the lock, a refusal makes
+   * room for its limit (once per limit), then keeps what still fits, in
+   * arrival order, and tries again: it ends by a write or with nothing left.
    */
-  private async attempt(
-    model: ModelVersion,
-    queue: EnvelopeQueue,
-    mine: Writing,
-    left: { jobs: Pending[] },
-    limits: Limits,
-    elsewhere: number,
-    tenantElsewhere: (tenant: string) => number,
-    exact: boolean,
-  ): Promise<boolean> {
+  private async attempt(model: ModelVersion, queue: EnvelopeQueue, left: { jobs: Pending[] }, locked: boolean): Promise<boolean> {
+    const roomMade = new Set<string>();
     while (left.jobs.length > 0) {
       const remaining = left.jobs;
-      const envelope = this.envelope(model, remaining, limits, elsewhere, tenantElsewhere);
+      const envelope = this.envelope(model, remaining);
       const outcome = await queue.enqueue(envelope);
       // An answer came, so the command was written whole: its packed inputs can be used again. (After an
       // error they are left to the collector: a command that timed out may still be written later.)
@@ -216,9 +146,6 @@ export class EnvelopeWriter {
       if (outcome.accepted) {
         // The jobs' decoded inputs are in Redis now, and nothing reads them here again.
         for (const p of remaining) for (const t of p.inputs) tensorBuffers.release(t.data);
-        this.depth.set(queue.keys.queued, outcome.queued);
-        // Each tenant's count here as the script left it: every gateway's jobs in it, not only this one's.
-        if (this.options.tenantMaxQueued) for (const [tenant, n] of outcome.tenants) this.tenantOf(queue).set(tenant, n);
         this.options.onEnvelope?.(model, remaining.length);
         left.jobs = [];
         for (const p of remaining) p.done();
@@ -239,142 +166,101 @@ export class EnvelopeWriter {
         for (const p of remaining) p.done(lost);
         return true;
       }
-      if (!exact) return false;
-      if (outcome.over === 'depth') {
-        this.depth.set(queue.keys.queued, outcome.queued);
-        const room = Math.max(0, this.options.maxQueueDepth - outcome.queued - elsewhere);
-        // The limit, not the count: the queues are every tenant's, and how much the others queued is theirs.
-        const full = new AppError(503, 'queue_full', `The queues are at their limit of ${this.options.maxQueueDepth} instances; retry later`, { retryAfterSeconds: 5 });
-        // (Room for them all would be a count gone stale between the two reads: refuse them all then.)
-        const keep = room < remaining.length ? room : 0;
-        for (const p of remaining.slice(keep)) p.done(full);
-        left.jobs = remaining.slice(0, keep);
-      } else {
-        const { tenant } = outcome;
-        this.tenantOf(queue).set(tenant, outcome.queued);
-        const room = Math.max(0, (this.options.tenantMaxQueued ?? 0) - outcome.queued - tenantElsewhere(tenant));
-        const over = new AppError(429, 'quota_exceeded', `This tenant has ${this.options.tenantMaxQueued} instances queued, its limit (TENANT_MAX_QUEUED); retry later`, { retryAfterSeconds: 5 });
-        const theirs = remaining.filter((p) => p.job.tenant === tenant).length;
-        const keep = room < theirs ? room : 0;
-        let kept = 0;
-        left.jobs = remaining.filter((p) => {
-          if (p.job.tenant !== tenant || kept++ < keep) return true;
-          p.done(over);
-          return false;
-        });
+      if (!locked) return false;
+      const of: LimitOf =
+        outcome.over === 'depth' ? { kind: 'depth', limit: this.options.maxQueueDepth } : { kind: 'tenant', cap: this.options.tenantMaxQueued ?? 0, tenant: outcome.tenant };
+      const theirs = of.kind === 'depth' ? remaining : remaining.filter((p) => p.job.tenant === of.tenant);
+      const name = of.kind === 'depth' ? 'depth' : `tenant:${of.tenant}`;
+      let room = outcome.allowed - outcome.queued;
+      if (!roomMade.has(name)) {
+        roomMade.add(name);
+        room = await this.makeRoom(queue, of, theirs.length);
+        if (room >= theirs.length) continue;
       }
-      Object.assign(mine, this.writingOf(mine.queue, left.jobs));
+      const keep = new Set(theirs.slice(0, Math.max(0, Math.min(room, theirs.length - 1))));
+      const refusal =
+        of.kind === 'depth'
+          ? // The limit, not the count: the queues are every tenant's, and how much the others queued is theirs.
+            new AppError(503, 'queue_full', `The queues are at their limit of ${this.options.maxQueueDepth} instances; retry later`, { retryAfterSeconds: 5 })
+          : new AppError(429, 'quota_exceeded', `This tenant has ${this.options.tenantMaxQueued} instances queued, its limit (TENANT_MAX_QUEUED); retry later`, { retryAfterSeconds: 5 });
+      const refused = new Set(theirs.filter((p) => !keep.has(p)));
+      left.jobs = remaining.filter((p) => !refused.has(p));
+      for (const p of refused) p.done(refusal);
     }
     return true;
   }
 
   /**
-   * `count` summed over the envelopes begun before `mine` and still being
-   * written (`writing` keeps its order; one that has ended is in `depth` now,
-   * or was refused), for queues other than its own: that one the script
-   * counts exactly.
+   * Holding the limits lock: raise `queue`'s allowance of `of` so that it
+   * has room for `wanted` more instances, from the limit's unallocated pool,
+   * then from other queues' unused allowance (lowered, never below their
+   * counts). It takes more from the pool while there is some (half of what
+   * is left, or a queue's share of the limit if more), so that the next
+   * envelopes fit without the lock; a queue that needs it back later takes
+   * it back. Answers the room the queue has now (less than `wanted` when
+   * the limit is reached).
    */
-  private writingAhead(mine: Writing, count: (w: Writing) => number): number {
-    let sum = 0;
-    for (const w of this.writing) {
-      if (w === mine) break;
-      if (w.queue !== mine.queue) sum += count(w);
+  private async makeRoom(queue: EnvelopeQueue, of: LimitOf, wanted: number): Promise<number> {
+    const limit = of.kind === 'depth' ? of.limit : of.cap;
+    const queues = await this.everyQueue();
+    const held = await Promise.all(queues.map((q) => q.allowance(of)));
+    // What each queue takes from the limit: its allowance, or its count where more (jobs queued under another limit).
+    const takes = held.map((h) => Math.max(h.own, h.allowed));
+    const at = queues.indexOf(queue);
+    const mine = held[at]!;
+    let free = limit - takes.reduce((a, b) => a + b, 0);
+    const needed = mine.own + wanted - takes[at]!;
+    // Unused allowance back from the other queues, the most unused first.
+    const others = queues.map((q, i) => ({ q, unused: held[i]!.allowed - held[i]!.own })).filter((o) => o.q !== queue && o.unused > 0);
+    others.sort((a, b) => b.unused - a.unused);
+    for (const o of others) {
+      if (free >= needed) break;
+      free += await o.q.reclaim(of, needed - free);
     }
-    return sum;
+    const spare = Math.max(Math.ceil(limit / queues.length), Math.floor((free - needed) / 2));
+    const grant = Math.max(0, Math.min(free, needed + spare));
+    const allowed = takes[at]! + grant;
+    if (allowed !== mine.allowed) await queue.allow(of, allowed);
+    return allowed - mine.own;
   }
 
-  private writingOf(queue: string, jobs: readonly Pending[]): Writing {
-    if (!this.options.tenantMaxQueued) return { queue, instances: jobs.length, queuing: false };
-    const byTenant = new Map<string, number>();
-    for (const p of jobs) byTenant.set(p.job.tenant, (byTenant.get(p.job.tenant) ?? 0) + 1);
-    return { queue, instances: jobs.length, byTenant, queuing: false };
+  /** Every interactive queue any gateway has written to (the registry's), and every one this gateway knows. */
+  private async everyQueue(): Promise<EnvelopeQueue[]> {
+    const members = new Set<string>();
+    for (const q of await registeredQueues(this.options.redis, this.options.prefix)) {
+      this.queueOf(q);
+      members.add(queueMember(q.name, q.version));
+    }
+    // Registered again, should the registry have been lost.
+    const missing = [...this.registered].filter((m) => !members.has(m));
+    if (missing.length > 0) await this.options.redis.sadd(keys(this.options.prefix).interactiveQueues, ...missing);
+    return [...this.queues.values()];
   }
 
-  private tenantOf(queue: EnvelopeQueue): Map<string, number> {
-    let m = this.tenantDepth.get(queue.keys.queued);
-    if (!m) this.tenantDepth.set(queue.keys.queued, (m = new Map()));
-    return m;
-  }
-
-  /** A tenant's queued instances in every other queue, as last read. */
-  private tenantElsewhere(queue: EnvelopeQueue, tenant: string): number {
-    let sum = 0;
-    for (const [key, m] of this.tenantDepth) if (key !== queue.keys.queued) sum += m.get(tenant) ?? 0;
-    return sum;
-  }
-
-  private envelope(model: ModelVersion, jobs: readonly Pending[], limits: Limits, queuedElsewhere: number, tenantElsewhere: (tenant: string) => number) {
+  private envelope(model: ModelVersion, jobs: readonly Pending[]): NewEnvelope {
     const data: EnvelopeData = { model: model.name, version: model.version, gateway: this.options.gatewayChannel, jobs: jobs.map((p) => p.job) };
     return {
       id: newEnvelopeId(),
       data,
       inputs: packInputs(model, jobs),
       instances: jobs.length,
-      limit: limits.depth,
-      queuedElsewhere,
-      ...(limits.tenant ? { tenantCap: { max: limits.tenant, elsewhere: tenantElsewhere } } : {}),
+      limit: this.options.maxQueueDepth,
+      ...(this.options.tenantMaxQueued ? { tenantCap: this.options.tenantMaxQueued } : {}),
       now: Date.now(),
     };
   }
 
   /**
    * Put a queue in the registry of interactive queues before its first
-   * envelope, so every gateway counts it from its next look on, whether or
-   * not it routes to that version (one SADD per queue and process).
+   * envelope, so every gateway counts it (for the limits' allowances, the
+   * queue gauges), whether or not it routes to that version (one SADD per
+   * queue and process).
    */
   private async register(model: Pick<ModelVersion, 'name' | 'version'>): Promise<void> {
     const member = queueMember(model.name, model.version);
     if (this.registered.has(member)) return;
     await this.options.redis.sadd(keys(this.options.prefix).interactiveQueues, member);
     this.registered.add(member);
-  }
-
-  /** Queued instances in every other interactive queue (the registry's), refreshed when stale. */
-  private async queuedElsewhere(queue: EnvelopeQueue): Promise<number> {
-    if (performance.now() - this.depthReadAt > (this.options.depthRefreshMs ?? 250)) {
-      this.depthReading ??= this.readDepths().finally(() => (this.depthReading = undefined));
-      await this.depthReading;
-    }
-    let sum = 0;
-    for (const [key, n] of this.depth) if (key !== queue.keys.queued) sum += n;
-    return sum;
-  }
-
-  private async readDepths(): Promise<void> {
-    // Every queue any gateway wrote to, this one's own included (again, should the registry have been lost).
-    const members = new Set<string>();
-    for (const q of await registeredQueues(this.options.redis, this.options.prefix)) {
-      this.queueOf(q);
-      members.add(queueMember(q.name, q.version));
-    }
-    const missing = [...this.registered].filter((m) => !members.has(m));
-    if (missing.length > 0) await this.options.redis.sadd(keys(this.options.prefix).interactiveQueues, ...missing);
-    const queues = [...this.queues.values()];
-    const counts = await Promise.all(queues.map((q) => q.queued()));
-    queues.forEach((q, i) => this.depth.set(q.keys.queued, counts[i]!));
-    if (this.options.tenantMaxQueued) {
-      const byTenant = await Promise.all(queues.map((q) => q.queuedByTenant()));
-      queues.forEach((q, i) => this.tenantDepth.set(q.keys.queued, byTenant[i]!));
-    }
-    this.depthReadAt = performance.now();
-  }
-
-  /** A job canceled before a worker took it left its queue's counts: so does this gateway's view of them. */
-  canceledQueued(model: Pick<ModelVersion, 'name' | 'version'>, tenant: string): void {
-    const queue = this.queueOf(model);
-    const depth = this.depth.get(queue.keys.queued);
-    if (depth !== undefined) this.depth.set(queue.keys.queued, Math.max(0, depth - 1));
-    const counts = this.tenantDepth.get(queue.keys.queued);
-    const n = counts?.get(tenant);
-    if (counts && n !== undefined) counts.set(tenant, Math.max(0, n - 1));
-  }
-
-  /** Queued instances over every queue this gateway knows (read now), for metrics and tests. */
-  async queuedTotal(): Promise<number> {
-    await this.readDepths();
-    let sum = 0;
-    for (const n of this.depth.values()) sum += n;
-    return sum;
   }
 
   /** Flush what is open now (a closing gateway still writes what it accepted). */

@@ -337,7 +337,6 @@ export class JobService {
   private async afterCancel(lookup: Extract<JobLookup, { kind: 'pending' }>): Promise<void> {
     this.deps.onCanceled?.(lookup.model, lookup.version);
     const version = { name: lookup.model, version: lookup.version };
-    if (lookup.startedAt === null) this.deps.writer.canceledQueued(version, lookup.job.tenant);
     if (hasCompletedHook(lookup.job)) await this.deps.outbox?.drain(this.deps.writer.queueOf(version).keys.outbox).catch(() => undefined);
   }
 

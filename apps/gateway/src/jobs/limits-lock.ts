@@ -18,16 +18,17 @@ export interface LimitsLockOptions {
 }
 
 /**
- * The lock that every gateway takes to write an envelope near MAX_QUEUE_DEPTH
- * or TENANT_MAX_QUEUED: the limits are over every model version's queue, and
- * each queue's script counts only its own (its keys are in its queue's hash
- * slot), so a count over all queues is exact only while no other gateway
- * writes near the limit between its read and its write. Far from the limits
- * no lock is taken (see EnvelopeWriter).
+ * The lock a gateway takes to move the queues' allowances of MAX_QUEUE_DEPTH
+ * or TENANT_MAX_QUEUED (see EnvelopeWriter): each queue's script keeps its
+ * count within its allowance, and the allowances add up to at most the
+ * limit only while one gateway at a time reads and changes them. An envelope
+ * that fits its queue's allowance takes no lock.
  *
  * Within one gateway the holders queue up in order; between gateways the
  * lock is a Redis key taken with SET NX PX, retried with a short backoff
- * (what one holder does with it takes a few round trips).
+ * (what one holder does with it takes a few round trips). A holder that
+ * stalls past `holdMs` loses it to the next: the one case where two could
+ * move allowances at once.
  */
 export class LimitsLock {
   private tail: Promise<void> = Promise.resolve();
@@ -39,14 +40,17 @@ export class LimitsLock {
     this.release = (key, token) => redis.inferReleaseLimitsLock!(key, token);
   }
 
-  /** Run `fn` holding the lock. */
+  /** Run `fn` holding the lock; 503 `unavailable` when it cannot be had within `waitMs`. */
   async hold<T>(fn: () => Promise<T>): Promise<T> {
+    const giveUpAt = performance.now() + (this.options.waitMs ?? 5000);
     const before = this.tail;
     let done!: () => void;
     this.tail = new Promise<void>((resolve) => (done = resolve));
     try {
-      await before;
-      const token = await this.acquire();
+      // The turn in this process counts against the wait too. (Giving up here lets the next one in this
+      // process go on to the Redis key, which still admits one holder at a time.)
+      await this.within(before, giveUpAt);
+      const token = await this.acquire(giveUpAt);
       try {
         return await fn();
       } finally {
@@ -58,16 +62,33 @@ export class LimitsLock {
     }
   }
 
-  private async acquire(): Promise<string> {
-    const token = randomUUID();
-    const holdMs = this.options.holdMs ?? 2000;
-    const giveUpAt = performance.now() + (this.options.waitMs ?? 5000);
-    for (let backoff = 1; ; backoff = Math.min(backoff * 2, 20)) {
-      if ((await this.options.redis.set(this.options.key, token, 'PX', holdMs, 'NX')) === 'OK') return token;
-      if (performance.now() >= giveUpAt) {
-        throw new AppError(503, 'unavailable', 'The queues are near their limit and the gateways could not take turns counting them in time; retry', { retryAfterSeconds: 1 });
-      }
-      await delay(backoff);
+  private async within(turn: Promise<void>, giveUpAt: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([turn, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(tooLong()), Math.max(0, giveUpAt - performance.now()))))]);
+    } finally {
+      clearTimeout(timer);
     }
   }
+
+  private async acquire(giveUpAt: number): Promise<string> {
+    const token = randomUUID();
+    const holdMs = this.options.holdMs ?? 2000;
+    try {
+      for (let backoff = 1; ; backoff = Math.min(backoff * 2, 20)) {
+        if ((await this.options.redis.set(this.options.key, token, 'PX', holdMs, 'NX')) === 'OK') return token;
+        if (performance.now() >= giveUpAt) throw tooLong();
+        await delay(backoff);
+      }
+    } catch (err) {
+      // A SET that timed out here may still run in Redis later: this release, sent after it on the same
+      // connection, runs after it, so no lock is left behind that nobody holds.
+      void this.release(this.options.key, token).catch(() => undefined);
+      throw err;
+    }
+  }
+}
+
+function tooLong(): AppError {
+  return new AppError(503, 'unavailable', 'The queues are near their limits and the gateways could not take turns making room in time; retry', { retryAfterSeconds: 1 });
 }
