@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { loadConfig } from '@infer/config';
-import { interactiveKeys, tenantAllowancePrefix, type Job } from '@infer/contract';
+import { allowanceValue, interactiveKeys, type Job } from '@infer/contract';
 import { silentLogger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
@@ -130,7 +130,7 @@ describe('gateways: an enqueue whose reply is lost to a connection blip', functi
     // A tenant's first envelope to a queue is refused for want of an allowance there, and written after the
     // gateway made room under the limits lock: the allowance a first job would leave, so that the blip below
     // hits the one enqueue that writes.
-    await redis.hset(k.allowances, tenantAllowancePrefix(1) + 'tenant-a', 1);
+    await redis.hset(k.allowances, 'tenant-a', allowanceValue(1, 1));
     const first = await submitThroughBlip(0.5, { 'idempotency-key': 'order-1' });
     await runAll();
     // The client retries the same request with the same key (to this gateway or any other).

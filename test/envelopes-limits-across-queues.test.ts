@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-import { depthAllowanceField, interactiveKeys, keys, newJobId, queueTag, type EnvelopeJob } from '@infer/contract';
+import { allowanceInstances, DEPTH_ALLOWANCE_FIELD, interactiveKeys, keys, newJobId, queueTag, type EnvelopeJob } from '@infer/contract';
 import { ModelRepository, type ModelVersion } from '@infer/models';
 import { decodeInput } from '@infer/tensors';
 import { EnvelopeWriter } from '../apps/gateway/src/jobs/envelope-writer.js';
@@ -79,9 +79,9 @@ describe('envelopes: the limits across queues, two gateways writing to two queue
     return sum;
   }
 
-  async function allowances(limit: number): Promise<number[]> {
+  async function allowances(): Promise<number[]> {
     const redis = connection();
-    return Promise.all(['1', '2'].map(async (v) => Number((await redis.hget(interactiveKeys(prefix, 'mlp', v).meta, depthAllowanceField(limit))) ?? 0)));
+    return Promise.all(['1', '2'].map(async (v) => allowanceInstances(await redis.hget(interactiveKeys(prefix, 'mlp', v).meta, DEPTH_ALLOWANCE_FIELD))));
   }
 
   it('MAX_QUEUE_DEPTH=40: 30 jobs to version 1 through one and 30 to version 2 through the other, at once, leave exactly 40 queued', async () => {
@@ -89,7 +89,7 @@ describe('envelopes: the limits across queues, two gateways writing to two queue
     const [onA, onB] = await Promise.all([burst(a, '1', 30), burst(b, '2', 30)]);
     expect(onA + onB, `accepted ${onA} + ${onB}`).to.equal(40);
     expect(await queued('queued')).to.equal(40);
-    const held = await allowances(40);
+    const held = await allowances();
     expect(held[0]! + held[1]!, `allowances ${held.join(' + ')}`).to.equal(40);
   });
 
@@ -107,7 +107,7 @@ describe('envelopes: the limits across queues, two gateways writing to two queue
     // Version 1 was given room beyond its 5 (a share of the limit); version 2 takes what it needs back.
     expect(await burst(b, '2', 35)).to.equal(35);
     expect(await burst(a, '1', 10), 'the limit is reached').to.equal(0);
-    const held = await allowances(40);
+    const held = await allowances();
     expect(held, 'each queue allowed exactly what it holds').to.deep.equal([5, 35]);
   });
 
@@ -115,7 +115,7 @@ describe('envelopes: the limits across queues, two gateways writing to two queue
     const w = writer({ maxQueueDepth: 40 });
     // The queue's first envelope takes the lock for an allowance: its 10, and a share of the limit (20) more.
     expect(await burst(w, '1', 10)).to.equal(10);
-    expect(await allowances(40)).to.deep.equal([30, 0]);
+    expect(await allowances()).to.deep.equal([30, 0]);
     const redis = connection();
     const lock = keys(prefix).limitsLock;
     // A gateway that died holding the lock: its key lapses by itself.

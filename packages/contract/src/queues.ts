@@ -221,7 +221,7 @@ export function interactiveKeys(prefix: string, model: string, version: string) 
     queued: base + 'queued',
     /** Hash: tenant → its instances accepted and not yet taken (kept only with TENANT_MAX_QUEUED). */
     tenants: base + 'tenants',
-    /** Hash: `<TENANT_MAX_QUEUED>:<tenant>` → how many instances of that tenant this queue may hold (see tenantAllowanceField). */
+    /** Hash: tenant → how many instances of that tenant this queue may hold of TENANT_MAX_QUEUED (see allowanceValue). */
     allowances: base + 'allowances',
     /** Sorted set: job id → its Cancel-After deadline (epoch ms), while it has not ended. */
     deadlines: base + 'deadlines',
@@ -236,15 +236,23 @@ export function interactiveKeys(prefix: string, model: string, version: string) 
 
 /**
  * The field of a queue's meta hash that holds how many instances the queue
- * may hold of MAX_QUEUE_DEPTH = `limit` (its allowance). The allowances of
- * every queue add up to at most the limit, and a queue's own script keeps
- * its count within its allowance; named by the limit, so a gateway set to
- * another limit draws on a pool of its own.
+ * may hold of MAX_QUEUE_DEPTH (its allowance). The allowances of every queue
+ * add up to at most the limit, and a queue's own script keeps its count
+ * within its allowance. (A tenant's allowance of TENANT_MAX_QUEUED is the
+ * tenant's field of the queue's `allowances` hash.)
  */
-export const depthAllowanceField = (limit: number): string => `allow:${limit}`;
+export const DEPTH_ALLOWANCE_FIELD = 'allow';
 
-/** The prefix of the fields of a queue's `allowances` hash for TENANT_MAX_QUEUED = `cap` (the tenant follows). */
-export const tenantAllowancePrefix = (cap: number): string => `${cap}:`;
+/**
+ * An allowance as stored: its instances, then the limit it was granted
+ * under. A script checking under another limit (a gateway whose setting
+ * changed) takes it for none, and the gateway makes room afresh, every
+ * queue's allowance counted, under whichever limit granted it.
+ */
+export const allowanceValue = (instances: number, limit: number): string => `${instances} ${limit}`;
+
+/** The instances of a stored allowance, whatever limit granted it (0 for none). */
+export const allowanceInstances = (value: string | null | undefined): number => Number(value?.split(' ')[0] ?? 0) || 0;
 
 /** The job index of a tag: one per tag, so a job id alone leads to it. */
 function jobIndexKey(taggedPrefix: string): string {

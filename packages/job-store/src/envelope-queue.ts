@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { QUEUE_EVENTS_MAX_LEN, depthAllowanceField, interactiveKeys, keys, parseQueueMember, tenantAllowancePrefix, type EnvelopeData } from '@infer/contract';
+import { DEPTH_ALLOWANCE_FIELD, QUEUE_EVENTS_MAX_LEN, allowanceInstances, allowanceValue, interactiveKeys, keys, parseQueueMember, type EnvelopeData } from '@infer/contract';
 import { withJobScripts, type Arg, type ScriptPipeline, type ScriptRedis } from './redis-scripts.js';
 
 export interface EnvelopeQueueOptions {
@@ -204,12 +204,12 @@ export class EnvelopeQueue {
       e.id,
       `${k.ref.name}:${e.id}`,
       e.instances,
-      e.limit > 0 ? depthAllowanceField(e.limit) : '',
+      e.limit > 0 ? e.limit : '',
       e.now,
       JSON.stringify(e.data),
       external ? '' : e.inputs,
       external ? '1' : '',
-      e.tenantCap ? tenantAllowancePrefix(e.tenantCap) : '',
+      e.tenantCap ? e.tenantCap : '',
       perTenant.size,
       ...tenants,
       deadlines.length / 2,
@@ -229,21 +229,21 @@ export class EnvelopeQueue {
   }
 
   /** Where this queue's count and allowance of `of` are: keys and fields. */
-  private allowanceKeys(of: LimitOf): { count: string; countField: string; holder: string; field: string } {
+  private allowanceKeys(of: LimitOf): { count: string; countField: string; holder: string; field: string; limit: number } {
     const k = this.keys;
     return of.kind === 'depth'
-      ? { count: k.queued, countField: '', holder: k.meta, field: depthAllowanceField(of.limit) }
-      : { count: k.tenants, countField: of.tenant, holder: k.allowances, field: tenantAllowancePrefix(of.cap) + of.tenant };
+      ? { count: k.queued, countField: '', holder: k.meta, field: DEPTH_ALLOWANCE_FIELD, limit: of.limit }
+      : { count: k.tenants, countField: of.tenant, holder: k.allowances, field: of.tenant, limit: of.cap };
   }
 
-  /** This queue's count of what `of` limits, and its allowance of it (see EnvelopeWriter's allowances). */
+  /** This queue's count of what `of` limits, and its allowance of it, whatever limit granted it (see EnvelopeWriter). */
   async allowance(of: LimitOf): Promise<{ own: number; allowed: number }> {
     const a = this.allowanceKeys(of);
     const [own, allowed] = await Promise.all([
       a.countField === '' ? this.redis.get(a.count) : this.redis.hget(a.count, a.countField),
       this.redis.hget(a.holder, a.field),
     ]);
-    return { own: Number(own ?? 0), allowed: Number(allowed ?? 0) };
+    return { own: Number(own ?? 0), allowed: allowanceInstances(allowed) };
   }
 
   /** Lower this queue's allowance of `of` by up to `most`, never below its count: what was taken back. */
@@ -252,10 +252,10 @@ export class EnvelopeQueue {
     return this.redis.inferReclaimAllowance(a.count, a.holder, a.countField, a.field, most);
   }
 
-  /** Set this queue's allowance of `of` (only while holding the limits lock: allowances change nowhere else). */
+  /** Set this queue's allowance of `of`, granted under its limit (only holding the limits lock: allowances change nowhere else). */
   async allow(of: LimitOf, allowed: number): Promise<void> {
     const a = this.allowanceKeys(of);
-    await this.redis.hset(a.holder, a.field, allowed);
+    await this.redis.hset(a.holder, a.field, allowanceValue(allowed, a.limit));
   }
 
   /** Each tenant's instances queued here (counted only with TENANT_MAX_QUEUED). */

@@ -63,12 +63,14 @@ local function frame(id, record) return id .. ' ' .. #record .. '\\n' .. record 
  * KEYS[6] the queue's queued-per-tenant hash, KEYS[7] the queue's deadlines (sorted set: job id by epoch ms),
  * KEYS[8] the queue's meta (its `closed` field: the version is draining and its workers are about to unload it;
  * its allowance of MAX_QUEUE_DEPTH), KEYS[9] the envelope's inputs key (used when ARGV[8] is "1"),
- * KEYS[10] the queue's allowances of TENANT_MAX_QUEUED (hash).
+ * KEYS[10] the queue's allowances of TENANT_MAX_QUEUED (hash: tenant → allowance).
+ * Allowances are stored as "<instances> <the limit they were granted under>": one granted under another
+ * limit than this call's counts as none (see allowanceValue).
  * ARGV[1] envelope id, ARGV[2] index value ("<queue name>:<envelope id>"), ARGV[3] instances,
- * ARGV[4] the meta field of the queue's allowance of MAX_QUEUE_DEPTH ('': no limit), ARGV[5] now,
+ * ARGV[4] MAX_QUEUE_DEPTH ('': no limit; its allowance is meta's `allow`), ARGV[5] now,
  * ARGV[6] data (JSON), ARGV[7] input bytes (inline), ARGV[8] "1" when the input bytes are instead in KEYS[9]
  * (written just before, with an expiry: see EnvelopeQueue.enqueue),
- * ARGV[9] the prefix of the tenants' allowance fields in KEYS[10] ('': tenants are not counted), ARGV[10] T,
+ * ARGV[9] TENANT_MAX_QUEUED ('': tenants are not counted), ARGV[10] T,
  * then T × (tenant, its instances here), then D, then D × (job id, deadline), then the job ids.
  * A queue may hold what its allowances allow (see Allowances): instances, and each tenant's instances.
  * Returns {1, queued after, then with tenants counted each tenant of it and its count here after}; or, writing
@@ -83,24 +85,28 @@ local function refuse(reply)
   if external then redis.call('DEL', KEYS[9]) end
   return reply
 end
-local depthField = ARGV[4]
-local meta = redis.call('HMGET', KEYS[8], 'closed', depthField == '' and 'closed' or depthField)
+-- An allowance granted under this limit: its instances; else none.
+local function allowed(value, limit)
+  if not value then return 0 end
+  local instances, under = string.match(value, '^(%d+) (%d+)$')
+  if under ~= limit then return 0 end
+  return tonumber(instances)
+end
+local depthLimit = ARGV[4]
+local meta = redis.call('HMGET', KEYS[8], 'closed', 'allow')
 if meta[1] then return refuse({-2}) end
 local n = tonumber(ARGV[3])
-local tenantPrefix = ARGV[9]
+local cap = ARGV[9]
 local t = tonumber(ARGV[10])
 local i = 11
 local tq = {}
-if tenantPrefix ~= '' and t > 0 then
-  local names, fields = {}, {}
-  for k = 1, t do
-    names[k] = ARGV[i + 2 * (k - 1)]
-    fields[k] = tenantPrefix .. names[k]
-  end
+if cap ~= '' and t > 0 then
+  local names = {}
+  for k = 1, t do names[k] = ARGV[i + 2 * (k - 1)] end
   local counts = redis.call('HMGET', KEYS[6], unpack(names))
-  local allowed = redis.call('HMGET', KEYS[10], unpack(fields))
+  local allowances = redis.call('HMGET', KEYS[10], unpack(names))
   for k = 1, t do
-    local here, count, most = tonumber(counts[k] or '0'), tonumber(ARGV[i + 2 * k - 1]), tonumber(allowed[k] or '0')
+    local here, count, most = tonumber(counts[k] or '0'), tonumber(ARGV[i + 2 * k - 1]), allowed(allowances[k], cap)
     if here + count > most then return refuse({-1, names[k], here, most}) end
     tq[#tq + 1] = names[k]
     tq[#tq + 1] = count
@@ -110,8 +116,8 @@ i = i + 2 * t
 -- The first write: Redis refuses it when over maxmemory, which would leave an inputs key written just before behind.
 local queued = redis.pcall('INCRBY', KEYS[3], n)
 if type(queued) == 'table' and queued.err then return refuse(redis.error_reply(queued.err)) end
-if depthField ~= '' then
-  local most = tonumber(meta[2] or '0')
+if depthLimit ~= '' then
+  local most = allowed(meta[2], depthLimit)
   if queued > most then
     redis.call('DECRBY', KEYS[3], n)
     return refuse({0, queued - n, most})
@@ -156,15 +162,16 @@ return out
 /**
  * KEYS[1] a queue's count: its `queued` (a string) or its queued-per-tenant hash; KEYS[2] the hash holding the
  * allowance (its meta, or its tenant allowances). ARGV[1] the count's field ('' for the string), ARGV[2] the
- * allowance's field, ARGV[3] the most to take back. Lowers the allowance by up to ARGV[3], never below the count
- * (its jobs stay allowed): returns what it took back.
+ * allowance's field, ARGV[3] the most to take back. Lowers the allowance (whatever limit granted it, which it
+ * keeps) by up to ARGV[3], never below the count (its jobs stay allowed): returns what it took back.
  */
 export const RECLAIM_ALLOWANCE = `
 local own = tonumber((ARGV[1] == '' and redis.call('GET', KEYS[1]) or redis.call('HGET', KEYS[1], ARGV[1])) or '0')
-local allowed = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
-local take = math.min(allowed - own, tonumber(ARGV[3]))
+local allowed, under = string.match(redis.call('HGET', KEYS[2], ARGV[2]) or '', '^(%d+) (%d+)$')
+if not allowed then return 0 end
+local take = math.min(tonumber(allowed) - own, tonumber(ARGV[3]))
 if take <= 0 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[2], allowed - take)
+redis.call('HSET', KEYS[2], ARGV[2], (tonumber(allowed) - take) .. ' ' .. under)
 return take
 `;
 

@@ -121,7 +121,7 @@ export class EnvelopeWriter {
     try {
       await this.register(model);
       if (await this.attempt(model, queue, left, false)) return;
-      await this.lock.hold(() => this.attempt(model, queue, left, true));
+      await this.lock.hold((stillHeld) => this.attempt(model, queue, left, stillHeld));
     } catch (err) {
       for (const p of left.jobs) p.done(err);
     }
@@ -130,11 +130,12 @@ export class EnvelopeWriter {
   /**
    * Enqueue `left.jobs`. Answers true when it has ended them (written, or
    * refused); false, with nothing written or answered, when they do not fit
-   * an allowance and `locked` is false. Holding the lock, a refusal makes
-   * room for its limit (once per limit), then keeps what still fits, in
-   * arrival order, and tries again: it ends by a write or with nothing left.
+   * an allowance and no lock is held (`stillHeld` absent). Holding the lock,
+   * a refusal makes room for its limit (once per limit), then keeps what
+   * still fits, in arrival order, and tries again: it ends by a write or
+   * with nothing left.
    */
-  private async attempt(model: ModelVersion, queue: EnvelopeQueue, left: { jobs: Pending[] }, locked: boolean): Promise<boolean> {
+  private async attempt(model: ModelVersion, queue: EnvelopeQueue, left: { jobs: Pending[] }, stillHeld: (() => Promise<void>) | false): Promise<boolean> {
     const roomMade = new Set<string>();
     while (left.jobs.length > 0) {
       const remaining = left.jobs;
@@ -166,7 +167,7 @@ export class EnvelopeWriter {
         for (const p of remaining) p.done(lost);
         return true;
       }
-      if (!locked) return false;
+      if (!stillHeld) return false;
       const of: LimitOf =
         outcome.over === 'depth' ? { kind: 'depth', limit: this.options.maxQueueDepth } : { kind: 'tenant', cap: this.options.tenantMaxQueued ?? 0, tenant: outcome.tenant };
       const theirs = of.kind === 'depth' ? remaining : remaining.filter((p) => p.job.tenant === of.tenant);
@@ -174,7 +175,7 @@ export class EnvelopeWriter {
       let room = outcome.allowed - outcome.queued;
       if (!roomMade.has(name)) {
         roomMade.add(name);
-        room = await this.makeRoom(queue, of, theirs.length);
+        room = await this.makeRoom(queue, of, theirs.length, stillHeld);
         if (room >= theirs.length) continue;
       }
       const keep = new Set(theirs.slice(0, Math.max(0, Math.min(room, theirs.length - 1))));
@@ -200,7 +201,7 @@ export class EnvelopeWriter {
    * it back. Answers the room the queue has now (less than `wanted` when
    * the limit is reached).
    */
-  private async makeRoom(queue: EnvelopeQueue, of: LimitOf, wanted: number): Promise<number> {
+  private async makeRoom(queue: EnvelopeQueue, of: LimitOf, wanted: number, stillHeld: () => Promise<void>): Promise<number> {
     const limit = of.kind === 'depth' ? of.limit : of.cap;
     const queues = await this.everyQueue();
     const held = await Promise.all(queues.map((q) => q.allowance(of)));
@@ -215,12 +216,15 @@ export class EnvelopeWriter {
     others.sort((a, b) => b.unused - a.unused);
     for (const o of others) {
       if (free >= needed) break;
+      await stillHeld();
       free += await o.q.reclaim(of, needed - free);
     }
     const spare = Math.max(Math.ceil(limit / queues.length), Math.floor((free - needed) / 2));
     const grant = Math.max(0, Math.min(free, needed + spare));
     const allowed = takes[at]! + grant;
-    if (allowed !== mine.allowed) await queue.allow(of, allowed);
+    // Written again even when unchanged: it may have been granted under another limit (see allowanceValue).
+    await stillHeld();
+    await queue.allow(of, allowed);
     return allowed - mine.own;
   }
 

@@ -27,8 +27,9 @@ export interface LimitsLockOptions {
  * Within one gateway the holders queue up in order; between gateways the
  * lock is a Redis key taken with SET NX PX, retried with a short backoff
  * (what one holder does with it takes a few round trips). A holder that
- * stalls past `holdMs` loses it to the next: the one case where two could
- * move allowances at once.
+ * stalls past `holdMs` loses it to the next; it checks that it still holds
+ * it before each write (`stillHeld`), so two could move allowances at once
+ * only if the lock lapsed between that check and the write after it.
  */
 export class LimitsLock {
   private tail: Promise<void> = Promise.resolve();
@@ -40,8 +41,14 @@ export class LimitsLock {
     this.release = (key, token) => redis.inferReleaseLimitsLock!(key, token);
   }
 
-  /** Run `fn` holding the lock; 503 `unavailable` when it cannot be had within `waitMs`. */
-  async hold<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Run `fn` holding the lock; 503 `unavailable` when it cannot be had
+   * within `waitMs`. `fn` is handed `stillHeld`, to call before each write
+   * it makes: it throws 503 `unavailable` once the lock has lapsed (this
+   * holder stalled past `holdMs`), so a holder that lost the lock to another
+   * moves nothing more on what it read before.
+   */
+  async hold<T>(fn: (stillHeld: () => Promise<void>) => Promise<T>): Promise<T> {
     const giveUpAt = performance.now() + (this.options.waitMs ?? 5000);
     const before = this.tail;
     let done!: () => void;
@@ -51,8 +58,11 @@ export class LimitsLock {
       // process go on to the Redis key, which still admits one holder at a time.)
       await this.within(before, giveUpAt);
       const token = await this.acquire(giveUpAt);
+      const stillHeld = async () => {
+        if ((await this.options.redis.get(this.options.key)) !== token) throw lost();
+      };
       try {
-        return await fn();
+        return await fn(stillHeld);
       } finally {
         // Should the release fail (Redis away), the key expires by itself.
         await this.release(this.options.key, token).catch(() => undefined);
@@ -87,6 +97,10 @@ export class LimitsLock {
       throw err;
     }
   }
+}
+
+function lost(): AppError {
+  return new AppError(503, 'unavailable', 'This gateway stalled while making room in the queues and let the limits lock lapse; retry', { retryAfterSeconds: 1 });
 }
 
 function tooLong(): AppError {
