@@ -1,11 +1,6 @@
 import { expect } from 'chai';
-import { Redis } from 'ioredis';
-import { interactiveKeys, keys, newJobId, queueTag, type EnvelopeJob } from '@infer/contract';
-import { ModelRepository, type ModelVersion } from '@infer/models';
-import { decodeInput } from '@infer/tensors';
-import { EnvelopeWriter } from '../apps/gateway/src/jobs/envelope-writer.js';
-import { seededFloats } from './helpers/ort-reference.js';
-import { deletePrefix, SHIPPED_MODELS, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.js';
+import { keys } from '@infer/contract';
+import { useLimitsRig } from './helpers/limits.js';
 
 /**
  * MAX_QUEUE_DEPTH and TENANT_MAX_QUEUED at the writer level, in sequences
@@ -17,117 +12,58 @@ import { deletePrefix, SHIPPED_MODELS, TEST_REDIS_URL, uniquePrefix } from './he
  */
 describe('limits: allowances, two gateways writing one after the other', function () {
   this.timeout(30_000);
-  let repo: ModelRepository;
-  let prefix: string;
-  const connections: Redis[] = [];
-
-  before(async () => {
-    repo = await ModelRepository.load(SHIPPED_MODELS, { only: ['mlp'] });
-  });
-  beforeEach(() => {
-    prefix = uniquePrefix('allow');
-  });
-  afterEach(async () => {
-    for (const c of connections.splice(0)) c.disconnect();
-    await deletePrefix(TEST_REDIS_URL, prefix);
-  });
-  after(async () => {
-    await repo.close();
-  });
-
-  function writer(limits: { maxQueueDepth?: number; tenantMaxQueued?: number }, versions = ['1', '2']): EnvelopeWriter {
-    const redis = new Redis(TEST_REDIS_URL);
-    connections.push(redis);
-    const w = new EnvelopeWriter({
-      redis,
-      prefix,
-      resultTtlMs: 60_000,
-      maxQueueDepth: limits.maxQueueDepth ?? 1_000_000,
-      tenantMaxQueued: limits.tenantMaxQueued,
-      gatewayChannel: `${prefix}:gateway:${connections.length}`,
-    });
-    // As the gateway's catalog does (onVersion): every version it routes to is counted.
-    for (const v of versions) w.queueOf(repo.resolve('mlp', v));
-    return w;
-  }
-
-  async function burst(w: EnvelopeWriter, version: string, n: number, tenant = 't'): Promise<number> {
-    const model: ModelVersion = repo.resolve('mlp', version);
-    const outcomes = await Promise.allSettled(
-      Array.from({ length: n }, (_, i) => {
-        const job: EnvelopeJob = { id: newJobId(queueTag('mlp', version)), tenant, created_at: Date.now() };
-        return w.add(model, job, [decodeInput(Array.from(seededFloats(64, i)), model.inputs[0]!)]);
-      }),
-    );
-    for (const o of outcomes) if (o.status === 'rejected') expect((o.reason as { code: string }).code).to.be.oneOf(['queue_full', 'quota_exceeded']);
-    return outcomes.filter((o) => o.status === 'fulfilled').length;
-  }
-
-  async function total(field: 'queued' | { tenant: string }): Promise<number> {
-    const redis = new Redis(TEST_REDIS_URL);
-    try {
-      let sum = 0;
-      for (const v of ['1', '2']) {
-        const k = interactiveKeys(prefix, 'mlp', v);
-        sum += Number((field === 'queued' ? await redis.get(k.queued) : await redis.hget(k.tenants, field.tenant)) ?? 0);
-      }
-      return sum;
-    } finally {
-      redis.disconnect();
-    }
-  }
+  const rig = useLimitsRig('allow');
 
   it('MAX_QUEUE_DEPTH=40: a large write through one gateway, then one to the other queue through a gateway that wrote a moment before, hold the limit', async () => {
-    const a = writer({ maxQueueDepth: 40 });
-    const b = writer({ maxQueueDepth: 40 });
+    const a = rig().writer({ maxQueueDepth: 40 });
+    const b = rig().writer({ maxQueueDepth: 40 });
     const started = performance.now();
     // Gateway b submits one job (version 2's allowance made).
-    expect(await burst(b, '2', 1)).to.equal(1);
+    expect(await rig().burst(b, '2', 1)).to.equal(1);
     // Gateway a takes 35 for version 1: past its allowance, so under the lock: 35 + 1 fit.
-    expect(await burst(a, '1', 35)).to.equal(35);
+    expect(await rig().burst(a, '1', 35)).to.equal(35);
     // Gateway b, a few ms later, 19 jobs for version 2: only the 4 left of the limit fit.
-    const onB = await burst(b, '2', 19);
+    const onB = await rig().burst(b, '2', 19);
     const elapsed = performance.now() - started;
-    const queued = await total('queued');
+    const queued = await rig().queued('queued');
     expect(queued, `${queued} queued for MAX_QUEUE_DEPTH 40 (b took ${onB} more; all within ${elapsed.toFixed(0)} ms)`).to.equal(40);
   });
 
   it('TENANT_MAX_QUEUED=20: the same sequence for one tenant holds its cap', async () => {
-    const a = writer({ tenantMaxQueued: 20 });
-    const b = writer({ tenantMaxQueued: 20 });
-    expect(await burst(b, '2', 1, 'ta')).to.equal(1);
-    expect(await burst(a, '1', 18, 'ta')).to.equal(18);
-    const onB = await burst(b, '2', 9, 'ta');
-    const queued = await total({ tenant: 'ta' });
+    const a = rig().writer({ tenantMaxQueued: 20 });
+    const b = rig().writer({ tenantMaxQueued: 20 });
+    expect(await rig().burst(b, '2', 1, 'ta')).to.equal(1);
+    expect(await rig().burst(a, '1', 18, 'ta')).to.equal(18);
+    const onB = await rig().burst(b, '2', 9, 'ta');
+    const queued = await rig().queued({ tenant: 'ta' });
     expect(queued, `tenant ta has ${queued} queued for a cap of 20 (b took ${onB} more)`).to.equal(20);
   });
 
   it('MAX_QUEUE_DEPTH=40: a gateway that does not know of a queue yet (a version just appeared) holds the limit with the others', async () => {
     // Gateway a routes to version 1 only (version 2 not loaded there yet); b to both.
-    const a = writer({ maxQueueDepth: 40 }, ['1']);
-    expect(await burst(a, '1', 1)).to.equal(1);
-    const b = writer({ maxQueueDepth: 40 });
-    expect(await burst(b, '2', 1)).to.equal(1);
+    const a = rig().writer({ maxQueueDepth: 40 }, ['1']);
+    expect(await rig().burst(a, '1', 1)).to.equal(1);
+    const b = rig().writer({ maxQueueDepth: 40 });
+    expect(await rig().burst(b, '2', 1)).to.equal(1);
     // a knows one queue only; the allowances are in Redis, so it takes what is left, no more.
-    const onA = await burst(a, '1', 39);
-    const onB = await burst(b, '2', 18);
-    const queued = await total('queued');
+    const onA = await rig().burst(a, '1', 39);
+    const onB = await rig().burst(b, '2', 18);
+    const queued = await rig().queued('queued');
     expect(queued, `${queued} queued for MAX_QUEUE_DEPTH 40 (a ${1 + onA}, b ${1 + onB})`).to.equal(40);
   });
 
   it('a submit within its queue’s allowance, far from MAX_QUEUE_DEPTH (22 of 1000 queued), does not wait for the limits lock', async () => {
     // 50 versions registered over the deployment's life (removed since): the registry never forgets them.
-    const admin = new Redis(TEST_REDIS_URL);
-    connections.push(admin);
-    await admin.sadd(keys(prefix).interactiveQueues, ...Array.from({ length: 48 }, (_, i) => JSON.stringify(['old-model', String(i + 1)])));
-    const w = writer({ maxQueueDepth: 1000 });
-    expect(await burst(w, '1', 21)).to.equal(21);
+    const admin = rig().connection();
+    await admin.sadd(keys(rig().prefix).interactiveQueues, ...Array.from({ length: 48 }, (_, i) => JSON.stringify(['old-model', String(i + 1)])));
+    const w = rig().writer({ maxQueueDepth: 1000 });
+    expect(await rig().burst(w, '1', 21)).to.equal(21);
     // Version 2's first envelope takes the lock for its allowance; the next ones within it do not.
-    expect(await burst(w, '2', 1)).to.equal(1);
+    expect(await rig().burst(w, '2', 1)).to.equal(1);
     // A gateway that died holding the lock: its key lapses by itself in 1.5 s.
-    await admin.set(keys(prefix).limitsLock, 'a-dead-gateway', 'PX', 1500);
+    await admin.set(keys(rig().prefix).limitsLock, 'a-dead-gateway', 'PX', 1500);
     const started = performance.now();
-    expect(await burst(w, '2', 1)).to.equal(1);
+    expect(await rig().burst(w, '2', 1)).to.equal(1);
     const waited = performance.now() - started;
     expect(waited, `a submit with 21 of 1000 queued waited ${waited.toFixed(0)} ms for the limits lock`).to.be.below(500);
   });

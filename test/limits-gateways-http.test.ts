@@ -1,11 +1,12 @@
 import net from 'node:net';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-import { interactiveKeys, keys } from '@infer/contract';
+import { keys } from '@infer/contract';
 import { silentLogger } from '@infer/logger';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { mlpFeatures } from './helpers/batches.js';
 import { OTHER_TENANT_KEY, startPlatform, TEST_KEY, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
+import { queueCounts } from './helpers/limits.js';
 import { waitUntil } from './helpers/wait.js';
 
 /**
@@ -60,20 +61,11 @@ async function pipelined(base: string, jobs: Array<{ version: string; x: number 
   return statuses;
 }
 
-/** Counts in Redis for mlp 1 and 2: the `queued` counters, the tenants hashes, and the jobs indexed (not ended). */
-async function countsIn(prefix: string): Promise<{ queued: number; indexed: number; tenants: Record<string, number> }> {
+/** Counts in Redis for mlp 1 and 2 (see queueCounts), on a connection of their own. */
+async function countsIn(prefix: string): Promise<Awaited<ReturnType<typeof queueCounts>>> {
   const redis = new Redis(TEST_REDIS_URL);
   try {
-    let queued = 0;
-    let indexed = 0;
-    const tenants: Record<string, number> = {};
-    for (const v of ['1', '2']) {
-      const k = interactiveKeys(prefix, 'mlp', v);
-      queued += Number((await redis.get(k.queued)) ?? 0);
-      indexed += await redis.hlen(k.index);
-      for (const [t, n] of Object.entries(await redis.hgetall(k.tenants))) tenants[t] = (tenants[t] ?? 0) + Number(n);
-    }
-    return { queued, indexed, tenants };
+    return await queueCounts(redis, prefix);
   } finally {
     redis.disconnect();
   }

@@ -5,6 +5,7 @@ import { silentLogger } from '@infer/logger';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { mlpFeatures } from './helpers/batches.js';
 import { OTHER_TENANT_KEY, startPlatform, TEST_KEY, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
+import { queueCounts } from './helpers/limits.js';
 import { waitUntil } from './helpers/wait.js';
 
 /**
@@ -25,18 +26,6 @@ async function answer(res: Promise<Response>): Promise<{ status: number; code?: 
   return { status: r.status, code: body.code, id: body.id, retryAfter: r.headers.get('retry-after') };
 }
 
-async function counts(redis: Redis, prefix: string): Promise<{ queued: number; tenants: Record<string, number>; indexed: number }> {
-  let queued = 0;
-  let indexed = 0;
-  const tenants: Record<string, number> = {};
-  for (const v of ['1', '2']) {
-    const k = interactiveKeys(prefix, 'mlp', v);
-    queued += Number((await redis.get(k.queued)) ?? 0);
-    indexed += await redis.hlen(k.index);
-    for (const [t, n] of Object.entries(await redis.hgetall(k.tenants))) tenants[t] = (tenants[t] ?? 0) + Number(n);
-  }
-  return { queued, tenants, indexed };
-}
 
 describe('limits: room given back after deadlines, cancels and refusals, over two gateways (no worker)', function () {
   this.timeout(60_000);
@@ -65,8 +54,8 @@ describe('limits: room given back after deadlines, cancels and refusals, over tw
     expect(over.code).to.equal('quota_exceeded');
     expect(over.retryAfter).to.equal('5');
     // The gateways sweep the deadlines while no worker serves the queues: the counts leave.
-    await waitUntil(async () => (await counts(admin, p.prefix)).queued === 0, 10_000, 'the expired jobs to leave the counts');
-    const c = await counts(admin, p.prefix);
+    await waitUntil(async () => (await queueCounts(admin, p.prefix)).queued === 0, 10_000, 'the expired jobs to leave the counts');
+    const c = await queueCounts(admin, p.prefix);
     expect(c.tenants['tenant-a'] ?? 0).to.equal(0);
     expect(c.indexed).to.equal(0);
     const back = await Promise.all([0, 1, 2, 3].map((i) => answer(post(i % 2 ? g2 : p.baseUrl, i % 2 ? '1' : '2', 20 + i))));
@@ -78,7 +67,7 @@ describe('limits: room given back after deadlines, cancels and refusals, over tw
     }
     const more = await Promise.all([0, 1].map((i) => answer(post(p.baseUrl, i ? '1' : '2', 40 + i))));
     expect(more.map((a) => a.status), JSON.stringify(more)).to.deep.equal([202, 202]);
-    const end = await counts(admin, p.prefix);
+    const end = await queueCounts(admin, p.prefix);
     expect(end.queued).to.equal(4);
     expect(end.indexed).to.equal(4);
     expect(end.tenants).to.deep.equal({ 'tenant-a': 4 });
@@ -93,7 +82,7 @@ describe('limits: room given back after deadlines, cancels and refusals, over tw
     for (const a of b) if (a.status !== 202) expect(a.code, JSON.stringify(a)).to.be.oneOf(['queue_full', 'quota_exceeded']);
     // tenant-b's own cap is 4; MAX_QUEUE_DEPTH leaves 5: it gets 4.
     expect(accepted).to.equal(4);
-    const c = await counts(admin, p.prefix);
+    const c = await queueCounts(admin, p.prefix);
     expect(c.queued).to.equal(8);
     expect(c.indexed).to.equal(8);
     expect(c.tenants).to.deep.equal({ 'tenant-a': 4, 'tenant-b': 4 });
