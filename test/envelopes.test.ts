@@ -495,7 +495,7 @@ describe('envelopes: MAX_QUEUE_DEPTH counts instances, across gateways', functio
     const accepted = answers.filter((r) => r.status === 202).length;
     const full = answers.filter((r) => r.status === 503).length;
     expect(accepted + full).to.equal(120);
-    // Near the limit the gateways count every queue afresh, taking turns (test/envelopes-limits-across-queues.test.ts has the worst case).
+    // Each queue holds an allowance of the limit, moved between queues under a lock (test/envelopes-limits-across-queues.test.ts has the worst case).
     expect(accepted, `accepted ${accepted}`).to.be.within(45, 55);
     const redis = new Redis(TEST_REDIS_URL);
     try {

@@ -15,9 +15,8 @@ import { waitUntil } from './helpers/wait.js';
 /**
  * The MAX_QUEUE_DEPTH and TENANT_MAX_QUEUED counts (docs/api.md, POST /v1/jobs).
  *
- * "`503 queue_full` when the job would take the queues past `MAX_QUEUE_DEPTH` instances ... The depth and
- * tenant counts are kept by the enqueue itself: exact within a model version's queue, and across queues as
- * fresh as the gateway's last look (at most 250 ms old)".
+ * "`503 queue_full` when the job would take the queues past `MAX_QUEUE_DEPTH` instances ... The limits are
+ * over every queue any gateway has written to, and they hold exactly across any number of gateways".
  */
 
 const post = (base: string, version: string, x: number, key = TEST_KEY) =>

@@ -257,7 +257,7 @@ describe('validation: limits (body size, queue depth)', () => {
     await h.probe.expectNothingNew(h.before);
   });
 
-  it('503 queue_full with Retry-After once the queue is over MAX_QUEUE_DEPTH (the depth is cached up to 250 ms)', async () => {
+  it('503 queue_full with Retry-After once the queue is over MAX_QUEUE_DEPTH', async () => {
     const body = JSON.stringify({ model: 'mlp', input: { features: new Array(64).fill(0.5) } });
     expect(body.length).to.be.below(2048);
     let accepted = 0;

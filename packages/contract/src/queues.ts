@@ -324,8 +324,8 @@ export function keys(prefix: string) {
      */
     interactiveQueues: `${prefix}:interactive-queues`,
     /**
-     * String: held (SET NX PX, a random token) by the gateway writing an envelope near MAX_QUEUE_DEPTH or
-     * TENANT_MAX_QUEUED, while it counts every queue and writes (see LimitsLock).
+     * String: held (SET NX PX, a random token) by the gateway moving the queues' allowances of MAX_QUEUE_DEPTH
+     * or TENANT_MAX_QUEUED (see LimitsLock, EnvelopeWriter).
      */
     limitsLock: `${prefix}:limits-lock`,
     /** Sorted set: a tenant's batch ids by creation time, for listing. */
