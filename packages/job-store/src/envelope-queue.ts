@@ -106,8 +106,8 @@ export interface NewEnvelope {
 export type LimitOf = { kind: 'depth'; limit: number } | { kind: 'tenant'; cap: number; tenant: string };
 
 export type EnqueueOutcome =
-  /** `tenants`: with TENANT_MAX_QUEUED, each tenant of the envelope and its instances queued here now. */
-  | { accepted: true; queued: number; tenants: Map<string, number> }
+  /** `queued`: the queue's count now. */
+  | { accepted: true; queued: number }
   /** Past the queue's allowance of MAX_QUEUE_DEPTH: `queued` is the queue's count, `allowed` its allowance; nothing was written. */
   | { accepted: false; over: 'depth'; queued: number; allowed: number }
   /** A tenant past its allowance of TENANT_MAX_QUEUED here: its count and allowance in this queue; nothing was written. */
@@ -218,11 +218,7 @@ export class EnvelopeQueue {
     );
     const [, reply] = await Promise.all([inputsWritten, enqueued]);
     if (reply[0] === -3) return { accepted: false, over: 'inputs_lost' };
-    if (reply[0] === 1) {
-      const tenants = new Map<string, number>();
-      for (let i = 2; i + 1 < reply.length; i += 2) tenants.set(String(reply[i]), Number(reply[i + 1]));
-      return { accepted: true, queued: Number(reply[1]), tenants };
-    }
+    if (reply[0] === 1) return { accepted: true, queued: Number(reply[1]) };
     if (reply[0] === 0) return { accepted: false, over: 'depth', queued: Number(reply[1]), allowed: Number(reply[2]) };
     if (reply[0] === -2) return { accepted: false, over: 'closed' };
     return { accepted: false, over: 'tenant', tenant: String(reply[1]), queued: Number(reply[2]), allowed: Number(reply[3]) };
@@ -258,12 +254,6 @@ export class EnvelopeQueue {
     await this.redis.hset(a.holder, a.field, allowanceValue(allowed, a.limit));
   }
 
-  /** Each tenant's instances queued here (counted only with TENANT_MAX_QUEUED). */
-  async queuedByTenant(): Promise<Map<string, number>> {
-    const h = await this.redis.hgetall(this.keys.tenants);
-    return new Map(Object.entries(h).map(([t, n]) => [t, Number(n)]));
-  }
-
   /** Jobs whose Cancel-After deadline has passed, oldest first, at most `most`. */
   async due(now: number, most: number): Promise<string[]> {
     return this.redis.zrangebyscore(this.keys.deadlines, '-inf', now, 'LIMIT', 0, most);
@@ -297,11 +287,6 @@ export class EnvelopeQueue {
    */
   async configure(): Promise<void> {
     await this.redis.hset(this.keys.meta, 'opts.maxLenEvents', QUEUE_EVENTS_MAX_LEN);
-  }
-
-  /** Instances accepted and not yet taken by a worker. */
-  async queued(): Promise<number> {
-    return Number((await this.redis.get(this.keys.queued)) ?? 0);
   }
 
   /**

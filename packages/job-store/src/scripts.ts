@@ -73,7 +73,7 @@ local function frame(id, record) return id .. ' ' .. #record .. '\\n' .. record 
  * ARGV[9] TENANT_MAX_QUEUED ('': tenants are not counted), ARGV[10] T,
  * then T × (tenant, its instances here), then D, then D × (job id, deadline), then the job ids.
  * A queue may hold what its allowances allow (see Allowances): instances, and each tenant's instances.
- * Returns {1, queued after, then with tenants counted each tenant of it and its count here after}; or, writing
+ * Returns {1, queued after}; or, writing
  * nothing (and deleting KEYS[9]), {0, queued, allowed} when the envelope does not fit in the queue's allowance,
  * {-1, tenant, that tenant's queued here, its allowance here} when a tenant's jobs do not fit in theirs,
  * {-2} when the queue is closed; {-3} when KEYS[9] should hold the inputs and does not.
@@ -123,11 +123,7 @@ if depthLimit ~= '' then
     return refuse({0, queued - n, most})
   end
 end
-local out = {1, queued}
-for k = 1, #tq, 2 do
-  out[#out + 1] = tq[k]
-  out[#out + 1] = redis.call('HINCRBY', KEYS[6], tq[k], tq[k + 1])
-end
+for k = 1, #tq, 2 do redis.call('HINCRBY', KEYS[6], tq[k], tq[k + 1]) end
 local fields = {'name', 'envelope', 'data', ARGV[6], 'opts', '{}', 'timestamp', ARGV[5], 'delay', 0, 'priority', 0, 'n', n}
 if external then
   redis.call('PERSIST', KEYS[9])
@@ -156,7 +152,7 @@ end
 inSlices('HSET', KEYS[4], index)
 redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], 0, '0')
-return out
+return {1, queued}
 `;
 
 /**
