@@ -74,6 +74,12 @@ export interface PreparedBatch {
 const BATCH_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 /**
+ * The batch's record went from Redis during its upload (a Redis restarted without persistence, an evicting
+ * maxmemory-policy): nothing of the upload is kept (the caller abandons it), and the client sends it again.
+ */
+const recordLost = (): AppError => unavailable("The batch's record was lost from Redis during the upload; nothing of it was kept, send it again", 1);
+
+/**
  * What the batch routes do, without HTTP. An upload is consumed as a stream
  * of items: each is validated and packed into the chunk being built
  * (ChunkBuilder); a full chunk is registered in the batch store and enqueued
@@ -169,6 +175,7 @@ export class BatchService {
       const manifest: ChunkManifest = { start: chunk.start, count: chunk.count, custom_ids: chunk.custom_ids, failures: chunk.failures };
       const { packed, ...described } = chunk;
       const outcome = await this.deps.store.addChunk(id, index, manifest, chunk.failures.length, packed);
+      if (outcome === 'missing') throw recordLost();
       if (outcome !== 'ok') {
         // Canceled while it was uploading: the rest of the body is read and dropped.
         live = false;
@@ -219,6 +226,7 @@ export class BatchService {
       if (failure) throw failure.err;
       if (chunks === 0) throw badRequest('invalid_input', 'The batch has no items');
       if (live) sealed = await this.deps.store.seal(id, this.now());
+      if (sealed === 'missing') throw recordLost();
     } catch (err) {
       await writing;
       await this.abandon(id, tenant, model, chunks);
