@@ -41,6 +41,11 @@ export const EnvelopeJob = z.object({
    * job are its children, so one trace follows the job across processes.
    */
   traceparent: z.string().max(128).optional(),
+  /**
+   * The job's Idempotency-Key, as its Redis key names it (a SHA-256 digest, base64url): whoever ends the
+   * job has the key expire with its record (JobStore.shortenIdempotencyKeys).
+   */
+  idempotency: z.string().max(64).optional(),
 });
 export type EnvelopeJob = z.infer<typeof EnvelopeJob>;
 

@@ -415,6 +415,15 @@ export class EnvelopeQueue {
     await this.redis.inferMarkStartedSent(this.keys.base + envelopeId);
   }
 
+  /**
+   * Note on an envelope taken again after a stall that `jobId` is about to run on its own (MARK_RUNNING),
+   * while `token`'s take still holds it. False when it does not (ended, or taken back meanwhile).
+   */
+  async markRunning(envelopeId: string, token: string, jobId: string): Promise<boolean> {
+    const jk = this.keys.base + envelopeId;
+    return (await this.redis.inferMarkRunning(jk, `${jk}:lock`, token, jobId)) === 1;
+  }
+
   /** End the jobs of these envelopes and remove them; per job (in order), whether this call ended it. */
   async finish(envelopes: readonly FinishingEnvelope[]): Promise<boolean[]> {
     if (envelopes.length === 0) return [];

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { DEADLINE_EXCEEDED, EnvelopeData, JOB_ID_RE, jobKeys, type EnvelopeJob } from '@infer/contract';
 import { encodeRecord } from './job-record.js';
-import { withJobScripts, type ScriptRedis } from './redis-scripts.js';
+import { withJobScripts, type ScriptPipeline, type ScriptRedis } from './redis-scripts.js';
 
 export interface JobStoreOptions {
   prefix: string;
@@ -96,14 +96,6 @@ export class JobStore {
   }
 
   /**
-   * End a pending job as canceled with `record`, unless it ended meanwhile
-   * (then its record). Waiting requests, wherever they are, are told. With
-   * `onlyIfQueued`, a job a worker has taken is left to finish: `running`;
-   * with `queuedAt` too (a deadline), one whose envelope was first taken at
-   * or after that time counts as queued (it was still queued then, and its
-   * worker does not run it).
-   */
-  /**
    * End a job still queued at its Cancel-After deadline as canceled
    * (`deadline_exceeded`): one no worker has taken and whose deadline is
    * past `now`, or one whose envelope was first taken only after the deadline
@@ -125,6 +117,14 @@ export class JobStore {
     return outcome.canceled ? { canceled: true, record } : outcome;
   }
 
+  /**
+   * End a pending job as canceled with `record`, unless it ended meanwhile
+   * (then its record). Waiting requests, wherever they are, are told. With
+   * `onlyIfQueued`, a job a worker has taken is left to finish: `running`;
+   * with `queuedAt` too (a deadline), one whose envelope was first taken at
+   * or after that time counts as queued (it was still queued then, and its
+   * worker does not run it).
+   */
   async cancel(
     lookup: Extract<JobLookup, { kind: 'pending' }>,
     record: Buffer,
@@ -146,7 +146,11 @@ export class JobStore {
       hasCompletedHook(lookup.job) ? '1' : '',
       queuedAt === undefined ? '' : String(queuedAt),
     );
-    if (Number(reply[0]) === 1) return { canceled: true };
+    if (Number(reply[0]) === 1) {
+      // The job is canceled whatever becomes of this: its key keeps its 24 h if Redis fails it.
+      await this.shortenIdempotencyKeys([lookup.job]).catch(() => undefined);
+      return { canceled: true };
+    }
     if (Number(reply[0]) === 2) return { canceled: false, running: true };
     return { canceled: false, record: reply[1] as Buffer };
   }
@@ -176,9 +180,38 @@ export class JobStore {
     await this.redis.inferReleaseIdempotencyKey(this.idempotencyRedisKey(tenant, idempotencyKey), id);
   }
 
-  /** Hashed, so client-chosen keys of any length or charset make safe Redis key names. */
+  /**
+   * Ended jobs that were submitted with an Idempotency-Key: their keys now
+   * expire with their records (RESULT_TTL_SECONDS from now, when that is
+   * sooner than the 24 h they were claimed for), as a key whose job is gone
+   * replays nothing. A key taken over by another job meanwhile is left as
+   * it is. Not part of the scripts that end jobs: the keys are in their
+   * tenants' hash slots, not the queue's. A failure leaves them their 24 h.
+   */
+  async shortenIdempotencyKeys(jobs: readonly EnvelopeJob[]): Promise<void> {
+    const keyed = jobs.filter((job) => job.idempotency !== undefined);
+    if (keyed.length === 0) return;
+    const pipe = this.redis.pipeline() as ScriptPipeline;
+    for (const job of keyed) pipe.inferShortenIdempotencyKey(this.idempotencyKeyOfDigest(job.tenant, job.idempotency!), job.id, this.options.resultTtlMs);
+    const replies = (await pipe.exec()) ?? [];
+    const failed = replies.find(([err]) => err);
+    if (failed) throw failed[0];
+  }
+
   private idempotencyRedisKey(tenant: string, idempotencyKey: string): string {
-    const digest = createHash('sha256').update(idempotencyKey).digest('base64url');
+    return this.idempotencyKeyOfDigest(tenant, idempotencyDigest(idempotencyKey));
+  }
+
+  private idempotencyKeyOfDigest(tenant: string, digest: string): string {
     return `${this.options.prefix}:idempotency:${tenant}:${digest}`;
   }
+}
+
+/**
+ * An Idempotency-Key as its Redis key names it, and as a job carries it to
+ * its worker (EnvelopeJob.idempotency): hashed, so client-chosen keys of any
+ * length or charset make safe key names.
+ */
+export function idempotencyDigest(idempotencyKey: string): string {
+  return createHash('sha256').update(idempotencyKey).digest('base64url');
 }

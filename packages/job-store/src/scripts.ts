@@ -395,6 +395,16 @@ return 0
 `;
 
 /**
+ * KEYS[1] idempotency key. ARGV[1] the id of a job that has ended, ARGV[2] its record's ttl_ms. The key,
+ * while that job holds it, expires no later than the record (PEXPIRE … LT: never later than it would).
+ */
+export const SHORTEN_IDEMPOTENCY_KEY = `
+local held = redis.call('GET', KEYS[1])
+if held and (held == ARGV[1] or string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ') then return redis.call('PEXPIRE', KEYS[1], ARGV[2], 'LT') end
+return 0
+`;
+
+/**
  * KEYS[1] idempotency key. ARGV[1] the claim it holds as read, ARGV[2] the new job id, ARGV[3] ttl_ms,
  * ARGV[4] now. Takes over a key whose job is gone, unless another request took it over first: 1 or 0.
  */
@@ -405,11 +415,17 @@ return 1
 `;
 
 /**
- * KEYS[1] an envelope. Marks (`ws`) that the `job.started` events of its jobs are created and queued,
- * so a later take (after a stall) does not make them again: their log entries may have expired by then
- * (they live RESULT_TTL from delivery), and would be made and sent anew. An envelope already gone is
- * left gone: 1 when marked, else 0.
+ * KEYS[1] an envelope's hash, KEYS[2] its lock. ARGV[1] the lock token of the take, ARGV[2] a job id.
+ * Notes (`run`) which job of an envelope taken again after a stall is running on its own, while the take
+ * still holds the envelope: should that worker die or hang too, the next take knows which input did it.
+ * 1 when noted, else 0.
  */
+export const MARK_RUNNING = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'run', ARGV[2])
+return 1
+`;
+
 /**
  * KEYS[1] an envelope's hash, KEYS[2] its lock. ARGV[1] the lock token of the take, ARGV[2] the stamp (epoch ms).
  * Stamps the take again (`processedOn`) while the take still holds the envelope: one ended or taken back
@@ -421,6 +437,12 @@ redis.call('HSET', KEYS[1], 'processedOn', ARGV[2])
 return 1
 `;
 
+/**
+ * KEYS[1] an envelope. Marks (`ws`) that the `job.started` events of its jobs are created and queued,
+ * so a later take (after a stall) does not make them again: their log entries may have expired by then
+ * (they live RESULT_TTL from delivery), and would be made and sent anew. An envelope already gone is
+ * left gone: 1 when marked, else 0.
+ */
 export const MARK_STARTED_SENT = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'ws', '1')

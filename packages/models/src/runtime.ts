@@ -34,8 +34,12 @@ let lastRun: Promise<void> = Promise.resolve();
  * calling thread (its promise only defers the call to the next turn), so
  * the event loop waits for each run: one run per micro-batch, not per job,
  * is what keeps a worker's own I/O (taking and finishing envelopes) going.
+ *
+ * `beforeRun` is awaited once this run's turn has come, before it starts:
+ * nothing else runs in this process between the two, so a note it writes
+ * (which job is about to run) still holds if the run kills the process.
  */
-export async function runModel(model: ModelVersion, feeds: Record<string, DecodedTensor>): Promise<RunResult> {
+export async function runModel(model: ModelVersion, feeds: Record<string, DecodedTensor>, beforeRun?: () => Promise<void>): Promise<RunResult> {
   const ortFeeds: Record<string, ort.Tensor> = {};
   for (const [name, t] of Object.entries(feeds)) {
     ortFeeds[name] = new ort.Tensor(ORT_TYPE_OF[t.datatype] as 'float32', t.data as Float32Array, t.shape);
@@ -50,6 +54,7 @@ export async function runModel(model: ModelVersion, feeds: Record<string, Decode
   let inferenceMs: number;
   try {
     await before;
+    await beforeRun?.();
     const started = performance.now();
     results = await model.session.run(ortFeeds);
     inferenceMs = performance.now() - started;

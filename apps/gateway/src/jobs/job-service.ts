@@ -2,7 +2,7 @@ import { SpanKind, SpanStatusCode, type Context } from '@opentelemetry/api';
 import type { Tracing } from '@infer/tracing';
 import { newJobId, queueTag, type CreateJobBody, type EnvelopeJob } from '@infer/contract';
 import { AppError, conflict, invalidInput, notFound } from '@infer/errors';
-import { decodeRecord, encodeRecord, hasCompletedHook, recordTenant, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type IdempotencyClaim, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
+import { decodeRecord, encodeRecord, hasCompletedHook, idempotencyDigest, recordTenant, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type IdempotencyClaim, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
 import type { ModelResolver } from '../models/model-catalog.js';
 import { decodeInput, type DecodedTensor } from '@infer/tensors';
@@ -143,6 +143,7 @@ export class JobService {
       if (options.cancelAfterMs !== undefined) job.deadline = job.created_at + options.cancelAfterMs;
       if (model.inputs.some((s) => s.shape.includes(-1))) job.shapes = inputs.map((t) => t.shape);
       if (waitMs) job.wait = true;
+      if (idempotencyKey) job.idempotency = idempotencyDigest(idempotencyKey);
       if (body.metadata) job.metadata = body.metadata;
       if (body.webhook) {
         job.webhook = body.webhook;

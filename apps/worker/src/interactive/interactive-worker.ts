@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { DEADLINE_EXCEEDED, JOB_CATALOG, type JobError } from '@infer/contract';
+import { DEADLINE_EXCEEDED, JOB_CATALOG, type EnvelopeJob, type JobError } from '@infer/contract';
 import { MicroBatcher } from '@infer/batcher';
 import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasCompletedHook, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
@@ -339,6 +339,12 @@ export class InteractiveWorker {
       this.track(this.finish([held]));
       return;
     }
+    if (taken.fields.has('processedOn')) {
+      // Taken before (the take's fields are as they were before it): the worker that held it died or hung,
+      // maybe on one of its inputs (ONNX Runtime can crash the process: an integer overflow's SIGFPE).
+      this.track(this.runAlone(held, taken.fields.get('run')?.toString()));
+      return;
+    }
     const live = held.inputs.flatMap((inputs, i) => (inputs ? [i] : []));
     // Whole, split only when it must: an envelope bigger than a batch. One that does not fit the room left
     // goes whole into the next batch (the batcher runs the one collecting without it): split across two, the
@@ -353,13 +359,49 @@ export class InteractiveWorker {
     }
   }
 
+  /**
+   * An envelope taken again after a stall runs outside micro-batches, one
+   * job at a time, each noted on the envelope (MARK_RUNNING) in its turn
+   * before its run. A worker that dies or hangs on a job's input then leaves
+   * that job's id there, and the next take fails that job alone
+   * (`inference_failed`) and runs the others: a crashing input costs two
+   * workers (its batch's, then its own), and the jobs that were batched with
+   * it end as if it had not been there, instead of all ending `worker_lost`
+   * at the third stall. (Runs take turns in a process, runModel: while a
+   * noted job runs, nothing else does.)
+   */
+  private async runAlone(held: HeldEnvelope, blamed: string | undefined): Promise<void> {
+    const { model } = this.options;
+    const at = held.data.jobs.findIndex((job, i) => job.id === blamed && held.inputs[i]);
+    if (at >= 0) {
+      const job = held.data.jobs[at]!;
+      this.log.error({ jobId: job.id, envelope: held.id }, "a worker died or hung running this job's input alone; the job fails, the others run");
+      held.inputs[at] = null;
+      held.pending--;
+      held.statuses[at] = 'failed';
+      held.records[at] = encodeRecord(model.name, model.version, job, { status: 'failed', startedAt: held.takenAt, completedAt: Date.now(), error: crashedOn() });
+      if (held.pending === 0) return this.finish([held]);
+    }
+    for (let i = 0; i < held.data.jobs.length; i++) {
+      if (!held.inputs[i]) continue;
+      const id = held.data.jobs[i]!.id;
+      // A note that cannot be written (Redis away) does not hold the job back: finishing it needs Redis anyway.
+      const note = () =>
+        this.queue.markRunning(held.id, held.token, id).then(
+          () => undefined,
+          (err: unknown) => this.log.warn({ envelope: held.id, err: (err as Error).message }, 'could not note which job runs alone'),
+        );
+      await this.runSlices([{ envelope: held, jobs: [i] }], note);
+    }
+  }
+
   /** Run one micro-batch, then end the envelopes it completed. */
-  private async runSlices(slices: Slice[]): Promise<void[]> {
+  private async runSlices(slices: Slice[], beforeRun?: () => Promise<void>): Promise<void[]> {
     const { model } = this.options;
     const instances = slices.flatMap((s) => s.jobs.map((j) => s.envelope.inputs[j]!));
     const tracing = this.options.tracing?.enabled ? this.options.tracing : undefined;
     const startedAt = tracing ? Date.now() : 0;
-    const { results, runs } = await runMicrobatch(model, instances);
+    const { results, runs } = await runMicrobatch(model, instances, beforeRun);
     const completedAt = Date.now();
     const traced: TracedJob[] | undefined = tracing ? [] : undefined;
     let r = 0;
@@ -488,6 +530,7 @@ export class InteractiveWorker {
     if (!ended) return;
     let k = 0;
     let hooks = 0;
+    const keyed: EnvelopeJob[] = [];
     const figures = this.options.onEnded ? { succeeded: 0, failed: 0, latencies: [] as number[], now: Date.now() } : undefined;
     // One info line per job that ran, built only when info is on (the object is the line: nothing else per job).
     const logJobs = this.log.isLevelEnabled('info');
@@ -503,6 +546,7 @@ export class InteractiveWorker {
         }
         if (!written || !e.records[i]) return;
         if (hasCompletedHook(job)) hooks++;
+        if (job.idempotency !== undefined) keyed.push(job);
         const status = e.statuses[i] ?? 'failed';
         this.metrics?.jobEnded(status);
         // Observed here, once its end is written, not when it ran: a run whose end lost to a cancel, or
@@ -517,6 +561,9 @@ export class InteractiveWorker {
       });
     }
     if (figures && figures.latencies.length > 0) this.options.onEnded!(figures.succeeded, figures.failed, figures.latencies);
+    if (keyed.length > 0) {
+      this.jobs.shortenIdempotencyKeys(keyed).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, "could not shorten ended jobs' Idempotency-Keys; they expire 24 h after their claims"));
+    }
     // FINISH put the jobs with a job.completed webhook on the outbox: send their events now, beside the
     // next batches rather than ahead of them (a batch's slot is not held for its webhooks).
     if (hooks > 0) this.drainOutbox();
@@ -524,6 +571,11 @@ export class InteractiveWorker {
 }
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
+
+/** The error of a job whose input a worker died or hung on, running it alone (see runAlone). */
+function crashedOn(): JobError {
+  return { code: 'inference_failed', message: "the worker running this job's input on its own died or hung (ONNX Runtime crashed on it); it is not run again" };
+}
 
 /** The error of the jobs of an envelope stalled more than maxStalledCount times (BullMQ's `defa`: why it was deferred). */
 function workerLost(deferred: string): JobError {

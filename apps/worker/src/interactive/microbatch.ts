@@ -38,12 +38,14 @@ export interface Run {
  * past an embedding table, say: valid input that still makes ONNX Runtime
  * throw) fails alone, with ONNX Runtime's message, and the instances stacked
  * with it succeed, each with its output from a smaller run.
+ *
+ * `beforeRun` is awaited before each `session.run`, in its turn (runModel).
  */
-export async function runMicrobatch(model: ModelVersion, instances: readonly InstanceInputs[]): Promise<{ results: InstanceResult[]; runs: Run[] }> {
+export async function runMicrobatch(model: ModelVersion, instances: readonly InstanceInputs[], beforeRun?: () => Promise<void>): Promise<{ results: InstanceResult[]; runs: Run[] }> {
   const results: InstanceResult[] = new Array(instances.length);
   const runs: Run[] = [];
   for (const group of groupIndices(model, instances)) {
-    await runIsolating(group, (g) => runGroup(model, instances, g, results, runs), (i, error) => {
+    await runIsolating(group, (g) => runGroup(model, instances, g, results, runs, beforeRun), (i, error) => {
       results[i] = { ok: false, error, inferenceMs: 0, batchSize: 1 };
     });
   }
@@ -51,7 +53,14 @@ export async function runMicrobatch(model: ModelVersion, instances: readonly Ins
 }
 
 /** One `session.run` of instances of one shape; their results, or a throw when ONNX Runtime throws. */
-async function runGroup(model: ModelVersion, instances: readonly InstanceInputs[], group: readonly number[], results: InstanceResult[], runs: Run[]): Promise<void> {
+async function runGroup(
+  model: ModelVersion,
+  instances: readonly InstanceInputs[],
+  group: readonly number[],
+  results: InstanceResult[],
+  runs: Run[],
+  beforeRun?: () => Promise<void>,
+): Promise<void> {
   const feeds: Record<string, DecodedTensor> = {};
   model.inputs.forEach((spec, k) => {
     const parts = group.map((i) => instances[i]![k]!);
@@ -59,7 +68,7 @@ async function runGroup(model: ModelVersion, instances: readonly InstanceInputs[
   });
   let ran: Awaited<ReturnType<typeof runModel>>;
   try {
-    ran = await runModel(model, feeds);
+    ran = await runModel(model, feeds, beforeRun);
   } finally {
     // The run is over (ONNX Runtime read the inputs during it; its outputs are its own): a stacked copy
     // can be used again. Views of the envelope's bytes are not the pool's, and stay as they are.

@@ -1,0 +1,121 @@
+import { expect } from 'chai';
+import { isEnded, type Job } from '@infer/contract';
+import { startPlatform, type TestPlatform } from './helpers/platform.js';
+import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
+import { getJob, postJob } from './helpers/jobs.js';
+import { Spawned, type Exit } from './helpers/spawned.js';
+import { waitUntil } from './helpers/wait.js';
+import { int32DivModel } from './helpers/int-graphs.js';
+
+/**
+ * Inputs the gateway takes (every value an INT32) that make ONNX Runtime's
+ * integer Div trap instead of throw: INT32_MIN / -1 overflows, and x86's idiv
+ * raises SIGFPE, which kills the whole worker process (ONNX Runtime checks a
+ * zero divisor, not this). JavaScript cannot catch it; the worker contains
+ * it: an envelope taken again after its worker died runs its jobs one at a
+ * time, each noted on the envelope before it runs, so the next take fails
+ * the job whose input killed a worker (`inference_failed`) and runs the
+ * others. A crashing input costs two workers (an orchestrator restarts them)
+ * and fails alone; the jobs batched with it succeed, not `worker_lost`.
+ *
+ * The workers are real processes (`npm run start:worker`): a SIGFPE in this
+ * process would end mocha.
+ */
+describe('a valid INT32 input that makes ONNX Runtime trap (INT32_MIN / -1)', function () {
+  this.timeout(120_000);
+
+  let repo: TempModelRepo | undefined;
+  let p: TestPlatform | undefined;
+  const workers: Spawned[] = [];
+
+  beforeEach(async () => {
+    repo = tempModelRepo({ idiv: { onnx: int32DivModel(), config: { max_batch_size: 8, max_delay_ms: 20 } } });
+    // No worker in this process: the jobs queue until a worker process takes them, together.
+    p = await startPlatform({ models: repo.root, worker: false, env: { WORKER_LOCK_MS: '1000' } });
+  });
+
+  afterEach(async () => {
+    for (const w of workers.splice(0)) {
+      if (w.groupAlive()) {
+        w.signalGroup('SIGTERM');
+        await w.exit(20_000).catch(() => w.kill());
+      }
+    }
+    await p?.close();
+    repo?.remove();
+  });
+
+  function spawnWorker(): { worker: Spawned; exit: () => Exit | undefined } {
+    const worker = new Spawned('start:worker', {
+      REDIS_URL: p!.config.redisUrl,
+      QUEUE_PREFIX: p!.prefix,
+      MODEL_REPOSITORY: p!.config.modelRepository,
+      WORKER_METRICS_PORT: '0',
+      WORKER_LOCK_MS: '1000',
+    });
+    workers.push(worker);
+    let exited: Exit | undefined;
+    void worker.exited.then((e) => (exited = e));
+    return { worker, exit: () => exited };
+  }
+
+  const div = (a: number, b: number) => ({ model: 'idiv', input: { a: [a], b: [b] } });
+
+  /** Start workers one after another, as an orchestrator restarts them, until `ended` holds (at most five); the deaths seen. */
+  async function restartingWorkers<T>(ended: () => Promise<T | null>): Promise<{ outcome: T | undefined; deaths: Exit[] }> {
+    const deaths: Exit[] = [];
+    for (let round = 0; round < 5; round++) {
+      const { exit } = spawnWorker();
+      const seen = await waitUntil(
+        async () => {
+          const done = await ended();
+          if (done) return { done };
+          return exit() ? { died: exit()! } : null;
+        },
+        60_000,
+        'the jobs to end or the worker to die',
+      );
+      if (seen.died) deaths.push(seen.died);
+      else return { outcome: seen.done, deaths };
+    }
+    return { outcome: undefined, deaths };
+  }
+
+  it('the gateway takes it (every value is an INT32); it fails alone, inference_failed, once, for two workers at most, and the next job runs', async () => {
+    const { res, job } = await postJob(p!, div(-2147483648, -1));
+    expect(res.status).to.equal(202);
+    const { outcome, deaths } = await restartingWorkers(async () => {
+      const j = await getJob(p!, job.id);
+      return isEnded(j.status) ? j : null;
+    });
+    expect(outcome, `the job never ended; workers died: ${JSON.stringify(deaths)}`).to.not.equal(undefined);
+    expect(deaths.length, 'workers the input killed').to.be.within(1, 2);
+    for (const d of deaths) expect(d.signal).to.equal('SIGFPE');
+    expect(outcome!.status).to.equal('failed');
+    expect(outcome!.error?.code).to.equal('inference_failed');
+    expect(outcome!.error?.message).to.match(/died or hung/);
+    // The worker now running serves the next job.
+    const next = (await postJob(p!, div(9, 3), { wait: 20 })).job;
+    expect(next.status).to.equal('succeeded');
+    expect(next.output).to.deep.equal({ y: [3] });
+  });
+
+  it('a good job taken in the same micro-batch still succeeds with its own output (not worker_lost), however many workers the poison costs', async () => {
+    const good = (await postJob(p!, div(7, 2))).job;
+    const bad = (await postJob(p!, div(-2147483648, -1))).job;
+    const { outcome: final, deaths } = await restartingWorkers(async () => {
+      const g = await getJob(p!, good.id);
+      const b = await getJob(p!, bad.id);
+      return isEnded(g.status) && isEnded(b.status) ? { good: g, bad: b } : null;
+    });
+    expect(final, `the jobs never ended; workers died: ${JSON.stringify(deaths)}`).to.not.equal(undefined);
+    expect({ status: final!.good.status, error: final!.good.error, output: final!.good.output }, `worker deaths: ${deaths.map((d) => d.signal).join(', ')}`).to.deep.equal({
+      status: 'succeeded',
+      error: null,
+      output: { y: [3] },
+    });
+    expect(final!.bad.status).to.equal('failed');
+    expect(final!.bad.error?.code).to.equal('inference_failed');
+    expect(deaths.length, 'workers the input killed').to.be.within(1, 2);
+  });
+});
