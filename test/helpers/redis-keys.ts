@@ -35,3 +35,35 @@ export async function deletePrefix(redisUrl: string, prefix: string): Promise<vo
     redis.disconnect();
   }
 }
+
+/** A key under a test's prefix, as a lifetime check sees it. */
+export interface KeyInfo {
+  key: string;
+  type: string;
+  /** PTTL: -1 without a TTL. */
+  pttl: number;
+  /** Its length by type (STRLEN, HLEN, LLEN, SCARD, ZCARD, XLEN). */
+  size: number;
+}
+
+/** Every key under `prefix`, with its type, PTTL and size. */
+export async function listKeys(redis: Redis, prefix: string): Promise<KeyInfo[]> {
+  const out: KeyInfo[] = [];
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    for (const key of found) {
+      const [type, pttl] = await Promise.all([redis.type(key), redis.pttl(key)]);
+      let size = 0;
+      if (type === 'string') size = await redis.strlen(key);
+      else if (type === 'hash') size = await redis.hlen(key);
+      else if (type === 'list') size = await redis.llen(key);
+      else if (type === 'set') size = await redis.scard(key);
+      else if (type === 'zset') size = await redis.zcard(key);
+      else if (type === 'stream') size = await redis.xlen(key);
+      out.push({ key, type, pttl, size });
+    }
+  } while (cursor !== '0');
+  return out.sort((a, b) => a.key.localeCompare(b.key));
+}
