@@ -5,6 +5,7 @@ import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { getJob, postJob } from './helpers/jobs.js';
 import { Spawned, type Exit } from './helpers/spawned.js';
 import { waitUntil } from './helpers/wait.js';
+import { getBatch, readResults, submitBatch } from './helpers/batches.js';
 import { int32DivModel } from './helpers/int-graphs.js';
 
 /**
@@ -117,5 +118,28 @@ describe('a valid INT32 input that makes ONNX Runtime trap (INT32_MIN / -1)', fu
     expect(final!.bad.status).to.equal('failed');
     expect(final!.bad.error?.code).to.equal('inference_failed');
     expect(deaths.length, 'workers the input killed').to.be.within(1, 2);
+  });
+  it("a batch: the row that crashes fails alone, inference_failed; the chunk's other rows succeed, each with its own quotient", async () => {
+    // A few rows: ONNX Runtime divides a long run's rows with vector code that does not trap.
+    const rows = Array.from({ length: 3 }, (_, i) => (i === 1 ? [-2147483648, -1] : [100 + i, 2]));
+    const batch = await submitBatch(p!, { json: { model: 'idiv', items: rows.map(([a, b]) => ({ input: { a: [a], b: [b] } })) } });
+    const { outcome, deaths } = await restartingWorkers(async () => {
+      const b = await getBatch(p!, batch.id);
+      return b.status === 'completed' ? b : null;
+    });
+    expect(outcome, `the batch never completed; workers died: ${JSON.stringify(deaths)}`).to.not.equal(undefined);
+    const lines = await readResults(p!, batch.id);
+    expect(deaths.length, 'workers the row killed').to.be.within(1, 2);
+    expect(outcome!.request_counts).to.include({ total: 3, succeeded: 2, failed: 1 });
+    expect(lines.map((l) => l.index)).to.deep.equal(rows.map((_, i) => i));
+    for (const [i, line] of lines.entries()) {
+      if (i === 1) {
+        expect(line.status).to.equal('failed');
+        expect(line.error?.code).to.equal('inference_failed');
+        expect(line.error?.message).to.match(/died or hung/);
+      } else {
+        expect({ status: line.status, output: line.output }).to.deep.equal({ status: 'succeeded', output: { y: [Math.trunc((100 + i) / 2)] } });
+      }
+    }
   });
 });

@@ -139,7 +139,8 @@ describe('lifecycle: a worker SIGKILLed mid-run of a multi-job envelope, a secon
       const want = expectedY(inputs[j]!);
       expect(Math.abs(y - want) / want, `job ${j}: y ${y} against ${want}`).to.be.below(1e-2);
       expect(Date.parse(job.completed_at!), 'ended after A died').to.be.greaterThan(killedAt);
-      expect(job.metrics!.batch_size).to.equal(JOBS);
+      // Taken again after a stall, an envelope's jobs run one at a time (a crashing input then fails alone).
+      expect(job.metrics!.batch_size).to.equal(1);
       expect(job.metrics!.queue_ms).to.be.at.least(0);
     });
 

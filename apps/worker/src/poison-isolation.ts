@@ -1,4 +1,13 @@
 import type { JobError } from '@infer/contract';
+
+/**
+ * The error of a job or row whose input a worker died or hung on while running
+ * it on its own: ONNX Runtime crashed the process on it (an integer overflow's
+ * SIGFPE), which no bisection can catch. Taken again, it is not run again.
+ */
+export function crashedOnInput(): JobError {
+  return { code: 'inference_failed', message: "the worker running this input on its own died or hung (ONNX Runtime crashed on it); it is not run again" };
+}
 import { UnbatchedOutputError } from '@infer/models';
 
 /**

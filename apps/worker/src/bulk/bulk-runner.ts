@@ -1,7 +1,7 @@
 import { BYTES_PER_ELEMENT, type BulkChunkPayload, type Datatype, type JobError } from '@infer/contract';
 import { ChunkResultWriter, failedChunkResult } from '@infer/batch-store';
 import { runModel, type ModelVersion } from '@infer/models';
-import { runIsolating } from '../poison-isolation.js';
+import { crashedOnInput, runIsolating } from '../poison-isolation.js';
 import {
   allocate,
   elementCount,
@@ -127,6 +127,13 @@ export interface RunChunkHooks {
    * no trip through the microtask queue.
    */
   beforeSlice(): boolean | Promise<boolean>;
+  /**
+   * For a chunk taken again after a stall (its worker died or hung, maybe on
+   * one of its rows): run its rows one at a time, `note` each (by item
+   * offset) in its turn before its run, and fail the row `blamed` names
+   * (the one a worker was running alone when it died) without running it.
+   */
+  alone?: { blamed: number | undefined; note: (offset: number) => Promise<void> };
 }
 
 export interface ChunkResult {
@@ -147,16 +154,24 @@ export async function runChunk(model: ModelVersion, p: BulkChunkPayload, chunk: 
   const result: ChunkResult = { record: Buffer.alloc(0), succeeded: 0, failed: 0, stopped: false, runs: [] };
   const inputs = model.inputs.map((spec) => [spec.name, chunk.inputs.get(spec.name)!] as const);
 
-  for (const slice of slices(model, inputs.map(([, i]) => i), p.rows)) {
+  const alone = hooks.alone;
+  for (const slice of slices(model, inputs.map(([, i]) => i), p.rows, alone !== undefined)) {
     const go = hooks.beforeSlice();
     if (!(typeof go === 'boolean' ? go : await go)) {
       result.stopped = true;
       return result;
     }
+    const offset = chunk.rowOffsets[slice.first]!;
+    if (alone && offset === alone.blamed) {
+      writer.fail(offset, crashedOnInput());
+      result.failed++;
+      continue;
+    }
+    const note = alone ? () => alone.note(offset) : undefined;
     const run = async (part: Slice): Promise<void> => {
       const feeds: Record<string, DecodedTensor> = {};
       for (const [name, input] of inputs) feeds[name] = sliceFeed(model, input, part);
-      const { outputs, inferenceMs } = await runModel(model, feeds);
+      const { outputs, inferenceMs } = await runModel(model, feeds, note);
       result.runs.push({ size: part.count, ms: inferenceMs, endedAt: performance.timeOrigin + performance.now() });
       writer.addRun(
         Array.from({ length: part.count }, (_, k) => chunk.rowOffsets[rowAt(part, k)]!),
@@ -201,13 +216,13 @@ function sliceOf(rows: readonly number[]): Slice {
 }
 
 /**
- * The runs of a chunk, in order. A model that is not batched runs one row at
- * a time; otherwise rows of one shape, in arrival order, at most
- * `max_batch_size` a run. When every input has one shape, runs are plain
- * ranges of rows.
+ * The runs of a chunk, in order. A model that is not batched, or a chunk run
+ * `oneByOne`, runs one row at a time; otherwise rows of one shape, in arrival
+ * order, at most `max_batch_size` a run. When every input has one shape,
+ * runs are plain ranges of rows.
  */
-function slices(model: ModelVersion, inputs: readonly ChunkInput[], rows: number): Slice[] {
-  const size = model.batched ? Math.max(1, model.maxBatchSize) : 1;
+function slices(model: ModelVersion, inputs: readonly ChunkInput[], rows: number, oneByOne: boolean): Slice[] {
+  const size = model.batched && !oneByOne ? Math.max(1, model.maxBatchSize) : 1;
   const out: Slice[] = [];
   if (inputs.every((i) => i.kind === 'fixed')) {
     for (let r = 0; r < rows; r += size) out.push({ first: r, count: Math.min(size, rows - r), rows: null });

@@ -9,7 +9,7 @@ import type { Tracing } from '@infer/tracing';
 import { DEFAULT_MAX_RUN_MS } from '@infer/locks';
 import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
 import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
-import { MalformedChunkError, decodeChunk, failChunk, runChunk, type ChunkResult } from './bulk-runner.js';
+import { MalformedChunkError, decodeChunk, failChunk, runChunk, type ChunkResult, type RunChunkHooks } from './bulk-runner.js';
 import { traceChunk, type ChunkEnd } from './chunk-tracing.js';
 import { LongRunWarning } from '../consumer/long-run-warning.js';
 
@@ -236,7 +236,7 @@ export class BulkWorker {
     }
     let result: ChunkResult;
     try {
-      result = await runChunk(model, p, decodeChunk(model, p, packed), { beforeSlice: this.sliceGate(p.batch) });
+      result = await runChunk(model, p, decodeChunk(model, p, packed), { beforeSlice: this.sliceGate(p.batch), ...(await this.alone(job, p)) });
     } catch (err) {
       if (!(err instanceof MalformedChunkError)) throw err;
       this.log.error({ jobId: job.id, err: err.message }, 'bulk chunk does not fit the model; its items fail');
@@ -283,6 +283,25 @@ export class BulkWorker {
         await this.failed(job, token, err instanceof Error ? err : new Error(String(err)));
       }
     })();
+  }
+
+  /**
+   * A chunk that stalled before (its worker died or hung, maybe on one of its
+   * rows: ONNX Runtime can crash the process, as an integer overflow's
+   * SIGFPE does) runs its rows one at a time, each noted before its run;
+   * the row a worker was running alone when it died fails without running.
+   * A crashing row costs two workers and fails alone, instead of the chunk's
+   * every row ending `worker_lost`. A note that cannot be written (Redis
+   * away) does not hold the row back: writing its results needs Redis anyway.
+   */
+  private async alone(job: Job, p: BulkChunkPayload): Promise<Pick<RunChunkHooks, 'alone'>> {
+    if (job.stalledCounter === 0) return {};
+    const { store } = this.options;
+    const blamed = await store.runningRow(p.batch, p.chunk);
+    if (blamed !== undefined) this.log.error({ batch: p.batch, chunk: p.chunk, offset: blamed }, "a worker died or hung running this row alone; it fails, the chunk's other rows run");
+    const note = (offset: number) =>
+      store.noteRunningRow(p.batch, p.chunk, offset).catch((err: unknown) => this.log.warn({ batch: p.batch, err: (err as Error).message }, 'could not note which row runs alone'));
+    return { alone: { blamed, note } };
   }
 
   /** Yield to interactive work, then (every `cancelCheckMs`) look whether the batch is still live. */

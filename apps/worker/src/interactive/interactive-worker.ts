@@ -12,6 +12,7 @@ import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
 import { canceledIds, MalformedEnvelopeError, readEnvelope, type HeldEnvelope } from './envelope.js';
 import type { JobWebhookEmitter } from './job-webhooks.js';
 import { runMicrobatch } from './microbatch.js';
+import { crashedOnInput } from '../poison-isolation.js';
 import type { Tracing } from '@infer/tracing';
 import { traceMicrobatch, type TracedJob } from './batch-tracing.js';
 
@@ -379,7 +380,7 @@ export class InteractiveWorker {
       held.inputs[at] = null;
       held.pending--;
       held.statuses[at] = 'failed';
-      held.records[at] = encodeRecord(model.name, model.version, job, { status: 'failed', startedAt: held.takenAt, completedAt: Date.now(), error: crashedOn() });
+      held.records[at] = encodeRecord(model.name, model.version, job, { status: 'failed', startedAt: held.takenAt, completedAt: Date.now(), error: crashedOnInput() });
       if (held.pending === 0) return this.finish([held]);
     }
     for (let i = 0; i < held.data.jobs.length; i++) {
@@ -571,11 +572,6 @@ export class InteractiveWorker {
 }
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
-
-/** The error of a job whose input a worker died or hung on, running it alone (see runAlone). */
-function crashedOn(): JobError {
-  return { code: 'inference_failed', message: "the worker running this job's input on its own died or hung (ONNX Runtime crashed on it); it is not run again" };
-}
 
 /** The error of the jobs of an envelope stalled more than maxStalledCount times (BullMQ's `defa`: why it was deferred). */
 function workerLost(deferred: string): JobError {
