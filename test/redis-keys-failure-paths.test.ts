@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { listKeys } from './helpers/redis-keys.js';
 import { startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 import { mlpFeatures, streamedUpload } from './helpers/batches.js';
-import { postJob } from './helpers/jobs.js';
+import { allGone, postJob } from './helpers/jobs.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
 import { waitUntil } from './helpers/wait.js';
 
@@ -59,16 +59,7 @@ describe('failure paths', function () {
 
     // Everything ends and expires; the cut upload is let go.
     await waitUntil(
-      async () => {
-        for (const id of ids) {
-          const r = await p.api(`/v1/jobs/${id}`);
-          await r.arrayBuffer();
-          if (r.status !== 404) return false;
-        }
-        const r = await p.api(`/v1/batches/${batchId}`);
-        await r.arrayBuffer();
-        return r.status === 404;
-      },
+      () => allGone(p, [...ids.map((id) => `/v1/jobs/${id}`), `/v1/batches/${batchId}`]),
       (TTL_S + 30) * 1000,
       'the jobs and the cut batch to go',
     );

@@ -5,7 +5,7 @@ import { bulkQueue, interactiveKeys, newJobId, queueTag, type EnvelopeJob, type 
 import { decodeInput } from '@infer/tensors';
 import { EnvelopeWriter } from '../apps/gateway/src/jobs/envelope-writer.js';
 import { getBatch, submitBatch, waitForBatchEnd } from './helpers/batches.js';
-import { getJob, pollJob } from './helpers/jobs.js';
+import { allGone, getJob, pollJob } from './helpers/jobs.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 import { cubicModel } from './helpers/slow-models.js';
@@ -124,16 +124,7 @@ describe('workers SIGKILLed mid-run leave nothing unbounded behind', function ()
 
     // --- everything expires ---
     await waitUntil(
-      async () => {
-        for (const id of ids) {
-          const r = await p.api(`/v1/jobs/${id}`);
-          await r.arrayBuffer();
-          if (r.status !== 404) return false;
-        }
-        const r = await p.api(`/v1/batches/${batch.id}`);
-        await r.arrayBuffer();
-        return r.status === 404;
-      },
+      () => allGone(p, [...ids.map((id) => `/v1/jobs/${id}`), `/v1/batches/${batch.id}`]),
       (TTL_S + 30) * 1000,
       'the jobs and the batch to expire',
     );

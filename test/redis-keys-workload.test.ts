@@ -6,7 +6,7 @@ import type { Job } from '@infer/contract';
 import { FIXTURE_MODELS, SHIPPED_MODELS, startPlatform, TEST_REDIS_URL, OTHER_TENANT_KEY, type TestPlatform } from './helpers/platform.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { mlpFeatures, submitBatch, toNdjson, waitForBatchEnd } from './helpers/batches.js';
-import { pollJob, postJob } from './helpers/jobs.js';
+import { allGone, pollJob, postJob } from './helpers/jobs.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
 import { waitUntil } from './helpers/wait.js';
 
@@ -99,19 +99,11 @@ describe('a mixed workload leaves no per-job keys without a bound', function () 
 
     // Everything has ended: wait until every job record and batch record has expired.
     await waitUntil(
-      async () => {
-        for (const id of ids) {
-          const r = await p.api(`/v1/jobs/${id}`, id === other.job.id ? { key: OTHER_TENANT_KEY } : {});
-          await r.arrayBuffer();
-          if (r.status !== 404) return false;
-        }
-        for (const id of batchIds) {
-          const r = await p.api(`/v1/batches/${id}`);
-          await r.arrayBuffer();
-          if (r.status !== 404) return false;
-        }
-        return true;
-      },
+      () =>
+        allGone(p, [
+          ...ids.map((id) => (id === other.job.id ? { path: `/v1/jobs/${id}`, key: OTHER_TENANT_KEY } : `/v1/jobs/${id}`)),
+          ...batchIds.map((id) => `/v1/batches/${id}`),
+        ]),
       (TTL_S + 20) * 1000,
       'every job and batch to expire',
     );

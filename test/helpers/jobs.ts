@@ -171,3 +171,14 @@ export class QueueProbe {
     this.redis.disconnect();
   }
 }
+
+/** Whether every one of these GET paths answers 404 now (jobs or batches expired), each with `key` or the test key. */
+export async function allGone(p: TestPlatform, paths: ReadonlyArray<string | { path: string; key: string }>): Promise<boolean> {
+  for (const entry of paths) {
+    const { path, key } = typeof entry === 'string' ? { path: entry, key: undefined } : entry;
+    const res = await p.api(path, key ? { key } : {});
+    await res.arrayBuffer();
+    if (res.status !== 404) return false;
+  }
+  return true;
+}
