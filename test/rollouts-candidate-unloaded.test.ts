@@ -15,7 +15,7 @@ import { waitUntil } from './helpers/wait.js';
  */
 const ADMIN = 'review-admin-key';
 
-describe('rollouts: one whose candidate version is unloaded', function () {
+describe('rollouts: unloading their versions', function () {
   this.timeout(60_000);
   let repo: TempModelRepo | undefined;
   let p: TestPlatform | undefined;
@@ -71,5 +71,24 @@ describe('rollouts: one whose candidate version is unloaded', function () {
     expect(last!.reason).to.match(/version 2 is draining \(unloaded\)/);
     const put = await admin('/v1/models/mlp/routing', { method: 'PUT', body: JSON.stringify({ weights: { '1': 100 } }) });
     expect(put.status, await put.clone().text()).to.equal(200);
+  });
+  it('unloading a version its rollout goes back to is 409 conflict while the rollout runs, and 202 once it is canceled', async () => {
+    repo = servedMlpRepo(['1', '2']);
+    p = await startPlatform({ models: repo.root, env: { ADMIN_API_KEYS: `ops:${ADMIN}`, MODEL_POLL_SECONDS: '0.2' } });
+    expect((await admin('/v1/models/mlp/routing', { method: 'PUT', body: JSON.stringify({ weights: { '1': 100 } }) })).status).to.equal(200);
+    const res = await admin('/v1/models/mlp/rollouts', { method: 'POST', body: JSON.stringify({ version: '2', steps: [10, 100], step_seconds: 3600 }) });
+    expect(res.status, await res.clone().text()).to.equal(201);
+    const rollout = (await res.json()) as Rollout;
+    // A rollback would send the traffic back to version 1: with it gone, the default routing would give it all to version 2.
+    const refused = await admin('/v1/models/mlp/versions/1/unload', { method: 'POST' });
+    expect(refused.status).to.equal(409);
+    const problem = (await refused.json()) as { code: string; detail: string };
+    expect(problem.code).to.equal('conflict');
+    expect(problem.detail).to.contain(rollout.id);
+    const m = (await (await p.api('/v1/models/mlp')).json()) as ModelDescription;
+    expect(m.versions_detail.find((d) => d.version === '1')?.state, 'nothing was drained').to.equal('ready');
+
+    expect((await admin(`/v1/models/mlp/rollouts/${rollout.id}/cancel`, { method: 'POST' })).status).to.equal(200);
+    expect((await admin('/v1/models/mlp/versions/1/unload', { method: 'POST' })).status).to.equal(202);
   });
 });

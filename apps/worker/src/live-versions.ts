@@ -180,8 +180,14 @@ export class LiveVersions {
       const empty = await this.queuesEmpty(model);
       // A close that landed during that read has taken its list of what to stop: start nothing it would miss.
       if (this.closed) return;
-      if (!empty) this.serveDraining(model);
-      else await this.o.repository.release(model.name, model.version);
+      if (!empty) {
+        this.serveDraining(model);
+        return;
+      }
+      await this.o.repository.release(model.name, model.version);
+      // Let go with no worker ever serving it draining (none was live during the drain): the log's
+      // `version_unloaded` with `state: "unloaded"` is this worker's to write, once for the fleet.
+      await this.o.control.announceOnce(model.name, `unloaded:${model.version}`, this.o.actor, 'version_unloaded', { version: model.version, state: 'unloaded' });
       return;
     }
     if (s.releasing) return;

@@ -171,6 +171,12 @@ export class RepositoryWatcher {
     for (const v of found.removed) await control.drain(v.name, v.version, 'removed', actor);
     for (const f of found.failedGone) await control.forgetFailure(f.name, f.version);
     for (const f of found.failed) await this.announceFailed(f);
+    for (const v of found.changed) {
+      this.o.logger.warn(
+        { model: v.name, version: v.version },
+        "a loaded version's model.onnx or config.json changed on disk: it keeps running what it loaded, as do the other processes that have it, while processes started from now on read the new files; ship a change as a new version number",
+      );
+    }
     // A removed version whose folder is back: routable again once ready. Not while the version loaded here is
     // still gone (its folder came back with another file): it drains and is released first, then loads anew.
     for (const name of this.known()) {

@@ -52,6 +52,12 @@ export interface RepositoryChanges {
   removed: ModelVersion[];
   /** Versions that had failed and whose folder is gone: a new one there is a new try, its failure news again. */
   failedGone: FailedVersion[];
+  /**
+   * Loaded versions whose model.onnx or config.json changed on disk since they were loaded (each change
+   * told once). They keep running what they loaded: a version's files are read once, as every process
+   * started later reads them, so a change is shipped as a new version number.
+   */
+  changed: ModelVersion[];
 }
 
 /** What a rescan tells its caller while it runs. */
@@ -77,8 +83,13 @@ const key = (name: string, version: string) => `${name}\0${version}`;
 export class ModelRepository {
   private readonly failures = new Map<string, FailedVersion & { mtimeMs: number }>();
   private readonly gone = new Set<string>();
-  /** The file each loaded version was loaded from, as fileIdentity saw it: a folder put back is the same model only with the same file. */
+  /**
+   * What each loaded version was loaded from: "<model.onnx's fileIdentity> <config.json's mtime>". A folder
+   * put back is the same model only with the same file; files changed since are reported (`changed`).
+   */
   private readonly loadedFrom = new Map<string, string>();
+  /** The last change of a loaded version's files reported, in loadedFrom's form: each is reported once. */
+  private readonly changedTold = new Map<string, string>();
   /** Versions a rescan is loading now. */
   private readonly loadingNow = new Map<string, { name: string; version: string }>();
 
@@ -111,7 +122,7 @@ export class ModelRepository {
    * there (unloaded by an admin, files kept).
    */
   async rescan(skip: (name: string, version: string) => boolean = () => false, hooks: RescanHooks = {}): Promise<RepositoryChanges> {
-    const changes: RepositoryChanges = { loaded: [], failed: [], removed: [], failedGone: [] };
+    const changes: RepositoryChanges = { loaded: [], failed: [], removed: [], failedGone: [], changed: [] };
     const present = new Map<string, { name: string; version: string; file: string; dir: string }>();
     for (const name of safeReaddir(this.root).sort()) {
       const dir = path.join(this.root, name);
@@ -142,10 +153,19 @@ export class ModelRepository {
         // Its folder is back before it was released: with the same file it simply stays. With another one it
         // stays gone (it drains and is released), and the look after its release loads the new file: one
         // version number must not run the old model here while a worker started since runs the new one.
-        if (fileIdentity(p.file) === this.loadedFrom.get(k)) this.gone.delete(k);
+        if (sameFile(this.loadedFrom.get(k), fileIdentity(p.file))) this.gone.delete(k);
         continue;
       }
-      if (this.find(p.name, p.version) || skip(p.name, p.version)) continue;
+      const loadedHere = this.find(p.name, p.version);
+      if (loadedHere) {
+        const now = `${fileIdentity(p.file) ?? ''} ${configMtime(p.dir)}`;
+        if (now !== (this.changedTold.get(k) ?? this.loadedFrom.get(k))) {
+          this.changedTold.set(k, now);
+          changes.changed.push(loadedHere);
+        }
+        continue;
+      }
+      if (skip(p.name, p.version)) continue;
       // What it failed with (its file, and the model's config.json): a change to either is worth another try.
       // A folder that went while this look ran is skipped: the next look sees it gone.
       let mtimeMs: number;
@@ -159,10 +179,10 @@ export class ModelRepository {
       this.loadingNow.set(k, { name: p.name, version: p.version });
       hooks.loading?.(p.name, p.version);
       try {
-        const identity = fileIdentity(p.file);
+        const identity = `${fileIdentity(p.file) ?? ''} ${configMtime(p.dir)}`;
         const loaded = await loadVersion(p.name, p.version, p.file, readConfig(p.dir), this.purpose);
         this.failures.delete(k);
-        if (identity) this.loadedFrom.set(k, identity);
+        this.loadedFrom.set(k, identity);
         const list = this.models.get(p.name) ?? [];
         list.push(loaded);
         list.sort((a, b) => Number(a.version) - Number(b.version));
@@ -188,6 +208,7 @@ export class ModelRepository {
     if (list.length === 0) this.models.delete(name);
     this.gone.delete(key(name, version));
     this.loadedFrom.delete(key(name, version));
+    this.changedTold.delete(key(name, version));
     await v.session.release().catch(() => undefined);
   }
 
@@ -307,7 +328,6 @@ function isDir(dir: string): boolean {
   }
 }
 
-/** config.json's modification time, 0 when there is none: part of what a failed version is retried on. */
 /** A file's identity (inode, size, mtime): another file, or the same one rewritten, has another. Undefined when it cannot be read. */
 function fileIdentity(file: string): string | undefined {
   try {
@@ -318,6 +338,12 @@ function fileIdentity(file: string): string | undefined {
   }
 }
 
+/** Whether a version loaded as `loaded` ("<file identity> <config.json mtime>") was loaded from the file whose identity is `file`. */
+function sameFile(loaded: string | undefined, file: string | undefined): boolean {
+  return file !== undefined && loaded !== undefined && loaded.split(' ')[0] === file;
+}
+
+/** config.json's modification time, 0 when there is none: part of what a failed version is retried on. */
 function configMtime(dir: string): number {
   try {
     return statSync(path.join(dir, 'config.json')).mtimeMs;

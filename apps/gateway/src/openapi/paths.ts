@@ -222,6 +222,7 @@ const lifecyclePaths: JsonObject = {
         'The version stops taking jobs at once (its share of an explicit routing goes to the other versions, in proportion; pinned jobs are ' +
         '404 `version_not_found`) and is `draining` while its workers finish the jobs already accepted; a few seconds later its queue is ' +
         'closed, and once its queues are empty the workers unload it and it leaves `versions_detail`. Its files stay: `…/load` takes it back. ' +
+        'A version with a share of the routing a running rollout goes back to is 409 `conflict`. ' +
         'Recorded as `version_unloaded` with `state: "draining"`, then `state: "unloaded"` once it is let go. No body.',
       ...adminSecurity,
       parameters: [param('ModelName'), param('ModelVersion')],
@@ -232,6 +233,7 @@ const lifecyclePaths: JsonObject = {
           'model_not_found',
           'version_not_found',
         ], { detail: 'Model "mlp" has no version "7" loaded' }),
+        '409': problem(409, 'The version has a share of the routing a running rollout goes back to on a rollback or cancel (its `from`): cancel the rollout, or let it end, first.', ['conflict']),
         '503': unavailable503,
         ...adminErrors,
       },

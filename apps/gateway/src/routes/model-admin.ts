@@ -142,6 +142,12 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
     const detail = model.versions_detail.find((d) => d.version === version);
     const gone = () => notFound('version_not_found', `Model "${name}" has no version "${version}" loaded`);
     if (!detail || detail.state === 'draining') throw gone();
+    // A rollback or cancel sends the traffic back to the rollout's `from`: a version of it gone by then
+    // would leave its share to the default routing, which may be the very candidate judged failing.
+    const running = (await control.rollouts(name)).find((r) => r.state === 'running');
+    if (running && running.version !== version && (running.from.routing[version] ?? 0) > 0) {
+      throw conflict(`Version ${version} of model "${name}" is in the routing its running rollout ${running.id} goes back to; cancel the rollout, or let it end, before unloading it`);
+    }
     // The view above may be a second old: of two unloads at once (two admins, two gateways), the one whose mark
     // lands first is the unload; the other finds it draining already.
     if (!(await control.drain(name, version, 'unloaded', actorOf(req)))) throw gone();
