@@ -1,4 +1,5 @@
 import type { JobError } from '@infer/contract';
+import { UnbatchedOutputError } from '@infer/models';
 
 /**
  * The error of a job or row whose input a worker died or hung on while running
@@ -8,7 +9,6 @@ import type { JobError } from '@infer/contract';
 export function crashedOnInput(): JobError {
   return { code: 'inference_failed', message: "the worker running this input on its own died or hung (ONNX Runtime crashed on it); it is not run again" };
 }
-import { UnbatchedOutputError } from '@infer/models';
 
 /**
  * Run `rows` with `run`; when it throws, run each half on its own, down to

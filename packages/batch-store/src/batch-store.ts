@@ -54,9 +54,6 @@ type ScriptRedis = Redis & {
 /** How long a batch's place in its tenant's list is kept once its entry went, for a cursor naming it. */
 const CURSOR_GRACE_MS = 3_600_000;
 
-/** How long a chunk's note of the row it runs alone lives (BatchStore.noteRunningRow). */
-const RUNNING_NOTE_TTL_MS = 24 * 3600 * 1000;
-
 /**
  * Batches in Redis. Per batch, four keys (see contract `keys()`): the
  * record hash (fields and request counts), the results hash (chunk index →
@@ -132,21 +129,6 @@ export class BatchStore {
   }
 
   /** The packed input bytes of a chunk not yet run; null once it has ended (or its batch has). */
-  /**
-   * Note that row `offset` of a chunk taken again after a stall runs now, on its own (see
-   * `chunkRunning` in @infer/contract). Kept a day: the chunk's next take comes within its workers'
-   * lock time, or the note no longer matters.
-   */
-  async noteRunningRow(id: string, index: number, offset: number): Promise<void> {
-    await this.redis.set(this.k.chunkRunning(id, index), String(offset), 'PX', RUNNING_NOTE_TTL_MS);
-  }
-
-  /** The row a worker noted it was running alone in this chunk when it last held it, if any. */
-  async runningRow(id: string, index: number): Promise<number | undefined> {
-    const noted = await this.redis.get(this.k.chunkRunning(id, index));
-    return noted === null ? undefined : Number(noted);
-  }
-
   async chunkInputs(id: string, index: number): Promise<Buffer | null> {
     return this.redis.hgetBuffer(this.k.batchInputs(id), String(index));
   }

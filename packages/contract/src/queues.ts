@@ -322,11 +322,6 @@ export function keys(prefix: string) {
      */
     batchGone: (id: string) => `${prefix}:batch:{${id}}:gone`,
     /**
-     * String: the item offset of the row a chunk taken again after a stall is running on its own (its
-     * worker noted it before the run), so that the next take knows which row killed or hung a worker.
-     */
-    chunkRunning: (id: string, chunk: number) => `${prefix}:batch:{${id}}:running:${chunk}`,
-    /**
      * Set of `[model, version]` JSON arrays: every model version whose interactive or bulk queue a
      * gateway has written to. Each gateway counts their interactive queues against MAX_QUEUE_DEPTH and
      * TENANT_MAX_QUEUED, and reports the queues' gauges, for the versions it does not route to

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { DEPTH_ALLOWANCE_FIELD, QUEUE_EVENTS_MAX_LEN, allowanceInstances, allowanceValue, interactiveKeys, keys, parseQueueMember, type EnvelopeData } from '@infer/contract';
 import { withJobScripts, type Arg, type ScriptPipeline, type ScriptRedis } from './redis-scripts.js';
+import { MARK_RUNNING } from './scripts.js';
 
 export interface EnvelopeQueueOptions {
   prefix: string;
@@ -416,12 +417,12 @@ export class EnvelopeQueue {
   }
 
   /**
-   * Note on an envelope taken again after a stall that `jobId` is about to run on its own (MARK_RUNNING),
-   * while `token`'s take still holds it. False when it does not (ended, or taken back meanwhile).
+   * Note on an envelope taken again after a stall that `jobId` runs now on its own, or with null that
+   * nothing does (MARK_RUNNING), while `token`'s take still holds it. False when it does not (ended, or
+   * taken back meanwhile).
    */
-  async markRunning(envelopeId: string, token: string, jobId: string): Promise<boolean> {
-    const jk = this.keys.base + envelopeId;
-    return (await this.redis.inferMarkRunning(jk, `${jk}:lock`, token, jobId)) === 1;
+  async markRunning(envelopeId: string, token: string, jobId: string | null): Promise<boolean> {
+    return noteRunning(this.redis, this.keys.base + envelopeId, token, jobId ?? '');
   }
 
   /** End the jobs of these envelopes and remove them; per job (in order), whether this call ended it. */
@@ -512,4 +513,19 @@ async function redisClockOffset(redis: Redis): Promise<number> {
 
 function enqueuedAt(fields: ReadonlyMap<string, Buffer>): number {
   return Number(fields.get('timestamp')?.toString() ?? 0) || 0;
+}
+
+/**
+ * Note on a BullMQ job (an envelope, a bulk chunk) held under `token` what runs now on its own ("" once
+ * it has run): MARK_RUNNING. Sent by EVAL where the connection has not the job scripts defined (a bulk
+ * worker's, which BullMQ's pipelines share). True when noted.
+ */
+export async function noteRunning(redis: Redis, jobKey: string, token: string, value: string): Promise<boolean> {
+  const reply = 'inferMarkRunning' in redis ? await (redis as ScriptRedis).inferMarkRunning(jobKey, `${jobKey}:lock`, token, value) : await redis.eval(MARK_RUNNING, 2, jobKey, `${jobKey}:lock`, token, value);
+  return reply === 1;
+}
+
+/** What a job's last holder noted was running on its own when it last held it (MARK_RUNNING), if anything. */
+export async function runningNote(redis: Redis, jobKey: string): Promise<string | undefined> {
+  return (await redis.hget(jobKey, 'run')) ?? undefined;
 }

@@ -415,14 +415,14 @@ return 1
 `;
 
 /**
- * KEYS[1] an envelope's hash, KEYS[2] its lock. ARGV[1] the lock token of the take, ARGV[2] a job id.
- * Notes (`run`) which job of an envelope taken again after a stall is running on its own, while the take
- * still holds the envelope: should that worker die or hang too, the next take knows which input did it.
- * 1 when noted, else 0.
+ * KEYS[1] a BullMQ job's hash (an envelope, a bulk chunk), KEYS[2] its lock. ARGV[1] the lock token of
+ * the take, ARGV[2] what runs now, or "" once it has run. Notes (`run`) what of a job taken again after a
+ * stall is running on its own, while the take still holds the job: should that worker die or hang, the
+ * next take knows which input did it. Allowed on a full Redis (a few bytes; cleared after the run), as
+ * FINISH is: a crashing input must not go unnoted because Redis is at maxmemory. 1 when done, else 0.
  */
-export const MARK_RUNNING = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'run', ARGV[2])
+export const MARK_RUNNING = `${ALLOW_OOM}if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'run') else redis.call('HSET', KEYS[1], 'run', ARGV[2]) end
 return 1
 `;
 

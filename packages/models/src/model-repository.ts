@@ -217,12 +217,12 @@ export class ModelRepository {
     for (const f of this.failures.values()) f.mtimeMs = -1;
   }
 
-  /** Versions in the folder that could not be loaded, with why. */
   /** The versions being loaded at this moment (by a rescan still running). */
   loading(): Array<{ name: string; version: string }> {
     return [...this.loadingNow.values()];
   }
 
+  /** Versions in the folder that could not be loaded, with why. */
   failed(): FailedVersion[] {
     return [...this.failures.values()].map(({ name, version, error }) => ({ name, version, error }));
   }

@@ -25,6 +25,18 @@ export class UnbatchedOutputError extends Error {
   }
 }
 
+/**
+ * Told of one run in its turn: `before` once nothing else runs in this
+ * process, `after` once the run has ended (or thrown), before anything else
+ * runs. A note that `before` writes and `after` clears names the run going
+ * on if the run kills the process (ONNX Runtime can: an integer overflow's
+ * SIGFPE), and nothing else. Each handles its own errors.
+ */
+export interface RunWatch {
+  before(): Promise<void>;
+  after(): Promise<void>;
+}
+
 /** The end of the run most recently asked for, in this process (see runModel). */
 let lastRun: Promise<void> = Promise.resolve();
 
@@ -35,11 +47,10 @@ let lastRun: Promise<void> = Promise.resolve();
  * the event loop waits for each run: one run per micro-batch, not per job,
  * is what keeps a worker's own I/O (taking and finishing envelopes) going.
  *
- * `beforeRun` is awaited once this run's turn has come, before it starts:
- * nothing else runs in this process between the two, so a note it writes
- * (which job is about to run) still holds if the run kills the process.
+ * `watch` is told in the run's turn, before it starts and after it ends
+ * (see RunWatch).
  */
-export async function runModel(model: ModelVersion, feeds: Record<string, DecodedTensor>, beforeRun?: () => Promise<void>): Promise<RunResult> {
+export async function runModel(model: ModelVersion, feeds: Record<string, DecodedTensor>, watch?: RunWatch): Promise<RunResult> {
   const ortFeeds: Record<string, ort.Tensor> = {};
   for (const [name, t] of Object.entries(feeds)) {
     ortFeeds[name] = new ort.Tensor(ORT_TYPE_OF[t.datatype] as 'float32', t.data as Float32Array, t.shape);
@@ -54,9 +65,13 @@ export async function runModel(model: ModelVersion, feeds: Record<string, Decode
   let inferenceMs: number;
   try {
     await before;
-    await beforeRun?.();
+    await watch?.before();
     const started = performance.now();
-    results = await model.session.run(ortFeeds);
+    try {
+      results = await model.session.run(ortFeeds);
+    } finally {
+      await watch?.after();
+    }
     inferenceMs = performance.now() - started;
   } finally {
     ended();

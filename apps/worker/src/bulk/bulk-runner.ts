@@ -1,6 +1,6 @@
 import { BYTES_PER_ELEMENT, type BulkChunkPayload, type Datatype, type JobError } from '@infer/contract';
 import { ChunkResultWriter, failedChunkResult } from '@infer/batch-store';
-import { runModel, type ModelVersion } from '@infer/models';
+import { runModel, type ModelVersion, type RunWatch } from '@infer/models';
 import { crashedOnInput, runIsolating } from '../poison-isolation.js';
 import {
   allocate,
@@ -129,11 +129,12 @@ export interface RunChunkHooks {
   beforeSlice(): boolean | Promise<boolean>;
   /**
    * For a chunk taken again after a stall (its worker died or hung, maybe on
-   * one of its rows): run its rows one at a time, `note` each (by item
-   * offset) in its turn before its run, and fail the row `blamed` names
-   * (the one a worker was running alone when it died) without running it.
+   * one of its rows): run its rows one at a time, each watched (`watch`, by
+   * item offset: noted in its turn before its run, the note cleared after),
+   * and fail the row `blamed` names (the one a worker was running alone when
+   * it died) without running it.
    */
-  alone?: { blamed: number | undefined; note: (offset: number) => Promise<void> };
+  alone?: { blamed: number | undefined; watch: (offset: number) => RunWatch };
 }
 
 export interface ChunkResult {
@@ -167,11 +168,11 @@ export async function runChunk(model: ModelVersion, p: BulkChunkPayload, chunk: 
       result.failed++;
       continue;
     }
-    const note = alone ? () => alone.note(offset) : undefined;
+    const watch = alone?.watch(offset);
     const run = async (part: Slice): Promise<void> => {
       const feeds: Record<string, DecodedTensor> = {};
       for (const [name, input] of inputs) feeds[name] = sliceFeed(model, input, part);
-      const { outputs, inferenceMs } = await runModel(model, feeds, note);
+      const { outputs, inferenceMs } = await runModel(model, feeds, watch);
       result.runs.push({ size: part.count, ms: inferenceMs, endedAt: performance.timeOrigin + performance.now() });
       writer.addRun(
         Array.from({ length: part.count }, (_, k) => chunk.rowOffsets[rowAt(part, k)]!),

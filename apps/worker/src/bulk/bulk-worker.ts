@@ -2,6 +2,7 @@ import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BulkChunkPayload, JOB_CATALOG, bulkQueue } from '@infer/contract';
 import type { BatchStore } from '@infer/batch-store';
+import { noteRunning, runningNote } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { awaitAtMost } from '@infer/lifecycle';
 import type { ModelVersion } from '@infer/models';
@@ -236,7 +237,7 @@ export class BulkWorker {
     }
     let result: ChunkResult;
     try {
-      result = await runChunk(model, p, decodeChunk(model, p, packed), { beforeSlice: this.sliceGate(p.batch), ...(await this.alone(job, p)) });
+      result = await runChunk(model, p, decodeChunk(model, p, packed), { beforeSlice: this.sliceGate(p.batch), ...(await this.alone(job, token, p)) });
     } catch (err) {
       if (!(err instanceof MalformedChunkError)) throw err;
       this.log.error({ jobId: job.id, err: err.message }, 'bulk chunk does not fit the model; its items fail');
@@ -288,20 +289,26 @@ export class BulkWorker {
   /**
    * A chunk that stalled before (its worker died or hung, maybe on one of its
    * rows: ONNX Runtime can crash the process, as an integer overflow's
-   * SIGFPE does) runs its rows one at a time, each noted before its run;
-   * the row a worker was running alone when it died fails without running.
-   * A crashing row costs two workers and fails alone, instead of the chunk's
-   * every row ending `worker_lost`. A note that cannot be written (Redis
-   * away) does not hold the row back: writing its results needs Redis anyway.
+   * SIGFPE does) runs its rows one at a time, each noted on the chunk's
+   * BullMQ job (MARK_RUNNING, under this take's lock) in its turn before its
+   * run and the note cleared after; the row a worker was running alone when
+   * it died fails without running. A crashing row costs two workers and
+   * fails alone, instead of the chunk's every row ending `worker_lost`.
    */
-  private async alone(job: Job, p: BulkChunkPayload): Promise<Pick<RunChunkHooks, 'alone'>> {
+  private async alone(job: Job, token: string, p: BulkChunkPayload): Promise<Pick<RunChunkHooks, 'alone'>> {
     if (job.stalledCounter === 0) return {};
-    const { store } = this.options;
-    const blamed = await store.runningRow(p.batch, p.chunk);
+    const { connection } = this.options;
+    const queue = bulkQueue(this.options.prefix, this.options.model.name, this.options.model.version);
+    const jobKey = `${queue.prefix}:${queue.name}:${job.id!}`;
+    const noted = await runningNote(connection, jobKey);
+    const blamed = noted === undefined || noted === '' ? undefined : Number(noted);
     if (blamed !== undefined) this.log.error({ batch: p.batch, chunk: p.chunk, offset: blamed }, "a worker died or hung running this row alone; it fails, the chunk's other rows run");
-    const note = (offset: number) =>
-      store.noteRunningRow(p.batch, p.chunk, offset).catch((err: unknown) => this.log.warn({ batch: p.batch, err: (err as Error).message }, 'could not note which row runs alone'));
-    return { alone: { blamed, note } };
+    const note = (value: string) => () =>
+      noteRunning(connection, jobKey, token, value).then(
+        () => undefined,
+        (err: unknown) => this.log.warn({ batch: p.batch, err: (err as Error).message }, 'could not note which row runs alone'),
+      );
+    return { alone: { blamed, watch: (offset) => ({ before: note(String(offset)), after: note('') }) } };
   }
 
   /** Yield to interactive work, then (every `cancelCheckMs`) look whether the batch is still live. */

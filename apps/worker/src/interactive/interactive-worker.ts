@@ -3,7 +3,7 @@ import { DEADLINE_EXCEEDED, JOB_CATALOG, type EnvelopeJob, type JobError } from 
 import { MicroBatcher } from '@infer/batcher';
 import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasCompletedHook, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
-import type { ModelVersion } from '@infer/models';
+import type { ModelVersion, RunWatch } from '@infer/models';
 import { LongRunWarning } from '../consumer/long-run-warning.js';
 import { DEFAULT_MAX_RUN_MS } from '@infer/locks';
 import { awaitAtMost } from '@infer/lifecycle';
@@ -363,13 +363,15 @@ export class InteractiveWorker {
   /**
    * An envelope taken again after a stall runs outside micro-batches, one
    * job at a time, each noted on the envelope (MARK_RUNNING) in its turn
-   * before its run. A worker that dies or hangs on a job's input then leaves
-   * that job's id there, and the next take fails that job alone
-   * (`inference_failed`) and runs the others: a crashing input costs two
-   * workers (its batch's, then its own), and the jobs that were batched with
-   * it end as if it had not been there, instead of all ending `worker_lost`
-   * at the third stall. (Runs take turns in a process, runModel: while a
-   * noted job runs, nothing else does.)
+   * before its run and the note cleared after it (runModel's RunWatch:
+   * while a noted job runs, nothing else does in this process). A worker
+   * that dies or hangs on a job's input then leaves that job's id there, and
+   * the next take fails that job alone (`inference_failed`) and runs the
+   * others: a crashing input costs two workers (its batch's, then its own),
+   * and the jobs that were batched with it end as if it had not been there,
+   * instead of all ending `worker_lost` at the third stall. (Two crashing
+   * inputs in one envelope cost a stall each: the third ends the rest
+   * `worker_lost`.)
    */
   private async runAlone(held: HeldEnvelope, blamed: string | undefined): Promise<void> {
     const { model } = this.options;
@@ -386,23 +388,22 @@ export class InteractiveWorker {
     for (let i = 0; i < held.data.jobs.length; i++) {
       if (!held.inputs[i]) continue;
       const id = held.data.jobs[i]!.id;
-      // A note that cannot be written (Redis away) does not hold the job back: finishing it needs Redis anyway.
-      const note = () =>
-        this.queue.markRunning(held.id, held.token, id).then(
+      const note = (jobId: string | null) => () =>
+        this.queue.markRunning(held.id, held.token, jobId).then(
           () => undefined,
           (err: unknown) => this.log.warn({ envelope: held.id, err: (err as Error).message }, 'could not note which job runs alone'),
         );
-      await this.runSlices([{ envelope: held, jobs: [i] }], note);
+      await this.runSlices([{ envelope: held, jobs: [i] }], { before: note(id), after: note(null) });
     }
   }
 
   /** Run one micro-batch, then end the envelopes it completed. */
-  private async runSlices(slices: Slice[], beforeRun?: () => Promise<void>): Promise<void[]> {
+  private async runSlices(slices: Slice[], watch?: RunWatch): Promise<void[]> {
     const { model } = this.options;
     const instances = slices.flatMap((s) => s.jobs.map((j) => s.envelope.inputs[j]!));
     const tracing = this.options.tracing?.enabled ? this.options.tracing : undefined;
     const startedAt = tracing ? Date.now() : 0;
-    const { results, runs } = await runMicrobatch(model, instances, beforeRun);
+    const { results, runs } = await runMicrobatch(model, instances, watch);
     const completedAt = Date.now();
     const traced: TracedJob[] | undefined = tracing ? [] : undefined;
     let r = 0;

@@ -1,5 +1,5 @@
 import type { JobError } from '@infer/contract';
-import { runModel, type ModelVersion } from '@infer/models';
+import { runModel, type ModelVersion, type RunWatch } from '@infer/models';
 import type { Datatype } from '@infer/contract';
 import { fromBytes, instanceSlice, shapeKey, stack, tensorBuffers, toBytes, type DecodedTensor, type TensorBytes } from '@infer/tensors';
 import type { RecordOutput } from '@infer/job-store';
@@ -39,13 +39,13 @@ export interface Run {
  * throw) fails alone, with ONNX Runtime's message, and the instances stacked
  * with it succeed, each with its output from a smaller run.
  *
- * `beforeRun` is awaited before each `session.run`, in its turn (runModel).
+ * `watch` is told of each `session.run` (runModel).
  */
-export async function runMicrobatch(model: ModelVersion, instances: readonly InstanceInputs[], beforeRun?: () => Promise<void>): Promise<{ results: InstanceResult[]; runs: Run[] }> {
+export async function runMicrobatch(model: ModelVersion, instances: readonly InstanceInputs[], watch?: RunWatch): Promise<{ results: InstanceResult[]; runs: Run[] }> {
   const results: InstanceResult[] = new Array(instances.length);
   const runs: Run[] = [];
   for (const group of groupIndices(model, instances)) {
-    await runIsolating(group, (g) => runGroup(model, instances, g, results, runs, beforeRun), (i, error) => {
+    await runIsolating(group, (g) => runGroup(model, instances, g, results, runs, watch), (i, error) => {
       results[i] = { ok: false, error, inferenceMs: 0, batchSize: 1 };
     });
   }
@@ -59,7 +59,7 @@ async function runGroup(
   group: readonly number[],
   results: InstanceResult[],
   runs: Run[],
-  beforeRun?: () => Promise<void>,
+  watch?: RunWatch,
 ): Promise<void> {
   const feeds: Record<string, DecodedTensor> = {};
   model.inputs.forEach((spec, k) => {
@@ -68,7 +68,7 @@ async function runGroup(
   });
   let ran: Awaited<ReturnType<typeof runModel>>;
   try {
-    ran = await runModel(model, feeds, beforeRun);
+    ran = await runModel(model, feeds, watch);
   } finally {
     // The run is over (ONNX Runtime read the inputs during it; its outputs are its own): a stacked copy
     // can be used again. Views of the envelope's bytes are not the pool's, and stay as they are.
