@@ -135,6 +135,7 @@ const PROBLEM_CODES: Record<string, Record<string, string[]>> = {
     '400': ['invalid_input'],
     '403': ['forbidden'],
     '404': ['model_not_found', 'version_not_found'],
+    '409': ['conflict'],
     '503': ['unavailable'],
   },
   'POST /v1/models/{name}/rollouts': {
