@@ -8,7 +8,8 @@ import { getJob } from './helpers/jobs.js';
 import { int32DivModel } from './helpers/int-graphs.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
-import { Spawned, type Exit } from './helpers/spawned.js';
+import type { Exit } from './helpers/spawned.js';
+import { WorkerProcesses } from './helpers/worker-process.js';
 import { waitUntil } from './helpers/wait.js';
 
 /**
@@ -33,7 +34,7 @@ describe('crash notes: a good job of another envelope running alone in the same 
   let repo: TempModelRepo | undefined;
   let p: TestPlatform | undefined;
   let redis: Redis | undefined;
-  const workers: Spawned[] = [];
+  const workers = new WorkerProcesses({ WORKER_LOCK_MS: '1000' });
 
   before(async () => {
     repo = tempModelRepo({ idiv: { onnx: int32DivModel(), config: { max_batch_size: 8, max_delay_ms: 20 } } });
@@ -42,30 +43,13 @@ describe('crash notes: a good job of another envelope running alone in the same 
   });
 
   after(async () => {
-    for (const w of workers.splice(0)) {
-      if (w.groupAlive()) {
-        w.signalGroup('SIGTERM');
-        await w.exit(20_000).catch(() => w.kill());
-      }
-    }
+    await workers.stop();
     redis?.disconnect();
     await p?.close();
     repo?.remove();
   });
 
-  function spawnWorker(): { exit: () => Exit | undefined } {
-    const worker = new Spawned('start:worker', {
-      REDIS_URL: p!.config.redisUrl,
-      QUEUE_PREFIX: p!.prefix,
-      MODEL_REPOSITORY: p!.config.modelRepository,
-      WORKER_METRICS_PORT: '0',
-      WORKER_LOCK_MS: '1000',
-    });
-    workers.push(worker);
-    let exited: Exit | undefined;
-    void worker.exited.then((e) => (exited = e));
-    return { exit: () => exited };
-  }
+  const spawnWorker = () => workers.start(p!);
 
   it('only the poison job fails; every good job of both envelopes succeeds with its own quotient', async () => {
     const model = p!.gateway.models.resolve('idiv', '1');

@@ -3,7 +3,8 @@ import { isEnded, type Job } from '@infer/contract';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { getJob, postJob } from './helpers/jobs.js';
-import { Spawned, type Exit } from './helpers/spawned.js';
+import type { Exit } from './helpers/spawned.js';
+import { WorkerProcesses } from './helpers/worker-process.js';
 import { waitUntil } from './helpers/wait.js';
 import { getBatch, readResults, submitBatch } from './helpers/batches.js';
 import { int32DivModel } from './helpers/int-graphs.js';
@@ -27,7 +28,7 @@ describe('a valid INT32 input that makes ONNX Runtime trap (INT32_MIN / -1)', fu
 
   let repo: TempModelRepo | undefined;
   let p: TestPlatform | undefined;
-  const workers: Spawned[] = [];
+  const workers = new WorkerProcesses({ WORKER_LOCK_MS: '1000' });
 
   beforeEach(async () => {
     repo = tempModelRepo({ idiv: { onnx: int32DivModel(), config: { max_batch_size: 8, max_delay_ms: 20 } } });
@@ -36,29 +37,12 @@ describe('a valid INT32 input that makes ONNX Runtime trap (INT32_MIN / -1)', fu
   });
 
   afterEach(async () => {
-    for (const w of workers.splice(0)) {
-      if (w.groupAlive()) {
-        w.signalGroup('SIGTERM');
-        await w.exit(20_000).catch(() => w.kill());
-      }
-    }
+    await workers.stop();
     await p?.close();
     repo?.remove();
   });
 
-  function spawnWorker(): { worker: Spawned; exit: () => Exit | undefined } {
-    const worker = new Spawned('start:worker', {
-      REDIS_URL: p!.config.redisUrl,
-      QUEUE_PREFIX: p!.prefix,
-      MODEL_REPOSITORY: p!.config.modelRepository,
-      WORKER_METRICS_PORT: '0',
-      WORKER_LOCK_MS: '1000',
-    });
-    workers.push(worker);
-    let exited: Exit | undefined;
-    void worker.exited.then((e) => (exited = e));
-    return { worker, exit: () => exited };
-  }
+  const spawnWorker = () => workers.start(p!);
 
   const div = (a: number, b: number) => ({ model: 'idiv', input: { a: [a], b: [b] } });
 

@@ -1,6 +1,6 @@
 import type { Gateway } from '../../apps/gateway/src/index.js';
 import type { TestPlatform } from './platform.js';
-import { Spawned } from './spawned.js';
+import { Spawned, type Exit } from './spawned.js';
 import { waitUntil } from './wait.js';
 
 /**
@@ -27,4 +27,38 @@ export async function startWorkerProcess(p: TestPlatform, model: string, options
     'the gateways to see the worker',
   );
   return worker;
+}
+
+/**
+ * Worker processes a test starts that may die under it (an input that
+ * crashes ONNX Runtime): each starts at once, with no wait for it to be
+ * ready (it may die first), its exit recorded; `stop()` ends the ones still
+ * running (SIGTERM to the group, then SIGKILL).
+ */
+export class WorkerProcesses {
+  private readonly started: Spawned[] = [];
+
+  constructor(private readonly env: Record<string, string> = {}) {}
+
+  start(p: TestPlatform): { worker: Spawned; exit: () => Exit | undefined } {
+    const worker = new Spawned('start:worker', {
+      REDIS_URL: p.config.redisUrl,
+      QUEUE_PREFIX: p.prefix,
+      MODEL_REPOSITORY: p.config.modelRepository,
+      WORKER_METRICS_PORT: '0',
+      ...this.env,
+    });
+    this.started.push(worker);
+    let exited: Exit | undefined;
+    void worker.exited.then((e) => (exited = e));
+    return { worker, exit: () => exited };
+  }
+
+  async stop(): Promise<void> {
+    for (const w of this.started.splice(0)) {
+      if (!w.groupAlive()) continue;
+      w.signalGroup('SIGTERM');
+      await w.exit(20_000).catch(() => w.kill());
+    }
+  }
 }
