@@ -517,12 +517,11 @@ function enqueuedAt(fields: ReadonlyMap<string, Buffer>): number {
 
 /**
  * Note on a BullMQ job (an envelope, a bulk chunk) held under `token` what runs now on its own ("" once
- * it has run): MARK_RUNNING. Sent by EVAL where the connection has not the job scripts defined (a bulk
- * worker's, which BullMQ's pipelines share). True when noted.
+ * it has run): MARK_RUNNING. Sent by EVAL, not as a defined command: it runs only after a stall, and a
+ * bulk worker's connection, which BullMQ's pipelines share, is kept without the job scripts. True when noted.
  */
 export async function noteRunning(redis: Redis, jobKey: string, token: string, value: string): Promise<boolean> {
-  const reply = 'inferMarkRunning' in redis ? await (redis as ScriptRedis).inferMarkRunning(jobKey, `${jobKey}:lock`, token, value) : await redis.eval(MARK_RUNNING, 2, jobKey, `${jobKey}:lock`, token, value);
-  return reply === 1;
+  return (await redis.eval(MARK_RUNNING, 2, jobKey, `${jobKey}:lock`, token, value)) === 1;
 }
 
 /** What a job's last holder noted was running on its own when it last held it (MARK_RUNNING), if anything. */
