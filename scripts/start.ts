@@ -3,8 +3,9 @@
  * newcomer's first run. Builds the shipped models if they are missing, makes
  * sure a Redis answers (starting a throwaway `redis-server` from the PATH when
  * REDIS_URL points at this machine and none is running), then runs both
- * processes until Ctrl-C. Production runs the two apps on their own
- * (`npm run start:gateway`, `npm run start:worker`).
+ * processes until Ctrl-C, restarting one that crashes (within a bound).
+ * Production runs the two apps on their own (`npm run start:gateway`,
+ * `npm run start:worker`) under something that restarts them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -12,7 +13,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { ConfigError, loadConfig } from '@infer/config';
+import { isSupervisorNote } from '@infer/lifecycle';
 import { buildModels } from './build-models.js';
+import { RestartBudget } from './lib/restarts.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 
@@ -111,23 +114,6 @@ async function main(): Promise<void> {
   }
   await ensureRedis(config.redisUrl, children);
 
-  const run = (app: string) =>
-    spawn(process.execPath, ['--import', 'tsx', path.join(root, 'apps', app, 'src', 'main.ts')], { stdio: 'inherit', env: process.env });
-  const apps = [run('gateway'), run('worker')];
-  children.unshift(...apps);
-  // Said once the gateway answers, not before: a port already in use stops it with its own message instead.
-  const probeHost = ['0.0.0.0', '::', ''].includes(config.host) ? '127.0.0.1' : config.host.includes(':') ? `[${config.host}]` : config.host;
-  const gatewayUp = async (): Promise<boolean> => {
-    for (;;) {
-      if (apps[0]!.exitCode !== null || apps[0]!.signalCode !== null) return false;
-      const ok = await fetch(`http://${probeHost}:${config.port}/healthz`).then((r) => r.ok, () => false);
-      if (ok) return true;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  };
-  void gatewayUp().then((up) => {
-    if (up) console.log(`Gateway on http://localhost:${config.port} (API key: ${config.apiKeysAreDevDefault ? 'dev-key' : 'see API_KEYS'}); Ctrl-C stops everything.`);
-  });
 
   // Ctrl-C signals the whole process group: each app gets the terminal's SIGINT
   // and, a moment later, the SIGTERM this process passes on (tsx, which runs
@@ -138,29 +124,90 @@ async function main(): Promise<void> {
   // Listeners with `on`, not `once`: a repeated signal must never find this
   // process without one and kill it before the apps have finished.
   let stopping = false;
+  /** The status this process ends with: that of the first app that ended for good with a failure. */
+  let failure: number | undefined;
+  const running = new Map<AppName, ChildProcess>();
+  const restarts = new Map<AppName, RestartBudget>();
+  const pendingRestarts = new Set<NodeJS.Timeout>();
+  const alive = (c: ChildProcess) => c.exitCode === null && c.signalCode === null;
+
+  // Apps first (they finish their work), Redis last; exit non-zero if an app failed.
+  const finishIfDone = () => {
+    if (!stopping || pendingRestarts.size > 0 || [...running.values()].some(alive)) return;
+    for (const c of children) if (alive(c)) c.kill('SIGTERM');
+    process.exit(failure ?? 0);
+  };
   const stopApps = () => {
     stopping = true;
-    for (const c of apps) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    for (const t of pendingRestarts) clearTimeout(t);
+    pendingRestarts.clear();
+    for (const c of running.values()) if (alive(c)) c.kill('SIGTERM');
+    finishIfDone();
   };
+
+  // Said once the gateway listens, not before: a port already in use stops it with its own message instead.
+  const banner = `Gateway on http://localhost:${config.port} (API key: ${config.apiKeysAreDevDefault ? 'dev-key' : 'see API_KEYS'}); Ctrl-C stops everything.`;
+
+  /**
+   * Run an app with an IPC channel, on which it says when it is ready and when
+   * it begins stopping (see @infer/lifecycle's supervisor notes). One that dies
+   * after it was ready, without having begun to stop and not of a stop signal,
+   * crashed (a native crash such as an input that makes ONNX Runtime trap, an
+   * uncaught error, the kernel's OOM killer) and is restarted within its
+   * budget, as docker-compose's `restart: unless-stopped` would. Its work is
+   * not lost either way: the locks it held lapse and the restarted worker, or
+   * another, takes it again. Any other end stops the other app and this process.
+   */
+  const run = (name: AppName, restarted: boolean) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'apps', name, 'src', 'main.ts')], {
+      stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+      env: process.env,
+    });
+    running.set(name, child);
+    let ready = false;
+    let leaving = false;
+    child.on('message', (message) => {
+      if (!isSupervisorNote(message)) return;
+      if (message.app === 'stopping') leaving = true;
+      else {
+        ready = true;
+        if (name === 'gateway' && !restarted) console.log(banner);
+      }
+    });
+    child.once('exit', (code, signal) => {
+      const how = signal ? `signal ${signal}` : `exit code ${code}`;
+      const stopSignal = signal !== null && (STOP_SIGNALS as readonly string[]).includes(signal);
+      if (ready && !leaving && !stopping && code !== 0 && !stopSignal) {
+        const budget = restarts.get(name) ?? new RestartBudget();
+        restarts.set(name, budget);
+        const delay = budget.next(Date.now());
+        if (delay !== null) {
+          console.log(`The ${name} died (${how}); restarting it in ${delay} ms (restart ${budget.recent} of at most ${budget.limit} within ${budget.windowMs / 1000} s).`);
+          const timer = setTimeout(() => {
+            pendingRestarts.delete(timer);
+            if (stopping) finishIfDone();
+            else run(name, true);
+          }, delay);
+          pendingRestarts.add(timer);
+          return;
+        }
+        console.error(`The ${name} died (${how}) after ${budget.limit} restarts within ${budget.windowMs / 1000} s; giving up: stopping everything.`);
+      }
+      if (failure === undefined && code !== 0) failure = code ?? 1;
+      // One app ending for good (a crash past its budget, a bad config, a stop of its own) stops the other.
+      if (stopping) finishIfDone();
+      else stopApps();
+    });
+  };
+
   for (const undo of earlyHandlers.splice(0)) undo();
   // (A hang-up reaches the apps too, in this terminal's session, and ends them at once: the default action,
   // which `nohup` keeps from them when they run on their own. Then this process takes Redis down.)
   for (const signal of STOP_SIGNALS) process.on(signal, stopApps);
-  const exits = apps.map(
-    (c) =>
-      new Promise<number>((resolve) =>
-        c.once('exit', (code) => {
-          // One app stopping on its own (a crash, a bad config) stops the other.
-          if (!stopping) stopApps();
-          resolve(code ?? 1);
-        }),
-      ),
-  );
-  // Apps first (they finish their work), Redis last; exit non-zero if an app did.
-  void Promise.all(exits).then((codes) => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-    process.exit(codes.find((code) => code !== 0) ?? 0);
-  });
+  run('gateway', false);
+  run('worker', false);
 }
+
+type AppName = 'gateway' | 'worker';
 
 void main();

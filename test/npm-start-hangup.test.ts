@@ -1,7 +1,6 @@
 import { expect } from 'chai';
-import { Redis } from 'ioredis';
 import { TEST_KEY, SHIPPED_MODELS } from './helpers/platform.js';
-import { freePort, pings } from './helpers/redis-server.js';
+import { freePort, pings, shutDownIfAnswering } from './helpers/redis-server.js';
 import { Spawned } from './helpers/spawned.js';
 import { waitUntil } from './helpers/wait.js';
 
@@ -20,12 +19,7 @@ describe('`npm start` hung up (SIGHUP to its process group)', function () {
   after(async () => {
     start?.kill();
     // Whatever was left listening on the test's Redis port: shut it down.
-    if (redisUrl && (await pings(redisUrl))) {
-      const c = new Redis(redisUrl, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-      c.on('error', () => undefined);
-      await c.connect().then(() => c.call('SHUTDOWN', 'NOSAVE')).catch(() => undefined);
-      c.disconnect();
-    }
+    if (redisUrl) await shutDownIfAnswering(redisUrl);
   });
 
   it('takes the throwaway redis-server down with it, as it does on Ctrl-C', async () => {

@@ -75,3 +75,12 @@ export class OwnRedis {
     }
   }
 }
+
+/** Shut down whatever Redis still answers at `url` (a throwaway one a test's `npm start` may have left: cleanup only). */
+export async function shutDownIfAnswering(url: string): Promise<void> {
+  if (!(await pings(url))) return;
+  const c = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+  c.on('error', () => undefined);
+  await c.connect().then(() => c.call('SHUTDOWN', 'NOSAVE')).catch(() => undefined);
+  c.disconnect();
+}

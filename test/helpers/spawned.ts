@@ -82,6 +82,11 @@ export class Spawned {
     process.kill(-this.child.pid!, signal);
   }
 
+  /** What it wrote to stderr so far. */
+  get errorOutput(): string {
+    return this.stderr;
+  }
+
   /** Lines whose `msg` starts with `prefix` (from the app named `name`, if given). */
   logged(prefix: string, name?: string): LogLine[] {
     return this.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith(prefix) && (name === undefined || l.name === name));

@@ -1,8 +1,10 @@
 import { ConfigError, loadConfig, type Config } from '@infer/config';
 import { createLogger, type Logger } from '@infer/logger';
 import { ShutdownSignals } from './shutdown-signals.js';
+import { tellSupervisor } from './supervisor-notes.js';
 
 export { ShutdownSignals, type SignalAction, type SignalDecision } from './shutdown-signals.js';
+export { isSupervisorNote, tellSupervisor, type SupervisorNote } from './supervisor-notes.js';
 
 export interface RunProcessOptions {
   /** The logger's name: gateway, worker. */
@@ -30,7 +32,9 @@ export interface RunProcessOptions {
  * that is PID 1, in a container run without an init, gets a handler that
  * exits for that: the kernel drops a signal PID 1 has no handler for, and
  * the container would wait out its stop timeout while the worker waits for
- * Redis or loads its models.)
+ * Redis or loads its models.) A parent that opened an IPC channel (`npm
+ * start`) is told when the app is ready and when it begins stopping, so that
+ * it restarts only an app that crashed (see supervisor-notes.ts).
  */
 export function runProcess(options: RunProcessOptions): void {
   let config: Config;
@@ -41,11 +45,14 @@ export function runProcess(options: RunProcessOptions): void {
     process.exit(2);
   }
   const logger = createLogger({ level: config.logLevel, name: options.name });
+  // An IPC channel from a parent must not keep the app alive once it has closed.
+  process.channel?.unref();
   const whileStarting = process.pid === 1 ? exitOnSignal(logger) : undefined;
   options.start(config, logger).then(
     (app) => {
       whileStarting?.();
       handleSignals(app, logger, options, new ShutdownSignals(config.shutdownForceGraceMs));
+      tellSupervisor({ app: 'ready' });
     },
     (err: unknown) => {
       logger.fatal({ err }, `${options.name} failed to start`);
@@ -111,6 +118,7 @@ function handleSignals(app: { close(): Promise<void> }, logger: Logger, options:
       process.exit(1);
     }
     logger.info({ signal }, options.shuttingDownMessage ?? 'shutting down');
+    tellSupervisor({ app: 'stopping' });
     const deadline = setTimeout(() => {
       logger.error(`shutdown took longer than ${options.shutdownDeadlineMs / 1000} s; exiting`);
       process.exit(1);
