@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:net';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { isEnded, type Job } from '@infer/contract';
 import { RestartBudget } from '../scripts/lib/restarts.js';
@@ -140,7 +141,45 @@ describe('`npm start` restarts a crashed app', function () {
     expect(s.logged('The worker died')).to.deep.equal([]);
     expect(s.logged('shutting down', 'gateway')).to.have.length(1);
   });
+
+  it('npm start killed outright (SIGKILL, which it cannot handle): the apps see their channel close and stop gracefully, not left running', async () => {
+    const s = await npmStart();
+    await s.waitForLog('Gateway on', 60_000);
+    await s.waitForLog('worker started', 60_000, { name: 'worker' });
+    const gatewayPid = s.logged('gateway listening', 'gateway')[0]!.pid as number;
+    const workerPid = workerPids()[0]!;
+    // scripts/start.ts runs in a node process under the tsx CLI: the apps' parent.
+    const startPid = parentOf(workerPid);
+    expect(parentOf(gatewayPid)).to.equal(startPid);
+    process.kill(startPid, 'SIGKILL');
+    await waitUntil(() => !alive(gatewayPid) && !alive(workerPid), 40_000, `both apps to exit${s.tail()}`);
+    for (const name of ['gateway', 'worker']) {
+      const stops = s.logged('the process that started this one is gone', name);
+      expect(stops, `${name} says why it stops`).to.have.length(1);
+    }
+    expect(s.lines.filter((l) => l.cause === 'supervisor gone' && typeof l.msg === 'string' && /shutting down/.test(l.msg))).to.have.length(2);
+  });
 });
+
+/** /proc/<pid>/stat from its state on. The command name before it, in parentheses, may hold spaces. */
+function statFields(pid: number): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** A process's parent pid. */
+function parentOf(pid: number): number {
+  return Number(statFields(pid)[1]);
+}
+
+/** Whether a process runs: not gone, and not a zombie its new parent (init, once npm start was killed) has yet to reap. */
+function alive(pid: number): boolean {
+  try {
+    return statFields(pid)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
 
 describe('RestartBudget (npm start\'s restart bound)', () => {
   it('doubles the delay from 250 ms up to 4 s, refuses a sixth restart within 60 s, and allows one again once the window has moved on', () => {

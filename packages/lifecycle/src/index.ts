@@ -46,12 +46,14 @@ export function runProcess(options: RunProcessOptions): void {
   }
   const logger = createLogger({ level: config.logLevel, name: options.name });
   // An IPC channel from a parent must not keep the app alive once it has closed.
+  const supervised = process.channel !== undefined;
   process.channel?.unref();
   const whileStarting = process.pid === 1 ? exitOnSignal(logger) : undefined;
   options.start(config, logger).then(
     (app) => {
       whileStarting?.();
-      handleSignals(app, logger, options, new ShutdownSignals(config.shutdownForceGraceMs));
+      const stop = handleSignals(app, logger, options, new ShutdownSignals(config.shutdownForceGraceMs));
+      if (supervised) stopWithSupervisor(stop, logger);
       tellSupervisor({ app: 'ready' });
     },
     (err: unknown) => {
@@ -79,7 +81,28 @@ function exitOnSignal(logger: Logger): () => void {
 /** How often a stopping process stamps its event loop's turns (see handleSignals). */
 const TURN_STAMP_MS = 100;
 
-function handleSignals(app: { close(): Promise<void> }, logger: Logger, options: RunProcessOptions, signals: ShutdownSignals): void {
+/**
+ * A supervisor that opened an IPC channel (`npm start`) and is gone without
+ * stopping the app (killed with SIGKILL, which it cannot handle) would leave
+ * it running with nobody to stop it: its channel closing stops the app as a
+ * SIGTERM would. Also when it closed while the app was starting.
+ */
+function stopWithSupervisor(stop: (signal: NodeJS.Signals, cause?: string) => void, logger: Logger): void {
+  const gone = () => {
+    logger.warn('the process that started this one is gone (its IPC channel closed): stopping');
+    stop('SIGTERM', 'supervisor gone');
+  };
+  if (!process.connected) gone();
+  else process.once('disconnect', gone);
+}
+
+/** Handle SIGTERM and SIGINT; returns the handler, for stops that are not signals. */
+function handleSignals(
+  app: { close(): Promise<void> },
+  logger: Logger,
+  options: RunProcessOptions,
+  signals: ShutdownSignals,
+): (signal: NodeJS.Signals, cause?: string) => void {
   const graceS = signals.forceGraceMs / 1000;
   // `process.on`, not `once`: with `once` a duplicate signal found no listener and
   // took its default action, killing the process in the middle of its shutdown.
@@ -98,7 +121,7 @@ function handleSignals(app: { close(): Promise<void> }, logger: Logger, options:
     if (now - lastStamp > 2 * TURN_STAMP_MS) block = { from: lastStamp, to: now };
     lastStamp = now;
   };
-  const onSignal = (signal: NodeJS.Signals) => {
+  const onSignal = (signal: NodeJS.Signals, cause?: string) => {
     stamp();
     const now = performance.now();
     const waited = block !== undefined && now - block.to < TURN_STAMP_MS;
@@ -117,7 +140,7 @@ function handleSignals(app: { close(): Promise<void> }, logger: Logger, options:
       logger.error({ signal, sinceFirstMs: since }, 'signalled again after the grace period: forced exit, without finishing the shutdown');
       process.exit(1);
     }
-    logger.info({ signal }, options.shuttingDownMessage ?? 'shutting down');
+    logger.info(cause ? { cause } : { signal }, options.shuttingDownMessage ?? 'shutting down');
     tellSupervisor({ app: 'stopping' });
     const deadline = setTimeout(() => {
       logger.error(`shutdown took longer than ${options.shutdownDeadlineMs / 1000} s; exiting`);
@@ -132,8 +155,10 @@ function handleSignals(app: { close(): Promise<void> }, logger: Logger, options:
       },
     );
   };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  // Node calls a signal's listeners with (name, number): the number is no cause.
+  process.on('SIGTERM', (signal: NodeJS.Signals) => onSignal(signal));
+  process.on('SIGINT', (signal: NodeJS.Signals) => onSignal(signal));
+  return onSignal;
 }
 
 /**
