@@ -114,7 +114,6 @@ async function main(): Promise<void> {
   }
   await ensureRedis(config.redisUrl, children);
 
-
   // Ctrl-C signals the whole process group: each app gets the terminal's SIGINT
   // and, a moment later, the SIGTERM this process passes on (tsx, which runs
   // this script, may relay the SIGINT to it a second time too). The apps take
