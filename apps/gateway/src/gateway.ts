@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
 import { REQUEST_TIME_LIMIT_MS } from '@infer/contract';
 import type { Config } from '@infer/config';
-import { JobStore, JobWaiters, candidateQueue, versionHasQueuedWork } from '@infer/job-store';
+import { JobStore, JobWaiters, candidateQueue, versionHasQueuedWork, versionsWithQueues } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { ModelControl } from '@infer/model-control';
@@ -152,8 +152,8 @@ export async function createGateway(
   await catalog.start();
   // Queue depth and age, bulk backlog and the fleet, read from Redis when scraped (fleet-wide figures).
   if (metrics.enabled) new QueueMetrics({ redis, prefix: config.queuePrefix, versions: () => models.all(), bulkQueues, fleet, registry: metrics.registry });
-  // The versions loaded now, read on each dashboard request: the repository is live.
-  const dashboard = new QueueDashboard({ connection: bullConnection, prefix: config.queuePrefix, versions: () => models.all() });
+  // The versions loaded now and those others whose queues hold work, read on each dashboard request: the repository is live.
+  const dashboard = new QueueDashboard({ connection: bullConnection, prefix: config.queuePrefix, versions: () => versionsWithQueues(redis, config.queuePrefix, models.all()) });
   const { app, listener, rateLimiter, continueBody, deadlineSweep } = createApp({ config, logger, redis, connections, ...(options.uploadTimeLimitMs ? { uploadTimeLimitMs: options.uploadTimeLimitMs } : {}), models: catalog, repository: models, control, store, waiters, writer, fleet, batchStore, bulkQueues, webhookEvents, metrics, dashboard, tracing, ...(parseThread ? { parseThread } : {}) });
   deadlineSweep.start();
 

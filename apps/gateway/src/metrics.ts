@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import { Counter } from 'prom-client';
 import { FastHistogram, ScrapedMetrics } from '@infer/metrics';
+import { BATCH_SIZE_BUCKETS } from '@infer/models';
 import { captureRoute, routeLabel } from './http/route-label.js';
 
 /** Problem codes counted as rejections: the platform saying "not now", as opposed to a client's mistake. */
@@ -73,7 +74,7 @@ export class GatewayMetrics extends ScrapedMetrics {
     name: 'infer_envelope_instances',
     help: 'Jobs per envelope (one queue write carries the jobs accepted in one turn of the event loop)',
     labelNames: ['model', 'version'] as const,
-    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    buckets: [...BATCH_SIZE_BUCKETS],
     registers: [this.registry],
   });
   readonly rejections = new Counter({

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { interactiveKeys } from '@infer/contract';
-import { oldestQueuedAt, oldestWaiting, registeredQueues, versionHasQueuedWork } from '@infer/job-store';
+import { oldestQueuedAt, oldestWaiting, versionsWithQueues } from '@infer/job-store';
 import { versionKey, workersHolding, type FleetView, type VersionInFleet } from '@infer/fleet';
 import type { BulkQueues } from './batches/bulk-queues.js';
 
@@ -155,16 +155,8 @@ export class QueueMetrics {
    * from the repository (or never loaded here) keeps its queues until
    * workers drain them, and every gateway must report them alike.
    */
-  private async versionsToRead(): Promise<Array<{ name: string; version: string }>> {
-    const { redis, prefix } = this.deps;
-    const byMember = new Map(this.deps.versions().map((v) => [versionKey(v.name, v.version), { name: v.name, version: v.version }]));
-    const others = (await registeredQueues(redis, prefix)).filter((v) => !byMember.has(versionKey(v.name, v.version)));
-    if (others.length === 0) return [...byMember.values()];
-    const working = await Promise.all(others.map((v) => versionHasQueuedWork(redis, prefix, v.name, v.version)));
-    others.forEach((v, i) => {
-      if (working[i]) byMember.set(versionKey(v.name, v.version), v);
-    });
-    return [...byMember.values()];
+  private versionsToRead(): Promise<Array<{ name: string; version: string }>> {
+    return versionsWithQueues(this.deps.redis, this.deps.prefix, this.deps.versions());
   }
 
   private async readNow(): Promise<Snapshot> {

@@ -1,13 +1,17 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { FastHistogram, ScrapedMetrics } from '@infer/metrics';
-import type { ModelVersion } from '@infer/models';
+import { BATCH_SIZE_BUCKETS, type ModelVersion } from '@infer/models';
 import type { Run } from './interactive/microbatch.js';
 
 /** How a webhook delivery attempt went: delivered, failed with another attempt scheduled, or failed for good. */
 export type WebhookAttemptOutcome = 'succeeded' | 'retrying' | 'failed';
 
-/** Seconds, for the latency of a job (queue wait, submit to end): from a millisecond to ten minutes. */
-const JOB_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600];
+/**
+ * Seconds, for the latency of a job (queue wait, submit to end): from a millisecond to a day. A run alone
+ * may last WORKER_MAX_RUN_MS (15 min by default) and a job may wait up to its 24 h `Cancel-After`: such a
+ * job still lands in a finite bucket, so histogram_quantile can say how long it took.
+ */
+const JOB_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 21600, 86400];
 
 type Inc = { inc(value?: number): void };
 type Observe = { observe(value: number): void };
@@ -35,7 +39,7 @@ export class WorkerMetrics extends ScrapedMetrics {
     name: 'infer_batch_size',
     help: 'Instances per ONNX Runtime run (interactive micro-batches and bulk slices)',
     labelNames: ['model', 'version'] as const,
-    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    buckets: [...BATCH_SIZE_BUCKETS],
     registers: [this.registry],
   });
   readonly inferenceSeconds = new FastHistogram({

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { bulkQueue, interactiveKeys } from '@infer/contract';
+import { registeredQueues } from './envelope-queue.js';
 
 /**
  * Whether a model version's queues hold work: an interactive envelope or a
@@ -22,4 +23,26 @@ export async function versionHasQueuedWork(redis: Redis, prefix: string, model: 
     .zcard(bulk + 'prioritized')
     .exec()) as Array<[Error | null, unknown]>;
   return counts.some(([err, n]) => err !== null || Number(n ?? 0) > 0);
+}
+
+/**
+ * `known` (the versions a gateway has loaded) and every other version in the
+ * registry of interactive queues whose queues still hold work: a version
+ * removed from the repository, or never loaded by this gateway, keeps its
+ * queues until workers drain them, and every gateway shows them alike (its
+ * queue metrics, its dashboard). `known` first, in its order.
+ */
+export async function versionsWithQueues(
+  redis: Redis,
+  prefix: string,
+  known: ReadonlyArray<{ name: string; version: string }>,
+): Promise<Array<{ name: string; version: string }>> {
+  const byMember = new Map(known.map((v) => [`${v.name}\0${v.version}`, { name: v.name, version: v.version }]));
+  const others = (await registeredQueues(redis, prefix)).filter((v) => !byMember.has(`${v.name}\0${v.version}`));
+  if (others.length === 0) return [...byMember.values()];
+  const working = await Promise.all(others.map((v) => versionHasQueuedWork(redis, prefix, v.name, v.version)));
+  others.forEach((v, i) => {
+    if (working[i]) byMember.set(`${v.name}\0${v.version}`, v);
+  });
+  return [...byMember.values()];
 }

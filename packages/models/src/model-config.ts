@@ -1,5 +1,11 @@
 import { z } from 'zod';
 
+/** The largest `max_batch_size` a model may set. */
+export const MAX_BATCH_SIZE_LIMIT = 4096;
+
+/** Histogram buckets for instances in a run or an envelope: powers of two up to MAX_BATCH_SIZE_LIMIT, so every size lands in a finite one. */
+export const BATCH_SIZE_BUCKETS: readonly number[] = Array.from({ length: Math.log2(MAX_BATCH_SIZE_LIMIT) + 1 }, (_, i) => 2 ** i);
+
 /**
  * `MODEL_REPOSITORY/<name>/config.json`: per-model batching policy, in the
  * spirit of Triton's `config.pbtxt`. Every field is optional.
@@ -12,7 +18,7 @@ export const ModelConfigFile = z
      * one job at a time with its full shapes: for one with an output whose
      * first dimension is not the batch (a detector's boxes, NonZero's indices).
      */
-    max_batch_size: z.number().int().min(0).max(4096).optional(),
+    max_batch_size: z.number().int().min(0).max(MAX_BATCH_SIZE_LIMIT).optional(),
     /** Longest a worker holds the first job of a batch while waiting for more. */
     max_delay_ms: z.number().min(0).max(10_000).optional(),
     /** Threads ONNX Runtime may use inside one operator. */

@@ -11,12 +11,13 @@ export interface QueueDashboardOptions {
   connection: Redis;
   prefix: string;
   /**
-   * The model versions the gateway knows now (its live repository's `all()`):
-   * each has an interactive and a bulk queue. Read on every dashboard
-   * request, so versions added to or removed from the repository while the
-   * gateway runs appear and go.
+   * The model versions whose queues to show now: the gateway's loaded ones,
+   * and others whose queues still hold work (a version removed from the
+   * repository before this gateway started, say); each has an interactive and
+   * a bulk queue. Read on every dashboard request, so versions added or let
+   * go while the gateway runs appear and go.
    */
-  versions: () => ReadonlyArray<{ name: string; version: string }>;
+  versions: () => Promise<ReadonlyArray<{ name: string; version: string }>>;
   /** Where it is mounted, for the page's links and its API calls. @default /admin/queues */
   basePath?: string;
 }
@@ -49,12 +50,14 @@ export const QUEUE_DASHBOARD_PATH = '/admin/queues';
  * BullMQ's paused flag), but bull-board's read-only mode has no exception
  * for it; a pause is `Queue.pause()` from a script, as docs/operations.md says.
  *
- * The model versions come from the gateway's live repository: on every
- * dashboard request the set is compared with the one shown (a string of
- * a few names, no Redis call) and, when it moved, bull-board's list is
- * replaced: a version added while the gateway runs gets its two queues, a
- * removed one (once released, after its drain) loses them and their Queue
- * objects are closed. The rest are kept, Queue objects and all.
+ * The model versions come from the gateway's live repository, with those
+ * others in the registry of queues whose queues still hold work (one
+ * SMEMBERS, and a look at each such other version's queues): on every
+ * dashboard request the set is compared with the one shown and, when it
+ * moved, bull-board's list is replaced: a version added while the gateway
+ * runs gets its two queues, a removed one loses them once its queues are
+ * drained and it is let go, and their Queue objects are closed. The rest
+ * are kept, Queue objects and all.
  *
  * The BullMQ Queue objects and the board are built on the first request
  * (after the admin check): a gateway nobody opens the dashboard on holds none.
@@ -64,6 +67,9 @@ export class QueueDashboard {
   private board: ReturnType<typeof createBullBoard> | undefined;
   /** The versions shown, as follow() keys them: compared on each request. */
   private shown = '';
+  /** Looks at the versions begun, and the latest one whose answer was applied. */
+  private looks = 0;
+  private applied = 0;
   /** Queue objects and their adapters by queue name, kept while their version is shown. */
   private readonly adapters = new Map<string, { queue: Queue; adapter: BullMQAdapter }>();
   private readonly basePath: string;
@@ -73,8 +79,8 @@ export class QueueDashboard {
     this.basePath = options.basePath ?? QUEUE_DASHBOARD_PATH;
   }
 
-  /** The queues shown, in the order listed: interactive and bulk per model version (as `versions()` has them now), then webhooks. */
-  refs(versions = this.options.versions()): Array<{ ref: QueueRef; description: string }> {
+  /** The queues shown, in the order listed: interactive and bulk per model version, then webhooks. */
+  refs(versions: ReadonlyArray<{ name: string; version: string }>): Array<{ ref: QueueRef; description: string }> {
     const { prefix } = this.options;
     const out: Array<{ ref: QueueRef; description: string }> = [];
     for (const m of versions) {
@@ -90,9 +96,11 @@ export class QueueDashboard {
 
   /** The Express handler to mount at `basePath`, behind requireAdminKey. */
   readonly handler: RequestHandler = (req, res, next) => {
-    this.router ??= this.build();
-    this.follow();
-    this.router(req, res, next);
+    const router = (this.router ??= this.build());
+    // Redis unreachable: the page still answers, with the queues last shown.
+    void this.follow()
+      .catch(() => undefined)
+      .then(() => router(req, res, next));
   };
 
   private build(): Router {
@@ -104,8 +112,12 @@ export class QueueDashboard {
   }
 
   /** Show the queues of the versions known now, when they differ from those shown. */
-  private follow(): void {
-    const versions = this.options.versions();
+  private async follow(): Promise<void> {
+    const asked = ++this.looks;
+    const versions = await this.options.versions();
+    // Two requests' looks may finish out of order: an older one's answer is not shown over a newer one's.
+    if (asked < this.applied) return;
+    this.applied = asked;
     const key = versions.map((v) => `${v.name}\0${v.version}`).join('\n');
     if (key === this.shown || this.closed) return;
     this.shown = key;

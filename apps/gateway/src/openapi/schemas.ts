@@ -605,8 +605,10 @@ export const ProblemSchema = z
 
 export const HealthSchema = z.object({ status: z.literal('ok') });
 export const ModelVersionReadinessSchema = z.object({
-  ready: z.boolean().describe('True when a live worker has this version ready, or when no worker is live at all (its jobs then queue for the workers’ return).'),
-  workers_ready: z.number().int().nonnegative().describe('Live workers that have this version loaded.'),
+  ready: z
+    .boolean()
+    .describe('True when a live worker has this version ready, or when no worker is live at all (its jobs then queue for the workers’ return); false while it is draining (unloaded or removed: it takes no new job).'),
+  workers_ready: z.number().int().nonnegative().describe('Live workers that have this version loaded (a draining version’s: those finishing its queue).'),
 });
 
 export const ReadySchema = z

@@ -14,7 +14,8 @@ export interface OpsDeps {
   connections: Redis[];
   metrics: GatewayMetrics;
   openapi: () => unknown;
-  models: { all(): ModelVersion[] };
+  /** The gateway's model catalog: its versions, and which of them are draining (they take no new job). */
+  models: { all(): ModelVersion[]; view: { isDraining(model: string, version: string): boolean } };
   fleet: FleetView;
 }
 
@@ -22,20 +23,24 @@ export interface OpsDeps {
 type ModelsReadiness = Record<string, Record<string, { ready: boolean; workers_ready: number }>>;
 
 /**
- * Each model version this gateway knows, and whether a live worker serves
- * it. A version is `ready` when a live worker has it loaded (ready, or
- * draining the jobs queued for it: docs/api.md's `workers_ready`), or when
- * no worker is live at all (jobs then queue for the fleet's return). A
- * version a worker is still loading is not ready here, though the check
- * before queueing (FleetView.served, see jobs/served.ts) takes jobs for it:
- * they wait the moments that takes.
+ * Each model version this gateway knows, and whether it takes jobs. A
+ * version is `ready` when a live worker has it loaded, or when no worker is
+ * live at all (jobs then queue for the fleet's return); never while it is
+ * draining (unloaded or removed: a job for it is refused), though its
+ * `workers_ready` still counts the workers finishing its queue. A version a
+ * worker is still loading is not ready here, though the check before
+ * queueing (FleetView.served, see jobs/served.ts) takes jobs for it: they
+ * wait the moments that takes.
  */
 async function modelsReadiness(deps: OpsDeps): Promise<ModelsReadiness> {
   const [live, versions] = [await deps.fleet.live(), await deps.fleet.versions()];
-  const out: ModelsReadiness = {};
+  // Without a prototype: a model may be named `constructor` or `toString` (names are
+  // user-chosen), which an object literal already has, inherited.
+  const out: ModelsReadiness = Object.create(null) as ModelsReadiness;
   for (const m of deps.models.all()) {
     const n = workersHolding(versions.get(versionKey(m.name, m.version)));
-    (out[m.name] ??= {})[m.version] = { ready: live.length === 0 || n > 0, workers_ready: n };
+    const ready = !deps.models.view.isDraining(m.name, m.version) && (live.length === 0 || n > 0);
+    (out[m.name] ??= Object.create(null) as ModelsReadiness[string])[m.version] = { ready, workers_ready: n };
   }
   return out;
 }
