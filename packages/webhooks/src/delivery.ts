@@ -41,6 +41,9 @@ export interface AttemptOutcome {
 
 export const DELIVERY_TIMEOUT_MS = 10_000;
 
+/** How much of a receiver's answer body is read (and dropped) before the connection is cut. */
+const ANSWER_BODY_READ_BYTES = 64 * 1024;
+
 /**
  * Make one delivery attempt: POST the body and judge the answer. Never
  * throws; every way an attempt can go is an `AttemptOutcome`.
@@ -88,20 +91,31 @@ export function deliver(req: DeliveryRequest, options: DeliveryOptions): Promise
       settled = true;
       resolve(outcome);
     };
-    const request = client.request(url, {
-      method: 'POST',
-      agent: false,
-      lookup: guardedLookup({ allowPrivate: options.allowPrivate, ...(options.resolve ? { resolve: options.resolve } : {}) }),
-      headers: {
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(req.body),
-        'user-agent': options.userAgent ?? 'infer-webhooks/1',
-        ...req.headers,
-      },
-    });
+    let request: http.ClientRequest;
+    try {
+      request = client.request(url, {
+        method: 'POST',
+        agent: false,
+        lookup: guardedLookup({ allowPrivate: options.allowPrivate, ...(options.resolve ? { resolve: options.resolve } : {}) }),
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(req.body),
+          'user-agent': options.userAgent ?? 'infer-webhooks/1',
+          ...req.headers,
+        },
+      });
+    } catch (err) {
+      // A URL stored before the submit checks refused it (a malformed %-escape in its user-info, which Node decodes here).
+      finish(failed(`the webhook URL cannot be used: ${(err as Error).message}`, true));
+      return;
+    }
+    // When the timer fires, an answer may be waiting unread: the event loop was held (a model run on the
+    // worker's loop) past the deadline. The verdict waits one turn, after the loop has read what came.
     const timer = setTimeout(() => {
-      finish(failed(`timed out after ${timeoutMs} ms`));
-      request.destroy();
+      setImmediate(() => {
+        finish(failed(`timed out after ${timeoutMs} ms`));
+        request.destroy();
+      });
     }, timeoutMs);
     const onAbort = () => {
       finish({ ...failed('aborted: the worker is shutting down'), interrupted: true });
@@ -125,8 +139,13 @@ export function deliver(req: DeliveryRequest, options: DeliveryOptions): Promise
 
     request.on('response', (res) => {
       const status = res.statusCode ?? 0;
-      // The answer's body means nothing to us; read it off so the socket can close cleanly.
-      res.resume();
+      // The answer's body means nothing to us: a little is read off so a short one closes the socket
+      // cleanly; past that the connection is cut, not left streaming until the timer.
+      let read = 0;
+      res.on('data', (chunk: Buffer) => {
+        read += chunk.length;
+        if (read > ANSWER_BODY_READ_BYTES) request.destroy();
+      });
       res.on('error', () => undefined);
       res.on('end', () => request.destroy());
       if (status >= 200 && status < 300) {
@@ -165,11 +184,26 @@ function describe(err: NodeJS.ErrnoException): string {
   }
 }
 
+/**
+ * An HTTP date in one of the three forms RFC 9110 (5.6.7) has recipients
+ * accept: IMF-fixdate, and the obsolete RFC 850 and asctime forms. Anything
+ * else is not read: Date.parse alone takes almost any text with a year in it
+ * (`soon 2030`) as a date.
+ */
+const HTTP_DATE = [
+  /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/,
+  /^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), \d{2}-(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-\d{2} \d{2}:\d{2}:\d{2} GMT$/,
+];
+const ASCTIME = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
+
 /** `Retry-After` in seconds or as an HTTP date; null when absent or unreadable. */
 export function parseRetryAfter(value: string | undefined, now = Date.now()): number | null {
   if (!value) return null;
   const trimmed = value.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  const at = Date.parse(trimmed);
+  // asctime has no zone: it is GMT, which Date.parse would not assume.
+  const text = HTTP_DATE.some((form) => form.test(trimmed)) ? trimmed : ASCTIME.test(trimmed) ? `${trimmed} GMT` : undefined;
+  if (text === undefined) return null;
+  const at = Date.parse(text);
   return Number.isNaN(at) ? null : Math.max(0, at - now);
 }

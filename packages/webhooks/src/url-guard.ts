@@ -61,6 +61,15 @@ export function isForbiddenAddress(address: string): boolean {
 
 const MAX_URL_LENGTH = 2048;
 
+function decodes(component: string): boolean {
+  try {
+    decodeURIComponent(component);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Check a webhook URL at submit: http or https, no more than 2 KiB, and
  * (unless private targets are allowed) not a literal private address or a
@@ -78,6 +87,10 @@ export function assertWebhookUrlAllowed(raw: string, allowPrivate: boolean): URL
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw reject('only http and https are allowed');
   if (!url.hostname) throw reject('no host');
+  // Node's http client decodes the user-info to send it as Basic credentials, and throws on a bad escape.
+  if (!decodes(url.username) || !decodes(url.password)) throw reject('its user name or password has a malformed %-escape');
+  // Nothing listens on port 0: every attempt would be refused, retried for hours.
+  if (url.port === '0') throw reject('port 0');
   if (allowPrivate) return url;
   // A trailing dot names the same host (`localhost.` is localhost), so it must not slip past the name checks.
   const host = url.hostname.replace(/^\[|\]$/g, '').replace(/\.+$/, '').toLowerCase();

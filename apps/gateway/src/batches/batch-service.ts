@@ -193,6 +193,7 @@ export class BatchService {
       const payload: BulkChunkPayload = { tenant, batch: id, chunk: index, ...described };
       await this.deps.queues.add(model.name, model.version, payload);
     };
+    const webhookEventsFilter = params.webhook ? [...new Set(params.webhook_events_filter ?? (['completed'] as const))] : [];
     try {
       // Recorded before a byte of the body is read: a worker unloading the version meanwhile sees the
       // upload among the unended batches and keeps serving the version until the batch has run.
@@ -204,7 +205,7 @@ export class BatchService {
         createdAt,
         metadata: params.metadata ?? null,
         webhook: params.webhook ?? null,
-        webhookEventsFilter: params.webhook ? [...new Set(params.webhook_events_filter ?? (['completed'] as const))] : [],
+        webhookEventsFilter,
       });
       // From now on a missing record means the batch is gone (it expired), not that it is still uploading.
       await this.deps.openBatches?.recorded(tenant, id);
@@ -250,7 +251,7 @@ export class BatchService {
         completedAt: sealed === 'completed' ? this.now() : null,
         metadata: params.metadata ?? null,
         webhook: params.webhook ?? null,
-        webhookEventsFilter: [],
+        webhookEventsFilter,
         counts: { total: counted.total, succeeded: 0, failed: counted.failed, canceled: 0 },
         chunks,
         chunksDone: 0,

@@ -782,7 +782,7 @@ const delivery = (operationId: string, summary: string, schema: 'JobStartedEvent
     description:
       'Signed per Standard Webhooks: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the ' +
       'tenant’s secret from `GET /v1/webhooks/secret`. A 2xx answer is delivery. Anything else, a timeout (10 s) or a ' +
-      'refused connection is retried with exponential backoff; 410 stops the retries. Redirects are not followed. ' +
+      'refused connection is retried after the delays below (a 429 or 503’s `Retry-After` is honoured, up to 24 h); 410 stops the retries. Redirects are not followed. ' +
       `Default delays between attempts: ${retrySchedule.join(', ')} (WEBHOOK_RETRY_DELAYS_MS). Delivery never blocks inference.`,
     security: [],
     'x-retry-delays-ms': DEFAULT_WEBHOOK_RETRY_DELAYS_MS,
