@@ -14,18 +14,19 @@ const done = (b: Batch) => b.request_counts.succeeded + b.request_counts.failed 
 export const LINE_INTERVAL_MS = 2000;
 
 /**
- * A cli-progress bar when stdout is a terminal; otherwise (a pipe, a CI log)
- * a plain line on stderr every ~2 s and on each status change, so logs stay
- * readable and stdout keeps only the final JSON.
+ * Progress goes to stderr, so stdout keeps only the final JSON (`> batch.json`
+ * still shows it): a cli-progress bar when stderr is a terminal; otherwise (a
+ * pipe, a CI log) a plain line every ~2 s and on each status change, so logs
+ * stay readable.
  */
 export function batchProgress(io: CliIo, now: () => number = Date.now): BatchProgress {
-  return io.stdout.isTTY ? barProgress(io) : lineProgress(io, now);
+  return io.stderr.isTTY ? barProgress(io) : lineProgress(io, now);
 }
 
 function barProgress(io: CliIo): BatchProgress {
   const bar = new SingleBar(
     {
-      stream: io.stdout,
+      stream: io.stderr,
       format: '{id} [{bar}] {percentage}% | {value}/{total} | {status} | ok {succeeded} failed {failed} canceled {canceled}',
       hideCursor: true,
     },

@@ -107,6 +107,11 @@ export class Batches {
    */
   async resultsStream(id: string, options: CallOptions = {}): Promise<ReadableStream<Uint8Array>> {
     const res = await this.#http.raw(path(id, '/results'), { signal: options.signal }, 'application/x-ndjson');
+    // A 2xx of another type is not the platform answering (a web server or proxy at baseUrl, say): not results.
+    if (!/ndjson|jsonl/i.test(res.headers.get('content-type') ?? '')) {
+      await res.body?.cancel().catch(() => undefined);
+      throw this.#http.notThePlatform(res, path(id, '/results'), {}, 'NDJSON');
+    }
     if (!res.body) throw new Error(`GET ${path(id, '/results')} answered without a body`);
     return res.body as ReadableStream<Uint8Array>;
   }

@@ -70,26 +70,36 @@ export class Transport {
     this.#base = options.baseUrl.replace(/\/+$/, '');
   }
 
-  /** Send and parse a JSON answer. */
+  /** Send and parse a JSON answer; one holding an integer too long for a double keeps its text (answerText). */
   async json<T>(path: string, options: RequestOptions = {}): Promise<T> {
     return this.#send(path, options, 'application/json', async (res) => {
       const text = await res.text();
+      let parsed: unknown;
       try {
-        return JSON.parse(text) as T;
+        parsed = JSON.parse(text);
       } catch {
         // A 2xx that is not JSON is not the platform answering (a web server or proxy at baseUrl, say).
-        throw new InferApiError(
-          {
-            type: 'about:blank',
-            title: res.statusText,
-            status: res.status,
-            detail: `the answer to ${options.method ?? 'GET'} ${path} is not JSON (${res.headers.get('content-type') ?? 'no content type'}): is ${this.#base} the platform's gateway?`,
-            code: 'invalid_response',
-          },
-          { method: options.method ?? 'GET', url: this.#url(path, options.query) },
-        );
+        throw this.notThePlatform(res, path, options, 'JSON');
       }
+      if (typeof parsed === 'object' && parsed !== null && LONG_INTEGER.test(text)) {
+        Object.defineProperty(parsed, ANSWER_TEXT, { value: text, enumerable: false });
+      }
+      return parsed as T;
     });
+  }
+
+  /** The error for a 2xx answer that is not what the platform sends (`what`: JSON, NDJSON). */
+  notThePlatform(res: Response, path: string, options: Pick<RequestOptions, 'method' | 'query'>, what: string): InferApiError {
+    return new InferApiError(
+      {
+        type: 'about:blank',
+        title: res.statusText,
+        status: res.status,
+        detail: `the answer to ${options.method ?? 'GET'} ${path} is not ${what} (${res.headers.get('content-type') ?? 'no content type'}): is ${this.#base} the platform's gateway?`,
+        code: 'invalid_response',
+      },
+      { method: options.method ?? 'GET', url: this.#url(path, options.query) },
+    );
   }
 
   /**
@@ -149,7 +159,8 @@ export class Transport {
       const attemptMs = timeoutMs === null ? leftMs : Math.min(timeoutMs, leftMs);
       const controller = new AbortController();
       let timedOut = false;
-      const timer = Number.isFinite(attemptMs)
+      // Node fires a timer of 2^31 ms or more after 1 ms: a timeout that long is no timeout.
+      const timer = attemptMs <= LONGEST_TIMER_MS
         ? setTimeout(() => {
             timedOut = true;
             controller.abort();
@@ -197,7 +208,28 @@ export class Transport {
   }
 }
 
-/** A timer that an AbortSignal cuts short (rejecting with the signal's reason). */
+/** Where json() keeps the text of an answer that holds an integer too long for a double. */
+const ANSWER_TEXT = Symbol('infer.answerText');
+
+/** An integer of 16 digits or more, which a double may not hold exactly (past 2^53, 9007199254740992). */
+const LONG_INTEGER = /(?<![\d.eE])-?\d{16,}(?![\d.eE])/;
+
+/**
+ * The JSON text an SDK call's answer was parsed from, when it holds an
+ * integer too long for a double (an INT64 or UINT64 output past 2^53, which
+ * JSON.parse rounds): read such values from it with a parser that keeps
+ * integers exact. Undefined for every other answer.
+ */
+export function answerText(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const text: unknown = (value as { [ANSWER_TEXT]?: unknown })[ANSWER_TEXT];
+  return typeof text === 'string' ? text : undefined;
+}
+
+/** The longest delay Node's timers keep: a longer one fires after 1 ms. */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
+/** A timer that an AbortSignal cuts short (rejecting with the signal's reason). Longer than LONGEST_TIMER_MS sleeps that long. */
 export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
@@ -211,7 +243,7 @@ export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void
     const timer = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
-    }, ms);
+    }, Math.min(ms, LONGEST_TIMER_MS));
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

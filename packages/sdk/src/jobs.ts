@@ -68,9 +68,12 @@ function preferWait(wait: number | undefined): Pick<RequestOptions, 'headers' | 
   return { headers: { prefer: `wait=${Number(seconds.toFixed(3))}` }, holdMs: seconds * 1000 };
 }
 
-/** Seconds become whole milliseconds: the header takes at most three decimals, and `ms` needs none. */
+/**
+ * Seconds become whole milliseconds: the header takes at most three decimals, and `ms` needs none.
+ * Rounded up, as the gateway rounds its own: any duration more than 0 stays more than 0.
+ */
 function cancelAfterHeader(value: CancelAfter): string {
-  return typeof value === 'string' ? value : `${Math.round(value * 1000)}ms`;
+  return typeof value === 'string' ? value : `${Math.ceil(value * 1000)}ms`;
 }
 
 /** `Preference-Applied: wait=N` as seconds; undefined when absent or of another form. */

@@ -23,9 +23,16 @@ const QUOTED_MARKER = JSON.stringify(MARKER);
 /** Whether `value` holds a -0; throws on a NaN or ±Infinity, which JSON cannot carry. */
 function hasNegativeZero(value: unknown): boolean {
   const stack: unknown[] = [value];
+  // Each object is looked into once: one met again is shared (fine) or holds itself (JSON.stringify then
+  // throws its own TypeError), and a cycle would otherwise be walked until the heap ran out.
+  const seen = new WeakSet<object>();
   let found = false;
   while (stack.length > 0) {
     const v = stack.pop();
+    if (typeof v === 'object' && v !== null) {
+      if (seen.has(v)) continue;
+      seen.add(v);
+    }
     if (typeof v === 'number') {
       if (!Number.isFinite(v)) {
         throw new TypeError(`${v} cannot be sent as JSON (it has no NaN or Infinity): send such tensor values as b64, and keep them out of metadata`);
