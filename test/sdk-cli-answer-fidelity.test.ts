@@ -7,7 +7,8 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { InferApiError, InferClient, answerText, type Batch } from '@infer/sdk';
@@ -16,6 +17,7 @@ import { batchProgress } from '../apps/cli/src/progress.js';
 import type { CliIo } from '../apps/cli/src/io.js';
 import { runCliProcess, collected } from './helpers/cli.js';
 import { scalarIntModel } from './helpers/int-graphs.js';
+import { mlpFeatures } from './helpers/batches.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { REPO_ROOT, startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
 
@@ -210,5 +212,36 @@ describe('sdk/cli: client timeouts past setTimeout\'s range', function () {
       server.closeAllConnections();
       server.close();
     }
+  });
+});
+
+describe('sdk/cli: a batch uploaded from a pipe (a FIFO, a shell\'s <(zcat …))', function () {
+  this.timeout(60_000);
+  let p: TestPlatform;
+  let dir: string;
+  before(async () => {
+    p = await startPlatform();
+    dir = mkdtempSync(path.join(os.tmpdir(), 'sdkcli-fifo-'));
+  });
+  after(async () => {
+    await p?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('batch submit reads it once, every line, and waits for its results (it was "no such file", and the SDK hung)', async () => {
+    const fifo = path.join(dir, 'items');
+    const made = spawn('mkfifo', [fifo]);
+    await once(made, 'exit');
+    const output = path.join(dir, 'out.ndjson');
+    const run = runCliProcess(p.baseUrl, ['batch', 'submit', fifo, '--model', 'mlp', '--wait', '--output', output, '--poll-ms', '100']);
+    // Opening a FIFO for writing waits for its reader: the CLI.
+    const lines = Array.from({ length: 5 }, (_, i) => JSON.stringify({ custom_id: `f${i}`, input: { features: mlpFeatures(i) } }));
+    await writeFile(fifo, `${lines.join('\n')}\n`);
+    const res = await run;
+    expect(res.code, res.stderr).to.equal(0);
+    const batch = JSON.parse(res.stdout) as Batch;
+    expect(batch.request_counts).to.include({ total: 5, succeeded: 5 });
+    const ids = readFileSync(output, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { custom_id: string }).custom_id);
+    expect(ids).to.deep.equal(lines.map((_, i) => `f${i}`));
   });
 });

@@ -102,9 +102,14 @@ export async function toByteStream(source: UploadSource): Promise<ByteSource> {
   };
 }
 
-/** Whether the file at `path` starts with gzip's magic bytes (1f 8b): a `.gz` file, whatever its name. */
+/**
+ * Whether the file at `path` starts with gzip's magic bytes (1f 8b): a `.gz`
+ * file, whatever its name. A pipe (a FIFO, a shell's `<(zcat …)`) is not
+ * looked into: the bytes read would be gone from the upload.
+ */
 export async function isGzipFile(path: string): Promise<boolean> {
-  const { open } = await import('node:fs/promises');
+  const { open, stat } = await import('node:fs/promises');
+  if (!(await stat(path)).isFile()) return false;
   const file = await open(path, 'r');
   try {
     const head = new Uint8Array(2);

@@ -65,7 +65,8 @@ export function registerBatch(program: Command, ctx: CliContext): void {
     .option('--timeout <seconds>', 'with --wait: give up waiting after this long', seconds)
     .action(async (file: string, opts: SubmitOptions, command: Command) => {
       const info = await stat(file).catch(() => undefined);
-      if (!info?.isFile()) throw new UsageError(`no such file: ${file}`);
+      // A pipe too: a FIFO, or a shell's `<(zcat items.ndjson.gz)`.
+      if (!info?.isFile() && !info?.isFIFO()) throw new UsageError(`no such file: ${file}`);
       refuseTimeoutWithoutWait(opts);
       // It has a default: only one given on the command line is a flag asked for in vain.
       if (command.getOptionValueSource('pollMs') === 'cli' && !opts.wait) throw new UsageError('--poll-ms needs --wait');
