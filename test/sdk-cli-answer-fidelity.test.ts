@@ -8,7 +8,8 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { open, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { InferApiError, InferClient, answerText, type Batch } from '@infer/sdk';
@@ -236,8 +237,12 @@ describe('sdk/cli: a batch uploaded from a pipe (a FIFO, a shell\'s <(zcat …))
     const run = runCliProcess(p.baseUrl, ['batch', 'submit', fifo, '--model', 'mlp', '--wait', '--output', output, '--poll-ms', '100']);
     // Opening a FIFO for writing waits for its reader: the CLI.
     const lines = Array.from({ length: 5 }, (_, i) => JSON.stringify({ custom_id: `f${i}`, input: { features: mlpFeatures(i) } }));
-    await writeFile(fifo, `${lines.join('\n')}\n`);
+    const writing = writeFile(fifo, `${lines.join('\n')}\n`);
     const res = await run;
+    // A CLI that ended without reading the pipe would leave that write waiting (and this process with it): be its reader.
+    const reader = await open(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    await writing;
+    await reader.close();
     expect(res.code, res.stderr).to.equal(0);
     const batch = JSON.parse(res.stdout) as Batch;
     expect(batch.request_counts).to.include({ total: 5, succeeded: 5 });
