@@ -99,15 +99,24 @@ export function problemAnswer(err: unknown, logger: Logger, maxBodyBytes: number
 }
 
 /**
- * Whether an error answer must close its connection: the request's body was
- * being read and is not all in (a limit hit mid-body, a failed upload). A
- * paused, half-read body is never drained, so the keep-alive connection
- * would carry nothing more and a shutdown would wait on it. A body nobody
- * touched is drained by Node itself once the answer is sent.
+ * Whether an error answer must close its connection: the request's body is
+ * not all in, and either it was being read (a limit hit mid-body, a failed
+ * upload: a paused, half-read body is never drained, so the keep-alive
+ * connection would carry nothing more and a shutdown would wait on it) or it
+ * is large or of unknown length (a Content-Length past the limit refused
+ * before a byte was read, a chunked upload refused for its key). A small body
+ * nobody touched is drained by Node itself once the answer is sent, and the
+ * connection kept; a large one would be read to its end just to be dropped.
  */
 export function mustClose(req: IncomingMessage): boolean {
-  return !req.complete && req.readableFlowing !== null;
+  if (req.complete) return false;
+  if (req.readableFlowing !== null) return true;
+  const declared = req.headers['content-length'];
+  return declared === undefined ? req.headers['transfer-encoding'] !== undefined : !(Number(declared) <= DRAINED_BODY_BYTES);
 }
+
+/** The largest body left unread that Node may drain to keep the connection: past it, the connection closes. */
+const DRAINED_BODY_BYTES = 64 * 1024;
 
 /** `onAnswer` is told each problem answered (the gateway counts rejections by code). */
 export function problemMiddleware(logger: Logger, maxBodyBytes: number, onAnswer?: (answer: ProblemAnswer) => void): ErrorRequestHandler {
