@@ -115,8 +115,7 @@ async function main(): Promise<void> {
   await ensureRedis(config.redisUrl, children);
 
   // Ctrl-C signals the whole process group: each app gets the terminal's SIGINT
-  // and, a moment later, the SIGTERM this process passes on (tsx, which runs
-  // this script, may relay the SIGINT to it a second time too). The apps take
+  // and, a moment later, the SIGTERM this process passes on. The apps take
   // duplicates within SHUTDOWN_FORCE_GRACE_MS (2 s) of the first as one
   // request, so every signal is simply passed on: a Ctrl-C pressed again
   // after that forces them, whether it reached them directly or through here.
@@ -150,12 +149,14 @@ async function main(): Promise<void> {
   /**
    * Run an app with an IPC channel, on which it says when it is ready and when
    * it begins stopping (see @infer/lifecycle's supervisor notes). One that dies
-   * after it was ready, without having begun to stop and not of a stop signal,
-   * crashed (a native crash such as an input that makes ONNX Runtime trap, an
-   * uncaught error, the kernel's OOM killer) and is restarted within its
-   * budget, as docker-compose's `restart: unless-stopped` would. Its work is
-   * not lost either way: the locks it held lapse and the restarted worker, or
-   * another, takes it again. Any other end stops the other app and this process.
+   * after it was ready (or, restarted, once it had been: a restarted worker
+   * takes work before it says so again), without having begun to stop and
+   * not of a stop signal, crashed (a native crash such as an input that
+   * makes ONNX Runtime trap, an uncaught error, the kernel's OOM killer) and
+   * is restarted within its budget, as docker-compose's `restart:
+   * unless-stopped` would. Its work is not lost either way: the locks it held
+   * lapse and the restarted worker, or another, takes it again. Any other end
+   * stops the other app and this process.
    */
   const run = (name: AppName, restarted: boolean) => {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'apps', name, 'src', 'main.ts')], {
@@ -176,7 +177,7 @@ async function main(): Promise<void> {
     child.once('exit', (code, signal) => {
       const how = signal ? `signal ${signal}` : `exit code ${code}`;
       const stopSignal = signal !== null && (STOP_SIGNALS as readonly string[]).includes(signal);
-      if (ready && !leaving && !stopping && code !== 0 && !stopSignal) {
+      if ((ready || restarted) && !leaving && !stopping && code !== 0 && !stopSignal) {
         const budget = restarts.get(name) ?? new RestartBudget();
         restarts.set(name, budget);
         const delay = budget.next(Date.now());
@@ -192,7 +193,8 @@ async function main(): Promise<void> {
         }
         console.error(`The ${name} died (${how}) after ${budget.limit} restarts within ${budget.windowMs / 1000} s; giving up: stopping everything.`);
       }
-      if (failure === undefined && code !== 0) failure = code ?? 1;
+      // An app that a stop signal ended while stopping (one still starting has no handler for it yet) did as asked.
+      if (failure === undefined && code !== 0 && !(stopping && stopSignal)) failure = code ?? 1;
       // One app ending for good (a crash past its budget, a bad config, a stop of its own) stops the other.
       if (stopping) finishIfDone();
       else stopApps();

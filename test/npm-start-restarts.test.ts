@@ -116,6 +116,24 @@ describe('`npm start` restarts a crashed app', function () {
     await waitUntil(async () => !(await fetch(`http://127.0.0.1:${port}/healthz`).then(() => true, () => false)), 5_000, 'the gateway to be gone');
   });
 
+  it('Ctrl-C while a restarted worker is still starting (no signal handler yet: it dies of the SIGINT) ends the session with exit 0', async () => {
+    const s = await npmStart();
+    await s.waitForLog('Gateway on', 60_000);
+    await s.waitForLog('worker started', 60_000, { name: 'worker' });
+    const first = workerPids()[0]!;
+    process.kill(first, 'SIGKILL');
+    // The restarted worker, seen as a new child of start.ts before it has logged that it started.
+    const restarted = await waitUntil(
+      () => childrenOf(s.child.pid!).find((pid) => pid !== first && commandOf(pid).includes('apps/worker/')) ?? null,
+      20_000,
+      'the restarted worker process',
+    );
+    expect(workerPids(), 'not started yet').to.not.include(restarted);
+    s.signalGroup('SIGINT');
+    const exit = await s.exit(40_000);
+    expect(exit.code, s.errorOutput + s.tail()).to.equal(0);
+  });
+
   it('an app that never started (its port taken) is not restarted: npm start stops with its status', async () => {
     const taken: Server = createServer();
     const s = await npmStart();
@@ -148,10 +166,9 @@ describe('`npm start` restarts a crashed app', function () {
     await s.waitForLog('worker started', 60_000, { name: 'worker' });
     const gatewayPid = s.logged('gateway listening', 'gateway')[0]!.pid as number;
     const workerPid = workerPids()[0]!;
-    // scripts/start.ts runs in a node process under the tsx CLI: the apps' parent.
-    const startPid = parentOf(workerPid);
-    expect(parentOf(gatewayPid)).to.equal(startPid);
-    process.kill(startPid, 'SIGKILL');
+    // The npm script's own process (`node --import tsx scripts/start.ts`, no tsx CLI between) is the apps' parent.
+    expect([parentOf(workerPid), parentOf(gatewayPid)]).to.deep.equal([s.child.pid, s.child.pid]);
+    process.kill(s.child.pid!, 'SIGKILL');
     await waitUntil(() => !alive(gatewayPid) && !alive(workerPid), 40_000, `both apps to exit${s.tail()}`);
     for (const name of ['gateway', 'worker']) {
       const stops = s.logged('the process that started this one is gone', name);
@@ -165,6 +182,24 @@ describe('`npm start` restarts a crashed app', function () {
 function statFields(pid: number): string[] {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** A process's children (of its main thread). */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** A process's command line, its arguments joined by spaces ('' once it is gone). */
+function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+  } catch {
+    return '';
+  }
 }
 
 /** A process's parent pid. */

@@ -4,10 +4,10 @@ import path from 'node:path';
 import { REPO_ROOT, SHIPPED_MODELS } from './helpers/platform.js';
 import { freePort } from './helpers/redis-server.js';
 
-/** Run scripts/start.ts as `npm start` does (the tsx CLI), in a process group of its own; all it printed and its exit. */
+/** Run scripts/start.ts as `npm start` does (`node --import tsx`), in a process group of its own; all it printed and its exit. */
 function runStart(env: Record<string, string>, ms: number): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), ['scripts/start.ts'], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
       cwd: REPO_ROOT,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -155,7 +155,7 @@ export class Spawned {
 
   tail(): string {
     return `\n  last lines: ${this.lines
-      .slice(-6)
+      .slice(-12)
       .map((l) => JSON.stringify(l))
       .join('\n  ')}`;
   }

@@ -81,7 +81,7 @@ export class Transport {
         // A 2xx that is not JSON is not the platform answering (a web server or proxy at baseUrl, say).
         throw this.notThePlatform(res, path, options, 'JSON');
       }
-      if (typeof parsed === 'object' && parsed !== null && LONG_INTEGER.test(text)) {
+      if (typeof parsed === 'object' && parsed !== null && holdsLongInteger(text)) {
         Object.defineProperty(parsed, ANSWER_TEXT, { value: text, enumerable: false });
       }
       return parsed as T;
@@ -213,6 +213,13 @@ const ANSWER_TEXT = Symbol('infer.answerText');
 
 /** An integer of 16 digits or more, which a double may not hold exactly (past 2^53, 9007199254740992). */
 const LONG_INTEGER = /(?<![\d.eE])-?\d{16,}(?![\d.eE])/;
+/** A JSON string, escapes and all. */
+const JSON_STRING = /"(?:[^"\\]|\\.)*"/g;
+
+/** Whether JSON text holds a number that is a long integer (not digits inside a string): rare, so looked for cheaply first. */
+function holdsLongInteger(text: string): boolean {
+  return LONG_INTEGER.test(text) && LONG_INTEGER.test(text.replace(JSON_STRING, '""'));
+}
 
 /**
  * The JSON text an SDK call's answer was parsed from, when it holds an

@@ -73,7 +73,8 @@ function preferWait(wait: number | undefined): Pick<RequestOptions, 'headers' | 
  * Rounded up, as the gateway rounds its own: any duration more than 0 stays more than 0.
  */
 function cancelAfterHeader(value: CancelAfter): string {
-  return typeof value === 'string' ? value : `${Math.ceil(value * 1000)}ms`;
+  // Through whole microseconds first: 2.007 * 1000 is 2007.0000000000002, which is not a millisecond more.
+  return typeof value === 'string' ? value : `${Math.ceil(Math.round(value * 1e6) / 1000)}ms`;
 }
 
 /** `Preference-Applied: wait=N` as seconds; undefined when absent or of another form. */
