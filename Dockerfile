@@ -8,9 +8,10 @@
 #   worker:            node --import tsx apps/worker/src/main.ts
 #
 # docker-compose.yml builds this once and runs it as both. The shipped models
-# are built into the image (/app/models, deterministically), so no shared
-# models volume is needed; mount your own repository and set MODEL_REPOSITORY
-# to serve other models.
+# are built into the image (/app/models, deterministically), so serving them
+# needs no models volume; to serve your own, or to add versions while the
+# fleet runs, mount one repository into every container (docker-compose.yml
+# shows how) and set MODEL_REPOSITORY to where it is mounted.
 
 # --- The workspace manifests alone, so `npm ci` is cached until a
 # package.json or the lockfile changes, not on every source edit.

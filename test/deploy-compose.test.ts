@@ -92,6 +92,36 @@ describe('deploying with docker compose', () => {
     expect(command, 'redis-server command line').to.match(/--maxmemory (?!0\b)\S+/);
   });
 
+  // A worker logs a line a job: Docker's default json-file driver never rotates, and at a thousand jobs a second
+  // fills a host's disk in days. Every service the platform runs has a driver that rotates.
+  it('the gateway, the workers and Redis log through a rotating driver', () => {
+    for (const service of ['gateway', 'worker', 'redis']) {
+      const logging = merged(compose.services[service]!).logging as { driver?: string; options?: Record<string, string> } | undefined;
+      expect(logging, service).to.not.equal(undefined);
+      const rotates = logging!.driver === 'local' || (logging!.driver === 'json-file' && logging!.options?.['max-size'] !== undefined);
+      expect(rotates, `${service}: ${JSON.stringify(logging)}`).to.equal(true);
+      expect(logging!.options?.['max-size'], service).to.match(/^\d+[kmg]$/);
+    }
+  });
+
+  // While Redis replays a large AOF its ping answers LOADING: without a start period, ten failed checks mark it
+  // unhealthy and `docker compose up` gives up on the gateway and the workers, which wait for it to be healthy.
+  it("Redis's healthcheck has a start period for an AOF replay, and its stop time lets it finish writing", () => {
+    const redis = compose.services.redis!;
+    const health = redis.healthcheck as { start_period?: string };
+    expect(health.start_period, 'healthcheck.start_period').to.match(/^\d+m$/);
+    expect(Number(/^(\d+)m$/.exec(health.start_period!)![1]), 'minutes').to.be.at.least(5);
+    expect(redis.stop_grace_period).to.be.a('string');
+  });
+
+  // Neither Prometheus nor Grafana (admin password `admin` by default) has authentication to face a network.
+  it('Prometheus and Grafana are published on this host only', () => {
+    for (const service of ['prometheus', 'grafana']) {
+      const ports = compose.services[service]!.ports as string[];
+      for (const port of ports) expect(port, service).to.match(/^127\.0\.0\.1:/);
+    }
+  });
+
   // Every process reads API_KEYS_FILE at start (one config), so a worker without the file refuses to start:
   // the README's table must not say only the gateway uses it.
   it("README: API_KEYS_FILE's 'used by' names every process that needs the file", () => {
