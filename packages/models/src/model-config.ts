@@ -19,6 +19,14 @@ export const ModelConfigFile = z
      * first dimension is not the batch (a detector's boxes, NonZero's indices).
      */
     max_batch_size: z.number().int().min(0).max(MAX_BATCH_SIZE_LIMIT).optional(),
+    /**
+     * Whether jobs are stacked into one run. Absent: when every input and
+     * output has a dynamic first dimension and no two inputs name it
+     * differently. `true` also when the inputs name it differently (an
+     * exporter naming the one batch axis apart on each input); `false`, as
+     * `max_batch_size: 0`, never.
+     */
+    batched: z.boolean().optional(),
     /** Longest a worker holds the first job of a batch while waiting for more. */
     max_delay_ms: z.number().min(0).max(10_000).optional(),
     /** Threads ONNX Runtime may use inside one operator. */

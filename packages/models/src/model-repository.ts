@@ -14,6 +14,8 @@ export interface ModelVersion {
   file: string;
   session: ort.InferenceSession;
   batched: boolean;
+  /** Why a model that looks batched (every first dimension dynamic) is not: see deriveSpecs. */
+  unbatchedBecause?: string;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
   /** 0 when not batched. */
@@ -387,7 +389,7 @@ async function loadVersion(name: string, version: string, file: string, config: 
   const specs = deriveSpecs(
     session.inputMetadata as readonly OrtValueMetadata[],
     session.outputMetadata as readonly OrtValueMetadata[],
-    { unbatched: config.max_batch_size === 0 },
+    { unbatched: config.max_batch_size === 0 || config.batched === false, batchAsked: config.batched === true },
   );
   return {
     name,
@@ -395,6 +397,7 @@ async function loadVersion(name: string, version: string, file: string, config: 
     file,
     session,
     batched: specs.batched,
+    ...(specs.unbatchedBecause ? { unbatchedBecause: specs.unbatchedBecause } : {}),
     inputs: specs.inputs,
     outputs: specs.outputs,
     maxBatchSize: specs.batched ? (config.max_batch_size ?? DEFAULT_MAX_BATCH_SIZE) : 0,

@@ -9,8 +9,10 @@ export interface OrtValueMetadata {
 }
 
 export interface DerivedSpecs {
-  /** True when the first dimension of every input and every output is dynamic. */
+  /** True when the first dimension of every input and every output is dynamic, and the inputs' is one axis. */
   batched: boolean;
+  /** Why a model whose first dimensions are all dynamic is not batched (the inputs name them differently). */
+  unbatchedBecause?: string;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
 }
@@ -28,16 +30,37 @@ function toDatatype(meta: OrtValueMetadata): Datatype {
 
 /**
  * Derive the public TensorSpecs from the model itself. A model is batched
- * exactly when every input and output has a dynamic first dimension (docs/api.md),
- * unless its config says `max_batch_size: 0` (`unbatched`); its specs then
+ * when every input and output has a dynamic first dimension (docs/api.md)
+ * and no two inputs name theirs differently, unless its config says
+ * `max_batch_size: 0` or `batched: false` (`unbatched`); its specs then
  * leave that dimension out. Otherwise the specs are the full shapes and the
- * model runs one job at a time.
+ * model runs one job at a time. Inputs `a[N,2]` and `table[V,2]` need not
+ * share an axis: stacking every job's table along V would give each job a
+ * run over the others' tables too. A config that says `batched: true`
+ * (`batchAsked`) says they do (an exporter that names the one batch axis
+ * differently on each input).
  */
-export function deriveSpecs(inputs: readonly OrtValueMetadata[], outputs: readonly OrtValueMetadata[], options: { unbatched?: boolean } = {}): DerivedSpecs {
+export function deriveSpecs(
+  inputs: readonly OrtValueMetadata[],
+  outputs: readonly OrtValueMetadata[],
+  options: { unbatched?: boolean; batchAsked?: boolean } = {},
+): DerivedSpecs {
   const all = [...inputs, ...outputs];
   const full = (m: OrtValueMetadata): number[] => (m.shape ?? []).map(toDim);
-  // (Symbolic names say nothing: exporters name the same batch axis differently on inputs and outputs.)
-  const batched = !options.unbatched && all.length > 0 && all.every((m) => (m.shape?.length ?? 0) >= 1 && toDim(m.shape![0]!) === -1);
+  const dynamicFirst = all.length > 0 && all.every((m) => (m.shape?.length ?? 0) >= 1 && toDim(m.shape![0]!) === -1);
+  // Outputs' names say nothing (exporters name the batch axis of an output apart from its inputs'); a dimension
+  // with no name (-1) may be any axis.
+  const named = inputs.filter((m) => typeof m.shape?.[0] === 'string' && m.shape[0] !== '');
+  const axes = new Set(named.map((m) => m.shape![0] as string));
+  const unbatchedBecause =
+    dynamicFirst && !options.unbatched && !options.batchAsked && axes.size > 1
+      ? `its inputs name their first dimensions differently (${named.map((m) => `${m.name}: ${String(m.shape![0])}`).join(', ')}), so they may not be one batch axis: it runs one job at a time. If they are, say "batched": true in its config.json`
+      : undefined;
+  if (options.batchAsked && !dynamicFirst) {
+    const fixed = all.find((m) => (m.shape?.length ?? 0) < 1 || toDim(m.shape![0]!) !== -1)!;
+    throw new Error(`its config.json says "batched": true, but "${fixed.name}" has no dynamic first dimension to stack jobs along`);
+  }
+  const batched = !options.unbatched && dynamicFirst && unbatchedBecause === undefined;
   const spec = (m: OrtValueMetadata): TensorSpec => ({
     name: m.name,
     datatype: toDatatype(m),
@@ -47,5 +70,9 @@ export function deriveSpecs(inputs: readonly OrtValueMetadata[], outputs: readon
   // A string output would run and then fail every job when its result is stored: refuse the model at load instead.
   const strings = outputSpecs.find((o) => o.datatype === 'BYTES');
   if (strings) throw new Error(`output "${strings.name}" is a string tensor (BYTES), which the platform cannot return`);
-  return { batched, inputs: inputs.map(spec), outputs: outputSpecs };
+  // Tensors travel by name in plain objects (ONNX Runtime's own binding, the queue's JSON, its schemas), where
+  // this name sets the object's prototype instead of adding an entry: no job could pass. Refused at load, said.
+  const proto = all.find((m) => m.name === '__proto__');
+  if (proto) throw new Error(`${inputs.includes(proto) ? 'an input' : 'an output'} is named "__proto__", which JavaScript objects cannot hold as a name: rename it in the model`);
+  return { batched, ...(unbatchedBecause ? { unbatchedBecause } : {}), inputs: inputs.map(spec), outputs: outputSpecs };
 }
