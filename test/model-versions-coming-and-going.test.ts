@@ -102,15 +102,15 @@ describe('models: versions coming and going', function () {
         if (worker!.models.find('mlp', '1') === undefined || d?.state !== 'draining') return undefined;
         sawDraining = true;
         const r = ready.models?.mlp?.['1'];
-        return d.workers_ready !== 1 || r?.workers_ready !== 1 || r.ready !== true ? { versions_detail: d.workers_ready, readyz: r } : undefined;
+        return d.workers_ready !== 1 || r?.workers_ready !== 1 || r.ready !== false ? { versions_detail: d.workers_ready, readyz: r } : undefined;
       },
       2_500,
       'version 1 draining and miscounted',
     ).catch(() => undefined);
     expect(sawDraining, 'version 1 seen draining while the worker holds it').to.equal(true);
-    expect(miscounted ?? { versions_detail: 1, readyz: { ready: true, workers_ready: 1 } }, 'the worker has version 1 loaded (draining, serving what is queued): versions_detail and /readyz count it').to.deep.equal({
+    expect(miscounted ?? { versions_detail: 1, readyz: { ready: false, workers_ready: 1 } }, 'the worker has version 1 loaded (draining, serving what is queued): versions_detail and /readyz count it; /readyz does not call it ready (it takes no new job)').to.deep.equal({
       versions_detail: 1,
-      readyz: { ready: true, workers_ready: 1 },
+      readyz: { ready: false, workers_ready: 1 },
     });
   });
 

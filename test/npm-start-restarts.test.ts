@@ -46,6 +46,13 @@ describe('`npm start` restarts a crashed app', function () {
     return start;
   }
 
+  /** Both apps' start lines and start.ts's banner: they share one stdout, written by three processes, in no set order. */
+  async function bothStarted(s: Spawned): Promise<void> {
+    await s.waitForLog('Gateway on', 60_000);
+    await s.waitForLog('gateway listening', 60_000, { name: 'gateway' });
+    await s.waitForLog('worker started', 60_000, { name: 'worker' });
+  }
+
   const api = (pathname: string, init: RequestInit = {}) =>
     fetch(`http://127.0.0.1:${port}${pathname}`, { ...init, headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json', ...init.headers } });
   const div = (a: number, b: number) => JSON.stringify({ model: 'idiv', input: { a: [a], b: [b] } });
@@ -61,8 +68,7 @@ describe('`npm start` restarts a crashed app', function () {
 
   it('an input that kills the worker (SIGFPE): the worker is restarted, the job fails alone (inference_failed), the next job runs; Ctrl-C then exits 0', async () => {
     const s = await npmStart();
-    await s.waitForLog('Gateway on', 60_000);
-    await s.waitForLog('worker started', 60_000, { name: 'worker' });
+    await bothStarted(s);
     const gatewayPid = s.logged('gateway listening', 'gateway')[0]!.pid;
 
     const res = await api('/v1/jobs', { method: 'POST', body: div(-2147483648, -1) });
@@ -100,7 +106,7 @@ describe('`npm start` restarts a crashed app', function () {
 
   it('a crash loop ends: past 5 restarts within 60 s it gives up, stops the gateway and its Redis, and exits 1', async () => {
     const s = await npmStart();
-    await s.waitForLog('Gateway on', 60_000);
+    await bothStarted(s);
     for (let killed = 0; killed < 6; killed++) {
       await waitUntil(() => workerPids().length === killed + 1, 60_000, `worker start ${killed + 1}${s.tail()}`);
       // As the kernel's OOM killer would.
@@ -118,8 +124,7 @@ describe('`npm start` restarts a crashed app', function () {
 
   it('Ctrl-C while a restarted worker is still starting (no signal handler yet: it dies of the SIGINT) ends the session with exit 0', async () => {
     const s = await npmStart();
-    await s.waitForLog('Gateway on', 60_000);
-    await s.waitForLog('worker started', 60_000, { name: 'worker' });
+    await bothStarted(s);
     const first = workerPids()[0]!;
     process.kill(first, 'SIGKILL');
     // The restarted worker, seen as a new child of start.ts before it has logged that it started.
@@ -151,8 +156,7 @@ describe('`npm start` restarts a crashed app', function () {
 
   it('a worker asked to stop on its own (SIGTERM to it alone) is not restarted: npm start stops everything, exit 0', async () => {
     const s = await npmStart();
-    await s.waitForLog('Gateway on', 60_000);
-    await s.waitForLog('worker started', 60_000, { name: 'worker' });
+    await bothStarted(s);
     process.kill(workerPids()[0]!, 'SIGTERM');
     const exit = await s.exit(40_000);
     expect(exit.code).to.equal(0);
@@ -162,8 +166,7 @@ describe('`npm start` restarts a crashed app', function () {
 
   it('npm start killed outright (SIGKILL, which it cannot handle): the apps see their channel close and stop gracefully, not left running', async () => {
     const s = await npmStart();
-    await s.waitForLog('Gateway on', 60_000);
-    await s.waitForLog('worker started', 60_000, { name: 'worker' });
+    await bothStarted(s);
     const gatewayPid = s.logged('gateway listening', 'gateway')[0]!.pid as number;
     const workerPid = workerPids()[0]!;
     // The npm script's own process (`node --import tsx scripts/start.ts`, no tsx CLI between) is the apps' parent.

@@ -160,6 +160,7 @@ export class LiveVersions {
       this.serving.set(key, { model, workers });
       changed = true;
       this.o.logger.info({ model: model.name, version: model.version }, 'serving model version');
+      if (model.unbatchedBecause) this.o.logger.warn({ model: model.name, version: model.version }, `not batched: ${model.unbatchedBecause}`);
       await this.o.control.announceOnce(model.name, `loaded:${model.version}`, this.o.actor, 'version_loaded', { version: model.version, state: 'ready' });
     }
     if (changed) this.o.changed();
