@@ -261,7 +261,8 @@ describe('config: loadConfig(env)', () => {
       expect(err.problems).to.have.length(4);
       expect(err.problems[0]).to.equal('API_KEYS_FILE: line 2 is not of the form tenant:key');
       expect(err.problems[1]).to.equal('API_KEYS_FILE: line 3 is not of the form tenant:key');
-      expect(err.problems[2]).to.match(/^API_KEYS_FILE: line 4: tenant "bad tenant!"/);
+      expect(err.problems[2]).to.match(/^API_KEYS_FILE: line 4: the tenant name must be 1-64 of/);
+      expect(err.problems[2], 'not quoted: an entry written key:tenant would print the key').to.not.include('bad tenant!');
       expect(err.problems[3]).to.equal('API_KEYS_FILE: line 5: the key contains whitespace');
       expect(err.message).not.to.include('secret');
     });

@@ -6,28 +6,17 @@ import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js'
 import { deletePrefix, SHIPPED_MODELS, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
+import { LogCapture } from './helpers/log-capture.js';
 
 /** Every line a pino logger writes, as the process would print it. */
-class Capture {
-  readonly lines: string[] = [];
-  write(line: string): void {
-    this.lines.push(line);
-  }
-  get text(): string {
-    return this.lines.join('');
-  }
-  parsed(): Array<Record<string, unknown>> {
-    return this.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-  }
-}
 
 describe('logs: one line per job end, and nothing secret, no inputs, no outputs', function () {
   this.timeout(60_000);
   const TENANT_KEY = 'sk-tenant-key-7f3a9c1e5b';
   const METADATA_SECRET = 'sk_live_51HxMetadataSecret9q8w7e';
   const prefix = uniquePrefix('logs');
-  const gatewayLog = new Capture();
-  const workerLog = new Capture();
+  const gatewayLog = new LogCapture();
+  const workerLog = new LogCapture();
   let gateway: Gateway;
   let worker: InferenceWorker;
   let base: string;

@@ -6,6 +6,7 @@ import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { SHIPPED_MODELS } from './helpers/platform.js';
 import { OwnRedis } from './helpers/redis-server.js';
 import { waitUntil } from './helpers/wait.js';
+import { LogCapture } from './helpers/log-capture.js';
 
 /**
  * README "Logs": "API keys, webhook secrets, inputs, outputs and metadata are
@@ -20,15 +21,6 @@ import { waitUntil } from './helpers/wait.js';
  */
 
 /** Every line a pino logger writes. */
-class Capture {
-  readonly lines: string[] = [];
-  write(line: string): void {
-    this.lines.push(line);
-  }
-  get text(): string {
-    return this.lines.join('');
-  }
-}
 
 describe('a Redis error on a submit logs no metadata or inputs', function () {
   this.timeout(30_000);
@@ -37,7 +29,7 @@ describe('a Redis error on a submit logs no metadata or inputs', function () {
   let redis: OwnRedis;
   let gateway: Gateway;
   let base: string;
-  const log = new Capture();
+  const log = new LogCapture();
 
   before(async () => {
     // A Redis of the test's own that will fail to persist: its snapshots go to a folder nobody can write files in,
@@ -84,7 +76,7 @@ describe('a Redis error on a submit logs no metadata or inputs', function () {
   });
 
   it('redacts the command of a Redis error logged whole (an error the gateway does not know)', () => {
-    const capture = new Capture();
+    const capture = new LogCapture();
     const logger = createLogger({ level: 'info', name: 'test', destination: capture });
     const err = Object.assign(new Error('ERR something new'), { command: { name: 'evalsha', args: ['sha', METADATA_SECRET] } });
     logger.error({ err }, 'unhandled error');

@@ -144,7 +144,8 @@ function addKeyEntries(variable: string, entries: KeyEntry[], digests: Map<strin
     if (colon <= 0 || !tenant || !key) {
       problems.push(`${variable}: ${where} is not of the form ${owner}:key`);
     } else if (!/^[A-Za-z0-9_.-]{1,64}$/.test(tenant)) {
-      problems.push(`${variable}: ${where}: ${owner} "${tenant}" must be 1-64 of A-Z a-z 0-9 _ . -`);
+      // Not quoted: an entry written key:tenant puts the key here (a base64 key fails this check).
+      problems.push(`${variable}: ${where}: the ${owner} name must be 1-64 of A-Z a-z 0-9 _ . - (is the entry written ${owner}:key?)`);
     } else if (/\s/.test(key)) {
       // `Authorization: Bearer <key>` carries no whitespace: such a key could never be presented.
       problems.push(`${variable}: ${where}: the key contains whitespace`);

@@ -17,6 +17,8 @@ const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(
 export function parseTraceparent(text: string | undefined): SpanContext | undefined {
   const m = text ? TRACEPARENT.exec(text.trim()) : null;
   if (!m || m[1] === 'ff' || /^0+$/.test(m[2]!) || /^0+$/.test(m[3]!)) return undefined;
+  // Version 00 is exactly its four fields; only a later version may carry more after them (W3C trace context).
+  if (m[1] === '00' && text!.trim().length !== 55) return undefined;
   return { traceId: m[2]!, spanId: m[3]!, traceFlags: parseInt(m[4]!, 16) & 1, isRemote: true };
 }
 

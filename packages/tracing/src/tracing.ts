@@ -5,6 +5,11 @@ import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trac
 import { BullmqTelemetry } from './bullmq-telemetry.js';
 import { contextOfTraceparent, formatTraceparent } from './traceparent.js';
 
+/** How long one export of spans may take: a hung collector costs a batch of spans, never a request or a shutdown. */
+const EXPORT_TIMEOUT_MS = 2_000;
+/** The longest a shutdown waits for the last spans to go. */
+const SHUTDOWN_WAIT_MS = 2_000;
+
 export interface TracingOptions {
   /** `service.name` of the spans: infer-gateway, infer-worker. */
   serviceName: string;
@@ -52,7 +57,11 @@ export class Tracing {
     if (!options.endpoint) return Tracing.off;
     const provider = new BasicTracerProvider({
       resource: resourceFromAttributes({ 'service.name': options.serviceName }),
-      spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: `${options.endpoint.replace(/\/+$/, '')}/v1/traces` }))],
+      spanProcessors: [
+        new BatchSpanProcessor(new OTLPTraceExporter({ url: `${options.endpoint.replace(/\/+$/, '')}/v1/traces`, timeoutMillis: EXPORT_TIMEOUT_MS }), {
+          exportTimeoutMillis: EXPORT_TIMEOUT_MS,
+        }),
+      ],
     });
     return new Tracing(true, provider.getTracer(options.serviceName), provider);
   }
@@ -68,8 +77,16 @@ export class Tracing {
     return formatTraceparent(span.spanContext());
   }
 
-  /** Send what is buffered and stop (a provider given by the caller is the caller's to stop). */
+  /**
+   * Send what is buffered and stop (a provider given by the caller is the
+   * caller's to stop). A collector that hangs or refuses gets at most
+   * SHUTDOWN_WAIT_MS: the exporter's own retries (five, ten seconds each by
+   * default) would hold the process past its shutdown deadline.
+   */
   async shutdown(): Promise<void> {
-    await this.owned?.shutdown();
+    if (!this.owned) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.owned.shutdown().catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 }

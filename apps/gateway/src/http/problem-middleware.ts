@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { AppError, internalProblem, notFound, toProblem, unavailable } from '@infer/errors';
-import type { Logger } from '@infer/logger';
+import { throttledWarn, type Logger } from '@infer/logger';
 
 /**
  * Errors from ioredis/BullMQ that mean "Redis cannot take this now", not a
@@ -63,6 +63,22 @@ const MAX_DETAIL_CHARS = 1024;
 
 const bounded = (detail: string): string => (detail.length > MAX_DETAIL_CHARS ? `${detail.slice(0, MAX_DETAIL_CHARS - 3)}...` : detail);
 
+/**
+ * Per gateway (its logger), one warn line in THROTTLED_WARN_MS for each kind
+ * of Redis refusal: clients retry a 503, so a line per refused request would
+ * grow with the outage's traffic.
+ */
+const redisWarnings = new WeakMap<Logger, { full: (err: unknown) => void; away: (err: unknown) => void }>();
+
+function warnRedisRefused(logger: Logger, err: unknown, full: boolean): void {
+  let warn = redisWarnings.get(logger);
+  if (!warn) {
+    warn = { full: throttledWarn(logger, 'redis is out of memory (maxmemory reached)'), away: throttledWarn(logger, 'redis unavailable') };
+    redisWarnings.set(logger, warn);
+  }
+  (full ? warn.full : warn.away)(err);
+}
+
 /** An error as the answer a client gets: status, headers and the problem+json body. */
 export interface ProblemAnswer {
   status: number;
@@ -83,7 +99,7 @@ export function problemAnswer(err: unknown, logger: Logger, maxBodyBytes: number
   if (!appError && isRedisUnavailable(err)) {
     const full = isRedisFull(err);
     appError = unavailable(full ? 'The queue backend (Redis) is full; try again shortly' : 'The queue backend (Redis) is unavailable; try again shortly', full ? 5 : 2);
-    logger.warn({ err: (err as Error).message, path: where.path }, full ? 'redis is out of memory (maxmemory reached)' : 'redis unavailable');
+    warnRedisRefused(logger, err, full);
   }
   const headers: Record<string, string> = { 'content-type': 'application/problem+json; charset=utf-8' };
   if (!appError) {
