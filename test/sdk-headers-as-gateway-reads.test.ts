@@ -1,8 +1,12 @@
 /**
  * The SDK's headers, read by the gateway's own parsers: what the caller asked for is what the gateway takes.
+ * Cancel-After numbers are rounded up to the millisecond, as the gateway rounds (0.4 ms is more than 0),
+ * but only after the float noise is gone: 2.007 * 1000 = 2007.0000000000002, which must not become 2008
+ * (docs/sdk.md: a number is "sent to the millisecond"). And answerText is kept only for answers holding an
+ * integer too long for a double, not for a long digit run inside a string.
  */
 import { expect } from 'chai';
-import { InferClient } from '@infer/sdk';
+import { InferClient, answerText } from '@infer/sdk';
 import { cancelAfterMs } from '../apps/gateway/src/http/cancel-after.js';
 import { preferWaitMs } from '../apps/gateway/src/http/prefer.js';
 
@@ -44,5 +48,33 @@ describe('sdk: Cancel-After and Prefer as the gateway reads them', () => {
     await client.jobs.create({ model: 'mlp', input: { x: [1] } }, { cancelAfter: 1.5, wait: 2.25 });
     expect(cancelAfterMs(headers[0]!.get('cancel-after')!)).to.equal(1500);
     expect(preferWaitMs(headers[0]!.get('prefer')!, 60_000)).to.equal(2250);
+  });
+});
+
+describe('sdk: SDK cancelAfter seconds reach the gateway as the milliseconds asked for', () => {
+  it('2.007 s, 2.011 s, 4.35 s … (three decimals) are sent as exactly those milliseconds, not one more', async () => {
+    const { client, headers } = recordingClient();
+    const asked = [2.007, 2.011, 2.015, 4.35, 1.5, 0.0004];
+    for (const s of asked) await client.jobs.create({ model: 'mlp', input: { x: [1] } }, { cancelAfter: s });
+    const got = headers.map((h) => cancelAfterMs(h.get('cancel-after') ?? undefined));
+    expect(got).to.deep.equal([2007, 2011, 2015, 4350, 1500, 1]);
+  });
+});
+
+describe('sdk: answerText is for answers holding a long integer (docs/sdk.md)', () => {
+  // docs/sdk.md: "answerText(job) ... (undefined for an answer with no integer of 16 digits or more)":
+  // a 17-digit reference in metadata is a string, not an integer.
+  it('is undefined for an answer whose only long digit run is inside a string', async () => {
+    const client = new InferClient({
+      baseUrl: 'http://gateway.invalid',
+      apiKey: 'k',
+      fetch: async () =>
+        new Response(JSON.stringify({ id: 'j', object: 'job', status: 'succeeded', metadata: { order: '12345678901234567' }, output: { y: [1.5] } }), {
+          status: 200,
+          headers: { 'content-type': 'application/json' },
+        }),
+    });
+    const job = await client.jobs.get('j');
+    expect(answerText(job)).to.equal(undefined);
   });
 });
