@@ -167,7 +167,8 @@ local allowed, under = string.match(redis.call('HGET', KEYS[2], ARGV[2]) or '', 
 if not allowed then return 0 end
 local take = math.min(tonumber(allowed) - own, tonumber(ARGV[3]))
 if take <= 0 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[2], (tonumber(allowed) - take) .. ' ' .. under)
+-- %d: Lua writes a number past 10^14 as 5e+14, which the '^(%d+) ' patterns here and in ENQUEUE cannot read.
+redis.call('HSET', KEYS[2], ARGV[2], string.format('%d', tonumber(allowed) - take) .. ' ' .. under)
 return take
 `;
 

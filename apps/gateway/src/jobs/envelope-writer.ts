@@ -29,6 +29,12 @@ interface Pending {
   done: (err?: unknown) => void;
 }
 
+/** An envelope's jobs still to write: `jobs` now, `later` those of a capped tenant set aside for the lock. */
+interface Left {
+  jobs: Pending[];
+  later: Pending[];
+}
+
 interface Open {
   model: ModelVersion;
   queue: EnvelopeQueue;
@@ -117,25 +123,33 @@ export class EnvelopeWriter {
    * under the limits lock, after making room (see `attempt`).
    */
   private async write(model: ModelVersion, queue: EnvelopeQueue, jobs: Pending[]): Promise<void> {
-    const left = { jobs };
+    const left: Left = { jobs, later: [] };
     try {
       await this.register(model);
-      if (await this.attempt(model, queue, left, false)) return;
+      const ended = await this.attempt(model, queue, left, false);
+      if (ended && left.later.length === 0) return;
+      // What is left goes under the lock, in arrival order: what did not fit, and a capped tenant's jobs set aside.
+      const waiting = new Set([...(ended ? [] : left.jobs), ...left.later]);
+      left.jobs = jobs.filter((p) => waiting.has(p));
+      left.later = [];
       await this.lock.hold((stillHeld) => this.attempt(model, queue, left, stillHeld));
     } catch (err) {
-      for (const p of left.jobs) p.done(err);
+      for (const p of [...left.jobs, ...left.later]) p.done(err);
     }
   }
 
   /**
    * Enqueue `left.jobs`. Answers true when it has ended them (written, or
    * refused); false, with nothing written or answered, when they do not fit
-   * an allowance and no lock is held (`stillHeld` absent). Holding the lock,
-   * a refusal makes room for its limit (once per limit), then keeps what
-   * still fits, in arrival order, and tries again: it ends by a write or
-   * with nothing left.
+   * an allowance and no lock is held (`stillHeld` absent). Without the lock,
+   * jobs of a tenant over its own allowance are set aside (`left.later`, for
+   * the lock) and the other tenants' jobs of the envelope tried at once: one
+   * tenant at its cap does not hold up the others. Holding the lock, a
+   * refusal makes room for its limit (once per limit), then keeps what still
+   * fits, in arrival order, and tries again: it ends by a write or with
+   * nothing left.
    */
-  private async attempt(model: ModelVersion, queue: EnvelopeQueue, left: { jobs: Pending[] }, stillHeld: (() => Promise<void>) | false): Promise<boolean> {
+  private async attempt(model: ModelVersion, queue: EnvelopeQueue, left: Left, stillHeld: (() => Promise<void>) | false): Promise<boolean> {
     const roomMade = new Set<string>();
     while (left.jobs.length > 0) {
       const remaining = left.jobs;
@@ -167,7 +181,14 @@ export class EnvelopeWriter {
         for (const p of remaining) p.done(lost);
         return true;
       }
-      if (!stillHeld) return false;
+      if (!stillHeld) {
+        const over = outcome.over === 'tenant' ? outcome.tenant : undefined;
+        const others = over === undefined ? [] : remaining.filter((p) => p.job.tenant !== over);
+        if (others.length === 0) return false;
+        left.later.push(...remaining.filter((p) => p.job.tenant === over));
+        left.jobs = others;
+        continue;
+      }
       const of: LimitOf =
         outcome.over === 'depth' ? { kind: 'depth', limit: this.options.maxQueueDepth } : { kind: 'tenant', cap: this.options.tenantMaxQueued ?? 0, tenant: outcome.tenant };
       const theirs = of.kind === 'depth' ? remaining : remaining.filter((p) => p.job.tenant === of.tenant);
@@ -195,11 +216,12 @@ export class EnvelopeWriter {
    * Holding the limits lock: raise `queue`'s allowance of `of` so that it
    * has room for `wanted` more instances, from the limit's unallocated pool,
    * then from other queues' unused allowance (lowered, never below their
-   * counts). It takes more from the pool while there is some (half of what
-   * is left, or a queue's share of the limit if more), so that the next
-   * envelopes fit without the lock; a queue that needs it back later takes
-   * it back. Answers the room the queue has now (less than `wanted` when
-   * the limit is reached).
+   * counts). It takes more than it needs (half of what is left in the pool,
+   * or a queue's share of the limit if more, taken back from others' unused
+   * allowance when the pool is spent), so that the next envelopes fit
+   * without the lock; a queue that needs it back later takes it back.
+   * Answers the room the queue has now (less than `wanted` when the limit
+   * is reached).
    */
   private async makeRoom(queue: EnvelopeQueue, of: LimitOf, wanted: number, stillHeld: () => Promise<void>): Promise<number> {
     const limit = of.kind === 'depth' ? of.limit : of.cap;
@@ -211,15 +233,21 @@ export class EnvelopeWriter {
     const mine = held[at]!;
     let free = limit - takes.reduce((a, b) => a + b, 0);
     const needed = mine.own + wanted - takes[at]!;
-    // Unused allowance back from the other queues, the most unused first.
+    // A queue's share of the limit beside what is needed, so that the next envelopes fit without the lock.
+    const share = Math.ceil(limit / queues.length);
+    // Unused allowance back from the other queues, the most unused first: what is needed from any of it, the
+    // headroom from at most half of a queue's (it keeps room of its own). Taking back only what is needed left
+    // a queue that came after the pool was spent with no room: every one of its envelopes took the lock.
     const others = queues.map((q, i) => ({ q, unused: held[i]!.allowed - held[i]!.own })).filter((o) => o.q !== queue && o.unused > 0);
     others.sort((a, b) => b.unused - a.unused);
     for (const o of others) {
-      if (free >= needed) break;
+      if (free >= needed + share) break;
+      const ask = Math.max(needed - free, Math.min(needed + share - free, Math.floor(o.unused / 2)));
+      if (ask <= 0) continue;
       await stillHeld();
-      free += await o.q.reclaim(of, needed - free);
+      free += await o.q.reclaim(of, ask);
     }
-    const spare = Math.max(Math.ceil(limit / queues.length), Math.floor((free - needed) / 2));
+    const spare = Math.max(share, Math.floor((free - needed) / 2));
     const grant = Math.max(0, Math.min(free, needed + spare));
     const allowed = takes[at]! + grant;
     // Written again even when unchanged: it may have been granted under another limit (see allowanceValue).
