@@ -112,7 +112,8 @@ const EventId = z.string().meta({
 const METADATA =
   'Any JSON object up to 4 KiB (serialised) and 32 levels deep, echoed back unchanged. Since it comes back as it was sent, its numbers ' +
   'must be ones a double holds: `1e400`, or an integer past 2^53 − 1 below 10^21 (whose digits a double would round), is 422 ' +
-  '`invalid_input`; send such ids as strings.';
+  '`invalid_input`; send such ids as strings. Other numbers come back as the double they parse to: a fraction of more than ' +
+  '17 significant digits rounded, `-0` as `0`, one too small for a double (`1e-400`) as `0`.';
 const Metadata = z.record(z.string(), z.unknown()).describe(METADATA);
 const WEBHOOK_URL =
   'An absolute http or https URL, at most 2048 characters. Private, loopback, link-local and multicast addresses, ' +

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Express, Request, RequestHandler } from 'express';
 import { CreateJobBody, IDEMPOTENCY_KEY_RE } from '@infer/contract';
 import { badRequest, unauthorized } from '@infer/errors';
@@ -32,19 +33,44 @@ export interface JobRoutesOptions {
  * waiter. ('close' also fires after a normal response; a plain callback,
  * not an AbortSignal: one of those per request is a measurable cost.) A
  * client that sent its request and left at once is gone already: then now,
- * as 'close' has fired.
+ * as 'close' has fired. A pipelined request's response is not on the
+ * connection until those before it are answered, and gets no 'close' when
+ * the client goes: the connection's own tells it (connectionGone).
  */
-function clientGone(res: ServerResponse, interactive?: Pick<InteractiveRequests, 'park'>): (then: () => void) => void {
+function clientGone(req: IncomingMessage, res: ServerResponse, interactive?: Pick<InteractiveRequests, 'park'>): (then: () => void) => void {
   return (then) => {
     interactive?.park(res);
-    if (res.destroyed) {
+    const gone = () => {
       if (!res.writableFinished) then();
+    };
+    if (res.destroyed || req.socket.destroyed) {
+      gone();
       return;
     }
-    res.once('close', () => {
-      if (!res.writableFinished) then();
-    });
+    res.once('close', gone);
+    if (!res.socket) {
+      const forget = connectionGone(req.socket, gone);
+      res.once('close', forget);
+    }
   };
+}
+
+/** Callbacks waiting for a connection to close, one 'close' listener a connection however many wait. */
+const connectionWaiters = new WeakMap<Socket, Set<() => void>>();
+
+/** Run `then` when `socket` closes; returns the undo. */
+function connectionGone(socket: Socket, then: () => void): () => void {
+  let waiting = connectionWaiters.get(socket);
+  if (!waiting) {
+    const set = (waiting = new Set());
+    connectionWaiters.set(socket, set);
+    socket.once('close', () => {
+      connectionWaiters.delete(socket);
+      for (const f of set) f();
+    });
+  }
+  waiting.add(then);
+  return () => waiting.delete(then);
 }
 
 export function parseCreateJob(body: unknown): CreateJobBody {
@@ -99,7 +125,7 @@ export class JobHandlers {
     const job = await this.service.submit(tenant, parsed, {
       waitMs,
       cancelAfterMs: cancelAfterMs(req.headers['cancel-after']),
-      onGone: waitMs ? clientGone(res, this.options.interactive) : undefined,
+      onGone: waitMs ? clientGone(req, res, this.options.interactive) : undefined,
       idempotencyKey: idempotencyKeyOf(req),
       trace,
     });
@@ -111,7 +137,7 @@ export class JobHandlers {
 
   async get(req: IncomingMessage, res: ServerResponse, tenant: string, id: string): Promise<void> {
     const waitMs = preferWaitMs(req.headers.prefer, this.options.maxWaitMs);
-    const job = await this.service.get(tenant, id, waitMs, waitMs ? clientGone(res, this.options.interactive) : undefined);
+    const job = await this.service.get(tenant, id, waitMs, waitMs ? clientGone(req, res, this.options.interactive) : undefined);
     sendJob(res, 200, job, waitApplied(waitMs));
   }
 

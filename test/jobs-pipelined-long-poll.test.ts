@@ -8,11 +8,11 @@ import { waitUntil } from './helpers/wait.js';
  *
  * A client that pipelines its requests (HTTP/1.1 lets it send the next before the first is answered)
  * and goes away: Node gives each request after the first a response that is not on the socket yet, and
- * such a response never emits 'close' when the socket closes. clientGone (routes/jobs.ts) listens on the
- * response only, so those waiters stay for the whole wait (here 60 s), each with its watcher on the
- * job's envelope, answering to nobody. One connection can pipeline hundreds of them.
+ * such a response never emits 'close' when the socket closes. clientGone (routes/jobs.ts) listened on
+ * the response only, so those waiters stayed for the whole wait (here 60 s), each with its watcher on
+ * the job's envelope, answering to nobody; it now listens on the connection too.
  */
-describe('review jobs API: pipelined long polls whose client has gone', function () {
+describe('jobs API: pipelined long polls whose client has gone', function () {
   this.timeout(60_000);
   let p: TestPlatform;
   const body = JSON.stringify({ model: 'mlp', input: { features: new Array(64).fill(0.25) } });

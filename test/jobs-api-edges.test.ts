@@ -11,7 +11,7 @@ import { waitUntil } from './helpers/wait.js';
  * poll and cancel, HEAD, a trailing slash and a query string on the dispatch fast path, and the
  * Idempotency-Key replay answered for a body that fails the model's checks.
  */
-describe('review jobs API: edges of the job routes', function () {
+describe('jobs API: edges of the job routes', function () {
   this.timeout(60_000);
   let p: TestPlatform;
   let redis: Redis;
@@ -89,7 +89,7 @@ describe('review jobs API: edges of the job routes', function () {
   });
 
   it('an Idempotency-Key replay: a body the model refuses (404, 422) gets the first job; a body of the wrong shape (400) is refused; another tenant gets a job of its own', async () => {
-    const key = { 'idempotency-key': 'review-replay-1' };
+    const key = { 'idempotency-key': 'edges-replay-1' };
     const first = await p.api('/v1/jobs', { method: 'POST', body, headers: key });
     expect(first.status).to.equal(202);
     const id = ((await first.json()) as Job).id;
