@@ -15,13 +15,13 @@
 
 # --- The workspace manifests alone, so `npm ci` is cached until a
 # package.json or the lockfile changes, not on every source edit.
-FROM node:20-bookworm-slim AS manifests
+FROM node:22-bookworm-slim AS manifests
 WORKDIR /src
 COPY . .
 RUN find . -type f ! -name package.json ! -name package-lock.json ! -name .npmrc -delete \
  && find . -type d -empty -delete
 
-FROM node:20-bookworm-slim
+FROM node:22-bookworm-slim
 # onnxruntime-node ships its CPU binaries in the npm package; skip its
 # install script's optional downloads (CUDA/TensorRT), which need a network.
 ENV ONNXRUNTIME_NODE_INSTALL=skip \
