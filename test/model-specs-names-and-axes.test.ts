@@ -35,12 +35,12 @@ function tableModel(): Uint8Array {
   });
 }
 
-/** y = a + b, each input's batch axis named apart, as torch.onnx.export's `dynamic_axes={"a": [0], "b": [0]}` names them. */
-function torchNamedPair(): Uint8Array {
+/** y = a + b, each input's batch axis under a name of its own (`a`, `b`: an author's, or one an exporter made up). */
+function pairModel(a: string, b: string): Uint8Array {
   return encodeModel({
     name: 'pair',
-    inputs: [tensorInfo('a', DT.FLOAT, ['a_dynamic_axes_1', 2]), tensorInfo('b', DT.FLOAT, ['b_dynamic_axes_1', 2])],
-    outputs: [tensorInfo('y', DT.FLOAT, ['y_dynamic_axes_1', 2])],
+    inputs: [tensorInfo('a', DT.FLOAT, [a, 2]), tensorInfo('b', DT.FLOAT, [b, 2])],
+    outputs: [tensorInfo('y', DT.FLOAT, ['rows_y', 2])],
     nodes: [node('Add', ['a', 'b'], ['y'])],
   });
 }
@@ -63,7 +63,12 @@ describe('model specs: inputs naming their first dimension differently, and name
   before(async () => {
     repo = tempModelRepo({
       table: { onnx: tableModel(), config: { max_batch_size: 8, max_delay_ms: 20 } },
-      pair: { onnx: torchNamedPair(), config: { batched: true, max_delay_ms: 20 } },
+      pair: { onnx: pairModel('rows_a', 'rows_b'), config: { batched: true, max_delay_ms: 20 } },
+      // Names exporters make up, one per input: torch.onnx.export's list form of dynamic_axes, tf2onnx, paddle2onnx.
+      torch: { onnx: pairModel('a_dynamic_axes_1', 'b_dynamic_axes_1') },
+      tf: { onnx: pairModel('unk__12', 'unk__13') },
+      paddle: { onnx: pairModel('p2o.DynamicDimension.0', 'p2o.DynamicDimension.1') },
+      authors: { onnx: pairModel('rows_a', 'rows_b') },
       proto: { onnx: negModel('x', 'y') },
       fixed: { onnx: fixedModel(), config: { batched: true } },
       asked: { onnx: negModel('x', 'y'), config: { batched: false } },
@@ -124,7 +129,16 @@ describe('model specs: inputs naming their first dimension differently, and name
     }
   });
 
-  it('inputs whose one batch axis is named apart on each (PyTorch) are batched with "batched": true, each job getting its own sum', async () => {
+  it('names exporters make up for each input count as unnamed: batched; an author\'s two names are not, unless "batched": true', async () => {
+    for (const name of ['torch', 'tf', 'paddle']) {
+      const m = await describeModel(name);
+      expect(m.max_batch_size, name).to.equal(32);
+      expect(m.inputs.map((s) => s.shape), name).to.deep.equal([[2], [2]]);
+    }
+    expect((await describeModel('authors')).max_batch_size).to.equal(0);
+  });
+
+  it('inputs whose one batch axis their author named apart are batched with "batched": true, each job getting its own sum', async () => {
     await p.closeWorker();
     const m = await describeModel('pair');
     expect(m.max_batch_size).to.equal(32);

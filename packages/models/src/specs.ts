@@ -17,6 +17,14 @@ export interface DerivedSpecs {
   outputs: TensorSpec[];
 }
 
+/**
+ * Dimension names exporters make up, one per input, where the model's author
+ * named none: they say nothing of which axes are one. tf2onnx's `unk__12`,
+ * paddle2onnx's `p2o.DynamicDimension.0`, torch.onnx.export's
+ * `<input>_dynamic_axes_1` (dynamic_axes given as a list), and ''.
+ */
+const GENERATED_DIM = /^(?:|unk__\d+|p2o\.DynamicDimension\.\d+|.*_dynamic_axes_\d+)$/;
+
 /** A symbolic dimension ("batch", "p2o.DynamicDimension.0") or an unknown one is variable. */
 function toDim(d: number | string): number {
   return typeof d === 'number' && d >= 0 ? d : -1;
@@ -49,8 +57,8 @@ export function deriveSpecs(
   const full = (m: OrtValueMetadata): number[] => (m.shape ?? []).map(toDim);
   const dynamicFirst = all.length > 0 && all.every((m) => (m.shape?.length ?? 0) >= 1 && toDim(m.shape![0]!) === -1);
   // Outputs' names say nothing (exporters name the batch axis of an output apart from its inputs'); a dimension
-  // with no name (-1) may be any axis.
-  const named = inputs.filter((m) => typeof m.shape?.[0] === 'string' && m.shape[0] !== '');
+  // with no name (-1), or one an exporter made up for each input, may be any axis.
+  const named = inputs.filter((m) => typeof m.shape?.[0] === 'string' && !GENERATED_DIM.test(m.shape[0]));
   const axes = new Set(named.map((m) => m.shape![0] as string));
   const unbatchedBecause =
     dynamicFirst && !options.unbatched && !options.batchAsked && axes.size > 1

@@ -40,8 +40,12 @@ export interface JobRoutesOptions {
 function clientGone(req: IncomingMessage, res: ServerResponse, interactive?: Pick<InteractiveRequests, 'park'>): (then: () => void) => void {
   return (then) => {
     interactive?.park(res);
+    let told = false;
+    // Once: a pipelined response may hear of the same end from its connection and then from itself.
     const gone = () => {
-      if (!res.writableFinished) then();
+      if (told || res.writableFinished) return;
+      told = true;
+      then();
     };
     if (res.destroyed || req.socket.destroyed) {
       gone();
