@@ -125,10 +125,10 @@ describe('jobs: per-job metrics of two micro-batches in flight together', functi
     const end = Math.max(...ended.map((j) => Date.parse(j.completed_at!)));
     const wall = end - start;
     const ortTotal = [...batches.values()].reduce((sum, b) => sum + b.inferenceMs, 0);
-    // The two runs, one after the other on one thread: their own times add up to at most the wall time.
+    // The two runs, one after the other on one thread: their own times add up to at most the wall time. A run
+    // that reported the wait behind the other as its own would pass it by that other's whole run. (Which of the
+    // two took longer is not asserted: the first run of a session pays its warm-up, and either may run first.)
     expect(ortTotal, `inference_ms per batch ${JSON.stringify([...batches.values()])}, wall time from the take to the last end ${wall} ms`).to.be.at.most(wall + 25);
-    const two = [...batches.values()].find((b) => b.size === 2)!;
-    const four = [...batches.values()].find((b) => b.size === 4)!;
-    expect(two.inferenceMs, 'the batch of 2 reports less ONNX Runtime time than the batch of 4').to.be.below(four.inferenceMs);
+    for (const b of batches.values()) expect(b.inferenceMs, `batch of ${b.size}`).to.be.greaterThan(0);
   });
 });

@@ -115,24 +115,20 @@ export function problemAnswer(err: unknown, logger: Logger, maxBodyBytes: number
 }
 
 /**
- * Whether an error answer must close its connection: the request's body is
- * not all in, and either it was being read (a limit hit mid-body, a failed
- * upload: a paused, half-read body is never drained, so the keep-alive
- * connection would carry nothing more and a shutdown would wait on it) or it
- * is large or of unknown length (a Content-Length past the limit refused
- * before a byte was read, a chunked upload refused for its key). A small body
- * nobody touched is drained by Node itself once the answer is sent, and the
- * connection kept; a large one would be read to its end just to be dropped.
+ * Whether an error answer (`status`) must close its connection: the
+ * request's body is not all in, and either it was being read (a limit hit
+ * mid-body, a failed upload: a paused, half-read body is never drained, so
+ * the keep-alive connection would carry nothing more and a shutdown would
+ * wait on it) or it is a 413 (a Content-Length past the limit, refused
+ * before a byte was read: reading it to its end, gigabytes if declared so,
+ * only to drop it is what the 413 is there to spare). Any other body nobody
+ * touched is drained by Node itself once the answer is sent, and the
+ * connection kept: a client still sending (fetch streaming an upload
+ * refused 429) then reads the answer instead of a reset connection.
  */
-export function mustClose(req: IncomingMessage): boolean {
-  if (req.complete) return false;
-  if (req.readableFlowing !== null) return true;
-  const declared = req.headers['content-length'];
-  return declared === undefined ? req.headers['transfer-encoding'] !== undefined : !(Number(declared) <= DRAINED_BODY_BYTES);
+export function mustClose(req: IncomingMessage, status: number): boolean {
+  return !req.complete && (req.readableFlowing !== null || status === 413);
 }
-
-/** The largest body left unread that Node may drain to keep the connection: past it, the connection closes. */
-const DRAINED_BODY_BYTES = 64 * 1024;
 
 /** `onAnswer` is told each problem answered (the gateway counts rejections by code). */
 export function problemMiddleware(logger: Logger, maxBodyBytes: number, onAnswer?: (answer: ProblemAnswer) => void): ErrorRequestHandler {
@@ -145,7 +141,7 @@ export function problemMiddleware(logger: Logger, maxBodyBytes: number, onAnswer
     }
     // A challenge a guard set already (the dashboard's Basic one) stays.
     const headers = res.getHeader('www-authenticate') ? { ...answer.headers, 'www-authenticate': String(res.getHeader('www-authenticate')) } : answer.headers;
-    if (mustClose(req)) res.setHeader('connection', 'close');
+    if (mustClose(req, answer.status)) res.setHeader('connection', 'close');
     res.status(answer.status).set(headers).send(answer.body);
   };
 }

@@ -246,7 +246,7 @@ function serve(deps: JobDispatchDeps, req: IncomingMessage, res: ServerResponse,
     }
     const answer = problemAnswer(err, deps.logger, deps.maxBodyBytes, { method: req.method, path: route });
     deps.metrics.problem(answer.code);
-    res.writeHead(answer.status, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body), ...(mustClose(req) ? { connection: 'close' } : {}) });
+    res.writeHead(answer.status, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body), ...(mustClose(req, answer.status) ? { connection: 'close' } : {}) });
     res.end(answer.body);
   });
 }
