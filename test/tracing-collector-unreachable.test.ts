@@ -2,12 +2,15 @@ import { expect } from 'chai';
 import http from 'node:http';
 import type net from 'node:net';
 import { loadConfig } from '@infer/config';
-import { silentLogger } from '@infer/logger';
+import { createLogger, silentLogger } from '@infer/logger';
+import { Tracing } from '@infer/tracing';
 import { createGateway, type Gateway } from '../apps/gateway/src/index.js';
 import { createWorker, type InferenceWorker } from '../apps/worker/src/index.js';
 import { deletePrefix, SHIPPED_MODELS, TEST_KEY, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.js';
 import { freePort } from './helpers/redis-server.js';
 import { Spawned } from './helpers/spawned.js';
+import { LogCapture } from './helpers/log-capture.js';
+import { waitUntil } from './helpers/wait.js';
 
 /**
  * The tracing exporter's collector unreachable: one that takes the connection and never answers (a hung
@@ -147,5 +150,42 @@ describe('an OTLP collector that hangs or refuses', function () {
     } finally {
       gw.kill();
     }
+  });
+});
+
+describe('a batch of spans the collector would not take is said, not dropped in silence', function () {
+  this.timeout(30_000);
+
+  it('Tracing tells onExportError of each batch it could not export (nothing listens at the endpoint)', async () => {
+    const errors: Error[] = [];
+    const tracing = Tracing.create({ serviceName: 'test', endpoint: `http://127.0.0.1:${await freePort()}`, onExportError: (err) => errors.push(err) });
+    tracing.startSpan('one', {}).end();
+    await tracing.shutdown();
+    await waitUntil(() => errors.length > 0, 10_000, 'the failed export to be reported');
+    expect(errors[0]).to.be.instanceOf(Error);
+  });
+
+  it('a gateway logs it at warn, once in 10 s however many batches fail', async () => {
+    const log = new LogCapture();
+    const prefix = uniquePrefix('trace-err');
+    const config = loadConfig({
+      REDIS_URL: TEST_REDIS_URL,
+      MODEL_REPOSITORY: SHIPPED_MODELS,
+      QUEUE_PREFIX: prefix,
+      API_KEYS: `tenant-a:${TEST_KEY}`,
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await freePort()}`,
+    });
+    const gateway = await createGateway(config, createLogger({ level: 'info', name: 'gateway', destination: log }));
+    try {
+      const base = `http://127.0.0.1:${await gateway.listen(0, '127.0.0.1')}`;
+      for (let i = 0; i < 3; i++) expect((await submit(base)).status).to.equal(202);
+    } finally {
+      await gateway.close();
+      await deletePrefix(TEST_REDIS_URL, prefix);
+    }
+    await waitUntil(() => log.parsed().some((l) => String(l.msg).startsWith('traces could not be exported')), 10_000, 'the warn line');
+    const lines = log.parsed().filter((l) => String(l.msg).startsWith('traces could not be exported'));
+    expect(lines).to.have.length(1);
+    expect(lines[0]!.level).to.equal(40);
   });
 });

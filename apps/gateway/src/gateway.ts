@@ -7,7 +7,7 @@ import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
 import { REQUEST_TIME_LIMIT_MS } from '@infer/contract';
 import type { Config } from '@infer/config';
 import { JobStore, JobWaiters, candidateQueue, versionHasQueuedWork, versionsWithQueues } from '@infer/job-store';
-import type { Logger } from '@infer/logger';
+import { throttledWarn, type Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { ModelControl } from '@infer/model-control';
 import { ModelCatalog } from './models/model-catalog.js';
@@ -73,7 +73,13 @@ export async function createGateway(
     uploadTimeLimitMs?: number;
   } = {},
 ): Promise<Gateway> {
-  const tracing = Tracing.create({ serviceName: 'infer-gateway', endpoint: config.otlpEndpoint, provider: options.tracerProvider });
+  const tracing = Tracing.create({
+    serviceName: 'infer-gateway',
+    endpoint: config.otlpEndpoint,
+    provider: options.tracerProvider,
+    // Once in 10 s at most: a collector that is down fails every batch.
+    onExportError: throttledWarn(logger, 'traces could not be exported to OTEL_EXPORTER_OTLP_ENDPOINT (they are dropped)'),
+  });
   const redisOptions = {
     // Fail fast while Redis is down (answered as 503) instead of queueing
     // commands in memory and hanging the request.

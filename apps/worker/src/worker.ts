@@ -60,7 +60,13 @@ export async function createWorker(
     metrics?: boolean;
   } = {},
 ): Promise<InferenceWorker> {
-  const tracing = Tracing.create({ serviceName: 'infer-worker', endpoint: config.otlpEndpoint, provider: options.tracerProvider });
+  const tracing = Tracing.create({
+    serviceName: 'infer-worker',
+    endpoint: config.otlpEndpoint,
+    provider: options.tracerProvider,
+    // Once in 10 s at most: a collector that is down fails every batch.
+    onExportError: throttledWarn(logger, 'traces could not be exported to OTEL_EXPORTER_OTLP_ENDPOINT (they are dropped)'),
+  });
   const ownModels = !options.models;
   const models = options.models ?? (await ModelRepository.load(config.modelRepository, { only: config.workerModels }));
   const metrics = options.metrics === false ? WorkerMetrics.off() : new WorkerMetrics();

@@ -1,7 +1,7 @@
 import { ROOT_CONTEXT, trace, type Context, type Span, type SpanOptions, type Tracer, type TracerProvider } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { BullmqTelemetry } from './bullmq-telemetry.js';
 import { contextOfTraceparent, formatTraceparent } from './traceparent.js';
 
@@ -17,6 +17,32 @@ export interface TracingOptions {
   endpoint?: string | undefined;
   /** A tracer provider of the caller's (tests: an in-memory exporter); tracing is on with it, endpoint or not. */
   provider?: TracerProvider | undefined;
+  /** Told when a batch of spans could not be exported (the collector refused, hung or is not there): they are dropped. */
+  onExportError?: ((err: Error) => void) | undefined;
+}
+
+/** The exporter, telling `onError` of each batch it could not send (OpenTelemetry itself only tells its own diag logger, off by default). */
+class ReportingExporter implements SpanExporter {
+  constructor(
+    private readonly inner: SpanExporter,
+    private readonly onError: (err: Error) => void,
+  ) {}
+
+  export(...[spans, done]: Parameters<SpanExporter['export']>): void {
+    this.inner.export(spans, (result) => {
+      // 0 is ExportResultCode.SUCCESS (@opentelemetry/core, not a dependency of its own here).
+      if (result.code !== 0) this.onError(result.error ?? new Error(`${spans.length} spans could not be exported`));
+      done(result);
+    });
+  }
+
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush?.() ?? Promise.resolve();
+  }
 }
 
 /**
@@ -55,12 +81,12 @@ export class Tracing {
   static create(options: TracingOptions): Tracing {
     if (options.provider) return new Tracing(true, options.provider.getTracer(options.serviceName), undefined);
     if (!options.endpoint) return Tracing.off;
+    const otlp = new OTLPTraceExporter({ url: `${options.endpoint.replace(/\/+$/, '')}/v1/traces`, timeoutMillis: EXPORT_TIMEOUT_MS });
+    const exporter = options.onExportError ? new ReportingExporter(otlp, options.onExportError) : otlp;
     const provider = new BasicTracerProvider({
       resource: resourceFromAttributes({ 'service.name': options.serviceName }),
       spanProcessors: [
-        new BatchSpanProcessor(new OTLPTraceExporter({ url: `${options.endpoint.replace(/\/+$/, '')}/v1/traces`, timeoutMillis: EXPORT_TIMEOUT_MS }), {
-          exportTimeoutMillis: EXPORT_TIMEOUT_MS,
-        }),
+        new BatchSpanProcessor(exporter, { exportTimeoutMillis: EXPORT_TIMEOUT_MS }),
       ],
     });
     return new Tracing(true, provider.getTracer(options.serviceName), provider);
