@@ -57,6 +57,8 @@ describe('`npm start` restarts a crashed app', function () {
     fetch(`http://127.0.0.1:${port}${pathname}`, { ...init, headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json', ...init.headers } });
   const div = (a: number, b: number) => JSON.stringify({ model: 'idiv', input: { a: [a], b: [b] } });
   const workerPids = () => start!.logged('worker started', 'worker').map((l) => l.pid as number);
+  /** Until the app process `pid` has said it is ready (and told start.ts so): before that, a death is a failed start, not a crash. */
+  const readyLogged = (pid: number) => waitUntil(() => start!.lines.some((l) => l.msg === 'ready' && l.pid === pid), 30_000, `process ${pid} to be ready`);
 
   afterEach(async () => {
     start?.kill();
@@ -109,6 +111,7 @@ describe('`npm start` restarts a crashed app', function () {
     await bothStarted(s);
     for (let killed = 0; killed < 6; killed++) {
       await waitUntil(() => workerPids().length === killed + 1, 60_000, `worker start ${killed + 1}${s.tail()}`);
+      await readyLogged(workerPids()[killed]!);
       // As the kernel's OOM killer would.
       process.kill(workerPids()[killed]!, 'SIGKILL');
       if (killed < 5) await s.waitForLog(`The worker died (signal SIGKILL); restarting it`, 10_000);
@@ -126,6 +129,7 @@ describe('`npm start` restarts a crashed app', function () {
     const s = await npmStart();
     await bothStarted(s);
     const first = workerPids()[0]!;
+    await readyLogged(first);
     process.kill(first, 'SIGKILL');
     // The restarted worker, seen as a new child of start.ts before it has logged that it started.
     const restarted = await waitUntil(
@@ -157,6 +161,7 @@ describe('`npm start` restarts a crashed app', function () {
   it('a worker asked to stop on its own (SIGTERM to it alone) is not restarted: npm start stops everything, exit 0', async () => {
     const s = await npmStart();
     await bothStarted(s);
+    await readyLogged(workerPids()[0]!);
     process.kill(workerPids()[0]!, 'SIGTERM');
     const exit = await s.exit(40_000);
     expect(exit.code).to.equal(0);

@@ -55,6 +55,8 @@ export function runProcess(options: RunProcessOptions): void {
       const stop = handleSignals(app, logger, options, new ShutdownSignals(config.shutdownForceGraceMs));
       if (supervised) stopWithSupervisor(stop, logger);
       tellSupervisor({ app: 'ready' });
+      // Started, and stopping gracefully on a signal from here on (npm start restarts a crash from here on too).
+      logger.info('ready');
     },
     (err: unknown) => {
       logger.fatal({ err }, `${options.name} failed to start`);
