@@ -5,9 +5,11 @@
  * shared and noisy.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { freePort } from '../../scripts/lib/free-port.js';
+
+export { freePort };
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
 export const BENCH_KEY = 'bench-key';
@@ -18,17 +20,6 @@ export interface Figure {
   unit: string;
   target?: string;
   ok?: boolean;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
 }
 
 export async function until<T>(what: string, f: () => Promise<T | null | undefined | false>, timeoutMs = 60_000, everyMs = 20): Promise<T> {

@@ -1,18 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import net from 'node:net';
 import { Redis } from 'ioredis';
+import { freePort } from '../../scripts/lib/free-port.js';
 import { waitUntil } from './wait.js';
 
-/** A port nobody listens on right now. */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export { freePort };
 
 /** Whether a Redis answers PING at `url` (one try, no retries). */
 export async function pings(url: string): Promise<boolean> {
