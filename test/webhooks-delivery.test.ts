@@ -11,6 +11,7 @@ import {
   signWebhook,
   type Resolver,
 } from '@infer/webhooks';
+import { freePort } from '../scripts/lib/free-port.js';
 
 /** Unit tests of one delivery attempt and its guards, against local servers; no Redis. */
 
@@ -99,9 +100,8 @@ describe('webhooks: one delivery attempt', () => {
   });
 
   it('reports a refused connection as retryable', async () => {
-    const closed = await receiver('ok');
-    const port = closed.port;
-    await closed.close();
+    // Outside the kernel's ephemeral range: no process is handed it between the check and the attempt.
+    const port = await freePort();
     const o = await deliver(request(`http://127.0.0.1:${port}/`), { allowPrivate: true });
     expect(o).to.include({ ok: false, final: false, error: 'connection refused' });
   });
