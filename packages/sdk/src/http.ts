@@ -1,4 +1,5 @@
 import { InferApiError, InferArgumentError, InferTimeoutError, type ProblemDetails } from './errors.js';
+import { linkAbort } from './abort-links.js';
 import { jsonText } from './json-text.js';
 import { parseRetryAfter } from './retry-after.js';
 
@@ -107,7 +108,7 @@ export class Transport {
    * The deadline covers only the wait for the headers; the caller owns the body.
    */
   async raw(path: string, options: RequestOptions = {}, accept = '*/*'): Promise<Response> {
-    return this.#send(path, options, accept, (res) => Promise.resolve(res));
+    return this.#send(path, options, accept, (res) => Promise.resolve(res), true);
   }
 
   #url(path: string, query: RequestOptions['query']): string {
@@ -126,6 +127,8 @@ export class Transport {
     options: RequestOptions,
     accept: string,
     read: (res: Response) => Promise<T>,
+    /** Whether `read` hands the body on unread (raw), so the caller's signal must still reach it afterwards. */
+    streamed = false,
   ): Promise<T> {
     const method = options.method ?? 'GET';
     refuseUnsendableSegments(method, path);
@@ -166,7 +169,10 @@ export class Transport {
             controller.abort();
           }, attemptMs)
         : undefined;
-      const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+      const unlink = linkAbort(options.signal, controller);
+      // A streamed answer's body is read after this returns: the caller's abort must still reach it then.
+      let bodyHandedOver = false;
+      const signal = controller.signal;
       try {
         const init: RequestInit = { method, headers, signal };
         if (body !== undefined) init.body = body;
@@ -186,12 +192,15 @@ export class Transport {
         }
         options.onResponse?.(res);
         // A streamed answer's deadline ends with its headers (the finally below); the caller owns the body.
+        bodyHandedOver = streamed;
         return await read(res);
       } catch (err) {
         if (timedOut) throw attemptMs === timeoutMs ? new InferTimeoutError(`${method} ${url} took longer than ${timeoutMs} ms`) : pastDeadline();
         throw err;
       } finally {
         clearTimeout(timer);
+        // Kept for a streamed body, until the caller's signal aborts or is collected: one entry a download, not a call.
+        if (!bodyHandedOver) unlink();
       }
     }
   }
@@ -243,15 +252,21 @@ export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void
       reject(signal.reason);
       return;
     }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
+    // Through linkAbort, as a request is: many calls pausing on one signal at once add one listener to it, not one each.
+    const controller = new AbortController();
+    const unlink = linkAbort(signal, controller);
     const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
+      unlink();
       resolve();
     }, Math.min(ms, LONGEST_TIMER_MS));
-    signal?.addEventListener('abort', onAbort, { once: true });
+    controller.signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(controller.signal.reason);
+      },
+      { once: true },
+    );
   });
 }
 
