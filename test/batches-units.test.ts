@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { expect } from 'chai';
 import type { Response } from 'express';
 import { Redis } from 'ioredis';
-import { BatchStore, ChunkResultWriter, batchCompletedWebhook, customIdJson, failedChunkResult, renderChunkResult, type BatchRecord } from '@infer/batch-store';
+import { BatchStore, ChunkResultWriter, batchCompletedWebhook, customIdJson, failedChunkResult, renderChunkResult, renderChunkResultPieces, type BatchRecord } from '@infer/batch-store';
 import { InteractiveRequests } from '../apps/gateway/src/batches/interactive-requests.js';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from './helpers/platform.js';
 import { nestedJson, toNested } from '@infer/tensors';
@@ -120,6 +120,23 @@ describe('batches: stored chunk results', () => {
     expect(got.map((l) => (l.error as { code: string }).code)).to.deep.equal(['worker_lost', 'invalid_input', 'worker_lost']);
     const legacy = Buffer.from('{"index":0}\n');
     expect(renderChunkResult(legacy)).to.equal(legacy);
+  });
+
+  it('renders a wide chunk in pieces of whole lines, about pieceChars each (one string of 2048 rows × 16384 floats would pass V8\'s longest)', () => {
+    const rows = 64;
+    const width = 1000;
+    const writer = new ChunkResultWriter(0, rows, Array.from({ length: rows }, (_, i) => `r${i}`), ['y']);
+    writer.addRun(Array.from({ length: rows }, (_, i) => i), { y: { datatype: 'FP32', shape: [rows, width], data: Float32Array.from({ length: rows * width }, (_, i) => 0.1 + i / 7) } }, true);
+    const stored = writer.encode();
+    const pieces = [...renderChunkResultPieces(stored, 50_000)];
+    // A line is ~19 characters a value: ~19,000 a row, so about three rows a piece.
+    expect(pieces.length).to.be.within(16, 32);
+    for (const piece of pieces) {
+      expect(piece.at(-1), 'a piece ends at a line end').to.equal(0x0a);
+      expect(piece.length).to.be.below(50_000 + 25_000);
+    }
+    expect(Buffer.concat(pieces).equals(renderChunkResult(stored))).to.equal(true);
+    expect(Buffer.concat(pieces).toString().trimEnd().split('\n').map((l) => (JSON.parse(l) as { index: number }).index)).to.deep.equal(Array.from({ length: rows }, (_, i) => i));
   });
 });
 

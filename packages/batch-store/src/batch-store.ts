@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { isBatchEnded, keys, type BatchStatus, type JobError } from '@infer/contract';
 import { hashToBatchRecord, newBatchHash, type BatchRecord, type NewBatchRecord } from './batch-record.js';
-import { failedChunkResult, renderChunkResult } from './chunk-result.js';
+import { failedChunkResult, renderChunkResultPieces } from './chunk-result.js';
 import { unrunChunkLines, type ChunkManifest } from './result-lines.js';
 import { ADD_CHUNK, CANCEL, DISCARD, FINISH_CHUNK, SEAL, START_CHUNK } from './scripts.js';
 
@@ -50,6 +50,9 @@ type ScriptRedis = Redis & {
   inferBatchCancel(k1: string, k2: string, k3: string, k4: string, ...argv: (string | number)[]): Promise<string | string[]>;
   inferBatchDiscard(k1: string, k2: string, k3: string, k4: string): Promise<number>;
 };
+
+/** About the most stored result bytes a download holds read ahead of what it sends (always at least the next chunk). */
+const READ_AHEAD_BYTES = 16 << 20;
 
 /** How long a batch's place in its tenant's list is kept once its entry went, for a cursor naming it. */
 const CURSOR_GRACE_MS = 3_600_000;
@@ -287,22 +290,26 @@ export class BatchStore {
   }
 
   /**
-   * The result lines of an ended batch, a chunk at a time in submission
-   * order, reading `readAhead` chunks ahead. A chunk's stored result is
-   * rendered to NDJSON here, as it streams; a chunk with no results (its
-   * batch was canceled before it ran) is rendered from its manifest.
+   * The result lines of an ended batch, in submission order, a piece of about
+   * a MiB of text at a time. Stored chunk results are read ahead (up to
+   * `readAhead` chunks, fewer when they are large: at most about
+   * READ_AHEAD_BYTES held) and rendered to NDJSON only as they stream; a chunk
+   * with no results (its batch was canceled before it ran) is rendered from
+   * its manifest.
    */
   async *results(record: BatchRecord, readAhead = 4): AsyncGenerator<Buffer> {
-    const fetchChunk = async (i: number): Promise<Buffer | null> => {
+    const fetchChunk = async (i: number): Promise<{ stored: Buffer } | { lines: Buffer } | null> => {
       const written = await this.redis.hgetBuffer(this.k.batchResults(record.id), String(i));
-      if (written) return renderChunkResult(written);
+      if (written) return { stored: written };
       const manifest = await this.redis.hget(this.k.batchPending(record.id), String(i));
-      return manifest ? Buffer.from(unrunChunkLines(JSON.parse(manifest) as ChunkManifest)) : null;
+      return manifest ? { lines: Buffer.from(unrunChunkLines(JSON.parse(manifest) as ChunkManifest)) } : null;
     };
-    const ahead: Promise<Buffer | null>[] = [];
+    const ahead: Promise<{ stored: Buffer } | { lines: Buffer } | null>[] = [];
     let next = 0;
+    // How many chunks to hold ahead, from the size of the last one read: four of 1 MiB, one of 64 MiB.
+    let depth = readAhead;
     const fill = () => {
-      while (next < record.chunks && ahead.length < readAhead) {
+      while (next < record.chunks && ahead.length < depth) {
         const p = fetchChunk(next++);
         // Handled when awaited below; this keeps an early failure from being "unhandled" meanwhile.
         p.catch(() => undefined);
@@ -311,12 +318,15 @@ export class BatchStore {
     };
     fill();
     for (let i = 0; ahead.length > 0; i++) {
-      const buf = await ahead.shift()!;
+      const chunk = await ahead.shift()!;
       // Every chunk of an ended batch has its results, or its manifest: neither means its keys expired
       // while the file was being read. A file cut short must not end as if whole: the transfer fails.
-      if (!buf) throw new Error(`batch ${record.id}: chunk ${i} of its results is gone (the batch expired while they were read)`);
+      if (!chunk) throw new Error(`batch ${record.id}: chunk ${i} of its results is gone (the batch expired while they were read)`);
+      const bytes = 'stored' in chunk ? chunk.stored.byteLength : chunk.lines.byteLength;
+      depth = Math.max(1, Math.min(readAhead, Math.floor(READ_AHEAD_BYTES / Math.max(1, bytes))));
       fill();
-      yield buf;
+      if ('lines' in chunk) yield chunk.lines;
+      else yield* renderChunkResultPieces(chunk.stored);
     }
   }
 

@@ -5,7 +5,7 @@ import { failedLine, succeededLine } from './result-lines.js';
 /**
  * One chunk's results as the worker stores them: which items failed and
  * why, and the raw output bytes of those that succeeded. They become NDJSON
- * lines only when the results are downloaded (`renderChunkResult`).
+ * lines only when the results are downloaded (`renderChunkResultPieces`).
  *
  * Why not store the lines: a result line of the shipped MLP is ~180 bytes of
  * text for 16 bytes of output. Printing floats is most of a worker's work on
@@ -100,13 +100,22 @@ export function failedChunkResult(start: number, count: number, customIds: (stri
   return writer.encode();
 }
 
+/** About how many characters of NDJSON text `renderChunkResultPieces` puts in one piece. */
+export const RESULT_PIECE_CHARS = 1 << 20;
+
 /**
- * The NDJSON lines of a stored chunk result, in item order. A value without
- * the MAGIC line is already NDJSON (as an older worker wrote it) and is
- * passed through.
+ * The NDJSON lines of a stored chunk result, in item order, in pieces of
+ * about `pieceChars` characters (whole lines; a line longer than that is a
+ * piece of its own). Not one string for the chunk: a wide output (a mask, a
+ * vocabulary's logits) prints ~19 characters a value, and 2048 rows of 16384
+ * values would pass V8's longest string. A value without the MAGIC line is
+ * already NDJSON (as an older worker wrote it) and is passed through.
  */
-export function renderChunkResult(stored: Buffer): Buffer {
-  if (!stored.subarray(0, MAGIC.length).equals(MAGIC)) return stored;
+export function* renderChunkResultPieces(stored: Buffer, pieceChars = RESULT_PIECE_CHARS): Generator<Buffer> {
+  if (!stored.subarray(0, MAGIC.length).equals(MAGIC)) {
+    yield stored;
+    return;
+  }
   const headerEnd = stored.indexOf(0x0a, MAGIC.length);
   const header = JSON.parse(stored.toString('utf8', MAGIC.length, headerEnd)) as ChunkResultHeader;
   const rowOf = new Int32Array(header.count).fill(-1);
@@ -125,13 +134,23 @@ export function renderChunkResult(stored: Buffer): Buffer {
     const error = errors.get(k);
     if (error || r < 0) {
       out += failedLine(header.start + k, customId, error ?? { code: 'internal_error', message: 'the item has no stored result' });
-      continue;
+    } else {
+      let json = '';
+      for (const o of outputs) json += o.prefix + o.json(r);
+      out += succeededLine(header.start + k, customId, (json || '{') + '}');
     }
-    let json = '';
-    for (const o of outputs) json += o.prefix + o.json(r);
-    out += succeededLine(header.start + k, customId, (json || '{') + '}');
+    if (out.length >= pieceChars) {
+      yield Buffer.from(out);
+      out = '';
+    }
   }
-  return Buffer.from(out);
+  if (out) yield Buffer.from(out);
+}
+
+/** A stored chunk result's NDJSON lines in one buffer (for a chunk known to be small). */
+export function renderChunkResult(stored: Buffer): Buffer {
+  const pieces = [...renderChunkResultPieces(stored)];
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
 }
 
 /** Row r of one stored output, as JSON. */

@@ -16,17 +16,32 @@ export interface ChunkLimits {
   maxRows: number;
   /** Most input bytes a chunk packs (big tensors make smaller chunks). @default 1 MiB */
   maxBytes: number;
+  /**
+   * Most output bytes a chunk's rows make, where the model's outputs have
+   * fixed shapes: a small input with a wide output (a mask, a vocabulary's
+   * logits) would otherwise make 2048-row chunks whose results the worker
+   * holds, Redis stores as one value, and a download reads whole.
+   * @default 16 MiB
+   */
+  maxOutputBytes: number;
 }
 
-export const DEFAULT_CHUNK_LIMITS: ChunkLimits = { maxRows: 2048, maxBytes: 1 << 20 };
+export const DEFAULT_CHUNK_LIMITS: ChunkLimits = { maxRows: 2048, maxBytes: 1 << 20, maxOutputBytes: 16 << 20 };
 
 /** Longest error message a failed item keeps. */
 const MAX_ITEM_MESSAGE = 1024;
 
-/** What building chunks needs of a model: its name (for messages) and its inputs. Plain data, so a parse thread can have it. */
+/** What building chunks needs of a model: its name (for messages), its inputs, and its outputs (to size chunks). Plain data, so a parse thread can have it. */
 export interface BatchModel {
   name: string;
   inputs: readonly TensorSpec[];
+  outputs: readonly TensorSpec[];
+}
+
+/** Bytes a row of these tensors takes (strings counted as none), or 0 when a shape is variable. */
+function fixedRowBytes(specs: readonly TensorSpec[]): number {
+  if (specs.some((s) => s.shape.includes(-1))) return 0;
+  return specs.reduce((sum, s) => sum + elementCount(s.shape) * BYTES_PER_ELEMENT[s.datatype], 0);
 }
 
 /** A full chunk, ready for the queue. */
@@ -78,11 +93,13 @@ export class ChunkBuilder {
     private readonly limits: ChunkLimits = DEFAULT_CHUNK_LIMITS,
   ) {
     this.known = new Set(model.inputs.map((s) => s.name));
-    // A fixed-shape model's row size is known: size the chunk to the byte budget up front.
-    const fixedRowBytes = model.inputs.every((s) => !s.shape.includes(-1))
-      ? model.inputs.reduce((sum, s) => sum + elementCount(s.shape) * BYTES_PER_ELEMENT[s.datatype], 0)
-      : 0;
-    this.rowCap = fixedRowBytes > 0 ? Math.max(1, Math.min(limits.maxRows, Math.floor(limits.maxBytes / fixedRowBytes))) : limits.maxRows;
+    // Where a row's size is known, size the chunk to the byte budgets up front: its inputs', and its outputs'.
+    const inRow = fixedRowBytes(model.inputs);
+    const outRow = fixedRowBytes(model.outputs);
+    this.rowCap = Math.max(
+      1,
+      Math.min(limits.maxRows, inRow > 0 ? Math.floor(limits.maxBytes / inRow) : Infinity, outRow > 0 ? Math.floor(limits.maxOutputBytes / outRow) : Infinity),
+    );
     this.packers = model.inputs.map((spec) => {
       if (spec.datatype === 'BYTES') return { name: spec.name, datatype: 'UINT8', fixed: null, parts: [], shapes: [] };
       const fixed = spec.shape.includes(-1) ? null : { shape: spec.shape, per: elementCount(spec.shape), data: allocate(spec.datatype, this.rowCap * elementCount(spec.shape)) };
