@@ -5,18 +5,21 @@ import { startPlatform, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
 
 /**
- * Every stamp of a job is on the application hosts' clocks: created_at and
- * the Cancel-After deadline (the gateway's), started_at (the take's stamp:
- * the time the worker sent its take, or the envelope's enqueue time if
- * later) and completed_at (the worker's). Redis usually runs on a host of
- * its own, and its clock may be ahead of the app hosts': were a take
- * stamped with Redis's clock, an idle worker's jobs would read completed_at
- * before started_at, queue_ms would be the skew, and a job taken well within
- * its Cancel-After deadline would end `deadline_exceeded`.
+ * Every stamp of a job is on one clock, Redis's, read by each process as its
+ * own plus a measured offset (platformNow): created_at and the Cancel-After
+ * deadline (the gateway's reading), started_at (the take's stamp: the time
+ * the worker sent its take, or the envelope's enqueue time if later) and
+ * completed_at (the worker's reading). Redis usually runs on a host of its
+ * own, and its clock may be ahead of the app hosts': were some stamps read
+ * on Redis's clock and others on a host's own, an idle worker's jobs would
+ * read completed_at before started_at, queue_ms would be the skew, and a
+ * job taken well within its Cancel-After deadline would end
+ * `deadline_exceeded`. (test/clock-skew covers hosts that differ from each
+ * other.)
  *
  * The skew is simulated by running this process's clock (gateway and worker
  * alike: one app clock) 1 s behind Redis's: Date.now is shifted before the
- * platform starts (JobService captures Date.now) and restored once it has
+ * platform starts (which measures the offset) and restored once it has
  * closed; timers use the monotonic clock.
  */
 const SKEW_MS = 1000;

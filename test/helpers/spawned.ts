@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
 import { REPO_ROOT } from './platform.js';
 
 // ---------------------------------------------------------------------------
@@ -22,6 +23,11 @@ function npmScript(name: string): string[] {
   if (!script || !/^[\w./:=@-]+(?: [\w./:=@-]+)*$/.test(script)) throw new Error(`npm script ${name} is not a plain command: ${script}`);
   const [cmd, ...args] = script.split(' ') as [string, ...string[]];
   return [cmd === 'node' ? process.execPath : path.join(REPO_ROOT, 'node_modules', '.bin', cmd), ...args];
+}
+
+/** What runs an app with its wall clock `ms` ahead of this host's (negative: behind): test/helpers/clock-shift.ts. */
+export function clockShifted(ms: number): { env: Record<string, string>; nodeArgs: string[] } {
+  return { env: { CLOCK_SHIFT_MS: String(ms) }, nodeArgs: ['--import', pathToFileURL(path.join(import.meta.dirname, 'clock-shift.ts')).href] };
 }
 
 export interface LogLine {
@@ -48,8 +54,13 @@ export class Spawned {
   private stderr = '';
   private readonly listeners = new Set<() => void>();
 
-  constructor(script: string, env: Record<string, string>) {
+  /** `nodeArgs` go to a `node` script's Node, just before the script's file (after its `--import tsx`). */
+  constructor(script: string, env: Record<string, string>, options: { nodeArgs?: readonly string[] } = {}) {
     const [cmd, ...args] = npmScript(script) as [string, ...string[]];
+    if (options.nodeArgs?.length) {
+      if (cmd !== process.execPath) throw new Error(`npm script ${script} does not run node: no node arguments for it`);
+      args.splice(args.length - 1, 0, ...options.nodeArgs);
+    }
     this.child = spawn(cmd, args, {
       cwd: REPO_ROOT,
       // Its own process group, as under a container runtime or a terminal: `kill -TERM -<pgid>` reaches every process in it.

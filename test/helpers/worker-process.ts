@@ -8,14 +8,22 @@ import { waitUntil } from './wait.js';
  * platform's Redis, prefix and model repository, started once the gateways
  * (the platform's and any others given) count it ready for `model`.
  */
-export async function startWorkerProcess(p: TestPlatform, model: string, options: { env?: Record<string, string>; gateways?: Gateway[] } = {}): Promise<Spawned> {
-  const worker = new Spawned('start:worker', {
-    REDIS_URL: p.config.redisUrl,
-    QUEUE_PREFIX: p.prefix,
-    MODEL_REPOSITORY: p.config.modelRepository,
-    WORKER_METRICS_PORT: '0',
-    ...options.env,
-  });
+export async function startWorkerProcess(
+  p: TestPlatform,
+  model: string,
+  options: { env?: Record<string, string>; gateways?: Gateway[]; nodeArgs?: readonly string[] } = {},
+): Promise<Spawned> {
+  const worker = new Spawned(
+    'start:worker',
+    {
+      REDIS_URL: p.config.redisUrl,
+      QUEUE_PREFIX: p.prefix,
+      MODEL_REPOSITORY: p.config.modelRepository,
+      WORKER_METRICS_PORT: '0',
+      ...options.env,
+    },
+    options.nodeArgs ? { nodeArgs: options.nodeArgs } : {},
+  );
   await worker.waitForLog('worker started', 60_000);
   await waitUntil(
     async () => {

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
 import { BatchStore, batchCompletedWebhook } from '@infer/batch-store';
-import { REQUEST_TIME_LIMIT_MS } from '@infer/contract';
+import { REQUEST_TIME_LIMIT_MS, keepPlatformClock } from '@infer/contract';
 import type { Config } from '@infer/config';
 import { JobStore, JobWaiters, candidateQueue, versionHasQueuedWork, versionsWithQueues } from '@infer/job-store';
 import { throttledWarn, type Logger } from '@infer/logger';
@@ -106,6 +106,8 @@ export async function createGateway(
   const models = options.models ?? (await ModelRepository.load(config.modelRepository, { purpose: 'describe' }));
   await Promise.all(connections.map((conn) => conn.connect()));
   await Promise.all(connections.map((conn) => assertDatabase(conn)));
+  // Every stamp that another process reads (created_at, deadlines, rate-limit windows) is on Redis's clock.
+  const stopClock = await keepPlatformClock(redis, throttledWarn(logger, "could not read Redis's clock (TIME); keeping the last offset"));
 
   const store = new JobStore(redis, { prefix: config.queuePrefix, resultTtlMs: config.resultTtlMs });
   const metrics = options.metrics === false ? GatewayMetrics.off() : new GatewayMetrics();
@@ -214,6 +216,7 @@ export async function createGateway(
             await closed;
           },
           () => catalog.close(),
+          () => stopClock(),
           () => deadlineSweep.close(),
           () => rateLimiter.close(),
           () => writer.close(),

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { ABANDONED_UPLOAD_MS, bulkQueue, chunkJobId, interactiveKeys, queueMember } from '@infer/contract';
+import { ABANDONED_UPLOAD_MS, bulkQueue, chunkJobId, interactiveKeys, queueMember, platformNow } from '@infer/contract';
 import type { BatchStore } from '@infer/batch-store';
 import { reconcileQueuedCounts, registeredQueues } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
@@ -19,7 +19,7 @@ export interface SweeperOptions {
   everyMs?: number;
   /** Unended batches looked at per sweep, oldest first. @default 200 */
   batchesPerSweep?: number;
-  /** The clock an upload's age is read with. @default Date.now */
+  /** The clock an upload's age is read with. @default platformNow (Redis's clock) */
   now?: () => number;
   /** Told the rows of each chunk the sweep ended as `lost` (failed), for the bulk row metrics. */
   onLostRows?: (model: { name: string; version: string }, rows: number) => void;
@@ -66,7 +66,7 @@ export class Sweeper {
   private readonly now: () => number;
 
   constructor(private readonly options: SweeperOptions) {
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? platformNow;
     const every = options.everyMs ?? 30_000;
     this.timer = setInterval(() => void this.tick(every), every);
     this.timer.unref();
@@ -136,7 +136,7 @@ export class Sweeper {
       const queue = bulkQueue(prefix, record.model, record.version);
       for (const [chunk, manifest] of pending) {
         if (await redis.exists(`${queue.prefix}:${queue.name}:${chunkJobId(record.id, chunk)}`)) continue;
-        const outcome = await batchStore.failChunk(record.id, chunk, manifest, { code: 'lost', message: "the chunk's queue job disappeared before it ran" }, Date.now());
+        const outcome = await batchStore.failChunk(record.id, chunk, manifest, { code: 'lost', message: "the chunk's queue job disappeared before it ran" }, this.now());
         if (outcome !== 'duplicate' && outcome !== 'ended' && outcome !== 'missing') {
           lost++;
           // Every row of the chunk ends now, its items that failed at upload too.

@@ -2,6 +2,7 @@ import { assertDatabase, awaitAtMost, letGo } from '@infer/lifecycle';
 import { Redis } from 'ioredis';
 import type { Config } from '@infer/config';
 import { BatchStore, FINISH_CHUNK_COMMAND, batchCompletedWebhook } from '@infer/batch-store';
+import { keepPlatformClock } from '@infer/contract';
 import { throttledWarn, type Logger } from '@infer/logger';
 import { ModelRepository } from '@infer/models';
 import { ModelControl } from '@infer/model-control';
@@ -101,6 +102,8 @@ export async function createWorker(
     if (ownModels) await models.close();
     throw err;
   });
+  // Every stamp that another process reads (started_at, completed_at, deadlines judged, heartbeats) is on Redis's clock.
+  const stopClock = await keepPlatformClock(storeConnection, throttledWarn(logger, "could not read Redis's clock (TIME); keeping the last offset"));
   // Webhook events are produced here (jobs start and end, batches complete) and
   // delivered here too, on their own queue and worker: never in a model's way.
   const webhookEvents = new WebhookEvents({
@@ -233,6 +236,7 @@ export async function createWorker(
         await Promise.allSettled([live.close(), deliveries.close()]);
         // After the model workers: their last batches may still have enqueued events.
         await webhookEvents.close().catch(() => undefined);
+        stopClock();
         // quit() would wait for Redis to come back, likewise: while it is away, drop the connections.
         for (const conn of [connection, storeConnection]) await letGo(conn);
         if (ownModels) await models.close();

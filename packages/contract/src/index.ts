@@ -8,3 +8,4 @@ export * from './queues.js';
 export * from './lifecycle.js';
 export * from './json-object.js';
 export * from './webhook-delivery.js';
+export * from './platform-clock.js';

@@ -1,3 +1,4 @@
+import { platformNow } from '@infer/contract';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 
@@ -55,7 +56,7 @@ const fleetKeys = (prefix: string) => ({
 export class WorkerHeartbeat {
   private timer: NodeJS.Timeout | undefined;
   private readonly keys: ReturnType<typeof fleetKeys>;
-  private readonly startedAt = Date.now();
+  private readonly startedAt = platformNow();
   /** Set by stop(): a beat asked for afterwards (a drain ending during close) must not bring the worker back. */
   private stopped = false;
 
@@ -80,7 +81,7 @@ export class WorkerHeartbeat {
   /** Report now (a version finished loading, say), without waiting for the next beat. */
   async beat(): Promise<void> {
     if (this.stopped) return;
-    const now = Date.now();
+    const now = platformNow();
     const description: WorkerDescription = { id: this.id, host: hostname(), pid: process.pid, started_at: this.startedAt, versions: this.versions() };
     try {
       await this.redis
@@ -205,7 +206,7 @@ export class FleetView {
   }
 
   private async read(): Promise<void> {
-    const ids = await this.redis.zrangebyscore(this.keys.workers, Date.now() - LIVE_MS, '+inf');
+    const ids = await this.redis.zrangebyscore(this.keys.workers, platformNow() - LIVE_MS, '+inf');
     const raw = ids.length ? await this.redis.mget(...ids.map((id) => this.keys.worker(id))) : [];
     const workers: WorkerDescription[] = [];
     for (const text of raw) {

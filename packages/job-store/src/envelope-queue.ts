@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { DEPTH_ALLOWANCE_FIELD, QUEUE_EVENTS_MAX_LEN, allowanceInstances, allowanceValue, interactiveKeys, keys, parseQueueMember, type EnvelopeData } from '@infer/contract';
+import { DEPTH_ALLOWANCE_FIELD, QUEUE_EVENTS_MAX_LEN, allowanceInstances, allowanceValue, interactiveKeys, keys, parseQueueMember, type EnvelopeData, platformNow } from '@infer/contract';
 import { withJobScripts, type Arg, type ScriptPipeline, type ScriptRedis } from './redis-scripts.js';
 import { MARK_RUNNING } from './scripts.js';
 
@@ -296,7 +296,7 @@ export class EnvelopeQueue {
    * envelopes are left in the queue: 0 means nothing more to wait for.
    */
   async fetch(token: string, lockMs: number, wanted: number, most: number): Promise<FetchOutcome> {
-    const now = Date.now();
+    const now = platformNow();
     const closes = closesOf(this.redis);
     const before = closes.count;
     const outcome = parseFetch(await this.redis.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now)), now);
@@ -315,7 +315,7 @@ export class EnvelopeQueue {
    */
   async waitAndFetch(blocking: Redis, timeoutSeconds: number, token: string, lockMs: number, wanted: number, most: number): Promise<FetchOutcome> {
     const pipeline = withJobScripts(blocking).pipeline().bzpopmin(this.keys.marker, timeoutSeconds) as ScriptPipeline;
-    const now = Date.now();
+    const now = platformNow();
     const closes = closesOf(blocking);
     const before = closes.count;
     const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now, true)).exec()) ?? [];
@@ -333,18 +333,15 @@ export class EnvelopeQueue {
    * the stalled check put back (its worker died) was enqueued long before,
    * and the read may have waited seconds for it: its stamp would name a
    * moment when nothing happened. FETCH answers Redis's clock at the take
-   * (`@t`) for it; it is stamped again with that moment on this worker's
-   * clock (the clocks' offset measured now: the reply itself may have been
-   * read late, behind a model run holding the event loop). Only while the
-   * take still holds it. A first take is left as it is (its stamp is the
-   * first take's, `ft`, which deadlines are judged by).
+   * (`@t`) for it, which is the platform's clock (platformNow): it is stamped
+   * again with that moment, only while the take still holds it. A first take
+   * is left as it is (its stamp is the first take's, `ft`, which deadlines
+   * are judged by).
    */
   private async restampTakenBack(envelopes: TakenEnvelope[], token: string): Promise<void> {
-    const back = envelopes.filter((e) => e.fields.has('@t'));
-    if (back.length === 0) return;
-    const offset = await redisClockOffset(this.redis);
-    for (const e of back) {
-      const at = Math.round(Number(e.fields.get('@t')!.toString()) - offset);
+    for (const e of envelopes) {
+      if (!e.fields.has('@t')) continue;
+      const at = Math.round(Number(e.fields.get('@t')!.toString()));
       e.takenAt = at;
       const jk = this.keys.base + e.id;
       await this.redis.inferRestampTake(jk, `${jk}:lock`, token, at);
@@ -489,26 +486,6 @@ function firstTakenAt(fields: ReadonlyMap<string, Buffer>, now: number): number 
 /** The time FETCH stamps a take with (processedOn): max(the time the take was sent with, the envelope's enqueue time). */
 function stampOf(fields: ReadonlyMap<string, Buffer>, now: number): number {
   return Math.max(now, enqueuedAt(fields));
-}
-
-/**
- * Redis's clock less this process's (ms), read with TIME: the reading is
- * placed at the middle of its round trip, the shortest of three (a round
- * trip the event loop held is not one to trust).
- */
-async function redisClockOffset(redis: Redis): Promise<number> {
-  let best = { rtt: Infinity, offset: 0 };
-  for (let i = 0; i < 3; i++) {
-    const wall = Date.now();
-    const before = performance.now();
-    const [seconds, micros] = await redis.time();
-    const rtt = performance.now() - before;
-    // On Date.now()'s clock, as every other stamp of a job.
-    const local = wall + rtt / 2;
-    if (rtt < best.rtt) best = { rtt, offset: Number(seconds) * 1000 + Number(micros) / 1000 - local };
-    if (rtt < 5) break;
-  }
-  return best.offset;
 }
 
 function enqueuedAt(fields: ReadonlyMap<string, Buffer>): number {

@@ -66,14 +66,18 @@ export interface Ending {
 
 /** The stored record of a job of `data` (as the envelope holds it) that ended so. */
 export function encodeRecord(model: string, version: string, job: EnvelopeJob, ending: Ending): Buffer {
+  // The stamps are on one clock (Redis's, platformNow), each process's reading of it off by its offset's
+  // error (a millisecond or so): never let that put a job's start before its creation or its end before either.
+  const startedAt = ending.startedAt === null ? null : Math.max(ending.startedAt, job.created_at);
+  const completedAt = Math.max(ending.completedAt, startedAt ?? job.created_at);
   const header: RecordHeader = {
     t: job.tenant,
     m: model,
     v: version,
     s: ending.status,
     c: job.created_at,
-    ...(ending.startedAt !== null ? { b: ending.startedAt - job.created_at } : {}),
-    e: ending.completedAt - job.created_at,
+    ...(startedAt !== null ? { b: startedAt - job.created_at } : {}),
+    e: completedAt - job.created_at,
     ...(ending.metrics ? { q: [ending.metrics.queue_ms, ending.metrics.inference_ms, ending.metrics.batch_size] } : {}),
     ...(ending.error ? { x: [ending.error.code, ending.error.message] } : {}),
     ...(ending.outputs?.length ? { o: ending.outputs.map((o) => [o.name, o.datatype, o.shape] as [string, Exclude<Datatype, 'BYTES'>, number[]]) } : {}),

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { DEADLINE_EXCEEDED, EnvelopeData, JOB_ID_RE, jobKeys, type EnvelopeJob } from '@infer/contract';
+import { DEADLINE_EXCEEDED, EnvelopeData, JOB_ID_RE, jobKeys, type EnvelopeJob, platformNow } from '@infer/contract';
 import { encodeRecord } from './job-record.js';
 import { withJobScripts, type ScriptPipeline, type ScriptRedis } from './redis-scripts.js';
 
@@ -157,7 +157,7 @@ export class JobStore {
 
   /** Claim the key for `id`; returns who holds it (`owner` is `id` when this call won). */
   async claimIdempotencyKey(tenant: string, idempotencyKey: string, id: string): Promise<IdempotencyClaim> {
-    return parseClaim(await this.redis.inferClaimIdempotencyKey(this.idempotencyRedisKey(tenant, idempotencyKey), id, IDEMPOTENCY_TTL_MS, Date.now()));
+    return parseClaim(await this.redis.inferClaimIdempotencyKey(this.idempotencyRedisKey(tenant, idempotencyKey), id, IDEMPOTENCY_TTL_MS, platformNow()));
   }
 
   /** The key's claim as it stands, or null: no request of the tenant holds it. */
@@ -172,7 +172,7 @@ export class JobStore {
    */
   async takeOverIdempotencyKey(tenant: string, idempotencyKey: string, held: IdempotencyClaim, id: string): Promise<boolean> {
     const key = this.idempotencyRedisKey(tenant, idempotencyKey);
-    return (await this.redis.inferTakeOverIdempotencyKey(key, held.raw, id, IDEMPOTENCY_TTL_MS, Date.now())) === 1;
+    return (await this.redis.inferTakeOverIdempotencyKey(key, held.raw, id, IDEMPOTENCY_TTL_MS, platformNow())) === 1;
   }
 
   /** Let go of a key claimed for a job that was never enqueued (the queue was full, Redis failed). */

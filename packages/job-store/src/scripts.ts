@@ -182,7 +182,7 @@ return take
  * A take stamps processedOn (and the first one ft) with ARGV[4], or the envelope's enqueue time if later.
  * A take behind a blocking read of an envelope taken before and enqueued before ARGV[4] (one the stalled
  * check put back: it did not end the wait, and the wait may have lasted seconds) also answers `@t`, Redis's
- * clock at the take (epoch ms), for the worker to stamp it again on its own clock (EnvelopeQueue.waitAndFetch).
+ * clock at the take (epoch ms, the platform's clock: platformNow), for the worker to stamp it with (EnvelopeQueue.waitAndFetch).
  * An envelope's instances leave the queued count the first time a worker takes it,
  * less those canceled before that; one put back by the stalled check is not counted again.
  */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { interactiveKeys, type ModelEvent, type ModelEventType, type Rollout, type RolloutState, type RoutingSource, type RoutingWeights } from '@infer/contract';
+import { interactiveKeys, type ModelEvent, type ModelEventType, type Rollout, type RolloutState, type RoutingSource, type RoutingWeights, platformNow } from '@infer/contract';
 
 /**
  * What every gateway and worker must agree on about a model, kept in Redis
@@ -284,7 +284,7 @@ export class ModelControl {
    */
   async drain(model: string, version: string, reason: DrainingVersion['reason'], actor: string): Promise<boolean> {
     const k = modelKeys(this.prefix, model);
-    const marked = await this.redis.hsetnx(k.draining, version, JSON.stringify({ since: Date.now(), reason } satisfies DrainingVersion));
+    const marked = await this.redis.hsetnx(k.draining, version, JSON.stringify({ since: platformNow(), reason } satisfies DrainingVersion));
     if (marked) {
       await this.record(model, actor, 'version_unloaded', { version, state: 'draining', reason });
       await this.bump();
@@ -333,7 +333,7 @@ export class ModelControl {
    * job to a queue its workers are about to stop reading.
    */
   async closeQueue(model: string, version: string): Promise<void> {
-    await this.redis.hset(interactiveKeys(this.prefix, model, version).meta, 'closed', String(Date.now()));
+    await this.redis.hset(interactiveKeys(this.prefix, model, version).meta, 'closed', String(platformNow()));
   }
 
   /** Take a queue's close back (its version is no longer draining): the enqueue accepts envelopes again. */

@@ -1,3 +1,4 @@
+import { platformNow } from '@infer/contract';
 import { throttledWarn, type Logger } from '@infer/logger';
 import type { FailedVersion, ModelRepository, ModelVersion } from '@infer/models';
 import type { ModelControl } from './control-store.js';
@@ -141,7 +142,7 @@ export class RepositoryWatcher {
     // Rollouts move on from every process that looks (one of them moves each step: a compare-and-set);
     // a model with none running costs nothing here.
     const rolling = repo.names().filter((name) => view.of(name).rollout !== null);
-    if (rolling.length > 0) await advanceRollouts(control, rolling, Date.now(), this.o.candidateQueue);
+    if (rolling.length > 0) await advanceRollouts(control, rolling, platformNow(), this.o.candidateQueue);
   }
 
   /** Scan the folder beside the looks; one asked for while one runs follows it. */

@@ -1,3 +1,4 @@
+import { platformNow } from '@infer/contract';
 import { LATENCY_BUCKETS_MS, p50, type ModelControl, type StoredRollout, type VersionFigures, type Weights } from './control-store.js';
 import { apportion } from './routing.js';
 
@@ -80,7 +81,7 @@ export interface CandidateQueue {
 export type ReadCandidateQueue = (model: string, version: string) => Promise<CandidateQueue>;
 
 /** Judge every running rollout whose step time is up (a gateway or worker calls this each second). */
-export async function advanceRollouts(control: ModelControl, models: readonly string[], now = Date.now(), candidateQueue?: ReadCandidateQueue): Promise<void> {
+export async function advanceRollouts(control: ModelControl, models: readonly string[], now = platformNow(), candidateQueue?: ReadCandidateQueue): Promise<void> {
   for (const model of models) {
     const r = await control.activeRollout(model);
     if (!r || r.state !== 'running') continue;

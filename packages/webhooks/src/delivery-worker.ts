@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { DelayedError, Worker, type Job, type Telemetry } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { WebhookDeliveryPayload, webhookQueue } from '@infer/contract';
+import { WebhookDeliveryPayload, webhookQueue, platformNow } from '@infer/contract';
 import { DEFAULT_MAX_RUN_MS, LockKeeper } from '@infer/locks';
 import type { Logger } from '@infer/logger';
 import { deliver, DELIVERY_TIMEOUT_MS, type AttemptOutcome } from './delivery.js';
@@ -131,7 +131,7 @@ export class WebhookDeliveryWorker {
     this.logger = options.logger.child({ component: 'webhooks' });
     this.log = new DeliveryLog(options.connection, options.prefix);
     this.secrets = new WebhookSecrets(options.connection, options.prefix);
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? platformNow;
     // Every attempt in flight listens on the shutdown signal: as many listeners as the concurrency, by design.
     setMaxListeners(0, this.shutdown.signal);
     const delays = options.retryDelaysMs;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, type JobsOptions, type Telemetry } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { QUEUE_EVENTS_MAX_LEN, webhookQueue, type WebhookDeliveryPayload } from '@infer/contract';
+import { QUEUE_EVENTS_MAX_LEN, webhookQueue, type WebhookDeliveryPayload, platformNow } from '@infer/contract';
 import { silentLogger, type Logger } from '@infer/logger';
 import { DeliveryLog, type StoredEvent, type WebhookDelivery, type WebhookEventType, type WebhookSubject } from './delivery-log.js';
 
@@ -64,7 +64,7 @@ export class WebhookEvents {
 
   constructor(private readonly options: WebhookEventsOptions) {
     this.log = new DeliveryLog(options.connection, options.prefix);
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? platformNow;
     this.logger = options.logger ?? silentLogger;
   }
 

@@ -6,6 +6,7 @@ import {
   type BatchList,
   type BulkChunkPayload,
   type WebhookEventFilter,
+  platformNow,
 } from '@infer/contract';
 import { failedChunkResult, toBatch, type BatchRecord, type BatchStore, type ChunkManifest } from '@infer/batch-store';
 import { AppError, badRequest, conflict, invalidInput, notFound, unavailable } from '@infer/errors';
@@ -92,7 +93,7 @@ export class BatchService {
   private readonly limits: ChunkLimits;
 
   constructor(private readonly deps: BatchServiceDeps) {
-    this.now = deps.now ?? Date.now;
+    this.now = deps.now ?? platformNow;
     this.limits = deps.chunkLimits ?? DEFAULT_CHUNK_LIMITS;
   }
 

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { isBatchEnded, type BatchStatus } from '@infer/contract';
+import { isBatchEnded, type BatchStatus, platformNow } from '@infer/contract';
 import { AppError } from '@infer/errors';
 
 /**
@@ -65,7 +65,7 @@ export class OpenBatches {
     if (!(options.limit >= 1)) throw new Error('limit must be at least 1');
     if (!('inferOpenBatchReserve' in options.redis)) options.redis.defineCommand('inferOpenBatchReserve', { numberOfKeys: 1, lua: RESERVE });
     this.redis = options.redis as ScriptRedis;
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? platformNow;
   }
 
   /** The tenant's set (tenant names hold no `:`, so no tenant's key is another's). */

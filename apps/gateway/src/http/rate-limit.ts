@@ -26,14 +26,16 @@
  * to a 5xx).
  *
  * Why fixed windows (the epoch second): every replica names the same window
- * from its own clock, with no coordination, so the shared state is a single
+ * from the platform's clock (Redis's, read through an offset each gateway
+ * measures: see platformNow), with no coordination, so the shared state is a single
  * counter per key and second, grown by INCRBY and expiring by itself. A
  * sliding window or token bucket would need timestamps or refill times kept
  * in Redis and read back before deciding. The price is the boundary: a
  * client may get up to twice the limit across the edge of two seconds, which
- * still reads as "N requests a second". Clock skew between replicas only
- * shifts where one window ends by the skew.
+ * still reads as "N requests a second". On each host's own clock, two
+ * gateways a second or more apart would never share a counter.
  */
+import { platformNow } from '@infer/contract';
 import { createHash } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { ChainableCommander, Redis } from 'ioredis';
@@ -51,7 +53,7 @@ if total == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return total
 `;
 
-/** The window itself plus two seconds of clock skew between gateways, then the counter goes by itself. */
+/** The window itself plus two seconds for a late push (and what is left of clock skew between gateways), then the counter goes by itself. */
 const WINDOW_TTL_MS = 3_000;
 
 /** `close()` waits this long at most for its last push: Redis may be the very reason the gateway is closing. */
@@ -74,7 +76,7 @@ export interface SharedRateLimiterOptions {
    * @default 50
    */
   syncMs?: number;
-  /** The time in ms since the epoch; a test drives windows through it. @default Date.now */
+  /** The time in ms since the epoch; a test drives windows through it. @default platformNow (Redis's clock) */
   now?: () => number;
   /** A sync failed (Redis down, timed out); called on every failed try, so throttle what it logs. */
   onError?: (err: unknown) => void;
@@ -120,7 +122,7 @@ export class SharedRateLimiter {
     this.prefix = options.prefix;
     this.perSecond = options.perSecond;
     this.syncMs = Math.max(0, options.syncMs ?? 50);
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? platformNow;
     this.onError = options.onError ?? (() => {});
     if (!('inferRateLimitAdd' in this.redis)) this.redis.defineCommand('inferRateLimitAdd', { numberOfKeys: 1, lua: ADD_TO_WINDOW });
   }

@@ -1,3 +1,4 @@
+import { platformNow } from '@infer/contract';
 import { versionKey, type FleetView } from '@infer/fleet';
 import type { EnvelopeQueue } from '@infer/job-store';
 import { awaitAtMost } from '@infer/lifecycle';
@@ -47,7 +48,7 @@ export class DeadlineSweep {
   }
 
   /** One look at every queue no live worker sweeps; answers how many jobs ended. */
-  async sweep(now = Date.now()): Promise<number> {
+  async sweep(now = platformNow()): Promise<number> {
     const fleet = await this.o.fleet.versions();
     let ended = 0;
     const seen = new Set<string>();

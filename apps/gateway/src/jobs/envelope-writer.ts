@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { keys, newEnvelopeId, queueMember, type EnvelopeData, type EnvelopeJob } from '@infer/contract';
+import { keys, newEnvelopeId, queueMember, type EnvelopeData, type EnvelopeJob, platformNow } from '@infer/contract';
 import { AppError } from '@infer/errors';
 import { EnvelopeQueue, registeredQueues, type LimitOf, type NewEnvelope } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
@@ -278,7 +278,7 @@ export class EnvelopeWriter {
       instances: jobs.length,
       limit: this.options.maxQueueDepth,
       ...(this.options.tenantMaxQueued ? { tenantCap: this.options.tenantMaxQueued } : {}),
-      now: Date.now(),
+      now: platformNow(),
     };
   }
 

@@ -1,6 +1,6 @@
 import { SpanKind, SpanStatusCode, type Context } from '@opentelemetry/api';
 import type { Tracing } from '@infer/tracing';
-import { newJobId, queueTag, type CreateJobBody, type EnvelopeJob } from '@infer/contract';
+import { newJobId, queueTag, type CreateJobBody, type EnvelopeJob, platformNow } from '@infer/contract';
 import { AppError, conflict, invalidInput, notFound } from '@infer/errors';
 import { decodeRecord, encodeRecord, hasCompletedHook, idempotencyDigest, recordTenant, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type IdempotencyClaim, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
@@ -75,7 +75,7 @@ export class JobService {
   private readonly now: () => number;
 
   constructor(private readonly deps: JobServiceDeps) {
-    this.now = deps.now ?? Date.now;
+    this.now = deps.now ?? platformNow;
   }
 
   /** Validate everything that can be known at submit, so bad input is a 422 now and never a failed job later. */

@@ -1,6 +1,6 @@
 import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
-import { CreateRolloutBody, VERSION_RE, type ModelDescription } from '@infer/contract';
+import { CreateRolloutBody, VERSION_RE, type ModelDescription, platformNow } from '@infer/contract';
 import { AppError, badRequest, conflict, invalidInput, invalidRouting, notFound } from '@infer/errors';
 import { newRolloutId, renderRollout, stepRouting, type ModelControl, type StoredRollout } from '@infer/model-control';
 import type { ModelRepository } from '@infer/models';
@@ -176,7 +176,7 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
       const model = catalog.describe(name);
       if (!catalog.isReady(name, body.version)) throw invalidRouting(`version ${body.version} of model "${name}" is not ready (no live worker has it loaded)`);
       if (model.routing[body.version] === 100) throw invalidRouting(`version ${body.version} already takes all of model "${name}"'s traffic`);
-      const now = Date.now();
+      const now = platformNow();
       const rollout: StoredRollout = {
         id: newRolloutId(),
         model: name,
@@ -227,7 +227,7 @@ export function modelAdminRoutes(deps: ModelAdminDeps): Router {
       if (!r) throw notFound('not_found', `Model "${name}" has no rollout "${id}"`);
       if (r.state !== 'running') throw conflict(`Rollout "${id}" has ended (${r.state})`);
       const actor = actorOf(req);
-      const next: StoredRollout = { ...r, state: 'canceled', ended_at: Date.now(), reason: `canceled by ${actor}` };
+      const next: StoredRollout = { ...r, state: 'canceled', ended_at: platformNow(), reason: `canceled by ${actor}` };
       const back = r.from.routing_source === 'default' ? 'default' : r.from.routing;
       if (await control.moveRollout(r, next, back, actor, 'rollout_canceled', { rollout: r.id, version: r.version, step: r.step, weights: r.from.routing })) {
         await catalog.refresh();

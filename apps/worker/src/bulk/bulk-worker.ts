@@ -1,6 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { BulkChunkPayload, JOB_CATALOG, bulkQueue } from '@infer/contract';
+import { BulkChunkPayload, JOB_CATALOG, bulkQueue, platformNow } from '@infer/contract';
 import type { BatchStore } from '@infer/batch-store';
 import { noteRunning, runningNote } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
@@ -215,7 +215,7 @@ export class BulkWorker {
     const startedAt = Date.now();
     // Consecutive chunks of one batch: a batch seen live a moment ago needs no second look.
     const fresh = this.live?.batch === p.batch && performance.now() - this.live.at < this.cancelCheckMs;
-    const before = fresh ? 'running' : await store.startChunk(p.batch, Date.now());
+    const before = fresh ? 'running' : await store.startChunk(p.batch, platformNow());
     if (before === 'queued' || before === 'running') this.live = { batch: p.batch, at: performance.now() };
     if (before !== 'queued' && before !== 'running') {
       // Canceled (its items were counted then), expired, or already ended: nothing to run.
@@ -271,7 +271,7 @@ export class BulkWorker {
     this.finishing = (async () => {
       await previous;
       try {
-        const outcome = await this.options.store.finishChunk(p.batch, p.chunk, result.record, result.succeeded, result.failed, Date.now());
+        const outcome = await this.options.store.finishChunk(p.batch, p.chunk, result.record, result.succeeded, result.failed, platformNow());
         // Counted where the batch counts them: a chunk run twice (its worker died after writing) is a duplicate here.
         // Its items that failed at upload end with it (their results are written now): failed rows too.
         if (outcome === 'ok' || outcome === 'completed') this.metrics?.bulkRowsEnded(result.succeeded, result.failed + p.failures.length);
@@ -350,7 +350,7 @@ export class BulkWorker {
       const p = parsed.data;
       const { record, failed } = failChunk(p, { code: 'retries_exhausted', message: `the chunk failed ${attempts} times; the last time: ${err.message}` });
       try {
-        const outcome = await this.options.store.finishChunk(p.batch, p.chunk, record, 0, failed, Date.now());
+        const outcome = await this.options.store.finishChunk(p.batch, p.chunk, record, 0, failed, platformNow());
         if (outcome === 'ok' || outcome === 'completed') this.metrics?.bulkRowsEnded(0, failed + p.failures.length);
       } catch (e) {
         this.log.warn({ err: (e as Error).message, jobId: job.id }, 'could not end the rows of a chunk that failed for good; the sweep will');

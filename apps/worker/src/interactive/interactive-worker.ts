@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { DEADLINE_EXCEEDED, JOB_CATALOG, type EnvelopeJob, type JobError } from '@infer/contract';
+import { DEADLINE_EXCEEDED, JOB_CATALOG, type EnvelopeJob, type JobError, platformNow } from '@infer/contract';
 import { MicroBatcher } from '@infer/batcher';
 import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasCompletedHook, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
@@ -228,7 +228,7 @@ export class InteractiveWorker {
    * the outbox).
    */
   private async sweepDeadlines(): Promise<number> {
-    const now = Date.now();
+    const now = platformNow();
     const waitedMs: number[] = [];
     const canceled = await this.queue.sweepDeadlines(now, 100, async (id) => {
       const lookup = await this.jobs.read(id);
@@ -382,7 +382,7 @@ export class InteractiveWorker {
       held.inputs[at] = null;
       held.pending--;
       held.statuses[at] = 'failed';
-      held.records[at] = encodeRecord(model.name, model.version, job, { status: 'failed', startedAt: held.takenAt, completedAt: Date.now(), error: crashedOnInput() });
+      held.records[at] = encodeRecord(model.name, model.version, job, { status: 'failed', startedAt: held.takenAt, completedAt: platformNow(), error: crashedOnInput() });
       if (held.pending === 0) return this.finish([held]);
     }
     for (let i = 0; i < held.data.jobs.length; i++) {
@@ -402,9 +402,9 @@ export class InteractiveWorker {
     const { model } = this.options;
     const instances = slices.flatMap((s) => s.jobs.map((j) => s.envelope.inputs[j]!));
     const tracing = this.options.tracing?.enabled ? this.options.tracing : undefined;
-    const startedAt = tracing ? Date.now() : 0;
+    const startedAt = tracing ? platformNow() : 0;
     const { results, runs } = await runMicrobatch(model, instances, watch);
-    const completedAt = Date.now();
+    const completedAt = platformNow();
     const traced: TracedJob[] | undefined = tracing ? [] : undefined;
     let r = 0;
     const done = new Set<HeldEnvelope>();
@@ -455,7 +455,7 @@ export class InteractiveWorker {
   /** Every live job of an envelope fails with `error` (it cannot or must not run). */
   private endAll(held: HeldEnvelope, error: JobError): void {
     const { model } = this.options;
-    const completedAt = Date.now();
+    const completedAt = platformNow();
     held.data.jobs.forEach((job, i) => {
       if (!held.inputs[i]) return;
       held.statuses[i] = 'failed';
@@ -474,7 +474,7 @@ export class InteractiveWorker {
       if (Array.isArray(data.jobs)) {
         const canceled = canceledIds(taken);
         const inputs = data.jobs.map((job) => (canceled.has(job.id) ? null : []));
-        held = { id: taken.id, token, data, takenAt: Date.now(), firstTakenAt: taken.firstTakenAt, inputs, records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ran: data.jobs.map(() => null), pending: inputs.filter(Boolean).length };
+        held = { id: taken.id, token, data, takenAt: platformNow(), firstTakenAt: taken.firstTakenAt, inputs, records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ran: data.jobs.map(() => null), pending: inputs.filter(Boolean).length };
         // What ends a job whatever its envelope holds comes first (its inputs lost in Redis, say): a deadline
         // passed before the first take (canceled, deadline_exceeded), and an envelope that kept killing its workers.
         this.expire(held);
@@ -482,7 +482,7 @@ export class InteractiveWorker {
     } catch {
       /* nothing to tell any job */
     }
-    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: Date.now(), firstTakenAt: taken.firstTakenAt, inputs: [], records: [], statuses: [], ran: [], pending: 0 };
+    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: platformNow(), firstTakenAt: taken.firstTakenAt, inputs: [], records: [], statuses: [], ran: [], pending: 0 };
     const deferred = taken.fields.get('defa')?.toString();
     this.endAll(held, deferred ? workerLost(deferred) : { code: 'invalid_input', message });
   }
@@ -533,7 +533,7 @@ export class InteractiveWorker {
     let k = 0;
     let hooks = 0;
     const keyed: EnvelopeJob[] = [];
-    const figures = this.options.onEnded ? { succeeded: 0, failed: 0, latencies: [] as number[], now: Date.now() } : undefined;
+    const figures = this.options.onEnded ? { succeeded: 0, failed: 0, latencies: [] as number[], now: platformNow() } : undefined;
     // One info line per job that ran, built only when info is on (the object is the line: nothing else per job).
     const logJobs = this.log.isLevelEnabled('info');
     for (const e of envelopes) {
