@@ -67,10 +67,11 @@ describe('envelopes: restamp of an envelope taken back behind a blocking read', 
     const { id, jobId } = await putBackEnvelope(q, true);
     // The worker that was thought dead (its loop held past its lock) comes back and ends the envelope, landing
     // between the new take's reply and its restamp (one round trip later).
-    const original = redis.time.bind(redis) as (...a: unknown[]) => Promise<unknown>;
+    const client = redis as unknown as { inferRestampTake: (...a: unknown[]) => Promise<unknown> };
+    const original = client.inferRestampTake.bind(redis);
     let zombieEnded = false;
-    // The restamp reads Redis's clock first (TIME), then stamps: the old worker's FINISH lands in between.
-    (redis as unknown as { time: (...a: unknown[]) => Promise<unknown> }).time = async (...args: unknown[]) => {
+    // The restamp is a second command after the take's reply: the old worker's FINISH lands in between.
+    client.inferRestampTake = async (...args: unknown[]) => {
       if (!zombieEnded) {
         zombieEnded = true;
         await zombie.finish([{ id, gateway: '', jobs: [{ id: jobId, record: Buffer.from('{"status":"succeeded"}'), wait: false }] }]);
