@@ -82,7 +82,15 @@ export const PLATFORM_CLOCK_SYNC_MS = 5_000;
  */
 export async function keepPlatformClock(redis: RedisTime, onError: (err: Error) => void = () => undefined): Promise<() => void> {
   await syncPlatformClock(redis).catch((err: Error) => onError(err));
-  const timer = setInterval(() => void syncPlatformClock(redis).catch((err: Error) => onError(err)), PLATFORM_CLOCK_SYNC_MS);
+  // One reading at a time: while Redis is away a connection that queues commands would hold one per beat.
+  let reading = false;
+  const timer = setInterval(() => {
+    if (reading) return;
+    reading = true;
+    syncPlatformClock(redis)
+      .catch((err: Error) => onError(err))
+      .finally(() => (reading = false));
+  }, PLATFORM_CLOCK_SYNC_MS);
   timer.unref();
   return () => clearInterval(timer);
 }
