@@ -51,6 +51,23 @@ describe('batches: a model with a wide output', function () {
     expect(sizes).to.deep.equal([600]);
   });
 
+  it('bounds chunks by a fixed wide output even beside a variable one (a count, ids beside an embedding)', async () => {
+    const model: BatchModel = {
+      name: 'wide-plus-variable',
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1] }],
+      outputs: [
+        { name: 'y', datatype: 'FP32', shape: [WIDTH] },
+        { name: 'n', datatype: 'INT64', shape: [-1] },
+      ],
+    };
+    async function* body() {
+      yield Buffer.from(toNdjson(Array.from({ length: 600 }, (_, i) => ({ input: { x: [i] } }))));
+    }
+    const sizes: number[] = [];
+    for await (const chunk of buildChunks(model, DEFAULT_CHUNK_LIMITS, ndjsonLines(body(), 1000))) sizes.push(chunk.count);
+    expect(sizes).to.deep.equal([256, 256, 88]);
+  });
+
   describe('through a gateway and a worker', () => {
     let repo: TempModelRepo;
     let p: TestPlatform;

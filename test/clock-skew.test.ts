@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import type { Job } from '@infer/contract';
 import { ModelControl, p50, type VersionFigures } from '@infer/model-control';
 import { mlpFeatures } from './helpers/batches.js';
+import { parse, value } from './helpers/prometheus.js';
 import { OTHER_TENANT_KEY, startPlatform, TEST_KEY, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 import { freePort } from './helpers/redis-server.js';
 import { clockShifted, Spawned } from './helpers/spawned.js';
@@ -139,6 +140,14 @@ describe(`clocks: a second gateway whose clock runs ${SKEW_MS} ms ahead`, functi
     );
     expect(ended.j.error?.code).to.equal('deadline_exceeded');
     expect(ended.at, `ended ${Math.round(ended.at)} ms after its submit, its deadline 4000 ms`).to.be.at.least(3900);
+  });
+
+  it('reports a job queued a moment ago as a moment old in infer_queue_oldest_age_seconds, not as its skew', async () => {
+    const res = await fetch(`${bUrl}/v1/jobs`, { method: 'POST', headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'mlp', input: { features: mlpFeatures(5) } }) });
+    expect(res.status, await res.clone().text()).to.equal(202);
+    const samples = parse(await (await fetch(`${bUrl}/metrics`)).text());
+    expect(value(samples, 'infer_queue_depth', { model: 'mlp' })).to.be.at.least(1);
+    expect(value(samples, 'infer_queue_oldest_age_seconds', { model: 'mlp', queue: 'interactive' }), 'age of the oldest job, queued just now').to.be.below(1);
   });
 
   it('shares the rate-limit window with this gateway: requests through both count in the same epoch second(s)', async () => {

@@ -1,6 +1,6 @@
 /**
  * Preloaded into an app process (`node --import tsx --import <this file>`,
- * see `skewedClock`): runs its wall clock CLOCK_SHIFT_MS ahead of the host's
+ * see `clockShifted` in spawned.ts): runs its wall clock CLOCK_SHIFT_MS ahead of the host's
  * (negative: behind), as on a host whose NTP sync has drifted or broken.
  * `Date.now()` and `new Date()` are shifted; timers and `performance.now()`
  * are not (they are monotonic). Given on the command line, not in

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { interactiveKeys } from '@infer/contract';
+import { interactiveKeys, platformNow } from '@infer/contract';
 import { oldestQueuedAt, oldestWaiting, versionsWithQueues } from '@infer/job-store';
 import { versionKey, workersHolding, type FleetView, type VersionInFleet } from '@infer/fleet';
 import type { BulkQueues } from './batches/bulk-queues.js';
@@ -31,7 +31,10 @@ interface VersionQueues {
 }
 
 interface Snapshot {
+  /** When it was read, on the platform's clock (platformNow): an interactive envelope's enqueue time is on it. */
   at: number;
+  /** The same moment on this host's clock: BullMQ stamps a bulk chunk with the clock of the gateway that queued it. */
+  atHost: number;
   queues: VersionQueues[];
   fleet: Map<string, VersionInFleet>;
   liveWorkers: number;
@@ -99,8 +102,8 @@ export class QueueMetrics {
       (g, s) => {
         for (const q of s.queues) {
           for (const queue of QUEUE_KINDS) {
-            const at = queue === 'interactive' ? q.oldestAt : q.bulkOldestAt;
-            g.set({ model: q.model, version: q.version, queue }, at === null ? 0 : Math.max(0, s.at - at) / 1000);
+            const [at, now] = queue === 'interactive' ? [q.oldestAt, s.at] : [q.bulkOldestAt, s.atHost];
+            g.set({ model: q.model, version: q.version, queue }, at === null ? 0 : Math.max(0, now - at) / 1000);
           }
         }
       },
@@ -192,7 +195,7 @@ export class QueueMetrics {
       fleet.live(),
       fleet.versions(),
     ]);
-    return { at: Date.now(), queues, fleet: byVersion, liveWorkers: live.length };
+    return { at: platformNow(), atHost: Date.now(), queues, fleet: byVersion, liveWorkers: live.length };
   }
 }
 

@@ -306,8 +306,9 @@ export class BatchStore {
     };
     const ahead: Promise<{ stored: Buffer } | { lines: Buffer } | null>[] = [];
     let next = 0;
-    // How many chunks to hold ahead, from the size of the last one read: four of 1 MiB, one of 64 MiB.
-    let depth = readAhead;
+    // How many chunks to hold ahead, from the size of the last one read (one until a size is known): four of
+    // 1 MiB, one of 64 MiB.
+    let depth = 1;
     const fill = () => {
       while (next < record.chunks && ahead.length < depth) {
         const p = fetchChunk(next++);

@@ -36,8 +36,10 @@ export function platformClockOffset(): number {
   return offsetMs;
 }
 
-/** A measurement whose round trip took longer than this (an event loop held by a model run) does not replace a good one. */
+/** A measurement whose round trip took longer than this (an event loop held by a model run) is not trusted over a good one. */
 const TRUSTED_RTT_MS = 50;
+/** How far past a slow reading's own error it must put the known offset before it replaces it. */
+const STEP_MARGIN_MS = 10;
 
 /** Whether an offset has been measured in this process yet. */
 let measured = false;
@@ -62,10 +64,15 @@ export async function measureRedisClockOffset(redis: RedisTime): Promise<{ offse
   return best;
 }
 
-/** Measure the offset now and use it from here on (unless its round trip was too slow to trust and one is known). */
+/**
+ * Measure the offset now and use it from here on. A reading whose round trip
+ * was slow is off by up to half of it: it replaces a known offset only when
+ * it proves that one wrong by more than that (this host's clock was stepped
+ * while a busy worker's every reading is slow).
+ */
 export async function syncPlatformClock(redis: RedisTime): Promise<number> {
   const { offsetMs: measuredMs, rttMs } = await measureRedisClockOffset(redis);
-  if (!measured || rttMs <= TRUSTED_RTT_MS) {
+  if (!measured || rttMs <= TRUSTED_RTT_MS || Math.abs(measuredMs - offsetMs) > rttMs / 2 + STEP_MARGIN_MS) {
     offsetMs = measuredMs;
     measured = true;
   }

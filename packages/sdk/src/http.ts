@@ -193,13 +193,13 @@ export class Transport {
         options.onResponse?.(res);
         // A streamed answer's deadline ends with its headers (the finally below); the caller owns the body.
         bodyHandedOver = streamed;
-        return await read(res);
+        return await read(streamed ? unlinkWhenRead(res, unlink) : res);
       } catch (err) {
         if (timedOut) throw attemptMs === timeoutMs ? new InferTimeoutError(`${method} ${url} took longer than ${timeoutMs} ms`) : pastDeadline();
         throw err;
       } finally {
         clearTimeout(timer);
-        // Kept for a streamed body, until the caller's signal aborts or is collected: one entry a download, not a call.
+        // A streamed body stays linked until it has been read, failed or been cancelled (unlinkWhenRead).
         if (!bodyHandedOver) unlink();
       }
     }
@@ -215,6 +215,41 @@ export class Transport {
     // A server asking for longer than we are willing to wait gets the error back at once.
     return delayMs <= this.#options.maxRetryDelayMs ? delayMs : undefined;
   }
+}
+
+/**
+ * The response with its body passed through, unlinked from the caller's
+ * signal once it has been read to its end, has failed, or was cancelled: the
+ * caller's abort reaches the body while it is read, and a long-lived signal
+ * keeps nothing once it is done.
+ */
+function unlinkWhenRead(res: Response, unlink: () => void): Response {
+  if (!res.body) {
+    unlink();
+    return res;
+  }
+  const reader = res.body.getReader();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          unlink();
+          controller.close();
+        } else {
+          controller.enqueue(value);
+        }
+      } catch (err) {
+        unlink();
+        controller.error(err);
+      }
+    },
+    cancel(reason) {
+      unlink();
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
 /** Where json() keeps the text of an answer that holds an integer too long for a double. */

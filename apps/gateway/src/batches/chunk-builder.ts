@@ -95,7 +95,8 @@ export class ChunkBuilder {
     this.known = new Set(model.inputs.map((s) => s.name));
     // Where a row's size is known, size the chunk to the byte budgets up front: its inputs', and its outputs'.
     const inRow = fixedRowBytes(model.inputs);
-    const outRow = fixedRowBytes(model.outputs);
+    // Variable outputs' sizes are unknown up front: the fixed ones alone still bound a chunk (from below).
+    const outRow = fixedRowBytes(model.outputs.filter((s) => !s.shape.includes(-1)));
     this.rowCap = Math.max(
       1,
       Math.min(limits.maxRows, inRow > 0 ? Math.floor(limits.maxBytes / inRow) : Infinity, outRow > 0 ? Math.floor(limits.maxOutputBytes / outRow) : Infinity),

@@ -111,7 +111,7 @@ export function batchRoutes(service: BatchService, options: BatchRoutesOptions):
     res.json(await service.get(tenantOf(req), req.params.id));
   });
 
-  // Streamed a chunk at a time, each chunk written only when the client has taken the one before.
+  // Streamed about a MiB of lines at a time, each piece written only when the client has taken the one before.
   router.get('/:id/results', async (req, res) => {
     const chunks = await service.results(tenantOf(req), req.params.id);
     res.status(200).type('application/x-ndjson');

@@ -212,7 +212,8 @@ export class BulkWorker {
       return;
     }
     const p = parsed.data;
-    const startedAt = Date.now();
+    // For the chunk's span: on this process's own clock, as OpenTelemetry's and its runs' are (the performance timeline).
+    const startedAt = performance.timeOrigin + performance.now();
     // Consecutive chunks of one batch: a batch seen live a moment ago needs no second look.
     const fresh = this.live?.batch === p.batch && performance.now() - this.live.at < this.cancelCheckMs;
     const before = fresh ? 'running' : await store.startChunk(p.batch, platformNow());

@@ -402,8 +402,11 @@ export class InteractiveWorker {
     const { model } = this.options;
     const instances = slices.flatMap((s) => s.jobs.map((j) => s.envelope.inputs[j]!));
     const tracing = this.options.tracing?.enabled ? this.options.tracing : undefined;
-    const startedAt = tracing ? platformNow() : 0;
+    // Spans this process times by itself are on its own clock, as OpenTelemetry's and its runs' are (the
+    // performance timeline); the records' stamps are on the platform's.
+    const tracedFrom = tracing ? performance.timeOrigin + performance.now() : 0;
     const { results, runs } = await runMicrobatch(model, instances, watch);
+    const tracedTo = tracing ? performance.timeOrigin + performance.now() : 0;
     const completedAt = platformNow();
     const traced: TracedJob[] | undefined = tracing ? [] : undefined;
     let r = 0;
@@ -430,7 +433,7 @@ export class InteractiveWorker {
     }
     this.metrics?.runs(runs);
     this.longRuns.observe(runs);
-    if (tracing) traceMicrobatch(tracing, model, traced!, runs, startedAt, completedAt);
+    if (tracing) traceMicrobatch(tracing, model, traced!, runs, tracedFrom, tracedTo);
     await this.finish([...done]);
     return slices.map(() => undefined);
   }
