@@ -21,6 +21,16 @@ export interface TracingOptions {
   onExportError?: ((err: Error) => void) | undefined;
 }
 
+/**
+ * Now, in epoch ms, on the clock OpenTelemetry puts spans on: this host's
+ * own (the performance timeline), not the platform's. For the span times a
+ * process takes itself (a model run's end, a micro-batch's start), so that
+ * they line up with the spans OpenTelemetry times.
+ */
+export function spanTime(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 /** The exporter, telling `onError` of each batch it could not send (OpenTelemetry itself only tells its own diag logger, off by default). */
 class ReportingExporter implements SpanExporter {
   constructor(

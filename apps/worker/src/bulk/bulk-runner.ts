@@ -1,3 +1,4 @@
+import { spanTime } from '@infer/tracing';
 import { BYTES_PER_ELEMENT, type BulkChunkPayload, type Datatype, type JobError } from '@infer/contract';
 import { ChunkResultWriter, failedChunkResult } from '@infer/batch-store';
 import { runModel, type ModelVersion, type RunWatch } from '@infer/models';
@@ -173,7 +174,7 @@ export async function runChunk(model: ModelVersion, p: BulkChunkPayload, chunk: 
       const feeds: Record<string, DecodedTensor> = {};
       for (const [name, input] of inputs) feeds[name] = sliceFeed(model, input, part);
       const { outputs, inferenceMs } = await runModel(model, feeds, watch);
-      result.runs.push({ size: part.count, ms: inferenceMs, endedAt: performance.timeOrigin + performance.now() });
+      result.runs.push({ size: part.count, ms: inferenceMs, endedAt: spanTime() });
       writer.addRun(
         Array.from({ length: part.count }, (_, k) => chunk.rowOffsets[rowAt(part, k)]!),
         outputs,

@@ -6,7 +6,7 @@ import { noteRunning, runningNote } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { awaitAtMost } from '@infer/lifecycle';
 import type { ModelVersion } from '@infer/models';
-import type { Tracing } from '@infer/tracing';
+import { spanTime, type Tracing } from '@infer/tracing';
 import { DEFAULT_MAX_RUN_MS } from '@infer/locks';
 import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
 import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
@@ -212,8 +212,8 @@ export class BulkWorker {
       return;
     }
     const p = parsed.data;
-    // For the chunk's span: on this process's own clock, as OpenTelemetry's and its runs' are (the performance timeline).
-    const startedAt = performance.timeOrigin + performance.now();
+    // For the chunk's span: on this host's clock, as its runs' are.
+    const startedAt = spanTime();
     // Consecutive chunks of one batch: a batch seen live a moment ago needs no second look.
     const fresh = this.live?.batch === p.batch && performance.now() - this.live.at < this.cancelCheckMs;
     const before = fresh ? 'running' : await store.startChunk(p.batch, platformNow());

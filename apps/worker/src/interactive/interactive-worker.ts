@@ -13,7 +13,7 @@ import { canceledIds, MalformedEnvelopeError, readEnvelope, type HeldEnvelope } 
 import type { JobWebhookEmitter } from './job-webhooks.js';
 import { runMicrobatch } from './microbatch.js';
 import { crashedOnInput } from '../poison-isolation.js';
-import type { Tracing } from '@infer/tracing';
+import { spanTime, type Tracing } from '@infer/tracing';
 import { traceMicrobatch, type TracedJob } from './batch-tracing.js';
 
 export interface InteractiveWorkerOptions {
@@ -402,11 +402,10 @@ export class InteractiveWorker {
     const { model } = this.options;
     const instances = slices.flatMap((s) => s.jobs.map((j) => s.envelope.inputs[j]!));
     const tracing = this.options.tracing?.enabled ? this.options.tracing : undefined;
-    // Spans this process times by itself are on its own clock, as OpenTelemetry's and its runs' are (the
-    // performance timeline); the records' stamps are on the platform's.
-    const tracedFrom = tracing ? performance.timeOrigin + performance.now() : 0;
+    // The span is on this host's clock, as its runs' are; the records' stamps are on the platform's.
+    const tracedFrom = tracing ? spanTime() : 0;
     const { results, runs } = await runMicrobatch(model, instances, watch);
-    const tracedTo = tracing ? performance.timeOrigin + performance.now() : 0;
+    const tracedTo = tracing ? spanTime() : 0;
     const completedAt = platformNow();
     const traced: TracedJob[] | undefined = tracing ? [] : undefined;
     let r = 0;

@@ -1,3 +1,4 @@
+import { spanTime } from '@infer/tracing';
 import type { JobError } from '@infer/contract';
 import { runModel, type ModelVersion, type RunWatch } from '@infer/models';
 import type { Datatype } from '@infer/contract';
@@ -75,7 +76,7 @@ async function runGroup(
     for (const t of Object.values(feeds)) tensorBuffers.release(t.data);
   }
   const { outputs, inferenceMs } = ran;
-  runs.push({ size: group.length, ms: inferenceMs, endedAt: performance.timeOrigin + performance.now() });
+  runs.push({ size: group.length, ms: inferenceMs, endedAt: spanTime() });
   group.forEach((instanceIndex, j) => {
     const out: RecordOutput[] = model.outputs.map((spec) => {
       const t = outputs[spec.name]!;
