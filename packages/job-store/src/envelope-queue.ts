@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { DEPTH_ALLOWANCE_FIELD, QUEUE_EVENTS_MAX_LEN, allowanceInstances, allowanceValue, interactiveKeys, keys, parseQueueMember, type EnvelopeData, platformNow } from '@infer/contract';
 import { withJobScripts, type Arg, type ScriptPipeline, type ScriptRedis } from './redis-scripts.js';
-import { MARK_RUNNING } from './scripts.js';
+import { MARK_RUN_BEGAN, MARK_RUNNING } from './scripts.js';
 
 export interface EnvelopeQueueOptions {
   prefix: string;
@@ -499,6 +499,16 @@ function enqueuedAt(fields: ReadonlyMap<string, Buffer>): number {
  */
 export async function noteRunning(redis: Redis, jobKey: string, token: string, value: string): Promise<boolean> {
   return (await redis.eval(MARK_RUNNING, 2, jobKey, `${jobKey}:lock`, token, value)) === 1;
+}
+
+/**
+ * Mark that a run of a bulk chunk held under `token` begins in its attempt `attempt` (MARK_RUN_BEGAN):
+ * `again` when one began in this attempt before (a worker died or hung running it), `first` when none
+ * did (stalls it had were its neighbours': they are cleared), `not-held` when the take no longer holds it.
+ */
+export async function markRunBegan(redis: Redis, jobKey: string, token: string, attempt: number): Promise<'again' | 'first' | 'not-held'> {
+  const marked = Number(await redis.eval(MARK_RUN_BEGAN, 2, jobKey, `${jobKey}:lock`, token, String(attempt)));
+  return marked === 1 ? 'again' : marked === 0 ? 'first' : 'not-held';
 }
 
 /** What a job's last holder noted was running on its own when it last held it (MARK_RUNNING), if anything. */

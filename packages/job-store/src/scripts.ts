@@ -428,6 +428,23 @@ return 1
 `;
 
 /**
+ * KEYS[1] a bulk chunk's BullMQ job hash, KEYS[2] its lock. ARGV[1] the lock token of the take, ARGV[2] the
+ * attempt (BullMQ's attemptsMade). Marks (`rb`) that a run of the chunk begins in this attempt, while the
+ * take still holds it. A bulk worker holds a second chunk, fetched ahead, while it runs one: when a row
+ * of the one running kills the process, BullMQ's stalled check counts a stall against both. A chunk that
+ * had not begun a run in this attempt was only ever held beside the runs that died, so its stall count
+ * and deferred failure (`stc`, `defa`) were its neighbours' and are cleared. Allowed on a full Redis (a
+ * few bytes), as MARK_RUNNING is. 1 when a run of it began in this attempt before, 0 when not, -1 when
+ * the take no longer holds it (nothing written).
+ */
+export const MARK_RUN_BEGAN = `${ALLOW_OOM}if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+if redis.call('HGET', KEYS[1], 'rb') == ARGV[2] then return 1 end
+redis.call('HDEL', KEYS[1], 'defa')
+redis.call('HSET', KEYS[1], 'stc', 0, 'rb', ARGV[2])
+return 0
+`;
+
+/**
  * KEYS[1] an envelope's hash, KEYS[2] its lock. ARGV[1] the lock token of the take, ARGV[2] the stamp (epoch ms).
  * Stamps the take again (`processedOn`) while the take still holds the envelope: one ended or taken back
  * meanwhile is left as it is (a hash FINISH deleted is not written again). 1 when stamped, else 0.

@@ -2,7 +2,7 @@ import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BulkChunkPayload, JOB_CATALOG, bulkQueue, platformNow } from '@infer/contract';
 import type { BatchStore } from '@infer/batch-store';
-import { noteRunning, runningNote } from '@infer/job-store';
+import { markRunBegan, noteRunning, runningNote } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { awaitAtMost } from '@infer/lifecycle';
 import type { ModelVersion } from '@infer/models';
@@ -223,7 +223,8 @@ export class BulkWorker {
       await this.settle(job, token);
       return;
     }
-    if (job.deferredFailure) {
+    const stalledHere = await this.runBegins(job, token, p);
+    if (job.deferredFailure && stalledHere) {
       const { record, failed } = failChunk(p, { code: 'worker_lost', message: `the chunk's worker died or hung repeatedly (${job.deferredFailure})` });
       this.finishLater(job, token, p, { record, succeeded: 0, failed, stopped: false, runs: [] }, startedAt);
       return;
@@ -238,7 +239,7 @@ export class BulkWorker {
     }
     let result: ChunkResult;
     try {
-      result = await runChunk(model, p, decodeChunk(model, p, packed), { beforeSlice: this.sliceGate(p.batch), ...(await this.alone(job, token, p)) });
+      result = await runChunk(model, p, decodeChunk(model, p, packed), { beforeSlice: this.sliceGate(p.batch), ...(stalledHere ? await this.alone(job, token, p) : {}) });
     } catch (err) {
       if (!(err instanceof MalformedChunkError)) throw err;
       this.log.error({ jobId: job.id, err: err.message }, 'bulk chunk does not fit the model; its items fail');
@@ -287,20 +288,40 @@ export class BulkWorker {
     })();
   }
 
+  /** The chunk's BullMQ job hash, where the crash containment's marks live. */
+  private jobKey(job: Job): string {
+    const queue = bulkQueue(this.options.prefix, this.options.model.name, this.options.model.version);
+    return `${queue.prefix}:${queue.name}:${job.id!}`;
+  }
+
   /**
-   * A chunk that stalled before (its worker died or hung, maybe on one of its
-   * rows: ONNX Runtime can crash the process, as an integer overflow's
-   * SIGFPE does) runs its rows one at a time, each noted on the chunk's
-   * BullMQ job (MARK_RUNNING, under this take's lock) in its turn before its
-   * run and the note cleared after; the row a worker was running alone when
-   * it died fails without running. A crashing row costs two workers and
-   * fails alone, instead of the chunk's every row ending `worker_lost`.
+   * Mark that a run of this chunk begins (MARK_RUN_BEGAN; one script call a
+   * chunk): true when a run of it began before in this attempt, so a worker
+   * died or hung running it, maybe on one of its rows. A chunk that stalled
+   * only while it was fetched ahead, beside runs that died, is taken as new:
+   * its stalls are cleared, it runs whole. When the take no longer holds
+   * the chunk (nothing is written), BullMQ's stall count decides.
+   */
+  private async runBegins(job: Job, token: string, p: BulkChunkPayload): Promise<boolean> {
+    const began = await markRunBegan(this.options.connection, this.jobKey(job), token, job.attemptsMade);
+    if (began === 'first' && job.stalledCounter > 0) {
+      this.log.info({ batch: p.batch, chunk: p.chunk, stalls: job.stalledCounter }, 'chunk was only fetched ahead when its workers died or hung; its stalls are not counted');
+    }
+    return began === 'again' || (began === 'not-held' && job.stalledCounter > 0);
+  }
+
+  /**
+   * A chunk whose run stalled before (its worker died or hung, maybe on one
+   * of its rows: ONNX Runtime can crash the process, as an integer
+   * overflow's SIGFPE does) runs its rows one at a time, each noted on the
+   * chunk's BullMQ job (MARK_RUNNING, under this take's lock) in its turn
+   * before its run and the note cleared after; the row a worker was running
+   * alone when it died fails without running. A crashing row costs two
+   * workers and fails alone, instead of the chunk's every row ending `worker_lost`.
    */
   private async alone(job: Job, token: string, p: BulkChunkPayload): Promise<Pick<RunChunkHooks, 'alone'>> {
-    if (job.stalledCounter === 0) return {};
     const { connection } = this.options;
-    const queue = bulkQueue(this.options.prefix, this.options.model.name, this.options.model.version);
-    const jobKey = `${queue.prefix}:${queue.name}:${job.id!}`;
+    const jobKey = this.jobKey(job);
     const noted = await runningNote(connection, jobKey);
     const blamed = noted === undefined || noted === '' ? undefined : Number(noted);
     if (blamed !== undefined) this.log.error({ batch: p.batch, chunk: p.chunk, offset: blamed }, "a worker died or hung running this row alone; it fails, the chunk's other rows run");
