@@ -43,10 +43,14 @@ export class InferApiError extends Error implements ProblemDetails {
 
 /** The SDK's own deadline passed: a request's `timeoutMs`, or a `wait()`'s. */
 export class InferTimeoutError extends Error {
+  /** The job that did not end in time (`jobs.wait`, `jobs.run`): it goes on, and can be read or canceled by this id. */
+  readonly jobId: string | undefined;
+
   /** `cause`: the error answer that would have been retried after the deadline, if that is why. */
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(message: string, options?: { cause?: unknown; jobId?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'InferTimeoutError';
+    this.jobId = options?.jobId;
   }
 }
 

@@ -14,7 +14,7 @@ export {
 export { Batches, type WaitBatchOptions } from './batches.js';
 export { Webhooks } from './webhooks.js';
 export { tensorB64 } from './tensor.js';
-export { answerText } from './http.js';
+export { answerText } from './answer-text.js';
 export { halfBits } from '@infer/contract';
 export { parseNdjson, type UploadChunk, type UploadSource } from './ndjson.js';
 export * from './types.js';

@@ -10,6 +10,16 @@ import type { CreateJobParams } from './types.js';
  */
 export const MAX_WAIT_SECONDS = 60;
 
+/**
+ * How much sooner than a `run`'s deadline the gateway is asked to answer its
+ * submit: the answer's way back. Held to the deadline itself, the SDK's own
+ * timer (started a moment later, with no network to cross) aborts first,
+ * and the job's id is never read.
+ */
+function answerMarginMs(remainingMs: number): number {
+  return Math.min(2000, Math.max(250, remainingMs / 10));
+}
+
 /** The most a gateway may be set to honour (MAX_WAIT_SECONDS up to 600): a longer `wait` asked for is cut to it. */
 const LONGEST_WAIT_SECONDS = 600;
 
@@ -146,12 +156,22 @@ export class Jobs {
    * to tune and no request while nothing changes.
    */
   async wait(id: string, options: WaitJobOptions = {}): Promise<Job> {
+    try {
+      return await this.#waitFor(id, options);
+    } catch (err) {
+      // A long poll's own deadline throws from the request: name the job there too.
+      if (err instanceof InferTimeoutError && err.jobId === undefined) throw new InferTimeoutError(err.message, { cause: err.cause, jobId: id });
+      throw err;
+    }
+  }
+
+  async #waitFor(id: string, options: WaitJobOptions): Promise<Job> {
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
     const message = `job ${id} did not end within ${options.timeoutMs} ms`;
     let backoffMs = 250;
     for (;;) {
       const remainingMs = deadline - Date.now();
-      if (remainingMs <= 0) throw new InferTimeoutError(message);
+      if (remainingMs <= 0) throw new InferTimeoutError(message, { jobId: id });
       const waitSeconds = Math.min(MAX_WAIT_SECONDS, remainingMs / 1000);
       const started = Date.now();
       let applied: number | undefined;
@@ -181,8 +201,9 @@ export class Jobs {
     const job = await this.#create(
       body,
       {
-        // The wait may be fractional: a whole second rounded up would hold the answer past the deadline.
-        wait: Math.min(MAX_WAIT_SECONDS, remainingMs() / 1000),
+        // Held a little short of the deadline, so that a job still queued or running comes back before it
+        // (its id, for the error that names it); fractional: a whole second rounded up would hold past it.
+        wait: Math.min(MAX_WAIT_SECONDS, Math.max(0, remainingMs() - answerMarginMs(remainingMs())) / 1000),
         idempotencyKey: options.idempotencyKey,
         cancelAfter: options.cancelAfter,
         signal: options.signal,
@@ -197,7 +218,7 @@ export class Jobs {
       });
     } catch (err) {
       // wait() names what was left of the deadline; the caller asked for the whole of it.
-      if (err instanceof InferTimeoutError) throw new InferTimeoutError(`job ${job.id} did not end within ${options.timeoutMs} ms`, err.cause === undefined ? undefined : { cause: err.cause });
+      if (err instanceof InferTimeoutError) throw new InferTimeoutError(`job ${job.id} did not end within ${options.timeoutMs} ms`, { cause: err.cause, jobId: job.id });
       throw err;
     }
   }

@@ -1,3 +1,4 @@
+import { keepAnswerText } from './answer-text.js';
 import { jsonText } from './json-text.js';
 import type { BatchItem } from './types.js';
 
@@ -135,10 +136,10 @@ export async function* parseNdjson<T>(body: ReadableStream<Uint8Array>): AsyncGe
       if (done) break;
       const lines = (buffered + decoder.decode(value, { stream: true })).split('\n');
       buffered = lines.pop() ?? '';
-      for (const line of lines) if (line.trim()) yield JSON.parse(line) as T;
+      for (const line of lines) if (line.trim()) yield keepAnswerText(JSON.parse(line), line) as T;
     }
     const last = (buffered + decoder.decode()).trim();
-    if (last) yield JSON.parse(last) as T;
+    if (last) yield keepAnswerText(JSON.parse(last), last) as T;
     finished = true;
   } finally {
     if (!finished) await reader.cancel().catch(() => undefined);
