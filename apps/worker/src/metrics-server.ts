@@ -1,6 +1,6 @@
+import { Worker } from 'node:worker_threads';
 import { listenError } from '@infer/lifecycle';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { DEFAULT_MAX_RUN_MS, mainThreadBeat } from '@infer/locks';
 
 /** What the server serves: a Prometheus scrape. */
 export interface Scrapeable {
@@ -16,52 +16,62 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+type FromThread =
+  | { type: 'listening'; port: number }
+  | { type: 'failed'; message: string; code?: string }
+  | { type: 'scrape'; id: number }
+  | { type: 'closed' };
+
 /**
  * A worker's own endpoint for Prometheus (`GET /metrics`) and for liveness
- * probes (`GET /healthz`: 200 while the process runs). Two routes on
- * node:http: a worker has no HTTP API and needs no framework for these.
- * Each worker replica serves its own, so Prometheus scrapes every one of
- * them (docker-compose.yml finds them through DNS).
+ * probes (`GET /healthz`). Each worker replica serves its own, so
+ * Prometheus scrapes every one of them (docker-compose.yml finds them
+ * through DNS).
+ *
+ * Served from a thread of its own (probe-thread.mjs), not the main event
+ * loop, which a model run holds for as long as it lasts: `/healthz` is 200
+ * through a long run and 503 once the main loop has been silent past
+ * `maxRunMs` (WORKER_MAX_RUN_MS: a hung worker, whose locks lapse too);
+ * `/metrics` is scraped on the main thread, and answered with the last
+ * scrape while a run holds it. Two routes on node:http: a worker has no
+ * HTTP API and needs no framework for these.
  */
-export function serveMetrics(metrics: Scrapeable, port: number, host: string): Promise<MetricsServer> {
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    const head = req.method === 'HEAD';
-    if (req.method !== 'GET' && !head) {
-      res.writeHead(405, { allow: 'GET, HEAD' }).end();
-    } else if (path === '/metrics' && metrics.enabled !== false) {
-      metrics.scrape().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(text) });
-          res.end(head ? undefined : text);
-        },
-        (err: unknown) => {
-          res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end(head ? undefined : `scrape failed: ${(err as Error).message}\n`);
-        },
-      );
-    } else if (path === '/healthz') {
-      const body = '{"status":"ok"}';
-      res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-      res.end(head ? undefined : body);
-    } else {
-      const served = metrics.enabled === false ? '/healthz is served here (metrics are off in this worker)' : '/metrics and /healthz are served here';
-      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(head ? undefined : `not found: ${served}\n`);
-    }
+export function serveMetrics(metrics: Scrapeable, port: number, host: string, maxRunMs = DEFAULT_MAX_RUN_MS): Promise<MetricsServer> {
+  // execArgv: [] — not tsx's loader: the thread is plain JavaScript and starts in milliseconds.
+  const thread = new Worker(new URL('./probe-thread.mjs', import.meta.url), {
+    workerData: { beat: mainThreadBeat(), port, host, maxRunMs, metricsEnabled: metrics.enabled !== false, contentType: metrics.contentType },
+    execArgv: [],
   });
   return new Promise((resolve, reject) => {
-    const failed = (err: Error) => reject(listenError(err, 'WORKER_METRICS_PORT', port, host));
-    server.once('error', failed);
-    server.listen(port, host, () => {
-      server.off('error', failed);
-      resolve({
-        port: (server.address() as AddressInfo).port,
-        close: () =>
-          new Promise<void>((done) => {
-            server.close(() => done());
-            // Prometheus keeps its connection alive between scrapes: drop it, or close() waits for it.
-            server.closeAllConnections();
-          }),
-      });
+    let closing: Promise<void> | undefined;
+    let whenClosed = (): void => undefined;
+    thread.on('message', (m: FromThread) => {
+      if (m.type === 'scrape') {
+        metrics.scrape().then(
+          (text) => thread.postMessage({ type: 'scraped', id: m.id, text }),
+          (err: unknown) => thread.postMessage({ type: 'scraped', id: m.id, error: (err as Error).message }),
+        );
+      } else if (m.type === 'listening') {
+        resolve({
+          port: m.port,
+          close: () =>
+            (closing ??= new Promise<void>((done) => {
+              whenClosed = done;
+              thread.postMessage({ type: 'close' });
+            }).then(() => thread.terminate().then(() => undefined))),
+        });
+      } else if (m.type === 'failed') {
+        reject(listenError(Object.assign(new Error(m.message), { code: m.code }), 'WORKER_METRICS_PORT', port, host));
+        void thread.terminate();
+      } else if (m.type === 'closed') {
+        whenClosed();
+      }
+    });
+    thread.on('error', (err) => reject(err));
+    // A thread that ended before it listened (or was ended by close) settles what waits on it.
+    thread.on('exit', () => {
+      reject(new Error('the metrics server thread ended before it listened'));
+      whenClosed();
     });
   });
 }

@@ -6,3 +6,4 @@
  */
 export { LockKeeper } from './lock-keeper.js';
 export { DEFAULT_MAX_RUN_MS, LockRenewal, type RenewedQueue } from './lock-renewal.js';
+export { mainThreadBeat } from './main-thread-beat.js';

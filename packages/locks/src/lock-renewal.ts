@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Redis } from 'ioredis';
+import { mainThreadBeat } from './main-thread-beat.js';
 
 /** Where the thread connects: the fields of the main connection's options that say which Redis, and as whom. */
 export interface RedisTarget {
@@ -35,8 +36,6 @@ export interface RenewedQueue {
 /** WORKER_MAX_RUN_MS's default: SageMaker Async Inference's default invocation timeout. */
 export const DEFAULT_MAX_RUN_MS = 15 * 60_000;
 
-/** How often the main thread says it is alive; the thread allows WORKER_MAX_RUN_MS of silence. */
-const BEAT_MS = 500;
 /** A thread that ends sooner than this after its start is started again this long after. */
 const RESPAWN_AFTER_MS = 1000;
 /**
@@ -102,7 +101,7 @@ export class HeldSnapshot {
  * run longer than the lock would let other workers take the work back and
  * run it again. The thread renews instead, on its own event loop and Redis
  * connection. What it must not do is keep the locks of a worker that hangs:
- * the main thread beats into shared memory every BEAT_MS, and the thread
+ * the main thread beats into shared memory (mainThreadBeat), and the thread
  * stops renewing once it has been silent past `maxRunMs` (WORKER_MAX_RUN_MS).
  *
  * Consumers open a queue on it, write what they hold into its HeldSnapshot
@@ -114,18 +113,14 @@ export class LockRenewal {
   private static current: LockRenewal | undefined;
 
   private worker: Worker;
-  private readonly beat = new BigInt64Array(new SharedArrayBuffer(8));
-  private readonly beatTimer: NodeJS.Timeout;
+  private readonly beat = mainThreadBeat();
   private readonly queues = new Map<number, { queue: RenewedQueue; held: HeldSnapshot }>();
   private nextId = 1;
   private ended = false;
   private spawnedAt = 0;
 
   private constructor() {
-    Atomics.store(this.beat, 0, BigInt(Date.now()));
     this.worker = this.spawn();
-    this.beatTimer = setInterval(() => Atomics.store(this.beat, 0, BigInt(Date.now())), BEAT_MS);
-    this.beatTimer.unref();
   }
 
   /** Open a consumer's queue on the process's thread (starting it if none runs); the id names it in later calls, the snapshot tells it what is held. */
@@ -145,7 +140,6 @@ export class LockRenewal {
     if (this.queues.size > 0) return;
     if (LockRenewal.current === this) LockRenewal.current = undefined;
     this.ended = true;
-    clearInterval(this.beatTimer);
     // Ending the thread closes its Redis connection with it.
     void this.worker.terminate();
   }
