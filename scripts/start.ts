@@ -143,8 +143,9 @@ async function main(): Promise<void> {
     finishIfDone();
   };
 
-  // Said once the gateway listens, not before: a port already in use stops it with its own message instead.
-  const banner = `Gateway on http://localhost:${config.port} (API key: ${config.apiKeysAreDevDefault ? 'dev-key' : 'see API_KEYS'}); Ctrl-C stops everything.`;
+  // Said once the gateway listens, not before (a port already in use stops it with its own message instead),
+  // with the port it listens on: the one PORT=0 picked.
+  const banner = (port: number) => `Gateway on http://localhost:${port} (API key: ${config.apiKeysAreDevDefault ? 'dev-key' : 'see API_KEYS'}); Ctrl-C stops everything.`;
 
   /**
    * Run an app with an IPC channel, on which it says when it is ready and when
@@ -171,7 +172,7 @@ async function main(): Promise<void> {
       if (message.app === 'stopping') leaving = true;
       else {
         ready = true;
-        if (name === 'gateway' && !restarted) console.log(banner);
+        if (name === 'gateway' && !restarted) console.log(banner(message.port ?? config.port));
       }
     });
     child.once('exit', (code, signal) => {

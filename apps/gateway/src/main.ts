@@ -10,7 +10,8 @@ runProcess({
     const gateway = await createGateway(config, logger);
     const port = await gateway.listen();
     logger.info({ port, models: gateway.models.list().map((m) => m.name) }, 'gateway listening');
-    return gateway;
+    // The port bound (a free one for PORT=0): npm start's banner names it.
+    return { port, close: () => gateway.close() };
   },
   shutdownDeadlineMs: 10_000,
 });

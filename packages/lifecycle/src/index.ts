@@ -9,8 +9,8 @@ export { isSupervisorNote, tellSupervisor, type SupervisorNote } from './supervi
 export interface RunProcessOptions {
   /** The logger's name: gateway, worker. */
   name: string;
-  /** Build and start the process; what it returns is closed on SIGTERM/SIGINT. */
-  start: (config: Config, logger: Logger) => Promise<{ close(): Promise<void> }>;
+  /** Build and start the process; what it returns is closed on SIGTERM/SIGINT. `port`: the one it listens on, told to a supervisor. */
+  start: (config: Config, logger: Logger) => Promise<{ close(): Promise<void>; readonly port?: number }>;
   /** How long a graceful shutdown may take before the process exits anyway. */
   shutdownDeadlineMs: number;
   /** Logged when a signal arrives, to say what the shutdown waits for. */
@@ -54,7 +54,7 @@ export function runProcess(options: RunProcessOptions): void {
       whileStarting?.();
       const stop = handleSignals(app, logger, options, new ShutdownSignals(config.shutdownForceGraceMs));
       if (supervised) stopWithSupervisor(stop, logger);
-      tellSupervisor({ app: 'ready' });
+      tellSupervisor(app.port === undefined ? { app: 'ready' } : { app: 'ready', port: app.port });
       // Started, and stopping gracefully on a signal from here on (npm start restarts a crash from here on too).
       logger.info('ready');
     },

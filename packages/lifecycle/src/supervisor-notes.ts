@@ -7,7 +7,7 @@
  * one that never started (a bad model repository, a port in use: a restart
  * would fail the same way) or one that was asked to stop.
  */
-export type SupervisorNote = { app: 'ready' } | { app: 'stopping' };
+export type SupervisorNote = { app: 'ready'; port?: number } | { app: 'stopping' };
 
 /** Whether a message from a child is one of these notes. */
 export function isSupervisorNote(message: unknown): message is SupervisorNote {
