@@ -19,7 +19,7 @@ export interface MetricsServer {
 type FromThread =
   | { type: 'listening'; port: number }
   | { type: 'failed'; message: string; code?: string }
-  | { type: 'scrape'; id: number }
+  | { type: 'scrape' }
   | { type: 'closed' };
 
 /**
@@ -48,8 +48,8 @@ export function serveMetrics(metrics: Scrapeable, port: number, host: string, ma
     thread.on('message', (m: FromThread) => {
       if (m.type === 'scrape') {
         metrics.scrape().then(
-          (text) => thread.postMessage({ type: 'scraped', id: m.id, text }),
-          (err: unknown) => thread.postMessage({ type: 'scraped', id: m.id, error: (err as Error).message }),
+          (text) => thread.postMessage({ type: 'scraped', text }),
+          (err: unknown) => thread.postMessage({ type: 'scraped', error: (err as Error).message }),
         );
       } else if (m.type === 'listening') {
         resolve({

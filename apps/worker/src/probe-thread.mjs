@@ -30,23 +30,28 @@ const SCRAPE_WAIT_MS = 500;
 
 /** The last scrape the main thread answered. @type {string | undefined} */
 let lastScrape;
-/** Scrapes asked of the main thread, by id. @type {Map<number, (answer: { text?: string, error?: string }) => void>} */
-const asked = new Map();
-let nextId = 1;
+/**
+ * The scrape asked of the main thread and not answered yet: scrapes that come meanwhile (a run holds the
+ * loop) share it, so a long run leaves one to answer when it ends, not one per scrape.
+ * @type {Promise<{ text?: string, error?: string }> | undefined}
+ */
+let asking;
+/** Settles `asking`. @type {((answer: { text?: string, error?: string }) => void) | undefined} */
+let answered;
 
 /** @returns {Promise<{ text?: string, error?: string } | null>} null: no answer within SCRAPE_WAIT_MS */
 function askScrape() {
+  asking ??= new Promise((resolve) => {
+    answered = resolve;
+    main.postMessage({ type: 'scrape' });
+  });
+  const shared = asking;
   return new Promise((resolve) => {
-    const id = nextId++;
-    const timer = setTimeout(() => {
-      asked.delete(id);
-      resolve(null);
-    }, SCRAPE_WAIT_MS);
-    asked.set(id, (answer) => {
+    const timer = setTimeout(() => resolve(null), SCRAPE_WAIT_MS);
+    void shared.then((answer) => {
       clearTimeout(timer);
       resolve(answer);
     });
-    main.postMessage({ type: 'scrape', id });
   });
 }
 
@@ -87,11 +92,12 @@ const server = createServer((req, res) => {
   }
 });
 
-main.on('message', (/** @type {{ type: string, id?: number, text?: string, error?: string }} */ m) => {
+main.on('message', (/** @type {{ type: string, text?: string, error?: string }} */ m) => {
   if (m.type === 'scraped') {
     if (m.text !== undefined) lastScrape = m.text;
-    const answer = asked.get(/** @type {number} */ (m.id));
-    asked.delete(/** @type {number} */ (m.id));
+    const answer = answered;
+    asking = undefined;
+    answered = undefined;
     answer?.(m);
   } else if (m.type === 'close') {
     server.close(() => main.postMessage({ type: 'closed' }));
