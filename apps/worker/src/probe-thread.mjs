@@ -31,27 +31,31 @@ const SCRAPE_WAIT_MS = 500;
 /** The last scrape the main thread answered. @type {string | undefined} */
 let lastScrape;
 /**
- * The scrape asked of the main thread and not answered yet: scrapes that come meanwhile (a run holds the
- * loop) share it, so a long run leaves one to answer when it ends, not one per scrape.
- * @type {Promise<{ text?: string, error?: string }> | undefined}
+ * Whether a scrape is asked of the main thread and not answered yet, and who waits for it: scrapes that
+ * come meanwhile (a run holds the loop) share it, so a long run leaves one to answer when it ends, not one
+ * per scrape; one that gives up (SCRAPE_WAIT_MS) leaves the set, so a hung worker holds none of them.
  */
-let asking;
-/** Settles `asking`. @type {((answer: { text?: string, error?: string }) => void) | undefined} */
-let answered;
+let asking = false;
+/** @type {Set<(answer: { text?: string, error?: string }) => void>} */
+const waiting = new Set();
 
 /** @returns {Promise<{ text?: string, error?: string } | null>} null: no answer within SCRAPE_WAIT_MS */
 function askScrape() {
-  asking ??= new Promise((resolve) => {
-    answered = resolve;
+  if (!asking) {
+    asking = true;
     main.postMessage({ type: 'scrape' });
-  });
-  const shared = asking;
+  }
   return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(null), SCRAPE_WAIT_MS);
-    void shared.then((answer) => {
+    /** @param {{ text?: string, error?: string }} answer */
+    const wake = (answer) => {
       clearTimeout(timer);
       resolve(answer);
-    });
+    };
+    const timer = setTimeout(() => {
+      waiting.delete(wake);
+      resolve(null);
+    }, SCRAPE_WAIT_MS);
+    waiting.add(wake);
   });
 }
 
@@ -95,10 +99,10 @@ const server = createServer((req, res) => {
 main.on('message', (/** @type {{ type: string, text?: string, error?: string }} */ m) => {
   if (m.type === 'scraped') {
     if (m.text !== undefined) lastScrape = m.text;
-    const answer = answered;
-    asking = undefined;
-    answered = undefined;
-    answer?.(m);
+    asking = false;
+    const woken = [...waiting];
+    waiting.clear();
+    for (const wake of woken) wake(m);
   } else if (m.type === 'close') {
     server.close(() => main.postMessage({ type: 'closed' }));
     // Prometheus keeps its connection alive between scrapes: drop it, or close() waits for it.

@@ -372,7 +372,10 @@ function readConfig(dir: string): ModelConfigFile {
 
 async function loadVersion(name: string, version: string, file: string, config: ModelConfigFile, purpose: 'run' | 'describe'): Promise<ModelVersion> {
   // Read off the event loop; only building the session holds it (ONNX Runtime does that synchronously).
-  const bytes = await readFile(file);
+  // Named within the repository, as readConfig's errors are: this one reaches clients too, a server path must not.
+  const bytes = await readFile(file).catch((err: NodeJS.ErrnoException) => {
+    throw new Error(`${version}/model.onnx: could not be read (${err.code ?? 'read failed'})`);
+  });
   const options: ort.InferenceSession.SessionOptions =
     purpose === 'describe'
       ? { graphOptimizationLevel: 'disabled', intraOpNumThreads: 1, logSeverityLevel: 4 }

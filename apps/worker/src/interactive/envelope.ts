@@ -32,6 +32,13 @@ export interface HeldEnvelope {
   ran: Array<{ at: number; metrics: JobMetrics } | null>;
   /** Jobs still to run. */
   pending: number;
+  /**
+   * Per job whose input does not fit this worker's copy of the model (a
+   * model.onnx replaced in place, a worker reading another disk): why. Each
+   * fails alone, with its own input's shape: an envelope holds several
+   * tenants' jobs, and one job's error must not name another's.
+   */
+  misfits: Map<number, string>;
 }
 
 /** What is wrong with an envelope that cannot run at all: its jobs fail with this. */
@@ -64,6 +71,7 @@ export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: s
     statuses: data.jobs.map(() => null),
     ran: data.jobs.map(() => null),
     pending: 0,
+    misfits: new Map(),
   };
   // `ix`: its inputs are in a key of their own, which the take read into `in` (EnvelopeQueue.withInputs).
   if (taken.fields.has('ix') && !taken.fields.has('in')) throw new MalformedEnvelopeError("the envelope's input bytes are gone from Redis");
@@ -74,7 +82,10 @@ export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: s
     if (spec.datatype === 'BYTES') throw new MalformedEnvelopeError(`input "${spec.name}" is BYTES`);
     data.jobs.forEach((job, i) => {
       const shape = shapeOf(job, k, spec.shape);
-      if (!shapeMatches(shape, spec.shape)) throw new MalformedEnvelopeError(`job ${job.id}: input "${spec.name}" of shape ${formatShape(shape)}, the model takes ${formatShape(spec.shape)}`);
+      // Its bytes are as many as its shape says (the gateway packed them so): a job that does not fit is stepped over.
+      if (!shapeMatches(shape, spec.shape) && !held.misfits.has(i)) {
+        held.misfits.set(i, `input "${spec.name}" of shape ${formatShape(shape)} does not fit the worker's copy of the model, which takes ${formatShape(spec.shape)}`);
+      }
       const size = elementCount(shape) * BYTES_PER_ELEMENT[spec.datatype];
       if (at + size > bytes.byteLength) throw new MalformedEnvelopeError('the envelope holds fewer input bytes than its jobs need');
       perJob[i]!.push({ datatype: spec.datatype as Exclude<typeof spec.datatype, 'BYTES'>, shape, bytes: bytes.subarray(at, at + size) });

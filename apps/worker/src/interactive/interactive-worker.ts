@@ -315,6 +315,7 @@ export class InteractiveWorker {
       return;
     }
     this.expire(held);
+    this.failMisfits(held);
     // Tracked: a worker that closes waits for them (they are tried again for a second or so while Redis errs).
     // Not again on a take after a stall once a take has made them (`ws`): by then they may have expired.
     const webhooks = this.options.webhooks;
@@ -454,6 +455,22 @@ export class InteractiveWorker {
     });
   }
 
+  /** The live jobs whose inputs do not fit this worker's copy of the model fail, each with its own reason; the others run. */
+  private failMisfits(held: HeldEnvelope): void {
+    const { model } = this.options;
+    let failed = 0;
+    for (const [i, message] of held.misfits) {
+      if (!held.inputs[i]) continue;
+      const job = held.data.jobs[i]!;
+      held.inputs[i] = null;
+      held.pending--;
+      held.statuses[i] = 'failed';
+      held.records[i] = encodeRecord(model.name, model.version, job, { status: 'failed', startedAt: held.takenAt, completedAt: platformNow(), error: { code: 'invalid_input', message } });
+      failed++;
+    }
+    if (failed > 0) this.log.error({ envelope: held.id, jobs: failed, example: held.misfits.values().next().value }, "jobs whose inputs do not fit this worker's copy of the model fail (is model.onnx the same on every host?)");
+  }
+
   /** Every live job of an envelope fails with `error` (it cannot or must not run). */
   private endAll(held: HeldEnvelope, error: JobError): void {
     const { model } = this.options;
@@ -476,7 +493,7 @@ export class InteractiveWorker {
       if (Array.isArray(data.jobs)) {
         const canceled = canceledIds(taken);
         const inputs = data.jobs.map((job) => (canceled.has(job.id) ? null : []));
-        held = { id: taken.id, token, data, takenAt: platformNow(), firstTakenAt: taken.firstTakenAt, inputs, records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ran: data.jobs.map(() => null), pending: inputs.filter(Boolean).length };
+        held = { id: taken.id, token, data, takenAt: platformNow(), firstTakenAt: taken.firstTakenAt, inputs, records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ran: data.jobs.map(() => null), pending: inputs.filter(Boolean).length, misfits: new Map() };
         // What ends a job whatever its envelope holds comes first (its inputs lost in Redis, say): a deadline
         // passed before the first take (canceled, deadline_exceeded), and an envelope that kept killing its workers.
         this.expire(held);
@@ -484,7 +501,7 @@ export class InteractiveWorker {
     } catch {
       /* nothing to tell any job */
     }
-    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: platformNow(), firstTakenAt: taken.firstTakenAt, inputs: [], records: [], statuses: [], ran: [], pending: 0 };
+    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: platformNow(), firstTakenAt: taken.firstTakenAt, inputs: [], records: [], statuses: [], ran: [], pending: 0, misfits: new Map() };
     const deferred = taken.fields.get('defa')?.toString();
     this.endAll(held, deferred ? workerLost(deferred) : { code: 'invalid_input', message });
   }
