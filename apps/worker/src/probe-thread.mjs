@@ -67,8 +67,13 @@ function askScrape() {
  * @param {boolean} head
  */
 function send(res, status, type, body, head) {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
-  res.end(head ? undefined : body);
+  try {
+    res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+    res.end(head ? undefined : body);
+  } catch (err) {
+    // A header Node refuses (a content type it finds invalid): the request fails, not the thread.
+    res.destroy(/** @type {Error} */ (err));
+  }
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8';

@@ -74,7 +74,7 @@ export async function createWorker(
   // What the model workers count into: none with metrics off (they take it as optional).
   const counted = metrics.enabled ? metrics : undefined;
   // Before any connection: a port already taken stops the worker here, with little to undo.
-  const metricsServer = await serveMetrics(metrics, config.workerMetricsPort, config.host, config.workerMaxRunMs).catch(async (err: unknown) => {
+  const metricsServer = await serveMetrics(metrics, config.workerMetricsPort, config.host, config.workerMaxRunMs, logger).catch(async (err: unknown) => {
     if (ownModels) await models.close();
     throw err;
   });
