@@ -63,7 +63,7 @@ describe('bulk row notes live only while their row runs', function () {
     const packed = await store.chunkInputs(payload.batch, payload.chunk);
     const model = p!.gateway.models.resolve('idiv', '1');
 
-    // BulkWorker.alone's hooks, as for a chunk with stalledCounter > 0 and no row blamed yet, held under take `tok`.
+    // BulkWorker.alone's hooks, as for a chunk whose own run stalled before and no row blamed yet, held under take `tok`.
     const jobKey = `${ref.prefix}:${ref.name}:${job!.id!}`;
     await redis!.set(`${jobKey}:lock`, 'tok', 'PX', 60_000);
     const note = (value: string) => async () => {

@@ -16,9 +16,9 @@ import { waitUntil } from './helpers/wait.js';
  * whose rows keep crashing its workers reaches the stall limit, and so did
  * the chunk fetched beside it each time: its rows ended `worker_lost`
  * although none of them ever ran. A chunk's run now marks that it began
- * (bulk-worker.ts, MARK_RUN_BEGAN): the stalls of a chunk that never began
- * were its neighbours', and do not count against it (nor make it run its
- * rows one at a time).
+ * (bulk-worker.ts, MARK_RUN_BEGAN), and only the stalls of its own runs
+ * count: those of a chunk that never began were its neighbours', and
+ * neither end it nor make it run its rows one at a time.
  *
  * Which chunk a new worker takes first after a stall depends on the order
  * in which BullMQ's stalled check put them back, so the state a good chunk
@@ -69,9 +69,10 @@ describe('a bulk chunk fetched ahead beside a chunk that keeps crashing its work
     }
   });
 
-  it('a chunk that stalled three times after a run of it began still ends worker_lost', async () => {
-    // `rb`: a run began in attempt 0 (its attemptsMade), as MARK_RUN_BEGAN writes it.
-    const batch = await chunkStalledThrice({ rb: '0' });
+  it('a chunk whose own runs stalled three times still ends worker_lost', async () => {
+    // As MARK_RUN_BEGAN leaves it after two takes that found its run begun (`rb`, attempt 0; `ors` 2), and
+    // the stalled check after the third run's death: this take finds it begun once more.
+    const batch = await chunkStalledThrice({ rb: '0', ors: '2' });
     await p!.startWorker();
     try {
       const ended = await waitUntil(async () => ((await getBatch(p!, batch.id)).status === 'completed' ? getBatch(p!, batch.id) : null), 20_000, 'the batch to end');

@@ -502,13 +502,14 @@ export async function noteRunning(redis: Redis, jobKey: string, token: string, v
 }
 
 /**
- * Mark that a run of a bulk chunk held under `token` begins in its attempt `attempt` (MARK_RUN_BEGAN):
- * `again` when one began in this attempt before (a worker died or hung running it), `first` when none
- * did (stalls it had were its neighbours': they are cleared), `not-held` when the take no longer holds it.
+ * Mark that a run of a bulk chunk held under `token` begins in its attempt `attempt` (MARK_RUN_BEGAN), and
+ * set BullMQ's stall count to the stalls of the chunk's own runs, which it returns (past `maxStalls`, the
+ * chunk is marked a deferred failure): stalls while it was only held beside another's run do not count.
+ * `not-held` when the take no longer holds it (nothing written).
  */
-export async function markRunBegan(redis: Redis, jobKey: string, token: string, attempt: number): Promise<'again' | 'first' | 'not-held'> {
-  const marked = Number(await redis.eval(MARK_RUN_BEGAN, 2, jobKey, `${jobKey}:lock`, token, String(attempt)));
-  return marked === 1 ? 'again' : marked === 0 ? 'first' : 'not-held';
+export async function markRunBegan(redis: Redis, jobKey: string, token: string, attempt: number, maxStalls: number): Promise<number | 'not-held'> {
+  const own = Number(await redis.eval(MARK_RUN_BEGAN, 2, jobKey, `${jobKey}:lock`, token, String(attempt), String(maxStalls)));
+  return own >= 0 ? own : 'not-held';
 }
 
 /** What a job's last holder noted was running on its own when it last held it (MARK_RUNNING), if anything. */

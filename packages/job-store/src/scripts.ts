@@ -429,19 +429,29 @@ return 1
 
 /**
  * KEYS[1] a bulk chunk's BullMQ job hash, KEYS[2] its lock. ARGV[1] the lock token of the take, ARGV[2] the
- * attempt (BullMQ's attemptsMade). Marks (`rb`) that a run of the chunk begins in this attempt, while the
- * take still holds it. A bulk worker holds a second chunk, fetched ahead, while it runs one: when a row
- * of the one running kills the process, BullMQ's stalled check counts a stall against both. A chunk that
- * had not begun a run in this attempt was only ever held beside the runs that died, so its stall count
- * and deferred failure (`stc`, `defa`) were its neighbours' and are cleared. Allowed on a full Redis (a
- * few bytes), as MARK_RUNNING is. 1 when a run of it began in this attempt before, 0 when not, -1 when
- * the take no longer holds it (nothing written).
+ * attempt (BullMQ's attemptsMade), ARGV[3] the stalls allowed (maxStalledCount). Marks (`rb`) that a run
+ * of the chunk begins in this attempt, while the take still holds it, and keeps the count of stalls of
+ * its own runs (`ors`). A bulk worker holds a second chunk, fetched ahead, while it runs one: when a row
+ * of the one running kills the process, BullMQ's stalled check counts a stall against both (`stc`, and
+ * `defa` past the limit). So BullMQ's count is set to the chunk's own: a take that finds a run of it
+ * begun in this attempt follows a stall of that run (one more of its own); one that does not (the first
+ * run of an attempt) follows only neighbours' stalls, and a row noted as running (`run`) in an earlier
+ * attempt was dealt with there. Allowed on a full Redis (a few bytes), as MARK_RUNNING is. Returns the
+ * chunk's own stalls, or -1 when the take no longer holds it (nothing written).
  */
 export const MARK_RUN_BEGAN = `${ALLOW_OOM}if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-if redis.call('HGET', KEYS[1], 'rb') == ARGV[2] then return 1 end
-redis.call('HDEL', KEYS[1], 'defa')
-redis.call('HSET', KEYS[1], 'stc', 0, 'rb', ARGV[2])
-return 0
+local marks = redis.call('HMGET', KEYS[1], 'rb', 'ors')
+local own = tonumber(marks[2]) or 0
+if marks[1] == ARGV[2] then
+  own = own + 1
+  redis.call('HSET', KEYS[1], 'ors', own, 'stc', own)
+else
+  redis.call('HSET', KEYS[1], 'rb', ARGV[2], 'stc', own)
+  redis.call('HDEL', KEYS[1], 'run')
+end
+if own <= tonumber(ARGV[3]) then redis.call('HDEL', KEYS[1], 'defa')
+elseif redis.call('HEXISTS', KEYS[1], 'defa') == 0 then redis.call('HSET', KEYS[1], 'defa', 'job stalled more than allowable limit') end
+return own
 `;
 
 /**

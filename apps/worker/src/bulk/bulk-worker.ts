@@ -223,9 +223,9 @@ export class BulkWorker {
       await this.settle(job, token);
       return;
     }
-    const stalledHere = await this.runBegins(job, token, p);
-    if (job.deferredFailure && stalledHere) {
-      const { record, failed } = failChunk(p, { code: 'worker_lost', message: `the chunk's worker died or hung repeatedly (${job.deferredFailure})` });
+    const stalls = await this.runBegins(job, token, p);
+    if (stalls.deferred) {
+      const { record, failed } = failChunk(p, { code: 'worker_lost', message: `the chunk's worker died or hung repeatedly (${job.deferredFailure || 'job stalled more than allowable limit'})` });
       this.finishLater(job, token, p, { record, succeeded: 0, failed, stopped: false, runs: [] }, startedAt);
       return;
     }
@@ -239,7 +239,7 @@ export class BulkWorker {
     }
     let result: ChunkResult;
     try {
-      result = await runChunk(model, p, decodeChunk(model, p, packed), { beforeSlice: this.sliceGate(p.batch), ...(stalledHere ? await this.alone(job, token, p) : {}) });
+      result = await runChunk(model, p, decodeChunk(model, p, packed), { beforeSlice: this.sliceGate(p.batch), ...(stalls.own ? await this.alone(job, token, p) : {}) });
     } catch (err) {
       if (!(err instanceof MalformedChunkError)) throw err;
       this.log.error({ jobId: job.id, err: err.message }, 'bulk chunk does not fit the model; its items fail');
@@ -296,18 +296,20 @@ export class BulkWorker {
 
   /**
    * Mark that a run of this chunk begins (MARK_RUN_BEGAN; one script call a
-   * chunk): true when a run of it began before in this attempt, so a worker
-   * died or hung running it, maybe on one of its rows. A chunk that stalled
-   * only while it was fetched ahead, beside runs that died, is taken as new:
-   * its stalls are cleared, it runs whole. When the take no longer holds
-   * the chunk (nothing is written), BullMQ's stall count decides.
+   * chunk), and count the stalls of its own runs: a worker died or hung
+   * running it (`own`: then it runs its rows one at a time), too often
+   * (`deferred`: its rows end `worker_lost`). Stalls it had only while it was
+   * fetched ahead, beside runs that died, do not count: it runs whole. When
+   * the take no longer holds the chunk (nothing is written), BullMQ's stall
+   * count decides, as it would alone.
    */
-  private async runBegins(job: Job, token: string, p: BulkChunkPayload): Promise<boolean> {
-    const began = await markRunBegan(this.options.connection, this.jobKey(job), token, job.attemptsMade);
-    if (began === 'first' && job.stalledCounter > 0) {
-      this.log.info({ batch: p.batch, chunk: p.chunk, stalls: job.stalledCounter }, 'chunk was only fetched ahead when its workers died or hung; its stalls are not counted');
+  private async runBegins(job: Job, token: string, p: BulkChunkPayload): Promise<{ own: boolean; deferred: boolean }> {
+    const own = await markRunBegan(this.options.connection, this.jobKey(job), token, job.attemptsMade, JOB_CATALOG.bulk.maxStalledCount);
+    if (own === 'not-held') return { own: job.stalledCounter > 0, deferred: Boolean(job.deferredFailure) };
+    if (job.stalledCounter > own) {
+      this.log.info({ batch: p.batch, chunk: p.chunk, stalls: job.stalledCounter, own }, 'chunk was only fetched ahead when some of its workers died or hung; those stalls are not counted');
     }
-    return began === 'again' || (began === 'not-held' && job.stalledCounter > 0);
+    return { own: own > 0, deferred: own > JOB_CATALOG.bulk.maxStalledCount };
   }
 
   /**
