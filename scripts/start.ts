@@ -145,6 +145,7 @@ async function main(): Promise<void> {
 
   // Said once the gateway listens, not before (a port already in use stops it with its own message instead),
   // with the port it listens on: the one PORT=0 picked.
+  let announcedPort: number | undefined;
   const banner = (port: number) => `Gateway on http://localhost:${port} (API key: ${config.apiKeysAreDevDefault ? 'dev-key' : 'see API_KEYS'}); Ctrl-C stops everything.`;
 
   /**
@@ -172,7 +173,13 @@ async function main(): Promise<void> {
       if (message.app === 'stopping') leaving = true;
       else {
         ready = true;
-        if (name === 'gateway' && !restarted) console.log(banner(message.port ?? config.port));
+        if (name === 'gateway') {
+          const port = message.port ?? config.port;
+          // A gateway restarted on PORT=0 listens on another free port: say where, once it does.
+          if (!restarted) console.log(banner(port));
+          else if (port !== announcedPort) console.log(`The gateway was restarted: now on http://localhost:${port}`);
+          announcedPort = port;
+        }
       }
     });
     child.once('exit', (code, signal) => {
