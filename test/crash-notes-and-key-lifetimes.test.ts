@@ -51,9 +51,9 @@ describe('crash notes and Idempotency-Key lifetimes', function () {
       base.disconnect();
     }
     const lower = (a: string[]) => a.map((s) => s.toLowerCase());
-    // MARK_RUN_BEGAN (one a chunk; the script that counts `ors`) mentions `run` only to clear a note left
+    // MARK_RUN_BEGAN (one a chunk; the script that notes `rb`) mentions `run` only to clear a note left
     // from an earlier attempt.
-    const runBegan = (a: string[]) => lower(a)[0] === 'eval' && a[1]?.includes("'ors'") === true;
+    const runBegan = (a: string[]) => lower(a)[0] === 'eval' && a[1]?.includes("'rb'") === true;
     const noting = seen.filter((a) => lower(a).includes(markSha) || (lower(a)[0] === 'eval' && !runBegan(a) && a[1]?.includes("'run'")));
     expect(noting, 'MARK_RUNNING calls').to.have.length(0);
     expect(seen.filter(runBegan), "MARK_RUN_BEGAN calls: the chunk's one").to.have.length(1);
@@ -71,16 +71,19 @@ describe('crash notes and Idempotency-Key lifetimes', function () {
       expect(taken).to.not.equal('paused');
       const envelope = (taken as Exclude<typeof taken, 'paused'>).envelopes[0]!;
       const jk = `${k.base}${envelope.id}`;
-      expect(await q.markRunning(envelope.id, 'tok-b', id), 'another take').to.equal(false);
+      expect(await q.markRunning(envelope.id, 'tok-b', id, envelope.take), 'another take').to.equal(false);
       expect(await redis.hget(jk, 'run')).to.equal(null);
-      expect(await q.markRunning(envelope.id, 'tok-a', id)).to.equal(true);
-      expect(await redis.hget(jk, 'run')).to.equal(id);
+      expect(await q.markRunning(envelope.id, 'tok-a', id, envelope.take)).to.equal(true);
+      expect(await redis.hmget(jk, 'run', 'rt')).to.deep.equal([id, '1']);
+      // Cleared after the run: a stall between jobs run alone is not the envelope's own.
+      expect(await q.markRunning(envelope.id, 'tok-a', null, envelope.take)).to.equal(true);
+      expect(await redis.hmget(jk, 'run', 'rt')).to.deep.equal([null, null]);
       // Ended: the envelope goes, and a late note does not bring its hash back.
       const data = JSON.parse(envelope.fields.get('data')!.toString()) as EnvelopeData;
       const job = data.jobs[0]!;
       const record = encodeRecord('mlp', '2', job, { status: 'failed', startedAt: envelope.takenAt, completedAt: Date.now(), error: { code: 'inference_failed', message: 'test' } });
       expect(await q.finish([{ id: envelope.id, gateway: data.gateway, jobs: [{ id, record, wait: false, deadline: false, completedHook: false }] }])).to.deep.equal([true]);
-      expect(await q.markRunning(envelope.id, 'tok-a', id)).to.equal(false);
+      expect(await q.markRunning(envelope.id, 'tok-a', id, envelope.take)).to.equal(false);
       expect(await redis.exists(jk)).to.equal(0);
     } finally {
       await p.startWorker();

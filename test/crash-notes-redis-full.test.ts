@@ -40,7 +40,7 @@ describe('crash-containment notes on a full Redis', function () {
     await redis!.config('SET', 'maxmemory', '1mb');
     const refused = await redis!.set(`${prefix}:probe`, 'x').then(() => false, (e: Error) => /OOM/.test(e.message));
     expect(refused, 'Redis refuses plain writes now').to.equal(true);
-    const interactive = await q.markRunning(envelope, 'tok', 'job-1').then(
+    const interactive = await q.markRunning(envelope, 'tok', 'job-1', 2).then(
       (ok) => (ok ? 'noted' : 'refused'),
       (e: Error) => `error: ${e.message}`,
     );
@@ -51,9 +51,14 @@ describe('crash-containment notes on a full Redis', function () {
       (e: Error) => `error: ${e.message}`,
     );
     plain.disconnect();
+    // A batch's note that its run begins (MARK_ENVELOPE_RUNS), made just before the run.
+    const begun = await q.markRunsBegun([{ id: envelope, token: 'tok', take: 2 }]).then(
+      (n) => (n === 1 ? 'noted' : 'refused'),
+      (e: Error) => `error: ${e.message}`,
+    );
     // FINISH ends the envelope on the same full Redis.
     const ended = await q.finish([{ id: envelope, gateway: '', jobs: [{ id: 'job-1', record: Buffer.from('{}\n'), wait: false, deadline: false, completedHook: false }] }]);
     expect(ended, 'FINISH works on a full Redis').to.deep.equal([true]);
-    expect({ interactive, bulk }).to.deep.equal({ interactive: 'noted', bulk: 'noted' });
+    expect({ interactive, bulk, begun }).to.deep.equal({ interactive: 'noted', bulk: 'noted', begun: 'noted' });
   });
 });

@@ -70,8 +70,9 @@ describe('a lost inputs key does not hide why a job ends', function () {
     const job = await submit(p);
     const k = interactiveKeys(p.prefix, 'ocr-cls', '1');
     const ref = interactiveQueue(p.prefix, 'ocr-cls', '1');
-    // Workers that take the envelope and die (their 300 ms locks lapse), three times; BullMQ's stalled check
-    // (run here as every worker runs it, maxStalledCount 2) puts it back each time, the third time marked `defa`.
+    // Workers that take the envelope and die in its run (their 300 ms locks lapse), three times; BullMQ's
+    // stalled check (run here as every worker runs it, maxStalledCount 2) puts it back each time, the third
+    // time marked `defa`. After the first, a worker runs its jobs alone and notes each run (MARK_RUNNING).
     const checkerConnection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
     const checker = new Worker(ref.name, null, { connection: checkerConnection, prefix: ref.prefix, autorun: false, lockDuration: 300, stalledInterval: 100, maxStalledCount: 2 });
     checker.on('error', () => undefined);
@@ -82,6 +83,8 @@ describe('a lost inputs key does not hide why a job ends', function () {
       for (let stall = 1; stall <= 3; stall++) {
         const taken = await dying.fetch(`dead-worker-${stall}`, 300, 64, 64);
         expect(taken === 'paused' ? 0 : taken.envelopes.length).to.equal(1);
+        const held = (taken as Exclude<typeof taken, 'paused'>).envelopes[0]!;
+        if (held.ownStalls > 0) await dying.markRunning(held.id, `dead-worker-${stall}`, job.id, held.take);
         await waitUntil(async () => Number(await redis.hget(k.base + envelope!, 'stc')) === stall && (await redis.llen(k.wait)) === 1, 10_000, `stall ${stall}`);
       }
       expect(await redis.hget(k.base + envelope!, 'defa'), 'marked as a deferred failure').to.be.a('string');

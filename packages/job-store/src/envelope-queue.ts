@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { DEPTH_ALLOWANCE_FIELD, QUEUE_EVENTS_MAX_LEN, allowanceInstances, allowanceValue, interactiveKeys, keys, parseQueueMember, type EnvelopeData, platformNow } from '@infer/contract';
+import { DEPTH_ALLOWANCE_FIELD, JOB_CATALOG, QUEUE_EVENTS_MAX_LEN, allowanceInstances, allowanceValue, interactiveKeys, keys, parseQueueMember, type EnvelopeData, platformNow } from '@infer/contract';
 import { withJobScripts, type Arg, type ScriptPipeline, type ScriptRedis } from './redis-scripts.js';
 import { MARK_RUN_BEGAN, MARK_RUNNING } from './scripts.js';
 
@@ -136,6 +136,25 @@ export interface TakenEnvelope {
    * delay by the rest of that run.
    */
   takenAt: number;
+  /** Which take of it this is (1 for the first): what its run-began note (`rt`) names. */
+  take: number;
+  /** Stalls of its own runs so far, this one's included (see FETCH): more than none, and its jobs run one at a time. */
+  ownStalls: number;
+  /** Whether the take noted that a run of it begins in this take (FETCH's `runsNext`); if not, the worker notes it before the run. */
+  runBegan: boolean;
+}
+
+/** How a take is sent. */
+export interface TakeOptions {
+  /**
+   * The envelopes it brings are the next to run in this worker: nothing the
+   * worker holds runs before them, and no run starts until they are in hand.
+   * The take then notes their run as begun (FETCH); otherwise the worker
+   * does, just before it (markRunsBegun). A worker that dies counts a stall
+   * of their own only to envelopes so noted.
+   * @default true
+   */
+  runsNext?: boolean;
 }
 
 /** What a worker hands back for one envelope: every job of it, in order. */
@@ -295,11 +314,11 @@ export class EnvelopeQueue {
    * envelopes), locked with `token` for `lockMs`. `waiting` is how many
    * envelopes are left in the queue: 0 means nothing more to wait for.
    */
-  async fetch(token: string, lockMs: number, wanted: number, most: number): Promise<FetchOutcome> {
+  async fetch(token: string, lockMs: number, wanted: number, most: number, take: TakeOptions = {}): Promise<FetchOutcome> {
     const now = platformNow();
     const closes = closesOf(this.redis);
     const before = closes.count;
-    const outcome = parseFetch(await this.redis.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now)), now);
+    const outcome = parseFetch(await this.redis.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now, false, take)), now);
     return this.withInputs(closes.count === before ? outcome : await this.recover(outcome, token, now), lockMs);
   }
 
@@ -313,12 +332,12 @@ export class EnvelopeQueue {
    * timeout too, finding nothing or what came meanwhile. `blocking` must be
    * a connection of its own: a blocked connection serves nothing else.
    */
-  async waitAndFetch(blocking: Redis, timeoutSeconds: number, token: string, lockMs: number, wanted: number, most: number): Promise<FetchOutcome> {
+  async waitAndFetch(blocking: Redis, timeoutSeconds: number, token: string, lockMs: number, wanted: number, most: number, take: TakeOptions = {}): Promise<FetchOutcome> {
     const pipeline = withJobScripts(blocking).pipeline().bzpopmin(this.keys.marker, timeoutSeconds) as ScriptPipeline;
     const now = platformNow();
     const closes = closesOf(blocking);
     const before = closes.count;
-    const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now, true)).exec()) ?? [];
+    const [, fetched] = (await pipeline.inferFetchBuffer(...this.fetchArgs(token, lockMs, wanted, most, now, true, take)).exec()) ?? [];
     if (!fetched) throw new Error('the blocking take got no reply');
     if (fetched[0]) throw fetched[0];
     const outcome = parseFetch(fetched[1] as unknown[], now);
@@ -399,9 +418,10 @@ export class EnvelopeQueue {
     return outcome;
   }
 
-  private fetchArgs(token: string, lockMs: number, wanted: number, most: number, now: number, blocking = false): Arg[] {
+  private fetchArgs(token: string, lockMs: number, wanted: number, most: number, now: number, blocking: boolean, take: TakeOptions): Arg[] {
     const k = this.keys;
-    return [k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, now, wanted, most, blocking ? '1' : '0'];
+    const runsNext = take.runsNext ?? true;
+    return [k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, now, wanted, most, blocking ? '1' : '0', runsNext ? '1' : '0', JOB_CATALOG.envelope.maxStalledCount];
   }
 
   /**
@@ -418,8 +438,25 @@ export class EnvelopeQueue {
    * nothing does (MARK_RUNNING), while `token`'s take still holds it. False when it does not (ended, or
    * taken back meanwhile).
    */
-  async markRunning(envelopeId: string, token: string, jobId: string | null): Promise<boolean> {
-    return noteRunning(this.redis, this.keys.base + envelopeId, token, jobId ?? '');
+  async markRunning(envelopeId: string, token: string, jobId: string | null, take: number): Promise<boolean> {
+    const jobKey = this.keys.base + envelopeId;
+    return (await this.redis.eval(MARK_RUNNING, 2, jobKey, `${jobKey}:lock`, token, jobId ?? '', take)) === 1;
+  }
+
+  /**
+   * Note on envelopes, each while its take still holds it, that a run of
+   * them begins in that take (MARK_ENVELOPE_RUNS): sent, and answered,
+   * just before the run. How many were noted.
+   */
+  async markRunsBegun(envelopes: ReadonlyArray<{ id: string; token: string; take: number }>): Promise<number> {
+    const keys: string[] = [];
+    const args: Arg[] = [];
+    for (const e of envelopes) {
+      const jobKey = this.keys.base + e.id;
+      keys.push(jobKey, `${jobKey}:lock`);
+      args.push(e.token, e.take);
+    }
+    return this.redis.inferMarkEnvelopeRuns(keys.length, ...keys, ...args);
   }
 
   /** End the jobs of these envelopes and remove them; per job (in order), whether this call ended it. */
@@ -467,7 +504,12 @@ function parseFetch(reply: unknown[], now: number, afterTake = false): FetchOutc
     const fields = new Map<string, Buffer>();
     for (let f = 0; f + 1 < flat.length; f += 2) fields.set(flat[f]!.toString(), flat[f + 1]!);
     const takenAt = afterTake ? Number(fields.get('processedOn')?.toString()) || now : stampOf(fields, now);
-    envelopes.push({ id: (reply[i] as Buffer).toString(), fields, firstTakenAt: firstTakenAt(fields, now), takenAt });
+    const field = (name: string) => fields.get(name)?.toString();
+    // Fields from before the take, with what FETCH decided (`@own`, `@rt`); from after it, as FETCH left them.
+    const take = afterTake ? Number(field('ats')) || 1 : (Number(field('ats')) || 0) + 1;
+    const ownStalls = Number(field(afterTake ? 'ors' : '@own')) || 0;
+    const runBegan = afterTake ? field('rt') === String(take) : fields.has('@rt');
+    envelopes.push({ id: (reply[i] as Buffer).toString(), fields, firstTakenAt: firstTakenAt(fields, now), takenAt, take, ownStalls, runBegan });
   }
   return { waiting, envelopes };
 }

@@ -1,5 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, MARK_STARTED_SENT, OLDEST_WAITING, READ, RECLAIM_ALLOWANCE, RECONCILE_QUEUED, RECOVER_TAKE, RELEASE_IDEMPOTENCY_KEY, RESTAMP_TAKE, SHORTEN_IDEMPOTENCY_KEY, TAKE_OVER_IDEMPOTENCY_KEY } from './scripts.js';
+import { CANCEL_COMMIT, CLAIM_IDEMPOTENCY_KEY, ENQUEUE, FETCH, FINISH, MARK_ENVELOPE_RUNS, MARK_STARTED_SENT, OLDEST_WAITING, READ, RECLAIM_ALLOWANCE, RECONCILE_QUEUED, RECOVER_TAKE, RELEASE_IDEMPOTENCY_KEY, RESTAMP_TAKE, SHORTEN_IDEMPOTENCY_KEY, TAKE_OVER_IDEMPOTENCY_KEY } from './scripts.js';
 
 export type Arg = string | number | Buffer;
 
@@ -14,6 +14,8 @@ export type ScriptRedis = Redis & {
   inferTakeOverIdempotencyKey(key: string, held: string, id: string, ttlMs: number, now: number): Promise<number>;
   inferReleaseIdempotencyKey(key: string, id: string): Promise<number>;
   inferMarkStartedSent(envelope: string): Promise<number>;
+  /** MARK_ENVELOPE_RUNS: the number of keys (2 per envelope), the keys, then the arguments. */
+  inferMarkEnvelopeRuns(numberOfKeys: number, ...args: Arg[]): Promise<number>;
   inferRestampTake(envelope: string, lock: string, token: string, at: number): Promise<number>;
   inferRecoverTakeBuffer(active: string, base: string, token: string): Promise<unknown[]>;
   inferReconcileQueued(wait: string, queued: string, tenants: string): Promise<number>;
@@ -45,6 +47,8 @@ const COMMANDS = [
   ['inferTakeOverIdempotencyKey', TAKE_OVER_IDEMPOTENCY_KEY, 1],
   ['inferShortenIdempotencyKey', SHORTEN_IDEMPOTENCY_KEY, 1],
   ['inferMarkStartedSent', MARK_STARTED_SENT, 1],
+  // As many keys as envelopes marked (two each): given with each call.
+  ['inferMarkEnvelopeRuns', MARK_ENVELOPE_RUNS, undefined],
   ['inferRestampTake', RESTAMP_TAKE, 2],
   ['inferRecoverTake', RECOVER_TAKE, 1],
   ['inferReconcileQueued', RECONCILE_QUEUED, 3],

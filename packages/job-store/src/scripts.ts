@@ -175,10 +175,23 @@ return take
 /**
  * KEYS[1] wait, KEYS[2] active, KEYS[3] meta, KEYS[4] marker, KEYS[5] queued counter, KEYS[6] queued-per-tenant hash.
  * ARGV[1] key base ("<prefix>:<queue>:"), ARGV[2] lock token, ARGV[3] lock ms, ARGV[4] now (epoch ms),
- * ARGV[5] instances wanted, ARGV[6] most envelopes, ARGV[7] "1" for a take sent behind a blocking read.
+ * ARGV[5] instances wanted, ARGV[6] most envelopes, ARGV[7] "1" for a take sent behind a blocking read,
+ * ARGV[8] "1" when the envelopes this take brings are the next to run in the worker (nothing it holds runs
+ * before them), ARGV[9] the stalls an envelope may have of its own (maxStalledCount).
  * Takes envelopes (oldest first) until it has the instances wanted: each moves to active
  * under the worker's lock, as BullMQ's moveToActive does. Returns {waiting after, id, fields, id, fields, …}
- * (fields as HGETALL gives them, before this take), or {-1} while the queue is paused.
+ * (fields as HGETALL gives them, before this take, with what this take decided: see below), or {-1} while
+ * the queue is paused.
+ *
+ * Stalls an envelope owns. A worker that dies or hangs in a run loses every envelope it holds: those of
+ * the run, and those taken for a later one, which BullMQ's stalled check counts a stall against too
+ * (`stc`, and `defa` past the limit). So an envelope notes the take in which a run of it began (`rt`):
+ * this take, with ARGV[8], for those the batch has room for and that do not run alone; else the worker
+ * marks it just before the run (MARK_ENVELOPE_RUNS, MARK_RUNNING). A take after a stall counts the stall
+ * as the envelope's own (`ors`) only when the take before it had begun a run of it, sets BullMQ's count
+ * to that, and keeps `defa` only past the limit: an envelope held beside another's crashing run is not
+ * failed `worker_lost` for it, nor made to run its jobs one at a time. Answered among the fields:
+ * `@own`, its own stalls (when any), and `@rt` when this take marked it.
  * A take stamps processedOn (and the first one ft) with ARGV[4], or the envelope's enqueue time if later.
  * A take behind a blocking read of an envelope taken before and enqueued before ARGV[4] (one the stalled
  * check put back: it did not end the wait, and the wait may have lasted seconds) also answers `@t`, Redis's
@@ -191,10 +204,21 @@ local now = tonumber(ARGV[4])
 local redisNow = nil
 local out = {0}
 local wanted, most = tonumber(ARGV[5]), tonumber(ARGV[6])
+local runsNext, maxStalls = ARGV[8] == '1', tonumber(ARGV[9])
 local taken, envelopes, leaving = 0, 0, 0
-while envelopes < most and taken < wanted do
+local function without(h, name)
+  local kept = {}
+  for i = 1, #h, 2 do
+    if h[i] ~= name then kept[#kept + 1] = h[i]; kept[#kept + 1] = h[i + 1] end
+  end
+  return kept
+end
+-- Counted first, so a take that empties the queue does not pop once more to find it empty.
+local waiting = redis.call('LLEN', KEYS[1])
+while envelopes < most and taken < wanted and waiting > 0 do
   local id = redis.call('RPOPLPUSH', KEYS[1], KEYS[2])
-  if not id then break end
+  if not id then waiting = 0; break end
+  waiting = waiting - 1
   local jk = ARGV[1] .. id
   local h = {}
   if string.sub(id, 1, 2) ~= '0:' then h = redis.call('HGETALL', jk) end
@@ -219,11 +243,26 @@ while envelopes < most and taken < wanted do
       h[#h + 1] = tostring(redisNow)
     end
     local n = tonumber(f['n']) or 0
+    local takes = tonumber(f['ats']) or 0
+    local own = tonumber(f['ors']) or 0
+    local set = {'processedOn', at, 'ats', takes + 1}
     if f['processedOn'] then
-      redis.call('HSET', jk, 'processedOn', at, 'ats', (tonumber(f['ats']) or 0) + 1)
+      -- Taken before: the stalled check put it back. Its own stall only if the take before had begun a run of it.
+      if f['rt'] == tostring(takes) then own = own + 1 end
+      set[#set + 1] = 'ors'; set[#set + 1] = own
+      set[#set + 1] = 'stc'; set[#set + 1] = own
+      if own > maxStalls then
+        if not f['defa'] then
+          set[#set + 1] = 'defa'; set[#set + 1] = 'job stalled more than allowable limit'
+          h[#h + 1] = 'defa'; h[#h + 1] = 'job stalled more than allowable limit'
+        end
+      elseif f['defa'] then
+        redis.call('HDEL', jk, 'defa')
+        h = without(h, 'defa')
+      end
     else
       -- ft: the first take, which processedOn (each take's, as BullMQ keeps it) forgets when a stalled envelope is taken again.
-      redis.call('HSET', jk, 'processedOn', at, 'ats', (tonumber(f['ats']) or 0) + 1, 'ft', at)
+      set[#set + 1] = 'ft'; set[#set + 1] = at
       local canceled = 0
       if f['x'] then for _ in string.gmatch(f['x'], '%S+') do canceled = canceled + 1 end end
       leaving = leaving + n - canceled
@@ -237,6 +276,13 @@ while envelopes < most and taken < wanted do
         end
       end
     end
+    -- Runs next (and not alone, which marks each job's run itself): the batch's room holds it, or it is the first.
+    if runsNext and own == 0 and (envelopes == 0 or taken + n <= wanted) then
+      set[#set + 1] = 'rt'; set[#set + 1] = takes + 1
+      h[#h + 1] = '@rt'; h[#h + 1] = '1'
+    end
+    if own > 0 then h[#h + 1] = '@own'; h[#h + 1] = own end
+    redis.call('HSET', jk, unpack(set))
     taken = taken + n
     envelopes = envelopes + 1
     out[#out + 1] = id
@@ -244,7 +290,6 @@ while envelopes < most and taken < wanted do
   end
 end
 if leaving > 0 then redis.call('DECRBY', KEYS[5], leaving) end
-local waiting = redis.call('LLEN', KEYS[1])
 -- Wake the next idle worker: there is more than this one took.
 if waiting > 0 and envelopes > 0 then redis.call('ZADD', KEYS[4], 0, '0') end
 out[1] = waiting
@@ -420,11 +465,33 @@ return 1
  * the take, ARGV[2] what runs now, or "" once it has run. Notes (`run`) what of a job taken again after a
  * stall is running on its own, while the take still holds the job: should that worker die or hang, the
  * next take knows which input did it. Allowed on a full Redis (a few bytes; cleared after the run), as
- * FINISH is: a crashing input must not go unnoted because Redis is at maxmemory. 1 when done, else 0.
+ * FINISH is: a crashing input must not go unnoted because Redis is at maxmemory. ARGV[3], for an
+ * envelope: the take's number, noted (`rt`, see FETCH) for as long as the job runs, so that a stall
+ * in its run is the envelope's own and one between its jobs' runs is not. 1 when done, else 0.
  */
 export const MARK_RUNNING = `${ALLOW_OOM}if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'run') else redis.call('HSET', KEYS[1], 'run', ARGV[2]) end
+if ARGV[2] == '' then
+  if ARGV[3] then redis.call('HDEL', KEYS[1], 'run', 'rt') else redis.call('HDEL', KEYS[1], 'run') end
+elseif ARGV[3] then redis.call('HSET', KEYS[1], 'run', ARGV[2], 'rt', ARGV[3])
+else redis.call('HSET', KEYS[1], 'run', ARGV[2]) end
 return 1
+`;
+
+/**
+ * KEYS: per envelope, its hash and its lock; ARGV: per envelope, the lock token of its take and the
+ * take's number. Notes on each envelope its take still holds that a run of it begins in that take
+ * (`rt`, see FETCH), just before the run: one taken while another of the worker's runs was under way,
+ * or waiting for one, whose take could not note it. Allowed on a full Redis (a few bytes), as
+ * MARK_RUNNING is. Returns how many it noted.
+ */
+export const MARK_ENVELOPE_RUNS = `${ALLOW_OOM}local noted = 0
+for i = 1, #KEYS, 2 do
+  if redis.call('GET', KEYS[i + 1]) == ARGV[i] then
+    redis.call('HSET', KEYS[i], 'rt', ARGV[i + 1])
+    noted = noted + 1
+  end
+end
+return noted
 `;
 
 /**

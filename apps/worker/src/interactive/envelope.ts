@@ -17,6 +17,10 @@ export interface HeldEnvelope {
   takenAt: number;
   /** When a worker first took it (TakenEnvelope.firstTakenAt): a job whose Cancel-After deadline came before that never runs. */
   firstTakenAt: number;
+  /** Which take of it this is (TakenEnvelope.take). */
+  take: number;
+  /** Whether Redis holds the note that a run of it began in this take (TakenEnvelope.runBegan); noted before its first run if not. */
+  runBegan: boolean;
   /** Per job, in order: its inputs in the model's input order, or null for a job not to run (canceled while queued). */
   inputs: Array<InstanceInput[] | null>;
   /** Per job: its ended record once it has one, null while it has not (or will not, being canceled). */
@@ -66,6 +70,8 @@ export function readEnvelope(model: ModelVersion, taken: TakenEnvelope, token: s
     data,
     takenAt,
     firstTakenAt: taken.firstTakenAt,
+    take: taken.take,
+    runBegan: taken.runBegan,
     inputs: [],
     records: data.jobs.map(() => null),
     statuses: data.jobs.map(() => null),

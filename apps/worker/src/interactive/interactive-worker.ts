@@ -4,6 +4,7 @@ import { MicroBatcher } from '@infer/batcher';
 import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasCompletedHook, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import type { ModelVersion, RunWatch } from '@infer/models';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LongRunWarning } from '../consumer/long-run-warning.js';
 import { DEFAULT_MAX_RUN_MS } from '@infer/locks';
 import { awaitAtMost } from '@infer/lifecycle';
@@ -115,6 +116,17 @@ export class InteractiveWorker {
    */
   private idle: { promise: Promise<void>; resolve: () => void } | undefined;
   private readonly finishing = new Set<Promise<void>>();
+  /**
+   * Runs this worker owes: batches handed to runSlices whose model runs have
+   * not ended, and envelopes running alone. A take sent while none is owed
+   * brings the next envelopes to run, and notes their runs as begun
+   * (TakeOptions.runsNext); see `source`.
+   */
+  private runsOwed = 0;
+  /** One promise for everyone waiting for no run to be owed and no batch to be collecting. */
+  private quiet: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** The batcher's hold while a take whose envelopes run next is in flight: released once they are in it (or it failed). */
+  private takeHold: (() => void) | undefined;
   private readonly jobs: JobStore;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private outboxDrain: Promise<void> | undefined;
@@ -242,6 +254,19 @@ export class InteractiveWorker {
     return canceled;
   }
 
+  /**
+   * Takes, so that a worker that dies or hangs in a run counts a stall of
+   * their own only to the envelopes of that run (FETCH's `rt`): those held
+   * beside it are put back with no mark against them.
+   * - A blocking take runs in Redis whenever work comes, maybe in the middle
+   *   of a run: it is sent only once no run is owed, so what it brings runs
+   *   next, and the take notes that (no command more at one job at a time).
+   * - A take sent while no run is owed brings the envelopes of the next run
+   *   too, provided the batch collecting does not start without them: it is
+   *   held until they are in it.
+   * - Envelopes of any other take are noted in the batch's own call, just
+   *   before its run (runSlices).
+   */
   private source(): ConsumerSource<Taken> {
     const blockSeconds = this.options.blockSeconds ?? 5;
     return {
@@ -249,20 +274,29 @@ export class InteractiveWorker {
       fetch: async (token, room, block) => {
         let taken;
         if (block) {
+          if (this.runsOwed > 0 || this.batcher.size > 0) {
+            await this.whenQuiet();
+            room = Math.max(room, this.batcher.room);
+          }
           // Idle: wait on the marker (every enqueue sets it), with the take sent behind the wait in the same write.
           if (!this.blocking) {
             this.blocking = this.options.storeConnection.duplicate();
             // Its errors (Redis away) fail the take, which the consumer retries: not an unhandled 'error' event.
             this.blocking.on('error', () => undefined);
           }
-          taken = await this.queue.waitAndFetch(this.blocking, blockSeconds, token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH);
+          taken = await this.queue.waitAndFetch(this.blocking, blockSeconds, token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH, { runsNext: true });
         } else {
-          taken = await this.queue.fetch(token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH);
+          const runsNext = this.runsOwed === 0;
+          if (runsNext) this.takeHold = this.batcher.hold();
+          taken = await this.queue.fetch(token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH, { runsNext });
         }
         if (taken === 'paused') {
-          await new Promise((r) => setTimeout(r, 1000));
+          this.releaseTakeHold();
+          await sleep(1000);
           return { items: [], drained: true };
         }
+        // Nothing taken with more waiting (not expected): no accept or drained will release it.
+        if (taken.envelopes.length === 0 && taken.waiting > 0) this.releaseTakeHold();
         return { items: taken.envelopes.map((e) => ({ taken: e, token })), drained: taken.waiting === 0 };
       },
       close: async () => {
@@ -285,10 +319,12 @@ export class InteractiveWorker {
       accept: (items, _token, drained) => {
         empty = drained;
         for (const item of items) this.accept(item);
+        this.releaseTakeHold();
         if (drained) this.batcher.drained();
       },
       drained: () => {
         empty = true;
+        this.releaseTakeHold();
         this.batcher.drained();
       },
       settled: async () => {
@@ -296,6 +332,35 @@ export class InteractiveWorker {
         while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);
       },
     };
+  }
+
+  private releaseTakeHold(): void {
+    const release = this.takeHold;
+    this.takeHold = undefined;
+    release?.();
+  }
+
+  private owe(): void {
+    this.runsOwed++;
+  }
+
+  private paid(): void {
+    this.runsOwed--;
+    if (this.runsOwed === 0 && this.batcher.size === 0) {
+      this.quiet?.resolve();
+      this.quiet = undefined;
+    }
+  }
+
+  /** Resolves once no run is owed and no batch is collecting (one collecting starts within max_delay_ms). */
+  private whenQuiet(): Promise<void> {
+    if (this.runsOwed === 0 && this.batcher.size === 0) return Promise.resolve();
+    if (!this.quiet) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.quiet = { promise, resolve };
+    }
+    return this.quiet.promise;
   }
 
   /** Read a taken envelope and put its jobs in batches (or end them now, when none is to run). */
@@ -341,10 +406,11 @@ export class InteractiveWorker {
       this.track(this.finish([held]));
       return;
     }
-    if (taken.fields.has('processedOn')) {
-      // Taken before (the take's fields are as they were before it): the worker that held it died or hung,
-      // maybe on one of its inputs (ONNX Runtime can crash the process: an integer overflow's SIGFPE).
-      this.track(this.runAlone(held, taken.fields.get('run')?.toString()));
+    if (taken.ownStalls > 0) {
+      // A worker died or hung in a run of it, maybe on one of its inputs (ONNX Runtime can crash the
+      // process: an integer overflow's SIGFPE). One only held beside another's run has no stall of its own.
+      this.owe();
+      this.track(this.runAlone(held, taken.fields.get('run')?.toString()).finally(() => this.paid()));
       return;
     }
     const live = held.inputs.flatMap((inputs, i) => (inputs ? [i] : []));
@@ -362,8 +428,9 @@ export class InteractiveWorker {
   }
 
   /**
-   * An envelope taken again after a stall runs outside micro-batches, one
-   * job at a time, each noted on the envelope (MARK_RUNNING) in its turn
+   * An envelope taken again after a stall of its own runs outside
+   * micro-batches, one job at a time, each noted on the envelope
+   * (MARK_RUNNING, with the take: its run began) in its turn
    * before its run and the note cleared after it (runModel's RunWatch:
    * while a noted job runs, nothing else does in this process). A worker
    * that dies or hangs on a job's input then leaves that job's id there, and
@@ -390,7 +457,7 @@ export class InteractiveWorker {
       if (!held.inputs[i]) continue;
       const id = held.data.jobs[i]!.id;
       const note = (jobId: string | null) => () =>
-        this.queue.markRunning(held.id, held.token, jobId).then(
+        this.queue.markRunning(held.id, held.token, jobId, held.take).then(
           () => undefined,
           (err: unknown) => this.log.warn({ envelope: held.id, err: (err as Error).message }, 'could not note which job runs alone'),
         );
@@ -405,7 +472,14 @@ export class InteractiveWorker {
     const tracing = this.options.tracing?.enabled ? this.options.tracing : undefined;
     // The span is on this host's clock, as its runs' are; the records' stamps are on the platform's.
     const tracedFrom = tracing ? spanTime() : 0;
-    const { results, runs } = await runMicrobatch(model, instances, watch);
+    this.owe();
+    let ran: Awaited<ReturnType<typeof runMicrobatch>>;
+    try {
+      ran = await runMicrobatch(model, instances, watch ?? this.runsBegunWatch(slices));
+    } finally {
+      this.paid();
+    }
+    const { results, runs } = ran;
     const tracedTo = tracing ? spanTime() : 0;
     const completedAt = platformNow();
     const traced: TracedJob[] | undefined = tracing ? [] : undefined;
@@ -436,6 +510,49 @@ export class InteractiveWorker {
     if (tracing) traceMicrobatch(tracing, model, traced!, runs, tracedFrom, tracedTo);
     await this.finish([...done]);
     return slices.map(() => undefined);
+  }
+
+  /**
+   * For a batch holding envelopes whose takes could not note their runs as
+   * begun (see `source`): note them just before its first run, and wait
+   * for Redis to have them (runModel's RunWatch: no other run of this
+   * process starts meanwhile). Nothing for a batch whose takes did.
+   */
+  private runsBegunWatch(slices: Slice[]): RunWatch | undefined {
+    let unnoted: HeldEnvelope[] | undefined;
+    for (const { envelope } of slices) if (!envelope.runBegan) (unnoted ??= []).includes(envelope) || unnoted.push(envelope);
+    if (!unnoted) return undefined;
+    const envelopes = unnoted;
+    return {
+      before: async () => {
+        const now = envelopes.filter((e) => !e.runBegan);
+        if (now.length === 0) return;
+        for (const e of now) e.runBegan = true;
+        await this.markRunsBegun(now);
+      },
+      after: async () => undefined,
+    };
+  }
+
+  /**
+   * MARK_ENVELOPE_RUNS, tried again a few times while Redis errs. Given up,
+   * the batch runs anyway (its jobs are not held back for a note): should
+   * the run then kill the worker, the envelopes' next take does not count
+   * that stall as theirs.
+   */
+  private async markRunsBegun(envelopes: HeldEnvelope[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.queue.markRunsBegun(envelopes.map((e) => ({ id: e.id, token: e.token, take: e.take })));
+        return;
+      } catch (err) {
+        if (attempt >= 2) {
+          this.log.warn({ err: (err as Error).message, envelopes: envelopes.length }, "could not note that a batch's run begins; it runs unnoted");
+          return;
+        }
+        await sleep(100 * 2 ** attempt);
+      }
+    }
   }
 
   /**
@@ -493,7 +610,7 @@ export class InteractiveWorker {
       if (Array.isArray(data.jobs)) {
         const canceled = canceledIds(taken);
         const inputs = data.jobs.map((job) => (canceled.has(job.id) ? null : []));
-        held = { id: taken.id, token, data, takenAt: platformNow(), firstTakenAt: taken.firstTakenAt, inputs, records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ran: data.jobs.map(() => null), pending: inputs.filter(Boolean).length, misfits: new Map() };
+        held = { id: taken.id, token, data, takenAt: platformNow(), firstTakenAt: taken.firstTakenAt, take: taken.take, runBegan: taken.runBegan, inputs, records: data.jobs.map(() => null), statuses: data.jobs.map(() => null), ran: data.jobs.map(() => null), pending: inputs.filter(Boolean).length, misfits: new Map() };
         // What ends a job whatever its envelope holds comes first (its inputs lost in Redis, say): a deadline
         // passed before the first take (canceled, deadline_exceeded), and an envelope that kept killing its workers.
         this.expire(held);
@@ -501,7 +618,7 @@ export class InteractiveWorker {
     } catch {
       /* nothing to tell any job */
     }
-    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: platformNow(), firstTakenAt: taken.firstTakenAt, inputs: [], records: [], statuses: [], ran: [], pending: 0, misfits: new Map() };
+    held ??= { id: taken.id, token, data: { model: model.name, version: model.version, gateway: '', jobs: [] }, takenAt: platformNow(), firstTakenAt: taken.firstTakenAt, take: taken.take, runBegan: taken.runBegan, inputs: [], records: [], statuses: [], ran: [], pending: 0, misfits: new Map() };
     const deferred = taken.fields.get('defa')?.toString();
     this.endAll(held, deferred ? workerLost(deferred) : { code: 'invalid_input', message });
   }
