@@ -1,5 +1,5 @@
-import { constants, createWriteStream } from 'node:fs';
-import { access, rm, stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { open, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -40,12 +40,29 @@ async function download(client: InferClient, id: string, to: string | Writable):
   }
 }
 
-/** Refuse an --output that cannot be written before waiting for a batch, not after: its folder must exist and be writable. */
+/**
+ * Refuse an --output that cannot be written before waiting for a batch, not
+ * after. The file is opened (created, and removed again, when it is not
+ * there yet): a writable folder is not enough, as root passes that check on
+ * folders where nothing can be created (/dev/fd, /proc).
+ */
 async function assertWritable(to: string): Promise<void> {
+  let handle: FileHandle | undefined;
+  let created = false;
   try {
-    await access(path.dirname(path.resolve(to)), constants.W_OK);
+    try {
+      handle = await open(to, 'wx');
+      created = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // There already: opened for writing without truncating it (the download replaces it once the batch ends).
+      handle = await open(to, 'r+');
+    }
   } catch (err) {
     throw new UsageError(`cannot write ${to}: ${(err as Error).message}`);
+  } finally {
+    await handle?.close();
+    if (created) await rm(to, { force: true });
   }
 }
 
@@ -71,6 +88,8 @@ export function registerBatch(program: Command, ctx: CliContext): void {
       // It has a default: only one given on the command line is a flag asked for in vain.
       if (command.getOptionValueSource('pollMs') === 'cli' && !opts.wait) throw new UsageError('--poll-ms needs --wait');
       if (opts.output !== undefined && !opts.wait) throw new UsageError('--output needs --wait (or use `batch results <id> --output`)');
+      // A pipe's name (/dev/fd/63) has no folder of files to put the results beside.
+      if (opts.wait && opts.output === undefined && !info.isFile()) throw new UsageError(`${file} is a pipe: with --wait, give --output <path> for the results`);
       if (opts.wait) await assertWritable(opts.output ?? `${file}.results.ndjson`);
       const client = ctx.client();
       const created = await client.batches.upload({ model: opts.model, version: opts.version, webhook: opts.webhook }, file);
