@@ -144,6 +144,25 @@ describe('config: loadConfig(env)', () => {
     expect(configError({ PORT: '70000' }).problems).to.deep.equal(['PORT: must be at most 65535 (got "70000")']);
   });
 
+  it('reads numbers in decimal only: 0x1F90, 1e3 and Infinity are refused, naming what was given; spaces around one are fine', () => {
+    expect(configError({ PORT: '0x1F90' }).problems).to.deep.equal(['PORT: must be a number (got "0x1F90")']);
+    expect(configError({ MAX_WAIT_SECONDS: '1e2' }).problems).to.deep.equal(['MAX_WAIT_SECONDS: must be a number (got "1e2")']);
+    expect(configError({ MAX_QUEUE_DEPTH: 'Infinity' }).problems).to.deep.equal(['MAX_QUEUE_DEPTH: must be a number (got "Infinity")']);
+    expect(configError({ MODEL_POLL_SECONDS: '0b1' }).problems).to.deep.equal(['MODEL_POLL_SECONDS: must be a number (got "0b1")']);
+    const c = loadConfig({ PORT: ' 8081 ', MODEL_POLL_SECONDS: '0.5', RATE_LIMIT_PER_SECOND: '+20' });
+    expect([c.port, c.modelPollMs, c.rateLimitPerSecond]).to.deep.equal([8081, 500, 20]);
+  });
+
+  it('RESULT_TTL_SECONDS is at most ten years (past ~10^15 s Redis refuses the expiry, and every job end with it)', () => {
+    expect(loadConfig({ RESULT_TTL_SECONDS: '315360000' }).resultTtlMs).to.equal(315_360_000_000);
+    expect(configError({ RESULT_TTL_SECONDS: '315360001' }).problems).to.deep.equal(['RESULT_TTL_SECONDS: must be at most 315360000 (got "315360001")']);
+  });
+
+  it('HOST and MODEL_REPOSITORY lose the spaces around them (an env file\'s "HOST= 0.0.0.0")', () => {
+    const c = loadConfig({ HOST: ' 127.0.0.1 ', MODEL_REPOSITORY: ' ./models ' });
+    expect([c.host, c.modelRepository]).to.deep.equal(['127.0.0.1', './models']);
+  });
+
   it('throws one ConfigError that names every bad variable at once', () => {
     const bad: Record<string, string> = {
       REDIS_URL: 'http://localhost:6379',

@@ -110,7 +110,14 @@ const booleanString = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
-const positiveInt = z.coerce.number().int().positive();
+/** A number in decimal, as env files write them: Number() (z.coerce) would also read 0x1F90 as 8080, 1e3, 0b11. */
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)$/;
+function decimal<T extends z.ZodType>(schema: T) {
+  // Not a decimal: left a string, which the number schema refuses ("must be a number", naming what was given).
+  return z.preprocess((v) => (typeof v === 'string' && DECIMAL.test(v.trim()) ? Number(v) : v), schema);
+}
+
+const positiveInt = decimal(z.number().int().positive());
 
 /**
  * The digest an API key is known by: SHA-256, base64url. The gateway hashes
@@ -267,9 +274,9 @@ const EnvSchema = z.object({
     // The path is the database number, or nothing (0): anything else ioredis would send as SELECT NaN.
     .refine((url) => /^\/?(\d+)?$/.test(parsedUrl(url)?.pathname ?? ''), 'the path after the host must be a database number (redis://host:6379/2) or nothing')
     .default('redis://127.0.0.1:6379'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
-  HOST: z.string().min(1).default('0.0.0.0'),
-  MODEL_REPOSITORY: z.string().min(1).default('./models'),
+  PORT: decimal(z.number().int().min(0).max(65535)).default(8080),
+  HOST: z.string().trim().min(1).default('0.0.0.0'),
+  MODEL_REPOSITORY: z.string().trim().min(1).default('./models'),
   API_KEYS: z.string().optional(),
   API_KEYS_FILE: z.string().optional(),
   ADMIN_API_KEYS: z.string().optional(),
@@ -279,23 +286,24 @@ const EnvSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ . : -')
     .default('infer'),
-  RESULT_TTL_SECONDS: positiveInt.default(86_400),
+  // Ten years: past about 10^15 s, Redis refuses the expiry outright (the ms overflow), and every job's end with it.
+  RESULT_TTL_SECONDS: decimal(z.number().int().positive().max(315_360_000)).default(86_400),
   MAX_BODY_BYTES: positiveInt.default(10 * 1024 * 1024),
   MAX_QUEUE_DEPTH: positiveInt.default(1_000_000),
   RATE_LIMIT_PER_SECOND: positiveInt.default(1000),
   WEBHOOK_ALLOW_PRIVATE: booleanString.default(false),
   WEBHOOK_RETRY_DELAYS_MS: delaysString.optional(),
-  WORKER_LOCK_MS: z.coerce.number().int().min(1000).max(MAX_TIMER_MS).default(30_000),
-  WORKER_MAX_RUN_MS: z.coerce.number().int().min(1000).max(MAX_TIMER_MS).default(900_000),
+  WORKER_LOCK_MS: decimal(z.number().int().min(1000).max(MAX_TIMER_MS)).default(30_000),
+  WORKER_MAX_RUN_MS: decimal(z.number().int().min(1000).max(MAX_TIMER_MS)).default(900_000),
   WORKER_MODELS: z.string().default(''),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  MAX_WAIT_SECONDS: z.coerce.number().int().min(1).max(600).default(60),
+  MAX_WAIT_SECONDS: decimal(z.number().int().min(1).max(600)).default(60),
   BATCH_PARSE_THREAD: booleanString.default(true),
   TENANT_MAX_OPEN_BATCHES: positiveInt.default(100),
   TENANT_MAX_QUEUED: positiveInt.optional(),
-  SHUTDOWN_FORCE_GRACE_MS: z.coerce.number().int().min(0).max(MAX_TIMER_MS).default(2000),
-  WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
-  MODEL_POLL_SECONDS: z.coerce.number().min(0).max(86_400).default(5),
+  SHUTDOWN_FORCE_GRACE_MS: decimal(z.number().int().min(0).max(MAX_TIMER_MS)).default(2000),
+  WORKER_METRICS_PORT: decimal(z.number().int().min(0).max(65535)).default(9464),
+  MODEL_POLL_SECONDS: decimal(z.number().min(0).max(86_400)).default(5),
   NODE_ENV: z.string().optional(),
 });
 
@@ -326,8 +334,7 @@ function plainly(issue: z.core.$ZodIssue, env: Record<string, string | undefined
  * bad variable, so an operator fixes them all in one go.
  */
 export function loadConfig(env: Record<string, string | undefined>): Config {
-  // Empty strings are what `FOO=` in an env file gives: treat them as unset, and blank ones (`FOO= `) too, which
-  // z.coerce.number() would otherwise read as 0 (PORT=' ' a random port, MODEL_POLL_SECONDS=' ' no polling).
+  // Empty strings are what `FOO=` in an env file gives: treat them as unset, and blank ones (`FOO= `) too.
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
   const parsed = EnvSchema.safeParse(present);
   const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${plainly(i, present)}`);

@@ -276,6 +276,8 @@ export class InteractiveWorker {
         if (block) {
           if (this.runsOwed > 0 || this.batcher.size > 0) {
             await this.whenQuiet();
+            // Closing meanwhile: no wait to start (close() has let go of the blocking connection, or never made one).
+            if (this.consumer.stopped) return { items: [], drained: true };
             room = Math.max(room, this.batcher.room);
           }
           // Idle: wait on the marker (every enqueue sets it), with the take sent behind the wait in the same write.
