@@ -330,6 +330,15 @@ describe('OpenAPI document', () => {
     expect(responses['429']).to.have.nested.property('headers.Retry-After');
   });
 
+  it('gives every 401 its WWW-Authenticate challenge, as the gateway sends it', () => {
+    const unchallenged = operationsOf(doc)
+      .filter(({ op }) => (op.responses as Record<string, JsonObject>)['401'])
+      .filter(({ op }) => !((op.responses as Record<string, JsonObject>)['401']!.headers as JsonObject | undefined)?.['WWW-Authenticate'])
+      .map(({ route }) => route);
+    expect(unchallenged).to.deep.equal([]);
+    expect(operationsOf(doc).filter(({ op }) => (op.responses as Record<string, JsonObject>)['401']).length).to.be.greaterThan(10);
+  });
+
   it('lists, per operation and status, exactly the problem codes the code can answer there', () => {
     const ops = operationsOf(doc).filter((o) => o.route.includes(' /v1/'));
     expect(ops.map((o) => o.route)).to.have.members(Object.keys(PROBLEM_CODES));

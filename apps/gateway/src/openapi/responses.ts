@@ -18,9 +18,14 @@ export interface ProblemOptions {
 export function problem(status: ProblemStatus, description: string, codes: readonly [ErrorCode, ...ErrorCode[]], options: ProblemOptions = {}): JsonObject {
   const { retryAfter = false } = options;
   const first = codes[0];
+  const headers: JsonObject = {
+    ...(retryAfter ? { 'Retry-After': { $ref: '#/components/headers/RetryAfter' } } : {}),
+    // RFC 9110 §11.6.1: a 401 carries the challenge (problem-middleware.ts writes it).
+    ...(status === 401 ? { 'WWW-Authenticate': { $ref: '#/components/headers/WWWAuthenticate' } } : {}),
+  };
   return {
     description,
-    ...(retryAfter ? { headers: { 'Retry-After': { $ref: '#/components/headers/RetryAfter' } } } : {}),
+    ...(Object.keys(headers).length > 0 ? { headers } : {}),
     content: {
       'application/problem+json': {
         schema: { allOf: [ref('Problem'), { properties: { status: { const: status }, code: { enum: [...codes] } } }] },
@@ -65,6 +70,11 @@ export const sharedHeaders: JsonObject = {
   RetryAfter: {
     description: 'Seconds to wait before retrying.',
     schema: { type: 'integer', minimum: 1 },
+  },
+  WWWAuthenticate: {
+    description: 'How to authenticate: `Bearer realm="infer"` (an API key, or an admin key on the admin routes).',
+    schema: { type: 'string' },
+    example: 'Bearer realm="infer"',
   },
   Location: {
     description: 'The relative URL of the resource: `/v1/jobs/{id}` or `/v1/batches/{id}`.',
