@@ -97,6 +97,9 @@ describe('validation: bad requests are refused and nothing is enqueued', () => {
       ['webhook is a number', { model: 'mlp', input: { features }, webhook: 5 }],
       ['unknown event filter', { model: 'mlp', input: { features }, webhook: 'https://example.com/h', webhook_events_filter: ['done'] }],
       ['event filter is a string', { model: 'mlp', input: { features }, webhook: 'https://example.com/h', webhook_events_filter: 'completed' }],
+      // A subset: each event at most once, however many are listed.
+      ['an event filter naming an event twice', { model: 'mlp', input: { features }, webhook: 'https://example.com/h', webhook_events_filter: ['start', 'start'] }],
+      ['an event filter of three', { model: 'mlp', input: { features }, webhook: 'https://example.com/h', webhook_events_filter: ['start', 'completed', 'start'] }],
       ['an unknown top-level field', { model: 'mlp', input: { features }, inputs: { features } }],
       ['another unknown top-level field', { model: 'mlp', input: { features }, priority: 1 }],
     ];

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { jsonObject } from './json-object.js';
 import { DATATYPES } from './datatypes.js';
-import { VERSION_RE, WEBHOOK_EVENT_FILTERS, type JobError } from './job.js';
+import { VERSION_RE, WebhookEventsFilter, type JobError } from './job.js';
 import type { NestedArray, OutputArray } from './nested.js';
 
 /**
@@ -58,7 +58,7 @@ export const CreateBatchBody = z
     items: z.array(z.unknown()).min(1, 'a batch needs at least one item'),
     webhook: z.string().optional(),
     /** `completed` sends `batch.completed`; there is no batch start event, so `start` alone sends nothing. */
-    webhook_events_filter: z.array(z.enum(WEBHOOK_EVENT_FILTERS)).max(2).optional(),
+    webhook_events_filter: WebhookEventsFilter.optional(),
     metadata: jsonObject().optional(),
   })
   .strict();

@@ -8,6 +8,13 @@ export const ENDED_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'can
 export const isEnded = (s: JobStatus): boolean => ENDED_STATUSES.includes(s);
 
 export const WEBHOOK_EVENT_FILTERS = ['start', 'completed'] as const;
+
+/** A subset of the events: each at most once (`["start", "start"]` is refused as `["start", "completed", "start"]` is). */
+export const WebhookEventsFilter = z
+  .array(z.enum(WEBHOOK_EVENT_FILTERS))
+  .max(WEBHOOK_EVENT_FILTERS.length)
+  .refine((events) => new Set(events).size === events.length, 'each event at most once')
+  .meta({ uniqueItems: true });
 export type WebhookEventFilter = (typeof WEBHOOK_EVENT_FILTERS)[number];
 
 export const MAX_METADATA_BYTES = 4096;
@@ -31,7 +38,7 @@ export const CreateJobBody = z
     version: z.union([z.string().regex(VERSION_RE), z.number().int().positive()]).optional(),
     input: jsonObject(),
     webhook: z.string().optional(),
-    webhook_events_filter: z.array(z.enum(WEBHOOK_EVENT_FILTERS)).max(2).optional(),
+    webhook_events_filter: WebhookEventsFilter.optional(),
     metadata: jsonObject().optional(),
   })
   .strict();

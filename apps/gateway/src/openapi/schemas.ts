@@ -120,7 +120,7 @@ const WEBHOOK_URL =
   '`localhost` and single-label host names are refused with 422 `webhook_url_not_allowed` at submit (names are checked ' +
   'again after DNS resolution at delivery), unless the deployment sets `WEBHOOK_ALLOW_PRIVATE=true`.';
 const EVENTS_FILTER =
-  'Which events to deliver, a subset of ["start", "completed"]; default ["completed"]. Only together with `webhook`. ' +
+  'Which events to deliver, a subset of ["start", "completed"] (each at most once); default ["completed"]. Only together with `webhook`. ' +
   '`start` sends `job.started`; `completed` sends `job.completed` (or `batch.completed`).';
 
 /** A nested JSON array in the instance's shape; a scalar is a bare number (or boolean for BOOL). */
