@@ -298,6 +298,8 @@ export class WebhookDeliveryWorker {
     );
     const log = this.logger.child({ eventId, type: event.type, attempt: attempt.attempt });
     if (state === 'succeeded') log.debug({ status: outcome.statusCode }, 'webhook delivered');
+    // At info, not warn: a receiver that keeps refusing is its tenant's affair (seen in the delivery log and the
+    // deliveries metric), and a tenant must not be able to fill an operator's warnings with its own endpoint's outage.
     else if (state === 'failed') log.info({ status: outcome.statusCode, err: outcome.error }, 'webhook delivery failed for good');
     if (canRetry) throw new RetryLater(delayMs);
   }
