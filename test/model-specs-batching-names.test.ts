@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { deriveSpecs, ModelRepository, type OrtValueMetadata } from '@infer/models';
+import { sharedDimMismatch } from '@infer/tensors';
 import { SHIPPED_MODELS } from './helpers/platform.js';
 
 /**
@@ -56,5 +57,36 @@ describe('model specs: shipped models still batched', function () {
     } finally {
       await repo.close();
     }
+  });
+});
+
+describe('model specs: dimensions the inputs share by name (sharedDims)', function () {
+  it('names the places of a name given more than once, the batch axis left out of a batched model', () => {
+    const s = deriveSpecs([t('ids', ['batch', 'seq']), t('mask', ['batch', 'seq']), t('pos', ['batch', 'seq', 'seq'])], [t('y', ['batch', 'seq'])]);
+    expect(s.batched).to.equal(true);
+    expect(s.sharedDims).to.deep.equal([
+      {
+        name: 'seq',
+        at: [
+          { input: 0, axis: 0 },
+          { input: 1, axis: 0 },
+          { input: 2, axis: 0 },
+          { input: 2, axis: 1 },
+        ],
+      },
+    ]);
+  });
+  it('names exporters make up, a name given once, and outputs count for nothing; an unbatched model counts its first axis', () => {
+    expect(deriveSpecs([t('a', ['N', 'unk__1']), t('b', ['N', 'unk__1']), t('c', ['N', 'h'])], [t('y', ['N', 'h'])]).sharedDims).to.deep.equal([]);
+    const unbatched = deriveSpecs([t('a', ['n', 2]), t('b', ['n', 3])], [t('y', [4])]);
+    expect(unbatched.batched).to.equal(false);
+    expect(unbatched.sharedDims).to.deep.equal([{ name: 'n', at: [{ input: 0, axis: 0 }, { input: 1, axis: 0 }] }]);
+  });
+  it('sharedDimMismatch: undefined when every place agrees, else the first two places that differ', () => {
+    const s = deriveSpecs([t('ids', ['batch', 'seq']), t('mask', ['batch', 'seq'])], [t('y', ['batch', 'seq'])]);
+    expect(sharedDimMismatch(s.sharedDims, s.inputs, [[4], [4]])).to.equal(undefined);
+    expect(sharedDimMismatch(s.sharedDims, s.inputs, [[4], [5]])).to.equal(
+      'the model names dimension "seq" in more than one place, which takes one length: input "ids" has 4 along its axis 0, input "mask" has 5 along its axis 0',
+    );
   });
 });

@@ -5,6 +5,7 @@ import * as ort from 'onnxruntime-node';
 import { ElemType, encodeModel, initializer, node } from '../scripts/lib/onnx-builder.js';
 import { DT, tensorInfo } from './helpers/int-graphs.js';
 import { expectProblem, getJob, postJob } from './helpers/jobs.js';
+import { readResults, submitBatch, toNdjson, waitForBatchEnd } from './helpers/batches.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
 import { waitUntil } from './helpers/wait.js';
@@ -237,6 +238,26 @@ describe('models that are not the shipped ones', function () {
     }
     const sizes = await Promise.all(ids.map(async (id) => (await getJob(p, id)).metrics?.batch_size));
     expect(sizes.some((s) => (s ?? 1) > 1), `some run stacked: ${sizes}`).to.equal(true);
+  });
+
+  it('a text model [N, seq] x2: a job whose ids and mask differ in length is a 422 naming "seq" (ONNX gives a name one length); in a batch, that item alone fails', async () => {
+    // 3 against 2 would fail in ONNX Runtime; 3 against 1 would broadcast the mask over the ids: both refused.
+    for (const [input, n] of [[{ ids: [1, 2, 3], mask: [1, 1] }, 2], [{ ids: [1, 2, 3], mask: [1] }, 1]] as const) {
+      const problem = await expectProblem(await submit({ model: 'text', input }), 422, 'invalid_input');
+      expect(problem.detail).to.equal(`the model names dimension "seq" in more than one place, which takes one length: input "ids" has 3 along its axis 0, input "mask" has ${n} along its axis 0`);
+    }
+    const items = [{ input: { ids: [1, 2], mask: [1, 1] } }, { input: { ids: [1, 2], mask: [1] } }, { input: { ids: [5], mask: [2] } }];
+    for (const request of [{ json: { model: 'text', items } }, { ndjson: toNdjson(items), query: 'model=text' }]) {
+      const batch = await submitBatch(p, request);
+      expect((await waitForBatchEnd(p, batch.id)).request_counts).to.include({ total: 3, succeeded: 2, failed: 1 });
+      const lines = await readResults(p, batch.id);
+      expect(lines.map((l) => [l.status, l.error?.code ?? null]), 'json' in request ? 'JSON' : 'NDJSON').to.deep.equal([
+        ['succeeded', null],
+        ['failed', 'invalid_input'],
+        ['succeeded', null],
+      ]);
+      expect(lines[1]!.error?.message).to.contain('dimension "seq"');
+    }
   });
 
   it('a fixed batch of 1 [1,3,H,W] is not batched and shows its full shape', async () => {

@@ -11,6 +11,18 @@ export interface TensorSpec {
   shape: number[];
 }
 
+/**
+ * A dimension the model names alike (ONNX's `dim_param`) in more than one
+ * place of its inputs, as a transformer's `input_ids[batch, sequence]` and
+ * `attention_mask[batch, sequence]` do: ONNX gives a name one value, so a
+ * job must give them one length. Each place is an input (its index in the
+ * model's inputs) and an axis of its spec's shape (the batch axis left out).
+ */
+export interface SharedDim {
+  name: string;
+  at: Array<{ input: number; axis: number }>;
+}
+
 /** The public description of a model, as `GET /v1/models/{name}` returns it. */
 export interface ModelInfo {
   name: string;

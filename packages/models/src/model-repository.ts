@@ -2,7 +2,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { NAME_RE, VERSION_RE, type ModelInfo, type TensorSpec } from '@infer/contract';
+import { NAME_RE, VERSION_RE, type ModelInfo, type SharedDim, type TensorSpec } from '@infer/contract';
 import { notFound } from '@infer/errors';
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_DELAY_MS, ModelConfigFile } from './model-config.js';
 import { deriveSpecs, type OrtValueMetadata } from './specs.js';
@@ -18,6 +18,8 @@ export interface ModelVersion {
   unbatchedBecause?: string;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
+  /** Dimensions its inputs share by name, which a job must give one length (specs.ts, sharedDimMismatch); absent when none. */
+  sharedDims?: SharedDim[];
   /** 0 when not batched. */
   maxBatchSize: number;
   maxDelayMs: number;
@@ -403,6 +405,7 @@ async function loadVersion(name: string, version: string, file: string, config: 
     ...(specs.unbatchedBecause ? { unbatchedBecause: specs.unbatchedBecause } : {}),
     inputs: specs.inputs,
     outputs: specs.outputs,
+    ...(specs.sharedDims.length > 0 ? { sharedDims: specs.sharedDims } : {}),
     maxBatchSize: specs.batched ? (config.max_batch_size ?? DEFAULT_MAX_BATCH_SIZE) : 0,
     maxDelayMs: config.max_delay_ms ?? DEFAULT_MAX_DELAY_MS,
   };

@@ -1,4 +1,4 @@
-import { DATATYPE_OF_ORT, type Datatype, type OrtTensorType, type TensorSpec } from '@infer/contract';
+import { DATATYPE_OF_ORT, type Datatype, type OrtTensorType, type SharedDim, type TensorSpec } from '@infer/contract';
 
 /** What onnxruntime-node's `inputMetadata`/`outputMetadata` report for one value. */
 export interface OrtValueMetadata {
@@ -15,6 +15,8 @@ export interface DerivedSpecs {
   unbatchedBecause?: string;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
+  /** Dimensions the model names alike in several places of its inputs: one value each, per job (see SharedDim). */
+  sharedDims: SharedDim[];
 }
 
 /**
@@ -80,7 +82,20 @@ export function deriveSpecs(
   if (strings) throw new Error(`output "${strings.name}" is a string tensor (BYTES), which the platform cannot return`);
   // Tensors travel by name in plain objects (ONNX Runtime's own binding, the queue's JSON, its schemas), where
   // this name sets the object's prototype instead of adding an entry: no job could pass. Refused at load, said.
+  // Dimension names the model's author gave (not an exporter's made-up ones), in more than one place of the inputs.
+  const places = new Map<string, SharedDim['at']>();
+  inputs.forEach((m, input) => {
+    const dims = m.shape ?? [];
+    for (let axis = batched ? 1 : 0; axis < dims.length; axis++) {
+      const d = dims[axis];
+      if (typeof d !== 'string' || GENERATED_DIM.test(d)) continue;
+      const at = places.get(d) ?? [];
+      at.push({ input, axis: batched ? axis - 1 : axis });
+      places.set(d, at);
+    }
+  });
+  const sharedDims = [...places].filter(([, at]) => at.length > 1).map(([name, at]) => ({ name, at }));
   const proto = all.find((m) => m.name === '__proto__');
   if (proto) throw new Error(`${inputs.includes(proto) ? 'an input' : 'an output'} is named "__proto__", which JavaScript objects cannot hold as a name: rename it in the model`);
-  return { batched, ...(unbatchedBecause ? { unbatchedBecause } : {}), inputs: inputs.map(spec), outputs: outputSpecs };
+  return { batched, ...(unbatchedBecause ? { unbatchedBecause } : {}), inputs: inputs.map(spec), outputs: outputSpecs, sharedDims };
 }

@@ -1,3 +1,4 @@
+import type { SharedDim, TensorSpec } from '@infer/contract';
 /**
  * Most elements a tensor of a request may declare, and the largest size of
  * any one dimension: 2^28 (1 GiB of FP32). No request body within
@@ -39,4 +40,25 @@ export function shapeMatches(shape: readonly number[], spec: readonly number[]):
 
 export function formatShape(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;
+}
+
+/**
+ * Where a job's input shapes (in the model's input order, each as its spec
+ * counts it: the batch axis left out) give a shared dimension two lengths:
+ * what to tell the client, or undefined when they agree. ONNX Runtime checks
+ * only ranks and fixed sizes, so such a job would run, fail or broadcast
+ * one input over the other.
+ */
+export function sharedDimMismatch(sharedDims: readonly SharedDim[] | undefined, specs: readonly TensorSpec[], shapes: ReadonlyArray<readonly number[]>): string | undefined {
+  for (const { name, at } of sharedDims ?? []) {
+    const first = at[0]!;
+    const size = shapes[first.input]?.[first.axis];
+    for (const other of at.slice(1)) {
+      const s = shapes[other.input]?.[other.axis];
+      if (size === undefined || s === undefined || s === size) continue;
+      const where = (p: { input: number; axis: number }, n: number) => `input "${specs[p.input]!.name}" has ${n} along its axis ${p.axis}`;
+      return `the model names dimension "${name}" in more than one place, which takes one length: ${where(first, size)}, ${where(other, s)}`;
+    }
+  }
+  return undefined;
 }

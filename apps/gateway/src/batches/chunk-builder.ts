@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
-import { BYTES_PER_ELEMENT, BatchItem, customIdFits, type BulkInput, type Datatype, type JobError, type TensorSpec } from '@infer/contract';
+import { BYTES_PER_ELEMENT, BatchItem, customIdFits, type BulkInput, type Datatype, type JobError, type SharedDim, type TensorSpec } from '@infer/contract';
 import { isAppError } from '@infer/errors';
-import { allocate, decodeInput, elementCount, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
+import { allocate, decodeInput, elementCount, sharedDimMismatch, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
 import { firstIssue } from '../http/first-issue.js';
 import { LineScanner, scanTargets } from './line-scanner.js';
 import { itemLabel, lineText, type RawItem } from './ndjson-lines.js';
@@ -36,6 +36,8 @@ export interface BatchModel {
   name: string;
   inputs: readonly TensorSpec[];
   outputs: readonly TensorSpec[];
+  /** Dimensions its inputs share by name: an item must give each one length. */
+  sharedDims?: readonly SharedDim[];
 }
 
 /** Bytes a row of these tensors takes (strings counted as none), or 0 when a shape is variable. */
@@ -183,6 +185,11 @@ export class ChunkBuilder {
       // the batch's other items still run.
       if (!isAppError(err)) return this.fail(offset, customId, 'invalid_input', `${label}: could not be read (${(err as Error).message})`);
       return this.fail(offset, customId, err.code, err.message);
+    }
+    if (this.model.sharedDims) {
+      // A fixed-shape input (written straight into the chunk) has its spec's shape; the shared ones are variable.
+      const mismatch = sharedDimMismatch(this.model.sharedDims, this.model.inputs, decoded.map((t, i) => t?.shape ?? this.model.inputs[i]!.shape));
+      if (mismatch) return this.fail(offset, customId, 'invalid_input', `${label}: ${mismatch}`);
     }
     this.rows++;
     this.customIds.push(customId);

@@ -5,7 +5,7 @@ import { AppError, conflict, invalidInput, notFound } from '@infer/errors';
 import { decodeRecord, encodeRecord, hasCompletedHook, idempotencyDigest, recordTenant, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type IdempotencyClaim, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
 import type { ModelResolver } from '../models/model-catalog.js';
-import { decodeInput, type DecodedTensor } from '@infer/tensors';
+import { decodeInput, sharedDimMismatch, type DecodedTensor } from '@infer/tensors';
 import { assertWebhookUrlAllowed } from '@infer/webhooks';
 import { assertMetadataFits } from '../http/metadata.js';
 import type { EnvelopeWriter } from './envelope-writer.js';
@@ -376,8 +376,11 @@ export function decodeInputs(model: ModelVersion, input: Record<string, unknown>
       throw invalidInput(`Unknown input "${name}"; model ${model.name} takes ${[...known].map((n) => `"${n}"`).join(', ')}`);
     }
   }
-  return model.inputs.map((spec) => {
+  const decoded = model.inputs.map((spec) => {
     if (!(spec.name in input)) throw invalidInput(`Missing input "${spec.name}"`);
     return decodeInput(input[spec.name], spec);
   });
+  const mismatch = model.sharedDims && sharedDimMismatch(model.sharedDims, model.inputs, decoded.map((t) => t.shape));
+  if (mismatch) throw invalidInput(mismatch);
+  return decoded;
 }

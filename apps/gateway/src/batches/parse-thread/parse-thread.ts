@@ -86,7 +86,7 @@ export class ParseThread {
     const session = new Session();
     this.sessions.set(id, session);
     const post = (message: ToThread, transfer: ArrayBuffer[] = []) => worker.postMessage(message, transfer);
-    post({ type: 'open', id, model: { name: model.name, inputs: model.inputs, outputs: model.outputs }, limits, maxLineBytes });
+    post({ type: 'open', id, model: { name: model.name, inputs: model.inputs, outputs: model.outputs, ...(model.sharedDims ? { sharedDims: model.sharedDims } : {}) }, limits, maxLineBytes });
 
     let stopped = false;
     const pump = (async () => {
