@@ -122,6 +122,28 @@ describe('interactive envelopes: the stalls an envelope owns', function () {
       expect([first!.id, first!.runBegan]).to.deep.equal([c, true]);
     });
 
+    it('a take that brings one envelope that runs alone notes none: its jobs run before the batch', async () => {
+      const fresh = await enqueue(1);
+      const crashed = await enqueue(1);
+      // `crashed` as a take whose run stalled leaves it: the next take counts the stall its own (it runs alone).
+      const at = String(Date.now());
+      await redis.hset(k.base + crashed, { processedOn: at, ft: at, ats: '1', rt: '1', stc: '1' });
+      const taken = envelopesOf(await queue.fetch('with-alone', 60_000, 8, 64, { runsNext: true }));
+      expect(taken.map((e) => [e.id, e.runBegan, e.ownStalls])).to.deep.equal([
+        [fresh, false, 0],
+        [crashed, false, 1],
+      ]);
+      expect(await redis.hget(k.base + fresh, 'rt'), 'noted, then not').to.equal(null);
+      expect(taken[0]!.fields.has('@rt')).to.equal(false);
+    });
+
+    it('with a batch collecting (startsBatch false), a first envelope bigger than its room is not noted', async () => {
+      const big = await enqueue(3);
+      const [taken] = envelopesOf(await queue.fetch('collecting', 60_000, 2, 64, { runsNext: true, startsBatch: false }));
+      expect([taken!.id, taken!.runBegan]).to.deep.equal([big, false]);
+      expect(await redis.hget(k.base + big, 'rt')).to.equal(null);
+    });
+
     it('a take that empties the queue answers 0 waiting without popping an empty list', async () => {
       await enqueue(1);
       const outcome = await queue.fetch('empties', 60_000, 64, 64);

@@ -155,6 +155,13 @@ export interface TakeOptions {
    * @default true
    */
   runsNext?: boolean;
+  /**
+   * With `runsNext`: nothing is collecting, so the take's first envelope
+   * starts the next batch however many jobs it holds; otherwise only those
+   * the room left (`wanted`) holds join it.
+   * @default true
+   */
+  startsBatch?: boolean;
 }
 
 /** What a worker hands back for one envelope: every job of it, in order. */
@@ -420,8 +427,8 @@ export class EnvelopeQueue {
 
   private fetchArgs(token: string, lockMs: number, wanted: number, most: number, now: number, blocking: boolean, take: TakeOptions): Arg[] {
     const k = this.keys;
-    const runsNext = take.runsNext ?? true;
-    return [k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, now, wanted, most, blocking ? '1' : '0', runsNext ? '1' : '0', JOB_CATALOG.envelope.maxStalledCount];
+    const runsNext = !(take.runsNext ?? true) ? '0' : (take.startsBatch ?? true) ? '2' : '1';
+    return [k.wait, k.active, k.meta, k.marker, k.queued, k.tenants, k.base, token, lockMs, now, wanted, most, blocking ? '1' : '0', runsNext, JOB_CATALOG.envelope.maxStalledCount];
   }
 
   /**

@@ -176,8 +176,9 @@ return take
  * KEYS[1] wait, KEYS[2] active, KEYS[3] meta, KEYS[4] marker, KEYS[5] queued counter, KEYS[6] queued-per-tenant hash.
  * ARGV[1] key base ("<prefix>:<queue>:"), ARGV[2] lock token, ARGV[3] lock ms, ARGV[4] now (epoch ms),
  * ARGV[5] instances wanted, ARGV[6] most envelopes, ARGV[7] "1" for a take sent behind a blocking read,
- * ARGV[8] "1" when the envelopes this take brings are the next to run in the worker (nothing it holds runs
- * before them), ARGV[9] the stalls an envelope may have of its own (maxStalledCount).
+ * ARGV[8] whether the envelopes this take brings are the next to run in the worker (nothing it holds runs
+ * before them): "0" no, "1" those the batch collecting has room for, "2" those and the first however big
+ * (nothing is collecting: it starts the batch), ARGV[9] the stalls an envelope may have of its own (maxStalledCount).
  * Takes envelopes (oldest first) until it has the instances wanted: each moves to active
  * under the worker's lock, as BullMQ's moveToActive does. Returns {waiting after, id, fields, id, fields, …}
  * (fields as HGETALL gives them, before this take, with what this take decided: see below), or {-1} while
@@ -186,8 +187,8 @@ return take
  * Stalls an envelope owns. A worker that dies or hangs in a run loses every envelope it holds: those of
  * the run, and those taken for a later one, which BullMQ's stalled check counts a stall against too
  * (`stc`, and `defa` past the limit). So an envelope notes the take in which a run of it began (`rt`):
- * this take, with ARGV[8], for those the batch has room for and that do not run alone; else the worker
- * marks it just before the run (MARK_ENVELOPE_RUNS, MARK_RUNNING). A take after a stall counts the stall
+ * this take, with ARGV[8], for those the batch has room for, unless the take brings one that runs alone
+ * (its jobs run first); else the worker marks it just before the run (MARK_ENVELOPE_RUNS, MARK_RUNNING). A take after a stall counts the stall
  * as the envelope's own (`ors`) only when the take before it had begun a run of it, sets BullMQ's count
  * to that, and keeps `defa` only past the limit: an envelope held beside another's crashing run is not
  * failed `worker_lost` for it, nor made to run its jobs one at a time. Answered among the fields:
@@ -204,7 +205,9 @@ local now = tonumber(ARGV[4])
 local redisNow = nil
 local out = {0}
 local wanted, most = tonumber(ARGV[5]), tonumber(ARGV[6])
-local runsNext, maxStalls = ARGV[8] == '1', tonumber(ARGV[9])
+local runsNext, firstRuns, maxStalls = ARGV[8] ~= '0', ARGV[8] == '2', tonumber(ARGV[9])
+-- Envelopes noted (rt) by this take: {its key, its fields}, unnoted again should one that runs alone follow.
+local noted, alone = {}, false
 local taken, envelopes, leaving = 0, 0, 0
 local function without(h, name)
   local kept = {}
@@ -276,10 +279,13 @@ while envelopes < most and taken < wanted and waiting > 0 do
         end
       end
     end
-    -- Runs next (and not alone, which marks each job's run itself): the batch's room holds it, or it is the first.
-    if runsNext and own == 0 and (envelopes == 0 or taken + n <= wanted) then
+    -- Runs next (and not alone, which marks each job's run itself): the batch's room holds it, or it starts the batch.
+    if own > 0 then alone = true end
+    local notes = runsNext and not alone and own == 0 and ((envelopes == 0 and firstRuns) or taken + n <= wanted)
+    if notes then
       set[#set + 1] = 'rt'; set[#set + 1] = takes + 1
       h[#h + 1] = '@rt'; h[#h + 1] = '1'
+      noted[#noted + 1] = {jk, h}
     end
     if own > 0 then h[#h + 1] = '@own'; h[#h + 1] = own end
     redis.call('HSET', jk, unpack(set))
@@ -287,6 +293,16 @@ while envelopes < most and taken < wanted and waiting > 0 do
     envelopes = envelopes + 1
     out[#out + 1] = id
     out[#out + 1] = h
+  end
+end
+-- One that runs alone runs its jobs as soon as it is taken, before the batch: those noted before it do not run next.
+if alone then
+  for _, e in ipairs(noted) do
+    redis.call('HDEL', e[1], 'rt')
+    local h = e[2]
+    for i = #h - 1, 1, -2 do
+      if h[i] == '@rt' then table.remove(h, i + 1); table.remove(h, i) end
+    end
   end
 end
 if leaving > 0 then redis.call('DECRBY', KEYS[5], leaving) end

@@ -39,6 +39,17 @@ export interface RunWatch {
 
 /** The end of the run most recently asked for, in this process (see runModel). */
 let lastRun: Promise<void> = Promise.resolve();
+/** Runs asked for in this process and not yet ended (running, or waiting their turn): see runsUnderWay. */
+let pendingRuns = 0;
+
+/**
+ * Model runs asked for in this process that have not ended, of any model and
+ * any consumer (interactive batches, bulk slices): what a take must know to
+ * tell whether the work it brings runs next.
+ */
+export function runsUnderWay(): number {
+  return pendingRuns;
+}
 
 /**
  * One `InferenceSession.run` over already-stacked (or, for a model that is
@@ -61,6 +72,7 @@ export async function runModel(model: ModelVersion, feeds: Record<string, Decode
   const before = lastRun;
   let ended!: () => void;
   lastRun = new Promise<void>((resolve) => (ended = resolve));
+  pendingRuns++;
   let results: ort.InferenceSession.ReturnType;
   let inferenceMs: number;
   try {
@@ -74,6 +86,7 @@ export async function runModel(model: ModelVersion, feeds: Record<string, Decode
     }
     inferenceMs = performance.now() - started;
   } finally {
+    pendingRuns--;
     ended();
   }
   const outputs: Record<string, DecodedTensor> = {};

@@ -3,7 +3,7 @@ import { DEADLINE_EXCEEDED, JOB_CATALOG, type EnvelopeJob, type JobError, platfo
 import { MicroBatcher } from '@infer/batcher';
 import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasCompletedHook, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
-import type { ModelVersion, RunWatch } from '@infer/models';
+import { runsUnderWay, type ModelVersion, type RunWatch } from '@infer/models';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LongRunWarning } from '../consumer/long-run-warning.js';
 import { DEFAULT_MAX_RUN_MS } from '@infer/locks';
@@ -117,14 +117,16 @@ export class InteractiveWorker {
   private idle: { promise: Promise<void>; resolve: () => void } | undefined;
   private readonly finishing = new Set<Promise<void>>();
   /**
-   * Runs this worker owes: batches handed to runSlices whose model runs have
-   * not ended, and envelopes running alone. A take sent while none is owed
-   * brings the next envelopes to run, and notes their runs as begun
+   * Batches handed to runSlices whose model runs have not ended. A take sent
+   * while none is owed (nor anything else: see `runsNextOf`) brings the
+   * next envelopes to run, and notes their runs as begun
    * (TakeOptions.runsNext); see `source`.
    */
-  private runsOwed = 0;
-  /** One promise for everyone waiting for no run to be owed and no batch to be collecting. */
-  private quiet: { promise: Promise<void>; resolve: () => void } | undefined;
+  private batchRunsOwed = 0;
+  /** Envelopes running their jobs alone (runAlone) that have not all run. */
+  private aloneOwed = 0;
+  /** One promise for everyone waiting for no batch run to be owed. */
+  private batchesRun: { promise: Promise<void>; resolve: () => void } | undefined;
   /** The batcher's hold while a take whose envelopes run next is in flight: released once they are in it (or it failed). */
   private takeHold: (() => void) | undefined;
   private readonly jobs: JobStore;
@@ -259,13 +261,18 @@ export class InteractiveWorker {
    * their own only to the envelopes of that run (FETCH's `rt`): those held
    * beside it are put back with no mark against them.
    * - A blocking take runs in Redis whenever work comes, maybe in the middle
-   *   of a run: it is sent only once no run is owed, so what it brings runs
-   *   next, and the take notes that (no command more at one job at a time).
-   * - A take sent while no run is owed brings the envelopes of the next run
-   *   too, provided the batch collecting does not start without them: it is
-   *   held until they are in it.
+   *   of a run: it is sent once this worker's batch runs have ended (a lone
+   *   job's run, at one job at a time), and notes what it brings when
+   *   nothing else is to run first (`runsNextOf`): no command more a job.
+   * - A take sent while nothing is to run first brings the envelopes of the
+   *   next run too, provided the batch collecting does not start without
+   *   them: it is held until they are in it.
    * - Envelopes of any other take are noted in the batch's own call, just
-   *   before its run (runSlices).
+   *   before its run (runsBegunWatch). Left: a run of other work in this
+   *   process (bulk work, another version's batch) that starts after a take
+   *   was sent, and is under way when Redis serves it, may kill the worker
+   *   with the take's envelopes noted: they count that stall as theirs, as
+   *   every envelope held did before.
    */
   private source(): ConsumerSource<Taken> {
     const blockSeconds = this.options.blockSeconds ?? 5;
@@ -274,8 +281,8 @@ export class InteractiveWorker {
       fetch: async (token, room, block) => {
         let taken;
         if (block) {
-          if (this.runsOwed > 0 || this.batcher.size > 0) {
-            await this.whenQuiet();
+          if (this.batchRunsOwed > 0) {
+            await this.whenBatchesRun();
             // Closing meanwhile: no wait to start (close() has let go of the blocking connection, or never made one).
             if (this.consumer.stopped) return { items: [], drained: true };
             room = Math.max(room, this.batcher.room);
@@ -286,11 +293,11 @@ export class InteractiveWorker {
             // Its errors (Redis away) fail the take, which the consumer retries: not an unhandled 'error' event.
             this.blocking.on('error', () => undefined);
           }
-          taken = await this.queue.waitAndFetch(this.blocking, blockSeconds, token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH, { runsNext: true });
+          taken = await this.queue.waitAndFetch(this.blocking, blockSeconds, token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH, this.runsNextOf());
         } else {
-          const runsNext = this.runsOwed === 0;
-          if (runsNext) this.takeHold = this.batcher.hold();
-          taken = await this.queue.fetch(token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH, { runsNext });
+          const take = this.runsNextOf();
+          if (take.runsNext) this.takeHold = this.batcher.hold();
+          taken = await this.queue.fetch(token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH, take);
         }
         if (taken === 'paused') {
           this.releaseTakeHold();
@@ -342,27 +349,33 @@ export class InteractiveWorker {
     release?.();
   }
 
-  private owe(): void {
-    this.runsOwed++;
+  /**
+   * Whether what a take sent now brings runs next in this process: no batch
+   * run or alone envelope of this worker is owed, and no other run (another
+   * version's, bulk work's) is under way or waiting its turn. With a batch
+   * collecting, only what its room holds joins it.
+   */
+  private runsNextOf(): { runsNext: boolean; startsBatch: boolean } {
+    const runsNext = this.batchRunsOwed === 0 && this.aloneOwed === 0 && runsUnderWay() === 0;
+    return { runsNext, startsBatch: this.batcher.size === 0 };
   }
 
-  private paid(): void {
-    this.runsOwed--;
-    if (this.runsOwed === 0 && this.batcher.size === 0) {
-      this.quiet?.resolve();
-      this.quiet = undefined;
+  private batchPaid(): void {
+    if (--this.batchRunsOwed === 0) {
+      this.batchesRun?.resolve();
+      this.batchesRun = undefined;
     }
   }
 
-  /** Resolves once no run is owed and no batch is collecting (one collecting starts within max_delay_ms). */
-  private whenQuiet(): Promise<void> {
-    if (this.runsOwed === 0 && this.batcher.size === 0) return Promise.resolve();
-    if (!this.quiet) {
+  /** Resolves once no batch run of this worker is owed. */
+  private whenBatchesRun(): Promise<void> {
+    if (this.batchRunsOwed === 0) return Promise.resolve();
+    if (!this.batchesRun) {
       let resolve!: () => void;
       const promise = new Promise<void>((r) => (resolve = r));
-      this.quiet = { promise, resolve };
+      this.batchesRun = { promise, resolve };
     }
-    return this.quiet.promise;
+    return this.batchesRun.promise;
   }
 
   /** Read a taken envelope and put its jobs in batches (or end them now, when none is to run). */
@@ -411,8 +424,8 @@ export class InteractiveWorker {
     if (taken.ownStalls > 0) {
       // A worker died or hung in a run of it, maybe on one of its inputs (ONNX Runtime can crash the
       // process: an integer overflow's SIGFPE). One only held beside another's run has no stall of its own.
-      this.owe();
-      this.track(this.runAlone(held, taken.fields.get('run')?.toString()).finally(() => this.paid()));
+      this.aloneOwed++;
+      this.track(this.runAlone(held, taken.fields.get('run')?.toString()).finally(() => this.aloneOwed--));
       return;
     }
     const live = held.inputs.flatMap((inputs, i) => (inputs ? [i] : []));
@@ -474,12 +487,13 @@ export class InteractiveWorker {
     const tracing = this.options.tracing?.enabled ? this.options.tracing : undefined;
     // The span is on this host's clock, as its runs' are; the records' stamps are on the platform's.
     const tracedFrom = tracing ? spanTime() : 0;
-    this.owe();
+    // A batch's run (an alone job's is owed by its envelope: runAlone).
+    if (!watch) this.batchRunsOwed++;
     let ran: Awaited<ReturnType<typeof runMicrobatch>>;
     try {
       ran = await runMicrobatch(model, instances, watch ?? this.runsBegunWatch(slices));
     } finally {
-      this.paid();
+      if (!watch) this.batchPaid();
     }
     const { results, runs } = ran;
     const tracedTo = tracing ? spanTime() : 0;
