@@ -467,6 +467,60 @@ describe('envelopes: a worker dies between ending jobs and sending their job.com
   });
 });
 
+describe('envelopes: a worker dies once its jobs ended, their job.started still being made', function () {
+  this.timeout(30_000);
+  let p: TestPlatform;
+  let hooks: WebhookReceiver<JobEvent>;
+  before(async () => {
+    hooks = await startWebhookReceiver();
+    p = await startPlatform({ worker: false, env: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_DELAYS_MS: '100,200' } });
+  });
+  after(async () => {
+    await p?.close();
+    await hooks?.close();
+  });
+
+  it('FINISH puts their job.started on the outbox; the next drain sends each once, as the job was while it ran', async () => {
+    const filter = { webhook: hooks.url, webhook_events_filter: ['start', 'completed'] };
+    const submitted = await Promise.all(Array.from({ length: 3 }, (_, i) => postJob(p, body(600 + i, filter))));
+    const redis = new Redis(TEST_REDIS_URL);
+    const startedAt = Date.now();
+    try {
+      // A worker takes the jobs, ends them before its job.started events are made (it says so to FINISH), and dies.
+      const queue = new EnvelopeQueue(redis, { prefix: p.prefix, model: 'mlp', version: '2', resultTtlMs: 60_000 });
+      const taken = await queue.fetch('dies-before-started', 30_000, 64, 64);
+      if (taken === 'paused') throw new Error('paused');
+      const finishing = taken.envelopes.map((e) => {
+        const data = JSON.parse(e.fields.get('data')!.toString()) as { gateway: string; jobs: EnvelopeJob[] };
+        const ending = { status: 'failed', startedAt, completedAt: startedAt + 5, error: { code: 'test', message: 'ended by the test' } } as const;
+        return { id: e.id, gateway: data.gateway, jobs: data.jobs.map((job) => ({ id: job.id, wait: false, completedHook: true, startedOwed: true, record: encodeRecord('mlp', '2', job, ending) })) };
+      });
+      await queue.finish(finishing);
+      const ids = submitted.map((s) => s.job.id);
+      expect((await redis.lrange(interactiveKeys(p.prefix, 'mlp', '2').outbox, 0, -1)).sort()).to.deep.equal([...ids, ...ids.map((id) => `s:${id}`)].sort());
+    } finally {
+      redis.disconnect();
+    }
+    // A live worker's first outbox sweep sends them.
+    await p.startWorker();
+    await waitUntil(() => delivered(hooks, 'job.started').length >= 3 && delivered(hooks, 'job.completed').length >= 3, 10_000, 'three job.started and three job.completed');
+    const started = delivered(hooks, 'job.started');
+    expect(started.map((d) => d.event.data.id).sort()).to.deep.equal(submitted.map((s) => s.job.id).sort());
+    expect(new Set(started.map((d) => String(d.headers['webhook-id']))).size).to.equal(3);
+    for (const d of started) {
+      const job = submitted.find((s) => s.job.id === d.event.data.id)!.job;
+      // As the job read while it ran: running since the take, nothing of its end.
+      expect(d.event.data).to.deep.equal({ ...job, status: 'running', started_at: new Date(startedAt).toISOString(), webhook_events_filter: ['start', 'completed'] });
+    }
+    const check = new Redis(TEST_REDIS_URL);
+    try {
+      await waitUntil(async () => (await check.llen(interactiveKeys(p.prefix, 'mlp', '2').outbox)) === 0, 5000, 'the outbox to drain');
+    } finally {
+      check.disconnect();
+    }
+  });
+});
+
 describe('envelopes: MAX_QUEUE_DEPTH counts instances, across gateways', function () {
   this.timeout(30_000);
   let p: TestPlatform;

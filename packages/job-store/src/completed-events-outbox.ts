@@ -2,10 +2,11 @@ import type { Redis } from 'ioredis';
 import { jobKeys, type Job } from '@infer/contract';
 import type { Logger } from '@infer/logger';
 import { eventIdFor, type WebhookEvents } from '@infer/webhooks';
-import { decodeRecord, renderEndedJob } from './job-record.js';
+import { decodeRecord, renderEndedJob, renderStartedJob } from './job-record.js';
 
 /**
- * Exactly one `job.completed` per job, crashes included.
+ * Exactly one `job.completed` per job, crashes included; and the
+ * `job.started` of a job that ended before its worker had made it.
  *
  * The script that ends a job (FINISH, CANCEL_COMMIT) puts the job's id on
  * its queue's outbox in the same atomic step, when the job has a webhook
@@ -15,6 +16,11 @@ import { decodeRecord, renderEndedJob } from './job-record.js';
  * process that dies anywhere in between leaves the id on the outbox; the
  * next drain (any worker of the queue, at once after its own ends, and
  * every second) does the same again and finds the event already there.
+ *
+ * A job's `job.started` is made beside its run, when its envelope is taken.
+ * When its job ends before that is known to be done, FINISH puts
+ * `s:<job id>` on the outbox too, and the drain makes the event (running, as
+ * it started) unless it exists: a worker that dies then does not lose it.
  */
 export class CompletedEventsOutbox {
   constructor(
@@ -32,25 +38,28 @@ export class CompletedEventsOutbox {
     return sent.filter(Boolean).length;
   }
 
-  /** Ensure one ended job's job.completed event, then take it off the outbox; false when it had none (or failed: left for the next drain). */
-  private async send(outbox: string, id: string): Promise<boolean> {
+  /** Ensure one ended job's event (job.completed, or job.started for `s:<id>`), then take it off the outbox; false when it had none (or failed: left for the next drain). */
+  private async send(outbox: string, entry: string): Promise<boolean> {
+    const started = entry.startsWith('s:');
+    const id = started ? entry.slice(2) : entry;
+    const type = started ? 'job.started' : 'job.completed';
     try {
       let sent = false;
       const record = await this.redis.getBuffer(jobKeys(this.prefix, id).record);
       // Expired (RESULT_TTL passed before any drain): nothing left to tell.
       if (record) {
         const { header } = decodeRecord(record);
-        if (header.w && (header.wf ?? 'completed').split(',').includes('completed')) {
-          const data = JSON.parse(renderEndedJob(id, record)) as Job;
-          await this.events.ensure(eventIdFor('job.completed', id), { tenant: header.t, url: header.w, type: 'job.completed', data, ...(header.tp ? { traceparent: header.tp } : {}) });
+        if (header.w && (header.wf ?? 'completed').split(',').includes(started ? 'start' : 'completed')) {
+          const data = JSON.parse(started ? renderStartedJob(id, record) : renderEndedJob(id, record)) as Job;
+          await this.events.ensure(eventIdFor(type, id), { tenant: header.t, url: header.w, type, data, ...(header.tp ? { traceparent: header.tp } : {}) });
           sent = true;
         }
       }
-      await this.redis.lrem(outbox, 1, id);
+      await this.redis.lrem(outbox, 1, entry);
       return sent;
     } catch (err) {
       // Left on the outbox: the next drain tries again.
-      this.logger.warn({ jobId: id, err: (err as Error).message }, 'could not queue a job.completed event yet');
+      this.logger.warn({ jobId: id, err: (err as Error).message }, `could not queue a ${type} event yet`);
       return false;
     }
   }

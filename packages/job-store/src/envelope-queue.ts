@@ -169,7 +169,15 @@ export interface FinishingEnvelope {
   id: string;
   /** The submitting gateway's channel (the envelope's `data.gateway`). */
   gateway: string;
-  jobs: ReadonlyArray<{ id: string; record: Buffer | null; wait: boolean; deadline?: boolean; completedHook?: boolean }>;
+  jobs: ReadonlyArray<{
+    id: string;
+    record: Buffer | null;
+    wait: boolean;
+    deadline?: boolean;
+    completedHook?: boolean;
+    /** Its job.started is wanted and not known to be made: the outbox makes it (CompletedEventsOutbox). */
+    startedOwed?: boolean;
+  }>;
 }
 
 /**
@@ -473,7 +481,7 @@ export class EnvelopeQueue {
     const args: Array<string | number | Buffer> = [k.active, k.wait, k.index, k.base, `${k.ref.prefix}:job:`, this.options.resultTtlMs];
     for (const e of envelopes) {
       args.push(e.id, e.gateway, e.jobs.length);
-      for (const j of e.jobs) args.push(j.id, j.record ?? '', j.wait ? '1' : '', j.deadline ? '1' : '', j.completedHook ? '1' : '');
+      for (const j of e.jobs) args.push(j.id, j.record ?? '', j.wait ? '1' : '', j.deadline ? '1' : '', `${j.completedHook ? '1' : ''}${j.startedOwed ? 's' : ''}`);
     }
     const ended = await this.redis.inferFinish(...args);
     return ended.map((x) => x === 1);

@@ -107,6 +107,16 @@ const str = (s: string): string => JSON.stringify(s);
 const urls = (id: string): string => `{"get":"/v1/jobs/${id}","cancel":"/v1/jobs/${id}/cancel"}`;
 
 /**
+ * An ended job as it was while it ran (its `job.started` body, as
+ * renderPendingJob renders it at the take): from its record, which keeps
+ * when it started.
+ */
+export function renderStartedJob(id: string, stored: Buffer): string {
+  const job = JSON.parse(renderEndedJob(id, stored)) as Record<string, unknown>;
+  return JSON.stringify({ ...job, status: 'running', completed_at: null, output: null, error: null, metrics: null });
+}
+
+/**
  * The public Job (docs/api.md) of an ended record, as JSON text, printed
  * straight from the stored bytes: no object is built for the output. The
  * field order is the API's, and the same as `renderPendingJob`'s. A caller

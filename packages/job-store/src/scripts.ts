@@ -317,7 +317,9 @@ return out
  * ARGV[1] key base, ARGV[2] record key prefix ("<tagged prefix>:job:"), ARGV[3] result TTL ms,
  * then per envelope: its id, the submitting gateway's channel, the job count k, and
  * k × (job id, ended record or "" for a job not run here, "1" when its submitter waits, "1" when it has a deadline,
- * "1" when it has a job.completed webhook: the job goes on the queue's outbox in the same step, see CompletedEventsOutbox).
+ * its webhook events to make: "1" when it has a job.completed webhook (the job goes on the queue's outbox in the same
+ * step, see CompletedEventsOutbox), with "s" when its job.started is not yet made ("s:<id>" goes on the outbox too:
+ * a worker that dies once the job has ended, its job.started still being made, does not lose it).
  * Ends the jobs (SET NX: a job canceled meanwhile keeps its canceled record and
  * this output is discarded; a job its envelope lists as canceled (`x`) is skipped
  * too, so its canceled record having expired meanwhile, a run that outlasted
@@ -355,7 +357,8 @@ while i <= #ARGV do
     local ok = 0
     if record ~= '' and not canceled[id] and redis.call('SET', recordPrefix .. id, record, 'PX', ttl, 'NX') then
       ok = 1
-      if hook == '1' then redis.call('LPUSH', base .. 'outbox', id) end
+      if string.find(hook, 's', 1, true) then redis.call('LPUSH', base .. 'outbox', 's:' .. id) end
+      if string.find(hook, '1', 1, true) then redis.call('LPUSH', base .. 'outbox', id) end
       local part = frame(id, record)
       local chans = watchers[id] or {}
       if waits == '1' and submitter ~= '' then chans[submitter] = true end

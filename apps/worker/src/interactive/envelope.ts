@@ -37,6 +37,11 @@ export interface HeldEnvelope {
   /** Jobs still to run. */
   pending: number;
   /**
+   * Jobs (indices) whose job.started this take makes and has not yet made:
+   * should one end first, FINISH puts its event on the outbox too.
+   */
+  startedOwed?: Set<number>;
+  /**
    * Per job whose input does not fit this worker's copy of the model (a
    * model.onnx replaced in place, a worker reading another disk): why. Each
    * fails alone, with its own input's shape: an envelope holds several

@@ -401,9 +401,13 @@ export class InteractiveWorker {
     const webhooks = this.options.webhooks;
     if (webhooks && !taken.fields.has('ws')) {
       const jobs = held.data.jobs.filter((_, i) => held.inputs[i]).map((job) => ({ model: model.name, version: model.version, job }));
+      // Until they are known made, a job that ends has FINISH put its job.started on the outbox too.
+      const owed = held.data.jobs.flatMap((job, i) => (held.inputs[i] && wantsStarted(job) ? [i] : []));
+      if (owed.length > 0) held.startedOwed = new Set(owed);
       this.track(
         webhooks.started(jobs, takenAt).then(async (made) => {
           if (!made) return;
+          held.startedOwed = undefined;
           await this.queue.markStartedSent(held.id).catch((err: unknown) => {
             // Only a take after a stall reads it: that one makes none twice while their log entries live.
             this.log.warn({ envelope: held.id, err: (err as Error).message }, 'could not mark job.started sent on the envelope');
@@ -661,6 +665,7 @@ export class InteractiveWorker {
         wait: job.wait === true,
         deadline: job.deadline !== undefined,
         completedHook: hasCompletedHook(job),
+        startedOwed: e.startedOwed?.has(i) === true,
       })),
     }));
     let ended: boolean[] | undefined;
@@ -699,7 +704,7 @@ export class InteractiveWorker {
           this.log.info({ jobId: job.id, status, ...ran.metrics, traceId: job.traceparent?.slice(3, 35) }, 'job ended');
         }
         if (!written || !e.records[i]) return;
-        if (hasCompletedHook(job)) hooks++;
+        if (hasCompletedHook(job) || e.startedOwed?.has(i)) hooks++;
         if (job.idempotency !== undefined) keyed.push(job);
         const status = e.statuses[i] ?? 'failed';
         this.metrics?.jobEnded(status);
@@ -725,6 +730,11 @@ export class InteractiveWorker {
 }
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
+
+/** Whether a job asked for its job.started event. */
+function wantsStarted(job: EnvelopeJob): boolean {
+  return job.webhook !== undefined && job.webhook_events_filter?.includes('start') === true;
+}
 
 /** The error of the jobs of an envelope stalled more than maxStalledCount times (BullMQ's `defa`: why it was deferred). */
 function workerLost(deferred: string): JobError {
