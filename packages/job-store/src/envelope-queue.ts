@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { DEPTH_ALLOWANCE_FIELD, JOB_CATALOG, QUEUE_EVENTS_MAX_LEN, allowanceInstances, allowanceValue, interactiveKeys, keys, parseQueueMember, type EnvelopeData, platformNow } from '@infer/contract';
 import { withJobScripts, type Arg, type ScriptPipeline, type ScriptRedis } from './redis-scripts.js';
-import { MARK_RUN_BEGAN, MARK_RUNNING } from './scripts.js';
+import { MARK_CHUNK_RUN, MARK_RUN_BEGAN, MARK_RUNNING } from './scripts.js';
 
 export interface EnvelopeQueueOptions {
   prefix: string;
@@ -567,6 +567,14 @@ export async function noteRunning(redis: Redis, jobKey: string, token: string, v
 export async function markRunBegan(redis: Redis, jobKey: string, token: string, attempt: number, maxStalls: number): Promise<number | 'not-held'> {
   const own = Number(await redis.eval(MARK_RUN_BEGAN, 2, jobKey, `${jobKey}:lock`, token, String(attempt), String(maxStalls)));
   return own >= 0 ? own : 'not-held';
+}
+
+/**
+ * Set (attempt) or clear (null) a bulk chunk's note that its run is under way, while `token`'s take holds
+ * it (MARK_CHUNK_RUN). True when written.
+ */
+export async function markChunkRun(redis: Redis, jobKey: string, token: string, attempt: number | null): Promise<boolean> {
+  return (await redis.eval(MARK_CHUNK_RUN, 2, jobKey, `${jobKey}:lock`, token, attempt === null ? '' : String(attempt))) === 1;
 }
 
 /** What a job's last holder noted was running on its own when it last held it (MARK_RUNNING), if anything. */

@@ -541,6 +541,18 @@ return own
 `;
 
 /**
+ * KEYS[1] a bulk chunk's BullMQ job hash, KEYS[2] its lock. ARGV[1] the lock token of the take, ARGV[2] the
+ * attempt, or "" to clear. Sets (or clears) the chunk's note that its run is under way (`rb`, see
+ * MARK_RUN_BEGAN) while the take holds it: cleared before another's run in its worker's process starts,
+ * set again before the chunk's next slice (RunMark in packages/models). Allowed on a full Redis, as
+ * MARK_RUN_BEGAN is. 1 when done, else 0.
+ */
+export const MARK_CHUNK_RUN = `${ALLOW_OOM}if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'rb') else redis.call('HSET', KEYS[1], 'rb', ARGV[2]) end
+return 1
+`;
+
+/**
  * KEYS[1] an envelope's hash, KEYS[2] its lock. ARGV[1] the lock token of the take, ARGV[2] the stamp (epoch ms).
  * Stamps the take again (`processedOn`) while the take still holds the envelope: one ended or taken back
  * meanwhile is left as it is (a hash FINISH deleted is not written again). 1 when stamped, else 0.

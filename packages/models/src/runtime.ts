@@ -35,6 +35,33 @@ export class UnbatchedOutputError extends Error {
 export interface RunWatch {
   before(): Promise<void>;
   after(): Promise<void>;
+  /** The mark of the work this run is of (see RunMark): not cleared for it. */
+  mark?: RunMark;
+}
+
+/**
+ * A note in Redis that some work's run is under way, held across several
+ * runs of it (a bulk chunk's, slice after slice): should the process die
+ * while it is set, the work's next take counts the stall as its own. So it
+ * must not be set while another's run goes on: every mark held is cleared
+ * before any run but its own work's starts (runModel), and its work sets it
+ * again before its next run. Each handles its own errors.
+ */
+export interface RunMark {
+  clear(): Promise<void>;
+}
+
+/** Marks set in Redis now, by work of this process. */
+const heldMarks = new Set<RunMark>();
+
+/** A mark is set (its work has written it): cleared before another's run. */
+export function holdRunMark(mark: RunMark): void {
+  heldMarks.add(mark);
+}
+
+/** A mark's work is over (or cleared it itself): nothing to clear for it. */
+export function dropRunMark(mark: RunMark): void {
+  heldMarks.delete(mark);
 }
 
 /** The end of the run most recently asked for, in this process (see runModel). */
@@ -77,6 +104,12 @@ export async function runModel(model: ModelVersion, feeds: Record<string, Decode
   let inferenceMs: number;
   try {
     await before;
+    if (heldMarks.size > 0) {
+      // Another's marks, cleared (and known cleared) before this run: should it kill the process, their work was only beside it.
+      const others = [...heldMarks].filter((m) => m !== watch?.mark);
+      for (const m of others) heldMarks.delete(m);
+      if (others.length > 0) await Promise.all(others.map((m) => m.clear()));
+    }
     await watch?.before();
     const started = performance.now();
     try {

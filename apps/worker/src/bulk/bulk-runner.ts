@@ -136,6 +136,8 @@ export interface RunChunkHooks {
    * it died) without running it.
    */
   alone?: { blamed: number | undefined; watch: (offset: number) => RunWatch };
+  /** Told of each run of a chunk that does not run alone (its run note, see ChunkRunMark). */
+  watch?: RunWatch;
 }
 
 export interface ChunkResult {
@@ -169,7 +171,7 @@ export async function runChunk(model: ModelVersion, p: BulkChunkPayload, chunk: 
       result.failed++;
       continue;
     }
-    const watch = alone?.watch(offset);
+    const watch = alone ? alone.watch(offset) : hooks.watch;
     const run = async (part: Slice): Promise<void> => {
       const feeds: Record<string, DecodedTensor> = {};
       for (const [name, input] of inputs) feeds[name] = sliceFeed(model, input, part);

@@ -5,13 +5,14 @@ import type { BatchStore } from '@infer/batch-store';
 import { markRunBegan, noteRunning, runningNote } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { awaitAtMost } from '@infer/lifecycle';
-import type { ModelVersion } from '@infer/models';
+import type { ModelVersion, RunWatch } from '@infer/models';
 import { spanTime, type Tracing } from '@infer/tracing';
 import { DEFAULT_MAX_RUN_MS } from '@infer/locks';
 import { QueueConsumer, type ConsumerSink, type ConsumerSource } from '../consumer/queue-consumer.js';
 import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
 import { MalformedChunkError, decodeChunk, failChunk, runChunk, type ChunkResult, type RunChunkHooks } from './bulk-runner.js';
 import { traceChunk, type ChunkEnd } from './chunk-tracing.js';
+import { ChunkRunMark } from './chunk-run-mark.js';
 import { LongRunWarning } from '../consumer/long-run-warning.js';
 
 /** What a BulkWorker yields to: the InteractiveWorker of the same model version. */
@@ -223,7 +224,11 @@ export class BulkWorker {
       await this.settle(job, token);
       return;
     }
+    // Held before MARK_RUN_BEGAN sets the note: another's run that starts meanwhile clears it after (one connection, in order).
+    const held = new ChunkRunMark(this.options.connection, this.jobKey(job), token, job.attemptsMade, this.log);
     const stalls = await this.runBegins(job, token, p);
+    if (!stalls.held || stalls.deferred) held.done();
+    const mark = stalls.held && !stalls.deferred ? held : undefined;
     if (stalls.deferred) {
       const { record, failed } = failChunk(p, { code: 'worker_lost', message: `the chunk's worker died or hung repeatedly (${job.deferredFailure || 'job stalled more than allowable limit'})` });
       this.finishLater(job, token, p, { record, succeeded: 0, failed, stopped: false, runs: [] }, startedAt);
@@ -231,6 +236,7 @@ export class BulkWorker {
     }
     const packed = p.rows > 0 ? await store.chunkInputs(p.batch, p.chunk) : Buffer.alloc(0);
     if (!packed) {
+      mark?.done();
       // Its inputs go when it ends: it ran already (a worker died between writing its
       // results and completing it here; the write below answers 'duplicate'), or they were lost.
       const { record, failed } = failChunk(p, { code: 'inputs_lost', message: "the chunk's inputs are no longer in Redis" });
@@ -239,12 +245,15 @@ export class BulkWorker {
     }
     let result: ChunkResult;
     try {
-      result = await runChunk(model, p, decodeChunk(model, p, packed), { beforeSlice: this.sliceGate(p.batch), ...(stalls.own ? await this.alone(job, token, p) : {}) });
+      const alone = stalls.own ? await this.alone(job, token, p, mark) : undefined;
+      result = await runChunk(model, p, decodeChunk(model, p, packed), { beforeSlice: this.sliceGate(p.batch), ...(alone ?? {}), ...(mark ? { watch: mark.watch() } : {}) });
     } catch (err) {
       if (!(err instanceof MalformedChunkError)) throw err;
       this.log.error({ jobId: job.id, err: err.message }, 'bulk chunk does not fit the model; its items fail');
       const { record, failed } = failChunk(p, { code: 'invalid_input', message: err.message });
       result = { record, succeeded: 0, failed, stopped: false, runs: [] };
+    } finally {
+      mark?.done();
     }
     // The slices that ran count, a chunk stopped by its batch's cancel included: ONNX Runtime ran them.
     this.metrics?.runs(result.runs);
@@ -303,13 +312,13 @@ export class BulkWorker {
    * the take no longer holds the chunk (nothing is written), BullMQ's stall
    * count decides, as it would alone.
    */
-  private async runBegins(job: Job, token: string, p: BulkChunkPayload): Promise<{ own: boolean; deferred: boolean }> {
+  private async runBegins(job: Job, token: string, p: BulkChunkPayload): Promise<{ own: boolean; deferred: boolean; held: boolean }> {
     const own = await markRunBegan(this.options.connection, this.jobKey(job), token, job.attemptsMade, JOB_CATALOG.bulk.maxStalledCount);
-    if (own === 'not-held') return { own: job.stalledCounter > 0, deferred: Boolean(job.deferredFailure) };
+    if (own === 'not-held') return { own: job.stalledCounter > 0, deferred: Boolean(job.deferredFailure), held: false };
     if (job.stalledCounter > own) {
       this.log.info({ batch: p.batch, chunk: p.chunk, stalls: job.stalledCounter, own }, 'chunk was only fetched ahead when some of its workers died or hung; those stalls are not counted');
     }
-    return { own: own > 0, deferred: own > JOB_CATALOG.bulk.maxStalledCount };
+    return { own: own > 0, deferred: own > JOB_CATALOG.bulk.maxStalledCount, held: true };
   }
 
   /**
@@ -321,7 +330,7 @@ export class BulkWorker {
    * alone when it died fails without running. A crashing row costs two
    * workers and fails alone, instead of the chunk's every row ending `worker_lost`.
    */
-  private async alone(job: Job, token: string, p: BulkChunkPayload): Promise<Pick<RunChunkHooks, 'alone'>> {
+  private async alone(job: Job, token: string, p: BulkChunkPayload, mark: ChunkRunMark | undefined): Promise<Pick<RunChunkHooks, 'alone'>> {
     const { connection } = this.options;
     const jobKey = this.jobKey(job);
     const noted = await runningNote(connection, jobKey);
@@ -332,7 +341,8 @@ export class BulkWorker {
         () => undefined,
         (err: unknown) => this.log.warn({ batch: p.batch, err: (err as Error).message }, 'could not note which row runs alone'),
       );
-    return { alone: { blamed, watch: (offset) => ({ before: note(String(offset)), after: note('') }) } };
+    const rowWatch = (offset: number): RunWatch => ({ before: note(String(offset)), after: note('') });
+    return { alone: { blamed, watch: (offset) => (mark ? mark.watch(rowWatch(offset)) : rowWatch(offset)) } };
   }
 
   /** Yield to interactive work, then (every `cancelCheckMs`) look whether the batch is still live. */

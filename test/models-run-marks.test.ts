@@ -1,0 +1,49 @@
+import { expect } from 'chai';
+import { holdRunMark, ModelRepository, runModel, runsUnderWay, type RunMark } from '@infer/models';
+import { SHIPPED_MODELS } from './helpers/platform.js';
+
+/**
+ * A mark some work holds in Redis while its runs go on (a bulk chunk's run
+ * note) is cleared, and known cleared, before a run of any other work in
+ * the process starts: should that run kill the process, the work was only
+ * beside it. A run of the mark's own work leaves it.
+ */
+describe('models: run marks and runs under way', function () {
+  this.timeout(60_000);
+  let repo: ModelRepository;
+  before(async () => {
+    repo = await ModelRepository.load(SHIPPED_MODELS);
+  });
+  after(async () => {
+    await repo.close();
+  });
+
+  const feeds = () => ({ features: { datatype: 'FP32' as const, shape: [1, 64], data: new Float32Array(64) } });
+
+  it("clears another's mark before a run, not its own work's; once cleared it is no longer held", async () => {
+    const model = repo.resolve('mlp', '2');
+    const order: string[] = [];
+    const mark: RunMark = {
+      clear: async () => {
+        await new Promise((r) => setTimeout(r, 20));
+        order.push('cleared');
+      },
+    };
+    holdRunMark(mark);
+    await runModel(model, feeds(), { mark, before: async () => void order.push('own run'), after: async () => undefined });
+    expect(order).to.deep.equal(['own run']);
+    await runModel(model, feeds(), { before: async () => void order.push("another's run"), after: async () => undefined });
+    expect(order).to.deep.equal(['own run', 'cleared', "another's run"]);
+    await runModel(model, feeds());
+    expect(order, 'cleared once').to.have.length(3);
+  });
+
+  it('counts the runs asked for and not ended, waiting ones included', async () => {
+    const model = repo.resolve('mlp', '2');
+    expect(runsUnderWay()).to.equal(0);
+    const runs = [runModel(model, feeds()), runModel(model, feeds())];
+    expect(runsUnderWay()).to.equal(2);
+    await Promise.all(runs);
+    expect(runsUnderWay()).to.equal(0);
+  });
+});
