@@ -246,7 +246,7 @@ export class BulkWorker {
     let result: ChunkResult;
     try {
       const alone = stalls.own ? await this.alone(job, token, p, mark) : undefined;
-      result = await runChunk(model, p, decodeChunk(model, p, packed), { beforeSlice: this.sliceGate(p.batch), ...(alone ?? {}), ...(mark ? { watch: mark.watch() } : {}) });
+      result = await runChunk(model, p, decodeChunk(model, p, packed), { beforeSlice: this.sliceGate(p.batch, mark), ...(alone ?? {}), ...(mark ? { watch: mark.watch() } : {}) });
     } catch (err) {
       if (!(err instanceof MalformedChunkError)) throw err;
       this.log.error({ jobId: job.id, err: err.message }, 'bulk chunk does not fit the model; its items fail');
@@ -346,10 +346,14 @@ export class BulkWorker {
   }
 
   /** Yield to interactive work, then (every `cancelCheckMs`) look whether the batch is still live. */
-  private sliceGate(batch: string): () => boolean | Promise<boolean> {
+  private sliceGate(batch: string, mark?: ChunkRunMark): () => boolean | Promise<boolean> {
     let checkedAt = performance.now();
     const wait = async (busyGate: InteractiveGate | undefined): Promise<boolean> => {
-      if (busyGate) await this.yieldTo(busyGate);
+      if (busyGate) {
+        // Waiting for interactive work, the chunk is not in its run: a worker that dies meanwhile is not its stall.
+        await mark?.setAside();
+        await this.yieldTo(busyGate);
+      }
       if (performance.now() - checkedAt >= this.cancelCheckMs) {
         checkedAt = performance.now();
         const status = await this.options.store.status(batch);

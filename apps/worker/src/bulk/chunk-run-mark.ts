@@ -31,6 +31,13 @@ export class ChunkRunMark implements RunMark {
     await this.write(null);
   }
 
+  /** The chunk waits for other work (it yields to interactive jobs): its note is cleared now, not only once their runs start. */
+  async setAside(): Promise<void> {
+    if (!this.set) return;
+    dropRunMark(this);
+    await this.clear();
+  }
+
   /** The chunk's runs are over: its note stays (a results write in flight), and is no one's to clear. */
   done(): void {
     dropRunMark(this);
