@@ -122,33 +122,6 @@ describe('batcher: MicroBatcher', () => {
     expect(await a).to.equal('r7');
   });
 
-  it('hold(): a due batch waits while held and takes what came meanwhile; a release called twice counts once; close() does not wait for holds', async () => {
-    const { clock, runs, batcher, finish } = harness({ maxBatchSize: 4, maxWaitMs: 20 });
-    const a = batcher.add(1);
-    const release = batcher.hold();
-    const other = batcher.hold();
-    // Due (its window ended, then the source drained), but held: items on their way join it.
-    clock.advance(20);
-    batcher.drained();
-    expect(runs).to.have.length(0);
-    const b = batcher.add(2);
-    release();
-    release();
-    expect(runs, 'one hold is still there').to.have.length(0);
-    other();
-    expect(runs.map((r) => r.items)).to.deep.equal([[1, 2]]);
-    finish(0);
-    expect(await Promise.all([a, b])).to.deep.equal(['r1', 'r2']);
-    // A hold never released does not keep a closing batcher from running what it has.
-    batcher.hold();
-    const c = batcher.add(3);
-    const closed = batcher.close();
-    expect(runs.map((r) => r.items)).to.deep.equal([[1, 2], [3]]);
-    finish(1);
-    await closed;
-    expect(await c).to.equal('r3');
-  });
-
   it('gives each item its own result, in order', async () => {
     const clock = new ManualClock();
     const batcher = new MicroBatcher<number, number>({ maxBatchSize: 5, maxWaitMs: 10, clock, run: async (items) => items.map((n) => n * 10) });

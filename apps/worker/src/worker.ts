@@ -9,7 +9,7 @@ import { ModelControl } from '@infer/model-control';
 import { LiveVersions } from './live-versions.js';
 import { WebhookDeliveryWorker, WebhookEvents, eventIdFor, type Resolver } from '@infer/webhooks';
 import { WorkerHeartbeat } from '@infer/fleet';
-import { CompletedEventsOutbox, FINISH_COMMAND, candidateQueue } from '@infer/job-store';
+import { CompletedEventsOutbox, FINISH_COMMAND, MARK_RUNS_COMMAND, candidateQueue } from '@infer/job-store';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { WorkerMetrics } from './metrics.js';
@@ -87,10 +87,11 @@ export async function createWorker(
   // The scripts that end work (a micro-batch's FINISH, a chunk's results) are written at once, not
   // auto-pipelined: an auto-pipeline leaves on a setImmediate, and onnxruntime-node starts the next run
   // on one too; a run queued first would hold the end, and the answers it sends, for its whole length.
+  // So is a batch's note that its run begins, which must be in the kernel before that run starts.
   const storeConnection = new Redis(config.redisUrl, {
     maxRetriesPerRequest: null,
     enableAutoPipelining: true,
-    autoPipeliningIgnoredCommands: [FINISH_COMMAND, FINISH_CHUNK_COMMAND],
+    autoPipeliningIgnoredCommands: [FINISH_COMMAND, FINISH_CHUNK_COMMAND, MARK_RUNS_COMMAND],
   });
   for (const conn of [connection, storeConnection]) {
     conn.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));

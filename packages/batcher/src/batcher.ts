@@ -36,7 +36,7 @@ interface Pending<I, O> {
  * States:
  *   empty ──add──▶ collecting (timer armed: maxWaitMs from the first item)
  *   collecting ──(maxBatchSize reached | timer fired | drained() | close())──▶ due
- *   due ──(fewer than maxInFlight batches running, and no hold)──▶ running; back to empty
+ *   due ──(fewer than maxInFlight batches running)──▶ running; back to empty
  * A due batch that finds every run slot busy stays pending until a run ends
  * (it keeps accepting items up to maxBatchSize meanwhile), so a slow model
  * slows the caller through `whenRoom()` instead of piling up batches.
@@ -61,8 +61,6 @@ export class MicroBatcher<I, O> {
   private roomWaiters: Array<() => void> = [];
   private closed = false;
   private closing: Promise<void> | undefined;
-  /** Holds (`hold`) not yet released: no batch starts while there are any, until close. */
-  private holds = 0;
 
   constructor(options: MicroBatcherOptions<I, O>) {
     if (!(options.maxBatchSize >= 1)) throw new Error('maxBatchSize must be at least 1');
@@ -113,23 +111,6 @@ export class MicroBatcher<I, O> {
     return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
 
-  /**
-   * Start no batch until the returned function is called (once; later calls
-   * do nothing): for items on their way (a take in flight) that must join
-   * the batch collecting rather than be left beside one that starts without
-   * them. A closing batcher no longer waits for holds.
-   */
-  hold(): () => void {
-    this.holds++;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.holds--;
-      this.dispatch();
-    };
-  }
-
   /** Stop taking items, flush what is pending, and wait for every running batch. */
   close(): Promise<void> {
     this.closed = true;
@@ -149,7 +130,7 @@ export class MicroBatcher<I, O> {
   }
 
   private dispatch(): void {
-    while (this.due && this.pending.length > 0 && this.inFlight.size < this.maxInFlight && (this.holds === 0 || this.closed)) {
+    while (this.due && this.pending.length > 0 && this.inFlight.size < this.maxInFlight) {
       this.clock.clearTimeout(this.timer);
       this.timer = undefined;
       const batch = this.takeBatch();

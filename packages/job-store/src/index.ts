@@ -4,4 +4,4 @@ export * from './job-waiters.js';
 export * from './envelope-queue.js';
 export * from './completed-events-outbox.js';
 export * from './version-work.js';
-export { FINISH_COMMAND } from './redis-scripts.js';
+export { FINISH_COMMAND, MARK_RUNS_COMMAND } from './redis-scripts.js';

@@ -36,6 +36,9 @@ export type ScriptPipeline = ChainableCommander & {
  */
 export const FINISH_COMMAND = 'inferFinish';
 
+/** The command that notes a batch's run as begun, written just before the run (see FINISH_COMMAND). */
+export const MARK_RUNS_COMMAND = 'inferMarkEnvelopeRuns';
+
 const COMMANDS = [
   ['inferEnqueue', ENQUEUE, 10],
   ['inferFetch', FETCH, 6],
@@ -48,7 +51,7 @@ const COMMANDS = [
   ['inferShortenIdempotencyKey', SHORTEN_IDEMPOTENCY_KEY, 1],
   ['inferMarkStartedSent', MARK_STARTED_SENT, 1],
   // As many keys as envelopes marked (two each): given with each call.
-  ['inferMarkEnvelopeRuns', MARK_ENVELOPE_RUNS, undefined],
+  [MARK_RUNS_COMMAND, MARK_ENVELOPE_RUNS, undefined],
   ['inferRestampTake', RESTAMP_TAKE, 2],
   ['inferRecoverTake', RECOVER_TAKE, 1],
   ['inferReconcileQueued', RECONCILE_QUEUED, 3],

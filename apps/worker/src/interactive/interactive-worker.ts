@@ -116,19 +116,10 @@ export class InteractiveWorker {
    */
   private idle: { promise: Promise<void>; resolve: () => void } | undefined;
   private readonly finishing = new Set<Promise<void>>();
-  /**
-   * Batches handed to runSlices whose model runs have not ended. A take sent
-   * while none is owed (nor anything else: see `runsNextOf`) brings the
-   * next envelopes to run, and notes their runs as begun
-   * (TakeOptions.runsNext); see `source`.
-   */
+  /** Batches handed to runSlices whose model runs have not ended (see `runsNext`). */
   private batchRunsOwed = 0;
   /** Envelopes running their jobs alone (runAlone) that have not all run. */
   private aloneOwed = 0;
-  /** One promise for everyone waiting for no batch run to be owed. */
-  private batchesRun: { promise: Promise<void>; resolve: () => void } | undefined;
-  /** The batcher's hold while a take whose envelopes run next is in flight: released once they are in it (or it failed). */
-  private takeHold: (() => void) | undefined;
   private readonly jobs: JobStore;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private outboxDrain: Promise<void> | undefined;
@@ -260,19 +251,19 @@ export class InteractiveWorker {
    * Takes, so that a worker that dies or hangs in a run counts a stall of
    * their own only to the envelopes of that run (FETCH's `rt`): those held
    * beside it are put back with no mark against them.
-   * - A blocking take runs in Redis whenever work comes, maybe in the middle
-   *   of a run: it is sent once this worker's batch runs have ended (a lone
-   *   job's run, at one job at a time), and notes what it brings when
-   *   nothing else is to run first (`runsNextOf`): no command more a job.
-   * - A take sent while nothing is to run first brings the envelopes of the
-   *   next run too, provided the batch collecting does not start without
-   *   them: it is held until they are in it.
-   * - Envelopes of any other take are noted in the batch's own call, just
-   *   before its run (runsBegunWatch). Left: a run of other work in this
-   *   process (bulk work, another version's batch) that starts after a take
-   *   was sent, and is under way when Redis serves it, may kill the worker
-   *   with the take's envelopes noted: they count that stall as theirs, as
-   *   every envelope held did before.
+   * - A blocking take (an idle worker's, or one whose last take emptied the
+   *   queue) notes what it brings when nothing but this worker's own batches
+   *   is to run first (`runsNext`): at one job at a time, no command more a
+   *   job.
+   * - Envelopes of any other take (a take while batches come one after
+   *   another) are noted in the batch's own call, written just before its
+   *   run (runsBegunWatch).
+   * Left: Redis serves a blocking take whenever work comes, maybe while a
+   * run is under way (this worker's batch, or other work's that started
+   * after the take was sent): should that run kill the worker, the take's
+   * envelopes count the stall as theirs, as every envelope held did before.
+   * They then run their jobs one at a time once, and a poison input taken
+   * again runs alone, so its later crashes are not theirs.
    */
   private source(): ConsumerSource<Taken> {
     const blockSeconds = this.options.blockSeconds ?? 5;
@@ -281,31 +272,20 @@ export class InteractiveWorker {
       fetch: async (token, room, block) => {
         let taken;
         if (block) {
-          if (this.batchRunsOwed > 0) {
-            await this.whenBatchesRun();
-            // Closing meanwhile: no wait to start (close() has let go of the blocking connection, or never made one).
-            if (this.consumer.stopped) return { items: [], drained: true };
-            room = Math.max(room, this.batcher.room);
-          }
           // Idle: wait on the marker (every enqueue sets it), with the take sent behind the wait in the same write.
           if (!this.blocking) {
             this.blocking = this.options.storeConnection.duplicate();
             // Its errors (Redis away) fail the take, which the consumer retries: not an unhandled 'error' event.
             this.blocking.on('error', () => undefined);
           }
-          taken = await this.queue.waitAndFetch(this.blocking, blockSeconds, token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH, this.runsNextOf());
+          taken = await this.queue.waitAndFetch(this.blocking, blockSeconds, token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH, { runsNext: this.runsNext() });
         } else {
-          const take = this.runsNextOf();
-          if (take.runsNext) this.takeHold = this.batcher.hold();
-          taken = await this.queue.fetch(token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH, take);
+          taken = await this.queue.fetch(token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH, { runsNext: false });
         }
         if (taken === 'paused') {
-          this.releaseTakeHold();
           await sleep(1000);
           return { items: [], drained: true };
         }
-        // Nothing taken with more waiting (not expected): no accept or drained will release it.
-        if (taken.envelopes.length === 0 && taken.waiting > 0) this.releaseTakeHold();
         return { items: taken.envelopes.map((e) => ({ taken: e, token })), drained: taken.waiting === 0 };
       },
       close: async () => {
@@ -328,12 +308,10 @@ export class InteractiveWorker {
       accept: (items, _token, drained) => {
         empty = drained;
         for (const item of items) this.accept(item);
-        this.releaseTakeHold();
         if (drained) this.batcher.drained();
       },
       drained: () => {
         empty = true;
-        this.releaseTakeHold();
         this.batcher.drained();
       },
       settled: async () => {
@@ -343,39 +321,15 @@ export class InteractiveWorker {
     };
   }
 
-  private releaseTakeHold(): void {
-    const release = this.takeHold;
-    this.takeHold = undefined;
-    release?.();
-  }
-
   /**
-   * Whether what a take sent now brings runs next in this process: no batch
-   * run or alone envelope of this worker is owed, and no other run (another
-   * version's, bulk work's) is under way or waiting its turn. With a batch
-   * collecting, only what its room holds joins it.
+   * Whether what a take sent now brings runs next in this process, after
+   * this worker's batches already on their way: no envelope of it runs
+   * alone, none is collecting, and no other work's run (another version's,
+   * a bulk slice) is under way or waiting its turn (more runs than this
+   * worker's owed batches).
    */
-  private runsNextOf(): { runsNext: boolean; startsBatch: boolean } {
-    const runsNext = this.batchRunsOwed === 0 && this.aloneOwed === 0 && runsUnderWay() === 0;
-    return { runsNext, startsBatch: this.batcher.size === 0 };
-  }
-
-  private batchPaid(): void {
-    if (--this.batchRunsOwed === 0) {
-      this.batchesRun?.resolve();
-      this.batchesRun = undefined;
-    }
-  }
-
-  /** Resolves once no batch run of this worker is owed. */
-  private whenBatchesRun(): Promise<void> {
-    if (this.batchRunsOwed === 0) return Promise.resolve();
-    if (!this.batchesRun) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => (resolve = r));
-      this.batchesRun = { promise, resolve };
-    }
-    return this.batchesRun.promise;
+  private runsNext(): boolean {
+    return this.aloneOwed === 0 && this.batcher.size === 0 && runsUnderWay() <= this.batchRunsOwed;
   }
 
   /** Read a taken envelope and put its jobs in batches (or end them now, when none is to run). */
@@ -497,7 +451,7 @@ export class InteractiveWorker {
     try {
       ran = await runMicrobatch(model, instances, watch ?? this.runsBegunWatch(slices));
     } finally {
-      if (!watch) this.batchPaid();
+      if (!watch) this.batchRunsOwed--;
     }
     const { results, runs } = ran;
     const tracedTo = tracing ? spanTime() : 0;
@@ -534,9 +488,11 @@ export class InteractiveWorker {
 
   /**
    * For a batch holding envelopes whose takes could not note their runs as
-   * begun (see `source`): note them just before its first run, and wait
-   * for Redis to have them (runModel's RunWatch: no other run of this
-   * process starts meanwhile). Nothing for a batch whose takes did.
+   * begun (see `source`): note them just before its first run (runModel's
+   * RunWatch: no other run of this process starts meanwhile). The note is
+   * written to Redis's socket then, not waited for: a process that dies in
+   * the run has the kernel send what it wrote, and the runs under load do
+   * not each wait a round trip. Nothing for a batch whose takes did.
    */
   private runsBegunWatch(slices: Slice[]): RunWatch | undefined {
     let unnoted: HeldEnvelope[] | undefined;
@@ -548,31 +504,22 @@ export class InteractiveWorker {
         const now = envelopes.filter((e) => !e.runBegan);
         if (now.length === 0) return;
         for (const e of now) e.runBegan = true;
-        await this.markRunsBegun(now);
+        this.markRunsBegun(now);
       },
       after: async () => undefined,
     };
   }
 
   /**
-   * MARK_ENVELOPE_RUNS, tried again a few times while Redis errs. Given up,
-   * the batch runs anyway (its jobs are not held back for a note): should
-   * the run then kill the worker, the envelopes' next take does not count
-   * that stall as theirs.
+   * MARK_ENVELOPE_RUNS, written at once (the connection sends it outside its
+   * auto-pipeline). One that fails is logged: the batch runs anyway (its
+   * jobs are not held back for a note), and should the run then kill the
+   * worker, the envelopes' next take does not count that stall as theirs.
    */
-  private async markRunsBegun(envelopes: HeldEnvelope[]): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.queue.markRunsBegun(envelopes.map((e) => ({ id: e.id, token: e.token, take: e.take })));
-        return;
-      } catch (err) {
-        if (attempt >= 2) {
-          this.log.warn({ err: (err as Error).message, envelopes: envelopes.length }, "could not note that a batch's run begins; it runs unnoted");
-          return;
-        }
-        await sleep(100 * 2 ** attempt);
-      }
-    }
+  private markRunsBegun(envelopes: HeldEnvelope[]): void {
+    this.queue.markRunsBegun(envelopes.map((e) => ({ id: e.id, token: e.token, take: e.take }))).catch((err: unknown) => {
+      this.log.warn({ err: (err as Error).message, envelopes: envelopes.length }, "could not note that a batch's run began");
+    });
   }
 
   /**
