@@ -40,10 +40,11 @@ describe('models: run marks and runs under way', function () {
 
   it('counts the runs asked for and not ended, waiting ones included', async () => {
     const model = repo.resolve('mlp', '2');
-    expect(runsUnderWay()).to.equal(0);
+    // Counted from what this process has under way now (mocha runs every file in one process).
+    const before = runsUnderWay();
     const runs = [runModel(model, feeds()), runModel(model, feeds())];
-    expect(runsUnderWay()).to.equal(2);
+    expect(runsUnderWay()).to.equal(before + 2);
     await Promise.all(runs);
-    expect(runsUnderWay()).to.equal(0);
+    expect(runsUnderWay()).to.be.at.most(before);
   });
 });
