@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.js';
+import { deletePrefix, SHIPPED_MODELS, TEST_REDIS_URL, uniquePrefix } from './helpers/platform.js';
 import { Spawned } from './helpers/spawned.js';
 
 /**
@@ -18,8 +18,11 @@ describe('npm start: the banner names the port the gateway listens on', function
   });
 
   it('PORT=0: the banner says the port picked, not :0', async () => {
-    start = new Spawned('start', { REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: prefix, PORT: '0', WORKER_METRICS_PORT: '0', HOST: '127.0.0.1' });
+    // The test's own model repository, never the user's ./models (nor a first run's build of it).
+    start = new Spawned('start', { REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: prefix, PORT: '0', WORKER_METRICS_PORT: '0', HOST: '127.0.0.1', MODEL_REPOSITORY: SHIPPED_MODELS });
     await start.waitForLog('Gateway on http://', 60_000);
+    // The gateway's own line is relayed through npm start's output: it may come just after the banner.
+    await start.waitForLog('gateway listening', 30_000, { name: 'gateway' });
     const listening = start.logged('gateway listening', 'gateway')[0]!;
     const banner = start.logged('Gateway on http://')[0]!.msg!;
     start.signalGroup('SIGINT');
