@@ -1,9 +1,9 @@
 import { expect } from 'chai';
-import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { interactiveKeys, interactiveQueue, jobKeys, type Job } from '@infer/contract';
 import { EnvelopeQueue } from '@infer/job-store';
 import { pollJob } from './helpers/jobs.js';
+import { startStalledCheck } from './helpers/stalled-check.js';
 import { startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 import { elapse, waitUntil } from './helpers/wait.js';
 
@@ -73,13 +73,10 @@ describe('a lost inputs key does not hide why a job ends', function () {
     // Workers that take the envelope and die in its run (their 300 ms locks lapse), three times; BullMQ's
     // stalled check (run here as every worker runs it, maxStalledCount 2) puts it back each time, the third
     // time marked `defa`. After the first, a worker runs its jobs alone and notes each run (MARK_RUNNING).
-    const checkerConnection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-    const checker = new Worker(ref.name, null, { connection: checkerConnection, prefix: ref.prefix, autorun: false, lockDuration: 300, stalledInterval: 100, maxStalledCount: 2 });
-    checker.on('error', () => undefined);
+    const dying = new EnvelopeQueue(redis, { prefix: p.prefix, model: 'ocr-cls', version: '1', resultTtlMs: 60_000 });
+    const [envelope] = await redis.lrange(k.wait, 0, -1);
+    const checker = startStalledCheck(TEST_REDIS_URL, ref);
     try {
-      const dying = new EnvelopeQueue(redis, { prefix: p.prefix, model: 'ocr-cls', version: '1', resultTtlMs: 60_000 });
-      const [envelope] = await redis.lrange(k.wait, 0, -1);
-      void checker.startStalledCheckTimer();
       for (let stall = 1; stall <= 3; stall++) {
         const taken = await dying.fetch(`dead-worker-${stall}`, 300, 64, 64);
         expect(taken === 'paused' ? 0 : taken.envelopes.length).to.equal(1);
@@ -89,8 +86,7 @@ describe('a lost inputs key does not hide why a job ends', function () {
       }
       expect(await redis.hget(k.base + envelope!, 'defa'), 'marked as a deferred failure').to.be.a('string');
     } finally {
-      await checker.close(true);
-      checkerConnection.disconnect();
+      await checker.close();
     }
     await loseInputs(p);
     await p.startWorker();

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
-import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { interactiveKeys, interactiveQueue } from '@infer/contract';
 import { EnvelopeQueue } from '@infer/job-store';
 import { postJob } from './helpers/jobs.js';
+import { startStalledCheck, type StalledCheck } from './helpers/stalled-check.js';
 import { int32DivModel } from './helpers/int-graphs.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { startPlatform, type TestPlatform } from './helpers/platform.js';
@@ -23,8 +23,7 @@ describe('own stalls: a neighbour of an envelope that runs alone', function () {
   let repo: TempModelRepo | undefined;
   let p: TestPlatform | undefined;
   let redis: Redis | undefined;
-  let checkerConnection: Redis | undefined;
-  let checker: Worker | undefined;
+  let checker: StalledCheck | undefined;
   const workers = new WorkerProcesses({ WORKER_LOCK_MS: '1000' });
 
   before(async () => {
@@ -34,8 +33,7 @@ describe('own stalls: a neighbour of an envelope that runs alone', function () {
   });
   after(async () => {
     await workers.stop();
-    if (checker) await checker.close(true);
-    checkerConnection?.disconnect();
+    await checker?.close();
     redis?.disconnect();
     await p?.close();
     repo?.remove();
@@ -67,12 +65,9 @@ describe('own stalls: a neighbour of an envelope that runs alone', function () {
 
     // BullMQ's stalled check puts both back.
     const ref = interactiveQueue(p!.prefix, 'idiv', '1');
-    checkerConnection = new Redis(p!.config.redisUrl, { maxRetriesPerRequest: null });
-    checker = new Worker(ref.name, null, { connection: checkerConnection, prefix: ref.prefix, autorun: false, lockDuration: 300, stalledInterval: 100, maxStalledCount: 2 });
-    checker.on('error', () => undefined);
-    void checker.startStalledCheckTimer();
+    checker = startStalledCheck(p!.config.redisUrl, ref);
     await waitUntil(async () => ((await redis!.llen(k.wait)) === 2 ? true : null), 15_000, 'both put back by the stalled check');
-    await checker.close(true);
+    await checker.close();
     checker = undefined;
 
     // The next take (as a worker's): B should come back as new, with no stall of its own.

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
-import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { interactiveKeys, interactiveQueue, isEnded, type Job } from '@infer/contract';
 import { EnvelopeQueue, type FetchOutcome, type TakenEnvelope } from '@infer/job-store';
 import { getJob, pollJob, postJob } from './helpers/jobs.js';
+import { startStalledCheck, type StalledCheck } from './helpers/stalled-check.js';
 import { int32DivModel } from './helpers/int-graphs.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
@@ -31,8 +31,7 @@ describe('interactive envelopes: the stalls an envelope owns', function () {
     const k = interactiveKeys(prefix, 'm', '1');
     const ref = interactiveQueue(prefix, 'm', '1');
     let redis: Redis;
-    let checkerConnection: Redis;
-    let checker: Worker;
+    let checker: StalledCheck;
     let queue: EnvelopeQueue;
     let seq = 0;
 
@@ -40,14 +39,10 @@ describe('interactive envelopes: the stalls an envelope owns', function () {
       redis = new Redis(TEST_REDIS_URL);
       queue = new EnvelopeQueue(redis, { prefix, model: 'm', version: '1', resultTtlMs: 60_000 });
       // BullMQ's stalled check, as every worker runs it (maxStalledCount 2): it puts back envelopes whose lock lapsed.
-      checkerConnection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-      checker = new Worker(ref.name, null, { connection: checkerConnection, prefix: ref.prefix, autorun: false, lockDuration: 300, stalledInterval: 100, maxStalledCount: 2 });
-      checker.on('error', () => undefined);
-      void checker.startStalledCheckTimer();
+      checker = startStalledCheck(TEST_REDIS_URL, ref);
     });
     after(async () => {
-      await checker.close(true);
-      checkerConnection.disconnect();
+      await checker.close();
       await deletePrefix(TEST_REDIS_URL, prefix);
       redis.disconnect();
     });
