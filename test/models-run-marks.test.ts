@@ -30,7 +30,7 @@ describe('models: run marks and runs under way', function () {
       },
     };
     holdRunMark(mark);
-    await runModel(model, feeds(), { mark, before: async () => void order.push('own run'), after: async () => undefined });
+    await runModel(model, feeds(), { marks: [mark], before: async () => void order.push('own run'), after: async () => undefined });
     expect(order).to.deep.equal(['own run']);
     await runModel(model, feeds(), { before: async () => void order.push("another's run"), after: async () => undefined });
     expect(order).to.deep.equal(['own run', 'cleared', "another's run"]);

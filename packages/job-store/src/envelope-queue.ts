@@ -454,22 +454,21 @@ export class EnvelopeQueue {
    * taken back meanwhile).
    */
   async markRunning(envelopeId: string, token: string, jobId: string | null, take: number): Promise<boolean> {
-    const jobKey = this.keys.base + envelopeId;
-    return (await this.redis.eval(MARK_RUNNING, 2, jobKey, `${jobKey}:lock`, token, jobId ?? '', take)) === 1;
+    return noteRunning(this.redis, this.keys.base + envelopeId, token, jobId ?? '', take);
   }
 
   /**
    * Note on envelopes, each while its take still holds it, that a run of
-   * them begins in that take (MARK_ENVELOPE_RUNS): sent, and answered,
-   * just before the run. How many were noted.
+   * them begins in that take (MARK_ENVELOPE_RUNS), or with `take` null
+   * clear that note: another's run starts first. How many were written.
    */
-  async markRunsBegun(envelopes: ReadonlyArray<{ id: string; token: string; take: number }>): Promise<number> {
+  async markRunsBegun(envelopes: ReadonlyArray<{ id: string; token: string; take: number | null }>): Promise<number> {
     const keys: string[] = [];
     const args: Arg[] = [];
     for (const e of envelopes) {
       const jobKey = this.keys.base + e.id;
       keys.push(jobKey, `${jobKey}:lock`);
-      args.push(e.token, e.take);
+      args.push(e.token, e.take ?? '');
     }
     return this.redis.inferMarkEnvelopeRuns(keys.length, ...keys, ...args);
   }
@@ -552,10 +551,12 @@ function enqueuedAt(fields: ReadonlyMap<string, Buffer>): number {
 /**
  * Note on a BullMQ job (an envelope, a bulk chunk) held under `token` what runs now on its own ("" once
  * it has run): MARK_RUNNING. Sent by EVAL, not as a defined command: it runs only after a stall, and a
- * bulk worker's connection, which BullMQ's pipelines share, is kept without the job scripts. True when noted.
+ * bulk worker's connection, which BullMQ's pipelines share, is kept without the job scripts. `take`, for
+ * an envelope: the take's number, noted with it (`rt`: its run began in that take). True when noted.
  */
-export async function noteRunning(redis: Redis, jobKey: string, token: string, value: string): Promise<boolean> {
-  return (await redis.eval(MARK_RUNNING, 2, jobKey, `${jobKey}:lock`, token, value)) === 1;
+export async function noteRunning(redis: Redis, jobKey: string, token: string, value: string, take?: number): Promise<boolean> {
+  const args = take === undefined ? [token, value] : [token, value, take];
+  return (await redis.eval(MARK_RUNNING, 2, jobKey, `${jobKey}:lock`, ...args)) === 1;
 }
 
 /**

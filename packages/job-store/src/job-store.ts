@@ -34,6 +34,11 @@ export function hasCompletedHook(job: EnvelopeJob): boolean {
   return job.webhook !== undefined && (job.webhook_events_filter ?? ['completed']).includes('completed');
 }
 
+/** Whether a job has a webhook that wants `job.started` (asked for by name: the default filter does not). */
+export function hasStartedHook(job: EnvelopeJob): boolean {
+  return job.webhook !== undefined && job.webhook_events_filter?.includes('start') === true;
+}
+
 /** docs/api.md: the same Idempotency-Key from the same tenant within 24 h returns the first job. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 

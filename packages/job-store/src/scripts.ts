@@ -498,15 +498,17 @@ return 1
 
 /**
  * KEYS: per envelope, its hash and its lock; ARGV: per envelope, the lock token of its take and the
- * take's number. Notes on each envelope its take still holds that a run of it begins in that take
- * (`rt`, see FETCH), just before the run: one taken while another of the worker's runs was under way,
- * or waiting for one, whose take could not note it. Allowed on a full Redis (a few bytes), as
- * MARK_RUNNING is. Returns how many it noted.
+ * take's number, or "" to clear. Notes on each envelope its take still holds that a run of it begins in
+ * that take (`rt`, see FETCH), just before the run: one taken while another of the worker's runs was
+ * under way, or waiting for one, whose take could not note it. Cleared before another's run in the
+ * worker's process starts, while the envelope waits for its own (RunMark in packages/models): a take
+ * may have noted it early. Allowed on a full Redis (a few bytes), as MARK_RUNNING is. Returns how many
+ * it wrote.
  */
 export const MARK_ENVELOPE_RUNS = `${ALLOW_OOM}local noted = 0
 for i = 1, #KEYS, 2 do
   if redis.call('GET', KEYS[i + 1]) == ARGV[i] then
-    redis.call('HSET', KEYS[i], 'rt', ARGV[i + 1])
+    if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[i], 'rt') else redis.call('HSET', KEYS[i], 'rt', ARGV[i + 1]) end
     noted = noted + 1
   end
 end

@@ -35,13 +35,14 @@ export class UnbatchedOutputError extends Error {
 export interface RunWatch {
   before(): Promise<void>;
   after(): Promise<void>;
-  /** The mark of the work this run is of (see RunMark): not cleared for it. */
-  mark?: RunMark;
+  /** The marks of the work this run is of (see RunMark): not cleared for it. */
+  marks?: readonly RunMark[];
 }
 
 /**
  * A note in Redis that some work's run is under way, held across several
- * runs of it (a bulk chunk's, slice after slice): should the process die
+ * runs of it (a bulk chunk's, slice after slice) or ahead of its run (an
+ * envelope's, noted by the take that brought it): should the process die
  * while it is set, the work's next take counts the stall as its own. So it
  * must not be set while another's run goes on: every mark held is cleared
  * before any run but its own work's starts (runModel), and its work sets it
@@ -106,7 +107,7 @@ export async function runModel(model: ModelVersion, feeds: Record<string, Decode
     await before;
     if (heldMarks.size > 0) {
       // Another's marks, cleared (and known cleared) before this run: should it kill the process, their work was only beside it.
-      const others = [...heldMarks].filter((m) => m !== watch?.mark);
+      const others = [...heldMarks].filter((m) => !watch?.marks?.includes(m));
       for (const m of others) heldMarks.delete(m);
       if (others.length > 0) await Promise.all(others.map((m) => m.clear()));
     }

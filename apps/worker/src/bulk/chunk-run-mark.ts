@@ -46,7 +46,7 @@ export class ChunkRunMark implements RunMark {
   /** For each of the chunk's runs: the note set again before it when another's run cleared it. */
   watch(inner?: RunWatch): RunWatch {
     return {
-      mark: this,
+      marks: [this],
       before: async () => {
         if (!this.set) {
           this.set = true;

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { DEADLINE_EXCEEDED, JOB_CATALOG, type EnvelopeJob, type JobError, platformNow } from '@infer/contract';
 import { MicroBatcher } from '@infer/batcher';
-import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasCompletedHook, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
+import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasCompletedHook, hasStartedHook, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { runsUnderWay, type ModelVersion, type RunWatch } from '@infer/models';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,6 +13,7 @@ import type { VersionMetrics, WorkerMetrics } from '../metrics.js';
 import { canceledIds, MalformedEnvelopeError, readEnvelope, type HeldEnvelope } from './envelope.js';
 import type { JobWebhookEmitter } from './job-webhooks.js';
 import { runMicrobatch } from './microbatch.js';
+import { EnvelopeRunNotes } from './envelope-run-notes.js';
 import { crashedOnInput } from '../poison-isolation.js';
 import { spanTime, type Tracing } from '@infer/tracing';
 import { traceMicrobatch, type TracedJob } from './batch-tracing.js';
@@ -120,6 +121,8 @@ export class InteractiveWorker {
   private batchRunsOwed = 0;
   /** Envelopes running their jobs alone (runAlone) that have not all run. */
   private aloneOwed = 0;
+  /** The envelopes' notes that their runs began (see `source`). */
+  private readonly runNotes: EnvelopeRunNotes;
   private readonly jobs: JobStore;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private outboxDrain: Promise<void> | undefined;
@@ -135,6 +138,7 @@ export class InteractiveWorker {
     this.longRuns = new LongRunWarning(options.maxRunMs ?? DEFAULT_MAX_RUN_MS, this.log);
     this.queue = new EnvelopeQueue(options.storeConnection, { prefix: options.prefix, model: model.name, version: model.version, resultTtlMs: options.resultTtlMs });
     this.jobs = new JobStore(options.storeConnection, { prefix: options.prefix, resultTtlMs: options.resultTtlMs });
+    this.runNotes = new EnvelopeRunNotes(this.queue, this.log);
     this.batcher = new MicroBatcher<Slice, void>({
       maxBatchSize: this.batchSize,
       maxWaitMs: model.maxDelayMs,
@@ -254,16 +258,19 @@ export class InteractiveWorker {
    * - A blocking take (an idle worker's, or one whose last take emptied the
    *   queue) notes what it brings when nothing but this worker's own batches
    *   is to run first (`runsNext`): at one job at a time, no command more a
-   *   job.
+   *   job. Should another's run start before theirs all the same (this
+   *   worker's batch before them, a bulk slice), it clears their notes first
+   *   (EnvelopeRunNotes).
    * - Envelopes of any other take (a take while batches come one after
    *   another) are noted in the batch's own call, written just before its
-   *   run (runsBegunWatch).
+   *   run (EnvelopeRunNotes.watch).
    * Left: Redis serves a blocking take whenever work comes, maybe while a
    * run is under way (this worker's batch, or other work's that started
-   * after the take was sent): should that run kill the worker, the take's
-   * envelopes count the stall as theirs, as every envelope held did before.
-   * They then run their jobs one at a time once, and a poison input taken
-   * again runs alone, so its later crashes are not theirs.
+   * after the take was sent): should that run kill the worker before the
+   * take's reply is read, the take's envelopes count the stall as theirs, as
+   * every envelope held did before. They then run their jobs one at a time
+   * once, and a poison input taken again runs alone, so its later crashes
+   * are not theirs.
    */
   private source(): ConsumerSource<Taken> {
     const blockSeconds = this.options.blockSeconds ?? 5;
@@ -348,6 +355,7 @@ export class InteractiveWorker {
       this.failMalformed(taken, token, err.message);
       return;
     }
+    this.runNotes.taken(held);
     this.expire(held);
     this.failMisfits(held);
     // Tracked: a worker that closes waits for them (they are tried again for a second or so while Redis errs).
@@ -356,7 +364,7 @@ export class InteractiveWorker {
     if (webhooks && !taken.fields.has('ws')) {
       const jobs = held.data.jobs.filter((_, i) => held.inputs[i]).map((job) => ({ model: model.name, version: model.version, job }));
       // Until they are known made, a job that ends has FINISH put its job.started on the outbox too.
-      const owed = held.data.jobs.flatMap((job, i) => (held.inputs[i] && wantsStarted(job) ? [i] : []));
+      const owed = held.data.jobs.flatMap((job, i) => (held.inputs[i] && hasStartedHook(job) ? [i] : []));
       if (owed.length > 0) held.startedOwed = new Set(owed);
       this.track(
         webhooks.started(jobs, takenAt).then(async (made) => {
@@ -449,7 +457,7 @@ export class InteractiveWorker {
     if (!watch) this.batchRunsOwed++;
     let ran: Awaited<ReturnType<typeof runMicrobatch>>;
     try {
-      ran = await runMicrobatch(model, instances, watch ?? this.runsBegunWatch(slices));
+      ran = await runMicrobatch(model, instances, watch ?? this.runNotes.watch([...new Set(slices.map((s) => s.envelope))]));
     } finally {
       if (!watch) this.batchRunsOwed--;
     }
@@ -484,42 +492,6 @@ export class InteractiveWorker {
     if (tracing) traceMicrobatch(tracing, model, traced!, runs, tracedFrom, tracedTo);
     await this.finish([...done]);
     return slices.map(() => undefined);
-  }
-
-  /**
-   * For a batch holding envelopes whose takes could not note their runs as
-   * begun (see `source`): note them just before its first run (runModel's
-   * RunWatch: no other run of this process starts meanwhile). The note is
-   * written to Redis's socket then, not waited for: a process that dies in
-   * the run has the kernel send what it wrote, and the runs under load do
-   * not each wait a round trip. Nothing for a batch whose takes did.
-   */
-  private runsBegunWatch(slices: Slice[]): RunWatch | undefined {
-    let unnoted: HeldEnvelope[] | undefined;
-    for (const { envelope } of slices) if (!envelope.runBegan) (unnoted ??= []).includes(envelope) || unnoted.push(envelope);
-    if (!unnoted) return undefined;
-    const envelopes = unnoted;
-    return {
-      before: async () => {
-        const now = envelopes.filter((e) => !e.runBegan);
-        if (now.length === 0) return;
-        for (const e of now) e.runBegan = true;
-        this.markRunsBegun(now);
-      },
-      after: async () => undefined,
-    };
-  }
-
-  /**
-   * MARK_ENVELOPE_RUNS, written at once (the connection sends it outside its
-   * auto-pipeline). One that fails is logged: the batch runs anyway (its
-   * jobs are not held back for a note), and should the run then kill the
-   * worker, the envelopes' next take does not count that stall as theirs.
-   */
-  private markRunsBegun(envelopes: HeldEnvelope[]): void {
-    this.queue.markRunsBegun(envelopes.map((e) => ({ id: e.id, token: e.token, take: e.take }))).catch((err: unknown) => {
-      this.log.warn({ err: (err as Error).message, envelopes: envelopes.length }, "could not note that a batch's run began");
-    });
   }
 
   /**
@@ -603,6 +575,7 @@ export class InteractiveWorker {
    */
   private async finish(envelopes: HeldEnvelope[]): Promise<void> {
     if (envelopes.length === 0) return;
+    for (const e of envelopes) this.runNotes.ended(e);
     const finishing: FinishingEnvelope[] = envelopes.map((e) => ({
       id: e.id,
       gateway: e.data.gateway,
@@ -677,11 +650,6 @@ export class InteractiveWorker {
 }
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
-
-/** Whether a job asked for its job.started event. */
-function wantsStarted(job: EnvelopeJob): boolean {
-  return job.webhook !== undefined && job.webhook_events_filter?.includes('start') === true;
-}
 
 /** The error of the jobs of an envelope stalled more than maxStalledCount times (BullMQ's `defa`: why it was deferred). */
 function workerLost(deferred: string): JobError {

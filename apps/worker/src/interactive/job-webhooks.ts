@@ -1,5 +1,5 @@
 import type { EnvelopeJob, Job } from '@infer/contract';
-import { renderPendingJob } from '@infer/job-store';
+import { hasStartedHook, renderPendingJob } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { eventIdFor, type NewWebhookEvent, type WebhookEvents } from '@infer/webhooks';
 
@@ -35,7 +35,7 @@ export class JobWebhookEmitter {
    * made and queued. Never rejects.
    */
   async started(jobs: readonly WebhookJob[], startedAt: number): Promise<boolean> {
-    const wanted = jobs.filter((j) => j.job.webhook && j.job.webhook_events_filter?.includes('start'));
+    const wanted = jobs.filter((j) => hasStartedHook(j.job));
     if (wanted.length === 0) return false;
     try {
       // Rendering can throw on a corrupt envelope: inside the try too.
