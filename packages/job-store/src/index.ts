@@ -5,3 +5,4 @@ export * from './envelope-queue.js';
 export * from './completed-events-outbox.js';
 export * from './version-work.js';
 export { FINISH_COMMAND, MARK_RUNS_COMMAND } from './redis-scripts.js';
+export { MESSAGE_RECORD_BYTES } from './scripts.js';

@@ -68,14 +68,19 @@ export class JobWaiters {
     }
   }
 
-  private wake(id: string, record: Buffer): void {
+  /** Wake the waiters of `id` with its record, or with none for them to read it. */
+  private wake(id: string, record: Buffer | undefined): void {
     const set = this.waiters.get(id);
     if (!set) return;
     this.waiters.delete(id);
     for (const wake of set) wake(record);
   }
 
-  /** A message is frames of "<job id> <record length>\n<record>". */
+  /**
+   * A message is frames of "<job id> <record length>\n<record>". A length of
+   * 0 names a job that ended without its record (past what one message
+   * carries: MESSAGE_RECORD_BYTES): its waiters read it.
+   */
   private deliver(message: Buffer): void {
     let at = 0;
     while (at < message.length) {
@@ -86,7 +91,7 @@ export class JobWaiters {
       const length = Number(message.toString('latin1', space + 1, newline));
       const record = message.subarray(newline + 1, newline + 1 + length);
       at = newline + 1 + length;
-      this.wake(id, record);
+      this.wake(id, length > 0 ? record : undefined);
     }
   }
 

@@ -313,6 +313,14 @@ return out
 `;
 
 /**
+ * The most record bytes one FINISH message to a gateway carries (4 MiB): what is past it (a large
+ * output, a batch of them) the gateway reads from the records, so that no message nears Redis's
+ * pubsub output-buffer limit, which would disconnect the gateway's subscriber and drop the messages
+ * its other requests wait for.
+ */
+export const MESSAGE_RECORD_BYTES = 4 * 1024 * 1024;
+
+/**
  * KEYS[1] active, KEYS[2] wait, KEYS[3] job index.
  * ARGV[1] key base, ARGV[2] record key prefix ("<tagged prefix>:job:"), ARGV[3] result TTL ms,
  * then per envelope: its id, the submitting gateway's channel, the job count k, and
@@ -324,7 +332,8 @@ return out
  * this output is discarded; a job its envelope lists as canceled (`x`) is skipped
  * too, so its canceled record having expired meanwhile, a run that outlasted
  * RESULT_TTL, does not let the output in), removes the envelopes, and sends each ended record,
- * once, to every gateway waiting on it: one message per gateway for the whole call.
+ * once, to every gateway waiting on it: one message per gateway for the whole call, holding at most
+ * MESSAGE_RECORD_BYTES of records (the jobs past that are named without their records).
  * An envelope the stalled check had put back in wait is taken out of it too: its
  * jobs have ended. Returns per job 1 when this call ended it (or the same call before it, whose
  * reply was lost: the record there is byte for byte this one), else 0.
@@ -332,10 +341,15 @@ return out
 export const FINISH = `${ALLOW_OOM}${IN_SLICES}${WATCHERS}
 local base, recordPrefix, ttl = ARGV[1], ARGV[2], ARGV[3]
 local ended, messages = {}, {}
-local function send(channel, part)
+local function send(channel, id, record)
   local m = messages[channel]
-  if not m then m = {}; messages[channel] = m end
-  m[#m + 1] = part
+  if not m then m = { bytes = 0 }; messages[channel] = m end
+  -- Redis disconnects a subscriber with more unread than its pubsub output-buffer limit (32 MB by default,
+  -- and 8 MB for a minute): past MESSAGE_RECORD_BYTES of records, a frame names the job alone and that
+  -- gateway reads its record (JobWaiters).
+  if m.bytes + #record > ${MESSAGE_RECORD_BYTES} then record = '' end
+  m.bytes = m.bytes + #record
+  m[#m + 1] = frame(id, record)
 end
 local i = 4
 while i <= #ARGV do
@@ -359,10 +373,9 @@ while i <= #ARGV do
       ok = 1
       if string.find(hook, 's', 1, true) then redis.call('LPUSH', base .. 'outbox', 's:' .. id) end
       if string.find(hook, '1', 1, true) then redis.call('LPUSH', base .. 'outbox', id) end
-      local part = frame(id, record)
       local chans = watchers[id] or {}
       if waits == '1' and submitter ~= '' then chans[submitter] = true end
-      for channel in pairs(chans) do send(channel, part) end
+      for channel in pairs(chans) do send(channel, id, record) end
     elseif record ~= '' and not canceled[id] and redis.call('GET', recordPrefix .. id) == record then
       -- This very FINISH ran before, its reply lost with its connection (ioredis sent it again): the
       -- record is this run's, so the job ended here; what went with it (outbox, messages) went then.
