@@ -9,12 +9,11 @@
  *   npx tsx bench/tools/redis-trace.ts [clients=64] [seconds=2]
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import path from 'node:path';
 import { Redis } from 'ioredis';
 import { closedLoop } from '../lib/http-load.js';
-import { BENCH_KEY, ROOT, startBenchPlatform, startRedis } from '../lib/platform.js';
+import * as storeScripts from '../../packages/job-store/src/scripts.js';
+import { BENCH_KEY, startBenchPlatform, startRedis } from '../lib/platform.js';
 
 const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
 
@@ -22,10 +21,8 @@ function scriptNames(): Map<string, string> {
   const names = new Map<string, string>();
   const bull = createRequire(import.meta.url)('bullmq/dist/cjs/scripts/index.js') as Record<string, { name: string; content: string }>;
   for (const s of Object.values(bull)) names.set(sha1(s.content), `bullmq ${s.name}`);
-  const store = readFileSync(path.join(ROOT, 'packages', 'job-store', 'src', 'scripts.ts'), 'utf8');
-  // Source text of template literals: unescape it to get the string ioredis hashed.
-  const unescape = (src: string) => src.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c === 't' ? '\t' : c));
-  for (const m of store.matchAll(/export const (\w+) = `([^`]*)`/g)) names.set(sha1(unescape(m[2]!)), `job-store ${m[1]}`);
+  // The job store's scripts as loaded (their texts interpolate shared pieces, so not their source text).
+  for (const [name, value] of Object.entries(storeScripts)) if (typeof value === 'string') names.set(sha1(value), `job-store ${name}`);
   return names;
 }
 
