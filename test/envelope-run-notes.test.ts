@@ -5,10 +5,21 @@ import { EnvelopeQueue, type FetchOutcome, type TakenEnvelope } from '@infer/job
 import { silentLogger } from '@infer/logger';
 import { ModelRepository, runModel } from '@infer/models';
 import { EnvelopeRunNotes, type NotedEnvelope } from '../apps/worker/src/interactive/envelope-run-notes.js';
+import { runMicrobatch } from '../apps/worker/src/interactive/microbatch.js';
 import { SHIPPED_MODELS, TEST_REDIS_URL } from './helpers/platform.js';
 import { deletePrefix, uniquePrefix } from './helpers/redis-keys.js';
 import { startStalledCheck, type StalledCheck } from './helpers/stalled-check.js';
 import { waitUntil } from './helpers/wait.js';
+
+/** The queue, counting its MARK_ENVELOPE_RUNS calls (one command each). */
+class CountingQueue extends EnvelopeQueue {
+  /** Each call: per envelope, "note <id>" or "clear <id>". */
+  readonly calls: string[][] = [];
+  override markRunsBegun(envelopes: Parameters<EnvelopeQueue['markRunsBegun']>[0]): Promise<number> {
+    this.calls.push(envelopes.map((e) => `${e.take === null ? 'clear' : 'note'} ${e.id}`));
+    return super.markRunsBegun(envelopes);
+  }
+}
 
 /**
  * A blocking take notes the envelopes it brings as begun (`rt`) when they
@@ -19,15 +30,6 @@ import { waitUntil } from './helpers/wait.js';
  * crash in another's run is not theirs, and their jobs do not run one at a
  * time for it. Real Redis, real takes, real runs of mlp.
  */
-/** The queue, counting its MARK_ENVELOPE_RUNS calls (one command each). */
-class CountingQueue extends EnvelopeQueue {
-  marks = 0;
-  override markRunsBegun(envelopes: Parameters<EnvelopeQueue['markRunsBegun']>[0]): Promise<number> {
-    this.marks++;
-    return super.markRunsBegun(envelopes);
-  }
-}
-
 describe('interactive envelopes: run notes held while they wait (EnvelopeRunNotes)', function () {
   this.timeout(60_000);
   const prefix = uniquePrefix('run-notes');
@@ -55,17 +57,18 @@ describe('interactive envelopes: run notes held while they wait (EnvelopeRunNote
   const feeds = () => ({ features: { datatype: 'FP32' as const, shape: [1, 64], data: new Float32Array(64) } });
   const rtOf = (e: NotedEnvelope) => redis.hget(k.base + e.id, 'rt');
 
-  /** Queue a one-job envelope as ENQUEUE leaves one, and take it as an idle worker's take does (its envelopes run next). */
-  async function takeNoted(token: string, lockMs = 60_000): Promise<TakenEnvelope & NotedEnvelope> {
+  /** Queue a one-job envelope as ENQUEUE leaves one, and take it (`runsNext`: as an idle worker's take, whose envelopes run next). */
+  async function take(token: string, runsNext: boolean, lockMs = 60_000): Promise<TakenEnvelope & NotedEnvelope> {
     const id = `e${++seq}`;
     await redis.hset(k.base + id, { name: 'envelope', data: '{}', timestamp: String(Date.now()), n: '1' });
     await redis.lpush(k.wait, id);
-    const outcome: FetchOutcome = await queue.fetch(token, lockMs, 64, 64, { runsNext: true });
+    const outcome: FetchOutcome = await queue.fetch(token, lockMs, 64, 64, { runsNext });
     expect(outcome).to.not.equal('paused');
     const [taken] = (outcome as Exclude<FetchOutcome, 'paused'>).envelopes;
-    expect([taken?.id, taken?.runBegan]).to.deep.equal([id, true]);
+    expect([taken?.id, taken?.runBegan]).to.deep.equal([id, runsNext]);
     return { ...taken!, token };
   }
+  const takeNoted = (token: string, lockMs?: number) => take(token, true, lockMs);
 
   it("another's run clears the note before it starts; the envelope's own run notes it again just before it", async () => {
     const model = repo.resolve('mlp', '2');
@@ -91,6 +94,7 @@ describe('interactive envelopes: run notes held while they wait (EnvelopeRunNote
     });
     expect(seenByOwn, 'as its own run starts').to.equal(String(held.take));
     expect(held.runBegan).to.equal(true);
+    notes.ended(held);
   });
 
   it("a run of its own batch leaves the note; once it ended, another's run writes nothing for it", async () => {
@@ -108,10 +112,26 @@ describe('interactive envelopes: run notes held while they wait (EnvelopeRunNote
     const model = repo.resolve('mlp', '2');
     const waiting = [await takeNoted('worker-c'), await takeNoted('worker-c'), await takeNoted('worker-c')];
     for (const e of waiting) notes.taken(e);
-    const before = queue.marks;
+    const before = queue.calls.length;
     await runModel(model, feeds());
     expect(await Promise.all(waiting.map(rtOf))).to.deep.equal([null, null, null]);
-    expect(queue.marks - before, 'MARK_ENVELOPE_RUNS calls').to.equal(1);
+    expect(queue.calls.slice(before), 'MARK_ENVELOPE_RUNS calls').to.deep.equal([waiting.map((e) => `clear ${e.id}`)]);
+    for (const e of waiting) notes.ended(e);
+  });
+
+  it("under load (a batch waiting for the one running), the second run writes nothing for the first's envelopes: they have run", async () => {
+    const model = repo.resolve('mlp', '2');
+    // Taken while batches come one after another: not noted by their takes, each noted just before its batch's run.
+    const [a, b] = [await take('worker-d', false), await take('worker-d', false)];
+    notes.taken(a);
+    notes.taken(b);
+    const before = queue.calls.length;
+    const instance = () => [{ datatype: 'FP32' as const, shape: [64], bytes: new Uint8Array(256) }];
+    // As the batcher runs them (two in flight): b's run waits for a's; each envelope ends (FINISH) only after its run.
+    const runA = runMicrobatch(model, [instance()], notes.watch([a])).then(() => notes.ended(a));
+    const runB = runMicrobatch(model, [instance()], notes.watch([b])).then(() => notes.ended(b));
+    await Promise.all([runA, runB]);
+    expect(queue.calls.slice(before)).to.deep.equal([[`note ${a.id}`], [`note ${b.id}`]]);
   });
 
   it("so a worker that dies in another's run leaves no stall of its own on the envelope it held: taken again, it runs in a batch", async () => {
@@ -127,4 +147,22 @@ describe('interactive envelopes: run notes held while they wait (EnvelopeRunNote
     expect({ id: taken?.id, own: taken?.ownStalls, defa: taken?.fields.has('defa') }).to.deep.equal({ id: held.id, own: 0, defa: false });
   });
 
+
+  it('with Redis away, a run does not wait for it to clear a held note: it goes ahead within a second or so', async () => {
+    // As the worker's store connection: maxRetriesPerRequest null, so commands wait offline until Redis is back.
+    const away = new Redis('redis://127.0.0.1:1', { maxRetriesPerRequest: null, retryStrategy: () => 200, lazyConnect: true });
+    away.on('error', () => undefined);
+    void away.connect().catch(() => undefined);
+    try {
+      const offline = new EnvelopeRunNotes(new EnvelopeQueue(away, { prefix, model: 'm', version: '1', resultTtlMs: 1000 }), silentLogger);
+      const held: NotedEnvelope = { id: 'away-1', token: 't', take: 1, runBegan: true };
+      offline.taken(held);
+      const ran = runModel(repo.resolve('mlp', '2'), feeds()).then(() => 'ran');
+      const outcome = await Promise.race([ran, new Promise((r) => setTimeout(() => r('still waiting for Redis'), 5_000))]);
+      expect(outcome).to.equal('ran');
+      offline.ended(held);
+    } finally {
+      away.disconnect();
+    }
+  });
 });

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { holdRunMark, ModelRepository, runModel, runsUnderWay, type RunMark } from '@infer/models';
+import { dropRunMark, holdRunMark, ModelRepository, runModel, runsUnderWay, type RunMark } from '@infer/models';
 import { SHIPPED_MODELS } from './helpers/platform.js';
 
 /**
@@ -36,6 +36,42 @@ describe('models: run marks and runs under way', function () {
     expect(order).to.deep.equal(['own run', 'cleared', "another's run"]);
     await runModel(model, feeds());
     expect(order, 'cleared once').to.have.length(3);
+  });
+
+  it('a mark held while a run waits for the clears before it (a take read then) is cleared before that run starts too', async () => {
+    const model = repo.resolve('mlp', '2');
+    const cleared: string[] = [];
+    const first: RunMark = { clear: () => new Promise((r) => setTimeout(() => r(void cleared.push('first')), 20)) };
+    const late: RunMark = { clear: async () => void cleared.push('late') };
+    holdRunMark(first);
+    // Held 5 ms in, while the run below waits for `first` to be cleared.
+    const lateHold = setTimeout(() => holdRunMark(late), 5);
+    let seen: string[] = [];
+    try {
+      await runModel(model, feeds(), { before: async () => void (seen = [...cleared]), after: async () => undefined });
+    } finally {
+      clearTimeout(lateHold);
+      dropRunMark(late);
+    }
+    expect(seen, 'cleared before the run').to.deep.equal(['first', 'late']);
+  });
+
+  it("a mark held while the run's own watch is being told is cleared before the run starts", async () => {
+    const model = repo.resolve('mlp', '2');
+    const cleared: string[] = [];
+    const late: RunMark = { clear: async () => void cleared.push('late') };
+    let atRun: string[] = [];
+    try {
+      await runModel(model, feeds(), {
+        // A watch that waits on Redis (a chunk's note set again); a take's reply is read meanwhile.
+        before: () => new Promise((r) => setTimeout(() => r(holdRunMark(late)), 5)),
+        // Told after the run, in its turn: what was cleared by then was cleared before it started.
+        after: async () => void (atRun = [...cleared]),
+      });
+    } finally {
+      dropRunMark(late);
+    }
+    expect(atRun).to.deep.equal(['late']);
   });
 
   it('counts the runs asked for and not ended, waiting ones included', async () => {

@@ -46,7 +46,8 @@ export interface RunWatch {
  * while it is set, the work's next take counts the stall as its own. So it
  * must not be set while another's run goes on: every mark held is cleared
  * before any run but its own work's starts (runModel), and its work sets it
- * again before its next run. Each handles its own errors.
+ * again before its next run (a clear Redis does not answer within
+ * CLEAR_WAIT_MS is not waited for further). Each handles its own errors.
  */
 export interface RunMark {
   clear(): Promise<void>;
@@ -63,6 +64,34 @@ export function holdRunMark(mark: RunMark): void {
 /** A mark's work is over (or cleared it itself): nothing to clear for it. */
 export function dropRunMark(mark: RunMark): void {
   heldMarks.delete(mark);
+}
+
+/**
+ * How long a run waits for others' marks to be cleared. Past it (Redis away:
+ * the clears wait in the connection's offline queue) the run goes ahead with
+ * them set, rather than every run in the process waiting for Redis: should it
+ * then kill the process, their work counts the stall as its own, as it did
+ * before marks were cleared at all.
+ */
+const CLEAR_WAIT_MS = 1000;
+
+function othersHeld(watch: RunWatch | undefined): boolean {
+  if (heldMarks.size === 0) return false;
+  for (const m of heldMarks) if (!watch?.marks?.includes(m)) return true;
+  return false;
+}
+
+/** Clear the marks held by other work than `watch`'s, until none is left (a few rounds at most), each round waiting at most CLEAR_WAIT_MS. */
+async function clearOthers(watch: RunWatch | undefined): Promise<void> {
+  for (let round = 0; round < 3 && othersHeld(watch); round++) {
+    const others = [...heldMarks].filter((m) => !watch?.marks?.includes(m));
+    for (const m of others) heldMarks.delete(m);
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), CLEAR_WAIT_MS)));
+    const outcome = await Promise.race([Promise.all(others.map((m) => m.clear())), waited]);
+    clearTimeout(timer);
+    if (outcome === 'late') return;
+  }
 }
 
 /** The end of the run most recently asked for, in this process (see runModel). */
@@ -105,13 +134,11 @@ export async function runModel(model: ModelVersion, feeds: Record<string, Decode
   let inferenceMs: number;
   try {
     await before;
-    if (heldMarks.size > 0) {
-      // Another's marks, cleared (and known cleared) before this run: should it kill the process, their work was only beside it.
-      const others = [...heldMarks].filter((m) => !watch?.marks?.includes(m));
-      for (const m of others) heldMarks.delete(m);
-      if (others.length > 0) await Promise.all(others.map((m) => m.clear()));
-    }
+    // Another's marks, cleared (and known cleared) before this run: should it kill the process, their work was only beside it.
+    if (othersHeld(watch)) await clearOthers(watch);
     await watch?.before();
+    // Again for marks held while those awaits went on (a take's reply read meanwhile).
+    if (othersHeld(watch)) await clearOthers(watch);
     const started = performance.now();
     try {
       results = await model.session.run(ortFeeds);

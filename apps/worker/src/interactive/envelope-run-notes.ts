@@ -19,11 +19,15 @@ export type NotedEnvelope = Pick<HeldEnvelope, 'id' | 'token' | 'take' | 'runBeg
  * - Before each batch's run (`watch`), the envelopes of it whose notes are
  *   not set are noted: written to Redis's socket then, not waited for (a
  *   process that dies in the run has the kernel send what it wrote, and the
- *   runs under load do not each wait a round trip).
+ *   runs under load do not each wait a round trip). Their marks are held
+ *   only while their batch's run goes on: once it has run, the next batch's
+ *   run does not wait a round trip to clear them (a crash in it between
+ *   their run and their FINISH still counts to them, as it did before).
  *
- * Clears asked for in one turn go as one command, waited for; notes and
- * clears travel by the same command, outside the connection's
- * auto-pipeline, so Redis reads them in the order they were asked for.
+ * Clears asked for in one turn go as one command, sent a microtask later and
+ * waited for by the run that asked; notes are sent in their run's turn. Both
+ * travel by the same command, outside the connection's auto-pipeline, so
+ * Redis reads a clear before any note sent after its run has started.
  */
 export class EnvelopeRunNotes {
   private readonly marks = new WeakMap<NotedEnvelope, RunMark>();
@@ -46,20 +50,20 @@ export class EnvelopeRunNotes {
     if (mark) dropRunMark(mark);
   }
 
-  /** For each run of a batch of these envelopes: theirs are not cleared, and those not noted are noted just before it. */
+  /** For each run of a batch of these envelopes: theirs are not cleared, those not noted are noted just before it, and their marks are let go after it. */
   watch(envelopes: readonly NotedEnvelope[]): RunWatch {
     return {
       marks: envelopes.map((e) => this.markOf(e)),
       before: async () => {
+        for (const e of envelopes) holdRunMark(this.markOf(e));
         const unnoted = envelopes.filter((e) => !e.runBegan);
         if (unnoted.length === 0) return;
-        for (const e of unnoted) {
-          e.runBegan = true;
-          holdRunMark(this.markOf(e));
-        }
+        for (const e of unnoted) e.runBegan = true;
         void this.write(unnoted, true);
       },
-      after: async () => undefined,
+      after: async () => {
+        for (const e of envelopes) dropRunMark(this.markOf(e));
+      },
     };
   }
 
