@@ -119,7 +119,7 @@ describe('interactive envelopes: run notes held while they wait (EnvelopeRunNote
     for (const e of waiting) notes.ended(e);
   });
 
-  it("under load (a batch waiting for the one running), the second run writes nothing for the first's envelopes: they have run", async () => {
+  it("under load (a batch waiting for the one running), the second run clears the first's notes before it starts: their run is over, their end not yet written", async () => {
     const model = repo.resolve('mlp', '2');
     // Taken while batches come one after another: not noted by their takes, each noted just before its batch's run.
     const [a, b] = [await take('worker-d', false), await take('worker-d', false)];
@@ -127,11 +127,20 @@ describe('interactive envelopes: run notes held while they wait (EnvelopeRunNote
     notes.taken(b);
     const before = queue.calls.length;
     const instance = () => [{ datatype: 'FP32' as const, shape: [64], bytes: new Uint8Array(256) }];
+    let aAtB: string | null | undefined;
+    const watchB = notes.watch([b]);
     // As the batcher runs them (two in flight): b's run waits for a's; each envelope ends (FINISH) only after its run.
     const runA = runMicrobatch(model, [instance()], notes.watch([a])).then(() => notes.ended(a));
-    const runB = runMicrobatch(model, [instance()], notes.watch([b])).then(() => notes.ended(b));
+    const runB = runMicrobatch(model, [instance()], {
+      ...watchB,
+      before: async () => {
+        await watchB.before();
+        aAtB = await rtOf(a);
+      },
+    }).then(() => notes.ended(b));
     await Promise.all([runA, runB]);
-    expect(queue.calls.slice(before)).to.deep.equal([[`note ${a.id}`], [`note ${b.id}`]]);
+    expect(queue.calls.slice(before)).to.deep.equal([[`note ${a.id}`], [`clear ${a.id}`], [`note ${b.id}`]]);
+    expect(aAtB, "a's note as b's run starts").to.equal(null);
   });
 
   it("so a worker that dies in another's run leaves no stall of its own on the envelope it held: taken again, it runs in a batch", async () => {

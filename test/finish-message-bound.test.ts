@@ -1,9 +1,11 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-import { EnvelopeQueue, JobWaiters, MESSAGE_RECORD_BYTES } from '@infer/job-store';
+import { EnvelopeQueue, JobWaiters, MESSAGE_RECORD_BYTES, READS_BY_NAME_SUFFIX } from '@infer/job-store';
+import type { Job } from '@infer/contract';
 import { encodeModel, initializer, node } from '../scripts/lib/onnx-builder.js';
 import { DT, tensorInfo } from './helpers/int-graphs.js';
 import { postJob } from './helpers/jobs.js';
+import { waitUntil } from './helpers/wait.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { startPlatform, TEST_REDIS_URL, type TestPlatform } from './helpers/platform.js';
 import { deletePrefix, uniquePrefix } from './helpers/redis-keys.js';
@@ -72,6 +74,25 @@ describe('FINISH: what one message to a gateway carries is bounded', function ()
       const stored = await redis.getBuffer(`${queue.keys.ref.prefix}:job:${prefix}-c`);
       expect(stored?.equals(records.c), "c's record, for its waiters to read").to.equal(true);
     });
+
+    it('a gateway from before the bound (its channel without the suffix), during a rolling upgrade, still gets every record', async () => {
+      expect(waiters.channel.endsWith(READS_BY_NAME_SUFFIX), "this gateway's channel").to.equal(true);
+      const older = `${prefix}:gateway:before-the-bound`;
+      const messages: Buffer[] = [];
+      const old = new Redis(TEST_REDIS_URL);
+      try {
+        old.on('messageBuffer', (_channel: Buffer, message: Buffer) => messages.push(message));
+        await old.subscribe(older);
+        const records = [1, 2, 3].map((fill) => Buffer.alloc(1.5 * 1024 * 1024, fill));
+        await queue.finish([{ id: 'envelope-2', gateway: older, jobs: records.map((record, i) => ({ id: `${prefix}-old-${i}`, record, wait: true })) }]);
+        await waitUntil(async () => (messages.length > 0 ? true : null), 10_000, 'the message');
+        // Every frame with its record, as such a gateway reads them: "<id> <length>\n<record>".
+        const lengths = [...messages[0]!.toString('latin1').matchAll(/-old-\d (\d+)\n/g)].map((m) => Number(m[1]));
+        expect(lengths).to.deep.equal(records.map((r) => r.length));
+      } finally {
+        old.disconnect();
+      }
+    });
   });
 
   describe('a real gateway and worker, outputs of 4.8 MB', () => {
@@ -90,7 +111,7 @@ describe('FINISH: what one message to a gateway carries is bounded', function ()
         initializers: [initializer('shape', DT.INT64 as never, [2], [1, K])],
       });
       repo = tempModelRepo({ wide: { onnx: model, config: { max_batch_size: 4, max_delay_ms: 200 } } });
-      p = await startPlatform({ models: repo.root });
+      p = await startPlatform({ models: repo.root, worker: false });
       listener = new Redis(p.config.redisUrl);
     });
     after(async () => {
@@ -99,19 +120,22 @@ describe('FINISH: what one message to a gateway carries is bounded', function ()
       repo?.remove();
     });
 
-    it('three waiting jobs answer 200 with their whole outputs, and no message to the gateway passes the bound', async () => {
+    it('jobs waited for on submit and by a long poll all answer 200 with their whole outputs; no message to the gateway passes the bound', async () => {
       let largest = 0;
       listener!.on('messageBuffer', (_channel: Buffer, message: Buffer) => (largest = Math.max(largest, message.length)));
       await listener!.subscribe(p!.gateway.waiters.channel);
-      const answers = await Promise.all([1.5, 2.5, -3].map((x) => postJob(p!, { model: 'wide', input: { x: [x] } }, { wait: 30 })));
-      expect(answers.map((a) => [a.res.status, a.job.status])).to.deep.equal([
-        [200, 'succeeded'],
-        [200, 'succeeded'],
-        [200, 'succeeded'],
-      ]);
-      answers.forEach((a, i) => {
-        const y = (a.job.output as { y: number[] }).y;
-        expect([y.length, y[0], y[K - 1]]).to.deep.equal([K, [1.5, 2.5, -3][i], [1.5, 2.5, -3][i]]);
+      const xs = [1.5, 2.5, -3, 7];
+      // Queued with no worker up: three waited for on submit, the fourth by a long poll (GET with Prefer: wait).
+      const submits = xs.slice(0, 3).map((x) => postJob(p!, { model: 'wide', input: { x: [x] } }, { wait: 30 }));
+      const { job: polled } = await postJob(p!, { model: 'wide', input: { x: [xs[3]] } });
+      const poll = p!.api(`/v1/jobs/${polled.id}`, { headers: { prefer: 'wait=30' } });
+      await waitUntil(async () => (p!.gateway.waiters.size === 4 ? true : null), 10_000, 'all four to wait');
+      await p!.startWorker();
+      const answers = await Promise.all([...submits.map(async (s) => (await s).job), poll.then(async (res) => (await res.json()) as Job)]);
+      expect(answers.map((job) => job.status)).to.deep.equal(['succeeded', 'succeeded', 'succeeded', 'succeeded']);
+      answers.forEach((job, i) => {
+        const y = (job.output as { y: number[] }).y;
+        expect([y.length, y[0], y[K - 1]]).to.deep.equal([K, xs[i], xs[i]]);
       });
       expect(largest, 'the largest message to the gateway').to.be.at.most(MESSAGE_RECORD_BYTES + 1024);
     });

@@ -440,6 +440,15 @@ export class EnvelopeQueue {
   }
 
   /**
+   * Whether the connection is up: a command sent now is written to Redis's
+   * socket at once (the defined commands outside its auto-pipeline), not
+   * queued until it reconnects.
+   */
+  get connected(): boolean {
+    return this.redis.status === 'ready';
+  }
+
+  /**
    * Record on a taken envelope that its jobs' `job.started` events are made
    * and queued (a take after a stall finds `ws` among its fields and makes
    * none again). Nothing for an envelope already gone.

@@ -5,4 +5,4 @@ export * from './envelope-queue.js';
 export * from './completed-events-outbox.js';
 export * from './version-work.js';
 export { FINISH_COMMAND, MARK_RUNS_COMMAND } from './redis-scripts.js';
-export { MESSAGE_RECORD_BYTES } from './scripts.js';
+export { MESSAGE_RECORD_BYTES, READS_BY_NAME_SUFFIX } from './scripts.js';

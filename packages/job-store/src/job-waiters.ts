@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { jobKeys, keys } from '@infer/contract';
+import { READS_BY_NAME_SUFFIX } from './scripts.js';
 
 /**
  * Lets requests wait for a job to end without polling. Each gateway has a
  * channel of its own (`channel`); a worker sends there, in one message per
- * micro-batch, the ended records of exactly the jobs this gateway's requests
- * wait for: those submitted here with `Prefer: wait`, and those a long poll
+ * micro-batch, the ended records (or, past what one message carries, the
+ * ids alone) of exactly the jobs this gateway's requests wait for: those submitted here with `Prefer: wait`, and those a long poll
  * here registered on (JobStore.read with this channel). Nothing is sent for
  * jobs nobody waits for, and no gateway receives another's results.
  *
@@ -30,7 +31,8 @@ export class JobWaiters {
     /** A command connection, to read the records of jobs that ended while the subscriber was away. */
     private readonly commands?: Redis,
   ) {
-    this.channel = keys(prefix).gatewayChannel(randomBytes(9).toString('base64url'));
+    // base64url has no '.': only the suffix says this gateway reads jobs a message names without their records.
+    this.channel = keys(prefix).gatewayChannel(randomBytes(9).toString('base64url') + READS_BY_NAME_SUFFIX);
   }
 
   start(): Promise<void> {
@@ -97,8 +99,9 @@ export class JobWaiters {
 
   /**
    * Register interest in `id`. `promise` resolves with the ended record when
-   * the job ends, or with undefined when the timeout passes or `cancel()` is
-   * called (the client went away).
+   * the job ends, or with undefined when the timeout passes, `cancel()` is
+   * called (the client went away), or the job ended and its message named it
+   * without its record: on undefined, the caller reads the job.
    */
   register(id: string, timeoutMs: number): { promise: Promise<Buffer | undefined>; cancel: () => void } {
     // A closing gateway has woken every waiter and waits for their answers: one registered now must not hold it.

@@ -321,6 +321,14 @@ return out
 export const MESSAGE_RECORD_BYTES = 4 * 1024 * 1024;
 
 /**
+ * How a gateway's channel ends when the gateway reads what a message names
+ * without its record (JobWaiters). A gateway from before the bound took
+ * every frame's bytes as a record: during a rolling upgrade (workers first),
+ * its messages still carry every record.
+ */
+export const READS_BY_NAME_SUFFIX = '.r';
+
+/**
  * KEYS[1] active, KEYS[2] wait, KEYS[3] job index.
  * ARGV[1] key base, ARGV[2] record key prefix ("<tagged prefix>:job:"), ARGV[3] result TTL ms,
  * then per envelope: its id, the submitting gateway's channel, the job count k, and
@@ -333,7 +341,8 @@ export const MESSAGE_RECORD_BYTES = 4 * 1024 * 1024;
  * too, so its canceled record having expired meanwhile, a run that outlasted
  * RESULT_TTL, does not let the output in), removes the envelopes, and sends each ended record,
  * once, to every gateway waiting on it: one message per gateway for the whole call, holding at most
- * MESSAGE_RECORD_BYTES of records (the jobs past that are named without their records).
+ * MESSAGE_RECORD_BYTES of records (the jobs past that are named without their records) for a gateway
+ * whose channel says it reads them (READS_BY_NAME_SUFFIX).
  * An envelope the stalled check had put back in wait is taken out of it too: its
  * jobs have ended. Returns per job 1 when this call ended it (or the same call before it, whose
  * reply was lost: the record there is byte for byte this one), else 0.
@@ -343,11 +352,11 @@ local base, recordPrefix, ttl = ARGV[1], ARGV[2], ARGV[3]
 local ended, messages = {}, {}
 local function send(channel, id, record)
   local m = messages[channel]
-  if not m then m = { bytes = 0 }; messages[channel] = m end
+  if not m then m = { bytes = 0, byName = string.sub(channel, -${READS_BY_NAME_SUFFIX.length}) == '${READS_BY_NAME_SUFFIX}' }; messages[channel] = m end
   -- Redis disconnects a subscriber with more unread than its pubsub output-buffer limit (32 MB by default,
   -- and 8 MB for a minute): past MESSAGE_RECORD_BYTES of records, a frame names the job alone and that
-  -- gateway reads its record (JobWaiters).
-  if m.bytes + #record > ${MESSAGE_RECORD_BYTES} then record = '' end
+  -- gateway reads its record (JobWaiters), when it can (READS_BY_NAME_SUFFIX).
+  if m.byName and m.bytes + #record > ${MESSAGE_RECORD_BYTES} then record = '' end
   m.bytes = m.bytes + #record
   m[#m + 1] = frame(id, record)
 end

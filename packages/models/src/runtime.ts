@@ -46,10 +46,14 @@ export interface RunWatch {
  * while it is set, the work's next take counts the stall as its own. So it
  * must not be set while another's run goes on: every mark held is cleared
  * before any run but its own work's starts (runModel), and its work sets it
- * again before its next run (a clear Redis does not answer within
- * CLEAR_WAIT_MS is not waited for further). Each handles its own errors.
+ * again before its next run. Each handles its own errors.
  */
 export interface RunMark {
+  /**
+   * Clear the note: resolves once Redis has it, or will even if the process
+   * dies next (written to Redis's socket). One that has not resolved within
+   * CLEAR_WAIT_MS (Redis away) is not waited for further.
+   */
   clear(): Promise<void>;
 }
 
@@ -81,7 +85,12 @@ function othersHeld(watch: RunWatch | undefined): boolean {
   return false;
 }
 
-/** Clear the marks held by other work than `watch`'s, until none is left (a few rounds at most), each round waiting at most CLEAR_WAIT_MS. */
+/**
+ * Clear the marks held by other work than `watch`'s, again for those held
+ * meanwhile (a take's reply read while the clears went out), three rounds at
+ * most, each waiting at most CLEAR_WAIT_MS. A round that times out ends it:
+ * Redis is away, and the run goes ahead.
+ */
 async function clearOthers(watch: RunWatch | undefined): Promise<void> {
   for (let round = 0; round < 3 && othersHeld(watch); round++) {
     const others = [...heldMarks].filter((m) => !watch?.marks?.includes(m));
@@ -134,7 +143,7 @@ export async function runModel(model: ModelVersion, feeds: Record<string, Decode
   let inferenceMs: number;
   try {
     await before;
-    // Another's marks, cleared (and known cleared) before this run: should it kill the process, their work was only beside it.
+    // Another's marks, cleared (written to Redis) before this run: should it kill the process, their work was only beside it.
     if (othersHeld(watch)) await clearOthers(watch);
     await watch?.before();
     // Again for marks held while those awaits went on (a take's reply read meanwhile).

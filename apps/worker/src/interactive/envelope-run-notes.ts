@@ -17,17 +17,18 @@ export type NotedEnvelope = Pick<HeldEnvelope, 'id' | 'token' | 'take' | 'runBeg
  *   bulk slice, another version's batch) clears it before it starts
  *   (runModel does that).
  * - Before each batch's run (`watch`), the envelopes of it whose notes are
- *   not set are noted: written to Redis's socket then, not waited for (a
- *   process that dies in the run has the kernel send what it wrote, and the
- *   runs under load do not each wait a round trip). Their marks are held
- *   only while their batch's run goes on: once it has run, the next batch's
- *   run does not wait a round trip to clear them (a crash in it between
- *   their run and their FINISH still counts to them, as it did before).
+ *   not set are noted. Their marks stay held until their jobs end (FINISH),
+ *   so a run of other work between their run and their end (the batch
+ *   after theirs) clears them too: should it kill the worker, they do not
+ *   count the stall as theirs and run again whole.
  *
- * Clears asked for in one turn go as one command, sent a microtask later and
- * waited for by the run that asked; notes are sent in their run's turn. Both
+ * Notes and clears are written to Redis's socket just before the run, not
+ * waited for: a process that dies in the run has the kernel send what it
+ * wrote, and runs under load do not each wait a round trip. (With Redis
+ * away they are not written: then a run waits for its clears, a second at
+ * most, in runModel.) Clears asked for in one turn go as one command. Both
  * travel by the same command, outside the connection's auto-pipeline, so
- * Redis reads a clear before any note sent after its run has started.
+ * Redis reads them in the order they were written.
  */
 export class EnvelopeRunNotes {
   private readonly marks = new WeakMap<NotedEnvelope, RunMark>();
@@ -50,20 +51,20 @@ export class EnvelopeRunNotes {
     if (mark) dropRunMark(mark);
   }
 
-  /** For each run of a batch of these envelopes: theirs are not cleared, those not noted are noted just before it, and their marks are let go after it. */
+  /** For each run of a batch of these envelopes: theirs are not cleared, and those not noted are noted just before it. */
   watch(envelopes: readonly NotedEnvelope[]): RunWatch {
     return {
       marks: envelopes.map((e) => this.markOf(e)),
       before: async () => {
-        for (const e of envelopes) holdRunMark(this.markOf(e));
         const unnoted = envelopes.filter((e) => !e.runBegan);
         if (unnoted.length === 0) return;
-        for (const e of unnoted) e.runBegan = true;
+        for (const e of unnoted) {
+          e.runBegan = true;
+          holdRunMark(this.markOf(e));
+        }
         void this.write(unnoted, true);
       },
-      after: async () => {
-        for (const e of envelopes) dropRunMark(this.markOf(e));
-      },
+      after: async () => undefined,
     };
   }
 
@@ -82,7 +83,9 @@ export class EnvelopeRunNotes {
       const batch = { envelopes: [] as NotedEnvelope[], written: Promise.resolve() };
       batch.written = Promise.resolve().then(() => {
         this.clearing = undefined;
-        return this.write(batch.envelopes, false);
+        const answered = this.write(batch.envelopes, false);
+        // Connected, the command is on Redis's socket once sent: the run need not wait for its answer.
+        return this.queue.connected ? undefined : answered;
       });
       this.clearing = batch;
     }
