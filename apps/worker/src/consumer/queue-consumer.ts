@@ -138,8 +138,11 @@ export class QueueConsumer<T> {
         async () => awaitAtMost(this.loop ?? Promise.resolve(), this.options.connection.status === 'ready' ? LOOP_CLOSE_MS : 1000),
         () => this.sink.settled(),
         async () => this.locks.stop(),
-        // While Redis is away a graceful close waits for it to come back (quit() is queued offline): force it then.
-        () => this.bull.close(this.options.connection.status !== 'ready'),
+        // Always forced: all BullMQ's graceful close adds is waiting for its own fetch loop, which never runs here
+        // (the loop above has stopped), and a QUIT on its blocking connection, where forced drops that connection.
+        // A QUIT waits for Redis while it is away, and for good on a connection ioredis has given up reconnecting.
+        // The shared command connection is the caller's: BullMQ leaves it open either way.
+        () => this.bull.close(true),
       ];
       await closeInOrder(steps, (err) => this.log.warn({ err: (err as Error).message }, 'close step failed'));
     })();

@@ -109,6 +109,8 @@ export class InteractiveWorker {
   private readonly longRuns: LongRunWarning;
   private readonly log: Logger;
   private blocking: Redis | undefined;
+  /** Ends the blocking take in flight with nothing taken: set while one waits (see the source's close). */
+  private abandonTake: (() => void) | undefined;
   /** Envelopes held and not yet finished; this model's bulk work waits while there are any. */
   private inHand = 0;
   /**
@@ -285,7 +287,16 @@ export class InteractiveWorker {
             // Its errors (Redis away) fail the take, which the consumer retries: not an unhandled 'error' event.
             this.blocking.on('error', () => undefined);
           }
-          taken = await this.queue.waitAndFetch(this.blocking, blockSeconds, token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH, { runsNext: this.runsNext() });
+          const abandoned = new Promise<'abandoned'>((resolve) => (this.abandonTake = () => resolve('abandoned')));
+          try {
+            taken = await Promise.race([
+              this.queue.waitAndFetch(this.blocking, blockSeconds, token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH, { runsNext: this.runsNext() }),
+              abandoned,
+            ]);
+          } finally {
+            this.abandonTake = undefined;
+          }
+          if (taken === 'abandoned') return { items: [], drained: true };
         } else {
           taken = await this.queue.fetch(token, this.options.lockMs, room, MOST_ENVELOPES_PER_FETCH, { runsNext: false });
         }
@@ -299,7 +310,15 @@ export class InteractiveWorker {
         // A take may be riding behind the wait. disconnect() half-closes (ioredis ends the stream): a reply Redis
         // sent before it read the close is still read, so what such a take found comes back and runs before the
         // worker closes; and Redis drops a client whose close it read before serving its wait, so no take runs after.
-        this.blocking?.disconnect();
+        const blocking = this.blocking;
+        if (!blocking) return;
+        const live = blocking.status === 'ready';
+        blocking.disconnect();
+        // Not ready (Redis just came back, or is away): the take has not gone out on this connection, it waits in
+        // ioredis' queue for the reconnect. Disconnected between two reconnect attempts, ioredis clears its retry
+        // timer without a 'close' event, and that queue is neither sent nor failed, ever: end the take now, with
+        // nothing taken, instead of letting the close wait out its bound on it.
+        if (!live) this.abandonTake?.();
       },
     };
   }
