@@ -314,10 +314,11 @@ export class InteractiveWorker {
         if (!blocking) return;
         const live = blocking.status === 'ready';
         blocking.disconnect();
-        // Not ready (Redis just came back, or is away): the take has not gone out on this connection, it waits in
-        // ioredis' queue for the reconnect. Disconnected between two reconnect attempts, ioredis clears its retry
-        // timer without a 'close' event, and that queue is neither sent nor failed, ever: end the take now, with
-        // nothing taken, instead of letting the close wait out its bound on it.
+        // Not ready (Redis just came back, or is away): the take waits in ioredis' queue for the reconnect (sent
+        // again then, if the socket that died had carried it). Disconnected between two reconnect attempts, ioredis
+        // clears its retry timer without a 'close' event, and that queue is neither sent nor failed, ever: end the
+        // take now, with nothing taken, instead of letting the close wait out its bound on it. (What a take that
+        // died with its socket had locked is put back by the stalled check, as after any lost reply.)
         if (!live) this.abandonTake?.();
       },
     };
