@@ -30,12 +30,18 @@ describe('models: the error of a version whose model.onnx cannot be read', funct
   it('does not quote the server path of an unreadable model.onnx', async () => {
     let failed: Array<{ error: string }>;
     if (process.getuid?.() === 0) {
-      // Root reads any file: load the repository as an unprivileged user instead.
+      // Root reads any file: load the repository in a process without that power instead.
       const script = path.join(root, 'probe.mts');
       const entry = pathToFileURL(path.join(REPO_ROOT, 'packages', 'models', 'src', 'index.ts')).href;
       writeFileSync(script, `import { ModelRepository } from '${entry}';\nconst r = await ModelRepository.load(process.argv[2]!);\nconsole.log(JSON.stringify(r.failed()));\nawait r.close();\n`);
       try {
-        const out = spawnSync(process.execPath, ['--import', 'tsx', script, root], { cwd: REPO_ROOT, uid: 65534, gid: 65534, encoding: 'utf8', timeout: 50_000 });
+        const node = [process.execPath, '--import', 'tsx', script, root];
+        // Root without the capabilities that let it pass file permissions: it still reads the project wherever
+        // it lies (a clone in a folder only root may enter, as mktemp makes). Where util-linux's setpriv is
+        // missing, an unprivileged user, who needs to be able to read the project.
+        const out = hasSetpriv()
+          ? spawnSync('setpriv', ['--bounding-set', '-dac_override,-dac_read_search', '--inh-caps', '-dac_override,-dac_read_search', '--', ...node], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 50_000 })
+          : spawnSync(node[0]!, node.slice(1), { cwd: REPO_ROOT, uid: 65534, gid: 65534, encoding: 'utf8', timeout: 50_000 });
         expect(out.status, out.stderr).to.equal(0);
         failed = JSON.parse(out.stdout.trim().split('\n').pop()!) as Array<{ error: string }>;
       } finally {
@@ -51,3 +57,7 @@ describe('models: the error of a version whose model.onnx cannot be read', funct
     expect(failed[0]!.error).to.equal('1/model.onnx: could not be read (EACCES)');
   });
 });
+
+function hasSetpriv(): boolean {
+  return spawnSync('setpriv', ['--version'], { stdio: 'ignore' }).status === 0;
+}
