@@ -13,7 +13,8 @@
 const GRACE_MS = 60_000;
 
 export function mochaGlobalTeardown(): void {
-  // Unref'd: it never holds the process open itself; it fires only if something else does.
+  // A bound, not a wait: nothing waits on it, and unref'd it never holds the process open itself; it fires only
+  // if something else still does once the grace period is over.
   setTimeout(() => {
     const held = new Map<string, number>();
     for (const kind of process.getActiveResourcesInfo()) held.set(kind, (held.get(kind) ?? 0) + 1);

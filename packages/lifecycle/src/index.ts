@@ -210,6 +210,28 @@ export async function letGo(conn: RedisLike): Promise<void> {
   else conn.disconnect();
 }
 
+/** What `blockingConnectionDown` needs of a BullMQ worker (its `Worker`). */
+export interface BlockingWorker {
+  readonly backend: { readonly blockingConnection?: { readonly client: Promise<{ readonly status: string }> } | undefined };
+}
+
+/**
+ * Whether the connection a BullMQ worker blocks on is not connected now: not
+ * yet connected, or between two reconnect attempts (Redis just came back and
+ * it has not yet). Such a connection must be neither dropped nor closed
+ * gracefully: ioredis, told to disconnect then, clears its retry timer
+ * without a 'close' event and stays "reconnecting" for good, so what it
+ * queued (a read, a QUIT) never settles and a wait for its 'end' never ends
+ * (taskforcesh/bullmq#4656). A worker without one has nothing down.
+ */
+export async function blockingConnectionDown(worker: BlockingWorker): Promise<boolean> {
+  const blocking = worker.backend.blockingConnection;
+  if (!blocking) return false;
+  // Its client is there once it first connected; one that never did has no socket either.
+  const client = await Promise.race([blocking.client.catch(() => undefined), new Promise<undefined>((resolve) => setImmediate(() => resolve(undefined)))]);
+  return client?.status !== 'ready';
+}
+
 /** What `assertDatabase` needs of a Redis connection (ioredis's Redis). */
 export interface SelectingRedis {
   readonly options: { db?: number | undefined };

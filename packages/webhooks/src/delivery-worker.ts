@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { DelayedError, Worker, type Job, type Telemetry } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { WebhookDeliveryPayload, webhookQueue, platformNow } from '@infer/contract';
+import { blockingConnectionDown } from '@infer/lifecycle';
 import { DEFAULT_MAX_RUN_MS, LockKeeper } from '@infer/locks';
 import type { Logger } from '@infer/logger';
 import { deliver, DELIVERY_TIMEOUT_MS, type AttemptOutcome } from './delivery.js';
@@ -189,22 +190,13 @@ export class WebhookDeliveryWorker {
       // while the connection BullMQ blocks on is between two reconnect attempts (Redis just came back and
       // it has not yet, or Redis dropped it): the graceful close waits for that connection's 'end', which
       // one with no socket never emits (taskforcesh/bullmq#4656), and would never end.
-      const force = this.options.connection.status !== 'ready' || !(await this.blockingConnectionUp());
+      const force = this.options.connection.status !== 'ready' || (await blockingConnectionDown(this.worker));
       const closed = this.worker.close(force);
       this.shutdown.abort();
       await closed;
       this.claims.stop();
     })();
     return this.closing;
-  }
-
-  /** Whether the connection BullMQ blocks on is connected (a worker with none has nothing to wait for). */
-  private async blockingConnectionUp(): Promise<boolean> {
-    const blocking = this.worker.backend.blockingConnection;
-    if (!blocking) return true;
-    // Its client is there once it first connected; one that never did has no socket to wait for either.
-    const client = await Promise.race([blocking.client.catch(() => undefined), new Promise<undefined>((resolve) => setImmediate(() => resolve(undefined)))]);
-    return client?.status === 'ready';
   }
 
   private async process(job: Job, token: string | undefined): Promise<void> {

@@ -4,7 +4,7 @@ import { BulkChunkPayload, JOB_CATALOG, bulkQueue, platformNow } from '@infer/co
 import type { BatchStore } from '@infer/batch-store';
 import { markRunBegan, noteRunning, runningNote } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
-import { awaitAtMost } from '@infer/lifecycle';
+import { awaitAtMost, blockingConnectionDown } from '@infer/lifecycle';
 import type { ModelVersion, RunWatch } from '@infer/models';
 import { spanTime, type Tracing } from '@infer/tracing';
 import { DEFAULT_MAX_RUN_MS } from '@infer/locks';
@@ -138,7 +138,13 @@ export class BulkWorker {
         const job = await bull.getNextJob(token, { block });
         return { items: job ? [{ job, token }] : [], drained: !job };
       },
-      close: () => interruptBlockingRead(bull),
+      // An idle fetch is blocked on BullMQ's own blocking connection: dropping it ends the wait now (BullMQ
+      // answers no job), where waiting for it would hold the worker's stop for up to blockSeconds. Only when it
+      // is connected (blockingConnectionDown says why); a read on one that is reconnecting ends by its own
+      // timeout once it is back, or when the consumer's close drops the connection.
+      close: async () => {
+        if (!(await blockingConnectionDown(bull))) await awaitAtMost(bull.backend.disconnectBlocking(true), 1000);
+      },
     };
   }
 
@@ -406,29 +412,3 @@ export class BulkWorker {
   }
 }
 
-/**
- * End an idle fetch blocked on BullMQ's own blocking connection: dropping the
- * connection ends the wait now (BullMQ answers no job), where waiting for it
- * would hold the worker's stop for up to blockSeconds.
- *
- * Only a live connection is dropped. ioredis, told to disconnect between two
- * reconnect attempts (Redis just restarted), clears its retry timer without a
- * 'close' event and stays "reconnecting" for good: the read it queued
- * meanwhile, and any QUIT after it, never settle (BullMQ's own
- * resetBlockedConnection avoids the same). A read on a connection that is
- * reconnecting ends by its own timeout once it is back, or when the consumer
- * drops the connection at the end of its close.
- */
-async function interruptBlockingRead(bull: QueueConsumer<Held>['bull']): Promise<void> {
-  const blocking = bull.backend.blockingConnection;
-  if (!blocking) return;
-  // Its client is handed out after the first connect, which does not come while Redis has been away since
-  // the worker started: give up after a second then.
-  let timer: NodeJS.Timeout | undefined;
-  const client = await Promise.race([
-    blocking.client.catch(() => undefined),
-    new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 1000))),
-  ]).finally(() => clearTimeout(timer));
-  if (client?.status !== 'ready') return;
-  await awaitAtMost(blocking.disconnect(true), 1000);
-}
