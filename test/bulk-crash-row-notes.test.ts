@@ -73,6 +73,7 @@ describe('bulk row notes live only while their row runs', function () {
     const seenBetweenRows: Array<string | undefined> = [];
     let slice = 0;
     const result = await runChunk(model, payload, decodeChunk(model, payload, packed!), {
+      limits: { maxOutputBytes: 1 << 20, callOutputBytes: 1 << 28 },
       beforeSlice: async () => {
         // Where BulkWorker yields to interactive work (whenIdle): the previous row's run is over, the next one's not begun.
         if (slice++ > 0) seenBetweenRows.push(await runningNote(redis!, jobKey));

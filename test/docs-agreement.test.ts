@@ -113,6 +113,7 @@ describe('docs: they agree with the code', function () {
         RESULT_TTL_SECONDS: (c) => String(c.resultTtlMs / 1000),
         MAX_BODY_BYTES: (c) => String(c.maxBodyBytes),
         MAX_QUEUE_DEPTH: (c) => String(c.maxQueueDepth),
+        MAX_OUTPUT_BYTES: (c) => String(c.maxOutputBytes),
         RATE_LIMIT_PER_SECOND: (c) => String(c.rateLimitPerSecond),
         TENANT_MAX_OPEN_BATCHES: (c) => String(c.tenantMaxOpenBatches),
         TENANT_MAX_QUEUED: (c) => (c.tenantMaxQueued === undefined ? undefined : String(c.tenantMaxQueued)),

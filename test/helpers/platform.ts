@@ -34,8 +34,8 @@ export interface TestPlatform {
   baseUrl: string;
   gateway: Gateway;
   worker: InferenceWorker | undefined;
-  /** Start the worker now (for a platform started with `worker: false`, or after `closeWorker()`); `close()` closes it. */
-  startWorker(): Promise<InferenceWorker>;
+  /** Start the worker now (for a platform started with `worker: false`, or after `closeWorker()`), with createWorker's `options`; `close()` closes it. */
+  startWorker(options?: Omit<NonNullable<Parameters<typeof createWorker>[2]>, 'models'>): Promise<InferenceWorker>;
   /** Close the worker (it leaves the fleet), so that none runs until `startWorker()`. */
   closeWorker(): Promise<void>;
   /** fetch against the gateway with the test tenant's API key. */
@@ -81,9 +81,9 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Test
     get worker() {
       return worker;
     },
-    async startWorker() {
+    async startWorker(options = {}) {
       if (!worker) {
-        worker = await createWorker(config, silentLogger, { models });
+        worker = await createWorker(config, silentLogger, { ...options, models });
         await gateway.catalog.refresh();
       }
       return worker;

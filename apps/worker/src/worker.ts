@@ -48,6 +48,8 @@ export async function createWorker(
   options: {
     models?: ModelRepository;
     blockSeconds?: number;
+    /** The most output bytes one call that ends work carries (see CALL_OUTPUT_BYTES): tests lower it to reach it with small outputs. */
+    callOutputBytes?: number;
     /** How webhook host names resolve (tests inject one). @default dns.lookup */
     webhookResolve?: Resolver;
     /** Trace with this provider (tests: an in-memory exporter) instead of OTEL_EXPORTER_OTLP_ENDPOINT's. */
@@ -155,6 +157,8 @@ export async function createWorker(
         lockMs: config.workerLockMs,
         maxRunMs: config.workerMaxRunMs,
         resultTtlMs: config.resultTtlMs,
+        maxOutputBytes: config.maxOutputBytes,
+        ...(options.callOutputBytes ? { callOutputBytes: options.callOutputBytes } : {}),
         ...(counted ? { metrics: counted } : {}),
         webhooks,
         outbox,
@@ -175,6 +179,8 @@ export async function createWorker(
         prefix: config.queuePrefix,
         lockMs: config.workerLockMs,
         maxRunMs: config.workerMaxRunMs,
+        maxOutputBytes: config.maxOutputBytes,
+        ...(options.callOutputBytes ? { callOutputBytes: options.callOutputBytes } : {}),
         gate: interactive,
         tracing,
         ...(counted ? { metrics: counted } : {}),

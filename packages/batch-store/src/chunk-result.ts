@@ -45,6 +45,13 @@ export class ChunkResultWriter {
     this.outputs = outputNames.map((name) => ({ name, datatype: null, shapes: [], parts: [], bytes: 0 }));
   }
 
+  /** The output bytes collected so far: what the stored result will hold beside its header. */
+  get outputBytes(): number {
+    let n = 0;
+    for (const o of this.outputs) n += o.bytes;
+    return n;
+  }
+
   fail(offset: number, error: JobError): void {
     this.failures.push({ offset, error });
   }

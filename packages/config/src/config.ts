@@ -51,6 +51,8 @@ export interface Config {
   maxBodyBytes: number;
   /** @default 1_000_000 */
   maxQueueDepth: number;
+  /** The most output bytes one job or batch item keeps (the worker's); past it, it fails `output_too_large`. At most 64 MiB. @default 16 MiB */
+  maxOutputBytes: number;
   /** @default 1000 */
   rateLimitPerSecond: number;
   /** @default false */
@@ -101,6 +103,15 @@ export const DEFAULT_WEBHOOK_RETRY_DELAYS_MS = [
   18_000_000, // 5 h
   36_000_000, // 10 h
 ];
+
+/**
+ * The most MAX_OUTPUT_BYTES may be: 64 MiB of output print as at most ~400
+ * million characters of JSON (a BOOL value as `false,`), under V8's longest
+ * string (~536 million), which a job's answer is.
+ */
+export const MAX_OUTPUT_BYTES_CEILING = 64 * 1024 * 1024;
+/** MAX_OUTPUT_BYTES's default: 16 MiB, ~80 MB of JSON, which the gateway prints in a second or two. */
+export const MAX_OUTPUT_BYTES_DEFAULT = 16 * 1024 * 1024;
 
 export const DEV_API_KEY = 'dev-key';
 export const DEV_TENANT = 'dev';
@@ -290,6 +301,7 @@ const EnvSchema = z.object({
   RESULT_TTL_SECONDS: decimal(z.number().int().positive().max(315_360_000)).default(86_400),
   MAX_BODY_BYTES: positiveInt.default(10 * 1024 * 1024),
   MAX_QUEUE_DEPTH: positiveInt.default(1_000_000),
+  MAX_OUTPUT_BYTES: decimal(z.number().int().positive().max(MAX_OUTPUT_BYTES_CEILING)).default(MAX_OUTPUT_BYTES_DEFAULT),
   RATE_LIMIT_PER_SECOND: positiveInt.default(1000),
   WEBHOOK_ALLOW_PRIVATE: booleanString.default(false),
   WEBHOOK_RETRY_DELAYS_MS: delaysString.optional(),
@@ -367,6 +379,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     resultTtlMs: e.RESULT_TTL_SECONDS * 1000,
     maxBodyBytes: e.MAX_BODY_BYTES,
     maxQueueDepth: e.MAX_QUEUE_DEPTH,
+    maxOutputBytes: e.MAX_OUTPUT_BYTES,
     rateLimitPerSecond: e.RATE_LIMIT_PER_SECOND,
     webhookAllowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
     webhookRetryDelaysMs: e.WEBHOOK_RETRY_DELAYS_MS ?? DEFAULT_WEBHOOK_RETRY_DELAYS_MS,

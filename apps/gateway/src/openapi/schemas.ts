@@ -242,15 +242,17 @@ export const ModelListSchema = z.object({ object: z.literal('list'), data: z.arr
  * The codes a failed or canceled job's `error` carries, each written by one
  * place: `inference_failed` (the worker's poison isolation), `invalid_input`
  * (a worker that cannot use the input), `worker_lost` (its worker died or
- * hung repeatedly), `deadline_exceeded` (still queued at its Cancel-After
- * deadline), `canceled` (`POST /v1/jobs/{id}/cancel`).
+ * hung repeatedly), `output_too_large` (the worker's output limits),
+ * `deadline_exceeded` (still queued at its Cancel-After deadline),
+ * `canceled` (`POST /v1/jobs/{id}/cancel`).
  */
-export const JOB_ERROR_CODES = ['inference_failed', 'invalid_input', 'worker_lost', 'deadline_exceeded', 'canceled'] as const;
+export const JOB_ERROR_CODES = ['inference_failed', 'invalid_input', 'worker_lost', 'output_too_large', 'deadline_exceeded', 'canceled'] as const;
 
 /**
  * The codes a failed batch item's `error` carries: `invalid_json` and
  * `invalid_input` (the gateway, at upload; `invalid_input` also from a
- * worker), `inference_failed`, `worker_lost`, `inputs_lost` (its chunk's
+ * worker), `inference_failed`, `worker_lost`, `output_too_large` (the
+ * worker's output limits), `inputs_lost` (its chunk's
  * stored inputs were gone), `retries_exhausted` (its chunk failed on every
  * attempt), `lost` (its chunk's queue entry vanished; the sweeper ends it),
  * and `internal_error` (an item the stored chunk result has no line for).
@@ -261,6 +263,7 @@ export const BATCH_ITEM_ERROR_CODES = [
   'invalid_input',
   'inference_failed',
   'worker_lost',
+  'output_too_large',
   'inputs_lost',
   'retries_exhausted',
   'lost',
@@ -275,7 +278,9 @@ export const JobErrorSchema = z
     code: openCode(
       JOB_ERROR_CODES,
       'Stable snake_case code: `inference_failed` (ONNX Runtime failed on this input), `invalid_input` (the worker could not use the input), ' +
-        '`worker_lost` (its worker died or hung repeatedly), `deadline_exceeded` (status `canceled`: still queued at its `Cancel-After` deadline), ' +
+        '`worker_lost` (its worker died or hung repeatedly), `output_too_large` (its outputs were over the workers’ MAX_OUTPUT_BYTES, 16 MiB by default, ' +
+        'or did not fit beside those of the jobs submitted with it in the same moment, stored together in at most 256 MiB; it ran, so its metrics are set), ' +
+        '`deadline_exceeded` (status `canceled`: still queued at its `Cancel-After` deadline), ' +
         '`canceled` (status `canceled`: by the client). Treat a code not listed as a failure.',
     ),
     message: z.string(),
@@ -287,7 +292,8 @@ export const BatchItemErrorSchema = z
     code: openCode(
       BATCH_ITEM_ERROR_CODES,
       'Stable snake_case code: `invalid_json` (a line that does not parse), `invalid_input` (an item that does not fit the model), ' +
-        '`inference_failed` (ONNX Runtime failed on this item), `worker_lost` (its chunk’s worker died or hung repeatedly), `inputs_lost` ' +
+        '`inference_failed` (ONNX Runtime failed on this item), `worker_lost` (its chunk’s worker died or hung repeatedly), ' +
+        '`output_too_large` (its outputs were over MAX_OUTPUT_BYTES, or did not fit beside those of the items run before it in its chunk, stored together in at most 256 MiB), `inputs_lost` ' +
         '(its chunk’s stored inputs were gone from Redis), `retries_exhausted` (its chunk failed for a transient reason on every attempt), ' +
         '`lost` (its chunk’s queue entry disappeared before it ran), `internal_error` (no stored result for the item). Treat a code not listed as a failure.',
     ),

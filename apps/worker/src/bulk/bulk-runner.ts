@@ -3,6 +3,7 @@ import { BYTES_PER_ELEMENT, type BulkChunkPayload, type Datatype, type JobError 
 import { ChunkResultWriter, failedChunkResult } from '@infer/batch-store';
 import { runModel, type ModelVersion, type RunWatch } from '@infer/models';
 import { crashedOnInput, runIsolating } from '../poison-isolation.js';
+import { outputTooLarge, outputsTooLargeTogether, type OutputLimits } from '../output-limits.js';
 import {
   allocate,
   elementCount,
@@ -138,6 +139,8 @@ export interface RunChunkHooks {
   alone?: { blamed: number | undefined; watch: (offset: number) => RunWatch };
   /** Told of each run of a chunk that does not run alone (its run note, see ChunkRunMark). */
   watch?: RunWatch;
+  /** What an item's outputs, and the chunk's stored results, may hold; past them items fail `output_too_large` (output-limits.ts). */
+  limits: OutputLimits;
 }
 
 export interface ChunkResult {
@@ -177,12 +180,21 @@ export async function runChunk(model: ModelVersion, p: BulkChunkPayload, chunk: 
       for (const [name, input] of inputs) feeds[name] = sliceFeed(model, input, part);
       const { outputs, inferenceMs } = await runModel(model, feeds, watch);
       result.runs.push({ size: part.count, ms: inferenceMs, endedAt: spanTime() });
-      writer.addRun(
-        Array.from({ length: part.count }, (_, k) => chunk.rowOffsets[rowAt(part, k)]!),
-        outputs,
-        model.batched,
-      );
-      result.succeeded += part.count;
+      const offsets = Array.from({ length: part.count }, (_, k) => chunk.rowOffsets[rowAt(part, k)]!);
+      // A run's rows share its outputs' shapes (a batched output's first dimension is the rows), so each row's share is equal.
+      let bytes = 0;
+      for (const t of Object.values(outputs)) bytes += t.data.byteLength;
+      const perRow = bytes / part.count;
+      const { maxOutputBytes, callOutputBytes } = hooks.limits;
+      // Over MAX_OUTPUT_BYTES each row fails alone; else the rows that still fit the chunk's stored results are kept, in order.
+      const fit = perRow > maxOutputBytes ? 0 : perRow === 0 ? part.count : Math.min(part.count, Math.floor((callOutputBytes - writer.outputBytes) / perRow));
+      if (fit > 0) writer.addRun(offsets.slice(0, fit), fit === part.count ? outputs : firstRows(outputs, part.count, fit), model.batched);
+      if (fit < part.count) {
+        const error = perRow > maxOutputBytes ? outputTooLarge(perRow, maxOutputBytes) : outputsTooLargeTogether(perRow, 'the items run before it in its batch chunk', callOutputBytes);
+        for (const o of offsets.slice(fit)) writer.fail(o, error);
+      }
+      result.succeeded += fit;
+      result.failed += part.count - fit;
     };
     // A failed run is bisected: a poison row fails alone (its line keeps its number), the rest of the slice succeeds.
     const rows = Array.from({ length: slice.count }, (_, k) => rowAt(slice, k));
@@ -198,6 +210,16 @@ export async function runChunk(model: ModelVersion, p: BulkChunkPayload, chunk: 
 /** The results of a chunk whose rows cannot run at all (a malformed payload, a chunk that kept killing workers). */
 export function failChunk(p: BulkChunkPayload, error: JobError): { record: Buffer; failed: number } {
   return { record: failedChunkResult(p.start, p.count, p.custom_ids, p.failures, error), failed: p.count - p.failures.length };
+}
+
+/** The first `rows` of a batched run's outputs (each output's first dimension is the run's `of` rows). */
+function firstRows(outputs: Record<string, DecodedTensor>, of: number, rows: number): Record<string, DecodedTensor> {
+  const out: Record<string, DecodedTensor> = {};
+  for (const [name, t] of Object.entries(outputs)) {
+    const perRow = t.data.length / of;
+    out[name] = { datatype: t.datatype, shape: [rows, ...t.shape.slice(1)], data: t.data.subarray(0, rows * perRow) };
+  }
+  return out;
 }
 
 /**

@@ -14,6 +14,7 @@ import { MalformedChunkError, decodeChunk, failChunk, runChunk, type ChunkResult
 import { traceChunk, type ChunkEnd } from './chunk-tracing.js';
 import { ChunkRunMark } from './chunk-run-mark.js';
 import { LongRunWarning } from '../consumer/long-run-warning.js';
+import { outputLimits } from '../output-limits.js';
 
 /** What a BulkWorker yields to: the InteractiveWorker of the same model version. */
 export interface InteractiveGate {
@@ -38,6 +39,10 @@ export interface BulkWorkerOptions {
   lockMs: number;
   /** WORKER_MAX_RUN_MS: the longest a model run may hold the event loop with this worker's locks kept. @default DEFAULT_MAX_RUN_MS */
   maxRunMs?: number;
+  /** MAX_OUTPUT_BYTES: the most output bytes one item keeps. @default MAX_OUTPUT_BYTES_DEFAULT (16 MiB) */
+  maxOutputBytes?: number;
+  /** The most output bytes one chunk's stored results hold. @default CALL_OUTPUT_BYTES */
+  callOutputBytes?: number;
   /** The interactive worker of the same model version in this process. */
   gate?: InteractiveGate;
   metrics?: WorkerMetrics;
@@ -248,7 +253,12 @@ export class BulkWorker {
     let result: ChunkResult;
     try {
       const alone = stalls.own ? await this.alone(job, token, p, mark) : undefined;
-      result = await runChunk(model, p, decodeChunk(model, p, packed), { beforeSlice: this.sliceGate(p.batch, mark), ...(alone ?? {}), ...(mark ? { watch: mark.watch() } : {}) });
+      result = await runChunk(model, p, decodeChunk(model, p, packed), {
+        beforeSlice: this.sliceGate(p.batch, mark),
+        limits: outputLimits(this.options),
+        ...(alone ?? {}),
+        ...(mark ? { watch: mark.watch() } : {}),
+      });
     } catch (err) {
       if (!(err instanceof MalformedChunkError)) throw err;
       this.log.error({ jobId: job.id, err: err.message }, 'bulk chunk does not fit the model; its items fail');

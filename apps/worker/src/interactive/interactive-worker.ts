@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { DEADLINE_EXCEEDED, JOB_CATALOG, type EnvelopeJob, type JobError, platformNow } from '@infer/contract';
 import { MicroBatcher } from '@infer/batcher';
-import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasCompletedHook, hasStartedHook, type FinishingEnvelope, type TakenEnvelope } from '@infer/job-store';
+import { CompletedEventsOutbox, EnvelopeQueue, JobStore, encodeRecord, hasCompletedHook, hasStartedHook, type FinishingEnvelope, type RecordOutput, type TakenEnvelope } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { runsUnderWay, type ModelVersion, type RunWatch } from '@infer/models';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,6 +15,7 @@ import type { JobWebhookEmitter } from './job-webhooks.js';
 import { runMicrobatch } from './microbatch.js';
 import { EnvelopeRunNotes } from './envelope-run-notes.js';
 import { crashedOnInput } from '../poison-isolation.js';
+import { instanceOutputBytes, outputLimits, outputTooLarge, outputsTooLargeTogether, type OutputLimits } from '../output-limits.js';
 import { spanTime, type Tracing } from '@infer/tracing';
 import { traceMicrobatch, type TracedJob } from './batch-tracing.js';
 
@@ -33,6 +34,10 @@ export interface InteractiveWorkerOptions {
   /** WORKER_MAX_RUN_MS: the longest a model run may hold the event loop with this worker's locks kept. @default DEFAULT_MAX_RUN_MS */
   maxRunMs?: number;
   resultTtlMs: number;
+  /** MAX_OUTPUT_BYTES: the most output bytes one job may keep; past it the job fails `output_too_large`. @default MAX_OUTPUT_BYTES_DEFAULT (16 MiB) */
+  maxOutputBytes?: number;
+  /** The most record bytes one FINISH call carries. @default CALL_OUTPUT_BYTES */
+  callOutputBytes?: number;
   logger: Logger;
   metrics?: WorkerMetrics;
   /** Sends `job.started` for jobs that asked for it. */
@@ -132,12 +137,14 @@ export class InteractiveWorker {
   private sweepingDeadlines: Promise<void> | undefined;
   /** This version's metrics, labels bound once: the batch path observes them with no allocation. */
   private readonly metrics: VersionMetrics | undefined;
+  private readonly limits: OutputLimits;
 
   constructor(private readonly options: InteractiveWorkerOptions) {
     const { model } = options;
     this.log = options.logger.child({ model: model.name, version: model.version });
     this.metrics = options.metrics?.forVersion(model);
     this.longRuns = new LongRunWarning(options.maxRunMs ?? DEFAULT_MAX_RUN_MS, this.log);
+    this.limits = outputLimits(options);
     this.queue = new EnvelopeQueue(options.storeConnection, { prefix: options.prefix, model: model.name, version: model.version, resultTtlMs: options.resultTtlMs });
     this.jobs = new JobStore(options.storeConnection, { prefix: options.prefix, resultTtlMs: options.resultTtlMs });
     this.runNotes = new EnvelopeRunNotes(this.queue, this.log);
@@ -488,21 +495,20 @@ export class InteractiveWorker {
     let r = 0;
     const done = new Set<HeldEnvelope>();
     for (const { envelope, jobs } of slices) {
+      // The bytes of the envelope's records so far: one FINISH call carries them all (callOutputBytes).
+      let stored = storedBytes(envelope);
       for (const j of jobs) {
         const result = results[r++]!;
         const job = envelope.data.jobs[j]!;
         if (!result.ok) this.log.warn({ jobId: job.id, err: result.error.message }, 'a job failed in ONNX Runtime; the jobs batched with it ran without it');
         const metricsOut = { queue_ms: Math.max(0, envelope.takenAt - job.created_at), inference_ms: round(result.inferenceMs), batch_size: result.batchSize };
-        traced?.push({ job, takenAt: envelope.takenAt, result });
         envelope.ran[j] = { at: completedAt, metrics: metricsOut };
-        envelope.statuses[j] = result.ok ? 'succeeded' : 'failed';
-        envelope.records[j] = encodeRecord(model.name, model.version, job, {
-          status: envelope.statuses[j]!,
-          startedAt: envelope.takenAt,
-          completedAt,
-          metrics: metricsOut,
-          ...(result.ok ? { outputs: result.outputs } : { error: result.error }),
-        });
+        const ending = result.ok ? this.keepable(job, result.outputs, stored) : { error: result.error };
+        // Its span says how the job ended: a run whose outputs were too large to keep failed it.
+        traced?.push({ job, takenAt: envelope.takenAt, result: 'error' in ending ? { ok: false, error: ending.error, inferenceMs: result.inferenceMs, batchSize: result.batchSize } : result });
+        if ('outputs' in ending) stored += instanceOutputBytes(ending.outputs);
+        envelope.statuses[j] = 'outputs' in ending ? 'succeeded' : 'failed';
+        envelope.records[j] = encodeRecord(model.name, model.version, job, { status: envelope.statuses[j]!, startedAt: envelope.takenAt, completedAt, metrics: metricsOut, ...ending });
         envelope.pending--;
       }
       if (envelope.pending === 0) done.add(envelope);
@@ -512,6 +518,22 @@ export class InteractiveWorker {
     if (tracing) traceMicrobatch(tracing, model, traced!, runs, tracedFrom, tracedTo);
     await this.finish([...done]);
     return slices.map(() => undefined);
+  }
+
+  /**
+   * A run's outputs for a job's record, or the error it fails with when they
+   * are too large to keep (output-limits.ts): over MAX_OUTPUT_BYTES, or past
+   * CALL_OUTPUT_BYTES beside the `stored` bytes of its envelope's records.
+   */
+  private keepable(job: EnvelopeJob, outputs: RecordOutput[], stored: number): { outputs: RecordOutput[] } | { error: JobError } {
+    const bytes = instanceOutputBytes(outputs);
+    let error: JobError | undefined;
+    const { maxOutputBytes, callOutputBytes } = this.limits;
+    if (bytes > maxOutputBytes) error = outputTooLarge(bytes, maxOutputBytes);
+    else if (stored + bytes > callOutputBytes) error = outputsTooLargeTogether(bytes, 'the jobs submitted with it (its envelope)', callOutputBytes);
+    if (!error) return { outputs };
+    this.log.warn({ jobId: job.id, bytes }, "a job's outputs are too large to keep; it fails output_too_large");
+    return { error };
   }
 
   /**
@@ -588,13 +610,33 @@ export class InteractiveWorker {
   }
 
   /**
-   * End envelopes whose jobs all have their records: one script call. A
-   * call that fails (Redis away) is tried again a few times; after that the
-   * envelopes are let go, so their locks lapse and the stalled check puts
-   * them back for another worker: no job is dropped.
+   * End envelopes whose jobs all have their records: one script call, or a
+   * few when their records are large. A call that fails (Redis away) is
+   * tried again a few times; after that its envelopes are let go, so their
+   * locks lapse and the stalled check puts them back for another worker: no
+   * job is dropped.
    */
   private async finish(envelopes: HeldEnvelope[]): Promise<void> {
     if (envelopes.length === 0) return;
+    // One call for the batch, unless its records are large: then calls of at most callOutputBytes of records
+    // each (an envelope's own records are held under it as they are made: keepable), so no call nears Redis's
+    // 1 GB limit on one command. Each call ends its envelopes whole.
+    let from = 0;
+    let bytes = 0;
+    for (let i = 0; i < envelopes.length; i++) {
+      const size = storedBytes(envelopes[i]!);
+      if (i > from && bytes + size > this.limits.callOutputBytes) {
+        await this.finishCall(envelopes.slice(from, i));
+        from = i;
+        bytes = 0;
+      }
+      bytes += size;
+    }
+    await this.finishCall(from === 0 ? envelopes : envelopes.slice(from));
+  }
+
+  /** `finish` for envelopes whose records one script call can carry. */
+  private async finishCall(envelopes: HeldEnvelope[]): Promise<void> {
     for (const e of envelopes) this.runNotes.ended(e);
     const finishing: FinishingEnvelope[] = envelopes.map((e) => ({
       id: e.id,
@@ -670,6 +712,13 @@ export class InteractiveWorker {
 }
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
+
+/** The bytes of the records an envelope's jobs have so far. */
+function storedBytes(envelope: HeldEnvelope): number {
+  let n = 0;
+  for (const record of envelope.records) n += record?.byteLength ?? 0;
+  return n;
+}
 
 /** The error of the jobs of an envelope stalled more than maxStalledCount times (BullMQ's `defa`: why it was deferred). */
 function workerLost(deferred: string): JobError {
