@@ -138,6 +138,24 @@ describe('batches: stored chunk results', () => {
     expect(Buffer.concat(pieces).equals(renderChunkResult(stored))).to.equal(true);
     expect(Buffer.concat(pieces).toString().trimEnd().split('\n').map((l) => (JSON.parse(l) as { index: number }).index)).to.deep.equal(Array.from({ length: rows }, (_, i) => i));
   });
+
+  it('prints the line of an item with more than pieceValues output values in pieces, the same text as printed whole', () => {
+    // Rows of one shape (batched) and rows of their own shapes, two outputs, a failure between them.
+    const writer = new ChunkResultWriter(10, 4, ['a', null, 'c', 'd'], ['y', 'm']);
+    const y = Float32Array.from({ length: 2 * 6 * 5 }, (_, i) => i / 3);
+    const m = Uint8Array.from({ length: 2 * 7 }, (_, i) => i & 1);
+    writer.addRun([0, 2], { y: { datatype: 'FP32', shape: [2, 6, 5], data: y }, m: { datatype: 'BOOL', shape: [2, 7], data: m } }, true);
+    writer.fail(1, { code: 'inference_failed', message: 'no' });
+    writer.addRun([3], { y: { datatype: 'FP32', shape: [9], data: Float32Array.from({ length: 9 }, (_, i) => -i) }, m: { datatype: 'BOOL', shape: [3], data: Uint8Array.of(1, 0, 1) } }, false);
+    const stored = writer.encode();
+    const whole = Buffer.concat([...renderChunkResultPieces(stored, 1 << 20, Infinity)]).toString();
+    for (const pieceValues of [1, 4, 7, 12, 20]) {
+      const pieces = [...renderChunkResultPieces(stored, 1 << 20, pieceValues)];
+      expect(Buffer.concat(pieces).toString(), `pieces of ${pieceValues} values`).to.equal(whole);
+      expect(pieces.length, `pieces of ${pieceValues} values`).to.be.greaterThan(3);
+    }
+    expect(whole.trimEnd().split('\n').map((l) => (JSON.parse(l) as { status: string }).status)).to.deep.equal(['succeeded', 'failed', 'succeeded', 'succeeded']);
+  });
 });
 
 describe('batches: the batch store', () => {

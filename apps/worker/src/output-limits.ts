@@ -11,9 +11,9 @@ import type { JobError } from '@infer/contract';
  * `proto-max-bulk-len`) or in one command (1 GB, `client-query-buffer-limit`:
  * Redis closes the connection), so its end could never be written (a job
  * with a 600 MB output stayed `running`, its batch-mates with it); or it
- * could pass what the gateway can print as JSON (V8's longest string is
- * ~536 million characters, and an output value prints as up to ~6 of them
- * a byte). Past these bounds the job or item fails alone, `output_too_large`,
+ * could pass what can be printed as one JSON string (V8's longest string
+ * is ~536 million characters, and an FP16 output prints as up to ~15 of
+ * them a byte: MAX_OUTPUT_BYTES_CEILING). Past these bounds the job or item fails alone, `output_too_large`,
  * and its neighbours end as usual.
  */
 

@@ -1,6 +1,6 @@
 import type { Datatype, JobError } from '@infer/contract';
-import { elementCount, fromBytes, nestedJson, numericView, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
-import { failedLine, succeededLine } from './result-lines.js';
+import { elementCount, fromBytes, nestedJson, nestedJsonPieces, numericView, toBytes, type DecodedTensor, type TensorData } from '@infer/tensors';
+import { failedLine, SUCCEEDED_LINE_TAIL, succeededLine, succeededLineHead } from './result-lines.js';
 
 /**
  * One chunk's results as the worker stores them: which items failed and
@@ -110,15 +110,21 @@ export function failedChunkResult(start: number, count: number, customIds: (stri
 /** About how many characters of NDJSON text `renderChunkResultPieces` puts in one piece. */
 export const RESULT_PIECE_CHARS = 1 << 20;
 
+/** Output values past which an item's line is itself printed in pieces of about this many values (~1.3 MB of FP32 text). */
+export const LINE_PIECE_VALUES = 64 * 1024;
+
 /**
  * The NDJSON lines of a stored chunk result, in item order, in pieces of
  * about `pieceChars` characters (whole lines; a line longer than that is a
  * piece of its own). Not one string for the chunk: a wide output (a mask, a
  * vocabulary's logits) prints ~19 characters a value, and 2048 rows of 16384
- * values would pass V8's longest string. A value without the MAGIC line is
- * already NDJSON (as an older worker wrote it) and is passed through.
+ * values would pass V8's longest string. The line of an item with more than
+ * `pieceValues` output values is printed in pieces of about that many, so
+ * that no one piece holds the event loop for long (4M FP32 values take
+ * ~1.8 s). A value without the MAGIC line is already NDJSON (as an older
+ * worker wrote it) and is passed through.
  */
-export function* renderChunkResultPieces(stored: Buffer, pieceChars = RESULT_PIECE_CHARS): Generator<Buffer> {
+export function* renderChunkResultPieces(stored: Buffer, pieceChars = RESULT_PIECE_CHARS, pieceValues = LINE_PIECE_VALUES): Generator<Buffer> {
   if (!stored.subarray(0, MAGIC.length).equals(MAGIC)) {
     yield stored;
     return;
@@ -132,7 +138,7 @@ export function* renderChunkResultPieces(stored: Buffer, pieceChars = RESULT_PIE
   const outputs = header.outputs.map((o, j) => {
     const data = numericView(o.datatype, fromBytes(o.datatype, stored.subarray(at, at + o.bytes)));
     at += o.bytes;
-    return { prefix: (j ? ',' : '{') + JSON.stringify(o.name) + ':', json: rowsJson(o, data) };
+    return { prefix: (j ? ',' : '{') + JSON.stringify(o.name) + ':', ...rowsJson(o, data) };
   });
   let out = '';
   for (let k = 0; k < header.count; k++) {
@@ -142,6 +148,20 @@ export function* renderChunkResultPieces(stored: Buffer, pieceChars = RESULT_PIE
     if (error || r < 0) {
       out += failedLine(header.start + k, customId, error ?? { code: 'internal_error', message: 'the item has no stored result' });
     } else {
+      let values = 0;
+      for (const o of outputs) values += o.values(r);
+      if (values > pieceValues) {
+        // A line too long to print in one go: what is pending first, then the line in pieces.
+        if (out) yield Buffer.from(out);
+        out = '';
+        yield Buffer.from(succeededLineHead(header.start + k, customId) + (outputs.length ? '' : '{'));
+        for (const o of outputs) {
+          yield Buffer.from(o.prefix);
+          for (const piece of o.pieces(r, pieceValues)) yield Buffer.from(piece);
+        }
+        yield Buffer.from('}' + SUCCEEDED_LINE_TAIL);
+        continue;
+      }
       let json = '';
       for (const o of outputs) json += o.prefix + o.json(r);
       out += succeededLine(header.start + k, customId, (json || '{') + '}');
@@ -160,13 +180,20 @@ export function renderChunkResult(stored: Buffer): Buffer {
   return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
 }
 
-/** Row r of one stored output, as JSON. */
-function rowsJson(o: ChunkResultHeader['outputs'][number], data: TensorData): (r: number) => string {
+/** Row r of one stored output: as JSON, its count of values, and as JSON in pieces. */
+function rowsJson(
+  o: ChunkResultHeader['outputs'][number],
+  data: TensorData,
+): { json: (r: number) => string; values: (r: number) => number; pieces: (r: number, pieceValues: number) => Iterable<string> } {
   const bool = o.datatype === 'BOOL';
   if (o.shape) {
     const shape = o.shape;
     const per = elementCount(shape);
-    return (r) => nestedJson(data, shape, bool, r * per);
+    return {
+      json: (r) => nestedJson(data, shape, bool, r * per),
+      values: () => per,
+      pieces: (r, pieceValues) => nestedJsonPieces(data, shape, bool, r * per, pieceValues),
+    };
   }
   const shapes = o.shapes ?? [];
   const offsets = new Array<number>(shapes.length);
@@ -176,5 +203,9 @@ function rowsJson(o: ChunkResultHeader['outputs'][number], data: TensorData): (r
     elements += elementCount(s);
   });
   if (elements !== data.length) throw new Error(`stored output "${o.name}" holds ${data.length} elements, its shapes need ${elements}`);
-  return (r) => nestedJson(data, shapes[r]!, bool, offsets[r]!);
+  return {
+    json: (r) => nestedJson(data, shapes[r]!, bool, offsets[r]!),
+    values: (r) => elementCount(shapes[r]!),
+    pieces: (r, pieceValues) => nestedJsonPieces(data, shapes[r]!, bool, offsets[r]!, pieceValues),
+  };
 }

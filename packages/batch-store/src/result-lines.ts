@@ -11,8 +11,16 @@ const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
  * job give byte-identical outputs for the same input).
  */
 export function succeededLine(index: number, customId: string | null, outputJson: string): string {
-  return `{"index":${index},"custom_id":${customIdJson(customId)},"status":"succeeded","output":${outputJson},"error":null}\n`;
+  return succeededLineHead(index, customId) + outputJson + SUCCEEDED_LINE_TAIL;
 }
+
+/** A succeeded line up to its output's value, for a line sent in pieces. */
+export function succeededLineHead(index: number, customId: string | null): string {
+  return `{"index":${index},"custom_id":${customIdJson(customId)},"status":"succeeded","output":`;
+}
+
+/** A succeeded line after its output's value. */
+export const SUCCEEDED_LINE_TAIL = ',"error":null}\n';
 
 export function failedLine(index: number, customId: string | null, error: JobError): string {
   return `{"index":${index},"custom_id":${customIdJson(customId)},"status":"failed","output":null,"error":${JSON.stringify({ code: error.code, message: error.message })}}\n`;

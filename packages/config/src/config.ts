@@ -51,7 +51,7 @@ export interface Config {
   maxBodyBytes: number;
   /** @default 1_000_000 */
   maxQueueDepth: number;
-  /** The most output bytes one job or batch item keeps (the worker's); past it, it fails `output_too_large`. At most 64 MiB. @default 16 MiB */
+  /** The most output bytes one job or batch item keeps (the worker's); past it, it fails `output_too_large`. At most 32 MiB. @default 16 MiB */
   maxOutputBytes: number;
   /** @default 1000 */
   rateLimitPerSecond: number;
@@ -105,11 +105,13 @@ export const DEFAULT_WEBHOOK_RETRY_DELAYS_MS = [
 ];
 
 /**
- * The most MAX_OUTPUT_BYTES may be: 64 MiB of output print as at most ~400
- * million characters of JSON (a BOOL value as `false,`), under V8's longest
- * string (~536 million), which a job's answer is.
+ * The most MAX_OUTPUT_BYTES may be: 32 MiB of output print as at most ~490
+ * million characters of JSON (an FP16 value as up to 26 of them for its 2
+ * bytes, with brackets), under V8's longest string (~536 million) and
+ * Redis's largest value (512 MB): a job.completed webhook's body and a batch
+ * result line are each printed as one.
  */
-export const MAX_OUTPUT_BYTES_CEILING = 64 * 1024 * 1024;
+export const MAX_OUTPUT_BYTES_CEILING = 32 * 1024 * 1024;
 /** MAX_OUTPUT_BYTES's default: 16 MiB, ~80 MB of JSON, which the gateway prints in a second or two. */
 export const MAX_OUTPUT_BYTES_DEFAULT = 16 * 1024 * 1024;
 

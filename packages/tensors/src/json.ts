@@ -27,6 +27,50 @@ export function bytesJson(datatype: Exclude<Datatype, 'BYTES'>, bytes: Uint8Arra
   return nestedJson(numericView(datatype, fromBytes(datatype, bytes)), shape, datatype === 'BOOL');
 }
 
+/**
+ * bytesJson's text in pieces of at most about `pieceValues` values each:
+ * joined, they are bytesJson's text. For a tensor too large to print in one
+ * go without holding the event loop (4M FP32 values print as ~80 MB in
+ * ~1.8 s): a caller sends each piece and yields between them.
+ */
+export function* bytesJsonPieces(datatype: Exclude<Datatype, 'BYTES'>, bytes: Uint8Array, shape: readonly number[], pieceValues: number): Generator<string> {
+  const want = elementCount(shape) * BYTES_PER_ELEMENT[datatype];
+  if (bytes.byteLength !== want) throw new Error(`${bytes.byteLength} bytes of ${datatype} cannot be of shape [${shape.join(',')}]`);
+  yield* nestedJsonPieces(numericView(datatype, fromBytes(datatype, bytes)), shape, datatype === 'BOOL', 0, Math.max(1, pieceValues));
+}
+
+/** nestedJson's text in pieces of at most about `pieceValues` values each (see bytesJsonPieces). */
+export function* nestedJsonPieces(data: TensorData, shape: readonly number[], bool: boolean, offset: number, pieceValues: number): Generator<string> {
+  if (shape.length === 0 || elementCount(shape) <= pieceValues) {
+    yield nestedJson(data, shape, bool, offset);
+    return;
+  }
+  const n = shape[0]!;
+  yield '[';
+  if (shape.length === 1) {
+    // A long list: runs of it, each printed as a list with its brackets taken off.
+    for (let i = 0; i < n; i += pieceValues) yield (i ? ',' : '') + nestedJson(data, [Math.min(pieceValues, n - i)], bool, offset + i).slice(1, -1);
+  } else {
+    const rest = shape.slice(1);
+    const sub = elementCount(rest);
+    if (sub <= pieceValues) {
+      // Whole sub-tensors, as many to a piece as fit.
+      const per = Math.floor(pieceValues / sub);
+      for (let k = 0; k < n; k += per) {
+        let piece = k ? ',' : '';
+        for (let j = k; j < Math.min(n, k + per); j++) piece += (j > k ? ',' : '') + nestedJson(data, rest, bool, offset + j * sub);
+        yield piece;
+      }
+    } else {
+      for (let k = 0; k < n; k++) {
+        if (k) yield ',';
+        yield* nestedJsonPieces(data, rest, bool, offset + k * sub, pieceValues);
+      }
+    }
+  }
+  yield ']';
+}
+
 type NumberArray = Exclude<TensorData, BigInt64Array | BigUint64Array>;
 
 const isNumberArray = (data: TensorData): data is NumberArray => !(data instanceof BigInt64Array || data instanceof BigUint64Array);

@@ -2,7 +2,7 @@ import { SpanKind, SpanStatusCode, type Context } from '@opentelemetry/api';
 import type { Tracing } from '@infer/tracing';
 import { newJobId, queueTag, type CreateJobBody, type EnvelopeJob, platformNow } from '@infer/contract';
 import { AppError, conflict, invalidInput, notFound } from '@infer/errors';
-import { decodeRecord, encodeRecord, hasCompletedHook, idempotencyDigest, recordTenant, renderEndedJob, renderPendingJob, type CompletedEventsOutbox, type IdempotencyClaim, type JobLookup, type JobStore, type JobWaiters } from '@infer/job-store';
+import { decodeRecord, encodeRecord, hasCompletedHook, idempotencyDigest, recordTenant, endedJobJson, renderPendingJob, type CompletedEventsOutbox, type IdempotencyClaim, type JobLookup, type JobStore, type JobWaiters, type JsonPieces } from '@infer/job-store';
 import type { ModelVersion } from '@infer/models';
 import type { ModelResolver } from '../models/model-catalog.js';
 import { decodeInput, sharedDimMismatch, type DecodedTensor } from '@infer/tensors';
@@ -41,7 +41,8 @@ export interface RenderedJob {
   model: string;
   version: string;
   ended: boolean;
-  json: string;
+  /** The text; in pieces, printed as they are taken, for an ended job with large outputs (endedJobJson). */
+  json: string | JsonPieces;
 }
 
 export interface SubmitResult extends RenderedJob {
@@ -181,7 +182,7 @@ export class JobService {
         onGone?.(waiter.cancel);
         const stopWatch = this.watchDeadline(id, job.deadline, waitMs!);
         const record = await waiter.promise.finally(stopWatch);
-        if (record) return { ...base, ended: true, json: renderEndedJob(id, record) };
+        if (record) return { ...base, ended: true, json: endedJobJson(id, record) };
         try {
           return { ...(await this.get(tenant, id)), replayed: false };
         } catch (err) {
@@ -327,7 +328,7 @@ export class JobService {
       if (attempt === 3) throw new Error('a cancel kept finding its job taken between its read and its commit');
     }
     await this.afterCancel(lookup);
-    return { id, model: lookup.model, version: lookup.version, ended: true, json: renderEndedJob(id, record) };
+    return { id, model: lookup.model, version: lookup.version, ended: true, json: endedJobJson(id, record) };
   }
 
   /**
@@ -353,7 +354,7 @@ export class JobService {
       const decoded = decodeRecord(lookup.record);
       const { header } = decoded;
       if (header.t !== tenant) throw jobNotFound(id);
-      return { id, model: header.m, version: header.v, ended: true, json: renderEndedJob(id, lookup.record, decoded) };
+      return { id, model: header.m, version: header.v, ended: true, json: endedJobJson(id, lookup.record, decoded) };
     }
     if (lookup.kind === 'pending' && lookup.job.tenant === tenant) {
       return { id, model: lookup.model, version: lookup.version, ended: false, json: renderPendingJob(id, lookup.model, lookup.version, lookup.job, lookup.startedAt) };

@@ -5,6 +5,7 @@ import { AppError, badRequest } from '@infer/errors';
 import { tenantOf } from '../http/auth.js';
 import { contentCoding, decodedBody, withinTimeLimit } from '../http/content-encoding.js';
 import { firstIssue } from '../http/first-issue.js';
+import { drained } from '../http/drained.js';
 import { jsonBody } from '../http/json-body.js';
 import type { BatchService } from '../batches/batch-service.js';
 import type { RawItem } from '../batches/ndjson-lines.js';
@@ -59,19 +60,6 @@ async function* jsonItems(items: unknown[]): AsyncGenerator<RawItem[]> {
 function accepted(res: Response, batch: Batch): void {
   res.set('Location', batch.urls.get);
   res.status(202).json(batch);
-}
-
-/** Resolves when the socket can take more, or is gone. */
-function drained(res: Response): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
 }
 
 /** `/v1/batches` (docs/api.md "Batches"). */

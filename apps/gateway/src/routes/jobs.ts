@@ -10,6 +10,7 @@ import type { Tracing } from '@infer/tracing';
 import { startRequestSpan } from '../http/request-tracing.js';
 import { authenticate, tenantOf } from '../http/auth.js';
 import { firstIssue } from '../http/first-issue.js';
+import { drained } from '../http/drained.js';
 import { jsonBody, readJsonBody } from '../http/json-body.js';
 import { preferWaitMs } from '../http/prefer.js';
 import { cancelAfterMs } from '../http/cancel-after.js';
@@ -98,9 +99,32 @@ function idempotencyKeyOf(req: IncomingMessage): string | undefined {
 }
 
 /** Send a Job's JSON text as it is: it was printed once, from the stored record. */
-function sendJob(res: ServerResponse, status: number, job: RenderedJob, headers: Record<string, string> = {}): void {
+function sendJob(res: ServerResponse, status: number, job: RenderedJob, headers: Record<string, string> = {}): Promise<void> | void {
+  if (typeof job.json !== 'string') return sendPieces(res, status, job.json.pieces, headers);
   res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(job.json) });
   res.end(job.json);
+}
+
+/**
+ * A Job with large outputs, chunked: each piece printed as it is taken and
+ * written, then the event loop's other work before the next (or the
+ * socket's drain, when its buffer is full), so that printing tens of MB of
+ * output never holds every other request up for seconds. A piece that
+ * throws once the status is sent ends the connection: the client sees a
+ * broken answer, never a short one that parses.
+ */
+async function sendPieces(res: ServerResponse, status: number, pieces: Iterable<string>, headers: Record<string, string>): Promise<void> {
+  res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8' });
+  try {
+    for (const piece of pieces) {
+      if (res.destroyed) return;
+      if (res.write(piece)) await new Promise<void>((resolve) => setImmediate(resolve));
+      else await drained(res);
+    }
+    res.end();
+  } catch (err) {
+    res.destroy(err as Error);
+  }
 }
 
 /** `Preference-Applied: wait=N`, N the seconds waited for at most: rounded up, so a wait of 0.4 s is not "wait=0". */
@@ -136,17 +160,20 @@ export class JobHandlers {
     const headers: Record<string, string> = { location: `/v1/jobs/${job.id}`, ...waitApplied(waitMs) };
     if (job.replayed) headers['idempotent-replayed'] = 'true';
     // A replay answers 200 with the first job, whatever its status.
-    sendJob(res, job.ended || job.replayed ? 200 : 202, job, headers);
+    const sent = sendJob(res, job.ended || job.replayed ? 200 : 202, job, headers);
+    if (sent) await sent; // only a piecewise answer is awaited: the usual one costs no extra turn
   }
 
   async get(req: IncomingMessage, res: ServerResponse, tenant: string, id: string): Promise<void> {
     const waitMs = preferWaitMs(req.headers.prefer, this.options.maxWaitMs);
     const job = await this.service.get(tenant, id, waitMs, waitMs ? clientGone(req, res, this.options.interactive) : undefined);
-    sendJob(res, 200, job, waitApplied(waitMs));
+    const sent = sendJob(res, 200, job, waitApplied(waitMs));
+    if (sent) await sent;
   }
 
   async cancel(_req: IncomingMessage, res: ServerResponse, tenant: string, id: string): Promise<void> {
-    sendJob(res, 200, await this.service.cancel(tenant, id));
+    const sent = sendJob(res, 200, await this.service.cancel(tenant, id));
+    if (sent) await sent;
   }
 }
 

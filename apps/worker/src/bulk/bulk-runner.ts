@@ -187,8 +187,9 @@ export async function runChunk(model: ModelVersion, p: BulkChunkPayload, chunk: 
       const perRow = bytes / part.count;
       const { maxOutputBytes, callOutputBytes } = hooks.limits;
       // Over MAX_OUTPUT_BYTES each row fails alone; else the rows that still fit the chunk's stored results are kept, in order.
-      const fit = perRow > maxOutputBytes ? 0 : perRow === 0 ? part.count : Math.min(part.count, Math.floor((callOutputBytes - writer.outputBytes) / perRow));
-      if (fit > 0) writer.addRun(offsets.slice(0, fit), fit === part.count ? outputs : firstRows(outputs, part.count, fit), model.batched);
+      const fit = perRow > maxOutputBytes ? 0 : perRow === 0 ? part.count : Math.max(0, Math.min(part.count, Math.floor((callOutputBytes - writer.outputBytes) / perRow)));
+      if (fit === part.count) writer.addRun(offsets, outputs, model.batched);
+      else if (fit > 0) writer.addRun(offsets.slice(0, fit), firstRows(outputs, part.count, fit), model.batched);
       if (fit < part.count) {
         const error = perRow > maxOutputBytes ? outputTooLarge(perRow, maxOutputBytes) : outputsTooLargeTogether(perRow, 'the items run before it in its batch chunk', callOutputBytes);
         for (const o of offsets.slice(fit)) writer.fail(o, error);

@@ -506,9 +506,15 @@ export class InteractiveWorker {
         const ending = result.ok ? this.keepable(job, result.outputs, stored) : { error: result.error };
         // Its span says how the job ended: a run whose outputs were too large to keep failed it.
         traced?.push({ job, takenAt: envelope.takenAt, result: 'error' in ending ? { ok: false, error: ending.error, inferenceMs: result.inferenceMs, batchSize: result.batchSize } : result });
-        if ('outputs' in ending) stored += instanceOutputBytes(ending.outputs);
+        if ('outputs' in ending) stored += ending.bytes;
         envelope.statuses[j] = 'outputs' in ending ? 'succeeded' : 'failed';
-        envelope.records[j] = encodeRecord(model.name, model.version, job, { status: envelope.statuses[j]!, startedAt: envelope.takenAt, completedAt, metrics: metricsOut, ...ending });
+        envelope.records[j] = encodeRecord(model.name, model.version, job, {
+          status: envelope.statuses[j]!,
+          startedAt: envelope.takenAt,
+          completedAt,
+          metrics: metricsOut,
+          ...('outputs' in ending ? { outputs: ending.outputs } : { error: ending.error }),
+        });
         envelope.pending--;
       }
       if (envelope.pending === 0) done.add(envelope);
@@ -525,13 +531,13 @@ export class InteractiveWorker {
    * are too large to keep (output-limits.ts): over MAX_OUTPUT_BYTES, or past
    * CALL_OUTPUT_BYTES beside the `stored` bytes of its envelope's records.
    */
-  private keepable(job: EnvelopeJob, outputs: RecordOutput[], stored: number): { outputs: RecordOutput[] } | { error: JobError } {
+  private keepable(job: EnvelopeJob, outputs: RecordOutput[], stored: number): { outputs: RecordOutput[]; bytes: number } | { error: JobError } {
     const bytes = instanceOutputBytes(outputs);
     let error: JobError | undefined;
     const { maxOutputBytes, callOutputBytes } = this.limits;
     if (bytes > maxOutputBytes) error = outputTooLarge(bytes, maxOutputBytes);
     else if (stored + bytes > callOutputBytes) error = outputsTooLargeTogether(bytes, 'the jobs submitted with it (its envelope)', callOutputBytes);
-    if (!error) return { outputs };
+    if (!error) return { outputs, bytes };
     this.log.warn({ jobId: job.id, bytes }, "a job's outputs are too large to keep; it fails output_too_large");
     return { error };
   }
@@ -621,18 +627,22 @@ export class InteractiveWorker {
     // One call for the batch, unless its records are large: then calls of at most callOutputBytes of records
     // each (an envelope's own records are held under it as they are made: keepable), so no call nears Redis's
     // 1 GB limit on one command. Each call ends its envelopes whole.
-    let from = 0;
+    if (envelopes.length === 1) return this.finishCall(envelopes);
+    const calls: HeldEnvelope[][] = [[]];
     let bytes = 0;
-    for (let i = 0; i < envelopes.length; i++) {
-      const size = storedBytes(envelopes[i]!);
-      if (i > from && bytes + size > this.limits.callOutputBytes) {
-        await this.finishCall(envelopes.slice(from, i));
-        from = i;
+    for (const e of envelopes) {
+      const size = storedBytes(e);
+      if (calls[calls.length - 1]!.length > 0 && bytes + size > this.limits.callOutputBytes) {
+        calls.push([]);
         bytes = 0;
       }
+      calls[calls.length - 1]!.push(e);
       bytes += size;
     }
-    await this.finishCall(from === 0 ? envelopes : envelopes.slice(from));
+    // Every call is made, whatever an earlier one threw: each releases its own envelopes.
+    let thrown: unknown;
+    for (const call of calls) await this.finishCall(call).catch((err: unknown) => (thrown ??= err));
+    if (thrown !== undefined) throw thrown;
   }
 
   /** `finish` for envelopes whose records one script call can carry. */

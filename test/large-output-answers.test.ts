@@ -1,0 +1,160 @@
+import { expect } from 'chai';
+import http from 'node:http';
+import type { Datatype, EnvelopeJob } from '@infer/contract';
+import { decodeRecord, encodeRecord, endedJobJson, PIECEWISE_OUTPUT_BYTES, renderEndedJob, renderEndedJobPieces, type RecordOutput } from '@infer/job-store';
+import { bytesJson, bytesJsonPieces } from '@infer/tensors';
+import { encodeModel, initializer, node } from '../scripts/lib/onnx-builder.js';
+import { submitBatch, waitForBatchEnd } from './helpers/batches.js';
+import { DT, tensorInfo } from './helpers/int-graphs.js';
+import { postJob } from './helpers/jobs.js';
+import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
+import { startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
+
+/**
+ * An ended job's output is printed as JSON when it is read, on the
+ * gateway's event loop: 4M FP32 values print as ~80 MB in ~1.8 s, which
+ * every other request on that gateway would wait out. Past
+ * PIECEWISE_OUTPUT_BYTES of output the answer is sent in pieces, each
+ * printed as it is taken, with the event loop's other work between them.
+ * The pieces joined are the text printed whole, byte for byte.
+ */
+describe('ended jobs with large outputs are answered in pieces', function () {
+  this.timeout(120_000);
+
+  const bytesOf = (datatype: Exclude<Datatype, 'BYTES'>, n: number): Uint8Array => {
+    const per = { FP32: 4, FP64: 8, INT64: 8, INT32: 4, INT8: 1, UINT8: 1, BOOL: 1, FP16: 2, INT16: 2, UINT16: 2, UINT32: 4, UINT64: 8 }[datatype as string] ?? 4;
+    const b = new Uint8Array(n * per);
+    for (let i = 0; i < b.length; i++) b[i] = (i * 37 + 11) & 0xff;
+    if (datatype === 'BOOL') for (let i = 0; i < b.length; i++) b[i] = b[i]! & 1;
+    if (datatype === 'FP32' && n > 0) new DataView(b.buffer).setFloat32(0, Number.NaN, true); // prints null
+    return b;
+  };
+
+  it('bytesJsonPieces joined is bytesJson, for every shape and piece size', () => {
+    const shapes = [[], [1], [7], [100], [3, 5], [4, 1, 6], [2, 3, 4, 5], [0], [5, 0], [1, 1, 1, 9]];
+    for (const datatype of ['FP32', 'INT64', 'BOOL', 'UINT8', 'FP64'] as const) {
+      for (const shape of shapes) {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const bytes = bytesOf(datatype, n);
+        const whole = bytesJson(datatype, bytes, shape);
+        for (const pieceValues of [1, 2, 3, 4, 7, 20, 1000]) {
+          const pieces = [...bytesJsonPieces(datatype, bytes, shape, pieceValues)];
+          expect(pieces.join(''), `${datatype} [${shape}] in pieces of ${pieceValues}`).to.equal(whole);
+          // No piece holds much more than asked: at most one sub-tensor's worth of values past it.
+          if (n > pieceValues) expect(pieces.length, `${datatype} [${shape}] / ${pieceValues}`).to.be.greaterThan(1);
+        }
+      }
+    }
+  });
+
+  it('renderEndedJobPieces joined is renderEndedJob: outputs, no outputs, an error, metadata', () => {
+    const job: EnvelopeJob = { id: 'x', tenant: 't', created_at: 1_700_000_000_000, shapes: [[1]], metadata: { a: 'b"c' } };
+    const outputs: RecordOutput[] = [
+      { name: 'y', datatype: 'FP32', shape: [3, 4], bytes: bytesOf('FP32', 12) },
+      { name: 'flag"s', datatype: 'BOOL', shape: [5], bytes: bytesOf('BOOL', 5) },
+    ];
+    const records = [
+      encodeRecord('m', '1', job, { status: 'succeeded', startedAt: job.created_at + 3, completedAt: job.created_at + 9, metrics: { queue_ms: 3, inference_ms: 0.5, batch_size: 2 }, outputs }),
+      encodeRecord('m', '1', job, { status: 'succeeded', startedAt: job.created_at, completedAt: job.created_at + 1, outputs: [] }),
+      encodeRecord('m', '1', { ...job, webhook: 'https://example.com/h' }, { status: 'failed', startedAt: null, completedAt: job.created_at + 1, error: { code: 'inference_failed', message: 'no' } }),
+    ];
+    for (const record of records) {
+      const whole = renderEndedJob('job-1', record);
+      for (const pieceValues of [1, 5, 1000]) expect([...renderEndedJobPieces('job-1', decodeRecord(record), pieceValues)].join('')).to.equal(whole);
+      // Small outputs are one string, as before.
+      expect(endedJobJson('job-1', record)).to.equal(whole);
+    }
+    const large = encodeRecord('m', '1', job, { status: 'succeeded', startedAt: job.created_at, completedAt: job.created_at + 1, outputs: [{ name: 'y', datatype: 'UINT8', shape: [PIECEWISE_OUTPUT_BYTES + 1], bytes: bytesOf('UINT8', PIECEWISE_OUTPUT_BYTES + 1) }] });
+    const answer = endedJobJson('job-1', large);
+    expect(answer).to.have.property('pieces');
+    expect([...(answer as { pieces: Iterable<string> }).pieces].join('')).to.equal(renderEndedJob('job-1', large));
+  });
+
+  describe('through the gateway (real Redis, real ONNX Runtime)', () => {
+    // y[N, K] = x[N, 1] + r[K], r a ramp of K values: 16 MB of FP32 a job, values that print long (~9 characters).
+    const K = 4_000_000;
+    let repo: TempModelRepo;
+    let p: TestPlatform;
+
+    before(async () => {
+      const ramp = Array.from({ length: K }, (_, i) => i / 7);
+      repo = tempModelRepo({
+        wide: {
+          onnx: encodeModel({
+            name: 'wide',
+            inputs: [tensorInfo('x', DT.FLOAT, ['N', 1])],
+            outputs: [tensorInfo('y', DT.FLOAT, ['N', K])],
+            nodes: [node('Add', ['x', 'r'], ['y'])],
+            initializers: [initializer('r', DT.FLOAT as never, [1, K], ramp)],
+          }),
+          config: { max_batch_size: 1, max_delay_ms: 1 },
+        },
+      });
+      p = await startPlatform({ models: repo.root, env: { MAX_OUTPUT_BYTES: String(32 * 1024 * 1024) } });
+    });
+    after(async () => {
+      await p?.close();
+      repo?.remove();
+    });
+
+    /** GET a path over a raw socket: its headers, its text, and the longest the event loop of this process (the gateway's) was held meanwhile. */
+    function read(pathname: string): Promise<{ headers: http.IncomingHttpHeaders; text: string; ms: number; longestHoldMs: number }> {
+      return new Promise((resolve, reject) => {
+        let last = performance.now();
+        let longestHoldMs = 0;
+        const tick = setInterval(() => {
+          const now = performance.now();
+          longestHoldMs = Math.max(longestHoldMs, now - last);
+          last = now;
+        }, 5);
+        const t0 = performance.now();
+        const req = http.get(`${p.baseUrl}${pathname}`, { headers: { authorization: `Bearer ${TEST_KEY}` } }, (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (b: Buffer) => parts.push(b));
+          res.on('end', () => {
+            clearInterval(tick);
+            resolve({ headers: res.headers, text: Buffer.concat(parts).toString('utf8'), ms: performance.now() - t0, longestHoldMs });
+          });
+          res.on('error', reject);
+        });
+        req.on('error', (err) => {
+          clearInterval(tick);
+          reject(err);
+        });
+      });
+    }
+
+    it('answers a 16 MB output chunked, the same Job as printed whole, without holding the event loop for the whole of it', async () => {
+      const { job } = await postJob(p, { model: 'wide', input: { x: [0.25] } }, { wait: 30 });
+      expect(job.status).to.equal('succeeded');
+      const answer = await read(`/v1/jobs/${job.id}`);
+      expect(answer.headers['transfer-encoding']).to.equal('chunked');
+      expect(answer.headers['content-length']).to.equal(undefined);
+      const got = JSON.parse(answer.text) as { id: string; status: string; output: { y: number[] }; urls: unknown };
+      expect([got.id, got.status, got.output.y.length]).to.deep.equal([job.id, 'succeeded', K]);
+      expect([got.output.y[0], got.output.y[1], got.output.y[K - 1]]).to.deep.equal([Math.fround(0.25), Math.fround(0.25 + Math.fround(1 / 7)), Math.fround(0.25 + Math.fround((K - 1) / 7))]);
+      // Printed whole, the event loop would be held for nearly all of the answer's time; in pieces, for a piece's.
+      expect(answer.longestHoldMs, `held ${answer.longestHoldMs.toFixed(0)} ms of an answer of ${answer.ms.toFixed(0)} ms`).to.be.below(answer.ms / 4);
+    });
+
+    it('a batch result line with a 16 MB output downloads whole, without holding the event loop for the whole of it', async () => {
+      const batch = await submitBatch(p, { json: { model: 'wide', items: [{ custom_id: 'a', input: { x: [2] } }, { custom_id: 'b', input: { x: [3] } }] } });
+      await waitForBatchEnd(p, batch.id, 60_000);
+      const got = await read(`/v1/batches/${batch.id}/results`);
+      const lines = got.text.trimEnd().split('\n').map((l) => JSON.parse(l) as { custom_id: string; status: string; output: { y: number[] } });
+      expect(lines.map((l) => [l.custom_id, l.status, l.output.y.length, l.output.y[0]])).to.deep.equal([
+        ['a', 'succeeded', K, 2],
+        ['b', 'succeeded', K, 3],
+      ]);
+      expect(got.longestHoldMs, `held ${got.longestHoldMs.toFixed(0)} ms of a download of ${got.ms.toFixed(0)} ms`).to.be.below(got.ms / 4);
+    });
+
+    it('a Prefer: wait submit whose job ends with a large output is answered in pieces too', async () => {
+      const res = await p.api('/v1/jobs', { method: 'POST', headers: { prefer: 'wait=30' }, body: JSON.stringify({ model: 'wide', input: { x: [1] } }) });
+      expect(res.status).to.equal(200);
+      expect(res.headers.get('content-length')).to.equal(null);
+      const got = (await res.json()) as { status: string; output: { y: number[] } };
+      expect([got.status, got.output.y.length, got.output.y[0]]).to.deep.equal(['succeeded', K, 1]);
+    });
+  });
+});
