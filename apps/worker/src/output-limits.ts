@@ -12,8 +12,8 @@ import type { JobError } from '@infer/contract';
  * Redis closes the connection), so its end could never be written (a job
  * with a 600 MB output stayed `running`, its batch-mates with it); or it
  * could pass what can be printed as one JSON string (V8's longest string
- * is ~536 million characters, and an FP16 output prints as up to ~15 of
- * them a byte: MAX_OUTPUT_BYTES_CEILING). Past these bounds the job or item fails alone, `output_too_large`,
+ * is ~536 million characters, and an FP16 output prints as up to about 13
+ * of them a byte: MAX_OUTPUT_BYTES_CEILING). Past these bounds the job or item fails alone, `output_too_large`,
  * and its neighbours end as usual.
  */
 

@@ -105,11 +105,10 @@ export const DEFAULT_WEBHOOK_RETRY_DELAYS_MS = [
 ];
 
 /**
- * The most MAX_OUTPUT_BYTES may be: 32 MiB of output print as at most ~490
- * million characters of JSON (an FP16 value as up to 26 of them for its 2
- * bytes, with brackets), under V8's longest string (~536 million) and
- * Redis's largest value (512 MB): a job.completed webhook's body and a batch
- * result line are each printed as one.
+ * The most MAX_OUTPUT_BYTES may be: 32 MiB of output print as at most ~450
+ * million characters of JSON (an FP16 value, 2 bytes, as up to about 26 of
+ * them), under V8's longest string (~536 million) and Redis's largest value
+ * (512 MB): a job.completed webhook's body is printed, and stored, as one.
  */
 export const MAX_OUTPUT_BYTES_CEILING = 32 * 1024 * 1024;
 /** MAX_OUTPUT_BYTES's default: 16 MiB, ~80 MB of JSON, which the gateway prints in a second or two. */

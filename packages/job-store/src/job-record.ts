@@ -161,8 +161,17 @@ export interface JsonPieces {
  * for long).
  */
 export function endedJobJson(id: string, stored: Buffer, decoded: ReturnType<typeof decodeRecord> = decodeRecord(stored)): string | JsonPieces {
-  if (decoded.body.byteLength <= PIECEWISE_OUTPUT_BYTES) return renderEndedJob(id, stored, decoded);
+  // A record whose output bytes are not what its header's shapes say is printed whole, to fail before the
+  // answer starts (a 500 the gateway logs) rather than midway through it.
+  if (decoded.body.byteLength <= PIECEWISE_OUTPUT_BYTES || outputBytesOf(decoded.header) !== decoded.body.byteLength) return renderEndedJob(id, stored, decoded);
   return { pieces: renderEndedJobPieces(id, decoded, PIECE_VALUES) };
+}
+
+/** The output bytes a record's header says follow it. */
+function outputBytesOf(h: RecordHeader): number {
+  let n = 0;
+  for (const [, datatype, shape] of h.o ?? []) n += elementCount(shape) * BYTES_PER_ELEMENT[datatype];
+  return n;
 }
 
 /** `renderEndedJob`'s text in pieces of about `pieceValues` output values each. */

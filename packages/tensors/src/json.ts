@@ -36,11 +36,13 @@ export function bytesJson(datatype: Exclude<Datatype, 'BYTES'>, bytes: Uint8Arra
 export function* bytesJsonPieces(datatype: Exclude<Datatype, 'BYTES'>, bytes: Uint8Array, shape: readonly number[], pieceValues: number): Generator<string> {
   const want = elementCount(shape) * BYTES_PER_ELEMENT[datatype];
   if (bytes.byteLength !== want) throw new Error(`${bytes.byteLength} bytes of ${datatype} cannot be of shape [${shape.join(',')}]`);
-  yield* nestedJsonPieces(numericView(datatype, fromBytes(datatype, bytes)), shape, datatype === 'BOOL', 0, Math.max(1, pieceValues));
+  yield* nestedJsonPieces(numericView(datatype, fromBytes(datatype, bytes)), shape, datatype === 'BOOL', 0, pieceValues);
 }
 
 /** nestedJson's text in pieces of at most about `pieceValues` values each (see bytesJsonPieces). */
 export function* nestedJsonPieces(data: TensorData, shape: readonly number[], bool: boolean, offset: number, pieceValues: number): Generator<string> {
+  // At least one value a piece: a run of none would never end.
+  pieceValues = pieceValues >= 1 ? Math.floor(pieceValues) : 1;
   if (shape.length === 0 || elementCount(shape) <= pieceValues) {
     yield nestedJson(data, shape, bool, offset);
     return;

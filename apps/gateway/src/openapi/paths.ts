@@ -461,7 +461,10 @@ export const paths: JsonObject = {
       operationId: 'getJob',
       tags: ['jobs'],
       summary: 'Read a job; with `Prefer: wait=N`, a long poll',
-      description: 'With `Prefer: wait=N` the response is held until the job ends or N seconds pass, then the job is returned as it is.',
+      description:
+        'With `Prefer: wait=N` the response is held until the job ends or N seconds pass, then the job is returned as it is. ' +
+        'A job with more than 1 MiB of output is answered chunked (no `Content-Length`), its JSON printed a piece at a time so as not to hold up the ' +
+        'gateway’s other requests; so is `POST /v1/jobs` with `Prefer: wait` for such a job. An answer cut off midway is not a Job: read it again.',
       parameters: [param('JobId'), param('PreferWait')],
       responses: { '200': jobResponse('The job.'), '400': badPath, '404': jobNotFound, '503': unavailable503, ...v1Errors },
     },

@@ -10,7 +10,7 @@ import type { Tracing } from '@infer/tracing';
 import { startRequestSpan } from '../http/request-tracing.js';
 import { authenticate, tenantOf } from '../http/auth.js';
 import { firstIssue } from '../http/first-issue.js';
-import { drained } from '../http/drained.js';
+import { drained, gone } from '../http/drained.js';
 import { jsonBody, readJsonBody } from '../http/json-body.js';
 import { preferWaitMs } from '../http/prefer.js';
 import { cancelAfterMs } from '../http/cancel-after.js';
@@ -115,9 +115,13 @@ function sendJob(res: ServerResponse, status: number, job: RenderedJob, headers:
  */
 async function sendPieces(res: ServerResponse, status: number, pieces: Iterable<string>, headers: Record<string, string>): Promise<void> {
   res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8' });
+  if (res.req.method === 'HEAD') {
+    res.end();
+    return;
+  }
   try {
     for (const piece of pieces) {
-      if (res.destroyed) return;
+      if (gone(res)) return;
       if (res.write(piece)) await new Promise<void>((resolve) => setImmediate(resolve));
       else await drained(res);
     }
