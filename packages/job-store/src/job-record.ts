@@ -112,7 +112,9 @@ const urls = (id: string): string => `{"get":"/v1/jobs/${id}","cancel":"/v1/jobs
  * when it started.
  */
 export function renderStartedJob(id: string, stored: Buffer): string {
-  const job = JSON.parse(renderEndedJob(id, stored)) as Record<string, unknown>;
+  // Printed without its output, which a running job has none of (a large one would be printed, parsed and dropped).
+  const { header } = decodeRecord(stored);
+  const job = JSON.parse(renderEndedJob(id, stored, { header: { ...header, o: undefined }, body: Buffer.alloc(0) })) as Record<string, unknown>;
   return JSON.stringify({ ...job, status: 'running', completed_at: null, output: null, error: null, metrics: null });
 }
 
