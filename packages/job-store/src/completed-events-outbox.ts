@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { jobKeys, type Job } from '@infer/contract';
+import { jobKeys } from '@infer/contract';
 import type { Logger } from '@infer/logger';
 import { eventIdFor, type WebhookEvents } from '@infer/webhooks';
 import { decodeRecord, renderEndedJob, renderStartedJob } from './job-record.js';
@@ -50,7 +50,8 @@ export class CompletedEventsOutbox {
       if (record) {
         const { header } = decodeRecord(record);
         if (header.w && (header.wf ?? 'completed').split(',').includes(started ? 'start' : 'completed')) {
-          const data = JSON.parse(started ? renderStartedJob(id, record) : renderEndedJob(id, record)) as Job;
+          // The Job as the API prints it, straight into the body (a large output is not parsed and printed again).
+          const data = { object: 'job' as const, id, json: started ? renderStartedJob(id, record) : renderEndedJob(id, record) };
           await this.events.ensure(eventIdFor(type, id), { tenant: header.t, url: header.w, type, data, ...(header.tp ? { traceparent: header.tp } : {}) });
           sent = true;
         }

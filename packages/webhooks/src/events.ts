@@ -6,12 +6,18 @@ import { QUEUE_EVENTS_MAX_LEN, webhookQueue, type WebhookDeliveryPayload, platfo
 import { silentLogger, type Logger } from '@infer/logger';
 import { DeliveryLog, type StoredEvent, type WebhookDelivery, type WebhookEventType, type WebhookSubject } from './delivery-log.js';
 
-/** An event to send: `data` is the Job or Batch as the API renders it, and also names what the event is about. */
+/**
+ * An event to send: `data` is the Job or Batch as the API renders it, and
+ * also names what the event is about; or, where the producer has it printed
+ * already (a job's, from its record), what it is about and its JSON text,
+ * which goes into the body as it is: a job with a large output is then not
+ * printed, parsed and printed again.
+ */
 export interface NewWebhookEvent {
   tenant: string;
   url: string;
   type: WebhookEventType;
-  data: WebhookSubject;
+  data: WebhookSubject | PrintedSubject;
   /** The W3C traceparent of what the event is about (a traced job): its delivery joins that trace. */
   traceparent?: string;
 }
@@ -34,6 +40,13 @@ export interface WebhookEventsOptions {
   /** Present only when tracing: BullMQ's add spans, and the trace context stored with each delivery job. */
   telemetry?: TracedTelemetry | undefined;
 }
+
+/** What an event is about, with its JSON text as the API prints it. */
+export interface PrintedSubject extends WebhookSubject {
+  json: string;
+}
+
+const isPrinted = (data: WebhookSubject | PrintedSubject): data is PrintedSubject => typeof (data as Partial<PrintedSubject>).json === 'string';
 
 /** Margin kept on a log's TTL beyond its last scheduled attempt, so the record outlives its own retries. */
 export const LOG_MARGIN_MS = 10 * 60_000;
@@ -178,7 +191,9 @@ export class WebhookEvents {
       type: event.type,
       url: event.url,
       subject: { object: event.data.object, id: event.data.id },
-      body: JSON.stringify({ type: event.type, timestamp: new Date(createdAt).toISOString(), data: event.data }),
+      body: isPrinted(event.data)
+        ? `{"type":${JSON.stringify(event.type)},"timestamp":"${new Date(createdAt).toISOString()}","data":${event.data.json}}`
+        : JSON.stringify({ type: event.type, timestamp: new Date(createdAt).toISOString(), data: event.data }),
       createdAt,
       state: 'pending',
       attemptCount: 0,

@@ -1,4 +1,4 @@
-import type { EnvelopeJob, Job } from '@infer/contract';
+import type { EnvelopeJob } from '@infer/contract';
 import { hasStartedHook, renderPendingJob } from '@infer/job-store';
 import type { Logger } from '@infer/logger';
 import { eventIdFor, type NewWebhookEvent, type WebhookEvents } from '@infer/webhooks';
@@ -45,7 +45,7 @@ export class JobWebhookEmitter {
           tenant: job.tenant,
           url: job.webhook!,
           type: 'job.started',
-          data: JSON.parse(renderPendingJob(job.id, model, version, job, startedAt)) as Job,
+          data: { object: 'job', id: job.id, json: renderPendingJob(job.id, model, version, job, startedAt) },
           ...(job.traceparent ? { traceparent: job.traceparent } : {}),
         } satisfies NewWebhookEvent,
       }));
