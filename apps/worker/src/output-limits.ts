@@ -13,8 +13,8 @@ import type { JobError } from '@infer/contract';
  * with a 600 MB output stayed `running`, its batch-mates with it); or it
  * could pass what can be printed as one JSON string (V8's longest string
  * is ~536 million characters, and an FP16 output prints as up to about 13
- * of them a byte: MAX_OUTPUT_BYTES_CEILING). Past these bounds the job or item fails alone, `output_too_large`,
- * and its neighbours end as usual.
+ * of them a byte: MAX_OUTPUT_BYTES_CEILING). Past these bounds the job or
+ * item fails alone, `output_too_large`, and its neighbours end as usual.
  */
 
 /** The two bounds a worker holds outputs to. */
@@ -32,7 +32,6 @@ export function outputLimits(options: { maxOutputBytes?: number; callOutputBytes
     callOutputBytes: options.callOutputBytes ?? CALL_OUTPUT_BYTES,
   };
 }
-
 
 /**
  * The most output bytes one script call that ends work carries (the records

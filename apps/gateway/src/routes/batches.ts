@@ -5,7 +5,7 @@ import { AppError, badRequest } from '@infer/errors';
 import { tenantOf } from '../http/auth.js';
 import { contentCoding, decodedBody, withinTimeLimit } from '../http/content-encoding.js';
 import { firstIssue } from '../http/first-issue.js';
-import { drained, gone } from '../http/drained.js';
+import { writePieces } from '../http/drained.js';
 import { jsonBody } from '../http/json-body.js';
 import type { BatchService } from '../batches/batch-service.js';
 import type { RawItem } from '../batches/ndjson-lines.js';
@@ -103,10 +103,7 @@ export function batchRoutes(service: BatchService, options: BatchRoutesOptions):
   router.get('/:id/results', async (req, res) => {
     const chunks = await service.results(tenantOf(req), req.params.id);
     res.status(200).type('application/x-ndjson');
-    for await (const buf of chunks) {
-      if (gone(res)) break;
-      if (!res.write(buf)) await drained(res);
-    }
+    await writePieces(res, chunks);
     res.end();
   });
 

@@ -10,7 +10,7 @@ import type { Tracing } from '@infer/tracing';
 import { startRequestSpan } from '../http/request-tracing.js';
 import { authenticate, tenantOf } from '../http/auth.js';
 import { firstIssue } from '../http/first-issue.js';
-import { drained, gone } from '../http/drained.js';
+import { writePieces } from '../http/drained.js';
 import { jsonBody, readJsonBody } from '../http/json-body.js';
 import { preferWaitMs } from '../http/prefer.js';
 import { cancelAfterMs } from '../http/cancel-after.js';
@@ -120,12 +120,7 @@ async function sendPieces(res: ServerResponse, status: number, pieces: Iterable<
     return;
   }
   try {
-    for (const piece of pieces) {
-      if (gone(res)) return;
-      if (res.write(piece)) await new Promise<void>((resolve) => setImmediate(resolve));
-      else await drained(res);
-    }
-    res.end();
+    if (await writePieces(res, pieces)) res.end();
   } catch (err) {
     res.destroy(err as Error);
   }

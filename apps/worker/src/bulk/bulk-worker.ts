@@ -14,7 +14,7 @@ import { MalformedChunkError, decodeChunk, failChunk, runChunk, type ChunkResult
 import { traceChunk, type ChunkEnd } from './chunk-tracing.js';
 import { ChunkRunMark } from './chunk-run-mark.js';
 import { LongRunWarning } from '../consumer/long-run-warning.js';
-import { outputLimits } from '../output-limits.js';
+import { outputLimits, type OutputLimits } from '../output-limits.js';
 
 /** What a BulkWorker yields to: the InteractiveWorker of the same model version. */
 export interface InteractiveGate {
@@ -91,6 +91,7 @@ export class BulkWorker {
   private readonly consumer: QueueConsumer<Held>;
   private readonly log: Logger;
   private readonly longRuns: LongRunWarning;
+  private readonly limits: OutputLimits;
   private readonly maxYieldMs: number;
   private readonly cancelCheckMs: number;
   /** Chunks fetched and not yet run, in order; at most one waits while another runs. */
@@ -109,6 +110,7 @@ export class BulkWorker {
     const { model } = options;
     this.queueName = bulkQueue(options.prefix, model.name, model.version).name;
     this.log = options.logger.child({ model: model.name, version: model.version, bulk: true });
+    this.limits = outputLimits(options);
     this.longRuns = new LongRunWarning(options.maxRunMs ?? DEFAULT_MAX_RUN_MS, this.log);
     this.metrics = options.metrics?.forVersion(model);
     this.maxYieldMs = options.maxYieldMs ?? 1000;
@@ -255,7 +257,7 @@ export class BulkWorker {
       const alone = stalls.own ? await this.alone(job, token, p, mark) : undefined;
       result = await runChunk(model, p, decodeChunk(model, p, packed), {
         beforeSlice: this.sliceGate(p.batch, mark),
-        limits: outputLimits(this.options),
+        limits: this.limits,
         ...(alone ?? {}),
         ...(mark ? { watch: mark.watch() } : {}),
       });
