@@ -153,25 +153,19 @@ describe(`clocks: a second gateway whose clock runs ${SKEW_MS} ms ahead`, functi
   it('shares the rate-limit window with this gateway: requests through both count in the same epoch second(s)', async () => {
     const redis = new Redis(TEST_REDIS_URL);
     try {
-      // Tenant b's key, which nothing else here uses: its counters are the keys that appear from now on.
+      // One tenant's key through this gateway, the other's through B: two buckets, each a gateway's, whose
+      // window keys are what appear from now on.
       const earlier = new Set(await redis.keys(`${p!.prefix}:ratelimit:*`));
-      const models = (url: string) => fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${OTHER_TENANT_KEY}` } }).then((r) => r.arrayBuffer());
-      // All at once, so that they land within a second or two even on a loaded machine: a window's counter
-      // lives 3 s, and one that expired before the look would hide its window.
-      await Promise.all(Array.from({ length: 10 }, () => [models(p!.baseUrl), models(bUrl)]).flat());
-      // Every count pushed (each gateway pushes within 50 ms): 20 requests (a push retried may count twice),
-      // in the windows they were named by. Each window's count as last seen is kept: on a loaded machine a
-      // window's key can expire before the last pushes land, and the sum must not lose what it held.
-      const seen = new Map<string, number>();
+      const models = (url: string, key: string) => fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${key}` } }).then((r) => r.arrayBuffer());
+      // A gateway pushes its counts within 50 ms, to the window they were counted in; counts a window that
+      // rolled over before its push never pushed (by design: the limiter has moved on). So a burst at the end
+      // of a second may leave no key: send bursts through both until each gateway's bucket has a window.
       const windows = await waitUntil(
         async () => {
+          await Promise.all(Array.from({ length: 5 }, () => [models(p!.baseUrl, TEST_KEY), models(bUrl, OTHER_TENANT_KEY)]).flat());
           const keys = (await redis.keys(`${p!.prefix}:ratelimit:*`)).filter((k) => !earlier.has(k));
-          const counts = keys.length ? await redis.mget(...keys) : [];
-          keys.forEach((k, i) => {
-            if (counts[i] !== null) seen.set(k, Math.max(seen.get(k) ?? 0, Number(counts[i])));
-          });
-          const total = [...seen.values()].reduce((a, b) => a + b, 0);
-          return total >= 20 ? [...seen.keys()].map((k) => Number(k.split(':').at(-1))) : undefined;
+          const buckets = new Set(keys.map((k) => k.split(':').at(-2)));
+          return buckets.size >= 2 ? keys.map((k) => Number(k.split(':').at(-1))) : undefined;
         },
         10_000,
         'both gateways to push their counts',
