@@ -3,9 +3,8 @@ import http from 'node:http';
 import type { Datatype, EnvelopeJob } from '@infer/contract';
 import { decodeRecord, encodeRecord, endedJobJson, PIECEWISE_OUTPUT_BYTES, renderEndedJob, renderEndedJobPieces, type RecordOutput } from '@infer/job-store';
 import { bytesJson, bytesJsonPieces } from '@infer/tensors';
-import { encodeModel, initializer, node } from '../scripts/lib/onnx-builder.js';
 import { submitBatch, waitForBatchEnd } from './helpers/batches.js';
-import { DT, tensorInfo } from './helpers/int-graphs.js';
+import { wideOutputModel } from './helpers/int-graphs.js';
 import { postJob } from './helpers/jobs.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
@@ -76,7 +75,7 @@ describe('ended jobs with large outputs are answered in pieces', function () {
   });
 
   describe('through the gateway (real Redis, real ONNX Runtime)', () => {
-    // y[N, K] = x[N, 1] + r[K], r a ramp of K values: 16 MB of FP32 a job, values that print long (~9 characters).
+    // wideOutputModel(K): 16 MB of FP32 a job, values that print long (~9 characters).
     const K = 4_000_000;
     /**
      * How long printing one such output whole takes here, now (bytesJson, the print an answer in one piece
@@ -92,16 +91,9 @@ describe('ended jobs with large outputs are answered in pieces', function () {
     let p: TestPlatform;
 
     before(async () => {
-      const ramp = Array.from({ length: K }, (_, i) => i / 7);
       repo = tempModelRepo({
         wide: {
-          onnx: encodeModel({
-            name: 'wide',
-            inputs: [tensorInfo('x', DT.FLOAT, ['N', 1])],
-            outputs: [tensorInfo('y', DT.FLOAT, ['N', K])],
-            nodes: [node('Add', ['x', 'r'], ['y'])],
-            initializers: [initializer('r', DT.FLOAT as never, [1, K], ramp)],
-          }),
+          onnx: wideOutputModel(K),
           config: { max_batch_size: 1, max_delay_ms: 1 },
         },
       });

@@ -236,5 +236,14 @@ function reportTargets(peer: readonly Level[], platform: readonly Level[], raw: 
   log('\n== foundation targets');
   log(table(['target', 'measured', 'target', 'verdict'], targets.map(([text, measured, want, ok]) => [text, measured, want, verdict(ok)])));
   if (idleLine) log(idleLine);
+  // For scale, not a target: the same ratio for the simplest server there is. A lone request costs it one
+  // wake-up where 64 share theirs, so even it pays several times more CPU a job at one client.
+  const peerCpu1 = cpuSum(peer1, ['peer']);
+  const peerCpu64 = cpuSum(peer64, ['peer']);
+  log(
+    `  for scale, not a target: the direct peer's own CPU ms/job at 1 client / at 64 (${peerCpu1.toFixed(3)} / ${peerCpu64.toFixed(3)}) is ${(peerCpu1 / peerCpu64).toFixed(2)}× ` +
+      `(event-loop wake-ups a lone job: ${describeWakeups(peer1)}; on the platform ${describeWakeups(plat1)}, and Redis's)`,
+  );
+  fig('ratio direct peer CPU per job, 1 client / 64 clients', peerCpu1 / peerCpu64, '×');
   for (const [, , want, ok, name, value, unit] of targets) fig(name, value, unit, { text: want.replace('×', ''), ok });
 }

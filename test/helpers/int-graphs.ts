@@ -38,3 +38,14 @@ export function scalarIntModel(): Uint8Array {
     initializers: [initializer('two', DT.INT64 as never, [], [2]), initializer('zero', DT.INT64 as never, [], [0])],
   });
 }
+
+/** y[N, k] = x[N, 1] + r[k], r the ramp i / 7: k FP32 values a job whatever its input, values that print long (~9 characters). */
+export function wideOutputModel(k: number): Uint8Array {
+  return encodeModel({
+    name: 'wide',
+    inputs: [tensorInfo('x', DT.FLOAT, ['N', 1])],
+    outputs: [tensorInfo('y', DT.FLOAT, ['N', k])],
+    nodes: [node('Add', ['x', 'r'], ['y'])],
+    initializers: [initializer('r', DT.FLOAT as never, [1, k], Array.from({ length: k }, (_, i) => i / 7))],
+  });
+}

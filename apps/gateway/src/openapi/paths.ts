@@ -366,7 +366,7 @@ const lifecyclePaths: JsonObject = {
 
 const jobResponse = (description: string, extraHeaders: JsonObject = {}): JsonObject => ({
   description,
-  headers: { 'Preference-Applied': header('PreferenceApplied'), ...extraHeaders },
+  headers: { 'Preference-Applied': header('PreferenceApplied'), 'Content-Encoding': header('ContentEncoding'), Vary: header('VaryAcceptEncoding'), ...extraHeaders },
   content: { 'application/json': { schema: ref('Job'), example: JOB_EXAMPLE } },
 });
 
@@ -419,7 +419,7 @@ export const paths: JsonObject = {
         '(413, 415, 400), the model (404), input, webhook, filter and metadata (422); then, except for an idempotent replay, ' +
         'whether a live worker serves the version (503 `unavailable`), and the limits as the job is enqueued (503 `queue_full`, ' +
         '429 `quota_exceeded`).',
-      parameters: [param('PreferWait'), param('IdempotencyKey'), param('CancelAfter')],
+      parameters: [param('PreferWait'), param('IdempotencyKey'), param('CancelAfter'), param('AcceptEncoding')],
       requestBody: {
         required: true,
         description: 'Read as JSON whatever the Content-Type (so `curl -d` works without `-H content-type`).',
@@ -464,8 +464,9 @@ export const paths: JsonObject = {
       description:
         'With `Prefer: wait=N` the response is held until the job ends or N seconds pass, then the job is returned as it is. ' +
         'A job with more than 1 MiB of output is answered chunked (no `Content-Length`), its JSON printed a piece at a time so as not to hold up the ' +
-        'gateway’s other requests; so is `POST /v1/jobs` with `Prefer: wait` for such a job. An answer cut off midway is not a Job: read it again.',
-      parameters: [param('JobId'), param('PreferWait')],
+        'gateway’s other requests; so is `POST /v1/jobs` with `Prefer: wait` for such a job. Such an answer is gzip-compressed when `Accept-Encoding` ' +
+        'takes gzip. An answer cut off midway is not a Job: read it again.',
+      parameters: [param('JobId'), param('PreferWait'), param('AcceptEncoding')],
       responses: { '200': jobResponse('The job.'), '400': badPath, '404': jobNotFound, '503': unavailable503, ...v1Errors },
     },
   },
@@ -582,11 +583,12 @@ export const paths: JsonObject = {
       operationId: 'getBatchResults',
       tags: ['batches'],
       summary: 'Download a batch’s results as NDJSON',
-      description: 'One line per item, in submission order. Streamed.',
-      parameters: [param('BatchId')],
+      description: 'One line per item, in submission order. Streamed; gzip-compressed when `Accept-Encoding` takes gzip.',
+      parameters: [param('BatchId'), param('AcceptEncoding')],
       responses: {
         '200': {
           description: 'One BatchResultLine a line.',
+          headers: { 'Content-Encoding': header('ContentEncoding'), Vary: header('VaryAcceptEncoding') },
           content: {
             'application/x-ndjson': {
               schema: { type: 'string', description: 'Newline-delimited JSON: each line one BatchResultLine.' },

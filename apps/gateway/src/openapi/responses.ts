@@ -88,6 +88,16 @@ export const sharedHeaders: JsonObject = {
     description: '`no-store`: the answer holds a secret.',
     schema: { type: 'string', const: 'no-store' },
   },
+  ContentEncoding: {
+    description:
+      '`gzip` on a streamed answer (a job with more than 1 MiB of output, a batch’s results file) when the request’s `Accept-Encoding` takes ' +
+      'gzip; absent otherwise. Every other answer is sent uncompressed, whatever the request accepts.',
+    schema: { type: 'string', const: 'gzip' },
+  },
+  VaryAcceptEncoding: {
+    description: '`Accept-Encoding`, on a streamed answer (compressed or not): its bytes depend on that header.',
+    schema: { type: 'string', examples: ['Accept-Encoding'] },
+  },
   PreferenceApplied: {
     description:
       'Present when the request sent `Prefer: wait`: `wait=N`, the seconds actually waited for at most (RFC 7240), after capping N at MAX_WAIT_SECONDS.',
@@ -96,6 +106,16 @@ export const sharedHeaders: JsonObject = {
 };
 
 export const sharedParameters: JsonObject = {
+  AcceptEncoding: {
+    name: 'Accept-Encoding',
+    in: 'header',
+    required: false,
+    description:
+      'RFC 9110 §12.5.3. A streamed answer (a job with more than 1 MiB of output, a batch’s results file) is gzip-compressed when this takes ' +
+      'gzip (`gzip`, `x-gzip` or `*` weighted above 0, and not below an `identity` it lists); fetch sends `gzip, deflate` and undoes it. ' +
+      'Chosen here where the contract is silent, as Triton’s HTTP endpoint does; at gzip’s fastest level.',
+    schema: { type: 'string', examples: ['gzip', 'gzip, deflate', 'identity'] },
+  },
   PreferWait: {
     name: 'Prefer',
     in: 'header',

@@ -5,7 +5,7 @@ import { AppError, badRequest } from '@infer/errors';
 import { tenantOf } from '../http/auth.js';
 import { contentCoding, decodedBody, withinTimeLimit } from '../http/content-encoding.js';
 import { firstIssue } from '../http/first-issue.js';
-import { writePieces } from '../http/drained.js';
+import { answerCoding, codingHeaders, sendPieces } from '../http/drained.js';
 import { jsonBody } from '../http/json-body.js';
 import type { BatchService } from '../batches/batch-service.js';
 import type { RawItem } from '../batches/ndjson-lines.js';
@@ -99,12 +99,13 @@ export function batchRoutes(service: BatchService, options: BatchRoutesOptions):
     res.json(await service.get(tenantOf(req), req.params.id));
   });
 
-  // Streamed about a MiB of lines at a time, each piece written only when the client has taken the one before.
+  // Streamed about a MiB of lines at a time, each piece written only when the client has taken the one before;
+  // gzip-compressed when the request's Accept-Encoding takes it.
   router.get('/:id/results', async (req, res) => {
     const chunks = await service.results(tenantOf(req), req.params.id);
-    res.status(200).type('application/x-ndjson');
-    await writePieces(res, chunks);
-    res.end();
+    const coding = answerCoding(req.headers['accept-encoding']);
+    res.status(200).type('application/x-ndjson').set(codingHeaders(coding));
+    await sendPieces(res, chunks, coding);
   });
 
   router.post('/:id/cancel', async (req, res) => {

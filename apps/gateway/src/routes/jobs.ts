@@ -10,7 +10,7 @@ import type { Tracing } from '@infer/tracing';
 import { startRequestSpan } from '../http/request-tracing.js';
 import { authenticate, tenantOf } from '../http/auth.js';
 import { firstIssue } from '../http/first-issue.js';
-import { writePieces } from '../http/drained.js';
+import { answerCoding, codingHeaders, sendPieces } from '../http/drained.js';
 import { jsonBody, readJsonBody } from '../http/json-body.js';
 import { preferWaitMs } from '../http/prefer.js';
 import { cancelAfterMs } from '../http/cancel-after.js';
@@ -100,27 +100,29 @@ function idempotencyKeyOf(req: IncomingMessage): string | undefined {
 
 /** Send a Job's JSON text as it is: it was printed once, from the stored record. */
 function sendJob(res: ServerResponse, status: number, job: RenderedJob, headers: Record<string, string> = {}): Promise<void> | void {
-  if (typeof job.json !== 'string') return sendPieces(res, status, job.json.pieces, headers);
+  if (typeof job.json !== 'string') return sendJobPieces(res, status, job.json.pieces, headers);
   res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(job.json) });
   res.end(job.json);
 }
 
 /**
- * A Job with large outputs, chunked: each piece printed as it is taken and
- * written, then the event loop's other work before the next (or the
- * socket's drain, when its buffer is full), so that printing tens of MB of
- * output never holds every other request up for seconds. A piece that
- * throws once the status is sent ends the connection: the client sees a
- * broken answer, never a short one that parses.
+ * A Job with large outputs, chunked (and gzip-compressed when the client
+ * takes it): each piece printed as it is taken and written, then the event
+ * loop's other work before the next (or the socket's drain, when its
+ * buffer is full), so that printing tens of MB of output never holds every
+ * other request up for seconds. A piece that throws once the status is
+ * sent ends the connection: the client sees a broken answer, never a short
+ * one that parses.
  */
-async function sendPieces(res: ServerResponse, status: number, pieces: Iterable<string>, headers: Record<string, string>): Promise<void> {
-  res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8' });
+async function sendJobPieces(res: ServerResponse, status: number, pieces: Iterable<string>, headers: Record<string, string>): Promise<void> {
+  const coding = answerCoding(res.req.headers['accept-encoding']);
+  res.writeHead(status, { ...headers, ...codingHeaders(coding), 'content-type': 'application/json; charset=utf-8' });
   if (res.req.method === 'HEAD') {
     res.end();
     return;
   }
   try {
-    if (await writePieces(res, pieces)) res.end();
+    await sendPieces(res, pieces, coding);
   } catch (err) {
     res.destroy(err as Error);
   }
