@@ -24,7 +24,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis as IORedis, type Redis } from 'ioredis';
 import { ModelRepository, runModel } from '@infer/models';
-import { ownCpuMs, processCpuMs, sampleRedis } from '../lib/cpu.js';
+import { describeRedisPerJob, ownCpuMs, processCpuMs, redisDelta, sampleRedis } from '../lib/cpu.js';
 import { ROOT, benchApi as api, startBenchPlatform, startRedis, until, type BenchPlatform as Platform, type Figure } from '../lib/platform.js';
 
 
@@ -91,13 +91,6 @@ function memoryOf(pid: number): { rss: number; hwm: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
   return { rss: kb('VmRSS') * 1024, hwm: kb('VmHWM') * 1024 };
-}
-
-async function commandCount(redis: Redis): Promise<number> {
-  const info = await redis.info('commandstats');
-  let total = 0;
-  for (const m of info.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)) total += Number(m[1]);
-  return total;
 }
 
 const median = (xs: number[]) => {
@@ -240,14 +233,16 @@ export async function runBatchesBench(options: BatchesBenchOptions = {}): Promis
       const warm = await upload(base, rows / 5, prebuiltBody(rows / 5, line));
       await waitEnded(base, warm.id);
       const body = prebuiltBody(rows, line);
-      const before = await commandCount(admin);
-      const cpu0 = { gateway: processCpuMs(platform.gateway.pid!), worker: processCpuMs(platform.worker.pid!), redis: (await sampleRedis(admin)).cpuMs, client: ownCpuMs() };
+      const redis0 = await sampleRedis(admin);
+      const cpu0 = { gateway: processCpuMs(platform.gateway.pid!), worker: processCpuMs(platform.worker.pid!), redis: redis0.cpuMs, client: ownCpuMs() };
       const t0 = performance.now();
       const batch = await upload(base, rows, body);
       const ended = await waitEnded(base, batch.id);
       const seconds = (performance.now() - t0) / 1000;
-      const cpu1 = { gateway: processCpuMs(platform.gateway.pid!), worker: processCpuMs(platform.worker.pid!), redis: (await sampleRedis(admin)).cpuMs, client: ownCpuMs() };
-      const commands = (await commandCount(admin)) - before;
+      const redis1 = await sampleRedis(admin);
+      const cpu1 = { gateway: processCpuMs(platform.gateway.pid!), worker: processCpuMs(platform.worker.pid!), redis: redis1.cpuMs, client: ownCpuMs() };
+      const redis = redisDelta(redis0, redis1);
+      const commands = redis.calls;
       // Where the cycles went: on a machine with few cores the rate is bounded by CPU per row, all processes together.
       const perRow = (k: keyof typeof cpu0) => ((cpu1[k] - cpu0[k]) * 1000) / rows;
       const parts = (['gateway', 'worker', 'redis', 'client'] as const).map((k) => `${k} ${perRow(k).toFixed(2)}`);
@@ -258,6 +253,7 @@ export async function runBatchesBench(options: BatchesBenchOptions = {}): Promis
       const target = form === 'nested' ? 0.6 * Math.min(parse, ort) : 0.5 * ort;
       add({ name: `end-to-end rows/s, ${form} lines`, value: rate, unit: 'rows/s', target: `≥ ${Math.round(target)}`, ok: rate >= target });
       add({ name: `Redis commands per row, ${form} batch`, value: commands / rows, unit: 'cmd/row', target: '≤ 0.05', ok: commands / rows <= 0.05 });
+      log(`    ${form}: Redis commands per 1,000 rows (INFO commandstats, scripts' own included, the polls of the batch's state too): ${describeRedisPerJob(redis, rows / 1000, 8)}`);
       // Results are stored as raw outputs and printed as NDJSON while they download: time that too, as it is
       // (the figure earlier runs printed) and gzip-compressed (what fetch asks for; both ends on this machine).
       for (const coding of ['identity', 'gzip'] as const) {
