@@ -2,6 +2,8 @@ import { expect } from 'chai';
 import http from 'node:http';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import { Redis } from 'ioredis';
+import { keys } from '@infer/contract';
 import { PIECEWISE_OUTPUT_BYTES } from '@infer/job-store';
 import { answerCoding } from '../apps/gateway/src/http/drained.js';
 import { submitBatch, waitForBatchEnd } from './helpers/batches.js';
@@ -45,6 +47,8 @@ describe('streamed answers are gzip-compressed when the client accepts it', func
       ['gzip;q=2', 'identity'], // not a qvalue: the entry is ignored
       ['gzip;q=abc', 'identity'],
       ['gzip;level=1', 'gzip'], // a parameter that is not q
+      ['gzip;q=0.5, *;q=1', 'identity'], // * weighs identity too when the header does not name it
+      ['gzip;q=0.5, *;q=0.5', 'gzip'],
       [['deflate', 'gzip'], 'gzip'], // the header sent twice
     ];
     for (const [header, want] of cases) expect(answerCoding(header), JSON.stringify(header)).to.equal(want);
@@ -121,6 +125,26 @@ describe('streamed answers are gzip-compressed when the client accepts it', func
       // fetch (the SDK's, the CLI's) asks for gzip and undoes it: the same text.
       const fetched = await p.api(url);
       expect([fetched.headers.get('content-encoding'), await fetched.text()]).to.deep.equal(['gzip', text]);
+      // HEAD: the headers a GET would have, nothing else.
+      const head = await raw('HEAD', url, 'gzip');
+      expect([head.status, head.headers['content-encoding'], head.headers['content-type'], head.body.length]).to.deep.equal([200, 'gzip', 'application/x-ndjson', 0]);
+    });
+
+    it('a results download that fails before its first byte is a problem sent as it is, with no Content-Encoding', async () => {
+      const batch = await submitBatch(p, { json: { model: 'mlp', items: [{ input: { features: new Array(64).fill(0.5) } }] } });
+      await waitForBatchEnd(p, batch.id, 60_000);
+      // The stored results go (as if by hand) while the record stays: reading the first chunk fails.
+      const redis = new Redis(p.config.redisUrl);
+      try {
+        await redis.del(keys(p.prefix).batchResults(batch.id));
+        const res = await raw('GET', `/v1/batches/${batch.id}/results`, 'gzip');
+        expect(res.status).to.be.at.least(400);
+        expect(res.headers['content-encoding']).to.equal(undefined);
+        expect(res.headers['content-type']).to.match(/^application\/problem\+json/);
+        expect(JSON.parse(res.body.toString('utf8'))).to.have.property('status', res.status);
+      } finally {
+        redis.disconnect();
+      }
     });
 
     it('a job whose answer is streamed: gzip when accepted (GET, Prefer: wait, HEAD); a usual answer never', async () => {

@@ -46,8 +46,9 @@ const GZIP_LEVEL = zlib.constants.Z_BEST_SPEED;
 /**
  * The coding a streamed answer is sent in, from the request's
  * Accept-Encoding (RFC 9110 §12.5.3): gzip when it is acceptable (`gzip`,
- * `x-gzip` or `*` with a weight above 0) and not weighted below an
- * `identity` the client lists itself; otherwise the bytes as they are.
+ * `x-gzip` or `*` with a weight above 0) and not weighted below identity
+ * (an `identity` entry, else `*`'s weight); otherwise the bytes as they
+ * are.
  * Codings the gateway does not compress with (`br`, `deflate`) are not
  * chosen; an answer nothing in the header accepts is sent as it is, as
  * most servers do, rather than refused with 406.
@@ -68,7 +69,9 @@ export function answerCoding(header: string | readonly string[] | undefined): An
     else if (coding === '*') any = q;
   }
   const gzipQ = gzip ?? any ?? 0;
-  return gzipQ > 0 && (identity === undefined || gzipQ >= identity) ? 'gzip' : 'identity';
+  // `*` weighs identity too when the header does not name it.
+  const identityQ = identity ?? any;
+  return gzipQ > 0 && (identityQ === undefined || gzipQ >= identityQ) ? 'gzip' : 'identity';
 }
 
 /** An entry's `q` (1 when it has none), or undefined when it is not a qvalue (RFC 9110 §12.4.2). */

@@ -142,6 +142,8 @@ export function problemMiddleware(logger: Logger, maxBodyBytes: number, onAnswer
     // A challenge a guard set already (the dashboard's Basic one) stays.
     const headers = res.getHeader('www-authenticate') ? { ...answer.headers, 'www-authenticate': String(res.getHeader('www-authenticate')) } : answer.headers;
     if (mustClose(req, answer.status)) res.setHeader('connection', 'close');
+    // A streamed answer that failed before its first byte had its coding set (sendPieces): a problem is sent as it is.
+    res.removeHeader('content-encoding');
     res.status(answer.status).set(headers).send(answer.body);
   };
 }

@@ -112,7 +112,7 @@ export const sharedParameters: JsonObject = {
     required: false,
     description:
       'RFC 9110 §12.5.3. A streamed answer (a job with more than 1 MiB of output, a batch’s results file) is gzip-compressed when this takes ' +
-      'gzip (`gzip`, `x-gzip` or `*` weighted above 0, and not below an `identity` it lists); fetch sends `gzip, deflate` and undoes it. ' +
+      'gzip (`gzip`, `x-gzip` or `*` weighted above 0, and not below identity: an `identity` entry, else `*`); fetch sends `gzip, deflate` and undoes it. ' +
       'Chosen here where the contract is silent, as Triton’s HTTP endpoint does; at gzip’s fastest level.',
     schema: { type: 'string', examples: ['gzip', 'gzip, deflate', 'identity'] },
   },

@@ -105,6 +105,12 @@ export function batchRoutes(service: BatchService, options: BatchRoutesOptions):
     const chunks = await service.results(tenantOf(req), req.params.id);
     const coding = answerCoding(req.headers['accept-encoding']);
     res.status(200).type('application/x-ndjson').set(codingHeaders(coding));
+    // HEAD: the headers alone. Express runs this route for it, and Node drops what a HEAD answer writes
+    // without ever pushing back: the whole file would be read from Redis (and compressed) for nothing.
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     await sendPieces(res, chunks, coding);
   });
 
