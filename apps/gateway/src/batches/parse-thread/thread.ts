@@ -1,3 +1,5 @@
+import { readlinkSync } from 'node:fs';
+import os from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { ChunkBuilder, type BuiltChunk } from '../chunk-builder.js';
 import { LineSplitter, type RawItem } from '../ndjson-lines.js';
@@ -9,6 +11,26 @@ import type { FromThread, ToThread } from './protocol.js';
  * line), off the event loop that serves HTTP.
  */
 const port = parentPort!;
+
+/**
+ * This thread's scheduling priority, below the event loops': an upload is
+ * background work, and on a busy machine the kernel should run a waiting
+ * interactive request's turn (this gateway's event loop, Redis, the
+ * worker) before the next piece of parsing, not share the cores evenly
+ * with it. When nothing else wants a core, the thread runs as fast as
+ * before. Linux names a thread by its id in setpriority; elsewhere, or
+ * where it is refused, the thread keeps the process's priority.
+ */
+function lowerOwnPriority(): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0 && tid !== process.pid) os.setPriority(tid, os.constants.priority.PRIORITY_BELOW_NORMAL);
+  } catch {
+    /* not Linux, or not allowed: the process's priority */
+  }
+}
+lowerOwnPriority();
+
 const sessions = new Map<number, { splitter: LineSplitter; builder: ChunkBuilder }>();
 
 function send(message: FromThread, transfer: ArrayBuffer[] = []): void {
