@@ -13,18 +13,25 @@ import type { FromThread, ToThread } from './protocol.js';
 const port = parentPort!;
 
 /**
- * This thread's scheduling priority, below the event loops': an upload is
+ * This thread's scheduling priority, below the event loop's: an upload is
  * background work, and on a busy machine the kernel should run a waiting
- * interactive request's turn (this gateway's event loop, Redis, the
- * worker) before the next piece of parsing, not share the cores evenly
- * with it. When nothing else wants a core, the thread runs as fast as
- * before. Linux names a thread by its id in setpriority; elsewhere, or
- * where it is refused, the thread keeps the process's priority.
+ * interactive request's turn before the next piece of parsing, not share
+ * the cores evenly with it. Nice values order the threads of one CPU
+ * cgroup: the gateway's own always, and Redis and the worker where they
+ * share it (processes of one session or service; not separate containers).
+ * When nothing else wants a core, the thread runs as fast as before. The
+ * value is nice 10, or the process's own where that is lower already (a
+ * gateway started under `nice 15`): never above the event loop. Linux
+ * names a thread by its id in setpriority, read from /proc/thread-self
+ * (only when that /proc is this process's: `<pid>/task/<tid>`); elsewhere,
+ * or where it is refused, the thread keeps the process's priority.
  */
 function lowerOwnPriority(): void {
   try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isInteger(tid) && tid > 0 && tid !== process.pid) os.setPriority(tid, os.constants.priority.PRIORITY_BELOW_NORMAL);
+    const [pid, task, id] = readlinkSync('/proc/thread-self').split('/');
+    const tid = Number(id);
+    if (pid !== String(process.pid) || task !== 'task' || !Number.isInteger(tid) || tid <= 0 || tid === process.pid) return;
+    os.setPriority(tid, Math.max(os.getPriority(tid), os.constants.priority.PRIORITY_BELOW_NORMAL));
   } catch {
     /* not Linux, or not allowed: the process's priority */
   }
