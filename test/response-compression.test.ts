@@ -1,16 +1,18 @@
 import { expect } from 'chai';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { Redis } from 'ioredis';
 import { keys } from '@infer/contract';
 import { PIECEWISE_OUTPUT_BYTES } from '@infer/job-store';
-import { answerCoding } from '../apps/gateway/src/http/drained.js';
+import { answerCoding, codingHeaders, sendPieces } from '../apps/gateway/src/http/drained.js';
 import { submitBatch, waitForBatchEnd } from './helpers/batches.js';
 import { wideOutputModel } from './helpers/int-graphs.js';
 import { postJob } from './helpers/jobs.js';
 import { tempModelRepo, type TempModelRepo } from './helpers/model-repo.js';
 import { SHIPPED_MODELS, startPlatform, TEST_KEY, type TestPlatform } from './helpers/platform.js';
+import { waitUntil } from './helpers/wait.js';
 
 /**
  * Streamed answers (a batch's results file, a job whose outputs are past
@@ -52,6 +54,46 @@ describe('streamed answers are gzip-compressed when the client accepts it', func
       [['deflate', 'gzip'], 'gzip'], // the header sent twice
     ];
     for (const [header, want] of cases) expect(answerCoding(header), JSON.stringify(header)).to.equal(want);
+  });
+
+  it('sendPieces stops, and closes its pieces, when the client goes mid-answer (as it is and gzip, a slow reader too)', async () => {
+    for (const coding of ['identity', 'gzip'] as const) {
+      let closed = false;
+      let settled: Promise<boolean> | undefined;
+      // Pieces without end: only the client's going can stop the answer.
+      async function* endless(): AsyncGenerator<string> {
+        try {
+          for (let i = 0; ; i++) yield `${'x'.repeat(64 * 1024)}${i}\n`;
+        } finally {
+          closed = true;
+        }
+      }
+      const server = http.createServer((_req, res) => {
+        res.writeHead(200, codingHeaders(coding));
+        settled = sendPieces(res, endless(), coding);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const { port } = server.address() as AddressInfo;
+        await new Promise<void>((resolve, reject) => {
+          const req = http.get({ host: '127.0.0.1', port, path: '/' }, (res) => {
+            // A slow reader: the socket's buffer fills and the writer waits on its drain; then the client goes.
+            res.pause();
+            setTimeout(() => {
+              req.destroy();
+              resolve();
+            }, 200);
+          });
+          req.on('error', (err) => ((err as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve() : reject(err)));
+        });
+        await waitUntil(() => settled !== undefined, 5000, 'the answer to start');
+        expect(await settled, coding).to.equal(false);
+        expect(closed, `${coding}: the pieces' generator was closed`).to.equal(true);
+      } finally {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    }
   });
 
   describe('through the gateway (real Redis, real ONNX Runtime)', () => {
