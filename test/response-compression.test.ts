@@ -6,7 +6,7 @@ import zlib from 'node:zlib';
 import { Redis } from 'ioredis';
 import { keys } from '@infer/contract';
 import { PIECEWISE_OUTPUT_BYTES } from '@infer/job-store';
-import { answerCoding, codingHeaders, sendPieces } from '../apps/gateway/src/http/drained.js';
+import { answerCoding, codingHeaders, sendPieces } from '../apps/gateway/src/http/streamed-answer.js';
 import { submitBatch, waitForBatchEnd } from './helpers/batches.js';
 import { wideOutputModel } from './helpers/int-graphs.js';
 import { postJob } from './helpers/jobs.js';
@@ -60,6 +60,7 @@ describe('streamed answers are gzip-compressed when the client accepts it', func
     for (const coding of ['identity', 'gzip'] as const) {
       let closed = false;
       let settled: Promise<boolean> | undefined;
+      let answer: http.ServerResponse | undefined;
       // Pieces without end: only the client's going can stop the answer.
       async function* endless(): AsyncGenerator<string> {
         try {
@@ -69,6 +70,7 @@ describe('streamed answers are gzip-compressed when the client accepts it', func
         }
       }
       const server = http.createServer((_req, res) => {
+        answer = res;
         res.writeHead(200, codingHeaders(coding));
         settled = sendPieces(res, endless(), coding);
       });
@@ -79,10 +81,10 @@ describe('streamed answers are gzip-compressed when the client accepts it', func
           const req = http.get({ host: '127.0.0.1', port, path: '/' }, (res) => {
             // A slow reader: the socket's buffer fills and the writer waits on its drain; then the client goes.
             res.pause();
-            setTimeout(() => {
+            waitUntil(() => answer?.writableNeedDrain, 5000, 'the answer to wait on the socket').then(() => {
               req.destroy();
               resolve();
-            }, 200);
+            }, reject);
           });
           req.on('error', (err) => ((err as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve() : reject(err)));
         });

@@ -5,7 +5,7 @@ import { AppError, badRequest } from '@infer/errors';
 import { tenantOf } from '../http/auth.js';
 import { contentCoding, decodedBody, withinTimeLimit } from '../http/content-encoding.js';
 import { firstIssue } from '../http/first-issue.js';
-import { answerCoding, codingHeaders, sendPieces } from '../http/drained.js';
+import { answerCoding, codingHeaders, sendPieces } from '../http/streamed-answer.js';
 import { jsonBody } from '../http/json-body.js';
 import type { BatchService } from '../batches/batch-service.js';
 import type { RawItem } from '../batches/ndjson-lines.js';
@@ -105,13 +105,7 @@ export function batchRoutes(service: BatchService, options: BatchRoutesOptions):
     const chunks = await service.results(tenantOf(req), req.params.id);
     const coding = answerCoding(req.headers['accept-encoding']);
     res.status(200).type('application/x-ndjson').set(codingHeaders(coding));
-    // HEAD: the headers alone. Express runs this route for it, and Node drops what a HEAD answer writes
-    // without ever pushing back: the whole file would be read from Redis (and compressed) for nothing.
-    if (req.method === 'HEAD') {
-      res.end();
-      return;
-    }
-    await sendPieces(res, chunks, coding);
+    await sendPieces(res, chunks, coding); // a HEAD (Express runs this route for it) gets the headers alone
   });
 
   router.post('/:id/cancel', async (req, res) => {

@@ -10,7 +10,7 @@ import type { Tracing } from '@infer/tracing';
 import { startRequestSpan } from '../http/request-tracing.js';
 import { authenticate, tenantOf } from '../http/auth.js';
 import { firstIssue } from '../http/first-issue.js';
-import { answerCoding, codingHeaders, sendPieces } from '../http/drained.js';
+import { answerCoding, codingHeaders, sendPieces } from '../http/streamed-answer.js';
 import { jsonBody, readJsonBody } from '../http/json-body.js';
 import { preferWaitMs } from '../http/prefer.js';
 import { cancelAfterMs } from '../http/cancel-after.js';
@@ -117,10 +117,6 @@ function sendJob(res: ServerResponse, status: number, job: RenderedJob, headers:
 async function sendJobPieces(res: ServerResponse, status: number, pieces: Iterable<string>, headers: Record<string, string>): Promise<void> {
   const coding = answerCoding(res.req.headers['accept-encoding']);
   res.writeHead(status, { ...headers, ...codingHeaders(coding), 'content-type': 'application/json; charset=utf-8' });
-  if (res.req.method === 'HEAD') {
-    res.end();
-    return;
-  }
   try {
     await sendPieces(res, pieces, coding);
   } catch (err) {

@@ -161,22 +161,15 @@ export class BulkWorker {
    * running the next one.
    */
   private sink(): ConsumerSink<Held> {
-    // Whether the last look found the queue empty: then the next one blocks on the marker (set when a
-    // chunk is added) instead of asking again at once. Without it, the look ahead while a chunk ran asked
-    // BullMQ for the next chunk in a loop, a moveToActive a round trip, for as long as the run lasted.
-    let empty = true;
     return {
       room: () => (this.waiting.length + (this.running ? 1 : 0) < 2 ? 1 : 0),
       whenRoom: () => new Promise((resolve) => this.roomWaiters.push(resolve)),
-      idle: () => empty || (this.waiting.length === 0 && !this.running),
-      accept: (items, _token, drained) => {
-        empty = drained;
+      idle: () => this.waiting.length === 0 && !this.running,
+      accept: (items) => {
         this.waiting.push(...items);
         this.runNext();
       },
-      drained: () => {
-        empty = true;
-      },
+      drained: () => undefined,
       settled: async () => {
         while (this.running) await this.running;
         for (const held of this.waiting.splice(0)) await this.handBack(held);

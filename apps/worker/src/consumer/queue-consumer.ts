@@ -24,7 +24,11 @@ export interface ConsumerSink<T> {
   /** Units of work it can take now; 0 makes the consumer wait for `whenRoom`. */
   room(): number;
   whenRoom(): Promise<void>;
-  /** True when the next fetch should block until work arrives: nothing is collecting, or the queue was found empty. */
+  /**
+   * True when nothing is collecting, so the next fetch may block until work
+   * arrives. (The consumer blocks after a look that found the queue empty
+   * too, whatever this says.)
+   */
   idle(): boolean;
   /** Fetched items, locked with `token` until the sink calls `consumer.release`. */
   accept(items: T[], token: string, drained: boolean): void;
@@ -57,8 +61,10 @@ export interface QueueConsumerOptions<T> {
  * time; micro-batching and fair bulk work need to take work by hand, so this
  * runs the loop BullMQ would, and keeps the rest of BullMQ's contract:
  *
- * - fetch while the sink has room: blocking when it is idle (no busy loop),
- *   non-blocking while a batch collects, backing off on Redis errors;
+ * - fetch while the sink has room: blocking when it is idle or the last
+ *   look found the queue empty (the next enqueue's marker ends the wait: no
+ *   busy loop while a run holds the sink's room), non-blocking while a
+ *   batch collects, backing off on Redis errors;
  * - hold each fetched job's lock and renew it (LockKeeper, from a thread of
  *   its own, through model runs) until the sink releases it: a worker that
  *   dies, or hangs past `maxRunMs`, loses its jobs' locks after `lockMs`;
@@ -151,6 +157,9 @@ export class QueueConsumer<T> {
 
   private async fetchLoop(): Promise<void> {
     let failures = 0;
+    // Whether the last look found the queue empty: then the next one blocks on the queue's marker instead of
+    // asking again at once (a bulk worker looking ahead while its chunk ran once asked in a loop for the run's length).
+    let empty = true;
     while (!this.stopping) {
       if (this.sink.room() <= 0) await this.sink.whenRoom();
       if (this.stopping) break;
@@ -158,11 +167,12 @@ export class QueueConsumer<T> {
       let fetched: { items: T[]; drained: boolean };
       this.locks.taking(token);
       try {
-        fetched = await this.source.fetch(token, Math.max(1, this.sink.room()), this.sink.idle());
+        fetched = await this.source.fetch(token, Math.max(1, this.sink.room()), empty || this.sink.idle());
         failures = 0;
       } catch (err) {
         this.locks.taken(token);
         if (this.stopping) break;
+        empty = true;
         this.sink.drained();
         // Redis is away or failing: look again soon, then less and less often.
         const pause = Math.min(5000, 100 * 2 ** failures++);
@@ -170,6 +180,7 @@ export class QueueConsumer<T> {
         await new Promise((r) => setTimeout(r, pause));
         continue;
       }
+      empty = fetched.drained;
       for (const item of fetched.items) this.locks.hold(this.source.jobId(item), token);
       this.locks.taken(token);
       if (fetched.items.length > 0) this.sink.accept(fetched.items, token, fetched.drained);

@@ -332,22 +332,15 @@ export class InteractiveWorker {
   }
 
   private sink(): ConsumerSink<Taken> {
-    // Whether the last look found the queue empty: then the next one blocks on the marker
-    // (set by the next enqueue) instead of asking again while the run slots are busy.
-    let empty = true;
     return {
       room: () => this.batcher.room,
       whenRoom: () => this.batcher.whenRoom(),
-      idle: () => empty || this.batcher.size === 0,
+      idle: () => this.batcher.size === 0,
       accept: (items, _token, drained) => {
-        empty = drained;
         for (const item of items) this.accept(item);
         if (drained) this.batcher.drained();
       },
-      drained: () => {
-        empty = true;
-        this.batcher.drained();
-      },
+      drained: () => this.batcher.drained(),
       settled: async () => {
         await this.batcher.close();
         while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);

@@ -2,6 +2,11 @@ import type { ServerResponse } from 'node:http';
 import type { Writable } from 'node:stream';
 import zlib from 'node:zlib';
 
+/*
+ * Streamed answers (a batch's results file, a job with large outputs): pieces
+ * written as the socket takes them, gzip-compressed when the client takes it.
+ */
+
 /**
  * Resolves when `sink` (the response, or the compressor writing into it)
  * can take more writes, or the response is gone: what a streamed answer
@@ -9,7 +14,7 @@ import zlib from 'node:zlib';
  * close counts too: a pipelined response still queued behind an earlier
  * one gets no 'close' of its own when the client goes (see `gone`).
  */
-export function drained(res: ServerResponse, sink: Writable = res): Promise<void> {
+function drained(res: ServerResponse, sink: Writable): Promise<void> {
   const socket = res.req.socket;
   return new Promise((resolve) => {
     const done = () => {
@@ -25,7 +30,7 @@ export function drained(res: ServerResponse, sink: Writable = res): Promise<void
 }
 
 /** Whether a streamed answer has no one left to take it: the response or its connection is gone. */
-export const gone = (res: ServerResponse): boolean => res.destroyed || res.req.socket.destroyed;
+const gone = (res: ServerResponse): boolean => res.destroyed || res.req.socket.destroyed;
 
 /**
  * How a streamed answer (a batch's results file, a job with large outputs)
@@ -97,10 +102,17 @@ export const codingHeaders = (coding: AnswerCoding): Record<string, string> =>
  * runs first (a piece is printed as it is taken, and printing is what
  * would hold other requests up); after one it did not, its drain.
  * Compression runs on libuv's thread pool, off the event loop. Stops when
- * no one is left to take the answer. True when every piece was written;
+ * no one is left to take the answer; a HEAD is ended at once, no piece
+ * taken. True when every piece was written;
  * what a piece throws is the caller's (the compressor is dropped first).
  */
 export async function sendPieces(res: ServerResponse, pieces: Iterable<string | Buffer> | AsyncIterable<string | Buffer>, coding: AnswerCoding): Promise<boolean> {
+  // HEAD: the headers alone. Node drops what a HEAD answer writes without ever pushing back, so every piece
+  // would be printed (a results file read from Redis, compressed) for nothing.
+  if (res.req.method === 'HEAD') {
+    res.end();
+    return true;
+  }
   if (coding === 'identity') {
     if (!(await writeEach(res, res, pieces))) return false;
     res.end();
